@@ -1,0 +1,3 @@
+from gridrun.cli.main import main
+
+main()

@@ -1,0 +1,154 @@
+"""How the CLI shows things: Rich tables and panels, exit statuses, addresses."""
+
+from __future__ import annotations
+
+import shlex
+from datetime import datetime
+
+from rich.table import Table
+
+from gridrun.client import TaskDict, WorkerDict
+
+STATE_STYLE = {
+    "queued": "cyan",
+    "assigned": "blue",
+    "running": "bold blue",
+    "succeeded": "green",
+    "failed": "red",
+    "timed_out": "magenta",
+    "cancelled": "yellow",
+    "lost": "bold red",
+    "delivered": "dim green",
+    "online": "green",
+    "offline": "dim",
+}
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """'host:port' or '[v6]:port' -> (host, port); raise ValueError with a readable message."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise ValueError(f"{address!r} is not host:port")
+    return host.strip("[]"), int(port)
+
+
+def exit_status(task: TaskDict) -> int:
+    """The CLI's exit status for a finished task, following ssh and timeout(1) conventions."""
+    if task["exit_code"] is not None:
+        return task["exit_code"]
+    if task["signal"]:
+        return 128 + task["signal"]
+    return {
+        "succeeded": 0,
+        "timed_out": 124,
+        "cancelled": 130,
+        "lost": 255,
+        "delivered": 0,
+        "failed": 127,  # it could not be started
+    }.get(task["state"], 1)
+
+
+def outcome(task: TaskDict) -> str:
+    parts = [task["state"]]
+    if task["exit_code"] is not None:
+        parts.append(f"exit {task['exit_code']}")
+    if task["signal"]:
+        parts.append(f"signal {task['signal']}")
+    if task["error"]:
+        parts.append(f"({task['error']})")
+    return " ".join(parts)
+
+
+def _styled(state: str) -> str:
+    return f"[{STATE_STYLE.get(state, '')}]{state}[/]"
+
+
+def _time(value: str | None) -> str:
+    if not value:
+        return "-"
+    return datetime.fromisoformat(value).astimezone().strftime("%H:%M:%S")
+
+
+def _duration(start: str | None, end: str | None) -> str:
+    if not start or not end:
+        return "-"
+    seconds = (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+    return f"{seconds:.2f}s" if seconds < 60 else f"{seconds / 60:.1f}m"
+
+
+def command_of(task: TaskDict) -> str:
+    return task["cmd"] if task["cmd"] is not None else shlex.join(task["argv"])
+
+
+def task_table(tasks: list[TaskDict]) -> Table:
+    table = Table(box=None, header_style="bold")
+    for column in ("ID", "STATE", "EXIT", "WORKER", "CREATED", "TOOK", "COMMAND"):
+        table.add_column(column, overflow="fold" if column == "COMMAND" else "ellipsis")
+    for t in tasks:
+        exit_text = "-" if t["exit_code"] is None else str(t["exit_code"])
+        if t["signal"]:
+            exit_text = f"sig {t['signal']}"
+        table.add_row(
+            t["id"],
+            _styled(t["state"]),
+            exit_text,
+            t["worker_id"] or "-",
+            _time(t["created_at"]),
+            _duration(t["started_at"], t["finished_at"]),
+            (f"[bold]{t['name']}[/]: " if t["name"] else "") + command_of(t),
+        )
+    if not tasks:
+        table.caption = "no tasks"
+    return table
+
+
+def task_detail(task: TaskDict) -> Table:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    rows: list[tuple[str, str]] = [
+        ("id", task["id"]),
+        ("name", task["name"] or "-"),
+        ("state", _styled(task["state"])),
+        ("command", command_of(task)),
+        ("argv", shlex.join(task["argv"])),
+        ("shell", str(task["shell"]).lower()),
+        ("labels", ", ".join(f"{k}={v}" for k, v in task["labels"].items()) or "-"),
+        ("env", ", ".join(task["env"]) or "-"),
+        ("cwd", task["cwd"] or "-"),
+        ("timeout", f"{task['timeout_s']:g}s" if task["timeout_s"] else "-"),
+        ("priority", str(task["priority"])),
+        ("attempt", str(task["attempt"])),
+        ("worker", task["worker_id"] or "-"),
+        ("created", task["created_at"]),
+        ("started", task["started_at"] or "-"),
+        ("finished", task["finished_at"] or "-"),
+        ("took", _duration(task["started_at"], task["finished_at"])),
+        ("exit code", "-" if task["exit_code"] is None else str(task["exit_code"])),
+        ("signal", str(task["signal"]) if task["signal"] else "-"),
+        ("error", task["error"] or "-"),
+    ]
+    if task["cancel_requested"] and task["state"] in ("assigned", "running"):
+        rows.append(("cancel", "requested"))
+    for key, value in rows:
+        table.add_row(key, value)
+    return table
+
+
+def worker_table(workers: list[WorkerDict]) -> Table:
+    table = Table(box=None, header_style="bold")
+    for column in ("ID", "STATE", "RUNNING", "SLOTS", "HOST", "LABELS", "LAST SEEN"):
+        table.add_column(column)
+    for w in workers:
+        table.add_row(
+            w["id"] + (" (legacy)" if w["legacy"] else ""),
+            _styled(w["state"]),
+            str(w["running"]),
+            str(w["slots"]),
+            w["hostname"],
+            ", ".join(f"{k}={v}" for k, v in w["labels"].items()) or "-",
+            _time(w["last_seen"]),
+        )
+    if not workers:
+        table.caption = "no workers have connected yet"
+    return table

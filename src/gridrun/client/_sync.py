@@ -1,0 +1,215 @@
+"""The synchronous client. Answers are the API's JSON, typed as TypedDicts."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Literal, TypedDict, cast
+
+import httpx
+
+from gridrun.errors import ERRORS_BY_STATUS, ClientError, GridrunError
+
+DEFAULT_URL = "http://127.0.0.1:9092"
+TERMINAL = frozenset({"succeeded", "failed", "timed_out", "cancelled", "lost", "delivered"})
+LONG_POLL_S = 30.0
+
+
+class TaskDict(TypedDict):
+    id: str
+    name: str | None
+    state: str
+    cmd: str | None
+    argv: list[str]
+    shell: bool
+    env: dict[str, str]
+    cwd: str | None
+    timeout_s: float | None
+    priority: int
+    labels: dict[str, str]
+    attempt: int
+    worker_id: str | None
+    cancel_requested: bool
+    created_at: str
+    assigned_at: str | None
+    started_at: str | None
+    finished_at: str | None
+    exit_code: int | None
+    signal: int | None
+    error: str | None
+
+
+class WorkerDict(TypedDict):
+    id: str
+    hostname: str
+    labels: dict[str, str]
+    slots: int
+    running: int
+    state: str
+    version: str
+    legacy: bool
+    connected_at: str | None
+    last_seen: str | None
+
+
+class OutputStream(TypedDict):
+    text: str
+    bytes_total: int
+    bytes_dropped: int
+
+
+class TaskOutput(TypedDict):
+    task_id: str
+    state: str
+    stdout: OutputStream
+    stderr: OutputStream
+
+
+class Client:
+    def __init__(self, url: str = DEFAULT_URL, *, timeout: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        self._http = httpx.Client(base_url=self.url, timeout=timeout)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # ---- plumbing
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TimeoutException:
+            raise ClientError(f"the master at {self.url} did not answer in time") from None
+        except httpx.TransportError as exc:
+            raise ClientError(f"cannot reach the master at {self.url}: {exc}") from None
+        if response.status_code >= 400:
+            raise self._error(response)
+        return response
+
+    @staticmethod
+    def _error(response: httpx.Response) -> GridrunError:
+        try:
+            body = response.json()
+            detail = str(body.get("detail") or body.get("title"))
+        except ValueError:
+            detail = response.text[:500] or response.reason_phrase
+        cls = ERRORS_BY_STATUS.get(response.status_code)
+        if cls is not None:
+            return cls(detail)
+        error = GridrunError(f"HTTP {response.status_code}: {detail}")
+        error.status = response.status_code
+        return error
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self._request(method, path, **kwargs).json()
+
+    # ---- tasks
+
+    def submit(
+        self,
+        cmd: str | None = None,
+        *,
+        argv: Sequence[str] | None = None,
+        shell: bool = False,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        timeout_s: float | None = None,
+        priority: int = 0,
+        labels: Mapping[str, str] | None = None,
+        name: str | None = None,
+    ) -> TaskDict:
+        body: dict[str, Any] = {"shell": shell, "priority": priority}
+        if cmd is not None:
+            body["cmd"] = cmd
+        if argv is not None:
+            body["argv"] = list(argv)
+        if env:
+            body["env"] = dict(env)
+        if cwd is not None:
+            body["cwd"] = cwd
+        if timeout_s is not None:
+            body["timeout_s"] = timeout_s
+        if labels:
+            body["labels"] = dict(labels)
+        if name is not None:
+            body["name"] = name
+        return cast(TaskDict, self._json("POST", "/v1/tasks", json=body))
+
+    def submit_many(self, tasks: Sequence[Mapping[str, Any]]) -> list[TaskDict]:
+        """Submit up to 10,000 task bodies (as POST /v1/tasks takes them) in one transaction."""
+        answer = self._json("POST", "/v1/tasks", json={"tasks": list(tasks)})
+        return cast(list[TaskDict], answer["tasks"])
+
+    def get(self, task_id: str, *, wait_s: float = 0) -> TaskDict:
+        params = {"wait": wait_s} if wait_s else None
+        timeout = httpx.Timeout(wait_s + 30.0)
+        return cast(
+            TaskDict, self._json("GET", f"/v1/tasks/{task_id}", params=params, timeout=timeout)
+        )
+
+    def wait(self, task_id: str, *, timeout_s: float | None = None) -> TaskDict:
+        """Block until the task is terminal (or `timeout_s` passes); return it as it is then."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            left = LONG_POLL_S if deadline is None else deadline - time.monotonic()
+            task = self.get(task_id, wait_s=max(0.0, min(LONG_POLL_S, left)))
+            if task["state"] in TERMINAL or (deadline is not None and time.monotonic() >= deadline):
+                return task
+
+    def list_tasks(
+        self,
+        *,
+        states: Sequence[str] = (),
+        worker: str | None = None,
+        name: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[TaskDict], str | None]:
+        params: list[tuple[str, str | int]] = [("limit", limit)]
+        params += [("state", s) for s in states]
+        if worker:
+            params.append(("worker", worker))
+        if name:
+            params.append(("name", name))
+        if cursor:
+            params.append(("cursor", cursor))
+        page = self._json("GET", "/v1/tasks", params=params)
+        return cast(list[TaskDict], page["tasks"]), page["next_cursor"]
+
+    def iter_tasks(self, **filters: Any) -> Iterator[TaskDict]:
+        cursor = None
+        while True:
+            tasks, cursor = self.list_tasks(cursor=cursor, **filters)
+            yield from tasks
+            if cursor is None:
+                return
+
+    def output(self, task_id: str) -> TaskOutput:
+        return cast(TaskOutput, self._json("GET", f"/v1/tasks/{task_id}/output"))
+
+    def output_bytes(self, task_id: str, stream: Literal["stdout", "stderr"]) -> bytes:
+        response = self._request("GET", f"/v1/tasks/{task_id}/output", params={"stream": stream})
+        return response.content
+
+    def cancel(self, task_id: str) -> TaskDict:
+        return cast(TaskDict, self._json("POST", f"/v1/tasks/{task_id}/cancel"))
+
+    # ---- workers and health
+
+    def workers(self) -> list[WorkerDict]:
+        return cast(list[WorkerDict], self._json("GET", "/v1/workers")["workers"])
+
+    def health(self) -> dict[str, Any]:
+        return cast(dict[str, Any], self._json("GET", "/healthz"))

@@ -1,0 +1,88 @@
+"""The error hierarchy of gridrun.
+
+Each class carries the HTTP status it maps to; the API edge turns them into problem+json once, and
+the SDK turns problem+json back into the same classes, so callers catch domain errors, not strings.
+"""
+
+from __future__ import annotations
+
+
+class GridrunError(Exception):
+    """Base of every error gridrun raises on purpose."""
+
+    status: int = 500
+    title: str = "Internal error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(GridrunError):
+    """A request the API cannot read (malformed JSON, bad parameters)."""
+
+    status = 400
+    title = "Bad request"
+
+
+class InvalidSpec(GridrunError):
+    """A task spec or request that can never be valid (empty command, bad quoting, limits)."""
+
+    status = 422
+    title = "Invalid request"
+
+
+class TaskNotFound(GridrunError):
+    status = 404
+    title = "Task not found"
+
+
+class WorkerNotFound(GridrunError):
+    status = 404
+    title = "Worker not found"
+
+
+class InvalidTransition(GridrunError):
+    """A state change the task lifecycle does not allow (e.g. cancelling a finished task)."""
+
+    status = 409
+    title = "Invalid state transition"
+
+
+class PayloadTooLarge(GridrunError):
+    status = 413
+    title = "Payload too large"
+
+
+class Unavailable(GridrunError):
+    """The master cannot serve the request now (shutting down, store unreachable)."""
+
+    status = 503
+    title = "Service unavailable"
+
+
+class ConfigError(GridrunError):
+    """A setting that cannot work (e.g. a public listen address without --insecure)."""
+
+    status = 400
+    title = "Configuration error"
+
+
+class ClientError(GridrunError):
+    """The SDK could not reach the master or understand its answer."""
+
+    status = 0
+    title = "Client error"
+
+
+ERRORS_BY_STATUS: dict[int, type[GridrunError]] = {
+    cls.status: cls
+    for cls in (
+        BadRequest,
+        InvalidSpec,
+        TaskNotFound,
+        InvalidTransition,
+        PayloadTooLarge,
+        Unavailable,
+    )
+}

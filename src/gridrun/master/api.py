@@ -1,0 +1,272 @@
+"""The HTTP edge (FastAPI): routes under /v1, the article's POST /tasks, /healthz.
+
+Translates JSON <-> domain and maps every error once to application/problem+json. Bodies are
+bounded before they are parsed; nothing a client sends reaches the service unvalidated.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+import gridrun
+from gridrun.errors import BadRequest, GridrunError, InvalidSpec, PayloadTooLarge
+from gridrun.master.schemas import (
+    BatchIn,
+    BatchOut,
+    HealthOut,
+    LegacyTaskIn,
+    LegacyTaskOut,
+    OutputOut,
+    Problem,
+    StreamOut,
+    TaskIn,
+    TaskListOut,
+    TaskOut,
+    WorkerListOut,
+    WorkerOut,
+)
+from gridrun.master.service import Service
+from gridrun.model import TaskState, make_spec
+from gridrun.store import TaskFilter
+
+PROBLEM = "application/problem+json"
+MAX_WAIT_S = 60.0
+MAX_PAGE = 1000
+
+
+def problem(status: int, title: str, detail: str, errors: list[str] | None = None) -> JSONResponse:
+    body = Problem(title=title, status=status, detail=detail, errors=errors)
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=status, media_type=PROBLEM)
+
+
+def _validation_errors(exc: ValidationError | RequestValidationError) -> list[str]:
+    messages = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+        messages.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
+    return messages
+
+
+class BodyLimit:
+    """Refuse request bodies over `limit` bytes with 413, whether or not Content-Length is sent."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = -1
+                if declared > self.limit or declared < 0:
+                    response = problem(
+                        413 if declared > self.limit else 400,
+                        "Payload too large" if declared > self.limit else "Bad request",
+                        f"request bodies are limited to {self.limit} bytes"
+                        if declared > self.limit
+                        else "invalid Content-Length",
+                    )
+                    await response(scope, receive, send)
+                    return
+        seen = 0
+
+        async def bounded() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise PayloadTooLarge(f"request bodies are limited to {self.limit} bytes")
+            return message
+
+        await self.app(scope, bounded, send)
+
+
+async def _json_body(request: Request) -> Any:
+    raw = await request.body()
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+
+
+def create_api(service: Service, *, max_body: int, warnings: list[str] | None = None) -> FastAPI:
+    app = FastAPI(
+        title="gridrun",
+        version=gridrun.__version__,
+        description="Run commands on a fleet of workers: submit, follow, cancel.",
+        responses={
+            400: {"model": Problem},
+            404: {"model": Problem},
+            413: {"model": Problem},
+            422: {"model": Problem},
+        },
+    )
+    health_warnings = list(warnings or [])
+
+    @app.exception_handler(GridrunError)
+    async def domain_error(request: Request, exc: GridrunError) -> JSONResponse:
+        return problem(exc.status, exc.title, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = _validation_errors(exc)
+        return problem(422, "Invalid request", "; ".join(errors), errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return problem(
+            exc.status_code, str(exc.detail), f"{request.method} {request.url.path}: {exc.detail}"
+        )
+
+    def parse(model: type[TaskIn] | type[BatchIn] | type[LegacyTaskIn], body: Any) -> Any:
+        try:
+            return model.model_validate(body)
+        except ValidationError as exc:
+            errors = _validation_errors(exc)
+            raise InvalidSpec("; ".join(errors)) from None
+
+    @app.post(
+        "/v1/tasks",
+        status_code=201,
+        response_model=TaskOut | BatchOut,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "oneOf": [
+                                {"$ref": "#/components/schemas/TaskIn"},
+                                {"$ref": "#/components/schemas/BatchIn"},
+                            ]
+                        }
+                    }
+                },
+            }
+        },
+        summary='Submit one task, or {"tasks": [...]} (up to 10,000) in one transaction',
+    )
+    async def submit(request: Request) -> TaskOut | BatchOut:
+        body = await _json_body(request)
+        if isinstance(body, dict) and "tasks" in body:
+            batch: BatchIn = parse(BatchIn, body)
+            specs = []
+            for i, item in enumerate(batch.tasks):
+                try:
+                    specs.append(item.to_spec())
+                except InvalidSpec as exc:
+                    raise InvalidSpec(f"tasks.{i}: {exc.message}") from None
+            tasks = await service.submit(specs)
+            return BatchOut(tasks=[TaskOut.of(t) for t in tasks])
+        if not isinstance(body, dict):
+            raise InvalidSpec('the body must be a JSON object: a task, or {"tasks": [...]}')
+        one: TaskIn = parse(TaskIn, body)
+        (task,) = await service.submit([one.to_spec()])
+        return TaskOut.of(task)
+
+    @app.get("/v1/tasks", response_model=TaskListOut)
+    async def list_tasks(
+        state: Annotated[list[TaskState] | None, Query()] = None,
+        worker: str | None = None,
+        name: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+        cursor: Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$")] = None,
+    ) -> TaskListOut:
+        page = await service.list_tasks(
+            TaskFilter(states=state or (), worker_id=worker, name=name),
+            limit,
+            int(cursor) if cursor else None,
+        )
+        return TaskListOut(
+            tasks=[TaskOut.of(t) for t in page.tasks],
+            next_cursor=str(page.next_cursor) if page.next_cursor is not None else None,
+        )
+
+    @app.get("/v1/tasks/{task_id}", response_model=TaskOut)
+    async def get_task(
+        task_id: str,
+        wait: Annotated[
+            float,
+            Query(
+                ge=0,
+                le=MAX_WAIT_S,
+                description="Wait up to this many seconds for the task to end before answering.",
+            ),
+        ] = 0,
+    ) -> TaskOut:
+        task = await service.wait(task_id, wait) if wait else await service.get(task_id)
+        return TaskOut.of(task)
+
+    @app.get(
+        "/v1/tasks/{task_id}/output",
+        response_model=OutputOut,
+        responses={200: {"content": {"application/octet-stream": {}}}},
+        summary="Output as JSON, or one stream's raw bytes with ?stream=stdout|stderr",
+    )
+    async def get_output(
+        task_id: str,
+        stream: Annotated[str | None, Query(pattern="^(stdout|stderr)$")] = None,
+    ) -> Any:
+        task = await service.get(task_id)
+        out = await service.output(task_id)
+        if stream is not None:
+            chosen = out.stdout if stream == "stdout" else out.stderr
+            return Response(
+                chosen.data,
+                media_type="application/octet-stream",
+                headers={
+                    "X-Gridrun-Bytes-Total": str(chosen.total),
+                    "X-Gridrun-Bytes-Dropped": str(chosen.dropped),
+                    "X-Gridrun-State": str(task.state),
+                },
+            )
+        return OutputOut(
+            task_id=task_id,
+            state=task.state,
+            stdout=StreamOut.of(out.stdout),
+            stderr=StreamOut.of(out.stderr),
+        )
+
+    @app.post("/v1/tasks/{task_id}/cancel", response_model=TaskOut)
+    async def cancel(task_id: str) -> TaskOut:
+        return TaskOut.of(await service.cancel(task_id))
+
+    @app.get("/v1/workers", response_model=WorkerListOut)
+    async def workers() -> WorkerListOut:
+        return WorkerListOut(workers=[WorkerOut.of(w) for w in await service.workers()])
+
+    @app.get("/healthz", response_model=HealthOut)
+    async def healthz() -> Any:
+        try:
+            await service.store.ping()
+        except Exception as exc:  # any store failure means not ready; say which
+            return problem(503, "Service unavailable", f"the store is not reachable: {exc!r}")
+        return HealthOut(
+            status="ok",
+            version=gridrun.__version__,
+            workers_connected=len(service.sessions),
+            warnings=health_warnings,
+        )
+
+    @app.post("/tasks", response_model=LegacyTaskOut, summary="The article's endpoint")
+    async def legacy_submit(request: Request) -> LegacyTaskOut:
+        body: LegacyTaskIn = parse(LegacyTaskIn, await _json_body(request))
+        (task,) = await service.submit([make_spec(cmd=body.cmd)])
+        return LegacyTaskOut(id=task.id, state=task.state)
+
+    return app

@@ -1,0 +1,63 @@
+"""The article's interfaces, served unchanged: gRPC `core.NodeService` and HTTP `POST /tasks`.
+
+A legacy worker calls `AssignTask` and receives command lines, which it splits on single spaces
+and runs without reporting back. So it gets only tasks that survive that split (see
+`TaskSpec.legacy_ok`), one at a time, and each ends `delivered` — never `succeeded`.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncIterator
+
+import grpc
+
+from gridrun._proto import node_pb2
+from gridrun.clock import Clock
+from gridrun.master.service import Service
+from gridrun.master.sessions import AssignCmd, WorkerSession
+
+log = logging.getLogger("gridrun.master.compat")
+
+
+class NodeServicer:
+    """Implements core.NodeService (registered with add_NodeServiceServicer_to_server)."""
+
+    def __init__(self, service: Service, clock: Clock) -> None:
+        self._service = service
+        self._clock = clock
+
+    async def ReportStatus(  # noqa: N802 (the article's method name)
+        self,
+        request: node_pb2.Request,
+        context: grpc.aio.ServicerContext[node_pb2.Request, node_pb2.Response],
+    ) -> node_pb2.Response:
+        return node_pb2.Response(data="ok")
+
+    async def AssignTask(  # noqa: N802 (the article's method name)
+        self,
+        request: node_pb2.Request,
+        context: grpc.aio.ServicerContext[node_pb2.Request, node_pb2.Response],
+    ) -> AsyncIterator[node_pb2.Response]:
+        session = WorkerSession(
+            worker_id=f"legacy-{secrets.token_hex(4)}",
+            hostname=context.peer(),
+            labels={},
+            slots=1,
+            version="article",
+            legacy=True,
+            last_seen=self._clock.monotonic(),
+        )
+        log.info("legacy worker %s connected from %s", session.worker_id, context.peer())
+        try:
+            await self._service.hello(session, [], [])
+            while (command := await session.next_command()) is not None:
+                if isinstance(command, AssignCmd):
+                    yield node_pb2.Response(data=" ".join(command.task.spec.argv))
+                    await self._service.delivered(session, command.task.ref)
+                session.last_seen = self._clock.monotonic()
+        finally:
+            session.close(session.close_reason or "stream ended")
+            log.info("legacy worker %s disconnected", session.worker_id)
+            await self._service.disconnected(session)

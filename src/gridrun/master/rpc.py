@@ -1,0 +1,177 @@
+"""The gRPC edge for gridrun workers: one `Connect` stream per worker, protobuf <-> domain.
+
+Reads a worker's messages in order and turns each into a service call; writes the session's
+commands to the stream. Holds no state of its own beyond the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import grpc
+
+from gridrun._proto import worker_pb2 as pb
+from gridrun.clock import Clock
+from gridrun.master.service import STDERR, STDOUT, Service
+from gridrun.master.sessions import AckCmd, AssignCmd, CancelCmd, Command, WorkerSession
+from gridrun.model import AttemptRef, Outcome, Report
+
+log = logging.getLogger("gridrun.master.rpc")
+
+HELLO_TIMEOUT_S = 10.0
+MAX_SLOTS = 4096
+
+OUTCOMES: dict[int, Outcome] = {
+    pb.OUTCOME_EXITED: Outcome.EXITED,
+    pb.OUTCOME_TIMED_OUT: Outcome.TIMED_OUT,
+    pb.OUTCOME_CANCELLED: Outcome.CANCELLED,
+    pb.OUTCOME_SPAWN_FAILED: Outcome.SPAWN_FAILED,
+    pb.OUTCOME_NO_SLOT: Outcome.NO_SLOT,
+    pb.OUTCOME_WORKER_STOPPED: Outcome.WORKER_STOPPED,
+}
+
+Context = grpc.aio.ServicerContext[pb.WorkerMessage, pb.MasterMessage]
+
+
+def ref_from_pb(ref: pb.AttemptRef) -> AttemptRef:
+    return AttemptRef(ref.task_id, ref.attempt)
+
+
+def ref_to_pb(ref: AttemptRef) -> pb.AttemptRef:
+    return pb.AttemptRef(task_id=ref.task_id, attempt=ref.attempt)
+
+
+def report_from_pb(msg: pb.Finished) -> Report:
+    return Report(
+        outcome=OUTCOMES.get(msg.outcome, Outcome.SPAWN_FAILED),
+        exit_code=msg.exit_code if msg.has_exit_code else None,
+        signal=msg.signal or None,
+        started_at=msg.started_at_ms or None,
+        finished_at=msg.finished_at_ms or None,
+        error=msg.error if msg.outcome in OUTCOMES else f"unknown outcome {msg.outcome}",
+    )
+
+
+def command_to_pb(command: Command) -> pb.MasterMessage:
+    match command:
+        case AssignCmd(task=task, kill_grace_s=grace):
+            spec = task.spec
+            return pb.MasterMessage(
+                assign=pb.Assign(
+                    ref=ref_to_pb(task.ref),
+                    argv=list(spec.argv),
+                    shell=spec.shell,
+                    env=dict(spec.env),
+                    cwd=spec.cwd or "",
+                    timeout_ms=round(spec.timeout_s * 1000) if spec.timeout_s else 0,
+                    kill_grace_ms=round(grace * 1000),
+                )
+            )
+        case CancelCmd(ref=ref, reason=reason):
+            return pb.MasterMessage(cancel=pb.Cancel(ref=ref_to_pb(ref), reason=reason))
+        case AckCmd(ref=ref):
+            return pb.MasterMessage(ack=pb.Ack(refs=[ref_to_pb(ref)]))
+        case _:
+            return pb.MasterMessage(
+                welcome=pb.Welcome(
+                    worker_id=command.worker_id,
+                    heartbeat_interval_ms=round(command.heartbeat_interval_s * 1000),
+                    output_cap_bytes=command.output_cap,
+                )
+            )
+
+
+class WorkerServicer:
+    """Implements gridrun.v1.WorkerService (registered with add_WorkerServiceServicer_to_server)."""
+
+    def __init__(self, service: Service, clock: Clock) -> None:
+        self._service = service
+        self._clock = clock
+
+    async def Connect(  # noqa: N802 (the gRPC method name)
+        self, request_iterator: object, context: Context
+    ) -> None:
+        try:
+            async with asyncio.timeout(HELLO_TIMEOUT_S):
+                first = await context.read()
+        except TimeoutError:
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "no Hello within 10s")
+        if not isinstance(first, pb.WorkerMessage) or first.WhichOneof("msg") != "hello":
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must be Hello")
+        hello = first.hello
+        if not hello.worker_id or not 0 < hello.slots <= MAX_SLOTS:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"Hello needs a worker_id and 1..{MAX_SLOTS} slots",
+            )
+        session = WorkerSession(
+            worker_id=hello.worker_id,
+            hostname=hello.hostname,
+            labels=dict(hello.labels),
+            slots=hello.slots,
+            version=hello.version,
+            last_seen=self._clock.monotonic(),
+            queue_limit=hello.slots * 4 + 256,
+        )
+        log.info(
+            "worker %s connected from %s (%d slots)",
+            session.worker_id,
+            context.peer(),
+            session.slots,
+        )
+        try:
+            await self._service.hello(
+                session,
+                [ref_from_pb(r) for r in hello.running],
+                [ref_from_pb(r) for r in hello.unacked],
+            )
+            reader = asyncio.create_task(self._read(context, session))
+            writer = asyncio.create_task(self._write(context, session))
+            try:
+                await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (reader, writer):
+                    task.cancel()
+                results = await asyncio.gather(reader, writer, return_exceptions=True)
+            for result in results:
+                if isinstance(result, Exception) and not isinstance(result, asyncio.CancelledError):
+                    log.error("worker %s stream failed: %r", session.worker_id, result)
+        finally:
+            session.close(session.close_reason or "stream ended")
+            log.info("worker %s disconnected: %s", session.worker_id, session.close_reason)
+            await self._service.disconnected(session)
+
+    async def _write(self, context: Context, session: WorkerSession) -> None:
+        while (command := await session.next_command()) is not None:
+            await context.write(command_to_pb(command))
+
+    async def _read(self, context: Context, session: WorkerSession) -> None:
+        while True:
+            msg = await context.read()
+            if not isinstance(msg, pb.WorkerMessage):  # EOF: the worker closed its side
+                session.close("the worker closed the stream")
+                return
+            session.last_seen = self._clock.monotonic()
+            kind = msg.WhichOneof("msg")
+            if kind == "started":
+                await self._service.started(
+                    session, ref_from_pb(msg.started.ref), msg.started.started_at_ms
+                )
+            elif kind == "output":
+                out = msg.output
+                chunks = []
+                if out.stdout:
+                    chunks.append((STDOUT, out.stdout_offset, out.stdout))
+                if out.stderr:
+                    chunks.append((STDERR, out.stderr_offset, out.stderr))
+                if chunks:
+                    await self._service.output_received(session, ref_from_pb(out.ref), chunks)
+            elif kind == "finished":
+                await self._service.finished(
+                    session, ref_from_pb(msg.finished.ref), report_from_pb(msg.finished)
+                )
+            elif kind == "heartbeat":
+                pass  # last_seen is updated for every message
+            else:
+                log.warning("worker %s sent an unexpected %s; ignored", session.worker_id, kind)

@@ -1,0 +1,307 @@
+"""The master's use cases: submit, cancel, dispatch, and applying what workers report.
+
+The only caller of the store. Knows nothing of HTTP or protobuf: the api and rpc edges translate
+into these verbs. Live state (open sessions, waiters for a task's end) is memory; everything a
+user was told is in the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from gridrun.clock import Clock
+from gridrun.master import scheduler
+from gridrun.master.sessions import (
+    AckCmd,
+    AssignCmd,
+    CancelCmd,
+    Sessions,
+    WelcomeCmd,
+    WorkerSession,
+)
+from gridrun.model import (
+    ACTIVE,
+    AttemptRef,
+    Outcome,
+    Report,
+    Task,
+    TaskSpec,
+    WorkerInfo,
+    WorkerState,
+)
+from gridrun.store import NewTask, Page, Store, TaskFilter, TaskOutput
+
+log = logging.getLogger("gridrun.master")
+
+STDOUT, STDERR = 1, 2
+QUEUE_SCAN_BATCH = 512
+QUEUE_SCAN_LIMIT = 8192  # bound the work of one dispatch pass over tasks nobody can take now
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceConfig:
+    heartbeat_interval_s: float = 2.0
+    liveness_timeout_s: float = 10.0
+    output_cap: int = 1024 * 1024
+    kill_grace_s: float = 5.0
+
+
+def new_task_id() -> str:
+    return secrets.token_hex(8)
+
+
+class Service:
+    def __init__(
+        self, store: Store, clock: Clock, config: ServiceConfig, sessions: Sessions
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.config = config
+        self.sessions = sessions
+        self.dispatch_wanted = asyncio.Event()
+        self._waiters: dict[str, set[asyncio.Future[None]]] = {}
+        self._gone_since: dict[str, float] = {}  # worker id -> when its stream closed
+        self._started = clock.monotonic()
+        self.stale_reports = 0
+
+    # ---- client use cases
+
+    async def submit(self, specs: Sequence[TaskSpec]) -> list[Task]:
+        tasks = await self.store.add_tasks(
+            [NewTask(id=new_task_id(), spec=s) for s in specs], self.clock.now_ms()
+        )
+        self.dispatch_wanted.set()
+        return tasks
+
+    async def get(self, task_id: str) -> Task:
+        return await self.store.get_task(task_id)
+
+    async def list_tasks(self, flt: TaskFilter, limit: int, before: int | None) -> Page:
+        return await self.store.list_tasks(flt, limit, before)
+
+    async def output(self, task_id: str) -> TaskOutput:
+        return await self.store.get_output(task_id)
+
+    async def workers(self) -> list[WorkerInfo]:
+        return await self.store.list_workers()
+
+    async def cancel(self, task_id: str) -> Task:
+        task = await self.store.request_cancel(task_id, self.clock.now_ms())
+        if task.state in ACTIVE:
+            session = self.sessions.get(task.worker_id)
+            if session is not None:
+                session.send(CancelCmd(task.ref, "cancelled by request"))
+            # a disconnected worker is told when it reconnects (see hello)
+        self._settled([task])
+        return task
+
+    async def wait(self, task_id: str, timeout_s: float) -> Task:
+        """Return the task once it is terminal, or as it is after `timeout_s`."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiters = self._waiters.setdefault(task_id, set())
+        waiters.add(future)
+        try:
+            task = await self.store.get_task(task_id)
+            if not task.terminal and timeout_s > 0:
+                try:
+                    async with asyncio.timeout(timeout_s):
+                        await future
+                except TimeoutError:
+                    pass
+                task = await self.store.get_task(task_id)
+            return task
+        finally:
+            waiters.discard(future)
+            if not waiters:
+                self._waiters.pop(task_id, None)
+
+    def _settled(self, tasks: Iterable[Task]) -> None:
+        for task in tasks:
+            if task.terminal:
+                for future in self._waiters.get(task.id, ()):
+                    if not future.done():
+                        future.set_result(None)
+
+    # ---- dispatch
+
+    async def dispatch(self) -> int:
+        """Place queued tasks on free slots; return how many were assigned."""
+        assigned = 0
+        capacities = [s.capacity() for s in self.sessions if not s.closed]
+        after: tuple[int, int] | None = None
+        scanned = 0
+        while scanned < QUEUE_SCAN_LIMIT and any(c.free for c in capacities):
+            candidates = await self.store.queued(QUEUE_SCAN_BATCH, after)
+            if not candidates:
+                break
+            scanned += len(candidates)
+            placed = scheduler.place(candidates, capacities)
+            if placed:
+                claimed = await self.store.claim(
+                    [(c.task_id, worker_id) for c, worker_id in placed], self.clock.now_ms()
+                )
+                for task in claimed:
+                    await self._send_assignment(task)
+                assigned += len(claimed)
+            if len(candidates) < QUEUE_SCAN_BATCH:
+                break
+            after = (candidates[-1].priority, candidates[-1].seq)
+        return assigned
+
+    async def _send_assignment(self, task: Task) -> None:
+        session = self.sessions.get(task.worker_id)
+        if session is None or session.closed:
+            # The worker left while we claimed: nothing was sent, so the task simply goes back.
+            assert task.worker_id is not None
+            await self.store.record_finish(
+                task.ref, task.worker_id, Report(Outcome.NO_SLOT), self.clock.now_ms()
+            )
+            self.dispatch_wanted.set()
+            return
+        session.inflight.add(task.ref)
+        session.send(AssignCmd(task, self.config.kill_grace_s))
+
+    # ---- worker reports
+
+    async def hello(
+        self,
+        session: WorkerSession,
+        running: Sequence[AttemptRef],
+        unacked: Sequence[AttemptRef],
+    ) -> None:
+        """A worker (re)connected: register it and reconcile what it runs with what we recorded."""
+        now = self.clock.now_ms()
+        self.sessions.add(session)
+        self._gone_since.pop(session.worker_id, None)
+        await self.store.upsert_worker(
+            WorkerInfo(
+                id=session.worker_id,
+                hostname=session.hostname,
+                labels=session.labels,
+                slots=session.slots,
+                state=WorkerState.ONLINE,
+                version=session.version,
+                legacy=session.legacy,
+                connected_at=now,
+                last_seen=now,
+            )
+        )
+        session.send(
+            WelcomeCmd(session.worker_id, self.config.heartbeat_interval_s, self.config.output_cap)
+        )
+        held = set(running) | set(unacked)
+        lost = await self.store.mark_lost(
+            session.worker_id, list(held), now, "the worker reconnected without this attempt"
+        )
+        for task in lost:
+            log.warning(
+                "task %s attempt %d lost on worker %s", task.id, task.attempt, session.worker_id
+            )
+        self._settled(lost)
+        active = {t.ref: t for t in await self.store.active_attempts(session.worker_id)}
+        for ref in running:
+            holding = active.get(ref)
+            if holding is None:
+                session.send(CancelCmd(ref, "this attempt is no longer held by this worker"))
+            else:
+                session.inflight.add(ref)
+                if holding.cancel_requested:
+                    session.send(CancelCmd(ref, "cancelled by request"))
+        self.dispatch_wanted.set()
+
+    async def started(self, session: WorkerSession, ref: AttemptRef, started_at: int) -> None:
+        if not await self.store.record_start(ref, session.worker_id, started_at):
+            self._stale(session, ref, "started")
+            session.send(CancelCmd(ref, "this attempt is no longer held by this worker"))
+
+    async def output_received(
+        self, session: WorkerSession, ref: AttemptRef, chunks: Sequence[tuple[int, int, bytes]]
+    ) -> None:
+        if not await self.store.append_output(
+            ref, session.worker_id, chunks, self.config.output_cap
+        ):
+            self._stale(session, ref, "output")
+
+    async def finished(self, session: WorkerSession, ref: AttemptRef, report: Report) -> None:
+        result = await self.store.record_finish(ref, session.worker_id, report, self.clock.now_ms())
+        session.send(AckCmd(ref))  # durable now (or stale and dropped): the worker may forget it
+        session.inflight.discard(ref)
+        self.dispatch_wanted.set()
+        if not result.applied:
+            self._stale(session, ref, "finished")
+        elif result.task is not None:
+            self._settled([result.task])
+
+    async def delivered(self, session: WorkerSession, ref: AttemptRef) -> None:
+        """A legacy worker was handed the command; it will never say more."""
+        await self.store.mark_delivered(ref, session.worker_id, self.clock.now_ms())
+        session.inflight.discard(ref)
+        self.dispatch_wanted.set()
+        delivered = await self.store.get_task(ref.task_id)
+        self._settled([delivered])
+
+    async def disconnected(self, session: WorkerSession) -> None:
+        if not self.sessions.remove(session):
+            return  # replaced by a newer connection of the same worker
+        now = self.clock.now_ms()
+        self._gone_since[session.worker_id] = session.last_seen  # liveness runs from last word
+        if session.legacy:
+            # never handed over: put back in the queue (a legacy worker holds nothing in flight)
+            for ref in list(session.inflight):
+                await self.store.record_finish(ref, session.worker_id, Report(Outcome.NO_SLOT), now)
+        await self.store.upsert_worker(
+            WorkerInfo(
+                id=session.worker_id,
+                hostname=session.hostname,
+                labels=session.labels,
+                slots=session.slots,
+                state=WorkerState.OFFLINE,
+                version=session.version,
+                legacy=session.legacy,
+                last_seen=now,
+            )
+        )
+        self.dispatch_wanted.set()
+
+    def _stale(self, session: WorkerSession, ref: AttemptRef, what: str) -> None:
+        self.stale_reports += 1
+        log.info(
+            "dropped stale %s for task %s attempt %d from worker %s",
+            what,
+            ref.task_id,
+            ref.attempt,
+            session.worker_id,
+        )
+
+    # ---- liveness
+
+    async def check_liveness(self) -> list[Task]:
+        """Close silent sessions; end as lost the attempts of workers gone past the timeout."""
+        now = self.clock.monotonic()
+        timeout = self.config.liveness_timeout_s
+        for session in self.sessions:
+            # legacy workers never speak after connecting and hold nothing once delivered
+            if not session.closed and not session.legacy and now - session.last_seen > timeout:
+                # its stream handler ends and calls `disconnected`; attempts are judged below
+                session.close(f"silent for more than {timeout:g}s")
+        lost: list[Task] = []
+        for worker_id in await self.store.workers_with_active_tasks():
+            current = self.sessions.get(worker_id)
+            if current is not None and not current.closed:
+                continue
+            gone = current.last_seen if current else self._gone_since.get(worker_id, self._started)
+            if now - gone > timeout:
+                lost += await self.store.mark_lost(
+                    worker_id,
+                    [],
+                    self.clock.now_ms(),
+                    f"worker {worker_id} was unreachable for more than {timeout:g}s",
+                )
+        for task in lost:
+            log.warning("task %s attempt %d lost: %s", task.id, task.attempt, task.error)
+        self._settled(lost)
+        return lost

@@ -1,0 +1,122 @@
+"""Live worker connections held by this master: what each may be sent, and what it holds now.
+
+A `WorkerSession` is memory only: it exists while a worker's stream is open. The database stays
+the source of truth; `inflight` mirrors the attempts the store says this worker holds, so the
+scheduler can count free slots without a query.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+from gridrun.master.scheduler import Capacity
+from gridrun.model import AttemptRef, Task
+
+
+@dataclass(frozen=True, slots=True)
+class WelcomeCmd:
+    worker_id: str
+    heartbeat_interval_s: float
+    output_cap: int
+
+
+@dataclass(frozen=True, slots=True)
+class AssignCmd:
+    task: Task
+    kill_grace_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class CancelCmd:
+    ref: AttemptRef
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class AckCmd:
+    ref: AttemptRef
+
+
+Command = WelcomeCmd | AssignCmd | CancelCmd | AckCmd
+
+
+@dataclass(eq=False)
+class WorkerSession:
+    """One open worker stream. Commands queue here; the rpc edge writes them to the wire."""
+
+    worker_id: str
+    hostname: str
+    labels: Mapping[str, str]
+    slots: int
+    last_seen: float
+    version: str = ""
+    legacy: bool = False
+    queue_limit: int = 1024
+    inflight: set[AttemptRef] = field(default_factory=set)
+    close_reason: str | None = None
+    _queue: asyncio.Queue[Command | None] = field(default_factory=asyncio.Queue)
+
+    @property
+    def closed(self) -> bool:
+        return self.close_reason is not None
+
+    def send(self, command: Command) -> None:
+        """Queue a command; a worker that lets its queue fill up is disconnected, not waited on."""
+        if self.closed:
+            return
+        if self._queue.qsize() >= self.queue_limit:
+            self.close(f"send queue full ({self.queue_limit} commands)")
+            return
+        self._queue.put_nowait(command)
+
+    def close(self, reason: str) -> None:
+        if self.closed:
+            return
+        self.close_reason = reason
+        self._queue.put_nowait(None)
+
+    async def next_command(self) -> Command | None:
+        """The next command to write, or None once the session is closed."""
+        if self.closed:
+            return None
+        return await self._queue.get()
+
+    def capacity(self) -> Capacity:
+        return Capacity(
+            worker_id=self.worker_id,
+            labels=self.labels,
+            slots=self.slots,
+            used=len(self.inflight),
+            legacy=self.legacy,
+        )
+
+
+class Sessions:
+    """The registry of open sessions, one per worker id (a reconnect replaces the old one)."""
+
+    def __init__(self) -> None:
+        self._by_id: dict[str, WorkerSession] = {}
+
+    def add(self, session: WorkerSession) -> None:
+        old = self._by_id.get(session.worker_id)
+        if old is not None and old is not session:
+            old.close("replaced by a new connection from the same worker")
+        self._by_id[session.worker_id] = session
+
+    def remove(self, session: WorkerSession) -> bool:
+        """Forget `session` if it is still the current one for its worker."""
+        if self._by_id.get(session.worker_id) is session:
+            del self._by_id[session.worker_id]
+            return True
+        return False
+
+    def get(self, worker_id: str | None) -> WorkerSession | None:
+        return self._by_id.get(worker_id) if worker_id is not None else None
+
+    def __iter__(self) -> Iterator[WorkerSession]:
+        return iter(list(self._by_id.values()))
+
+    def __len__(self) -> int:
+        return len(self._by_id)

@@ -1,0 +1,134 @@
+"""The durable record of tasks and workers: a small `Store` protocol speaking domain verbs.
+
+Every method is one transaction: when it returns, what it changed is committed. Backends:
+`gridrun.store.sqlite` (the default, one file). Backends decide state changes only through
+`gridrun.model` (transition table, fencing, report -> state).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from gridrun.model import (
+    AttemptRef,
+    Report,
+    StreamOutput,
+    Task,
+    TaskSpec,
+    TaskState,
+    WorkerInfo,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class NewTask:
+    id: str
+    spec: TaskSpec
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFilter:
+    states: Sequence[TaskState] = ()
+    worker_id: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    tasks: list[Task]
+    next_cursor: int | None  # the seq to continue below (newest first), None at the end
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A queued task as the scheduler needs to see it."""
+
+    task_id: str
+    priority: int
+    seq: int
+    selector: Mapping[str, str]
+    legacy_ok: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """The result of applying a worker's report: the task after it, or None if it was stale."""
+
+    task: Task | None
+    applied: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TaskOutput:
+    stdout: StreamOutput = field(default_factory=StreamOutput)
+    stderr: StreamOutput = field(default_factory=StreamOutput)
+
+
+class Store(Protocol):
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise if the store cannot serve queries right now."""
+        ...
+
+    # -- tasks, client side
+    async def add_tasks(self, tasks: Sequence[NewTask], now: int) -> list[Task]: ...
+
+    async def get_task(self, task_id: str) -> Task: ...
+
+    async def list_tasks(self, flt: TaskFilter, limit: int, before: int | None) -> Page: ...
+
+    async def get_output(self, task_id: str) -> TaskOutput: ...
+
+    async def request_cancel(self, task_id: str, now: int) -> Task:
+        """Queued: cancelled now. Active: flagged for the worker. Terminal: InvalidTransition."""
+        ...
+
+    async def count_by_state(self) -> dict[TaskState, int]: ...
+
+    # -- scheduling
+    async def queued(self, limit: int, after: tuple[int, int] | None) -> list[Candidate]:
+        """Queued tasks, highest priority first, then oldest; resume after (priority, seq)."""
+        ...
+
+    async def claim(self, assignments: Sequence[tuple[str, str]], now: int) -> list[Task]:
+        """Assign (task_id, worker_id) pairs still queued; return those claimed, attempt bumped."""
+        ...
+
+    # -- worker reports (fenced by attempt and worker)
+    async def record_start(self, ref: AttemptRef, worker_id: str, started_at: int) -> bool: ...
+
+    async def append_output(
+        self,
+        ref: AttemptRef,
+        worker_id: str,
+        chunks: Sequence[tuple[int, int, bytes]],
+        cap: int,
+    ) -> bool:
+        """Append (stream, offset, data) chunks, stream 1 = stdout and 2 = stderr."""
+        ...
+
+    async def record_finish(
+        self, ref: AttemptRef, worker_id: str, report: Report, now: int
+    ) -> Finish: ...
+
+    async def mark_delivered(self, ref: AttemptRef, worker_id: str, now: int) -> bool: ...
+
+    async def mark_lost(
+        self, worker_id: str, keep: Sequence[AttemptRef], now: int, reason: str
+    ) -> list[Task]:
+        """End every active attempt held by `worker_id` except `keep` as lost."""
+        ...
+
+    async def active_attempts(self, worker_id: str) -> list[Task]: ...
+
+    async def workers_with_active_tasks(self) -> set[str]: ...
+
+    # -- workers
+    async def upsert_worker(self, worker: WorkerInfo) -> None: ...
+
+    async def list_workers(self) -> list[WorkerInfo]: ...

@@ -1,0 +1,352 @@
+"""The worker process: one connection loop to the master, its slots, and its outbox.
+
+`Agent.run(stop)` keeps a `Connect` stream open (reconnecting with exponential backoff and
+jitter), runs what it is assigned in `Execution`s up to its slot count, and keeps every result
+in the on-disk outbox until the master acknowledges it. Running processes do not depend on the
+connection: they go on while the master is away and their results are delivered on reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import re
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+
+import grpc
+from pydantic import BaseModel, Field
+
+import gridrun
+from gridrun._proto import worker_pb2 as pb
+from gridrun._proto import worker_pb2_grpc
+from gridrun.model import AttemptRef, Outcome, Report
+from gridrun.worker import executor
+from gridrun.worker.executor import Assignment, Execution
+from gridrun.worker.identity import Identity
+from gridrun.worker.outbox import Outbox
+
+log = logging.getLogger("gridrun.worker")
+
+TASK_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+OUTPUT_QUEUE_LIMIT = 512  # messages; beyond it output is dropped (the master records the gap)
+BACKOFF_BASE_S = 0.1
+BACKOFF_CAP_S = 3.0
+GRPC_MAX_MESSAGE = 8 * 1024 * 1024
+
+OUTCOMES: Mapping[Outcome, int] = {
+    Outcome.EXITED: pb.OUTCOME_EXITED,
+    Outcome.TIMED_OUT: pb.OUTCOME_TIMED_OUT,
+    Outcome.CANCELLED: pb.OUTCOME_CANCELLED,
+    Outcome.SPAWN_FAILED: pb.OUTCOME_SPAWN_FAILED,
+    Outcome.NO_SLOT: pb.OUTCOME_NO_SLOT,
+    Outcome.WORKER_STOPPED: pb.OUTCOME_WORKER_STOPPED,
+}
+
+
+def default_data_dir() -> Path:
+    return Path.home() / ".local" / "share" / "gridrun" / "worker"
+
+
+class WorkerConfig(BaseModel):
+    """Every setting of a worker; the CLI fills it from flags and GRIDRUN_* variables."""
+
+    master: str = "127.0.0.1:50051"
+    slots: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=4096)
+    labels: dict[str, str] = Field(default_factory=dict)
+    data_dir: Path = Field(default_factory=default_data_dir)
+    name: str | None = None
+    base_env: dict[str, str] = Field(default_factory=dict)
+    stop_grace_s: float = Field(10.0, ge=0)
+
+
+def backoff(failures: int, rng: random.Random) -> float:
+    """Full-jitter exponential backoff: up to 0.1s, 0.2s, 0.4s ... capped at 3s."""
+    return rng.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** min(failures, 16)))
+
+
+def _ref(ref: AttemptRef) -> pb.AttemptRef:
+    return pb.AttemptRef(task_id=ref.task_id, attempt=ref.attempt)
+
+
+def finished_to_pb(event: executor.Finished) -> pb.Finished:
+    r = event.report
+    return pb.Finished(
+        ref=_ref(event.ref),
+        outcome=OUTCOMES[r.outcome],  # type: ignore[arg-type]
+        has_exit_code=r.exit_code is not None,
+        exit_code=r.exit_code or 0,
+        signal=r.signal or 0,
+        started_at_ms=r.started_at or 0,
+        finished_at_ms=r.finished_at or 0,
+        error=r.error,
+        stdout_bytes=event.stdout_bytes,
+        stderr_bytes=event.stderr_bytes,
+    )
+
+
+class Agent:
+    def __init__(self, config: WorkerConfig, rng: random.Random | None = None) -> None:
+        self.config = config
+        self.identity = Identity(config.data_dir, config.name)
+        self.outbox = Outbox(config.data_dir / "outbox")
+        self.executions: dict[AttemptRef, Execution] = {}
+        self.connected = asyncio.Event()  # set while a stream is open and welcomed
+        self._runs: dict[AttemptRef, asyncio.Task[None]] = {}
+        self._unacked: set[AttemptRef] = {ref for ref, _ in self.outbox.pending()}
+        self._all_acked = asyncio.Event()
+        self._queue: asyncio.Queue[pb.WorkerMessage] | None = None
+        self._stopping = False
+        self._rng = rng or random.Random()
+        self.dropped_output = 0
+
+    @property
+    def id(self) -> str:
+        return self.identity.id
+
+    # ---- lifecycle
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve until `stop` is set; then stop running tasks and deliver their results."""
+        options = [
+            ("grpc.keepalive_time_ms", 10_000),
+            ("grpc.keepalive_timeout_ms", 5_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.initial_reconnect_backoff_ms", 100),
+            ("grpc.min_reconnect_backoff_ms", 100),
+            ("grpc.max_reconnect_backoff_ms", int(BACKOFF_CAP_S * 1000)),
+            ("grpc.max_receive_message_length", GRPC_MAX_MESSAGE),
+            ("grpc.max_send_message_length", GRPC_MAX_MESSAGE),
+        ]
+        log.info(
+            "worker %s starting: master %s, %d slots, labels %s",
+            self.id,
+            self.config.master,
+            self.config.slots,
+            self.config.labels or "{}",
+        )
+        async with grpc.aio.insecure_channel(self.config.master, options=options) as channel:
+            connection = asyncio.create_task(self._connect_loop(channel), name="connection")
+            try:
+                await stop.wait()
+                await self._stop_tasks()
+            finally:
+                connection.cancel()
+                await asyncio.gather(connection, return_exceptions=True)
+                self.identity.release()
+        log.info("worker %s stopped", self.id)
+
+    async def _stop_tasks(self) -> None:
+        self._stopping = True
+        for execution in list(self.executions.values()):
+            execution.cancel("the worker is shutting down", Outcome.WORKER_STOPPED)
+        if self._runs:
+            log.info("stopping %d running task(s)", len(self._runs))
+            await asyncio.gather(*self._runs.values(), return_exceptions=True)
+        if self._unacked and self.connected.is_set():
+            try:
+                async with asyncio.timeout(self.config.stop_grace_s):
+                    while self._unacked:
+                        self._all_acked.clear()
+                        await self._all_acked.wait()
+            except TimeoutError:
+                log.warning(
+                    "%d result(s) not acknowledged; kept in the outbox for next start",
+                    len(self._unacked),
+                )
+
+    async def _connect_loop(self, channel: grpc.aio.Channel) -> None:
+        stub = worker_pb2_grpc.WorkerServiceStub(channel)
+        failures = 0
+        while True:
+            welcomed = False
+            try:
+                welcomed = await self._session(stub)
+                log.warning("connection to master %s ended; reconnecting", self.config.master)
+            except grpc.aio.AioRpcError as exc:
+                log.warning(
+                    "master %s: %s %s", self.config.master, exc.code().name, exc.details() or ""
+                )
+            finally:
+                self.connected.clear()
+                self._queue = None
+            failures = 0 if welcomed else failures + 1
+            await asyncio.sleep(backoff(failures, self._rng))
+
+    async def _session(self, stub: worker_pb2_grpc.WorkerServiceStub) -> bool:
+        call = stub.Connect()
+        hello = pb.Hello(
+            worker_id=self.id,
+            hostname=socket.gethostname(),
+            labels=self.config.labels,
+            slots=self.config.slots,
+            resources=pb.Resources(cpus=os.cpu_count() or 1),
+            version=gridrun.__version__,
+            running=[_ref(ref) for ref in self.executions],
+            unacked=[_ref(ref) for ref in self._unacked],
+        )
+        try:
+            await call.write(pb.WorkerMessage(hello=hello))
+            first = await call.read()
+            if not isinstance(first, pb.MasterMessage) or first.WhichOneof("msg") != "welcome":
+                log.error("master %s did not welcome us", self.config.master)
+                return False
+            interval = max(first.welcome.heartbeat_interval_ms, 100) / 1000
+            queue: asyncio.Queue[pb.WorkerMessage] = asyncio.Queue()
+            for execution in self.executions.values():
+                if execution.pid is not None:
+                    queue.put_nowait(
+                        pb.WorkerMessage(
+                            started=pb.Started(
+                                ref=_ref(execution.ref),
+                                started_at_ms=execution.started_at,
+                                pid=execution.pid,
+                            )
+                        )
+                    )
+            for _, payload in self.outbox.pending():
+                queue.put_nowait(pb.WorkerMessage(finished=pb.Finished.FromString(payload)))
+            self._queue = queue
+            self.connected.set()
+            log.info("connected to master %s as %s", self.config.master, self.id)
+            parts = [
+                asyncio.create_task(self._write(call, queue)),
+                asyncio.create_task(self._read(call)),
+                asyncio.create_task(self._heartbeat(queue, interval)),
+            ]
+            try:
+                done, _ = await asyncio.wait(parts, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for part in parts:
+                    part.cancel()
+                await asyncio.gather(*parts, return_exceptions=True)
+            for part in done:
+                if (exc := part.exception()) is not None and not isinstance(
+                    exc, grpc.aio.AioRpcError
+                ):
+                    log.error("worker stream failed: %r", exc)
+            return True
+        finally:
+            call.cancel()
+
+    async def _write(self, call: object, queue: asyncio.Queue[pb.WorkerMessage]) -> None:
+        assert isinstance(call, grpc.aio.StreamStreamCall)
+        while True:
+            await call.write(await queue.get())
+
+    async def _heartbeat(self, queue: asyncio.Queue[pb.WorkerMessage], interval: float) -> None:
+        while True:
+            running = len(self.executions)
+            queue.put_nowait(
+                pb.WorkerMessage(
+                    heartbeat=pb.Heartbeat(
+                        free_slots=max(self.config.slots - running, 0), running=running
+                    )
+                )
+            )
+            await asyncio.sleep(interval)
+
+    async def _read(self, call: object) -> None:
+        assert isinstance(call, grpc.aio.StreamStreamCall)
+        while True:
+            msg = await call.read()
+            if not isinstance(msg, pb.MasterMessage):
+                return  # the master closed the stream
+            kind = msg.WhichOneof("msg")
+            if kind == "assign":
+                self._assign(msg.assign)
+            elif kind == "cancel":
+                ref = AttemptRef(msg.cancel.ref.task_id, msg.cancel.ref.attempt)
+                execution = self.executions.get(ref)
+                if execution is not None:
+                    log.info(
+                        "cancelling task %s attempt %d: %s",
+                        ref.task_id,
+                        ref.attempt,
+                        msg.cancel.reason,
+                    )
+                    execution.cancel(msg.cancel.reason or "cancelled")
+            elif kind == "ack":
+                for r in msg.ack.refs:
+                    ref = AttemptRef(r.task_id, r.attempt)
+                    self.outbox.remove(ref)
+                    self._unacked.discard(ref)
+                if not self._unacked:
+                    self._all_acked.set()
+            else:
+                log.info("ignoring %s from the master", kind)
+
+    # ---- tasks
+
+    def _assign(self, msg: pb.Assign) -> None:
+        ref = AttemptRef(msg.ref.task_id, msg.ref.attempt)
+        if not TASK_ID.match(ref.task_id) or not msg.argv:
+            log.error("refusing a malformed assignment %r", ref)
+            return
+        if ref in self.executions or ref in self._unacked:
+            return  # a duplicate
+        if self._stopping or len(self.executions) >= self.config.slots:
+            reason = "the worker is shutting down" if self._stopping else "no free slot"
+            self._emit(executor.Finished(ref, Report(Outcome.NO_SLOT, error=reason), 0, 0))
+            return
+        assignment = Assignment(
+            ref=ref,
+            argv=tuple(msg.argv),
+            env=dict(msg.env),
+            cwd=msg.cwd or None,
+            timeout_s=msg.timeout_ms / 1000 if msg.timeout_ms else None,
+            kill_grace_s=msg.kill_grace_ms / 1000,
+            shell=msg.shell,
+        )
+        execution = Execution(assignment, self.config.base_env, self._emit)
+        self.executions[ref] = execution
+        self._runs[ref] = asyncio.create_task(self._run(execution), name=f"task-{ref.task_id}")
+
+    async def _run(self, execution: Execution) -> None:
+        ref = execution.ref
+        try:
+            await execution.run()
+        except Exception:
+            log.exception("task %s attempt %d failed inside the worker", ref.task_id, ref.attempt)
+        finally:
+            self.executions.pop(ref, None)
+            self._runs.pop(ref, None)
+
+    def _emit(self, event: executor.Event) -> None:
+        queue = self._queue
+        match event:
+            case executor.Started(ref=ref, started_at=at, pid=pid):
+                message = pb.WorkerMessage(
+                    started=pb.Started(ref=_ref(ref), started_at_ms=at, pid=pid)
+                )
+            case executor.OutputChunk(ref=ref, stream=stream, offset=offset, data=data):
+                if queue is None or queue.qsize() >= OUTPUT_QUEUE_LIMIT:
+                    self.dropped_output += len(data)
+                    return
+                if stream == executor.STDOUT:
+                    out = pb.Output(ref=_ref(ref), stdout_offset=offset, stdout=data)
+                else:
+                    out = pb.Output(ref=_ref(ref), stderr_offset=offset, stderr=data)
+                message = pb.WorkerMessage(output=out)
+            case executor.Finished():
+                finished = finished_to_pb(event)
+                self.outbox.put(event.ref, finished.SerializeToString())
+                self._unacked.add(event.ref)
+                self.executions.pop(event.ref, None)
+                message = pb.WorkerMessage(finished=finished)
+        if queue is not None:
+            queue.put_nowait(message)
+
+
+async def run_worker(config: WorkerConfig) -> None:
+    """Run a worker until SIGINT or SIGTERM."""
+    import signal
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await Agent(config).run(stop)

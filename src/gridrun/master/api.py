@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -269,4 +270,28 @@ def create_api(service: Service, *, max_body: int, warnings: list[str] | None = 
         (task,) = await service.submit([make_spec(cmd=body.cmd)])
         return LegacyTaskOut(id=task.id, state=task.state)
 
+    def openapi() -> dict[str, Any]:
+        """FastAPI's spec plus the request bodies we parse by hand (for a clear error per task)."""
+        if app.openapi_schema is None:
+            spec = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+            for model in (TaskIn, BatchIn, LegacyTaskIn):
+                schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                schemas.update(schema.pop("$defs", {}))
+                schemas[model.__name__] = schema
+            spec["paths"]["/tasks"]["post"]["requestBody"] = {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/LegacyTaskIn"}}
+                },
+            }
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

@@ -127,7 +127,7 @@ class Master:
         except BaseException:
             await self.close()
             raise
-        self._tasks = [
+        self._tasks += [
             asyncio.create_task(self._dispatch_loop(), name="dispatch"),
             asyncio.create_task(self._liveness_loop(), name="liveness"),
         ]

@@ -101,6 +101,7 @@ class Agent:
         self._queue: asyncio.Queue[pb.WorkerMessage] | None = None
         self._stopping = False
         self._rng = rng or random.Random()
+        self._base_env = {**config.base_env, "GRIDRUN_WORKER_ID": self.identity.id}
         self.dropped_output = 0
 
     @property
@@ -301,7 +302,7 @@ class Agent:
             kill_grace_s=msg.kill_grace_ms / 1000,
             shell=msg.shell,
         )
-        execution = Execution(assignment, self.config.base_env, self._emit)
+        execution = Execution(assignment, self._base_env, self._emit)
         self.executions[ref] = execution
         self._runs[ref] = asyncio.create_task(self._run(execution), name=f"task-{ref.task_id}")
 

@@ -112,7 +112,12 @@ class Execution:
         started_at = now_ms()
         if self._cancelled.is_set():
             return self._finish(Report(self._outcome_on_kill, error=self._error))
-        env = {**self._base_env, **a.env}
+        env = {
+            **self._base_env,
+            **a.env,
+            "GRIDRUN_TASK_ID": a.ref.task_id,
+            "GRIDRUN_ATTEMPT": str(a.ref.attempt),
+        }
         try:
             proc = await asyncio.create_subprocess_exec(
                 *a.argv,

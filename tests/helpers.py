@@ -1,0 +1,81 @@
+"""Shared test helpers: polling with a deadline (never bare sleeps), free ports, pid checks."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def eventually(check: Callable[[], T], timeout: float = 10.0, interval: float = 0.02) -> T:
+    """Call `check` until it returns a truthy value (returned) or raise after `timeout`."""
+    deadline = time.monotonic() + timeout
+    last: BaseException | None = None
+    while True:
+        try:
+            value = check()
+            if value:
+                return value
+        except AssertionError as exc:
+            last = exc
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s: {last or check}")
+        time.sleep(interval)
+
+
+async def eventually_async(
+    check: Callable[[], Awaitable[T] | T], timeout: float = 10.0, interval: float = 0.02
+) -> T:
+    """`eventually` for async tests: the loop keeps running while we wait. `check` may be sync."""
+    deadline = time.monotonic() + timeout
+    last: BaseException | None = None
+    while True:
+        try:
+            result = check()
+            value = await result if inspect.isawaitable(result) else result
+            if value:
+                return value
+        except AssertionError as exc:
+            last = exc
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s: {last or check}")
+        await asyncio.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pid_alive(pid: int) -> bool:
+    """True if `pid` exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    state = stat.rsplit(")", 1)[1].split()[0]
+    return state not in ("Z", "X")
+
+
+def read_pid(path: Path) -> int:
+    return int(path.read_text().strip())
+
+
+def wait_file(path: Path, timeout: float = 10.0) -> str:
+    return eventually(lambda: path.exists() and path.read_text().strip(), timeout)
+
+
+async def wait_file_async(path: Path, timeout: float = 10.0) -> str:
+    return await eventually_async(lambda: path.exists() and path.read_text().strip(), timeout)
+
+
+def env_without_gridrun() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("GRIDRUN_")}

@@ -1,0 +1,149 @@
+"""An in-process grid: a real Master (SQLite file, gRPC and HTTP on free loopback ports) and
+real worker Agents running real subprocesses, all in the test's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from gridrun.master.app import Master, MasterConfig
+from gridrun.worker.agent import Agent, WorkerConfig
+from tests.helpers import eventually_async
+
+TERMINAL = {"succeeded", "failed", "timed_out", "cancelled", "lost", "delivered"}
+
+
+@dataclass
+class RunningAgent:
+    agent: Agent
+    stop: asyncio.Event
+    task: asyncio.Task[None]
+
+    async def close(self) -> None:
+        self.stop.set()
+        await asyncio.wait_for(self.task, 30)
+
+
+@dataclass
+class Grid:
+    tmp: Path
+    master: Master | None = None
+    agents: list[RunningAgent] = field(default_factory=list)
+    http: httpx.AsyncClient | None = None
+    master_overrides: dict[str, Any] = field(default_factory=dict)
+    grpc_port: int = 0
+    http_port: int = 0
+
+    @property
+    def api(self) -> httpx.AsyncClient:
+        assert self.http is not None
+        return self.http
+
+    async def start_master(self, **overrides: Any) -> Master:
+        settings: dict[str, Any] = {
+            "db": self.tmp / "master" / "gridrun.db",
+            "http_port": self.http_port,
+            "grpc_port": self.grpc_port,
+            "heartbeat_interval_s": 0.2,
+            "liveness_timeout_s": 3.0,
+            "kill_grace_s": 1.0,
+            "db_sync": "normal",
+            **self.master_overrides,
+            **overrides,
+        }
+        self.master = Master(MasterConfig(**settings))
+        await self.master.start()
+        self.http_port, self.grpc_port = self.master.http_port, self.master.grpc_port
+        if self.http is None:
+            self.http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.http_port}", timeout=30)
+        return self.master
+
+    async def stop_master(self) -> None:
+        if self.master is not None:
+            await self.master.close()
+            self.master = None
+
+    async def add_worker(
+        self, name: str, slots: int = 2, labels: dict[str, str] | None = None
+    ) -> Agent:
+        config = WorkerConfig(
+            master=f"127.0.0.1:{self.grpc_port}",
+            slots=slots,
+            labels=labels or {},
+            data_dir=self.tmp / "workers" / name,
+            name=name,
+            base_env=dict(os.environ),
+            stop_grace_s=3.0,
+        )
+        agent = Agent(config)
+        stop = asyncio.Event()
+        running = RunningAgent(agent, stop, asyncio.create_task(agent.run(stop)))
+        self.agents.append(running)
+        await asyncio.wait_for(agent.connected.wait(), 10)
+        return agent
+
+    async def stop_worker(self, agent: Agent) -> None:
+        for running in list(self.agents):
+            if running.agent is agent:
+                await running.close()
+                self.agents.remove(running)
+
+    async def submit(self, **body: Any) -> dict[str, Any]:
+        response = await self.api.post("/v1/tasks", json=body)
+        assert response.status_code == 201, response.text
+        task: dict[str, Any] = response.json()
+        return task
+
+    async def submit_many(self, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        response = await self.api.post("/v1/tasks", json={"tasks": bodies})
+        assert response.status_code == 201, response.text
+        tasks: list[dict[str, Any]] = response.json()["tasks"]
+        return tasks
+
+    async def task(self, task_id: str) -> dict[str, Any]:
+        response = await self.api.get(f"/v1/tasks/{task_id}")
+        assert response.status_code == 200, response.text
+        task: dict[str, Any] = response.json()
+        return task
+
+    async def wait(self, task_id: str, timeout: float = 20.0) -> dict[str, Any]:
+        response = await self.api.get(f"/v1/tasks/{task_id}", params={"wait": timeout})
+        task: dict[str, Any] = response.json()
+        assert task["state"] in TERMINAL, f"task {task_id} still {task['state']}"
+        return task
+
+    async def wait_state(self, task_id: str, state: str, timeout: float = 10.0) -> dict[str, Any]:
+        async def reached() -> dict[str, Any] | None:
+            task = await self.task(task_id)
+            return task if task["state"] == state else None
+
+        return await eventually_async(reached, timeout)
+
+    async def output(self, task_id: str) -> dict[str, Any]:
+        out: dict[str, Any] = (await self.api.get(f"/v1/tasks/{task_id}/output")).json()
+        return out
+
+    async def close(self) -> None:
+        for running in self.agents:
+            await running.close()
+        self.agents.clear()
+        await self.stop_master()
+        if self.http is not None:
+            await self.http.aclose()
+
+
+@pytest.fixture
+async def grid(tmp_path: Path) -> AsyncIterator[Grid]:
+    g = Grid(tmp=tmp_path)
+    await g.start_master()
+    try:
+        yield g
+    finally:
+        await g.close()

@@ -1,0 +1,88 @@
+"""Durability across restarts: queued tasks survive, workers reconnect by themselves, running
+processes keep running and their results arrive, and a worker that never returns is judged."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import eventually_async
+from tests.integration.conftest import Grid
+
+pytestmark = pytest.mark.timeout(90)
+
+
+async def test_queued_tasks_survive_a_master_restart_and_workers_reconnect(grid: Grid) -> None:
+    tasks = await grid.submit_many([{"cmd": f"echo {i}"} for i in range(20)])
+    await grid.stop_master()
+    await grid.start_master()
+    agent = await grid.add_worker("w1")
+    for task in tasks:
+        assert (await grid.wait(task["id"]))["state"] == "succeeded"
+    # now restart under a connected worker: it comes back by itself
+    await grid.stop_master()
+    await grid.start_master()
+    await eventually_async(lambda: agent.connected.is_set(), 15)
+    task = await grid.submit(cmd="echo after restart")
+    assert (await grid.wait(task["id"]))["state"] == "succeeded"
+    assert (await grid.output(task["id"]))["stdout"]["text"] == "after restart\n"
+
+
+async def test_a_task_running_through_a_master_restart_reports_its_real_result(
+    grid: Grid, tmp_path: Path
+) -> None:
+    agent = await grid.add_worker("w1")
+    gate, started = tmp_path / "gate", tmp_path / "started"
+    task = await grid.submit(
+        cmd=f"touch {started}; while [ ! -e {gate} ]; do sleep 0.01; done; echo done; exit 7",
+        shell=True,
+    )
+    await eventually_async(started.exists)
+    await grid.stop_master()
+    gate.touch()  # the process finishes while the master is away: the result waits in the outbox
+    await eventually_async(lambda: not agent.executions, 10)
+    assert list((tmp_path / "workers" / "w1" / "outbox").iterdir())
+    await grid.start_master()
+    done = await grid.wait(task["id"])
+    assert done["state"] == "failed"
+    assert done["exit_code"] == 7
+    assert done["attempt"] == 1
+    # acknowledged, so the outbox is empty again
+    await eventually_async(lambda: not list((tmp_path / "workers" / "w1" / "outbox").iterdir()))
+
+
+async def test_a_running_task_is_adopted_after_a_master_restart(grid: Grid, tmp_path: Path) -> None:
+    await grid.add_worker("w1")
+    gate, started = tmp_path / "gate", tmp_path / "started"
+    task = await grid.submit(
+        cmd=f"touch {started}; while [ ! -e {gate} ]; do sleep 0.01; done", shell=True
+    )
+    await eventually_async(started.exists)
+    await grid.stop_master()
+    await grid.start_master()
+    # still running on the worker, and the master knows it holds it
+    await grid.wait_state(task["id"], "running")
+    await asyncio.sleep(0)  # let the reconnect settle
+    gate.touch()
+    done = await grid.wait(task["id"])
+    assert done["state"] == "succeeded"
+
+
+async def test_tasks_of_a_worker_that_never_returns_end_lost(grid: Grid, tmp_path: Path) -> None:
+    agent = await grid.add_worker("w1")
+    started = tmp_path / "started"
+    task = await grid.submit(cmd=f"touch {started}; sleep 60", shell=True)
+    await eventually_async(started.exists)
+    # simulate the worker vanishing: its stream drops and it does not reconnect
+    running = next(r for r in grid.agents if r.agent is agent)
+    running.task.cancel()
+    await asyncio.gather(running.task, return_exceptions=True)
+    grid.agents.remove(running)
+    for execution in list(agent.executions.values()):
+        execution.cancel("test cleanup")
+    agent.identity.release()
+    done = await grid.wait(task["id"], 15)  # liveness timeout is 3s in the test grid
+    assert done["state"] == "lost"
+    assert "unreachable" in done["error"]

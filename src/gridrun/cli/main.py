@@ -327,7 +327,8 @@ def run(
         sys.stderr.buffer.write(client.output_bytes(task["id"], "stderr"))
         sys.stderr.flush()
         code = render.exit_status(task)
-        if task["state"] not in ("succeeded", "failed") or task["error"]:
+        plain_exit = task["state"] in ("succeeded", "failed") and task["exit_code"] is not None
+        if not plain_exit or task["error"]:  # say why there is no ordinary exit code
             err.print(f"gridrun: task {task['id']} {render.outcome(task)}", highlight=False)
     raise typer.Exit(code)
 

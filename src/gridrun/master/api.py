@@ -27,6 +27,7 @@ from gridrun.master.schemas import (
     LegacyTaskOut,
     OutputOut,
     Problem,
+    StatsOut,
     StreamOut,
     TaskIn,
     TaskListOut,
@@ -35,7 +36,7 @@ from gridrun.master.schemas import (
     WorkerOut,
 )
 from gridrun.master.service import Service
-from gridrun.model import TaskState, make_spec
+from gridrun.model import TaskState, WorkerState, make_spec
 from gridrun.store import TaskFilter
 
 PROBLEM = "application/problem+json"
@@ -251,10 +252,19 @@ def create_api(service: Service, *, max_body: int, warnings: list[str] | None = 
     async def workers() -> WorkerListOut:
         return WorkerListOut(workers=[WorkerOut.of(w) for w in await service.workers()])
 
+    @app.get("/v1/stats", response_model=StatsOut, summary="Tasks per state, workers per state")
+    async def stats() -> StatsOut:
+        counts = await service.count_by_state()
+        workers = await service.workers()
+        return StatsOut(
+            tasks={state: counts.get(state, 0) for state in TaskState},
+            workers={state: sum(w.state is state for w in workers) for state in WorkerState},
+        )
+
     @app.get("/healthz", response_model=HealthOut)
     async def healthz() -> Any:
         try:
-            await service.store.ping()
+            await service.ping()
         except Exception as exc:  # any store failure means not ready; say which
             return problem(503, "Service unavailable", f"the store is not reachable: {exc!r}")
         return HealthOut(

@@ -141,9 +141,12 @@ class Master:
         )
 
     async def _start_servers(self) -> None:
+        # proto must say TCP: asyncio sets TCP_NODELAY on accepted sockets only when it does,
+        # and without it every keep-alive response waits ~40 ms for a delayed ACK (Nagle).
         sock = socket.socket(
             socket.AF_INET6 if ":" in self.config.http_host else socket.AF_INET,
             socket.SOCK_STREAM,
+            socket.IPPROTO_TCP,
         )
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:

@@ -191,6 +191,11 @@ class LegacyTaskOut(BaseModel):
     state: TaskState
 
 
+class StatsOut(BaseModel):
+    tasks: dict[TaskState, int]
+    workers: dict[WorkerState, int]
+
+
 class HealthOut(BaseModel):
     status: str
     version: str

@@ -30,6 +30,7 @@ from gridrun.model import (
     Report,
     Task,
     TaskSpec,
+    TaskState,
     WorkerInfo,
     WorkerState,
 )
@@ -88,6 +89,12 @@ class Service:
 
     async def workers(self) -> list[WorkerInfo]:
         return await self.store.list_workers()
+
+    async def count_by_state(self) -> dict[TaskState, int]:
+        return await self.store.count_by_state()
+
+    async def ping(self) -> None:
+        await self.store.ping()
 
     async def cancel(self, task_id: str) -> Task:
         task = await self.store.request_cancel(task_id, self.clock.now_ms())

@@ -1,0 +1,148 @@
+"""Real `gridrun` processes on free loopback ports, each with its own log file; every process
+is killed at the end of the test, whatever happened."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.helpers import env_without_gridrun, eventually, free_port
+
+
+class SystemGrid:
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.http_port = free_port()
+        self.grpc_port = free_port()
+        self.url = f"http://127.0.0.1:{self.http_port}"
+        self.master: subprocess.Popen[bytes] | None = None
+        self.workers: dict[str, subprocess.Popen[bytes]] = {}
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.env = env_without_gridrun()
+
+    def _spawn(
+        self, name: str, args: list[str], cwd: Path | None = None
+    ) -> subprocess.Popen[bytes]:
+        log = open(self.tmp / f"{name}.log", "ab")  # noqa: SIM115 (owned by the process)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gridrun", *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=cwd or self.tmp,
+            env=self.env,
+            start_new_session=True,
+        )
+        log.close()
+        self.procs.append(proc)
+        return proc
+
+    def start_master(self, *extra: str) -> subprocess.Popen[bytes]:
+        self.master = self._spawn(
+            "master",
+            [
+                "master",
+                "--db", str(self.tmp / "data" / "gridrun.db"),
+                "--http", f"127.0.0.1:{self.http_port}",
+                "--grpc", f"127.0.0.1:{self.grpc_port}",
+                "--heartbeat-interval", "0.5",
+                "--liveness-timeout", "4",
+                "--kill-grace", "1",
+                *extra,
+            ],
+        )  # fmt: skip
+        eventually(self.healthy, 20, 0.05)
+        return self.master
+
+    def healthy(self) -> bool:
+        assert self.master is not None
+        assert self.master.poll() is None, self.log("master")
+        try:
+            return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def kill_master(self, sig: int = signal.SIGKILL) -> None:
+        assert self.master is not None
+        self.master.send_signal(sig)
+        self.master.wait(timeout=30)
+
+    def start_worker(
+        self, name: str, slots: int = 2, labels: tuple[str, ...] = (), cwd: Path | None = None
+    ) -> subprocess.Popen[bytes]:
+        args = [
+            "worker",
+            "--master",
+            f"127.0.0.1:{self.grpc_port}",
+            "--slots",
+            str(slots),
+            "--data-dir",
+            str(self.tmp / "workers" / name),
+            "--name",
+            name,
+        ]
+        for label in labels:
+            args += ["--label", label]
+        proc = self._spawn(f"worker-{name}", args, cwd)
+        self.workers[name] = proc
+        eventually(lambda: self.worker_state(name) == "online", 20, 0.05)
+        return proc
+
+    def worker_state(self, name: str) -> str | None:
+        for worker in httpx.get(f"{self.url}/v1/workers", timeout=5).json()["workers"]:
+            if worker["id"] == name:
+                return str(worker["state"])
+        return None
+
+    def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "gridrun", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**self.env, "GRIDRUN_URL": self.url},
+            cwd=self.tmp,
+        )
+
+    def cli_json(self, *args: str) -> Any:
+        result = self.cli(*args, "--json")
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    def task(self, task_id: str, wait: float = 0) -> dict[str, Any]:
+        params = {"wait": wait} if wait else {}
+        response = httpx.get(f"{self.url}/v1/tasks/{task_id}", params=params, timeout=wait + 10)
+        task: dict[str, Any] = response.json()
+        return task
+
+    def log(self, name: str) -> str:
+        path = self.tmp / f"{name}.log"
+        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+
+    def close(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+@pytest.fixture
+def system_grid(tmp_path: Path) -> Iterator[SystemGrid]:
+    grid = SystemGrid(tmp_path)
+    try:
+        yield grid
+    finally:
+        grid.close()

@@ -1,0 +1,92 @@
+"""Real processes killed with SIGKILL: nothing acknowledged is lost, workers come back alone."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.helpers import eventually, pid_alive
+from tests.system.conftest import SystemGrid
+
+pytestmark = [pytest.mark.system, pytest.mark.slow, pytest.mark.timeout(180)]
+
+
+def test_master_sigkill_with_queued_tasks_then_restart_runs_them_all(
+    system_grid: SystemGrid, tmp_path: Path
+) -> None:
+    system_grid.start_master()
+    ids_file = tmp_path / "ids"
+    body = {"tasks": [{"cmd": f'echo "$GRIDRUN_TASK_ID" >> {ids_file}', "shell": True}] * 100}
+    response = httpx.post(f"{system_grid.url}/v1/tasks", json=body, timeout=30)
+    assert response.status_code == 201  # acknowledged: it must survive what follows
+    ids = [t["id"] for t in response.json()["tasks"]]
+    system_grid.kill_master(signal.SIGKILL)
+    system_grid.start_master()
+    system_grid.start_worker("w1", slots=4)
+    for task_id in ids:
+        assert system_grid.task(task_id, wait=30)["state"] == "succeeded"
+    assert Counter(ids_file.read_text().split()) == Counter(ids)
+
+
+def test_worker_rides_through_a_master_sigkill_and_delivers_the_real_result(
+    system_grid: SystemGrid, tmp_path: Path
+) -> None:
+    system_grid.start_master()
+    system_grid.start_worker("w1")
+    gate, started = tmp_path / "gate", tmp_path / "started"
+    task_id = system_grid.cli(
+        "submit", "--shell", f"touch {started}; while [ ! -e {gate} ]; do sleep 0.02; done; exit 5"
+    ).stdout.strip()
+    eventually(started.exists, 20)
+    system_grid.kill_master(signal.SIGKILL)
+    gate.touch()  # the task ends while the master is dead
+    time.sleep(0.5)  # let the worker notice, and record its result in the outbox
+    system_grid.start_master()
+    done = system_grid.task(task_id, wait=30)
+    assert done["state"] == "failed"
+    assert done["exit_code"] == 5
+    eventually(lambda: system_grid.worker_state("w1") == "online", 20)
+    again = system_grid.cli("run", "--", "echo", "still here")
+    assert again.returncode == 0
+    assert again.stdout == "still here\n"
+
+
+def test_gridrun_up_starts_a_grid_and_ctrl_c_leaves_no_process(tmp_path: Path) -> None:
+    grid = SystemGrid(tmp_path)
+    up = subprocess.Popen(
+        [*grid.cli("--help").args[:3], "up", "--workers", "2", "--data-dir", str(tmp_path / "d"),
+         "--http", f"127.0.0.1:{grid.http_port}", "--grpc", f"127.0.0.1:{grid.grpc_port}"],
+        cwd=tmp_path, env=grid.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+
+        def two_online() -> bool:
+            try:
+                workers = httpx.get(f"{grid.url}/v1/workers", timeout=2).json()["workers"]
+            except httpx.TransportError:
+                return False
+            return sum(w["state"] == "online" for w in workers) == 2
+
+        eventually(two_online, 30, 0.1)
+        pid_file = tmp_path / "task.pid"
+        task_id = grid.cli("submit", "--shell", f"echo $$ > {pid_file}; sleep 60").stdout.strip()
+        eventually(lambda: grid.task(task_id)["state"] == "running", 20)
+        children = [
+            int(p) for p in (Path(f"/proc/{up.pid}/task/{up.pid}/children").read_text().split())
+        ]
+        assert len(children) == 3  # master + 2 workers
+        task_pid = int(pid_file.read_text())
+        up.send_signal(signal.SIGINT)
+        assert up.wait(timeout=60) == 0
+        for pid in [*children, task_pid]:
+            eventually(lambda pid=pid: not pid_alive(pid), 10)
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()

@@ -1,0 +1,39 @@
+"""How the CLI maps task outcomes to exit statuses, and parses addresses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gridrun.cli.render import exit_status, split_address
+
+
+def task(**fields: Any) -> Any:
+    base = {"state": "succeeded", "exit_code": None, "signal": None, "error": None}
+    return {**base, **fields}
+
+
+@pytest.mark.parametrize(
+    ("fields", "status"),
+    [
+        ({"state": "succeeded", "exit_code": 0}, 0),
+        ({"state": "failed", "exit_code": 3}, 3),
+        ({"state": "failed", "signal": 9}, 137),
+        ({"state": "timed_out", "signal": 15}, 143),
+        ({"state": "timed_out"}, 124),
+        ({"state": "cancelled"}, 130),
+        ({"state": "lost"}, 255),
+        ({"state": "failed", "error": "cannot run 'x'"}, 127),
+    ],
+)
+def test_exit_status(fields: dict[str, Any], status: int) -> None:
+    assert exit_status(task(**fields)) == status
+
+
+def test_split_address() -> None:
+    assert split_address("127.0.0.1:9092") == ("127.0.0.1", 9092)
+    assert split_address("[::1]:50051") == ("::1", 50051)
+    for bad in ("9092", "host:", ":80", "host:port"):
+        with pytest.raises(ValueError, match="host:port"):
+            split_address(bad)

@@ -128,9 +128,9 @@ def main() -> None:
     print(f"ratio gridrun / xargs     : {grid / baseline:8.3f}")
     lat_ms = sorted(x * 1000 for x in lat)
     p99 = lat_ms[min(len(lat_ms) - 1, int(len(lat_ms) * 0.99))]
+    median = statistics.median(lat_ms)
     print(
-        f"submit->finish, one at a time ({args.latency}): median {statistics.median(lat_ms):.1f} ms,"
-        f" p99 {p99:.1f} ms"
+        f"submit->finish, one at a time ({args.latency}): median {median:.1f} ms, p99 {p99:.1f} ms"
     )
 
 

@@ -141,8 +141,10 @@ class Service:
         capacities = [s.capacity() for s in self.sessions if not s.closed]
         after: tuple[int, int] | None = None
         scanned = 0
-        while scanned < QUEUE_SCAN_LIMIT and any(c.free for c in capacities):
-            candidates = await self.store.queued(QUEUE_SCAN_BATCH, after)
+        while scanned < QUEUE_SCAN_LIMIT and (free := sum(c.free for c in capacities)):
+            # read about as many as could be placed; more only if label mismatches skip some
+            batch = min(QUEUE_SCAN_BATCH, max(16, free * 4))
+            candidates = await self.store.queued(batch, after)
             if not candidates:
                 break
             scanned += len(candidates)
@@ -154,7 +156,7 @@ class Service:
                 for task in claimed:
                     await self._send_assignment(task)
                 assigned += len(claimed)
-            if len(candidates) < QUEUE_SCAN_BATCH:
+            if len(candidates) < batch:
                 break
             after = (candidates[-1].priority, candidates[-1].seq)
         return assigned

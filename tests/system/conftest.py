@@ -30,7 +30,11 @@ class SystemGrid:
         self.env = env_without_gridrun()
 
     def _spawn(
-        self, name: str, args: list[str], cwd: Path | None = None
+        self,
+        name: str,
+        args: list[str],
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
     ) -> subprocess.Popen[bytes]:
         log = open(self.tmp / f"{name}.log", "ab")  # noqa: SIM115 (owned by the process)
         proc = subprocess.Popen(
@@ -38,7 +42,7 @@ class SystemGrid:
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=cwd or self.tmp,
-            env=self.env,
+            env={**self.env, **(env or {})},
             start_new_session=True,
         )
         log.close()

@@ -112,6 +112,40 @@ def test_cli_errors_are_clear_and_non_zero(system_grid: SystemGrid) -> None:
     assert "cannot reach the master" in unreachable.stderr
 
 
+def test_every_option_can_come_from_the_environment(system_grid: SystemGrid) -> None:
+    master_env = {
+        "GRIDRUN_DB": str(system_grid.tmp / "env.db"),
+        "GRIDRUN_HTTP": f"127.0.0.1:{system_grid.http_port}",
+        "GRIDRUN_GRPC": f"127.0.0.1:{system_grid.grpc_port}",
+        "GRIDRUN_OUTPUT_CAP": "4",
+    }
+    system_grid.master = system_grid._spawn("master", ["master"], env=master_env)
+    eventually(system_grid.healthy, 20, 0.05)
+    worker_env = {
+        "GRIDRUN_MASTER": f"127.0.0.1:{system_grid.grpc_port}",
+        "GRIDRUN_SLOTS": "3",
+        "GRIDRUN_LABELS": "zone=b gpu=none",
+        "GRIDRUN_DATA_DIR": str(system_grid.tmp / "envworker"),
+        "GRIDRUN_NAME": "from-env",
+    }
+    system_grid._spawn("worker-env", ["worker"], env=worker_env)
+    eventually(lambda: system_grid.worker_state("from-env") == "online", 20)
+    (worker,) = system_grid.cli_json("workers")
+    assert worker["slots"] == 3
+    assert worker["labels"] == {"zone": "b", "gpu": "none"}
+    result = system_grid.cli("run", "--", "echo", "abcdefgh")
+    assert result.stdout == "fgh\n"  # the 4-byte output cap keeps the tail
+    assert (system_grid.tmp / "env.db").exists()
+
+
+def test_rich_tables_show_user_text_literally(system_grid: SystemGrid) -> None:
+    system_grid.start_master()
+    system_grid.cli("submit", "--name", "[b]n", "--", "echo", "[red]x[/red]")
+    table = system_grid.cli("ls").stdout
+    assert "[red]x[/red]" in table
+    assert "[b]n" in table
+
+
 def test_public_listen_is_refused_without_insecure(system_grid: SystemGrid) -> None:
     result = system_grid.cli("master", "--http", "0.0.0.0:0", "--db", "x.db", timeout=30)
     assert result.returncode == 1

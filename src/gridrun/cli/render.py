@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 from datetime import datetime
 
+from rich.markup import escape
 from rich.table import Table
 
 from gridrun.client import TaskDict, WorkerDict
@@ -92,10 +93,10 @@ def task_table(tasks: list[TaskDict]) -> Table:
             t["id"],
             _styled(t["state"]),
             exit_text,
-            t["worker_id"] or "-",
+            escape(t["worker_id"] or "-"),
             _time(t["created_at"]),
             _duration(t["started_at"], t["finished_at"]),
-            (f"[bold]{t['name']}[/]: " if t["name"] else "") + command_of(t),
+            (f"[bold]{escape(t['name'])}[/]: " if t["name"] else "") + escape(command_of(t)),
         )
     if not tasks:
         table.caption = "no tasks"
@@ -131,7 +132,7 @@ def task_detail(task: TaskDict) -> Table:
     if task["cancel_requested"] and task["state"] in ("assigned", "running"):
         rows.append(("cancel", "requested"))
     for key, value in rows:
-        table.add_row(key, value)
+        table.add_row(key, value if key == "state" else escape(value))
     return table
 
 
@@ -141,12 +142,12 @@ def worker_table(workers: list[WorkerDict]) -> Table:
         table.add_column(column)
     for w in workers:
         table.add_row(
-            w["id"] + (" (legacy)" if w["legacy"] else ""),
+            escape(w["id"]) + (" (legacy)" if w["legacy"] else ""),
             _styled(w["state"]),
             str(w["running"]),
             str(w["slots"]),
-            w["hostname"],
-            ", ".join(f"{k}={v}" for k, v in w["labels"].items()) or "-",
+            escape(w["hostname"]),
+            escape(", ".join(f"{k}={v}" for k, v in w["labels"].items()) or "-"),
             _time(w["last_seen"]),
         )
     if not workers:

@@ -193,6 +193,8 @@ class Master:
         """Stop accepting, end worker streams, stop loops, close the store — in that order."""
         if self._http is not None:
             self._http.should_exit = True
+        for session in self.sessions:
+            session.close("the master is shutting down")  # ends streams now, not after the grace
         if self._grpc is not None:
             await self._grpc.stop(self.config.shutdown_grace_s)
         for task in self._tasks:

@@ -8,6 +8,7 @@ user was told is in the store.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import secrets
 from collections.abc import Iterable, Sequence
@@ -88,7 +89,15 @@ class Service:
         return await self.store.get_output(task_id)
 
     async def workers(self) -> list[WorkerInfo]:
-        return await self.store.list_workers()
+        """Workers as stored, with live last-seen times for the ones connected here."""
+        workers = await self.store.list_workers()
+        now_ms, now = self.clock.now_ms(), self.clock.monotonic()
+        for i, worker in enumerate(workers):
+            session = self.sessions.get(worker.id)
+            if session is not None and not session.closed:
+                seen = now_ms - round((now - session.last_seen) * 1000)
+                workers[i] = dataclasses.replace(worker, last_seen=seen)
+        return workers
 
     async def count_by_state(self) -> dict[TaskState, int]:
         return await self.store.count_by_state()

@@ -125,3 +125,33 @@ async def test_list_filters(store: SqliteStore) -> None:
     assert [t.id for t in page.tasks] == ["c", "a"]
     page = await store.list_tasks(TaskFilter(worker_id="w1"), limit=10, before=None)
     assert [t.id for t in page.tasks] == ["b"]
+
+
+async def test_group_commit_isolates_a_failing_write_from_its_batch(tmp_path: Path) -> None:
+    import asyncio
+
+    path = tmp_path / "g.db"
+    store = SqliteStore(path)
+    await store.open()
+    await add(store, "a", "b")
+    await store.request_cancel("b", now=1)
+    results = await asyncio.gather(
+        *(store.add_tasks([NewTask(f"n{i}", make_spec(cmd="true"))], now=2) for i in range(50)),
+        store.request_cancel("b", now=3),  # already cancelled: InvalidTransition
+        store.claim([("a", "w1")], now=3),
+        store.request_cancel("missing", now=3),  # TaskNotFound
+        return_exceptions=True,
+    )
+    assert isinstance(results[50], InvalidTransition)
+    assert isinstance(results[52], TaskNotFound)
+    assert [t.id for t in results[51]] == ["a"]  # type: ignore[union-attr]
+    await store.close()
+    reopened = SqliteStore(path)
+    await reopened.open()
+    try:
+        queued = await reopened.queued(100, None)
+        assert sorted(c.task_id for c in queued) == sorted(f"n{i}" for i in range(50))
+        assert (await reopened.get_task("a")).state is TaskState.ASSIGNED
+        assert (await reopened.get_task("b")).state is TaskState.CANCELLED
+    finally:
+        await reopened.close()

@@ -245,10 +245,13 @@ class Service:
             self._stale(session, ref, "output")
 
     async def finished(self, session: WorkerSession, ref: AttemptRef, report: Report) -> None:
-        result = await self.store.record_finish(ref, session.worker_id, report, self.clock.now_ms())
-        session.send(AckCmd(ref))  # durable now (or stale and dropped): the worker may forget it
+        # The process has ended, so its slot is free now: let the next claim share this
+        # commit instead of waiting for it.
         session.inflight.discard(ref)
         self.dispatch_wanted.set()
+        result = await self.store.record_finish(ref, session.worker_id, report, self.clock.now_ms())
+        session.send(AckCmd(ref))  # durable now (or stale and dropped): the worker may forget it
+        self.dispatch_wanted.set()  # a requeued (no-slot) task is claimable only from here
         if not result.applied:
             self._stale(session, ref, "finished")
         elif result.task is not None:

@@ -7,8 +7,10 @@ store's own thread, so transactions never interleave and read-modify-write steps
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -35,6 +37,7 @@ T = TypeVar("T")
 Sync = Literal["full", "normal"]
 
 SCHEMA_VERSION = 1
+GROUP_COMMIT_MAX = 2000  # writes per transaction
 
 SCHEMA = """
 CREATE TABLE tasks (
@@ -200,6 +203,9 @@ class SqliteStore:
         self._synchronous = synchronous
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+        self._pending: list[tuple[Callable[[sqlite3.Connection], Any], Any]] = []
+        self._flushing = False
 
     # ---- plumbing
 
@@ -211,9 +217,70 @@ class SqliteStore:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, fn, conn)
 
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a write in the next group commit; return once that transaction is committed.
+
+        Writes that arrive while a commit (and its fsync) is in progress are applied together
+        in the next transaction, each in its own savepoint, so one failing write does not undo
+        the others, and nobody is answered before their write is durable.
+        """
+        if self._executor is None:
+            raise Unavailable("the store is closed")
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        with self._lock:
+            self._pending.append((fn, future))
+            start = not self._flushing
+            self._flushing = True
+        if start:
+            self._executor.submit(self._flush_writes)
+        result: T = await asyncio.wrap_future(future)
+        return result
+
+    def _flush_writes(self) -> None:
+        conn = self._conn
+        assert conn is not None
+        while True:
+            with self._lock:
+                batch = self._pending[:GROUP_COMMIT_MAX]
+                del self._pending[:GROUP_COMMIT_MAX]
+                if not batch:
+                    self._flushing = False
+                    return
+            outcomes: list[tuple[concurrent.futures.Future[Any], Any, BaseException | None]] = []
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                for fn, future in batch:
+                    try:
+                        outcomes.append((future, fn(conn), None))
+                    except (
+                        Exception
+                    ) as exc:  # handed to the caller below, with its savepoint undone
+                        outcomes.append((future, None, exc))
+                conn.execute("COMMIT")
+            except Exception as exc:  # the transaction itself failed: nothing in it is durable
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                outcomes = [(future, None, exc) for _, future in batch]
+            for future, value, error in outcomes:
+                if error is not None:
+                    future.set_exception(error)
+                else:
+                    future.set_result(value)
+
     @staticmethod
     @contextmanager
     def _tx(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+        """One atomic step: a savepoint inside a group commit, else its own transaction."""
+        if conn.in_transaction:
+            conn.execute("SAVEPOINT step")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK TO step")
+                conn.execute("RELEASE step")
+                raise
+            conn.execute("RELEASE step")
+            return
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
@@ -297,7 +364,7 @@ class SqliteStore:
                 for i, t in enumerate(tasks)
             ]
 
-        return await self._run(add)
+        return await self._write(add)
 
     async def get_task(self, task_id: str) -> Task:
         return await self._run(lambda c: self._load(c, task_id))
@@ -355,7 +422,7 @@ class SqliteStore:
                     conn.execute(END, (str(state), now, "cancelled before it started", task_id))
                 return self._load(conn, task_id)
 
-        return await self._run(cancel)
+        return await self._write(cancel)
 
     async def count_by_state(self) -> dict[TaskState, int]:
         def count(conn: sqlite3.Connection) -> dict[TaskState, int]:
@@ -401,7 +468,7 @@ class SqliteStore:
                     claimed.append(self._load(conn, task_id))
             return claimed
 
-        return await self._run(claim)
+        return await self._write(claim)
 
     # ---- worker reports
 
@@ -416,7 +483,7 @@ class SqliteStore:
                     conn.execute(START, (str(state), started_at, ref.task_id))
                 return True
 
-        return await self._run(start)
+        return await self._write(start)
 
     async def append_output(
         self,
@@ -441,7 +508,7 @@ class SqliteStore:
                 )
                 return True
 
-        return await self._run(append)
+        return await self._write(append)
 
     async def record_finish(
         self, ref: AttemptRef, worker_id: str, report: Report, now: int
@@ -472,7 +539,7 @@ class SqliteStore:
                     )
                 return Finish(task=self._load(conn, ref.task_id), applied=True)
 
-        return await self._run(finish)
+        return await self._write(finish)
 
     async def mark_delivered(self, ref: AttemptRef, worker_id: str, now: int) -> bool:
         def deliver(conn: sqlite3.Connection) -> bool:
@@ -492,7 +559,7 @@ class SqliteStore:
                 )
                 return True
 
-        return await self._run(deliver)
+        return await self._write(deliver)
 
     async def mark_lost(
         self, worker_id: str, keep: Sequence[AttemptRef], now: int, reason: str
@@ -515,7 +582,7 @@ class SqliteStore:
                     lost.append(self._load(conn, task.id))
             return lost
 
-        return await self._run(lose)
+        return await self._write(lose)
 
     async def active_attempts(self, worker_id: str) -> list[Task]:
         return await self._run(lambda c: [_task(r) for r in c.execute(SELECT_ACTIVE, (worker_id,))])
@@ -542,7 +609,7 @@ class SqliteStore:
             with self._tx(conn):
                 conn.execute(UPSERT_WORKER, row)
 
-        await self._run(upsert)
+        await self._write(upsert)
 
     async def list_workers(self) -> list[WorkerInfo]:
         def read(conn: sqlite3.Connection) -> list[WorkerInfo]:

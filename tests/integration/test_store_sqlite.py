@@ -155,3 +155,30 @@ async def test_group_commit_isolates_a_failing_write_from_its_batch(tmp_path: Pa
         assert (await reopened.get_task("b")).state is TaskState.CANCELLED
     finally:
         await reopened.close()
+
+
+async def test_a_cancelled_writer_neither_loses_its_write_nor_wedges_the_store(
+    store: SqliteStore,
+) -> None:
+    import asyncio
+
+    # Queue writes behind a big one, cancel some of their callers while they wait: their writes
+    # still land, and the store keeps taking writes (a cancelled caller once wedged it for good).
+    big = asyncio.create_task(
+        store.add_tasks([NewTask(f"big{i}", make_spec(cmd="true")) for i in range(3000)], now=1)
+    )
+    waiting = [
+        asyncio.create_task(store.add_tasks([NewTask(f"c{i}", make_spec(cmd="true"))], now=1))
+        for i in range(20)
+    ]
+    await asyncio.sleep(0)
+    for task in waiting[::2]:
+        task.cancel()
+    await asyncio.wait_for(asyncio.gather(big, *waiting, return_exceptions=True), 10)
+    after = await asyncio.wait_for(
+        store.add_tasks([NewTask("after", make_spec(cmd="true"))], now=2), 5
+    )
+    assert [t.id for t in after] == ["after"]
+    ids = {c.task_id for c in await store.queued(5000, None)}
+    assert {f"c{i}" for i in range(20)} <= ids
+    assert "after" in ids

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
@@ -90,3 +91,29 @@ def test_gridrun_up_starts_a_grid_and_ctrl_c_leaves_no_process(tmp_path: Path) -
         if up.poll() is None:
             up.kill()
             up.wait()
+
+
+def test_worker_sigkill_during_a_task_ends_it_lost_not_rerun(
+    system_grid: SystemGrid, tmp_path: Path
+) -> None:
+    system_grid.start_master()
+    worker = system_grid.start_worker("w1")
+    pid_file, runs = tmp_path / "pid", tmp_path / "runs"
+    task_id = system_grid.cli(
+        "submit", "--shell", f"echo run >> {runs}; echo $$ > {pid_file}; sleep 60"
+    ).stdout.strip()
+    eventually(lambda: pid_file.exists() and pid_file.read_text().strip(), 20)
+    task_pid = int(pid_file.read_text())
+    try:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=10)
+        done = system_grid.task(task_id, wait=30)  # liveness timeout is 4 s here
+        assert done["state"] == "lost"
+        assert "unreachable" in done["error"]
+        # a new worker does not run it again (max one attempt by default)
+        system_grid.start_worker("w2")
+        assert system_grid.cli("run", "--", "true").returncode == 0
+        assert runs.read_text().split() == ["run"]
+    finally:
+        if pid_alive(task_pid):
+            os.killpg(task_pid, signal.SIGKILL)  # the orphan of the killed worker

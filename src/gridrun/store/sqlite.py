@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import json
 import sqlite3
 import threading
@@ -237,6 +238,17 @@ class SqliteStore:
         return result
 
     def _flush_writes(self) -> None:
+        try:
+            self._flush_batches()
+        finally:
+            with self._lock:
+                # whatever happened, the next write must be able to start a flush again
+                restart = bool(self._pending)
+                self._flushing = restart
+            if restart and self._executor is not None:
+                self._executor.submit(self._flush_writes)
+
+    def _flush_batches(self) -> None:
         conn = self._conn
         assert conn is not None
         while True:
@@ -244,7 +256,6 @@ class SqliteStore:
                 batch = self._pending[:GROUP_COMMIT_MAX]
                 del self._pending[:GROUP_COMMIT_MAX]
                 if not batch:
-                    self._flushing = False
                     return
             outcomes: list[tuple[concurrent.futures.Future[Any], Any, BaseException | None]] = []
             try:
@@ -262,10 +273,13 @@ class SqliteStore:
                     conn.execute("ROLLBACK")
                 outcomes = [(future, None, exc) for _, future in batch]
             for future, value, error in outcomes:
-                if error is not None:
-                    future.set_exception(error)
-                else:
-                    future.set_result(value)
+                # A caller cancelled while waiting (e.g. its stream died) still had its write
+                # applied; only the answer has nobody to go to.
+                with contextlib.suppress(concurrent.futures.InvalidStateError):
+                    if error is not None:
+                        future.set_exception(error)
+                    else:
+                        future.set_result(value)
 
     @staticmethod
     @contextmanager

@@ -141,3 +141,12 @@ async def test_openapi_spec_is_served(grid: Grid) -> None:
     assert "/v1/tasks" in spec["paths"]
     assert "TaskIn" in spec["components"]["schemas"]
     assert (await grid.api.get("/docs")).status_code == 200
+
+
+async def test_a_batch_over_10000_tasks_is_refused(grid: Grid) -> None:
+    response = await grid.api.post("/v1/tasks", json={"tasks": [{"cmd": "true"}] * 10_001})
+    assert response.status_code == 422
+    assert "10000" in response.json()["detail"]
+    ok = await grid.api.post("/v1/tasks", json={"tasks": [{"cmd": "true"}] * 10_000})
+    assert ok.status_code == 201
+    assert len(ok.json()["tasks"]) == 10_000

@@ -37,3 +37,18 @@ def test_split_address() -> None:
     for bad in ("9092", "host:", ":80", "host:port"):
         with pytest.raises(ValueError, match="host:port"):
             split_address(bad)
+
+
+def test_reconnect_backoff_has_full_jitter_and_a_cap() -> None:
+    import random
+
+    from gridrun.worker.agent import BACKOFF_CAP_S, backoff
+
+    rng = random.Random(7)
+    first = [backoff(1, rng) for _ in range(200)]
+    assert max(first) <= 0.2
+    assert min(first) >= 0
+    late = [backoff(50, rng) for _ in range(200)]
+    assert max(late) <= BACKOFF_CAP_S
+    assert max(late) > BACKOFF_CAP_S * 0.9  # spread over the whole window, not fixed
+    assert len({round(x, 6) for x in late}) > 150

@@ -195,19 +195,8 @@ class Service:
         now = self.clock.now_ms()
         self.sessions.add(session)
         self._gone_since.pop(session.worker_id, None)
-        await self.store.upsert_worker(
-            WorkerInfo(
-                id=session.worker_id,
-                hostname=session.hostname,
-                labels=session.labels,
-                slots=session.slots,
-                state=WorkerState.ONLINE,
-                version=session.version,
-                legacy=session.legacy,
-                connected_at=now,
-                last_seen=now,
-            )
-        )
+        session.connected_at = now
+        await self.store.upsert_worker(session.info(WorkerState.ONLINE, last_seen=now))
         session.send(
             WelcomeCmd(session.worker_id, self.config.heartbeat_interval_s, self.config.output_cap)
         )
@@ -274,18 +263,7 @@ class Service:
             # never handed over: put back in the queue (a legacy worker holds nothing in flight)
             for ref in list(session.inflight):
                 await self.store.record_finish(ref, session.worker_id, Report(Outcome.NO_SLOT), now)
-        await self.store.upsert_worker(
-            WorkerInfo(
-                id=session.worker_id,
-                hostname=session.hostname,
-                labels=session.labels,
-                slots=session.slots,
-                state=WorkerState.OFFLINE,
-                version=session.version,
-                legacy=session.legacy,
-                last_seen=now,
-            )
-        )
+        await self.store.upsert_worker(session.info(WorkerState.OFFLINE, last_seen=now))
         self.dispatch_wanted.set()
 
     def _stale(self, session: WorkerSession, ref: AttemptRef, what: str) -> None:

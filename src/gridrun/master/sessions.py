@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from gridrun.master.scheduler import Capacity
-from gridrun.model import AttemptRef, Task
+from gridrun.model import AttemptRef, Task, WorkerInfo, WorkerState
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +56,7 @@ class WorkerSession:
     queue_limit: int = 1024
     inflight: set[AttemptRef] = field(default_factory=set)
     close_reason: str | None = None
+    connected_at: int | None = None  # epoch ms
     _queue: asyncio.Queue[Command | None] = field(default_factory=asyncio.Queue)
 
     @property
@@ -82,6 +83,20 @@ class WorkerSession:
         if self.closed:
             return None
         return await self._queue.get()
+
+    def info(self, state: WorkerState, last_seen: int) -> WorkerInfo:
+        """The worker's row as this session knows it."""
+        return WorkerInfo(
+            id=self.worker_id,
+            hostname=self.hostname,
+            labels=self.labels,
+            slots=self.slots,
+            state=state,
+            version=self.version,
+            legacy=self.legacy,
+            connected_at=self.connected_at,
+            last_seen=last_seen,
+        )
 
     def capacity(self) -> Capacity:
         return Capacity(

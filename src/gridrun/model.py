@@ -26,6 +26,9 @@ MAX_NAME_BYTES = 256
 MAX_CWD_BYTES = 4096
 MAX_TIMEOUT_S = 7 * 24 * 3600
 MAX_PRIORITY = 1_000_000
+MAX_ATTEMPTS = 100
+MAX_BACKOFF_S = 24 * 3600
+MAX_KEY_BYTES = 256
 DEFAULT_OUTPUT_CAP = 1024 * 1024
 
 
@@ -40,10 +43,13 @@ class TaskState(enum.StrEnum):
     LOST = "lost"
     # Sent to a legacy (article) worker, which never reports back: we cannot claim success.
     DELIVERED = "delivered"
+    # Not started within its queue_timeout_s.
+    EXPIRED = "expired"
 
 
 class WorkerState(enum.StrEnum):
     ONLINE = "online"
+    DRAINING = "draining"  # finishing what it runs, taking nothing new
     OFFLINE = "offline"
 
 
@@ -66,6 +72,7 @@ TERMINAL: frozenset[TaskState] = frozenset(
         TaskState.CANCELLED,
         TaskState.LOST,
         TaskState.DELIVERED,
+        TaskState.EXPIRED,
     }
 )
 ACTIVE: frozenset[TaskState] = frozenset({TaskState.ASSIGNED, TaskState.RUNNING})
@@ -81,11 +88,13 @@ _ENDINGS = frozenset(
 )
 
 TRANSITIONS: Mapping[TaskState, frozenset[TaskState]] = {
-    TaskState.QUEUED: frozenset({TaskState.ASSIGNED, TaskState.CANCELLED}),
-    # assigned -> queued: the worker had no free slot and ran nothing.
+    TaskState.QUEUED: frozenset({TaskState.ASSIGNED, TaskState.CANCELLED, TaskState.EXPIRED}),
+    # assigned -> queued: the worker had no free slot and ran nothing, or a retry.
     # assigned -> an ending: the process could not start, or was cancelled before it did.
     TaskState.ASSIGNED: _ENDINGS | {TaskState.RUNNING, TaskState.QUEUED, TaskState.DELIVERED},
-    TaskState.RUNNING: _ENDINGS,
+    # running -> queued: the attempt failed, timed out or was lost, and the retry policy
+    # grants another attempt (see RetryPolicy.delay_after).
+    TaskState.RUNNING: _ENDINGS | {TaskState.QUEUED},
     **{state: frozenset() for state in TERMINAL},
 }
 
@@ -95,6 +104,30 @@ def transition(current: TaskState, target: TaskState) -> TaskState:
     if target not in TRANSITIONS[current]:
         raise InvalidTransition(f"a {current} task cannot become {target}")
     return target
+
+
+RETRYABLE = frozenset({TaskState.FAILED, TaskState.TIMED_OUT, TaskState.LOST})
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How many attempts a task gets and how long to wait between them. The default is one
+    attempt: a command may not be idempotent, so gridrun never re-runs one unasked."""
+
+    max_attempts: int = 1
+    initial_s: float = 1.0
+    factor: float = 2.0
+    max_s: float = 60.0
+    on_exit_codes: tuple[int, ...] | None = None  # retry `failed` only for these; None: any
+
+    def delay_after(self, tries: int, ended: TaskState, exit_code: int | None) -> float | None:
+        """Seconds before the next try after try number `tries` ended `ended`; None: final."""
+        if tries >= self.max_attempts or ended not in RETRYABLE:
+            return None
+        codes = self.on_exit_codes
+        if ended is TaskState.FAILED and codes is not None and exit_code not in codes:
+            return None
+        return float(min(self.max_s, self.initial_s * self.factor ** max(tries - 1, 0)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +143,9 @@ class TaskSpec:
     priority: int = 0
     labels: Mapping[str, str] = field(default_factory=dict)
     name: str | None = None
+    retry: RetryPolicy = RetryPolicy()
+    queue_timeout_s: float | None = None
+    idempotency_key: str | None = None
 
     @property
     def legacy_ok(self) -> bool:
@@ -146,6 +182,9 @@ def make_spec(
     priority: int = 0,
     labels: Mapping[str, str] | None = None,
     name: str | None = None,
+    retry: RetryPolicy | None = None,
+    queue_timeout_s: float | None = None,
+    idempotency_key: str | None = None,
 ) -> TaskSpec:
     """Validate a request and build its spec; raise InvalidSpec with a human message."""
     if (cmd is None) == (argv is None):
@@ -206,6 +245,19 @@ def make_spec(
         _check_text(f"label value of {key}", value, MAX_LABEL_BYTES)
     if name is not None:
         _check_text("name", name, MAX_NAME_BYTES)
+    retry = retry or RetryPolicy()
+    if not 1 <= retry.max_attempts <= MAX_ATTEMPTS:
+        raise InvalidSpec(f"max_attempts must be between 1 and {MAX_ATTEMPTS}")
+    if not (0 <= retry.initial_s <= MAX_BACKOFF_S and 0 <= retry.max_s <= MAX_BACKOFF_S):
+        raise InvalidSpec(f"retry delays must be between 0 and {MAX_BACKOFF_S} seconds")
+    if not 1 <= retry.factor <= 100:
+        raise InvalidSpec("retry factor must be between 1 and 100")
+    if queue_timeout_s is not None and not (0 < queue_timeout_s <= MAX_TIMEOUT_S):
+        raise InvalidSpec(f"queue_timeout_s must be greater than 0 and at most {MAX_TIMEOUT_S}")
+    if idempotency_key is not None:
+        _check_text("idempotency_key", idempotency_key, MAX_KEY_BYTES)
+        if not idempotency_key:
+            raise InvalidSpec("idempotency_key must not be empty when given")
     return TaskSpec(
         argv=resolved,
         cmd=cmd,
@@ -216,6 +268,9 @@ def make_spec(
         priority=priority,
         labels=labels,
         name=name,
+        retry=retry,
+        queue_timeout_s=queue_timeout_s,
+        idempotency_key=idempotency_key,
     )
 
 
@@ -253,6 +308,20 @@ class Report:
     error: str = ""
 
 
+def settle(
+    task: Task, ended: TaskState, exit_code: int | None, tries: int
+) -> tuple[TaskState, float | None]:
+    """Where a task goes when its current attempt — its `tries`-th real try — ends `ended`:
+    that state, or back to queued with a delay when its retry policy grants another try (never
+    when a cancel was asked)."""
+    if task.cancel_requested:
+        return transition(task.state, ended), None
+    delay = task.spec.retry.delay_after(tries, ended, exit_code)
+    if delay is None:
+        return transition(task.state, ended), None
+    return transition(task.state, TaskState.QUEUED), delay
+
+
 def state_after(report: Report) -> TaskState:
     """The state a task reaches when its current attempt ends as `report` says."""
     match report.outcome:
@@ -284,6 +353,7 @@ class Task:
     exit_code: int | None = None
     signal: int | None = None
     error: str | None = None
+    not_before: int | None = None  # epoch ms: a retry waits in the queue until then
 
     @property
     def terminal(self) -> bool:
@@ -301,6 +371,22 @@ class Task:
             and self.worker_id == worker_id
             and self.id == ref.task_id
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One try at running a task: where, when, and how it ended."""
+
+    task_id: str
+    attempt: int
+    worker_id: str
+    state: TaskState
+    assigned_at: int
+    started_at: int | None = None
+    finished_at: int | None = None
+    exit_code: int | None = None
+    signal: int | None = None
+    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,7 +37,7 @@ async def test_tasks_survive_reopening_the_file(tmp_path: Path) -> None:
     second = SqliteStore(path)
     await second.open()
     try:
-        assert [c.task_id for c in await second.queued(10, None)] == ["a", "b"]
+        assert [c.task_id for c in await second.queued(10, None, now=10**13)] == ["a", "b"]
     finally:
         await second.close()
 
@@ -45,9 +45,9 @@ async def test_tasks_survive_reopening_the_file(tmp_path: Path) -> None:
 async def test_queue_order_and_resume_after(store: SqliteStore) -> None:
     await add(store, "low1", "low2")
     await add(store, "high", priority=5)
-    first = await store.queued(2, None)
+    first = await store.queued(2, None, now=10**13)
     assert [c.task_id for c in first] == ["high", "low1"]
-    rest = await store.queued(10, (first[-1].priority, first[-1].seq))
+    rest = await store.queued(10, (first[-1].priority, first[-1].seq), now=10**13)
     assert [c.task_id for c in rest] == ["low2"]
 
 
@@ -149,7 +149,7 @@ async def test_group_commit_isolates_a_failing_write_from_its_batch(tmp_path: Pa
     reopened = SqliteStore(path)
     await reopened.open()
     try:
-        queued = await reopened.queued(100, None)
+        queued = await reopened.queued(100, None, now=10**13)
         assert sorted(c.task_id for c in queued) == sorted(f"n{i}" for i in range(50))
         assert (await reopened.get_task("a")).state is TaskState.ASSIGNED
         assert (await reopened.get_task("b")).state is TaskState.CANCELLED
@@ -179,6 +179,43 @@ async def test_a_cancelled_writer_neither_loses_its_write_nor_wedges_the_store(
         store.add_tasks([NewTask("after", make_spec(cmd="true"))], now=2), 5
     )
     assert [t.id for t in after] == ["after"]
-    ids = {c.task_id for c in await store.queued(5000, None)}
+    ids = {c.task_id for c in await store.queued(5000, None, now=10**13)}
     assert {f"c{i}" for i in range(20)} <= ids
     assert "after" in ids
+
+
+async def test_a_version_1_database_is_migrated_in_place(tmp_path: Path) -> None:
+    import sqlite3
+
+    from gridrun.store import sqlite_sql
+
+    path = tmp_path / "v1.db"
+    conn = sqlite3.connect(path)
+    for statement in sqlite_sql.SCHEMA_V1.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    v1_spec = (
+        '{"argv":["true"],"cmd":"true","shell":false,"env":{},"cwd":null,"timeout_s":null,'
+        '"priority":0,"labels":{},"name":null}'
+    )
+    conn.execute(
+        "INSERT INTO tasks (id, name, spec, priority, selector, legacy_ok, state, created_at)"
+        " VALUES ('old', NULL, ?, 0, '{}', 1, 'queued', 1)",
+        (v1_spec,),
+    )
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        task = await store.get_task("old")
+        assert task.spec.retry.max_attempts == 1
+        assert [c.task_id for c in await store.queued(10, None, now=2)] == ["old"]
+        claimed = await store.claim([("old", "w1")], now=3)
+        assert [a.attempt for a in await store.get_attempts("old")] == [claimed[0].attempt]
+    finally:
+        await store.close()
+    check = sqlite3.connect(path)
+    assert check.execute("PRAGMA user_version").fetchone()[0] == sqlite_sql.SCHEMA_VERSION
+    check.close()

@@ -42,6 +42,8 @@ def test_terminal_states_have_no_way_out() -> None:
         (TaskState.ASSIGNED, TaskState.DELIVERED),
         (TaskState.RUNNING, TaskState.SUCCEEDED),
         (TaskState.RUNNING, TaskState.LOST),
+        (TaskState.RUNNING, TaskState.QUEUED),  # a retry
+        (TaskState.QUEUED, TaskState.EXPIRED),
     ],
 )
 def test_allowed_transitions(current: TaskState, target: TaskState) -> None:
@@ -53,8 +55,9 @@ def test_allowed_transitions(current: TaskState, target: TaskState) -> None:
     [
         (TaskState.QUEUED, TaskState.RUNNING),
         (TaskState.QUEUED, TaskState.SUCCEEDED),
-        (TaskState.RUNNING, TaskState.QUEUED),
+        (TaskState.RUNNING, TaskState.ASSIGNED),
         (TaskState.RUNNING, TaskState.DELIVERED),
+        (TaskState.EXPIRED, TaskState.QUEUED),
         (TaskState.SUCCEEDED, TaskState.CANCELLED),
     ],
 )

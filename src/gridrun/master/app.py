@@ -235,6 +235,7 @@ class Master:
             await asyncio.sleep(period)
             try:
                 await self.service.check_liveness()
+                await self.service.housekeeping()
             except Exception:
                 log.exception("liveness check failed; retrying")
 

@@ -26,6 +26,7 @@ from gridrun.master.sessions import (
 )
 from gridrun.model import (
     ACTIVE,
+    Attempt,
     AttemptRef,
     Outcome,
     Report,
@@ -84,6 +85,9 @@ class Service:
 
     async def list_tasks(self, flt: TaskFilter, limit: int, before: int | None) -> Page:
         return await self.store.list_tasks(flt, limit, before)
+
+    async def attempts(self, task_id: str) -> list[Attempt]:
+        return await self.store.get_attempts(task_id)
 
     async def output(self, task_id: str) -> TaskOutput:
         return await self.store.get_output(task_id)
@@ -153,7 +157,7 @@ class Service:
         while scanned < QUEUE_SCAN_LIMIT and (free := sum(c.free for c in capacities)):
             # read about as many as could be placed; more only if label mismatches skip some
             batch = min(QUEUE_SCAN_BATCH, max(16, free * 4))
-            candidates = await self.store.queued(batch, after)
+            candidates = await self.store.queued(batch, after, self.clock.now_ms())
             if not candidates:
                 break
             scanned += len(candidates)
@@ -304,3 +308,13 @@ class Service:
             log.warning("task %s attempt %d lost: %s", task.id, task.attempt, task.error)
         self._settled(lost)
         return lost
+
+    async def housekeeping(self) -> None:
+        """Expire tasks past their queue timeout; wake dispatch when a retry backoff ends."""
+        now = self.clock.now_ms()
+        expired = await self.store.expire(now)
+        for task in expired:
+            log.info("task %s expired: %s", task.id, task.error)
+        self._settled(expired)
+        if await self.store.retry_due(now):
+            self.dispatch_wanted.set()

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from gridrun.model import (
+    Attempt,
     AttemptRef,
     Report,
     StreamOutput,
@@ -80,6 +81,8 @@ class Store(Protocol):
 
     async def get_task(self, task_id: str) -> Task: ...
 
+    async def get_attempts(self, task_id: str) -> list[Attempt]: ...
+
     async def list_tasks(self, flt: TaskFilter, limit: int, before: int | None) -> Page: ...
 
     async def get_output(self, task_id: str) -> TaskOutput: ...
@@ -91,8 +94,17 @@ class Store(Protocol):
     async def count_by_state(self) -> dict[TaskState, int]: ...
 
     # -- scheduling
-    async def queued(self, limit: int, after: tuple[int, int] | None) -> list[Candidate]:
-        """Queued tasks, highest priority first, then oldest; resume after (priority, seq)."""
+    async def queued(self, limit: int, after: tuple[int, int] | None, now: int) -> list[Candidate]:
+        """Claimable queued tasks (past any retry backoff), highest priority first, then
+        oldest; resume after (priority, seq)."""
+        ...
+
+    async def retry_due(self, now: int) -> bool:
+        """True if a task waiting out a retry backoff may be claimed now."""
+        ...
+
+    async def expire(self, now: int) -> list[Task]:
+        """End as expired the queued tasks past their queue timeout."""
         ...
 
     async def claim(self, assignments: Sequence[tuple[str, str]], now: int) -> list[Task]:

@@ -1,7 +1,8 @@
 """SQLite implementation of `Store`: one file, WAL, one connection owned by one thread.
 
-All SQL of this backend lives in this module. Each public method runs as one transaction on the
-store's own thread, so transactions never interleave and read-modify-write steps are atomic.
+Its SQL lives in `sqlite_sql`. Reads run on the store's own thread; writes are grouped into
+transactions there (group commit), each write atomic in its own savepoint, so read-modify-write
+steps never interleave and nobody is answered before their write is committed.
 """
 
 from __future__ import annotations
@@ -21,127 +22,28 @@ from typing import Any, Literal, TypeVar
 from gridrun.errors import TaskNotFound, Unavailable
 from gridrun.model import (
     ACTIVE,
+    Attempt,
     AttemptRef,
+    Outcome,
     Report,
+    RetryPolicy,
     StreamOutput,
     Task,
     TaskSpec,
     TaskState,
     WorkerInfo,
     WorkerState,
+    settle,
     state_after,
     transition,
 )
 from gridrun.store import Candidate, Finish, NewTask, Page, TaskFilter, TaskOutput
+from gridrun.store import sqlite_sql as sql
 
 T = TypeVar("T")
 Sync = Literal["full", "normal"]
-
-SCHEMA_VERSION = 1
 GROUP_COMMIT_MAX = 2000  # writes per transaction
-
-SCHEMA = """
-CREATE TABLE tasks (
-    seq              INTEGER PRIMARY KEY AUTOINCREMENT,
-    id               TEXT NOT NULL UNIQUE,
-    name             TEXT,
-    spec             TEXT NOT NULL,
-    priority         INTEGER NOT NULL,
-    selector         TEXT NOT NULL,
-    legacy_ok        INTEGER NOT NULL,
-    state            TEXT NOT NULL,
-    attempt          INTEGER NOT NULL DEFAULT 0,
-    worker_id        TEXT,
-    cancel_requested INTEGER NOT NULL DEFAULT 0,
-    created_at       INTEGER NOT NULL,
-    assigned_at      INTEGER,
-    started_at       INTEGER,
-    finished_at      INTEGER,
-    exit_code        INTEGER,
-    signal           INTEGER,
-    error            TEXT
-);
-CREATE INDEX tasks_queue ON tasks (priority DESC, seq) WHERE state = 'queued';
-CREATE INDEX tasks_active ON tasks (worker_id) WHERE state IN ('assigned', 'running');
-CREATE INDEX tasks_by_state ON tasks (state, seq);
-CREATE INDEX tasks_by_worker ON tasks (worker_id, seq);
-CREATE INDEX tasks_by_name ON tasks (name, seq);
-
-CREATE TABLE output (
-    task_id TEXT NOT NULL,
-    stream  INTEGER NOT NULL,
-    data    BLOB NOT NULL,
-    total   INTEGER NOT NULL,
-    PRIMARY KEY (task_id, stream)
-) WITHOUT ROWID;
-
-CREATE TABLE workers (
-    id           TEXT PRIMARY KEY,
-    hostname     TEXT NOT NULL,
-    labels       TEXT NOT NULL,
-    slots        INTEGER NOT NULL,
-    state        TEXT NOT NULL,
-    version      TEXT NOT NULL,
-    legacy       INTEGER NOT NULL,
-    connected_at INTEGER,
-    last_seen    INTEGER
-);
-"""
-
-TASK_COLUMNS = (
-    "seq, id, spec, state, attempt, worker_id, cancel_requested, created_at, assigned_at,"
-    " started_at, finished_at, exit_code, signal, error"
-)
-SELECT_TASK = f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?"
-INSERT_TASK = (
-    "INSERT INTO tasks (id, name, spec, priority, selector, legacy_ok, state, created_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, 'queued', ?)"
-)
-SELECT_QUEUED = (
-    "SELECT id, priority, seq, selector, legacy_ok FROM tasks WHERE state = 'queued'"
-    " {after} ORDER BY priority DESC, seq LIMIT ?"
-)
-QUEUED_AFTER = "AND (priority < ? OR (priority = ? AND seq > ?))"
-CLAIM = (
-    "UPDATE tasks SET state = ?, attempt = attempt + 1, worker_id = ?, assigned_at = ?,"
-    " started_at = NULL, finished_at = NULL, exit_code = NULL, signal = NULL, error = NULL"
-    " WHERE id = ?"
-)
-START = "UPDATE tasks SET state = ?, started_at = ? WHERE id = ?"
-FINISH = (
-    "UPDATE tasks SET state = ?, started_at = coalesce(?, started_at), finished_at = ?,"
-    " exit_code = ?, signal = ?, error = ? WHERE id = ?"
-)
-REQUEUE = "UPDATE tasks SET state = ?, worker_id = NULL, assigned_at = NULL WHERE id = ?"
-END = "UPDATE tasks SET state = ?, finished_at = ?, error = ? WHERE id = ?"
-FLAG_CANCEL = "UPDATE tasks SET cancel_requested = 1 WHERE id = ?"
-SELECT_ACTIVE = (
-    f"SELECT {TASK_COLUMNS} FROM tasks"
-    " WHERE worker_id = ? AND state IN ('assigned', 'running') ORDER BY seq"
-)
-SELECT_ACTIVE_WORKERS = (
-    "SELECT DISTINCT worker_id FROM tasks WHERE state IN ('assigned', 'running')"
-)
-SELECT_OUTPUT = "SELECT stream, data, total FROM output WHERE task_id = ?"
-UPSERT_OUTPUT = (
-    "INSERT INTO output (task_id, stream, data, total) VALUES (?, ?, ?, ?)"
-    " ON CONFLICT (task_id, stream) DO UPDATE SET data = excluded.data, total = excluded.total"
-)
-DELETE_OUTPUT = "DELETE FROM output WHERE task_id = ?"
-UPSERT_WORKER = (
-    "INSERT INTO workers (id, hostname, labels, slots, state, version, legacy, connected_at,"
-    " last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (id) DO UPDATE SET hostname = excluded.hostname, labels = excluded.labels,"
-    " slots = excluded.slots, state = excluded.state, version = excluded.version,"
-    " legacy = excluded.legacy, connected_at = excluded.connected_at,"
-    " last_seen = excluded.last_seen"
-)
-SELECT_WORKERS = (
-    "SELECT w.id, w.hostname, w.labels, w.slots, w.state, w.version, w.legacy, w.connected_at,"
-    " w.last_seen, (SELECT count(*) FROM tasks t WHERE t.worker_id = w.id"
-    " AND t.state IN ('assigned', 'running')) FROM workers w ORDER BY w.id"
-)
-COUNT_BY_STATE = "SELECT state, count(*) FROM tasks GROUP BY state"
+EXPIRE_BATCH = 1000
 
 
 def spec_to_json(spec: TaskSpec) -> str:
@@ -156,6 +58,15 @@ def spec_to_json(spec: TaskSpec) -> str:
             "priority": spec.priority,
             "labels": dict(spec.labels),
             "name": spec.name,
+            "retry": {
+                "max_attempts": spec.retry.max_attempts,
+                "initial_s": spec.retry.initial_s,
+                "factor": spec.retry.factor,
+                "max_s": spec.retry.max_s,
+                "on_exit_codes": spec.retry.on_exit_codes,
+            },
+            "queue_timeout_s": spec.queue_timeout_s,
+            "idempotency_key": spec.idempotency_key,
         },
         separators=(",", ":"),
     )
@@ -173,6 +84,49 @@ def spec_from_json(text: str) -> TaskSpec:
         priority=raw["priority"],
         labels=raw["labels"],
         name=raw["name"],
+        retry=_retry(raw.get("retry")),
+        queue_timeout_s=raw.get("queue_timeout_s"),
+        idempotency_key=raw.get("idempotency_key"),
+    )
+
+
+def _retry(raw: dict[str, Any] | None) -> RetryPolicy:
+    if raw is None:  # written by schema v1
+        return RetryPolicy()
+    codes = raw["on_exit_codes"]
+    return RetryPolicy(
+        max_attempts=raw["max_attempts"],
+        initial_s=raw["initial_s"],
+        factor=raw["factor"],
+        max_s=raw["max_s"],
+        on_exit_codes=tuple(codes) if codes is not None else None,
+    )
+
+
+def _key(ref: AttemptRef) -> tuple[str, int]:
+    return ref.task_id, ref.attempt
+
+
+def _describe(ended: TaskState, report: Report) -> str:
+    if ended is TaskState.FAILED and report.exit_code is not None:
+        return f"failed (exit {report.exit_code})"
+    if ended is TaskState.FAILED and report.signal:
+        return f"failed (signal {report.signal})"
+    return str(ended).replace("_", " ")
+
+
+def _attempt(row: tuple[Any, ...]) -> Attempt:
+    return Attempt(
+        task_id=row[0],
+        attempt=row[1],
+        worker_id=row[2],
+        state=TaskState(row[3]),
+        assigned_at=row[4],
+        started_at=row[5],
+        finished_at=row[6],
+        exit_code=row[7],
+        signal=row[8],
+        error=row[9],
     )
 
 
@@ -192,6 +146,7 @@ def _task(row: sqlite3.Row | tuple[Any, ...]) -> Task:
         exit_code=row[11],
         signal=row[12],
         error=row[13],
+        not_before=row[14] or None,
     )
 
 
@@ -312,16 +267,16 @@ class SqliteStore:
         conn.execute("PRAGMA foreign_keys = ON")
         with self._tx(conn):
             version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
+            if version > sql.SCHEMA_VERSION:
                 raise Unavailable(
                     f"{self._path} has schema version {version}, newer than this gridrun"
-                    f" ({SCHEMA_VERSION}); upgrade gridrun"
+                    f" ({sql.SCHEMA_VERSION}); upgrade gridrun"
                 )
-            if version < 1:
-                for statement in SCHEMA.split(";"):
+            for migration in sql.MIGRATIONS[version:]:
+                for statement in migration.split(";"):
                     if statement.strip():
                         conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute(f"PRAGMA user_version = {sql.SCHEMA_VERSION}")
         return conn
 
     async def open(self) -> None:
@@ -345,7 +300,7 @@ class SqliteStore:
 
     @staticmethod
     def _load(conn: sqlite3.Connection, task_id: str) -> Task:
-        row = conn.execute(SELECT_TASK, (task_id,)).fetchone()
+        row = conn.execute(sql.SELECT_TASK, (task_id,)).fetchone()
         if row is None:
             raise TaskNotFound(f"no task with id {task_id!r}")
         return _task(row)
@@ -353,6 +308,9 @@ class SqliteStore:
     # ---- tasks, client side
 
     async def add_tasks(self, tasks: Sequence[NewTask], now: int) -> list[Task]:
+        """Insert the tasks in one transaction. A task whose idempotency key is already taken
+        (earlier, or by another task of this batch) is not inserted: the existing task stands in
+        its place in the answer, so callers see a different id than they proposed."""
         rows = [
             (
                 t.id,
@@ -362,26 +320,45 @@ class SqliteStore:
                 json.dumps(dict(sorted(t.spec.labels.items()))),
                 int(t.spec.legacy_ok),
                 now,
+                now + round(t.spec.queue_timeout_s * 1000) if t.spec.queue_timeout_s else None,
+                t.spec.idempotency_key,
             )
             for t in tasks
         ]
+        keyed = any(t.spec.idempotency_key is not None for t in tasks)
+
+        def fresh(t: NewTask, seq: int) -> Task:
+            return Task(id=t.id, seq=seq, spec=t.spec, state=TaskState.QUEUED, created_at=now)
 
         def add(conn: sqlite3.Connection) -> list[Task]:
             with self._tx(conn):
-                conn.executemany(INSERT_TASK, rows)
-                # one writer, AUTOINCREMENT: the batch got consecutive seqs ending at the last one
-                first = conn.execute("SELECT last_insert_rowid()").fetchone()[0] - len(rows)
-            return [
-                Task(
-                    id=t.id, seq=first + i + 1, spec=t.spec, state=TaskState.QUEUED, created_at=now
-                )
-                for i, t in enumerate(tasks)
-            ]
+                if not keyed:
+                    conn.executemany(sql.INSERT_TASK, rows)
+                    # one writer, AUTOINCREMENT: the batch got consecutive seqs ending at the last
+                    last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+                    return [fresh(t, last - len(rows) + i + 1) for i, t in enumerate(tasks)]
+                added: list[Task] = []
+                for t, row in zip(tasks, rows, strict=True):
+                    key = t.spec.idempotency_key
+                    existing = key and conn.execute(sql.SELECT_TASK_BY_KEY, (key,)).fetchone()
+                    if existing:
+                        added.append(_task(existing))
+                        continue
+                    cursor = conn.execute(sql.INSERT_TASK, row)
+                    added.append(fresh(t, cursor.lastrowid or 0))
+                return added
 
         return await self._write(add)
 
     async def get_task(self, task_id: str) -> Task:
         return await self._run(lambda c: self._load(c, task_id))
+
+    async def get_attempts(self, task_id: str) -> list[Attempt]:
+        def read(conn: sqlite3.Connection) -> list[Attempt]:
+            self._load(conn, task_id)
+            return [_attempt(r) for r in conn.execute(sql.SELECT_ATTEMPTS, (task_id,))]
+
+        return await self._run(read)
 
     async def list_tasks(self, flt: TaskFilter, limit: int, before: int | None) -> Page:
         where: list[str] = []
@@ -398,14 +375,14 @@ class SqliteStore:
         if before is not None:
             where.append("seq < ?")
             args.append(before)
-        sql = f"SELECT {TASK_COLUMNS} FROM tasks"
+        query = f"SELECT {sql.TASK_COLUMNS} FROM tasks"
         if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY seq DESC LIMIT ?"
+            query += " WHERE " + " AND ".join(where)
+        query += " ORDER BY seq DESC LIMIT ?"
         args.append(limit + 1)
 
         def page(conn: sqlite3.Connection) -> Page:
-            tasks = [_task(r) for r in conn.execute(sql, args)]
+            tasks = [_task(r) for r in conn.execute(query, args)]
             more = len(tasks) > limit
             tasks = tasks[:limit]
             return Page(tasks=tasks, next_cursor=tasks[-1].seq if more else None)
@@ -417,7 +394,7 @@ class SqliteStore:
             self._load(conn, task_id)
             streams = {
                 stream: StreamOutput(bytes(data), total)
-                for stream, data, total in conn.execute(SELECT_OUTPUT, (task_id,))
+                for stream, data, total in conn.execute(sql.SELECT_OUTPUT, (task_id,))
             }
             return TaskOutput(
                 stdout=streams.get(1, StreamOutput()), stderr=streams.get(2, StreamOutput())
@@ -430,29 +407,44 @@ class SqliteStore:
             with self._tx(conn):
                 task = self._load(conn, task_id)
                 if task.state in ACTIVE:
-                    conn.execute(FLAG_CANCEL, (task_id,))
+                    conn.execute(sql.FLAG_CANCEL, (task_id,))
                 else:
                     state = transition(task.state, TaskState.CANCELLED)
-                    conn.execute(END, (str(state), now, "cancelled before it started", task_id))
+                    conn.execute(sql.END, (str(state), now, "cancelled before it started", task_id))
                 return self._load(conn, task_id)
 
         return await self._write(cancel)
 
     async def count_by_state(self) -> dict[TaskState, int]:
         def count(conn: sqlite3.Connection) -> dict[TaskState, int]:
-            return {TaskState(s): n for s, n in conn.execute(COUNT_BY_STATE)}
+            return {TaskState(s): n for s, n in conn.execute(sql.COUNT_BY_STATE)}
 
         return await self._run(count)
 
+    async def expire(self, now: int) -> list[Task]:
+        def expire(conn: sqlite3.Connection) -> list[Task]:
+            expired: list[Task] = []
+            with self._tx(conn):
+                for (task_id,) in conn.execute(sql.SELECT_EXPIRED, (now, EXPIRE_BATCH)).fetchall():
+                    task = self._load(conn, task_id)
+                    state = transition(task.state, TaskState.EXPIRED)
+                    limit = task.spec.queue_timeout_s or 0
+                    reason = f"not started within its queue timeout of {limit:g}s"
+                    conn.execute(sql.END, (str(state), now, reason, task_id))
+                    expired.append(self._load(conn, task_id))
+            return expired
+
+        return await self._write(expire)
+
     # ---- scheduling
 
-    async def queued(self, limit: int, after: tuple[int, int] | None) -> list[Candidate]:
+    async def queued(self, limit: int, after: tuple[int, int] | None, now: int) -> list[Candidate]:
         if after is None:
-            sql, args = SELECT_QUEUED.format(after=""), (limit,)
+            query, args = sql.SELECT_QUEUED.format(after=""), (now, limit)
         else:
             priority, seq = after
-            sql = SELECT_QUEUED.format(after=QUEUED_AFTER)
-            args = (priority, priority, seq, limit)  # type: ignore[assignment]
+            query = sql.SELECT_QUEUED.format(after=sql.QUEUED_AFTER)
+            args = (now, priority, priority, seq, limit)  # type: ignore[assignment]
 
         def read(conn: sqlite3.Connection) -> list[Candidate]:
             return [
@@ -463,10 +455,14 @@ class SqliteStore:
                     selector=json.loads(r[3]),
                     legacy_ok=bool(r[4]),
                 )
-                for r in conn.execute(sql, args)
+                for r in conn.execute(query, args)
             ]
 
         return await self._run(read)
+
+    async def retry_due(self, now: int) -> bool:
+        """True if a task waiting out a retry backoff may be claimed now."""
+        return await self._run(lambda c: c.execute(sql.SELECT_DUE, (now,)).fetchone() is not None)
 
     async def claim(self, assignments: Sequence[tuple[str, str]], now: int) -> list[Task]:
         def claim(conn: sqlite3.Connection) -> list[Task]:
@@ -477,8 +473,11 @@ class SqliteStore:
                     if task.state is not TaskState.QUEUED:
                         continue
                     state = transition(task.state, TaskState.ASSIGNED)
-                    conn.execute(CLAIM, (str(state), worker_id, now, task_id))
-                    conn.execute(DELETE_OUTPUT, (task_id,))
+                    conn.execute(sql.CLAIM, (str(state), worker_id, now, task_id))
+                    conn.execute(sql.DELETE_OUTPUT, (task_id,))
+                    conn.execute(
+                        sql.INSERT_ATTEMPT, (task_id, task.attempt + 1, worker_id, str(state), now)
+                    )
                     claimed.append(self._load(conn, task_id))
             return claimed
 
@@ -494,7 +493,8 @@ class SqliteStore:
                     return False
                 if task.state is TaskState.ASSIGNED:
                     state = transition(task.state, TaskState.RUNNING)
-                    conn.execute(START, (str(state), started_at, ref.task_id))
+                    conn.execute(sql.START, (str(state), started_at, ref.task_id))
+                    conn.execute(sql.START_ATTEMPT, (str(state), started_at, *_key(ref)))
                 return True
 
         return await self._write(start)
@@ -512,17 +512,48 @@ class SqliteStore:
                     return False
                 streams = {
                     s: StreamOutput(bytes(d), t)
-                    for s, d, t in conn.execute(SELECT_OUTPUT, (ref.task_id,))
+                    for s, d, t in conn.execute(sql.SELECT_OUTPUT, (ref.task_id,))
                 }
                 for stream, offset, data in chunks:
                     streams[stream] = streams.get(stream, StreamOutput()).append(offset, data, cap)
                 conn.executemany(
-                    UPSERT_OUTPUT,
+                    sql.UPSERT_OUTPUT,
                     [(ref.task_id, s, out.data, out.total) for s, out in streams.items()],
                 )
                 return True
 
         return await self._write(append)
+
+    @staticmethod
+    def _end_attempt(
+        conn: sqlite3.Connection, task: Task, ended: TaskState, report: Report, now: int
+    ) -> TaskState:
+        """Record how the current attempt ended; move the task on (maybe back to the queue)."""
+        ref = task.ref
+        finished_at = report.finished_at or now
+        error = report.error or None
+        conn.execute(
+            sql.END_ATTEMPT,
+            (str(ended), report.started_at, finished_at, report.exit_code, report.signal, error,
+             *_key(ref)),
+        )  # fmt: skip
+        if ended is TaskState.QUEUED:  # nothing ran (no free slot): back in line, not a try
+            conn.execute(sql.REQUEUE, (str(transition(task.state, ended)), 0, error, task.id))
+            return TaskState.QUEUED
+        tries = conn.execute(sql.COUNT_TRIES, (task.id, task.attempt)).fetchone()[0] + 1
+        state, delay = settle(task, ended, report.exit_code, tries)
+        if state is TaskState.QUEUED:
+            assert delay is not None
+            why = _describe(ended, report)
+            note = f"attempt {task.attempt} {why}; retrying in {delay:g}s"
+            conn.execute(sql.REQUEUE, (str(state), now + round(delay * 1000), note, task.id))
+        else:
+            conn.execute(
+                sql.FINISH,
+                (str(state), report.started_at, finished_at, report.exit_code, report.signal,
+                 error, task.id),
+            )  # fmt: skip
+        return state
 
     async def record_finish(
         self, ref: AttemptRef, worker_id: str, report: Report, now: int
@@ -532,25 +563,10 @@ class SqliteStore:
                 task = self._load(conn, ref.task_id)
                 if not task.held_by(ref, worker_id):
                     return Finish(task=task, applied=False)
-                target = state_after(report)
-                if target is TaskState.QUEUED and task.cancel_requested:
-                    target = TaskState.CANCELLED
-                state = transition(task.state, target)
-                if state is TaskState.QUEUED:
-                    conn.execute(REQUEUE, (str(state), ref.task_id))
-                else:
-                    conn.execute(
-                        FINISH,
-                        (
-                            str(state),
-                            report.started_at,
-                            report.finished_at or now,
-                            report.exit_code,
-                            report.signal,
-                            report.error or None,
-                            ref.task_id,
-                        ),
-                    )
+                ended = state_after(report)
+                if ended is TaskState.QUEUED and task.cancel_requested:
+                    ended = TaskState.CANCELLED
+                self._end_attempt(conn, task, ended, report, now)
                 return Finish(task=self._load(conn, ref.task_id), applied=True)
 
         return await self._write(finish)
@@ -562,14 +578,10 @@ class SqliteStore:
                 if not task.held_by(ref, worker_id):
                     return False
                 state = transition(task.state, TaskState.DELIVERED)
+                reason = "sent to a legacy worker, which reports no result"
+                conn.execute(sql.END, (str(state), now, reason, ref.task_id))
                 conn.execute(
-                    END,
-                    (
-                        str(state),
-                        now,
-                        "sent to a legacy worker, which reports no result",
-                        ref.task_id,
-                    ),
+                    sql.END_ATTEMPT, (str(state), None, now, None, None, reason, *_key(ref))
                 )
                 return True
 
@@ -583,26 +595,26 @@ class SqliteStore:
         def lose(conn: sqlite3.Connection) -> list[Task]:
             lost: list[Task] = []
             with self._tx(conn):
-                for row in conn.execute(SELECT_ACTIVE, (worker_id,)).fetchall():
+                for row in conn.execute(sql.SELECT_ACTIVE, (worker_id,)).fetchall():
                     task = _task(row)
                     if task.ref in kept:
                         continue
-                    if task.state is TaskState.ASSIGNED and task.cancel_requested:
-                        # it never started and the user asked to cancel it: that is the truth
-                        state = transition(task.state, TaskState.CANCELLED)
-                    else:
-                        state = transition(task.state, TaskState.LOST)
-                    conn.execute(END, (str(state), now, reason, task.id))
+                    # an attempt that never started and was asked to stop is simply cancelled
+                    never_started = task.state is TaskState.ASSIGNED and task.cancel_requested
+                    ended = TaskState.CANCELLED if never_started else TaskState.LOST
+                    self._end_attempt(conn, task, ended, Report(Outcome.EXITED, error=reason), now)
                     lost.append(self._load(conn, task.id))
             return lost
 
         return await self._write(lose)
 
     async def active_attempts(self, worker_id: str) -> list[Task]:
-        return await self._run(lambda c: [_task(r) for r in c.execute(SELECT_ACTIVE, (worker_id,))])
+        return await self._run(
+            lambda c: [_task(r) for r in c.execute(sql.SELECT_ACTIVE, (worker_id,))]
+        )
 
     async def workers_with_active_tasks(self) -> set[str]:
-        return await self._run(lambda c: {r[0] for r in c.execute(SELECT_ACTIVE_WORKERS)})
+        return await self._run(lambda c: {r[0] for r in c.execute(sql.SELECT_ACTIVE_WORKERS)})
 
     # ---- workers
 
@@ -621,7 +633,7 @@ class SqliteStore:
 
         def upsert(conn: sqlite3.Connection) -> None:
             with self._tx(conn):
-                conn.execute(UPSERT_WORKER, row)
+                conn.execute(sql.UPSERT_WORKER, row)
 
         await self._write(upsert)
 
@@ -640,7 +652,7 @@ class SqliteStore:
                     last_seen=r[8],
                     running=r[9],
                 )
-                for r in conn.execute(SELECT_WORKERS)
+                for r in conn.execute(sql.SELECT_WORKERS)
             ]
 
         return await self._run(read)

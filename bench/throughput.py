@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 
-TERMINAL = ("succeeded", "failed", "timed_out", "cancelled", "lost", "delivered")
+TERMINAL = ("succeeded", "failed", "timed_out", "cancelled", "lost", "delivered", "expired")
 
 
 def free_port() -> int:

@@ -17,7 +17,7 @@ from gridrun.master.app import Master, MasterConfig
 from gridrun.worker.agent import Agent, WorkerConfig
 from tests.helpers import eventually_async
 
-TERMINAL = {"succeeded", "failed", "timed_out", "cancelled", "lost", "delivered"}
+TERMINAL = {"succeeded", "failed", "timed_out", "cancelled", "lost", "delivered", "expired"}
 
 
 @dataclass

@@ -84,12 +84,14 @@ class Hello(_message.Message):
     def __init__(self, worker_id: _Optional[str] = ..., hostname: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., slots: _Optional[int] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., version: _Optional[str] = ..., running: _Optional[_Iterable[_Union[AttemptRef, _Mapping]]] = ..., unacked: _Optional[_Iterable[_Union[AttemptRef, _Mapping]]] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
-    __slots__ = ("free_slots", "running")
+    __slots__ = ("free_slots", "running", "draining")
     FREE_SLOTS_FIELD_NUMBER: _ClassVar[int]
     RUNNING_FIELD_NUMBER: _ClassVar[int]
+    DRAINING_FIELD_NUMBER: _ClassVar[int]
     free_slots: int
     running: int
-    def __init__(self, free_slots: _Optional[int] = ..., running: _Optional[int] = ...) -> None: ...
+    draining: bool
+    def __init__(self, free_slots: _Optional[int] = ..., running: _Optional[int] = ..., draining: _Optional[bool] = ...) -> None: ...
 
 class Started(_message.Message):
     __slots__ = ("ref", "started_at_ms", "pid")
@@ -203,5 +205,7 @@ class Ack(_message.Message):
     def __init__(self, refs: _Optional[_Iterable[_Union[AttemptRef, _Mapping]]] = ...) -> None: ...
 
 class Drain(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("reason",)
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    def __init__(self, reason: _Optional[str] = ...) -> None: ...

@@ -164,9 +164,17 @@ def worker(
     name: Annotated[
         str | None, typer.Option(envvar="GRIDRUN_NAME", help="Worker id on first start.")
     ] = None,
+    drain_grace: Annotated[
+        float,
+        typer.Option(
+            envvar="GRIDRUN_DRAIN_GRACE",
+            help="On SIGTERM or drain, seconds running"
+            " tasks may take to finish before they are stopped.",
+        ),
+    ] = 30.0,
     log_level: LogLevel = "info",
 ) -> None:
-    """Start a worker that runs what the master assigns."""
+    """Start a worker that runs what the master assigns. SIGTERM drains it, then it exits."""
     from pydantic import ValidationError
 
     from gridrun.worker.agent import WorkerConfig, run_worker
@@ -178,6 +186,7 @@ def worker(
             "labels": parse_labels(label or []),
             "name": name,
             "base_env": dict(os.environ),
+            "drain_grace_s": drain_grace,
         }
         if slots is not None:
             settings["slots"] = slots
@@ -230,10 +239,16 @@ def _submit(
     priority: int,
     on: list[str] | None,
     name: str | None,
+    max_attempts: int,
+    retry_delay: float,
+    retry_on: list[int] | None,
+    queue_timeout: float | None,
+    idempotency_key: str | None,
 ) -> TaskDict:
     if not command:
         fail("give a command, e.g. gridrun submit -- echo hello", 2)
     one_line = len(command) == 1
+    retry = {"initial_s": retry_delay, **({"on_exit_codes": retry_on} if retry_on else {})}
     return client.submit(
         cmd=command[0] if one_line else None,
         argv=None if one_line else command,
@@ -244,6 +259,10 @@ def _submit(
         priority=priority,
         labels=parse_labels(on or []),
         name=name,
+        max_attempts=max_attempts,
+        retry=retry,
+        queue_timeout_s=queue_timeout,
+        idempotency_key=idempotency_key,
     )
 
 
@@ -260,6 +279,22 @@ On = Annotated[
     list[str] | None, typer.Option("--on", help="Only on workers labelled k=v (repeatable).")
 ]
 Name = Annotated[str | None, typer.Option("--name", help="A name to find the task by.")]
+MaxAttempts = Annotated[
+    int, typer.Option("--max-attempts", min=1, max=100, help="Tries in all (default 1).")
+]
+RetryDelay = Annotated[
+    float, typer.Option("--retry-delay", min=0, help="First backoff, seconds; doubles each try.")
+]
+RetryOn = Annotated[
+    list[int] | None,
+    typer.Option("--retry-on", help="Retry a failure only for this exit code (repeatable)."),
+]
+QueueTimeout = Annotated[
+    float | None, typer.Option("--queue-timeout", help="Expire if not started within seconds.")
+]
+IdempotencyKey = Annotated[
+    str | None, typer.Option("--idempotency-key", help="Resubmitting it returns the same task.")
+]
 
 
 @app.command(context_settings=COMMAND_CONTEXT)
@@ -272,6 +307,11 @@ def submit(
     priority: Priority = 0,
     on: On = None,
     name: Name = None,
+    max_attempts: MaxAttempts = 1,
+    retry_delay: RetryDelay = 1.0,
+    retry_on: RetryOn = None,
+    queue_timeout: QueueTimeout = None,
+    idempotency_key: IdempotencyKey = None,
     url: Url = DEFAULT_URL,
     json_out: JsonOut = False,
 ) -> None:
@@ -287,6 +327,11 @@ def submit(
             priority=priority,
             on=on,
             name=name,
+            max_attempts=max_attempts,
+            retry_delay=retry_delay,
+            retry_on=retry_on,
+            queue_timeout=queue_timeout,
+            idempotency_key=idempotency_key,
         )
         print_json(task) if json_out else print(task["id"])
 
@@ -301,6 +346,11 @@ def run(
     priority: Priority = 0,
     on: On = None,
     name: Name = None,
+    max_attempts: MaxAttempts = 1,
+    retry_delay: RetryDelay = 1.0,
+    retry_on: RetryOn = None,
+    queue_timeout: QueueTimeout = None,
+    idempotency_key: IdempotencyKey = None,
     url: Url = DEFAULT_URL,
 ) -> None:
     """Run a command on the grid, print its stdout and stderr, exit with its exit code."""
@@ -315,6 +365,11 @@ def run(
             priority=priority,
             on=on,
             name=name,
+            max_attempts=max_attempts,
+            retry_delay=retry_delay,
+            retry_on=retry_on,
+            queue_timeout=queue_timeout,
+            idempotency_key=idempotency_key,
         )
         try:
             task = client.wait(task["id"])
@@ -363,7 +418,10 @@ def show(task_id: str, url: Url = DEFAULT_URL, json_out: JsonOut = False) -> Non
     if json_out:
         print_json(task)
     else:
-        Console().print(render.task_detail(task))
+        console = Console()
+        console.print(render.task_detail(task))
+        if (attempts := render.attempt_table(task)) is not None:
+            console.print(attempts)
 
 
 @app.command()
@@ -399,6 +457,17 @@ def cancel(task_id: str, url: Url = DEFAULT_URL, json_out: JsonOut = False) -> N
         print(f"{task_id} cancelled")
     else:
         print(f"{task_id} is {task['state']}: cancel sent to worker {task['worker_id']}")
+
+
+@app.command()
+def drain(worker_id: str, url: Url = DEFAULT_URL, json_out: JsonOut = False) -> None:
+    """Drain a worker: it takes nothing new, finishes its tasks, then exits."""
+    with guard, Client(url) as client:
+        worker_row = client.drain(worker_id)
+    if json_out:
+        print_json(worker_row)
+    else:
+        print(f"{worker_id} is draining: it finishes its running tasks, then exits")
 
 
 @app.command()

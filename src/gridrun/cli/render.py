@@ -20,6 +20,8 @@ STATE_STYLE = {
     "cancelled": "yellow",
     "lost": "bold red",
     "delivered": "dim green",
+    "expired": "dim yellow",
+    "draining": "yellow",
     "online": "green",
     "offline": "dim",
 }
@@ -45,6 +47,7 @@ def exit_status(task: TaskDict) -> int:
         "cancelled": 130,
         "lost": 255,
         "delivered": 0,
+        "expired": 124,
         "failed": 127,  # it could not be started
     }.get(task["state"], 1)
 
@@ -119,7 +122,7 @@ def task_detail(task: TaskDict) -> Table:
         ("cwd", task["cwd"] or "-"),
         ("timeout", f"{task['timeout_s']:g}s" if task["timeout_s"] else "-"),
         ("priority", str(task["priority"])),
-        ("attempt", str(task["attempt"])),
+        ("attempt", f"{task['attempt']} of {task['max_attempts']}"),
         ("worker", task["worker_id"] or "-"),
         ("created", task["created_at"]),
         ("started", task["started_at"] or "-"),
@@ -131,8 +134,30 @@ def task_detail(task: TaskDict) -> Table:
     ]
     if task["cancel_requested"] and task["state"] in ("assigned", "running"):
         rows.append(("cancel", "requested"))
+    if task["retry_at"]:
+        rows.append(("retry at", task["retry_at"]))
     for key, value in rows:
         table.add_row(key, value if key == "state" else escape(value))
+    return table
+
+
+def attempt_table(task: TaskDict) -> Table | None:
+    attempts = task["attempts"] or []
+    if len(attempts) < 2:
+        return None
+    table = Table(box=None, header_style="bold", title="attempts", title_justify="left")
+    for column in ("#", "STATE", "EXIT", "WORKER", "STARTED", "TOOK", "ERROR"):
+        table.add_column(column)
+    for a in attempts:
+        table.add_row(
+            str(a["attempt"]),
+            _styled(a["state"]),
+            "-" if a["exit_code"] is None else str(a["exit_code"]),
+            escape(a["worker_id"]),
+            _time(a["started_at"]),
+            _duration(a["started_at"], a["finished_at"]),
+            escape(a["error"] or ""),
+        )
     return table
 
 

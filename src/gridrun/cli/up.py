@@ -22,7 +22,8 @@ from gridrun.cli.render import split_address
 
 PR_SET_PDEATHSIG = 1
 READY_TIMEOUT_S = 30.0
-STOP_TIMEOUT_S = 20.0
+DRAIN_GRACE_S = 10.0  # Ctrl-C: running tasks get this long to finish
+STOP_TIMEOUT_S = DRAIN_GRACE_S + 20.0
 
 
 def _die_with_parent() -> None:
@@ -85,7 +86,8 @@ class Grid:
             f"{grpc_host}:{grpc_port}" if ":" not in grpc_host else f"[{grpc_host}]:{grpc_port}"
         )
         for n in range(1, self.workers + 1):
-            args = ["worker", "--master", target, "--data-dir", str(self.data_dir / f"worker-{n}")]
+            args = ["worker", "--master", target, "--data-dir", str(self.data_dir / f"worker-{n}"),
+                    "--drain-grace", str(DRAIN_GRACE_S)]  # fmt: skip
             if self.slots is not None:
                 args += ["--slots", str(self.slots)]
             self._spawn(*args)

@@ -12,8 +12,22 @@ import httpx
 from gridrun.errors import ERRORS_BY_STATUS, ClientError, GridrunError
 
 DEFAULT_URL = "http://127.0.0.1:9092"
-TERMINAL = frozenset({"succeeded", "failed", "timed_out", "cancelled", "lost", "delivered"})
+TERMINAL = frozenset(
+    {"succeeded", "failed", "timed_out", "cancelled", "lost", "delivered", "expired"}
+)
 LONG_POLL_S = 30.0
+
+
+class AttemptDict(TypedDict):
+    attempt: int
+    worker_id: str
+    state: str
+    assigned_at: str
+    started_at: str | None
+    finished_at: str | None
+    exit_code: int | None
+    signal: int | None
+    error: str | None
 
 
 class TaskDict(TypedDict):
@@ -38,6 +52,11 @@ class TaskDict(TypedDict):
     exit_code: int | None
     signal: int | None
     error: str | None
+    max_attempts: int
+    queue_timeout_s: float | None
+    idempotency_key: str | None
+    retry_at: str | None
+    attempts: list[AttemptDict] | None
 
 
 class WorkerDict(TypedDict):
@@ -129,8 +148,20 @@ class Client:
         priority: int = 0,
         labels: Mapping[str, str] | None = None,
         name: str | None = None,
+        max_attempts: int = 1,
+        retry: Mapping[str, Any] | None = None,
+        queue_timeout_s: float | None = None,
+        idempotency_key: str | None = None,
     ) -> TaskDict:
         body: dict[str, Any] = {"shell": shell, "priority": priority}
+        if max_attempts != 1:
+            body["max_attempts"] = max_attempts
+        if retry:
+            body["retry"] = dict(retry)
+        if queue_timeout_s is not None:
+            body["queue_timeout_s"] = queue_timeout_s
+        if idempotency_key is not None:
+            body["idempotency_key"] = idempotency_key
         if cmd is not None:
             body["cmd"] = cmd
         if argv is not None:
@@ -210,6 +241,9 @@ class Client:
 
     def workers(self) -> list[WorkerDict]:
         return cast(list[WorkerDict], self._json("GET", "/v1/workers")["workers"])
+
+    def drain(self, worker_id: str) -> WorkerDict:
+        return cast(WorkerDict, self._json("POST", f"/v1/workers/{worker_id}/drain"))
 
     def health(self) -> dict[str, Any]:
         return cast(dict[str, Any], self._json("GET", "/healthz"))

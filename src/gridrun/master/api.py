@@ -163,7 +163,7 @@ def create_api(service: Service, *, max_body: int, warnings: list[str] | None = 
         },
         summary='Submit one task, or {"tasks": [...]} (up to 10,000) in one transaction',
     )
-    async def submit(request: Request) -> TaskOut | BatchOut:
+    async def submit(request: Request, response: Response) -> TaskOut | BatchOut:
         body = await _json_body(request)
         if isinstance(body, dict) and "tasks" in body:
             batch: BatchIn = parse(BatchIn, body)
@@ -173,12 +173,14 @@ def create_api(service: Service, *, max_body: int, warnings: list[str] | None = 
                     specs.append(item.to_spec())
                 except InvalidSpec as exc:
                     raise InvalidSpec(f"tasks.{i}: {exc.message}") from None
-            tasks = await service.submit(specs)
-            return BatchOut(tasks=[TaskOut.of(t) for t in tasks])
+            added = await service.submit(specs)
+            return BatchOut(tasks=[TaskOut.of(t) for t, _ in added])
         if not isinstance(body, dict):
             raise InvalidSpec('the body must be a JSON object: a task, or {"tasks": [...]}')
         one: TaskIn = parse(TaskIn, body)
-        (task,) = await service.submit([one.to_spec()])
+        ((task, created),) = await service.submit([one.to_spec()])
+        if not created:  # same idempotency key: the existing task, as it is now
+            response.status_code = 200
         return TaskOut.of(task)
 
     @app.get("/v1/tasks", response_model=TaskListOut)
@@ -212,7 +214,7 @@ def create_api(service: Service, *, max_body: int, warnings: list[str] | None = 
         ] = 0,
     ) -> TaskOut:
         task = await service.wait(task_id, wait) if wait else await service.get(task_id)
-        return TaskOut.of(task)
+        return TaskOut.of(task, await service.attempts(task_id))
 
     @app.get(
         "/v1/tasks/{task_id}/output",
@@ -248,6 +250,11 @@ def create_api(service: Service, *, max_body: int, warnings: list[str] | None = 
     async def cancel(task_id: str) -> TaskOut:
         return TaskOut.of(await service.cancel(task_id))
 
+    @app.post("/v1/workers/{worker_id}/drain", response_model=WorkerOut, status_code=202)
+    async def drain(worker_id: str) -> WorkerOut:
+        """The worker takes nothing new, finishes its tasks, delivers their results, exits."""
+        return WorkerOut.of(await service.drain(worker_id))
+
     @app.get("/v1/workers", response_model=WorkerListOut)
     async def workers() -> WorkerListOut:
         return WorkerListOut(workers=[WorkerOut.of(w) for w in await service.workers()])
@@ -277,7 +284,7 @@ def create_api(service: Service, *, max_body: int, warnings: list[str] | None = 
     @app.post("/tasks", response_model=LegacyTaskOut, summary="The article's endpoint")
     async def legacy_submit(request: Request) -> LegacyTaskOut:
         body: LegacyTaskIn = parse(LegacyTaskIn, await _json_body(request))
-        (task,) = await service.submit([make_spec(cmd=body.cmd)])
+        ((task, _),) = await service.submit([make_spec(cmd=body.cmd)])
         return LegacyTaskOut(id=task.id, state=task.state)
 
     def openapi() -> dict[str, Any]:

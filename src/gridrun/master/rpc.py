@@ -14,7 +14,14 @@ import grpc
 from gridrun._proto import worker_pb2 as pb
 from gridrun.clock import Clock
 from gridrun.master.service import STDERR, STDOUT, Service
-from gridrun.master.sessions import AckCmd, AssignCmd, CancelCmd, Command, WorkerSession
+from gridrun.master.sessions import (
+    AckCmd,
+    AssignCmd,
+    CancelCmd,
+    Command,
+    DrainCmd,
+    WorkerSession,
+)
 from gridrun.model import AttemptRef, Outcome, Report
 
 log = logging.getLogger("gridrun.master.rpc")
@@ -72,6 +79,8 @@ def command_to_pb(command: Command) -> pb.MasterMessage:
             return pb.MasterMessage(cancel=pb.Cancel(ref=ref_to_pb(ref), reason=reason))
         case AckCmd(ref=ref):
             return pb.MasterMessage(ack=pb.Ack(refs=[ref_to_pb(ref)]))
+        case DrainCmd(reason=reason):
+            return pb.MasterMessage(drain=pb.Drain(reason=reason))
         case _:
             return pb.MasterMessage(
                 welcome=pb.Welcome(
@@ -172,6 +181,8 @@ class WorkerServicer:
                     session, ref_from_pb(msg.finished.ref), report_from_pb(msg.finished)
                 )
             elif kind == "heartbeat":
-                pass  # last_seen is updated for every message
+                # last_seen is updated for every message; a heartbeat may announce a drain
+                if msg.heartbeat.draining and not session.draining:
+                    await self._service.draining(session, "the worker is shutting down")
             else:
                 log.warning("worker %s sent an unexpected %s; ignored", session.worker_id, kind)

@@ -8,7 +8,11 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field
 
 from gridrun.model import (
+    MAX_ATTEMPTS,
+    MAX_BACKOFF_S,
     MAX_PRIORITY,
+    Attempt,
+    RetryPolicy,
     StreamOutput,
     Task,
     TaskSpec,
@@ -23,6 +27,19 @@ MAX_BATCH = 10_000
 
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class RetryIn(_In):
+    """Backoff between tries: initial_s, then x factor each time, at most max_s."""
+
+    initial_s: Annotated[float, Field(ge=0, le=MAX_BACKOFF_S)] = 1.0
+    factor: Annotated[float, Field(ge=1, le=100)] = 2.0
+    max_s: Annotated[float, Field(ge=0, le=MAX_BACKOFF_S)] = 60.0
+    on_exit_codes: Annotated[list[int], Field(max_length=256)] | None = Field(
+        None,
+        description="Retry a failure only for these exit codes (timeouts and lost tasks"
+        " are always retried while tries remain).",
+    )
 
 
 class TaskIn(_In):
@@ -40,8 +57,19 @@ class TaskIn(_In):
         default_factory=dict, description="Run only on workers with all these labels."
     )
     name: str | None = None
+    max_attempts: Annotated[int, Field(ge=1, le=MAX_ATTEMPTS)] = Field(
+        1, description="Tries in all. Default 1: a command may not be safe to run twice."
+    )
+    retry: RetryIn | None = None
+    queue_timeout_s: Annotated[float, Field(gt=0)] | None = Field(
+        None, description="End `expired` if not started within this many seconds."
+    )
+    idempotency_key: str | None = Field(
+        None, description="Submitting the same key again returns the existing task."
+    )
 
     def to_spec(self) -> TaskSpec:
+        retry = self.retry or RetryIn()
         return make_spec(
             cmd=self.cmd,
             argv=self.argv,
@@ -52,6 +80,15 @@ class TaskIn(_In):
             priority=self.priority,
             labels=self.labels,
             name=self.name,
+            retry=RetryPolicy(
+                max_attempts=self.max_attempts,
+                initial_s=retry.initial_s,
+                factor=retry.factor,
+                max_s=retry.max_s,
+                on_exit_codes=tuple(retry.on_exit_codes) if retry.on_exit_codes else None,
+            ),
+            queue_timeout_s=self.queue_timeout_s,
+            idempotency_key=self.idempotency_key,
         )
 
 
@@ -67,6 +104,34 @@ class LegacyTaskIn(_In):
 
 def _iso(ms: int | None) -> datetime | None:
     return datetime.fromtimestamp(ms / 1000, UTC) if ms is not None else None
+
+
+class AttemptOut(BaseModel):
+    attempt: int
+    worker_id: str
+    state: TaskState
+    assigned_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    exit_code: int | None
+    signal: int | None
+    error: str | None
+
+    @classmethod
+    def of(cls, attempt: Attempt) -> AttemptOut:
+        assigned = _iso(attempt.assigned_at)
+        assert assigned is not None
+        return cls(
+            attempt=attempt.attempt,
+            worker_id=attempt.worker_id,
+            state=attempt.state,
+            assigned_at=assigned,
+            started_at=_iso(attempt.started_at),
+            finished_at=_iso(attempt.finished_at),
+            exit_code=attempt.exit_code,
+            signal=attempt.signal,
+            error=attempt.error,
+        )
 
 
 class TaskOut(BaseModel):
@@ -91,9 +156,16 @@ class TaskOut(BaseModel):
     exit_code: int | None
     signal: int | None
     error: str | None
+    max_attempts: int
+    queue_timeout_s: float | None
+    idempotency_key: str | None
+    retry_at: datetime | None = Field(description="A retry waits in the queue until then.")
+    attempts: list[AttemptOut] | None = Field(
+        None, description="Every attempt, oldest first (only on GET /v1/tasks/{id})."
+    )
 
     @classmethod
-    def of(cls, task: Task) -> TaskOut:
+    def of(cls, task: Task, attempts: list[Attempt] | None = None) -> TaskOut:
         spec = task.spec
         created = _iso(task.created_at)
         assert created is not None
@@ -119,6 +191,11 @@ class TaskOut(BaseModel):
             exit_code=task.exit_code,
             signal=task.signal,
             error=task.error,
+            max_attempts=spec.retry.max_attempts,
+            queue_timeout_s=spec.queue_timeout_s,
+            idempotency_key=spec.idempotency_key,
+            retry_at=_iso(task.not_before) if task.state is TaskState.QUEUED else None,
+            attempts=[AttemptOut.of(a) for a in attempts] if attempts is not None else None,
         )
 
 

@@ -15,11 +15,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from gridrun.clock import Clock
+from gridrun.errors import InvalidTransition, WorkerNotFound
 from gridrun.master import scheduler
 from gridrun.master.sessions import (
     AckCmd,
     AssignCmd,
     CancelCmd,
+    DrainCmd,
     Sessions,
     WelcomeCmd,
     WorkerSession,
@@ -73,12 +75,13 @@ class Service:
 
     # ---- client use cases
 
-    async def submit(self, specs: Sequence[TaskSpec]) -> list[Task]:
-        tasks = await self.store.add_tasks(
-            [NewTask(id=new_task_id(), spec=s) for s in specs], self.clock.now_ms()
-        )
+    async def submit(self, specs: Sequence[TaskSpec]) -> list[tuple[Task, bool]]:
+        """Store the tasks durably; return each with True if it is new, False if its
+        idempotency key named an existing task (which is returned instead)."""
+        proposed = [NewTask(id=new_task_id(), spec=s) for s in specs]
+        tasks = await self.store.add_tasks(proposed, self.clock.now_ms())
         self.dispatch_wanted.set()
-        return tasks
+        return [(t, t.id == p.id) for t, p in zip(tasks, proposed, strict=True)]
 
     async def get(self, task_id: str) -> Task:
         return await self.store.get_task(task_id)
@@ -108,6 +111,26 @@ class Service:
 
     async def ping(self) -> None:
         await self.store.ping()
+
+    async def drain(self, worker_id: str) -> WorkerInfo:
+        """Ask a connected worker to finish its tasks, take nothing new, and exit."""
+        session = self.sessions.get(worker_id)
+        if session is None or session.closed:
+            known = {w.id for w in await self.store.list_workers()}
+            if worker_id not in known:
+                raise WorkerNotFound(f"no worker with id {worker_id!r}")
+            raise InvalidTransition(f"worker {worker_id} is not connected; nothing to drain")
+        if session.legacy:
+            raise InvalidTransition("a legacy worker cannot be drained; stop it instead")
+        session.send(DrainCmd("drain requested"))
+        await self.draining(session, "drain requested")
+        return session.info(WorkerState.DRAINING, last_seen=self.clock.now_ms())
+
+    async def draining(self, session: WorkerSession, reason: str) -> None:
+        """From now on nothing is placed on this worker; its running tasks finish."""
+        session.draining = True
+        log.info("worker %s is draining: %s", session.worker_id, reason)
+        await self.store.upsert_worker(session.info(WorkerState.DRAINING, self.clock.now_ms()))
 
     async def cancel(self, task_id: str) -> Task:
         task = await self.store.request_cancel(task_id, self.clock.now_ms())

@@ -39,7 +39,12 @@ class AckCmd:
     ref: AttemptRef
 
 
-Command = WelcomeCmd | AssignCmd | CancelCmd | AckCmd
+@dataclass(frozen=True, slots=True)
+class DrainCmd:
+    reason: str
+
+
+Command = WelcomeCmd | AssignCmd | CancelCmd | AckCmd | DrainCmd
 
 
 @dataclass(eq=False)
@@ -57,6 +62,7 @@ class WorkerSession:
     inflight: set[AttemptRef] = field(default_factory=set)
     close_reason: str | None = None
     connected_at: int | None = None  # epoch ms
+    draining: bool = False  # finishing its tasks before it leaves: place nothing more on it
     _queue: asyncio.Queue[Command | None] = field(default_factory=asyncio.Queue)
 
     @property
@@ -86,6 +92,8 @@ class WorkerSession:
 
     def info(self, state: WorkerState, last_seen: int) -> WorkerInfo:
         """The worker's row as this session knows it."""
+        if state is WorkerState.ONLINE and self.draining:
+            state = WorkerState.DRAINING
         return WorkerInfo(
             id=self.worker_id,
             hostname=self.hostname,
@@ -102,7 +110,7 @@ class WorkerSession:
         return Capacity(
             worker_id=self.worker_id,
             labels=self.labels,
-            slots=self.slots,
+            slots=0 if self.draining else self.slots,
             used=len(self.inflight),
             legacy=self.legacy,
         )

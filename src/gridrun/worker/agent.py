@@ -60,7 +60,8 @@ class WorkerConfig(BaseModel):
     data_dir: Path = Field(default_factory=default_data_dir)
     name: str | None = None
     base_env: dict[str, str] = Field(default_factory=dict)
-    stop_grace_s: float = Field(10.0, ge=0)
+    stop_grace_s: float = Field(10.0, ge=0)  # waiting for the master to acknowledge results
+    drain_grace_s: float = Field(30.0, ge=0)  # running tasks may finish within this on a drain
 
 
 def backoff(failures: int, rng: random.Random) -> float:
@@ -100,6 +101,7 @@ class Agent:
         self._all_acked = asyncio.Event()
         self._queue: asyncio.Queue[pb.WorkerMessage] | None = None
         self._stopping = False
+        self._stop: asyncio.Event | None = None
         self._rng = rng or random.Random()
         self._base_env = {**config.base_env, "GRIDRUN_WORKER_ID": self.identity.id}
         self.dropped_output = 0
@@ -129,24 +131,34 @@ class Agent:
             self.config.slots,
             self.config.labels or "{}",
         )
+        self._stop = stop
         async with grpc.aio.insecure_channel(self.config.master, options=options) as channel:
             connection = asyncio.create_task(self._connect_loop(channel), name="connection")
             try:
                 await stop.wait()
-                await self._stop_tasks()
+                await self._drain()
             finally:
                 connection.cancel()
                 await asyncio.gather(connection, return_exceptions=True)
                 self.identity.release()
         log.info("worker %s stopped", self.id)
 
-    async def _stop_tasks(self) -> None:
+    async def _drain(self) -> None:
+        """Take nothing new; let running tasks finish for up to drain_grace_s, then stop the
+        rest; deliver every result, waiting up to stop_grace_s for acknowledgements."""
         self._stopping = True
-        for execution in list(self.executions.values()):
-            execution.cancel("the worker is shutting down", Outcome.WORKER_STOPPED)
-        if self._runs:
-            log.info("stopping %d running task(s)", len(self._runs))
-            await asyncio.gather(*self._runs.values(), return_exceptions=True)
+        if self._queue is not None:
+            self._queue.put_nowait(self._heartbeat_message())  # tell the master at once
+        runs = list(self._runs.values())
+        if runs:
+            grace = self.config.drain_grace_s
+            log.info("draining: waiting up to %gs for %d running task(s)", grace, len(runs))
+            _, pending = await asyncio.wait(runs, timeout=grace)
+            if pending:
+                log.warning("stopping %d task(s) still running after %gs", len(pending), grace)
+                for execution in list(self.executions.values()):
+                    execution.cancel("the worker is shutting down", Outcome.WORKER_STOPPED)
+                await asyncio.gather(*pending, return_exceptions=True)
         if self._unacked and self.connected.is_set():
             try:
                 async with asyncio.timeout(self.config.stop_grace_s):
@@ -238,16 +250,16 @@ class Agent:
         while True:
             await call.write(await queue.get())
 
+    def _heartbeat_message(self) -> pb.WorkerMessage:
+        running = len(self.executions)
+        free = 0 if self._stopping else max(self.config.slots - running, 0)
+        return pb.WorkerMessage(
+            heartbeat=pb.Heartbeat(free_slots=free, running=running, draining=self._stopping)
+        )
+
     async def _heartbeat(self, queue: asyncio.Queue[pb.WorkerMessage], interval: float) -> None:
         while True:
-            running = len(self.executions)
-            queue.put_nowait(
-                pb.WorkerMessage(
-                    heartbeat=pb.Heartbeat(
-                        free_slots=max(self.config.slots - running, 0), running=running
-                    )
-                )
-            )
+            queue.put_nowait(self._heartbeat_message())
             await asyncio.sleep(interval)
 
     async def _read(self, call: object) -> None:
@@ -277,6 +289,10 @@ class Agent:
                     self._unacked.discard(ref)
                 if not self._unacked:
                     self._all_acked.set()
+            elif kind == "drain":
+                log.info("the master asked this worker to drain: %s", msg.drain.reason)
+                if self._stop is not None:
+                    self._stop.set()
             else:
                 log.info("ignoring %s from the master", kind)
 
@@ -290,7 +306,7 @@ class Agent:
         if ref in self.executions or ref in self._unacked:
             return  # a duplicate
         if self._stopping or len(self.executions) >= self.config.slots:
-            reason = "the worker is shutting down" if self._stopping else "no free slot"
+            reason = "the worker is draining" if self._stopping else "no free slot"
             self._emit(executor.Finished(ref, Report(Outcome.NO_SLOT, error=reason), 0, 0))
             return
         assignment = Assignment(

@@ -35,10 +35,11 @@ class SystemGrid:
         args: list[str],
         cwd: Path | None = None,
         env: dict[str, str] | None = None,
+        prefix: list[str] | None = None,
     ) -> subprocess.Popen[bytes]:
         log = open(self.tmp / f"{name}.log", "ab")  # noqa: SIM115 (owned by the process)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gridrun", *args],
+            [*(prefix or []), sys.executable, "-m", "gridrun", *args],
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=cwd or self.tmp,
@@ -80,12 +81,17 @@ class SystemGrid:
         self.master.wait(timeout=30)
 
     def start_worker(
-        self, name: str, slots: int = 2, labels: tuple[str, ...] = (), cwd: Path | None = None
+        self,
+        name: str,
+        slots: int = 2,
+        labels: tuple[str, ...] = (),
+        cwd: Path | None = None,
+        master: str | None = None,
     ) -> subprocess.Popen[bytes]:
         args = [
             "worker",
             "--master",
-            f"127.0.0.1:{self.grpc_port}",
+            master or f"127.0.0.1:{self.grpc_port}",
             "--slots",
             str(slots),
             "--data-dir",

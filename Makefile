@@ -36,6 +36,7 @@ proto: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/failover.py
 
 clean:
 	rm -rf $(VENV) gridrun-data .pytest_cache .mypy_cache .ruff_cache

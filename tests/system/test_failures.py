@@ -132,3 +132,27 @@ def test_idempotency_key_survives_a_master_sigkill(system_grid: SystemGrid) -> N
     again = system_grid.cli("submit", "--idempotency-key", "nightly-2026-11-24", "--", "true")
     assert again.stdout.strip() == first.stdout.strip()
     assert len(system_grid.cli_json("ls")) == 1
+
+
+def test_results_survive_a_worker_restart_while_the_master_is_down(
+    system_grid: SystemGrid, tmp_path: Path
+) -> None:
+    system_grid.start_master()
+    worker = system_grid.start_worker("w1")
+    gate, started = tmp_path / "gate", tmp_path / "started"
+    task_id = system_grid.cli(
+        "submit", "--shell", f"touch {started}; while [ ! -e {gate} ]; do sleep 0.02; done; exit 9"
+    ).stdout.strip()
+    eventually(started.exists, 20)
+    system_grid.kill_master(signal.SIGKILL)
+    gate.touch()
+    outbox = tmp_path / "workers" / "w1" / "outbox"
+    eventually(lambda: any(outbox.glob("*.result")), 20)  # the result waits on disk
+    worker.send_signal(signal.SIGKILL)  # and the worker dies too
+    worker.wait(timeout=10)
+    system_grid.start_master()
+    system_grid.start_worker("w1")  # same data dir: same id, same outbox
+    done = system_grid.task(task_id, wait=30)
+    assert done["state"] == "failed"
+    assert done["exit_code"] == 9
+    eventually(lambda: not any(outbox.glob("*.result")), 20)  # acknowledged, then forgotten

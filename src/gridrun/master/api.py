@@ -266,6 +266,7 @@ def create_api(service: Service, *, max_body: int, warnings: list[str] | None = 
         return StatsOut(
             tasks={state: counts.get(state, 0) for state in TaskState},
             workers={state: sum(w.state is state for w in workers) for state in WorkerState},
+            stale_reports_dropped=service.stale_reports,
         )
 
     @app.get("/healthz", response_model=HealthOut)

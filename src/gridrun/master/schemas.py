@@ -271,6 +271,9 @@ class LegacyTaskOut(BaseModel):
 class StatsOut(BaseModel):
     tasks: dict[TaskState, int]
     workers: dict[WorkerState, int]
+    stale_reports_dropped: int = Field(
+        description="Reports from workers for attempts they no longer hold, since start."
+    )
 
 
 class HealthOut(BaseModel):

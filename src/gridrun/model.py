@@ -1,7 +1,8 @@
 """The domain of gridrun: what a task is, its lifecycle, and how a worker's report changes it.
 
 Pure: no I/O, no imports of other gridrun modules except errors. Every state change anywhere in
-the system is decided by `transition` against the one table `TRANSITIONS`.
+the system is decided by `transition` against the one table `TRANSITIONS`. Validating what a
+client asks for (limits, quoting) is `gridrun.spec`.
 """
 
 from __future__ import annotations
@@ -11,24 +12,10 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from gridrun.errors import InvalidSpec, InvalidTransition
+from gridrun.errors import InvalidTransition
 
 SHELL = "/bin/sh"
 
-# Field limits: generous for real commands, small enough that no request can hurt the master.
-MAX_CMD_BYTES = 128 * 1024
-MAX_ARGV_ITEMS = 4096
-MAX_ENV_ITEMS = 256
-MAX_ENV_BYTES = 64 * 1024
-MAX_LABELS = 64
-MAX_LABEL_BYTES = 256
-MAX_NAME_BYTES = 256
-MAX_CWD_BYTES = 4096
-MAX_TIMEOUT_S = 7 * 24 * 3600
-MAX_PRIORITY = 1_000_000
-MAX_ATTEMPTS = 100
-MAX_BACKOFF_S = 24 * 3600
-MAX_KEY_BYTES = 256
 DEFAULT_OUTPUT_CAP = 1024 * 1024
 
 
@@ -162,127 +149,6 @@ class TaskSpec:
     @property
     def display(self) -> str:
         return self.cmd if self.cmd is not None else shlex.join(self.argv)
-
-
-def _check_text(what: str, value: str, limit: int) -> None:
-    if "\x00" in value:
-        raise InvalidSpec(f"{what} must not contain NUL bytes")
-    if len(value.encode("utf-8", "surrogatepass")) > limit:
-        raise InvalidSpec(f"{what} is longer than {limit} bytes")
-
-
-def make_spec(
-    *,
-    cmd: str | None = None,
-    argv: list[str] | tuple[str, ...] | None = None,
-    shell: bool = False,
-    env: Mapping[str, str] | None = None,
-    cwd: str | None = None,
-    timeout_s: float | None = None,
-    priority: int = 0,
-    labels: Mapping[str, str] | None = None,
-    name: str | None = None,
-    retry: RetryPolicy | None = None,
-    queue_timeout_s: float | None = None,
-    idempotency_key: str | None = None,
-) -> TaskSpec:
-    """Validate a request and build its spec; raise InvalidSpec with a human message."""
-    if (cmd is None) == (argv is None):
-        raise InvalidSpec("give exactly one of 'cmd' (a command line) or 'argv' (a list)")
-    if cmd is not None:
-        _check_text("cmd", cmd, MAX_CMD_BYTES)
-        if not cmd.strip():
-            raise InvalidSpec("cmd must not be empty")
-        if shell:
-            resolved: tuple[str, ...] = (SHELL, "-c", cmd)
-        else:
-            try:
-                resolved = tuple(shlex.split(cmd))
-            except ValueError as exc:
-                raise InvalidSpec(f"cmd cannot be parsed as a command line: {exc}") from None
-            if not resolved:
-                raise InvalidSpec("cmd must not be empty")
-    else:
-        assert argv is not None
-        if not argv or not argv[0]:
-            raise InvalidSpec("argv must be a non-empty list whose first item is the program")
-        if len(argv) > MAX_ARGV_ITEMS:
-            raise InvalidSpec(f"argv has more than {MAX_ARGV_ITEMS} items")
-        total = 0
-        for item in argv:
-            _check_text("argv item", item, MAX_CMD_BYTES)
-            total += len(item)
-        if total > MAX_CMD_BYTES:
-            raise InvalidSpec(f"argv is longer than {MAX_CMD_BYTES} bytes in all")
-        resolved = (SHELL, "-c", shlex.join(argv)) if shell else tuple(argv)
-    env = dict(env or {})
-    if len(env) > MAX_ENV_ITEMS:
-        raise InvalidSpec(f"env has more than {MAX_ENV_ITEMS} variables")
-    env_bytes = 0
-    for key, value in env.items():
-        if not key or "=" in key:
-            raise InvalidSpec(f"env name {key!r} is invalid (empty or contains '=')")
-        _check_text("env name", key, MAX_ENV_BYTES)
-        _check_text(f"env value of {key}", value, MAX_ENV_BYTES)
-        env_bytes += len(key) + len(value)
-    if env_bytes > MAX_ENV_BYTES:
-        raise InvalidSpec(f"env is larger than {MAX_ENV_BYTES} bytes")
-    if cwd is not None:
-        _check_text("cwd", cwd, MAX_CWD_BYTES)
-        if not cwd:
-            raise InvalidSpec("cwd must not be empty when given")
-    if timeout_s is not None and not (0 < timeout_s <= MAX_TIMEOUT_S):
-        raise InvalidSpec(f"timeout_s must be greater than 0 and at most {MAX_TIMEOUT_S}")
-    if not -MAX_PRIORITY <= priority <= MAX_PRIORITY:
-        raise InvalidSpec(f"priority must be between -{MAX_PRIORITY} and {MAX_PRIORITY}")
-    labels = dict(labels or {})
-    if len(labels) > MAX_LABELS:
-        raise InvalidSpec(f"labels has more than {MAX_LABELS} entries")
-    for key, value in labels.items():
-        if not key:
-            raise InvalidSpec("label names must not be empty")
-        _check_text("label name", key, MAX_LABEL_BYTES)
-        _check_text(f"label value of {key}", value, MAX_LABEL_BYTES)
-    if name is not None:
-        _check_text("name", name, MAX_NAME_BYTES)
-    retry = retry or RetryPolicy()
-    if not 1 <= retry.max_attempts <= MAX_ATTEMPTS:
-        raise InvalidSpec(f"max_attempts must be between 1 and {MAX_ATTEMPTS}")
-    if not (0 <= retry.initial_s <= MAX_BACKOFF_S and 0 <= retry.max_s <= MAX_BACKOFF_S):
-        raise InvalidSpec(f"retry delays must be between 0 and {MAX_BACKOFF_S} seconds")
-    if not 1 <= retry.factor <= 100:
-        raise InvalidSpec("retry factor must be between 1 and 100")
-    if queue_timeout_s is not None and not (0 < queue_timeout_s <= MAX_TIMEOUT_S):
-        raise InvalidSpec(f"queue_timeout_s must be greater than 0 and at most {MAX_TIMEOUT_S}")
-    if idempotency_key is not None:
-        _check_text("idempotency_key", idempotency_key, MAX_KEY_BYTES)
-        if not idempotency_key:
-            raise InvalidSpec("idempotency_key must not be empty when given")
-    return TaskSpec(
-        argv=resolved,
-        cmd=cmd,
-        shell=shell,
-        env=env,
-        cwd=cwd,
-        timeout_s=timeout_s,
-        priority=priority,
-        labels=labels,
-        name=name,
-        retry=retry,
-        queue_timeout_s=queue_timeout_s,
-        idempotency_key=idempotency_key,
-    )
-
-
-def parse_labels(items: list[str] | tuple[str, ...]) -> dict[str, str]:
-    """Parse ``k=v`` strings (CLI --label / --on) into a mapping."""
-    labels: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise InvalidSpec(f"label {item!r} must look like key=value")
-        labels[key.strip()] = value.strip()
-    return labels
 
 
 def labels_match(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:

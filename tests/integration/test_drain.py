@@ -86,6 +86,7 @@ async def test_drain_of_unknown_or_gone_workers_is_refused(grid: Grid) -> None:
     assert (await grid.api.post("/v1/workers/nobody/drain")).status_code == 404
     worker = await grid.add_worker("w1")
     await grid.stop_worker(worker)
+    await eventually_async(lambda: _offline(grid, "w1"))  # the master saw it go
     response = await grid.api.post("/v1/workers/w1/drain")
     assert response.status_code == 409
     assert "not connected" in response.json()["detail"]

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from gridrun.errors import InvalidTransition, TaskNotFound
-from gridrun.model import AttemptRef, Outcome, Report, TaskState, make_spec
+from gridrun.model import AttemptRef, Outcome, Report, TaskState
+from gridrun.spec import make_spec
 from gridrun.store import NewTask, TaskFilter
 from gridrun.store.sqlite import SqliteStore
 

@@ -17,11 +17,10 @@ from gridrun.model import (
     Task,
     TaskState,
     labels_match,
-    make_spec,
-    parse_labels,
     state_after,
     transition,
 )
+from gridrun.spec import make_spec, parse_labels
 
 
 def test_terminal_states_have_no_way_out() -> None:

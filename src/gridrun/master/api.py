@@ -36,7 +36,8 @@ from gridrun.master.schemas import (
     WorkerOut,
 )
 from gridrun.master.service import Service
-from gridrun.model import TaskState, WorkerState, make_spec
+from gridrun.model import TaskState, WorkerState
+from gridrun.spec import make_spec
 from gridrun.store import TaskFilter
 
 PROBLEM = "application/problem+json"

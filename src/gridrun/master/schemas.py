@@ -8,9 +8,6 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field
 
 from gridrun.model import (
-    MAX_ATTEMPTS,
-    MAX_BACKOFF_S,
-    MAX_PRIORITY,
     Attempt,
     RetryPolicy,
     StreamOutput,
@@ -19,8 +16,8 @@ from gridrun.model import (
     TaskState,
     WorkerInfo,
     WorkerState,
-    make_spec,
 )
+from gridrun.spec import MAX_ATTEMPTS, MAX_BACKOFF_S, MAX_PRIORITY, make_spec
 
 MAX_BATCH = 10_000
 

@@ -1,35 +1,27 @@
-"""SQLite implementation of `Store`: one file, WAL, one connection owned by one thread.
+"""SQLite implementation of `Store`: the domain verbs, each one atomic step.
 
-Its SQL lives in `sqlite_sql`. Reads run on the store's own thread; writes are grouped into
-transactions there (group commit), each write atomic in its own savepoint, so read-modify-write
-steps never interleave and nobody is answered before their write is committed.
+Its SQL lives in `sqlite_sql`, row conversion in `sqlite_rows`, and the connection (one thread,
+group commit, migrations) in `sqlite_db`. Steps never interleave, and nobody is answered before
+their write is committed.
 """
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import contextlib
 import json
 import sqlite3
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any
 
-from gridrun.errors import TaskNotFound, Unavailable
+from gridrun.errors import TaskNotFound
 from gridrun.model import (
     ACTIVE,
     Attempt,
     AttemptRef,
     Outcome,
     Report,
-    RetryPolicy,
     StreamOutput,
     Task,
-    TaskSpec,
     TaskState,
     WorkerInfo,
     WorkerState,
@@ -39,115 +31,16 @@ from gridrun.model import (
 )
 from gridrun.store import Candidate, Finish, NewTask, Page, TaskFilter, TaskOutput
 from gridrun.store import sqlite_sql as sql
+from gridrun.store.sqlite_db import SqliteDb, Sync
+from gridrun.store.sqlite_rows import (
+    attempt_from_row,
+    attempt_key,
+    describe,
+    spec_to_json,
+    task_from_row,
+)
 
-T = TypeVar("T")
-Sync = Literal["full", "normal"]
-GROUP_COMMIT_MAX = 2000  # writes per transaction
 EXPIRE_BATCH = 1000
-
-
-def spec_to_json(spec: TaskSpec) -> str:
-    return json.dumps(
-        {
-            "argv": list(spec.argv),
-            "cmd": spec.cmd,
-            "shell": spec.shell,
-            "env": dict(spec.env),
-            "cwd": spec.cwd,
-            "timeout_s": spec.timeout_s,
-            "priority": spec.priority,
-            "labels": dict(spec.labels),
-            "name": spec.name,
-            "retry": {
-                "max_attempts": spec.retry.max_attempts,
-                "initial_s": spec.retry.initial_s,
-                "factor": spec.retry.factor,
-                "max_s": spec.retry.max_s,
-                "on_exit_codes": spec.retry.on_exit_codes,
-            },
-            "queue_timeout_s": spec.queue_timeout_s,
-            "idempotency_key": spec.idempotency_key,
-        },
-        separators=(",", ":"),
-    )
-
-
-def spec_from_json(text: str) -> TaskSpec:
-    raw = json.loads(text)
-    return TaskSpec(
-        argv=tuple(raw["argv"]),
-        cmd=raw["cmd"],
-        shell=raw["shell"],
-        env=raw["env"],
-        cwd=raw["cwd"],
-        timeout_s=raw["timeout_s"],
-        priority=raw["priority"],
-        labels=raw["labels"],
-        name=raw["name"],
-        retry=_retry(raw.get("retry")),
-        queue_timeout_s=raw.get("queue_timeout_s"),
-        idempotency_key=raw.get("idempotency_key"),
-    )
-
-
-def _retry(raw: dict[str, Any] | None) -> RetryPolicy:
-    if raw is None:  # written by schema v1
-        return RetryPolicy()
-    codes = raw["on_exit_codes"]
-    return RetryPolicy(
-        max_attempts=raw["max_attempts"],
-        initial_s=raw["initial_s"],
-        factor=raw["factor"],
-        max_s=raw["max_s"],
-        on_exit_codes=tuple(codes) if codes is not None else None,
-    )
-
-
-def _key(ref: AttemptRef) -> tuple[str, int]:
-    return ref.task_id, ref.attempt
-
-
-def _describe(ended: TaskState, report: Report) -> str:
-    if ended is TaskState.FAILED and report.exit_code is not None:
-        return f"failed (exit {report.exit_code})"
-    if ended is TaskState.FAILED and report.signal:
-        return f"failed (signal {report.signal})"
-    return str(ended).replace("_", " ")
-
-
-def _attempt(row: tuple[Any, ...]) -> Attempt:
-    return Attempt(
-        task_id=row[0],
-        attempt=row[1],
-        worker_id=row[2],
-        state=TaskState(row[3]),
-        assigned_at=row[4],
-        started_at=row[5],
-        finished_at=row[6],
-        exit_code=row[7],
-        signal=row[8],
-        error=row[9],
-    )
-
-
-def _task(row: sqlite3.Row | tuple[Any, ...]) -> Task:
-    return Task(
-        seq=row[0],
-        id=row[1],
-        spec=spec_from_json(row[2]),
-        state=TaskState(row[3]),
-        attempt=row[4],
-        worker_id=row[5],
-        cancel_requested=bool(row[6]),
-        created_at=row[7],
-        assigned_at=row[8],
-        started_at=row[9],
-        finished_at=row[10],
-        exit_code=row[11],
-        signal=row[12],
-        error=row[13],
-        not_before=row[14] or None,
-    )
 
 
 class SqliteStore:
@@ -155,145 +48,16 @@ class SqliteStore:
     loss); "normal" survives any process crash, SIGKILL included, and is faster."""
 
     def __init__(self, path: Path, *, synchronous: Sync = "full") -> None:
-        self._path = path
-        self._synchronous = synchronous
-        self._executor: ThreadPoolExecutor | None = None
-        self._conn: sqlite3.Connection | None = None
-        self._lock = threading.Lock()
-        self._pending: list[tuple[Callable[[sqlite3.Connection], Any], Any]] = []
-        self._flushing = False
-
-    # ---- plumbing
-
-    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._executor is None:
-            raise Unavailable("the store is closed")
-        conn = self._conn
-        assert conn is not None
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, fn, conn)
-
-    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run a write in the next group commit; return once that transaction is committed.
-
-        Writes that arrive while a commit (and its fsync) is in progress are applied together
-        in the next transaction, each in its own savepoint, so one failing write does not undo
-        the others, and nobody is answered before their write is durable.
-        """
-        if self._executor is None:
-            raise Unavailable("the store is closed")
-        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        with self._lock:
-            self._pending.append((fn, future))
-            start = not self._flushing
-            self._flushing = True
-        if start:
-            self._executor.submit(self._flush_writes)
-        result: T = await asyncio.wrap_future(future)
-        return result
-
-    def _flush_writes(self) -> None:
-        try:
-            self._flush_batches()
-        finally:
-            with self._lock:
-                # whatever happened, the next write must be able to start a flush again
-                restart = bool(self._pending)
-                self._flushing = restart
-            if restart and self._executor is not None:
-                self._executor.submit(self._flush_writes)
-
-    def _flush_batches(self) -> None:
-        conn = self._conn
-        assert conn is not None
-        while True:
-            with self._lock:
-                batch = self._pending[:GROUP_COMMIT_MAX]
-                del self._pending[:GROUP_COMMIT_MAX]
-                if not batch:
-                    return
-            outcomes: list[tuple[concurrent.futures.Future[Any], Any, BaseException | None]] = []
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                for fn, future in batch:
-                    try:
-                        outcomes.append((future, fn(conn), None))
-                    except (
-                        Exception
-                    ) as exc:  # handed to the caller below, with its savepoint undone
-                        outcomes.append((future, None, exc))
-                conn.execute("COMMIT")
-            except Exception as exc:  # the transaction itself failed: nothing in it is durable
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                outcomes = [(future, None, exc) for _, future in batch]
-            for future, value, error in outcomes:
-                # A caller cancelled while waiting (e.g. its stream died) still had its write
-                # applied; only the answer has nobody to go to.
-                with contextlib.suppress(concurrent.futures.InvalidStateError):
-                    if error is not None:
-                        future.set_exception(error)
-                    else:
-                        future.set_result(value)
-
-    @staticmethod
-    @contextmanager
-    def _tx(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-        """One atomic step: a savepoint inside a group commit, else its own transaction."""
-        if conn.in_transaction:
-            conn.execute("SAVEPOINT step")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK TO step")
-                conn.execute("RELEASE step")
-                raise
-            conn.execute("RELEASE step")
-            return
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-
-    def _connect(self) -> sqlite3.Connection:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute(f"PRAGMA synchronous = {self._synchronous.upper()}")
-        conn.execute("PRAGMA busy_timeout = 10000")
-        conn.execute("PRAGMA foreign_keys = ON")
-        with self._tx(conn):
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > sql.SCHEMA_VERSION:
-                raise Unavailable(
-                    f"{self._path} has schema version {version}, newer than this gridrun"
-                    f" ({sql.SCHEMA_VERSION}); upgrade gridrun"
-                )
-            for migration in sql.MIGRATIONS[version:]:
-                for statement in migration.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {sql.SCHEMA_VERSION}")
-        return conn
+        self._db = SqliteDb(path, synchronous=synchronous)
+        self._run = self._db.run
+        self._write = self._db.write
+        self._tx = self._db.tx
 
     async def open(self) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gridrun-sqlite")
-        loop = asyncio.get_running_loop()
-        self._conn = await loop.run_in_executor(self._executor, self._connect)
+        await self._db.open()
 
     async def close(self) -> None:
-        if self._executor is None:
-            return
-        conn, executor = self._conn, self._executor
-        self._executor = None
-        self._conn = None
-        loop = asyncio.get_running_loop()
-        if conn is not None:
-            await loop.run_in_executor(executor, conn.close)
-        executor.shutdown(wait=True)
+        await self._db.close()
 
     async def ping(self) -> None:
         await self._run(lambda c: c.execute("SELECT 1").fetchone())
@@ -303,7 +67,7 @@ class SqliteStore:
         row = conn.execute(sql.SELECT_TASK, (task_id,)).fetchone()
         if row is None:
             raise TaskNotFound(f"no task with id {task_id!r}")
-        return _task(row)
+        return task_from_row(row)
 
     # ---- tasks, client side
 
@@ -342,7 +106,7 @@ class SqliteStore:
                     key = t.spec.idempotency_key
                     existing = key and conn.execute(sql.SELECT_TASK_BY_KEY, (key,)).fetchone()
                     if existing:
-                        added.append(_task(existing))
+                        added.append(task_from_row(existing))
                         continue
                     cursor = conn.execute(sql.INSERT_TASK, row)
                     added.append(fresh(t, cursor.lastrowid or 0))
@@ -356,7 +120,7 @@ class SqliteStore:
     async def get_attempts(self, task_id: str) -> list[Attempt]:
         def read(conn: sqlite3.Connection) -> list[Attempt]:
             self._load(conn, task_id)
-            return [_attempt(r) for r in conn.execute(sql.SELECT_ATTEMPTS, (task_id,))]
+            return [attempt_from_row(r) for r in conn.execute(sql.SELECT_ATTEMPTS, (task_id,))]
 
         return await self._run(read)
 
@@ -382,7 +146,7 @@ class SqliteStore:
         args.append(limit + 1)
 
         def page(conn: sqlite3.Connection) -> Page:
-            tasks = [_task(r) for r in conn.execute(query, args)]
+            tasks = [task_from_row(r) for r in conn.execute(query, args)]
             more = len(tasks) > limit
             tasks = tasks[:limit]
             return Page(tasks=tasks, next_cursor=tasks[-1].seq if more else None)
@@ -494,7 +258,7 @@ class SqliteStore:
                 if task.state is TaskState.ASSIGNED:
                     state = transition(task.state, TaskState.RUNNING)
                     conn.execute(sql.START, (str(state), started_at, ref.task_id))
-                    conn.execute(sql.START_ATTEMPT, (str(state), started_at, *_key(ref)))
+                    conn.execute(sql.START_ATTEMPT, (str(state), started_at, *attempt_key(ref)))
                 return True
 
         return await self._write(start)
@@ -535,7 +299,7 @@ class SqliteStore:
         conn.execute(
             sql.END_ATTEMPT,
             (str(ended), report.started_at, finished_at, report.exit_code, report.signal, error,
-             *_key(ref)),
+             *attempt_key(ref)),
         )  # fmt: skip
         if ended is TaskState.QUEUED:  # nothing ran (no free slot): back in line, not a try
             conn.execute(sql.REQUEUE, (str(transition(task.state, ended)), 0, error, task.id))
@@ -544,7 +308,7 @@ class SqliteStore:
         state, delay = settle(task, ended, report.exit_code, tries)
         if state is TaskState.QUEUED:
             assert delay is not None
-            why = _describe(ended, report)
+            why = describe(ended, report)
             note = f"attempt {task.attempt} {why}; retrying in {delay:g}s"
             conn.execute(sql.REQUEUE, (str(state), now + round(delay * 1000), note, task.id))
         else:
@@ -581,7 +345,7 @@ class SqliteStore:
                 reason = "sent to a legacy worker, which reports no result"
                 conn.execute(sql.END, (str(state), now, reason, ref.task_id))
                 conn.execute(
-                    sql.END_ATTEMPT, (str(state), None, now, None, None, reason, *_key(ref))
+                    sql.END_ATTEMPT, (str(state), None, now, None, None, reason, *attempt_key(ref))
                 )
                 return True
 
@@ -596,7 +360,7 @@ class SqliteStore:
             lost: list[Task] = []
             with self._tx(conn):
                 for row in conn.execute(sql.SELECT_ACTIVE, (worker_id,)).fetchall():
-                    task = _task(row)
+                    task = task_from_row(row)
                     if task.ref in kept:
                         continue
                     # an attempt that never started and was asked to stop is simply cancelled
@@ -610,7 +374,7 @@ class SqliteStore:
 
     async def active_attempts(self, worker_id: str) -> list[Task]:
         return await self._run(
-            lambda c: [_task(r) for r in c.execute(sql.SELECT_ACTIVE, (worker_id,))]
+            lambda c: [task_from_row(r) for r in c.execute(sql.SELECT_ACTIVE, (worker_id,))]
         )
 
     async def workers_with_active_tasks(self) -> set[str]:

@@ -1,0 +1,167 @@
+"""`gridrun master`, `gridrun worker`, `gridrun up`: the commands that start processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from gridrun.cli import render
+from gridrun.cli.common import LogLevel, app, fail, guard, setup_logging
+from gridrun.spec import parse_labels
+
+# ---------------------------------------------------------------- processes
+
+
+@app.command()
+def master(
+    db: Annotated[Path, typer.Option(envvar="GRIDRUN_DB", help="SQLite file.")] = Path(
+        "gridrun-data/gridrun.db"
+    ),
+    http: Annotated[
+        str, typer.Option(envvar="GRIDRUN_HTTP", help="HTTP listen address host:port.")
+    ] = "127.0.0.1:9092",
+    grpc: Annotated[
+        str, typer.Option(envvar="GRIDRUN_GRPC", help="gRPC listen address host:port.")
+    ] = "127.0.0.1:50051",
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            envvar="GRIDRUN_INSECURE", help="Allow listening beyond loopback without auth."
+        ),
+    ] = False,
+    db_sync: Annotated[
+        str, typer.Option(envvar="GRIDRUN_DB_SYNC", help="full (fsync each commit) or normal.")
+    ] = "full",
+    heartbeat_interval: Annotated[
+        float, typer.Option(envvar="GRIDRUN_HEARTBEAT_INTERVAL", help="Seconds.")
+    ] = 2.0,
+    liveness_timeout: Annotated[
+        float,
+        typer.Option(
+            envvar="GRIDRUN_LIVENESS_TIMEOUT",
+            help="Seconds of silence before a worker's tasks are lost.",
+        ),
+    ] = 10.0,
+    kill_grace: Annotated[
+        float, typer.Option(envvar="GRIDRUN_KILL_GRACE", help="SIGTERM to SIGKILL, seconds.")
+    ] = 5.0,
+    output_cap: Annotated[
+        int, typer.Option(envvar="GRIDRUN_OUTPUT_CAP", help="Bytes kept per stream per task.")
+    ] = 1024 * 1024,
+    max_body: Annotated[
+        int, typer.Option(envvar="GRIDRUN_MAX_BODY", help="Largest HTTP request body, bytes.")
+    ] = 16 * 1024 * 1024,
+    log_level: LogLevel = "info",
+) -> None:
+    """Start a master: HTTP API, gRPC for workers, SQLite store."""
+    from pydantic import ValidationError
+
+    from gridrun.master.app import MasterConfig, run_master
+
+    setup_logging(log_level)
+    with guard:
+        try:
+            http_host, http_port = render.split_address(http)
+            grpc_host, grpc_port = render.split_address(grpc)
+            config = MasterConfig(
+                db=db,
+                db_sync=db_sync,
+                http_host=http_host,
+                http_port=http_port,
+                grpc_host=grpc_host,
+                grpc_port=grpc_port,
+                insecure=insecure,
+                heartbeat_interval_s=heartbeat_interval,
+                liveness_timeout_s=liveness_timeout,
+                kill_grace_s=kill_grace,
+                output_cap=output_cap,
+                max_body=max_body,
+            )
+        except (ValidationError, ValueError) as exc:
+            fail(f"invalid master settings: {exc}")
+        asyncio.run(run_master(config))
+
+
+@app.command()
+def worker(
+    master: Annotated[
+        str, typer.Option("--master", envvar="GRIDRUN_MASTER", help="Master gRPC host:port.")
+    ] = "127.0.0.1:50051",
+    slots: Annotated[
+        int | None,
+        typer.Option(envvar="GRIDRUN_SLOTS", help="Tasks run at once (default: CPU count)."),
+    ] = None,
+    label: Annotated[
+        list[str] | None,
+        typer.Option(envvar="GRIDRUN_LABELS", help="k=v, repeatable (env: space-separated)."),
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(envvar="GRIDRUN_DATA_DIR", help="Worker id and outbox live here."),
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option(envvar="GRIDRUN_NAME", help="Worker id on first start.")
+    ] = None,
+    drain_grace: Annotated[
+        float,
+        typer.Option(
+            envvar="GRIDRUN_DRAIN_GRACE",
+            help="On SIGTERM or drain, seconds running"
+            " tasks may take to finish before they are stopped.",
+        ),
+    ] = 30.0,
+    log_level: LogLevel = "info",
+) -> None:
+    """Start a worker that runs what the master assigns. SIGTERM drains it, then it exits."""
+    from pydantic import ValidationError
+
+    from gridrun.worker.agent import WorkerConfig, run_worker
+
+    setup_logging(log_level)
+    with guard:
+        settings: dict[str, Any] = {
+            "master": master,
+            "labels": parse_labels(label or []),
+            "name": name,
+            "base_env": dict(os.environ),
+            "drain_grace_s": drain_grace,
+        }
+        if slots is not None:
+            settings["slots"] = slots
+        if data_dir is not None:
+            settings["data_dir"] = data_dir
+        try:
+            config = WorkerConfig(**settings)
+        except ValidationError as exc:
+            fail(f"invalid worker settings: {exc}")
+        asyncio.run(run_worker(config))
+
+
+@app.command()
+def up(
+    workers: Annotated[int, typer.Option(envvar="GRIDRUN_WORKERS", min=0, max=64)] = 2,
+    slots: Annotated[
+        int | None, typer.Option(envvar="GRIDRUN_SLOTS", help="Slots per worker.")
+    ] = None,
+    data_dir: Annotated[Path, typer.Option(envvar="GRIDRUN_DATA_DIR")] = Path("gridrun-data"),
+    http: Annotated[str, typer.Option(envvar="GRIDRUN_HTTP")] = "127.0.0.1:9092",
+    grpc: Annotated[str, typer.Option(envvar="GRIDRUN_GRPC")] = "127.0.0.1:50051",
+    log_level: LogLevel = "info",
+) -> None:
+    """Start a local grid in the foreground: one master and N workers. Ctrl-C stops all."""
+    from gridrun.cli.up import Grid
+
+    with guard:
+        code = Grid(
+            workers=workers,
+            slots=slots,
+            data_dir=data_dir,
+            http=http,
+            grpc=grpc,
+            log_level=log_level,
+        ).run()
+    raise typer.Exit(code)

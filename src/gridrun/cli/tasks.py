@@ -1,0 +1,280 @@
+"""The client commands: submit, run, ls, show, logs, cancel, drain, workers."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from gridrun.cli import render
+from gridrun.cli.common import (
+    COMMAND_CONTEXT,
+    JsonOut,
+    Url,
+    app,
+    err,
+    fail,
+    guard,
+    print_json,
+)
+from gridrun.client import Client, TaskDict
+from gridrun.client._sync import DEFAULT_URL
+from gridrun.model import TaskState
+from gridrun.spec import parse_labels
+
+# ---------------------------------------------------------------- tasks
+
+
+def _submit(
+    client: Client,
+    command: list[str],
+    *,
+    shell: bool,
+    env: list[str] | None,
+    cwd: str | None,
+    timeout: float | None,
+    priority: int,
+    on: list[str] | None,
+    name: str | None,
+    max_attempts: int,
+    retry_delay: float,
+    retry_on: list[int] | None,
+    queue_timeout: float | None,
+    idempotency_key: str | None,
+) -> TaskDict:
+    if not command:
+        fail("give a command, e.g. gridrun submit -- echo hello", 2)
+    one_line = len(command) == 1
+    retry = {"initial_s": retry_delay, **({"on_exit_codes": retry_on} if retry_on else {})}
+    return client.submit(
+        cmd=command[0] if one_line else None,
+        argv=None if one_line else command,
+        shell=shell,
+        env=parse_labels(env or []),
+        cwd=cwd,
+        timeout_s=timeout,
+        priority=priority,
+        labels=parse_labels(on or []),
+        name=name,
+        max_attempts=max_attempts,
+        retry=retry,
+        queue_timeout_s=queue_timeout,
+        idempotency_key=idempotency_key,
+    )
+
+
+Command = Annotated[
+    list[str] | None,
+    typer.Argument(help="The command: one quoted command line, or a program and its arguments."),
+]
+Shell = Annotated[bool, typer.Option("--shell", help="Run with /bin/sh -c.")]
+Env = Annotated[list[str] | None, typer.Option("--env", "-e", help="K=V, repeatable.")]
+Cwd = Annotated[str | None, typer.Option("--cwd", help="Working directory on the worker.")]
+Timeout = Annotated[float | None, typer.Option("--timeout", help="Seconds before it is killed.")]
+Priority = Annotated[int, typer.Option("--priority", "-p", help="Higher runs first.")]
+On = Annotated[
+    list[str] | None, typer.Option("--on", help="Only on workers labelled k=v (repeatable).")
+]
+Name = Annotated[str | None, typer.Option("--name", help="A name to find the task by.")]
+MaxAttempts = Annotated[
+    int, typer.Option("--max-attempts", min=1, max=100, help="Tries in all (default 1).")
+]
+RetryDelay = Annotated[
+    float, typer.Option("--retry-delay", min=0, help="First backoff, seconds; doubles each try.")
+]
+RetryOn = Annotated[
+    list[int] | None,
+    typer.Option("--retry-on", help="Retry a failure only for this exit code (repeatable)."),
+]
+QueueTimeout = Annotated[
+    float | None, typer.Option("--queue-timeout", help="Expire if not started within seconds.")
+]
+IdempotencyKey = Annotated[
+    str | None, typer.Option("--idempotency-key", help="Resubmitting it returns the same task.")
+]
+
+
+@app.command(context_settings=COMMAND_CONTEXT)
+def submit(
+    command: Command = None,
+    shell: Shell = False,
+    env: Env = None,
+    cwd: Cwd = None,
+    timeout: Timeout = None,
+    priority: Priority = 0,
+    on: On = None,
+    name: Name = None,
+    max_attempts: MaxAttempts = 1,
+    retry_delay: RetryDelay = 1.0,
+    retry_on: RetryOn = None,
+    queue_timeout: QueueTimeout = None,
+    idempotency_key: IdempotencyKey = None,
+    url: Url = DEFAULT_URL,
+    json_out: JsonOut = False,
+) -> None:
+    """Queue a command and print its task id."""
+    with guard, Client(url) as client:
+        task = _submit(
+            client,
+            command or [],
+            shell=shell,
+            env=env,
+            cwd=cwd,
+            timeout=timeout,
+            priority=priority,
+            on=on,
+            name=name,
+            max_attempts=max_attempts,
+            retry_delay=retry_delay,
+            retry_on=retry_on,
+            queue_timeout=queue_timeout,
+            idempotency_key=idempotency_key,
+        )
+        print_json(task) if json_out else print(task["id"])
+
+
+@app.command(context_settings=COMMAND_CONTEXT)
+def run(
+    command: Command = None,
+    shell: Shell = False,
+    env: Env = None,
+    cwd: Cwd = None,
+    timeout: Timeout = None,
+    priority: Priority = 0,
+    on: On = None,
+    name: Name = None,
+    max_attempts: MaxAttempts = 1,
+    retry_delay: RetryDelay = 1.0,
+    retry_on: RetryOn = None,
+    queue_timeout: QueueTimeout = None,
+    idempotency_key: IdempotencyKey = None,
+    url: Url = DEFAULT_URL,
+) -> None:
+    """Run a command on the grid, print its stdout and stderr, exit with its exit code."""
+    with guard, Client(url) as client:
+        task = _submit(
+            client,
+            command or [],
+            shell=shell,
+            env=env,
+            cwd=cwd,
+            timeout=timeout,
+            priority=priority,
+            on=on,
+            name=name,
+            max_attempts=max_attempts,
+            retry_delay=retry_delay,
+            retry_on=retry_on,
+            queue_timeout=queue_timeout,
+            idempotency_key=idempotency_key,
+        )
+        try:
+            task = client.wait(task["id"])
+        except KeyboardInterrupt:
+            client.cancel(task["id"])
+            err.print(f"cancelled task {task['id']}")
+            raise typer.Exit(130) from None
+        sys.stdout.buffer.write(client.output_bytes(task["id"], "stdout"))
+        sys.stdout.flush()
+        sys.stderr.buffer.write(client.output_bytes(task["id"], "stderr"))
+        sys.stderr.flush()
+        code = render.exit_status(task)
+        plain_exit = task["state"] in ("succeeded", "failed") and task["exit_code"] is not None
+        if not plain_exit or task["error"]:  # say why there is no ordinary exit code
+            err.print(f"gridrun: task {task['id']} {render.outcome(task)}", highlight=False)
+    raise typer.Exit(code)
+
+
+@app.command("ls")
+def list_tasks(
+    state: Annotated[
+        list[TaskState] | None, typer.Option("--state", "-s", help="Repeatable.")
+    ] = None,
+    worker: Annotated[str | None, typer.Option("--worker", "-w")] = None,
+    name: Name = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1000)] = 20,
+    url: Url = DEFAULT_URL,
+    json_out: JsonOut = False,
+) -> None:
+    """List tasks, newest first."""
+    with guard, Client(url) as client:
+        tasks, _ = client.list_tasks(
+            states=[str(s) for s in state or []], worker=worker, name=name, limit=limit
+        )
+    if json_out:
+        print_json(tasks)
+    else:
+        Console().print(render.task_table(tasks))
+
+
+@app.command()
+def show(task_id: str, url: Url = DEFAULT_URL, json_out: JsonOut = False) -> None:
+    """Show one task: spec, state, result."""
+    with guard, Client(url) as client:
+        task = client.get(task_id)
+    if json_out:
+        print_json(task)
+    else:
+        console = Console()
+        console.print(render.task_detail(task))
+        if (attempts := render.attempt_table(task)) is not None:
+            console.print(attempts)
+
+
+@app.command()
+def logs(
+    task_id: str,
+    stream: Annotated[str, typer.Option(help="stdout, stderr or both.")] = "both",
+    url: Url = DEFAULT_URL,
+    json_out: JsonOut = False,
+) -> None:
+    """Print a task's stored output (stdout to stdout, stderr to stderr)."""
+    if stream not in ("stdout", "stderr", "both"):
+        fail("--stream must be stdout, stderr or both", 2)
+    with guard, Client(url) as client:
+        if json_out:
+            print_json(client.output(task_id))
+            return
+        if stream in ("stdout", "both"):
+            sys.stdout.buffer.write(client.output_bytes(task_id, "stdout"))
+            sys.stdout.flush()
+        if stream in ("stderr", "both"):
+            sys.stderr.buffer.write(client.output_bytes(task_id, "stderr"))
+            sys.stderr.flush()
+
+
+@app.command()
+def cancel(task_id: str, url: Url = DEFAULT_URL, json_out: JsonOut = False) -> None:
+    """Cancel a task: a queued one at once, a running one by killing its process group."""
+    with guard, Client(url) as client:
+        task = client.cancel(task_id)
+    if json_out:
+        print_json(task)
+    elif task["state"] == "cancelled":
+        print(f"{task_id} cancelled")
+    else:
+        print(f"{task_id} is {task['state']}: cancel sent to worker {task['worker_id']}")
+
+
+@app.command()
+def drain(worker_id: str, url: Url = DEFAULT_URL, json_out: JsonOut = False) -> None:
+    """Drain a worker: it takes nothing new, finishes its tasks, then exits."""
+    with guard, Client(url) as client:
+        worker_row = client.drain(worker_id)
+    if json_out:
+        print_json(worker_row)
+    else:
+        print(f"{worker_id} is draining: it finishes its running tasks, then exits")
+
+
+@app.command()
+def workers(url: Url = DEFAULT_URL, json_out: JsonOut = False) -> None:
+    """List workers: state, slots, running tasks, labels."""
+    with guard, Client(url) as client:
+        rows = client.workers()
+    if json_out:
+        print_json(rows)
+    else:
+        Console().print(render.worker_table(rows))

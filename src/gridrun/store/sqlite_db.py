@@ -1,0 +1,168 @@
+"""The SQLite connection of a store: one connection, one thread, and group commit.
+
+Reads run on the connection's thread in turn. Writes queue up and are applied together in one
+transaction (each in its own savepoint, so a failing write undoes only itself) while the previous
+commit and its fsync are under way; every caller is answered only after the COMMIT. Schema
+migrations (`sqlite_sql.MIGRATIONS`) run when the connection opens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from gridrun.errors import Unavailable
+from gridrun.store import sqlite_sql as sql
+
+T = TypeVar("T")
+Sync = Literal["full", "normal"]
+GROUP_COMMIT_MAX = 2000  # writes per transaction
+
+
+class SqliteDb:
+    def __init__(self, path: Path, *, synchronous: Sync = "full") -> None:
+        self._path = path
+        self._synchronous = synchronous
+        self._executor: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+        self._pending: list[tuple[Callable[[sqlite3.Connection], Any], Any]] = []
+        self._flushing = False
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._executor is None:
+            raise Unavailable("the store is closed")
+        conn = self._conn
+        assert conn is not None
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, conn)
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a write in the next group commit; return once that transaction is committed.
+
+        Writes that arrive while a commit (and its fsync) is in progress are applied together
+        in the next transaction, each in its own savepoint, so one failing write does not undo
+        the others, and nobody is answered before their write is durable.
+        """
+        if self._executor is None:
+            raise Unavailable("the store is closed")
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        with self._lock:
+            self._pending.append((fn, future))
+            start = not self._flushing
+            self._flushing = True
+        if start:
+            self._executor.submit(self._flush_writes)
+        result: T = await asyncio.wrap_future(future)
+        return result
+
+    def _flush_writes(self) -> None:
+        try:
+            self._flush_batches()
+        finally:
+            with self._lock:
+                # whatever happened, the next write must be able to start a flush again
+                restart = bool(self._pending)
+                self._flushing = restart
+            if restart and self._executor is not None:
+                self._executor.submit(self._flush_writes)
+
+    def _flush_batches(self) -> None:
+        conn = self._conn
+        assert conn is not None
+        while True:
+            with self._lock:
+                batch = self._pending[:GROUP_COMMIT_MAX]
+                del self._pending[:GROUP_COMMIT_MAX]
+                if not batch:
+                    return
+            outcomes: list[tuple[concurrent.futures.Future[Any], Any, BaseException | None]] = []
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                for fn, future in batch:
+                    try:
+                        outcomes.append((future, fn(conn), None))
+                    except (
+                        Exception
+                    ) as exc:  # handed to the caller below, with its savepoint undone
+                        outcomes.append((future, None, exc))
+                conn.execute("COMMIT")
+            except Exception as exc:  # the transaction itself failed: nothing in it is durable
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                outcomes = [(future, None, exc) for _, future in batch]
+            for future, value, error in outcomes:
+                # A caller cancelled while waiting (e.g. its stream died) still had its write
+                # applied; only the answer has nobody to go to.
+                with contextlib.suppress(concurrent.futures.InvalidStateError):
+                    if error is not None:
+                        future.set_exception(error)
+                    else:
+                        future.set_result(value)
+
+    @staticmethod
+    @contextmanager
+    def tx(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+        """One atomic step: a savepoint inside a group commit, else its own transaction."""
+        if conn.in_transaction:
+            conn.execute("SAVEPOINT step")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK TO step")
+                conn.execute("RELEASE step")
+                raise
+            conn.execute("RELEASE step")
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _connect(self) -> sqlite3.Connection:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {self._synchronous.upper()}")
+        conn.execute("PRAGMA busy_timeout = 10000")
+        conn.execute("PRAGMA foreign_keys = ON")
+        with self.tx(conn):
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > sql.SCHEMA_VERSION:
+                raise Unavailable(
+                    f"{self._path} has schema version {version}, newer than this gridrun"
+                    f" ({sql.SCHEMA_VERSION}); upgrade gridrun"
+                )
+            for migration in sql.MIGRATIONS[version:]:
+                for statement in migration.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {sql.SCHEMA_VERSION}")
+        return conn
+
+    async def open(self) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gridrun-sqlite")
+        loop = asyncio.get_running_loop()
+        self._conn = await loop.run_in_executor(self._executor, self._connect)
+
+    async def close(self) -> None:
+        if self._executor is None:
+            return
+        conn, executor = self._conn, self._executor
+        self._executor = None
+        self._conn = None
+        loop = asyncio.get_running_loop()
+        if conn is not None:
+            await loop.run_in_executor(executor, conn.close)
+        executor.shutdown(wait=True)

@@ -1,0 +1,113 @@
+"""Rows of the SQLite store <-> domain objects (tasks, specs, attempts)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from gridrun.model import Attempt, AttemptRef, Report, RetryPolicy, Task, TaskSpec, TaskState
+
+
+def spec_to_json(spec: TaskSpec) -> str:
+    return json.dumps(
+        {
+            "argv": list(spec.argv),
+            "cmd": spec.cmd,
+            "shell": spec.shell,
+            "env": dict(spec.env),
+            "cwd": spec.cwd,
+            "timeout_s": spec.timeout_s,
+            "priority": spec.priority,
+            "labels": dict(spec.labels),
+            "name": spec.name,
+            "retry": {
+                "max_attempts": spec.retry.max_attempts,
+                "initial_s": spec.retry.initial_s,
+                "factor": spec.retry.factor,
+                "max_s": spec.retry.max_s,
+                "on_exit_codes": spec.retry.on_exit_codes,
+            },
+            "queue_timeout_s": spec.queue_timeout_s,
+            "idempotency_key": spec.idempotency_key,
+        },
+        separators=(",", ":"),
+    )
+
+
+def spec_from_json(text: str) -> TaskSpec:
+    raw = json.loads(text)
+    return TaskSpec(
+        argv=tuple(raw["argv"]),
+        cmd=raw["cmd"],
+        shell=raw["shell"],
+        env=raw["env"],
+        cwd=raw["cwd"],
+        timeout_s=raw["timeout_s"],
+        priority=raw["priority"],
+        labels=raw["labels"],
+        name=raw["name"],
+        retry=retry_from_json(raw.get("retry")),
+        queue_timeout_s=raw.get("queue_timeout_s"),
+        idempotency_key=raw.get("idempotency_key"),
+    )
+
+
+def retry_from_json(raw: dict[str, Any] | None) -> RetryPolicy:
+    if raw is None:  # written by schema v1
+        return RetryPolicy()
+    codes = raw["on_exit_codes"]
+    return RetryPolicy(
+        max_attempts=raw["max_attempts"],
+        initial_s=raw["initial_s"],
+        factor=raw["factor"],
+        max_s=raw["max_s"],
+        on_exit_codes=tuple(codes) if codes is not None else None,
+    )
+
+
+def attempt_key(ref: AttemptRef) -> tuple[str, int]:
+    return ref.task_id, ref.attempt
+
+
+def describe(ended: TaskState, report: Report) -> str:
+    if ended is TaskState.FAILED and report.exit_code is not None:
+        return f"failed (exit {report.exit_code})"
+    if ended is TaskState.FAILED and report.signal:
+        return f"failed (signal {report.signal})"
+    return str(ended).replace("_", " ")
+
+
+def attempt_from_row(row: tuple[Any, ...]) -> Attempt:
+    return Attempt(
+        task_id=row[0],
+        attempt=row[1],
+        worker_id=row[2],
+        state=TaskState(row[3]),
+        assigned_at=row[4],
+        started_at=row[5],
+        finished_at=row[6],
+        exit_code=row[7],
+        signal=row[8],
+        error=row[9],
+    )
+
+
+def task_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Task:
+    return Task(
+        seq=row[0],
+        id=row[1],
+        spec=spec_from_json(row[2]),
+        state=TaskState(row[3]),
+        attempt=row[4],
+        worker_id=row[5],
+        cancel_requested=bool(row[6]),
+        created_at=row[7],
+        assigned_at=row[8],
+        started_at=row[9],
+        finished_at=row[10],
+        exit_code=row[11],
+        signal=row[12],
+        error=row[13],
+        not_before=row[14] or None,
+    )

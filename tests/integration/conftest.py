@@ -89,6 +89,17 @@ class Grid:
         await asyncio.wait_for(agent.connected.wait(), 10)
         return agent
 
+    async def vanish(self, agent: Agent) -> None:
+        """The worker disappears without a word, as if its machine died: its stream drops, it
+        never reconnects, and (to clean up after the test) its processes are stopped."""
+        running = next(r for r in self.agents if r.agent is agent)
+        running.task.cancel()
+        await asyncio.gather(running.task, return_exceptions=True)
+        self.agents.remove(running)
+        for execution in list(agent.executions.values()):
+            execution.cancel("test: the machine is gone")
+        agent.identity.release()
+
     async def stop_worker(self, agent: Agent) -> None:
         for running in list(self.agents):
             if running.agent is agent:

@@ -75,14 +75,7 @@ async def test_tasks_of_a_worker_that_never_returns_end_lost(grid: Grid, tmp_pat
     started = tmp_path / "started"
     task = await grid.submit(cmd=f"touch {started}; sleep 60", shell=True)
     await eventually_async(started.exists)
-    # simulate the worker vanishing: its stream drops and it does not reconnect
-    running = next(r for r in grid.agents if r.agent is agent)
-    running.task.cancel()
-    await asyncio.gather(running.task, return_exceptions=True)
-    grid.agents.remove(running)
-    for execution in list(agent.executions.values()):
-        execution.cancel("test cleanup")
-    agent.identity.release()
+    await grid.vanish(agent)
     done = await grid.wait(task["id"], 15)  # liveness timeout is 3s in the test grid
     assert done["state"] == "lost"
     assert "unreachable" in done["error"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime
 from pathlib import Path
 
@@ -88,14 +87,7 @@ async def test_a_lost_task_is_retried_on_another_worker(grid: Grid, tmp_path: Pa
         timeout_s=60,
     )
     await eventually_async(started.exists)
-    # the worker vanishes without a word (as if its machine died)
-    running = next(r for r in grid.agents if r.agent is doomed)
-    running.task.cancel()
-    await asyncio.gather(running.task, return_exceptions=True)
-    grid.agents.remove(running)
-    for execution in list(doomed.executions.values()):
-        execution.cancel("test: the machine is gone")
-    doomed.identity.release()
+    await grid.vanish(doomed)
     await grid.add_worker("rescuer", slots=1)
     await eventually_async(lambda: started.read_text().split() == ["doomed", "rescuer"], 20)
     (await grid.api.post(f"/v1/tasks/{task['id']}/cancel")).raise_for_status()

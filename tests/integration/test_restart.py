@@ -79,3 +79,19 @@ async def test_tasks_of_a_worker_that_never_returns_end_lost(grid: Grid, tmp_pat
     done = await grid.wait(task["id"], 15)  # liveness timeout is 3s in the test grid
     assert done["state"] == "lost"
     assert "unreachable" in done["error"]
+
+
+async def test_attempts_of_a_worker_that_does_not_come_back_after_a_restart_end_lost(
+    grid: Grid, tmp_path: Path
+) -> None:
+    agent = await grid.add_worker("w1")
+    started = tmp_path / "started"
+    task = await grid.submit(cmd=f"touch {started}; sleep 60", shell=True)
+    await eventually_async(started.exists)
+    await grid.stop_master()
+    await grid.vanish(agent)  # gone while the master was down
+    await grid.start_master()
+    assert (await grid.task(task["id"]))["state"] == "running"  # not judged before the timeout
+    done = await grid.wait(task["id"], 15)  # liveness timeout (3 s) counted from the restart
+    assert done["state"] == "lost"
+    assert "unreachable" in done["error"]

@@ -8,7 +8,6 @@ client asks for (limits, quoting) is `gridrun.spec`.
 from __future__ import annotations
 
 import enum
-import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -145,10 +144,6 @@ class TaskSpec:
             and not self.labels
             and all(arg and not any(c.isspace() for c in arg) for arg in self.argv)
         )
-
-    @property
-    def display(self) -> str:
-        return self.cmd if self.cmd is not None else shlex.join(self.argv)
 
 
 def labels_match(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:

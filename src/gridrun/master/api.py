@@ -119,6 +119,7 @@ def create_api(service: Service, *, max_body: int, warnings: list[str] | None = 
             422: {"model": Problem},
         },
     )
+    app.add_middleware(BodyLimit, limit=max_body)
     health_warnings = list(warnings or [])
 
     @app.exception_handler(GridrunError)

@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field
 from gridrun._proto import node_pb2_grpc, worker_pb2_grpc
 from gridrun.clock import Clock, SystemClock
 from gridrun.errors import ConfigError
-from gridrun.master.api import BodyLimit, create_api
+from gridrun.master.api import create_api
 from gridrun.master.compat import NodeServicer
 from gridrun.master.rpc import WorkerServicer
 from gridrun.master.service import Service, ServiceConfig
@@ -181,7 +181,6 @@ class Master:
         await self._grpc.start()
 
         api = create_api(self.service, max_body=self.config.max_body, warnings=self.warnings)
-        api.add_middleware(BodyLimit, limit=self.config.max_body)
         self._http = _Uvicorn(
             uvicorn.Config(api, log_level="warning", access_log=False, lifespan="off")
         )

@@ -54,7 +54,7 @@ class Grid:
     def worker(self, name: str) -> subprocess.Popen[bytes]:
         return self.spawn(
             "worker", "--master", f"127.0.0.1:{self.grpc}", "--slots", "2",
-            "--data-dir", str(self.tmp / name), "--name", name,
+            "--data-dir", str(self.tmp / name), "--name", name, "--allow-shell",
         )  # fmt: skip
 
     def wait_until(self, check, timeout: float = 60) -> None:  # type: ignore[no-untyped-def]

@@ -22,7 +22,16 @@ from pathlib import Path
 
 import httpx
 
-TERMINAL = ("succeeded", "failed", "timed_out", "cancelled", "lost", "delivered", "expired")
+TERMINAL = (
+    "succeeded",
+    "failed",
+    "timed_out",
+    "cancelled",
+    "lost",
+    "delivered",
+    "expired",
+    "rejected",
+)
 
 
 def free_port() -> int:

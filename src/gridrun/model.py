@@ -31,6 +31,8 @@ class TaskState(enum.StrEnum):
     DELIVERED = "delivered"
     # Not started within its queue_timeout_s.
     EXPIRED = "expired"
+    # Refused by the worker's policy (allowlist, shell, cwd roots): never run.
+    REJECTED = "rejected"
 
 
 class WorkerState(enum.StrEnum):
@@ -48,6 +50,7 @@ class Outcome(enum.StrEnum):
     SPAWN_FAILED = "spawn_failed"
     NO_SLOT = "no_slot"
     WORKER_STOPPED = "worker_stopped"
+    REJECTED = "rejected"
 
 
 TERMINAL: frozenset[TaskState] = frozenset(
@@ -59,6 +62,7 @@ TERMINAL: frozenset[TaskState] = frozenset(
         TaskState.LOST,
         TaskState.DELIVERED,
         TaskState.EXPIRED,
+        TaskState.REJECTED,
     }
 )
 ACTIVE: frozenset[TaskState] = frozenset({TaskState.ASSIGNED, TaskState.RUNNING})
@@ -77,7 +81,8 @@ TRANSITIONS: Mapping[TaskState, frozenset[TaskState]] = {
     TaskState.QUEUED: frozenset({TaskState.ASSIGNED, TaskState.CANCELLED, TaskState.EXPIRED}),
     # assigned -> queued: the worker had no free slot and ran nothing, or a retry.
     # assigned -> an ending: the process could not start, or was cancelled before it did.
-    TaskState.ASSIGNED: _ENDINGS | {TaskState.RUNNING, TaskState.QUEUED, TaskState.DELIVERED},
+    TaskState.ASSIGNED: _ENDINGS
+    | {TaskState.RUNNING, TaskState.QUEUED, TaskState.DELIVERED, TaskState.REJECTED},
     # running -> queued: the attempt failed, timed out or was lost, and the retry policy
     # grants another attempt (see RetryPolicy.delay_after).
     TaskState.RUNNING: _ENDINGS | {TaskState.QUEUED},
@@ -194,6 +199,8 @@ def state_after(report: Report) -> TaskState:
             return TaskState.CANCELLED
         case Outcome.NO_SLOT:
             return TaskState.QUEUED
+        case Outcome.REJECTED:
+            return TaskState.REJECTED
         case Outcome.SPAWN_FAILED | Outcome.WORKER_STOPPED:
             return TaskState.FAILED
 

@@ -17,7 +17,16 @@ from gridrun.master.app import Master, MasterConfig
 from gridrun.worker.agent import Agent, WorkerConfig
 from tests.helpers import eventually_async
 
-TERMINAL = {"succeeded", "failed", "timed_out", "cancelled", "lost", "delivered", "expired"}
+TERMINAL = {
+    "succeeded",
+    "failed",
+    "timed_out",
+    "cancelled",
+    "lost",
+    "delivered",
+    "expired",
+    "rejected",
+}
 
 
 @dataclass
@@ -71,8 +80,13 @@ class Grid:
             self.master = None
 
     async def add_worker(
-        self, name: str, slots: int = 2, labels: dict[str, str] | None = None
+        self,
+        name: str,
+        slots: int = 2,
+        labels: dict[str, str] | None = None,
+        **policy: Any,
     ) -> Agent:
+        policy.setdefault("allow_shell", True)  # most tests use shell lines; policy tests say
         config = WorkerConfig(
             master=f"127.0.0.1:{self.grpc_port}",
             slots=slots,
@@ -81,6 +95,7 @@ class Grid:
             name=name,
             base_env=dict(os.environ),
             stop_grace_s=3.0,
+            **policy,
         )
         agent = Agent(config)
         stop = asyncio.Event()

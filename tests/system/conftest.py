@@ -98,6 +98,7 @@ class SystemGrid:
             str(self.tmp / "workers" / name),
             "--name",
             name,
+            "--allow-shell",
         ]
         for label in labels:
             args += ["--label", label]

@@ -24,6 +24,8 @@ def task(**fields: Any) -> Any:
         ({"state": "timed_out"}, 124),
         ({"state": "cancelled"}, 130),
         ({"state": "lost"}, 255),
+        ({"state": "rejected", "error": "not in this worker's allowlist"}, 126),
+        ({"state": "expired"}, 124),
         ({"state": "failed", "error": "cannot run 'x'"}, 127),
     ],
 )

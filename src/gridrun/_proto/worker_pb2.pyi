@@ -16,6 +16,7 @@ class Outcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     OUTCOME_SPAWN_FAILED: _ClassVar[Outcome]
     OUTCOME_NO_SLOT: _ClassVar[Outcome]
     OUTCOME_WORKER_STOPPED: _ClassVar[Outcome]
+    OUTCOME_REJECTED: _ClassVar[Outcome]
 OUTCOME_UNSPECIFIED: Outcome
 OUTCOME_EXITED: Outcome
 OUTCOME_TIMED_OUT: Outcome
@@ -23,6 +24,7 @@ OUTCOME_CANCELLED: Outcome
 OUTCOME_SPAWN_FAILED: Outcome
 OUTCOME_NO_SLOT: Outcome
 OUTCOME_WORKER_STOPPED: Outcome
+OUTCOME_REJECTED: Outcome
 
 class AttemptRef(_message.Message):
     __slots__ = ("task_id", "attempt")

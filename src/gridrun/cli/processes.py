@@ -106,6 +106,72 @@ def worker(
     name: Annotated[
         str | None, typer.Option(envvar="GRIDRUN_NAME", help="Worker id on first start.")
     ] = None,
+    allow: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow",
+            envvar="GRIDRUN_ALLOW",
+            help="Executables this worker runs:"
+            " globs on the resolved path (/usr/bin/*) or names (python3); repeatable."
+            " Default: any.",
+        ),
+    ] = None,
+    allow_shell: Annotated[
+        bool,
+        typer.Option(
+            "--allow-shell",
+            envvar="GRIDRUN_ALLOW_SHELL",
+            help="Run `shell: true` tasks (refused by default).",
+        ),
+    ] = False,
+    run_as: Annotated[
+        str | None,
+        typer.Option(
+            "--run-as",
+            envvar="GRIDRUN_RUN_AS",
+            help="user[:group] for every task (the worker must run as root).",
+        ),
+    ] = None,
+    limit_cpu: Annotated[
+        int | None, typer.Option(envvar="GRIDRUN_LIMIT_CPU", help="CPU seconds per task.")
+    ] = None,
+    limit_memory: Annotated[
+        int | None,
+        typer.Option(envvar="GRIDRUN_LIMIT_MEMORY", help="Address space per task, MiB."),
+    ] = None,
+    limit_files: Annotated[
+        int | None, typer.Option(envvar="GRIDRUN_LIMIT_FILES", help="Open files per task.")
+    ] = None,
+    limit_processes: Annotated[
+        int | None,
+        typer.Option(envvar="GRIDRUN_LIMIT_PROCESSES", help="Processes of the task's user."),
+    ] = None,
+    cwd_mode: Annotated[
+        str,
+        typer.Option(
+            envvar="GRIDRUN_CWD_MODE",
+            help="worker (its own directory) or fresh (a"
+            " new directory per attempt under the data dir).",
+        ),
+    ] = "worker",
+    cwd_root: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--cwd-root",
+            envvar="GRIDRUN_CWD_ROOTS",
+            help="A task's own cwd must be under one of these; repeatable.",
+        ),
+    ] = None,
+    env_allow: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--env-allow",
+            envvar="GRIDRUN_ENV_ALLOW",
+            help="Worker variables tasks"
+            " see (globs); repeatable. Default: PATH HOME LANG LC_* TZ USER LOGNAME"
+            " TERM TMPDIR.",
+        ),
+    ] = None,
     drain_grace: Annotated[
         float,
         typer.Option(
@@ -129,7 +195,18 @@ def worker(
             "name": name,
             "base_env": dict(os.environ),
             "drain_grace_s": drain_grace,
+            "allow": allow or [],
+            "allow_shell": allow_shell,
+            "run_as": run_as,
+            "limit_cpu_s": limit_cpu,
+            "limit_address_space_mb": limit_memory,
+            "limit_open_files": limit_files,
+            "limit_processes": limit_processes,
+            "cwd_mode": cwd_mode,
+            "cwd_roots": cwd_root or [],
         }
+        if env_allow:
+            settings["env_allow"] = env_allow
         if slots is not None:
             settings["slots"] = slots
         if data_dir is not None:

@@ -21,6 +21,7 @@ STATE_STYLE = {
     "lost": "bold red",
     "delivered": "dim green",
     "expired": "dim yellow",
+    "rejected": "bold magenta",
     "draining": "yellow",
     "online": "green",
     "offline": "dim",
@@ -48,6 +49,7 @@ def exit_status(task: TaskDict) -> int:
         "lost": 255,
         "delivered": 0,
         "expired": 124,
+        "rejected": 126,  # refused by the worker's policy, like "cannot execute"
         "failed": 127,  # it could not be started
     }.get(task["state"], 1)
 

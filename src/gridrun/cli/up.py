@@ -86,8 +86,9 @@ class Grid:
             f"{grpc_host}:{grpc_port}" if ":" not in grpc_host else f"[{grpc_host}]:{grpc_port}"
         )
         for n in range(1, self.workers + 1):
+            # a local development grid: its shell tasks are its user's own, so they are allowed
             args = ["worker", "--master", target, "--data-dir", str(self.data_dir / f"worker-{n}"),
-                    "--drain-grace", str(DRAIN_GRACE_S)]  # fmt: skip
+                    "--drain-grace", str(DRAIN_GRACE_S), "--allow-shell"]  # fmt: skip
             if self.slots is not None:
                 args += ["--slots", str(self.slots)]
             self._spawn(*args)

@@ -13,7 +13,7 @@ from gridrun.errors import ERRORS_BY_STATUS, ClientError, GridrunError
 
 DEFAULT_URL = "http://127.0.0.1:9092"
 TERMINAL = frozenset(
-    {"succeeded", "failed", "timed_out", "cancelled", "lost", "delivered", "expired"}
+    {"succeeded", "failed", "timed_out", "cancelled", "lost", "delivered", "expired", "rejected"}
 )
 LONG_POLL_S = 30.0
 

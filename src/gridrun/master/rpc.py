@@ -36,6 +36,7 @@ OUTCOMES: dict[int, Outcome] = {
     pb.OUTCOME_SPAWN_FAILED: Outcome.SPAWN_FAILED,
     pb.OUTCOME_NO_SLOT: Outcome.NO_SLOT,
     pb.OUTCOME_WORKER_STOPPED: Outcome.WORKER_STOPPED,
+    pb.OUTCOME_REJECTED: Outcome.REJECTED,
 }
 
 Context = grpc.aio.ServicerContext[pb.WorkerMessage, pb.MasterMessage]

@@ -13,9 +13,11 @@ import logging
 import os
 import random
 import re
+import shutil
 import socket
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 import grpc
 from pydantic import BaseModel, Field
@@ -28,6 +30,7 @@ from gridrun.worker import executor
 from gridrun.worker.executor import Assignment, Execution
 from gridrun.worker.identity import Identity
 from gridrun.worker.outbox import Outbox
+from gridrun.worker.policy import DEFAULT_ENV_ALLOW, Limits, Policy, Refused
 
 log = logging.getLogger("gridrun.worker")
 
@@ -44,6 +47,7 @@ OUTCOMES: Mapping[Outcome, int] = {
     Outcome.SPAWN_FAILED: pb.OUTCOME_SPAWN_FAILED,
     Outcome.NO_SLOT: pb.OUTCOME_NO_SLOT,
     Outcome.WORKER_STOPPED: pb.OUTCOME_WORKER_STOPPED,
+    Outcome.REJECTED: pb.OUTCOME_REJECTED,
 }
 
 
@@ -62,6 +66,17 @@ class WorkerConfig(BaseModel):
     base_env: dict[str, str] = Field(default_factory=dict)
     stop_grace_s: float = Field(10.0, ge=0)  # waiting for the master to acknowledge results
     drain_grace_s: float = Field(30.0, ge=0)  # running tasks may finish within this on a drain
+    # the policy: what this worker agrees to run (see gridrun.worker.policy)
+    allow: list[str] = Field(default_factory=list)
+    allow_shell: bool = False
+    run_as: str | None = None
+    limit_cpu_s: int | None = Field(None, ge=1)
+    limit_address_space_mb: int | None = Field(None, ge=1)
+    limit_open_files: int | None = Field(None, ge=1)
+    limit_processes: int | None = Field(None, ge=1)
+    cwd_mode: Literal["worker", "fresh"] = "worker"
+    cwd_roots: list[str] = Field(default_factory=list)
+    env_allow: list[str] = Field(default_factory=lambda: list(DEFAULT_ENV_ALLOW))
 
 
 def backoff(failures: int, rng: random.Random) -> float:
@@ -92,6 +107,22 @@ def finished_to_pb(event: executor.Finished) -> pb.Finished:
 class Agent:
     def __init__(self, config: WorkerConfig, rng: random.Random | None = None) -> None:
         self.config = config
+        self.policy = Policy(
+            allow=tuple(config.allow),
+            allow_shell=config.allow_shell,
+            run_as=config.run_as,
+            limits=Limits(
+                cpu_s=config.limit_cpu_s,
+                address_space_mb=config.limit_address_space_mb,
+                open_files=config.limit_open_files,
+                processes=config.limit_processes,
+            ),
+            cwd_mode=config.cwd_mode,
+            cwd_roots=tuple(config.cwd_roots),
+            env_allow=tuple(config.env_allow),
+            work_dir=config.data_dir / "work",
+        )
+        self.policy.check_startup()
         self.identity = Identity(config.data_dir, config.name)
         self.outbox = Outbox(config.data_dir / "outbox")
         self.executions: dict[AttemptRef, Execution] = {}
@@ -103,7 +134,6 @@ class Agent:
         self._stopping = False
         self._stop: asyncio.Event | None = None
         self._rng = rng or random.Random()
-        self._base_env = {**config.base_env, "GRIDRUN_WORKER_ID": self.identity.id}
         self.dropped_output = 0
 
     @property
@@ -318,7 +348,22 @@ class Agent:
             kill_grace_s=msg.kill_grace_ms / 1000,
             shell=msg.shell,
         )
-        execution = Execution(assignment, self._base_env, self._emit)
+        task_env = {
+            **assignment.env,
+            "GRIDRUN_TASK_ID": ref.task_id,
+            "GRIDRUN_ATTEMPT": str(ref.attempt),
+            "GRIDRUN_WORKER_ID": self.id,
+        }
+        try:
+            launch = self.policy.admit(
+                ref.task_id, ref.attempt, assignment.argv, assignment.shell, assignment.cwd,
+                task_env, self.config.base_env,
+            )  # fmt: skip
+        except Refused as refusal:
+            log.warning("rejected task %s attempt %d: %s", ref.task_id, ref.attempt, refusal)
+            self._emit(executor.Finished(ref, Report(Outcome.REJECTED, error=str(refusal)), 0, 0))
+            return
+        execution = Execution(assignment, launch, self._emit)
         self.executions[ref] = execution
         self._runs[ref] = asyncio.create_task(self._run(execution), name=f"task-{ref.task_id}")
 
@@ -331,6 +376,8 @@ class Agent:
         finally:
             self.executions.pop(ref, None)
             self._runs.pop(ref, None)
+            if execution.launch.scratch is not None:
+                shutil.rmtree(execution.launch.scratch, ignore_errors=True)
 
     def _emit(self, event: executor.Event) -> None:
         queue = self._queue

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from gridrun.model import AttemptRef, Outcome, Report
+from gridrun.worker.policy import Launch
 
 READ_SIZE = 64 * 1024
 FLUSH_BYTES = 256 * 1024
@@ -84,10 +85,10 @@ class _Stream:
 
 class Execution:
     def __init__(
-        self, assignment: Assignment, base_env: Mapping[str, str], emit: Callable[[Event], None]
+        self, assignment: Assignment, launch: Launch, emit: Callable[[Event], None]
     ) -> None:
         self.assignment = assignment
-        self._base_env = base_env
+        self._launch = launch
         self._emit = emit
         self._cancelled = asyncio.Event()
         self._outcome_on_kill = Outcome.CANCELLED
@@ -95,6 +96,10 @@ class Execution:
         self._streams = {n: _Stream(assignment.ref, n) for n in (STDOUT, STDERR)}
         self.pid: int | None = None
         self.started_at = 0
+
+    @property
+    def launch(self) -> Launch:
+        return self._launch
 
     @property
     def ref(self) -> AttemptRef:
@@ -112,20 +117,15 @@ class Execution:
         started_at = now_ms()
         if self._cancelled.is_set():
             return self._finish(Report(self._outcome_on_kill, error=self._error))
-        env = {
-            **self._base_env,
-            **a.env,
-            "GRIDRUN_TASK_ID": a.ref.task_id,
-            "GRIDRUN_ATTEMPT": str(a.ref.attempt),
-        }
+        launch = self._launch
         try:
             proc = await asyncio.create_subprocess_exec(
-                *a.argv,
+                *launch.argv,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
-                env=env,
-                cwd=a.cwd or None,
+                env=launch.env,
+                cwd=launch.cwd,
                 start_new_session=True,
             )
         except OSError as exc:

@@ -1,0 +1,181 @@
+"""What this worker agrees to run, as whom, where and with which limits — whatever the master
+says. A refused assignment is never started: it ends `rejected` with the reason.
+
+- executables: an allowlist of globs, matched against the resolved path of argv[0] (`/usr/bin/*`)
+  or, for a pattern without a slash, its name (`python3`); empty allows any;
+- shell: `shell: true` tasks are refused unless allow_shell (a shell runs anything, so the
+  allowlist cannot see inside it);
+- run-as: a user (and group) for every task, when the worker runs as root, switched to by
+  util-linux `setpriv` right before exec;
+- limits: CPU seconds, address space, open files, processes, applied with util-linux `prlimit`
+  (setrlimit before exec).
+
+Both are small exec wrappers rather than work done in a forked child: the worker has gRPC
+threads, and a child that must run Python code or setuid before exec cannot be started with
+vfork (forking instead crashed children now and then, SIGSEGV in gRPC's fork handlers).
+- working directory: the task's own `cwd` only under the allowed roots; otherwise the worker's
+  directory, or a fresh directory per attempt under the work dir (removed afterwards);
+- environment: the worker's own variables filtered by an allowlist of globs, plus the task's.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import grp
+import os
+import pwd
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from gridrun.errors import ConfigError
+
+DEFAULT_ENV_ALLOW = ("PATH", "HOME", "LANG", "LC_*", "TZ", "USER", "LOGNAME", "TERM", "TMPDIR")
+PRLIMIT = "/usr/bin/prlimit"
+SETPRIV = "/usr/bin/setpriv"
+
+
+class Refused(Exception):
+    """The policy does not admit an assignment; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    cpu_s: int | None = None
+    address_space_mb: int | None = None
+    open_files: int | None = None
+    processes: int | None = None
+
+    def prlimit_args(self) -> list[str]:
+        args = []
+        if self.cpu_s is not None:
+            args.append(f"--cpu={self.cpu_s}")
+        if self.address_space_mb is not None:
+            args.append(f"--as={self.address_space_mb * 1024 * 1024}")
+        if self.open_files is not None:
+            args.append(f"--nofile={self.open_files}")
+        if self.processes is not None:
+            args.append(f"--nproc={self.processes}")
+        return args
+
+
+@dataclass(frozen=True, slots=True)
+class Launch:
+    """How to start an admitted attempt (argv already wrapped for limits and run-as)."""
+
+    argv: tuple[str, ...]
+    env: dict[str, str]
+    cwd: str | None
+    scratch: Path | None = None  # a fresh directory to remove when the attempt ends
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    allow: tuple[str, ...] = ()
+    allow_shell: bool = False
+    run_as: str | None = None  # "user" or "user:group"
+    limits: Limits = field(default_factory=Limits)
+    cwd_mode: Literal["worker", "fresh"] = "worker"
+    cwd_roots: tuple[str, ...] = ()
+    env_allow: tuple[str, ...] = DEFAULT_ENV_ALLOW
+    work_dir: Path = Path(".")
+
+    def check_startup(self) -> None:
+        """Raise ConfigError for settings that cannot work on this machine."""
+        if self.run_as is not None:
+            if os.geteuid() != 0:
+                raise ConfigError("--run-as needs the worker to run as root")
+            if not os.access(SETPRIV, os.X_OK):
+                raise ConfigError(f"--run-as needs {SETPRIV} (util-linux)")
+            self._identity()
+        if any(v is not None for v in (
+            self.limits.cpu_s, self.limits.address_space_mb, self.limits.open_files,
+            self.limits.processes,
+        )) and not os.access(PRLIMIT, os.X_OK):  # fmt: skip
+            raise ConfigError(f"resource limits need {PRLIMIT} (util-linux)")
+
+    def _identity(self) -> tuple[int, int, pwd.struct_passwd]:
+        assert self.run_as is not None
+        user, _, group = self.run_as.partition(":")
+        try:
+            entry = pwd.getpwnam(user) if not user.isdigit() else pwd.getpwuid(int(user))
+        except KeyError:
+            raise ConfigError(f"--run-as: no user {user!r} on this machine") from None
+        gid = entry.pw_gid
+        if group:
+            try:
+                gid = grp.getgrnam(group).gr_gid if not group.isdigit() else int(group)
+            except KeyError:
+                raise ConfigError(f"--run-as: no group {group!r} on this machine") from None
+        return entry.pw_uid, gid, entry
+
+    def admit(
+        self,
+        task_id: str,
+        attempt: int,
+        argv: tuple[str, ...],
+        shell: bool,
+        cwd: str | None,
+        task_env: Mapping[str, str],
+        base_env: Mapping[str, str],
+    ) -> Launch:
+        """Decide and prepare; raise Refused with a reason a user can act on."""
+        if shell and not self.allow_shell:
+            raise Refused("this worker does not run shell tasks (start it with --allow-shell)")
+        env = {k: v for k, v in base_env.items() if self._env_allowed(k)}
+        env.update(task_env)
+        resolved = self._resolve(argv[0], env.get("PATH", os.defpath), cwd)
+        if self.allow and not shell and not self._allowed(argv[0], resolved):
+            raise Refused(
+                f"{argv[0]!r} ({resolved or 'not found'}) is not in this worker's allowlist"
+            )
+        user = group = None
+        if self.run_as is not None:
+            user, group, entry = self._identity()
+            env.update(HOME=entry.pw_dir, USER=entry.pw_name, LOGNAME=entry.pw_name)
+        scratch = None
+        if cwd is not None:
+            if self.cwd_roots and not self._under_roots(cwd):
+                raise Refused(f"cwd {cwd!r} is outside this worker's allowed roots")
+        elif self.cwd_mode == "fresh":
+            scratch = self.work_dir / "tasks" / f"{task_id}-{attempt}"
+            scratch.mkdir(parents=True, exist_ok=True)
+            if user is not None:
+                os.chown(scratch, user, group if group is not None else -1)
+            cwd = str(scratch)
+        full = argv
+        if user is not None:
+            switch = (f"--reuid={user}", f"--regid={group}", "--clear-groups")
+            full = (SETPRIV, *switch, "--", *full)
+        if limits := self.limits.prlimit_args():  # set as root, then the switch to the user
+            full = (PRLIMIT, *limits, "--", *full)
+        return Launch(argv=full, env=env, cwd=cwd, scratch=scratch)
+
+    def _env_allowed(self, name: str) -> bool:
+        return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.env_allow)
+
+    @staticmethod
+    def _resolve(program: str, path: str, cwd: str | None) -> str | None:
+        if "/" in program:
+            candidate = Path(cwd or ".") / program
+            return os.path.realpath(candidate) if candidate.exists() else None
+        found = shutil.which(program, path=path)
+        return os.path.realpath(found) if found else None
+
+    def _allowed(self, program: str, resolved: str | None) -> bool:
+        for pattern in self.allow:
+            if "/" in pattern:
+                if resolved is not None and fnmatch.fnmatchcase(resolved, pattern):
+                    return True
+            elif fnmatch.fnmatchcase(os.path.basename(program), pattern):
+                return resolved is not None
+        return False
+
+    def _under_roots(self, cwd: str) -> bool:
+        real = os.path.realpath(cwd)
+        return any(
+            real == os.path.realpath(root) or real.startswith(os.path.realpath(root) + os.sep)
+            for root in self.cwd_roots
+        )

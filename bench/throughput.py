@@ -22,16 +22,9 @@ from pathlib import Path
 
 import httpx
 
-TERMINAL = (
-    "succeeded",
-    "failed",
-    "timed_out",
-    "cancelled",
-    "lost",
-    "delivered",
-    "expired",
-    "rejected",
-)
+from gridrun import model
+
+TERMINAL = tuple(str(state) for state in model.TERMINAL)
 
 
 def free_port() -> int:

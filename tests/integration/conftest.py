@@ -13,20 +13,12 @@ from typing import Any
 import httpx
 import pytest
 
+from gridrun import model
 from gridrun.master.app import Master, MasterConfig
 from gridrun.worker.agent import Agent, WorkerConfig
 from tests.helpers import eventually_async
 
-TERMINAL = {
-    "succeeded",
-    "failed",
-    "timed_out",
-    "cancelled",
-    "lost",
-    "delivered",
-    "expired",
-    "rejected",
-}
+TERMINAL = {str(state) for state in model.TERMINAL}
 
 
 @dataclass

@@ -9,12 +9,11 @@ from typing import Any, Literal, TypedDict, cast
 
 import httpx
 
+from gridrun import model
 from gridrun.errors import ERRORS_BY_STATUS, ClientError, GridrunError
 
 DEFAULT_URL = "http://127.0.0.1:9092"
-TERMINAL = frozenset(
-    {"succeeded", "failed", "timed_out", "cancelled", "lost", "delivered", "expired", "rejected"}
-)
+TERMINAL = frozenset(str(state) for state in model.TERMINAL)
 LONG_POLL_S = 30.0
 
 

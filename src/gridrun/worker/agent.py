@@ -14,6 +14,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import socket
 from collections.abc import Mapping
 from pathlib import Path
@@ -407,8 +408,6 @@ class Agent:
 
 async def run_worker(config: WorkerConfig) -> None:
     """Run a worker until SIGINT or SIGTERM."""
-    import signal
-
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

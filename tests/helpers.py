@@ -77,5 +77,11 @@ async def wait_file_async(path: Path, timeout: float = 10.0) -> str:
     return await eventually_async(lambda: path.exists() and path.read_text().strip(), timeout)
 
 
+NO_CLIENT_CONFIG = "/nonexistent/gridrun-tests/config.toml"
+
+
 def env_without_gridrun() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("GRIDRUN_")}
+    """The environment minus every GRIDRUN_* setting, and no CLI config file either."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDRUN_")}
+    env["GRIDRUN_CONFIG"] = NO_CLIENT_CONFIG
+    return env

@@ -32,6 +32,20 @@ class InvalidSpec(GridrunError):
     title = "Invalid request"
 
 
+class Unauthorized(GridrunError):
+    """No token, or a token the master does not know."""
+
+    status = 401
+    title = "Unauthorized"
+
+
+class Forbidden(GridrunError):
+    """A known token whose role does not allow the call."""
+
+    status = 403
+    title = "Forbidden"
+
+
 class TaskNotFound(GridrunError):
     status = 404
     title = "Task not found"
@@ -79,6 +93,8 @@ ERRORS_BY_STATUS: dict[int, type[GridrunError]] = {
     cls.status: cls
     for cls in (
         BadRequest,
+        Unauthorized,
+        Forbidden,
         InvalidSpec,
         TaskNotFound,
         InvalidTransition,

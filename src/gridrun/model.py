@@ -8,6 +8,7 @@ client asks for (limits, quoting) is `gridrun.spec`.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -16,6 +17,8 @@ from gridrun.errors import InvalidTransition
 SHELL = "/bin/sh"
 
 DEFAULT_OUTPUT_CAP = 1024 * 1024
+# a worker's id: printable in logs, tables and certificates, safe in a URL path
+WORKER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,127}$")
 
 
 class TaskState(enum.StrEnum):
@@ -137,6 +140,7 @@ class TaskSpec:
     retry: RetryPolicy = RetryPolicy()
     queue_timeout_s: float | None = None
     idempotency_key: str | None = None
+    submitted_by: str | None = None  # the token's name (set by the master, never by a client)
 
     @property
     def legacy_ok(self) -> bool:

@@ -149,4 +149,5 @@ def test_rich_tables_show_user_text_literally(system_grid: SystemGrid) -> None:
 def test_public_listen_is_refused_without_insecure(system_grid: SystemGrid) -> None:
     result = system_grid.cli("master", "--http", "0.0.0.0:0", "--db", "x.db", timeout=30)
     assert result.returncode == 1
-    assert "refusing to listen on 0.0.0.0" in result.stderr
+    assert "refusing to listen beyond loopback" in result.stderr
+    assert "HTTP on 0.0.0.0 has no API tokens" in result.stderr

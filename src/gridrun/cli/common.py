@@ -10,6 +10,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 
+from gridrun.client import Client
 from gridrun.errors import GridrunError
 
 app = typer.Typer(
@@ -22,7 +23,17 @@ app = typer.Typer(
 err = Console(stderr=True)
 COMMAND_CONTEXT = {"allow_interspersed_args": False}
 
-Url = Annotated[str, typer.Option("--url", envvar="GRIDRUN_URL", help="The master's HTTP address.")]
+Url = Annotated[
+    str | None,
+    typer.Option(
+        "--url",
+        envvar="GRIDRUN_URL",
+        help="The master's HTTP(S) address [default: the config file's url, else"
+        " http://127.0.0.1:9092]. The token and CA come from GRIDRUN_TOKEN and GRIDRUN_CA or"
+        " the config file (~/.config/gridrun/config.toml).",
+        show_default=False,
+    ),
+]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 LogLevel = Annotated[
     str, typer.Option("--log-level", envvar="GRIDRUN_LOG_LEVEL", help="debug, info, warning")
@@ -58,3 +69,11 @@ class _Guard:
 
 
 guard = _Guard()
+
+
+def connect(url: str | None) -> Client:
+    """A client for the CLI's commands; token and CA from the environment or config file."""
+    client = Client(url)
+    for warning in client.warnings:
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    return client

@@ -18,6 +18,14 @@ from gridrun.spec import parse_labels
 
 @app.command()
 def master(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="GRIDRUN_CONFIG_FILE",
+            help="TOML file with any of these settings (by name) and [[tokens]].",
+        ),
+    ] = None,
     db: Annotated[Path, typer.Option(envvar="GRIDRUN_DB", help="SQLite file.")] = Path(
         "gridrun-data/gridrun.db"
     ),
@@ -55,35 +63,66 @@ def master(
     max_body: Annotated[
         int, typer.Option(envvar="GRIDRUN_MAX_BODY", help="Largest HTTP request body, bytes.")
     ] = 16 * 1024 * 1024,
+    tokens: Annotated[
+        str | None,
+        typer.Option(
+            envvar="GRIDRUN_TOKENS",
+            help="API and join tokens as name:role:sha256:HEX, comma-separated (from"
+            " `gridrun token create`); added to the config file's.",
+        ),
+    ] = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option(envvar="GRIDRUN_TLS_CERT", help="Serve HTTPS and gRPC TLS.")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option(envvar="GRIDRUN_TLS_KEY")] = None,
+    client_ca: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="GRIDRUN_CLIENT_CA",
+            help="mTLS: workers need a certificate signed by this CA; their id is its name.",
+        ),
+    ] = None,
+    audit_log: Annotated[
+        Path | None,
+        typer.Option(envvar="GRIDRUN_AUDIT_LOG", help="Append audit events (JSON lines) here."),
+    ] = None,
     log_level: LogLevel = "info",
 ) -> None:
     """Start a master: HTTP API, gRPC for workers, SQLite store."""
     from pydantic import ValidationError
 
+    from gridrun.auth import parse_env_tokens
+    from gridrun.cli import master_file
     from gridrun.master.app import MasterConfig, run_master
 
     setup_logging(log_level)
     with guard:
+        s, file_tokens = master_file.merge(ctx, dict(ctx.params), config)
         try:
-            http_host, http_port = render.split_address(http)
-            grpc_host, grpc_port = render.split_address(grpc)
-            config = MasterConfig(
-                db=db,
-                db_sync=db_sync,
+            http_host, http_port = render.split_address(str(s["http"]))
+            grpc_host, grpc_port = render.split_address(str(s["grpc"]))
+            settings = MasterConfig(
+                db=s["db"],
+                db_sync=s["db_sync"],
                 http_host=http_host,
                 http_port=http_port,
                 grpc_host=grpc_host,
                 grpc_port=grpc_port,
-                insecure=insecure,
-                heartbeat_interval_s=heartbeat_interval,
-                liveness_timeout_s=liveness_timeout,
-                kill_grace_s=kill_grace,
-                output_cap=output_cap,
-                max_body=max_body,
+                insecure=s["insecure"],
+                heartbeat_interval_s=s["heartbeat_interval"],
+                liveness_timeout_s=s["liveness_timeout"],
+                kill_grace_s=s["kill_grace"],
+                output_cap=s["output_cap"],
+                max_body=s["max_body"],
+                tokens=file_tokens + parse_env_tokens(s["tokens"] or ""),
+                tls_cert=s["tls_cert"],
+                tls_key=s["tls_key"],
+                client_ca=s["client_ca"],
+                audit_log=s["audit_log"],
             )
         except (ValidationError, ValueError) as exc:
             fail(f"invalid master settings: {exc}")
-        asyncio.run(run_master(config))
+        asyncio.run(run_master(settings))
 
 
 @app.command()
@@ -180,6 +219,39 @@ def worker(
             " tasks may take to finish before they are stopped.",
         ),
     ] = 30.0,
+    join_token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="GRIDRUN_JOIN_TOKEN",
+            help="A worker-role token the master requires (prefer the variable or"
+            " --join-token-file: arguments are visible in ps).",
+            show_default=False,
+        ),
+    ] = None,
+    join_token_file: Annotated[
+        Path | None,
+        typer.Option(envvar="GRIDRUN_JOIN_TOKEN_FILE", help="Read the join token from a file."),
+    ] = None,
+    tls: Annotated[
+        bool,
+        typer.Option(
+            "--tls",
+            envvar="GRIDRUN_TLS",
+            help="TLS to the master (implied by --tls-ca/--tls-cert).",
+        ),
+    ] = False,
+    tls_ca: Annotated[
+        Path | None,
+        typer.Option(envvar="GRIDRUN_TLS_CA", help="CA that signed the master's certificate."),
+    ] = None,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="GRIDRUN_TLS_CERT",
+            help="mTLS: this worker's certificate (its name becomes the worker id).",
+        ),
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option(envvar="GRIDRUN_TLS_KEY")] = None,
     log_level: LogLevel = "info",
 ) -> None:
     """Start a worker that runs what the master assigns. SIGTERM drains it, then it exits."""
@@ -204,7 +276,17 @@ def worker(
             "limit_processes": limit_processes,
             "cwd_mode": cwd_mode,
             "cwd_roots": cwd_root or [],
+            "join_token": join_token,
+            "tls": tls,
+            "tls_ca": tls_ca,
+            "tls_cert": tls_cert,
+            "tls_key": tls_key,
         }
+        if join_token_file is not None:
+            try:
+                settings["join_token"] = join_token_file.read_text().strip()
+            except OSError as exc:
+                fail(f"cannot read the join token from {join_token_file}: {exc.strerror}")
         if env_allow:
             settings["env_allow"] = env_allow
         if slots is not None:

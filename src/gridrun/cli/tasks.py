@@ -14,13 +14,13 @@ from gridrun.cli.common import (
     JsonOut,
     Url,
     app,
+    connect,
     err,
     fail,
     guard,
     print_json,
 )
 from gridrun.client import Client, TaskDict
-from gridrun.client._sync import DEFAULT_URL
 from gridrun.model import TaskState
 from gridrun.spec import parse_labels
 
@@ -111,11 +111,11 @@ def submit(
     retry_on: RetryOn = None,
     queue_timeout: QueueTimeout = None,
     idempotency_key: IdempotencyKey = None,
-    url: Url = DEFAULT_URL,
+    url: Url = None,
     json_out: JsonOut = False,
 ) -> None:
     """Queue a command and print its task id."""
-    with guard, Client(url) as client:
+    with guard, connect(url) as client:
         task = _submit(
             client,
             command or [],
@@ -150,10 +150,10 @@ def run(
     retry_on: RetryOn = None,
     queue_timeout: QueueTimeout = None,
     idempotency_key: IdempotencyKey = None,
-    url: Url = DEFAULT_URL,
+    url: Url = None,
 ) -> None:
     """Run a command on the grid, print its stdout and stderr, exit with its exit code."""
-    with guard, Client(url) as client:
+    with guard, connect(url) as client:
         task = _submit(
             client,
             command or [],
@@ -195,11 +195,11 @@ def list_tasks(
     worker: Annotated[str | None, typer.Option("--worker", "-w")] = None,
     name: Name = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1000)] = 20,
-    url: Url = DEFAULT_URL,
+    url: Url = None,
     json_out: JsonOut = False,
 ) -> None:
     """List tasks, newest first."""
-    with guard, Client(url) as client:
+    with guard, connect(url) as client:
         tasks, _ = client.list_tasks(
             states=[str(s) for s in state or []], worker=worker, name=name, limit=limit
         )
@@ -210,9 +210,9 @@ def list_tasks(
 
 
 @app.command()
-def show(task_id: str, url: Url = DEFAULT_URL, json_out: JsonOut = False) -> None:
+def show(task_id: str, url: Url = None, json_out: JsonOut = False) -> None:
     """Show one task: spec, state, result."""
-    with guard, Client(url) as client:
+    with guard, connect(url) as client:
         task = client.get(task_id)
     if json_out:
         print_json(task)
@@ -227,13 +227,13 @@ def show(task_id: str, url: Url = DEFAULT_URL, json_out: JsonOut = False) -> Non
 def logs(
     task_id: str,
     stream: Annotated[str, typer.Option(help="stdout, stderr or both.")] = "both",
-    url: Url = DEFAULT_URL,
+    url: Url = None,
     json_out: JsonOut = False,
 ) -> None:
     """Print a task's stored output (stdout to stdout, stderr to stderr)."""
     if stream not in ("stdout", "stderr", "both"):
         fail("--stream must be stdout, stderr or both", 2)
-    with guard, Client(url) as client:
+    with guard, connect(url) as client:
         if json_out:
             print_json(client.output(task_id))
             return
@@ -246,9 +246,9 @@ def logs(
 
 
 @app.command()
-def cancel(task_id: str, url: Url = DEFAULT_URL, json_out: JsonOut = False) -> None:
+def cancel(task_id: str, url: Url = None, json_out: JsonOut = False) -> None:
     """Cancel a task: a queued one at once, a running one by killing its process group."""
-    with guard, Client(url) as client:
+    with guard, connect(url) as client:
         task = client.cancel(task_id)
     if json_out:
         print_json(task)
@@ -259,9 +259,9 @@ def cancel(task_id: str, url: Url = DEFAULT_URL, json_out: JsonOut = False) -> N
 
 
 @app.command()
-def drain(worker_id: str, url: Url = DEFAULT_URL, json_out: JsonOut = False) -> None:
+def drain(worker_id: str, url: Url = None, json_out: JsonOut = False) -> None:
     """Drain a worker: it takes nothing new, finishes its tasks, then exits."""
-    with guard, Client(url) as client:
+    with guard, connect(url) as client:
         worker_row = client.drain(worker_id)
     if json_out:
         print_json(worker_row)
@@ -270,9 +270,9 @@ def drain(worker_id: str, url: Url = DEFAULT_URL, json_out: JsonOut = False) -> 
 
 
 @app.command()
-def workers(url: Url = DEFAULT_URL, json_out: JsonOut = False) -> None:
+def workers(url: Url = None, json_out: JsonOut = False) -> None:
     """List workers: state, slots, running tasks, labels."""
-    with guard, Client(url) as client:
+    with guard, connect(url) as client:
         rows = client.workers()
     if json_out:
         print_json(rows)

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, TypedDict, cast
 
 import httpx
 
 from gridrun import model
+from gridrun.client.settings import DEFAULT_URL, resolve
 from gridrun.errors import ERRORS_BY_STATUS, ClientError, GridrunError
 
-DEFAULT_URL = "http://127.0.0.1:9092"
+__all__ = ["DEFAULT_URL", "Client"]
 TERMINAL = frozenset(str(state) for state in model.TERMINAL)
 LONG_POLL_S = 30.0
 
@@ -54,6 +57,7 @@ class TaskDict(TypedDict):
     max_attempts: int
     queue_timeout_s: float | None
     idempotency_key: str | None
+    submitted_by: str | None
     retry_at: str | None
     attempts: list[AttemptDict] | None
 
@@ -85,9 +89,32 @@ class TaskOutput(TypedDict):
 
 
 class Client:
-    def __init__(self, url: str = DEFAULT_URL, *, timeout: float = 30.0) -> None:
-        self.url = url.rstrip("/")
-        self._http = httpx.Client(base_url=self.url, timeout=timeout)
+    """A connection to one master. `url`, `token` and `ca` default to GRIDRUN_URL,
+    GRIDRUN_TOKEN and GRIDRUN_CA, then to the CLI config file (see gridrun.client.settings)."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        token: str | None = None,
+        ca: str | Path | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        settings = resolve(url, token, ca)
+        self.url = settings.url
+        self.warnings = settings.warnings
+        verify: ssl.SSLContext | bool = True
+        if settings.ca is not None:
+            try:
+                verify = ssl.create_default_context(cafile=str(settings.ca))
+            except (OSError, ssl.SSLError) as exc:
+                raise ClientError(
+                    f"cannot use {settings.ca} as the CA certificate: {exc}"
+                ) from None
+        headers = {"Authorization": f"Bearer {settings.token}"} if settings.token else None
+        self._http = httpx.Client(
+            base_url=self.url, timeout=timeout, verify=verify, headers=headers
+        )
 
     def __enter__(self) -> Client:
         return self

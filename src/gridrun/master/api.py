@@ -1,24 +1,29 @@
 """The HTTP edge (FastAPI): routes under /v1, the article's POST /tasks, /healthz.
 
 Translates JSON <-> domain and maps every error once to application/problem+json. Bodies are
-bounded before they are parsed; nothing a client sends reaches the service unvalidated.
+bounded before they are parsed; nothing a client sends reaches the service unvalidated. Each
+route names the permission it needs; `Access` says who the caller is and whether they have it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Query, Request, Response
+from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import gridrun
-from gridrun.errors import BadRequest, GridrunError, InvalidSpec, PayloadTooLarge
+from gridrun.auth import Permission, Principal
+from gridrun.errors import BadRequest, Forbidden, GridrunError, InvalidSpec, PayloadTooLarge
+from gridrun.master.access import Access
 from gridrun.master.schemas import (
     BatchIn,
     BatchOut,
@@ -36,13 +41,14 @@ from gridrun.master.schemas import (
     WorkerOut,
 )
 from gridrun.master.service import Service
-from gridrun.model import TaskState, WorkerState
+from gridrun.model import Task, TaskSpec, TaskState, WorkerState
 from gridrun.spec import make_spec
 from gridrun.store import TaskFilter
 
 PROBLEM = "application/problem+json"
 MAX_WAIT_S = 60.0
 MAX_PAGE = 1000
+AUDIT_IDS = 100  # task ids named in one audit line; every task also records its submitter
 
 
 def problem(status: int, title: str, detail: str, errors: list[str] | None = None) -> JSONResponse:
@@ -107,13 +113,53 @@ async def _json_body(request: Request) -> Any:
         raise BadRequest(f"the body is not valid JSON: {exc}") from None
 
 
-def create_api(service: Service, *, max_body: int, warnings: list[str] | None = None) -> FastAPI:
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="A token made by `gridrun token create` (required when the master has tokens"
+    " configured).",
+)
+
+
+def _allowed(permission: Permission) -> Any:
+    """A dependency: the caller's principal, if it holds `permission` (else 401/403)."""
+
+    async def caller(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> Principal:
+        access: Access = request.app.state.access
+        return access.caller(
+            credentials.credentials if credentials else None,
+            permission,
+            _peer(request),
+            f"{request.method} {request.url.path}",
+        )
+
+    return Depends(caller)
+
+
+Reader = Annotated[Principal, _allowed(Permission.READ)]
+Submitter = Annotated[Principal, _allowed(Permission.SUBMIT)]
+Canceller = Annotated[Principal, _allowed(Permission.CANCEL_OWN)]
+Drainer = Annotated[Principal, _allowed(Permission.DRAIN)]
+
+
+def _peer(request: Request) -> str:
+    client = request.client
+    return f"{client.host}:{client.port}" if client else "unknown"
+
+
+def create_api(
+    service: Service, access: Access, *, max_body: int, warnings: list[str] | None = None
+) -> FastAPI:
     app = FastAPI(
         title="gridrun",
         version=gridrun.__version__,
         description="Run commands on a fleet of workers: submit, follow, cancel.",
         responses={
             400: {"model": Problem},
+            401: {"model": Problem},
+            403: {"model": Problem},
             404: {"model": Problem},
             413: {"model": Problem},
             422: {"model": Problem},
@@ -121,10 +167,15 @@ def create_api(service: Service, *, max_body: int, warnings: list[str] | None = 
     )
     app.add_middleware(BodyLimit, limit=max_body)
     health_warnings = list(warnings or [])
+    app.state.access = access
+    audit = access.audit
 
     @app.exception_handler(GridrunError)
     async def domain_error(request: Request, exc: GridrunError) -> JSONResponse:
-        return problem(exc.status, exc.title, exc.message)
+        response = problem(exc.status, exc.title, exc.message)
+        if exc.status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="gridrun"'
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -165,28 +216,47 @@ def create_api(service: Service, *, max_body: int, warnings: list[str] | None = 
         },
         summary='Submit one task, or {"tasks": [...]} (up to 10,000) in one transaction',
     )
-    async def submit(request: Request, response: Response) -> TaskOut | BatchOut:
+    async def submit(request: Request, response: Response, who: Submitter) -> TaskOut | BatchOut:
         body = await _json_body(request)
         if isinstance(body, dict) and "tasks" in body:
             batch: BatchIn = parse(BatchIn, body)
             specs = []
             for i, item in enumerate(batch.tasks):
                 try:
-                    specs.append(item.to_spec())
+                    specs.append(owned(item.to_spec(), who))
                 except InvalidSpec as exc:
                     raise InvalidSpec(f"tasks.{i}: {exc.message}") from None
             added = await service.submit(specs)
+            audit_submit(request, who, added)
             return BatchOut(tasks=[TaskOut.of(t) for t, _ in added])
         if not isinstance(body, dict):
             raise InvalidSpec('the body must be a JSON object: a task, or {"tasks": [...]}')
         one: TaskIn = parse(TaskIn, body)
-        ((task, created),) = await service.submit([one.to_spec()])
+        added = await service.submit([owned(one.to_spec(), who)])
+        audit_submit(request, who, added)
+        ((task, created),) = added
         if not created:  # same idempotency key: the existing task, as it is now
             response.status_code = 200
         return TaskOut.of(task)
 
+    def owned(spec: TaskSpec, who: Principal) -> TaskSpec:
+        return dataclasses.replace(spec, submitted_by=who.name)
+
+    def audit_submit(request: Request, who: Principal, added: list[tuple[Task, bool]]) -> None:
+        created = [task for task, new in added if new]
+        audit.record(
+            "task.submit",
+            who,
+            _peer(request),
+            tasks=len(created),
+            ids=[task.id for task in created[:AUDIT_IDS]],
+            cmd=created[0].spec.cmd or " ".join(created[0].spec.argv) if created else None,
+            existing=len(added) - len(created),
+        )
+
     @app.get("/v1/tasks", response_model=TaskListOut)
     async def list_tasks(
+        who: Reader,
         state: Annotated[list[TaskState] | None, Query()] = None,
         worker: str | None = None,
         name: str | None = None,
@@ -205,6 +275,7 @@ def create_api(service: Service, *, max_body: int, warnings: list[str] | None = 
 
     @app.get("/v1/tasks/{task_id}", response_model=TaskOut)
     async def get_task(
+        who: Reader,
         task_id: str,
         wait: Annotated[
             float,
@@ -225,6 +296,7 @@ def create_api(service: Service, *, max_body: int, warnings: list[str] | None = 
         summary="Output as JSON, or one stream's raw bytes with ?stream=stdout|stderr",
     )
     async def get_output(
+        who: Reader,
         task_id: str,
         stream: Annotated[str | None, Query(pattern="^(stdout|stderr)$")] = None,
     ) -> Any:
@@ -249,20 +321,33 @@ def create_api(service: Service, *, max_body: int, warnings: list[str] | None = 
         )
 
     @app.post("/v1/tasks/{task_id}/cancel", response_model=TaskOut)
-    async def cancel(task_id: str) -> TaskOut:
-        return TaskOut.of(await service.cancel(task_id))
+    async def cancel(request: Request, task_id: str, who: Canceller) -> TaskOut:
+        """Admins cancel any task; a submit token cancels the tasks it submitted."""
+        if not who.can(Permission.CANCEL_ANY):
+            owner = (await service.get(task_id)).spec.submitted_by
+            if owner != who.name:
+                audit.record("auth.forbidden", who, _peer(request), call="cancel", task=task_id)
+                raise Forbidden(
+                    f"task {task_id} was submitted by another token; only its"
+                    " submitter or an admin may cancel it"
+                )
+        task = await service.cancel(task_id)
+        audit.record("task.cancel", who, _peer(request), task=task_id, state=str(task.state))
+        return TaskOut.of(task)
 
     @app.post("/v1/workers/{worker_id}/drain", response_model=WorkerOut, status_code=202)
-    async def drain(worker_id: str) -> WorkerOut:
+    async def drain(request: Request, worker_id: str, who: Drainer) -> WorkerOut:
         """The worker takes nothing new, finishes its tasks, delivers their results, exits."""
-        return WorkerOut.of(await service.drain(worker_id))
+        worker = await service.drain(worker_id)
+        audit.record("worker.drain", who, _peer(request), worker=worker_id)
+        return WorkerOut.of(worker)
 
     @app.get("/v1/workers", response_model=WorkerListOut)
-    async def workers() -> WorkerListOut:
+    async def workers(who: Reader) -> WorkerListOut:
         return WorkerListOut(workers=[WorkerOut.of(w) for w in await service.workers()])
 
     @app.get("/v1/stats", response_model=StatsOut, summary="Tasks per state, workers per state")
-    async def stats() -> StatsOut:
+    async def stats(who: Reader) -> StatsOut:
         counts = await service.count_by_state()
         workers = await service.workers()
         return StatsOut(
@@ -285,9 +370,11 @@ def create_api(service: Service, *, max_body: int, warnings: list[str] | None = 
         )
 
     @app.post("/tasks", response_model=LegacyTaskOut, summary="The article's endpoint")
-    async def legacy_submit(request: Request) -> LegacyTaskOut:
+    async def legacy_submit(request: Request, who: Submitter) -> LegacyTaskOut:
         body: LegacyTaskIn = parse(LegacyTaskIn, await _json_body(request))
-        ((task, _),) = await service.submit([make_spec(cmd=body.cmd)])
+        added = await service.submit([owned(make_spec(cmd=body.cmd), who)])
+        audit_submit(request, who, added)
+        ((task, _),) = added
         return LegacyTaskOut(id=task.id, state=task.state)
 
     def openapi() -> dict[str, Any]:

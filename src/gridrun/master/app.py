@@ -20,12 +20,16 @@ from typing import Literal
 
 import grpc
 import uvicorn
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
+from gridrun import transport
 from gridrun._proto import node_pb2_grpc, worker_pb2_grpc
+from gridrun.auth import Role, TokenEntry, Tokens
 from gridrun.clock import Clock, SystemClock
 from gridrun.errors import ConfigError
+from gridrun.master.access import Access
 from gridrun.master.api import create_api
+from gridrun.master.audit import Audit
 from gridrun.master.compat import NodeServicer
 from gridrun.master.rpc import WorkerServicer
 from gridrun.master.service import Service, ServiceConfig
@@ -34,8 +38,6 @@ from gridrun.model import DEFAULT_OUTPUT_CAP
 from gridrun.store.sqlite import SqliteStore
 
 log = logging.getLogger("gridrun.master")
-
-GRPC_MAX_MESSAGE = 8 * 1024 * 1024
 
 
 class MasterConfig(BaseModel):
@@ -54,6 +56,20 @@ class MasterConfig(BaseModel):
     output_cap: int = Field(DEFAULT_OUTPUT_CAP, ge=0)
     max_body: int = Field(16 * 1024 * 1024, gt=0)
     shutdown_grace_s: float = Field(5.0, ge=0)
+    # security (see gridrun.auth, gridrun.transport, `gridrun certs`)
+    tokens: list[TokenEntry] = Field(default_factory=list)
+    tls_cert: Path | None = None  # serves HTTPS and gRPC over TLS
+    tls_key: Path | None = None
+    client_ca: Path | None = None  # mTLS: workers need a certificate from this CA
+    audit_log: Path | None = None
+
+    @model_validator(mode="after")
+    def _tls_pairs(self) -> MasterConfig:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("give both tls_cert and tls_key, or neither")
+        if self.client_ca is not None and self.tls_cert is None:
+            raise ValueError("client_ca (mTLS) needs tls_cert and tls_key")
+        return self
 
 
 def is_loopback(host: str) -> bool:
@@ -66,20 +82,32 @@ def is_loopback(host: str) -> bool:
 
 
 def public_bind_warnings(config: MasterConfig) -> list[str]:
-    """Refuse a non-loopback listen unless --insecure; with it, return the loud warnings."""
-    public = [h for h in (config.http_host, config.grpc_host) if not is_loopback(h)]
-    if not public:
-        return []
-    if not config.insecure:
+    """What is unsafe about listening beyond loopback with these settings. Without --insecure
+    that is a refusal (ConfigError); with it, the loud warnings to log and show in /healthz."""
+    tokens = Tokens(config.tokens)
+    tls = config.tls_cert is not None
+    gaps = []
+    if not is_loopback(config.http_host):
+        if not tokens.enabled:
+            gaps.append(f"HTTP on {config.http_host} has no API tokens: anyone can submit")
+        if not tls:
+            gaps.append(f"HTTP on {config.http_host} is plaintext: tokens and output are exposed")
+    if not is_loopback(config.grpc_host):
+        if not tokens.join_required and config.client_ca is None:
+            gaps.append(
+                f"gRPC on {config.grpc_host} has no join token or client CA: anyone can join"
+                " as a worker and receive tasks"
+            )
+        if not tls:
+            gaps.append(f"gRPC on {config.grpc_host} is plaintext: commands are exposed")
+    if gaps and not config.insecure:
         raise ConfigError(
-            f"refusing to listen on {', '.join(public)}: anyone who can reach it could run"
-            " commands on your workers, and authentication is not configured. Listen on"
-            " 127.0.0.1, or pass --insecure (GRIDRUN_INSECURE=1) to accept that risk."
+            "refusing to listen beyond loopback: "
+            + "; ".join(gaps)
+            + ". Configure tokens (`gridrun token create`) and TLS (`gridrun certs`), listen"
+            " on 127.0.0.1, or pass --insecure (GRIDRUN_INSECURE=1) to accept the risk."
         )
-    return [
-        f"INSECURE: listening on {', '.join(public)} without authentication or TLS;"
-        " anyone who can reach these ports can run commands on every worker"
-    ]
+    return [f"INSECURE: {gap}" for gap in gaps]
 
 
 def _grpc_address(host: str, port: int) -> str:
@@ -99,6 +127,11 @@ class Master:
         self.config = config
         self.clock = clock or SystemClock()
         self.warnings = public_bind_warnings(config)
+        self.tokens = Tokens(config.tokens)
+        self.audit = Audit(config.audit_log, self.clock)
+        self.access = Access(
+            self.tokens, self.audit, bind_worker_certs=config.client_ca is not None
+        )
         self.store = SqliteStore(config.db, synchronous=config.db_sync)
         self.sessions = Sessions()
         self.service = Service(
@@ -133,12 +166,25 @@ class Master:
         ]
         self.service.dispatch_wanted.set()  # tasks queued before a restart
         log.info(
-            "master ready: http://%s:%d  grpc %s  db %s",
+            "master ready: %s://%s:%d  grpc%s %s  db %s  auth %s",
+            "https" if self.config.tls_cert else "http",
             self.config.http_host,
             self.http_port,
+            "+tls" if self.config.tls_cert else "",
             _grpc_address(self.config.grpc_host, self.grpc_port),
             self.config.db,
+            self._auth_summary(),
         )
+
+    def _auth_summary(self) -> str:
+        parts = []
+        api = sum(e.role is not Role.WORKER for e in self.tokens.entries)
+        parts.append(f"{api} API token(s)" if self.tokens.enabled else "API open (no tokens)")
+        if self.tokens.join_required:
+            parts.append("join token required")
+        if self.config.client_ca is not None:
+            parts.append("worker certificates required")
+        return ", ".join(parts)
 
     async def _start_servers(self) -> None:
         # proto must say TCP: asyncio sets TCP_NODELAY on accepted sockets only when it does,
@@ -159,30 +205,43 @@ class Master:
             ) from None
         self.http_port = sock.getsockname()[1]
 
-        self._grpc = grpc.aio.server(
-            options=[
-                ("grpc.max_receive_message_length", GRPC_MAX_MESSAGE),
-                ("grpc.max_send_message_length", GRPC_MAX_MESSAGE),
-                ("grpc.so_reuseport", 0),
-            ]
-        )
+        config = self.config
+        self._grpc = grpc.aio.server(options=[*transport.MESSAGE_LIMITS, ("grpc.so_reuseport", 0)])
         worker_pb2_grpc.add_WorkerServiceServicer_to_server(
-            WorkerServicer(self.service, self.clock), self._grpc
+            WorkerServicer(self.service, self.clock, self.access), self._grpc
         )
         node_pb2_grpc.add_NodeServiceServicer_to_server(
-            NodeServicer(self.service, self.clock), self._grpc
+            NodeServicer(self.service, self.clock, self.access), self._grpc
         )
-        address = _grpc_address(self.config.grpc_host, self.config.grpc_port)
+        address = _grpc_address(config.grpc_host, config.grpc_port)
         try:
-            self.grpc_port = self._grpc.add_insecure_port(address)
+            if config.tls_cert is not None and config.tls_key is not None:
+                credentials = transport.server_credentials(
+                    config.tls_cert, config.tls_key, config.client_ca
+                )
+                self.grpc_port = self._grpc.add_secure_port(address, credentials)
+            else:
+                self.grpc_port = self._grpc.add_insecure_port(address)
         except RuntimeError:
             sock.close()
             raise ConfigError(f"cannot listen for gRPC on {address} (in use?)") from None
+        except ConfigError:
+            sock.close()
+            raise
         await self._grpc.start()
 
-        api = create_api(self.service, max_body=self.config.max_body, warnings=self.warnings)
+        api = create_api(
+            self.service, self.access, max_body=config.max_body, warnings=self.warnings
+        )
         self._http = _Uvicorn(
-            uvicorn.Config(api, log_level="warning", access_log=False, lifespan="off")
+            uvicorn.Config(
+                api,
+                log_level="warning",
+                access_log=False,
+                lifespan="off",
+                ssl_certfile=config.tls_cert,
+                ssl_keyfile=config.tls_key,
+            )
         )
         self._tasks.append(asyncio.create_task(self._http.serve(sockets=[sock]), name="http"))
         while not self._http.started:  # noqa: ASYNC110 (uvicorn offers a flag, not an event)
@@ -196,13 +255,30 @@ class Master:
             session.close("the master is shutting down")  # ends streams now, not after the grace
         if self._grpc is not None:
             await self._grpc.stop(self.config.shutdown_grace_s)
+        await self._stop_http()
         for task in self._tasks:
             if task.get_name() != "http":
                 task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
         await self.store.close()
+        self.audit.close()
         log.info("master stopped")
+
+    async def _stop_http(self) -> None:
+        """Let requests in flight finish (up to the grace), then stop. Idle keep-alive
+        connections are not waited for: over TLS each would hold the shutdown for asyncio's
+        30 s SSL close timeout, waiting for a close_notify an idle client never sends."""
+        http = self._http
+        serving = next((t for t in self._tasks if t.get_name() == "http"), None)
+        if http is None or serving is None:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.shutdown_grace_s
+        while not serving.done():
+            if not http.server_state.tasks or loop.time() > deadline:
+                http.force_exit = True
+            await asyncio.wait({serving}, timeout=0.05)
 
     async def __aenter__(self) -> Master:
         await self.start()

@@ -15,6 +15,7 @@ import grpc
 
 from gridrun._proto import node_pb2
 from gridrun.clock import Clock
+from gridrun.master.access import Access
 from gridrun.master.service import Service
 from gridrun.master.sessions import AssignCmd, WorkerSession
 
@@ -24,15 +25,24 @@ log = logging.getLogger("gridrun.master.compat")
 class NodeServicer:
     """Implements core.NodeService (registered with add_NodeServiceServicer_to_server)."""
 
-    def __init__(self, service: Service, clock: Clock) -> None:
+    def __init__(self, service: Service, clock: Clock, access: Access) -> None:
         self._service = service
         self._clock = clock
+        self._access = access
+
+    async def _admit(self, context: grpc.aio.ServicerContext[object, object]) -> None:
+        """The article's worker sends no credentials, so with join tokens it is refused."""
+        refusal = self._access.join_refusal(context.invocation_metadata() or (), context.peer())
+        if refusal is not None:
+            log.warning("refused a legacy worker from %s: %s", context.peer(), refusal)
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, refusal)
 
     async def ReportStatus(  # noqa: N802 (the article's method name)
         self,
         request: node_pb2.Request,
         context: grpc.aio.ServicerContext[node_pb2.Request, node_pb2.Response],
     ) -> node_pb2.Response:
+        await self._admit(context)  # type: ignore[arg-type]
         return node_pb2.Response(data="ok")
 
     async def AssignTask(  # noqa: N802 (the article's method name)
@@ -40,6 +50,7 @@ class NodeServicer:
         request: node_pb2.Request,
         context: grpc.aio.ServicerContext[node_pb2.Request, node_pb2.Response],
     ) -> AsyncIterator[node_pb2.Response]:
+        await self._admit(context)  # type: ignore[arg-type]
         session = WorkerSession(
             worker_id=f"legacy-{secrets.token_hex(4)}",
             hostname=context.peer(),

@@ -13,6 +13,7 @@ import grpc
 
 from gridrun._proto import worker_pb2 as pb
 from gridrun.clock import Clock
+from gridrun.master.access import Access
 from gridrun.master.service import STDERR, STDOUT, Service
 from gridrun.master.sessions import (
     AckCmd,
@@ -22,11 +23,13 @@ from gridrun.master.sessions import (
     DrainCmd,
     WorkerSession,
 )
-from gridrun.model import AttemptRef, Outcome, Report
+from gridrun.model import WORKER_ID, AttemptRef, Outcome, Report
+from gridrun.spec import MAX_LABEL_BYTES, MAX_LABELS
 
 log = logging.getLogger("gridrun.master.rpc")
 
 HELLO_TIMEOUT_S = 10.0
+WRITE_DRAIN_S = 5.0  # how long a closing stream waits for a write already on the wire
 MAX_SLOTS = 4096
 
 OUTCOMES: dict[int, Outcome] = {
@@ -92,16 +95,46 @@ def command_to_pb(command: Command) -> pb.MasterMessage:
             )
 
 
+def _printable(text: str, limit: int) -> bool:
+    return len(text) <= limit and text.isprintable()
+
+
+def hello_problem(hello: pb.Hello) -> str | None:
+    """What is wrong with a Hello (None if nothing): ids, sizes and characters are bounded
+    before anything reaches the store, a log line or a table."""
+    if not WORKER_ID.match(hello.worker_id):
+        return "worker_id must be 1-128 of A-Z a-z 0-9 _ . @ : - (letter or digit first)"
+    if not 0 < hello.slots <= MAX_SLOTS:
+        return f"slots must be 1..{MAX_SLOTS}"
+    if not _printable(hello.hostname, 255) or not _printable(hello.version, 64):
+        return "hostname (255) and version (64) must be short printable text"
+    if len(hello.labels) > MAX_LABELS:
+        return f"at most {MAX_LABELS} labels"
+    for key, value in hello.labels.items():
+        if (
+            not key
+            or not _printable(key, MAX_LABEL_BYTES)
+            or not _printable(value, MAX_LABEL_BYTES)
+        ):
+            return f"label names and values must be printable, at most {MAX_LABEL_BYTES} characters"
+    return None
+
+
 class WorkerServicer:
     """Implements gridrun.v1.WorkerService (registered with add_WorkerServiceServicer_to_server)."""
 
-    def __init__(self, service: Service, clock: Clock) -> None:
+    def __init__(self, service: Service, clock: Clock, access: Access) -> None:
         self._service = service
         self._clock = clock
+        self._access = access
 
     async def Connect(  # noqa: N802 (the gRPC method name)
         self, request_iterator: object, context: Context
     ) -> None:
+        refusal = self._access.join_refusal(context.invocation_metadata() or (), context.peer())
+        if refusal is not None:
+            log.warning("refused a worker from %s: %s", context.peer(), refusal)
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, refusal)
         try:
             async with asyncio.timeout(HELLO_TIMEOUT_S):
                 first = await context.read()
@@ -110,11 +143,16 @@ class WorkerServicer:
         if not isinstance(first, pb.WorkerMessage) or first.WhichOneof("msg") != "hello":
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must be Hello")
         hello = first.hello
-        if not hello.worker_id or not 0 < hello.slots <= MAX_SLOTS:
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"Hello needs a worker_id and 1..{MAX_SLOTS} slots",
-            )
+        problem = hello_problem(hello)
+        if problem is not None:
+            log.warning("refused a Hello from %s: %s", context.peer(), problem)
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+        refusal = self._access.identity_refusal(
+            hello.worker_id, context.auth_context(), context.peer()
+        )
+        if refusal is not None:
+            log.warning("refused a worker from %s: %s", context.peer(), refusal)
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, refusal)
         session = WorkerSession(
             worker_id=hello.worker_id,
             hostname=hello.hostname,
@@ -140,6 +178,12 @@ class WorkerServicer:
             writer = asyncio.create_task(self._write(context, session))
             try:
                 await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+                if reader.done():
+                    # Let a write in flight complete before the call ends: a write abandoned
+                    # mid-flight leaves the call unable to send its status, and the worker
+                    # would wait for an end that never comes.
+                    session.close(session.close_reason or "reading the worker's stream failed")
+                    await asyncio.wait({writer}, timeout=WRITE_DRAIN_S)
             finally:
                 for task in (reader, writer):
                     task.cancel()

@@ -156,6 +156,9 @@ class TaskOut(BaseModel):
     max_attempts: int
     queue_timeout_s: float | None
     idempotency_key: str | None
+    submitted_by: str | None = Field(
+        description="The name of the token that submitted it ('anonymous' without auth)."
+    )
     retry_at: datetime | None = Field(description="A retry waits in the queue until then.")
     attempts: list[AttemptOut] | None = Field(
         None, description="Every attempt, oldest first (only on GET /v1/tasks/{id})."
@@ -191,6 +194,7 @@ class TaskOut(BaseModel):
             max_attempts=spec.retry.max_attempts,
             queue_timeout_s=spec.queue_timeout_s,
             idempotency_key=spec.idempotency_key,
+            submitted_by=spec.submitted_by,
             retry_at=_iso(task.not_before) if task.state is TaskState.QUEUED else None,
             attempts=[AttemptOut.of(a) for a in attempts] if attempts is not None else None,
         )

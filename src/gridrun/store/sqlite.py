@@ -69,6 +69,16 @@ class SqliteStore:
             raise TaskNotFound(f"no task with id {task_id!r}")
         return task_from_row(row)
 
+    @staticmethod
+    def _held(conn: sqlite3.Connection, ref: AttemptRef, worker_id: str) -> Task | None:
+        """The task, if this worker holds the current attempt named; a report naming any
+        other attempt, or a task that does not exist, is stale."""
+        row = conn.execute(sql.SELECT_TASK, (ref.task_id,)).fetchone()
+        if row is None:
+            return None
+        task = task_from_row(row)
+        return task if task.held_by(ref, worker_id) else None
+
     # ---- tasks, client side
 
     async def add_tasks(self, tasks: Sequence[NewTask], now: int) -> list[Task]:
@@ -252,8 +262,8 @@ class SqliteStore:
     async def record_start(self, ref: AttemptRef, worker_id: str, started_at: int) -> bool:
         def start(conn: sqlite3.Connection) -> bool:
             with self._tx(conn):
-                task = self._load(conn, ref.task_id)
-                if not task.held_by(ref, worker_id):
+                task = self._held(conn, ref, worker_id)
+                if task is None:
                     return False
                 if task.state is TaskState.ASSIGNED:
                     state = transition(task.state, TaskState.RUNNING)
@@ -272,7 +282,7 @@ class SqliteStore:
     ) -> bool:
         def append(conn: sqlite3.Connection) -> bool:
             with self._tx(conn):
-                if not self._load(conn, ref.task_id).held_by(ref, worker_id):
+                if self._held(conn, ref, worker_id) is None:
                     return False
                 streams = {
                     s: StreamOutput(bytes(d), t)
@@ -324,9 +334,9 @@ class SqliteStore:
     ) -> Finish:
         def finish(conn: sqlite3.Connection) -> Finish:
             with self._tx(conn):
-                task = self._load(conn, ref.task_id)
-                if not task.held_by(ref, worker_id):
-                    return Finish(task=task, applied=False)
+                task = self._held(conn, ref, worker_id)
+                if task is None:
+                    return Finish(task=None, applied=False)
                 ended = state_after(report)
                 if ended is TaskState.QUEUED and task.cancel_requested:
                     ended = TaskState.CANCELLED
@@ -338,8 +348,8 @@ class SqliteStore:
     async def mark_delivered(self, ref: AttemptRef, worker_id: str, now: int) -> bool:
         def deliver(conn: sqlite3.Connection) -> bool:
             with self._tx(conn):
-                task = self._load(conn, ref.task_id)
-                if not task.held_by(ref, worker_id):
+                task = self._held(conn, ref, worker_id)
+                if task is None:
                     return False
                 state = transition(task.state, TaskState.DELIVERED)
                 reason = "sent to a legacy worker, which reports no result"

@@ -30,6 +30,7 @@ def spec_to_json(spec: TaskSpec) -> str:
             },
             "queue_timeout_s": spec.queue_timeout_s,
             "idempotency_key": spec.idempotency_key,
+            "submitted_by": spec.submitted_by,
         },
         separators=(",", ":"),
     )
@@ -50,6 +51,7 @@ def spec_from_json(text: str) -> TaskSpec:
         retry=retry_from_json(raw.get("retry")),
         queue_timeout_s=raw.get("queue_timeout_s"),
         idempotency_key=raw.get("idempotency_key"),
+        submitted_by=raw.get("submitted_by"),
     )
 
 

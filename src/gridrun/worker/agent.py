@@ -21,12 +21,15 @@ from pathlib import Path
 from typing import Literal
 
 import grpc
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 import gridrun
+from gridrun import transport
 from gridrun._proto import worker_pb2 as pb
 from gridrun._proto import worker_pb2_grpc
-from gridrun.model import AttemptRef, Outcome, Report
+from gridrun.certs import common_name
+from gridrun.errors import ConfigError
+from gridrun.model import WORKER_ID, AttemptRef, Outcome, Report
 from gridrun.worker import executor
 from gridrun.worker.executor import Assignment, Execution
 from gridrun.worker.identity import Identity
@@ -39,7 +42,7 @@ TASK_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 OUTPUT_QUEUE_LIMIT = 512  # messages; beyond it output is dropped (the master records the gap)
 BACKOFF_BASE_S = 0.1
 BACKOFF_CAP_S = 3.0
-GRPC_MAX_MESSAGE = 8 * 1024 * 1024
+REFUSALS = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
 
 OUTCOMES: Mapping[Outcome, int] = {
     Outcome.EXITED: pb.OUTCOME_EXITED,
@@ -78,6 +81,25 @@ class WorkerConfig(BaseModel):
     cwd_mode: Literal["worker", "fresh"] = "worker"
     cwd_roots: list[str] = Field(default_factory=list)
     env_allow: list[str] = Field(default_factory=lambda: list(DEFAULT_ENV_ALLOW))
+    # joining the master (see gridrun.transport, `gridrun certs`, `gridrun token create`)
+    join_token: str | None = Field(None, repr=False)
+    tls: bool = False  # TLS to the master, verified with the system roots unless tls_ca
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None  # mTLS: this worker's certificate; its id is the common name
+    tls_key: Path | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _worker_id(cls, name: str | None) -> str | None:
+        if name is not None and not WORKER_ID.match(name):
+            raise ValueError(
+                "a worker name is 1-128 of A-Z a-z 0-9 _ . @ : - (letter or digit first)"
+            )
+        return name
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.tls or self.tls_ca is not None or self.tls_cert is not None
 
 
 def backoff(failures: int, rng: random.Random) -> float:
@@ -124,7 +146,25 @@ class Agent:
             work_dir=config.data_dir / "work",
         )
         self.policy.check_startup()
-        self.identity = Identity(config.data_dir, config.name)
+        if config.uses_tls:  # fail at start, not at the first connection
+            self._credentials: grpc.ChannelCredentials | None = transport.channel_credentials(
+                config.tls_ca, config.tls_cert, config.tls_key
+            )
+        else:
+            self._credentials = None
+        certified = common_name(config.tls_cert) if config.tls_cert else None
+        if certified and config.name and config.name != certified:
+            raise ConfigError(
+                f"--name {config.name!r} differs from the certificate's name {certified!r};"
+                " with mTLS a worker's id is the name in its certificate"
+            )
+        self.identity = Identity(config.data_dir, certified or config.name)
+        if certified and self.identity.id != certified:
+            self.identity.release()
+            raise ConfigError(
+                f"{config.data_dir} belongs to worker {self.identity.id!r}, but the certificate"
+                f" is for {certified!r}; give this worker its own --data-dir"
+            )
         self.outbox = Outbox(config.data_dir / "outbox")
         self.executions: dict[AttemptRef, Execution] = {}
         self.connected = asyncio.Event()  # set while a stream is open and welcomed
@@ -136,6 +176,7 @@ class Agent:
         self._stop: asyncio.Event | None = None
         self._rng = rng or random.Random()
         self.dropped_output = 0
+        self.refused: str | None = None  # why the master refused us, if it did
 
     @property
     def id(self) -> str:
@@ -152,8 +193,7 @@ class Agent:
             ("grpc.initial_reconnect_backoff_ms", 100),
             ("grpc.min_reconnect_backoff_ms", 100),
             ("grpc.max_reconnect_backoff_ms", int(BACKOFF_CAP_S * 1000)),
-            ("grpc.max_receive_message_length", GRPC_MAX_MESSAGE),
-            ("grpc.max_send_message_length", GRPC_MAX_MESSAGE),
+            *transport.MESSAGE_LIMITS,
         ]
         log.info(
             "worker %s starting: master %s, %d slots, labels %s",
@@ -163,7 +203,11 @@ class Agent:
             self.config.labels or "{}",
         )
         self._stop = stop
-        async with grpc.aio.insecure_channel(self.config.master, options=options) as channel:
+        if self._credentials is not None:
+            channel = grpc.aio.secure_channel(self.config.master, self._credentials, options)
+        else:
+            channel = grpc.aio.insecure_channel(self.config.master, options=options)
+        async with channel:
             connection = asyncio.create_task(self._connect_loop(channel), name="connection")
             try:
                 await stop.wait()
@@ -211,6 +255,12 @@ class Agent:
                 welcomed = await self._session(stub)
                 log.warning("connection to master %s ended; reconnecting", self.config.master)
             except grpc.aio.AioRpcError as exc:
+                if exc.code() in REFUSALS:
+                    self.refused = f"the master refused this worker: {exc.details()}"
+                    log.error("%s; stopping", self.refused)
+                    if self._stop is not None:
+                        self._stop.set()
+                    return
                 log.warning(
                     "master %s: %s %s", self.config.master, exc.code().name, exc.details() or ""
                 )
@@ -221,7 +271,10 @@ class Agent:
             await asyncio.sleep(backoff(failures, self._rng))
 
     async def _session(self, stub: worker_pb2_grpc.WorkerServiceStub) -> bool:
-        call = stub.Connect()
+        token = self.config.join_token
+        call = stub.Connect(
+            metadata=((transport.JOIN_TOKEN_KEY, f"Bearer {token}"),) if token else None
+        )
         hello = pb.Hello(
             worker_id=self.id,
             hostname=socket.gethostname(),
@@ -412,4 +465,7 @@ async def run_worker(config: WorkerConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await Agent(config).run(stop)
+    agent = Agent(config)
+    await agent.run(stop)
+    if agent.refused is not None:
+        raise ConfigError(agent.refused)

@@ -1,0 +1,77 @@
+"""Who may do what, at both edges of the master: bearer tokens on the HTTP API; join tokens and
+client certificates on the gRPC port. Every decision that involves a token is audited.
+
+Kept out of the service: the service trusts its callers, the edges decide who the callers are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from gridrun.auth import ANONYMOUS, Permission, Principal, Tokens
+from gridrun.errors import Forbidden, Unauthorized
+from gridrun.master.audit import Audit
+from gridrun.transport import JOIN_TOKEN_KEY
+
+BEARER = "bearer "
+
+
+class Access:
+    def __init__(self, tokens: Tokens, audit: Audit, *, bind_worker_certs: bool) -> None:
+        self.tokens = tokens
+        self.audit = audit
+        self.bind_worker_certs = bind_worker_certs
+
+    # ---- HTTP
+
+    def caller(self, token: str | None, permission: Permission, peer: str, what: str) -> Principal:
+        """The principal behind an API call, or Unauthorized (401) / Forbidden (403)."""
+        if not self.tokens.enabled:
+            return ANONYMOUS
+        if not token:
+            self.audit.record("auth.missing", None, peer, call=what)
+            raise Unauthorized("this master requires a token: send 'Authorization: Bearer <token>'")
+        principal = self.tokens.authenticate(token)
+        if principal is None:
+            self.audit.record("auth.bad_token", None, peer, call=what)
+            raise Unauthorized("the token is not valid for this master")
+        if not principal.can(permission):
+            self.audit.record("auth.forbidden", principal, peer, call=what, needs=str(permission))
+            raise Forbidden(f"role '{principal.role}' may not {permission}")
+        self.audit.record("auth.ok", principal, peer, call=what)
+        return principal
+
+    # ---- gRPC
+
+    def join_refusal(self, metadata: Iterable[tuple[str, str | bytes]], peer: str) -> str | None:
+        """Why a connecting worker is refused (UNAUTHENTICATED), or None if its token is good."""
+        if not self.tokens.join_required:
+            return None
+        values = [v for k, v in metadata if k == JOIN_TOKEN_KEY and isinstance(v, str)]
+        token = values[0] if len(values) == 1 else ""
+        if not token.lower().startswith(BEARER):
+            reason = "no join token (metadata 'authorization: Bearer <token>')"
+        else:
+            principal = self.tokens.authenticate(token[len(BEARER) :].strip())
+            if principal is not None and principal.can(Permission.JOIN):
+                self.audit.record("worker.token_ok", principal, peer)
+                return None
+            reason = "the join token is not valid for this master"
+        self.audit.record("worker.refused", None, peer, reason=reason)
+        return reason
+
+    def identity_refusal(
+        self, worker_id: str, auth_context: Mapping[str, Iterable[bytes]], peer: str
+    ) -> str | None:
+        """With mTLS, a worker may only use the id its certificate names."""
+        if not self.bind_worker_certs:
+            return None
+        names = [n.decode(errors="replace") for n in auth_context.get("x509_common_name", ())]
+        if names == [worker_id]:
+            return None
+        reason = (
+            f"worker id {worker_id!r} does not match its certificate"
+            f" ({names[0] if names else 'no certificate'!r})"
+        )
+        self.audit.record("worker.refused", None, peer, worker=worker_id, reason=reason)
+        return reason

@@ -1,0 +1,52 @@
+"""What the master's and the worker's ends of the gRPC channel must agree on: message size, how
+a join token travels, and TLS credentials built from PEM files (`gridrun certs` makes them)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import grpc
+
+from gridrun.errors import ConfigError
+
+GRPC_MAX_MESSAGE = 8 * 1024 * 1024  # bytes, both directions; output batches stay far below
+JOIN_TOKEN_KEY = "authorization"  # gRPC metadata, value "Bearer <token>"
+
+MESSAGE_LIMITS: Sequence[tuple[str, int]] = (
+    ("grpc.max_receive_message_length", GRPC_MAX_MESSAGE),
+    ("grpc.max_send_message_length", GRPC_MAX_MESSAGE),
+)
+
+
+def read_pem(path: Path, what: str) -> bytes:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the {what} {path}: {exc.strerror}") from None
+    if b"-----BEGIN " not in data:
+        raise ConfigError(f"{path} is not a PEM file (expected the {what})")
+    return data
+
+
+def server_credentials(cert: Path, key: Path, client_ca: Path | None) -> grpc.ServerCredentials:
+    """TLS for the gRPC port; with `client_ca`, every worker must present a certificate it
+    signed (mTLS), checked during the handshake before any message is read."""
+    return grpc.ssl_server_credentials(
+        [(read_pem(key, "TLS key"), read_pem(cert, "TLS certificate"))],
+        root_certificates=read_pem(client_ca, "client CA") if client_ca else None,
+        require_client_auth=client_ca is not None,
+    )
+
+
+def channel_credentials(
+    ca: Path | None, cert: Path | None, key: Path | None
+) -> grpc.ChannelCredentials:
+    """TLS to the master, verified against `ca` (or the system roots); `cert`/`key` for mTLS."""
+    if (cert is None) != (key is None):
+        raise ConfigError("give both --tls-cert and --tls-key, or neither")
+    return grpc.ssl_channel_credentials(
+        root_certificates=read_pem(ca, "CA certificate") if ca else None,
+        private_key=read_pem(key, "TLS key") if key else None,
+        certificate_chain=read_pem(cert, "TLS certificate") if cert else None,
+    )

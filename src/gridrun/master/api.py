@@ -15,6 +15,7 @@ from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -46,6 +47,7 @@ from gridrun.spec import make_spec
 from gridrun.store import TaskFilter
 
 PROBLEM = "application/problem+json"
+CONFLICT: dict[int | str, dict[str, Any]] = {409: {"model": Problem}}  # a state that forbids it
 MAX_WAIT_S = 60.0
 MAX_PAGE = 1000
 AUDIT_IDS = 100  # task ids named in one audit line; every task also records its submitter
@@ -149,6 +151,15 @@ def _peer(request: Request) -> str:
     return f"{client.host}:{client.port}" if client else "unknown"
 
 
+def _problems_documented(spec: dict[str, Any]) -> None:
+    """Say what error bodies really are: application/problem+json, not application/json."""
+    for operation in (op for ops in spec["paths"].values() for op in ops.values()):
+        for status, response in operation["responses"].items():
+            content = response.get("content", {})
+            if int(status) >= 400 and "application/json" in content:
+                content[PROBLEM] = content.pop("application/json")
+
+
 def create_api(
     service: Service, access: Access, *, max_body: int, warnings: list[str] | None = None
 ) -> FastAPI:
@@ -184,9 +195,16 @@ def create_api(
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return problem(
+        response = problem(
             exc.status_code, str(exc.detail), f"{request.method} {request.url.path}: {exc.detail}"
         )
+        response.headers.update(exc.headers or {})
+        if exc.status_code == 405:  # Allow: every method of the path, not one route's
+            path = request.url.path
+            methods = {m for r in app.routes if isinstance(r, APIRoute) and r.path_regex.match(path)
+                       for m in r.methods or ()}  # fmt: skip
+            response.headers["Allow"] = ", ".join(sorted(methods))
+        return response
 
     def parse(model: type[TaskIn] | type[BatchIn] | type[LegacyTaskIn], body: Any) -> Any:
         try:
@@ -199,6 +217,13 @@ def create_api(
         "/v1/tasks",
         status_code=201,
         response_model=TaskOut | BatchOut,
+        responses={
+            200: {
+                "model": TaskOut,
+                "description": "Its idempotency_key was taken: the task"
+                " that holds it, as it is now",
+            }
+        },
         openapi_extra={
             "requestBody": {
                 "required": True,
@@ -320,7 +345,7 @@ def create_api(
             stderr=StreamOut.of(out.stderr),
         )
 
-    @app.post("/v1/tasks/{task_id}/cancel", response_model=TaskOut)
+    @app.post("/v1/tasks/{task_id}/cancel", response_model=TaskOut, responses=CONFLICT)
     async def cancel(request: Request, task_id: str, who: Canceller) -> TaskOut:
         """Admins cancel any task; a submit token cancels the tasks it submitted."""
         if not who.can(Permission.CANCEL_ANY):
@@ -335,7 +360,12 @@ def create_api(
         audit.record("task.cancel", who, _peer(request), task=task_id, state=str(task.state))
         return TaskOut.of(task)
 
-    @app.post("/v1/workers/{worker_id}/drain", response_model=WorkerOut, status_code=202)
+    @app.post(
+        "/v1/workers/{worker_id}/drain",
+        response_model=WorkerOut,
+        status_code=202,
+        responses=CONFLICT,
+    )
     async def drain(request: Request, worker_id: str, who: Drainer) -> WorkerOut:
         """The worker takes nothing new, finishes its tasks, delivers their results, exits."""
         worker = await service.drain(worker_id)
@@ -356,7 +386,7 @@ def create_api(
             stale_reports_dropped=service.stale_reports,
         )
 
-    @app.get("/healthz", response_model=HealthOut)
+    @app.get("/healthz", response_model=HealthOut, responses={503: {"model": Problem}})
     async def healthz() -> Any:
         try:
             await service.ping()
@@ -378,7 +408,8 @@ def create_api(
         return LegacyTaskOut(id=task.id, state=task.state)
 
     def openapi() -> dict[str, Any]:
-        """FastAPI's spec plus the request bodies we parse by hand (for a clear error per task)."""
+        """FastAPI's spec plus the request bodies we parse by hand (for a clear error per task)
+        and the media type of errors."""
         if app.openapi_schema is None:
             spec = get_openapi(
                 title=app.title,
@@ -397,6 +428,7 @@ def create_api(
                     "application/json": {"schema": {"$ref": "#/components/schemas/LegacyTaskIn"}}
                 },
             }
+            _problems_documented(spec)
             app.openapi_schema = spec
         return app.openapi_schema
 

@@ -28,7 +28,7 @@ Url = Annotated[
     typer.Option(
         "--url",
         envvar="GRIDRUN_URL",
-        help="The master's HTTP(S) address [default: the config file's url, else"
+        help="The master's HTTP(S) address \\[default: the config file's url, else"
         " http://127.0.0.1:9092]. The token and CA come from GRIDRUN_TOKEN and GRIDRUN_CA or"
         " the config file (~/.config/gridrun/config.toml).",
         show_default=False,

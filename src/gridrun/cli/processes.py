@@ -23,7 +23,7 @@ def master(
         Path | None,
         typer.Option(
             envvar="GRIDRUN_CONFIG_FILE",
-            help="TOML file with any of these settings (by name) and [[tokens]].",
+            help="TOML file with any of these settings (by name) and \\[\\[tokens]].",
         ),
     ] = None,
     db: Annotated[Path, typer.Option(envvar="GRIDRUN_DB", help="SQLite file.")] = Path(

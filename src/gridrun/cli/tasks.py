@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from typing import Annotated
 
 import typer
@@ -21,10 +22,13 @@ from gridrun.cli.common import (
     print_json,
 )
 from gridrun.client import Client, TaskDict
+from gridrun.errors import ClientError
 from gridrun.model import TaskState
 from gridrun.spec import parse_labels
 
 # ---------------------------------------------------------------- tasks
+
+FOLLOW_PATIENCE_S = 300.0  # how long `run` and `logs -f` wait for a master that went away
 
 
 def _submit(
@@ -171,20 +175,54 @@ def run(
             idempotency_key=idempotency_key,
         )
         try:
-            task = client.wait(task["id"])
+            task = _follow(client, task["id"])
         except KeyboardInterrupt:
             client.cancel(task["id"])
             err.print(f"cancelled task {task['id']}")
             raise typer.Exit(130) from None
-        sys.stdout.buffer.write(client.output_bytes(task["id"], "stdout"))
-        sys.stdout.flush()
-        sys.stderr.buffer.write(client.output_bytes(task["id"], "stderr"))
-        sys.stderr.flush()
         code = render.exit_status(task)
         plain_exit = task["state"] in ("succeeded", "failed") and task["exit_code"] is not None
         if not plain_exit or task["error"]:  # say why there is no ordinary exit code
             err.print(f"gridrun: task {task['id']} {render.outcome(task)}", highlight=False)
     raise typer.Exit(code)
+
+
+def _follow(client: Client, task_id: str) -> TaskDict:
+    """Print the task's output as it comes (stdout to stdout, stderr to stderr) until it ends;
+    return the ended task. A stream cut off (a master restart) is resumed where it stopped;
+    after FOLLOW_PATIENCE_S without a master, give up with a message (the task runs on)."""
+    outs = {"stdout": sys.stdout, "stderr": sys.stderr}
+    shown = {"stdout": 0, "stderr": 0}  # bytes of each stream shown or reported dropped
+    delay, lost_since = 0.2, None
+    while True:
+        try:
+            for event, data in client.follow(
+                task_id, stdout_from=shown["stdout"], stderr_from=shown["stderr"]
+            ):
+                lost_since, delay = None, 0.2
+                if event == "output":
+                    outs[data["stream"]].write(data["text"])
+                    outs[data["stream"]].flush()
+                    shown[data["stream"]] = data["offset"] + data["bytes"]
+                elif event == "gap":
+                    shown[data["stream"]] += data["dropped"]
+                    err.print(
+                        f"gridrun: {data['dropped']} bytes of {data['stream']} were not kept"
+                        " (the master's --output-cap)",
+                        highlight=False,
+                    )
+                elif event == "end":
+                    return client.get(task_id)
+        except ClientError:
+            if lost_since is None:
+                lost_since = time.monotonic()
+            elif time.monotonic() - lost_since > FOLLOW_PATIENCE_S:
+                raise ClientError(
+                    f"lost the master for {FOLLOW_PATIENCE_S:.0f}s; task {task_id} goes on:"
+                    f" follow it with `gridrun logs -f {task_id}`"
+                ) from None
+        time.sleep(delay)
+        delay = min(delay * 2, 3.0)
 
 
 @app.command("ls")
@@ -227,15 +265,23 @@ def show(task_id: str, url: Url = None, json_out: JsonOut = False) -> None:
 def logs(
     task_id: str,
     stream: Annotated[str, typer.Option(help="stdout, stderr or both.")] = "both",
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing as it runs, until it ends.")
+    ] = False,
     url: Url = None,
     json_out: JsonOut = False,
 ) -> None:
     """Print a task's stored output (stdout to stdout, stderr to stderr)."""
     if stream not in ("stdout", "stderr", "both"):
         fail("--stream must be stdout, stderr or both", 2)
+    if follow and (json_out or stream != "both"):
+        fail("--follow prints both streams as text; it takes neither --json nor --stream", 2)
     with guard, connect(url) as client:
         if json_out:
             print_json(client.output(task_id))
+            return
+        if follow:
+            _follow(client, task_id)
             return
         if stream in ("stdout", "both"):
             sys.stdout.buffer.write(client.output_bytes(task_id, "stdout"))

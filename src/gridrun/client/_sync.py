@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import ssl
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -18,6 +19,7 @@ from gridrun.errors import ERRORS_BY_STATUS, ClientError, GridrunError
 __all__ = ["DEFAULT_URL", "Client"]
 TERMINAL = frozenset(str(state) for state in model.TERMINAL)
 LONG_POLL_S = 30.0
+FOLLOW_READ_TIMEOUT_S = 60.0  # the master sends a keep-alive every 15 s
 
 
 class AttemptDict(TypedDict):
@@ -255,6 +257,37 @@ class Client:
 
     def output(self, task_id: str) -> TaskOutput:
         return cast(TaskOutput, self._json("GET", f"/v1/tasks/{task_id}/output"))
+
+    def follow(
+        self, task_id: str, *, stdout_from: int = 0, stderr_from: int = 0
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """The task's live events, (event, data), until it ends: `state`, `output` (stream,
+        offset, bytes, text), `gap` (stream, dropped) and a last `end`. Returns without `end` if
+        the stream was cut off (a master restart): follow again from the offsets reached."""
+        path = f"/v1/tasks/{task_id}/output"
+        params: dict[str, str | int] = {
+            "follow": "true",
+            "stdout_from": stdout_from,
+            "stderr_from": stderr_from,
+        }
+        timeout = httpx.Timeout(self._http.timeout.connect, read=FOLLOW_READ_TIMEOUT_S)
+        try:
+            with self._http.stream("GET", path, params=params, timeout=timeout) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise self._error(response)
+                event = "message"
+                for line in response.iter_lines():
+                    if line.startswith("event:"):
+                        event = line[6:].strip()
+                    elif line.startswith("data:"):
+                        yield event, json.loads(line[5:])
+                    elif not line:
+                        event = "message"
+        except httpx.ConnectError as exc:
+            raise ClientError(f"cannot reach the master at {self.url}: {exc}") from None
+        except httpx.TransportError:
+            return  # cut off (a master restart, say): the caller decides what next
 
     def output_bytes(self, task_id: str, stream: Literal["stdout", "stderr"]) -> bytes:
         response = self._request("GET", f"/v1/tasks/{task_id}/output", params={"stream": stream})

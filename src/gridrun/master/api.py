@@ -14,9 +14,10 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -25,6 +26,7 @@ import gridrun
 from gridrun.auth import Permission, Principal
 from gridrun.errors import BadRequest, Forbidden, GridrunError, InvalidSpec, PayloadTooLarge
 from gridrun.master.access import Access
+from gridrun.master.follow import follow as follow_events
 from gridrun.master.schemas import (
     BatchIn,
     BatchOut,
@@ -317,15 +319,36 @@ def create_api(
     @app.get(
         "/v1/tasks/{task_id}/output",
         response_model=OutputOut,
-        responses={200: {"content": {"application/octet-stream": {}}}},
-        summary="Output as JSON, or one stream's raw bytes with ?stream=stdout|stderr",
+        responses={200: {"content": {"application/octet-stream": {}, "text/event-stream": {}}}},
+        summary="Output as JSON, one stream's raw bytes with ?stream=stdout|stderr, or live"
+        " with ?follow=true",
     )
     async def get_output(
         who: Reader,
         task_id: str,
         stream: Annotated[str | None, Query(pattern="^(stdout|stderr)$")] = None,
+        follow: Annotated[
+            bool,
+            Query(
+                description="Server-Sent Events until the task ends: `state`, `output`"
+                " (stream, offset, text), `gap` (bytes dropped before they could be sent),"
+                " then `end`."
+            ),
+        ] = False,
+        stdout_from: Annotated[
+            int, Query(ge=0, description="With follow: resume stdout at this byte offset.")
+        ] = 0,
+        stderr_from: Annotated[
+            int, Query(ge=0, description="With follow: resume stderr at this byte offset.")
+        ] = 0,
     ) -> Any:
         task = await service.get(task_id)
+        if follow:
+            return StreamingResponse(
+                follow_events(service, task_id, stdout_from, stderr_from),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            )
         out = await service.output(task_id)
         if stream is not None:
             chosen = out.stdout if stream == "stdout" else out.stderr
@@ -385,6 +408,21 @@ def create_api(
             workers={state: sum(w.state is state for w in workers) for state in WorkerState},
             stale_reports_dropped=service.stale_reports,
         )
+
+    @app.get(
+        "/metrics",
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
+        summary="Prometheus metrics",
+    )
+    async def metrics(who: Reader) -> Response:
+        workers = await service.workers()
+        body = service.metrics.refresh(
+            await service.count_by_state(),
+            {state: sum(w.state is state for w in workers) for state in WorkerState},
+            len(service.sessions),
+        )
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", response_model=HealthOut, responses={503: {"model": Problem}})
     async def healthz() -> Any:

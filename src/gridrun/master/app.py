@@ -249,6 +249,7 @@ class Master:
 
     async def close(self) -> None:
         """Stop accepting, end worker streams, stop loops, close the store — in that order."""
+        self.service.stopping.set()
         if self._http is not None:
             self._http.should_exit = True
         for session in self.sessions:

@@ -11,12 +11,14 @@ import asyncio
 import dataclasses
 import logging
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from gridrun.clock import Clock
 from gridrun.errors import InvalidTransition, WorkerNotFound
 from gridrun.master import scheduler
+from gridrun.master.metrics import Metrics
 from gridrun.master.sessions import (
     AckCmd,
     AssignCmd,
@@ -61,14 +63,22 @@ def new_task_id() -> str:
 
 class Service:
     def __init__(
-        self, store: Store, clock: Clock, config: ServiceConfig, sessions: Sessions
+        self,
+        store: Store,
+        clock: Clock,
+        config: ServiceConfig,
+        sessions: Sessions,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
         self.config = config
         self.sessions = sessions
+        self.metrics = metrics or Metrics()
         self.dispatch_wanted = asyncio.Event()
+        self.stopping = asyncio.Event()  # set when the master shuts down: followers end
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
+        self._watchers: dict[str, set[asyncio.Event]] = {}  # task id -> followers
         self._gone_since: dict[str, float] = {}  # worker id -> when its stream closed
         self._started = clock.monotonic()
         self.stale_reports = 0
@@ -81,7 +91,9 @@ class Service:
         proposed = [NewTask(id=new_task_id(), spec=s) for s in specs]
         tasks = await self.store.add_tasks(proposed, self.clock.now_ms())
         self.dispatch_wanted.set()
-        return [(t, t.id == p.id) for t, p in zip(tasks, proposed, strict=True)]
+        added = [(t, t.id == p.id) for t, p in zip(tasks, proposed, strict=True)]
+        self.metrics.submitted.inc(sum(new for _, new in added))
+        return added
 
     async def get(self, task_id: str) -> Task:
         return await self.store.get_task(task_id)
@@ -162,9 +174,29 @@ class Service:
             if not waiters:
                 self._waiters.pop(task_id, None)
 
+    @contextmanager
+    def watch(self, task_id: str) -> Iterator[asyncio.Event]:
+        """An event set whenever the task changes (state, output) while the block runs; the
+        follower clears it, reads the store, and waits again."""
+        event = asyncio.Event()
+        watchers = self._watchers.setdefault(task_id, set())
+        watchers.add(event)
+        try:
+            yield event
+        finally:
+            watchers.discard(event)
+            if not watchers:
+                self._watchers.pop(task_id, None)
+
+    def _touched(self, task_id: str) -> None:
+        for event in self._watchers.get(task_id, ()):
+            event.set()
+
     def _settled(self, tasks: Iterable[Task]) -> None:
         for task in tasks:
+            self._touched(task.id)
             if task.terminal:
+                self.metrics.settled(task)
                 for future in self._waiters.get(task.id, ()):
                     if not future.done():
                         future.set_result(None)
@@ -209,6 +241,7 @@ class Service:
             return
         session.inflight.add(task.ref)
         session.send(AssignCmd(task, self.config.kill_grace_s))
+        self._touched(task.id)
 
     # ---- worker reports
 
@@ -251,6 +284,8 @@ class Service:
         if not await self.store.record_start(ref, session.worker_id, started_at):
             self._stale(session, ref, "started")
             session.send(CancelCmd(ref, "this attempt is no longer held by this worker"))
+        else:
+            self._touched(ref.task_id)
 
     async def output_received(
         self, session: WorkerSession, ref: AttemptRef, chunks: Sequence[tuple[int, int, bytes]]
@@ -259,6 +294,8 @@ class Service:
             ref, session.worker_id, chunks, self.config.output_cap
         ):
             self._stale(session, ref, "output")
+        else:
+            self._touched(ref.task_id)
 
     async def finished(self, session: WorkerSession, ref: AttemptRef, report: Report) -> None:
         # The process has ended, so its slot is free now: let the next claim share this
@@ -271,7 +308,7 @@ class Service:
         if not result.applied:
             self._stale(session, ref, "finished")
         elif result.task is not None:
-            self._settled([result.task])
+            self._settled([result.task])  # also when it went back to the queue for a retry
 
     async def delivered(self, session: WorkerSession, ref: AttemptRef) -> None:
         """A legacy worker was handed the command; it will never say more."""
@@ -295,6 +332,7 @@ class Service:
 
     def _stale(self, session: WorkerSession, ref: AttemptRef, what: str) -> None:
         self.stale_reports += 1
+        self.metrics.stale_reports.inc()
         log.info(
             "dropped stale %s for task %s attempt %d from worker %s",
             what,

@@ -1,0 +1,104 @@
+"""Following a task live: its output and state as Server-Sent Events until it ends.
+
+The store stays the truth: on every change the follower re-reads the task and the kept output
+and sends what is new. A follower that falls behind the output cap is told how many bytes it
+missed (a `gap` event) rather than being sent bytes that are no longer kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from gridrun.master.service import Service
+from gridrun.model import StreamOutput, Task
+
+KEEPALIVE_S = 15.0  # a comment line now and then keeps proxies from closing an idle stream
+
+
+def sse(event: str, data: dict[str, Any]) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+class _Stream:
+    """What one of stdout/stderr has sent so far; decodes UTF-8 across chunk boundaries."""
+
+    def __init__(self, name: str, start: int) -> None:
+        self.name = name
+        self.sent = start  # bytes of the stream delivered or reported as dropped
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def news(self, out: StreamOutput, final: bool) -> list[bytes]:
+        events = []
+        first_kept = out.total - len(out.data)
+        if first_kept > self.sent:
+            events.append(sse("gap", {"stream": self.name, "dropped": first_kept - self.sent}))
+            self.sent = first_kept
+            self._decoder.reset()
+        if out.total > self.sent:
+            chunk = out.data[self.sent - first_kept :]
+            offset, self.sent = self.sent, out.total
+            text = self._decoder.decode(chunk, final=final)
+            events.append(
+                sse(
+                    "output",
+                    {"stream": self.name, "offset": offset, "bytes": len(chunk), "text": text},
+                )
+            )
+        return events
+
+
+def _state(task: Task) -> dict[str, Any]:
+    return {
+        "state": str(task.state),
+        "attempt": task.attempt,
+        "worker_id": task.worker_id,
+        "exit_code": task.exit_code,
+        "signal": task.signal,
+        "error": task.error,
+    }
+
+
+async def follow(
+    service: Service, task_id: str, stdout_from: int = 0, stderr_from: int = 0
+) -> AsyncIterator[bytes]:
+    """Events for one task: `state` on every change; `output` chunks (byte offset and length
+    in the stream, and the text: UTF-8, an invalid byte shown as U+FFFD); `gap` when bytes were
+    dropped before they could be sent; a last `end` (the terminal state) before it closes.
+    Ends early, without `end`, when the master shuts down. `*_from` resume a follow that was
+    cut off: bytes before those offsets are not sent again."""
+    streams = (_Stream("stdout", stdout_from), _Stream("stderr", stderr_from))
+    last_state: dict[str, Any] | None = None
+    with service.watch(task_id) as changed:
+        while True:
+            changed.clear()
+            task = await service.get(task_id)
+            out = await service.output(task_id)
+            state = _state(task)
+            if state != last_state:
+                yield sse("state", state)
+                last_state = state
+            for stream, kept in zip(streams, (out.stdout, out.stderr), strict=True):
+                for event in stream.news(kept, final=task.terminal):
+                    yield event
+            if task.terminal:
+                yield sse("end", state)
+                return
+            waits = {
+                asyncio.ensure_future(changed.wait()),
+                asyncio.ensure_future(service.stopping.wait()),
+            }
+            try:
+                done, _ = await asyncio.wait(
+                    waits, timeout=KEEPALIVE_S, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                for waiter in waits:
+                    waiter.cancel()
+            if service.stopping.is_set():
+                return
+            if not done:
+                yield b": keep-alive\n\n"

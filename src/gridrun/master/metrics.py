@@ -1,0 +1,81 @@
+"""Prometheus metrics of one master (prometheus-client, a registry of its own per master).
+
+Counters and histograms are fed by the service as things happen; gauges that the store knows
+better (tasks per state, workers per state) are refreshed when /metrics is scraped.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from gridrun.model import Task, TaskState, WorkerState
+
+# seconds: from a few milliseconds (an idle grid) to hours (a batch job)
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
+DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.submitted = Counter(
+            "gridrun_tasks_submitted",
+            "Tasks accepted (idempotent repeats not counted).",
+            registry=r,
+        )
+        self.finished = Counter(
+            "gridrun_tasks_finished", "Tasks that reached a terminal state.", ["state"], registry=r
+        )
+        self.tasks = Gauge("gridrun_tasks", "Tasks per state, now.", ["state"], registry=r)
+        self.queue_depth = Gauge("gridrun_queue_depth", "Tasks waiting to be placed.", registry=r)
+        self.running = Gauge(
+            "gridrun_tasks_running", "Tasks assigned to or running on a worker.", registry=r
+        )
+        self.workers = Gauge("gridrun_workers", "Workers per state.", ["state"], registry=r)
+        self.streams = Gauge("gridrun_worker_streams", "Open worker gRPC streams.", registry=r)
+        self.dispatch_latency = Histogram(
+            "gridrun_dispatch_latency_seconds",
+            "From submission to the start of the attempt that ended the task.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.run_duration = Histogram(
+            "gridrun_run_duration_seconds",
+            "How long the final attempt ran.",
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.stale_reports = Counter(
+            "gridrun_stale_reports_dropped",
+            "Worker reports for attempts the worker does not hold (fencing).",
+            registry=r,
+        )
+        for state in TaskState:  # every series exists from the start, at zero
+            self.tasks.labels(state=str(state))
+        for wstate in WorkerState:
+            self.workers.labels(state=str(wstate))
+
+    def settled(self, task: Task) -> None:
+        """A task just reached its terminal state."""
+        self.finished.labels(state=str(task.state)).inc()
+        if task.started_at is not None:
+            self.dispatch_latency.observe(max(0, task.started_at - task.created_at) / 1000)
+            if task.finished_at is not None:
+                self.run_duration.observe(max(0, task.finished_at - task.started_at) / 1000)
+
+    def refresh(
+        self,
+        tasks: dict[TaskState, int],
+        workers: dict[WorkerState, int],
+        streams: int,
+    ) -> bytes:
+        """Set the gauges from a fresh count and render the exposition text."""
+        for state in TaskState:
+            self.tasks.labels(state=str(state)).set(tasks.get(state, 0))
+        self.queue_depth.set(tasks.get(TaskState.QUEUED, 0))
+        self.running.set(tasks.get(TaskState.ASSIGNED, 0) + tasks.get(TaskState.RUNNING, 0))
+        for wstate in WorkerState:
+            self.workers.labels(state=str(wstate)).set(workers.get(wstate, 0))
+        self.streams.set(streams)
+        return generate_latest(self.registry)

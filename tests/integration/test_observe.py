@@ -1,0 +1,148 @@
+"""Watching the grid: live output over Server-Sent Events, and Prometheus metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from typing import Any
+
+import httpx
+
+from tests.integration.conftest import Grid
+
+
+async def events(api: httpx.AsyncClient, task_id: str) -> list[tuple[str, dict[str, Any]]]:
+    """Read a follow stream to its end; (event, data) pairs in order."""
+    got: list[tuple[str, dict[str, Any]]] = []
+    async with api.stream("GET", f"/v1/tasks/{task_id}/output", params={"follow": "true"}) as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        event = None
+        async for line in r.aiter_lines():
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: "):
+                assert event is not None
+                got.append((event, json.loads(line[6:])))
+    return got
+
+
+def text(got: list[tuple[str, dict[str, Any]]], stream: str) -> str:
+    return "".join(d["text"] for e, d in got if e == "output" and d["stream"] == stream)
+
+
+async def test_follow_streams_output_live_and_ends_with_the_task(grid: Grid) -> None:
+    await grid.add_worker("w1")
+    gate = grid.tmp / "gate"
+    task = await grid.submit(
+        cmd=f"echo first; echo oops >&2; while [ ! -e {gate} ]; do sleep 0.05; done; echo last",
+        shell=True,
+    )
+    follower = asyncio.create_task(events(grid.api, task["id"]))
+    await grid.wait_state(task["id"], "running")
+
+    async def first_line_arrived() -> bool:
+        out = await grid.output(task["id"])
+        return bool(out["stdout"]["text"])
+
+    while not await first_line_arrived():
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)
+    assert not follower.done()  # still following: the task runs on
+    gate.touch()
+    got = await asyncio.wait_for(follower, 20)
+    assert text(got, "stdout") == "first\nlast\n"
+    assert text(got, "stderr") == "oops\n"
+    states = [d["state"] for e, d in got if e == "state"]
+    assert states[-1] == "succeeded"
+    assert "running" in states
+    assert got[-1] == ("end", {**got[-1][1], "state": "succeeded", "exit_code": 0})
+    # offsets run on without holes
+    offsets = [d["offset"] for e, d in got if e == "output" and d["stream"] == "stdout"]
+    assert offsets[0] == 0
+    assert offsets == sorted(offsets)
+
+
+async def test_follow_of_a_finished_task_replays_and_ends_at_once(grid: Grid) -> None:
+    await grid.add_worker("w1")
+    task = await grid.submit(argv=["printf", "h\u00e9llo"])
+    await grid.wait(task["id"])
+    got = await asyncio.wait_for(events(grid.api, task["id"]), 10)
+    assert text(got, "stdout") == "h\u00e9llo"
+    assert [e for e, _ in got] == ["state", "output", "end"]
+
+
+async def test_follow_reports_bytes_dropped_past_the_output_cap(grid: Grid) -> None:
+    await grid.stop_master()
+    await grid.start_master(output_cap=1000)
+    await grid.add_worker("w1")
+    task = await grid.submit(cmd="head -c 5000 /dev/zero | tr '\\0' x", shell=True)
+    await grid.wait(task["id"])
+    got = await asyncio.wait_for(events(grid.api, task["id"]), 10)
+    gaps = [d for e, d in got if e == "gap"]
+    assert gaps == [{"stream": "stdout", "dropped": 4000}]
+    assert text(got, "stdout") == "x" * 1000
+
+
+async def test_follow_of_an_unknown_task_is_404(grid: Grid) -> None:
+    response = await grid.api.get("/v1/tasks/nope/output", params={"follow": "true"})
+    assert response.status_code == 404
+    assert "no task with id 'nope'" in response.json()["detail"]
+
+
+def sample(metrics: str, name: str, **labels: str) -> float:
+    """The value of one series in Prometheus text format."""
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    pattern = (
+        rf"^{re.escape(name)}(?:\{{{re.escape(want)}\}})? (\S+)$" if want else rf"^{name} (\S+)$"
+    )
+    found = re.findall(pattern, metrics, re.M)
+    assert len(found) == 1, (name, labels)
+    return float(found[0])
+
+
+async def test_metrics_after_known_work(grid: Grid) -> None:
+    await grid.add_worker("w1", slots=2)
+    ok = [await grid.submit(cmd="true") for _ in range(3)]
+    bad = await grid.submit(cmd="exit 4", shell=True)
+    for task in [*ok, bad]:
+        await grid.wait(task["id"])
+    running = await grid.submit(cmd="sleep 600")
+    await grid.wait_state(running["id"], "running")
+    queued = await grid.submit(cmd="true", labels={"gpu": "none-here"})
+    response = await grid.api.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    m = response.text
+    assert sample(m, "gridrun_tasks_submitted_total") == 6
+    assert sample(m, "gridrun_tasks_finished_total", state="succeeded") == 3
+    assert sample(m, "gridrun_tasks_finished_total", state="failed") == 1
+    assert sample(m, "gridrun_tasks", state="queued") == 1
+    assert sample(m, "gridrun_tasks", state="running") == 1
+    assert sample(m, "gridrun_queue_depth") == 1
+    assert sample(m, "gridrun_tasks_running") == 1
+    assert sample(m, "gridrun_workers", state="online") == 1
+    assert sample(m, "gridrun_workers", state="offline") == 0
+    assert sample(m, "gridrun_worker_streams") == 1
+    assert sample(m, "gridrun_dispatch_latency_seconds_count") == 4
+    assert sample(m, "gridrun_run_duration_seconds_count") == 4
+    assert sample(m, "gridrun_stale_reports_dropped_total") == 0
+    await grid.api.post(f"/v1/tasks/{running['id']}/cancel")
+    await grid.api.post(f"/v1/tasks/{queued['id']}/cancel")
+    await grid.wait(running["id"])
+    m = (await grid.api.get("/metrics")).text
+    assert sample(m, "gridrun_tasks_finished_total", state="cancelled") == 2
+    assert sample(m, "gridrun_queue_depth") == 0
+
+
+async def test_a_master_shutdown_ends_open_followers(grid: Grid) -> None:
+    task = await grid.submit(cmd="true")  # no worker: it stays queued
+    follower = asyncio.create_task(events(grid.api, task["id"]))
+    await asyncio.sleep(0.3)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await grid.stop_master()
+    got = await asyncio.wait_for(follower, 10)
+    assert loop.time() - started < 5  # not the shutdown grace or a keep-alive timeout
+    assert [e for e, _ in got] == ["state"]  # no `end`: the task did not end

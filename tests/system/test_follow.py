@@ -1,0 +1,71 @@
+"""`gridrun logs -f` and `gridrun run` print output as it comes, with real processes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.helpers import eventually
+from tests.system.conftest import SystemGrid
+
+pytestmark = [pytest.mark.system]
+
+
+def test_logs_follow_prints_lines_while_the_task_runs(system_grid: SystemGrid) -> None:
+    system_grid.start_master()
+    system_grid.start_worker("w1")
+    gate = system_grid.tmp / "gate"
+    script = f"echo one; echo warn >&2; while [ ! -e {gate} ]; do sleep 0.05; done; echo two"
+    task_id = system_grid.cli("submit", "--shell", script).stdout.strip()
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "gridrun", "logs", "-f", task_id],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**system_grid.env, "GRIDRUN_URL": system_grid.url},
+    )
+    try:
+        assert follower.stdout is not None
+        assert follower.stdout.readline() == "one\n"  # before the task can end
+        assert system_grid.task(task_id)["state"] == "running"
+        gate.touch()
+        rest, errors = follower.communicate(timeout=30)
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+            follower.wait()
+    assert (follower.returncode, rest, errors) == (0, "two\n", "warn\n")
+
+
+def test_run_survives_a_master_restart_without_losing_or_repeating_output(
+    system_grid: SystemGrid,
+) -> None:
+    system_grid.start_master()
+    system_grid.start_worker("w1")
+    gate = system_grid.tmp / "gate"
+    script = f"echo before; while [ ! -e {gate} ]; do sleep 0.05; done; echo after; exit 5"
+    run = subprocess.Popen(
+        [sys.executable, "-m", "gridrun", "run", "--shell", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**system_grid.env, "GRIDRUN_URL": system_grid.url},
+    )
+    try:
+        assert run.stdout is not None
+        assert run.stdout.readline() == "before\n"
+        system_grid.kill_master()  # SIGKILL: the follow stream is cut
+        time.sleep(0.5)
+        system_grid.start_master()
+        # back on the new master (output made while a worker is away is not kept)
+        eventually(lambda: system_grid.log("master").count("worker w1 connected") == 2, 20, 0.1)
+        gate.touch()
+        rest, errors = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert (run.returncode, rest) == (5, "after\n"), errors

@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml
 up: $(STAMP)
 	$(BIN)/gridrun up --workers 2
 
-## test: every test (unit, integration, system)
+## test: every test (unit, integration, system, browser)
 test: $(STAMP)
+	bash scripts/ensure_chromium.sh
 	$(BIN)/python -m pytest
 
 ## lint: what CI enforces besides the tests

@@ -146,3 +146,44 @@ async def test_a_master_shutdown_ends_open_followers(grid: Grid) -> None:
     got = await asyncio.wait_for(follower, 10)
     assert loop.time() - started < 5  # not the shutdown grace or a keep-alive timeout
     assert [e for e, _ in got] == ["state"]  # no `end`: the task did not end
+
+
+async def test_tasks_can_be_listed_by_label(grid: Grid) -> None:
+    a = await grid.submit(cmd="true", labels={"zone": "b", "gpu": "a100"})
+    await grid.submit(cmd="true", labels={"zone": "c"})
+    await grid.submit(cmd="true")
+
+    async def ids(*labels: str) -> list[str]:
+        response = await grid.api.get("/v1/tasks", params=[("label", x) for x in labels])
+        assert response.status_code == 200, response.text
+        return [t["id"] for t in response.json()["tasks"]]
+
+    assert await ids("zone=b") == [a["id"]]
+    assert await ids("zone=b", "gpu=a100") == [a["id"]]
+    assert await ids("zone=b", "gpu=h100") == []
+    assert len(await ids()) == 3
+    bad = await grid.api.get("/v1/tasks", params={"label": "zone"})
+    assert bad.status_code == 422
+    assert "must look like key=value" in bad.json()["detail"]
+
+
+async def test_the_overview_stream_and_the_dashboard_page(grid: Grid) -> None:
+    await grid.add_worker("w1", slots=3)
+    task = await grid.submit(cmd="true")
+    await grid.wait(task["id"])
+    await grid.submit(cmd="true", labels={"nowhere": "1"})
+    async with grid.api.stream("GET", "/v1/events") as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        lines = response.aiter_lines()
+        assert await anext(lines) == "event: overview"
+        data = json.loads((await anext(lines))[len("data: ") :])
+    assert data["workers"] == {"online": 1, "draining": 0, "offline": 0}
+    assert (data["slots"], data["slots_used"], data["queue_depth"]) == (3, 0, 1)
+    assert data["tasks"]["succeeded"] == 1
+    assert sum(data["throughput"]["finished"]) == 1
+    page = await grid.api.get("/")
+    assert page.status_code == 200
+    assert '<script src="/static/app.js">' in page.text
+    script = await grid.api.get("/static/app.js")
+    assert script.status_code == 200
+    assert "innerHTML" not in script.text  # user text only ever goes in as text

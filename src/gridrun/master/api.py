@@ -14,9 +14,10 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -26,6 +27,7 @@ import gridrun
 from gridrun.auth import Permission, Principal
 from gridrun.errors import BadRequest, Forbidden, GridrunError, InvalidSpec, PayloadTooLarge
 from gridrun.master.access import Access
+from gridrun.master.dashboard import WEB, overview_events
 from gridrun.master.follow import follow as follow_events
 from gridrun.master.schemas import (
     BatchIn,
@@ -45,7 +47,7 @@ from gridrun.master.schemas import (
 )
 from gridrun.master.service import Service
 from gridrun.model import Task, TaskSpec, TaskState, WorkerState
-from gridrun.spec import make_spec
+from gridrun.spec import make_spec, parse_labels
 from gridrun.store import TaskFilter
 
 PROBLEM = "application/problem+json"
@@ -287,11 +289,16 @@ def create_api(
         state: Annotated[list[TaskState] | None, Query()] = None,
         worker: str | None = None,
         name: str | None = None,
+        label: Annotated[
+            list[str] | None,
+            Query(description="k=v: tasks whose labels include it; repeat for several."),
+        ] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
         cursor: Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$")] = None,
     ) -> TaskListOut:
+        labels = parse_labels(label or [])  # 422 for anything but k=v
         page = await service.list_tasks(
-            TaskFilter(states=state or (), worker_id=worker, name=name),
+            TaskFilter(states=state or (), worker_id=worker, name=name, labels=labels),
             limit,
             int(cursor) if cursor else None,
         )
@@ -408,6 +415,26 @@ def create_api(
             workers={state: sum(w.state is state for w in workers) for state in WorkerState},
             stale_reports_dropped=service.stale_reports,
         )
+
+    @app.get(
+        "/v1/events",
+        response_class=StreamingResponse,
+        responses={200: {"content": {"text/event-stream": {}}}},
+        summary="The dashboard's overview (tasks and workers per state, slots, throughput),"
+        " as Server-Sent Events every second",
+    )
+    async def events(who: Reader) -> StreamingResponse:
+        return StreamingResponse(
+            overview_events(service),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    @app.get("/", include_in_schema=False)
+    async def dashboard() -> FileResponse:
+        return FileResponse(WEB / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=WEB), name="static")
 
     @app.get(
         "/metrics",

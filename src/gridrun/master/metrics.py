@@ -6,6 +6,8 @@ better (tasks per state, workers per state) are refreshed when /metrics is scrap
 
 from __future__ import annotations
 
+from collections import deque
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from gridrun.model import Task, TaskState, WorkerState
@@ -15,8 +17,12 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 
 DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
 
 
+RECENT_S = 600  # finishes per second are kept this long, for the dashboard's sparkline
+
+
 class Metrics:
     def __init__(self) -> None:
+        self._recent: deque[list[int]] = deque()  # [epoch second, tasks finished in it]
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.submitted = Counter(
@@ -56,13 +62,30 @@ class Metrics:
         for wstate in WorkerState:
             self.workers.labels(state=str(wstate))
 
-    def settled(self, task: Task) -> None:
+    def settled(self, task: Task, now_ms: int) -> None:
         """A task just reached its terminal state."""
         self.finished.labels(state=str(task.state)).inc()
+        second = now_ms // 1000
+        if self._recent and self._recent[-1][0] == second:
+            self._recent[-1][1] += 1
+        else:
+            self._recent.append([second, 1])
+        while self._recent and self._recent[0][0] <= second - RECENT_S:
+            self._recent.popleft()
         if task.started_at is not None:
             self.dispatch_latency.observe(max(0, task.started_at - task.created_at) / 1000)
             if task.finished_at is not None:
                 self.run_duration.observe(max(0, task.finished_at - task.started_at) / 1000)
+
+    def throughput(self, now_ms: int, buckets: int, bucket_s: int) -> list[int]:
+        """Tasks finished per bucket over the last buckets x bucket_s seconds, oldest first."""
+        counts = [0] * buckets
+        end = now_ms // 1000 + 1
+        for second, n in self._recent:
+            index = buckets - 1 - (end - 1 - second) // bucket_s
+            if 0 <= index < buckets:
+                counts[index] += n
+        return counts
 
     def refresh(
         self,

@@ -196,7 +196,7 @@ class Service:
         for task in tasks:
             self._touched(task.id)
             if task.terminal:
-                self.metrics.settled(task)
+                self.metrics.settled(task, self.clock.now_ms())
                 for future in self._waiters.get(task.id, ()):
                     if not future.done():
                         future.set_result(None)

@@ -34,6 +34,7 @@ class TaskFilter:
     states: Sequence[TaskState] = ()
     worker_id: str | None = None
     name: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)  # tasks asking for all of these
 
 
 @dataclass(frozen=True, slots=True)

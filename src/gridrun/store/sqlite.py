@@ -146,6 +146,11 @@ class SqliteStore:
         if flt.name is not None:
             where.append("name = ?")
             args.append(flt.name)
+        for key, value in flt.labels.items():
+            where.append(
+                "EXISTS (SELECT 1 FROM json_each(spec, '$.labels') WHERE key = ? AND value = ?)"
+            )
+            args.extend((key, value))
         if before is not None:
             where.append("seq < ?")
             args.append(before)

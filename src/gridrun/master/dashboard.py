@@ -1,0 +1,52 @@
+"""The dashboard: static files (no CDN, no build step) and the live overview they show.
+
+The pages are plain HTML + JS under `web/`, talking to the same /v1 API as the CLI (with the
+same bearer token when tokens are configured). The overview arrives as Server-Sent Events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from gridrun.master.follow import sse
+from gridrun.master.service import Service
+from gridrun.model import TaskState, WorkerState
+
+WEB = Path(__file__).with_name("web")
+OVERVIEW_EVERY_S = 1.0
+SPARK_BUCKETS, SPARK_BUCKET_S = 30, 10  # the sparkline: five minutes in ten-second buckets
+
+
+async def overview(service: Service) -> dict[str, Any]:
+    counts = await service.count_by_state()
+    workers = await service.workers()
+    live = [w for w in workers if w.state is not WorkerState.OFFLINE]
+    return {
+        "tasks": {str(state): counts.get(state, 0) for state in TaskState},
+        "queue_depth": counts.get(TaskState.QUEUED, 0),
+        "workers": {str(s): sum(w.state is s for w in workers) for s in WorkerState},
+        "slots": sum(w.slots for w in live),
+        "slots_used": sum(w.running for w in live),
+        "throughput": {
+            "bucket_s": SPARK_BUCKET_S,
+            "finished": service.metrics.throughput(
+                service.clock.now_ms(), SPARK_BUCKETS, SPARK_BUCKET_S
+            ),
+        },
+        "at": time.time(),
+    }
+
+
+async def overview_events(service: Service) -> AsyncIterator[bytes]:
+    """An `overview` event now and every second after, until the master stops."""
+    while not service.stopping.is_set():
+        yield sse("overview", await overview(service))
+        try:
+            async with asyncio.timeout(OVERVIEW_EVERY_S):
+                await service.stopping.wait()
+        except TimeoutError:
+            pass

@@ -1,0 +1,167 @@
+"""The dashboard in a real browser (Playwright driving Debian's chromium) against real
+`gridrun` processes: submit from the form, watch the task appear, follow its output live,
+cancel a running one, drain a worker. Screenshots of every page land in the test's tmp dir."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from gridrun.auth import digest, new_token
+from tests.system.conftest import SystemGrid
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium")
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser, tmp_path: Path) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        yield page
+    finally:
+        context.close()
+    assert not errors, errors  # no JavaScript exception on any page
+
+
+def shot(page: Page, tmp: Path, name: str) -> None:
+    page.screenshot(path=str(tmp / "screens" / f"{name}.png"), full_page=True)
+    keep = os.environ.get("DASHBOARD_SCREENSHOTS")  # copy them somewhere to look at
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        shutil.copy(tmp / "screens" / f"{name}.png", Path(keep) / f"{name}.png")
+
+
+def test_the_dashboard_end_to_end(system_grid: SystemGrid, page: Page) -> None:
+    tmp = system_grid.tmp
+    (tmp / "screens").mkdir()
+    system_grid.start_master()
+    system_grid.start_worker("w1", slots=2, labels=("zone=b",))
+    system_grid.start_worker("w2", slots=1)
+    page.goto(system_grid.url + "/")
+
+    # overview: live numbers
+    expect(page.locator("#workers-online .n")).to_have_text("2")
+    expect(page.locator("#slots .n")).to_have_text("0 / 3")
+    expect(page.locator("#live")).to_have_class("live on")
+    shot(page, tmp, "1-overview-empty")
+
+    # submit from the form, with a label picked from what the workers offer
+    page.get_by_role("link", name="Submit").click()
+    gate = tmp / "gate"
+    page.locator("input[name=cmd]").fill(
+        f"echo start; echo warn >&2; while [ ! -e {gate} ]; do sleep 0.05; done; echo done"
+    )
+    page.locator("input[name=shell]").check()
+    page.get_by_role("button", name="zone=b").click()
+    expect(page.locator("input[name=labels]")).to_have_value("zone=b")
+    page.locator("input[name=name]").fill("<b>not bold</b>")
+    shot(page, tmp, "2-submit-form")
+    page.get_by_role("button", name="Submit").click()
+
+    # its page: output arrives while it runs, then the end
+    expect(page).to_have_url(re.compile(r"#/task/[0-9a-f]+$"))
+    task_id = page.url.rsplit("/", 1)[1]
+    expect(page.locator("#task-state .state")).to_have_text("running")
+    expect(page.locator("#output")).to_contain_text("start")
+    expect(page.locator("#output .stderr")).to_have_text("warn\n")
+    assert system_grid.task(task_id)["state"] == "running"  # seen live, not after the fact
+    expect(page.locator('dd[data-field="worker"]')).to_have_text("w1")  # the label held
+    shot(page, tmp, "3-task-running")
+    gate.touch()
+    expect(page.locator("#task-state .state")).to_have_text("succeeded")
+    expect(page.locator("#output")).to_have_text("start\nwarn\ndone\n")
+    expect(page.locator("#cancel")).to_be_disabled()
+    expect(page.locator("#attempts .state")).to_have_text("succeeded")
+    shot(page, tmp, "4-task-done")
+
+    # the task list shows it, with user text as text
+    page.get_by_role("link", name="Tasks").click()
+    row = page.locator(f'#tasks tr[data-id="{task_id}"]')
+    expect(row).to_contain_text("<b>not bold</b>")
+    expect(row.locator(".state")).to_have_text("succeeded")
+    assert page.locator("#tasks b").count() == 0  # nothing was injected as markup
+    page.locator("select[name=state]").select_option("succeeded")
+    page.get_by_role("button", name="Filter").click()
+    expect(page).to_have_url(re.compile(r"#/tasks\?state=succeeded$"))
+    expect(page.locator("#tasks tr[data-id]")).to_have_count(1)
+    shot(page, tmp, "5-tasks")
+
+    # cancel a running one from its page
+    long_id = system_grid.cli("submit", "--name", "long", "--", "sleep", "600").stdout.strip()
+    page.goto(f"{system_grid.url}/#/task/{long_id}")
+    expect(page.locator("#task-state .state")).to_have_text("running")
+    page.locator("#cancel").click()
+    expect(page.locator("#task-state .state")).to_have_text("cancelled")
+    assert system_grid.task(long_id)["state"] == "cancelled"
+    shot(page, tmp, "6-task-cancelled")
+
+    # drain a worker
+    page.get_by_role("link", name="Workers").click()
+    w2 = page.locator('#workers tr[data-id="w2"]')
+    expect(w2.locator(".state")).to_have_text("online")
+    shot(page, tmp, "7-workers")
+    w2.get_by_role("button", name="Drain").click()
+    expect(w2.locator(".state")).to_have_text(re.compile(r"^(draining|offline)$"))
+    system_grid.workers["w2"].wait(timeout=30)  # it finished (nothing to do) and exited
+    expect(w2.locator(".state")).to_have_text("offline")
+    shot(page, tmp, "8-worker-drained")
+
+    # overview again: the counts and the sparkline moved
+    page.get_by_role("link", name="Overview").click()
+    expect(page.locator('#states td[data-count="succeeded"]')).to_have_text("1")
+    expect(page.locator('#states td[data-count="cancelled"]')).to_have_text("1")
+    expect(page.locator("#workers-offline .n")).to_have_text("1")
+    values = page.locator("svg.spark").get_attribute("data-values") or ""
+    assert sum(int(v) for v in values.split(",")) == 2
+    shot(page, tmp, "9-overview-after")
+
+
+def test_with_tokens_the_dashboard_asks_for_one_and_uses_it(
+    system_grid: SystemGrid, page: Page
+) -> None:
+    token = new_token()
+    system_grid.start_master("--tokens", f"viewer:read:{digest(token)}")
+    page.goto(system_grid.url + "/#/workers")
+    expect(page.locator("#notice")).to_contain_text("requires a token")
+    page.once("dialog", lambda dialog: dialog.accept(token))
+    page.locator("#token-button").click()
+    expect(page.locator("#workers")).to_contain_text("no workers yet")
+    expect(page.locator("#notice")).to_be_hidden()
+    # a read token cannot submit: the form says so
+    page.get_by_role("link", name="Submit").click()
+    page.locator("input[name=cmd]").fill("true")
+    page.get_by_role("button", name="Submit").click()
+    expect(page.locator("#notice")).to_contain_text("may not")

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from gridrun.cli import render
 from gridrun.cli.common import (
@@ -22,7 +30,8 @@ from gridrun.cli.common import (
     print_json,
 )
 from gridrun.client import Client, TaskDict
-from gridrun.errors import ClientError
+from gridrun.client._sync import TERMINAL
+from gridrun.errors import ClientError, GridrunError
 from gridrun.model import TaskState
 from gridrun.spec import parse_labels
 
@@ -50,9 +59,45 @@ def _submit(
 ) -> TaskDict:
     if not command:
         fail("give a command, e.g. gridrun submit -- echo hello", 2)
+    return client.submit(
+        **_body(
+            command,
+            shell=shell,
+            env=env,
+            cwd=cwd,
+            timeout=timeout,
+            priority=priority,
+            on=on,
+            name=name,
+            max_attempts=max_attempts,
+            retry_delay=retry_delay,
+            retry_on=retry_on,
+            queue_timeout=queue_timeout,
+            idempotency_key=idempotency_key,
+        )
+    )
+
+
+def _body(
+    command: list[str],
+    *,
+    shell: bool,
+    env: list[str] | None,
+    cwd: str | None,
+    timeout: float | None,
+    priority: int,
+    on: list[str] | None,
+    name: str | None,
+    max_attempts: int,
+    retry_delay: float,
+    retry_on: list[int] | None,
+    queue_timeout: float | None,
+    idempotency_key: str | None,
+) -> dict[str, Any]:
+    """One task as POST /v1/tasks takes it, from the CLI's options."""
     one_line = len(command) == 1
     retry = {"initial_s": retry_delay, **({"on_exit_codes": retry_on} if retry_on else {})}
-    return client.submit(
+    return dict(
         cmd=command[0] if one_line else None,
         argv=None if one_line else command,
         shell=shell,
@@ -115,10 +160,34 @@ def submit(
     retry_on: RetryOn = None,
     queue_timeout: QueueTimeout = None,
     idempotency_key: IdempotencyKey = None,
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            "--file",
+            "-f",
+            help="Submit every line of this file as a command (blank lines and # comments"
+            " skipped; - for stdin), then show progress until all have ended.",
+        ),
+    ] = None,
+    no_wait: Annotated[
+        bool, typer.Option("--no-wait", help="With --file: print the ids and return.")
+    ] = False,
     url: Url = None,
     json_out: JsonOut = False,
 ) -> None:
-    """Queue a command and print its task id."""
+    """Queue a command and print its task id (or a file of commands, with a progress bar)."""
+    if file is not None:
+        if command:
+            fail("give either --file or a command, not both", 2)
+        options = dict(
+            shell=shell, env=env, cwd=cwd, timeout=timeout, priority=priority, on=on,
+            max_attempts=max_attempts, retry_delay=retry_delay, retry_on=retry_on,
+            queue_timeout=queue_timeout,
+        )  # fmt: skip
+        lines = _command_lines(file)
+        with guard, connect(url) as client:
+            _submit_file(client, file, lines, name, idempotency_key, options, no_wait, json_out)
+        return
     with guard, connect(url) as client:
         task = _submit(
             client,
@@ -185,6 +254,93 @@ def run(
         if not plain_exit or task["error"]:  # say why there is no ordinary exit code
             err.print(f"gridrun: task {task['id']} {render.outcome(task)}", highlight=False)
     raise typer.Exit(code)
+
+
+FILE_BATCH = 1000  # tasks per POST: each batch is one transaction on the master
+PROGRESS_EVERY_S = 0.5
+
+
+def _command_lines(file: Path) -> list[tuple[int, str]]:
+    """(line number, command) for each command in the file."""
+    try:
+        text = sys.stdin.read() if str(file) == "-" else file.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"cannot read {file}: {exc}", 2)
+    lines = [
+        (number, line.strip())
+        for number, line in enumerate(text.splitlines(), 1)
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    if not lines:
+        fail(f"{file} has no commands (one per line; blank lines and # comments are skipped)", 2)
+    return lines
+
+
+def _submit_file(
+    client: Client,
+    file: Path,
+    lines: list[tuple[int, str]],
+    name: str | None,
+    key: str | None,
+    options: dict[str, Any],
+    no_wait: bool,
+    json_out: bool,
+) -> None:
+    """Submit the lines in batches; unless told not to, show progress until all have ended.
+    With --idempotency-key K, line N gets K-N: submitting the same file again is harmless."""
+    label = name or file.name
+    bodies = [
+        _body([cmd], name=label, idempotency_key=f"{key}-{n}" if key else None, **options)
+        for n, cmd in lines
+    ]
+    ids: list[str] = []
+    for start in range(0, len(bodies), FILE_BATCH):
+        try:
+            ids += [t["id"] for t in client.submit_many(bodies[start : start + FILE_BATCH])]
+        except GridrunError as exc:
+            first, last = lines[start][0], lines[min(start + FILE_BATCH, len(lines)) - 1][0]
+            done = f"; lines before {first} were submitted" if start else ""
+            raise ClientError(f"lines {first}-{last} of {file}: {exc.message}{done}") from None
+    if no_wait:
+        print_json(ids) if json_out else print("\n".join(ids))
+        return
+    ended = _progress(client, label, ids)
+    counts = {state: sum(t["state"] == state for t in ended.values()) for state in TERMINAL}
+    if json_out:
+        print_json(list(ended.values()))
+    else:
+        summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()) if n)
+        err.print(f"{len(ids)} tasks from {file}: {summary}", highlight=False)
+    failed = len(ids) - counts.get("succeeded", 0)
+    raise typer.Exit(1 if failed else 0)
+
+
+def _progress(client: Client, name: str, ids: list[str]) -> dict[str, TaskDict]:
+    """A progress bar (on stderr) of the tasks ended, succeeded and failed; the ended tasks."""
+    mine, ended = set(ids), dict[str, TaskDict]()
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("[green]{task.fields[ok]} ok[/] [red]{task.fields[bad]} failed[/]"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=err, transient=False) as progress:
+        bar = progress.add_task(name, total=len(ids), ok=0, bad=0)
+        while len(ended) < len(ids):
+            cursor = None
+            while True:  # every page of tasks with this name; ours are picked by id
+                page, cursor = client.list_tasks(name=name, limit=1000, cursor=cursor)
+                for task in page:
+                    if task["id"] in mine and task["state"] in TERMINAL:
+                        ended[task["id"]] = task
+                if cursor is None:
+                    break
+            ok = sum(t["state"] == "succeeded" for t in ended.values())
+            progress.update(bar, completed=len(ended), ok=ok, bad=len(ended) - ok)
+            if len(ended) < len(ids):
+                time.sleep(PROGRESS_EVERY_S)
+    return ended
 
 
 def _follow(client: Client, task_id: str) -> TaskDict:

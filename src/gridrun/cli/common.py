@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 
+from gridrun import logs
 from gridrun.client import Client
 from gridrun.errors import GridrunError
 
@@ -38,6 +38,14 @@ JsonOut = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 LogLevel = Annotated[
     str, typer.Option("--log-level", envvar="GRIDRUN_LOG_LEVEL", help="debug, info, warning")
 ]
+LogFormat = Annotated[
+    str,
+    typer.Option(
+        "--log-format",
+        envvar="GRIDRUN_LOG_FORMAT",
+        help="text, or json: one object per line with worker_id / task_id where they apply.",
+    ),
+]
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -45,12 +53,11 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def setup_logging(level: str, fmt: str = "text") -> None:
+    try:
+        logs.setup(level, fmt)
+    except ValueError as exc:
+        fail(str(exc), 2)
 
 
 def print_json(data: Any) -> None:

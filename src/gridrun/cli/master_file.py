@@ -44,7 +44,7 @@ def merge(
         return given, []
     data = load(path)
     tokens = parse_toml_tokens(data.pop("tokens", []))
-    settable = set(given) - {"config", "log_level", "tokens"}
+    settable = set(given) - {"config", "log_level", "log_format", "tokens"}
     unknown = sorted(set(data) - settable)
     if unknown:
         raise ConfigError(

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from gridrun.cli import render
-from gridrun.cli.common import LogLevel, app, fail, guard, setup_logging
+from gridrun.cli.common import LogFormat, LogLevel, app, fail, guard, setup_logging
 from gridrun.spec import parse_labels
 
 # ---------------------------------------------------------------- processes
@@ -87,6 +87,7 @@ def master(
         typer.Option(envvar="GRIDRUN_AUDIT_LOG", help="Append audit events (JSON lines) here."),
     ] = None,
     log_level: LogLevel = "info",
+    log_format: LogFormat = "text",
 ) -> None:
     """Start a master: HTTP API, gRPC for workers, SQLite store."""
     from pydantic import ValidationError
@@ -95,7 +96,7 @@ def master(
     from gridrun.cli import master_file
     from gridrun.master.app import MasterConfig, run_master
 
-    setup_logging(log_level)
+    setup_logging(log_level, log_format)
     with guard:
         s, file_tokens = master_file.merge(ctx, dict(ctx.params), config)
         try:
@@ -253,13 +254,14 @@ def worker(
     ] = None,
     tls_key: Annotated[Path | None, typer.Option(envvar="GRIDRUN_TLS_KEY")] = None,
     log_level: LogLevel = "info",
+    log_format: LogFormat = "text",
 ) -> None:
     """Start a worker that runs what the master assigns. SIGTERM drains it, then it exits."""
     from pydantic import ValidationError
 
     from gridrun.worker.agent import WorkerConfig, run_worker
 
-    setup_logging(log_level)
+    setup_logging(log_level, log_format)
     with guard:
         settings: dict[str, Any] = {
             "master": master,

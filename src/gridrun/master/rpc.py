@@ -11,6 +11,7 @@ import logging
 
 import grpc
 
+from gridrun import logs
 from gridrun._proto import worker_pb2 as pb
 from gridrun.clock import Clock
 from gridrun.master.access import Access
@@ -162,6 +163,7 @@ class WorkerServicer:
             last_seen=self._clock.monotonic(),
             queue_limit=hello.slots * 4 + 256,
         )
+        logs.bind(worker_id=session.worker_id)  # on every record of this stream from here
         log.info(
             "worker %s connected from %s (%d slots)",
             session.worker_id,
@@ -209,9 +211,9 @@ class WorkerServicer:
             session.last_seen = self._clock.monotonic()
             kind = msg.WhichOneof("msg")
             if kind == "started":
-                await self._service.started(
-                    session, ref_from_pb(msg.started.ref), msg.started.started_at_ms
-                )
+                ref = ref_from_pb(msg.started.ref)
+                with logs.fields(task_id=ref.task_id, attempt=ref.attempt):
+                    await self._service.started(session, ref, msg.started.started_at_ms)
             elif kind == "output":
                 out = msg.output
                 chunks = []
@@ -220,11 +222,13 @@ class WorkerServicer:
                 if out.stderr:
                     chunks.append((STDERR, out.stderr_offset, out.stderr))
                 if chunks:
-                    await self._service.output_received(session, ref_from_pb(out.ref), chunks)
+                    ref = ref_from_pb(out.ref)
+                    with logs.fields(task_id=ref.task_id, attempt=ref.attempt):
+                        await self._service.output_received(session, ref, chunks)
             elif kind == "finished":
-                await self._service.finished(
-                    session, ref_from_pb(msg.finished.ref), report_from_pb(msg.finished)
-                )
+                ref = ref_from_pb(msg.finished.ref)
+                with logs.fields(task_id=ref.task_id, attempt=ref.attempt):
+                    await self._service.finished(session, ref, report_from_pb(msg.finished))
             elif kind == "heartbeat":
                 # last_seen is updated for every message; a heartbeat may announce a drain
                 if msg.heartbeat.draining and not session.draining:

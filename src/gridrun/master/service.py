@@ -366,7 +366,10 @@ class Service:
                     f"worker {worker_id} was unreachable for more than {timeout:g}s",
                 )
         for task in lost:
-            log.warning("task %s attempt %d lost: %s", task.id, task.attempt, task.error)
+            log.warning(
+                "task %s attempt %d lost: %s", task.id, task.attempt, task.error,
+                extra={"task_id": task.id, "attempt": task.attempt, "worker_id": task.worker_id},
+            )  # fmt: skip
         self._settled(lost)
         return lost
 
@@ -375,7 +378,7 @@ class Service:
         now = self.clock.now_ms()
         expired = await self.store.expire(now)
         for task in expired:
-            log.info("task %s expired: %s", task.id, task.error)
+            log.info("task %s expired: %s", task.id, task.error, extra={"task_id": task.id})
         self._settled(expired)
         if await self.store.retry_due(now):
             self.dispatch_wanted.set()

@@ -24,7 +24,7 @@ import grpc
 from pydantic import BaseModel, Field, field_validator
 
 import gridrun
-from gridrun import transport
+from gridrun import logs, transport
 from gridrun._proto import worker_pb2 as pb
 from gridrun._proto import worker_pb2_grpc
 from gridrun.certs import common_name
@@ -186,6 +186,7 @@ class Agent:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until `stop` is set; then stop running tasks and deliver their results."""
+        logs.bind(worker_id=self.id)
         options = [
             ("grpc.keepalive_time_ms", 10_000),
             ("grpc.keepalive_timeout_ms", 5_000),
@@ -414,7 +415,10 @@ class Agent:
                 task_env, self.config.base_env,
             )  # fmt: skip
         except Refused as refusal:
-            log.warning("rejected task %s attempt %d: %s", ref.task_id, ref.attempt, refusal)
+            log.warning(
+                "rejected task %s attempt %d: %s", ref.task_id, ref.attempt, refusal,
+                extra={"task_id": ref.task_id, "attempt": ref.attempt},
+            )  # fmt: skip
             self._emit(executor.Finished(ref, Report(Outcome.REJECTED, error=str(refusal)), 0, 0))
             return
         execution = Execution(assignment, launch, self._emit)
@@ -423,6 +427,7 @@ class Agent:
 
     async def _run(self, execution: Execution) -> None:
         ref = execution.ref
+        logs.bind(task_id=ref.task_id, attempt=ref.attempt)  # this task's records
         try:
             await execution.run()
         except Exception:

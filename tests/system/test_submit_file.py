@@ -3,57 +3,14 @@ terminal (a pty), as a user sees it."""
 
 from __future__ import annotations
 
-import os
-import pty
-import re
-import select
-import subprocess
 import sys
-import time
 
 import pytest
 
 from tests.system.conftest import SystemGrid
+from tests.system.terminal import Terminal
 
 pytestmark = [pytest.mark.system]
-ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-
-
-class Terminal:
-    """A process on a pty; what it has written so far, without colour codes."""
-
-    def __init__(self, args: list[str], env: dict[str, str], cwd: str) -> None:
-        self.fd, child = pty.openpty()
-        self.proc = subprocess.Popen(
-            args, stdin=child, stdout=child, stderr=child, env=env, cwd=cwd, close_fds=True
-        )
-        os.close(child)
-        self.text = ""
-
-    def read_until(self, pattern: str, timeout: float = 30) -> str:
-        deadline = time.monotonic() + timeout
-        while not re.search(pattern, self.text):
-            left = deadline - time.monotonic()
-            assert left > 0, f"no {pattern!r} in {self.text[-2000:]!r}"
-            ready, _, _ = select.select([self.fd], [], [], min(left, 0.5))
-            if ready:
-                try:
-                    chunk = os.read(self.fd, 65536)
-                except OSError:  # the process ended and closed the pty
-                    chunk = b""
-                if not chunk and self.proc.poll() is not None:
-                    assert re.search(pattern, self.text), self.text[-2000:]
-                self.text += ANSI.sub("", chunk.decode(errors="replace"))
-        return self.text
-
-    def close(self) -> int:
-        try:
-            code = self.proc.wait(timeout=30)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-            os.close(self.fd)
-        return code
 
 
 def test_submit_file_shows_progress_until_every_task_has_ended(system_grid: SystemGrid) -> None:
@@ -98,3 +55,24 @@ def test_submit_file_no_wait_and_idempotent_resubmission(system_grid: SystemGrid
     refused = system_grid.cli("submit", "--file", str(empty))
     assert refused.returncode == 2
     assert "has no commands" in refused.stderr
+
+
+def test_top_shows_workers_and_tasks_live_and_quits_on_ctrl_c(system_grid: SystemGrid) -> None:
+    system_grid.start_master()
+    system_grid.start_worker("w1", slots=2, labels=("zone=b",))
+    system_grid.cli("submit", "--name", "first", "--", "true")
+    env = {**system_grid.env, "GRIDRUN_URL": system_grid.url, "COLUMNS": "140"}
+    term = Terminal(
+        [sys.executable, "-m", "gridrun", "top", "--interval", "0.3"], env, str(system_grid.tmp)
+    )
+    try:
+        term.read_until(r"w1 +online .*zone=b")
+        term.read_until(r"first")
+        second = system_grid.cli("submit", "--name", "second-one", "--", "sleep", "600")
+        term.read_until(r"second-one")  # appears without restarting top
+        term.read_until(r"running 1")
+        term.interrupt()
+    finally:
+        code = term.close()
+    assert code == 0
+    system_grid.cli("cancel", second.stdout.strip())

@@ -65,7 +65,7 @@ def outcome(task: TaskDict) -> str:
     return " ".join(parts)
 
 
-def _styled(state: str) -> str:
+def styled_state(state: str) -> str:
     return f"[{STATE_STYLE.get(state, '')}]{state}[/]"
 
 
@@ -96,7 +96,7 @@ def task_table(tasks: list[TaskDict]) -> Table:
             exit_text = f"sig {t['signal']}"
         table.add_row(
             t["id"],
-            _styled(t["state"]),
+            styled_state(t["state"]),
             exit_text,
             escape(t["worker_id"] or "-"),
             _time(t["created_at"]),
@@ -115,7 +115,7 @@ def task_detail(task: TaskDict) -> Table:
     rows: list[tuple[str, str]] = [
         ("id", task["id"]),
         ("name", task["name"] or "-"),
-        ("state", _styled(task["state"])),
+        ("state", styled_state(task["state"])),
         ("command", command_of(task)),
         ("argv", shlex.join(task["argv"])),
         ("shell", str(task["shell"]).lower()),
@@ -153,7 +153,7 @@ def attempt_table(task: TaskDict) -> Table | None:
     for a in attempts:
         table.add_row(
             str(a["attempt"]),
-            _styled(a["state"]),
+            styled_state(a["state"]),
             "-" if a["exit_code"] is None else str(a["exit_code"]),
             escape(a["worker_id"]),
             _time(a["started_at"]),
@@ -170,7 +170,7 @@ def worker_table(workers: list[WorkerDict]) -> Table:
     for w in workers:
         table.add_row(
             escape(w["id"]) + (" (legacy)" if w["legacy"] else ""),
-            _styled(w["state"]),
+            styled_state(w["state"]),
             str(w["running"]),
             str(w["slots"]),
             escape(w["hostname"]),

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
+from rich.console import Console, Group
+from rich.live import Live
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -16,6 +17,7 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+from rich.text import Text
 
 from gridrun.cli import render
 from gridrun.cli.common import (
@@ -469,6 +471,40 @@ def drain(worker_id: str, url: Url = None, json_out: JsonOut = False) -> None:
         print_json(worker_row)
     else:
         print(f"{worker_id} is draining: it finishes its running tasks, then exits")
+
+
+@app.command()
+def top(
+    interval: Annotated[
+        float, typer.Option("--interval", "-n", min=0.2, help="Seconds between refreshes.")
+    ] = 1.0,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=200, help="Recent tasks.")] = 15,
+    url: Url = None,
+) -> None:
+    """A live view of the grid: tasks per state, workers, the most recent tasks. Ctrl-C quits."""
+    with guard, connect(url) as client:
+
+        def frame() -> Group:
+            stats = client.stats()
+            counts = "  ".join(
+                f"{render.styled_state(state)} {n}" for state, n in stats["tasks"].items() if n
+            )
+            workers = client.workers()
+            recent, _ = client.list_tasks(limit=limit)
+            clock = time.strftime("%H:%M:%S")
+            return Group(
+                Text.from_markup(f"[bold]gridrun[/] {client.url}  {clock}  {counts or 'no tasks'}"),
+                render.worker_table(workers),
+                render.task_table(recent),
+            )
+
+        try:
+            with Live(frame(), console=Console(), auto_refresh=False) as live:
+                while True:
+                    time.sleep(interval)
+                    live.update(frame(), refresh=True)
+        except KeyboardInterrupt:
+            pass
 
 
 @app.command()

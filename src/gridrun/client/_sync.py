@@ -304,5 +304,9 @@ class Client:
     def drain(self, worker_id: str) -> WorkerDict:
         return cast(WorkerDict, self._json("POST", f"/v1/workers/{worker_id}/drain"))
 
+    def stats(self) -> dict[str, Any]:
+        """Tasks per state and workers per state, now."""
+        return cast(dict[str, Any], self._json("GET", "/v1/stats"))
+
     def health(self) -> dict[str, Any]:
         return cast(dict[str, Any], self._json("GET", "/healthz"))

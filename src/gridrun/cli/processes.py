@@ -253,6 +253,13 @@ def worker(
         ),
     ] = None,
     tls_key: Annotated[Path | None, typer.Option(envvar="GRIDRUN_TLS_KEY")] = None,
+    metrics: Annotated[
+        str | None,
+        typer.Option(
+            envvar="GRIDRUN_METRICS",
+            help="host:port to serve this worker's Prometheus metrics on (default: off).",
+        ),
+    ] = None,
     log_level: LogLevel = "info",
     log_format: LogFormat = "text",
 ) -> None:
@@ -283,6 +290,7 @@ def worker(
             "tls_ca": tls_ca,
             "tls_cert": tls_cert,
             "tls_key": tls_key,
+            "metrics": metrics,
         }
         if join_token_file is not None:
             try:

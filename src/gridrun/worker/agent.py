@@ -9,6 +9,7 @@ connection: they go on while the master is away and their results are delivered 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import os
 import random
@@ -30,7 +31,7 @@ from gridrun._proto import worker_pb2_grpc
 from gridrun.certs import common_name
 from gridrun.errors import ConfigError
 from gridrun.model import WORKER_ID, AttemptRef, Outcome, Report
-from gridrun.worker import executor
+from gridrun.worker import executor, metrics
 from gridrun.worker.executor import Assignment, Execution
 from gridrun.worker.identity import Identity
 from gridrun.worker.outbox import Outbox
@@ -87,6 +88,7 @@ class WorkerConfig(BaseModel):
     tls_ca: Path | None = None
     tls_cert: Path | None = None  # mTLS: this worker's certificate; its id is the common name
     tls_key: Path | None = None
+    metrics: str | None = None  # host:port for Prometheus metrics; off by default
 
     @field_validator("name")
     @classmethod
@@ -176,11 +178,17 @@ class Agent:
         self._stop: asyncio.Event | None = None
         self._rng = rng or random.Random()
         self.dropped_output = 0
+        self.ended_by_outcome: collections.Counter[Outcome] = collections.Counter()
         self.refused: str | None = None  # why the master refused us, if it did
 
     @property
     def id(self) -> str:
         return self.identity.id
+
+    @property
+    def unacked(self) -> frozenset[AttemptRef]:
+        """Results on disk that the master has not acknowledged yet."""
+        return frozenset(self._unacked)
 
     # ---- lifecycle
 
@@ -455,6 +463,7 @@ class Agent:
                     out = pb.Output(ref=_ref(ref), stderr_offset=offset, stderr=data)
                 message = pb.WorkerMessage(output=out)
             case executor.Finished():
+                self.ended_by_outcome[event.report.outcome] += 1
                 finished = finished_to_pb(event)
                 self.outbox.put(event.ref, finished.SerializeToString())
                 self._unacked.add(event.ref)
@@ -471,6 +480,12 @@ async def run_worker(config: WorkerConfig) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     agent = Agent(config)
-    await agent.run(stop)
+    server = metrics.serve(agent, config.metrics) if config.metrics else None
+    try:
+        await agent.run(stop)
+    finally:
+        if server is not None:
+            server[0].shutdown()
+            server[0].server_close()
     if agent.refused is not None:
         raise ConfigError(agent.refused)

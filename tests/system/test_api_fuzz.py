@@ -5,7 +5,6 @@ submitted ever runs."""
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +35,8 @@ def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(
             # cmd XOR argv and the size limits are checked by hand (one clear message per
             # field), not in the schema, so schema-valid bodies may be refused with a 422
             "--exclude-checks", "positive_data_acceptance",
+            # an endless stream by design (the dashboard's overview); test_observe covers it
+            "--exclude-path", "/v1/events",
             "--max-examples", "60",
             "--request-timeout", "20",
             "--generation-database", "none",
@@ -47,8 +48,10 @@ def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(
     )  # fmt: skip
     report = result.stdout[-12000:] + result.stderr[-3000:]
     assert result.returncode == 0, report
-    assert re.search(r"Operations: +(\d+) selected / \1 total", result.stdout), report
-    assert "11 selected" in result.stdout, report  # the routes there are: none was left out
+    spec = httpx.get(f"{system_grid.url}/openapi.json", timeout=10).json()
+    operations = sum(len(methods) for methods in spec["paths"].values())
+    # every operation but the overview stream was tested
+    assert f"{operations - 1} selected / {operations} total" in result.stdout, report
     # the master is still up and answering, and the fuzzer reached past validation
     auth = {"Authorization": f"Bearer {token}"}
     stats = httpx.get(f"{system_grid.url}/v1/stats", headers=auth, timeout=10).json()

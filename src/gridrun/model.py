@@ -273,6 +273,7 @@ class WorkerInfo:
     connected_at: int | None = None
     last_seen: int | None = None
     running: int = 0
+    resources: Mapping[str, int] = field(default_factory=dict)  # cpus, memory_mb, gpus
 
 
 @dataclass(frozen=True, slots=True)

@@ -132,6 +132,7 @@ def test_the_dashboard_end_to_end(system_grid: SystemGrid, page: Page) -> None:
     page.get_by_role("link", name="Workers").click()
     w2 = page.locator('#workers tr[data-id="w2"]')
     expect(w2.locator(".state")).to_have_text("online")
+    expect(w2.locator(".resources")).to_contain_text(f"{os.cpu_count()} CPU")
     shot(page, tmp, "7-workers")
     w2.get_by_role("button", name="Drain").click()
     expect(w2.locator(".state")).to_have_text(re.compile(r"^(draining|offline)$"))

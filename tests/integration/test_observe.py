@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 from typing import Any
 
@@ -178,6 +179,9 @@ async def test_the_overview_stream_and_the_dashboard_page(grid: Grid) -> None:
         assert await anext(lines) == "event: overview"
         data = json.loads((await anext(lines))[len("data: ") :])
     assert data["workers"] == {"online": 1, "draining": 0, "offline": 0}
+    (worker,) = (await grid.api.get("/v1/workers")).json()["workers"]
+    assert worker["resources"]["cpus"] == os.cpu_count()
+    assert worker["resources"]["memory_mb"] > 0
     assert (data["slots"], data["slots_used"], data["queue_depth"]) == (3, 0, 1)
     assert data["tasks"]["succeeded"] == 1
     assert sum(data["throughput"]["finished"]) == 1

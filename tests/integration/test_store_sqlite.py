@@ -204,6 +204,10 @@ async def test_a_version_1_database_is_migrated_in_place(tmp_path: Path) -> None
         " VALUES ('old', NULL, ?, 0, '{}', 1, 'queued', 1)",
         (v1_spec,),
     )
+    conn.execute(
+        "INSERT INTO workers (id, hostname, labels, slots, state, version, legacy)"
+        " VALUES ('w0', 'h', '{}', 2, 'offline', '0.0.1', 0)"
+    )
     conn.execute("PRAGMA user_version = 1")
     conn.commit()
     conn.close()
@@ -212,6 +216,8 @@ async def test_a_version_1_database_is_migrated_in_place(tmp_path: Path) -> None
     try:
         task = await store.get_task("old")
         assert task.spec.retry.max_attempts == 1
+        (worker,) = await store.list_workers()
+        assert (worker.id, dict(worker.resources)) == ("w0", {})  # v3: resources, none known
         assert [c.task_id for c in await store.queued(10, None, now=2)] == ["old"]
         claimed = await store.claim([("old", "w1")], now=3)
         assert [a.attempt for a in await store.get_attempts("old")] == [claimed[0].attempt]

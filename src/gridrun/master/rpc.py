@@ -162,6 +162,11 @@ class WorkerServicer:
             version=hello.version,
             last_seen=self._clock.monotonic(),
             queue_limit=hello.slots * 4 + 256,
+            resources={
+                "cpus": hello.resources.cpus,
+                "memory_mb": hello.resources.memory_mb,
+                "gpus": hello.resources.gpus,
+            },
         )
         logs.bind(worker_id=session.worker_id)  # on every record of this stream from here
         log.info(

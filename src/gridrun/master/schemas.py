@@ -243,6 +243,9 @@ class WorkerOut(BaseModel):
     legacy: bool
     connected_at: datetime | None
     last_seen: datetime | None
+    resources: dict[str, int] = Field(
+        default_factory=dict, description="What the worker said it has: cpus, memory_mb, gpus."
+    )
 
     @classmethod
     def of(cls, worker: WorkerInfo) -> WorkerOut:
@@ -257,6 +260,7 @@ class WorkerOut(BaseModel):
             legacy=worker.legacy,
             connected_at=_iso(worker.connected_at),
             last_seen=_iso(worker.last_seen),
+            resources=dict(worker.resources),
         )
 
 

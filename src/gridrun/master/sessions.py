@@ -63,6 +63,7 @@ class WorkerSession:
     close_reason: str | None = None
     connected_at: int | None = None  # epoch ms
     draining: bool = False  # finishing its tasks before it leaves: place nothing more on it
+    resources: Mapping[str, int] = field(default_factory=dict)
     _queue: asyncio.Queue[Command | None] = field(default_factory=asyncio.Queue)
 
     @property
@@ -104,6 +105,7 @@ class WorkerSession:
             legacy=self.legacy,
             connected_at=self.connected_at,
             last_seen=last_seen,
+            resources=self.resources,
         )
 
     def capacity(self) -> Capacity:

@@ -408,6 +408,7 @@ class SqliteStore:
             int(worker.legacy),
             worker.connected_at,
             worker.last_seen,
+            json.dumps(dict(worker.resources)),
         )
 
         def upsert(conn: sqlite3.Connection) -> None:
@@ -430,6 +431,7 @@ class SqliteStore:
                     connected_at=r[7],
                     last_seen=r[8],
                     running=r[9],
+                    resources=json.loads(r[10]),
                 )
                 for r in conn.execute(sql.SELECT_WORKERS)
             ]

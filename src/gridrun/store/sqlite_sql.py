@@ -70,7 +70,16 @@ CREATE TABLE attempts (
 ) WITHOUT ROWID;
 """
 
-MIGRATIONS = [SCHEMA_V1, SCHEMA_V2]  # MIGRATIONS[n] brings a database from version n to n+1
+# v3: what each worker has (cpus, memory_mb, gpus), as its Hello says
+SCHEMA_V3 = """
+ALTER TABLE workers ADD COLUMN resources TEXT NOT NULL DEFAULT '{}';
+"""
+
+MIGRATIONS = [
+    SCHEMA_V1,
+    SCHEMA_V2,
+    SCHEMA_V3,
+]  # MIGRATIONS[n] brings a database from version n to n+1
 SCHEMA_VERSION = len(MIGRATIONS)
 
 TASK_COLUMNS = (
@@ -141,15 +150,15 @@ UPSERT_OUTPUT = (
 DELETE_OUTPUT = "DELETE FROM output WHERE task_id = ?"
 UPSERT_WORKER = (
     "INSERT INTO workers (id, hostname, labels, slots, state, version, legacy, connected_at,"
-    " last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " last_seen, resources) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (id) DO UPDATE SET hostname = excluded.hostname, labels = excluded.labels,"
     " slots = excluded.slots, state = excluded.state, version = excluded.version,"
     " legacy = excluded.legacy, connected_at = excluded.connected_at,"
-    " last_seen = excluded.last_seen"
+    " last_seen = excluded.last_seen, resources = excluded.resources"
 )
 SELECT_WORKERS = (
     "SELECT w.id, w.hostname, w.labels, w.slots, w.state, w.version, w.legacy, w.connected_at,"
     " w.last_seen, (SELECT count(*) FROM tasks t WHERE t.worker_id = w.id"
-    " AND t.state IN ('assigned', 'running')) FROM workers w ORDER BY w.id"
+    " AND t.state IN ('assigned', 'running')), w.resources FROM workers w ORDER BY w.id"
 )
 COUNT_BY_STATE = "SELECT state, count(*) FROM tasks GROUP BY state"

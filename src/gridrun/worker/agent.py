@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import glob
 import logging
 import os
 import random
@@ -289,7 +290,7 @@ class Agent:
             hostname=socket.gethostname(),
             labels=self.config.labels,
             slots=self.config.slots,
-            resources=pb.Resources(cpus=os.cpu_count() or 1),
+            resources=machine_resources(),
             version=gridrun.__version__,
             running=[_ref(ref) for ref in self.executions],
             unacked=[_ref(ref) for ref in self._unacked],
@@ -471,6 +472,16 @@ class Agent:
                 message = pb.WorkerMessage(finished=finished)
         if queue is not None:
             queue.put_nowait(message)
+
+
+def machine_resources() -> pb.Resources:
+    """What this machine has, as the master's dashboard shows it (not a reservation)."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1024 * 1024)
+    except (ValueError, OSError):
+        memory = 0
+    gpus = len(glob.glob("/dev/nvidia[0-9]*"))
+    return pb.Resources(cpus=os.cpu_count() or 1, memory_mb=memory, gpus=gpus)
 
 
 async def run_worker(config: WorkerConfig) -> None:

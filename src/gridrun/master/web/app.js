@@ -81,6 +81,13 @@ function when(iso) { return iso ? new Date(iso).toLocaleTimeString() : ""; }
 function labelText(labels) {
   return Object.entries(labels || {}).map(([k, v]) => k + "=" + v).join(" ");
 }
+function resources(r) {
+  if (!r || !r.cpus) return "";
+  const parts = [r.cpus + " CPU"];
+  if (r.memory_mb) parts.push((r.memory_mb / 1024).toFixed(1) + " GiB");
+  if (r.gpus) parts.push(r.gpus + " GPU");
+  return parts.join(" · ");
+}
 function command(task) { return task.shell ? task.cmd : (task.argv || []).join(" "); }
 function seconds(a, b) {
   return a && b ? ((new Date(b) - new Date(a)) / 1000).toFixed(2) + " s" : "";
@@ -263,11 +270,12 @@ function workersPage(signal) {
   const load = async () => {
     const list = await api("/v1/workers");
     table.replaceChildren(
-      h("tr", {}, ["id", "state", "host", "labels", "slots", "running", "last heartbeat",
-        "version", ""].map((c) => h("th", {}, c))),
+      h("tr", {}, ["id", "state", "host", "labels", "resources", "slots", "running",
+        "last heartbeat", "version", ""].map((c) => h("th", {}, c))),
       ...list.workers.map((w) => h("tr", {"data-id": w.id},
         h("td", {class: "mono"}, w.id), h("td", {}, badge(w.state)), h("td", {}, w.hostname),
-        h("td", {}, labelText(w.labels)), h("td", {}, w.slots),
+        h("td", {}, labelText(w.labels)), h("td", {class: "resources"}, resources(w.resources)),
+        h("td", {}, w.slots),
         h("td", {}, h("a", {href: "#/tasks?state=running&worker=" + encodeURIComponent(w.id)},
           w.running)),
         h("td", {}, when(w.last_seen)), h("td", {}, w.version),
@@ -277,7 +285,7 @@ function workersPage(signal) {
             try { await api("/v1/workers/" + encodeURIComponent(w.id) + "/drain",
               {method: "POST"}); await load(); } catch (e) { say(e.message); }
           }}, "Drain")))));
-    if (!list.workers.length) table.append(h("tr", {}, h("td", {colspan: 9, class: "muted"},
+    if (!list.workers.length) table.append(h("tr", {}, h("td", {colspan: 10, class: "muted"},
       "no workers yet: start one with `gridrun worker`")));
   };
   repeat(load, 2000, signal);

@@ -14,19 +14,30 @@ from tests.system.conftest import SystemGrid
 pytestmark = [pytest.mark.system]
 
 
+def gridrun_process(grid: SystemGrid, *args: str) -> subprocess.Popen[str]:
+    """A CLI command whose output the test reads as it comes."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "gridrun", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**grid.env, "GRIDRUN_URL": grid.url},
+    )
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
 def test_logs_follow_prints_lines_while_the_task_runs(system_grid: SystemGrid) -> None:
     system_grid.start_master()
     system_grid.start_worker("w1")
     gate = system_grid.tmp / "gate"
     script = f"echo one; echo warn >&2; while [ ! -e {gate} ]; do sleep 0.05; done; echo two"
     task_id = system_grid.cli("submit", "--shell", script).stdout.strip()
-    follower = subprocess.Popen(
-        [sys.executable, "-m", "gridrun", "logs", "-f", task_id],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**system_grid.env, "GRIDRUN_URL": system_grid.url},
-    )
+    follower = gridrun_process(system_grid, "logs", "-f", task_id)
     try:
         assert follower.stdout is not None
         assert follower.stdout.readline() == "one\n"  # before the task can end
@@ -34,9 +45,7 @@ def test_logs_follow_prints_lines_while_the_task_runs(system_grid: SystemGrid) -
         gate.touch()
         rest, errors = follower.communicate(timeout=30)
     finally:
-        if follower.poll() is None:
-            follower.kill()
-            follower.wait()
+        stop(follower)
     assert (follower.returncode, rest, errors) == (0, "two\n", "warn\n")
 
 
@@ -47,13 +56,7 @@ def test_run_survives_a_master_restart_without_losing_or_repeating_output(
     system_grid.start_worker("w1")
     gate = system_grid.tmp / "gate"
     script = f"echo before; while [ ! -e {gate} ]; do sleep 0.05; done; echo after; exit 5"
-    run = subprocess.Popen(
-        [sys.executable, "-m", "gridrun", "run", "--shell", script],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**system_grid.env, "GRIDRUN_URL": system_grid.url},
-    )
+    run = gridrun_process(system_grid, "run", "--shell", script)
     try:
         assert run.stdout is not None
         assert run.stdout.readline() == "before\n"
@@ -65,7 +68,5 @@ def test_run_survives_a_master_restart_without_losing_or_repeating_output(
         gate.touch()
         rest, errors = run.communicate(timeout=60)
     finally:
-        if run.poll() is None:
-            run.kill()
-            run.wait()
+        stop(run)
     assert (run.returncode, rest) == (5, "after\n"), errors

@@ -42,42 +42,11 @@ from gridrun.spec import parse_labels
 FOLLOW_PATIENCE_S = 300.0  # how long `run` and `logs -f` wait for a master that went away
 
 
-def _submit(
-    client: Client,
-    command: list[str],
-    *,
-    shell: bool,
-    env: list[str] | None,
-    cwd: str | None,
-    timeout: float | None,
-    priority: int,
-    on: list[str] | None,
-    name: str | None,
-    max_attempts: int,
-    retry_delay: float,
-    retry_on: list[int] | None,
-    queue_timeout: float | None,
-    idempotency_key: str | None,
-) -> TaskDict:
+def _submit(client: Client, command: list[str], **options: Any) -> TaskDict:
+    """Submit one command with the CLI's options (see _body)."""
     if not command:
         fail("give a command, e.g. gridrun submit -- echo hello", 2)
-    return client.submit(
-        **_body(
-            command,
-            shell=shell,
-            env=env,
-            cwd=cwd,
-            timeout=timeout,
-            priority=priority,
-            on=on,
-            name=name,
-            max_attempts=max_attempts,
-            retry_delay=retry_delay,
-            retry_on=retry_on,
-            queue_timeout=queue_timeout,
-            idempotency_key=idempotency_key,
-        )
-    )
+    return client.submit(**_body(command, **options))
 
 
 def _body(

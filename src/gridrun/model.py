@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from gridrun.errors import InvalidTransition
@@ -274,6 +274,14 @@ class WorkerInfo:
     last_seen: int | None = None
     running: int = 0
     resources: Mapping[str, int] = field(default_factory=dict)  # cpus, memory_mb, gpus
+
+
+def workers_by_state(workers: Iterable[WorkerInfo]) -> dict[WorkerState, int]:
+    """How many workers are in each state (every state present, zero included)."""
+    counts = dict.fromkeys(WorkerState, 0)
+    for worker in workers:
+        counts[worker.state] += 1
+    return counts
 
 
 @dataclass(frozen=True, slots=True)

@@ -193,3 +193,15 @@ def test_stream_output_equals_the_tail_of_everything_written(chunks: list[bytes]
     assert out.total == len(everything)
     assert out.data == (everything[-cap:] if cap else b"")
     assert out.dropped == len(everything) - len(out.data)
+
+
+def test_workers_by_state_counts_every_state() -> None:
+    from gridrun.model import WorkerInfo, WorkerState, workers_by_state
+
+    def worker(i: int, state: WorkerState) -> WorkerInfo:
+        return WorkerInfo(id=f"w{i}", hostname="h", labels={}, slots=1, state=state)
+
+    online, offline = WorkerState.ONLINE, WorkerState.OFFLINE
+    counts = workers_by_state([worker(1, online), worker(2, offline), worker(3, online)])
+    assert counts == {WorkerState.ONLINE: 2, WorkerState.DRAINING: 0, WorkerState.OFFLINE: 1}
+    assert workers_by_state([]) == dict.fromkeys(WorkerState, 0)

@@ -46,7 +46,7 @@ from gridrun.master.schemas import (
     WorkerOut,
 )
 from gridrun.master.service import Service
-from gridrun.model import Task, TaskSpec, TaskState, WorkerState
+from gridrun.model import Task, TaskSpec, TaskState, workers_by_state
 from gridrun.spec import make_spec, parse_labels
 from gridrun.store import TaskFilter
 
@@ -412,7 +412,7 @@ def create_api(
         workers = await service.workers()
         return StatsOut(
             tasks={state: counts.get(state, 0) for state in TaskState},
-            workers={state: sum(w.state is state for w in workers) for state in WorkerState},
+            workers=workers_by_state(workers),
             stale_reports_dropped=service.stale_reports,
         )
 
@@ -446,7 +446,7 @@ def create_api(
         workers = await service.workers()
         body = service.metrics.refresh(
             await service.count_by_state(),
-            {state: sum(w.state is state for w in workers) for state in WorkerState},
+            workers_by_state(workers),
             len(service.sessions),
         )
         return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -14,7 +14,7 @@ from typing import Any
 
 from gridrun.master.follow import sse
 from gridrun.master.service import Service
-from gridrun.model import TaskState, WorkerState
+from gridrun.model import TaskState, WorkerState, workers_by_state
 
 WEB = Path(__file__).with_name("web")
 OVERVIEW_EVERY_S = 1.0
@@ -28,7 +28,7 @@ async def overview(service: Service) -> dict[str, Any]:
     return {
         "tasks": {str(state): counts.get(state, 0) for state in TaskState},
         "queue_depth": counts.get(TaskState.QUEUED, 0),
-        "workers": {str(s): sum(w.state is s for w in workers) for s in WorkerState},
+        "workers": {str(s): n for s, n in workers_by_state(workers).items()},
         "slots": sum(w.slots for w in live),
         "slots_used": sum(w.running for w in live),
         "throughput": {

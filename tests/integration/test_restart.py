@@ -95,3 +95,53 @@ async def test_attempts_of_a_worker_that_does_not_come_back_after_a_restart_end_
     done = await grid.wait(task["id"], 15)  # liveness timeout (3 s) counted from the restart
     assert done["state"] == "lost"
     assert "unreachable" in done["error"]
+
+
+async def test_output_made_while_the_master_is_away_arrives_after_it_returns(
+    grid: Grid, tmp_path: Path
+) -> None:
+    await grid.add_worker("w1")
+    gate, started = tmp_path / "gate", tmp_path / "started"
+    task = await grid.submit(
+        cmd=f"echo early; touch {started}; while [ ! -e {gate} ]; do sleep 0.01; done;"
+        " echo late; echo oops >&2",
+        shell=True,
+    )
+    await eventually_async(started.exists)
+    await grid.stop_master()
+    gate.touch()  # 'late' and 'oops' are written with no master to send them to
+    await asyncio.sleep(0.5)
+    await grid.start_master()
+    assert (await grid.wait(task["id"]))["state"] == "succeeded"
+    out = await grid.output(task["id"])
+    assert out["stdout"]["text"] == "early\nlate\n"
+    assert out["stderr"]["text"] == "oops\n"
+    assert out["stdout"]["bytes_dropped"] == 0
+
+
+async def test_output_held_for_an_absent_master_is_bounded_and_the_loss_counted(
+    grid: Grid, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gridrun.worker import agent as agent_module
+
+    monkeypatch.setattr(agent_module, "HELD_OUTPUT_BYTES", 3000)
+    agent = await grid.add_worker("w1")
+    gate, started = tmp_path / "gate", tmp_path / "started"
+    # ten lines of 1000 bytes, each written (and so sent) on its own
+    task = await grid.submit(
+        cmd=f"touch {started}; while [ ! -e {gate} ]; do sleep 0.01; done;"
+        ' for i in 0 1 2 3 4 5 6 7 8 9; do printf "%0999d\\n" $i; sleep 0.05; done',
+        shell=True,
+    )
+    await eventually_async(started.exists)
+    await grid.stop_master()
+    gate.touch()
+    await eventually_async(lambda: not agent.executions, 10)
+    await grid.start_master()
+    assert (await grid.wait(task["id"]))["state"] == "succeeded"
+    out = (await grid.output(task["id"]))["stdout"]
+    assert out["bytes_total"] == 10_000
+    assert 0 < len(out["text"]) <= 3000  # only the newest output was kept
+    assert out["bytes_dropped"] == 10_000 - len(out["text"])
+    assert out["text"].endswith("9\n")
+    assert agent.dropped_output == out["bytes_dropped"]

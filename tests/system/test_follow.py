@@ -55,18 +55,21 @@ def test_run_survives_a_master_restart_without_losing_or_repeating_output(
     system_grid.start_master()
     system_grid.start_worker("w1")
     gate = system_grid.tmp / "gate"
-    script = f"echo before; while [ ! -e {gate} ]; do sleep 0.05; done; echo after; exit 5"
+    script = (
+        f"echo before; while [ ! -e {gate} ]; do sleep 0.05; done; echo while-away;"
+        f" while [ ! -e {gate}2 ]; do sleep 0.05; done; echo after; exit 5"
+    )
     run = gridrun_process(system_grid, "run", "--shell", script)
     try:
         assert run.stdout is not None
         assert run.stdout.readline() == "before\n"
         system_grid.kill_master()  # SIGKILL: the follow stream is cut
+        gate.touch()  # output made while no master listens: the worker holds it
         time.sleep(0.5)
         system_grid.start_master()
-        # back on the new master (output made while a worker is away is not kept)
         eventually(lambda: system_grid.log("master").count("worker w1 connected") == 2, 20, 0.1)
-        gate.touch()
+        (system_grid.tmp / "gate2").touch()
         rest, errors = run.communicate(timeout=60)
     finally:
         stop(run)
-    assert (run.returncode, rest) == (5, "after\n"), errors
+    assert (run.returncode, rest) == (5, "while-away\nafter\n"), errors

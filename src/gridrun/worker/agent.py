@@ -42,6 +42,7 @@ log = logging.getLogger("gridrun.worker")
 
 TASK_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 OUTPUT_QUEUE_LIMIT = 512  # messages; beyond it output is dropped (the master records the gap)
+HELD_OUTPUT_BYTES = 8 * 1024 * 1024  # output kept while the master is away, sent on reconnect
 BACKOFF_BASE_S = 0.1
 BACKOFF_CAP_S = 3.0
 REFUSALS = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
@@ -175,6 +176,10 @@ class Agent:
         self._unacked: set[AttemptRef] = {ref for ref, _ in self.outbox.pending()}
         self._all_acked = asyncio.Event()
         self._queue: asyncio.Queue[pb.WorkerMessage] | None = None
+        # output made while no master listens: sent, in order, once one does (oldest dropped
+        # beyond HELD_OUTPUT_BYTES; the master counts what it never got as dropped)
+        self._held: collections.deque[pb.Output] = collections.deque()
+        self._held_bytes = 0
         self._stopping = False
         self._stop: asyncio.Event | None = None
         self._rng = rng or random.Random()
@@ -276,6 +281,11 @@ class Agent:
                 )
             finally:
                 self.connected.clear()
+                if self._queue is not None:  # output written to a stream that broke: keep it
+                    while not self._queue.empty():
+                        unsent = self._queue.get_nowait()
+                        if unsent.WhichOneof("msg") == "output":
+                            self._hold(unsent.output)
                 self._queue = None
             failures = 0 if welcomed else failures + 1
             await asyncio.sleep(backoff(failures, self._rng))
@@ -314,6 +324,9 @@ class Agent:
                             )
                         )
                     )
+            while self._held:  # before any Finished: the attempt must still be active
+                queue.put_nowait(pb.WorkerMessage(output=self._held.popleft()))
+            self._held_bytes = 0
             for _, payload in self.outbox.pending():
                 queue.put_nowait(pb.WorkerMessage(finished=pb.Finished.FromString(payload)))
             self._queue = queue
@@ -447,6 +460,15 @@ class Agent:
             if execution.launch.scratch is not None:
                 shutil.rmtree(execution.launch.scratch, ignore_errors=True)
 
+    def _hold(self, out: pb.Output) -> None:
+        self._held.append(out)
+        self._held_bytes += len(out.stdout) + len(out.stderr)
+        while self._held_bytes > HELD_OUTPUT_BYTES:
+            oldest = self._held.popleft()
+            size = len(oldest.stdout) + len(oldest.stderr)
+            self._held_bytes -= size
+            self.dropped_output += size
+
     def _emit(self, event: executor.Event) -> None:
         queue = self._queue
         match event:
@@ -455,13 +477,16 @@ class Agent:
                     started=pb.Started(ref=_ref(ref), started_at_ms=at, pid=pid)
                 )
             case executor.OutputChunk(ref=ref, stream=stream, offset=offset, data=data):
-                if queue is None or queue.qsize() >= OUTPUT_QUEUE_LIMIT:
-                    self.dropped_output += len(data)
-                    return
                 if stream == executor.STDOUT:
                     out = pb.Output(ref=_ref(ref), stdout_offset=offset, stdout=data)
                 else:
                     out = pb.Output(ref=_ref(ref), stderr_offset=offset, stderr=data)
+                if queue is None:
+                    self._hold(out)
+                    return
+                if queue.qsize() >= OUTPUT_QUEUE_LIMIT:  # a master too slow to take it
+                    self.dropped_output += len(data)
+                    return
                 message = pb.WorkerMessage(output=out)
             case executor.Finished():
                 self.ended_by_outcome[event.report.outcome] += 1

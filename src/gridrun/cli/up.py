@@ -94,6 +94,7 @@ class Grid:
             self._spawn(*args)
         print(
             f"\ngridrun is up: master {url} (gRPC {target}), {self.workers} worker(s).\n"
+            f"  dashboard: {url}/   metrics: {url}/metrics\n"
             f"  try:  gridrun run -- echo hello\n"
             f"        curl -X POST -H 'Content-Type: application/json'"
             f' -d \'{{"cmd": "touch test.txt"}}\' {url}/tasks\n'

@@ -163,6 +163,7 @@ def test_with_tokens_the_dashboard_asks_for_one_and_uses_it(
     expect(page.locator("#notice")).to_be_hidden()
     # a read token cannot submit: the form says so
     page.get_by_role("link", name="Submit").click()
-    page.locator("input[name=cmd]").fill("true")
-    page.get_by_role("button", name="Submit").click()
-    expect(page.locator("#notice")).to_contain_text("may not")
+    expect(page.locator("#submit-denied")).to_have_text(
+        "this token (viewer, role read) may not submit"
+    )
+    expect(page.get_by_role("button", name="Submit")).to_be_disabled()

@@ -230,3 +230,18 @@ async def test_without_tokens_the_api_is_open_and_tasks_say_anonymous(grid: Grid
     task = await grid.submit(cmd="true")
     assert task["submitted_by"] == "anonymous"
     assert (await grid.api.post(f"/v1/tasks/{task['id']}/cancel")).status_code in (200, 409)
+
+
+async def test_me_says_who_a_token_is_and_what_it_may_do(secured: Grid) -> None:
+    async with as_(secured, "alice") as alice, as_(secured, "viewer") as viewer:
+        mine = (await alice.get("/v1/me")).json()
+        assert mine == {
+            "name": "alice",
+            "role": "submit",
+            "permissions": ["cancel own tasks", "read", "submit"],
+        }
+        assert (await viewer.get("/v1/me")).json()["permissions"] == ["read"]
+    async with as_(secured, None) as nobody:
+        assert (await nobody.get("/v1/me")).status_code == 401
+    async with as_(secured, "fleet") as worker_token:
+        assert (await worker_token.get("/v1/me")).status_code == 403

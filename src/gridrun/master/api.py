@@ -35,6 +35,7 @@ from gridrun.master.schemas import (
     HealthOut,
     LegacyTaskIn,
     LegacyTaskOut,
+    MeOut,
     OutputOut,
     Problem,
     StatsOut,
@@ -414,6 +415,14 @@ def create_api(
             tasks={state: counts.get(state, 0) for state in TaskState},
             workers=workers_by_state(workers),
             stale_reports_dropped=service.stale_reports,
+        )
+
+    @app.get("/v1/me", response_model=MeOut, summary="Who this token is and what it may do")
+    async def me(who: Reader) -> MeOut:
+        return MeOut(
+            name=who.name,
+            role=str(who.role),
+            permissions=sorted(str(p) for p in Permission if who.can(p)),
         )
 
     @app.get(

@@ -281,6 +281,12 @@ class StatsOut(BaseModel):
     )
 
 
+class MeOut(BaseModel):
+    name: str = Field(description="The token's name (`anonymous` when the master has no tokens).")
+    role: str
+    permissions: list[str] = Field(description="What this token may do.")
+
+
 class HealthOut(BaseModel):
     status: str
     version: str

@@ -9,6 +9,13 @@ const live = document.getElementById("live");
 const TERMINAL = new Set(["succeeded", "failed", "timed_out", "cancelled", "lost", "delivered",
   "expired", "rejected"]);
 let page = null; // {abort: AbortController} of the page on screen
+let me = null; // a promise of GET /v1/me: who the token is, what it may do (null: unknown)
+
+function whoami() {
+  if (!me) me = api("/v1/me").catch(() => null);
+  return me;
+}
+function may(who, permission) { return !!who && who.permissions.includes(permission); }
 
 function h(tag, attrs, ...children) {
   const el = document.createElement(tag);
@@ -226,6 +233,9 @@ function taskPage(signal, id) {
   const refresh = async () => {
     const t = await api("/v1/tasks/" + id);
     state.replaceChildren(badge(t.state));
+    const who = await whoami();
+    cancel.hidden = !(may(who, "cancel any task") ||
+      (may(who, "cancel own tasks") && who.name === t.submitted_by));
     cancel.disabled = TERMINAL.has(t.state);
     const rows = [["name", t.name || ""], ["command", command(t)], ["shell", t.shell ? "yes" : "no"],
       ["env", Object.keys(t.env || {}).join(" ")], ["cwd", t.cwd || ""],
@@ -269,6 +279,7 @@ function workersPage(signal) {
   main.replaceChildren(h("h1", {}, "Workers"), table);
   const load = async () => {
     const list = await api("/v1/workers");
+    const canDrain = may(await whoami(), "drain workers");
     table.replaceChildren(
       h("tr", {}, ["id", "state", "host", "labels", "resources", "slots", "running",
         "last heartbeat", "version", ""].map((c) => h("th", {}, c))),
@@ -279,7 +290,7 @@ function workersPage(signal) {
         h("td", {}, h("a", {href: "#/tasks?state=running&worker=" + encodeURIComponent(w.id)},
           w.running)),
         h("td", {}, when(w.last_seen)), h("td", {}, w.version),
-        h("td", {}, h("button", {type: "button", class: "danger",
+        h("td", {}, !canDrain ? null : h("button", {type: "button", class: "danger",
           disabled: w.state !== "online" || w.legacy, onclick: async (ev) => {
             ev.target.disabled = true;
             try { await api("/v1/workers/" + encodeURIComponent(w.id) + "/drain",
@@ -304,6 +315,13 @@ function submitPage(signal) {
       step: "any", size: 6})),
     h("button", {type: "submit", class: "primary"}, "Submit"));
   main.replaceChildren(h("h1", {}, "Submit a command"), form, known);
+  whoami().then((who) => {
+    if (who && !may(who, "submit")) {
+      form.querySelector("button[type=submit]").disabled = true;
+      form.after(h("p", {class: "muted", id: "submit-denied"},
+        `this token (${who.name}, role ${who.role}) may not submit`));
+    }
+  });
   api("/v1/workers").then((list) => {
     const labels = new Set(list.workers.flatMap((w) => Object.entries(w.labels).map(
       ([k, v]) => k + "=" + v)));
@@ -359,6 +377,7 @@ document.getElementById("token-button").addEventListener("click", () => {
   if (token === null) return;
   if (token.trim()) localStorage.setItem(TOKEN_KEY, token.trim());
   else localStorage.removeItem(TOKEN_KEY);
+  me = null;
   route();
 });
 window.addEventListener("hashchange", route);

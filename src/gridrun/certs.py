@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from gridrun.errors import ConfigError
-from gridrun.model import WORKER_ID
+from gridrun.model import WORKER_ID, WORKER_ID_RULE
 
 CA_CERT = "ca.crt"
 CA_KEY = "ca.key"
@@ -187,10 +187,7 @@ def issue_master(directory: Path, hosts: list[str], stem: str = "master") -> Iss
 def issue_worker(directory: Path, name: str) -> Issued:
     """A client certificate whose common name is the worker's id."""
     if not WORKER_ID.match(name):
-        raise ConfigError(
-            f"worker name {name!r}: 1-128 of A-Z a-z 0-9 _ . @ : - (starting with a letter or"
-            " digit)"
-        )
+        raise ConfigError(f"worker name {name!r}: {WORKER_ID_RULE}")
     return _issue(
         directory,
         f"worker-{name}",

@@ -19,6 +19,7 @@ SHELL = "/bin/sh"
 DEFAULT_OUTPUT_CAP = 1024 * 1024
 # a worker's id: printable in logs, tables and certificates, safe in a URL path
 WORKER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,127}$")
+WORKER_ID_RULE = "1-128 of A-Z a-z 0-9 _ . @ : - (letter or digit first)"
 
 
 class TaskState(enum.StrEnum):

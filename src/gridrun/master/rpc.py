@@ -24,7 +24,7 @@ from gridrun.master.sessions import (
     DrainCmd,
     WorkerSession,
 )
-from gridrun.model import WORKER_ID, AttemptRef, Outcome, Report
+from gridrun.model import WORKER_ID, WORKER_ID_RULE, AttemptRef, Outcome, Report
 from gridrun.spec import MAX_LABEL_BYTES, MAX_LABELS
 
 log = logging.getLogger("gridrun.master.rpc")
@@ -104,7 +104,7 @@ def hello_problem(hello: pb.Hello) -> str | None:
     """What is wrong with a Hello (None if nothing): ids, sizes and characters are bounded
     before anything reaches the store, a log line or a table."""
     if not WORKER_ID.match(hello.worker_id):
-        return "worker_id must be 1-128 of A-Z a-z 0-9 _ . @ : - (letter or digit first)"
+        return f"worker_id must be {WORKER_ID_RULE}"
     if not 0 < hello.slots <= MAX_SLOTS:
         return f"slots must be 1..{MAX_SLOTS}"
     if not _printable(hello.hostname, 255) or not _printable(hello.version, 64):

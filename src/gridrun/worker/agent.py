@@ -31,7 +31,7 @@ from gridrun._proto import worker_pb2 as pb
 from gridrun._proto import worker_pb2_grpc
 from gridrun.certs import common_name
 from gridrun.errors import ConfigError
-from gridrun.model import WORKER_ID, AttemptRef, Outcome, Report
+from gridrun.model import WORKER_ID, WORKER_ID_RULE, AttemptRef, Outcome, Report
 from gridrun.worker import executor, metrics
 from gridrun.worker.executor import Assignment, Execution
 from gridrun.worker.identity import Identity
@@ -96,9 +96,7 @@ class WorkerConfig(BaseModel):
     @classmethod
     def _worker_id(cls, name: str | None) -> str | None:
         if name is not None and not WORKER_ID.match(name):
-            raise ValueError(
-                "a worker name is 1-128 of A-Z a-z 0-9 _ . @ : - (letter or digit first)"
-            )
+            raise ValueError(f"a worker name is {WORKER_ID_RULE}")
         return name
 
     @property

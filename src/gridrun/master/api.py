@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request, Response
@@ -154,6 +155,15 @@ Drainer = Annotated[Principal, _allowed(Permission.DRAIN)]
 def _peer(request: Request) -> str:
     client = request.client
     return f"{client.host}:{client.port}" if client else "unknown"
+
+
+def _event_stream(events: AsyncIterator[bytes]) -> StreamingResponse:
+    """Server-Sent Events, unbuffered by caches and proxies."""
+    return StreamingResponse(
+        events,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
 
 
 def _problems_documented(spec: dict[str, Any]) -> None:
@@ -352,11 +362,7 @@ def create_api(
     ) -> Any:
         task = await service.get(task_id)
         if follow:
-            return StreamingResponse(
-                follow_events(service, task_id, stdout_from, stderr_from),
-                media_type="text/event-stream",
-                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-            )
+            return _event_stream(follow_events(service, task_id, stdout_from, stderr_from))
         out = await service.output(task_id)
         if stream is not None:
             chosen = out.stdout if stream == "stdout" else out.stderr
@@ -433,11 +439,7 @@ def create_api(
         " as Server-Sent Events every second",
     )
     async def events(who: Reader) -> StreamingResponse:
-        return StreamingResponse(
-            overview_events(service),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
+        return _event_stream(overview_events(service))
 
     @app.get("/", include_in_schema=False)
     async def dashboard() -> FileResponse:

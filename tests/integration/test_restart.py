@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from gridrun.worker.agent import Agent
 from tests.helpers import eventually_async
 from tests.integration.conftest import Grid
 
@@ -30,19 +32,30 @@ async def test_queued_tasks_survive_a_master_restart_and_workers_reconnect(grid:
     assert (await grid.output(task["id"]))["stdout"]["text"] == "after restart\n"
 
 
-async def test_a_task_running_through_a_master_restart_reports_its_real_result(
-    grid: Grid, tmp_path: Path
-) -> None:
-    agent = await grid.add_worker("w1")
+async def ended_while_master_away(
+    grid: Grid, tmp_path: Path, agent: Agent, then: str, before: str = ""
+) -> dict[str, Any]:
+    """Submit a shell task that runs `before`, waits until the master is stopped, then runs
+    `then` and ends: all of that last part happens with no master to tell. Returns the task,
+    with the master still down and the process ended."""
     gate, started = tmp_path / "gate", tmp_path / "started"
     task = await grid.submit(
-        cmd=f"touch {started}; while [ ! -e {gate} ]; do sleep 0.01; done; echo done; exit 7",
+        cmd=f"{before}touch {started}; while [ ! -e {gate} ]; do sleep 0.01; done; {then}",
         shell=True,
     )
     await eventually_async(started.exists)
     await grid.stop_master()
-    gate.touch()  # the process finishes while the master is away: the result waits in the outbox
+    gate.touch()
     await eventually_async(lambda: not agent.executions, 10)
+    return task
+
+
+async def test_a_task_running_through_a_master_restart_reports_its_real_result(
+    grid: Grid, tmp_path: Path
+) -> None:
+    agent = await grid.add_worker("w1")
+    # the process finishes while the master is away: the result waits in the outbox
+    task = await ended_while_master_away(grid, tmp_path, agent, "echo done; exit 7")
     assert list((tmp_path / "workers" / "w1" / "outbox").iterdir())
     await grid.start_master()
     done = await grid.wait(task["id"])
@@ -100,17 +113,11 @@ async def test_attempts_of_a_worker_that_does_not_come_back_after_a_restart_end_
 async def test_output_made_while_the_master_is_away_arrives_after_it_returns(
     grid: Grid, tmp_path: Path
 ) -> None:
-    await grid.add_worker("w1")
-    gate, started = tmp_path / "gate", tmp_path / "started"
-    task = await grid.submit(
-        cmd=f"echo early; touch {started}; while [ ! -e {gate} ]; do sleep 0.01; done;"
-        " echo late; echo oops >&2",
-        shell=True,
+    agent = await grid.add_worker("w1")
+    # 'late' and 'oops' are written with no master to send them to
+    task = await ended_while_master_away(
+        grid, tmp_path, agent, "echo late; echo oops >&2", before="echo early; "
     )
-    await eventually_async(started.exists)
-    await grid.stop_master()
-    gate.touch()  # 'late' and 'oops' are written with no master to send them to
-    await asyncio.sleep(0.5)
     await grid.start_master()
     assert (await grid.wait(task["id"]))["state"] == "succeeded"
     out = await grid.output(task["id"])
@@ -126,17 +133,9 @@ async def test_output_held_for_an_absent_master_is_bounded_and_the_loss_counted(
 
     monkeypatch.setattr(agent_module, "HELD_OUTPUT_BYTES", 3000)
     agent = await grid.add_worker("w1")
-    gate, started = tmp_path / "gate", tmp_path / "started"
     # ten lines of 1000 bytes, each written (and so sent) on its own
-    task = await grid.submit(
-        cmd=f"touch {started}; while [ ! -e {gate} ]; do sleep 0.01; done;"
-        ' for i in 0 1 2 3 4 5 6 7 8 9; do printf "%0999d\\n" $i; sleep 0.05; done',
-        shell=True,
-    )
-    await eventually_async(started.exists)
-    await grid.stop_master()
-    gate.touch()
-    await eventually_async(lambda: not agent.executions, 10)
+    lines = 'for i in 0 1 2 3 4 5 6 7 8 9; do printf "%0999d\\n" $i; sleep 0.05; done'
+    task = await ended_while_master_away(grid, tmp_path, agent, lines)
     await grid.start_master()
     assert (await grid.wait(task["id"]))["state"] == "succeeded"
     out = (await grid.output(task["id"]))["stdout"]

@@ -420,7 +420,7 @@ def create_api(
         return StatsOut(
             tasks={state: counts.get(state, 0) for state in TaskState},
             workers=workers_by_state(workers),
-            stale_reports_dropped=service.stale_reports,
+            stale_reports_dropped=service.metrics.stale_reports_dropped(),
         )
 
     @app.get("/v1/me", response_model=MeOut, summary="Who this token is and what it may do")

@@ -62,6 +62,10 @@ class Metrics:
         for wstate in WorkerState:
             self.workers.labels(state=str(wstate))
 
+    def stale_reports_dropped(self) -> int:
+        value = self.registry.get_sample_value("gridrun_stale_reports_dropped_total")
+        return int(value or 0)
+
     def settled(self, task: Task, now_ms: int) -> None:
         """A task just reached its terminal state."""
         self.finished.labels(state=str(task.state)).inc()

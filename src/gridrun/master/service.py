@@ -81,7 +81,6 @@ class Service:
         self._watchers: dict[str, set[asyncio.Event]] = {}  # task id -> followers
         self._gone_since: dict[str, float] = {}  # worker id -> when its stream closed
         self._started = clock.monotonic()
-        self.stale_reports = 0
 
     # ---- client use cases
 
@@ -331,7 +330,6 @@ class Service:
         self.dispatch_wanted.set()
 
     def _stale(self, session: WorkerSession, ref: AttemptRef, what: str) -> None:
-        self.stale_reports += 1
         self.metrics.stale_reports.inc()
         log.info(
             "dropped stale %s for task %s attempt %d from worker %s",

@@ -20,21 +20,24 @@ from typing import Literal
 
 import grpc
 import uvicorn
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from gridrun import transport
 from gridrun._proto import node_pb2_grpc, worker_pb2_grpc
 from gridrun.auth import Role, TokenEntry, Tokens
 from gridrun.clock import Clock, SystemClock
-from gridrun.errors import ConfigError
+from gridrun.errors import ConfigError, Unavailable
 from gridrun.master.access import Access
 from gridrun.master.api import create_api
 from gridrun.master.audit import Audit
 from gridrun.master.compat import NodeServicer
+from gridrun.master.peers import Peers
 from gridrun.master.rpc import WorkerServicer
 from gridrun.master.service import Service, ServiceConfig
 from gridrun.master.sessions import Sessions
 from gridrun.model import DEFAULT_OUTPUT_CAP
+from gridrun.store import Store
+from gridrun.store.postgres import PostgresStore, is_postgres_url, redact
 from gridrun.store.sqlite import SqliteStore
 
 log = logging.getLogger("gridrun.master")
@@ -43,7 +46,8 @@ log = logging.getLogger("gridrun.master")
 class MasterConfig(BaseModel):
     """Every setting of a master; the CLI fills it from flags and GRIDRUN_* variables."""
 
-    db: Path = Path("gridrun-data/gridrun.db")
+    db: str = "gridrun-data/gridrun.db"  # a SQLite file, or a postgresql:// URL
+    db_pool: int = Field(10, ge=1, le=1000)  # PostgreSQL connections per master
     db_sync: Literal["full", "normal"] = "full"
     http_host: str = "127.0.0.1"
     http_port: int = Field(9092, ge=0, le=65535)
@@ -62,6 +66,11 @@ class MasterConfig(BaseModel):
     tls_key: Path | None = None
     client_ca: Path | None = None  # mTLS: workers need a certificate from this CA
     audit_log: Path | None = None
+
+    @field_validator("db", mode="before")
+    @classmethod
+    def _db(cls, db: object) -> object:
+        return str(db) if isinstance(db, Path) else db
 
     @model_validator(mode="after")
     def _tls_pairs(self) -> MasterConfig:
@@ -132,7 +141,11 @@ class Master:
         self.access = Access(
             self.tokens, self.audit, bind_worker_certs=config.client_ca is not None
         )
-        self.store = SqliteStore(config.db, synchronous=config.db_sync)
+        self.store: Store
+        if is_postgres_url(config.db):
+            self.store = PostgresStore(config.db, pool_size=config.db_pool)
+        else:
+            self.store = SqliteStore(Path(config.db), synchronous=config.db_sync)
         self.sessions = Sessions()
         self.service = Service(
             self.store,
@@ -145,6 +158,7 @@ class Master:
             ),
             self.sessions,
         )
+        self.peers = Peers(self.service)
         self.http_port = config.http_port
         self.grpc_port = config.grpc_port
         self._grpc: grpc.aio.Server | None = None
@@ -156,6 +170,7 @@ class Master:
             log.warning(warning)
         await self.store.open()
         try:
+            await self.peers.start()
             await self._start_servers()
         except BaseException:
             await self.close()
@@ -172,7 +187,7 @@ class Master:
             self.http_port,
             "+tls" if self.config.tls_cert else "",
             _grpc_address(self.config.grpc_host, self.grpc_port),
-            self.config.db,
+            redact(self.config.db),
             self._auth_summary(),
         )
 
@@ -262,6 +277,7 @@ class Master:
                 task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        await self.peers.close()
         await self.store.close()
         self.audit.close()
         log.info("master stopped")
@@ -309,9 +325,17 @@ class Master:
         period = min(1.0, self.config.liveness_timeout_s / 4)
         while True:
             await asyncio.sleep(period)
+            if self.store.shared:
+                # a missed notice from another master delays a dispatch by one period at most
+                self.service.dispatch_wanted.set()
             try:
                 await self.service.check_liveness()
                 await self.service.housekeeping()
+            except Unavailable as exc:
+                # Other masters could not renew their workers' leases meanwhile either: judge
+                # them again only after a whole timeout with the store back.
+                self.service.judge_after = self.clock.monotonic() + self.config.liveness_timeout_s
+                log.warning("liveness check skipped: %s", exc)
             except Exception:
                 log.exception("liveness check failed; retrying")
 

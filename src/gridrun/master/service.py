@@ -40,7 +40,7 @@ from gridrun.model import (
     WorkerInfo,
     WorkerState,
 )
-from gridrun.store import NewTask, Page, Store, TaskFilter, TaskOutput
+from gridrun.store import NewTask, Notice, Page, Store, TaskFilter, TaskOutput
 
 log = logging.getLogger("gridrun.master")
 
@@ -79,8 +79,10 @@ class Service:
         self.stopping = asyncio.Event()  # set when the master shuts down: followers end
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
         self._watchers: dict[str, set[asyncio.Event]] = {}  # task id -> followers
-        self._gone_since: dict[str, float] = {}  # worker id -> when its stream closed
-        self._started = clock.monotonic()
+        # Leases of other masters' workers are judged only after this master has seen the store
+        # healthy for a whole liveness timeout: after its own start, or after losing the store,
+        # the masters holding those leases may not have renewed them yet.
+        self.judge_after = clock.monotonic() + config.liveness_timeout_s
 
     # ---- client use cases
 
@@ -127,21 +129,31 @@ class Service:
         """Ask a connected worker to finish its tasks, take nothing new, and exit."""
         session = self.sessions.get(worker_id)
         if session is None or session.closed:
-            known = {w.id for w in await self.store.list_workers()}
-            if worker_id not in known:
-                raise WorkerNotFound(f"no worker with id {worker_id!r}")
-            raise InvalidTransition(f"worker {worker_id} is not connected; nothing to drain")
+            return await self._drain_elsewhere(worker_id)
         if session.legacy:
             raise InvalidTransition("a legacy worker cannot be drained; stop it instead")
         session.send(DrainCmd("drain requested"))
         await self.draining(session, "drain requested")
         return session.info(WorkerState.DRAINING, last_seen=self.clock.now_ms())
 
+    async def _drain_elsewhere(self, worker_id: str) -> WorkerInfo:
+        """A worker connected to another master on this database is drained by that master."""
+        found = await self.store.worker_master(worker_id)
+        if found is None:
+            raise WorkerNotFound(f"no worker with id {worker_id!r}")
+        state, master = found
+        if state is WorkerState.OFFLINE or master in (None, self.store.origin):
+            raise InvalidTransition(f"worker {worker_id} is not connected; nothing to drain")
+        await self.store.notify(Notice(self.store.origin, "drain", worker_id))
+        worker = next(w for w in await self.store.list_workers() if w.id == worker_id)
+        return dataclasses.replace(worker, state=WorkerState.DRAINING)
+
     async def draining(self, session: WorkerSession, reason: str) -> None:
         """From now on nothing is placed on this worker; its running tasks finish."""
         session.draining = True
         log.info("worker %s is draining: %s", session.worker_id, reason)
-        await self.store.upsert_worker(session.info(WorkerState.DRAINING, self.clock.now_ms()))
+        now = self.clock.now_ms()
+        await self.store.upsert_worker(session.info(WorkerState.DRAINING, now), self._lease(now))
 
     async def cancel(self, task_id: str) -> Task:
         task = await self.store.request_cancel(task_id, self.clock.now_ms())
@@ -155,21 +167,25 @@ class Service:
 
     async def wait(self, task_id: str, timeout_s: float) -> Task:
         """Return the task once it is terminal, or as it is after `timeout_s`."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
         waiters = self._waiters.setdefault(task_id, set())
-        waiters.add(future)
         try:
-            task = await self.store.get_task(task_id)
-            if not task.terminal and timeout_s > 0:
+            while True:
+                future: asyncio.Future[None] = loop.create_future()
+                waiters.add(future)  # before reading: a change after the read wakes us
+                task = await self.store.get_task(task_id)
+                remaining = deadline - loop.time()
+                if task.terminal or remaining <= 0:
+                    return task
                 try:
-                    async with asyncio.timeout(timeout_s):
-                        await future
+                    async with asyncio.timeout(remaining):
+                        await future  # set when it ends here, or another master says it changed
                 except TimeoutError:
                     pass
-                task = await self.store.get_task(task_id)
-            return task
+                finally:
+                    waiters.discard(future)
         finally:
-            waiters.discard(future)
             if not waiters:
                 self._waiters.pop(task_id, None)
 
@@ -191,14 +207,37 @@ class Service:
         for event in self._watchers.get(task_id, ()):
             event.set()
 
+    def _wake(self, task_id: str) -> None:
+        for future in self._waiters.get(task_id, ()):
+            if not future.done():
+                future.set_result(None)
+
+    # ---- what other masters on the same database say (see gridrun.master.peers)
+
+    def changed_elsewhere(self, task_id: str) -> None:
+        """Another master changed this task: followers and waiters here read it again."""
+        self._touched(task_id)
+        self._wake(task_id)
+
+    def resync(self) -> None:
+        """Notices may have been missed (the store connection was lost): look at everything."""
+        self.dispatch_wanted.set()
+        for task_id in list(self._watchers) + list(self._waiters):
+            self.changed_elsewhere(task_id)
+
+    async def cancel_here(self, task_id: str) -> None:
+        """Cancel was requested on another master: stop the attempt if our worker runs it."""
+        task = await self.store.get_task(task_id)
+        session = self.sessions.get(task.worker_id)
+        if task.state in ACTIVE and session is not None and not session.closed:
+            session.send(CancelCmd(task.ref, "cancelled by request"))
+
     def _settled(self, tasks: Iterable[Task]) -> None:
         for task in tasks:
             self._touched(task.id)
             if task.terminal:
                 self.metrics.settled(task, self.clock.now_ms())
-                for future in self._waiters.get(task.id, ()):
-                    if not future.done():
-                        future.set_result(None)
+                self._wake(task.id)
 
     # ---- dispatch
 
@@ -253,9 +292,10 @@ class Service:
         """A worker (re)connected: register it and reconcile what it runs with what we recorded."""
         now = self.clock.now_ms()
         self.sessions.add(session)
-        self._gone_since.pop(session.worker_id, None)
         session.connected_at = now
-        await self.store.upsert_worker(session.info(WorkerState.ONLINE, last_seen=now))
+        await self.store.upsert_worker(
+            session.info(WorkerState.ONLINE, last_seen=now), self._lease(now)
+        )
         session.send(
             WelcomeCmd(session.worker_id, self.config.heartbeat_interval_s, self.config.output_cap)
         )
@@ -321,13 +361,22 @@ class Service:
         if not self.sessions.remove(session):
             return  # replaced by a newer connection of the same worker
         now = self.clock.now_ms()
-        self._gone_since[session.worker_id] = session.last_seen  # liveness runs from last word
         if session.legacy:
             # never handed over: put back in the queue (a legacy worker holds nothing in flight)
             for ref in list(session.inflight):
                 await self.store.record_finish(ref, session.worker_id, Report(Outcome.NO_SLOT), now)
-        await self.store.upsert_worker(session.info(WorkerState.OFFLINE, last_seen=now))
+        # its lease runs on from its last word, so its attempts are judged a timeout after it
+        last_word = self._epoch_ms(session.last_seen)
+        await self.store.upsert_worker(
+            session.info(WorkerState.OFFLINE, last_seen=now), self._lease(last_word)
+        )
         self.dispatch_wanted.set()
+
+    def _lease(self, from_ms: int) -> int:
+        return from_ms + round(self.config.liveness_timeout_s * 1000)
+
+    def _epoch_ms(self, monotonic: float) -> int:
+        return self.clock.now_ms() - round((self.clock.monotonic() - monotonic) * 1000)
 
     def _stale(self, session: WorkerSession, ref: AttemptRef, what: str) -> None:
         self.metrics.stale_reports.inc()
@@ -350,19 +399,24 @@ class Service:
             if not session.closed and not session.legacy and now - session.last_seen > timeout:
                 # its stream handler ends and calls `disconnected`; attempts are judged below
                 session.close(f"silent for more than {timeout:g}s")
+        live = [s for s in self.sessions if not s.closed]
+        now_ms = self.clock.now_ms()
+        await self.store.renew_leases(
+            [(s.worker_id, self._epoch_ms(s.last_seen)) for s in live], self._lease(now_ms)
+        )
         lost: list[Task] = []
-        for worker_id in await self.store.workers_with_active_tasks():
+        if now < self.judge_after:
+            return lost
+        for worker_id in await self.store.lapsed(now_ms):
             current = self.sessions.get(worker_id)
             if current is not None and not current.closed:
                 continue
-            gone = current.last_seen if current else self._gone_since.get(worker_id, self._started)
-            if now - gone > timeout:
-                lost += await self.store.mark_lost(
-                    worker_id,
-                    [],
-                    self.clock.now_ms(),
-                    f"worker {worker_id} was unreachable for more than {timeout:g}s",
-                )
+            lost += await self.store.mark_lost(
+                worker_id,
+                [],
+                now_ms,
+                f"worker {worker_id} was unreachable for more than {timeout:g}s",
+            )
         for task in lost:
             log.warning(
                 "task %s attempt %d lost: %s", task.id, task.attempt, task.error,

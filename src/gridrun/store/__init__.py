@@ -1,13 +1,17 @@
 """The durable record of tasks and workers: a small `Store` protocol speaking domain verbs.
 
 Every method is one transaction: when it returns, what it changed is committed. Backends:
-`gridrun.store.sqlite` (the default, one file). Backends decide state changes only through
-`gridrun.model` (transition table, fencing, report -> state).
+`gridrun.store.sqlite` (the default, one file, one master) and `gridrun.store.postgres` (several
+masters on one database). Both share their verbs (`gridrun.store.relational`) and decide state
+changes only through `gridrun.model` (transition table, fencing, report -> state).
+
+Several masters on one database learn of each other's changes by `Notice`s (PostgreSQL
+LISTEN/NOTIFY), and judge each other's workers by leases kept in the workers table.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -20,6 +24,7 @@ from gridrun.model import (
     TaskSpec,
     TaskState,
     WorkerInfo,
+    WorkerState,
 )
 
 
@@ -68,7 +73,35 @@ class TaskOutput:
     stderr: StreamOutput = field(default_factory=StreamOutput)
 
 
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """What one master tells the others: `queued` (there is work to claim), `task ID` (it
+    changed: wake its waiters and followers), `cancel ID` (stop it, if your worker runs it),
+    `drain WORKER` (drain it, if it is connected to you)."""
+
+    origin: str  # the master that sent it
+    kind: str
+    subject: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.origin} {self.kind} {self.subject}"
+
+    @classmethod
+    def parse(cls, text: str) -> Notice | None:
+        parts = text.split(" ", 2)
+        if len(parts) != 3:
+            return None
+        return cls(*parts)
+
+
 class Store(Protocol):
+    origin: str  # the master using this store (names it in notices and worker leases)
+
+    @property
+    def shared(self) -> bool:
+        """True if other masters may be using the same database at once."""
+        ...
+
     async def open(self) -> None: ...
 
     async def close(self) -> None: ...
@@ -76,6 +109,12 @@ class Store(Protocol):
     async def ping(self) -> None:
         """Raise if the store cannot serve queries right now."""
         ...
+
+    async def listen(self, handler: Callable[[Notice], None]) -> None:
+        """Call `handler` with every notice other masters send, until `close`."""
+        ...
+
+    async def notify(self, notice: Notice) -> None: ...
 
     # -- tasks, client side
     async def add_tasks(self, tasks: Sequence[NewTask], now: int) -> list[Task]: ...
@@ -109,7 +148,8 @@ class Store(Protocol):
         ...
 
     async def claim(self, assignments: Sequence[tuple[str, str]], now: int) -> list[Task]:
-        """Assign (task_id, worker_id) pairs still queued; return those claimed, attempt bumped."""
+        """Assign (task_id, worker_id) pairs whose task is still queued and whose worker is
+        leased to this master; return those claimed, attempt bumped."""
         ...
 
     # -- worker reports (fenced by attempt and worker)
@@ -139,9 +179,18 @@ class Store(Protocol):
 
     async def active_attempts(self, worker_id: str) -> list[Task]: ...
 
-    async def workers_with_active_tasks(self) -> set[str]: ...
+    # -- workers and their leases
+    async def upsert_worker(self, worker: WorkerInfo, lease_until: int | None) -> None:
+        """Record a worker as this master sees it. `online` takes the worker's lease for this
+        master; other states are recorded only by the master holding the lease."""
+        ...
 
-    # -- workers
-    async def upsert_worker(self, worker: WorkerInfo) -> None: ...
+    async def renew_leases(self, seen: Sequence[tuple[str, int]], until: int) -> None: ...
+
+    async def lapsed(self, now: int) -> set[str]:
+        """Workers with active attempts whose lease has run out."""
+        ...
+
+    async def worker_master(self, worker_id: str) -> tuple[WorkerState, str | None] | None: ...
 
     async def list_workers(self) -> list[WorkerInfo]: ...

@@ -1,9 +1,9 @@
-"""Rows of the SQLite store <-> domain objects (tasks, specs, attempts)."""
+"""Rows of the SQL stores <-> domain objects (tasks, specs, attempts)."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
+from collections.abc import Sequence
 from typing import Any
 
 from gridrun.model import Attempt, AttemptRef, Report, RetryPolicy, Task, TaskSpec, TaskState
@@ -80,7 +80,7 @@ def describe(ended: TaskState, report: Report) -> str:
     return str(ended).replace("_", " ")
 
 
-def attempt_from_row(row: tuple[Any, ...]) -> Attempt:
+def attempt_from_row(row: Sequence[Any]) -> Attempt:
     return Attempt(
         task_id=row[0],
         attempt=row[1],
@@ -95,7 +95,7 @@ def attempt_from_row(row: tuple[Any, ...]) -> Attempt:
     )
 
 
-def task_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Task:
+def task_from_row(row: Sequence[Any]) -> Task:
     return Task(
         seq=row[0],
         id=row[1],

@@ -1,0 +1,66 @@
+"""Other masters on the same database: their notices, acted on by this one.
+
+A task submitted to master A must start on a worker connected to master B, a cancel sent to A
+must stop the process on B's worker, and a client waiting on A must learn that B's worker
+finished. The store carries `Notice`s between masters (PostgreSQL LISTEN/NOTIFY); this module
+turns them into the service's local wake-ups. Notices only wake: the database stays the truth,
+so a lost notice delays, never corrupts (and a periodic dispatch pass covers it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+from gridrun.master.service import Service
+from gridrun.store import Notice
+
+log = logging.getLogger("gridrun.master")
+
+RESYNC = "resync"  # a notice the store makes itself after its listening connection came back
+
+
+class Peers:
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        await self.service.store.listen(self.heard)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def heard(self, notice: Notice) -> None:
+        service = self.service
+        if notice.origin == service.store.origin:
+            return  # our own, already acted on
+        if notice.kind == "queued":
+            service.dispatch_wanted.set()
+        elif notice.kind == "task":
+            service.changed_elsewhere(notice.subject)
+        elif notice.kind == "cancel":
+            self._spawn(service.cancel_here(notice.subject), f"cancel {notice.subject}")
+        elif notice.kind == "drain":
+            session = service.sessions.get(notice.subject)
+            if session is not None and not session.closed:
+                self._spawn(service.drain(notice.subject), f"drain {notice.subject}")
+        elif notice.kind == RESYNC:
+            service.resync()
+        else:
+            log.warning("ignoring an unknown notice from master %s: %s", notice.origin, notice)
+
+    def _spawn(self, work: Coroutine[Any, Any, Any], what: str) -> None:
+        async def run() -> None:
+            try:
+                await work
+            except Exception:
+                log.exception("could not %s as another master asked", what)
+
+        task = asyncio.create_task(run(), name=f"peer {what}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

@@ -1,0 +1,97 @@
+"""The PostgreSQL schema, its migrations, and the few statements only PostgreSQL has.
+
+The queries both stores run are in `queries`. Times are epoch milliseconds (BIGINT); flags stay
+INTEGER 0/1 so that rows read the same from either backend.
+"""
+
+SCHEMA_V1 = """
+CREATE TABLE tasks (
+    seq              BIGSERIAL PRIMARY KEY,
+    id               TEXT NOT NULL UNIQUE,
+    name             TEXT,
+    spec             TEXT NOT NULL,
+    priority         INTEGER NOT NULL,
+    selector         TEXT NOT NULL,
+    legacy_ok        INTEGER NOT NULL,
+    state            TEXT NOT NULL,
+    attempt          INTEGER NOT NULL DEFAULT 0,
+    worker_id        TEXT,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    created_at       BIGINT NOT NULL,
+    assigned_at      BIGINT,
+    started_at       BIGINT,
+    finished_at      BIGINT,
+    exit_code        INTEGER,
+    signal           INTEGER,
+    error            TEXT,
+    not_before       BIGINT NOT NULL DEFAULT 0,
+    expires_at       BIGINT,
+    idempotency_key  TEXT
+);
+CREATE INDEX tasks_queue ON tasks (priority DESC, seq) WHERE state = 'queued';
+CREATE INDEX tasks_active ON tasks (worker_id) WHERE state IN ('assigned', 'running');
+CREATE INDEX tasks_by_state ON tasks (state, seq);
+CREATE INDEX tasks_by_worker ON tasks (worker_id, seq);
+CREATE INDEX tasks_by_name ON tasks (name, seq);
+CREATE UNIQUE INDEX tasks_by_key ON tasks (idempotency_key) WHERE idempotency_key IS NOT NULL;
+CREATE INDEX tasks_expiry ON tasks (expires_at) WHERE state = 'queued' AND expires_at IS NOT NULL;
+
+CREATE TABLE output (
+    task_id TEXT NOT NULL,
+    stream  INTEGER NOT NULL,
+    data    BYTEA NOT NULL,
+    total   BIGINT NOT NULL,
+    PRIMARY KEY (task_id, stream)
+);
+
+CREATE TABLE attempts (
+    task_id     TEXT NOT NULL,
+    attempt     INTEGER NOT NULL,
+    worker_id   TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    assigned_at BIGINT NOT NULL,
+    started_at  BIGINT,
+    finished_at BIGINT,
+    exit_code   INTEGER,
+    signal      INTEGER,
+    error       TEXT,
+    PRIMARY KEY (task_id, attempt)
+);
+
+CREATE TABLE workers (
+    id           TEXT PRIMARY KEY,
+    hostname     TEXT NOT NULL,
+    labels       TEXT NOT NULL,
+    slots        INTEGER NOT NULL,
+    state        TEXT NOT NULL,
+    version      TEXT NOT NULL,
+    legacy       INTEGER NOT NULL,
+    connected_at BIGINT,
+    last_seen    BIGINT,
+    resources    TEXT NOT NULL DEFAULT '{}',
+    master       TEXT,
+    lease_until  BIGINT
+);
+"""
+
+MIGRATIONS = [SCHEMA_V1]  # MIGRATIONS[n] brings a database from version n to n+1
+SCHEMA_VERSION = len(MIGRATIONS)
+
+# every master migrates on start; the first takes this lock and the others wait, then find
+# the schema current
+MIGRATION_LOCK = 0x67726964  # "grid"
+TAKE_MIGRATION_LOCK = "SELECT pg_advisory_xact_lock($1)"
+CREATE_VERSION_TABLE = "CREATE TABLE IF NOT EXISTS gridrun_schema (version INTEGER NOT NULL)"
+SELECT_VERSION = "SELECT coalesce(max(version), 0) FROM gridrun_schema"
+SET_VERSION = "DELETE FROM gridrun_schema; INSERT INTO gridrun_schema (version) VALUES ({version})"
+
+INSERT_TASKS = (
+    "INSERT INTO tasks (id, name, spec, priority, selector, legacy_ok, state, created_at,"
+    " expires_at, idempotency_key) SELECT id, name, spec, priority, selector, legacy_ok, 'queued',"
+    " created_at, expires_at, idempotency_key FROM unnest($1::text[], $2::text[], $3::text[],"
+    " $4::int[], $5::text[], $6::int[], $7::bigint[], $8::bigint[], $9::text[])"
+    " AS t (id, name, spec, priority, selector, legacy_ok, created_at, expires_at,"
+    " idempotency_key) RETURNING id, seq"
+)
+CHANNEL = "gridrun"
+NOTIFY = "SELECT pg_notify('gridrun', payload) FROM unnest($1::text[]) AS payload"

@@ -1,0 +1,96 @@
+"""All queries of the SQL stores, by name, written once for SQLite and PostgreSQL alike.
+
+Placeholders are `?` (the PostgreSQL connector numbers them); row locks are appended by each
+backend's `Dialect`, since SQLite serializes its writers and has no `FOR UPDATE`.
+"""
+
+TASK_COLUMNS = (
+    "seq, id, spec, state, attempt, worker_id, cancel_requested, created_at, assigned_at,"
+    " started_at, finished_at, exit_code, signal, error, not_before"
+)
+SELECT_TASK = f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?"
+INSERT_TASK = (
+    "INSERT INTO tasks (id, name, spec, priority, selector, legacy_ok, state, created_at,"
+    " expires_at, idempotency_key) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)"
+)
+SELECT_TASK_BY_KEY = f"SELECT {TASK_COLUMNS} FROM tasks WHERE idempotency_key = ?"
+SELECT_QUEUED = (
+    "SELECT id, priority, seq, selector, legacy_ok FROM tasks WHERE state = 'queued'"
+    " AND not_before <= ? {after} ORDER BY priority DESC, seq LIMIT ?"
+)
+QUEUED_AFTER = "AND (priority < ? OR (priority = ? AND seq > ?))"
+CLAIM = (
+    "UPDATE tasks SET state = ?, attempt = attempt + 1, worker_id = ?, assigned_at = ?,"
+    " started_at = NULL, finished_at = NULL, exit_code = NULL, signal = NULL, error = NULL"
+    " WHERE id = ?"
+)
+START = "UPDATE tasks SET state = ?, started_at = ? WHERE id = ?"
+FINISH = (
+    "UPDATE tasks SET state = ?, started_at = coalesce(?, started_at), finished_at = ?,"
+    " exit_code = ?, signal = ?, error = ? WHERE id = ?"
+)
+REQUEUE = (
+    "UPDATE tasks SET state = ?, worker_id = NULL, assigned_at = NULL, started_at = NULL,"
+    " not_before = ?, error = ? WHERE id = ?"
+)
+SELECT_EXPIRED = (
+    f"SELECT {TASK_COLUMNS} FROM tasks WHERE state = 'queued' AND expires_at IS NOT NULL"
+    " AND expires_at <= ? ORDER BY expires_at LIMIT ?"
+)
+INSERT_ATTEMPT = (
+    "INSERT INTO attempts (task_id, attempt, worker_id, state, assigned_at) VALUES (?, ?, ?, ?, ?)"
+)
+START_ATTEMPT = "UPDATE attempts SET state = ?, started_at = ? WHERE task_id = ? AND attempt = ?"
+END_ATTEMPT = (
+    "UPDATE attempts SET state = ?, started_at = coalesce(?, started_at), finished_at = ?,"
+    " exit_code = ?, signal = ?, error = ? WHERE task_id = ? AND attempt = ?"
+)
+COUNT_TRIES = (
+    "SELECT count(*) FROM attempts WHERE task_id = ? AND state != 'queued' AND attempt < ?"
+)
+SELECT_ATTEMPTS = (
+    "SELECT task_id, attempt, worker_id, state, assigned_at, started_at, finished_at, exit_code,"
+    " signal, error FROM attempts WHERE task_id = ? ORDER BY attempt"
+)
+SELECT_DUE = (
+    "SELECT 1 FROM tasks WHERE state = 'queued' AND not_before > 0 AND not_before <= ? LIMIT 1"
+)
+END = "UPDATE tasks SET state = ?, finished_at = ?, error = ? WHERE id = ?"
+FLAG_CANCEL = "UPDATE tasks SET cancel_requested = 1 WHERE id = ?"
+SELECT_ACTIVE = (
+    f"SELECT {TASK_COLUMNS} FROM tasks"
+    " WHERE worker_id = ? AND state IN ('assigned', 'running') ORDER BY seq"
+)
+SELECT_OUTPUT = "SELECT stream, data, total FROM output WHERE task_id = ?"
+UPSERT_OUTPUT = (
+    "INSERT INTO output (task_id, stream, data, total) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (task_id, stream) DO UPDATE SET data = excluded.data, total = excluded.total"
+)
+DELETE_OUTPUT = "DELETE FROM output WHERE task_id = ?"
+UPSERT_WORKER = (
+    "INSERT INTO workers (id, hostname, labels, slots, state, version, legacy, connected_at,"
+    " last_seen, resources, master, lease_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (id) DO UPDATE SET hostname = excluded.hostname, labels = excluded.labels,"
+    " slots = excluded.slots, state = excluded.state, version = excluded.version,"
+    " legacy = excluded.legacy, connected_at = excluded.connected_at,"
+    " last_seen = excluded.last_seen, resources = excluded.resources,"
+    " master = excluded.master, lease_until = excluded.lease_until"
+    # a master that lost the worker to another may not mark it offline or draining
+    " WHERE excluded.state = 'online' OR workers.master IS NULL"
+    " OR workers.master = excluded.master"
+)
+RENEW_LEASE = "UPDATE workers SET last_seen = ?, lease_until = ? WHERE id = ? AND master = ?"
+SELECT_LAPSED = (
+    "SELECT DISTINCT t.worker_id FROM tasks t LEFT JOIN workers w ON w.id = t.worker_id"
+    " WHERE t.state IN ('assigned', 'running') AND (w.lease_until IS NULL OR w.lease_until < ?)"
+)
+SELECT_WORKER_MASTERS = "SELECT id, master FROM workers WHERE id IN ({marks})"
+SELECT_WORKER_MASTER = "SELECT state, master FROM workers WHERE id = ?"
+SELECT_TASKS = f"SELECT {TASK_COLUMNS} FROM tasks WHERE id IN ({{marks}})"
+SELECT_CLAIMABLE = f"SELECT {TASK_COLUMNS} FROM tasks WHERE id IN ({{marks}}) AND state = 'queued'"
+SELECT_WORKERS = (
+    "SELECT w.id, w.hostname, w.labels, w.slots, w.state, w.version, w.legacy, w.connected_at,"
+    " w.last_seen, (SELECT count(*) FROM tasks t WHERE t.worker_id = w.id"
+    " AND t.state IN ('assigned', 'running')), w.resources FROM workers w ORDER BY w.id"
+)
+COUNT_BY_STATE = "SELECT state, count(*) FROM tasks GROUP BY state"

@@ -1,0 +1,521 @@
+"""The domain verbs of the SQL stores, written once over a small transaction interface (`Tx`).
+
+`SqliteStore` and `PostgresStore` differ only in how a step reaches its database (a thread and
+group commit, or a connection pool), in their DDL, and in a `Dialect`: the row locks PostgreSQL
+needs because several masters write at once (`FOR UPDATE`, `SKIP LOCKED` for claims). Each verb
+runs as one transaction given by the backend; its notices (`Tx.notify`) reach other masters
+only if it commits.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from gridrun.errors import TaskNotFound
+from gridrun.model import (
+    ACTIVE,
+    Attempt,
+    AttemptRef,
+    Outcome,
+    Report,
+    StreamOutput,
+    Task,
+    TaskState,
+    WorkerInfo,
+    WorkerState,
+    settle,
+    state_after,
+    transition,
+)
+from gridrun.store import Candidate, Finish, NewTask, Notice, Page, TaskFilter, TaskOutput
+from gridrun.store import queries as sql
+from gridrun.store.rows import (
+    attempt_from_row,
+    attempt_key,
+    describe,
+    spec_to_json,
+    task_from_row,
+)
+
+T = TypeVar("T")
+Row = Sequence[Any]
+EXPIRE_BATCH = 1000
+
+
+class Tx(Protocol):
+    """One transaction (or, for reads, one connection) of a backend."""
+
+    async def one(self, query: str, *args: Any) -> Row | None: ...
+
+    async def all(self, query: str, *args: Any) -> list[Row]: ...
+
+    async def run(self, query: str, *args: Any) -> None: ...
+
+    async def many(self, query: str, rows: Sequence[Sequence[Any]]) -> None: ...
+
+    async def insert_tasks(self, rows: Sequence[Sequence[Any]]) -> list[int]:
+        """Insert task rows (`queries.INSERT_TASK`); return their seqs in order."""
+        ...
+
+    async def notify(self, payload: str) -> None:
+        """Tell the other masters on this database, when (and only if) the step commits."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    lock: str = ""  # appended to a read whose row the step then changes
+    skip_locked: str = ""  # ... where another master's step may hold it: skip, do not wait
+    share_lock: str = ""  # ... where the row must not change until the step commits
+    label_clause: str = ""  # one `key = value` label filter on a task's selector
+
+
+def marks(n: int) -> str:
+    return ", ".join("?" * n)
+
+
+class RelationalStore:
+    """`Store` over any backend providing `_read` and `_write` of one step."""
+
+    dialect = Dialect()
+    shared = False  # True where several masters may use one database at once
+
+    def __init__(self, origin: str) -> None:
+        self.origin = origin  # this master, in notices and worker leases
+
+    async def _read(self, step: Callable[[Tx], Awaitable[T]]) -> T:
+        raise NotImplementedError
+
+    async def _write(self, step: Callable[[Tx], Awaitable[T]]) -> T:
+        """Run `step` as one transaction; return once it is committed."""
+        raise NotImplementedError
+
+    async def _notice(self, tx: Tx, kind: str, subject: str = "") -> None:
+        await tx.notify(str(Notice(self.origin, kind, subject)))
+
+    async def _load(self, tx: Tx, task_id: str, lock: str = "") -> Task:
+        row = await tx.one(sql.SELECT_TASK + lock, task_id)
+        if row is None:
+            raise TaskNotFound(f"no task with id {task_id!r}")
+        return task_from_row(row)
+
+    async def _held(self, tx: Tx, ref: AttemptRef, worker_id: str) -> Task | None:
+        """The task, if this worker holds the current attempt named; a report naming any
+        other attempt, or a task that does not exist, is stale."""
+        row = await tx.one(sql.SELECT_TASK + self.dialect.lock, ref.task_id)
+        if row is None:
+            return None
+        task = task_from_row(row)
+        return task if task.held_by(ref, worker_id) else None
+
+    async def _changed(self, tx: Tx, task: Task) -> Task:
+        await self._notice(tx, "task", task.id)
+        return task
+
+    # ---- tasks, client side
+
+    async def add_tasks(self, tasks: Sequence[NewTask], now: int) -> list[Task]:
+        """Insert the tasks in one transaction. A task whose idempotency key is already taken
+        (earlier, or by another task of this batch) is not inserted: the existing task stands in
+        its place in the answer, so callers see a different id than they proposed."""
+        rows = [
+            (
+                t.id,
+                t.spec.name,
+                spec_to_json(t.spec),
+                t.spec.priority,
+                json.dumps(dict(sorted(t.spec.labels.items()))),
+                int(t.spec.legacy_ok),
+                now,
+                now + round(t.spec.queue_timeout_s * 1000) if t.spec.queue_timeout_s else None,
+                t.spec.idempotency_key,
+            )
+            for t in tasks
+        ]
+        keyed = any(t.spec.idempotency_key is not None for t in tasks)
+
+        def fresh(t: NewTask, seq: int) -> Task:
+            return Task(id=t.id, seq=seq, spec=t.spec, state=TaskState.QUEUED, created_at=now)
+
+        async def add(tx: Tx) -> list[Task]:
+            await self._notice(tx, "queued")
+            if not keyed:
+                seqs = await tx.insert_tasks(rows)
+                return [fresh(t, seq) for t, seq in zip(tasks, seqs, strict=True)]
+            added: list[Task] = []
+            for t, row in zip(tasks, rows, strict=True):
+                key = t.spec.idempotency_key
+                existing = key and await tx.one(sql.SELECT_TASK_BY_KEY, key)
+                if existing:
+                    added.append(task_from_row(existing))
+                    continue
+                (seq,) = await tx.insert_tasks([row])
+                added.append(fresh(t, seq))
+            return added
+
+        return await self._write(add)
+
+    async def get_task(self, task_id: str) -> Task:
+        return await self._read(lambda tx: self._load(tx, task_id))
+
+    async def get_attempts(self, task_id: str) -> list[Attempt]:
+        async def read(tx: Tx) -> list[Attempt]:
+            await self._load(tx, task_id)
+            return [attempt_from_row(r) for r in await tx.all(sql.SELECT_ATTEMPTS, task_id)]
+
+        return await self._read(read)
+
+    async def list_tasks(self, flt: TaskFilter, limit: int, before: int | None) -> Page:
+        where: list[str] = []
+        args: list[Any] = []
+        if flt.states:
+            where.append(f"state IN ({marks(len(flt.states))})")
+            args.extend(str(s) for s in flt.states)
+        if flt.worker_id is not None:
+            where.append("worker_id = ?")
+            args.append(flt.worker_id)
+        if flt.name is not None:
+            where.append("name = ?")
+            args.append(flt.name)
+        for key, value in flt.labels.items():
+            where.append(self.dialect.label_clause)
+            args.extend((key, value))
+        if before is not None:
+            where.append("seq < ?")
+            args.append(before)
+        query = f"SELECT {sql.TASK_COLUMNS} FROM tasks"
+        if where:
+            query += " WHERE " + " AND ".join(where)
+        query += " ORDER BY seq DESC LIMIT ?"
+        args.append(limit + 1)
+
+        async def page(tx: Tx) -> Page:
+            tasks = [task_from_row(r) for r in await tx.all(query, *args)]
+            more = len(tasks) > limit
+            tasks = tasks[:limit]
+            return Page(tasks=tasks, next_cursor=tasks[-1].seq if more else None)
+
+        return await self._read(page)
+
+    async def get_output(self, task_id: str) -> TaskOutput:
+        async def read(tx: Tx) -> TaskOutput:
+            await self._load(tx, task_id)
+            streams = {
+                stream: StreamOutput(bytes(data), total)
+                for stream, data, total in await tx.all(sql.SELECT_OUTPUT, task_id)
+            }
+            return TaskOutput(
+                stdout=streams.get(1, StreamOutput()), stderr=streams.get(2, StreamOutput())
+            )
+
+        return await self._read(read)
+
+    async def request_cancel(self, task_id: str, now: int) -> Task:
+        async def cancel(tx: Tx) -> Task:
+            task = await self._load(tx, task_id, self.dialect.lock)
+            if task.state in ACTIVE:
+                await tx.run(sql.FLAG_CANCEL, task_id)
+                await self._notice(tx, "cancel", task_id)  # whichever master holds the worker
+            else:
+                state = transition(task.state, TaskState.CANCELLED)
+                await tx.run(sql.END, str(state), now, "cancelled before it started", task_id)
+            return await self._changed(tx, await self._load(tx, task_id))
+
+        return await self._write(cancel)
+
+    async def count_by_state(self) -> dict[TaskState, int]:
+        async def count(tx: Tx) -> dict[TaskState, int]:
+            return {TaskState(s): n for s, n in await tx.all(sql.COUNT_BY_STATE)}
+
+        return await self._read(count)
+
+    async def expire(self, now: int) -> list[Task]:
+        async def expire(tx: Tx) -> list[Task]:
+            expired: list[Task] = []
+            query = sql.SELECT_EXPIRED + self.dialect.skip_locked
+            for row in await tx.all(query, now, EXPIRE_BATCH):
+                task = task_from_row(row)
+                state = transition(task.state, TaskState.EXPIRED)
+                limit = task.spec.queue_timeout_s or 0
+                reason = f"not started within its queue timeout of {limit:g}s"
+                await tx.run(sql.END, str(state), now, reason, task.id)
+                expired.append(await self._changed(tx, await self._load(tx, task.id)))
+            return expired
+
+        return await self._write(expire)
+
+    # ---- scheduling
+
+    async def queued(self, limit: int, after: tuple[int, int] | None, now: int) -> list[Candidate]:
+        if after is None:
+            query, args = sql.SELECT_QUEUED.format(after=""), (now, limit)
+        else:
+            priority, seq = after
+            query = sql.SELECT_QUEUED.format(after=sql.QUEUED_AFTER)
+            args = (now, priority, priority, seq, limit)  # type: ignore[assignment]
+
+        async def read(tx: Tx) -> list[Candidate]:
+            return [
+                Candidate(
+                    task_id=r[0],
+                    priority=r[1],
+                    seq=r[2],
+                    selector=json.loads(r[3]),
+                    legacy_ok=bool(r[4]),
+                )
+                for r in await tx.all(query, *args)
+            ]
+
+        return await self._read(read)
+
+    async def retry_due(self, now: int) -> bool:
+        """True if a task waiting out a retry backoff may be claimed now."""
+        return await self._read(lambda tx: _exists(tx, sql.SELECT_DUE, now))
+
+    async def claim(self, assignments: Sequence[tuple[str, str]], now: int) -> list[Task]:
+        """Claim those of the (task_id, worker_id) pairs whose task is still queued and whose
+        worker is still leased to this master. Tasks another master is claiming right now are
+        skipped, not waited for."""
+        if not assignments:
+            return []
+        worker_ids = sorted({w for _, w in assignments})
+        task_ids = [t for t, _ in assignments]
+
+        async def claim(tx: Tx) -> list[Task]:
+            query = sql.SELECT_WORKER_MASTERS.format(marks=marks(len(worker_ids)))
+            owned = {
+                w
+                for w, master in await tx.all(query + self.dialect.share_lock, *worker_ids)
+                if master == self.origin
+            }
+            query = sql.SELECT_CLAIMABLE.format(marks=marks(len(task_ids)))
+            rows = await tx.all(query + self.dialect.skip_locked, *task_ids)
+            queued = {t.id: t for t in map(task_from_row, rows)}
+            claims = [
+                (queued[task_id], worker_id)
+                for task_id, worker_id in assignments
+                if task_id in queued and worker_id in owned
+            ]
+            state = str(transition(TaskState.QUEUED, TaskState.ASSIGNED))
+            await tx.many(sql.CLAIM, [(state, w, now, t.id) for t, w in claims])
+            await tx.many(sql.DELETE_OUTPUT, [(t.id,) for t, _ in claims])
+            await tx.many(
+                sql.INSERT_ATTEMPT, [(t.id, t.attempt + 1, w, state, now) for t, w in claims]
+            )
+            if not claims:
+                return []
+            query = sql.SELECT_TASKS.format(marks=marks(len(claims)))
+            claimed = {
+                t.id: t for t in map(task_from_row, await tx.all(query, *(t.id for t, _ in claims)))
+            }
+            for task_id in claimed:
+                await self._notice(tx, "task", task_id)
+            return [claimed[t.id] for t, _ in claims]
+
+        return await self._write(claim)
+
+    # ---- worker reports
+
+    async def record_start(self, ref: AttemptRef, worker_id: str, started_at: int) -> bool:
+        async def start(tx: Tx) -> bool:
+            task = await self._held(tx, ref, worker_id)
+            if task is None:
+                return False
+            if task.state is TaskState.ASSIGNED:
+                state = transition(task.state, TaskState.RUNNING)
+                await tx.run(sql.START, str(state), started_at, ref.task_id)
+                await tx.run(sql.START_ATTEMPT, str(state), started_at, *attempt_key(ref))
+                await self._notice(tx, "task", ref.task_id)
+            return True
+
+        return await self._write(start)
+
+    async def append_output(
+        self,
+        ref: AttemptRef,
+        worker_id: str,
+        chunks: Sequence[tuple[int, int, bytes]],
+        cap: int,
+    ) -> bool:
+        async def append(tx: Tx) -> bool:
+            if await self._held(tx, ref, worker_id) is None:
+                return False
+            streams = {
+                s: StreamOutput(bytes(d), t)
+                for s, d, t in await tx.all(sql.SELECT_OUTPUT, ref.task_id)
+            }
+            for stream, offset, data in chunks:
+                streams[stream] = streams.get(stream, StreamOutput()).append(offset, data, cap)
+            await tx.many(
+                sql.UPSERT_OUTPUT,
+                [(ref.task_id, s, out.data, out.total) for s, out in streams.items()],
+            )
+            await self._notice(tx, "task", ref.task_id)
+            return True
+
+        return await self._write(append)
+
+    async def _end_attempt(
+        self, tx: Tx, task: Task, ended: TaskState, report: Report, now: int
+    ) -> None:
+        """Record how the current attempt ended; move the task on (maybe back to the queue)."""
+        ref = task.ref
+        finished_at = report.finished_at or now
+        error = report.error or None
+        await tx.run(
+            sql.END_ATTEMPT, str(ended), report.started_at, finished_at, report.exit_code,
+            report.signal, error, *attempt_key(ref),
+        )  # fmt: skip
+        await self._notice(tx, "task", task.id)
+        if ended is TaskState.QUEUED:  # nothing ran (no free slot): back in line, not a try
+            await tx.run(sql.REQUEUE, str(transition(task.state, ended)), 0, error, task.id)
+            await self._notice(tx, "queued")
+            return
+        row = await tx.one(sql.COUNT_TRIES, task.id, task.attempt)
+        assert row is not None
+        state, delay = settle(task, ended, report.exit_code, row[0] + 1)
+        if state is TaskState.QUEUED:
+            assert delay is not None
+            why = describe(ended, report)
+            note = f"attempt {task.attempt} {why}; retrying in {delay:g}s"
+            await tx.run(sql.REQUEUE, str(state), now + round(delay * 1000), note, task.id)
+        else:
+            await tx.run(
+                sql.FINISH, str(state), report.started_at, finished_at, report.exit_code,
+                report.signal, error, task.id,
+            )  # fmt: skip
+
+    async def record_finish(
+        self, ref: AttemptRef, worker_id: str, report: Report, now: int
+    ) -> Finish:
+        async def finish(tx: Tx) -> Finish:
+            task = await self._held(tx, ref, worker_id)
+            if task is None:
+                return Finish(task=None, applied=False)
+            ended = state_after(report)
+            if ended is TaskState.QUEUED and task.cancel_requested:
+                ended = TaskState.CANCELLED
+            await self._end_attempt(tx, task, ended, report, now)
+            return Finish(task=await self._load(tx, ref.task_id), applied=True)
+
+        return await self._write(finish)
+
+    async def mark_delivered(self, ref: AttemptRef, worker_id: str, now: int) -> bool:
+        async def deliver(tx: Tx) -> bool:
+            task = await self._held(tx, ref, worker_id)
+            if task is None:
+                return False
+            state = transition(task.state, TaskState.DELIVERED)
+            reason = "sent to a legacy worker, which reports no result"
+            await tx.run(sql.END, str(state), now, reason, ref.task_id)
+            await tx.run(
+                sql.END_ATTEMPT, str(state), None, now, None, None, reason, *attempt_key(ref)
+            )
+            await self._notice(tx, "task", ref.task_id)
+            return True
+
+        return await self._write(deliver)
+
+    async def mark_lost(
+        self, worker_id: str, keep: Sequence[AttemptRef], now: int, reason: str
+    ) -> list[Task]:
+        kept = set(keep)
+
+        async def lose(tx: Tx) -> list[Task]:
+            lost: list[Task] = []
+            for row in await tx.all(sql.SELECT_ACTIVE + self.dialect.lock, worker_id):
+                task = task_from_row(row)
+                if task.ref in kept:
+                    continue
+                # an attempt that never started and was asked to stop is simply cancelled
+                never_started = task.state is TaskState.ASSIGNED and task.cancel_requested
+                ended = TaskState.CANCELLED if never_started else TaskState.LOST
+                await self._end_attempt(tx, task, ended, Report(Outcome.EXITED, error=reason), now)
+                lost.append(await self._load(tx, task.id))
+            return lost
+
+        return await self._write(lose)
+
+    async def active_attempts(self, worker_id: str) -> list[Task]:
+        async def read(tx: Tx) -> list[Task]:
+            return [task_from_row(r) for r in await tx.all(sql.SELECT_ACTIVE, worker_id)]
+
+        return await self._read(read)
+
+    # ---- workers and their leases
+
+    async def upsert_worker(self, worker: WorkerInfo, lease_until: int | None) -> None:
+        row = (
+            worker.id,
+            worker.hostname,
+            json.dumps(dict(worker.labels)),
+            worker.slots,
+            str(worker.state),
+            worker.version,
+            int(worker.legacy),
+            worker.connected_at,
+            worker.last_seen,
+            json.dumps(dict(worker.resources)),
+            self.origin,
+            lease_until,
+        )
+
+        async def upsert(tx: Tx) -> None:
+            await tx.run(sql.UPSERT_WORKER, *row)
+
+        await self._write(upsert)
+
+    async def renew_leases(self, seen: Sequence[tuple[str, int]], until: int) -> None:
+        """Extend the leases of workers connected to this master: (worker id, last seen)."""
+        if not seen:
+            return
+
+        async def renew(tx: Tx) -> None:
+            await tx.many(sql.RENEW_LEASE, [(last, until, w, self.origin) for w, last in seen])
+
+        await self._write(renew)
+
+    async def lapsed(self, now: int) -> set[str]:
+        """Workers holding active attempts whose lease has run out (or who never had one)."""
+
+        async def read(tx: Tx) -> set[str]:
+            return {r[0] for r in await tx.all(sql.SELECT_LAPSED, now)}
+
+        return await self._read(read)
+
+    async def worker_master(self, worker_id: str) -> tuple[WorkerState, str | None] | None:
+        """A worker's state and the master holding its lease; None if it never connected."""
+
+        async def read(tx: Tx) -> tuple[WorkerState, str | None] | None:
+            row = await tx.one(sql.SELECT_WORKER_MASTER, worker_id)
+            return None if row is None else (WorkerState(row[0]), row[1])
+
+        return await self._read(read)
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        async def read(tx: Tx) -> list[WorkerInfo]:
+            return [
+                WorkerInfo(
+                    id=r[0],
+                    hostname=r[1],
+                    labels=json.loads(r[2]),
+                    slots=r[3],
+                    state=WorkerState(r[4]),
+                    version=r[5],
+                    legacy=bool(r[6]),
+                    connected_at=r[7],
+                    last_seen=r[8],
+                    running=r[9],
+                    resources=json.loads(r[10]),
+                )
+                for r in await tx.all(sql.SELECT_WORKERS)
+            ]
+
+        return await self._read(read)
+
+
+async def _exists(tx: Tx, query: str, *args: Any) -> bool:
+    return await tx.one(query, *args) is not None

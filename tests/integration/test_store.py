@@ -1,0 +1,250 @@
+"""The `Store` contract, one suite run against both backends: a real SQLite file and a real
+PostgreSQL database (created and dropped per test). Commits, fencing, claims, lost attempts,
+leases."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from gridrun.errors import InvalidTransition, TaskNotFound
+from gridrun.model import (
+    AttemptRef,
+    Outcome,
+    Report,
+    RetryPolicy,
+    TaskState,
+    WorkerInfo,
+    WorkerState,
+)
+from gridrun.spec import make_spec
+from gridrun.store import NewTask, Store, TaskFilter
+from gridrun.store.postgres import PostgresStore
+from gridrun.store.sqlite import SqliteStore
+from tests import pg
+
+WORKERS = ("w1", "w2", "w3")
+
+
+def worker(worker_id: str, state: WorkerState = WorkerState.ONLINE) -> WorkerInfo:
+    return WorkerInfo(
+        id=worker_id, hostname="h", labels={}, slots=2, state=state, version="t", legacy=False,
+        connected_at=1, last_seen=1,
+    )  # fmt: skip
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """A store on each backend, its workers w1..w3 connected (leased to it until t=100)."""
+    if request.param == "sqlite":
+        s: Store = SqliteStore(tmp_path / "db" / "gridrun.db", origin="m1")
+        await s.open()
+        try:
+            for w in WORKERS:
+                await s.upsert_worker(worker(w), lease_until=100)
+            yield s
+        finally:
+            await s.close()
+        return
+    async with pg.database() as url:
+        s = PostgresStore(url, origin="m1")
+        await s.open()
+        try:
+            for w in WORKERS:
+                await s.upsert_worker(worker(w), lease_until=100)
+            yield s
+        finally:
+            await s.close()
+
+
+async def add(store: Store, *ids: str, priority: int = 0, **spec: object) -> None:
+    task_spec = make_spec(cmd="true", priority=priority, **spec)  # type: ignore[arg-type]
+    await store.add_tasks([NewTask(i, task_spec) for i in ids], now=1)
+
+
+async def test_tasks_keep_their_spec_and_order(store: Store) -> None:
+    await add(store, "a", "b", labels={"gpu": "yes"}, name="job")
+    a, b = await store.get_task("a"), await store.get_task("b")
+    assert (a.spec.labels, a.spec.name, a.state) == ({"gpu": "yes"}, "job", TaskState.QUEUED)
+    assert a.seq < b.seq
+
+
+async def test_queue_order_and_resume_after(store: Store) -> None:
+    await add(store, "low1", "low2")
+    await add(store, "high", priority=5)
+    first = await store.queued(2, None, now=10**13)
+    assert [c.task_id for c in first] == ["high", "low1"]
+    rest = await store.queued(10, (first[-1].priority, first[-1].seq), now=10**13)
+    assert [c.task_id for c in rest] == ["low2"]
+
+
+async def test_claim_only_takes_queued_tasks_and_bumps_the_attempt(store: Store) -> None:
+    await add(store, "a", "b")
+    await store.request_cancel("b", now=2)
+    claimed = await store.claim([("a", "w1"), ("b", "w1")], now=3)
+    assert [(t.id, t.attempt, t.worker_id, t.state) for t in claimed] == [
+        ("a", 1, "w1", TaskState.ASSIGNED)
+    ]
+    assert await store.claim([("a", "w2")], now=4) == []  # no double claim
+
+
+async def test_reports_are_fenced_by_attempt_and_worker(store: Store) -> None:
+    await add(store, "a")
+    await store.claim([("a", "w1")], now=1)
+    ref = AttemptRef("a", 1)
+    assert not await store.record_start(ref, "w2", 5)
+    assert not await store.record_start(AttemptRef("a", 2), "w1", 5)
+    assert await store.record_start(ref, "w1", 5)
+    assert not await store.append_output(ref, "w2", [(1, 0, b"x")], cap=100)
+    assert await store.append_output(ref, "w1", [(1, 0, b"hi")], cap=100)
+    stale = await store.record_finish(ref, "w2", Report(Outcome.EXITED, exit_code=0), now=6)
+    assert not stale.applied
+    done = await store.record_finish(ref, "w1", Report(Outcome.EXITED, exit_code=4), now=7)
+    assert done.applied
+    assert done.task is not None
+    assert done.task.state is TaskState.FAILED
+    assert done.task.exit_code == 4
+    again = await store.record_finish(ref, "w1", Report(Outcome.EXITED, exit_code=0), now=8)
+    assert not again.applied  # a duplicate Finished is dropped
+    task = await store.get_task("a")
+    assert task.state is TaskState.FAILED
+    assert task.exit_code == 4
+    assert (await store.get_output("a")).stdout.data == b"hi"
+
+
+async def test_no_slot_puts_the_task_back_in_the_queue(store: Store) -> None:
+    await add(store, "a")
+    await store.claim([("a", "w1")], now=1)
+    result = await store.record_finish(AttemptRef("a", 1), "w1", Report(Outcome.NO_SLOT), 2)
+    assert result.task is not None
+    assert result.task.state is TaskState.QUEUED
+    assert [t.attempt for t in await store.claim([("a", "w2")], now=3)] == [2]
+
+
+async def test_mark_lost_keeps_the_attempts_the_worker_still_holds(store: Store) -> None:
+    await add(store, "a", "b", "c")
+    await store.claim([("a", "w1"), ("b", "w1"), ("c", "w2")], now=1)
+    lost = await store.mark_lost("w1", [AttemptRef("a", 1)], now=2, reason="gone")
+    assert [t.id for t in lost] == ["b"]
+    assert (await store.get_task("b")).state is TaskState.LOST
+    assert (await store.get_task("a")).state is TaskState.ASSIGNED
+    assert (await store.get_task("c")).state is TaskState.ASSIGNED
+
+
+async def test_cancel_rules(store: Store) -> None:
+    await add(store, "q", "r")
+    assert (await store.request_cancel("q", 1)).state is TaskState.CANCELLED
+    await store.claim([("r", "w1")], now=1)
+    flagged = await store.request_cancel("r", 2)
+    assert flagged.state is TaskState.ASSIGNED
+    assert flagged.cancel_requested
+    with pytest.raises(InvalidTransition):
+        await store.request_cancel("q", 3)
+    with pytest.raises(TaskNotFound):
+        await store.request_cancel("nope", 3)
+
+
+async def test_list_filters(store: Store) -> None:
+    await add(store, "a", "b", "c")
+    await store.claim([("b", "w1")], now=1)
+    page = await store.list_tasks(TaskFilter(states=[TaskState.QUEUED]), limit=10, before=None)
+    assert [t.id for t in page.tasks] == ["c", "a"]
+    page = await store.list_tasks(TaskFilter(worker_id="w1"), limit=10, before=None)
+    assert [t.id for t in page.tasks] == ["b"]
+
+
+async def test_label_filter(store: Store) -> None:
+    await add(store, "gpu", labels={"gpu": "yes", "zone": "a"})
+    await add(store, "cpu", labels={"zone": "a"})
+    flt = TaskFilter(labels={"zone": "a", "gpu": "yes"})
+    assert [t.id for t in (await store.list_tasks(flt, limit=10, before=None)).tasks] == ["gpu"]
+    flt = TaskFilter(labels={"zone": "a"})
+    assert [t.id for t in (await store.list_tasks(flt, 10, None)).tasks] == ["cpu", "gpu"]
+
+
+async def test_idempotency_keys_name_the_existing_task(store: Store) -> None:
+    spec = make_spec(cmd="true", idempotency_key="k1")
+    first = await store.add_tasks([NewTask("a", spec)], now=1)
+    again = await store.add_tasks(
+        [
+            NewTask("b", spec),
+            NewTask("c", make_spec(cmd="x")),
+        ],
+        now=2,
+    )
+    assert [t.id for t in first] == ["a"]
+    assert [t.id for t in again] == ["a", "c"]
+    with pytest.raises(TaskNotFound):
+        await store.get_task("b")
+
+
+async def test_retry_backoff_and_attempt_history(store: Store) -> None:
+    await add(store, "r", retry=RetryPolicy(max_attempts=2, initial_s=5))
+    await store.claim([("r", "w1")], now=1)
+    await store.record_start(AttemptRef("r", 1), "w1", 2)
+    failed = await store.record_finish(
+        AttemptRef("r", 1), "w1", Report(Outcome.EXITED, exit_code=1), now=1000
+    )
+    assert failed.task is not None
+    assert failed.task.state is TaskState.QUEUED
+    assert failed.task.not_before == 6000
+    assert await store.queued(10, None, now=5999) == []
+    assert not await store.retry_due(5999)
+    assert await store.retry_due(6000)
+    await store.claim([("r", "w2")], now=6000)
+    done = await store.record_finish(AttemptRef("r", 2), "w2", Report(Outcome.EXITED, 0), 6001)
+    assert done.task is not None
+    assert done.task.state is TaskState.SUCCEEDED
+    attempts = await store.get_attempts("r")
+    assert [(a.attempt, a.worker_id, a.state) for a in attempts] == [
+        (1, "w1", TaskState.FAILED),
+        (2, "w2", TaskState.SUCCEEDED),
+    ]
+
+
+async def test_queue_timeouts_expire(store: Store) -> None:
+    await add(store, "e", queue_timeout_s=2)
+    await add(store, "keep")
+    assert await store.expire(now=2000) == []
+    (expired,) = await store.expire(now=3001)
+    assert (expired.id, expired.state) == ("e", TaskState.EXPIRED)
+    assert "queue timeout of 2s" in (expired.error or "")
+
+
+async def test_output_is_kept_per_stream_up_to_the_cap(store: Store) -> None:
+    await add(store, "o")
+    await store.claim([("o", "w1")], now=1)
+    ref = AttemptRef("o", 1)
+    assert await store.append_output(ref, "w1", [(1, 0, b"abc"), (2, 0, b"err")], cap=4)
+    assert await store.append_output(ref, "w1", [(1, 3, b"def")], cap=4)
+    out = await store.get_output("o")
+    assert (out.stdout.total, out.stderr.data) == (6, b"err")
+    assert len(out.stdout.data) <= 4
+
+
+async def test_claims_only_for_workers_leased_to_this_master(store: Store) -> None:
+    await add(store, "a", "b")
+    other = worker("w9")
+    await store.upsert_worker(other, lease_until=100)
+    assert [t.id for t in await store.claim([("a", "w9"), ("b", "nobody")], now=2)] == ["a"]
+    # w9 moves to another master (its Hello there takes the lease): no more claims here for it
+    store.origin, mine = "m2", store.origin
+    await store.upsert_worker(other, lease_until=200)
+    store.origin = mine
+    assert await store.claim([("b", "w9")], now=3) == []
+    # and this master may not mark it offline any more, only its new master may
+    await store.upsert_worker(worker("w9", WorkerState.OFFLINE), lease_until=50)
+    assert await store.worker_master("w9") == (WorkerState.ONLINE, "m2")
+
+
+async def test_leases_lapse_and_are_renewed(store: Store) -> None:
+    await add(store, "a", "b")
+    await store.claim([("a", "w1"), ("b", "w2")], now=2)
+    assert await store.lapsed(now=50) == set()
+    assert await store.lapsed(now=101) == {"w1", "w2"}
+    await store.renew_leases([("w1", 90)], until=190)
+    assert await store.lapsed(now=101) == {"w2"}
+    (w1,) = [w for w in await store.list_workers() if w.id == "w1"]
+    assert (w1.last_seen, w1.running) == (90, 1)

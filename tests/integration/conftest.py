@@ -76,11 +76,12 @@ class Grid:
         name: str,
         slots: int = 2,
         labels: dict[str, str] | None = None,
+        master: str | None = None,
         **policy: Any,
     ) -> Agent:
         policy.setdefault("allow_shell", True)  # most tests use shell lines; policy tests say
         config = WorkerConfig(
-            master=f"127.0.0.1:{self.grpc_port}",
+            master=master or f"127.0.0.1:{self.grpc_port}",
             slots=slots,
             labels=labels or {},
             data_dir=self.tmp / "workers" / name,

@@ -26,9 +26,13 @@ def master(
             help="TOML file with any of these settings (by name) and \\[\\[tokens]].",
         ),
     ] = None,
-    db: Annotated[Path, typer.Option(envvar="GRIDRUN_DB", help="SQLite file.")] = Path(
-        "gridrun-data/gridrun.db"
-    ),
+    db: Annotated[
+        str,
+        typer.Option(
+            envvar="GRIDRUN_DB",
+            help="SQLite file, or postgresql://user@host/db (several masters may share one).",
+        ),
+    ] = "gridrun-data/gridrun.db",
     http: Annotated[
         str, typer.Option(envvar="GRIDRUN_HTTP", help="HTTP listen address host:port.")
     ] = "127.0.0.1:9092",
@@ -129,7 +133,12 @@ def master(
 @app.command()
 def worker(
     master: Annotated[
-        str, typer.Option("--master", envvar="GRIDRUN_MASTER", help="Master gRPC host:port.")
+        str,
+        typer.Option(
+            "--master",
+            envvar="GRIDRUN_MASTER",
+            help="Master gRPC host:port; several, comma-separated, to fail over.",
+        ),
     ] = "127.0.0.1:50051",
     slots: Annotated[
         int | None,

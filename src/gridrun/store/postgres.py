@@ -44,6 +44,16 @@ LOST = (
     asyncpg.exceptions.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, pg_terminate_backend
     asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.InternalClientError,  # a connection that broke mid-operation
+)
+# a connection found dead, rather than a server that cannot be reached: worth another one
+RECONNECT = (
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+    ConnectionResetError,
+    BrokenPipeError,
 )
 LISTEN_RETRY_S = 0.5
 Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
@@ -179,26 +189,37 @@ class PostgresStore(RelationalStore):
         return self._pool.acquire(timeout=self._timeout_s)
 
     async def _read(self, step: Callable[[Tx], Awaitable[T]]) -> T:
-        try:
-            async with self._acquire() as conn:
-                return await step(PgTx(conn))
-        except LOST as exc:
-            raise self._unavailable(exc) from None
+        for attempt in range(1, RETRIES + 1):
+            try:
+                async with self._acquire() as conn:
+                    return await step(PgTx(conn))
+            except LOST as exc:
+                # a pooled connection the server ended (restart, pg_terminate_backend) is
+                # found dead only when used: try a fresh one, but do not wait for the server
+                if attempt == RETRIES or not isinstance(exc, RECONNECT):
+                    raise self._unavailable(exc) from None
+        raise AssertionError("unreachable")
 
     async def _write(self, step: Callable[[Tx], Awaitable[T]]) -> T:
         for attempt in range(1, RETRIES + 1):
+            committing = False
             try:
                 async with self._acquire() as conn, conn.transaction():
                     tx = PgTx(conn)
                     result = await step(tx)
                     if tx.notices:
                         await conn.execute(ddl.NOTIFY, tx.notices)
+                    committing = True
                 return result
             except RETRIED:
                 if attempt == RETRIES:
                     raise
             except LOST as exc:
-                raise self._unavailable(exc) from None
+                # Lost before COMMIT: the server rolled the step back, so it may run again.
+                # Lost during COMMIT: it may or may not have committed; the caller is told it
+                # failed (and nobody has been acknowledged).
+                if committing or attempt == RETRIES or not isinstance(exc, RECONNECT):
+                    raise self._unavailable(exc) from None
         raise AssertionError("unreachable")
 
     async def ping(self) -> None:
@@ -242,6 +263,8 @@ class PostgresStore(RelationalStore):
                             await lost.wait()
                     if not lost.is_set():
                         await conn.execute("SELECT 1", timeout=self._timeout_s)
+                missed = True
+                log.warning("lost the connection listening for other masters; reconnecting")
             except (*LOST, asyncpg.exceptions.PostgresError) as exc:
                 missed = True
                 connected.set()  # run anyway; the API reports the store as unavailable

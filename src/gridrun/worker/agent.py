@@ -65,7 +65,7 @@ def default_data_dir() -> Path:
 class WorkerConfig(BaseModel):
     """Every setting of a worker; the CLI fills it from flags and GRIDRUN_* variables."""
 
-    master: str = "127.0.0.1:50051"
+    master: str = "127.0.0.1:50051"  # host:port, or several comma-separated to fail over
     slots: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=4096)
     labels: dict[str, str] = Field(default_factory=dict)
     data_dir: Path = Field(default_factory=default_data_dir)
@@ -98,6 +98,18 @@ class WorkerConfig(BaseModel):
         if name is not None and not WORKER_ID.match(name):
             raise ValueError(f"a worker name is {WORKER_ID_RULE}")
         return name
+
+    @field_validator("master")
+    @classmethod
+    def _masters(cls, master: str) -> str:
+        if not [a for a in master.split(",") if a.strip()]:
+            raise ValueError("give a master address host:port (or several, comma-separated)")
+        return master
+
+    @property
+    def masters(self) -> list[str]:
+        """The master addresses, in the order they are tried."""
+        return [a.strip() for a in self.master.split(",") if a.strip()]
 
     @property
     def uses_tls(self) -> bool:
@@ -184,6 +196,7 @@ class Agent:
         self.dropped_output = 0
         self.ended_by_outcome: collections.Counter[Outcome] = collections.Counter()
         self.refused: str | None = None  # why the master refused us, if it did
+        self.master_address = config.masters[0]  # the master this worker talks to now
 
     @property
     def id(self) -> str:
@@ -216,19 +229,21 @@ class Agent:
             self.config.labels or "{}",
         )
         self._stop = stop
-        if self._credentials is not None:
-            channel = grpc.aio.secure_channel(self.config.master, self._credentials, options)
-        else:
-            channel = grpc.aio.insecure_channel(self.config.master, options=options)
-        async with channel:
-            connection = asyncio.create_task(self._connect_loop(channel), name="connection")
-            try:
-                await stop.wait()
-                await self._drain()
-            finally:
-                connection.cancel()
-                await asyncio.gather(connection, return_exceptions=True)
-                self.identity.release()
+        channels = [
+            grpc.aio.secure_channel(address, self._credentials, options)
+            if self._credentials is not None
+            else grpc.aio.insecure_channel(address, options=options)
+            for address in self.config.masters
+        ]
+        connection = asyncio.create_task(self._connect_loop(channels), name="connection")
+        try:
+            await stop.wait()
+            await self._drain()
+        finally:
+            connection.cancel()
+            await asyncio.gather(connection, return_exceptions=True)
+            await asyncio.gather(*(c.close() for c in channels), return_exceptions=True)
+            self.identity.release()
         log.info("worker %s stopped", self.id)
 
     async def _drain(self) -> None:
@@ -259,14 +274,17 @@ class Agent:
                     len(self._unacked),
                 )
 
-    async def _connect_loop(self, channel: grpc.aio.Channel) -> None:
-        stub = worker_pb2_grpc.WorkerServiceStub(channel)
+    async def _connect_loop(self, channels: list[grpc.aio.Channel]) -> None:
+        """Keep one stream open to a master; when one cannot be reached, try the next."""
+        stubs = [worker_pb2_grpc.WorkerServiceStub(channel) for channel in channels]
+        current = 0
         failures = 0
         while True:
+            self.master_address = self.config.masters[current]
             welcomed = False
             try:
-                welcomed = await self._session(stub)
-                log.warning("connection to master %s ended; reconnecting", self.config.master)
+                welcomed = await self._session(stubs[current])
+                log.warning("connection to master %s ended; reconnecting", self.master_address)
             except grpc.aio.AioRpcError as exc:
                 if exc.code() in REFUSALS:
                     self.refused = f"the master refused this worker: {exc.details()}"
@@ -275,7 +293,7 @@ class Agent:
                         self._stop.set()
                     return
                 log.warning(
-                    "master %s: %s %s", self.config.master, exc.code().name, exc.details() or ""
+                    "master %s: %s %s", self.master_address, exc.code().name, exc.details() or ""
                 )
             finally:
                 self.connected.clear()
@@ -285,8 +303,13 @@ class Agent:
                         if unsent.WhichOneof("msg") == "output":
                             self._hold(unsent.output)
                 self._queue = None
-            failures = 0 if welcomed else failures + 1
-            await asyncio.sleep(backoff(failures, self._rng))
+            if welcomed:
+                failures = 0  # it may be back at once (a restart): try it first
+            else:
+                failures += 1
+                current = (current + 1) % len(stubs)  # fail over
+            if failures % len(stubs) == 0:  # every master tried once: back off
+                await asyncio.sleep(backoff(failures // len(stubs), self._rng))
 
     async def _session(self, stub: worker_pb2_grpc.WorkerServiceStub) -> bool:
         token = self.config.join_token
@@ -307,7 +330,7 @@ class Agent:
             await call.write(pb.WorkerMessage(hello=hello))
             first = await call.read()
             if not isinstance(first, pb.MasterMessage) or first.WhichOneof("msg") != "welcome":
-                log.error("master %s did not welcome us", self.config.master)
+                log.error("master %s did not welcome us", self.master_address)
                 return False
             interval = max(first.welcome.heartbeat_interval_ms, 100) / 1000
             queue: asyncio.Queue[pb.WorkerMessage] = asyncio.Queue()
@@ -329,7 +352,7 @@ class Agent:
                 queue.put_nowait(pb.WorkerMessage(finished=pb.Finished.FromString(payload)))
             self._queue = queue
             self.connected.set()
-            log.info("connected to master %s as %s", self.config.master, self.id)
+            log.info("connected to master %s as %s", self.master_address, self.id)
             parts = [
                 asyncio.create_task(self._write(call, queue)),
                 asyncio.create_task(self._read(call)),

@@ -1,0 +1,110 @@
+"""Two masters on one PostgreSQL database, both active, in one event loop over real sockets:
+work submitted to one runs on the other's workers, cancels and drains cross over, clients
+waiting on one hear of results reported to the other, and workers fail over."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests import pg
+from tests.helpers import eventually_async
+from tests.integration.conftest import Grid
+
+
+@pytest.fixture
+async def pair(tmp_path: Path) -> AsyncIterator[tuple[Grid, Grid]]:
+    async with pg.database() as url:
+        a = Grid(tmp=tmp_path / "a", master_overrides={"db": url})
+        b = Grid(tmp=tmp_path / "b", master_overrides={"db": url})
+        try:
+            await a.start_master()
+            await b.start_master()
+            yield a, b
+        finally:
+            await a.close()
+            await b.close()
+
+
+async def test_a_task_submitted_to_one_master_runs_on_the_others_worker(
+    pair: tuple[Grid, Grid],
+) -> None:
+    a, b = pair
+    await b.add_worker("wb", slots=2)
+    task = await a.submit(cmd="echo hello via b", shell=True)
+    done = await a.wait(task["id"], timeout=20)  # A hears B's result through a notice
+    assert (done["state"], done["worker_id"]) == ("succeeded", "wb")
+    out = await a.output(task["id"])
+    assert out["stdout"]["text"] == "hello via b\n"
+    many = await a.submit_many([{"cmd": f"echo {i}", "shell": True} for i in range(40)])
+    for t in many:
+        assert (await b.wait(t["id"]))["state"] == "succeeded"
+
+
+async def test_a_cancel_sent_to_one_master_stops_the_process_on_the_others_worker(
+    pair: tuple[Grid, Grid],
+) -> None:
+    a, b = pair
+    agent = await b.add_worker("wb")
+    task = await b.submit(cmd="sleep 60", shell=True)
+    await a.wait_state(task["id"], "running")
+    response = await a.api.post(f"/v1/tasks/{task['id']}/cancel")
+    assert response.status_code == 200, response.text
+    done = await a.wait(task["id"], timeout=15)
+    assert done["state"] == "cancelled"
+    await eventually_async(lambda: not agent.executions, 10)  # the process is gone
+
+
+async def test_a_drain_sent_to_one_master_reaches_the_others_worker(
+    pair: tuple[Grid, Grid],
+) -> None:
+    a, b = pair
+    await b.add_worker("wb")
+    response = await a.api.post("/v1/workers/wb/drain")
+    assert response.status_code == 202, response.text
+    assert response.json()["state"] == "draining"
+
+    async def offline() -> bool:
+        workers = (await a.api.get("/v1/workers")).json()["workers"]
+        return any(w["id"] == "wb" and w["state"] == "offline" for w in workers)
+
+    await eventually_async(offline, 40)
+
+
+async def test_a_worker_fails_over_and_its_running_task_finishes_through_the_other_master(
+    pair: tuple[Grid, Grid],
+) -> None:
+    a, b = pair
+    agent = await a.add_worker("wf", master=f"127.0.0.1:{a.grpc_port},127.0.0.1:{b.grpc_port}")
+    task = await a.submit(cmd="sleep 1.5; echo survived", shell=True)
+    await b.wait_state(task["id"], "running")
+    await a.stop_master()  # its workers must find the other master
+    await eventually_async(lambda: agent.master_address.endswith(f":{b.grpc_port}"), 15)
+    done = await b.wait(task["id"], timeout=20)
+    assert (done["state"], done["attempt"]) == ("succeeded", 1)
+    assert (await b.output(task["id"]))["stdout"]["text"] == "survived\n"
+    workers = (await b.api.get("/v1/workers")).json()["workers"]
+    assert [(w["id"], w["state"]) for w in workers] == [("wf", "online")]
+    again = await b.submit(cmd="echo again", shell=True)
+    assert (await b.wait(again["id"]))["state"] == "succeeded"
+
+
+async def test_lost_database_connections_are_replaced_without_losing_work(
+    pair: tuple[Grid, Grid],
+) -> None:
+    a, b = pair
+    await a.add_worker("wa", slots=2)
+    await b.add_worker("wb", slots=2)
+    first = await a.submit_many([{"cmd": "true", "shell": True} for _ in range(30)])
+    url = str(a.master_overrides["db"])
+    ended = await pg.terminate_connections(url)
+    assert ended >= 2  # both masters' pools and listeners
+    second = await b.submit_many([{"cmd": "true", "shell": True} for _ in range(30)])
+    await asyncio.sleep(0)
+    for t in first + second:
+        assert (await a.wait(t["id"], timeout=30))["state"] == "succeeded"
+    health = await a.api.get("/healthz")
+    assert health.status_code == 200, health.text

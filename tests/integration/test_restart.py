@@ -131,7 +131,7 @@ async def test_output_held_for_an_absent_master_is_bounded_and_the_loss_counted(
 ) -> None:
     from gridrun.worker import agent as agent_module
 
-    monkeypatch.setattr(agent_module, "HELD_OUTPUT_BYTES", 3000)
+    monkeypatch.setattr(agent_module, "REPLAY_BYTES", 3000)
     agent = await grid.add_worker("w1")
     # ten lines of 1000 bytes, each written (and so sent) on its own
     lines = 'for i in 0 1 2 3 4 5 6 7 8 9; do printf "%0999d\\n" $i; sleep 0.05; done'

@@ -28,6 +28,7 @@ class SystemGrid:
         self.workers: dict[str, subprocess.Popen[bytes]] = {}
         self.procs: list[subprocess.Popen[bytes]] = []
         self.env = env_without_gridrun()
+        self.db = str(tmp / "data" / "gridrun.db")  # or a postgresql:// URL
 
     def _spawn(
         self,
@@ -55,7 +56,7 @@ class SystemGrid:
             "master",
             [
                 "master",
-                "--db", str(self.tmp / "data" / "gridrun.db"),
+                "--db", self.db,
                 "--http", f"127.0.0.1:{self.http_port}",
                 "--grpc", f"127.0.0.1:{self.grpc_port}",
                 "--heartbeat-interval", "0.5",

@@ -31,18 +31,26 @@ from gridrun._proto import worker_pb2 as pb
 from gridrun._proto import worker_pb2_grpc
 from gridrun.certs import common_name
 from gridrun.errors import ConfigError
-from gridrun.model import WORKER_ID, WORKER_ID_RULE, AttemptRef, Outcome, Report
+from gridrun.model import (
+    DEFAULT_OUTPUT_CAP,
+    WORKER_ID,
+    WORKER_ID_RULE,
+    AttemptRef,
+    Outcome,
+    Report,
+)
 from gridrun.worker import executor, metrics
 from gridrun.worker.executor import Assignment, Execution
 from gridrun.worker.identity import Identity
 from gridrun.worker.outbox import Outbox
 from gridrun.worker.policy import DEFAULT_ENV_ALLOW, Limits, Policy, Refused
+from gridrun.worker.replay import Replay
 
 log = logging.getLogger("gridrun.worker")
 
 TASK_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 OUTPUT_QUEUE_LIMIT = 512  # messages; beyond it output is dropped (the master records the gap)
-HELD_OUTPUT_BYTES = 8 * 1024 * 1024  # output kept while the master is away, sent on reconnect
+REPLAY_BYTES = 8 * 1024 * 1024  # output kept until its attempt's result is acknowledged
 BACKOFF_BASE_S = 0.1
 BACKOFF_CAP_S = 3.0
 REFUSALS = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
@@ -125,6 +133,12 @@ def _ref(ref: AttemptRef) -> pb.AttemptRef:
     return pb.AttemptRef(task_id=ref.task_id, attempt=ref.attempt)
 
 
+def _output(ref: AttemptRef, stream: int, offset: int, data: bytes) -> pb.Output:
+    if stream == executor.STDOUT:
+        return pb.Output(ref=_ref(ref), stdout_offset=offset, stdout=data)
+    return pb.Output(ref=_ref(ref), stderr_offset=offset, stderr=data)
+
+
 def finished_to_pb(event: executor.Finished) -> pb.Finished:
     r = event.report
     return pb.Finished(
@@ -186,14 +200,12 @@ class Agent:
         self._unacked: set[AttemptRef] = {ref for ref, _ in self.outbox.pending()}
         self._all_acked = asyncio.Event()
         self._queue: asyncio.Queue[pb.WorkerMessage] | None = None
-        # output made while no master listens: sent, in order, once one does (oldest dropped
-        # beyond HELD_OUTPUT_BYTES; the master counts what it never got as dropped)
-        self._held: collections.deque[pb.Output] = collections.deque()
-        self._held_bytes = 0
+        # output of attempts not yet acknowledged: sent again on every reconnect (see replay)
+        self._replay = Replay(REPLAY_BYTES, DEFAULT_OUTPUT_CAP)
+        self._unsendable = 0  # output bytes dropped because the master took them too slowly
         self._stopping = False
         self._stop: asyncio.Event | None = None
         self._rng = rng or random.Random()
-        self.dropped_output = 0
         self.ended_by_outcome: collections.Counter[Outcome] = collections.Counter()
         self.refused: str | None = None  # why the master refused us, if it did
         self.master_address = config.masters[0]  # the master this worker talks to now
@@ -201,6 +213,11 @@ class Agent:
     @property
     def id(self) -> str:
         return self.identity.id
+
+    @property
+    def dropped_output(self) -> int:
+        """Output bytes no master will ever get (the master counts them as dropped too)."""
+        return self._unsendable + self._replay.dropped
 
     @property
     def unacked(self) -> frozenset[AttemptRef]:
@@ -297,12 +314,7 @@ class Agent:
                 )
             finally:
                 self.connected.clear()
-                if self._queue is not None:  # output written to a stream that broke: keep it
-                    while not self._queue.empty():
-                        unsent = self._queue.get_nowait()
-                        if unsent.WhichOneof("msg") == "output":
-                            self._hold(unsent.output)
-                self._queue = None
+                self._queue = None  # its output is sent again from the replay
             if welcomed:
                 failures = 0  # it may be back at once (a restart): try it first
             else:
@@ -345,9 +357,13 @@ class Agent:
                             )
                         )
                     )
-            while self._held:  # before any Finished: the attempt must still be active
-                queue.put_nowait(pb.WorkerMessage(output=self._held.popleft()))
-            self._held_bytes = 0
+            if first.welcome.output_cap_bytes:
+                self._replay.cap = first.welcome.output_cap_bytes
+            # before any Finished: the attempt must still be active when its output arrives
+            for ref, stream, offset, data in self._replay.resend(
+                set(self.executions) | self._unacked
+            ):
+                queue.put_nowait(pb.WorkerMessage(output=_output(ref, stream, offset, data)))
             for _, payload in self.outbox.pending():
                 queue.put_nowait(pb.WorkerMessage(finished=pb.Finished.FromString(payload)))
             self._queue = queue
@@ -415,6 +431,7 @@ class Agent:
                     ref = AttemptRef(r.task_id, r.attempt)
                     self.outbox.remove(ref)
                     self._unacked.discard(ref)
+                    self._replay.forget(ref)
                 if not self._unacked:
                     self._all_acked.set()
             elif kind == "drain":
@@ -481,15 +498,6 @@ class Agent:
             if execution.launch.scratch is not None:
                 shutil.rmtree(execution.launch.scratch, ignore_errors=True)
 
-    def _hold(self, out: pb.Output) -> None:
-        self._held.append(out)
-        self._held_bytes += len(out.stdout) + len(out.stderr)
-        while self._held_bytes > HELD_OUTPUT_BYTES:
-            oldest = self._held.popleft()
-            size = len(oldest.stdout) + len(oldest.stderr)
-            self._held_bytes -= size
-            self.dropped_output += size
-
     def _emit(self, event: executor.Event) -> None:
         queue = self._queue
         match event:
@@ -498,17 +506,13 @@ class Agent:
                     started=pb.Started(ref=_ref(ref), started_at_ms=at, pid=pid)
                 )
             case executor.OutputChunk(ref=ref, stream=stream, offset=offset, data=data):
-                if stream == executor.STDOUT:
-                    out = pb.Output(ref=_ref(ref), stdout_offset=offset, stdout=data)
-                else:
-                    out = pb.Output(ref=_ref(ref), stderr_offset=offset, stderr=data)
+                self._replay.record(ref, stream, offset, data, sent=queue is not None)
                 if queue is None:
-                    self._hold(out)
-                    return
+                    return  # sent from the replay once a master listens
                 if queue.qsize() >= OUTPUT_QUEUE_LIMIT:  # a master too slow to take it
-                    self.dropped_output += len(data)
+                    self._unsendable += len(data)
                     return
-                message = pb.WorkerMessage(output=out)
+                message = pb.WorkerMessage(output=_output(ref, stream, offset, data))
             case executor.Finished():
                 self.ended_by_outcome[event.report.outcome] += 1
                 finished = finished_to_pb(event)

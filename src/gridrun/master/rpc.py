@@ -14,6 +14,7 @@ import grpc
 from gridrun import logs
 from gridrun._proto import worker_pb2 as pb
 from gridrun.clock import Clock
+from gridrun.errors import Unavailable
 from gridrun.master.access import Access
 from gridrun.master.service import STDERR, STDOUT, Service
 from gridrun.master.sessions import (
@@ -198,10 +199,17 @@ class WorkerServicer:
             for result in results:
                 if isinstance(result, Exception) and not isinstance(result, asyncio.CancelledError):
                     log.error("worker %s stream failed: %r", session.worker_id, result)
+        except Unavailable as exc:
+            # the store is down: the worker retries with backoff and keeps its results meanwhile
+            session.close(f"the store is unavailable: {exc}")
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
         finally:
             session.close(session.close_reason or "stream ended")
             log.info("worker %s disconnected: %s", session.worker_id, session.close_reason)
-            await self._service.disconnected(session)
+            try:
+                await self._service.disconnected(session)
+            except Unavailable as exc:  # its lease runs out by itself; nothing to undo
+                log.warning("could not record worker %s offline: %s", session.worker_id, exc)
 
     async def _write(self, context: Context, session: WorkerSession) -> None:
         while (command := await session.next_command()) is not None:

@@ -262,6 +262,11 @@ class Service:
                 for task in claimed:
                     await self._send_assignment(task)
                 assigned += len(claimed)
+                if len(claimed) < len(placed):
+                    # another master claimed some first: the slots this pass counted as
+                    # taken are free, so look again with fresh counts
+                    self.dispatch_wanted.set()
+                    break
             if len(candidates) < batch:
                 break
             after = (candidates[-1].priority, candidates[-1].seq)

@@ -63,6 +63,14 @@ def _set(event: asyncio.Event, *_: object) -> None:
     event.set()
 
 
+async def _reset(conn: Connection) -> None:
+    """What a connection needs before going back to the pool. Steps set no session state
+    (their locks and notices end with their transaction), so the default reset's extra round
+    trip per step (RESET ALL, UNLISTEN, ...) buys nothing; an unfinished transaction is undone."""
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
+
+
 def is_postgres_url(db: str) -> bool:
     return db.startswith(("postgresql://", "postgres://"))
 
@@ -145,6 +153,7 @@ class PostgresStore(RelationalStore):
                 max_size=self._pool_size,
                 timeout=self._timeout_s,
                 command_timeout=self._timeout_s,
+                reset=_reset,
             )
             async with self._pool.acquire() as conn:
                 await self._migrate(conn)

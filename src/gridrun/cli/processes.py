@@ -48,6 +48,9 @@ def master(
     db_sync: Annotated[
         str, typer.Option(envvar="GRIDRUN_DB_SYNC", help="full (fsync each commit) or normal.")
     ] = "full",
+    db_pool: Annotated[
+        int, typer.Option(envvar="GRIDRUN_DB_POOL", help="PostgreSQL connections per master.")
+    ] = 10,
     heartbeat_interval: Annotated[
         float, typer.Option(envvar="GRIDRUN_HEARTBEAT_INTERVAL", help="Seconds.")
     ] = 2.0,
@@ -109,6 +112,7 @@ def master(
             settings = MasterConfig(
                 db=s["db"],
                 db_sync=s["db_sync"],
+                db_pool=s["db_pool"],
                 http_host=http_host,
                 http_port=http_port,
                 grpc_host=grpc_host,

@@ -26,11 +26,12 @@ from gridrun import transport
 from gridrun._proto import node_pb2_grpc, worker_pb2_grpc
 from gridrun.auth import Role, TokenEntry, Tokens
 from gridrun.clock import Clock, SystemClock
-from gridrun.errors import ConfigError, Unavailable
+from gridrun.errors import ConfigError
 from gridrun.master.access import Access
 from gridrun.master.api import create_api
 from gridrun.master.audit import Audit
 from gridrun.master.compat import NodeServicer
+from gridrun.master.liveness import Liveness
 from gridrun.master.peers import Peers
 from gridrun.master.rpc import WorkerServicer
 from gridrun.master.service import Service, ServiceConfig
@@ -159,6 +160,7 @@ class Master:
             self.sessions,
         )
         self.peers = Peers(self.service)
+        self.liveness = Liveness(self.service)
         self.http_port = config.http_port
         self.grpc_port = config.grpc_port
         self._grpc: grpc.aio.Server | None = None
@@ -177,8 +179,8 @@ class Master:
             raise
         self._tasks += [
             asyncio.create_task(self._dispatch_loop(), name="dispatch"),
-            asyncio.create_task(self._liveness_loop(), name="liveness"),
         ]
+        self.liveness.start()
         self.service.dispatch_wanted.set()  # tasks queued before a restart
         log.info(
             "master ready: %s://%s:%d  grpc%s %s  db %s  auth %s",
@@ -277,6 +279,7 @@ class Master:
                 task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        await self.liveness.close()
         await self.peers.close()
         await self.store.close()
         self.audit.close()
@@ -320,24 +323,6 @@ class Master:
                 log.exception("dispatch pass failed; retrying in 1s")
                 await asyncio.sleep(1)
                 wanted.set()
-
-    async def _liveness_loop(self) -> None:
-        period = min(1.0, self.config.liveness_timeout_s / 4)
-        while True:
-            await asyncio.sleep(period)
-            if self.store.shared:
-                # a missed notice from another master delays a dispatch by one period at most
-                self.service.dispatch_wanted.set()
-            try:
-                await self.service.check_liveness()
-                await self.service.housekeeping()
-            except Unavailable as exc:
-                # Other masters could not renew their workers' leases meanwhile either: judge
-                # them again only after a whole timeout with the store back.
-                self.service.judge_after = self.clock.monotonic() + self.config.liveness_timeout_s
-                log.warning("liveness check skipped: %s", exc)
-            except Exception:
-                log.exception("liveness check failed; retrying")
 
 
 async def run_master(config: MasterConfig) -> None:

@@ -79,10 +79,6 @@ class Service:
         self.stopping = asyncio.Event()  # set when the master shuts down: followers end
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
         self._watchers: dict[str, set[asyncio.Event]] = {}  # task id -> followers
-        # Leases of other masters' workers are judged only after this master has seen the store
-        # healthy for a whole liveness timeout: after its own start, or after losing the store,
-        # the masters holding those leases may not have renewed them yet.
-        self.judge_after = clock.monotonic() + config.liveness_timeout_s
 
     # ---- client use cases
 
@@ -153,7 +149,9 @@ class Service:
         session.draining = True
         log.info("worker %s is draining: %s", session.worker_id, reason)
         now = self.clock.now_ms()
-        await self.store.upsert_worker(session.info(WorkerState.DRAINING, now), self._lease(now))
+        await self.store.upsert_worker(
+            session.info(WorkerState.DRAINING, now), self.lease_until(now)
+        )
 
     async def cancel(self, task_id: str) -> Task:
         task = await self.store.request_cancel(task_id, self.clock.now_ms())
@@ -162,7 +160,7 @@ class Service:
             if session is not None:
                 session.send(CancelCmd(task.ref, "cancelled by request"))
             # a disconnected worker is told when it reconnects (see hello)
-        self._settled([task])
+        self.settled([task])
         return task
 
     async def wait(self, task_id: str, timeout_s: float) -> Task:
@@ -232,7 +230,7 @@ class Service:
         if task.state in ACTIVE and session is not None and not session.closed:
             session.send(CancelCmd(task.ref, "cancelled by request"))
 
-    def _settled(self, tasks: Iterable[Task]) -> None:
+    def settled(self, tasks: Iterable[Task]) -> None:
         for task in tasks:
             self._touched(task.id)
             if task.terminal:
@@ -299,7 +297,7 @@ class Service:
         self.sessions.add(session)
         session.connected_at = now
         await self.store.upsert_worker(
-            session.info(WorkerState.ONLINE, last_seen=now), self._lease(now)
+            session.info(WorkerState.ONLINE, last_seen=now), self.lease_until(now)
         )
         session.send(
             WelcomeCmd(session.worker_id, self.config.heartbeat_interval_s, self.config.output_cap)
@@ -312,7 +310,7 @@ class Service:
             log.warning(
                 "task %s attempt %d lost on worker %s", task.id, task.attempt, session.worker_id
             )
-        self._settled(lost)
+        self.settled(lost)
         active = {t.ref: t for t in await self.store.active_attempts(session.worker_id)}
         for ref in running:
             holding = active.get(ref)
@@ -352,7 +350,7 @@ class Service:
         if not result.applied:
             self._stale(session, ref, "finished")
         elif result.task is not None:
-            self._settled([result.task])  # also when it went back to the queue for a retry
+            self.settled([result.task])  # also when it went back to the queue for a retry
 
     async def delivered(self, session: WorkerSession, ref: AttemptRef) -> None:
         """A legacy worker was handed the command; it will never say more."""
@@ -360,7 +358,7 @@ class Service:
         session.inflight.discard(ref)
         self.dispatch_wanted.set()
         delivered = await self.store.get_task(ref.task_id)
-        self._settled([delivered])
+        self.settled([delivered])
 
     async def disconnected(self, session: WorkerSession) -> None:
         if not self.sessions.remove(session):
@@ -371,16 +369,16 @@ class Service:
             for ref in list(session.inflight):
                 await self.store.record_finish(ref, session.worker_id, Report(Outcome.NO_SLOT), now)
         # its lease runs on from its last word, so its attempts are judged a timeout after it
-        last_word = self._epoch_ms(session.last_seen)
+        last_word = self.epoch_ms(session.last_seen)
         await self.store.upsert_worker(
-            session.info(WorkerState.OFFLINE, last_seen=now), self._lease(last_word)
+            session.info(WorkerState.OFFLINE, last_seen=now), self.lease_until(last_word)
         )
         self.dispatch_wanted.set()
 
-    def _lease(self, from_ms: int) -> int:
+    def lease_until(self, from_ms: int) -> int:
         return from_ms + round(self.config.liveness_timeout_s * 1000)
 
-    def _epoch_ms(self, monotonic: float) -> int:
+    def epoch_ms(self, monotonic: float) -> int:
         return self.clock.now_ms() - round((self.clock.monotonic() - monotonic) * 1000)
 
     def _stale(self, session: WorkerSession, ref: AttemptRef, what: str) -> None:
@@ -392,50 +390,3 @@ class Service:
             ref.attempt,
             session.worker_id,
         )
-
-    # ---- liveness
-
-    async def check_liveness(self) -> list[Task]:
-        """Close silent sessions; end as lost the attempts of workers gone past the timeout."""
-        now = self.clock.monotonic()
-        timeout = self.config.liveness_timeout_s
-        for session in self.sessions:
-            # legacy workers never speak after connecting and hold nothing once delivered
-            if not session.closed and not session.legacy and now - session.last_seen > timeout:
-                # its stream handler ends and calls `disconnected`; attempts are judged below
-                session.close(f"silent for more than {timeout:g}s")
-        live = [s for s in self.sessions if not s.closed]
-        now_ms = self.clock.now_ms()
-        await self.store.renew_leases(
-            [(s.worker_id, self._epoch_ms(s.last_seen)) for s in live], self._lease(now_ms)
-        )
-        lost: list[Task] = []
-        if now < self.judge_after:
-            return lost
-        for worker_id in await self.store.lapsed(now_ms):
-            current = self.sessions.get(worker_id)
-            if current is not None and not current.closed:
-                continue
-            lost += await self.store.mark_lost(
-                worker_id,
-                [],
-                now_ms,
-                f"worker {worker_id} was unreachable for more than {timeout:g}s",
-            )
-        for task in lost:
-            log.warning(
-                "task %s attempt %d lost: %s", task.id, task.attempt, task.error,
-                extra={"task_id": task.id, "attempt": task.attempt, "worker_id": task.worker_id},
-            )  # fmt: skip
-        self._settled(lost)
-        return lost
-
-    async def housekeeping(self) -> None:
-        """Expire tasks past their queue timeout; wake dispatch when a retry backoff ends."""
-        now = self.clock.now_ms()
-        expired = await self.store.expire(now)
-        for task in expired:
-            log.info("task %s expired: %s", task.id, task.error, extra={"task_id": task.id})
-        self._settled(expired)
-        if await self.store.retry_due(now):
-            self.dispatch_wanted.set()

@@ -1,0 +1,107 @@
+"""Liveness: which workers are alive, judged from leases any master can read.
+
+The master holding a worker's stream renews its lease in the database every period (and closes
+streams silent for longer than the liveness timeout); a worker whose lease ran out while it held
+attempts has those attempts ended as lost (or retried), by whichever master looks first. Also
+the periodic chores: expiring tasks past their queue timeout, waking dispatch when a retry
+backoff ends, and (with other masters on the database) a dispatch pass in case a notice was
+missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from gridrun.errors import Unavailable
+from gridrun.master.service import Service
+from gridrun.model import Task
+
+log = logging.getLogger("gridrun.master")
+
+
+class Liveness:
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.timeout_s = service.config.liveness_timeout_s
+        self.period_s = min(1.0, self.timeout_s / 4)
+        # Leases of other masters' workers are judged only after this master has seen the store
+        # healthy for a whole timeout: after its own start, or after losing the store, the
+        # masters holding those leases may not have renewed them yet.
+        self.judge_after = service.clock.monotonic() + self.timeout_s
+        self._loop: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._loop = asyncio.create_task(self._run(), name="liveness")
+
+    async def close(self) -> None:
+        if self._loop is not None:
+            self._loop.cancel()
+            await asyncio.gather(self._loop, return_exceptions=True)
+            self._loop = None
+
+    async def _run(self) -> None:
+        service = self.service
+        while True:
+            await asyncio.sleep(self.period_s)
+            if service.store.shared:
+                # a missed notice from another master delays a dispatch by one period at most
+                service.dispatch_wanted.set()
+            try:
+                await self.check()
+                await self.housekeeping()
+            except Unavailable as exc:
+                # the other masters could not renew their workers' leases meanwhile either
+                self.judge_after = service.clock.monotonic() + self.timeout_s
+                log.warning("liveness check skipped: %s", exc)
+            except Exception:
+                log.exception("liveness check failed; retrying")
+
+    async def check(self) -> list[Task]:
+        """Close silent sessions, renew the leases of the rest, and end as lost the attempts of
+        workers whose lease ran out."""
+        service = self.service
+        now = service.clock.monotonic()
+        timeout = self.timeout_s
+        for session in service.sessions:
+            # legacy workers never speak after connecting and hold nothing once delivered
+            if not session.closed and not session.legacy and now - session.last_seen > timeout:
+                # its stream handler ends and calls `disconnected`; attempts are judged below
+                session.close(f"silent for more than {timeout:g}s")
+        live = [s for s in service.sessions if not s.closed]
+        now_ms = service.clock.now_ms()
+        await service.store.renew_leases(
+            [(s.worker_id, service.epoch_ms(s.last_seen)) for s in live],
+            service.lease_until(now_ms),
+        )
+        lost: list[Task] = []
+        if now < self.judge_after:
+            return lost
+        for worker_id in await service.store.lapsed(now_ms):
+            current = service.sessions.get(worker_id)
+            if current is not None and not current.closed:
+                continue
+            lost += await service.store.mark_lost(
+                worker_id,
+                [],
+                now_ms,
+                f"worker {worker_id} was unreachable for more than {timeout:g}s",
+            )
+        for task in lost:
+            log.warning(
+                "task %s attempt %d lost: %s", task.id, task.attempt, task.error,
+                extra={"task_id": task.id, "attempt": task.attempt, "worker_id": task.worker_id},
+            )  # fmt: skip
+        service.settled(lost)
+        return lost
+
+    async def housekeeping(self) -> None:
+        """Expire tasks past their queue timeout; wake dispatch when a retry backoff ends."""
+        service = self.service
+        now = service.clock.now_ms()
+        expired = await service.store.expire(now)
+        for task in expired:
+            log.info("task %s expired: %s", task.id, task.error, extra={"task_id": task.id})
+        service.settled(expired)
+        if await service.store.retry_due(now):
+            service.dispatch_wanted.set()

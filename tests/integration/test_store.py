@@ -5,11 +5,12 @@ leases."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 
-from gridrun.errors import InvalidTransition, TaskNotFound
+from gridrun.errors import InvalidTransition, TaskNotFound, WorkerNotFound
 from gridrun.model import (
     AttemptRef,
     Outcome,
@@ -35,21 +36,19 @@ def worker(worker_id: str, state: WorkerState = WorkerState.ONLINE) -> WorkerInf
     )  # fmt: skip
 
 
+@asynccontextmanager
+async def unopened(kind: str, tmp_path: Path) -> AsyncIterator[Store]:
+    if kind == "sqlite":
+        yield SqliteStore(tmp_path / "db" / "gridrun.db", origin="m1")
+    else:
+        async with pg.database() as url:  # created now, dropped after
+            yield PostgresStore(url, origin="m1")
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     """A store on each backend, its workers w1..w3 connected (leased to it until t=100)."""
-    if request.param == "sqlite":
-        s: Store = SqliteStore(tmp_path / "db" / "gridrun.db", origin="m1")
-        await s.open()
-        try:
-            for w in WORKERS:
-                await s.upsert_worker(worker(w), lease_until=100)
-            yield s
-        finally:
-            await s.close()
-        return
-    async with pg.database() as url:
-        s = PostgresStore(url, origin="m1")
+    async with unopened(request.param, tmp_path) as s:
         await s.open()
         try:
             for w in WORKERS:
@@ -236,7 +235,10 @@ async def test_claims_only_for_workers_leased_to_this_master(store: Store) -> No
     assert await store.claim([("b", "w9")], now=3) == []
     # and this master may not mark it offline any more, only its new master may
     await store.upsert_worker(worker("w9", WorkerState.OFFLINE), lease_until=50)
-    assert await store.worker_master("w9") == (WorkerState.ONLINE, "m2")
+    assert await store.worker_master("w9", now=150) == (WorkerState.ONLINE, "m2")
+    assert await store.worker_master("w9", now=201) == (WorkerState.ONLINE, None)  # lapsed
+    with pytest.raises(WorkerNotFound):
+        await store.worker_master("nobody", now=1)
 
 
 async def test_leases_lapse_and_are_renewed(store: Store) -> None:

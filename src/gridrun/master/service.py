@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from gridrun.clock import Clock
-from gridrun.errors import InvalidTransition, WorkerNotFound
+from gridrun.errors import InvalidTransition
 from gridrun.master import scheduler
 from gridrun.master.metrics import Metrics
 from gridrun.master.sessions import (
@@ -134,11 +134,8 @@ class Service:
 
     async def _drain_elsewhere(self, worker_id: str) -> WorkerInfo:
         """A worker connected to another master on this database is drained by that master."""
-        found = await self.store.worker_master(worker_id)
-        if found is None:
-            raise WorkerNotFound(f"no worker with id {worker_id!r}")
-        state, master = found
-        if state is WorkerState.OFFLINE or master in (None, self.store.origin):
+        _, master = await self.store.worker_master(worker_id, self.clock.now_ms())
+        if master in (None, self.store.origin):
             raise InvalidTransition(f"worker {worker_id} is not connected; nothing to drain")
         await self.store.notify(Notice(self.store.origin, "drain", worker_id))
         worker = next(w for w in await self.store.list_workers() if w.id == worker_id)

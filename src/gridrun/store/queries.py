@@ -85,7 +85,7 @@ SELECT_LAPSED = (
     " WHERE t.state IN ('assigned', 'running') AND (w.lease_until IS NULL OR w.lease_until < ?)"
 )
 SELECT_WORKER_MASTERS = "SELECT id, master FROM workers WHERE id IN ({marks})"
-SELECT_WORKER_MASTER = "SELECT state, master FROM workers WHERE id = ?"
+SELECT_WORKER_MASTER = "SELECT state, master, lease_until FROM workers WHERE id = ?"
 SELECT_TASKS = f"SELECT {TASK_COLUMNS} FROM tasks WHERE id IN ({{marks}})"
 SELECT_CLAIMABLE = f"SELECT {TASK_COLUMNS} FROM tasks WHERE id IN ({{marks}}) AND state = 'queued'"
 SELECT_WORKERS = (

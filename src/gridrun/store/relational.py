@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from gridrun.errors import TaskNotFound
+from gridrun.errors import TaskNotFound, WorkerNotFound
 from gridrun.model import (
     ACTIVE,
     Attempt,
@@ -486,12 +486,17 @@ class RelationalStore:
 
         return await self._read(read)
 
-    async def worker_master(self, worker_id: str) -> tuple[WorkerState, str | None] | None:
-        """A worker's state and the master holding its lease; None if it never connected."""
+    async def worker_master(self, worker_id: str, now: int) -> tuple[WorkerState, str | None]:
+        """A worker's state and the master holding its lease (None if nobody holds a live
+        one). Raises WorkerNotFound for a worker that never connected."""
 
-        async def read(tx: Tx) -> tuple[WorkerState, str | None] | None:
+        async def read(tx: Tx) -> tuple[WorkerState, str | None]:
             row = await tx.one(sql.SELECT_WORKER_MASTER, worker_id)
-            return None if row is None else (WorkerState(row[0]), row[1])
+            if row is None:
+                raise WorkerNotFound(f"no worker with id {worker_id!r}")
+            state, master, lease_until = row
+            live = state != WorkerState.OFFLINE and lease_until is not None and lease_until >= now
+            return WorkerState(state), master if live else None
 
         return await self._read(read)
 

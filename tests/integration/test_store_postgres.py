@@ -1,0 +1,103 @@
+"""What only the PostgreSQL store does: several masters' stores on one database at once —
+migrating together, racing for the same tasks, and hearing each other's notices."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from gridrun.errors import Unavailable
+from gridrun.model import WorkerInfo, WorkerState
+from gridrun.spec import make_spec
+from gridrun.store import NewTask, Notice
+from gridrun.store.postgres import PostgresStore, numbered, redact
+from tests import pg
+
+
+@pytest.fixture
+async def url() -> AsyncIterator[str]:
+    async with pg.database() as u:
+        yield u
+
+
+def online(worker_id: str) -> WorkerInfo:
+    return WorkerInfo(worker_id, "h", {}, 8, WorkerState.ONLINE)
+
+
+def test_placeholders_are_numbered_and_passwords_hidden() -> None:
+    assert numbered("a = ? AND b IN (?, ?)") == "a = $1 AND b IN ($2, $3)"
+    assert redact("postgresql://u:s3cret@h:5432/db") == "postgresql://u:***@h:5432/db"
+    assert redact("postgresql://u@h/db") == "postgresql://u@h/db"
+
+
+async def test_masters_starting_together_migrate_once(url: str) -> None:
+    stores = [PostgresStore(url, origin=f"m{i}") for i in range(4)]
+    await asyncio.gather(*(s.open() for s in stores))
+    try:
+        conn = await asyncpg.connect(url)
+        try:
+            assert await conn.fetch("SELECT version FROM gridrun_schema") == [(1,)]
+        finally:
+            await conn.close()
+        await stores[0].add_tasks([NewTask("a", make_spec(cmd="true"))], now=1)
+        assert (await stores[3].get_task("a")).id == "a"
+    finally:
+        await asyncio.gather(*(s.close() for s in stores))
+
+
+async def test_racing_masters_never_claim_a_task_twice(url: str) -> None:
+    a, b = PostgresStore(url, origin="ma"), PostgresStore(url, origin="mb")
+    await a.open()
+    await b.open()
+    try:
+        await a.upsert_worker(online("wa"), lease_until=10**13)
+        await b.upsert_worker(online("wb"), lease_until=10**13)
+        ids = [f"t{i}" for i in range(200)]
+        await a.add_tasks([NewTask(i, make_spec(cmd="true")) for i in ids], now=1)
+        # both try to claim every task, in many small concurrent batches, in opposite orders
+        claims = [a.claim([(i, "wa") for i in ids[k : k + 10]], now=2) for k in range(0, 200, 10)]
+        claims += [
+            b.claim([(i, "wb") for i in reversed(ids[k : k + 10])], 2) for k in range(0, 200, 10)
+        ]
+        results = await asyncio.gather(*claims)
+        claimed = [t.id for batch in results for t in batch]
+        assert sorted(claimed) == sorted(ids)  # each exactly once
+        by_a = {t.id for batch in results[:20] for t in batch}
+        for i in ids:
+            assert (await b.get_task(i)).worker_id == ("wa" if i in by_a else "wb")
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_notices_reach_the_other_masters_only_on_commit(url: str) -> None:
+    a, b = PostgresStore(url, origin="ma"), PostgresStore(url, origin="mb")
+    await a.open()
+    await b.open()
+    heard: list[Notice] = []
+    try:
+        await b.listen(heard.append)
+        await a.add_tasks([NewTask("x", make_spec(cmd="true"))], now=1)
+        with pytest.raises(asyncpg.exceptions.UniqueViolationError):  # rolled back: no notice
+            await a.add_tasks([NewTask("x", make_spec(cmd="true"))], now=2)
+        await a.notify(Notice("ma", "drain", "w1"))
+        for _ in range(200):
+            if len(heard) >= 2:
+                break
+            await asyncio.sleep(0.01)
+        assert [(n.origin, n.kind, n.subject) for n in heard] == [
+            ("ma", "queued", ""),
+            ("ma", "drain", "w1"),
+        ]
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_an_unreachable_server_is_unavailable_not_a_hang() -> None:
+    store = PostgresStore("postgresql://postgres@127.0.0.1:1/none", timeout_s=2)
+    with pytest.raises(Unavailable, match="unreachable"):
+        await asyncio.wait_for(store.open(), 10)

@@ -186,7 +186,8 @@ def measure(args: argparse.Namespace, pg_server: str | None, masters: int) -> di
                 grid.start()
                 latencies(grid.clients[0], 20)  # warm up
                 out = f"{args.profile}.{'pg' if pg_server else 'sqlite'}{masters}"
-                profile = start_profile(out, grid.pids) if args.profile else None
+                # `up` runs its master as a child: only the PostgreSQL masters are profiled
+                profile = start_profile(out, grid.pids) if args.profile and pg_url else None
                 rate = gridrun_rate(grid.clients, args.tasks)
                 if profile is not None:
                     stop_profile(profile, out)
@@ -228,7 +229,7 @@ def main() -> None:
         "--db", help="a PostgreSQL server URL (postgresql://user@host:port/db) to compare with"
     )
     parser.add_argument(
-        "--profile", help="py-spy folded stacks of the first master to PREFIX.sqlite1 etc."
+        "--profile", help="py-spy folded stacks of the first PostgreSQL master to PREFIX.pg1/.pg2"
     )
     args = parser.parse_args()
 

@@ -108,3 +108,39 @@ async def test_lost_database_connections_are_replaced_without_losing_work(
         assert (await a.wait(t["id"], timeout=30))["state"] == "succeeded"
     health = await a.api.get("/healthz")
     assert health.status_code == 200, health.text
+
+
+async def test_any_master_ends_the_attempts_of_a_worker_whose_lease_ran_out(
+    pair: tuple[Grid, Grid], tmp_path: Path
+) -> None:
+    a, b = pair
+    agent = await a.add_worker("wa")
+    started = tmp_path / "started"
+    task = await b.submit(cmd=f"touch {started}; sleep 60", shell=True)
+    await eventually_async(started.exists, 10)
+    await a.vanish(agent)  # the worker's machine dies, and then its master too
+    await a.stop_master()
+    done = await b.wait(task["id"], timeout=20)  # B judges it from the lease in the database
+    assert done["state"] == "lost"
+    assert "unreachable for more than 3s" in done["error"]
+
+
+async def test_an_assignment_no_stream_carried_goes_back_to_the_queue(
+    pair: tuple[Grid, Grid],
+) -> None:
+    # A claim whose COMMIT was cut off looks done to nobody: the task is assigned to a
+    # connected worker that never got it. The master holding the worker puts it back.
+    a, _ = pair
+    await a.add_worker("wa")
+    task = await a.submit(cmd="true", shell=True, labels={"pool": "nobody-has-it"})
+    assert a.master is not None
+    store = a.master.store
+    (claimed,) = await store.claim([(task["id"], "wa")], now=a.master.clock.now_ms())
+    assert claimed.state.value == "assigned"
+
+    async def requeued() -> bool:
+        return (await a.task(task["id"]))["state"] == "queued"
+
+    await eventually_async(requeued, 10)  # one liveness timeout (3 s) later
+    attempts = (await a.task(task["id"]))["attempts"]
+    assert [(x["attempt"], x["state"]) for x in attempts] == [(1, "queued")]

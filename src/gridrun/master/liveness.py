@@ -58,8 +58,8 @@ class Liveness:
                 log.exception("liveness check failed; retrying")
 
     async def check(self) -> list[Task]:
-        """Close silent sessions, renew the leases of the rest, and end as lost the attempts of
-        workers whose lease ran out."""
+        """Close silent sessions, renew the leases of the rest, requeue assignments our workers
+        never got, and end as lost the attempts of workers whose lease ran out."""
         service = self.service
         now = service.clock.monotonic()
         timeout = self.timeout_s
@@ -74,6 +74,7 @@ class Liveness:
             [(s.worker_id, service.epoch_ms(s.last_seen)) for s in live],
             service.lease_until(now_ms),
         )
+        await service.requeue_unsent(now_ms - round(timeout * 1000))
         lost: list[Task] = []
         if now < self.judge_after:
             return lost

@@ -291,6 +291,7 @@ class Service:
     ) -> None:
         """A worker (re)connected: register it and reconcile what it runs with what we recorded."""
         now = self.clock.now_ms()
+        session.reported = set(running) | set(unacked)  # before anyone can see the session
         self.sessions.add(session)
         session.connected_at = now
         await self.store.upsert_worker(
@@ -340,6 +341,7 @@ class Service:
         # The process has ended, so its slot is free now: let the next claim share this
         # commit instead of waiting for it.
         session.inflight.discard(ref)
+        session.reported.discard(ref)
         self.dispatch_wanted.set()
         result = await self.store.record_finish(ref, session.worker_id, report, self.clock.now_ms())
         session.send(AckCmd(ref))  # durable now (or stale and dropped): the worker may forget it
@@ -371,6 +373,32 @@ class Service:
             session.info(WorkerState.OFFLINE, last_seen=now), self.lease_until(last_word)
         )
         self.dispatch_wanted.set()
+
+    async def requeue_unsent(self, older_than_ms: int) -> list[Task]:
+        """Put back in the queue attempts assigned to our workers that no stream of ours
+        carried: a claim whose COMMIT was cut off (so we could not know it happened), or one
+        another master made as the worker moved here. The worker never had them."""
+        requeued = []
+        for ref, worker_id in await self.store.assigned_here(older_than_ms):
+            session = self.sessions.get(worker_id)
+            if session is None or session.closed or session.legacy:
+                continue  # judged by its lease instead
+            if ref in session.inflight or ref in session.reported:
+                continue
+            log.warning(
+                "task %s attempt %d was assigned to worker %s but never sent; requeued",
+                ref.task_id, ref.attempt, worker_id,
+            )  # fmt: skip
+            result = await self.store.record_finish(
+                ref, worker_id, Report(Outcome.NO_SLOT, error="never sent to the worker"),
+                self.clock.now_ms(),
+            )  # fmt: skip
+            if result.task is not None:
+                requeued.append(result.task)
+        self.settled(requeued)
+        if requeued:
+            self.dispatch_wanted.set()
+        return requeued
 
     def lease_until(self, from_ms: int) -> int:
         return from_ms + round(self.config.liveness_timeout_s * 1000)

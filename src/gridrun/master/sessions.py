@@ -60,6 +60,7 @@ class WorkerSession:
     legacy: bool = False
     queue_limit: int = 1024
     inflight: set[AttemptRef] = field(default_factory=set)
+    reported: set[AttemptRef] = field(default_factory=set)  # its Hello: running or unacked
     close_reason: str | None = None
     connected_at: int | None = None  # epoch ms
     draining: bool = False  # finishing its tasks before it leaves: place nothing more on it

@@ -191,6 +191,11 @@ class Store(Protocol):
         """Workers with active attempts whose lease has run out."""
         ...
 
+    async def assigned_here(self, before: int) -> list[tuple[AttemptRef, str]]:
+        """(attempt, worker) assigned before `before` and not started, on workers leased to
+        this master."""
+        ...
+
     async def worker_master(self, worker_id: str, now: int) -> tuple[WorkerState, str | None]:
         """A worker's state and the master holding a live lease on it, if any."""
         ...

@@ -84,6 +84,10 @@ SELECT_LAPSED = (
     "SELECT DISTINCT t.worker_id FROM tasks t LEFT JOIN workers w ON w.id = t.worker_id"
     " WHERE t.state IN ('assigned', 'running') AND (w.lease_until IS NULL OR w.lease_until < ?)"
 )
+SELECT_ASSIGNED_HERE = (
+    "SELECT t.id, t.attempt, t.worker_id FROM tasks t JOIN workers w ON w.id = t.worker_id"
+    " WHERE t.state = 'assigned' AND t.assigned_at < ? AND w.master = ?"
+)
 SELECT_WORKER_MASTERS = "SELECT id, master FROM workers WHERE id IN ({marks})"
 SELECT_WORKER_MASTER = "SELECT state, master, lease_until FROM workers WHERE id = ?"
 SELECT_TASKS = f"SELECT {TASK_COLUMNS} FROM tasks WHERE id IN ({{marks}})"

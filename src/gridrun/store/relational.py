@@ -486,6 +486,15 @@ class RelationalStore:
 
         return await self._read(read)
 
+    async def assigned_here(self, before: int) -> list[tuple[AttemptRef, str]]:
+        """Attempts assigned before `before`, not started, on workers leased to this master."""
+
+        async def read(tx: Tx) -> list[tuple[AttemptRef, str]]:
+            rows = await tx.all(sql.SELECT_ASSIGNED_HERE, before, self.origin)
+            return [(AttemptRef(r[0], r[1]), r[2]) for r in rows]
+
+        return await self._read(read)
+
     async def worker_master(self, worker_id: str, now: int) -> tuple[WorkerState, str | None]:
         """A worker's state and the master holding its lease (None if nobody holds a live
         one). Raises WorkerNotFound for a worker that never connected."""

@@ -125,6 +125,93 @@ class RetryPolicy:
         return float(min(self.max_s, self.initial_s * self.factor ** max(tries - 1, 0)))
 
 
+class Op(enum.StrEnum):
+    """How a selector term tests one label of a worker."""
+
+    EQ = "="
+    NE = "!="
+    IN = "in"
+    NOT_IN = "notin"
+    EXISTS = "exists"
+    ABSENT = "!"
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    """One condition on a worker's labels: `k=v`, `k!=v`, `k in (a,b)`, `k notin (a,b)`, `k`,
+    `!k`. A task's terms must all hold."""
+
+    key: str
+    op: Op
+    values: tuple[str, ...] = ()
+
+    def holds(self, labels: Mapping[str, str]) -> bool:
+        value = labels.get(self.key)
+        match self.op:
+            case Op.EQ:
+                return value == self.values[0]
+            case Op.NE:
+                return value != self.values[0]  # a worker without the label is not equal
+            case Op.IN:
+                return value in self.values
+            case Op.NOT_IN:
+                return value not in self.values
+            case Op.EXISTS:
+                return value is not None
+            case Op.ABSENT:
+                return value is None
+
+    def __str__(self) -> str:
+        match self.op:
+            case Op.EQ | Op.NE:
+                return f"{self.key}{self.op}{self.values[0]}"
+            case Op.IN | Op.NOT_IN:
+                return f"{self.key} {self.op} ({','.join(self.values)})"
+            case Op.EXISTS:
+                return self.key
+            case Op.ABSENT:
+                return f"!{self.key}"
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """What a task asks of a worker (or what a worker has): CPU cores, memory, GPUs.
+    Zero asks for nothing of that kind."""
+
+    cpu: float = 0.0
+    memory_mb: int = 0
+    gpus: int = 0
+
+    def __add__(self, other: Resources) -> Resources:
+        return Resources(
+            self.cpu + other.cpu, self.memory_mb + other.memory_mb, self.gpus + other.gpus
+        )
+
+    def fits(self, free: Resources) -> bool:
+        return (
+            self.cpu <= free.cpu + 1e-9
+            and self.memory_mb <= free.memory_mb
+            and self.gpus <= free.gpus
+        )
+
+    def shortfall(self, have: Resources) -> str | None:
+        """Why `have` could never hold this request, or None if it could."""
+        missing = []
+        if self.cpu > have.cpu + 1e-9:
+            missing.append(f"{self.cpu:g} CPUs (has {have.cpu:g})")
+        if self.memory_mb > have.memory_mb:
+            missing.append(f"{self.memory_mb} MiB memory (has {have.memory_mb})")
+        if self.gpus > have.gpus:
+            missing.append(f"{self.gpus} GPUs (has {have.gpus})")
+        return ", ".join(missing) or None
+
+    def __bool__(self) -> bool:
+        return bool(self.cpu or self.memory_mb or self.gpus)
+
+
+NO_RESOURCES = Resources()
+
+
 @dataclass(frozen=True, slots=True)
 class TaskSpec:
     """What to run, where, and with which limits. `argv` is what the worker executes."""
@@ -142,6 +229,8 @@ class TaskSpec:
     queue_timeout_s: float | None = None
     idempotency_key: str | None = None
     submitted_by: str | None = None  # the token's name (set by the master, never by a client)
+    selector: tuple[Term, ...] = ()  # beyond `labels` (equality): !=, in, notin, exists, !
+    resources: Resources = NO_RESOURCES
 
     @property
     def legacy_ok(self) -> bool:
@@ -152,13 +241,20 @@ class TaskSpec:
             and self.cwd is None
             and self.timeout_s is None
             and not self.labels
+            and not self.selector
+            and not self.resources
             and all(arg and not any(c.isspace() for c in arg) for arg in self.argv)
         )
 
 
-def labels_match(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
-    """A worker matches a task when it has every label the task selects, with the same value."""
-    return all(labels.get(key) == value for key, value in selector.items())
+def labels_match(
+    selector: Mapping[str, str], labels: Mapping[str, str], terms: Iterable[Term] = ()
+) -> bool:
+    """A worker matches a task when it has every label the task selects, with the same value,
+    and every further selector term holds."""
+    return all(labels.get(key) == value for key, value in selector.items()) and all(
+        term.holds(labels) for term in terms
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +323,7 @@ class Task:
     signal: int | None = None
     error: str | None = None
     not_before: int | None = None  # epoch ms: a retry waits in the queue until then
+    unschedulable: str | None = None  # why no live worker could ever take it, while queued
 
     @property
     def terminal(self) -> bool:

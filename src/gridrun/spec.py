@@ -3,11 +3,12 @@ label syntax. Pure; every error is an InvalidSpec with a message a user can act 
 
 from __future__ import annotations
 
+import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from gridrun.errors import InvalidSpec
-from gridrun.model import SHELL, RetryPolicy, TaskSpec
+from gridrun.model import NO_RESOURCES, SHELL, Op, Resources, RetryPolicy, TaskSpec, Term
 
 # Field limits: generous for real commands, small enough that no request can hurt the master.
 MAX_CMD_BYTES = 128 * 1024
@@ -23,6 +24,19 @@ MAX_PRIORITY = 1_000_000
 MAX_ATTEMPTS = 100
 MAX_BACKOFF_S = 24 * 3600
 MAX_KEY_BYTES = 256
+MAX_CPU = 4096
+MAX_MEMORY_MB = 1 << 40
+MAX_GPUS = 1024
+
+_KEY = r"[^\s=!(),]+"
+_TERMS = [
+    (re.compile(rf"^!\s*({_KEY})$"), Op.ABSENT),
+    (re.compile(rf"^({_KEY})\s+(in|notin)\s*\(([^()]*)\)$"), Op.IN),
+    (re.compile(rf"^({_KEY})\s*!=\s*([^,()]*)$"), Op.NE),
+    (re.compile(rf"^({_KEY})\s*==?\s*([^,()]*)$"), Op.EQ),
+    (re.compile(rf"^({_KEY})$"), Op.EXISTS),
+]
+SELECTOR_SYNTAX = "k=v, k!=v, k in (a,b), k notin (a,b), k (has it), !k (has it not)"
 
 
 def _check_text(what: str, value: str, limit: int) -> None:
@@ -46,6 +60,8 @@ def make_spec(
     retry: RetryPolicy | None = None,
     queue_timeout_s: float | None = None,
     idempotency_key: str | None = None,
+    selector: str | Sequence[str] | None = None,
+    resources: Resources = NO_RESOURCES,
 ) -> TaskSpec:
     """Validate a request and build its spec; raise InvalidSpec with a human message."""
     if (cmd is None) == (argv is None):
@@ -132,7 +148,78 @@ def make_spec(
         retry=retry,
         queue_timeout_s=queue_timeout_s,
         idempotency_key=idempotency_key,
+        selector=parse_selector(selector),
+        resources=check_resources(resources.cpu, resources.memory_mb, resources.gpus),
     )
+
+
+def _split_terms(text: str) -> list[str]:
+    """Split at commas outside parentheses."""
+    terms: list[str] = []
+    current: list[str] = []
+    depth = 0
+    for char in text:
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth < 0:
+                raise InvalidSpec(f"selector {text!r} has an unmatched ')'")
+        if char == "," and depth == 0:
+            terms.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    if depth:
+        raise InvalidSpec(f"selector {text!r} has an unclosed '('")
+    terms.append("".join(current))
+    return [t.strip() for t in terms]
+
+
+def parse_term(text: str) -> Term:
+    for pattern, op in _TERMS:
+        match = pattern.match(text)
+        if match is None:
+            continue
+        key = match.group(1)
+        _check_text("selector label name", key, MAX_LABEL_BYTES)
+        if op is Op.IN:
+            values = tuple(v.strip() for v in match.group(3).split(","))
+            if not all(values):
+                raise InvalidSpec(f"selector term {text!r} lists an empty value")
+            return Term(key, Op(match.group(2)), values)
+        if op in (Op.EQ, Op.NE):
+            value = match.group(2).strip()
+            _check_text(f"selector value of {key}", value, MAX_LABEL_BYTES)
+            return Term(key, op, (value,))
+        return Term(key, op)
+    raise InvalidSpec(f"selector term {text!r} is not one of: {SELECTOR_SYNTAX}")
+
+
+def parse_selector(selector: str | Sequence[str] | None) -> tuple[Term, ...]:
+    """Parse a selector (terms separated by commas; several strings are all ANDed)."""
+    if selector is None:
+        return ()
+    texts = [selector] if isinstance(selector, str) else list(selector)
+    terms = []
+    for text in texts:
+        _check_text("selector", text, MAX_LABELS * MAX_LABEL_BYTES)
+        if not text.strip():
+            continue
+        terms += [parse_term(t) for t in _split_terms(text)]
+    if len(terms) > MAX_LABELS:
+        raise InvalidSpec(f"a selector has more than {MAX_LABELS} terms")
+    return tuple(terms)
+
+
+def check_resources(cpu: float, memory_mb: int, gpus: int) -> Resources:
+    if not 0 <= cpu <= MAX_CPU:
+        raise InvalidSpec(f"cpu must be between 0 and {MAX_CPU} cores")
+    if not 0 <= memory_mb <= MAX_MEMORY_MB:
+        raise InvalidSpec(f"memory_mb must be between 0 and {MAX_MEMORY_MB}")
+    if not 0 <= gpus <= MAX_GPUS:
+        raise InvalidSpec(f"gpus must be between 0 and {MAX_GPUS}")
+    return Resources(cpu=cpu, memory_mb=memory_mb, gpus=gpus)
 
 
 def parse_labels(items: list[str] | tuple[str, ...]) -> dict[str, str]:

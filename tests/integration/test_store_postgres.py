@@ -12,7 +12,7 @@ import pytest
 from gridrun.errors import Unavailable
 from gridrun.model import WorkerInfo, WorkerState
 from gridrun.spec import make_spec
-from gridrun.store import NewTask, Notice
+from gridrun.store import NewTask, Notice, postgres_sql
 from gridrun.store.postgres import PostgresStore, numbered, redact
 from tests import pg
 
@@ -39,7 +39,8 @@ async def test_masters_starting_together_migrate_once(url: str) -> None:
     try:
         conn = await asyncpg.connect(url)
         try:
-            assert await conn.fetch("SELECT version FROM gridrun_schema") == [(1,)]
+            rows = await conn.fetch("SELECT version FROM gridrun_schema")
+            assert [tuple(r) for r in rows] == [(postgres_sql.SCHEMA_VERSION,)]
         finally:
             await conn.close()
         await stores[0].add_tasks([NewTask("a", make_spec(cmd="true"))], now=1)

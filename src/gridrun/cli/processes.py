@@ -273,6 +273,18 @@ def worker(
             help="host:port to serve this worker's Prometheus metrics on (default: off).",
         ),
     ] = None,
+    cpus: Annotated[
+        int | None,
+        typer.Option(envvar="GRIDRUN_CPUS", help="CPU cores to offer tasks (default: all)."),
+    ] = None,
+    memory_mb: Annotated[
+        int | None,
+        typer.Option(envvar="GRIDRUN_MEMORY_MB", help="Memory (MiB) to offer (default: all)."),
+    ] = None,
+    gpus: Annotated[
+        int | None,
+        typer.Option(envvar="GRIDRUN_GPUS", help="GPUs to offer (default: nvidia-smi -L)."),
+    ] = None,
     log_level: LogLevel = "info",
     log_format: LogFormat = "text",
 ) -> None:
@@ -304,6 +316,9 @@ def worker(
             "tls_cert": tls_cert,
             "tls_key": tls_key,
             "metrics": metrics,
+            "cpus": cpus,
+            "memory_mb": memory_mb,
+            "gpus": gpus,
         }
         if join_token_file is not None:
             try:

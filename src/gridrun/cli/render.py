@@ -108,6 +108,17 @@ def task_table(tasks: list[TaskDict]) -> Table:
     return table
 
 
+def _needs(task: TaskDict) -> str:
+    parts = []
+    if task["cpu"]:
+        parts.append(f"{task['cpu']:g} CPU")
+    if task["memory_mb"]:
+        parts.append(f"{task['memory_mb']} MiB")
+    if task["gpus"]:
+        parts.append(f"{task['gpus']} GPU")
+    return ", ".join(parts) or "-"
+
+
 def task_detail(task: TaskDict) -> Table:
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
@@ -120,6 +131,8 @@ def task_detail(task: TaskDict) -> Table:
         ("argv", shlex.join(task["argv"])),
         ("shell", str(task["shell"]).lower()),
         ("labels", ", ".join(f"{k}={v}" for k, v in task["labels"].items()) or "-"),
+        ("on", task["on"] or "-"),
+        ("needs", _needs(task)),
         ("env", ", ".join(task["env"]) or "-"),
         ("cwd", task["cwd"] or "-"),
         ("timeout", f"{task['timeout_s']:g}s" if task["timeout_s"] else "-"),
@@ -138,6 +151,8 @@ def task_detail(task: TaskDict) -> Table:
         rows.append(("cancel", "requested"))
     if task["retry_at"]:
         rows.append(("retry at", task["retry_at"]))
+    if task["unschedulable"]:
+        rows.append(("unschedulable", task["unschedulable"]))
     for key, value in rows:
         table.add_row(key, value if key == "state" else escape(value))
     return table

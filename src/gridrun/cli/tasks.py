@@ -64,6 +64,9 @@ def _body(
     retry_on: list[int] | None,
     queue_timeout: float | None,
     idempotency_key: str | None,
+    cpu: float = 0,
+    memory_mb: int = 0,
+    gpus: int = 0,
 ) -> dict[str, Any]:
     """One task as POST /v1/tasks takes it, from the CLI's options."""
     one_line = len(command) == 1
@@ -76,12 +79,15 @@ def _body(
         cwd=cwd,
         timeout_s=timeout,
         priority=priority,
-        labels=parse_labels(on or []),
+        on=", ".join(on) if on else None,
         name=name,
         max_attempts=max_attempts,
         retry=retry,
         queue_timeout_s=queue_timeout,
         idempotency_key=idempotency_key,
+        cpu=cpu,
+        memory_mb=memory_mb,
+        gpus=gpus,
     )
 
 
@@ -95,7 +101,17 @@ Cwd = Annotated[str | None, typer.Option("--cwd", help="Working directory on the
 Timeout = Annotated[float | None, typer.Option("--timeout", help="Seconds before it is killed.")]
 Priority = Annotated[int, typer.Option("--priority", "-p", help="Higher runs first.")]
 On = Annotated[
-    list[str] | None, typer.Option("--on", help="Only on workers labelled k=v (repeatable).")
+    list[str] | None,
+    typer.Option(
+        "--on",
+        help="Only on workers whose labels match: k=v, k!=v, 'k in (a,b)', 'k notin (a,b)',"
+        " k (has it), !k (has it not). Comma-separated or repeated: all must hold.",
+    ),
+]
+Cpu = Annotated[float, typer.Option("--cpu", min=0, help="CPU cores it needs free.")]
+MemoryMb = Annotated[int, typer.Option("--memory-mb", min=0, help="Memory (MiB) it needs free.")]
+Gpus = Annotated[
+    int, typer.Option("--gpus", min=0, help="GPUs it needs (indices in CUDA_VISIBLE_DEVICES).")
 ]
 Name = Annotated[str | None, typer.Option("--name", help="A name to find the task by.")]
 MaxAttempts = Annotated[
@@ -131,6 +147,9 @@ def submit(
     retry_on: RetryOn = None,
     queue_timeout: QueueTimeout = None,
     idempotency_key: IdempotencyKey = None,
+    cpu: Cpu = 0,
+    memory_mb: MemoryMb = 0,
+    gpus: Gpus = 0,
     file: Annotated[
         Path | None,
         typer.Option(
@@ -153,7 +172,7 @@ def submit(
         options = dict(
             shell=shell, env=env, cwd=cwd, timeout=timeout, priority=priority, on=on,
             max_attempts=max_attempts, retry_delay=retry_delay, retry_on=retry_on,
-            queue_timeout=queue_timeout,
+            queue_timeout=queue_timeout, cpu=cpu, memory_mb=memory_mb, gpus=gpus,
         )  # fmt: skip
         lines = _command_lines(file)
         with guard, connect(url) as client:
@@ -175,6 +194,9 @@ def submit(
             retry_on=retry_on,
             queue_timeout=queue_timeout,
             idempotency_key=idempotency_key,
+            cpu=cpu,
+            memory_mb=memory_mb,
+            gpus=gpus,
         )
         print_json(task) if json_out else print(task["id"])
 
@@ -194,6 +216,9 @@ def run(
     retry_on: RetryOn = None,
     queue_timeout: QueueTimeout = None,
     idempotency_key: IdempotencyKey = None,
+    cpu: Cpu = 0,
+    memory_mb: MemoryMb = 0,
+    gpus: Gpus = 0,
     url: Url = None,
 ) -> None:
     """Run a command on the grid, print its stdout and stderr, exit with its exit code."""
@@ -213,6 +238,9 @@ def run(
             retry_on=retry_on,
             queue_timeout=queue_timeout,
             idempotency_key=idempotency_key,
+            cpu=cpu,
+            memory_mb=memory_mb,
+            gpus=gpus,
         )
         try:
             task = _follow(client, task["id"])

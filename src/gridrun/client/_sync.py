@@ -61,6 +61,11 @@ class TaskDict(TypedDict):
     idempotency_key: str | None
     submitted_by: str | None
     retry_at: str | None
+    on: str | None
+    cpu: float
+    memory_mb: int
+    gpus: int
+    unschedulable: str | None
     attempts: list[AttemptDict] | None
 
 
@@ -180,8 +185,19 @@ class Client:
         retry: Mapping[str, Any] | None = None,
         queue_timeout_s: float | None = None,
         idempotency_key: str | None = None,
+        on: str | None = None,
+        cpu: float = 0,
+        memory_mb: int = 0,
+        gpus: int = 0,
     ) -> TaskDict:
+        """Queue one task. `on` is a selector ("zone in (a,b), gpu, !spot"); cpu, memory_mb
+        and gpus are what it needs free on a worker."""
         body: dict[str, Any] = {"shell": shell, "priority": priority}
+        if on:
+            body["on"] = on
+        for key, value in (("cpu", cpu), ("memory_mb", memory_mb), ("gpus", gpus)):
+            if value:
+                body[key] = value
         if max_attempts != 1:
             body["max_attempts"] = max_attempts
         if retry:

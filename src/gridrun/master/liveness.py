@@ -14,10 +14,12 @@ import asyncio
 import logging
 
 from gridrun.errors import Unavailable
+from gridrun.master import scheduler
 from gridrun.master.service import Service
-from gridrun.model import Task
+from gridrun.model import Task, WorkerState
 
 log = logging.getLogger("gridrun.master")
+UNSCHEDULABLE_SCAN = 500  # queued tasks, from the head, checked each period
 
 
 class Liveness:
@@ -106,3 +108,25 @@ class Liveness:
         service.settled(expired)
         if await service.store.retry_due(now):
             service.dispatch_wanted.set()
+        await self.flag_unschedulable(now)
+
+    async def flag_unschedulable(self, now: int) -> None:
+        """Say, on each task at the head of the queue, why no live worker could ever take it
+        (no worker matches its selector, or none has the CPUs, memory or GPUs it asks), and
+        clear that once one could. Only the first UNSCHEDULABLE_SCAN queued tasks are looked at."""
+        store = self.service.store
+        candidates = await store.queued(UNSCHEDULABLE_SCAN, None, now)
+        if not candidates:
+            return
+        live = [w for w in await store.list_workers() if w.state is WorkerState.ONLINE]
+        changes = []
+        for candidate in candidates:
+            why = scheduler.why_unschedulable(candidate, live)
+            if why != candidate.unschedulable:
+                changes.append((candidate.task_id, why))
+                if why is not None:
+                    log.info("task %s is unschedulable: %s", candidate.task_id, why,
+                             extra={"task_id": candidate.task_id})  # fmt: skip
+        await store.mark_unschedulable(changes)
+        for task_id, _ in changes:
+            self.service.changed_elsewhere(task_id)  # followers and waiters see the reason

@@ -79,6 +79,7 @@ def command_to_pb(command: Command) -> pb.MasterMessage:
                     cwd=spec.cwd or "",
                     timeout_ms=round(spec.timeout_s * 1000) if spec.timeout_s else 0,
                     kill_grace_ms=round(grace * 1000),
+                    gpus=spec.resources.gpus,
                 )
             )
         case CancelCmd(ref=ref, reason=reason):

@@ -1,9 +1,9 @@
 """Placement policy: which worker gets which queued task. Pure functions over data.
 
 Candidates arrive in queue order (priority, then FIFO). Each goes to an eligible worker — labels
-match, a slot free — and among those to the least loaded. Legacy (article) workers report nothing
-back, so they are used only for tasks they can represent and only when no gridrun worker can take
-the task now.
+and selector terms match, a slot free, the CPUs, memory and GPUs it asks for free — and among
+those to the least loaded. Legacy (article) workers report nothing back, so they are used only
+for tasks they can represent and only when no gridrun worker can take the task now.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from gridrun.model import labels_match
+from gridrun.model import NO_RESOURCES, Resources, WorkerInfo, labels_match
 from gridrun.store import Candidate
 
 
@@ -24,10 +24,24 @@ class Capacity:
     slots: int
     used: int
     legacy: bool = False
+    has: Resources | None = None  # what the worker has; None: it said nothing (old worker)
+    taken: Resources = NO_RESOURCES  # asked for by the attempts it holds
 
     @property
     def free(self) -> int:
         return max(self.slots - self.used, 0)
+
+    def room(self, request: Resources) -> bool:
+        if not request:
+            return True
+        if self.has is None:
+            return False
+        free = Resources(
+            self.has.cpu - self.taken.cpu,
+            self.has.memory_mb - self.taken.memory_mb,
+            self.has.gpus - self.taken.gpus,
+        )
+        return request.fits(free)
 
 
 def _load(worker: Capacity) -> tuple[int, float, int, str]:
@@ -40,7 +54,9 @@ def eligible(candidate: Candidate, worker: Capacity) -> bool:
         return False
     if worker.legacy and not candidate.legacy_ok:
         return False
-    return labels_match(candidate.selector, worker.labels)
+    return labels_match(candidate.selector, worker.labels, candidate.terms) and worker.room(
+        candidate.resources
+    )
 
 
 def place(
@@ -57,5 +73,31 @@ def place(
             continue
         best = min(options, key=_load)
         best.used += 1
+        best.taken = best.taken + candidate.resources
         placed.append((candidate, best.worker_id))
     return placed
+
+
+def why_unschedulable(candidate: Candidate, workers: Iterable[WorkerInfo]) -> str | None:
+    """Why no live worker could ever take this task (however idle), or None if one could."""
+    live = [w for w in workers if w.slots > 0]
+    matching = [w for w in live if labels_match(candidate.selector, w.labels, candidate.terms)]
+    if not matching:
+        wanted = [f"{k}={v}" for k, v in candidate.selector.items()]
+        wanted += [str(t) for t in candidate.terms]
+        return f"no live worker matches {', '.join(wanted)}" if live else "no live worker"
+    if not candidate.resources:
+        return None
+    gaps = []
+    for worker in matching:
+        have = Resources(
+            float(worker.resources.get("cpus", 0)),
+            worker.resources.get("memory_mb", 0),
+            worker.resources.get("gpus", 0),
+        )
+        gap = candidate.resources.shortfall(have)
+        if gap is None:
+            return None
+        gaps.append(f"{worker.id} lacks {gap}")
+    shown = "; ".join(gaps[:3]) + (f"; and {len(gaps) - 3} more" if len(gaps) > 3 else "")
+    return f"no live worker has what it asks: {shown}"

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gridrun.model import (
     Attempt,
+    Resources,
     RetryPolicy,
     StreamOutput,
     Task,
@@ -17,7 +18,15 @@ from gridrun.model import (
     WorkerInfo,
     WorkerState,
 )
-from gridrun.spec import MAX_ATTEMPTS, MAX_BACKOFF_S, MAX_PRIORITY, make_spec
+from gridrun.spec import (
+    MAX_ATTEMPTS,
+    MAX_BACKOFF_S,
+    MAX_CPU,
+    MAX_GPUS,
+    MAX_MEMORY_MB,
+    MAX_PRIORITY,
+    make_spec,
+)
 
 MAX_BATCH = 10_000
 
@@ -64,6 +73,21 @@ class TaskIn(_In):
     idempotency_key: str | None = Field(
         None, description="Submitting the same key again returns the existing task."
     )
+    on: str | None = Field(
+        None,
+        description="Run only on workers whose labels satisfy every term (comma-separated):"
+        " k=v, k!=v, k in (a,b), k notin (a,b), k (has it), !k (has it not).",
+        examples=["zone in (a,b), gpu, !spot"],
+    )
+    cpu: Annotated[float, Field(ge=0, le=MAX_CPU)] = Field(
+        0, description="CPU cores it needs free on a worker (0: none counted)."
+    )
+    memory_mb: Annotated[int, Field(ge=0, le=MAX_MEMORY_MB)] = Field(
+        0, description="Memory (MiB) it needs free on a worker."
+    )
+    gpus: Annotated[int, Field(ge=0, le=MAX_GPUS)] = Field(
+        0, description="GPUs it needs; their indices are in CUDA_VISIBLE_DEVICES."
+    )
 
     def to_spec(self) -> TaskSpec:
         retry = self.retry or RetryIn()
@@ -86,6 +110,8 @@ class TaskIn(_In):
             ),
             queue_timeout_s=self.queue_timeout_s,
             idempotency_key=self.idempotency_key,
+            selector=self.on,
+            resources=Resources(self.cpu, self.memory_mb, self.gpus),
         )
 
 
@@ -160,6 +186,13 @@ class TaskOut(BaseModel):
         description="The name of the token that submitted it ('anonymous' without auth)."
     )
     retry_at: datetime | None = Field(description="A retry waits in the queue until then.")
+    on: str | None = Field(description="Its selector terms beyond `labels`.")
+    cpu: float
+    memory_mb: int
+    gpus: int
+    unschedulable: str | None = Field(
+        description="While queued: why no live worker could ever take it as it asks."
+    )
     attempts: list[AttemptOut] | None = Field(
         None, description="Every attempt, oldest first (only on GET /v1/tasks/{id})."
     )
@@ -196,6 +229,11 @@ class TaskOut(BaseModel):
             idempotency_key=spec.idempotency_key,
             submitted_by=spec.submitted_by,
             retry_at=_iso(task.not_before) if task.state is TaskState.QUEUED else None,
+            on=", ".join(map(str, spec.selector)) or None,
+            cpu=spec.resources.cpu,
+            memory_mb=spec.resources.memory_mb,
+            gpus=spec.resources.gpus,
+            unschedulable=task.unschedulable if task.state is TaskState.QUEUED else None,
             attempts=[AttemptOut.of(a) for a in attempts] if attempts is not None else None,
         )
 

@@ -277,7 +277,7 @@ class Service:
             )
             self.dispatch_wanted.set()
             return
-        session.inflight.add(task.ref)
+        session.inflight[task.ref] = task.spec.resources
         session.send(AssignCmd(task, self.config.kill_grace_s))
         self._touched(task.id)
 
@@ -315,7 +315,7 @@ class Service:
             if holding is None:
                 session.send(CancelCmd(ref, "this attempt is no longer held by this worker"))
             else:
-                session.inflight.add(ref)
+                session.inflight[ref] = holding.spec.resources
                 if holding.cancel_requested:
                     session.send(CancelCmd(ref, "cancelled by request"))
         self.dispatch_wanted.set()
@@ -340,7 +340,7 @@ class Service:
     async def finished(self, session: WorkerSession, ref: AttemptRef, report: Report) -> None:
         # The process has ended, so its slot is free now: let the next claim share this
         # commit instead of waiting for it.
-        session.inflight.discard(ref)
+        session.inflight.pop(ref, None)
         session.reported.discard(ref)
         self.dispatch_wanted.set()
         result = await self.store.record_finish(ref, session.worker_id, report, self.clock.now_ms())
@@ -354,7 +354,7 @@ class Service:
     async def delivered(self, session: WorkerSession, ref: AttemptRef) -> None:
         """A legacy worker was handed the command; it will never say more."""
         await self.store.mark_delivered(ref, session.worker_id, self.clock.now_ms())
-        session.inflight.discard(ref)
+        session.inflight.pop(ref, None)
         self.dispatch_wanted.set()
         delivered = await self.store.get_task(ref.task_id)
         self.settled([delivered])

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from gridrun.master.scheduler import Capacity
-from gridrun.model import AttemptRef, Task, WorkerInfo, WorkerState
+from gridrun.model import NO_RESOURCES, AttemptRef, Resources, Task, WorkerInfo, WorkerState
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +59,7 @@ class WorkerSession:
     version: str = ""
     legacy: bool = False
     queue_limit: int = 1024
-    inflight: set[AttemptRef] = field(default_factory=set)
+    inflight: dict[AttemptRef, Resources] = field(default_factory=dict)  # with what they asked
     reported: set[AttemptRef] = field(default_factory=set)  # its Hello: running or unacked
     close_reason: str | None = None
     connected_at: int | None = None  # epoch ms
@@ -110,12 +110,24 @@ class WorkerSession:
         )
 
     def capacity(self) -> Capacity:
+        taken = NO_RESOURCES
+        for asked in self.inflight.values():
+            taken = taken + asked
+        has = None
+        if self.resources:
+            has = Resources(
+                float(self.resources.get("cpus", 0)),
+                self.resources.get("memory_mb", 0),
+                self.resources.get("gpus", 0),
+            )
         return Capacity(
             worker_id=self.worker_id,
             labels=self.labels,
             slots=0 if self.draining else self.slots,
             used=len(self.inflight),
             legacy=self.legacy,
+            has=has,
+            taken=taken,
         )
 
 

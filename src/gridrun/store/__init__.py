@@ -16,13 +16,16 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from gridrun.model import (
+    NO_RESOURCES,
     Attempt,
     AttemptRef,
     Report,
+    Resources,
     StreamOutput,
     Task,
     TaskSpec,
     TaskState,
+    Term,
     WorkerInfo,
     WorkerState,
 )
@@ -57,6 +60,9 @@ class Candidate:
     seq: int
     selector: Mapping[str, str]
     legacy_ok: bool
+    terms: tuple[Term, ...] = ()
+    resources: Resources = NO_RESOURCES
+    unschedulable: str | None = None  # as last recorded
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +143,10 @@ class Store(Protocol):
     async def queued(self, limit: int, after: tuple[int, int] | None, now: int) -> list[Candidate]:
         """Claimable queued tasks (past any retry backoff), highest priority first, then
         oldest; resume after (priority, seq)."""
+        ...
+
+    async def mark_unschedulable(self, reasons: Sequence[tuple[str, str | None]]) -> None:
+        """Record (task_id, why no live worker could ever take it, or None) for queued tasks."""
         ...
 
     async def retry_due(self, now: int) -> bool:

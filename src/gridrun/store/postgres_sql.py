@@ -74,7 +74,13 @@ CREATE TABLE workers (
 );
 """
 
-MIGRATIONS = [SCHEMA_V1]  # MIGRATIONS[n] brings a database from version n to n+1
+# v2: placement beyond labels (selector terms, resources), and why a task cannot be placed
+SCHEMA_V2 = """
+ALTER TABLE tasks ADD COLUMN placement TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE tasks ADD COLUMN unschedulable TEXT;
+"""
+
+MIGRATIONS = [SCHEMA_V1, SCHEMA_V2]  # MIGRATIONS[n] brings a database from version n to n+1
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # every master migrates on start; the first takes this lock and the others wait, then find
@@ -87,11 +93,12 @@ SET_VERSION = "DELETE FROM gridrun_schema; INSERT INTO gridrun_schema (version) 
 
 INSERT_TASKS = (
     "INSERT INTO tasks (id, name, spec, priority, selector, legacy_ok, state, created_at,"
-    " expires_at, idempotency_key) SELECT id, name, spec, priority, selector, legacy_ok, 'queued',"
-    " created_at, expires_at, idempotency_key FROM unnest($1::text[], $2::text[], $3::text[],"
-    " $4::int[], $5::text[], $6::int[], $7::bigint[], $8::bigint[], $9::text[])"
+    " expires_at, idempotency_key, placement) SELECT id, name, spec, priority, selector,"
+    " legacy_ok, 'queued', created_at, expires_at, idempotency_key, placement"
+    " FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::int[],"
+    " $7::bigint[], $8::bigint[], $9::text[], $10::text[])"
     " AS t (id, name, spec, priority, selector, legacy_ok, created_at, expires_at,"
-    " idempotency_key) RETURNING id, seq"
+    " idempotency_key, placement) RETURNING id, seq"
 )
 CHANNEL = "gridrun"
 NOTIFY = "SELECT pg_notify('gridrun', payload) FROM unnest($1::text[]) AS payload"

@@ -6,24 +6,26 @@ backend's `Dialect`, since SQLite serializes its writers and has no `FOR UPDATE`
 
 TASK_COLUMNS = (
     "seq, id, spec, state, attempt, worker_id, cancel_requested, created_at, assigned_at,"
-    " started_at, finished_at, exit_code, signal, error, not_before"
+    " started_at, finished_at, exit_code, signal, error, not_before, unschedulable"
 )
 SELECT_TASK = f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?"
 INSERT_TASK = (
     "INSERT INTO tasks (id, name, spec, priority, selector, legacy_ok, state, created_at,"
-    " expires_at, idempotency_key) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)"
+    " expires_at, idempotency_key, placement) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)"
 )
 SELECT_TASK_BY_KEY = f"SELECT {TASK_COLUMNS} FROM tasks WHERE idempotency_key = ?"
 SELECT_QUEUED = (
-    "SELECT id, priority, seq, selector, legacy_ok FROM tasks WHERE state = 'queued'"
+    "SELECT id, priority, seq, selector, legacy_ok, placement, unschedulable FROM tasks"
+    " WHERE state = 'queued'"
     " AND not_before <= ? {after} ORDER BY priority DESC, seq LIMIT ?"
 )
 QUEUED_AFTER = "AND (priority < ? OR (priority = ? AND seq > ?))"
 CLAIM = (
     "UPDATE tasks SET state = ?, attempt = attempt + 1, worker_id = ?, assigned_at = ?,"
-    " started_at = NULL, finished_at = NULL, exit_code = NULL, signal = NULL, error = NULL"
-    " WHERE id = ?"
+    " started_at = NULL, finished_at = NULL, exit_code = NULL, signal = NULL, error = NULL,"
+    " unschedulable = NULL WHERE id = ?"
 )
+MARK_UNSCHEDULABLE = "UPDATE tasks SET unschedulable = ? WHERE id = ? AND state = 'queued'"
 START = "UPDATE tasks SET state = ?, started_at = ? WHERE id = ?"
 FINISH = (
     "UPDATE tasks SET state = ?, started_at = coalesce(?, started_at), finished_at = ?,"

@@ -36,6 +36,8 @@ from gridrun.store.rows import (
     attempt_from_row,
     attempt_key,
     describe,
+    placement_from_json,
+    placement_to_json,
     spec_to_json,
     task_from_row,
 )
@@ -132,6 +134,7 @@ class RelationalStore:
                 now,
                 now + round(t.spec.queue_timeout_s * 1000) if t.spec.queue_timeout_s else None,
                 t.spec.idempotency_key,
+                placement_to_json(t.spec),
             )
             for t in tasks
         ]
@@ -258,18 +261,35 @@ class RelationalStore:
             args = (now, priority, priority, seq, limit)  # type: ignore[assignment]
 
         async def read(tx: Tx) -> list[Candidate]:
-            return [
-                Candidate(
-                    task_id=r[0],
-                    priority=r[1],
-                    seq=r[2],
-                    selector=json.loads(r[3]),
-                    legacy_ok=bool(r[4]),
+            candidates = []
+            for r in await tx.all(query, *args):
+                terms, resources = placement_from_json(r[5])
+                candidates.append(
+                    Candidate(
+                        task_id=r[0],
+                        priority=r[1],
+                        seq=r[2],
+                        selector=json.loads(r[3]),
+                        legacy_ok=bool(r[4]),
+                        terms=terms,
+                        resources=resources,
+                        unschedulable=r[6],
+                    )
                 )
-                for r in await tx.all(query, *args)
-            ]
+            return candidates
 
         return await self._read(read)
+
+    async def mark_unschedulable(self, reasons: Sequence[tuple[str, str | None]]) -> None:
+        if not reasons:
+            return
+
+        async def mark(tx: Tx) -> None:
+            await tx.many(sql.MARK_UNSCHEDULABLE, [(why, task_id) for task_id, why in reasons])
+            for task_id, _ in reasons:
+                await self._notice(tx, "task", task_id)
+
+        await self._write(mark)
 
     async def retry_due(self, now: int) -> bool:
         """True if a task waiting out a retry backoff may be claimed now."""

@@ -6,7 +6,18 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from gridrun.model import Attempt, AttemptRef, Report, RetryPolicy, Task, TaskSpec, TaskState
+from gridrun.model import (
+    Attempt,
+    AttemptRef,
+    Op,
+    Report,
+    Resources,
+    RetryPolicy,
+    Task,
+    TaskSpec,
+    TaskState,
+    Term,
+)
 
 
 def spec_to_json(spec: TaskSpec) -> str:
@@ -31,6 +42,8 @@ def spec_to_json(spec: TaskSpec) -> str:
             "queue_timeout_s": spec.queue_timeout_s,
             "idempotency_key": spec.idempotency_key,
             "submitted_by": spec.submitted_by,
+            "selector": terms_to_json(spec.selector),
+            "resources": resources_to_json(spec.resources),
         },
         separators=(",", ":"),
     )
@@ -52,7 +65,40 @@ def spec_from_json(text: str) -> TaskSpec:
         queue_timeout_s=raw.get("queue_timeout_s"),
         idempotency_key=raw.get("idempotency_key"),
         submitted_by=raw.get("submitted_by"),
+        selector=terms_from_json(raw.get("selector", [])),
+        resources=resources_from_json(raw.get("resources", {})),
     )
+
+
+def terms_to_json(terms: Sequence[Term]) -> list[list[Any]]:
+    return [[t.key, str(t.op), list(t.values)] for t in terms]
+
+
+def terms_from_json(raw: list[list[Any]]) -> tuple[Term, ...]:
+    return tuple(Term(key, Op(op), tuple(values)) for key, op, values in raw)
+
+
+def resources_to_json(resources: Resources) -> dict[str, Any]:
+    return {"cpu": resources.cpu, "memory_mb": resources.memory_mb, "gpus": resources.gpus}
+
+
+def resources_from_json(raw: dict[str, Any]) -> Resources:
+    return Resources(raw.get("cpu", 0.0), raw.get("memory_mb", 0), raw.get("gpus", 0))
+
+
+def placement_to_json(spec: TaskSpec) -> str:
+    """What the scheduler reads of a queued task besides its labels (the `placement` column)."""
+    placement: dict[str, Any] = {}
+    if spec.selector:
+        placement["on"] = terms_to_json(spec.selector)
+    if spec.resources:
+        placement["resources"] = resources_to_json(spec.resources)
+    return json.dumps(placement, separators=(",", ":"))
+
+
+def placement_from_json(text: str) -> tuple[tuple[Term, ...], Resources]:
+    raw = json.loads(text)
+    return terms_from_json(raw.get("on", [])), resources_from_json(raw.get("resources", {}))
 
 
 def retry_from_json(raw: dict[str, Any] | None) -> RetryPolicy:
@@ -112,4 +158,5 @@ def task_from_row(row: Sequence[Any]) -> Task:
         signal=row[12],
         error=row[13],
         not_before=row[14] or None,
+        unschedulable=row[15],
     )

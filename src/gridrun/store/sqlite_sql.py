@@ -81,10 +81,17 @@ ALTER TABLE workers ADD COLUMN master TEXT;
 ALTER TABLE workers ADD COLUMN lease_until INTEGER;
 """
 
+# v5: placement beyond labels (selector terms, resources), and why a task cannot be placed
+SCHEMA_V5 = """
+ALTER TABLE tasks ADD COLUMN placement TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE tasks ADD COLUMN unschedulable TEXT;
+"""
+
 MIGRATIONS = [
     SCHEMA_V1,
     SCHEMA_V2,
     SCHEMA_V3,
     SCHEMA_V4,
+    SCHEMA_V5,
 ]  # MIGRATIONS[n] brings a database from version n to n+1
 SCHEMA_VERSION = len(MIGRATIONS)

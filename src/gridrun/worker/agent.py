@@ -18,6 +18,7 @@ import re
 import shutil
 import signal
 import socket
+import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
@@ -99,6 +100,10 @@ class WorkerConfig(BaseModel):
     tls_cert: Path | None = None  # mTLS: this worker's certificate; its id is the common name
     tls_key: Path | None = None
     metrics: str | None = None  # host:port for Prometheus metrics; off by default
+    # what tasks may ask of this worker; None: what the machine has (detected)
+    cpus: int | None = Field(None, ge=0, le=65536)
+    memory_mb: int | None = Field(None, ge=0)
+    gpus: int | None = Field(None, ge=0, le=1024)
 
     @field_validator("name")
     @classmethod
@@ -208,6 +213,9 @@ class Agent:
         self._rng = rng or random.Random()
         self.ended_by_outcome: collections.Counter[Outcome] = collections.Counter()
         self.refused: str | None = None  # why the master refused us, if it did
+        self.resources = machine_resources(config)
+        self._free_gpus = list(range(self.resources.gpus))  # indices not held by a task
+        self._gpus_of: dict[AttemptRef, list[int]] = {}
         self.master_address = config.masters[0]  # the master this worker talks to now
 
     @property
@@ -333,7 +341,7 @@ class Agent:
             hostname=socket.gethostname(),
             labels=self.config.labels,
             slots=self.config.slots,
-            resources=machine_resources(),
+            resources=self.resources,
             version=gridrun.__version__,
             running=[_ref(ref) for ref in self.executions],
             unacked=[_ref(ref) for ref in self._unacked],
@@ -454,6 +462,10 @@ class Agent:
             reason = "the worker is draining" if self._stopping else "no free slot"
             self._emit(executor.Finished(ref, Report(Outcome.NO_SLOT, error=reason), 0, 0))
             return
+        if msg.gpus > len(self._free_gpus):
+            reason = f"{msg.gpus} GPUs asked, {len(self._free_gpus)} free"
+            self._emit(executor.Finished(ref, Report(Outcome.NO_SLOT, error=reason), 0, 0))
+            return
         assignment = Assignment(
             ref=ref,
             argv=tuple(msg.argv),
@@ -469,6 +481,9 @@ class Agent:
             "GRIDRUN_ATTEMPT": str(ref.attempt),
             "GRIDRUN_WORKER_ID": self.id,
         }
+        gpus = self._free_gpus[: msg.gpus]
+        if msg.gpus:
+            task_env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpus))
         try:
             launch = self.policy.admit(
                 ref.task_id, ref.attempt, assignment.argv, assignment.shell, assignment.cwd,
@@ -481,6 +496,8 @@ class Agent:
             )  # fmt: skip
             self._emit(executor.Finished(ref, Report(Outcome.REJECTED, error=str(refusal)), 0, 0))
             return
+        del self._free_gpus[: msg.gpus]
+        self._gpus_of[ref] = gpus
         execution = Execution(assignment, launch, self._emit)
         self.executions[ref] = execution
         self._runs[ref] = asyncio.create_task(self._run(execution), name=f"task-{ref.task_id}")
@@ -495,6 +512,7 @@ class Agent:
         finally:
             self.executions.pop(ref, None)
             self._runs.pop(ref, None)
+            self._free_gpus = sorted(self._free_gpus + self._gpus_of.pop(ref, []))
             if execution.launch.scratch is not None:
                 shutil.rmtree(execution.launch.scratch, ignore_errors=True)
 
@@ -524,14 +542,31 @@ class Agent:
             queue.put_nowait(message)
 
 
-def machine_resources() -> pb.Resources:
-    """What this machine has, as the master's dashboard shows it (not a reservation)."""
-    try:
-        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1024 * 1024)
-    except (ValueError, OSError):
-        memory = 0
-    gpus = len(glob.glob("/dev/nvidia[0-9]*"))
-    return pb.Resources(cpus=os.cpu_count() or 1, memory_mb=memory, gpus=gpus)
+def detect_gpus() -> int:
+    """GPUs on this machine: `nvidia-smi -L` when it is installed, else NVIDIA device files."""
+    smi = shutil.which("nvidia-smi")
+    if smi is not None:
+        try:
+            listing = subprocess.run(
+                [smi, "-L"], capture_output=True, text=True, timeout=10, check=True
+            ).stdout
+            return sum(line.startswith("GPU ") for line in listing.splitlines())
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return len(glob.glob("/dev/nvidia[0-9]*"))
+
+
+def machine_resources(config: WorkerConfig) -> pb.Resources:
+    """What this worker offers tasks: the machine's CPUs, memory and GPUs, or the flags'."""
+    memory = config.memory_mb
+    if memory is None:
+        try:
+            memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1024 * 1024)
+        except (ValueError, OSError):
+            memory = 0
+    cpus = config.cpus if config.cpus is not None else os.cpu_count() or 1
+    gpus = config.gpus if config.gpus is not None else detect_gpus()
+    return pb.Resources(cpus=cpus, memory_mb=memory, gpus=gpus)
 
 
 async def run_worker(config: WorkerConfig) -> None:

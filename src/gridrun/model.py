@@ -23,6 +23,8 @@ WORKER_ID_RULE = "1-128 of A-Z a-z 0-9 _ . @ : - (letter or digit first)"
 
 
 class TaskState(enum.StrEnum):
+    # Waiting for the tasks it runs after (`after`) to succeed.
+    WAITING = "waiting"
     QUEUED = "queued"
     ASSIGNED = "assigned"
     RUNNING = "running"
@@ -37,6 +39,8 @@ class TaskState(enum.StrEnum):
     EXPIRED = "expired"
     # Refused by the worker's policy (allowlist, shell, cwd roots): never run.
     REJECTED = "rejected"
+    # Never run: a task it was to run after did not succeed.
+    SKIPPED = "skipped"
 
 
 class WorkerState(enum.StrEnum):
@@ -67,6 +71,7 @@ TERMINAL: frozenset[TaskState] = frozenset(
         TaskState.DELIVERED,
         TaskState.EXPIRED,
         TaskState.REJECTED,
+        TaskState.SKIPPED,
     }
 )
 ACTIVE: frozenset[TaskState] = frozenset({TaskState.ASSIGNED, TaskState.RUNNING})
@@ -82,6 +87,7 @@ _ENDINGS = frozenset(
 )
 
 TRANSITIONS: Mapping[TaskState, frozenset[TaskState]] = {
+    TaskState.WAITING: frozenset({TaskState.QUEUED, TaskState.SKIPPED, TaskState.CANCELLED}),
     TaskState.QUEUED: frozenset({TaskState.ASSIGNED, TaskState.CANCELLED, TaskState.EXPIRED}),
     # assigned -> queued: the worker had no free slot and ran nothing, or a retry.
     # assigned -> an ending: the process could not start, or was cancelled before it did.
@@ -231,6 +237,7 @@ class TaskSpec:
     submitted_by: str | None = None  # the token's name (set by the master, never by a client)
     selector: tuple[Term, ...] = ()  # beyond `labels` (equality): !=, in, notin, exists, !
     resources: Resources = NO_RESOURCES
+    after: tuple[str, ...] = ()  # task ids that must succeed before it runs
 
     @property
     def legacy_ok(self) -> bool:

@@ -3,9 +3,11 @@ label syntax. Pure; every error is an InvalidSpec with a message a user can act 
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shlex
 from collections.abc import Mapping, Sequence
+from graphlib import CycleError, TopologicalSorter
 
 from gridrun.errors import InvalidSpec
 from gridrun.model import NO_RESOURCES, SHELL, Op, Resources, RetryPolicy, TaskSpec, Term
@@ -27,6 +29,7 @@ MAX_KEY_BYTES = 256
 MAX_CPU = 4096
 MAX_MEMORY_MB = 1 << 40
 MAX_GPUS = 1024
+MAX_AFTER = 1000  # tasks one task may run after
 
 _KEY = r"[^\s=!(),]+"
 _TERMS = [
@@ -62,6 +65,7 @@ def make_spec(
     idempotency_key: str | None = None,
     selector: str | Sequence[str] | None = None,
     resources: Resources = NO_RESOURCES,
+    after: Sequence[str] = (),
 ) -> TaskSpec:
     """Validate a request and build its spec; raise InvalidSpec with a human message."""
     if (cmd is None) == (argv is None):
@@ -150,7 +154,52 @@ def make_spec(
         idempotency_key=idempotency_key,
         selector=parse_selector(selector),
         resources=check_resources(resources.cpu, resources.memory_mb, resources.gpus),
+        after=check_after(after),
     )
+
+
+def check_after(after: Sequence[str]) -> tuple[str, ...]:
+    if len(after) > MAX_AFTER:
+        raise InvalidSpec(f"a task may run after at most {MAX_AFTER} tasks")
+    for item in after:
+        _check_text("after", item, MAX_NAME_BYTES)
+        if not item:
+            raise InvalidSpec("after lists an empty task id or name")
+    return tuple(dict.fromkeys(after))  # each once, in the order given
+
+
+def resolve_after(specs: Sequence[TaskSpec], ids: Sequence[str]) -> list[TaskSpec]:
+    """Point each `after` entry naming a member of this batch (by its `name`) at that member's
+    id; other entries are task ids, checked by the store. A batch is one DAG: a cycle is
+    refused, and so is a name two members share."""
+    by_name: dict[str, str] = {}
+    shared: set[str] = set()
+    for spec, task_id in zip(specs, ids, strict=True):
+        if spec.name is not None:
+            if spec.name in by_name:
+                shared.add(spec.name)
+            by_name[spec.name] = task_id
+    resolved = []
+    graph: dict[str, list[str]] = {}
+    for spec, task_id in zip(specs, ids, strict=True):
+        after = []
+        for item in spec.after:
+            if item in shared:
+                raise InvalidSpec(
+                    f"after names {item!r}, which more than one task of the batch has"
+                )
+            after.append(by_name.get(item, item))
+        if task_id in after:
+            raise InvalidSpec(f"task {spec.name or task_id!r} cannot run after itself")
+        graph[task_id] = after
+        resolved.append(dataclasses.replace(spec, after=tuple(after)))
+    try:
+        tuple(TopologicalSorter(graph).static_order())
+    except CycleError as exc:
+        names = {task_id: spec.name or task_id for spec, task_id in zip(specs, ids, strict=True)}
+        cycle = " -> ".join(names.get(t, t) for t in reversed(exc.args[1]))
+        raise InvalidSpec(f"the tasks' `after` form a cycle: {cycle}") from None
+    return resolved
 
 
 def _split_terms(text: str) -> list[str]:

@@ -250,3 +250,20 @@ async def test_leases_lapse_and_are_renewed(store: Store) -> None:
     assert await store.lapsed(now=101) == {"w2"}
     (w1,) = [w for w in await store.list_workers() if w.id == "w1"]
     assert (w1.last_seen, w1.running) == (90, 1)
+
+
+async def test_dependents_wait_then_run_or_are_skipped(store: Store) -> None:
+    await add(store, "a", "b")
+    (c,) = await store.add_tasks([NewTask("c", make_spec(cmd="c", after=["a", "b"]))], now=1)
+    (d,) = await store.add_tasks([NewTask("d", make_spec(cmd="d", after=["c"]))], now=1)
+    assert (c.state, d.state) == (TaskState.WAITING, TaskState.WAITING)
+    assert [x.task_id for x in await store.queued(10, None, now=2)] == ["a", "b"]
+    await store.claim([("a", "w1"), ("b", "w2")], now=2)
+    await store.record_finish(AttemptRef("a", 1), "w1", Report(Outcome.EXITED, 0), now=3)
+    assert (await store.get_task("c")).state is TaskState.WAITING  # b is still running
+    await store.record_finish(AttemptRef("b", 1), "w2", Report(Outcome.EXITED, 0), now=4)
+    assert (await store.get_task("c")).state is TaskState.QUEUED
+    await store.claim([("c", "w1")], now=5)
+    await store.record_finish(AttemptRef("c", 1), "w1", Report(Outcome.EXITED, 9), now=6)
+    skipped = await store.get_task("d")
+    assert (skipped.state, skipped.error) == (TaskState.SKIPPED, "skipped: task c ended failed")

@@ -102,3 +102,34 @@ async def test_an_unreachable_server_is_unavailable_not_a_hang() -> None:
     store = PostgresStore("postgresql://postgres@127.0.0.1:1/none", timeout_s=2)
     with pytest.raises(Unavailable, match="unreachable"):
         await asyncio.wait_for(store.open(), 10)
+
+
+async def test_prerequisites_finishing_at_once_on_two_masters_release_their_dependent(
+    url: str,
+) -> None:
+    from gridrun.model import AttemptRef, Outcome, Report, TaskState
+
+    a, b = PostgresStore(url, origin="ma"), PostgresStore(url, origin="mb")
+    await a.open()
+    await b.open()
+    try:
+        await a.upsert_worker(online("wa"), lease_until=10**13)
+        await b.upsert_worker(online("wb"), lease_until=10**13)
+        for n in range(15):
+            x, y, z = f"x{n}", f"y{n}", f"z{n}"
+            await a.add_tasks(
+                [NewTask(x, make_spec(cmd="x")), NewTask(y, make_spec(cmd="y")),
+                 NewTask(z, make_spec(cmd="z", after=[x, y]))],
+                now=1,
+            )  # fmt: skip
+            await a.claim([(x, "wa")], now=2)
+            await b.claim([(y, "wb")], now=2)
+            ok = Report(Outcome.EXITED, exit_code=0)
+            await asyncio.gather(
+                a.record_finish(AttemptRef(x, 1), "wa", ok, now=3),
+                b.record_finish(AttemptRef(y, 1), "wb", ok, now=3),
+            )
+            assert (await a.get_task(z)).state is TaskState.QUEUED, n
+    finally:
+        await a.close()
+        await b.close()

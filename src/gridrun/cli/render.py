@@ -133,6 +133,7 @@ def task_detail(task: TaskDict) -> Table:
         ("labels", ", ".join(f"{k}={v}" for k, v in task["labels"].items()) or "-"),
         ("on", task["on"] or "-"),
         ("needs", _needs(task)),
+        ("after", ", ".join(task["after"]) or "-"),
         ("env", ", ".join(task["env"]) or "-"),
         ("cwd", task["cwd"] or "-"),
         ("timeout", f"{task['timeout_s']:g}s" if task["timeout_s"] else "-"),

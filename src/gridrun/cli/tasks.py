@@ -67,6 +67,7 @@ def _body(
     cpu: float = 0,
     memory_mb: int = 0,
     gpus: int = 0,
+    after: list[str] | None = None,
 ) -> dict[str, Any]:
     """One task as POST /v1/tasks takes it, from the CLI's options."""
     one_line = len(command) == 1
@@ -88,6 +89,7 @@ def _body(
         cpu=cpu,
         memory_mb=memory_mb,
         gpus=gpus,
+        after=after or [],
     )
 
 
@@ -110,6 +112,10 @@ On = Annotated[
 ]
 Cpu = Annotated[float, typer.Option("--cpu", min=0, help="CPU cores it needs free.")]
 MemoryMb = Annotated[int, typer.Option("--memory-mb", min=0, help="Memory (MiB) it needs free.")]
+After = Annotated[
+    list[str] | None,
+    typer.Option("--after", help="Run once this task has succeeded (repeatable; task id)."),
+]
 Gpus = Annotated[
     int, typer.Option("--gpus", min=0, help="GPUs it needs (indices in CUDA_VISIBLE_DEVICES).")
 ]
@@ -150,6 +156,7 @@ def submit(
     cpu: Cpu = 0,
     memory_mb: MemoryMb = 0,
     gpus: Gpus = 0,
+    after: After = None,
     file: Annotated[
         Path | None,
         typer.Option(
@@ -172,7 +179,7 @@ def submit(
         options = dict(
             shell=shell, env=env, cwd=cwd, timeout=timeout, priority=priority, on=on,
             max_attempts=max_attempts, retry_delay=retry_delay, retry_on=retry_on,
-            queue_timeout=queue_timeout, cpu=cpu, memory_mb=memory_mb, gpus=gpus,
+            queue_timeout=queue_timeout, cpu=cpu, memory_mb=memory_mb, gpus=gpus, after=after,
         )  # fmt: skip
         lines = _command_lines(file)
         with guard, connect(url) as client:
@@ -197,6 +204,7 @@ def submit(
             cpu=cpu,
             memory_mb=memory_mb,
             gpus=gpus,
+            after=after,
         )
         print_json(task) if json_out else print(task["id"])
 
@@ -219,6 +227,7 @@ def run(
     cpu: Cpu = 0,
     memory_mb: MemoryMb = 0,
     gpus: Gpus = 0,
+    after: After = None,
     url: Url = None,
 ) -> None:
     """Run a command on the grid, print its stdout and stderr, exit with its exit code."""
@@ -241,6 +250,7 @@ def run(
             cpu=cpu,
             memory_mb=memory_mb,
             gpus=gpus,
+            after=after,
         )
         try:
             task = _follow(client, task["id"])

@@ -65,6 +65,7 @@ class TaskDict(TypedDict):
     cpu: float
     memory_mb: int
     gpus: int
+    after: list[str]
     unschedulable: str | None
     attempts: list[AttemptDict] | None
 
@@ -189,10 +190,13 @@ class Client:
         cpu: float = 0,
         memory_mb: int = 0,
         gpus: int = 0,
+        after: Sequence[str] = (),
     ) -> TaskDict:
         """Queue one task. `on` is a selector ("zone in (a,b), gpu, !spot"); cpu, memory_mb
-        and gpus are what it needs free on a worker."""
+        and gpus are what it needs free on a worker; `after` the task ids it runs after."""
         body: dict[str, Any] = {"shell": shell, "priority": priority}
+        if after:
+            body["after"] = list(after)
         if on:
             body["on"] = on
         for key, value in (("cpu", cpu), ("memory_mb", memory_mb), ("gpus", gpus)):

@@ -1,4 +1,5 @@
-"""Other masters on the same database: their notices, acted on by this one.
+"""Other masters on the same database: their notices, acted on by this one (and the few of our
+own that tell of changes a step made besides the one it was asked for).
 
 A task submitted to master A must start on a worker connected to master B, a cancel sent to A
 must stop the process on B's worker, and a client waiting on A must learn that B's worker
@@ -20,6 +21,10 @@ from gridrun.store import Notice
 log = logging.getLogger("gridrun.master")
 
 RESYNC = "resync"  # a notice the store makes itself after its listening connection came back
+# Wake-ups acted on even when they are this master's own: a step can change tasks besides the
+# one it was asked about (tasks waiting for it are released or skipped), and the store says so
+# only by notices.
+OWN_TOO = frozenset({"queued", "task"})
 
 
 class Peers:
@@ -37,7 +42,7 @@ class Peers:
 
     def heard(self, notice: Notice) -> None:
         service = self.service
-        if notice.origin == service.store.origin:
+        if notice.origin == service.store.origin and notice.kind not in OWN_TOO:
             return  # our own, already acted on
         if notice.kind == "queued":
             service.dispatch_wanted.set()

@@ -19,6 +19,7 @@ from gridrun.model import (
     WorkerState,
 )
 from gridrun.spec import (
+    MAX_AFTER,
     MAX_ATTEMPTS,
     MAX_BACKOFF_S,
     MAX_CPU,
@@ -88,6 +89,12 @@ class TaskIn(_In):
     gpus: Annotated[int, Field(ge=0, le=MAX_GPUS)] = Field(
         0, description="GPUs it needs; their indices are in CUDA_VISIBLE_DEVICES."
     )
+    after: Annotated[list[str], Field(max_length=MAX_AFTER)] = Field(
+        default_factory=list,
+        description="Run only once these tasks have succeeded (it ends `skipped` if one does"
+        " not). Task ids, or in a batch the `name` of another task of the batch, so a whole"
+        " graph goes in one request; a cycle is refused.",
+    )
 
     def to_spec(self) -> TaskSpec:
         retry = self.retry or RetryIn()
@@ -112,6 +119,7 @@ class TaskIn(_In):
             idempotency_key=self.idempotency_key,
             selector=self.on,
             resources=Resources(self.cpu, self.memory_mb, self.gpus),
+            after=self.after,
         )
 
 
@@ -190,6 +198,7 @@ class TaskOut(BaseModel):
     cpu: float
     memory_mb: int
     gpus: int
+    after: list[str] = Field(description="The tasks it runs after.")
     unschedulable: str | None = Field(
         description="While queued: why no live worker could ever take it as it asks."
     )
@@ -233,6 +242,7 @@ class TaskOut(BaseModel):
             cpu=spec.resources.cpu,
             memory_mb=spec.resources.memory_mb,
             gpus=spec.resources.gpus,
+            after=list(spec.after),
             unschedulable=task.unschedulable if task.state is TaskState.QUEUED else None,
             attempts=[AttemptOut.of(a) for a in attempts] if attempts is not None else None,
         )

@@ -40,6 +40,7 @@ from gridrun.model import (
     WorkerInfo,
     WorkerState,
 )
+from gridrun.spec import resolve_after
 from gridrun.store import NewTask, Notice, Page, Store, TaskFilter, TaskOutput
 
 log = logging.getLogger("gridrun.master")
@@ -85,7 +86,10 @@ class Service:
     async def submit(self, specs: Sequence[TaskSpec]) -> list[tuple[Task, bool]]:
         """Store the tasks durably; return each with True if it is new, False if its
         idempotency key named an existing task (which is returned instead)."""
-        proposed = [NewTask(id=new_task_id(), spec=s) for s in specs]
+        ids = [new_task_id() for _ in specs]
+        if any(s.after for s in specs):
+            specs = resolve_after(specs, ids)  # names of batch members -> their ids
+        proposed = [NewTask(id=i, spec=s) for i, s in zip(ids, specs, strict=True)]
         tasks = await self.store.add_tasks(proposed, self.clock.now_ms())
         self.dispatch_wanted.set()
         added = [(t, t.id == p.id) for t, p in zip(tasks, proposed, strict=True)]

@@ -24,7 +24,8 @@ import asyncpg
 from gridrun.errors import Unavailable
 from gridrun.store import Notice
 from gridrun.store import postgres_sql as ddl
-from gridrun.store.relational import Dialect, RelationalStore, Row, Tx
+from gridrun.store.relational import RelationalStore
+from gridrun.store.relational_tx import Dialect, Row, Tx
 
 T = TypeVar("T")
 log = logging.getLogger("gridrun.store")

@@ -80,7 +80,21 @@ ALTER TABLE tasks ADD COLUMN placement TEXT NOT NULL DEFAULT '{}';
 ALTER TABLE tasks ADD COLUMN unschedulable TEXT;
 """
 
-MIGRATIONS = [SCHEMA_V1, SCHEMA_V2]  # MIGRATIONS[n] brings a database from version n to n+1
+# v3: tasks that run after others
+SCHEMA_V3 = """
+CREATE TABLE deps (
+    task_id  TEXT NOT NULL,
+    after_id TEXT NOT NULL,
+    PRIMARY KEY (task_id, after_id)
+);
+CREATE INDEX deps_by_after ON deps (after_id);
+"""
+
+MIGRATIONS = [
+    SCHEMA_V1,
+    SCHEMA_V2,
+    SCHEMA_V3,
+]  # MIGRATIONS[n] brings a database from version n to n+1
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # every master migrates on start; the first takes this lock and the others wait, then find

@@ -100,3 +100,14 @@ SELECT_WORKERS = (
     " AND t.state IN ('assigned', 'running')), w.resources FROM workers w ORDER BY w.id"
 )
 COUNT_BY_STATE = "SELECT state, count(*) FROM tasks GROUP BY state"
+SELECT_STATES = "SELECT id, state FROM tasks WHERE id IN ({marks})"
+SET_STATE = "UPDATE tasks SET state = ? WHERE id = ?"
+INSERT_DEP = "INSERT INTO deps (task_id, after_id) VALUES (?, ?)"
+SELECT_WAITING_DEPENDENTS = (
+    "SELECT t.id FROM deps d JOIN tasks t ON t.id = d.task_id"
+    " WHERE d.after_id = ? AND t.state = 'waiting' ORDER BY t.seq"
+)
+COUNT_UNMET = (
+    "SELECT count(*) FROM deps d JOIN tasks t ON t.id = d.after_id"
+    " WHERE d.task_id = ? AND t.state != 'succeeded'"
+)

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from gridrun.errors import TaskNotFound, WorkerNotFound
 from gridrun.model import (
     ACTIVE,
+    TERMINAL,
     Attempt,
     AttemptRef,
     Outcome,
@@ -30,8 +30,18 @@ from gridrun.model import (
     state_after,
     transition,
 )
-from gridrun.store import Candidate, Finish, NewTask, Notice, Page, TaskFilter, TaskOutput
+from gridrun.store import (
+    Candidate,
+    Finish,
+    NewTask,
+    Notice,
+    Page,
+    TaskFilter,
+    TaskOutput,
+    dependencies,
+)
 from gridrun.store import queries as sql
+from gridrun.store.relational_tx import Dialect, Tx, marks
 from gridrun.store.rows import (
     attempt_from_row,
     attempt_key,
@@ -43,40 +53,7 @@ from gridrun.store.rows import (
 )
 
 T = TypeVar("T")
-Row = Sequence[Any]
 EXPIRE_BATCH = 1000
-
-
-class Tx(Protocol):
-    """One transaction (or, for reads, one connection) of a backend."""
-
-    async def one(self, query: str, *args: Any) -> Row | None: ...
-
-    async def all(self, query: str, *args: Any) -> list[Row]: ...
-
-    async def run(self, query: str, *args: Any) -> None: ...
-
-    async def many(self, query: str, rows: Sequence[Sequence[Any]]) -> None: ...
-
-    async def insert_tasks(self, rows: Sequence[Sequence[Any]]) -> list[int]:
-        """Insert task rows (`queries.INSERT_TASK`); return their seqs in order."""
-        ...
-
-    async def notify(self, payload: str) -> None:
-        """Tell the other masters on this database, when (and only if) the step commits."""
-        ...
-
-
-@dataclass(frozen=True, slots=True)
-class Dialect:
-    lock: str = ""  # appended to a read whose row the step then changes
-    skip_locked: str = ""  # ... where another master's step may hold it: skip, do not wait
-    share_lock: str = ""  # ... where the row must not change until the step commits
-    label_clause: str = ""  # one `key = value` label filter on a task's selector
-
-
-def marks(n: int) -> str:
-    return ", ".join("?" * n)
 
 
 class RelationalStore:
@@ -147,19 +124,40 @@ class RelationalStore:
             await self._notice(tx, "queued")
             if not keyed:
                 seqs = await tx.insert_tasks(rows)
-                return [fresh(t, seq) for t, seq in zip(tasks, seqs, strict=True)]
-            added: list[Task] = []
-            for t, row in zip(tasks, rows, strict=True):
-                key = t.spec.idempotency_key
-                existing = key and await tx.one(sql.SELECT_TASK_BY_KEY, key)
-                if existing:
-                    added.append(task_from_row(existing))
-                    continue
-                (seq,) = await tx.insert_tasks([row])
-                added.append(fresh(t, seq))
+                added = [fresh(t, seq) for t, seq in zip(tasks, seqs, strict=True)]
+            else:
+                added = []
+                for t, row in zip(tasks, rows, strict=True):
+                    key = t.spec.idempotency_key
+                    existing = key and await tx.one(sql.SELECT_TASK_BY_KEY, key)
+                    if existing:
+                        added.append(task_from_row(existing))
+                        continue
+                    (seq,) = await tx.insert_tasks([row])
+                    added.append(fresh(t, seq))
+            if any(t.spec.after for t in tasks):
+                added = await self._link(tx, tasks, added, now)
             return added
 
         return await self._write(add)
+
+    async def _link(
+        self, tx: Tx, tasks: Sequence[NewTask], added: list[Task], now: int
+    ) -> list[Task]:
+        """Record what the inserted tasks run after; a member of the batch replaced by an
+        existing task (its idempotency key) stands for it."""
+        actual = {t.id: a.id for t, a in zip(tasks, added, strict=True)}
+        inserted = [(t, a) for t, a in zip(tasks, added, strict=True) if a.id == t.id]
+        order = dependencies.in_order(
+            [a.id for _, a in inserted],
+            [tuple(actual.get(x, x) for x in t.spec.after) for t, _ in inserted],
+        )
+        starts = await dependencies.link(tx, self.dialect.lock, order, now, self._notice)
+        return [await self._load(tx, a.id) if a.id in starts else a for a in added]
+
+    async def _ended(self, tx: Tx, task_id: str, state: TaskState, now: int) -> None:
+        if state in TERMINAL:
+            await dependencies.ended(tx, self.dialect.lock, task_id, state, now, self._notice)
 
     async def get_task(self, task_id: str) -> Task:
         return await self._read(lambda tx: self._load(tx, task_id))
@@ -225,6 +223,7 @@ class RelationalStore:
             else:
                 state = transition(task.state, TaskState.CANCELLED)
                 await tx.run(sql.END, str(state), now, "cancelled before it started", task_id)
+                await self._ended(tx, task_id, state, now)
             return await self._changed(tx, await self._load(tx, task_id))
 
         return await self._write(cancel)
@@ -245,6 +244,7 @@ class RelationalStore:
                 limit = task.spec.queue_timeout_s or 0
                 reason = f"not started within its queue timeout of {limit:g}s"
                 await tx.run(sql.END, str(state), now, reason, task.id)
+                await self._ended(tx, task.id, state, now)
                 expired.append(await self._changed(tx, await self._load(tx, task.id)))
             return expired
 
@@ -407,6 +407,7 @@ class RelationalStore:
                 sql.FINISH, str(state), report.started_at, finished_at, report.exit_code,
                 report.signal, error, task.id,
             )  # fmt: skip
+            await self._ended(tx, task.id, state, now)
 
     async def record_finish(
         self, ref: AttemptRef, worker_id: str, report: Report, now: int
@@ -434,6 +435,7 @@ class RelationalStore:
             await tx.run(
                 sql.END_ATTEMPT, str(state), None, now, None, None, reason, *attempt_key(ref)
             )
+            await self._ended(tx, ref.task_id, state, now)
             await self._notice(tx, "task", ref.task_id)
             return True
 

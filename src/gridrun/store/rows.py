@@ -44,6 +44,7 @@ def spec_to_json(spec: TaskSpec) -> str:
             "submitted_by": spec.submitted_by,
             "selector": terms_to_json(spec.selector),
             "resources": resources_to_json(spec.resources),
+            "after": list(spec.after),
         },
         separators=(",", ":"),
     )
@@ -67,6 +68,7 @@ def spec_from_json(text: str) -> TaskSpec:
         submitted_by=raw.get("submitted_by"),
         selector=terms_from_json(raw.get("selector", [])),
         resources=resources_from_json(raw.get("resources", {})),
+        after=tuple(raw.get("after", ())),
     )
 
 

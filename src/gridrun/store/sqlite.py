@@ -16,7 +16,8 @@ from typing import Any, TypeVar
 
 from gridrun.store import Notice
 from gridrun.store import queries as sql
-from gridrun.store.relational import Dialect, RelationalStore, Row, Tx
+from gridrun.store.relational import RelationalStore
+from gridrun.store.relational_tx import Dialect, Row, Tx
 from gridrun.store.sqlite_db import SqliteDb, Sync
 
 T = TypeVar("T")
@@ -38,6 +39,7 @@ def _drive(step: Awaitable[T]) -> T:
 class SqliteTx:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
+        self.notices: list[str] = []
 
     async def one(self, query: str, *args: Any) -> Row | None:
         row: Row | None = self._conn.execute(query, args).fetchone()
@@ -59,7 +61,8 @@ class SqliteTx:
         return list(range(last - len(rows) + 1, last + 1))
 
     async def notify(self, payload: str) -> None:
-        """One master per file: there is nobody else to tell."""
+        """Heard by this master's own listener once the step commits (one master per file)."""
+        self.notices.append(payload)
 
 
 class SqliteStore(RelationalStore):
@@ -75,16 +78,24 @@ class SqliteStore(RelationalStore):
     ) -> None:
         super().__init__(origin or secrets.token_hex(6))
         self._db = SqliteDb(path, synchronous=synchronous)
+        self._heard: Callable[[Notice], None] | None = None
 
     async def _read(self, step: Callable[[Tx], Awaitable[T]]) -> T:
         return await self._db.run(lambda conn: _drive(step(SqliteTx(conn))))
 
     async def _write(self, step: Callable[[Tx], Awaitable[T]]) -> T:
-        def write(conn: sqlite3.Connection) -> T:
+        def write(conn: sqlite3.Connection) -> tuple[T, list[str]]:
+            tx = SqliteTx(conn)
             with self._db.tx(conn):
-                return _drive(step(SqliteTx(conn)))
+                return _drive(step(tx)), tx.notices
 
-        return await self._db.write(write)
+        result, notices = await self._db.write(write)
+        if self._heard is not None:
+            for payload in notices:
+                notice = Notice.parse(payload)
+                if notice is not None:
+                    self._heard(notice)
+        return result
 
     async def open(self) -> None:
         await self._db.open()
@@ -96,7 +107,8 @@ class SqliteStore(RelationalStore):
         await self._db.run(lambda c: c.execute("SELECT 1").fetchone())
 
     async def listen(self, handler: Callable[[Notice], None]) -> None:
-        """One master per file: no other master sends notices."""
+        """One master per file: the only notices are this master's own, after each commit."""
+        self._heard = handler
 
     async def notify(self, notice: Notice) -> None:
-        """One master per file: nobody to notify."""
+        """One master per file: nobody else to notify."""

@@ -87,11 +87,22 @@ ALTER TABLE tasks ADD COLUMN placement TEXT NOT NULL DEFAULT '{}';
 ALTER TABLE tasks ADD COLUMN unschedulable TEXT;
 """
 
+# v6: tasks that run after others
+SCHEMA_V6 = """
+CREATE TABLE deps (
+    task_id  TEXT NOT NULL,
+    after_id TEXT NOT NULL,
+    PRIMARY KEY (task_id, after_id)
+) WITHOUT ROWID;
+CREATE INDEX deps_by_after ON deps (after_id);
+"""
+
 MIGRATIONS = [
     SCHEMA_V1,
     SCHEMA_V2,
     SCHEMA_V3,
     SCHEMA_V4,
     SCHEMA_V5,
+    SCHEMA_V6,
 ]  # MIGRATIONS[n] brings a database from version n to n+1
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -7,7 +7,7 @@ const main = document.getElementById("main");
 const notice = document.getElementById("notice");
 const live = document.getElementById("live");
 const TERMINAL = new Set(["succeeded", "failed", "timed_out", "cancelled", "lost", "delivered",
-  "expired", "rejected"]);
+  "expired", "rejected", "skipped"]);
 let page = null; // {abort: AbortController} of the page on screen
 let me = null; // a promise of GET /v1/me: who the token is, what it may do (null: unknown)
 
@@ -171,7 +171,7 @@ function sparkline(values) {
 function tasksPage(signal, query) {
   const form = h("form", {class: "filters"},
     h("label", {}, "state", h("select", {name: "state"}, h("option", {value: ""}, "any"),
-      ["queued", "assigned", "running", ...TERMINAL].map((s) => h("option", {value: s}, s)))),
+      ["waiting", "queued", "assigned", "running", ...TERMINAL].map((s) => h("option", {value: s}, s)))),
     h("label", {}, "worker", h("input", {name: "worker", size: 12})),
     h("label", {}, "label", h("input", {name: "label", size: 14, placeholder: "k=v"})),
     h("label", {}, "name", h("input", {name: "name", size: 12})),

@@ -1,0 +1,42 @@
+"""The small transaction interface the SQL stores' verbs are written over, and the dialect
+differences between the backends."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+Row = Sequence[Any]
+
+
+class Tx(Protocol):
+    """One transaction (or, for reads, one connection) of a backend."""
+
+    async def one(self, query: str, *args: Any) -> Row | None: ...
+
+    async def all(self, query: str, *args: Any) -> list[Row]: ...
+
+    async def run(self, query: str, *args: Any) -> None: ...
+
+    async def many(self, query: str, rows: Sequence[Sequence[Any]]) -> None: ...
+
+    async def insert_tasks(self, rows: Sequence[Sequence[Any]]) -> list[int]:
+        """Insert task rows (`queries.INSERT_TASK`); return their seqs in order."""
+        ...
+
+    async def notify(self, payload: str) -> None:
+        """Tell the other masters on this database, when (and only if) the step commits."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    lock: str = ""  # appended to a read whose row the step then changes
+    skip_locked: str = ""  # ... where another master's step may hold it: skip, do not wait
+    share_lock: str = ""  # ... where the row must not change until the step commits
+    label_clause: str = ""  # one `key = value` label filter on a task's selector
+
+
+def marks(n: int) -> str:
+    return ", ".join("?" * n)

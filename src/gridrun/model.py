@@ -238,6 +238,8 @@ class TaskSpec:
     selector: tuple[Term, ...] = ()  # beyond `labels` (equality): !=, in, notin, exists, !
     resources: Resources = NO_RESOURCES
     after: tuple[str, ...] = ()  # task ids that must succeed before it runs
+    worker: str | None = None  # run on this worker only (a broadcast job's tasks)
+    job: str | None = None  # the broadcast job it belongs to
 
     @property
     def legacy_ok(self) -> bool:
@@ -250,6 +252,7 @@ class TaskSpec:
             and not self.labels
             and not self.selector
             and not self.resources
+            and self.worker is None
             and all(arg and not any(c.isspace() for c in arg) for arg in self.argv)
         )
 
@@ -379,6 +382,15 @@ class WorkerInfo:
     last_seen: int | None = None
     running: int = 0
     resources: Mapping[str, int] = field(default_factory=dict)  # cpus, memory_mb, gpus
+
+
+def capacity_of(worker: WorkerInfo) -> Resources:
+    """What a worker offers tasks, as its Hello said."""
+    return Resources(
+        float(worker.resources.get("cpus", 0)),
+        worker.resources.get("memory_mb", 0),
+        worker.resources.get("gpus", 0),
+    )
 
 
 def workers_by_state(workers: Iterable[WorkerInfo]) -> dict[WorkerState, int]:

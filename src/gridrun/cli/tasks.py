@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console, Group
@@ -228,9 +229,28 @@ def run(
     memory_mb: MemoryMb = 0,
     gpus: Gpus = 0,
     after: After = None,
+    everywhere: Annotated[
+        bool,
+        typer.Option(
+            "--all",
+            help="Run it once on every live worker that matches --on (a job); print each"
+            " worker's output under its name and a summary; exit 1 if any did not succeed.",
+        ),
+    ] = False,
     url: Url = None,
 ) -> None:
     """Run a command on the grid, print its stdout and stderr, exit with its exit code."""
+    if everywhere:
+        if not command:
+            fail("give a command, e.g. gridrun run --all -- uptime", 2)
+        body = _body(
+            command, shell=shell, env=env, cwd=cwd, timeout=timeout, priority=priority, on=on,
+            name=name, max_attempts=max_attempts, retry_delay=retry_delay, retry_on=retry_on,
+            queue_timeout=queue_timeout, idempotency_key=idempotency_key, cpu=cpu,
+            memory_mb=memory_mb, gpus=gpus,
+        )  # fmt: skip
+        with guard, connect(url) as client:
+            raise typer.Exit(_run_everywhere(client, body))
     with guard, connect(url) as client:
         task = _submit(
             client,
@@ -263,6 +283,42 @@ def run(
         if not plain_exit or task["error"]:  # say why there is no ordinary exit code
             err.print(f"gridrun: task {task['id']} {render.outcome(task)}", highlight=False)
     raise typer.Exit(code)
+
+
+def _run_everywhere(client: Client, body: dict[str, Any]) -> int:
+    """Broadcast, wait for every worker's task, print outputs by worker and a summary."""
+    job = client.broadcast(**body)
+    tasks = sorted(job["tasks"], key=lambda t: t["pinned_worker"] or "")
+    err.print(f"job {job['id']}: {len(tasks)} worker(s)", highlight=False)
+    ended = []
+    try:
+        for task in tasks:
+            ended.append(client.wait(task["id"]))
+    except KeyboardInterrupt:
+        for task in tasks:
+            with contextlib.suppress(GridrunError):
+                client.cancel(task["id"])
+        err.print(f"cancelled job {job['id']}")
+        return 130
+    for task in ended:
+        sys.stdout.write(f"{task['pinned_worker']}:\n")
+        sys.stdout.flush()
+        streams: tuple[tuple[Literal["stdout", "stderr"], Any], ...] = (
+            ("stdout", sys.stdout),
+            ("stderr", sys.stderr),
+        )
+        for stream, sink in streams:
+            data = client.output_bytes(task["id"], stream)
+            if data:
+                sink.buffer.write(data if data.endswith(b"\n") else data + b"\n")
+                sink.buffer.flush()
+    ok = [t for t in ended if t["state"] == "succeeded"]
+    bad = [f"{t['pinned_worker']}: {render.outcome(t)}" for t in ended if t not in ok]
+    summary = f"{len(ended)} worker(s): {len(ok)} succeeded"
+    if bad:
+        summary += f", {len(bad)} did not (" + "; ".join(bad) + ")"
+    err.print(summary, highlight=False)
+    return 0 if not bad else 1
 
 
 FILE_BATCH = 1000  # tasks per POST: each batch is one transaction on the master

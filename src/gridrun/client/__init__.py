@@ -9,6 +9,13 @@
 Errors are the classes of `gridrun.errors` (TaskNotFound, InvalidSpec, ...), never bare strings.
 """
 
-from gridrun.client._sync import Client, OutputStream, TaskDict, TaskOutput, WorkerDict
+from gridrun.client._sync import (
+    Client,
+    JobDict,
+    OutputStream,
+    TaskDict,
+    TaskOutput,
+    WorkerDict,
+)
 
-__all__ = ["Client", "OutputStream", "TaskDict", "TaskOutput", "WorkerDict"]
+__all__ = ["Client", "JobDict", "OutputStream", "TaskDict", "TaskOutput", "WorkerDict"]

@@ -66,8 +66,15 @@ class TaskDict(TypedDict):
     memory_mb: int
     gpus: int
     after: list[str]
+    job: str | None
+    pinned_worker: str | None
     unschedulable: str | None
     attempts: list[AttemptDict] | None
+
+
+class JobDict(TypedDict):
+    id: str
+    tasks: list[TaskDict]
 
 
 class WorkerDict(TypedDict):
@@ -230,6 +237,14 @@ class Client:
         """Submit up to 10,000 task bodies (as POST /v1/tasks takes them) in one transaction."""
         answer = self._json("POST", "/v1/tasks", json={"tasks": list(tasks)})
         return cast(list[TaskDict], answer["tasks"])
+
+    def broadcast(self, **task: Any) -> JobDict:
+        """Run one task body (as POST /v1/tasks takes it) once on every live worker that
+        matches its `labels` and `on`; the job lists one task per worker."""
+        return cast(JobDict, self._json("POST", "/v1/jobs", json=task))
+
+    def job(self, job_id: str) -> JobDict:
+        return cast(JobDict, self._json("GET", f"/v1/jobs/{job_id}"))
 
     def get(self, task_id: str, *, wait_s: float = 0) -> TaskDict:
         params = {"wait": wait_s} if wait_s else None

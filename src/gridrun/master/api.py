@@ -26,7 +26,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import gridrun
 from gridrun.auth import Permission, Principal
-from gridrun.errors import BadRequest, Forbidden, GridrunError, InvalidSpec, PayloadTooLarge
+from gridrun.errors import (
+    BadRequest,
+    Forbidden,
+    GridrunError,
+    InvalidSpec,
+    PayloadTooLarge,
+    TaskNotFound,
+)
 from gridrun.master.access import Access
 from gridrun.master.dashboard import WEB, overview_events
 from gridrun.master.follow import follow as follow_events
@@ -34,6 +41,7 @@ from gridrun.master.schemas import (
     BatchIn,
     BatchOut,
     HealthOut,
+    JobOut,
     LegacyTaskIn,
     LegacyTaskOut,
     MeOut,
@@ -279,6 +287,23 @@ def create_api(
             response.status_code = 200
         return TaskOut.of(task)
 
+    @app.post("/v1/jobs", status_code=201, response_model=JobOut, responses=CONFLICT)
+    async def broadcast(request: Request, who: Submitter) -> JobOut:
+        """Run one command once on every live worker matching `labels` and `on` (and able to
+        hold what it asks): one task per worker, grouped as a job. 409 if none matches."""
+        one: TaskIn = parse(TaskIn, await _json_body(request))
+        job, tasks = await service.broadcast(owned(one.to_spec(), who))
+        audit_submit(request, who, [(t, True) for t in tasks])
+        return JobOut(id=job, tasks=[TaskOut.of(t) for t in tasks])
+
+    @app.get("/v1/jobs/{job_id}", response_model=JobOut)
+    async def get_job(who: Reader, job_id: str) -> JobOut:
+        """A job's tasks, one per worker, as they are now."""
+        page = await service.list_tasks(TaskFilter(job=job_id), MAX_PAGE, None)
+        if not page.tasks:
+            raise TaskNotFound(f"no job with id {job_id!r}")
+        return JobOut(id=job_id, tasks=[TaskOut.of(t) for t in reversed(page.tasks)])
+
     def owned(spec: TaskSpec, who: Principal) -> TaskSpec:
         return dataclasses.replace(spec, submitted_by=who.name)
 
@@ -300,6 +325,7 @@ def create_api(
         state: Annotated[list[TaskState] | None, Query()] = None,
         worker: str | None = None,
         name: str | None = None,
+        job: str | None = None,
         label: Annotated[
             list[str] | None,
             Query(description="k=v: tasks whose labels include it; repeat for several."),
@@ -309,7 +335,7 @@ def create_api(
     ) -> TaskListOut:
         labels = parse_labels(label or [])  # 422 for anything but k=v
         page = await service.list_tasks(
-            TaskFilter(states=state or (), worker_id=worker, name=name, labels=labels),
+            TaskFilter(states=state or (), worker_id=worker, name=name, labels=labels, job=job),
             limit,
             int(cursor) if cursor else None,
         )

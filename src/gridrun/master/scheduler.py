@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from gridrun.model import NO_RESOURCES, Resources, WorkerInfo, labels_match
+from gridrun.model import NO_RESOURCES, Resources, WorkerInfo, capacity_of, labels_match
 from gridrun.store import Candidate
 
 
@@ -54,6 +54,8 @@ def eligible(candidate: Candidate, worker: Capacity) -> bool:
         return False
     if worker.legacy and not candidate.legacy_ok:
         return False
+    if candidate.worker is not None and candidate.worker != worker.worker_id:
+        return False
     return labels_match(candidate.selector, worker.labels, candidate.terms) and worker.room(
         candidate.resources
     )
@@ -81,6 +83,10 @@ def place(
 def why_unschedulable(candidate: Candidate, workers: Iterable[WorkerInfo]) -> str | None:
     """Why no live worker could ever take this task (however idle), or None if one could."""
     live = [w for w in workers if w.slots > 0]
+    if candidate.worker is not None:
+        live = [w for w in live if w.id == candidate.worker]
+        if not live:
+            return f"worker {candidate.worker} (the only one it may run on) is not live"
     matching = [w for w in live if labels_match(candidate.selector, w.labels, candidate.terms)]
     if not matching:
         wanted = [f"{k}={v}" for k, v in candidate.selector.items()]
@@ -90,12 +96,7 @@ def why_unschedulable(candidate: Candidate, workers: Iterable[WorkerInfo]) -> st
         return None
     gaps = []
     for worker in matching:
-        have = Resources(
-            float(worker.resources.get("cpus", 0)),
-            worker.resources.get("memory_mb", 0),
-            worker.resources.get("gpus", 0),
-        )
-        gap = candidate.resources.shortfall(have)
+        gap = candidate.resources.shortfall(capacity_of(worker))
         if gap is None:
             return None
         gaps.append(f"{worker.id} lacks {gap}")

@@ -199,6 +199,8 @@ class TaskOut(BaseModel):
     memory_mb: int
     gpus: int
     after: list[str] = Field(description="The tasks it runs after.")
+    job: str | None = Field(description="The broadcast job it belongs to.")
+    pinned_worker: str | None = Field(description="The only worker it may run on (a job's).")
     unschedulable: str | None = Field(
         description="While queued: why no live worker could ever take it as it asks."
     )
@@ -243,9 +245,18 @@ class TaskOut(BaseModel):
             memory_mb=spec.resources.memory_mb,
             gpus=spec.resources.gpus,
             after=list(spec.after),
+            job=spec.job,
+            pinned_worker=spec.worker,
             unschedulable=task.unschedulable if task.state is TaskState.QUEUED else None,
             attempts=[AttemptOut.of(a) for a in attempts] if attempts is not None else None,
         )
+
+
+class JobOut(BaseModel):
+    """A broadcast job: the same command once on each matching live worker."""
+
+    id: str
+    tasks: list[TaskOut]
 
 
 class BatchOut(BaseModel):

@@ -39,6 +39,8 @@ from gridrun.model import (
     TaskState,
     WorkerInfo,
     WorkerState,
+    capacity_of,
+    labels_match,
 )
 from gridrun.spec import resolve_after
 from gridrun.store import NewTask, Notice, Page, Store, TaskFilter, TaskOutput
@@ -95,6 +97,29 @@ class Service:
         added = [(t, t.id == p.id) for t, p in zip(tasks, proposed, strict=True)]
         self.metrics.submitted.inc(sum(new for _, new in added))
         return added
+
+    async def broadcast(self, spec: TaskSpec) -> tuple[str, list[Task]]:
+        """A job: the same command once on every live worker that matches the spec's labels
+        and selector and could hold what it asks (like Salt's cmd.run on a target)."""
+        workers = [
+            w
+            for w in await self.store.list_workers()
+            if w.state is WorkerState.ONLINE
+            and not w.legacy
+            and labels_match(spec.labels, w.labels, spec.selector)
+            and spec.resources.shortfall(capacity_of(w)) is None
+        ]
+        if not workers:
+            raise InvalidTransition("no live worker matches; nothing to run the job on")
+        job = new_task_id()
+        key = spec.idempotency_key
+        specs = [
+            dataclasses.replace(
+                spec, worker=w.id, job=job, idempotency_key=f"{key}@{w.id}" if key else None
+            )
+            for w in workers
+        ]
+        return job, [task for task, _ in await self.submit(specs)]
 
     async def get(self, task_id: str) -> Task:
         return await self.store.get_task(task_id)

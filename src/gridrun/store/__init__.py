@@ -43,6 +43,7 @@ class TaskFilter:
     worker_id: str | None = None
     name: str | None = None
     labels: Mapping[str, str] = field(default_factory=dict)  # tasks asking for all of these
+    job: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,7 @@ class Candidate:
     terms: tuple[Term, ...] = ()
     resources: Resources = NO_RESOURCES
     unschedulable: str | None = None  # as last recorded
+    worker: str | None = None  # pinned to this worker (a broadcast job's task)
 
 
 @dataclass(frozen=True, slots=True)

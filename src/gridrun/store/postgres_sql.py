@@ -107,12 +107,12 @@ SET_VERSION = "DELETE FROM gridrun_schema; INSERT INTO gridrun_schema (version) 
 
 INSERT_TASKS = (
     "INSERT INTO tasks (id, name, spec, priority, selector, legacy_ok, state, created_at,"
-    " expires_at, idempotency_key, placement) SELECT id, name, spec, priority, selector,"
-    " legacy_ok, 'queued', created_at, expires_at, idempotency_key, placement"
+    " expires_at, idempotency_key, placement, job_id) SELECT id, name, spec, priority,"
+    " selector, legacy_ok, 'queued', created_at, expires_at, idempotency_key, placement, job_id"
     " FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::int[],"
-    " $7::bigint[], $8::bigint[], $9::text[], $10::text[])"
+    " $7::bigint[], $8::bigint[], $9::text[], $10::text[], $11::text[])"
     " AS t (id, name, spec, priority, selector, legacy_ok, created_at, expires_at,"
-    " idempotency_key, placement) RETURNING id, seq"
+    " idempotency_key, placement, job_id) RETURNING id, seq"
 )
 CHANNEL = "gridrun"
 NOTIFY = "SELECT pg_notify('gridrun', payload) FROM unnest($1::text[]) AS payload"

@@ -11,7 +11,8 @@ TASK_COLUMNS = (
 SELECT_TASK = f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?"
 INSERT_TASK = (
     "INSERT INTO tasks (id, name, spec, priority, selector, legacy_ok, state, created_at,"
-    " expires_at, idempotency_key, placement) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)"
+    " expires_at, idempotency_key, placement, job_id)"
+    " VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?)"
 )
 SELECT_TASK_BY_KEY = f"SELECT {TASK_COLUMNS} FROM tasks WHERE idempotency_key = ?"
 SELECT_QUEUED = (

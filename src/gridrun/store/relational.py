@@ -112,6 +112,7 @@ class RelationalStore:
                 now + round(t.spec.queue_timeout_s * 1000) if t.spec.queue_timeout_s else None,
                 t.spec.idempotency_key,
                 placement_to_json(t.spec),
+                t.spec.job,
             )
             for t in tasks
         ]
@@ -181,6 +182,9 @@ class RelationalStore:
         if flt.name is not None:
             where.append("name = ?")
             args.append(flt.name)
+        if flt.job is not None:
+            where.append("job_id = ?")
+            args.append(flt.job)
         for key, value in flt.labels.items():
             where.append(self.dialect.label_clause)
             args.extend((key, value))
@@ -263,7 +267,7 @@ class RelationalStore:
         async def read(tx: Tx) -> list[Candidate]:
             candidates = []
             for r in await tx.all(query, *args):
-                terms, resources = placement_from_json(r[5])
+                terms, resources, pinned = placement_from_json(r[5])
                 candidates.append(
                     Candidate(
                         task_id=r[0],
@@ -274,6 +278,7 @@ class RelationalStore:
                         terms=terms,
                         resources=resources,
                         unschedulable=r[6],
+                        worker=pinned,
                     )
                 )
             return candidates

@@ -45,6 +45,8 @@ def spec_to_json(spec: TaskSpec) -> str:
             "selector": terms_to_json(spec.selector),
             "resources": resources_to_json(spec.resources),
             "after": list(spec.after),
+            "worker": spec.worker,
+            "job": spec.job,
         },
         separators=(",", ":"),
     )
@@ -69,6 +71,8 @@ def spec_from_json(text: str) -> TaskSpec:
         selector=terms_from_json(raw.get("selector", [])),
         resources=resources_from_json(raw.get("resources", {})),
         after=tuple(raw.get("after", ())),
+        worker=raw.get("worker"),
+        job=raw.get("job"),
     )
 
 
@@ -95,12 +99,15 @@ def placement_to_json(spec: TaskSpec) -> str:
         placement["on"] = terms_to_json(spec.selector)
     if spec.resources:
         placement["resources"] = resources_to_json(spec.resources)
+    if spec.worker is not None:
+        placement["worker"] = spec.worker
     return json.dumps(placement, separators=(",", ":"))
 
 
-def placement_from_json(text: str) -> tuple[tuple[Term, ...], Resources]:
+def placement_from_json(text: str) -> tuple[tuple[Term, ...], Resources, str | None]:
     raw = json.loads(text)
-    return terms_from_json(raw.get("on", [])), resources_from_json(raw.get("resources", {}))
+    terms = terms_from_json(raw.get("on", []))
+    return terms, resources_from_json(raw.get("resources", {})), raw.get("worker")
 
 
 def retry_from_json(raw: dict[str, Any] | None) -> RetryPolicy:

@@ -97,6 +97,12 @@ CREATE TABLE deps (
 CREATE INDEX deps_by_after ON deps (after_id);
 """
 
+# v7: broadcast jobs (one task per worker, found by the job's id)
+SCHEMA_V7 = """
+ALTER TABLE tasks ADD COLUMN job_id TEXT;
+CREATE INDEX tasks_by_job ON tasks (job_id, seq) WHERE job_id IS NOT NULL;
+"""
+
 MIGRATIONS = [
     SCHEMA_V1,
     SCHEMA_V2,
@@ -104,5 +110,6 @@ MIGRATIONS = [
     SCHEMA_V4,
     SCHEMA_V5,
     SCHEMA_V6,
+    SCHEMA_V7,
 ]  # MIGRATIONS[n] brings a database from version n to n+1
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -240,6 +240,8 @@ class TaskSpec:
     after: tuple[str, ...] = ()  # task ids that must succeed before it runs
     worker: str | None = None  # run on this worker only (a broadcast job's tasks)
     job: str | None = None  # the broadcast job it belongs to
+    task_class: str | None = None  # workers may cap how many of a class run at once
+    pack: bool = False  # fill the busiest worker that has room first (default: spread)
 
     @property
     def legacy_ok(self) -> bool:

@@ -66,6 +66,8 @@ def make_spec(
     selector: str | Sequence[str] | None = None,
     resources: Resources = NO_RESOURCES,
     after: Sequence[str] = (),
+    task_class: str | None = None,
+    pack: bool = False,
 ) -> TaskSpec:
     """Validate a request and build its spec; raise InvalidSpec with a human message."""
     if (cmd is None) == (argv is None):
@@ -155,7 +157,17 @@ def make_spec(
         selector=parse_selector(selector),
         resources=check_resources(resources.cpu, resources.memory_mb, resources.gpus),
         after=check_after(after),
+        task_class=_checked_class(task_class),
+        pack=pack,
     )
+
+
+def _checked_class(task_class: str | None) -> str | None:
+    if task_class is not None:
+        _check_text("task_class", task_class, MAX_LABEL_BYTES)
+        if not task_class:
+            raise InvalidSpec("task_class must not be empty when given")
+    return task_class
 
 
 def check_after(after: Sequence[str]) -> tuple[str, ...]:
@@ -280,3 +292,14 @@ def parse_labels(items: list[str] | tuple[str, ...]) -> dict[str, str]:
             raise InvalidSpec(f"label {item!r} must look like key=value")
         labels[key.strip()] = value.strip()
     return labels
+
+
+def parse_max_tasks(items: Sequence[str]) -> dict[str, int]:
+    """Parse ``class=N`` strings (worker --max-tasks) into a mapping."""
+    limits: dict[str, int] = {}
+    for item in items:
+        name, sep, count = item.partition("=")
+        if not sep or not name.strip() or not count.strip().isdigit():
+            raise InvalidSpec(f"--max-tasks {item!r} must look like CLASS=N (N a number)")
+        limits[name.strip()] = int(count)
+    return limits

@@ -77,3 +77,28 @@ async def test_a_task_no_live_worker_could_run_says_why_until_one_joins(grid: Gr
     done = await grid.wait(big["id"])
     assert (done["state"], done["worker_id"], done["unschedulable"]) == ("succeeded", "g4", None)
     assert await reason(elsewhere["id"]) == "no live worker matches zone=b"
+
+
+async def test_pack_fills_one_worker_and_spread_shares_them(grid: Grid) -> None:
+    await grid.add_worker("p1", slots=3)
+    await grid.add_worker("p2", slots=3)
+    body = {"cmd": "sleep 1", "shell": True}
+    packed = await grid.submit_many([{**body, "placement": "pack"}] * 3)
+    workers = [(await grid.wait_state(t["id"], "running"))["worker_id"] for t in packed]
+    assert len(set(workers)) == 1  # all three on one worker
+    for t in packed:
+        await grid.wait(t["id"])
+    spread = await grid.submit_many([body] * 2)
+    workers = [(await grid.wait_state(t["id"], "running"))["worker_id"] for t in spread]
+    assert sorted(workers) == ["p1", "p2"]
+
+
+async def test_a_worker_runs_at_most_its_cap_of_a_class(grid: Grid) -> None:
+    await grid.add_worker("capped", slots=4, max_tasks={"io": 1})
+    io = await grid.submit_many([{"cmd": "sleep 0.5", "shell": True, "task_class": "io"}] * 2)
+    free = await grid.submit(cmd="sleep 0.5", shell=True)
+    first, second = [await grid.wait(t["id"]) for t in io]
+    other = await grid.wait(free["id"])
+    later, earlier = sorted([first, second], key=lambda t: t["started_at"], reverse=True)
+    assert later["started_at"] >= earlier["finished_at"]  # one io task at a time
+    assert other["started_at"] < earlier["finished_at"]  # a task of no class did not wait

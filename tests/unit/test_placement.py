@@ -3,6 +3,8 @@ reason a task can never be placed."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from gridrun.errors import InvalidSpec
@@ -127,3 +129,21 @@ def test_why_a_task_could_never_be_placed() -> None:
         "no live worker has what it asks: w1 lacks 8 CPUs (has 4), 9000 MiB memory (has 8000)"
     )
     assert why_unschedulable(candidate(4), []) == "no live worker"
+
+
+def test_pack_fills_the_busiest_worker_with_room_and_spread_the_least_loaded() -> None:
+    def fleet() -> list[Capacity]:
+        return [Capacity("a", {}, 4, 1), Capacity("b", {}, 4, 0), Capacity("c", {}, 2, 1)]
+
+    packed = place([dataclasses.replace(candidate(i), pack=True) for i in range(5)], fleet())
+    assert [w for _, w in packed] == ["c", "a", "a", "a", "b"]  # c is 50% busy, then a (25%)
+    spread = place([candidate(i) for i in range(5)], fleet())
+    assert [w for _, w in spread] == ["b", "a", "b", "a", "b"]  # lowest fraction busy, then id
+
+
+def test_a_worker_caps_how_many_tasks_of_a_class_it_runs() -> None:
+    io = Capacity("io-capped", {}, 8, 1, max_tasks={"io": 2}, by_class={"io": 1})
+    tasks = [dataclasses.replace(candidate(i), task_class="io") for i in range(3)]
+    tasks.append(candidate(3))  # no class: only slots count
+    tasks.append(dataclasses.replace(candidate(4), task_class="cpu"))  # not capped
+    assert [c.task_id for c, _ in place(tasks, [io])] == ["t0", "t3", "t4"]

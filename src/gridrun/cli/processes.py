@@ -11,7 +11,7 @@ import typer
 
 from gridrun.cli import render
 from gridrun.cli.common import LogFormat, LogLevel, app, fail, guard, setup_logging
-from gridrun.spec import parse_labels
+from gridrun.spec import parse_labels, parse_max_tasks
 
 # ---------------------------------------------------------------- processes
 
@@ -285,6 +285,14 @@ def worker(
         int | None,
         typer.Option(envvar="GRIDRUN_GPUS", help="GPUs to offer (default: nvidia-smi -L)."),
     ] = None,
+    max_tasks: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--max-tasks",
+            envvar="GRIDRUN_MAX_TASKS",
+            help="CLASS=N: at most N tasks of that task_class at once here (repeatable).",
+        ),
+    ] = None,
     log_level: LogLevel = "info",
     log_format: LogFormat = "text",
 ) -> None:
@@ -319,6 +327,7 @@ def worker(
             "cpus": cpus,
             "memory_mb": memory_mb,
             "gpus": gpus,
+            "max_tasks": parse_max_tasks(max_tasks or []),
         }
         if join_token_file is not None:
             try:

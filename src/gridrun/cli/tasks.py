@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import enum
 import sys
 import time
 from pathlib import Path
@@ -69,6 +70,8 @@ def _body(
     memory_mb: int = 0,
     gpus: int = 0,
     after: list[str] | None = None,
+    task_class: str | None = None,
+    placement: str = "spread",
 ) -> dict[str, Any]:
     """One task as POST /v1/tasks takes it, from the CLI's options."""
     one_line = len(command) == 1
@@ -91,6 +94,8 @@ def _body(
         memory_mb=memory_mb,
         gpus=gpus,
         after=after or [],
+        task_class=task_class,
+        placement=str(placement),
     )
 
 
@@ -116,6 +121,24 @@ MemoryMb = Annotated[int, typer.Option("--memory-mb", min=0, help="Memory (MiB) 
 After = Annotated[
     list[str] | None,
     typer.Option("--after", help="Run once this task has succeeded (repeatable; task id)."),
+]
+TaskClass = Annotated[
+    str | None,
+    typer.Option("--class", help="Its class (workers may cap a class: --max-tasks CLASS=N)."),
+]
+
+
+class Strategy(enum.StrEnum):
+    SPREAD = "spread"
+    PACK = "pack"
+
+
+Placement = Annotated[
+    Strategy,
+    typer.Option(
+        "--placement",
+        help="spread: least loaded worker (default); pack: fill a worker before the next.",
+    ),
 ]
 Gpus = Annotated[
     int, typer.Option("--gpus", min=0, help="GPUs it needs (indices in CUDA_VISIBLE_DEVICES).")
@@ -158,6 +181,8 @@ def submit(
     memory_mb: MemoryMb = 0,
     gpus: Gpus = 0,
     after: After = None,
+    task_class: TaskClass = None,
+    placement: Placement = Strategy.SPREAD,
     file: Annotated[
         Path | None,
         typer.Option(
@@ -181,6 +206,7 @@ def submit(
             shell=shell, env=env, cwd=cwd, timeout=timeout, priority=priority, on=on,
             max_attempts=max_attempts, retry_delay=retry_delay, retry_on=retry_on,
             queue_timeout=queue_timeout, cpu=cpu, memory_mb=memory_mb, gpus=gpus, after=after,
+            task_class=task_class, placement=placement,
         )  # fmt: skip
         lines = _command_lines(file)
         with guard, connect(url) as client:
@@ -206,6 +232,8 @@ def submit(
             memory_mb=memory_mb,
             gpus=gpus,
             after=after,
+            task_class=task_class,
+            placement=placement,
         )
         print_json(task) if json_out else print(task["id"])
 
@@ -229,6 +257,8 @@ def run(
     memory_mb: MemoryMb = 0,
     gpus: Gpus = 0,
     after: After = None,
+    task_class: TaskClass = None,
+    placement: Placement = Strategy.SPREAD,
     everywhere: Annotated[
         bool,
         typer.Option(
@@ -247,7 +277,7 @@ def run(
             command, shell=shell, env=env, cwd=cwd, timeout=timeout, priority=priority, on=on,
             name=name, max_attempts=max_attempts, retry_delay=retry_delay, retry_on=retry_on,
             queue_timeout=queue_timeout, idempotency_key=idempotency_key, cpu=cpu,
-            memory_mb=memory_mb, gpus=gpus,
+            memory_mb=memory_mb, gpus=gpus, task_class=task_class,
         )  # fmt: skip
         with guard, connect(url) as client:
             raise typer.Exit(_run_everywhere(client, body))
@@ -271,6 +301,8 @@ def run(
             memory_mb=memory_mb,
             gpus=gpus,
             after=after,
+            task_class=task_class,
+            placement=placement,
         )
         try:
             task = _follow(client, task["id"])

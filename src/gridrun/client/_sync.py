@@ -68,6 +68,8 @@ class TaskDict(TypedDict):
     after: list[str]
     job: str | None
     pinned_worker: str | None
+    task_class: str | None
+    placement: str
     unschedulable: str | None
     attempts: list[AttemptDict] | None
 
@@ -198,12 +200,18 @@ class Client:
         memory_mb: int = 0,
         gpus: int = 0,
         after: Sequence[str] = (),
+        task_class: str | None = None,
+        placement: str = "spread",
     ) -> TaskDict:
         """Queue one task. `on` is a selector ("zone in (a,b), gpu, !spot"); cpu, memory_mb
         and gpus are what it needs free on a worker; `after` the task ids it runs after."""
         body: dict[str, Any] = {"shell": shell, "priority": priority}
         if after:
             body["after"] = list(after)
+        if task_class is not None:
+            body["task_class"] = task_class
+        if placement != "spread":
+            body["placement"] = placement
         if on:
             body["on"] = on
         for key, value in (("cpu", cpu), ("memory_mb", memory_mb), ("gpus", gpus)):

@@ -120,6 +120,10 @@ def hello_problem(hello: pb.Hello) -> str | None:
             or not _printable(value, MAX_LABEL_BYTES)
         ):
             return f"label names and values must be printable, at most {MAX_LABEL_BYTES} characters"
+    if len(hello.max_tasks) > MAX_LABELS or not all(
+        key and _printable(key, MAX_LABEL_BYTES) for key in hello.max_tasks
+    ):
+        return f"at most {MAX_LABELS} max_tasks classes, each a short printable name"
     return None
 
 
@@ -164,6 +168,7 @@ class WorkerServicer:
             version=hello.version,
             last_seen=self._clock.monotonic(),
             queue_limit=hello.slots * 4 + 256,
+            max_tasks=dict(hello.max_tasks),
             resources={
                 "cpus": hello.resources.cpus,
                 "memory_mb": hello.resources.memory_mb,

@@ -1,15 +1,17 @@
 """Placement policy: which worker gets which queued task. Pure functions over data.
 
 Candidates arrive in queue order (priority, then FIFO). Each goes to an eligible worker — labels
-and selector terms match, a slot free, the CPUs, memory and GPUs it asks for free — and among
-those to the least loaded. Legacy (article) workers report nothing back, so they are used only
-for tasks they can represent and only when no gridrun worker can take the task now.
+and selector terms match, a slot free, the CPUs, memory and GPUs it asks for free, fewer tasks of
+its class than the worker's cap — and among those to the least loaded (spread), or, for a task
+that asks to pack, to the busiest that has room. Legacy (article) workers report nothing back,
+so they are used only for tasks they can represent and only when no gridrun worker can take the
+task now.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gridrun.model import NO_RESOURCES, Resources, WorkerInfo, capacity_of, labels_match
 from gridrun.store import Candidate
@@ -26,6 +28,8 @@ class Capacity:
     legacy: bool = False
     has: Resources | None = None  # what the worker has; None: it said nothing (old worker)
     taken: Resources = NO_RESOURCES  # asked for by the attempts it holds
+    max_tasks: Mapping[str, int] = field(default_factory=dict)  # class -> at most at once
+    by_class: dict[str, int] = field(default_factory=dict)  # class -> attempts it holds
 
     @property
     def free(self) -> int:
@@ -45,8 +49,13 @@ class Capacity:
 
 
 def _load(worker: Capacity) -> tuple[int, float, int, str]:
-    # legacy last; then the lowest fraction of slots in use; then the most free slots
+    # spread: legacy last; then the lowest fraction of slots in use; then the most free slots
     return (int(worker.legacy), worker.used / worker.slots, -worker.free, worker.worker_id)
+
+
+def _fullness(worker: Capacity) -> tuple[int, float, str]:
+    # pack: legacy last; then the highest fraction of slots in use (fill it before the next)
+    return (int(worker.legacy), -worker.used / worker.slots, worker.worker_id)
 
 
 def eligible(candidate: Candidate, worker: Capacity) -> bool:
@@ -55,6 +64,9 @@ def eligible(candidate: Candidate, worker: Capacity) -> bool:
     if worker.legacy and not candidate.legacy_ok:
         return False
     if candidate.worker is not None and candidate.worker != worker.worker_id:
+        return False
+    limit = worker.max_tasks.get(candidate.task_class or "")
+    if limit is not None and worker.by_class.get(candidate.task_class or "", 0) >= limit:
         return False
     return labels_match(candidate.selector, worker.labels, candidate.terms) and worker.room(
         candidate.resources
@@ -73,9 +85,11 @@ def place(
         options = [w for w in pool if eligible(candidate, w)]
         if not options:
             continue
-        best = min(options, key=_load)
+        best = min(options, key=_fullness if candidate.pack else _load)
         best.used += 1
         best.taken = best.taken + candidate.resources
+        if candidate.task_class is not None:
+            best.by_class[candidate.task_class] = best.by_class.get(candidate.task_class, 0) + 1
         placed.append((candidate, best.worker_id))
     return placed
 

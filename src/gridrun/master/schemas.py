@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -96,6 +96,17 @@ class TaskIn(_In):
         " graph goes in one request; a cycle is refused.",
     )
 
+    task_class: str | None = Field(
+        None,
+        description="Its class: a worker started with --max-tasks CLASS=N runs at most N"
+        " tasks of a class at once.",
+    )
+    placement: Literal["spread", "pack"] = Field(
+        "spread",
+        description="spread: the least loaded worker that fits; pack: the busiest that has"
+        " room (fill one worker before the next).",
+    )
+
     def to_spec(self) -> TaskSpec:
         retry = self.retry or RetryIn()
         return make_spec(
@@ -120,6 +131,8 @@ class TaskIn(_In):
             selector=self.on,
             resources=Resources(self.cpu, self.memory_mb, self.gpus),
             after=self.after,
+            task_class=self.task_class,
+            pack=self.placement == "pack",
         )
 
 
@@ -200,6 +213,8 @@ class TaskOut(BaseModel):
     gpus: int
     after: list[str] = Field(description="The tasks it runs after.")
     job: str | None = Field(description="The broadcast job it belongs to.")
+    task_class: str | None
+    placement: str
     pinned_worker: str | None = Field(description="The only worker it may run on (a job's).")
     unschedulable: str | None = Field(
         description="While queued: why no live worker could ever take it as it asks."
@@ -247,6 +262,8 @@ class TaskOut(BaseModel):
             after=list(spec.after),
             job=spec.job,
             pinned_worker=spec.worker,
+            task_class=spec.task_class,
+            placement="pack" if spec.pack else "spread",
             unschedulable=task.unschedulable if task.state is TaskState.QUEUED else None,
             attempts=[AttemptOut.of(a) for a in attempts] if attempts is not None else None,
         )

@@ -306,7 +306,7 @@ class Service:
             )
             self.dispatch_wanted.set()
             return
-        session.inflight[task.ref] = task.spec.resources
+        session.inflight[task.ref] = task.spec
         session.send(AssignCmd(task, self.config.kill_grace_s))
         self._touched(task.id)
 
@@ -344,7 +344,7 @@ class Service:
             if holding is None:
                 session.send(CancelCmd(ref, "this attempt is no longer held by this worker"))
             else:
-                session.inflight[ref] = holding.spec.resources
+                session.inflight[ref] = holding.spec
                 if holding.cancel_requested:
                     session.send(CancelCmd(ref, "cancelled by request"))
         self.dispatch_wanted.set()

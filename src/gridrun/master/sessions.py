@@ -12,7 +12,15 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from gridrun.master.scheduler import Capacity
-from gridrun.model import NO_RESOURCES, AttemptRef, Resources, Task, WorkerInfo, WorkerState
+from gridrun.model import (
+    NO_RESOURCES,
+    AttemptRef,
+    Resources,
+    Task,
+    TaskSpec,
+    WorkerInfo,
+    WorkerState,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,12 +67,13 @@ class WorkerSession:
     version: str = ""
     legacy: bool = False
     queue_limit: int = 1024
-    inflight: dict[AttemptRef, Resources] = field(default_factory=dict)  # with what they asked
+    inflight: dict[AttemptRef, TaskSpec] = field(default_factory=dict)  # with what they asked
     reported: set[AttemptRef] = field(default_factory=set)  # its Hello: running or unacked
     close_reason: str | None = None
     connected_at: int | None = None  # epoch ms
     draining: bool = False  # finishing its tasks before it leaves: place nothing more on it
     resources: Mapping[str, int] = field(default_factory=dict)
+    max_tasks: Mapping[str, int] = field(default_factory=dict)  # class -> at most at once
     _queue: asyncio.Queue[Command | None] = field(default_factory=asyncio.Queue)
 
     @property
@@ -111,8 +120,11 @@ class WorkerSession:
 
     def capacity(self) -> Capacity:
         taken = NO_RESOURCES
-        for asked in self.inflight.values():
-            taken = taken + asked
+        by_class: dict[str, int] = {}
+        for spec in self.inflight.values():
+            taken = taken + spec.resources
+            if spec.task_class is not None:
+                by_class[spec.task_class] = by_class.get(spec.task_class, 0) + 1
         has = None
         if self.resources:
             has = Resources(
@@ -128,6 +140,8 @@ class WorkerSession:
             legacy=self.legacy,
             has=has,
             taken=taken,
+            max_tasks=self.max_tasks,
+            by_class=by_class,
         )
 
 

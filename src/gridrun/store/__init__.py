@@ -65,6 +65,8 @@ class Candidate:
     resources: Resources = NO_RESOURCES
     unschedulable: str | None = None  # as last recorded
     worker: str | None = None  # pinned to this worker (a broadcast job's task)
+    task_class: str | None = None
+    pack: bool = False
 
 
 @dataclass(frozen=True, slots=True)

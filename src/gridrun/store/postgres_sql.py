@@ -90,10 +90,17 @@ CREATE TABLE deps (
 CREATE INDEX deps_by_after ON deps (after_id);
 """
 
+# v4: broadcast jobs (one task per worker, found by the job's id)
+SCHEMA_V4 = """
+ALTER TABLE tasks ADD COLUMN job_id TEXT;
+CREATE INDEX tasks_by_job ON tasks (job_id, seq) WHERE job_id IS NOT NULL;
+"""
+
 MIGRATIONS = [
     SCHEMA_V1,
     SCHEMA_V2,
     SCHEMA_V3,
+    SCHEMA_V4,
 ]  # MIGRATIONS[n] brings a database from version n to n+1
 SCHEMA_VERSION = len(MIGRATIONS)
 

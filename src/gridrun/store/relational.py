@@ -267,7 +267,6 @@ class RelationalStore:
         async def read(tx: Tx) -> list[Candidate]:
             candidates = []
             for r in await tx.all(query, *args):
-                terms, resources, pinned = placement_from_json(r[5])
                 candidates.append(
                     Candidate(
                         task_id=r[0],
@@ -275,10 +274,8 @@ class RelationalStore:
                         seq=r[2],
                         selector=json.loads(r[3]),
                         legacy_ok=bool(r[4]),
-                        terms=terms,
-                        resources=resources,
                         unschedulable=r[6],
-                        worker=pinned,
+                        **placement_from_json(r[5]),
                     )
                 )
             return candidates

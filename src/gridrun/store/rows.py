@@ -47,6 +47,8 @@ def spec_to_json(spec: TaskSpec) -> str:
             "after": list(spec.after),
             "worker": spec.worker,
             "job": spec.job,
+            "class": spec.task_class,
+            "pack": spec.pack,
         },
         separators=(",", ":"),
     )
@@ -73,6 +75,8 @@ def spec_from_json(text: str) -> TaskSpec:
         after=tuple(raw.get("after", ())),
         worker=raw.get("worker"),
         job=raw.get("job"),
+        task_class=raw.get("class"),
+        pack=raw.get("pack", False),
     )
 
 
@@ -101,13 +105,23 @@ def placement_to_json(spec: TaskSpec) -> str:
         placement["resources"] = resources_to_json(spec.resources)
     if spec.worker is not None:
         placement["worker"] = spec.worker
+    if spec.task_class is not None:
+        placement["class"] = spec.task_class
+    if spec.pack:
+        placement["pack"] = True
     return json.dumps(placement, separators=(",", ":"))
 
 
-def placement_from_json(text: str) -> tuple[tuple[Term, ...], Resources, str | None]:
+def placement_from_json(text: str) -> dict[str, Any]:
+    """The `placement` column as Candidate fields: terms, resources, worker, task_class, pack."""
     raw = json.loads(text)
-    terms = terms_from_json(raw.get("on", []))
-    return terms, resources_from_json(raw.get("resources", {})), raw.get("worker")
+    return {
+        "terms": terms_from_json(raw.get("on", [])),
+        "resources": resources_from_json(raw.get("resources", {})),
+        "worker": raw.get("worker"),
+        "task_class": raw.get("class"),
+        "pack": raw.get("pack", False),
+    }
 
 
 def retry_from_json(raw: dict[str, Any] | None) -> RetryPolicy:

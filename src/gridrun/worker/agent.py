@@ -104,6 +104,7 @@ class WorkerConfig(BaseModel):
     cpus: int | None = Field(None, ge=0, le=65536)
     memory_mb: int | None = Field(None, ge=0)
     gpus: int | None = Field(None, ge=0, le=1024)
+    max_tasks: dict[str, int] = Field(default_factory=dict)  # task class -> at most at once
 
     @field_validator("name")
     @classmethod
@@ -342,6 +343,7 @@ class Agent:
             labels=self.config.labels,
             slots=self.config.slots,
             resources=self.resources,
+            max_tasks=self.config.max_tasks,
             version=gridrun.__version__,
             running=[_ref(ref) for ref in self.executions],
             unacked=[_ref(ref) for ref in self._unacked],

@@ -56,6 +56,11 @@ class WorkerNotFound(GridrunError):
     title = "Worker not found"
 
 
+class ScheduleNotFound(GridrunError):
+    status = 404
+    title = "Schedule not found"
+
+
 class InvalidTransition(GridrunError):
     """A state change the task lifecycle does not allow (e.g. cancelling a finished task)."""
 

@@ -356,6 +356,20 @@ class Task:
 
 
 @dataclass(frozen=True, slots=True)
+class Schedule:
+    """A task made on a cron schedule (UTC), once per slot: `next_at` is the next slot to fire."""
+
+    id: str
+    cron: str
+    spec: TaskSpec
+    created_at: int
+    next_at: int
+    name: str | None = None
+    last_fired: int | None = None  # the slot it last fired for (epoch ms)
+    last_task: str | None = None  # the task that slot made
+
+
+@dataclass(frozen=True, slots=True)
 class Attempt:
     """One try at running a task: where, when, and how it ended."""
 

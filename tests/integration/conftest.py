@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from gridrun import model
+from gridrun.clock import Clock
 from gridrun.master.app import Master, MasterConfig
 from gridrun.worker.agent import Agent, WorkerConfig
 from tests.helpers import eventually_async
@@ -47,7 +48,7 @@ class Grid:
         assert self.http is not None
         return self.http
 
-    async def start_master(self, **overrides: Any) -> Master:
+    async def start_master(self, clock: Clock | None = None, **overrides: Any) -> Master:
         settings: dict[str, Any] = {
             "db": self.tmp / "master" / "gridrun.db",
             "http_port": self.http_port,
@@ -59,7 +60,7 @@ class Grid:
             **self.master_overrides,
             **overrides,
         }
-        self.master = Master(MasterConfig(**settings))
+        self.master = Master(MasterConfig(**settings), clock=clock)
         await self.master.start()
         self.http_port, self.grpc_port = self.master.http_port, self.master.grpc_port
         if self.http is None:

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from gridrun.errors import InvalidTransition, TaskNotFound, WorkerNotFound
+from gridrun.errors import InvalidTransition, ScheduleNotFound, TaskNotFound, WorkerNotFound
 from gridrun.model import (
     AttemptRef,
     Outcome,
     Report,
     RetryPolicy,
+    Schedule,
     TaskState,
     WorkerInfo,
     WorkerState,
@@ -267,3 +268,21 @@ async def test_dependents_wait_then_run_or_are_skipped(store: Store) -> None:
     await store.record_finish(AttemptRef("c", 1), "w1", Report(Outcome.EXITED, 9), now=6)
     skipped = await store.get_task("d")
     assert (skipped.state, skipped.error) == (TaskState.SKIPPED, "skipped: task c ended failed")
+
+
+async def test_schedules_are_kept_and_each_slot_fires_once(store: Store) -> None:
+    spec = make_spec(cmd="true", name="nightly")
+    await store.add_schedule(Schedule("s1", "0 2 * * *", spec, created_at=1, next_at=1000))
+    assert await store.due_schedules(now=999) == []
+    (due,) = await store.due_schedules(now=1000)
+    assert (due.cron, due.spec.name, due.next_at) == ("0 2 * * *", "nightly", 1000)
+    made = await store.fire_schedule("s1", 1000, NewTask("t1", spec), next_at=5000, now=1001)
+    assert made is not None
+    assert made.id == "t1"
+    again = await store.fire_schedule("s1", 1000, NewTask("t2", spec), next_at=5000, now=1002)
+    assert again is None  # that slot is done
+    (kept,) = await store.list_schedules()
+    assert (kept.next_at, kept.last_fired, kept.last_task) == (5000, 1000, "t1")
+    await store.delete_schedule("s1")
+    with pytest.raises(ScheduleNotFound):
+        await store.get_schedule("s1")

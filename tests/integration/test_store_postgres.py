@@ -133,3 +133,32 @@ async def test_prerequisites_finishing_at_once_on_two_masters_release_their_depe
     finally:
         await a.close()
         await b.close()
+
+
+async def test_masters_firing_one_schedule_slot_at_once_make_one_task(url: str) -> None:
+    from gridrun.model import Schedule
+
+    stores = [PostgresStore(url, origin=f"m{i}") for i in range(3)]
+    await asyncio.gather(*(s.open() for s in stores))
+    try:
+        spec = make_spec(cmd="true")
+        await stores[0].add_schedule(
+            Schedule("s1", "* * * * *", spec, created_at=0, next_at=60_000)
+        )
+        for slot in (60_000, 120_000, 180_000):
+            fired = await asyncio.gather(
+                *(
+                    s.fire_schedule(
+                        "s1", slot,
+                        NewTask(f"t{slot}-{i}", make_spec(cmd="true", idempotency_key=f"k{slot}")),
+                        slot + 60_000, slot + 1,
+                    )
+                    for i, s in enumerate(stores)
+                )
+            )  # fmt: skip
+            assert sum(task is not None for task in fired) == 1, slot
+        (schedule,) = await stores[1].list_schedules()
+        assert (schedule.next_at, schedule.last_fired) == (240_000, 180_000)
+        assert sum((await stores[2].count_by_state()).values()) == 3
+    finally:
+        await asyncio.gather(*(s.close() for s in stores))

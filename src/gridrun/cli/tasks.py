@@ -45,13 +45,13 @@ FOLLOW_PATIENCE_S = 300.0  # how long `run` and `logs -f` wait for a master that
 
 
 def _submit(client: Client, command: list[str], **options: Any) -> TaskDict:
-    """Submit one command with the CLI's options (see _body)."""
+    """Submit one command with the CLI's options (see task_body)."""
     if not command:
         fail("give a command, e.g. gridrun submit -- echo hello", 2)
-    return client.submit(**_body(command, **options))
+    return client.submit(**task_body(command, **options))
 
 
-def _body(
+def task_body(
     command: list[str],
     *,
     shell: bool,
@@ -273,7 +273,7 @@ def run(
     if everywhere:
         if not command:
             fail("give a command, e.g. gridrun run --all -- uptime", 2)
-        body = _body(
+        body = task_body(
             command, shell=shell, env=env, cwd=cwd, timeout=timeout, priority=priority, on=on,
             name=name, max_attempts=max_attempts, retry_delay=retry_delay, retry_on=retry_on,
             queue_timeout=queue_timeout, idempotency_key=idempotency_key, cpu=cpu,
@@ -387,7 +387,7 @@ def _submit_file(
     With --idempotency-key K, line N gets K-N: submitting the same file again is harmless."""
     label = name or file.name
     bodies = [
-        _body([cmd], name=label, idempotency_key=f"{key}-{n}" if key else None, **options)
+        task_body([cmd], name=label, idempotency_key=f"{key}-{n}" if key else None, **options)
         for n, cmd in lines
     ]
     ids: list[str] = []

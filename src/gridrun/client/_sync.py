@@ -254,6 +254,18 @@ class Client:
     def job(self, job_id: str) -> JobDict:
         return cast(JobDict, self._json("GET", f"/v1/jobs/{job_id}"))
 
+    def add_schedule(self, cron: str, **task: Any) -> dict[str, Any]:
+        """Make a task (a body as POST /v1/tasks takes it) on a cron schedule, in UTC."""
+        return cast(
+            dict[str, Any], self._json("POST", "/v1/schedules", json={**task, "cron": cron})
+        )
+
+    def schedules(self) -> list[dict[str, Any]]:
+        return cast(list[dict[str, Any]], self._json("GET", "/v1/schedules")["schedules"])
+
+    def remove_schedule(self, schedule_id: str) -> dict[str, Any]:
+        return cast(dict[str, Any], self._json("DELETE", f"/v1/schedules/{schedule_id}"))
+
     def get(self, task_id: str, *, wait_s: float = 0) -> TaskDict:
         params = {"wait": wait_s} if wait_s else None
         timeout = httpx.Timeout(wait_s + 30.0)

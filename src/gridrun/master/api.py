@@ -37,6 +37,7 @@ from gridrun.errors import (
 from gridrun.master.access import Access
 from gridrun.master.dashboard import WEB, overview_events
 from gridrun.master.follow import follow as follow_events
+from gridrun.master.schedules import Schedules
 from gridrun.master.schemas import (
     BatchIn,
     BatchOut,
@@ -47,6 +48,9 @@ from gridrun.master.schemas import (
     MeOut,
     OutputOut,
     Problem,
+    ScheduleIn,
+    ScheduleListOut,
+    ScheduleOut,
     StatsOut,
     StreamOut,
     TaskIn,
@@ -184,7 +188,12 @@ def _problems_documented(spec: dict[str, Any]) -> None:
 
 
 def create_api(
-    service: Service, access: Access, *, max_body: int, warnings: list[str] | None = None
+    service: Service,
+    access: Access,
+    *,
+    max_body: int,
+    warnings: list[str] | None = None,
+    schedules: Schedules | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="gridrun",
@@ -229,7 +238,9 @@ def create_api(
             response.headers["Allow"] = ", ".join(sorted(methods))
         return response
 
-    def parse(model: type[TaskIn] | type[BatchIn] | type[LegacyTaskIn], body: Any) -> Any:
+    def parse(
+        model: type[TaskIn] | type[BatchIn] | type[LegacyTaskIn] | type[ScheduleIn], body: Any
+    ) -> Any:
         try:
             return model.model_validate(body)
         except ValidationError as exc:
@@ -303,6 +314,42 @@ def create_api(
         if not page.tasks:
             raise TaskNotFound(f"no job with id {job_id!r}")
         return JobOut(id=job_id, tasks=[TaskOut.of(t) for t in reversed(page.tasks)])
+
+    cron_schedules = schedules or Schedules(service)
+
+    @app.post("/v1/schedules", status_code=201, response_model=ScheduleOut)
+    async def add_schedule(request: Request, who: Submitter) -> ScheduleOut:
+        """Make this task on a cron schedule (UTC), once per slot, until the schedule is
+        removed. The body is a task with `cron`."""
+        body: ScheduleIn = parse(ScheduleIn, await _json_body(request))
+        spec = owned(body.to_spec(), who)
+        schedule = await cron_schedules.add(body.cron, spec, body.name)
+        audit.record("schedule.add", who, _peer(request), schedule=schedule.id, cron=schedule.cron)
+        return ScheduleOut.of(schedule)
+
+    @app.get("/v1/schedules", response_model=ScheduleListOut)
+    async def list_schedules(who: Reader) -> ScheduleListOut:
+        return ScheduleListOut(schedules=[ScheduleOut.of(s) for s in await cron_schedules.all()])
+
+    @app.get("/v1/schedules/{schedule_id}", response_model=ScheduleOut)
+    async def get_schedule(who: Reader, schedule_id: str) -> ScheduleOut:
+        return ScheduleOut.of(await cron_schedules.get(schedule_id))
+
+    @app.delete("/v1/schedules/{schedule_id}", response_model=ScheduleOut)
+    async def remove_schedule(request: Request, schedule_id: str, who: Canceller) -> ScheduleOut:
+        """Admins remove any schedule; a submit token removes the schedules it added. Tasks
+        it already made are not touched."""
+        if not who.can(Permission.CANCEL_ANY):
+            owner = (await cron_schedules.get(schedule_id)).spec.submitted_by
+            if owner != who.name:
+                audit.record("auth.forbidden", who, _peer(request), call="unschedule")
+                raise Forbidden(
+                    f"schedule {schedule_id} was added by another token; only it or an admin"
+                    " may remove it"
+                )
+        schedule = await cron_schedules.remove(schedule_id)
+        audit.record("schedule.remove", who, _peer(request), schedule=schedule_id)
+        return ScheduleOut.of(schedule)
 
     def owned(spec: TaskSpec, who: Principal) -> TaskSpec:
         return dataclasses.replace(spec, submitted_by=who.name)

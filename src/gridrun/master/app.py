@@ -34,6 +34,7 @@ from gridrun.master.compat import NodeServicer
 from gridrun.master.liveness import Liveness
 from gridrun.master.peers import Peers
 from gridrun.master.rpc import WorkerServicer
+from gridrun.master.schedules import Schedules
 from gridrun.master.service import Service, ServiceConfig
 from gridrun.master.sessions import Sessions
 from gridrun.model import DEFAULT_OUTPUT_CAP
@@ -160,7 +161,8 @@ class Master:
             self.sessions,
         )
         self.peers = Peers(self.service)
-        self.liveness = Liveness(self.service)
+        self.schedules = Schedules(self.service)
+        self.liveness = Liveness(self.service, self.schedules)
         self.http_port = config.http_port
         self.grpc_port = config.grpc_port
         self._grpc: grpc.aio.Server | None = None
@@ -248,7 +250,11 @@ class Master:
         await self._grpc.start()
 
         api = create_api(
-            self.service, self.access, max_body=config.max_body, warnings=self.warnings
+            self.service,
+            self.access,
+            max_body=config.max_body,
+            warnings=self.warnings,
+            schedules=self.schedules,
         )
         self._http = _Uvicorn(
             uvicorn.Config(

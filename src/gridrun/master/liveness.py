@@ -4,8 +4,8 @@ The master holding a worker's stream renews its lease in the database every peri
 streams silent for longer than the liveness timeout); a worker whose lease ran out while it held
 attempts has those attempts ended as lost (or retried), by whichever master looks first. Also
 the periodic chores: expiring tasks past their queue timeout, waking dispatch when a retry
-backoff ends, and (with other masters on the database) a dispatch pass in case a notice was
-missed.
+backoff ends, saying which queued tasks no live worker could run, firing due schedules, and
+(with other masters on the database) a dispatch pass in case a notice was missed.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import logging
 
 from gridrun.errors import Unavailable
 from gridrun.master import scheduler
+from gridrun.master.schedules import Schedules
 from gridrun.master.service import Service
 from gridrun.model import Task, WorkerState
 
@@ -23,8 +24,9 @@ UNSCHEDULABLE_SCAN = 500  # queued tasks, from the head, checked each period
 
 
 class Liveness:
-    def __init__(self, service: Service) -> None:
+    def __init__(self, service: Service, schedules: Schedules) -> None:
         self.service = service
+        self.schedules = schedules
         self.timeout_s = service.config.liveness_timeout_s
         self.period_s = min(1.0, self.timeout_s / 4)
         # Leases of other masters' workers are judged only after this master has seen the store
@@ -109,6 +111,7 @@ class Liveness:
         if await service.store.retry_due(now):
             service.dispatch_wanted.set()
         await self.flag_unschedulable(now)
+        await self.schedules.fire_due()
 
     async def flag_unschedulable(self, now: int) -> None:
         """Say, on each task at the head of the queue, why no live worker could ever take it

@@ -11,6 +11,7 @@ from gridrun.model import (
     Attempt,
     Resources,
     RetryPolicy,
+    Schedule,
     StreamOutput,
     Task,
     TaskSpec,
@@ -267,6 +268,58 @@ class TaskOut(BaseModel):
             unschedulable=task.unschedulable if task.state is TaskState.QUEUED else None,
             attempts=[AttemptOut.of(a) for a in attempts] if attempts is not None else None,
         )
+
+
+class ScheduleIn(TaskIn):
+    """A task to make on a cron schedule (UTC), once per slot."""
+
+    cron: str = Field(
+        description="A cron expression in UTC: 5 fields (minute hour day month weekday), or 6"
+        " with seconds first.",
+        examples=["*/5 * * * *"],
+    )
+
+
+class ScheduleOut(BaseModel):
+    id: str
+    name: str | None
+    cron: str
+    cmd: str | None
+    argv: list[str]
+    shell: bool
+    on: str | None
+    labels: dict[str, str]
+    created_at: datetime
+    next_at: datetime = Field(description="The next slot it fires for.")
+    last_fired: datetime | None = Field(description="The slot it last fired for.")
+    last_task: str | None = Field(description="The task that slot made.")
+    submitted_by: str | None
+
+    @classmethod
+    def of(cls, schedule: Schedule) -> ScheduleOut:
+        spec = schedule.spec
+        created, next_at = _iso(schedule.created_at), _iso(schedule.next_at)
+        assert created is not None
+        assert next_at is not None
+        return cls(
+            id=schedule.id,
+            name=schedule.name,
+            cron=schedule.cron,
+            cmd=spec.cmd,
+            argv=list(spec.argv),
+            shell=spec.shell,
+            on=", ".join(map(str, spec.selector)) or None,
+            labels=dict(spec.labels),
+            created_at=created,
+            next_at=next_at,
+            last_fired=_iso(schedule.last_fired),
+            last_task=schedule.last_task,
+            submitted_by=spec.submitted_by,
+        )
+
+
+class ScheduleListOut(BaseModel):
+    schedules: list[ScheduleOut]
 
 
 class JobOut(BaseModel):

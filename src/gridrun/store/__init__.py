@@ -21,6 +21,7 @@ from gridrun.model import (
     AttemptRef,
     Report,
     Resources,
+    Schedule,
     StreamOutput,
     Task,
     TaskSpec,
@@ -192,6 +193,21 @@ class Store(Protocol):
         ...
 
     async def active_attempts(self, worker_id: str) -> list[Task]: ...
+
+    # -- schedules
+    async def add_schedule(self, schedule: Schedule) -> Schedule: ...
+
+    async def list_schedules(self) -> list[Schedule]: ...
+
+    async def get_schedule(self, schedule_id: str) -> Schedule: ...
+
+    async def delete_schedule(self, schedule_id: str) -> Schedule: ...
+
+    async def due_schedules(self, now: int) -> list[Schedule]: ...
+
+    async def fire_schedule(
+        self, schedule_id: str, slot: int, task: NewTask, next_at: int, now: int
+    ) -> Task | None: ...
 
     # -- workers and their leases
     async def upsert_worker(self, worker: WorkerInfo, lease_until: int | None) -> None:

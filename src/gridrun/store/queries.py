@@ -112,3 +112,15 @@ COUNT_UNMET = (
     "SELECT count(*) FROM deps d JOIN tasks t ON t.id = d.after_id"
     " WHERE d.task_id = ? AND t.state != 'succeeded'"
 )
+SCHEDULE_COLUMNS = "id, name, cron, spec, created_at, next_at, last_fired, last_task"
+INSERT_SCHEDULE = (
+    "INSERT INTO schedules (id, name, cron, spec, created_at, next_at) VALUES (?, ?, ?, ?, ?, ?)"
+)
+SELECT_SCHEDULES = f"SELECT {SCHEDULE_COLUMNS} FROM schedules ORDER BY created_at, id"
+SELECT_SCHEDULE = f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE id = ?"
+DELETE_SCHEDULE = "DELETE FROM schedules WHERE id = ?"
+SELECT_DUE_SCHEDULES = (
+    f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE next_at <= ? ORDER BY next_at LIMIT ?"
+)
+SELECT_SCHEDULE_SLOT = "SELECT next_at FROM schedules WHERE id = ?"
+ADVANCE_SCHEDULE = "UPDATE schedules SET next_at = ?, last_fired = ?, last_task = ? WHERE id = ?"

@@ -51,12 +51,13 @@ from gridrun.store.rows import (
     spec_to_json,
     task_from_row,
 )
+from gridrun.store.schedules import ScheduleVerbs
 
 T = TypeVar("T")
 EXPIRE_BATCH = 1000
 
 
-class RelationalStore:
+class RelationalStore(ScheduleVerbs):
     """`Store` over any backend providing `_read` and `_write` of one step."""
 
     dialect = Dialect()
@@ -100,6 +101,9 @@ class RelationalStore:
         """Insert the tasks in one transaction. A task whose idempotency key is already taken
         (earlier, or by another task of this batch) is not inserted: the existing task stands in
         its place in the answer, so callers see a different id than they proposed."""
+        return await self._write(lambda tx: self._insert(tx, tasks, now))
+
+    async def _insert(self, tx: Tx, tasks: Sequence[NewTask], now: int) -> list[Task]:
         rows = [
             (
                 t.id,
@@ -116,31 +120,27 @@ class RelationalStore:
             )
             for t in tasks
         ]
-        keyed = any(t.spec.idempotency_key is not None for t in tasks)
 
         def fresh(t: NewTask, seq: int) -> Task:
             return Task(id=t.id, seq=seq, spec=t.spec, state=TaskState.QUEUED, created_at=now)
 
-        async def add(tx: Tx) -> list[Task]:
-            await self._notice(tx, "queued")
-            if not keyed:
-                seqs = await tx.insert_tasks(rows)
-                added = [fresh(t, seq) for t, seq in zip(tasks, seqs, strict=True)]
-            else:
-                added = []
-                for t, row in zip(tasks, rows, strict=True):
-                    key = t.spec.idempotency_key
-                    existing = key and await tx.one(sql.SELECT_TASK_BY_KEY, key)
-                    if existing:
-                        added.append(task_from_row(existing))
-                        continue
-                    (seq,) = await tx.insert_tasks([row])
-                    added.append(fresh(t, seq))
-            if any(t.spec.after for t in tasks):
-                added = await self._link(tx, tasks, added, now)
-            return added
-
-        return await self._write(add)
+        await self._notice(tx, "queued")
+        if not any(t.spec.idempotency_key is not None for t in tasks):
+            seqs = await tx.insert_tasks(rows)
+            added = [fresh(t, seq) for t, seq in zip(tasks, seqs, strict=True)]
+        else:
+            added = []
+            for t, row in zip(tasks, rows, strict=True):
+                key = t.spec.idempotency_key
+                existing = key and await tx.one(sql.SELECT_TASK_BY_KEY, key)
+                if existing:
+                    added.append(task_from_row(existing))
+                    continue
+                (seq,) = await tx.insert_tasks([row])
+                added.append(fresh(t, seq))
+        if any(t.spec.after for t in tasks):
+            added = await self._link(tx, tasks, added, now)
+        return added
 
     async def _link(
         self, tx: Tx, tasks: Sequence[NewTask], added: list[Task], now: int

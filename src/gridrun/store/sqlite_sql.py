@@ -103,6 +103,21 @@ ALTER TABLE tasks ADD COLUMN job_id TEXT;
 CREATE INDEX tasks_by_job ON tasks (job_id, seq) WHERE job_id IS NOT NULL;
 """
 
+# v8: tasks made on a cron schedule, once per slot
+SCHEMA_V8 = """
+CREATE TABLE schedules (
+    id         TEXT PRIMARY KEY,
+    name       TEXT,
+    cron       TEXT NOT NULL,
+    spec       TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    next_at    BIGINT NOT NULL,
+    last_fired BIGINT,
+    last_task  TEXT
+);
+CREATE INDEX schedules_due ON schedules (next_at);
+"""
+
 MIGRATIONS = [
     SCHEMA_V1,
     SCHEMA_V2,
@@ -111,5 +126,6 @@ MIGRATIONS = [
     SCHEMA_V5,
     SCHEMA_V6,
     SCHEMA_V7,
+    SCHEMA_V8,
 ]  # MIGRATIONS[n] brings a database from version n to n+1
 SCHEMA_VERSION = len(MIGRATIONS)

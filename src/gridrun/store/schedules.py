@@ -1,0 +1,108 @@
+"""The store's schedule verbs (a mixin of `RelationalStore`): schedules and firing them.
+
+Firing a slot is one transaction: the schedule's row is locked, the slot checked to be still
+the one to fire (another master, or this one before a restart, may have fired it), the task
+inserted with the idempotency key `schedule:ID:SLOT`, and the next slot recorded. So each slot
+makes its task exactly once, across masters and restarts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+from gridrun.errors import ScheduleNotFound
+from gridrun.model import Schedule, Task
+from gridrun.store import NewTask
+from gridrun.store import queries as sql
+from gridrun.store.relational_tx import Dialect, Tx
+from gridrun.store.rows import spec_from_json, spec_to_json
+
+T = TypeVar("T")
+DUE_BATCH = 100
+
+
+def schedule_from_row(row: Sequence[Any]) -> Schedule:
+    return Schedule(
+        id=row[0],
+        name=row[1],
+        cron=row[2],
+        spec=spec_from_json(row[3]),
+        created_at=row[4],
+        next_at=row[5],
+        last_fired=row[6],
+        last_task=row[7],
+    )
+
+
+class ScheduleVerbs:
+    dialect: Dialect
+
+    async def _read(self, step: Callable[[Tx], Awaitable[T]]) -> T:
+        raise NotImplementedError
+
+    async def _write(self, step: Callable[[Tx], Awaitable[T]]) -> T:
+        raise NotImplementedError
+
+    async def _insert(self, tx: Tx, tasks: Sequence[NewTask], now: int) -> list[Task]:
+        raise NotImplementedError
+
+    async def add_schedule(self, schedule: Schedule) -> Schedule:
+        row = (
+            schedule.id, schedule.name, schedule.cron, spec_to_json(schedule.spec),
+            schedule.created_at, schedule.next_at,
+        )  # fmt: skip
+
+        async def add(tx: Tx) -> None:
+            await tx.run(sql.INSERT_SCHEDULE, *row)
+
+        await self._write(add)
+        return schedule
+
+    async def list_schedules(self) -> list[Schedule]:
+        async def read(tx: Tx) -> list[Schedule]:
+            return [schedule_from_row(r) for r in await tx.all(sql.SELECT_SCHEDULES)]
+
+        return await self._read(read)
+
+    async def get_schedule(self, schedule_id: str) -> Schedule:
+        async def read(tx: Tx) -> Schedule:
+            row = await tx.one(sql.SELECT_SCHEDULE, schedule_id)
+            if row is None:
+                raise ScheduleNotFound(f"no schedule with id {schedule_id!r}")
+            return schedule_from_row(row)
+
+        return await self._read(read)
+
+    async def delete_schedule(self, schedule_id: str) -> Schedule:
+        async def delete(tx: Tx) -> Schedule:
+            row = await tx.one(sql.SELECT_SCHEDULE + self.dialect.lock, schedule_id)
+            if row is None:
+                raise ScheduleNotFound(f"no schedule with id {schedule_id!r}")
+            await tx.run(sql.DELETE_SCHEDULE, schedule_id)
+            return schedule_from_row(row)
+
+        return await self._write(delete)
+
+    async def due_schedules(self, now: int) -> list[Schedule]:
+        async def read(tx: Tx) -> list[Schedule]:
+            rows = await tx.all(sql.SELECT_DUE_SCHEDULES, now, DUE_BATCH)
+            return [schedule_from_row(r) for r in rows]
+
+        return await self._read(read)
+
+    async def fire_schedule(
+        self, schedule_id: str, slot: int, task: NewTask, next_at: int, now: int
+    ) -> Task | None:
+        """Make `task` for the schedule's slot `slot` and move it on to `next_at`; None if
+        that slot was already fired (or the schedule is gone)."""
+
+        async def fire(tx: Tx) -> Task | None:
+            row = await tx.one(sql.SELECT_SCHEDULE_SLOT + self.dialect.lock, schedule_id)
+            if row is None or row[0] != slot:
+                return None
+            (made,) = await self._insert(tx, [task], now)
+            await tx.run(sql.ADVANCE_SCHEDULE, next_at, slot, made.id, schedule_id)
+            return made
+
+        return await self._write(fire)

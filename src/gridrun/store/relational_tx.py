@@ -3,11 +3,12 @@ differences between the backends."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 Row = Sequence[Any]
+T = TypeVar("T")
 
 
 class Tx(Protocol):
@@ -40,3 +41,17 @@ class Dialect:
 
 def marks(n: int) -> str:
     return ", ".join("?" * n)
+
+
+class Steps:
+    """What the verbs need of a backend: run a step on a connection (`_read`), or as one
+    transaction that is committed when it returns (`_write`)."""
+
+    origin: str
+    dialect: Dialect
+
+    async def _read(self, step: Callable[[Tx], Awaitable[T]]) -> T:
+        raise NotImplementedError
+
+    async def _write(self, step: Callable[[Tx], Awaitable[T]]) -> T:
+        raise NotImplementedError

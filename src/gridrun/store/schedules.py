@@ -8,14 +8,14 @@ makes its task exactly once, across masters and restarts.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from gridrun.errors import ScheduleNotFound
 from gridrun.model import Schedule, Task
 from gridrun.store import NewTask
 from gridrun.store import queries as sql
-from gridrun.store.relational_tx import Dialect, Tx
+from gridrun.store.relational_tx import Steps, Tx
 from gridrun.store.rows import spec_from_json, spec_to_json
 
 T = TypeVar("T")
@@ -35,15 +35,7 @@ def schedule_from_row(row: Sequence[Any]) -> Schedule:
     )
 
 
-class ScheduleVerbs:
-    dialect: Dialect
-
-    async def _read(self, step: Callable[[Tx], Awaitable[T]]) -> T:
-        raise NotImplementedError
-
-    async def _write(self, step: Callable[[Tx], Awaitable[T]]) -> T:
-        raise NotImplementedError
-
+class ScheduleVerbs(Steps):
     async def _insert(self, tx: Tx, tasks: Sequence[NewTask], now: int) -> list[Task]:
         raise NotImplementedError
 

@@ -1,0 +1,100 @@
+"""The store's worker verbs (a mixin of `RelationalStore`): worker rows and their leases.
+
+The master holding a worker's stream holds its lease (`workers.master`, `lease_until`) and
+renews it; any master reads the leases to judge whether a worker is alive.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from gridrun.errors import WorkerNotFound
+from gridrun.model import AttemptRef, WorkerInfo, WorkerState
+from gridrun.store import queries as sql
+from gridrun.store.relational_tx import Steps, Tx
+
+
+class WorkerVerbs(Steps):
+    async def upsert_worker(self, worker: WorkerInfo, lease_until: int | None) -> None:
+        row = (
+            worker.id,
+            worker.hostname,
+            json.dumps(dict(worker.labels)),
+            worker.slots,
+            str(worker.state),
+            worker.version,
+            int(worker.legacy),
+            worker.connected_at,
+            worker.last_seen,
+            json.dumps(dict(worker.resources)),
+            self.origin,
+            lease_until,
+        )
+
+        async def upsert(tx: Tx) -> None:
+            await tx.run(sql.UPSERT_WORKER, *row)
+
+        await self._write(upsert)
+
+    async def renew_leases(self, seen: Sequence[tuple[str, int]], until: int) -> None:
+        """Extend the leases of workers connected to this master: (worker id, last seen)."""
+        if not seen:
+            return
+
+        async def renew(tx: Tx) -> None:
+            await tx.many(sql.RENEW_LEASE, [(last, until, w, self.origin) for w, last in seen])
+
+        await self._write(renew)
+
+    async def lapsed(self, now: int) -> set[str]:
+        """Workers holding active attempts whose lease has run out (or who never had one)."""
+
+        async def read(tx: Tx) -> set[str]:
+            return {r[0] for r in await tx.all(sql.SELECT_LAPSED, now)}
+
+        return await self._read(read)
+
+    async def assigned_here(self, before: int) -> list[tuple[AttemptRef, str]]:
+        """Attempts assigned before `before`, not started, on workers leased to this master."""
+
+        async def read(tx: Tx) -> list[tuple[AttemptRef, str]]:
+            rows = await tx.all(sql.SELECT_ASSIGNED_HERE, before, self.origin)
+            return [(AttemptRef(r[0], r[1]), r[2]) for r in rows]
+
+        return await self._read(read)
+
+    async def worker_master(self, worker_id: str, now: int) -> tuple[WorkerState, str | None]:
+        """A worker's state and the master holding its lease (None if nobody holds a live
+        one). Raises WorkerNotFound for a worker that never connected."""
+
+        async def read(tx: Tx) -> tuple[WorkerState, str | None]:
+            row = await tx.one(sql.SELECT_WORKER_MASTER, worker_id)
+            if row is None:
+                raise WorkerNotFound(f"no worker with id {worker_id!r}")
+            state, master, lease_until = row
+            live = state != WorkerState.OFFLINE and lease_until is not None and lease_until >= now
+            return WorkerState(state), master if live else None
+
+        return await self._read(read)
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        async def read(tx: Tx) -> list[WorkerInfo]:
+            return [
+                WorkerInfo(
+                    id=r[0],
+                    hostname=r[1],
+                    labels=json.loads(r[2]),
+                    slots=r[3],
+                    state=WorkerState(r[4]),
+                    version=r[5],
+                    legacy=bool(r[6]),
+                    connected_at=r[7],
+                    last_seen=r[8],
+                    running=r[9],
+                    resources=json.loads(r[10]),
+                )
+                for r in await tx.all(sql.SELECT_WORKERS)
+            ]
+
+        return await self._read(read)

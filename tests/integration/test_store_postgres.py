@@ -15,6 +15,7 @@ from gridrun.spec import make_spec
 from gridrun.store import NewTask, Notice, postgres_sql
 from gridrun.store.postgres import PostgresStore, numbered, redact
 from tests import pg
+from tests.helpers import eventually_async
 
 
 @pytest.fixture
@@ -25,6 +26,21 @@ async def url() -> AsyncIterator[str]:
 
 def online(worker_id: str) -> WorkerInfo:
     return WorkerInfo(worker_id, "h", {}, 8, WorkerState.ONLINE)
+
+
+@pytest.fixture
+async def two(url: str) -> AsyncIterator[tuple[PostgresStore, PostgresStore]]:
+    """Masters ma and mb on one database, each holding a worker (wa, wb)."""
+    a, b = PostgresStore(url, origin="ma"), PostgresStore(url, origin="mb")
+    await a.open()
+    await b.open()
+    try:
+        await a.upsert_worker(online("wa"), lease_until=10**13)
+        await b.upsert_worker(online("wb"), lease_until=10**13)
+        yield a, b
+    finally:
+        await a.close()
+        await b.close()
 
 
 def test_placeholders_are_numbered_and_passwords_hidden() -> None:
@@ -49,53 +65,40 @@ async def test_masters_starting_together_migrate_once(url: str) -> None:
         await asyncio.gather(*(s.close() for s in stores))
 
 
-async def test_racing_masters_never_claim_a_task_twice(url: str) -> None:
-    a, b = PostgresStore(url, origin="ma"), PostgresStore(url, origin="mb")
-    await a.open()
-    await b.open()
-    try:
-        await a.upsert_worker(online("wa"), lease_until=10**13)
-        await b.upsert_worker(online("wb"), lease_until=10**13)
-        ids = [f"t{i}" for i in range(200)]
-        await a.add_tasks([NewTask(i, make_spec(cmd="true")) for i in ids], now=1)
-        # both try to claim every task, in many small concurrent batches, in opposite orders
-        claims = [a.claim([(i, "wa") for i in ids[k : k + 10]], now=2) for k in range(0, 200, 10)]
-        claims += [
-            b.claim([(i, "wb") for i in reversed(ids[k : k + 10])], 2) for k in range(0, 200, 10)
-        ]
-        results = await asyncio.gather(*claims)
-        claimed = [t.id for batch in results for t in batch]
-        assert sorted(claimed) == sorted(ids)  # each exactly once
-        by_a = {t.id for batch in results[:20] for t in batch}
-        for i in ids:
-            assert (await b.get_task(i)).worker_id == ("wa" if i in by_a else "wb")
-    finally:
-        await a.close()
-        await b.close()
+async def test_racing_masters_never_claim_a_task_twice(
+    two: tuple[PostgresStore, PostgresStore],
+) -> None:
+    a, b = two
+    ids = [f"t{i}" for i in range(200)]
+    await a.add_tasks([NewTask(i, make_spec(cmd="true")) for i in ids], now=1)
+    # both try to claim every task, in many small concurrent batches, in opposite orders
+    claims = [a.claim([(i, "wa") for i in ids[k : k + 10]], now=2) for k in range(0, 200, 10)]
+    claims += [
+        b.claim([(i, "wb") for i in reversed(ids[k : k + 10])], 2) for k in range(0, 200, 10)
+    ]
+    results = await asyncio.gather(*claims)
+    claimed = [t.id for batch in results for t in batch]
+    assert sorted(claimed) == sorted(ids)  # each exactly once
+    by_a = {t.id for batch in results[:20] for t in batch}
+    for i in ids:
+        assert (await b.get_task(i)).worker_id == ("wa" if i in by_a else "wb")
 
 
-async def test_notices_reach_the_other_masters_only_on_commit(url: str) -> None:
-    a, b = PostgresStore(url, origin="ma"), PostgresStore(url, origin="mb")
-    await a.open()
-    await b.open()
+async def test_notices_reach_the_other_masters_only_on_commit(
+    two: tuple[PostgresStore, PostgresStore],
+) -> None:
+    a, b = two
     heard: list[Notice] = []
-    try:
-        await b.listen(heard.append)
-        await a.add_tasks([NewTask("x", make_spec(cmd="true"))], now=1)
-        with pytest.raises(asyncpg.exceptions.UniqueViolationError):  # rolled back: no notice
-            await a.add_tasks([NewTask("x", make_spec(cmd="true"))], now=2)
-        await a.notify(Notice("ma", "drain", "w1"))
-        for _ in range(200):
-            if len(heard) >= 2:
-                break
-            await asyncio.sleep(0.01)
-        assert [(n.origin, n.kind, n.subject) for n in heard] == [
-            ("ma", "queued", ""),
-            ("ma", "drain", "w1"),
-        ]
-    finally:
-        await a.close()
-        await b.close()
+    await b.listen(heard.append)
+    await a.add_tasks([NewTask("x", make_spec(cmd="true"))], now=1)
+    with pytest.raises(asyncpg.exceptions.UniqueViolationError):  # rolled back: no notice
+        await a.add_tasks([NewTask("x", make_spec(cmd="true"))], now=2)
+    await a.notify(Notice("ma", "drain", "w1"))
+    await eventually_async(lambda: len(heard) >= 2, 5)
+    assert [(n.origin, n.kind, n.subject) for n in heard] == [
+        ("ma", "queued", ""),
+        ("ma", "drain", "w1"),
+    ]
 
 
 async def test_an_unreachable_server_is_unavailable_not_a_hang() -> None:
@@ -105,34 +108,26 @@ async def test_an_unreachable_server_is_unavailable_not_a_hang() -> None:
 
 
 async def test_prerequisites_finishing_at_once_on_two_masters_release_their_dependent(
-    url: str,
+    two: tuple[PostgresStore, PostgresStore],
 ) -> None:
     from gridrun.model import AttemptRef, Outcome, Report, TaskState
 
-    a, b = PostgresStore(url, origin="ma"), PostgresStore(url, origin="mb")
-    await a.open()
-    await b.open()
-    try:
-        await a.upsert_worker(online("wa"), lease_until=10**13)
-        await b.upsert_worker(online("wb"), lease_until=10**13)
-        for n in range(15):
-            x, y, z = f"x{n}", f"y{n}", f"z{n}"
-            await a.add_tasks(
-                [NewTask(x, make_spec(cmd="x")), NewTask(y, make_spec(cmd="y")),
-                 NewTask(z, make_spec(cmd="z", after=[x, y]))],
-                now=1,
-            )  # fmt: skip
-            await a.claim([(x, "wa")], now=2)
-            await b.claim([(y, "wb")], now=2)
-            ok = Report(Outcome.EXITED, exit_code=0)
-            await asyncio.gather(
-                a.record_finish(AttemptRef(x, 1), "wa", ok, now=3),
-                b.record_finish(AttemptRef(y, 1), "wb", ok, now=3),
-            )
-            assert (await a.get_task(z)).state is TaskState.QUEUED, n
-    finally:
-        await a.close()
-        await b.close()
+    a, b = two
+    for n in range(15):
+        x, y, z = f"x{n}", f"y{n}", f"z{n}"
+        await a.add_tasks(
+            [NewTask(x, make_spec(cmd="x")), NewTask(y, make_spec(cmd="y")),
+             NewTask(z, make_spec(cmd="z", after=[x, y]))],
+            now=1,
+        )  # fmt: skip
+        await a.claim([(x, "wa")], now=2)
+        await b.claim([(y, "wb")], now=2)
+        ok = Report(Outcome.EXITED, exit_code=0)
+        await asyncio.gather(
+            a.record_finish(AttemptRef(x, 1), "wa", ok, now=3),
+            b.record_finish(AttemptRef(y, 1), "wb", ok, now=3),
+        )
+        assert (await a.get_task(z)).state is TaskState.QUEUED, n
 
 
 async def test_masters_firing_one_schedule_slot_at_once_make_one_task(url: str) -> None:

@@ -35,8 +35,10 @@ fmt: $(STAMP)
 proto: $(STAMP)
 	$(BIN)/python scripts/gen_proto.py
 
+## bench: figures for this machine (see bench/README.md); PG=postgresql://... adds PostgreSQL
 bench: $(STAMP)
-	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/throughput.py $(if $(PG),--db $(PG))
+	$(BIN)/python bench/ingest.py $(if $(PG),--db $(PG))
 	$(BIN)/python bench/failover.py
 
 clean:

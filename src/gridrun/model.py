@@ -398,6 +398,15 @@ class WorkerInfo:
     last_seen: int | None = None
     running: int = 0
     resources: Mapping[str, int] = field(default_factory=dict)  # cpus, memory_mb, gpus
+    lease_until: int | None = None  # epoch ms: no master has heard from it since then
+
+    def state_at(self, now_ms: int) -> WorkerState:
+        """Its state, except that a worker whose lease ran out is offline whatever its row
+        says (its master may have died without recording it)."""
+        lapsed = self.lease_until is None or self.lease_until < now_ms
+        return (
+            WorkerState.OFFLINE if self.state is not WorkerState.OFFLINE and lapsed else self.state
+        )
 
 
 def capacity_of(worker: WorkerInfo) -> Resources:

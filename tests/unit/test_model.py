@@ -205,3 +205,15 @@ def test_workers_by_state_counts_every_state() -> None:
     counts = workers_by_state([worker(1, online), worker(2, offline), worker(3, online)])
     assert counts == {WorkerState.ONLINE: 2, WorkerState.DRAINING: 0, WorkerState.OFFLINE: 1}
     assert workers_by_state([]) == dict.fromkeys(WorkerState, 0)
+
+
+def test_a_worker_whose_lease_ran_out_is_offline_whatever_its_row_says() -> None:
+    from gridrun.model import WorkerInfo, WorkerState
+
+    row = WorkerInfo("w1", "h", {}, 2, WorkerState.ONLINE, lease_until=1000)
+    assert row.state_at(1000) is WorkerState.ONLINE
+    assert row.state_at(1001) is WorkerState.OFFLINE  # its master died without saying so
+    draining = WorkerInfo("w2", "h", {}, 2, WorkerState.DRAINING, lease_until=None)
+    assert draining.state_at(0) is WorkerState.OFFLINE  # never leased (an old row)
+    offline = WorkerInfo("w3", "h", {}, 2, WorkerState.OFFLINE, lease_until=5000)
+    assert offline.state_at(0) is WorkerState.OFFLINE

@@ -121,7 +121,7 @@ class Liveness:
         candidates = await store.queued(UNSCHEDULABLE_SCAN, None, now)
         if not candidates:
             return
-        live = [w for w in await store.list_workers() if w.state is WorkerState.ONLINE]
+        live = [w for w in await self.service.workers() if w.state is WorkerState.ONLINE]
         changes = []
         for candidate in candidates:
             why = scheduler.why_unschedulable(candidate, live)

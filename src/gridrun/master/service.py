@@ -103,7 +103,7 @@ class Service:
         and selector and could hold what it asks (like Salt's cmd.run on a target)."""
         workers = [
             w
-            for w in await self.store.list_workers()
+            for w in await self.workers()
             if w.state is WorkerState.ONLINE
             and not w.legacy
             and labels_match(spec.labels, w.labels, spec.selector)
@@ -134,7 +134,8 @@ class Service:
         return await self.store.get_output(task_id)
 
     async def workers(self) -> list[WorkerInfo]:
-        """Workers as stored, with live last-seen times for the ones connected here."""
+        """Workers as stored, with live last-seen times for the ones connected here; one whose
+        lease ran out is offline, whatever its row says (its master may have died)."""
         workers = await self.store.list_workers()
         now_ms, now = self.clock.now_ms(), self.clock.monotonic()
         for i, worker in enumerate(workers):
@@ -142,6 +143,8 @@ class Service:
             if session is not None and not session.closed:
                 seen = now_ms - round((now - session.last_seen) * 1000)
                 workers[i] = dataclasses.replace(worker, last_seen=seen)
+            elif worker.state_at(now_ms) is not worker.state:
+                workers[i] = dataclasses.replace(worker, state=worker.state_at(now_ms))
         return workers
 
     async def count_by_state(self) -> dict[TaskState, int]:

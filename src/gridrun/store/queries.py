@@ -98,7 +98,8 @@ SELECT_CLAIMABLE = f"SELECT {TASK_COLUMNS} FROM tasks WHERE id IN ({{marks}}) AN
 SELECT_WORKERS = (
     "SELECT w.id, w.hostname, w.labels, w.slots, w.state, w.version, w.legacy, w.connected_at,"
     " w.last_seen, (SELECT count(*) FROM tasks t WHERE t.worker_id = w.id"
-    " AND t.state IN ('assigned', 'running')), w.resources FROM workers w ORDER BY w.id"
+    " AND t.state IN ('assigned', 'running')), w.resources, w.lease_until FROM workers w"
+    " ORDER BY w.id"
 )
 COUNT_BY_STATE = "SELECT state, count(*) FROM tasks GROUP BY state"
 SELECT_STATES = "SELECT id, state FROM tasks WHERE id IN ({marks})"

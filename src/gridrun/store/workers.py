@@ -93,6 +93,7 @@ class WorkerVerbs(Steps):
                     last_seen=r[8],
                     running=r[9],
                     resources=json.loads(r[10]),
+                    lease_until=r[11],
                 )
                 for r in await tx.all(sql.SELECT_WORKERS)
             ]

@@ -14,6 +14,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from gridrun.auth import digest, new_token
+from tests.helpers import eventually
 from tests.system.conftest import SystemGrid
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -167,3 +168,28 @@ def test_with_tokens_the_dashboard_asks_for_one_and_uses_it(
         "this token (viewer, role read) may not submit"
     )
     expect(page.get_by_role("button", name="Submit")).to_be_disabled()
+
+
+def test_the_task_page_shows_placement_dependencies_and_why_it_waits(
+    system_grid: SystemGrid, page: Page
+) -> None:
+    import httpx
+
+    system_grid.start_master()
+    system_grid.start_worker("w1", slots=1, labels=("zone=a",))
+    first = httpx.post(
+        f"{system_grid.url}/v1/tasks",
+        json={"cmd": "true", "on": "zone in (a,b), !spot", "gpus": 2, "memory_mb": 512},
+        timeout=10,
+    ).json()
+    second = httpx.post(
+        f"{system_grid.url}/v1/tasks", json={"cmd": "true", "after": [first["id"]]}, timeout=10
+    ).json()
+    eventually(lambda: system_grid.task(first["id"])["unschedulable"], 10)
+    page.goto(f"{system_grid.url}/#/task/{first['id']}")
+    expect(page.locator('dd[data-field="on"]')).to_have_text("zone in (a,b), !spot")
+    expect(page.locator('dd[data-field="needs"]')).to_have_text("512 MiB, 2 GPU")
+    expect(page.locator('dd[data-field="unschedulable"]')).to_contain_text("lacks 2 GPUs")
+    page.goto(f"{system_grid.url}/#/task/{second['id']}")
+    expect(page.locator("#task-state .state")).to_have_text("waiting")
+    expect(page.locator('dd[data-field="after"]')).to_have_text(first["id"])

@@ -85,6 +85,14 @@ async function events(path, onEvent, signal) {
 
 function badge(state) { return h("span", {class: "state " + state, "data-state": state}, state); }
 function when(iso) { return iso ? new Date(iso).toLocaleTimeString() : ""; }
+function needs(t) {
+  const parts = [];
+  if (t.cpu) parts.push(t.cpu + " CPU");
+  if (t.memory_mb) parts.push(t.memory_mb + " MiB");
+  if (t.gpus) parts.push(t.gpus + " GPU");
+  return parts.join(", ");
+}
+
 function labelText(labels) {
   return Object.entries(labels || {}).map(([k, v]) => k + "=" + v).join(" ");
 }
@@ -239,7 +247,9 @@ function taskPage(signal, id) {
     cancel.disabled = TERMINAL.has(t.state);
     const rows = [["name", t.name || ""], ["command", command(t)], ["shell", t.shell ? "yes" : "no"],
       ["env", Object.keys(t.env || {}).join(" ")], ["cwd", t.cwd || ""],
-      ["labels", labelText(t.labels)], ["priority", t.priority],
+      ["labels", labelText(t.labels)], ["on", t.on || ""], ["needs", needs(t)],
+      ["after", (t.after || []).join(" ")], ["job", t.job ? t.job + " (on " + t.pinned_worker + ")" : ""],
+      ["unschedulable", t.unschedulable || ""], ["priority", t.priority],
       ["timeout", t.timeout_s ? t.timeout_s + " s" : ""], ["submitted by", t.submitted_by || ""],
       ["worker", t.worker_id || ""], ["exit code", t.exit_code ?? ""],
       ["signal", t.signal ?? ""], ["error", t.error || ""], ["created", when(t.created_at)],

@@ -409,13 +409,15 @@ class WorkerInfo:
         )
 
 
-def capacity_of(worker: WorkerInfo) -> Resources:
-    """What a worker offers tasks, as its Hello said."""
+def offered(resources: Mapping[str, int]) -> Resources:
+    """What a worker offers tasks, from its Hello's resources (cpus, memory_mb, gpus)."""
     return Resources(
-        float(worker.resources.get("cpus", 0)),
-        worker.resources.get("memory_mb", 0),
-        worker.resources.get("gpus", 0),
+        float(resources.get("cpus", 0)), resources.get("memory_mb", 0), resources.get("gpus", 0)
     )
+
+
+def capacity_of(worker: WorkerInfo) -> Resources:
+    return offered(worker.resources)
 
 
 def workers_by_state(workers: Iterable[WorkerInfo]) -> dict[WorkerState, int]:

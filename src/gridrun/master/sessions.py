@@ -15,11 +15,11 @@ from gridrun.master.scheduler import Capacity
 from gridrun.model import (
     NO_RESOURCES,
     AttemptRef,
-    Resources,
     Task,
     TaskSpec,
     WorkerInfo,
     WorkerState,
+    offered,
 )
 
 
@@ -125,20 +125,13 @@ class WorkerSession:
             taken = taken + spec.resources
             if spec.task_class is not None:
                 by_class[spec.task_class] = by_class.get(spec.task_class, 0) + 1
-        has = None
-        if self.resources:
-            has = Resources(
-                float(self.resources.get("cpus", 0)),
-                self.resources.get("memory_mb", 0),
-                self.resources.get("gpus", 0),
-            )
         return Capacity(
             worker_id=self.worker_id,
             labels=self.labels,
             slots=0 if self.draining else self.slots,
             used=len(self.inflight),
             legacy=self.legacy,
-            has=has,
+            has=offered(self.resources) if self.resources else None,
             taken=taken,
             max_tasks=self.max_tasks,
             by_class=by_class,

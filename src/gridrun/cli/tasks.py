@@ -199,42 +199,21 @@ def submit(
     json_out: JsonOut = False,
 ) -> None:
     """Queue a command and print its task id (or a file of commands, with a progress bar)."""
+    options: dict[str, Any] = dict(
+        shell=shell, env=env, cwd=cwd, timeout=timeout, priority=priority, on=on,
+        max_attempts=max_attempts, retry_delay=retry_delay, retry_on=retry_on,
+        queue_timeout=queue_timeout, cpu=cpu, memory_mb=memory_mb, gpus=gpus, after=after,
+        task_class=task_class, placement=placement,
+    )  # fmt: skip
     if file is not None:
         if command:
             fail("give either --file or a command, not both", 2)
-        options = dict(
-            shell=shell, env=env, cwd=cwd, timeout=timeout, priority=priority, on=on,
-            max_attempts=max_attempts, retry_delay=retry_delay, retry_on=retry_on,
-            queue_timeout=queue_timeout, cpu=cpu, memory_mb=memory_mb, gpus=gpus, after=after,
-            task_class=task_class, placement=placement,
-        )  # fmt: skip
         lines = _command_lines(file)
         with guard, connect(url) as client:
             _submit_file(client, file, lines, name, idempotency_key, options, no_wait, json_out)
         return
     with guard, connect(url) as client:
-        task = _submit(
-            client,
-            command or [],
-            shell=shell,
-            env=env,
-            cwd=cwd,
-            timeout=timeout,
-            priority=priority,
-            on=on,
-            name=name,
-            max_attempts=max_attempts,
-            retry_delay=retry_delay,
-            retry_on=retry_on,
-            queue_timeout=queue_timeout,
-            idempotency_key=idempotency_key,
-            cpu=cpu,
-            memory_mb=memory_mb,
-            gpus=gpus,
-            after=after,
-            task_class=task_class,
-            placement=placement,
-        )
+        task = _submit(client, command or [], name=name, idempotency_key=idempotency_key, **options)
         print_json(task) if json_out else print(task["id"])
 
 
@@ -270,40 +249,19 @@ def run(
     url: Url = None,
 ) -> None:
     """Run a command on the grid, print its stdout and stderr, exit with its exit code."""
+    options: dict[str, Any] = dict(
+        shell=shell, env=env, cwd=cwd, timeout=timeout, priority=priority, on=on, name=name,
+        max_attempts=max_attempts, retry_delay=retry_delay, retry_on=retry_on,
+        queue_timeout=queue_timeout, idempotency_key=idempotency_key, cpu=cpu,
+        memory_mb=memory_mb, gpus=gpus, after=after, task_class=task_class, placement=placement,
+    )  # fmt: skip
     if everywhere:
         if not command:
             fail("give a command, e.g. gridrun run --all -- uptime", 2)
-        body = task_body(
-            command, shell=shell, env=env, cwd=cwd, timeout=timeout, priority=priority, on=on,
-            name=name, max_attempts=max_attempts, retry_delay=retry_delay, retry_on=retry_on,
-            queue_timeout=queue_timeout, idempotency_key=idempotency_key, cpu=cpu,
-            memory_mb=memory_mb, gpus=gpus, task_class=task_class,
-        )  # fmt: skip
         with guard, connect(url) as client:
-            raise typer.Exit(_run_everywhere(client, body))
+            raise typer.Exit(_run_everywhere(client, task_body(command, **options)))
     with guard, connect(url) as client:
-        task = _submit(
-            client,
-            command or [],
-            shell=shell,
-            env=env,
-            cwd=cwd,
-            timeout=timeout,
-            priority=priority,
-            on=on,
-            name=name,
-            max_attempts=max_attempts,
-            retry_delay=retry_delay,
-            retry_on=retry_on,
-            queue_timeout=queue_timeout,
-            idempotency_key=idempotency_key,
-            cpu=cpu,
-            memory_mb=memory_mb,
-            gpus=gpus,
-            after=after,
-            task_class=task_class,
-            placement=placement,
-        )
+        task = _submit(client, command or [], **options)
         try:
             task = _follow(client, task["id"])
         except KeyboardInterrupt:

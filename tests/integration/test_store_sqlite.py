@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from gridrun.errors import InvalidTransition, TaskNotFound
 from gridrun.model import TaskState, WorkerInfo, WorkerState
 from gridrun.spec import make_spec
 from gridrun.store import NewTask
+from gridrun.store import queries as sql
 from gridrun.store.sqlite import SqliteStore
 
 
@@ -145,3 +147,51 @@ async def test_a_version_1_database_is_migrated_in_place(tmp_path: Path) -> None
     check = sqlite3.connect(path)
     assert check.execute("PRAGMA user_version").fetchone()[0] == sqlite_sql.SCHEMA_VERSION
     check.close()
+
+
+async def test_reads_of_the_queue_use_its_index_not_a_scan(tmp_path: Path) -> None:
+    """Dispatch reads the queue's head on every pass: with a million queued tasks a scan and
+    sort of the queue (which SQLite's planner picks without statistics) costs seconds a pass."""
+    path = tmp_path / "g.db"
+    store = SqliteStore(path)
+    await store.open()
+    await add(store, *(f"q{i:04}" for i in range(400)))
+    await add(store, *(f"p{i:04}" for i in range(5)), priority=5)
+    await store.close()
+    dialect = SqliteStore.dialect
+    queue = dialect.use_index("tasks_queue")
+    reads = {
+        "head": (sql.SELECT_QUEUED.format(index=queue, after=""), (10, 16)),
+        "next page": (
+            sql.SELECT_QUEUED.format(index=queue, after=sql.QUEUED_AFTER),
+            (10, 0, 0, 5, 16),
+        ),
+        "retry due": (sql.SELECT_DUE.format(index=dialect.use_index("tasks_retry")), (10,)),
+    }
+    with sqlite3.connect(path) as conn:
+        for stats in ("none yet", "most tasks ended, analyzed"):
+            if stats != "none yet":
+                conn.execute(
+                    "UPDATE tasks SET state = 'succeeded' WHERE id LIKE 'q0%' AND id < 'q0300'"
+                )
+                conn.execute("ANALYZE")
+            for name, (query, args) in reads.items():
+                plan = " ".join(
+                    str(r[-1]) for r in conn.execute(f"EXPLAIN QUERY PLAN {query}", args)
+                )
+                assert "TEMP B-TREE" not in plan, (stats, name, plan)
+                assert "INDEX tasks_queue" in plan or "INDEX tasks_retry" in plan, (
+                    stats,
+                    name,
+                    plan,
+                )
+    reopened = SqliteStore(path)
+    await reopened.open()
+    try:
+        head = await reopened.queued(8, None, now=10)
+        expected = [*(f"p{i:04}" for i in range(5)), "q0300", "q0301", "q0302"]
+        assert [c.task_id for c in head] == expected
+        page = await reopened.queued(3, (head[-1].priority, head[-1].seq), now=10)
+        assert [c.task_id for c in page] == ["q0303", "q0304", "q0305"]
+    finally:
+        await reopened.close()

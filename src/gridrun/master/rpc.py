@@ -84,8 +84,8 @@ def command_to_pb(command: Command) -> pb.MasterMessage:
             )
         case CancelCmd(ref=ref, reason=reason):
             return pb.MasterMessage(cancel=pb.Cancel(ref=ref_to_pb(ref), reason=reason))
-        case AckCmd(ref=ref):
-            return pb.MasterMessage(ack=pb.Ack(refs=[ref_to_pb(ref)]))
+        case AckCmd(refs=refs):
+            return pb.MasterMessage(ack=pb.Ack(refs=[ref_to_pb(ref) for ref in refs]))
         case DrainCmd(reason=reason):
             return pb.MasterMessage(drain=pb.Drain(reason=reason))
         case _:

@@ -20,7 +20,6 @@ from gridrun.errors import InvalidTransition
 from gridrun.master import scheduler
 from gridrun.master.metrics import Metrics
 from gridrun.master.sessions import (
-    AckCmd,
     AssignCmd,
     CancelCmd,
     DrainCmd,
@@ -376,7 +375,7 @@ class Service:
         session.reported.discard(ref)
         self.dispatch_wanted.set()
         result = await self.store.record_finish(ref, session.worker_id, report, self.clock.now_ms())
-        session.send(AckCmd(ref))  # durable now (or stale and dropped): the worker may forget it
+        session.ack(ref)  # durable now (or stale and dropped): the worker may forget it
         self.dispatch_wanted.set()  # a requeued (no-slot) task is claimable only from here
         if not result.applied:
             self._stale(session, ref, "finished")

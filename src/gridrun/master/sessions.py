@@ -22,6 +22,8 @@ from gridrun.model import (
     offered,
 )
 
+ACK_DELAY_S = 0.02  # results acknowledged within this long share one Ack message
+
 
 @dataclass(frozen=True, slots=True)
 class WelcomeCmd:
@@ -44,7 +46,7 @@ class CancelCmd:
 
 @dataclass(frozen=True, slots=True)
 class AckCmd:
-    ref: AttemptRef
+    refs: tuple[AttemptRef, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +77,8 @@ class WorkerSession:
     resources: Mapping[str, int] = field(default_factory=dict)
     max_tasks: Mapping[str, int] = field(default_factory=dict)  # class -> at most at once
     _queue: asyncio.Queue[Command | None] = field(default_factory=asyncio.Queue)
+    _acks: list[AttemptRef] = field(default_factory=list)  # durable, not yet acknowledged
+    _ack_timer: asyncio.TimerHandle | None = None
 
     @property
     def closed(self) -> bool:
@@ -89,10 +93,25 @@ class WorkerSession:
             return
         self._queue.put_nowait(command)
 
+    def ack(self, ref: AttemptRef) -> None:
+        """Acknowledge a durable result; acks made within ACK_DELAY_S go out as one message
+        (nothing waits on them: the worker only forgets its copy)."""
+        self._acks.append(ref)
+        if self._ack_timer is None:
+            self._ack_timer = asyncio.get_running_loop().call_later(ACK_DELAY_S, self._send_acks)
+
+    def _send_acks(self) -> None:
+        self._ack_timer = None
+        refs, self._acks = tuple(self._acks), []
+        if refs:
+            self.send(AckCmd(refs))
+
     def close(self, reason: str) -> None:
         if self.closed:
             return
         self.close_reason = reason
+        if self._ack_timer is not None:
+            self._ack_timer.cancel()
         self._queue.put_nowait(None)
 
     async def next_command(self) -> Command | None:

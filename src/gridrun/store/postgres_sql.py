@@ -111,12 +111,18 @@ CREATE TABLE schedules (
 CREATE INDEX schedules_due ON schedules (next_at);
 """
 
+# v6: finding a retry whose backoff is over must not read the whole queue
+SCHEMA_V6 = """
+CREATE INDEX tasks_retry ON tasks (not_before) WHERE state = 'queued' AND not_before > 0;
+"""
+
 MIGRATIONS = [
     SCHEMA_V1,
     SCHEMA_V2,
     SCHEMA_V3,
     SCHEMA_V4,
     SCHEMA_V5,
+    SCHEMA_V6,
 ]  # MIGRATIONS[n] brings a database from version n to n+1
 SCHEMA_VERSION = len(MIGRATIONS)
 

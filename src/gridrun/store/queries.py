@@ -17,7 +17,7 @@ INSERT_TASK = (
 SELECT_TASK_BY_KEY = f"SELECT {TASK_COLUMNS} FROM tasks WHERE idempotency_key = ?"
 SELECT_QUEUED = (
     "SELECT id, priority, seq, selector, legacy_ok, placement, unschedulable FROM tasks"
-    " WHERE state = 'queued'"
+    " {index} WHERE state = 'queued'"
     " AND not_before <= ? {after} ORDER BY priority DESC, seq LIMIT ?"
 )
 QUEUED_AFTER = "AND (priority < ? OR (priority = ? AND seq > ?))"
@@ -56,7 +56,8 @@ SELECT_ATTEMPTS = (
     " signal, error FROM attempts WHERE task_id = ? ORDER BY attempt"
 )
 SELECT_DUE = (
-    "SELECT 1 FROM tasks WHERE state = 'queued' AND not_before > 0 AND not_before <= ? LIMIT 1"
+    "SELECT 1 FROM tasks {index} WHERE state = 'queued' AND not_before > 0 AND not_before <= ?"
+    " LIMIT 1"
 )
 END = "UPDATE tasks SET state = ?, finished_at = ?, error = ? WHERE id = ?"
 FLAG_CANCEL = "UPDATE tasks SET cancel_requested = 1 WHERE id = ?"

@@ -250,10 +250,13 @@ class RelationalStore(ScheduleVerbs, WorkerVerbs):
 
     async def queued(self, limit: int, after: tuple[int, int] | None, now: int) -> list[Candidate]:
         if after is None:
-            query, args = sql.SELECT_QUEUED.format(after=""), (now, limit)
+            query = sql.SELECT_QUEUED.format(index=self.dialect.use_index("tasks_queue"), after="")
+            args = (now, limit)
         else:
             priority, seq = after
-            query = sql.SELECT_QUEUED.format(after=sql.QUEUED_AFTER)
+            query = sql.SELECT_QUEUED.format(
+                index=self.dialect.use_index("tasks_queue"), after=sql.QUEUED_AFTER
+            )
             args = (now, priority, priority, seq, limit)  # type: ignore[assignment]
 
         async def read(tx: Tx) -> list[Candidate]:
@@ -287,7 +290,11 @@ class RelationalStore(ScheduleVerbs, WorkerVerbs):
 
     async def retry_due(self, now: int) -> bool:
         """True if a task waiting out a retry backoff may be claimed now."""
-        return await self._read(lambda tx: _exists(tx, sql.SELECT_DUE, now))
+        return await self._read(
+            lambda tx: _exists(
+                tx, sql.SELECT_DUE.format(index=self.dialect.use_index("tasks_retry")), now
+            )
+        )
 
     async def claim(self, assignments: Sequence[tuple[str, str]], now: int) -> list[Task]:
         """Claim those of the (task_id, worker_id) pairs whose task is still queued and whose

@@ -37,6 +37,12 @@ class Dialect:
     skip_locked: str = ""  # ... where another master's step may hold it: skip, do not wait
     share_lock: str = ""  # ... where the row must not change until the step commits
     label_clause: str = ""  # one `key = value` label filter on a task's selector
+    # name the partial index a read of the queue must use: SQLite's planner otherwise
+    # prefers (state, seq), and reads (and sorts) every queued task
+    index_hints: bool = False
+
+    def use_index(self, name: str) -> str:
+        return f"INDEXED BY {name}" if self.index_hints else ""
 
 
 def marks(n: int) -> str:

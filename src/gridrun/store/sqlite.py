@@ -70,7 +70,8 @@ class SqliteStore(RelationalStore):
     loss); "normal" survives any process crash, SIGKILL included, and is faster."""
 
     dialect = Dialect(
-        label_clause=("EXISTS (SELECT 1 FROM json_each(selector) WHERE key = ? AND value = ?)")
+        label_clause=("EXISTS (SELECT 1 FROM json_each(selector) WHERE key = ? AND value = ?)"),
+        index_hints=True,
     )
 
     def __init__(

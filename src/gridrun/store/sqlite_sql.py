@@ -118,6 +118,11 @@ CREATE TABLE schedules (
 CREATE INDEX schedules_due ON schedules (next_at);
 """
 
+# v9: finding a retry whose backoff is over must not read the whole queue
+SCHEMA_V9 = """
+CREATE INDEX tasks_retry ON tasks (not_before) WHERE state = 'queued' AND not_before > 0;
+"""
+
 MIGRATIONS = [
     SCHEMA_V1,
     SCHEMA_V2,
@@ -127,5 +132,6 @@ MIGRATIONS = [
     SCHEMA_V6,
     SCHEMA_V7,
     SCHEMA_V8,
+    SCHEMA_V9,
 ]  # MIGRATIONS[n] brings a database from version n to n+1
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -21,6 +21,10 @@ from gridrun.worker.policy import Launch
 READ_SIZE = 64 * 1024
 FLUSH_BYTES = 256 * 1024
 FLUSH_INTERVAL_S = 0.05
+# Started is sent once the process has run this long (or before its first output): most short
+# commands end sooner, and their Finished alone says when they started, which saves the master
+# a message and a write for each of them.
+STARTED_DELAY_S = 0.01
 STDOUT, STDERR = 1, 2
 
 
@@ -96,6 +100,7 @@ class Execution:
         self._streams = {n: _Stream(assignment.ref, n) for n in (STDOUT, STDERR)}
         self.pid: int | None = None
         self.started_at = 0
+        self._announce: asyncio.TimerHandle | None = None  # sends Started, unless it ends first
 
     @property
     def launch(self) -> Launch:
@@ -141,7 +146,7 @@ class Execution:
             )
         self.pid = proc.pid
         self.started_at = started_at
-        self._emit(Started(a.ref, started_at, proc.pid))
+        self._announce = asyncio.get_running_loop().call_later(STARTED_DELAY_S, self._started)
         assert proc.stdout is not None
         assert proc.stderr is not None
         readers = [
@@ -219,13 +224,27 @@ class Execution:
             await asyncio.sleep(FLUSH_INTERVAL_S)
             self._flush()
 
+    def _started(self) -> None:
+        """Say the process started (once), before any of its output."""
+        if self._announce is None:
+            return
+        self._announce.cancel()
+        self._announce = None
+        assert self.pid is not None
+        self._emit(Started(self.assignment.ref, self.started_at, self.pid))
+
     def _flush(self) -> None:
         for stream in self._streams.values():
+            if stream.pending:
+                self._started()
             chunk = stream.take()
             if chunk is not None:
                 self._emit(chunk)
 
     def _finish(self, report: Report) -> Finished:
+        if self._announce is not None:  # it ended before Started was due: Finished says it all
+            self._announce.cancel()
+            self._announce = None
         finished = Finished(
             self.assignment.ref,
             report,

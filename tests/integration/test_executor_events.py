@@ -1,0 +1,59 @@
+"""What a worker's execution says about a real process, and in which order: a process that ends
+within STARTED_DELAY_S is reported by its Finished alone; a longer one, or one that writes
+output, is announced by Started first."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from gridrun.model import AttemptRef, Outcome
+from gridrun.worker import executor
+from gridrun.worker.executor import Assignment, Execution, Finished, OutputChunk, Started
+from gridrun.worker.policy import Launch
+
+
+async def run(*argv: str) -> list[executor.Event]:
+    events: list[executor.Event] = []
+    ref = AttemptRef("0123456789abcdef", 1)
+    launch = Launch(argv=argv, env={"PATH": os.environ["PATH"]}, cwd=None)
+    await Execution(Assignment(ref, argv), launch, events.append).run()
+    return events
+
+
+async def test_a_process_that_ends_at_once_is_reported_by_its_finished_alone() -> None:
+    events = await run("true")
+    assert [type(e) for e in events] == [Finished]
+    finished = events[0]
+    assert isinstance(finished, Finished)
+    report = finished.report
+    assert report.outcome is Outcome.EXITED
+    assert report.exit_code == 0
+    assert report.started_at is not None
+    assert report.finished_at is not None
+    assert 0 < report.started_at <= report.finished_at
+
+
+async def test_a_longer_process_is_announced_by_started_with_its_pid() -> None:
+    events = await run("sleep", str(executor.STARTED_DELAY_S * 10))
+    assert [type(e) for e in events] == [Started, Finished]
+    started, finished = events
+    assert isinstance(started, Started)
+    assert isinstance(finished, Finished)
+    assert started.pid > 0
+    assert started.started_at == finished.report.started_at
+
+
+async def test_started_comes_before_the_first_output_however_quick_the_process() -> None:
+    events = await run("sh", "-c", "echo hello; echo oops >&2")
+    kinds = [type(e) for e in events]
+    assert kinds[0] is Started, kinds
+    assert kinds[-1] is Finished
+    out = {e.stream: e.data for e in events if isinstance(e, OutputChunk)}
+    assert out == {executor.STDOUT: b"hello\n", executor.STDERR: b"oops\n"}
+
+
+async def test_no_started_is_sent_after_the_finished() -> None:
+    events = await run("true")
+    await asyncio.sleep(executor.STARTED_DELAY_S * 3)  # the announcement would be due by now
+    assert [type(e) for e in events] == [Finished]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -54,7 +55,10 @@ def spec_to_json(spec: TaskSpec) -> str:
     )
 
 
+@functools.lru_cache(maxsize=4096)
 def spec_from_json(text: str) -> TaskSpec:
+    """A stored spec, parsed (specs never change, so the same text gives the same object:
+    a task is loaded several times over its life, and batches share one spec)."""
     raw = json.loads(text)
     return TaskSpec(
         argv=tuple(raw["argv"]),

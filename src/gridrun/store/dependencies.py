@@ -15,7 +15,7 @@ from graphlib import TopologicalSorter
 from gridrun.errors import InvalidSpec
 from gridrun.model import TERMINAL, TaskState, transition
 from gridrun.store import queries as sql
-from gridrun.store.relational_tx import Tx, marks
+from gridrun.store.relational_tx import TASKS_BY_ID, Dialect, Tx, marks
 
 Notify = Callable[[Tx, str, str], Awaitable[None]]
 
@@ -66,13 +66,15 @@ async def _skip(tx: Tx, task_id: str, why: str, now: int, notify: Notify) -> Non
 
 
 async def ended(
-    tx: Tx, lock: str, task_id: str, state: TaskState, now: int, notify: Notify
+    tx: Tx, dialect: Dialect, task_id: str, state: TaskState, now: int, notify: Notify
 ) -> None:
     """`task_id` just became terminal in `state`: release or skip the tasks waiting for it."""
     frontier: list[tuple[str, TaskState]] = [(task_id, state)]
+    # from the finished task's deps to its dependents: never a read of every waiting task
+    query = sql.SELECT_WAITING_DEPENDENTS.format(index=dialect.use_index(TASKS_BY_ID))
     while frontier:
         done, done_state = frontier.pop()
-        for (dependent,) in await tx.all(sql.SELECT_WAITING_DEPENDENTS + lock, done):
+        for (dependent,) in await tx.all(query + dialect.lock, done):
             if done_state is not TaskState.SUCCEEDED:
                 transition(TaskState.WAITING, TaskState.SKIPPED)
                 await _skip(tx, dependent, f"task {done} ended {done_state}", now, notify)

@@ -37,7 +37,8 @@ REQUEUE = (
     " not_before = ?, error = ? WHERE id = ?"
 )
 SELECT_EXPIRED = (
-    f"SELECT {TASK_COLUMNS} FROM tasks WHERE state = 'queued' AND expires_at IS NOT NULL"
+    f"SELECT {TASK_COLUMNS} FROM tasks {{index}} WHERE state = 'queued'"
+    " AND expires_at IS NOT NULL"
     " AND expires_at <= ? ORDER BY expires_at LIMIT ?"
 )
 INSERT_ATTEMPT = (
@@ -62,7 +63,7 @@ SELECT_DUE = (
 END = "UPDATE tasks SET state = ?, finished_at = ?, error = ? WHERE id = ?"
 FLAG_CANCEL = "UPDATE tasks SET cancel_requested = 1 WHERE id = ?"
 SELECT_ACTIVE = (
-    f"SELECT {TASK_COLUMNS} FROM tasks"
+    f"SELECT {TASK_COLUMNS} FROM tasks {{index}}"
     " WHERE worker_id = ? AND state IN ('assigned', 'running') ORDER BY seq"
 )
 SELECT_OUTPUT = "SELECT stream, data, total FROM output WHERE task_id = ?"
@@ -95,10 +96,12 @@ SELECT_ASSIGNED_HERE = (
 SELECT_WORKER_MASTERS = "SELECT id, master FROM workers WHERE id IN ({marks})"
 SELECT_WORKER_MASTER = "SELECT state, master, lease_until FROM workers WHERE id = ?"
 SELECT_TASKS = f"SELECT {TASK_COLUMNS} FROM tasks WHERE id IN ({{marks}})"
-SELECT_CLAIMABLE = f"SELECT {TASK_COLUMNS} FROM tasks WHERE id IN ({{marks}}) AND state = 'queued'"
+SELECT_CLAIMABLE = (
+    f"SELECT {TASK_COLUMNS} FROM tasks {{index}} WHERE id IN ({{marks}}) AND state = 'queued'"
+)
 SELECT_WORKERS = (
     "SELECT w.id, w.hostname, w.labels, w.slots, w.state, w.version, w.legacy, w.connected_at,"
-    " w.last_seen, (SELECT count(*) FROM tasks t WHERE t.worker_id = w.id"
+    " w.last_seen, (SELECT count(*) FROM tasks t {index} WHERE t.worker_id = w.id"
     " AND t.state IN ('assigned', 'running')), w.resources, w.lease_until FROM workers w"
     " ORDER BY w.id"
 )
@@ -107,7 +110,7 @@ SELECT_STATES = "SELECT id, state FROM tasks WHERE id IN ({marks})"
 SET_STATE = "UPDATE tasks SET state = ? WHERE id = ?"
 INSERT_DEP = "INSERT INTO deps (task_id, after_id) VALUES (?, ?)"
 SELECT_WAITING_DEPENDENTS = (
-    "SELECT t.id FROM deps d JOIN tasks t ON t.id = d.task_id"
+    "SELECT t.id FROM deps d JOIN tasks t {index} ON t.id = d.task_id"
     " WHERE d.after_id = ? AND t.state = 'waiting' ORDER BY t.seq"
 )
 COUNT_UNMET = (

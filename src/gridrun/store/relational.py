@@ -39,7 +39,7 @@ from gridrun.store import (
     dependencies,
 )
 from gridrun.store import queries as sql
-from gridrun.store.relational_tx import Dialect, Tx, marks
+from gridrun.store.relational_tx import TASKS_BY_ID, Dialect, Tx, marks
 from gridrun.store.rows import (
     attempt_from_row,
     attempt_key,
@@ -150,7 +150,7 @@ class RelationalStore(ScheduleVerbs, WorkerVerbs):
 
     async def _ended(self, tx: Tx, task_id: str, state: TaskState, now: int) -> None:
         if state in TERMINAL:
-            await dependencies.ended(tx, self.dialect.lock, task_id, state, now, self._notice)
+            await dependencies.ended(tx, self.dialect, task_id, state, now, self._notice)
 
     async def get_task(self, task_id: str) -> Task:
         return await self._read(lambda tx: self._load(tx, task_id))
@@ -233,7 +233,8 @@ class RelationalStore(ScheduleVerbs, WorkerVerbs):
     async def expire(self, now: int) -> list[Task]:
         async def expire(tx: Tx) -> list[Task]:
             expired: list[Task] = []
-            query = sql.SELECT_EXPIRED + self.dialect.skip_locked
+            index = self.dialect.use_index("tasks_expiry")
+            query = sql.SELECT_EXPIRED.format(index=index) + self.dialect.skip_locked
             for row in await tx.all(query, now, EXPIRE_BATCH):
                 task = task_from_row(row)
                 state = transition(task.state, TaskState.EXPIRED)
@@ -312,7 +313,8 @@ class RelationalStore(ScheduleVerbs, WorkerVerbs):
                 for w, master in await tx.all(query + self.dialect.share_lock, *worker_ids)
                 if master == self.origin
             }
-            query = sql.SELECT_CLAIMABLE.format(marks=marks(len(task_ids)))
+            by_id = self.dialect.use_index(TASKS_BY_ID)
+            query = sql.SELECT_CLAIMABLE.format(index=by_id, marks=marks(len(task_ids)))
             rows = await tx.all(query + self.dialect.skip_locked, *task_ids)
             queued = {t.id: t for t in map(task_from_row, rows)}
             claims = [
@@ -449,7 +451,8 @@ class RelationalStore(ScheduleVerbs, WorkerVerbs):
 
         async def lose(tx: Tx) -> list[Task]:
             lost: list[Task] = []
-            for row in await tx.all(sql.SELECT_ACTIVE + self.dialect.lock, worker_id):
+            query = sql.SELECT_ACTIVE.format(index=self.dialect.use_index("tasks_active"))
+            for row in await tx.all(query + self.dialect.lock, worker_id):
                 task = task_from_row(row)
                 if task.ref in kept:
                     continue
@@ -464,7 +467,8 @@ class RelationalStore(ScheduleVerbs, WorkerVerbs):
 
     async def active_attempts(self, worker_id: str) -> list[Task]:
         async def read(tx: Tx) -> list[Task]:
-            return [task_from_row(r) for r in await tx.all(sql.SELECT_ACTIVE, worker_id)]
+            query = sql.SELECT_ACTIVE.format(index=self.dialect.use_index("tasks_active"))
+            return [task_from_row(r) for r in await tx.all(query, worker_id)]
 
         return await self._read(read)
 

@@ -45,6 +45,9 @@ class Dialect:
         return f"INDEXED BY {name}" if self.index_hints else ""
 
 
+TASKS_BY_ID = "sqlite_autoindex_tasks_1"  # SQLite's name for the index of tasks.id (UNIQUE)
+
+
 def marks(n: int) -> str:
     return ", ".join("?" * n)
 

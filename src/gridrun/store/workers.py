@@ -95,7 +95,9 @@ class WorkerVerbs(Steps):
                     resources=json.loads(r[10]),
                     lease_until=r[11],
                 )
-                for r in await tx.all(sql.SELECT_WORKERS)
+                for r in await tx.all(
+                    sql.SELECT_WORKERS.format(index=self.dialect.use_index("tasks_active"))
+                )
             ]
 
         return await self._read(read)

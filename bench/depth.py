@@ -1,0 +1,81 @@
+"""Queue depth: does dispatch slow down when the queue is deep?
+
+For each depth D (default 1,000 and 1,000,000): a fresh master on SQLite (sync=full) with no
+workers takes D `true` tasks through batched POST /v1/tasks; then a fleet of simulated workers
+(bench/fleet.py: real gRPC streams answering each assignment at once) joins, and the simulator
+times K assignments (after a warm-up of 100), all from the head of the same deep queue. The
+ratio of the two rates shows whether a pass reads more than the head of the queue.
+Usage: python bench/depth.py [--depths 1000,1000000] [--measure K] [--workers W] [--slots S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from fleet import Simulator
+from grid import Grid, database
+
+WARMUP = 100
+
+
+def fill(grid: Grid, depth: int, batch: int = 5000) -> float:
+    """Queue `depth` tasks; return the ingest rate (tasks/s) seen on the way."""
+    body = json.dumps({"tasks": [{"argv": ["true"]}] * batch}).encode()
+    headers = {"content-type": "application/json"}
+    start = time.perf_counter()
+    left = depth
+    while left:
+        size = min(batch, left)
+        content = body if size == batch else json.dumps({"tasks": [{"argv": ["true"]}] * size})
+        grid.client.post("/v1/tasks", content=content, headers=headers).raise_for_status()
+        left -= size
+    return depth / (time.perf_counter() - start)
+
+
+def measure(depth: int, args: argparse.Namespace) -> tuple[float, float]:
+    with (
+        tempfile.TemporaryDirectory(prefix="gridrun-depth-") as tmp,
+        database(None, Path(tmp)) as db,
+    ):
+        grid = Grid(Path(tmp), db)
+        sim = None
+        try:
+            grid.start_masters()
+            ingest = fill(grid, depth)
+            address = f"127.0.0.1:{grid.ports[0][1]}"
+            sim = Simulator(address, args.workers, args.slots, skip=WARMUP, count=args.measure)
+            sim.expect("ready")
+            return ingest, float(sim.expect("rate"))
+        finally:
+            if sim is not None:
+                sim.stop()
+            grid.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--depths", default="1000,1000000")
+    parser.add_argument("--measure", type=int, default=800, help="assignments timed (K)")
+    parser.add_argument("--workers", type=int, default=20)
+    parser.add_argument("--slots", type=int, default=4)
+    args = parser.parse_args()
+    depths = [int(d) for d in args.depths.split(",")]
+    if min(depths) < WARMUP + args.measure:
+        parser.error(f"every depth must hold the warm-up and the measure ({WARMUP + args.measure})")
+    print(f"machine: {os.cpu_count()} cores; SQLite sync=full; {args.workers} simulated workers"
+          f" x {args.slots} slots; {args.measure} assignments timed after {WARMUP}")  # fmt: skip
+    rates = {}
+    for depth in depths:
+        ingest, rates[depth] = measure(depth, args)
+        ratio = f"  ({rates[depth] / rates[depths[0]]:.2f} x at {depths[0]:,})" if rates else ""
+        print(f"{depth:>9,} queued: dispatch {rates[depth]:7.1f} tasks/s{ratio}"
+              f"  (filled at {ingest:,.0f} tasks/s)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

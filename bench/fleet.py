@@ -1,0 +1,212 @@
+"""Fleet scale: one master and N simulated workers (one process holding N real gRPC streams, one
+connection each, answering every assignment at once with a successful result).
+
+For each N (default 1000, then 5000): the master's CPU (share of one core) and RSS while idle
+(heartbeats only, every 2 s per worker, after the fleet has settled), and its dispatch rate
+across the fleet (T tasks through the HTTP API, counted by the simulator as it answers them).
+Usage: python bench/fleet.py [--workers 1000,5000] [--tasks T] [--idle-seconds S]
+       python bench/fleet.py --simulate N --address HOST:PORT [...]   (the simulator itself)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+from grid import Grid, cpu_seconds, database, rss_mb, wait_for
+
+import gridrun
+from gridrun._proto import worker_pb2 as pb
+from gridrun._proto import worker_pb2_grpc
+
+BENCH = Path(__file__).resolve().parent
+
+
+class Tally:
+    """Counts answered assignments; reports the time taken by `count` of them after `skip`."""
+
+    def __init__(self, skip: int, count: int) -> None:
+        self.done = 0
+        self.skip, self.count = skip, count
+        self.began = 0.0
+
+    def one(self) -> None:
+        self.done += 1
+        if self.done == self.skip:
+            self.began = time.perf_counter()
+        elif self.done == self.skip + self.count and self.count:
+            elapsed = time.perf_counter() - self.began
+            print(f"rate {self.count / elapsed:.1f}", flush=True)
+
+
+async def simulated_worker(
+    n: int, address: str, slots: int, tally: Tally, connected: asyncio.Queue[int]
+) -> None:
+    async with grpc.aio.insecure_channel(address) as channel:
+        call = worker_pb2_grpc.WorkerServiceStub(channel).Connect()
+        hello = pb.Hello(
+            worker_id=f"sim-{n:05}", hostname="fleet-sim", slots=slots,
+            version=gridrun.__version__,
+            resources=pb.Resources(cpus=slots, memory_mb=4096),
+        )  # fmt: skip
+        await call.write(pb.WorkerMessage(hello=hello))
+        welcome = await call.read()
+        assert isinstance(welcome, pb.MasterMessage), welcome
+        interval = max(welcome.welcome.heartbeat_interval_ms, 100) / 1000
+        connected.put_nowait(n)
+        out: asyncio.Queue[pb.WorkerMessage] = asyncio.Queue()
+
+        async def heartbeats() -> None:
+            await asyncio.sleep(random.uniform(0, interval))  # a fleet's beats are spread
+            while True:
+                out.put_nowait(pb.WorkerMessage(heartbeat=pb.Heartbeat(free_slots=slots)))
+                await asyncio.sleep(interval)
+
+        async def writer() -> None:
+            while True:
+                await call.write(await out.get())
+
+        async def reader() -> None:
+            while isinstance(msg := await call.read(), pb.MasterMessage):
+                if msg.WhichOneof("msg") == "assign":
+                    now = time.time_ns() // 1_000_000
+                    finished = pb.Finished(
+                        ref=msg.assign.ref, outcome=pb.OUTCOME_EXITED, has_exit_code=True,
+                        exit_code=0, started_at_ms=now, finished_at_ms=now,
+                    )  # fmt: skip
+                    out.put_nowait(pb.WorkerMessage(finished=finished))
+                    tally.one()
+
+        parts = [asyncio.create_task(p()) for p in (heartbeats, writer, reader)]
+        try:
+            await asyncio.wait(parts, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for p in parts:
+                p.cancel()
+            await asyncio.gather(*parts, return_exceptions=True)
+
+
+async def simulate(args: argparse.Namespace) -> None:
+    tally = Tally(args.skip, args.count)
+    connected: asyncio.Queue[int] = asyncio.Queue()
+    fleet = [
+        asyncio.create_task(simulated_worker(n, args.address, args.slots, tally, connected))
+        for n in range(args.simulate)
+    ]
+    for _ in range(args.simulate):
+        await connected.get()
+    print("ready", flush=True)
+    await asyncio.gather(*fleet)
+
+
+class Simulator:
+    """The simulator as a child process (so that its CPU is not counted as the master's)."""
+
+    def __init__(self, address: str, workers: int, slots: int, skip: int, count: int) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(BENCH / "fleet.py"), "--simulate", str(workers),
+             "--address", address, "--slots", str(slots), "--skip", str(skip),
+             "--count", str(count)],
+            stdout=subprocess.PIPE, text=True,
+            env={k: v for k, v in os.environ.items() if not k.startswith("GRIDRUN_")},
+        )  # fmt: skip
+
+    def expect(self, word: str) -> str:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line.startswith(word):
+            raise SystemExit(f"the simulator said {line!r}, not {word!r}")
+        return line.split()[-1]
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def measure(workers: int, args: argparse.Namespace) -> dict[str, float]:
+    with (
+        tempfile.TemporaryDirectory(prefix="gridrun-fleet-") as tmp,
+        database(None, Path(tmp)) as db,
+    ):
+        grid = Grid(Path(tmp), db)
+        sim = None
+        try:
+            grid.start_masters()
+            master = grid.masters[0].pid
+            address = f"127.0.0.1:{grid.ports[0][1]}"
+            began = time.perf_counter()
+            sim = Simulator(address, workers, args.slots, skip=200, count=args.tasks - 400)
+            sim.expect("ready")
+
+            def all_online() -> bool:
+                return grid.client.get("/v1/stats").json()["workers"]["online"] == workers
+
+            wait_for(all_online, 300, f"{workers} workers online", every=0.5)
+            joined = time.perf_counter() - began
+            time.sleep(args.settle)
+            cpu0, t0 = cpu_seconds(master), time.perf_counter()
+            sim_cpu0 = cpu_seconds(sim.proc.pid)
+            time.sleep(args.idle_seconds)
+            idle_cpu = (cpu_seconds(master) - cpu0) / (time.perf_counter() - t0)
+            sim_idle = (cpu_seconds(sim.proc.pid) - sim_cpu0) / (time.perf_counter() - t0)
+            idle_rss = rss_mb(master)
+            grid.submit(["true"], args.tasks)
+            rate = float(sim.expect("rate"))
+            return {
+                "joined_s": joined,
+                "idle_cpu": idle_cpu,
+                "idle_rss": idle_rss,
+                "sim_idle_cpu": sim_idle,
+                "rate": rate,
+                "busy_rss": rss_mb(master),
+            }
+        finally:
+            if sim is not None:
+                sim.stop()
+            grid.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", default="1000,5000", help="fleet sizes, in turn")
+    parser.add_argument("--slots", type=int, default=4, help="slots per simulated worker")
+    parser.add_argument("--tasks", type=int, default=20_000)
+    parser.add_argument("--idle-seconds", type=float, default=20.0)
+    parser.add_argument("--settle", type=float, default=5.0, help="after the fleet joined")
+    parser.add_argument("--simulate", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--address", help=argparse.SUPPRESS)
+    parser.add_argument("--skip", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.simulate:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(simulate(args))
+        return
+    print(f"machine: {os.cpu_count()} cores; SQLite sync=full; simulated workers x {args.slots}"
+          f" slots, heartbeat every 2 s; {args.tasks} tasks (the middle"
+          f" {args.tasks - 400} timed)")  # fmt: skip
+    for size in (int(n) for n in args.workers.split(",")):
+        r = measure(size, args)
+        print(
+            f"{size:5} workers: joined in {r['joined_s']:.1f} s; idle master CPU"
+            f" {r['idle_cpu'] * 100:.1f}% of a core, RSS {r['idle_rss']:.0f} MB (simulator"
+            f" {r['sim_idle_cpu'] * 100:.1f}%); dispatch {r['rate']:.0f} tasks/s,"
+            f" RSS then {r['busy_rss']:.0f} MB"
+        )
+
+
+if __name__ == "__main__":
+    main()

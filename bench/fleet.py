@@ -2,7 +2,7 @@
 connection each, answering every assignment at once with a successful result).
 
 For each N (default 1000, then 5000): the master's CPU (share of one core) and RSS while idle
-(heartbeats only, every 2 s per worker, after the fleet has settled), and its dispatch rate
+(heartbeats only, as often as the master asks, after the fleet has settled), and its dispatch rate
 across the fleet (T tasks through the HTTP API, counted by the simulator as it answers them).
 Usage: python bench/fleet.py [--workers 1000,5000] [--tasks T] [--idle-seconds S]
        python bench/fleet.py --simulate N --address HOST:PORT [...]   (the simulator itself)
@@ -61,15 +61,15 @@ async def simulated_worker(
         await call.write(pb.WorkerMessage(hello=hello))
         welcome = await call.read()
         assert isinstance(welcome, pb.MasterMessage), welcome
-        interval = max(welcome.welcome.heartbeat_interval_ms, 100) / 1000
+        pace = [max(welcome.welcome.heartbeat_interval_ms, 100) / 1000]  # as the master says
         connected.put_nowait(n)
         out: asyncio.Queue[pb.WorkerMessage] = asyncio.Queue()
 
         async def heartbeats() -> None:
-            await asyncio.sleep(random.uniform(0, interval))  # a fleet's beats are spread
+            await asyncio.sleep(random.uniform(0, pace[0]))  # a fleet's beats are spread
             while True:
                 out.put_nowait(pb.WorkerMessage(heartbeat=pb.Heartbeat(free_slots=slots)))
-                await asyncio.sleep(interval)
+                await asyncio.sleep(pace[0])
 
         async def writer() -> None:
             while True:
@@ -77,7 +77,9 @@ async def simulated_worker(
 
         async def reader() -> None:
             while isinstance(msg := await call.read(), pb.MasterMessage):
-                if msg.WhichOneof("msg") == "assign":
+                if msg.WhichOneof("msg") == "welcome":  # the fleet grew: beat less often
+                    pace[0] = max(msg.welcome.heartbeat_interval_ms, 100) / 1000
+                elif msg.WhichOneof("msg") == "assign":
                     now = time.time_ns() // 1_000_000
                     finished = pb.Finished(
                         ref=msg.assign.ref, outcome=pb.OUTCOME_EXITED, has_exit_code=True,
@@ -196,7 +198,7 @@ def main() -> None:
             asyncio.run(simulate(args))
         return
     print(f"machine: {os.cpu_count()} cores; SQLite sync=full; simulated workers x {args.slots}"
-          f" slots, heartbeat every 2 s; {args.tasks} tasks (the middle"
+          f" slots; {args.tasks} tasks (the middle"
           f" {args.tasks - 400} timed)")  # fmt: skip
     for size in (int(n) for n in args.workers.split(",")):
         r = measure(size, args)

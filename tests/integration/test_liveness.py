@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import grpc
 import pytest
@@ -60,3 +61,60 @@ async def test_a_late_result_from_a_worker_declared_lost_is_acked_and_dropped(gr
     assert still["state"] == "lost"  # the stale result was not applied
     stats = (await grid.api.get("/v1/stats")).json()
     assert stats["stale_reports_dropped"] == 1
+
+
+async def test_a_large_fleet_is_paced_to_the_heartbeat_budget(tmp_path: Path) -> None:
+    """With a budget of 5 heartbeats a second and a 0.2 s base interval, the n-th worker to
+    join beats every max(0.2, n / 5) s; those that joined earlier are then asked to slow down
+    to the same pace; and each is cut off only after the timeout of its pace (2 s x 3 = 6 s
+    here), not the base one."""
+    grid = Grid(tmp=tmp_path)
+    await grid.start_master(max_heartbeats_per_s=5.0, liveness_timeout_s=2.0)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{grid.grpc_port}") as channel:
+            stub = worker_pb2_grpc.WorkerServiceStub(channel)
+            calls, intervals = [], []
+            for n in range(1, 4):
+                call = stub.Connect()
+                await call.write(pb.WorkerMessage(hello=pb.Hello(worker_id=f"w{n}", slots=1)))
+                welcome = await call.read()
+                calls.append(call)
+                intervals.append(welcome.welcome.heartbeat_interval_ms)
+            assert intervals == [200, 400, 600]
+            for call in calls[:2]:  # paced anew by the next liveness round
+                again = await asyncio.wait_for(call.read(), 5)
+                assert again.welcome.heartbeat_interval_ms == 600
+            # none of them ever beats: without the new pace w1 would be cut off after 2 s
+            await asyncio.sleep(3.0)
+            listing = (await grid.api.get("/v1/workers")).json()["workers"]
+            assert {w["id"]: w["state"] for w in listing} == {
+                "w1": "online", "w2": "online", "w3": "online"
+            }  # fmt: skip
+            await asyncio.sleep(5.0)  # 8 s in all
+            listing = (await grid.api.get("/v1/workers")).json()["workers"]
+            assert {w["id"]: w["state"] for w in listing} == {
+                "w1": "offline", "w2": "offline", "w3": "offline"
+            }  # fmt: skip
+            assert await asyncio.wait_for(calls[0].read(), 5) is grpc.aio.EOF
+    finally:
+        await grid.close()
+
+
+async def test_a_worker_slows_its_heartbeat_when_the_master_paces_it_anew(tmp_path: Path) -> None:
+    grid = Grid(tmp=tmp_path)
+    await grid.start_master(max_heartbeats_per_s=5.0)
+    try:
+        first = await grid.add_worker("first")
+        assert first.heartbeat_s == 0.2
+        for name in ("second", "third"):
+            await grid.add_worker(name)
+
+        async def paced() -> None:
+            while first.heartbeat_s != 0.6:
+                await asyncio.sleep(0.05)
+
+        await asyncio.wait_for(paced(), 5)
+        task = await grid.submit(cmd="echo still works")  # and the stream still serves
+        assert (await grid.wait(task["id"], 15))["state"] == "succeeded"
+    finally:
+        await grid.close()

@@ -247,7 +247,7 @@ async def test_leases_lapse_and_are_renewed(store: Store) -> None:
     await store.claim([("a", "w1"), ("b", "w2")], now=2)
     assert await store.lapsed(now=50) == set()
     assert await store.lapsed(now=101) == {"w1", "w2"}
-    await store.renew_leases([("w1", 90)], until=190)
+    await store.renew_leases([("w1", 90, 190)])
     assert await store.lapsed(now=101) == {"w2"}
     (w1,) = [w for w in await store.list_workers() if w.id == "w1"]
     assert (w1.last_seen, w1.running) == (90, 1)

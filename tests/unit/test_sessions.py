@@ -1,11 +1,16 @@
-"""A master's session with one worker: acknowledgements made close together share a message."""
+"""A master's sessions with its workers: acks made close together share a message; a large
+fleet is paced to the heartbeat budget."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import cast
 
-from gridrun.master.sessions import ACK_DELAY_S, AckCmd, CancelCmd, WorkerSession
+from gridrun.clock import SystemClock
+from gridrun.master.service import Service, ServiceConfig
+from gridrun.master.sessions import ACK_DELAY_S, AckCmd, CancelCmd, Sessions, WorkerSession
 from gridrun.model import AttemptRef
+from gridrun.store import Store
 
 
 def session() -> WorkerSession:
@@ -34,3 +39,12 @@ async def test_a_closed_session_sends_no_pending_acks() -> None:
     s.close("gone")
     await asyncio.sleep(ACK_DELAY_S * 2)
     assert await s.next_command() is None
+
+
+def test_a_fleet_over_the_heartbeat_budget_beats_less_often_with_longer_timeouts() -> None:
+    config = ServiceConfig(heartbeat_interval_s=2.0, liveness_timeout_s=10.0)
+    service = Service(cast(Store, None), SystemClock(), config, Sessions())
+    assert service.pace(1) == (2.0, 10.0)
+    assert service.pace(400) == (2.0, 10.0)  # 200 a second exactly
+    assert service.pace(1000) == (5.0, 25.0)
+    assert service.pace(5000) == (25.0, 125.0)

@@ -61,6 +61,14 @@ def master(
             help="Seconds of silence before a worker's tasks are lost.",
         ),
     ] = 10.0,
+    max_heartbeats: Annotated[
+        float,
+        typer.Option(
+            envvar="GRIDRUN_MAX_HEARTBEATS",
+            help="Heartbeats a second the fleet may send in all: past it, workers beat less"
+            " often and their liveness timeout grows to match.",
+        ),
+    ] = 200.0,
     kill_grace: Annotated[
         float, typer.Option(envvar="GRIDRUN_KILL_GRACE", help="SIGTERM to SIGKILL, seconds.")
     ] = 5.0,
@@ -120,6 +128,7 @@ def master(
                 insecure=s["insecure"],
                 heartbeat_interval_s=s["heartbeat_interval"],
                 liveness_timeout_s=s["liveness_timeout"],
+                max_heartbeats_per_s=s["max_heartbeats"],
                 kill_grace_s=s["kill_grace"],
                 output_cap=s["output_cap"],
                 max_body=s["max_body"],

@@ -69,14 +69,18 @@ class Liveness:
         timeout = self.timeout_s
         for session in service.sessions:
             # legacy workers never speak after connecting and hold nothing once delivered
-            if not session.closed and not session.legacy and now - session.last_seen > timeout:
+            silent = now - session.last_seen
+            if not session.closed and not session.legacy and silent > session.timeout_s:
                 # its stream handler ends and calls `disconnected`; attempts are judged below
-                session.close(f"silent for more than {timeout:g}s")
-        live = [s for s in service.sessions if not s.closed]
+                session.close(f"silent for more than {session.timeout_s:g}s")
+        service.repace()
         now_ms = service.clock.now_ms()
-        await service.store.renew_leases(
-            [(s.worker_id, service.epoch_ms(s.last_seen)) for s in live],
-            service.lease_until(now_ms),
+        await service.store.renew_leases(  # each as long as its worker's timeout
+            [
+                (s.worker_id, service.epoch_ms(s.last_seen), service.lease_until(now_ms, s))
+                for s in service.sessions
+                if not s.closed
+            ]
         )
         await service.requeue_unsent(now_ms - round(timeout * 1000))
         lost: list[Task] = []

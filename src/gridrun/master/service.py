@@ -55,6 +55,10 @@ QUEUE_SCAN_LIMIT = 8192  # bound the work of one dispatch pass over tasks nobody
 class ServiceConfig:
     heartbeat_interval_s: float = 2.0
     liveness_timeout_s: float = 10.0
+    # A large fleet beats less often (as Nomad paces its clients): each worker is given an
+    # interval that keeps the fleet under this many heartbeats a second, never shorter than
+    # heartbeat_interval_s, and its liveness timeout grows in proportion.
+    max_heartbeats_per_s: float = 200.0
     output_cap: int = 1024 * 1024
     kill_grace_s: float = 5.0
 
@@ -178,7 +182,7 @@ class Service:
         log.info("worker %s is draining: %s", session.worker_id, reason)
         now = self.clock.now_ms()
         await self.store.upsert_worker(
-            session.info(WorkerState.DRAINING, now), self.lease_until(now)
+            session.info(WorkerState.DRAINING, now), self.lease_until(now, session)
         )
 
     async def cancel(self, task_id: str) -> Task:
@@ -325,12 +329,11 @@ class Service:
         session.reported = set(running) | set(unacked)  # before anyone can see the session
         self.sessions.add(session)
         session.connected_at = now
+        session.heartbeat_s, session.timeout_s = self.pace(len(self.sessions))
         await self.store.upsert_worker(
-            session.info(WorkerState.ONLINE, last_seen=now), self.lease_until(now)
+            session.info(WorkerState.ONLINE, last_seen=now), self.lease_until(now, session)
         )
-        session.send(
-            WelcomeCmd(session.worker_id, self.config.heartbeat_interval_s, self.config.output_cap)
-        )
+        session.send(WelcomeCmd(session.worker_id, session.heartbeat_s, self.config.output_cap))
         held = set(running) | set(unacked)
         lost = await self.store.mark_lost(
             session.worker_id, list(held), now, "the worker reconnected without this attempt"
@@ -401,7 +404,7 @@ class Service:
         # its lease runs on from its last word, so its attempts are judged a timeout after it
         last_word = self.epoch_ms(session.last_seen)
         await self.store.upsert_worker(
-            session.info(WorkerState.OFFLINE, last_seen=now), self.lease_until(last_word)
+            session.info(WorkerState.OFFLINE, last_seen=now), self.lease_until(last_word, session)
         )
         self.dispatch_wanted.set()
 
@@ -431,8 +434,24 @@ class Service:
             self.dispatch_wanted.set()
         return requeued
 
-    def lease_until(self, from_ms: int) -> int:
-        return from_ms + round(self.config.liveness_timeout_s * 1000)
+    def pace(self, fleet: int) -> tuple[float, float]:
+        """(heartbeat interval, liveness timeout) for a worker joining a fleet of this size."""
+        config = self.config
+        interval = max(config.heartbeat_interval_s, fleet / config.max_heartbeats_per_s)
+        return interval, config.liveness_timeout_s * interval / config.heartbeat_interval_s
+
+    def repace(self) -> None:
+        """The fleet grew: ask workers that beat faster than its pace now to slow down (never
+        to speed up: while a worker is connected its timeout only grows)."""
+        live = [s for s in self.sessions if not s.closed and not s.legacy]
+        interval, timeout = self.pace(len(live))
+        for session in live:
+            if session.heartbeat_s < interval * 0.8:
+                session.heartbeat_s, session.timeout_s = interval, timeout
+                session.send(WelcomeCmd(session.worker_id, interval, self.config.output_cap))
+
+    def lease_until(self, from_ms: int, session: WorkerSession) -> int:
+        return from_ms + round(session.timeout_s * 1000)
 
     def epoch_ms(self, monotonic: float) -> int:
         return self.clock.now_ms() - round((self.clock.monotonic() - monotonic) * 1000)

@@ -37,13 +37,15 @@ class WorkerVerbs(Steps):
 
         await self._write(upsert)
 
-    async def renew_leases(self, seen: Sequence[tuple[str, int]], until: int) -> None:
-        """Extend the leases of workers connected to this master: (worker id, last seen)."""
+    async def renew_leases(self, seen: Sequence[tuple[str, int, int]]) -> None:
+        """Extend the leases of workers connected to this master: (worker id, last seen,
+        lease until)."""
         if not seen:
             return
 
         async def renew(tx: Tx) -> None:
-            await tx.many(sql.RENEW_LEASE, [(last, until, w, self.origin) for w, last in seen])
+            rows = [(last, until, w, self.origin) for w, last, until in seen]
+            await tx.many(sql.RENEW_LEASE, rows)
 
         await self._write(renew)
 

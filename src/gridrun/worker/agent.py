@@ -208,6 +208,7 @@ class Agent:
         self._queue: asyncio.Queue[pb.WorkerMessage] | None = None
         # output of attempts not yet acknowledged: sent again on every reconnect (see replay)
         self._replay = Replay(REPLAY_BYTES, DEFAULT_OUTPUT_CAP)
+        self._heartbeat_s = 2.0  # as the master says, in its Welcome (again when it paces us)
         self._unsendable = 0  # output bytes dropped because the master took them too slowly
         self._stopping = False
         self._stop: asyncio.Event | None = None
@@ -222,6 +223,11 @@ class Agent:
     @property
     def id(self) -> str:
         return self.identity.id
+
+    @property
+    def heartbeat_s(self) -> float:
+        """How often this worker beats, as the master last said."""
+        return self._heartbeat_s
 
     @property
     def dropped_output(self) -> int:
@@ -354,7 +360,7 @@ class Agent:
             if not isinstance(first, pb.MasterMessage) or first.WhichOneof("msg") != "welcome":
                 log.error("master %s did not welcome us", self.master_address)
                 return False
-            interval = max(first.welcome.heartbeat_interval_ms, 100) / 1000
+            self._heartbeat_s = max(first.welcome.heartbeat_interval_ms, 100) / 1000
             queue: asyncio.Queue[pb.WorkerMessage] = asyncio.Queue()
             for execution in self.executions.values():
                 if execution.pid is not None:
@@ -382,7 +388,7 @@ class Agent:
             parts = [
                 asyncio.create_task(self._write(call, queue)),
                 asyncio.create_task(self._read(call)),
-                asyncio.create_task(self._heartbeat(queue, interval)),
+                asyncio.create_task(self._heartbeat(queue)),
             ]
             try:
                 done, _ = await asyncio.wait(parts, return_when=asyncio.FIRST_COMPLETED)
@@ -411,10 +417,10 @@ class Agent:
             heartbeat=pb.Heartbeat(free_slots=free, running=running, draining=self._stopping)
         )
 
-    async def _heartbeat(self, queue: asyncio.Queue[pb.WorkerMessage], interval: float) -> None:
+    async def _heartbeat(self, queue: asyncio.Queue[pb.WorkerMessage]) -> None:
         while True:
             queue.put_nowait(self._heartbeat_message())
-            await asyncio.sleep(interval)
+            await asyncio.sleep(self._heartbeat_s)
 
     async def _read(self, call: object) -> None:
         assert isinstance(call, grpc.aio.StreamStreamCall)
@@ -444,6 +450,9 @@ class Agent:
                     self._replay.forget(ref)
                 if not self._unacked:
                     self._all_acked.set()
+            elif kind == "welcome":  # the fleet grew: the master paces us anew
+                self._heartbeat_s = max(msg.welcome.heartbeat_interval_ms, 100) / 1000
+                log.info("heartbeat every %gs from now on", self._heartbeat_s)
             elif kind == "drain":
                 log.info("the master asked this worker to drain: %s", msg.drain.reason)
                 if self._stop is not None:

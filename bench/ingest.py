@@ -23,7 +23,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
-from throughput import free_port, wait_for
+from grid import free_port, wait_for
 
 
 async def _admin(server: str, statement: str) -> None:

@@ -20,7 +20,7 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -69,6 +69,12 @@ CONFLICT: dict[int | str, dict[str, Any]] = {409: {"model": Problem}}  # a state
 MAX_WAIT_S = 60.0
 MAX_PAGE = 1000
 AUDIT_IDS = 100  # task ids named in one audit line; every task also records its submitter
+
+
+def _answer(body: BaseModel, status: int) -> Response:
+    """A large answer, serialized once: FastAPI would dump, validate and serialize it again
+    (its response_model still documents it)."""
+    return Response(body.model_dump_json(), status_code=status, media_type="application/json")
 
 
 def problem(status: int, title: str, detail: str, errors: list[str] | None = None) -> JSONResponse:
@@ -275,7 +281,9 @@ def create_api(
         },
         summary='Submit one task, or {"tasks": [...]} (up to 10,000) in one transaction',
     )
-    async def submit(request: Request, response: Response, who: Submitter) -> TaskOut | BatchOut:
+    async def submit(
+        request: Request, response: Response, who: Submitter
+    ) -> TaskOut | BatchOut | Response:
         body = await _json_body(request)
         if isinstance(body, dict) and "tasks" in body:
             batch: BatchIn = parse(BatchIn, body)
@@ -287,7 +295,7 @@ def create_api(
                     raise InvalidSpec(f"tasks.{i}: {exc.message}") from None
             added = await service.submit(specs)
             audit_submit(request, who, added)
-            return BatchOut(tasks=[TaskOut.of(t) for t, _ in added])
+            return _answer(BatchOut(tasks=[TaskOut.of(t) for t, _ in added]), 201)
         if not isinstance(body, dict):
             raise InvalidSpec('the body must be a JSON object: a task, or {"tasks": [...]}')
         one: TaskIn = parse(TaskIn, body)
@@ -379,17 +387,18 @@ def create_api(
         ] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
         cursor: Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$")] = None,
-    ) -> TaskListOut:
+    ) -> TaskListOut | Response:
         labels = parse_labels(label or [])  # 422 for anything but k=v
         page = await service.list_tasks(
             TaskFilter(states=state or (), worker_id=worker, name=name, labels=labels, job=job),
             limit,
             int(cursor) if cursor else None,
         )
-        return TaskListOut(
+        listing = TaskListOut(
             tasks=[TaskOut.of(t) for t in page.tasks],
             next_cursor=str(page.next_cursor) if page.next_cursor is not None else None,
         )
+        return _answer(listing, 200)
 
     @app.get("/v1/tasks/{task_id}", response_model=TaskOut)
     async def get_task(

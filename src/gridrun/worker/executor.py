@@ -11,9 +11,11 @@ import asyncio
 import contextlib
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import IO, Any
 
 from gridrun.model import AttemptRef, Outcome, Report
 from gridrun.worker.policy import Launch
@@ -87,6 +89,43 @@ class _Stream:
         return chunk
 
 
+def _spawn(launch: Launch) -> subprocess.Popen[bytes]:
+    """Start the process in a session (and process group) of its own. Without preexec_fn
+    CPython starts it with vfork: quick, even from a large worker (asyncio's subprocesses call
+    the same Popen, plus a transport, protocol and watcher thread this module does without)."""
+    return subprocess.Popen(
+        launch.argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=launch.env,
+        cwd=launch.cwd,
+        start_new_session=True,
+    )
+
+
+def _exit_of(loop: asyncio.AbstractEventLoop, proc: subprocess.Popen[bytes]) -> asyncio.Future[int]:
+    """A future for the process's exit status. On Linux a pidfd tells the event loop when it
+    has exited (no thread, no signal handler); elsewhere a thread waits for it."""
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        return asyncio.ensure_future(loop.run_in_executor(None, proc.wait))
+    exited: asyncio.Future[int] = loop.create_future()
+
+    def ready() -> None:
+        code = proc.poll()  # reaps it
+        if code is None:
+            return
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+        if not exited.done():
+            exited.set_result(code)
+
+    loop.add_reader(pidfd, ready)
+    return exited
+
+
 class Execution:
     def __init__(
         self, assignment: Assignment, launch: Launch, emit: Callable[[Event], None]
@@ -94,13 +133,17 @@ class Execution:
         self.assignment = assignment
         self._launch = launch
         self._emit = emit
-        self._cancelled = asyncio.Event()
+        self._cancelled = False
+        self._stop: asyncio.Future[None] | None = None  # resolved by cancel() while it runs
         self._outcome_on_kill = Outcome.CANCELLED
         self._error = ""
         self._streams = {n: _Stream(assignment.ref, n) for n in (STDOUT, STDERR)}
         self.pid: int | None = None
         self.started_at = 0
         self._announce: asyncio.TimerHandle | None = None  # sends Started, unless it ends first
+        self._flush_timer: asyncio.TimerHandle | None = None
+        self._pipes_open = 0
+        self._pipes_closed: asyncio.Future[None] | None = None
 
     @property
     def launch(self) -> Launch:
@@ -111,28 +154,22 @@ class Execution:
         return self.assignment.ref
 
     def cancel(self, reason: str, outcome: Outcome = Outcome.CANCELLED) -> None:
-        if not self._cancelled.is_set():
+        if not self._cancelled:
+            self._cancelled = True
             self._outcome_on_kill = outcome
             self._error = reason
-            self._cancelled.set()
+            if self._stop is not None and not self._stop.done():
+                self._stop.set_result(None)
 
     async def run(self) -> Finished:
         """Run the process to its end and return (and emit) how it finished."""
         a = self.assignment
         started_at = now_ms()
-        if self._cancelled.is_set():
+        if self._cancelled:
             return self._finish(Report(self._outcome_on_kill, error=self._error))
         launch = self._launch
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *launch.argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                env=launch.env,
-                cwd=launch.cwd,
-                start_new_session=True,
-            )
+            proc = _spawn(launch)
         except OSError as exc:
             detail = exc.strerror or str(exc)
             target = exc.filename or a.argv[0]
@@ -144,29 +181,30 @@ class Execution:
                     error=f"cannot run {target!r}: {detail}",
                 )
             )
+        loop = asyncio.get_running_loop()
         self.pid = proc.pid
         self.started_at = started_at
-        self._announce = asyncio.get_running_loop().call_later(STARTED_DELAY_S, self._started)
+        self._announce = loop.call_later(STARTED_DELAY_S, self._started)
+        self._stop = loop.create_future()
+        self._pipes_closed = loop.create_future()
         assert proc.stdout is not None
         assert proc.stderr is not None
-        readers = [
-            asyncio.create_task(self._pump(proc.stdout, self._streams[STDOUT])),
-            asyncio.create_task(self._pump(proc.stderr, self._streams[STDERR])),
-        ]
-        flusher = asyncio.create_task(self._flush_periodically())
+        for pipe, number in ((proc.stdout, STDOUT), (proc.stderr, STDERR)):
+            os.set_blocking(pipe.fileno(), False)
+            loop.add_reader(pipe.fileno(), self._readable, loop, pipe, self._streams[number])
+            self._pipes_open += 1
+        exited = _exit_of(loop, proc)
         outcome = Outcome.EXITED
         try:
-            outcome = await self._wait(proc)
+            outcome = await self._wait(proc.pid, exited)
         finally:
             self._kill_group(proc.pid, signal.SIGKILL)  # leftovers of the group, if any
-            if proc.returncode is None:
-                await proc.wait()
-            await asyncio.gather(*readers, return_exceptions=True)
-            flusher.cancel()
-            await asyncio.gather(flusher, return_exceptions=True)
+            await asyncio.wait({exited})
+            await asyncio.wait({self._pipes_closed})
+            if self._flush_timer is not None:
+                self._flush_timer.cancel()
             self._flush()
-        code = proc.returncode
-        assert code is not None
+        code = exited.result()
         return self._finish(
             Report(
                 outcome,
@@ -178,51 +216,59 @@ class Execution:
             )
         )
 
-    async def _wait(self, proc: asyncio.subprocess.Process) -> Outcome:
-        exited = asyncio.create_task(proc.wait())
-        cancelled = asyncio.create_task(self._cancelled.wait())
-        try:
-            done, _ = await asyncio.wait(
-                {exited, cancelled},
-                timeout=self.assignment.timeout_s,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-        finally:
-            cancelled.cancel()
+    async def _wait(self, pid: int, exited: asyncio.Future[int]) -> Outcome:
+        assert self._stop is not None
+        either: set[asyncio.Future[Any]] = {exited, self._stop}
+        done, _ = await asyncio.wait(
+            either,
+            timeout=self.assignment.timeout_s,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
         if exited in done:
             return Outcome.EXITED
-        if cancelled in done:
+        if self._stop in done:
             outcome = self._outcome_on_kill
         else:
             outcome = Outcome.TIMED_OUT
             self._error = f"timed out after {self.assignment.timeout_s:g}s"
-        await self._terminate(proc, exited)
+        await self._terminate(pid, exited)
         return outcome
 
-    async def _terminate(self, proc: asyncio.subprocess.Process, exited: asyncio.Task[int]) -> None:
-        self._kill_group(proc.pid, signal.SIGTERM)
-        try:
-            async with asyncio.timeout(self.assignment.kill_grace_s):
-                await asyncio.shield(exited)
-        except TimeoutError:
-            self._kill_group(proc.pid, signal.SIGKILL)
-            await exited
+    async def _terminate(self, pid: int, exited: asyncio.Future[int]) -> None:
+        self._kill_group(pid, signal.SIGTERM)
+        done, _ = await asyncio.wait({exited}, timeout=self.assignment.kill_grace_s)
+        if not done:
+            self._kill_group(pid, signal.SIGKILL)
+            await asyncio.wait({exited})
 
     @staticmethod
     def _kill_group(pgid: int, sig: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, sig)
 
-    async def _pump(self, pipe: asyncio.StreamReader, stream: _Stream) -> None:
-        while chunk := await pipe.read(READ_SIZE):
-            stream.pending += chunk
-            if len(stream.pending) >= FLUSH_BYTES:
-                self._flush()
-
-    async def _flush_periodically(self) -> None:
-        while True:
-            await asyncio.sleep(FLUSH_INTERVAL_S)
+    def _readable(self, loop: asyncio.AbstractEventLoop, pipe: IO[bytes], stream: _Stream) -> None:
+        try:
+            chunk = os.read(pipe.fileno(), READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:  # end of file: nothing in the group holds the pipe any more
+            loop.remove_reader(pipe.fileno())
+            pipe.close()
+            self._pipes_open -= 1
+            if self._pipes_open == 0 and self._pipes_closed is not None:
+                self._pipes_closed.set_result(None)
+            return
+        stream.pending += chunk
+        if len(stream.pending) >= FLUSH_BYTES:
             self._flush()
+        elif self._flush_timer is None:
+            self._flush_timer = loop.call_later(FLUSH_INTERVAL_S, self._timed_flush)
+
+    def _timed_flush(self) -> None:
+        self._flush_timer = None
+        self._flush()
 
     def _started(self) -> None:
         """Say the process started (once), before any of its output."""

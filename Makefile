@@ -37,8 +37,11 @@ proto: $(STAMP)
 
 ## bench: figures for this machine (see bench/README.md); PG=postgresql://... adds PostgreSQL
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/throughput.py $(if $(PG),--db $(PG))
 	$(BIN)/python bench/ingest.py $(if $(PG),--db $(PG))
+	$(BIN)/python bench/depth.py
+	$(BIN)/python bench/fleet.py
 	$(BIN)/python bench/failover.py
 
 clean:

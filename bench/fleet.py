@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -51,7 +52,30 @@ class Tally:
 async def simulated_worker(
     n: int, address: str, slots: int, tally: Tally, connected: asyncio.Queue[int]
 ) -> None:
-    async with grpc.aio.insecure_channel(address) as channel:
+    """Like a real worker: connect, and connect again after a short random backoff when the
+    master refuses or drops the stream (a master taking thousands of Hellos at once may be
+    too slow for some: they time out and retry)."""
+    said = False
+
+    def welcomed() -> None:
+        nonlocal said
+        if not said:
+            connected.put_nowait(n)
+            said = True
+
+    while True:
+        with contextlib.suppress(grpc.aio.AioRpcError):
+            await _session(n, address, slots, tally, welcomed)
+        await asyncio.sleep(random.uniform(0.5, 2.0))
+
+
+async def _session(
+    n: int, address: str, slots: int, tally: Tally, welcomed: Callable[[], None]
+) -> None:
+    # a connection of its own, as a real worker has (channels to one address share one TCP
+    # connection otherwise)
+    options = [("grpc.use_local_subchannel_pool", 1)]
+    async with grpc.aio.insecure_channel(address, options=options) as channel:
         call = worker_pb2_grpc.WorkerServiceStub(channel).Connect()
         hello = pb.Hello(
             worker_id=f"sim-{n:05}", hostname="fleet-sim", slots=slots,
@@ -60,9 +84,10 @@ async def simulated_worker(
         )  # fmt: skip
         await call.write(pb.WorkerMessage(hello=hello))
         welcome = await call.read()
-        assert isinstance(welcome, pb.MasterMessage), welcome
+        if not isinstance(welcome, pb.MasterMessage):
+            return
+        welcomed()
         pace = [max(welcome.welcome.heartbeat_interval_ms, 100) / 1000]  # as the master says
-        connected.put_nowait(n)
         out: asyncio.Queue[pb.WorkerMessage] = asyncio.Queue()
 
         async def heartbeats() -> None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from gridrun.master.scheduler import Capacity, place
+from gridrun.model import Resources
 from gridrun.store import Candidate
 
 
@@ -48,3 +52,76 @@ def test_legacy_workers_only_get_what_they_can_run_and_only_when_nobody_else_can
     workers = [Capacity("old", {}, slots=1, used=0, legacy=True), Capacity("new", {}, 1, 0)]
     placed = place([candidate(0), candidate(1, legacy_ok=False), candidate(2)], workers)
     assert [(c.task_id, w) for c, w in placed] == [("t0", "new"), ("t2", "old")]
+
+
+def _reference_place(candidates: list[Candidate], workers: list[Capacity]) -> list[tuple[str, str]]:
+    """Placement as defined: each candidate, in order, to the best eligible worker by a scan of
+    every worker (what `place` must agree with, however it finds that worker)."""
+    from gridrun.master.scheduler import _fullness, _load, eligible
+
+    pool = [w for w in workers if w.slots > 0]
+    out = []
+    for c in candidates:
+        options = [w for w in pool if eligible(c, w)]
+        if not options:
+            continue
+        best = min(options, key=_fullness if c.pack else _load)
+        best.used += 1
+        best.taken = best.taken + c.resources
+        if c.task_class is not None:
+            best.by_class[c.task_class] = best.by_class.get(c.task_class, 0) + 1
+        out.append((c.task_id, best.worker_id))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    workers=st.lists(
+        st.tuples(st.integers(0, 4), st.integers(0, 4), st.booleans(), st.sampled_from(["a", "b"])),
+        min_size=1,
+        max_size=12,
+    ),
+    tasks=st.lists(
+        st.tuples(
+            st.booleans(),  # pack
+            st.sampled_from([None, "a", "b"]),  # zone asked
+            st.booleans(),  # legacy_ok
+            st.sampled_from([None, "io"]),  # class
+            st.integers(0, 2),  # cpu asked
+        ),
+        max_size=40,
+    ),
+)
+def test_placement_agrees_with_a_scan_of_every_worker(
+    workers: list[tuple[int, int, bool, str]],
+    tasks: list[tuple[bool, str | None, bool, str | None, int]],
+) -> None:
+    def fleet() -> list[Capacity]:
+        return [
+            Capacity(
+                f"w{i}",
+                {"zone": zone},
+                slots=slots,
+                used=min(used, slots),
+                legacy=legacy,
+                has=Resources(cpu=2, memory_mb=0, gpus=0),
+                max_tasks={"io": 1},
+            )
+            for i, (slots, used, legacy, zone) in enumerate(workers)
+        ]
+
+    candidates = [
+        Candidate(
+            task_id=f"t{n}",
+            priority=0,
+            seq=n,
+            selector={"zone": zone} if zone else {},
+            legacy_ok=legacy_ok,
+            pack=pack,
+            task_class=cls,
+            resources=Resources(cpu=cpu, memory_mb=0, gpus=0),
+        )
+        for n, (pack, zone, legacy_ok, cls, cpu) in enumerate(tasks)
+    ]
+    got = [(c.task_id, w) for c, w in place(candidates, fleet())]
+    assert got == _reference_place(candidates, fleet())

@@ -45,6 +45,6 @@ def test_a_fleet_over_the_heartbeat_budget_beats_less_often_with_longer_timeouts
     config = ServiceConfig(heartbeat_interval_s=2.0, liveness_timeout_s=10.0)
     service = Service(cast(Store, None), SystemClock(), config, Sessions())
     assert service.pace(1) == (2.0, 10.0)
-    assert service.pace(400) == (2.0, 10.0)  # 200 a second exactly
-    assert service.pace(1000) == (5.0, 25.0)
-    assert service.pace(5000) == (25.0, 125.0)
+    assert service.pace(200) == (2.0, 10.0)  # 100 a second exactly
+    assert service.pace(1000) == (10.0, 50.0)
+    assert service.pace(5000) == (50.0, 250.0)

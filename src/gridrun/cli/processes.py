@@ -68,7 +68,7 @@ def master(
             help="Heartbeats a second the fleet may send in all: past it, workers beat less"
             " often and their liveness timeout grows to match.",
         ),
-    ] = 200.0,
+    ] = 100.0,
     kill_grace: Annotated[
         float, typer.Option(envvar="GRIDRUN_KILL_GRACE", help="SIGTERM to SIGKILL, seconds.")
     ] = 5.0,

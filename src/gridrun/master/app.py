@@ -58,7 +58,7 @@ class MasterConfig(BaseModel):
     insecure: bool = False
     heartbeat_interval_s: float = Field(2.0, gt=0)
     liveness_timeout_s: float = Field(10.0, gt=0)
-    max_heartbeats_per_s: float = Field(200.0, gt=0)
+    max_heartbeats_per_s: float = Field(100.0, gt=0)
     kill_grace_s: float = Field(5.0, ge=0)
     output_cap: int = Field(DEFAULT_OUTPUT_CAP, ge=0)
     max_body: int = Field(16 * 1024 * 1024, gt=0)

@@ -75,11 +75,16 @@ class Liveness:
                 session.close(f"silent for more than {session.timeout_s:g}s")
         service.repace()
         now_ms = service.clock.now_ms()
-        await service.store.renew_leases(  # each as long as its worker's timeout
+        # A lease (as long as its worker's timeout) is renewed once half a heartbeat interval
+        # of it is spent: every round for a small fleet, as a master that dies leaves its
+        # workers the whole timeout to reach another master before their attempts are lost;
+        # every few seconds for a large one, whose timeouts are long.
+        await service.store.renew_leases(
             [
                 (s.worker_id, service.epoch_ms(s.last_seen), service.lease_until(now_ms, s))
                 for s in service.sessions
                 if not s.closed
+                and s.lease_until - now_ms < (s.timeout_s - s.heartbeat_s / 2) * 1000
             ]
         )
         await service.requeue_unsent(now_ms - round(timeout * 1000))

@@ -10,8 +10,10 @@ task now.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import heapq
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from gridrun.model import NO_RESOURCES, Resources, WorkerInfo, capacity_of, labels_match
 from gridrun.store import Candidate
@@ -73,23 +75,78 @@ def eligible(candidate: Candidate, worker: Capacity) -> bool:
     )
 
 
+def _plain(candidate: Candidate) -> bool:
+    """Asks nothing of a worker but a slot: any worker with one may take it."""
+    return not (
+        candidate.selector
+        or candidate.terms
+        or candidate.resources
+        or candidate.worker is not None
+        or candidate.task_class is not None
+    )
+
+
+class _Ranking:
+    """The workers ordered by one key (spread or pack), kept as a heap: the best worker for a
+    plain task is found in O(log n), not by looking at every worker. An entry made before the
+    worker last took a task is stale and skipped."""
+
+    def __init__(
+        self, pool: list[Capacity], versions: list[int], key: Callable[[Capacity], Any]
+    ) -> None:
+        self._key = key
+        self._heap = [(key(w), i, versions[i]) for i, w in enumerate(pool) if w.free > 0]
+        heapq.heapify(self._heap)
+
+    def best(self, pool: list[Capacity], versions: list[int], legacy_ok: bool) -> int | None:
+        while self._heap:
+            _, i, version = self._heap[0]
+            worker = pool[i]
+            if version != versions[i] or worker.free <= 0:
+                heapq.heappop(self._heap)
+                continue
+            if worker.legacy and not legacy_ok:
+                return None  # legacy workers come last: no other worker has a free slot
+            return i
+        return None
+
+    def update(self, pool: list[Capacity], i: int, version: int) -> None:
+        if pool[i].free > 0:
+            heapq.heappush(self._heap, (self._key(pool[i]), i, version))
+
+
 def place(
     candidates: Iterable[Candidate], workers: Iterable[Capacity]
 ) -> list[tuple[Candidate, str]]:
     """Return (candidate, worker_id) pairs; candidates that fit nowhere now are left out."""
     pool = [w for w in workers if w.slots > 0]
+    versions = [0] * len(pool)
+    free = sum(w.free for w in pool)
+    rankings: dict[bool, _Ranking] = {}  # pack -> ranking, made when first needed
     placed: list[tuple[Candidate, str]] = []
     for candidate in candidates:
-        if not any(w.free for w in pool):
+        if free <= 0:
             break
-        options = [w for w in pool if eligible(candidate, w)]
-        if not options:
+        if _plain(candidate):
+            if candidate.pack not in rankings:
+                key = _fullness if candidate.pack else _load
+                rankings[candidate.pack] = _Ranking(pool, versions, key)
+            chosen = rankings[candidate.pack].best(pool, versions, candidate.legacy_ok)
+        else:
+            options = [i for i, w in enumerate(pool) if eligible(candidate, w)]
+            key = _fullness if candidate.pack else _load
+            chosen = min(options, key=lambda i: key(pool[i])) if options else None
+        if chosen is None:
             continue
-        best = min(options, key=_fullness if candidate.pack else _load)
+        best = pool[chosen]
         best.used += 1
+        free -= 1
         best.taken = best.taken + candidate.resources
         if candidate.task_class is not None:
             best.by_class[candidate.task_class] = best.by_class.get(candidate.task_class, 0) + 1
+        versions[chosen] += 1
+        for ranking in rankings.values():
+            ranking.update(pool, chosen, versions[chosen])
         placed.append((candidate, best.worker_id))
     return placed
 
@@ -101,7 +158,10 @@ def why_unschedulable(candidate: Candidate, workers: Iterable[WorkerInfo]) -> st
         live = [w for w in live if w.id == candidate.worker]
         if not live:
             return f"worker {candidate.worker} (the only one it may run on) is not live"
-    matching = [w for w in live if labels_match(candidate.selector, w.labels, candidate.terms)]
+    if not candidate.selector and not candidate.terms:
+        matching = live  # (checked for the head of the queue every second: no scan for this)
+    else:
+        matching = [w for w in live if labels_match(candidate.selector, w.labels, candidate.terms)]
     if not matching:
         wanted = [f"{k}={v}" for k, v in candidate.selector.items()]
         wanted += [str(t) for t in candidate.terms]

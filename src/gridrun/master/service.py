@@ -58,7 +58,7 @@ class ServiceConfig:
     # A large fleet beats less often (as Nomad paces its clients): each worker is given an
     # interval that keeps the fleet under this many heartbeats a second, never shorter than
     # heartbeat_interval_s, and its liveness timeout grows in proportion.
-    max_heartbeats_per_s: float = 200.0
+    max_heartbeats_per_s: float = 100.0
     output_cap: int = 1024 * 1024
     kill_grace_s: float = 5.0
 
@@ -451,7 +451,8 @@ class Service:
                 session.send(WelcomeCmd(session.worker_id, interval, self.config.output_cap))
 
     def lease_until(self, from_ms: int, session: WorkerSession) -> int:
-        return from_ms + round(session.timeout_s * 1000)
+        session.lease_until = from_ms + round(session.timeout_s * 1000)
+        return session.lease_until
 
     def epoch_ms(self, monotonic: float) -> int:
         return self.clock.now_ms() - round((self.clock.monotonic() - monotonic) * 1000)

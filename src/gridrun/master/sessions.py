@@ -76,6 +76,7 @@ class WorkerSession:
     draining: bool = False  # finishing its tasks before it leaves: place nothing more on it
     heartbeat_s: float = 2.0  # how often it was asked to beat (Service.pace)
     timeout_s: float = 10.0  # silent this long: its stream is closed and its lease runs out
+    lease_until: int = 0  # epoch ms, as last written to the store
     resources: Mapping[str, int] = field(default_factory=dict)
     max_tasks: Mapping[str, int] = field(default_factory=dict)  # class -> at most at once
     _queue: asyncio.Queue[Command | None] = field(default_factory=asyncio.Queue)

@@ -13,12 +13,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 import time
-from pathlib import Path
 
 from fleet import Simulator
-from grid import Grid, database
+from grid import Grid, one_master
 
 WARMUP = 100
 
@@ -38,23 +36,15 @@ def fill(grid: Grid, depth: int, batch: int = 5000) -> float:
 
 
 def measure(depth: int, args: argparse.Namespace) -> tuple[float, float]:
-    with (
-        tempfile.TemporaryDirectory(prefix="gridrun-depth-") as tmp,
-        database(None, Path(tmp)) as db,
-    ):
-        grid = Grid(Path(tmp), db)
-        sim = None
+    with one_master("gridrun-depth-") as grid:
+        ingest = fill(grid, depth)
+        address = f"127.0.0.1:{grid.ports[0][1]}"
+        sim = Simulator(address, args.workers, args.slots, skip=WARMUP, count=args.measure)
         try:
-            grid.start_masters()
-            ingest = fill(grid, depth)
-            address = f"127.0.0.1:{grid.ports[0][1]}"
-            sim = Simulator(address, args.workers, args.slots, skip=WARMUP, count=args.measure)
             sim.expect("ready")
             return ingest, float(sim.expect("rate"))
         finally:
-            if sim is not None:
-                sim.stop()
-            grid.stop()
+            sim.stop()
 
 
 def main() -> None:

@@ -17,13 +17,12 @@ import os
 import random
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import grpc
-from grid import Grid, cpu_seconds, database, rss_mb, wait_for
+from grid import cpu_seconds, one_master, rss_mb, wait_for
 
 import gridrun
 from gridrun._proto import worker_pb2 as pb
@@ -164,18 +163,12 @@ class Simulator:
 
 
 def measure(workers: int, args: argparse.Namespace) -> dict[str, float]:
-    with (
-        tempfile.TemporaryDirectory(prefix="gridrun-fleet-") as tmp,
-        database(None, Path(tmp)) as db,
-    ):
-        grid = Grid(Path(tmp), db)
-        sim = None
+    with one_master("gridrun-fleet-") as grid:
+        master = grid.masters[0].pid
+        address = f"127.0.0.1:{grid.ports[0][1]}"
+        began = time.perf_counter()
+        sim = Simulator(address, workers, args.slots, skip=200, count=args.tasks - 400)
         try:
-            grid.start_masters()
-            master = grid.masters[0].pid
-            address = f"127.0.0.1:{grid.ports[0][1]}"
-            began = time.perf_counter()
-            sim = Simulator(address, workers, args.slots, skip=200, count=args.tasks - 400)
             sim.expect("ready")
 
             def all_online() -> bool:
@@ -201,9 +194,7 @@ def measure(workers: int, args: argparse.Namespace) -> dict[str, float]:
                 "busy_rss": rss_mb(master),
             }
         finally:
-            if sim is not None:
-                sim.stop()
-            grid.stop()
+            sim.stop()
 
 
 def main() -> None:

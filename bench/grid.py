@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -183,6 +184,18 @@ class Grid:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+@contextlib.contextmanager
+def one_master(prefix: str) -> Iterator[Grid]:
+    """A master on a fresh SQLite file in a temporary directory, stopped afterwards."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp, database(None, Path(tmp)) as db:
+        grid = Grid(Path(tmp), db)
+        try:
+            grid.start_masters()
+            yield grid
+        finally:
+            grid.stop()
 
 
 def start_profile(out: str, pid: int) -> subprocess.Popen[bytes]:

@@ -10,10 +10,8 @@ Usage: python bench/ingest.py [--tasks N] [--batch B] [--db postgresql://...]
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -21,17 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import asyncpg
 import httpx
-from grid import free_port, wait_for
-
-
-async def _admin(server: str, statement: str) -> None:
-    conn = await asyncpg.connect(server, timeout=10)
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
+from grid import database, free_port, wait_for
 
 
 def ingest_rate(db: str, tasks: int, batch: int, tmp: str) -> float:
@@ -79,13 +68,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="gridrun-ingest-") as tmp:
         results["sqlite"] = ingest_rate(str(Path(tmp) / "g.db"), args.tasks, args.batch, tmp)
         if args.db:
-            name = f"gridrun_bench_{secrets.token_hex(4)}"
-            asyncio.run(_admin(args.db, f"CREATE DATABASE {name}"))
-            try:
-                url = f"{args.db.rsplit('/', 1)[0]}/{name}"
+            with database(args.db, Path(tmp)) as url:
                 results["postgresql"] = ingest_rate(url, args.tasks, args.batch, tmp)
-            finally:
-                asyncio.run(_admin(args.db, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
     print(f"machine: {os.cpu_count()} cores; {args.tasks} tasks in batches of {args.batch}")
     for backend, rate in results.items():
         ratio = f"  ({rate / results['sqlite']:.2f} x sqlite)" if backend != "sqlite" else ""

@@ -12,6 +12,13 @@ async def test_a_job_runs_once_on_each_live_matching_worker(grid: Grid) -> None:
     w3 = await grid.add_worker("w3", labels={"zone": "a"})
     await grid.add_worker("w4", labels={"zone": "a", "spot": "1"})
     await grid.stop_worker(w3)  # offline: not part of the job
+
+    async def w3_offline() -> bool:
+        workers = (await grid.api.get("/v1/workers")).json()["workers"]
+        return next(w["state"] for w in workers if w["id"] == "w3") == "offline"
+
+    # the master records the end of w3's stream a moment after the worker has gone
+    assert await eventually_async(w3_offline, 10)
     response = await grid.api.post(
         "/v1/jobs", json={"cmd": 'echo "on $GRIDRUN_WORKER_ID"', "shell": True, "on": "zone=a"}
     )

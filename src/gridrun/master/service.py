@@ -451,6 +451,8 @@ class Service:
                 session.send(WelcomeCmd(session.worker_id, interval, self.config.output_cap))
 
     def lease_until(self, from_ms: int, session: WorkerSession) -> int:
+        """The end of the lease to write for this worker, from `from_ms`; remembered on the
+        session so that liveness renews it only once half a heartbeat of it is spent."""
         session.lease_until = from_ms + round(session.timeout_s * 1000)
         return session.lease_until
 

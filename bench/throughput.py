@@ -92,8 +92,7 @@ def measure_grid(
             grid.start_masters()
             grid.start_workers(2, args.slots)
             latencies(grid.client, 20)  # warm up
-            for name, argv in COMMANDS.items():
-                n = args.tasks if name == "true" else args.sleep_tasks
+            for name, argv, n in _runs(args):
                 profile = None
                 if args.profile and name == "true":
                     out = f"{args.profile}.{label.replace(' ', '-').replace(',', '')}"
@@ -157,8 +156,7 @@ def celery_rates(args: argparse.Namespace) -> dict[str, float] | str:
         for r in [run.delay(["true"]) for _ in range(40)]:  # warm up: both workers ready
             r.get(timeout=120)
         rates = {}
-        for name, argv in COMMANDS.items():
-            n = args.tasks if name == "true" else args.sleep_tasks
+        for name, argv, n in _runs(args):
             start = time.perf_counter()
             results = [run.delay(argv) for _ in range(n)]
             codes = [r.get(timeout=600) for r in results]

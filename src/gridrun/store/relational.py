@@ -83,6 +83,10 @@ class RelationalStore(ScheduleVerbs, WorkerVerbs):
         task = task_from_row(row)
         return task if task.held_by(ref, worker_id) else None
 
+    def _select_active(self) -> str:
+        """A worker's assigned and running tasks, read through their partial index."""
+        return sql.SELECT_ACTIVE.format(index=self.dialect.use_index("tasks_active"))
+
     async def _changed(self, tx: Tx, task: Task) -> Task:
         await self._notice(tx, "task", task.id)
         return task
@@ -451,8 +455,7 @@ class RelationalStore(ScheduleVerbs, WorkerVerbs):
 
         async def lose(tx: Tx) -> list[Task]:
             lost: list[Task] = []
-            query = sql.SELECT_ACTIVE.format(index=self.dialect.use_index("tasks_active"))
-            for row in await tx.all(query + self.dialect.lock, worker_id):
+            for row in await tx.all(self._select_active() + self.dialect.lock, worker_id):
                 task = task_from_row(row)
                 if task.ref in kept:
                     continue
@@ -467,8 +470,7 @@ class RelationalStore(ScheduleVerbs, WorkerVerbs):
 
     async def active_attempts(self, worker_id: str) -> list[Task]:
         async def read(tx: Tx) -> list[Task]:
-            query = sql.SELECT_ACTIVE.format(index=self.dialect.use_index("tasks_active"))
-            return [task_from_row(r) for r in await tx.all(query, worker_id)]
+            return [task_from_row(r) for r in await tx.all(self._select_active(), worker_id)]
 
         return await self._read(read)
 

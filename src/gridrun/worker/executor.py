@@ -110,7 +110,7 @@ def _exit_of(loop: asyncio.AbstractEventLoop, proc: subprocess.Popen[bytes]) -> 
     try:
         pidfd = os.pidfd_open(proc.pid)
     except (AttributeError, OSError):
-        return asyncio.ensure_future(loop.run_in_executor(None, proc.wait))
+        return loop.run_in_executor(None, proc.wait)
     exited: asyncio.Future[int] = loop.create_future()
 
     def ready() -> None:

@@ -255,7 +255,7 @@ class TaskSpec:
             and not self.selector
             and not self.resources
             and self.worker is None
-            and all(arg and not any(c.isspace() for c in arg) for arg in self.argv)
+            and all(arg.split() == [arg] for arg in self.argv)  # non-empty, no whitespace
         )
 
 

@@ -68,8 +68,10 @@ def make_spec(
     after: Sequence[str] = (),
     task_class: str | None = None,
     pack: bool = False,
+    submitted_by: str | None = None,
 ) -> TaskSpec:
-    """Validate a request and build its spec; raise InvalidSpec with a human message."""
+    """Validate a request and build its spec; raise InvalidSpec with a human message.
+    `submitted_by` is the caller's token name, set by the master (never taken from a client)."""
     if (cmd is None) == (argv is None):
         raise InvalidSpec("give exactly one of 'cmd' (a command line) or 'argv' (a list)")
     if cmd is not None:
@@ -155,10 +157,11 @@ def make_spec(
         queue_timeout_s=queue_timeout_s,
         idempotency_key=idempotency_key,
         selector=parse_selector(selector),
-        resources=check_resources(resources.cpu, resources.memory_mb, resources.gpus),
-        after=check_after(after),
+        resources=_checked_resources(resources),
+        after=check_after(after) if after else (),
         task_class=_checked_class(task_class),
         pack=pack,
+        submitted_by=submitted_by,
     )
 
 
@@ -271,6 +274,12 @@ def parse_selector(selector: str | Sequence[str] | None) -> tuple[Term, ...]:
     if len(terms) > MAX_LABELS:
         raise InvalidSpec(f"a selector has more than {MAX_LABELS} terms")
     return tuple(terms)
+
+
+def _checked_resources(resources: Resources) -> Resources:
+    if resources is NO_RESOURCES:  # the usual case: nothing asked
+        return resources
+    return check_resources(resources.cpu, resources.memory_mb, resources.gpus)
 
 
 def check_resources(cpu: float, memory_mb: int, gpus: int) -> Resources:

@@ -107,6 +107,39 @@ async def test_batch_submit_is_one_transaction_and_keeps_order(grid: Grid) -> No
     assert len(listing["tasks"]) == 500
 
 
+async def test_prefer_return_minimal_answers_ids_in_order(grid: Grid) -> None:
+    bodies = [{"cmd": f"echo {i}", "name": f"m{i}"} for i in range(300)]
+    bodies[7]["idempotency_key"] = "seven"
+    minimal = {"Prefer": "return=minimal"}
+    response = await grid.api.post("/v1/tasks", json={"tasks": bodies}, headers=minimal)
+    assert response.status_code == 201, response.text
+    assert response.headers["preference-applied"] == "return=minimal"
+    assert set(response.json()) == {"ids"}
+    ids = response.json()["ids"]
+    listing = (await grid.api.get("/v1/tasks", params={"limit": 1000})).json()["tasks"]
+    assert [t["id"] for t in reversed(listing)] == ids  # stored, in the order submitted
+    assert [t["name"] for t in reversed(listing)] == [f"m{i}" for i in range(300)]
+    # one task; the preference among others and in any case; a taken key answers its holder
+    again = await grid.api.post(
+        "/v1/tasks",
+        json={"cmd": "echo again", "idempotency_key": "seven"},
+        headers={"Prefer": "respond-async, RETURN = minimal; x=1"},
+    )
+    assert again.status_code == 200, again.text
+    assert again.json() == {"ids": [ids[7]]}
+    fresh = await grid.api.post("/v1/tasks", json={"cmd": "true"}, headers=minimal)
+    assert fresh.status_code == 201
+    (fresh_id,) = fresh.json()["ids"]
+    assert (await grid.api.get(f"/v1/tasks/{fresh_id}")).json()["cmd"] == "true"
+    # any other preference: the full tasks, and no Preference-Applied
+    full = await grid.api.post(
+        "/v1/tasks", json={"tasks": [{"cmd": "true"}]}, headers={"Prefer": "return=representation"}
+    )
+    assert full.status_code == 201
+    assert "preference-applied" not in full.headers
+    assert full.json()["tasks"][0]["state"] == "queued"
+
+
 async def test_list_filters_and_cursor_pagination(grid: Grid) -> None:
     tasks = await grid.submit_many(
         [{"cmd": "true", "name": "a" if i % 2 else "b"} for i in range(25)]

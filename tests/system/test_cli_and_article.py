@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -53,7 +54,7 @@ def test_submit_ls_show_logs_cancel_workers(system_grid: SystemGrid) -> None:
     submitted = system_grid.cli("submit", "--name", "greet", "--", "echo", "hello")
     assert submitted.returncode == 0, submitted.stderr
     task_id = submitted.stdout.strip()
-    assert len(task_id) == 16
+    assert re.fullmatch("[0-9a-f]{24}", task_id), task_id  # ms time, then 48 random bits
     queued = system_grid.cli_json("ls", "--state", "queued")
     assert [t["id"] for t in queued] == [task_id]
     table = system_grid.cli("ls")

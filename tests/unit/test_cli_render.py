@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from rich.console import Console
 
-from gridrun.cli.render import exit_status, split_address
+from gridrun.cli.render import exit_status, split_address, task_table
 
 
 def task(**fields: Any) -> Any:
@@ -54,3 +55,21 @@ def test_reconnect_backoff_has_full_jitter_and_a_cap() -> None:
     assert max(late) <= BACKOFF_CAP_S
     assert max(late) > BACKOFF_CAP_S * 0.9  # spread over the whole window, not fixed
     assert len({round(x, 6) for x in late}) > 150
+
+
+def test_the_task_table_never_cuts_an_id_even_when_narrow() -> None:
+    row = {
+        "id": "019ac4a3f2b75c0e7d1a9f3b",
+        "state": "queued",
+        "exit_code": None,
+        "signal": None,
+        "worker_id": None,
+        "created_at": "2026-11-28T03:00:00Z",
+        "started_at": None,
+        "finished_at": None,
+        "name": "nightly",
+        "cmd": "python3 prepare.py --input /data/raw --output /data/clean",
+    }
+    console = Console(width=60, record=True)
+    console.print(task_table([row]))
+    assert "019ac4a3f2b75c0e7d1a9f3b" in console.export_text()

@@ -124,6 +124,9 @@ def test_legacy_ok_only_for_plain_space_separated_commands() -> None:
     assert not make_spec(cmd="touch test.txt", labels={"a": "b"}).legacy_ok
     assert not make_spec(cmd="touch test.txt", timeout_s=1).legacy_ok
     assert not make_spec(argv=["echo", "tab\there"]).legacy_ok
+    assert not make_spec(argv=["echo", ""]).legacy_ok  # the article's split drops it
+    assert not make_spec(argv=["echo", "no\u00a0break"]).legacy_ok  # unicode space
+    assert make_spec(argv=["echo", "héllo", "--x=1"]).legacy_ok
 
 
 def test_labels_parse_and_match() -> None:

@@ -88,7 +88,9 @@ def command_of(task: TaskDict) -> str:
 
 def task_table(tasks: list[TaskDict]) -> Table:
     table = Table(box=None, header_style="bold")
-    for column in ("ID", "STATE", "EXIT", "WORKER", "CREATED", "TOOK", "COMMAND"):
+    # the id is what a user copies: shown whole (its tail is the random part), whatever shrinks
+    table.add_column("ID", no_wrap=True, min_width=max((len(t["id"]) for t in tasks), default=2))
+    for column in ("STATE", "EXIT", "WORKER", "CREATED", "TOOK", "COMMAND"):
         table.add_column(column, overflow="fold" if column == "COMMAND" else "ellipsis")
     for t in tasks:
         exit_text = "-" if t["exit_code"] is None else str(t["exit_code"])

@@ -351,7 +351,7 @@ def _submit_file(
     ids: list[str] = []
     for start in range(0, len(bodies), FILE_BATCH):
         try:
-            ids += [t["id"] for t in client.submit_many(bodies[start : start + FILE_BATCH])]
+            ids += client.submit_ids(bodies[start : start + FILE_BATCH])
         except GridrunError as exc:
             first, last = lines[start][0], lines[min(start + FILE_BATCH, len(lines)) - 1][0]
             done = f"; lines before {first} were submitted" if start else ""

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from gridrun.model import (
+    NO_RESOURCES,
     Attempt,
     Resources,
     RetryPolicy,
@@ -108,8 +110,7 @@ class TaskIn(_In):
         " room (fill one worker before the next).",
     )
 
-    def to_spec(self) -> TaskSpec:
-        retry = self.retry or RetryIn()
+    def to_spec(self, submitted_by: str | None = None) -> TaskSpec:
         return make_spec(
             cmd=self.cmd,
             argv=self.argv,
@@ -120,21 +121,37 @@ class TaskIn(_In):
             priority=self.priority,
             labels=self.labels,
             name=self.name,
-            retry=RetryPolicy(
-                max_attempts=self.max_attempts,
-                initial_s=retry.initial_s,
-                factor=retry.factor,
-                max_s=retry.max_s,
-                on_exit_codes=tuple(retry.on_exit_codes) if retry.on_exit_codes else None,
-            ),
+            retry=self._retry_policy(),
             queue_timeout_s=self.queue_timeout_s,
             idempotency_key=self.idempotency_key,
             selector=self.on,
-            resources=Resources(self.cpu, self.memory_mb, self.gpus),
+            resources=(
+                Resources(self.cpu, self.memory_mb, self.gpus)
+                if self.cpu or self.memory_mb or self.gpus
+                else NO_RESOURCES
+            ),
             after=self.after,
             task_class=self.task_class,
             pack=self.placement == "pack",
+            submitted_by=submitted_by,
         )
+
+    def _retry_policy(self) -> RetryPolicy:
+        retry = self.retry
+        if retry is None:  # the usual case: built once per max_attempts, not per task
+            return _default_retry(self.max_attempts)
+        return RetryPolicy(
+            max_attempts=self.max_attempts,
+            initial_s=retry.initial_s,
+            factor=retry.factor,
+            max_s=retry.max_s,
+            on_exit_codes=tuple(retry.on_exit_codes) if retry.on_exit_codes else None,
+        )
+
+
+@functools.cache
+def _default_retry(max_attempts: int) -> RetryPolicy:
+    return RetryPolicy(max_attempts=max_attempts)
 
 
 class BatchIn(_In):
@@ -226,12 +243,13 @@ class TaskOut(BaseModel):
 
     @classmethod
     def of(cls, task: Task, attempts: list[Attempt] | None = None) -> TaskOut:
-        """From a stored task: already valid, so built without validating it again (a batch
-        answer holds up to 10,000 of them)."""
+        """From a stored task. Keyword construction: pydantic validates it in its Rust core, which
+        is about 2.5x faster than `model_construct`'s Python loop over the fields (a batch answer
+        holds up to 10,000 of them)."""
         spec = task.spec
         created = _iso(task.created_at)
         assert created is not None
-        return cls.model_construct(
+        return cls(
             id=task.id,
             name=spec.name,
             state=task.state,
@@ -333,6 +351,15 @@ class JobOut(BaseModel):
 
 class BatchOut(BaseModel):
     tasks: list[TaskOut]
+
+
+class IdsOut(BaseModel):
+    """The answer to a submission sent with `Prefer: return=minimal`."""
+
+    ids: list[str] = Field(
+        description="The tasks' ids, in the order submitted (where an idempotency_key was"
+        " taken, the id of the task that holds it)."
+    )
 
 
 class TaskListOut(BaseModel):

@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import logging
 import secrets
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -63,8 +64,19 @@ class ServiceConfig:
     kill_grace_s: float = 5.0
 
 
+def new_task_ids(count: int) -> list[str]:
+    """Ids that sort by creation time, as UUIDv7 does: 12 hex digits of Unix time in ms, then
+    48 random bits. New tasks land at the end of the id index, not all over it; with random
+    ids, each commit of a large batch rewrote pages across the whole index once the table
+    outgrew the cache (a commit of 1,000 took 4x as long at 200,000 tasks)."""
+    prefix = f"{time.time_ns() // 1_000_000:012x}"
+    random = secrets.token_bytes(6 * count).hex()
+    return [prefix + random[i : i + 12] for i in range(0, 12 * count, 12)]
+
+
 def new_task_id() -> str:
-    return secrets.token_hex(8)
+    (task_id,) = new_task_ids(1)
+    return task_id
 
 
 class Service:
@@ -91,7 +103,7 @@ class Service:
     async def submit(self, specs: Sequence[TaskSpec]) -> list[tuple[Task, bool]]:
         """Store the tasks durably; return each with True if it is new, False if its
         idempotency key named an existing task (which is returned instead)."""
-        ids = [new_task_id() for _ in specs]
+        ids = new_task_ids(len(specs))
         if any(s.after for s in specs):
             specs = resolve_after(specs, ids)  # names of batch members -> their ids
         proposed = [NewTask(id=i, spec=s) for i, s in zip(ids, specs, strict=True)]

@@ -9,9 +9,10 @@ only if it commits.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any, TypeVar
+
+import orjson
 
 from gridrun.errors import TaskNotFound
 from gridrun.model import (
@@ -44,6 +45,7 @@ from gridrun.store.rows import (
     attempt_from_row,
     attempt_key,
     describe,
+    labels_to_json,
     placement_from_json,
     placement_to_json,
     spec_to_json,
@@ -106,7 +108,7 @@ class RelationalStore(ScheduleVerbs, WorkerVerbs):
                 t.spec.name,
                 spec_to_json(t.spec),
                 t.spec.priority,
-                json.dumps(dict(sorted(t.spec.labels.items()))),
+                labels_to_json(t.spec.labels),
                 int(t.spec.legacy_ok),
                 now,
                 now + round(t.spec.queue_timeout_s * 1000) if t.spec.queue_timeout_s else None,
@@ -272,7 +274,7 @@ class RelationalStore(ScheduleVerbs, WorkerVerbs):
                         task_id=r[0],
                         priority=r[1],
                         seq=r[2],
-                        selector=json.loads(r[3]),
+                        selector=orjson.loads(r[3]),
                         legacy_ok=bool(r[4]),
                         unschedulable=r[6],
                         **placement_from_json(r[5]),

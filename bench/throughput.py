@@ -233,10 +233,11 @@ def main() -> None:
 
 
 def _runs(args: argparse.Namespace) -> list[tuple[str, list[str], int]]:
-    return [
+    runs = [
         (name, argv, args.tasks if name == "true" else args.sleep_tasks)
         for name, argv in COMMANDS.items()
     ]
+    return [run for run in runs if run[2] > 0]  # --sleep-tasks 0: only `true`
 
 
 if __name__ == "__main__":

@@ -23,38 +23,51 @@ from gridrun.model import (
 
 
 def spec_to_json(spec: TaskSpec) -> str:
-    """The `spec` column. orjson: about 8x faster than the standard encoder here, which counts
-    when a batch of 10,000 is written in one step."""
-    return orjson.dumps(
-        {
-            "argv": list(spec.argv),
-            "cmd": spec.cmd,
-            "shell": spec.shell,
-            "env": dict(spec.env),
-            "cwd": spec.cwd,
-            "timeout_s": spec.timeout_s,
-            "priority": spec.priority,
-            "labels": dict(spec.labels),
-            "name": spec.name,
-            "retry": {
-                "max_attempts": spec.retry.max_attempts,
-                "initial_s": spec.retry.initial_s,
-                "factor": spec.retry.factor,
-                "max_s": spec.retry.max_s,
-                "on_exit_codes": spec.retry.on_exit_codes,
-            },
-            "queue_timeout_s": spec.queue_timeout_s,
-            "idempotency_key": spec.idempotency_key,
-            "submitted_by": spec.submitted_by,
-            "selector": terms_to_json(spec.selector),
-            "resources": resources_to_json(spec.resources),
-            "after": list(spec.after),
-            "worker": spec.worker,
-            "job": spec.job,
-            "class": spec.task_class,
-            "pack": spec.pack,
+    """The `spec` column: only what differs from the defaults (a plain task is about 40 bytes
+    instead of 540, so a batch writes a third of the pages), encoded by orjson (about 8x
+    faster than the standard encoder). `spec_from_json` reads this and the full form that
+    earlier versions wrote."""
+    raw: dict[str, Any] = {"argv": spec.argv}
+    for key, value in (
+        ("cmd", spec.cmd),
+        ("cwd", spec.cwd),
+        ("timeout_s", spec.timeout_s),
+        ("name", spec.name),
+        ("queue_timeout_s", spec.queue_timeout_s),
+        ("idempotency_key", spec.idempotency_key),
+        ("submitted_by", spec.submitted_by),
+        ("worker", spec.worker),
+        ("job", spec.job),
+        ("class", spec.task_class),
+    ):
+        if value is not None:
+            raw[key] = value
+    if spec.shell:
+        raw["shell"] = True
+    if spec.env:
+        raw["env"] = dict(spec.env)
+    if spec.priority:
+        raw["priority"] = spec.priority
+    if spec.labels:
+        raw["labels"] = dict(spec.labels)
+    if spec.after:
+        raw["after"] = spec.after
+    if spec.pack:
+        raw["pack"] = True
+    if spec.retry != DEFAULT_RETRY:
+        retry = spec.retry
+        raw["retry"] = {
+            "max_attempts": retry.max_attempts,
+            "initial_s": retry.initial_s,
+            "factor": retry.factor,
+            "max_s": retry.max_s,
+            "on_exit_codes": retry.on_exit_codes,
         }
-    ).decode()
+    if spec.selector:
+        raw["selector"] = terms_to_json(spec.selector)
+    if spec.resources:
+        raw["resources"] = resources_to_json(spec.resources)
+    return orjson.dumps(raw).decode()
 
 
 @functools.lru_cache(maxsize=4096)
@@ -64,14 +77,14 @@ def spec_from_json(text: str) -> TaskSpec:
     raw = orjson.loads(text)
     return TaskSpec(
         argv=tuple(raw["argv"]),
-        cmd=raw["cmd"],
-        shell=raw["shell"],
-        env=raw["env"],
-        cwd=raw["cwd"],
-        timeout_s=raw["timeout_s"],
-        priority=raw["priority"],
-        labels=raw["labels"],
-        name=raw["name"],
+        cmd=raw.get("cmd"),
+        shell=raw.get("shell", False),
+        env=raw.get("env", {}),
+        cwd=raw.get("cwd"),
+        timeout_s=raw.get("timeout_s"),
+        priority=raw.get("priority", 0),
+        labels=raw.get("labels", {}),
+        name=raw.get("name"),
         retry=retry_from_json(raw.get("retry")),
         queue_timeout_s=raw.get("queue_timeout_s"),
         idempotency_key=raw.get("idempotency_key"),
@@ -84,6 +97,9 @@ def spec_from_json(text: str) -> TaskSpec:
         task_class=raw.get("class"),
         pack=raw.get("pack", False),
     )
+
+
+DEFAULT_RETRY = RetryPolicy()
 
 
 def labels_to_json(labels: Mapping[str, str]) -> str:
@@ -136,8 +152,8 @@ def placement_from_json(text: str) -> dict[str, Any]:
 
 
 def retry_from_json(raw: dict[str, Any] | None) -> RetryPolicy:
-    if raw is None:  # written by schema v1
-        return RetryPolicy()
+    if raw is None:  # the default (or written by schema v1)
+        return DEFAULT_RETRY
     codes = raw["on_exit_codes"]
     return RetryPolicy(
         max_attempts=raw["max_attempts"],

@@ -57,14 +57,20 @@ class Metrics:
             "Worker reports for attempts the worker does not hold (fencing).",
             registry=r,
         )
+        self._stale_reports = 0
         for state in TaskState:  # every series exists from the start, at zero
             self.tasks.labels(state=str(state))
         for wstate in WorkerState:
             self.workers.labels(state=str(wstate))
 
+    def stale_report(self) -> None:
+        self.stale_reports.inc()
+        self._stale_reports += 1
+
     def stale_reports_dropped(self) -> int:
-        value = self.registry.get_sample_value("gridrun_stale_reports_dropped_total")
-        return int(value or 0)
+        """Kept beside the counter: reading it back from the registry collected every metric,
+        on each GET /v1/stats."""
+        return self._stale_reports
 
     def settled(self, task: Task, now_ms: int) -> None:
         """A task just reached its terminal state."""

@@ -472,7 +472,7 @@ class Service:
         return self.clock.now_ms() - round((self.clock.monotonic() - monotonic) * 1000)
 
     def _stale(self, session: WorkerSession, ref: AttemptRef, what: str) -> None:
-        self.metrics.stale_reports.inc()
+        self.metrics.stale_report()
         log.info(
             "dropped stale %s for task %s attempt %d from worker %s",
             what,

@@ -4,10 +4,12 @@ leases."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from gridrun.errors import InvalidTransition, ScheduleNotFound, TaskNotFound, WorkerNotFound
@@ -112,6 +114,41 @@ async def test_reports_are_fenced_by_attempt_and_worker(store: Store) -> None:
     assert task.state is TaskState.FAILED
     assert task.exit_code == 4
     assert (await store.get_output("a")).stdout.data == b"hi"
+
+
+async def test_counts_by_state_follow_every_transition(store: Store) -> None:
+    async def counts() -> dict[TaskState, int]:
+        counted = await store.count_by_state()
+        assert all(n > 0 for n in counted.values()), counted  # only states that have tasks
+        return counted
+
+    assert await counts() == {}
+    await add(store, "a", "b", "c", "d", "e")
+    with pytest.raises((sqlite3.IntegrityError, asyncpg.UniqueViolationError)):
+        await add(store, "f", "a")  # a taken id: the batch is undone, and so is its count
+    assert await counts() == {TaskState.QUEUED: 5}
+    await store.claim([("a", "w1"), ("b", "w1"), ("c", "w2")], now=2)
+    await store.record_start(AttemptRef("a", 1), "w1", 3)
+    await store.request_cancel("d", 3)
+    assert await counts() == {
+        TaskState.QUEUED: 1,
+        TaskState.ASSIGNED: 2,
+        TaskState.RUNNING: 1,
+        TaskState.CANCELLED: 1,
+    }
+    await store.record_finish(AttemptRef("a", 1), "w1", Report(Outcome.EXITED, exit_code=0), 4)
+    await store.record_finish(AttemptRef("b", 1), "w1", Report(Outcome.EXITED, exit_code=2), 4)
+    await store.record_finish(AttemptRef("c", 1), "w2", Report(Outcome.NO_SLOT), 4)
+    await store.mark_lost("w9", [], now=5, reason="never here")  # nothing of its own: no change
+    expected = {
+        TaskState.QUEUED: 2,
+        TaskState.SUCCEEDED: 1,
+        TaskState.FAILED: 1,
+        TaskState.CANCELLED: 1,
+    }
+    assert await counts() == expected
+    listed = (await store.list_tasks(TaskFilter(), limit=100, before=None)).tasks
+    assert {s: sum(t.state is s for t in listed) for s in expected} == expected
 
 
 async def test_no_slot_puts_the_task_back_in_the_queue(store: Store) -> None:

@@ -138,10 +138,12 @@ async def test_a_version_1_database_is_migrated_in_place(tmp_path: Path) -> None
         await store.upsert_worker(WorkerInfo("w1", "h", {}, 2, WorkerState.ONLINE), 100)
         task = await store.get_task("old")
         assert task.spec.retry.max_attempts == 1
+        assert await store.count_by_state() == {TaskState.QUEUED: 1}  # v10: counted as it was
         worker, _ = await store.list_workers()
         assert (worker.id, dict(worker.resources)) == ("w0", {})  # v3: resources, none known
         assert [c.task_id for c in await store.queued(10, None, now=2)] == ["old"]
         claimed = await store.claim([("old", "w1")], now=3)
+        assert await store.count_by_state() == {TaskState.ASSIGNED: 1}
         assert [a.attempt for a in await store.get_attempts("old")] == [claimed[0].attempt]
     finally:
         await store.close()

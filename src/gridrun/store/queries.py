@@ -105,7 +105,6 @@ SELECT_WORKERS = (
     " AND t.state IN ('assigned', 'running')), w.resources, w.lease_until FROM workers w"
     " ORDER BY w.id"
 )
-COUNT_BY_STATE = "SELECT state, count(*) FROM tasks GROUP BY state"
 SELECT_STATES = "SELECT id, state FROM tasks WHERE id IN ({marks})"
 SET_STATE = "UPDATE tasks SET state = ? WHERE id = ?"
 INSERT_DEP = "INSERT INTO deps (task_id, after_id) VALUES (?, ?)"

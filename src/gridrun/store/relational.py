@@ -232,7 +232,7 @@ class RelationalStore(ScheduleVerbs, WorkerVerbs):
 
     async def count_by_state(self) -> dict[TaskState, int]:
         async def count(tx: Tx) -> dict[TaskState, int]:
-            return {TaskState(s): n for s, n in await tx.all(sql.COUNT_BY_STATE)}
+            return {TaskState(s): n for s, n in await tx.all(self.dialect.count_by_state)}
 
         return await self._read(count)
 

@@ -40,6 +40,7 @@ class Dialect:
     # name the partial index a read of the queue must use: SQLite's planner otherwise
     # prefers (state, seq), and reads (and sorts) every queued task
     index_hints: bool = False
+    count_by_state: str = "SELECT state, count(*) FROM tasks GROUP BY state"
 
     def use_index(self, name: str) -> str:
         return f"INDEXED BY {name}" if self.index_hints else ""

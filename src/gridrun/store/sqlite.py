@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from gridrun.store import Notice
+from gridrun.store import Notice, sqlite_sql
 from gridrun.store import queries as sql
 from gridrun.store.relational import RelationalStore
 from gridrun.store.relational_tx import Dialect, Row, Tx
@@ -56,6 +56,7 @@ class SqliteTx:
 
     async def insert_tasks(self, rows: Sequence[Sequence[Any]]) -> list[int]:
         self._conn.executemany(sql.INSERT_TASK, rows)
+        self._conn.execute(sqlite_sql.COUNT_INSERTED, (len(rows),))  # they are all queued
         # one writer, AUTOINCREMENT: the batch got consecutive seqs ending at the last
         last: int = self._conn.execute("SELECT last_insert_rowid()").fetchone()[0]
         return list(range(last - len(rows) + 1, last + 1))
@@ -72,6 +73,7 @@ class SqliteStore(RelationalStore):
     dialect = Dialect(
         label_clause=("EXISTS (SELECT 1 FROM json_each(selector) WHERE key = ? AND value = ?)"),
         index_hints=True,
+        count_by_state="SELECT state, n FROM task_counts WHERE n > 0",  # kept by triggers
     )
 
     def __init__(

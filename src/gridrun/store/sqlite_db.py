@@ -20,11 +20,23 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from gridrun.errors import Unavailable
+from gridrun.model import TaskState
 from gridrun.store import sqlite_sql as sql
 
 T = TypeVar("T")
 Sync = Literal["full", "normal"]
 GROUP_COMMIT_MAX = 2000  # writes per transaction
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The statements of a script, each whole (a trigger's body has semicolons of its own)."""
+    buffer = ""
+    for part in script.split(";"):
+        buffer += part + ";"
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip(" \n;"):
+                yield buffer
+            buffer = ""
 
 
 class SqliteDb:
@@ -145,10 +157,10 @@ class SqliteDb:
                     f" ({sql.SCHEMA_VERSION}); upgrade gridrun"
                 )
             for migration in sql.MIGRATIONS[version:]:
-                for statement in migration.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
+                for statement in _statements(migration):
+                    conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {sql.SCHEMA_VERSION}")
+            conn.executemany(sql.COUNT_STATE, [(str(state),) for state in TaskState])
         return conn
 
     async def open(self) -> None:

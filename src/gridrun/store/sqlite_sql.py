@@ -123,6 +123,26 @@ SCHEMA_V9 = """
 CREATE INDEX tasks_retry ON tasks (not_before) WHERE state = 'queued' AND not_before > 0;
 """
 
+# v10: tasks per state, kept as they change, so counting (GET /v1/stats, the dashboard each
+# second, /metrics) does not read every task ever run: 70 ms at 1M tasks, on the one thread
+# that also dispatches. Changes of state are counted by a trigger; inserts, by the insert itself
+# (a trigger on INSERT made batched inserts 2.5x slower). Every state has its row (added when
+# the store opens), so the trigger needs no upsert.
+SCHEMA_V10 = """
+CREATE TABLE task_counts (state TEXT PRIMARY KEY, n INTEGER NOT NULL);
+INSERT INTO task_counts (state, n) SELECT state, count(*) FROM tasks GROUP BY state;
+CREATE TRIGGER tasks_count_update AFTER UPDATE OF state ON tasks
+    WHEN old.state IS NOT new.state BEGIN
+    UPDATE task_counts SET n = n - 1 WHERE state = old.state;
+    UPDATE task_counts SET n = n + 1 WHERE state = new.state;
+END;
+CREATE TRIGGER tasks_count_delete AFTER DELETE ON tasks BEGIN
+    UPDATE task_counts SET n = n - 1 WHERE state = old.state;
+END;
+"""
+COUNT_STATE = "INSERT OR IGNORE INTO task_counts (state, n) VALUES (?, 0)"
+COUNT_INSERTED = "UPDATE task_counts SET n = n + ? WHERE state = 'queued'"
+
 MIGRATIONS = [
     SCHEMA_V1,
     SCHEMA_V2,
@@ -133,5 +153,6 @@ MIGRATIONS = [
     SCHEMA_V7,
     SCHEMA_V8,
     SCHEMA_V9,
+    SCHEMA_V10,
 ]  # MIGRATIONS[n] brings a database from version n to n+1
 SCHEMA_VERSION = len(MIGRATIONS)

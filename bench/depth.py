@@ -4,7 +4,8 @@ For each depth D (default 1,000 and 1,000,000): a fresh master on SQLite (sync=f
 workers takes D `true` tasks through batched POST /v1/tasks; then a fleet of simulated workers
 (bench/fleet.py: real gRPC streams answering each assignment at once) joins, and the simulator
 times K assignments (after a warm-up of 100), all from the head of the same deep queue. The
-ratio of the two rates shows whether a pass reads more than the head of the queue.
+ratio of the two rates shows whether a pass reads more than the head of the queue. Before the
+fleet joins, it times GET /v1/stats (the counts per state the dashboard asks for every second).
 Usage: python bench/depth.py [--depths 1000,1000000] [--measure K] [--workers W] [--slots S]
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import time
 
 from fleet import Simulator
@@ -24,7 +26,7 @@ WARMUP = 100
 def fill(grid: Grid, depth: int, batch: int = 5000) -> float:
     """Queue `depth` tasks; return the ingest rate (tasks/s) seen on the way."""
     body = json.dumps({"tasks": [{"argv": ["true"]}] * batch}).encode()
-    headers = {"content-type": "application/json"}
+    headers = {"content-type": "application/json", "prefer": "return=minimal"}
     start = time.perf_counter()
     left = depth
     while left:
@@ -35,14 +37,25 @@ def fill(grid: Grid, depth: int, batch: int = 5000) -> float:
     return depth / (time.perf_counter() - start)
 
 
-def measure(depth: int, args: argparse.Namespace) -> tuple[float, float]:
+def stats_ms(grid: Grid, calls: int = 21) -> float:
+    """Median time of GET /v1/stats (tasks per state: what the dashboard asks every second)."""
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        grid.client.get("/v1/stats").raise_for_status()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
+def measure(depth: int, args: argparse.Namespace) -> tuple[float, float, float]:
     with one_master("gridrun-depth-") as grid:
         ingest = fill(grid, depth)
+        stats = stats_ms(grid)
         address = f"127.0.0.1:{grid.ports[0][1]}"
         sim = Simulator(address, args.workers, args.slots, skip=WARMUP, count=args.measure)
         try:
             sim.expect("ready")
-            return ingest, float(sim.expect("rate"))
+            return ingest, stats, float(sim.expect("rate"))
         finally:
             sim.stop()
 
@@ -61,10 +74,10 @@ def main() -> None:
           f" x {args.slots} slots; {args.measure} assignments timed after {WARMUP}")  # fmt: skip
     rates = {}
     for depth in depths:
-        ingest, rates[depth] = measure(depth, args)
+        ingest, stats, rates[depth] = measure(depth, args)
         ratio = f"  ({rates[depth] / rates[depths[0]]:.2f} x at {depths[0]:,})" if rates else ""
         print(f"{depth:>9,} queued: dispatch {rates[depth]:7.1f} tasks/s{ratio}"
-              f"  (filled at {ingest:,.0f} tasks/s)")  # fmt: skip
+              f"  (filled at {ingest:,.0f} tasks/s; GET /v1/stats {stats:.1f} ms)")  # fmt: skip
 
 
 if __name__ == "__main__":

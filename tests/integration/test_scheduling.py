@@ -31,7 +31,11 @@ async def test_200_tasks_over_two_workers_none_lost_none_twice_slots_respected(
 
     ran = ids_file.read_text().split()
     assert Counter(ran) == Counter(t["id"] for t in tasks)  # each exactly once
-    per_worker = Counter([(await grid.task(t["id"]))["worker_id"] for t in tasks])
+    ended = [await grid.task(t["id"]) for t in tasks]
+    # one attempt each: no slot was filled twice (the worker would have answered no_slot, and
+    # the task gone round again), neither by dispatch nor by a finish refilling its slot
+    assert {t["attempt"] for t in ended} == {1}
+    per_worker = Counter(t["worker_id"] for t in ended)
     assert set(per_worker) == {"w1", "w2"}
     assert min(per_worker.values()) >= 40, per_worker  # both did a real share
 

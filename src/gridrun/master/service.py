@@ -292,15 +292,16 @@ class Service:
         while scanned < QUEUE_SCAN_LIMIT and (free := sum(c.free for c in capacities)):
             # read about as many as could be placed; more only if label mismatches skip some
             batch = min(QUEUE_SCAN_BATCH, max(16, free * 4))
-            candidates = await self.store.queued(batch, after, self.clock.now_ms())
+            candidates, placed, claimed = await self.store.place_and_claim(
+                batch,
+                after,
+                self.clock.now_ms(),
+                lambda read: scheduler.place(read, capacities),
+            )
             if not candidates:
                 break
             scanned += len(candidates)
-            placed = scheduler.place(candidates, capacities)
             if placed:
-                claimed = await self.store.claim(
-                    [(c.task_id, worker_id) for c, worker_id in placed], self.clock.now_ms()
-                )
                 for task in claimed:
                     await self._send_assignment(task)
                 assigned += len(claimed)

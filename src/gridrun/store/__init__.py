@@ -162,6 +162,17 @@ class Store(Protocol):
         """End as expired the queued tasks past their queue timeout."""
         ...
 
+    async def place_and_claim(
+        self,
+        limit: int,
+        after: tuple[int, int] | None,
+        now: int,
+        place: Callable[[list[Candidate]], list[tuple[Candidate, str]]],
+    ) -> tuple[list[Candidate], list[tuple[Candidate, str]], list[Task]]:
+        """`queued`, then `claim` what `place` picks of them, in one transaction; return the
+        candidates read, those placed and the tasks claimed."""
+        ...
+
     async def claim(self, assignments: Sequence[tuple[str, str]], now: int) -> list[Task]:
         """Assign (task_id, worker_id) pairs whose task is still queued and whose worker is
         leased to this master; return those claimed, attempt bumped."""

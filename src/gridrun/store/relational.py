@@ -258,6 +258,26 @@ class RelationalStore(ScheduleVerbs, WorkerVerbs):
     async def queued(self, limit: int, after: tuple[int, int] | None, now: int) -> list[Candidate]:
         return await self._read(lambda tx: self._queued(tx, limit, after, now))
 
+    async def place_and_claim(
+        self,
+        limit: int,
+        after: tuple[int, int] | None,
+        now: int,
+        place: Callable[[list[Candidate]], list[tuple[Candidate, str]]],
+    ) -> tuple[list[Candidate], list[tuple[Candidate, str]], list[Task]]:
+        """Read up to `limit` queued tasks (after (priority, seq)), claim what `place` picks,
+        in one transaction: a dispatch pass without a separate read."""
+
+        async def step(tx: Tx) -> tuple[list[Candidate], list[tuple[Candidate, str]], list[Task]]:
+            candidates = await self._queued(tx, limit, after, now)
+            placed = place(candidates)
+            if not placed:
+                return candidates, placed, []
+            claimed = await self._claim(tx, [(c.task_id, w) for c, w in placed], now)
+            return candidates, placed, claimed
+
+        return await self._write(step)
+
     async def _queued(
         self, tx: Tx, limit: int, after: tuple[int, int] | None, now: int
     ) -> list[Candidate]:

@@ -286,7 +286,7 @@ class Service:
     async def dispatch(self) -> int:
         """Place queued tasks on free slots; return how many were assigned."""
         assigned = 0
-        capacities = [s.capacity() for s in self.sessions if not s.closed]
+        capacities = [s.capacity() for s in self.sessions if s.reconciled and not s.closed]
         after: tuple[int, int] | None = None
         scanned = 0
         while scanned < QUEUE_SCAN_LIMIT and (free := sum(c.free for c in capacities)):
@@ -365,6 +365,7 @@ class Service:
                 session.inflight[ref] = holding.spec
                 if holding.cancel_requested:
                     session.send(CancelCmd(ref, "cancelled by request"))
+        session.reconciled = True
         self.dispatch_wanted.set()
 
     async def started(self, session: WorkerSession, ref: AttemptRef, started_at: int) -> None:
@@ -386,7 +387,9 @@ class Service:
 
     async def finished(self, session: WorkerSession, ref: AttemptRef, report: Report) -> None:
         spec = session.inflight.get(ref)
-        if spec is not None and report.outcome is not Outcome.NO_SLOT and not session.legacy:
+        refill = not (session.closed or session.legacy or self.stopping.is_set())
+        if spec is not None and refill and report.outcome is not Outcome.NO_SLOT:
+            # (a closed session takes nothing new, as in a dispatch pass)
             await self._finish_and_refill(session, ref, spec, report)
             return
         # The process has ended, so its slot is free now: let the next claim share this

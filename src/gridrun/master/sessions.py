@@ -74,6 +74,9 @@ class WorkerSession:
     close_reason: str | None = None
     connected_at: int | None = None  # epoch ms
     draining: bool = False  # finishing its tasks before it leaves: place nothing more on it
+    # its Hello is reconciled with the store: until then nothing is placed on it (a claim made
+    # meanwhile would be ended `lost` by that reconciliation, as an attempt the worker lacks)
+    reconciled: bool = False
     heartbeat_s: float = 2.0  # how often it was asked to beat (Service.pace)
     timeout_s: float = 10.0  # silent this long: its stream is closed and its lease runs out
     lease_until: int = 0  # epoch ms, as last written to the store

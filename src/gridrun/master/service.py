@@ -387,7 +387,9 @@ class Service:
 
     async def finished(self, session: WorkerSession, ref: AttemptRef, report: Report) -> None:
         spec = session.inflight.get(ref)
-        refill = not (session.closed or session.legacy or self.stopping.is_set())
+        refill = session.reconciled and not (
+            session.closed or session.legacy or self.stopping.is_set()
+        )
         if spec is not None and refill and report.outcome is not Outcome.NO_SLOT:
             # (a closed session takes nothing new, as in a dispatch pass)
             await self._finish_and_refill(session, ref, spec, report)

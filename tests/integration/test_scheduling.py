@@ -33,7 +33,7 @@ async def test_200_tasks_over_two_workers_none_lost_none_twice_slots_respected(
     assert Counter(ran) == Counter(t["id"] for t in tasks)  # each exactly once
     ended = [await grid.task(t["id"]) for t in tasks]
     # one attempt each: no slot was filled twice (the worker would have answered no_slot, and
-    # the task gone round again), neither by dispatch nor by a finish refilling its slot
+    # the task gone round again)
     assert {t["attempt"] for t in ended} == {1}
     per_worker = Counter(t["worker_id"] for t in ended)
     assert set(per_worker) == {"w1", "w2"}

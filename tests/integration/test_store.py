@@ -5,7 +5,7 @@ leases."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from gridrun.model import (
     WorkerState,
 )
 from gridrun.spec import make_spec
-from gridrun.store import Candidate, NewTask, Store, TaskFilter
+from gridrun.store import NewTask, Store, TaskFilter
 from gridrun.store.postgres import PostgresStore
 from gridrun.store.sqlite import SqliteStore
 from tests import pg
@@ -149,45 +149,6 @@ async def test_counts_by_state_follow_every_transition(store: Store) -> None:
     assert await counts() == expected
     listed = (await store.list_tasks(TaskFilter(), limit=100, before=None)).tasks
     assert {s: sum(t.state is s for t in listed) for s in expected} == expected
-
-
-async def test_finish_and_claim_fills_the_freed_slot_in_one_step(store: Store) -> None:
-    await add(store, "a", "b", "c")
-    await store.claim([("a", "w1")], now=1)
-    offered: list[list[str]] = []
-
-    def first_to(worker_id: str) -> Callable[[list[Candidate]], list[tuple[Candidate, str]]]:
-        def place(candidates: list[Candidate]) -> list[tuple[Candidate, str]]:
-            offered.append([c.task_id for c in candidates])
-            return [(candidates[0], worker_id)] if candidates else []
-
-        return place
-
-    ok = Report(Outcome.EXITED, exit_code=0)
-    finish, claimed = await store.finish_and_claim(
-        AttemptRef("a", 1), "w1", ok, 2, first_to("w1"), limit=16
-    )
-    assert finish.applied
-    assert finish.task is not None
-    assert finish.task.state is TaskState.SUCCEEDED
-    assert offered == [["b", "c"]]  # the queue as it is after the finish, head first
-    assert [(t.id, t.worker_id, t.state, t.attempt) for t in claimed] == [
-        ("b", "w1", TaskState.ASSIGNED, 1)
-    ]
-    # a stale report changes nothing, yet the slot is filled; nothing for an unleased worker
-    finish, claimed = await store.finish_and_claim(
-        AttemptRef("a", 1), "w1", ok, 3, first_to("w9"), limit=16
-    )
-    assert not finish.applied
-    assert claimed == []
-    # limit 0 (no free slot): the queue is not even read
-    _, claimed = await store.finish_and_claim(
-        AttemptRef("b", 1), "w1", ok, 4, first_to("w1"), limit=0
-    )
-    assert claimed == []
-    assert len(offered) == 2
-    assert (await store.get_task("b")).state is TaskState.SUCCEEDED
-    assert (await store.get_task("c")).state is TaskState.QUEUED
 
 
 async def test_no_slot_puts_the_task_back_in_the_queue(store: Store) -> None:

@@ -386,14 +386,6 @@ class Service:
             self._touched(ref.task_id)
 
     async def finished(self, session: WorkerSession, ref: AttemptRef, report: Report) -> None:
-        spec = session.inflight.get(ref)
-        refill = session.reconciled and not (
-            session.closed or session.legacy or self.stopping.is_set()
-        )
-        if spec is not None and refill and report.outcome is not Outcome.NO_SLOT:
-            # (a closed session takes nothing new, as in a dispatch pass)
-            await self._finish_and_refill(session, ref, spec, report)
-            return
         # The process has ended, so its slot is free now: let the next claim share this
         # commit instead of waiting for it.
         session.inflight.pop(ref, None)
@@ -406,37 +398,6 @@ class Service:
             self._stale(session, ref, "finished")
         elif result.task is not None:
             self.settled([result.task])  # also when it went back to the queue for a retry
-
-    async def _finish_and_refill(
-        self, session: WorkerSession, ref: AttemptRef, spec: TaskSpec, report: Report
-    ) -> None:
-        """Record the result and, in the same transaction, claim the next queued tasks this
-        worker can take into the slot it freed: one write per task instead of two, and no
-        read of the queue in between. The slot stays counted as taken until then, so a
-        dispatch pass meanwhile does not fill it too."""
-        del session.inflight[ref]
-        capacity = session.capacity()
-        session.inflight[ref] = spec
-        try:
-            result, claimed = await self.store.finish_and_claim(
-                ref,
-                session.worker_id,
-                report,
-                self.clock.now_ms(),
-                lambda candidates: scheduler.place(candidates, [capacity]),
-                limit=max(16, capacity.free * 4) if capacity.free else 0,
-            )
-        finally:
-            session.inflight.pop(ref, None)
-            session.reported.discard(ref)
-        session.ack(ref)  # durable now (or stale and dropped): the worker may forget it
-        for task in claimed:
-            await self._send_assignment(task)
-        self.dispatch_wanted.set()  # other slots, or a task the result put back in the queue
-        if not result.applied:
-            self._stale(session, ref, "finished")
-        elif result.task is not None:
-            self.settled([result.task])
 
     async def delivered(self, session: WorkerSession, ref: AttemptRef) -> None:
         """A legacy worker was handed the command; it will never say more."""

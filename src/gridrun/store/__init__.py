@@ -195,19 +195,6 @@ class Store(Protocol):
         self, ref: AttemptRef, worker_id: str, report: Report, now: int
     ) -> Finish: ...
 
-    async def finish_and_claim(
-        self,
-        ref: AttemptRef,
-        worker_id: str,
-        report: Report,
-        now: int,
-        place: Callable[[list[Candidate]], list[tuple[Candidate, str]]],
-        limit: int,
-    ) -> tuple[Finish, list[Task]]:
-        """`record_finish`, then `claim` what `place` picks from the first `limit` queued
-        tasks, in one transaction."""
-        ...
-
     async def mark_delivered(self, ref: AttemptRef, worker_id: str, now: int) -> bool: ...
 
     async def mark_lost(

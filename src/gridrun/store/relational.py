@@ -439,30 +439,6 @@ class RelationalStore(ScheduleVerbs, WorkerVerbs):
     ) -> Finish:
         return await self._write(lambda tx: self._finish(tx, ref, worker_id, report, now))
 
-    async def finish_and_claim(
-        self,
-        ref: AttemptRef,
-        worker_id: str,
-        report: Report,
-        now: int,
-        place: Callable[[list[Candidate]], list[tuple[Candidate, str]]],
-        limit: int,
-    ) -> tuple[Finish, list[Task]]:
-        """`record_finish`, then in the same transaction claim what `place` picks from the
-        first `limit` queued tasks: the slot the attempt held is filled with one write instead
-        of two, and without a read between them."""
-
-        async def step(tx: Tx) -> tuple[Finish, list[Task]]:
-            finish = await self._finish(tx, ref, worker_id, report, now)
-            if limit <= 0:
-                return finish, []
-            placed = place(await self._queued(tx, limit, None, now))
-            if not placed:
-                return finish, []
-            return finish, await self._claim(tx, [(c.task_id, w) for c, w in placed], now)
-
-        return await self._write(step)
-
     async def _finish(
         self, tx: Tx, ref: AttemptRef, worker_id: str, report: Report, now: int
     ) -> Finish:

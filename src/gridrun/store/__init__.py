@@ -70,6 +70,10 @@ class Candidate:
     pack: bool = False
 
 
+Placed = list[tuple[Candidate, str]]  # (candidate, worker_id) pairs
+Placer = Callable[[list[Candidate]], Placed]  # placement over what was read of the queue
+
+
 @dataclass(frozen=True, slots=True)
 class Finish:
     """The result of applying a worker's report: the task after it, or None if it was stale."""
@@ -163,12 +167,8 @@ class Store(Protocol):
         ...
 
     async def place_and_claim(
-        self,
-        limit: int,
-        after: tuple[int, int] | None,
-        now: int,
-        place: Callable[[list[Candidate]], list[tuple[Candidate, str]]],
-    ) -> tuple[list[Candidate], list[tuple[Candidate, str]], list[Task]]:
+        self, limit: int, after: tuple[int, int] | None, now: int, place: Placer
+    ) -> tuple[list[Candidate], Placed, list[Task]]:
         """`queued`, then `claim` what `place` picks of them, in one transaction; return the
         candidates read, those placed and the tasks claimed."""
         ...

@@ -9,7 +9,7 @@ only if it commits.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import orjson
@@ -35,6 +35,8 @@ from gridrun.store import (
     NewTask,
     Notice,
     Page,
+    Placed,
+    Placer,
     TaskFilter,
     TaskOutput,
     dependencies,
@@ -259,16 +261,12 @@ class RelationalStore(ScheduleVerbs, WorkerVerbs):
         return await self._read(lambda tx: self._queued(tx, limit, after, now))
 
     async def place_and_claim(
-        self,
-        limit: int,
-        after: tuple[int, int] | None,
-        now: int,
-        place: Callable[[list[Candidate]], list[tuple[Candidate, str]]],
-    ) -> tuple[list[Candidate], list[tuple[Candidate, str]], list[Task]]:
+        self, limit: int, after: tuple[int, int] | None, now: int, place: Placer
+    ) -> tuple[list[Candidate], Placed, list[Task]]:
         """Read up to `limit` queued tasks (after (priority, seq)), claim what `place` picks,
         in one transaction: a dispatch pass without a separate read."""
 
-        async def step(tx: Tx) -> tuple[list[Candidate], list[tuple[Candidate, str]], list[Task]]:
+        async def step(tx: Tx) -> tuple[list[Candidate], Placed, list[Task]]:
             candidates = await self._queued(tx, limit, after, now)
             placed = place(candidates)
             if not placed:

@@ -435,19 +435,17 @@ class RelationalStore(ScheduleVerbs, WorkerVerbs):
     async def record_finish(
         self, ref: AttemptRef, worker_id: str, report: Report, now: int
     ) -> Finish:
-        return await self._write(lambda tx: self._finish(tx, ref, worker_id, report, now))
+        async def finish(tx: Tx) -> Finish:
+            task = await self._held(tx, ref, worker_id)
+            if task is None:
+                return Finish(task=None, applied=False)
+            ended = state_after(report)
+            if ended is TaskState.QUEUED and task.cancel_requested:
+                ended = TaskState.CANCELLED
+            await self._end_attempt(tx, task, ended, report, now)
+            return Finish(task=await self._load(tx, ref.task_id), applied=True)
 
-    async def _finish(
-        self, tx: Tx, ref: AttemptRef, worker_id: str, report: Report, now: int
-    ) -> Finish:
-        task = await self._held(tx, ref, worker_id)
-        if task is None:
-            return Finish(task=None, applied=False)
-        ended = state_after(report)
-        if ended is TaskState.QUEUED and task.cancel_requested:
-            ended = TaskState.CANCELLED
-        await self._end_attempt(tx, task, ended, report, now)
-        return Finish(task=await self._load(tx, ref.task_id), applied=True)
+        return await self._write(finish)
 
     async def mark_delivered(self, ref: AttemptRef, worker_id: str, now: int) -> bool:
         async def deliver(tx: Tx) -> bool:

@@ -103,7 +103,8 @@ DEFAULT_RETRY = RetryPolicy()
 
 
 def labels_to_json(labels: Mapping[str, str]) -> str:
-    """A task's or worker's labels (the `labels` column), keys sorted."""
+    """A task's labels as stored (its `selector` column, matched by the label filter), keys
+    sorted."""
     return orjson.dumps(dict(labels), option=orjson.OPT_SORT_KEYS).decode()
 
 

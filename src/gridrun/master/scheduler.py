@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gridrun.model import NO_RESOURCES, Resources, WorkerInfo, capacity_of, labels_match
-from gridrun.store import Candidate
+from gridrun.store import Candidate, Placed
 
 
 @dataclass(slots=True)
@@ -115,26 +115,23 @@ class _Ranking:
             heapq.heappush(self._heap, (self._key(pool[i]), i, version))
 
 
-def place(
-    candidates: Iterable[Candidate], workers: Iterable[Capacity]
-) -> list[tuple[Candidate, str]]:
+def place(candidates: Iterable[Candidate], workers: Iterable[Capacity]) -> Placed:
     """Return (candidate, worker_id) pairs; candidates that fit nowhere now are left out."""
     pool = [w for w in workers if w.slots > 0]
     versions = [0] * len(pool)
     free = sum(w.free for w in pool)
     rankings: dict[bool, _Ranking] = {}  # pack -> ranking, made when first needed
-    placed: list[tuple[Candidate, str]] = []
+    placed: Placed = []
     for candidate in candidates:
         if free <= 0:
             break
+        key = _fullness if candidate.pack else _load
         if _plain(candidate):
             if candidate.pack not in rankings:
-                key = _fullness if candidate.pack else _load
                 rankings[candidate.pack] = _Ranking(pool, versions, key)
             chosen = rankings[candidate.pack].best(pool, versions, candidate.legacy_ok)
         else:
             options = [i for i, w in enumerate(pool) if eligible(candidate, w)]
-            key = _fullness if candidate.pack else _load
             chosen = min(options, key=lambda i: key(pool[i])) if options else None
         if chosen is None:
             continue

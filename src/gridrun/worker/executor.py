@@ -199,8 +199,8 @@ class Execution:
             outcome = await self._wait(proc.pid, exited)
         finally:
             self._kill_group(proc.pid, signal.SIGKILL)  # leftovers of the group, if any
-            await asyncio.wait({exited})
-            await asyncio.wait({self._pipes_closed})
+            ended: set[asyncio.Future[Any]] = {exited, self._pipes_closed}
+            await asyncio.wait(ended)  # both: it has exited, and all its output is read
             if self._flush_timer is not None:
                 self._flush_timer.cancel()
             self._flush()

@@ -107,6 +107,12 @@ class Service:
         if any(s.after for s in specs):
             specs = resolve_after(specs, ids)  # names of batch members -> their ids
         proposed = [NewTask(id=i, spec=s) for i, s in zip(ids, specs, strict=True)]
+        # Wake dispatch before the insert commits: add_tasks queues its write before it first
+        # yields, so the pass's claim queues behind it, and SQLite runs that claim in the
+        # transaction right after the insert, with no turn of the event loop between them
+        # (created->assigned: ~1.3 ms -> ~0.1 ms at light load). A store with concurrent
+        # writers (PostgreSQL) may not see the insert yet: the wake after it covers that.
+        self.dispatch_wanted.set()
         tasks = await self.store.add_tasks(proposed, self.clock.now_ms())
         self.dispatch_wanted.set()
         added = [(t, t.id == p.id) for t, p in zip(tasks, proposed, strict=True)]

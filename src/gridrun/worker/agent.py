@@ -511,6 +511,7 @@ class Agent:
         self._gpus_of[ref] = gpus
         execution = Execution(assignment, launch, self._emit)
         self.executions[ref] = execution
+        execution.start()  # now, not on the run task's first turn
         self._runs[ref] = asyncio.create_task(self._run(execution), name=f"task-{ref.task_id}")
 
     async def _run(self, execution: Execution) -> None:

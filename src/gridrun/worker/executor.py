@@ -140,6 +140,9 @@ class Execution:
         self._streams = {n: _Stream(assignment.ref, n) for n in (STDOUT, STDERR)}
         self.pid: int | None = None
         self.started_at = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._exited: asyncio.Future[int] | None = None
+        self._spawn_error = ""
         self._announce: asyncio.TimerHandle | None = None  # sends Started, unless it ends first
         self._flush_timer: asyncio.TimerHandle | None = None
         self._pipes_open = 0
@@ -161,29 +164,24 @@ class Execution:
             if self._stop is not None and not self._stop.done():
                 self._stop.set_result(None)
 
-    async def run(self) -> Finished:
-        """Run the process to its end and return (and emit) how it finished."""
-        a = self.assignment
-        started_at = now_ms()
-        if self._cancelled:
-            return self._finish(Report(self._outcome_on_kill, error=self._error))
+    def start(self) -> None:
+        """Start the process now, without waiting for it (`run` then waits for its end). The
+        worker calls this as it takes the assignment, so the spawn does not wait for a turn of
+        the event loop. A failure to spawn is kept for `run` to report."""
+        if self._proc is not None or self._spawn_error or self._cancelled:
+            return
+        self.started_at = now_ms()
         launch = self._launch
         try:
             proc = _spawn(launch)
         except OSError as exc:
             detail = exc.strerror or str(exc)
-            target = exc.filename or a.argv[0]
-            return self._finish(
-                Report(
-                    Outcome.SPAWN_FAILED,
-                    started_at=started_at,
-                    finished_at=now_ms(),
-                    error=f"cannot run {target!r}: {detail}",
-                )
-            )
+            target = exc.filename or self.assignment.argv[0]
+            self._spawn_error = f"cannot run {target!r}: {detail}"
+            return
         loop = asyncio.get_running_loop()
+        self._proc = proc
         self.pid = proc.pid
-        self.started_at = started_at
         self._announce = loop.call_later(STARTED_DELAY_S, self._started)
         self._stop = loop.create_future()
         self._pipes_closed = loop.create_future()
@@ -193,7 +191,24 @@ class Execution:
             os.set_blocking(pipe.fileno(), False)
             loop.add_reader(pipe.fileno(), self._readable, loop, pipe, self._streams[number])
             self._pipes_open += 1
-        exited = _exit_of(loop, proc)
+        self._exited = _exit_of(loop, proc)
+
+    async def run(self) -> Finished:
+        """Run the process (started here unless `start` did) to its end and return (and emit)
+        how it finished."""
+        self.start()
+        proc, exited = self._proc, self._exited
+        if self._spawn_error:
+            report = Report(
+                Outcome.SPAWN_FAILED,
+                started_at=self.started_at,
+                finished_at=now_ms(),
+                error=self._spawn_error,
+            )
+            return self._finish(report)
+        if proc is None or exited is None:  # cancelled before it started
+            return self._finish(Report(self._outcome_on_kill, error=self._error))
+        assert self._pipes_closed is not None
         outcome = Outcome.EXITED
         try:
             outcome = await self._wait(proc.pid, exited)
@@ -210,7 +225,7 @@ class Execution:
                 outcome,
                 exit_code=code if code >= 0 else None,
                 signal=-code if code < 0 else None,
-                started_at=started_at,
+                started_at=self.started_at,
                 finished_at=now_ms(),
                 error=self._error if outcome is not Outcome.EXITED else "",
             )

@@ -69,6 +69,18 @@ async def test_a_task_no_worker_matches_stays_queued_until_one_joins(grid: Grid)
     assert done["worker_id"] == "arm"
 
 
+async def test_a_long_queue_head_nobody_can_take_does_not_hide_the_tasks_behind_it(
+    grid: Grid,
+) -> None:
+    # a dispatch pass reads 2 rows for the one free slot, then 8, 32, 128, 512, 512 as none of
+    # them fits: the plain task is found behind 600 that only an arm64 worker could take
+    await grid.add_worker("plain", slots=1)
+    stuck = await grid.submit_many([{"cmd": "true", "labels": {"arch": "arm64"}}] * 600)
+    plain = await grid.submit(cmd="true")
+    assert (await grid.wait(plain["id"]))["state"] == "succeeded"
+    assert (await grid.task(stuck[-1]["id"]))["state"] == "queued"
+
+
 async def test_higher_priority_first_then_fifo(grid: Grid, tmp_path: Path) -> None:
     gate = tmp_path / "gate"
     order = tmp_path / "order"

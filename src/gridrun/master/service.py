@@ -294,10 +294,12 @@ class Service:
         assigned = 0
         capacities = [s.capacity() for s in self.sessions if s.reconciled and not s.closed]
         after: tuple[int, int] | None = None
-        scanned = 0
+        scanned = batch = 0
         while scanned < QUEUE_SCAN_LIMIT and (free := sum(c.free for c in capacities)):
-            # read about as many as could be placed; more only if label mismatches skip some
-            batch = min(QUEUE_SCAN_BATCH, max(16, free * 4))
+            # Read about as many as could be placed (a slot freed by a finish reads 2 rows, not
+            # 16); when some could not be placed here (labels, resources), read four times
+            # more each time, so a long head nobody here can take costs few reads.
+            batch = min(QUEUE_SCAN_BATCH, max(free * 2, batch * 4))
             candidates, placed, claimed = await self.store.place_and_claim(
                 batch,
                 after,

@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/ingest.py $(if $(PG),--db $(PG))
 	$(BIN)/python bench/depth.py
 	$(BIN)/python bench/fleet.py
+	$(BIN)/python bench/grpc_floor.py
 	$(BIN)/python bench/failover.py
 
 clean:

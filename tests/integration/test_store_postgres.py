@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 
 from gridrun.errors import Unavailable
-from gridrun.model import WorkerInfo, WorkerState
+from gridrun.model import AttemptRef, Outcome, Report, TaskState, WorkerInfo, WorkerState
 from gridrun.spec import make_spec
 from gridrun.store import NewTask, Notice, postgres_sql
 from gridrun.store.postgres import PostgresStore, numbered, redact
@@ -157,3 +157,60 @@ async def test_masters_firing_one_schedule_slot_at_once_make_one_task(url: str) 
         assert sum((await stores[2].count_by_state()).values()) == 3
     finally:
         await asyncio.gather(*(s.close() for s in stores))
+
+
+async def test_counts_stay_exact_while_two_masters_change_tasks_and_fold_at_once(
+    two: tuple[PostgresStore, PostgresStore],
+) -> None:
+    a, b = two
+    ids = [f"t{i}" for i in range(100)]
+    await a.add_tasks([NewTask(i, make_spec(cmd="true")) for i in ids[:50]], now=1)
+    await b.add_tasks([NewTask(i, make_spec(cmd="true")) for i in ids[50:]], now=1)
+    ok = Report(Outcome.EXITED, exit_code=0)
+
+    async def work(store: PostgresStore, worker: str, mine: list[str]) -> None:
+        for k in range(0, len(mine), 5):
+            await store.claim([(i, worker) for i in mine[k : k + 5]], now=2)
+            await asyncio.gather(
+                *(
+                    store.record_finish(AttemptRef(i, 1), worker, ok, now=3)
+                    for i in mine[k : k + 3]
+                ),
+                store.fold_counts(),
+            )
+
+    async def folding() -> None:
+        for _ in range(20):
+            await asyncio.gather(a.fold_counts(), b.fold_counts())
+
+    await asyncio.gather(work(a, "wa", ids[::2]), work(b, "wb", ids[1::2]), folding())
+    expected = {TaskState.SUCCEEDED: 60, TaskState.ASSIGNED: 40}
+    assert await a.count_by_state() == expected
+    await b.fold_counts()
+    assert await a.count_by_state() == expected
+    assert await b.count_by_state() == expected
+
+
+async def test_a_database_from_before_kept_counts_is_counted_as_it_migrates(url: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        async with conn.transaction():
+            await conn.execute(postgres_sql.CREATE_VERSION_TABLE)
+            for migration in postgres_sql.MIGRATIONS[:6]:
+                await conn.execute(migration)
+            await conn.execute(postgres_sql.SET_VERSION.format(version=6))
+            await conn.execute(
+                "INSERT INTO tasks (id, spec, priority, selector, legacy_ok, state, created_at)"
+                " SELECT 'v6-' || i, '{}', 0, '{}', 1, CASE WHEN i <= 3 THEN 'queued'"
+                " ELSE 'succeeded' END, 1 FROM generate_series(1, 10) AS i"
+            )
+    finally:
+        await conn.close()
+    store = PostgresStore(url, origin="m1")
+    await store.open()
+    try:
+        assert await store.count_by_state() == {TaskState.QUEUED: 3, TaskState.SUCCEEDED: 7}
+        await store.add_tasks([NewTask("new", make_spec(cmd="true"))], now=2)
+        assert await store.count_by_state() == {TaskState.QUEUED: 4, TaskState.SUCCEEDED: 7}
+    finally:
+        await store.close()

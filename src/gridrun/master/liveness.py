@@ -121,6 +121,7 @@ class Liveness:
             service.dispatch_wanted.set()
         await self.flag_unschedulable(now)
         await self.schedules.fire_due()
+        await service.store.fold_counts()
 
     async def flag_unschedulable(self, now: int) -> None:
         """Say, on each task at the head of the queue, why no live worker could ever take it

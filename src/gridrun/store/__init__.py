@@ -148,6 +148,11 @@ class Store(Protocol):
 
     async def count_by_state(self) -> dict[TaskState, int]: ...
 
+    async def fold_counts(self) -> None:
+        """Fold the changes of the counts per state into their totals, where a backend keeps
+        them as changes (PostgreSQL); called every liveness period."""
+        ...
+
     # -- scheduling
     async def queued(self, limit: int, after: tuple[int, int] | None, now: int) -> list[Candidate]:
         """Claimable queued tasks (past any retry backoff), highest priority first, then

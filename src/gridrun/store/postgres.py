@@ -125,6 +125,7 @@ class PostgresStore(RelationalStore):
         skip_locked=" FOR UPDATE SKIP LOCKED",
         share_lock=" FOR SHARE",
         label_clause="(selector::jsonb ->> ?) = ?",
+        count_by_state=ddl.COUNT_BY_STATE,
     )
     shared = True
 
@@ -231,6 +232,16 @@ class PostgresStore(RelationalStore):
                 if committing or attempt == RETRIES or not isinstance(exc, RECONNECT):
                     raise self._unavailable(exc) from None
         raise AssertionError("unreachable")
+
+    async def fold_counts(self) -> None:
+        """Move the changes of the counts into their totals, unless another master is."""
+
+        async def fold(tx: Tx) -> None:
+            row = await tx.one(ddl.TRY_COUNTS_LOCK, ddl.COUNTS_LOCK)
+            if row is not None and row[0]:
+                await tx.run(ddl.FOLD_COUNTS)
+
+        await self._write(fold)
 
     async def ping(self) -> None:
         await self._read(lambda tx: tx.one("SELECT 1"))

@@ -116,6 +116,40 @@ SCHEMA_V6 = """
 CREATE INDEX tasks_retry ON tasks (not_before) WHERE state = 'queued' AND not_before > 0;
 """
 
+# v7: tasks per state, kept as they change. GET /v1/stats, the dashboard (every second per
+# open tab) and /metrics counted every task: 190 ms at 1M tasks. Triggers append each change
+# to task_count_changes (appends never wait on each other, so two masters' transactions do not
+# queue behind one counter row); `FOLD_COUNTS` moves them into task_counts every liveness
+# period, and a count reads both.
+SCHEMA_V7 = """
+CREATE TABLE task_counts (state TEXT PRIMARY KEY, n BIGINT NOT NULL);
+CREATE TABLE task_count_changes (state TEXT NOT NULL, delta BIGINT NOT NULL);
+CREATE FUNCTION gridrun_count_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO task_count_changes (state, delta)
+        SELECT state, count(*) FROM inserted GROUP BY state;
+    RETURN NULL;
+END $$;
+CREATE FUNCTION gridrun_count_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' THEN
+        INSERT INTO task_count_changes (state, delta) VALUES (OLD.state, -1), (NEW.state, 1);
+    ELSE
+        INSERT INTO task_count_changes (state, delta) VALUES (OLD.state, -1);
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER tasks_count_insert AFTER INSERT ON tasks
+    REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT
+    EXECUTE FUNCTION gridrun_count_inserted();
+CREATE TRIGGER tasks_count_update AFTER UPDATE OF state ON tasks
+    FOR EACH ROW WHEN (OLD.state IS DISTINCT FROM NEW.state)
+    EXECUTE FUNCTION gridrun_count_changed();
+CREATE TRIGGER tasks_count_delete AFTER DELETE ON tasks
+    FOR EACH ROW EXECUTE FUNCTION gridrun_count_changed();
+INSERT INTO task_counts (state, n) SELECT state, count(*) FROM tasks GROUP BY state;
+"""
+
 MIGRATIONS = [
     SCHEMA_V1,
     SCHEMA_V2,
@@ -123,6 +157,7 @@ MIGRATIONS = [
     SCHEMA_V4,
     SCHEMA_V5,
     SCHEMA_V6,
+    SCHEMA_V7,
 ]  # MIGRATIONS[n] brings a database from version n to n+1
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -145,3 +180,18 @@ INSERT_TASKS = (
 )
 CHANNEL = "gridrun"
 NOTIFY = "SELECT pg_notify('gridrun', payload) FROM unnest($1::text[]) AS payload"
+
+COUNT_BY_STATE = (
+    "SELECT state, sum(n)::bigint FROM (SELECT state, n FROM task_counts"
+    " UNION ALL SELECT state, delta FROM task_count_changes) AS c GROUP BY state"
+    " HAVING sum(n) > 0"
+)
+# One master folds at a time (the others skip): two folds would lock the same totals in
+# whatever order their groups came, and could deadlock.
+COUNTS_LOCK = 0x636F756E  # "coun"
+TRY_COUNTS_LOCK = "SELECT pg_try_advisory_xact_lock(?)"
+FOLD_COUNTS = (
+    "WITH moved AS (DELETE FROM task_count_changes RETURNING state, delta)"
+    " INSERT INTO task_counts AS c (state, n) SELECT state, sum(delta) FROM moved"
+    " GROUP BY state ON CONFLICT (state) DO UPDATE SET n = c.n + excluded.n"
+)

@@ -40,7 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/throughput.py $(if $(PG),--db $(PG))
 	$(BIN)/python bench/ingest.py $(if $(PG),--db $(PG))
-	$(BIN)/python bench/depth.py
+	$(BIN)/python bench/depth.py $(if $(PG),--db $(PG))
 	$(BIN)/python bench/fleet.py
 	$(BIN)/python bench/grpc_floor.py
 	$(BIN)/python bench/failover.py

@@ -1,12 +1,14 @@
 """Queue depth: does dispatch slow down when the queue is deep?
 
-For each depth D (default 1,000 and 1,000,000): a fresh master on SQLite (sync=full) with no
+For each depth D (default 1,000 and 1,000,000): a fresh master on SQLite (sync=full), and with
+--db on a fresh PostgreSQL database too, with no
 workers takes D `true` tasks through batched POST /v1/tasks; then a fleet of simulated workers
 (bench/fleet.py: real gRPC streams answering each assignment at once) joins, and the simulator
 times K assignments (after a warm-up of 100), all from the head of the same deep queue. The
 ratio of the two rates shows whether a pass reads more than the head of the queue. Before the
 fleet joins, it times GET /v1/stats (the counts per state the dashboard asks for every second).
 Usage: python bench/depth.py [--depths 1000,1000000] [--measure K] [--workers W] [--slots S]
+                             [--db postgresql://...]
 """
 
 from __future__ import annotations
@@ -47,8 +49,8 @@ def stats_ms(grid: Grid, calls: int = 21) -> float:
     return statistics.median(times) * 1000
 
 
-def measure(depth: int, args: argparse.Namespace) -> tuple[float, float, float]:
-    with one_master("gridrun-depth-") as grid:
+def measure(depth: int, args: argparse.Namespace, server: str | None) -> tuple[float, float, float]:
+    with one_master("gridrun-depth-", server) as grid:
         ingest = fill(grid, depth)
         stats = stats_ms(grid)
         address = f"127.0.0.1:{grid.ports[0][1]}"
@@ -66,18 +68,21 @@ def main() -> None:
     parser.add_argument("--measure", type=int, default=800, help="assignments timed (K)")
     parser.add_argument("--workers", type=int, default=20)
     parser.add_argument("--slots", type=int, default=4)
+    parser.add_argument("--db", help="also on PostgreSQL: a URL of an existing database there")
     args = parser.parse_args()
     depths = [int(d) for d in args.depths.split(",")]
     if min(depths) < WARMUP + args.measure:
         parser.error(f"every depth must hold the warm-up and the measure ({WARMUP + args.measure})")
     print(f"machine: {os.cpu_count()} cores; SQLite sync=full; {args.workers} simulated workers"
           f" x {args.slots} slots; {args.measure} assignments timed after {WARMUP}")  # fmt: skip
-    rates = {}
-    for depth in depths:
-        ingest, stats, rates[depth] = measure(depth, args)
-        ratio = f"  ({rates[depth] / rates[depths[0]]:.2f} x at {depths[0]:,})" if rates else ""
-        print(f"{depth:>9,} queued: dispatch {rates[depth]:7.1f} tasks/s{ratio}"
-              f"  (filled at {ingest:,.0f} tasks/s; GET /v1/stats {stats:.1f} ms)")  # fmt: skip
+    for server in [None, args.db] if args.db else [None]:
+        rates = {}
+        label = "postgresql" if server else "sqlite"
+        for depth in depths:
+            ingest, stats, rates[depth] = measure(depth, args, server)
+            ratio = f"  ({rates[depth] / rates[depths[0]]:.2f} x at {depths[0]:,})"
+            print(f"{label:<10} {depth:>9,} queued: dispatch {rates[depth]:7.1f} tasks/s{ratio}"
+                  f"  (filled at {ingest:,.0f} tasks/s; GET /v1/stats {stats:.1f} ms)")  # fmt: skip
 
 
 if __name__ == "__main__":

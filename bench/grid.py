@@ -187,9 +187,10 @@ class Grid:
 
 
 @contextlib.contextmanager
-def one_master(prefix: str) -> Iterator[Grid]:
-    """A master on a fresh SQLite file in a temporary directory, stopped afterwards."""
-    with tempfile.TemporaryDirectory(prefix=prefix) as tmp, database(None, Path(tmp)) as db:
+def one_master(prefix: str, server: str | None = None) -> Iterator[Grid]:
+    """A master on a fresh SQLite file in a temporary directory (or a fresh database on the
+    PostgreSQL `server`), stopped afterwards."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp, database(server, Path(tmp)) as db:
         grid = Grid(Path(tmp), db)
         try:
             grid.start_masters()

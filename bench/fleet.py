@@ -31,6 +31,16 @@ from gridrun._proto import worker_pb2_grpc
 BENCH = Path(__file__).resolve().parent
 
 
+def succeeded(assign: pb.Assign) -> pb.WorkerMessage:
+    """The answer of a worker that ran the assignment at once, and it exited 0."""
+    now = time.time_ns() // 1_000_000
+    finished = pb.Finished(
+        ref=assign.ref, outcome=pb.OUTCOME_EXITED, has_exit_code=True,
+        exit_code=0, started_at_ms=now, finished_at_ms=now,
+    )  # fmt: skip
+    return pb.WorkerMessage(finished=finished)
+
+
 class Tally:
     """Counts answered assignments; reports the time taken by `count` of them after `skip`."""
 
@@ -104,12 +114,7 @@ async def _session(
                 if msg.WhichOneof("msg") == "welcome":  # the fleet grew: beat less often
                     pace[0] = max(msg.welcome.heartbeat_interval_ms, 100) / 1000
                 elif msg.WhichOneof("msg") == "assign":
-                    now = time.time_ns() // 1_000_000
-                    finished = pb.Finished(
-                        ref=msg.assign.ref, outcome=pb.OUTCOME_EXITED, has_exit_code=True,
-                        exit_code=0, started_at_ms=now, finished_at_ms=now,
-                    )  # fmt: skip
-                    out.put_nowait(pb.WorkerMessage(finished=finished))
+                    out.put_nowait(succeeded(msg.assign))
                     tally.one()
 
         parts = [asyncio.create_task(p()) for p in (heartbeats, writer, reader)]

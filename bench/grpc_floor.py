@@ -26,6 +26,7 @@ import sys
 import time
 
 import grpc
+from fleet import succeeded
 from grid import free_port
 
 from gridrun._proto import worker_pb2 as pb
@@ -115,12 +116,7 @@ async def client(port: int) -> None:
         while isinstance(msg := await call.read(), pb.MasterMessage):
             if first:
                 cpu0, first = cpu_self(), False
-            now = time.time_ns() // 1_000_000
-            finished = pb.Finished(
-                ref=msg.assign.ref, outcome=pb.OUTCOME_EXITED, has_exit_code=True,
-                exit_code=0, started_at_ms=now, finished_at_ms=now,
-            )  # fmt: skip
-            queue.put_nowait(pb.WorkerMessage(finished=finished))
+            queue.put_nowait(succeeded(msg.assign))
         cpu = cpu_self() - cpu0
         writing.cancel()
         print(json.dumps({"cpu": cpu}), flush=True)

@@ -57,3 +57,15 @@ async def test_no_started_is_sent_after_the_finished() -> None:
     events = await run("true")
     await asyncio.sleep(executor.STARTED_DELAY_S * 3)  # the announcement would be due by now
     assert [type(e) for e in events] == [Finished]
+
+
+async def test_a_command_that_cannot_be_spawned_is_reported_as_spawn_failed() -> None:
+    # a missing program (OSError), and a NUL byte no master should send (ValueError): each is
+    # a result, not an exception that would leave the attempt unanswered
+    for argv in (("/nonexistent/program",), ("echo", "a\x00b")):
+        events = await run(*argv)
+        assert [type(e) for e in events] == [Finished], argv
+        finished = events[0]
+        assert isinstance(finished, Finished)
+        assert finished.report.outcome is Outcome.SPAWN_FAILED
+        assert finished.report.error.startswith("cannot run "), finished.report.error

@@ -140,8 +140,7 @@ class Execution:
         self._streams = {n: _Stream(assignment.ref, n) for n in (STDOUT, STDERR)}
         self.pid: int | None = None
         self.started_at = 0
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._exited: asyncio.Future[int] | None = None
+        self._exited: asyncio.Future[int] | None = None  # set once the process has started
         self._spawn_error = ""
         self._announce: asyncio.TimerHandle | None = None  # sends Started, unless it ends first
         self._flush_timer: asyncio.TimerHandle | None = None
@@ -168,19 +167,18 @@ class Execution:
         """Start the process now, without waiting for it (`run` then waits for its end). The
         worker calls this as it takes the assignment, so the spawn does not wait for a turn of
         the event loop. A failure to spawn is kept for `run` to report."""
-        if self._proc is not None or self._spawn_error or self._cancelled:
+        if self._exited is not None or self._spawn_error or self._cancelled:
             return
         self.started_at = now_ms()
         launch = self._launch
         try:
             proc = _spawn(launch)
-        except OSError as exc:
-            detail = exc.strerror or str(exc)
-            target = exc.filename or self.assignment.argv[0]
+        except (OSError, ValueError) as exc:  # ValueError: a NUL byte the checks let through
+            detail = getattr(exc, "strerror", None) or str(exc)
+            target = getattr(exc, "filename", None) or self.assignment.argv[0]
             self._spawn_error = f"cannot run {target!r}: {detail}"
             return
         loop = asyncio.get_running_loop()
-        self._proc = proc
         self.pid = proc.pid
         self._announce = loop.call_later(STARTED_DELAY_S, self._started)
         self._stop = loop.create_future()
@@ -197,7 +195,7 @@ class Execution:
         """Run the process (started here unless `start` did) to its end and return (and emit)
         how it finished."""
         self.start()
-        proc, exited = self._proc, self._exited
+        pid, exited = self.pid, self._exited
         if self._spawn_error:
             report = Report(
                 Outcome.SPAWN_FAILED,
@@ -206,14 +204,14 @@ class Execution:
                 error=self._spawn_error,
             )
             return self._finish(report)
-        if proc is None or exited is None:  # cancelled before it started
+        if pid is None or exited is None:  # cancelled before it started
             return self._finish(Report(self._outcome_on_kill, error=self._error))
         assert self._pipes_closed is not None
         outcome = Outcome.EXITED
         try:
-            outcome = await self._wait(proc.pid, exited)
+            outcome = await self._wait(pid, exited)
         finally:
-            self._kill_group(proc.pid, signal.SIGKILL)  # leftovers of the group, if any
+            self._kill_group(pid, signal.SIGKILL)  # leftovers of the group, if any
             ended: set[asyncio.Future[Any]] = {exited, self._pipes_closed}
             await asyncio.wait(ended)  # both: it has exited, and all its output is read
             if self._flush_timer is not None:

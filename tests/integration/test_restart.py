@@ -144,3 +144,52 @@ async def test_output_held_for_an_absent_master_is_bounded_and_the_loss_counted(
     assert out["bytes_dropped"] == 10_000 - len(out["text"])
     assert out["text"].endswith("9\n")
     assert agent.dropped_output == out["bytes_dropped"]
+
+
+async def claimed_but_never_sent(grid: Grid, worker: str) -> str:
+    """A task the store records as assigned to `worker` that no stream carried: the master's
+    claim committed, but it could not know (a commit cut off) or the stream broke first. Its
+    labels keep dispatch from placing it by itself."""
+    task = await grid.submit(cmd="echo placed", labels={"pool": "later"})
+    assert grid.master is not None
+    store = grid.master.service.store
+    (claimed,) = await store.claim([(task["id"], worker)], now=grid.master.service.clock.now_ms())
+    assert claimed.state.value == "assigned"
+    return str(task["id"])
+
+
+async def test_an_assignment_that_never_reached_a_reconnecting_worker_goes_back_to_the_queue(
+    grid: Grid,
+) -> None:
+    await grid.add_worker("w1", slots=1)
+    task_id = await claimed_but_never_sent(grid, "w1")
+    assert grid.master is not None
+    session = grid.master.service.sessions.get("w1")
+    assert session is not None
+    session.close("test: the stream broke")  # the same worker process connects again
+    await eventually_async(
+        lambda: (
+            grid.master is not None
+            and (s := grid.master.service.sessions.get("w1")) is not None
+            and s is not session
+            and s.reconciled
+        ),
+        15,
+    )
+    task = await grid.task(task_id)
+    assert task["state"] == "queued", task  # not lost: it never reached the worker
+    assert task["error"] == "never reached the worker"
+    await grid.add_worker("w2", slots=1, labels={"pool": "later"})
+    done = await grid.wait(task_id)
+    assert (done["state"], done["worker_id"], done["attempt"]) == ("succeeded", "w2", 2)
+
+
+async def test_an_assignment_a_restarted_worker_does_not_hold_ends_lost(grid: Grid) -> None:
+    agent = await grid.add_worker("w1", slots=1)
+    task_id = await claimed_but_never_sent(grid, "w1")
+    await grid.stop_worker(agent)
+    # a new process: the one before may have started it, so nobody can say it did not run
+    await grid.add_worker("w1", slots=1)
+    task = await grid.task(task_id)  # judged in the Hello, before the worker was welcomed
+    assert task["state"] == "lost", task
+    assert task["error"] == "the worker reconnected without this attempt"

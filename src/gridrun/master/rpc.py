@@ -187,6 +187,7 @@ class WorkerServicer:
                 session,
                 [ref_from_pb(r) for r in hello.running],
                 [ref_from_pb(r) for r in hello.unacked],
+                resumed=hello.resumed,
             )
             reader = asyncio.create_task(self._read(context, session))
             writer = asyncio.create_task(self._write(context, session))

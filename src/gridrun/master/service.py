@@ -344,8 +344,16 @@ class Service:
         session: WorkerSession,
         running: Sequence[AttemptRef],
         unacked: Sequence[AttemptRef],
+        *,
+        resumed: bool = False,
     ) -> None:
-        """A worker (re)connected: register it and reconcile what it runs with what we recorded."""
+        """A worker (re)connected: register it and reconcile what it runs with what we recorded.
+
+        An attempt recorded for it that it neither runs nor has a result of ends `lost`: after
+        a restart, the worker's previous process may have started it. When the same process
+        reconnects (`resumed`), an attempt still `assigned` never reached it (a stream that
+        broke with the assignment in flight, or a claim whose commit was cut off): it goes
+        back to the queue instead."""
         now = self.clock.now_ms()
         session.reported = set(running) | set(unacked)  # before anyone can see the session
         self.sessions.add(session)
@@ -356,6 +364,10 @@ class Service:
         )
         session.send(WelcomeCmd(session.worker_id, session.heartbeat_s, self.config.output_cap))
         held = set(running) | set(unacked)
+        if resumed:
+            for task in await self.store.active_attempts(session.worker_id):
+                if task.ref not in held and task.state is TaskState.ASSIGNED:
+                    await self._never_reached(task.ref, session.worker_id)
         lost = await self.store.mark_lost(
             session.worker_id, list(held), now, "the worker reconnected without this attempt"
         )
@@ -441,20 +453,25 @@ class Service:
                 continue  # judged by its lease instead
             if ref in session.inflight or ref in session.reported:
                 continue
-            log.warning(
-                "task %s attempt %d was assigned to worker %s but never sent; requeued",
-                ref.task_id, ref.attempt, worker_id,
-            )  # fmt: skip
-            result = await self.store.record_finish(
-                ref, worker_id, Report(Outcome.NO_SLOT, error="never sent to the worker"),
-                self.clock.now_ms(),
-            )  # fmt: skip
-            if result.task is not None:
-                requeued.append(result.task)
-        self.settled(requeued)
-        if requeued:
-            self.dispatch_wanted.set()
+            if (task := await self._never_reached(ref, worker_id)) is not None:
+                requeued.append(task)
         return requeued
+
+    async def _never_reached(self, ref: AttemptRef, worker_id: str) -> Task | None:
+        """Put back in the queue an attempt its worker never received (not a try)."""
+        log.warning(
+            "task %s attempt %d was assigned to worker %s but never reached it; requeued",
+            ref.task_id, ref.attempt, worker_id,
+        )  # fmt: skip
+        result = await self.store.record_finish(
+            ref, worker_id, Report(Outcome.NO_SLOT, error="never reached the worker"),
+            self.clock.now_ms(),
+        )  # fmt: skip
+        if result.task is None:
+            return None
+        self.settled([result.task])
+        self.dispatch_wanted.set()
+        return result.task
 
     def pace(self, fleet: int) -> tuple[float, float]:
         """(heartbeat interval, liveness timeout) for a worker joining a fleet of this size."""

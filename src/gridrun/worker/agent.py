@@ -203,6 +203,7 @@ class Agent:
         self.executions: dict[AttemptRef, Execution] = {}
         self.connected = asyncio.Event()  # set while a stream is open and welcomed
         self._runs: dict[AttemptRef, asyncio.Task[None]] = {}
+        self._welcomed = False  # a master has welcomed this process (Hello.resumed)
         self._unacked: set[AttemptRef] = {ref for ref, _ in self.outbox.pending()}
         self._all_acked = asyncio.Event()
         self._queue: asyncio.Queue[pb.WorkerMessage] | None = None
@@ -353,6 +354,7 @@ class Agent:
             version=gridrun.__version__,
             running=[_ref(ref) for ref in self.executions],
             unacked=[_ref(ref) for ref in self._unacked],
+            resumed=self._welcomed,
         )
         try:
             await call.write(pb.WorkerMessage(hello=hello))
@@ -361,6 +363,7 @@ class Agent:
                 log.error("master %s did not welcome us", self.master_address)
                 return False
             self._heartbeat_s = max(first.welcome.heartbeat_interval_ms, 100) / 1000
+            self._welcomed = True  # assignments may reach this process from here on
             queue: asyncio.Queue[pb.WorkerMessage] = asyncio.Queue()
             for execution in self.executions.values():
                 if execution.pid is not None:

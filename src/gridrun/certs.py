@@ -197,12 +197,25 @@ def issue_worker(directory: Path, name: str) -> Issued:
     )
 
 
-def common_name(cert_path: Path) -> str:
-    """The common name of a certificate: for a worker's, its id."""
+def _read_cert(cert_path: Path) -> x509.Certificate:
     try:
-        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        return x509.load_pem_x509_certificate(cert_path.read_bytes())
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read the certificate {cert_path}: {exc}") from None
+
+
+def dns_names(cert_path: Path) -> list[str]:
+    """The DNS names a (master's) certificate is valid for: the names clients dial."""
+    try:
+        alt = _read_cert(cert_path).extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return []
+    return [str(name) for name in alt.value.get_values_for_type(x509.DNSName)]
+
+
+def common_name(cert_path: Path) -> str:
+    """The common name of a certificate: for a worker's, its id."""
+    cert = _read_cert(cert_path)
     names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     if not names:
         raise ConfigError(f"{cert_path} has no common name")

@@ -12,6 +12,7 @@ class GridrunError(Exception):
 
     status: int = 500
     title: str = "Internal error"
+    retry_after_s: int | None = None  # a passing condition: sent as Retry-After (seconds)
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -76,8 +77,19 @@ class PayloadTooLarge(GridrunError):
 class Unavailable(GridrunError):
     """The master cannot serve the request now (shutting down, store unreachable)."""
 
+    retry_after_s = 5
+
     status = 503
     title = "Service unavailable"
+
+
+class InsufficientStorage(GridrunError):
+    """The store cannot write: its disk is full or it is read-only. Nothing of the request was
+    stored; it can be sent again once there is room."""
+
+    status = 507
+    title = "Insufficient storage"
+    retry_after_s = 30
 
 
 class ConfigError(GridrunError):
@@ -105,5 +117,6 @@ ERRORS_BY_STATUS: dict[int, type[GridrunError]] = {
         InvalidTransition,
         PayloadTooLarge,
         Unavailable,
+        InsufficientStorage,
     )
 }

@@ -219,6 +219,15 @@ NO_RESOURCES = Resources()
 
 
 @dataclass(frozen=True, slots=True)
+class Sealed:
+    """A task's secret_env as the master keeps it: the variables' names, and their values in a
+    token only the master's key opens (see gridrun.master.sealing)."""
+
+    names: tuple[str, ...]
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
 class TaskSpec:
     """What to run, where, and with which limits. `argv` is what the worker executes."""
 
@@ -242,6 +251,7 @@ class TaskSpec:
     job: str | None = None  # the broadcast job it belongs to
     task_class: str | None = None  # workers may cap how many of a class run at once
     pack: bool = False  # fill the busiest worker that has room first (default: spread)
+    secrets: Sealed | None = None  # secret_env: sent to the worker, never shown
 
     @property
     def legacy_ok(self) -> bool:
@@ -249,6 +259,7 @@ class TaskSpec:
         return (
             not self.shell
             and not self.env
+            and self.secrets is None
             and self.cwd is None
             and self.timeout_s is None
             and not self.labels

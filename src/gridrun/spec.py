@@ -10,7 +10,16 @@ from collections.abc import Mapping, Sequence
 from graphlib import CycleError, TopologicalSorter
 
 from gridrun.errors import InvalidSpec
-from gridrun.model import NO_RESOURCES, SHELL, Op, Resources, RetryPolicy, TaskSpec, Term
+from gridrun.model import (
+    NO_RESOURCES,
+    SHELL,
+    Op,
+    Resources,
+    RetryPolicy,
+    Sealed,
+    TaskSpec,
+    Term,
+)
 
 # Field limits: generous for real commands, small enough that no request can hurt the master.
 MAX_CMD_BYTES = 128 * 1024
@@ -49,6 +58,24 @@ def _check_text(what: str, value: str, limit: int) -> None:
         raise InvalidSpec(f"{what} is longer than {limit} bytes")
 
 
+def check_env(env: Mapping[str, str], what: str = "env") -> dict[str, str]:
+    """Environment variables as a task may carry them (`env` or `secret_env`)."""
+    env = dict(env)
+    if len(env) > MAX_ENV_ITEMS:
+        raise InvalidSpec(f"{what} has more than {MAX_ENV_ITEMS} variables")
+    env_bytes = 0
+    for key, value in env.items():
+        if not key or "=" in key:
+            raise InvalidSpec(f"{what} name {key!r} is invalid (empty or contains '=')")
+        _check_text(f"{what} name", key, MAX_ENV_BYTES)
+        # a secret's value is never repeated in an error: only its name
+        _check_text(f"{what} value of {key}", value, MAX_ENV_BYTES)
+        env_bytes += len(key) + len(value)
+    if env_bytes > MAX_ENV_BYTES:
+        raise InvalidSpec(f"{what} is larger than {MAX_ENV_BYTES} bytes")
+    return env
+
+
 def make_spec(
     *,
     cmd: str | None = None,
@@ -69,6 +96,7 @@ def make_spec(
     task_class: str | None = None,
     pack: bool = False,
     submitted_by: str | None = None,
+    secrets: Sealed | None = None,
 ) -> TaskSpec:
     """Validate a request and build its spec; raise InvalidSpec with a human message.
     `submitted_by` is the caller's token name, set by the master (never taken from a client)."""
@@ -100,18 +128,7 @@ def make_spec(
         if total > MAX_CMD_BYTES:
             raise InvalidSpec(f"argv is longer than {MAX_CMD_BYTES} bytes in all")
         resolved = (SHELL, "-c", shlex.join(argv)) if shell else tuple(argv)
-    env = dict(env or {})
-    if len(env) > MAX_ENV_ITEMS:
-        raise InvalidSpec(f"env has more than {MAX_ENV_ITEMS} variables")
-    env_bytes = 0
-    for key, value in env.items():
-        if not key or "=" in key:
-            raise InvalidSpec(f"env name {key!r} is invalid (empty or contains '=')")
-        _check_text("env name", key, MAX_ENV_BYTES)
-        _check_text(f"env value of {key}", value, MAX_ENV_BYTES)
-        env_bytes += len(key) + len(value)
-    if env_bytes > MAX_ENV_BYTES:
-        raise InvalidSpec(f"env is larger than {MAX_ENV_BYTES} bytes")
+    env = check_env(env or {})
     if cwd is not None:
         _check_text("cwd", cwd, MAX_CWD_BYTES)
         if not cwd:
@@ -162,6 +179,7 @@ def make_spec(
         task_class=_checked_class(task_class),
         pack=pack,
         submitted_by=submitted_by,
+        secrets=secrets,
     )
 
 

@@ -52,7 +52,8 @@ async def test_a_body_over_the_limit_is_413_with_or_without_content_length(tmp_p
     await grid.start_master(max_body=10_000)
     try:
         big = b'{"cmd": "echo ' + b"x" * 20_000 + b'"}'
-        response = await grid.api.post("/v1/tasks", content=big)
+        json_type = {"Content-Type": "application/json"}
+        response = await grid.api.post("/v1/tasks", content=big, headers=json_type)
         assert response.status_code == 413
         assert response.headers["content-type"] == PROBLEM
 
@@ -60,7 +61,8 @@ async def test_a_body_over_the_limit_is_413_with_or_without_content_length(tmp_p
             for _ in range(20):
                 yield b"x" * 1000
 
-        response = await grid.api.post("/v1/tasks", content=chunks())  # chunked: no length
+        # chunked: no length
+        response = await grid.api.post("/v1/tasks", content=chunks(), headers=json_type)
         assert response.status_code == 413
         # nothing was stored, and the master still serves
         listing = (await grid.api.get("/v1/tasks")).json()

@@ -179,8 +179,15 @@ class Welcome(_message.Message):
     def __init__(self, worker_id: _Optional[str] = ..., heartbeat_interval_ms: _Optional[int] = ..., output_cap_bytes: _Optional[int] = ...) -> None: ...
 
 class Assign(_message.Message):
-    __slots__ = ("ref", "argv", "shell", "env", "cwd", "timeout_ms", "kill_grace_ms", "gpus")
+    __slots__ = ("ref", "argv", "shell", "env", "cwd", "timeout_ms", "kill_grace_ms", "gpus", "secret_env")
     class EnvEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class SecretEnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -195,6 +202,7 @@ class Assign(_message.Message):
     TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     KILL_GRACE_MS_FIELD_NUMBER: _ClassVar[int]
     GPUS_FIELD_NUMBER: _ClassVar[int]
+    SECRET_ENV_FIELD_NUMBER: _ClassVar[int]
     ref: AttemptRef
     argv: _containers.RepeatedScalarFieldContainer[str]
     shell: bool
@@ -203,7 +211,8 @@ class Assign(_message.Message):
     timeout_ms: int
     kill_grace_ms: int
     gpus: int
-    def __init__(self, ref: _Optional[_Union[AttemptRef, _Mapping]] = ..., argv: _Optional[_Iterable[str]] = ..., shell: _Optional[bool] = ..., env: _Optional[_Mapping[str, str]] = ..., cwd: _Optional[str] = ..., timeout_ms: _Optional[int] = ..., kill_grace_ms: _Optional[int] = ..., gpus: _Optional[int] = ...) -> None: ...
+    secret_env: _containers.ScalarMap[str, str]
+    def __init__(self, ref: _Optional[_Union[AttemptRef, _Mapping]] = ..., argv: _Optional[_Iterable[str]] = ..., shell: _Optional[bool] = ..., env: _Optional[_Mapping[str, str]] = ..., cwd: _Optional[str] = ..., timeout_ms: _Optional[int] = ..., kill_grace_ms: _Optional[int] = ..., gpus: _Optional[int] = ..., secret_env: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Cancel(_message.Message):
     __slots__ = ("ref", "reason")

@@ -101,6 +101,24 @@ def master(
         Path | None,
         typer.Option(envvar="GRIDRUN_AUDIT_LOG", help="Append audit events (JSON lines) here."),
     ] = None,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            envvar="GRIDRUN_ALLOWED_HOSTS",
+            help="A host name clients and browsers use for this master (repeat; a load"
+            " balancer's, say). IP addresses, localhost and the TLS certificate's names are"
+            " always served; '*' turns the check off.",
+        ),
+    ] = None,
+    secret_key_file: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="GRIDRUN_SECRET_KEY_FILE",
+            help="The key that seals tasks' secret_env in the database (made 0600 if missing;"
+            " every master of one PostgreSQL database needs the same file). Default:"
+            " secret.key beside the SQLite file.",
+        ),
+    ] = None,
     log_level: LogLevel = "info",
     log_format: LogFormat = "text",
 ) -> None:
@@ -137,6 +155,8 @@ def master(
                 tls_key=s["tls_key"],
                 client_ca=s["client_ca"],
                 audit_log=s["audit_log"],
+                allowed_hosts=list(s["allowed_host"] or []),
+                secret_key_file=s["secret_key_file"],
             )
         except (ValidationError, ValueError) as exc:
             fail(f"invalid master settings: {exc}")

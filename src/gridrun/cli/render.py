@@ -137,6 +137,7 @@ def task_detail(task: TaskDict) -> Table:
         ("needs", _needs(task)),
         ("after", ", ".join(task["after"]) or "-"),
         ("env", ", ".join(task["env"]) or "-"),
+        ("secret env", ", ".join(task.get("secret_env", [])) or "-"),
         ("cwd", task["cwd"] or "-"),
         ("timeout", f"{task['timeout_s']:g}s" if task["timeout_s"] else "-"),
         ("priority", str(task["priority"])),

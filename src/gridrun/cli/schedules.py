@@ -22,6 +22,8 @@ from gridrun.cli.tasks import (
     On,
     Placement,
     Priority,
+    SecretEnv,
+    SecretEnvFile,
     Shell,
     Strategy,
     TaskClass,
@@ -41,6 +43,8 @@ def add(
     command: Command = None,
     shell: Shell = False,
     env: Env = None,
+    secret_env: SecretEnv = None,
+    secret_env_file: SecretEnvFile = None,
     cwd: Cwd = None,
     timeout: Timeout = None,
     priority: Priority = 0,
@@ -62,7 +66,7 @@ def add(
         command, shell=shell, env=env, cwd=cwd, timeout=timeout, priority=priority, on=on,
         name=name, max_attempts=max_attempts, retry_delay=1.0, retry_on=None, queue_timeout=None,
         idempotency_key=None, cpu=cpu, memory_mb=memory_mb, gpus=gpus, task_class=task_class,
-        placement=placement,
+        placement=placement, secret_env=secret_env, secret_env_file=secret_env_file,
     )  # fmt: skip
     with guard, connect(url) as client:
         schedule = client.add_schedule(cron, **body)

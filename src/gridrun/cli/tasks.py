@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
 import sys
 import time
 from pathlib import Path
@@ -72,9 +73,13 @@ def task_body(
     after: list[str] | None = None,
     task_class: str | None = None,
     placement: str = "spread",
+    secret_env: list[str] | None = None,
+    secret_env_file: Path | None = None,
 ) -> dict[str, Any]:
     """One task as POST /v1/tasks takes it, from the CLI's options."""
     one_line = len(command) == 1
+    secrets = dict(read_env_file(secret_env_file)) if secret_env_file is not None else {}
+    secrets.update(parse_labels(secret_env or []))
     retry = {"initial_s": retry_delay, **({"on_exit_codes": retry_on} if retry_on else {})}
     return dict(
         cmd=command[0] if one_line else None,
@@ -96,7 +101,32 @@ def task_body(
         after=after or [],
         task_class=task_class,
         placement=str(placement),
+        **({"secret_env": secrets} if secrets else {}),
     )
+
+
+@functools.lru_cache(maxsize=4)  # read once for all the lines of a --file
+def read_env_file(path: Path) -> dict[str, str]:
+    """NAME=VALUE lines (blank lines and # comments skipped, `export ` and one pair of
+    surrounding quotes allowed), as in a .env file. Errors name the line, never a value."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"cannot read {path}: {exc}", 2)
+    values: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, value = line.removeprefix("export ").partition("=")
+        name = name.strip()
+        if not sep or not name or any(c.isspace() for c in name):
+            fail(f"{path}:{number}: expected NAME=VALUE", 2)
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[name] = value
+    return values
 
 
 Command = Annotated[
@@ -105,6 +135,19 @@ Command = Annotated[
 ]
 Shell = Annotated[bool, typer.Option("--shell", help="Run with /bin/sh -c.")]
 Env = Annotated[list[str] | None, typer.Option("--env", "-e", help="K=V, repeatable.")]
+SecretEnv = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--secret-env",
+        help="K=V for the process that is never shown (names only) and is stored sealed;"
+        " repeatable. A command line is visible to other users of this machine: prefer"
+        " --secret-env-file.",
+    ),
+]
+SecretEnvFile = Annotated[
+    Path | None,
+    typer.Option("--secret-env-file", help="A file of NAME=VALUE lines, each a --secret-env."),
+]
 Cwd = Annotated[str | None, typer.Option("--cwd", help="Working directory on the worker.")]
 Timeout = Annotated[float | None, typer.Option("--timeout", help="Seconds before it is killed.")]
 Priority = Annotated[int, typer.Option("--priority", "-p", help="Higher runs first.")]
@@ -167,6 +210,8 @@ def submit(
     command: Command = None,
     shell: Shell = False,
     env: Env = None,
+    secret_env: SecretEnv = None,
+    secret_env_file: SecretEnvFile = None,
     cwd: Cwd = None,
     timeout: Timeout = None,
     priority: Priority = 0,
@@ -203,7 +248,8 @@ def submit(
         shell=shell, env=env, cwd=cwd, timeout=timeout, priority=priority, on=on,
         max_attempts=max_attempts, retry_delay=retry_delay, retry_on=retry_on,
         queue_timeout=queue_timeout, cpu=cpu, memory_mb=memory_mb, gpus=gpus, after=after,
-        task_class=task_class, placement=placement,
+        task_class=task_class, placement=placement, secret_env=secret_env,
+        secret_env_file=secret_env_file,
     )  # fmt: skip
     if file is not None:
         if command:
@@ -222,6 +268,8 @@ def run(
     command: Command = None,
     shell: Shell = False,
     env: Env = None,
+    secret_env: SecretEnv = None,
+    secret_env_file: SecretEnvFile = None,
     cwd: Cwd = None,
     timeout: Timeout = None,
     priority: Priority = 0,
@@ -254,6 +302,7 @@ def run(
         max_attempts=max_attempts, retry_delay=retry_delay, retry_on=retry_on,
         queue_timeout=queue_timeout, idempotency_key=idempotency_key, cpu=cpu,
         memory_mb=memory_mb, gpus=gpus, after=after, task_class=task_class, placement=placement,
+        secret_env=secret_env, secret_env_file=secret_env_file,
     )  # fmt: skip
     if everywhere:
         if not command:

@@ -42,6 +42,7 @@ class TaskDict(TypedDict):
     argv: list[str]
     shell: bool
     env: dict[str, str]
+    secret_env: list[str]  # names only
     cwd: str | None
     timeout_s: float | None
     priority: int
@@ -202,10 +203,14 @@ class Client:
         after: Sequence[str] = (),
         task_class: str | None = None,
         placement: str = "spread",
+        secret_env: Mapping[str, str] | None = None,
     ) -> TaskDict:
         """Queue one task. `on` is a selector ("zone in (a,b), gpu, !spot"); cpu, memory_mb
-        and gpus are what it needs free on a worker; `after` the task ids it runs after."""
+        and gpus are what it needs free on a worker; `after` the task ids it runs after;
+        `secret_env` variables that are passed to the process and never shown."""
         body: dict[str, Any] = {"shell": shell, "priority": priority}
+        if secret_env:
+            body["secret_env"] = dict(secret_env)
         if after:
             body["after"] = list(after)
         if task_class is not None:

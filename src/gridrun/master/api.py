@@ -7,10 +7,10 @@ route names the permission it needs; `Access` says who the caller is and whether
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+import orjson
 from fastapi import Depends, FastAPI, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
@@ -21,7 +21,6 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import gridrun
 from gridrun.auth import Permission, Principal
@@ -30,12 +29,19 @@ from gridrun.errors import (
     Forbidden,
     GridrunError,
     InvalidSpec,
-    PayloadTooLarge,
     TaskNotFound,
 )
 from gridrun.master.access import Access
 from gridrun.master.dashboard import WEB, overview_events
 from gridrun.master.follow import follow as follow_events
+from gridrun.master.guard import AllowedHosts, BrowserGuard
+from gridrun.master.problems import (
+    PROBLEM,
+    BodyLimit,
+    error_problem,
+    problem,
+    validation_errors,
+)
 from gridrun.master.schedules import Schedules
 from gridrun.master.schemas import (
     BatchIn,
@@ -64,7 +70,6 @@ from gridrun.model import Task, TaskState, workers_by_state
 from gridrun.spec import make_spec, parse_labels
 from gridrun.store import TaskFilter
 
-PROBLEM = "application/problem+json"
 CONFLICT: dict[int | str, dict[str, Any]] = {409: {"model": Problem}}  # a state that forbids it
 MAX_WAIT_S = 60.0
 MAX_PAGE = 1000
@@ -91,65 +96,13 @@ def _minimal(prefer: list[str] | None) -> bool:
     )
 
 
-def problem(status: int, title: str, detail: str, errors: list[str] | None = None) -> JSONResponse:
-    body = Problem(title=title, status=status, detail=detail, errors=errors)
-    return JSONResponse(body.model_dump(exclude_none=True), status_code=status, media_type=PROBLEM)
-
-
-def _validation_errors(exc: ValidationError | RequestValidationError) -> list[str]:
-    messages = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
-        messages.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
-    return messages
-
-
-class BodyLimit:
-    """Refuse request bodies over `limit` bytes with 413, whether or not Content-Length is sent."""
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        for name, value in scope.get("headers", ()):
-            if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    declared = -1
-                if declared > self.limit or declared < 0:
-                    response = problem(
-                        413 if declared > self.limit else 400,
-                        "Payload too large" if declared > self.limit else "Bad request",
-                        f"request bodies are limited to {self.limit} bytes"
-                        if declared > self.limit
-                        else "invalid Content-Length",
-                    )
-                    await response(scope, receive, send)
-                    return
-        seen = 0
-
-        async def bounded() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise PayloadTooLarge(f"request bodies are limited to {self.limit} bytes")
-            return message
-
-        await self.app(scope, bounded, send)
-
-
 async def _json_body(request: Request) -> Any:
+    """The body as JSON, read by orjson: strict UTF-8 (a lone surrogate such as "\\ud800" is
+    refused, never stored) and at most 1024 levels deep (no recursion error on absurd nesting)."""
     raw = await request.body()
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}") from None
 
 
@@ -214,6 +167,7 @@ def create_api(
     max_body: int,
     warnings: list[str] | None = None,
     schedules: Schedules | None = None,
+    allowed_hosts: AllowedHosts | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="gridrun",
@@ -225,24 +179,26 @@ def create_api(
             403: {"model": Problem},
             404: {"model": Problem},
             413: {"model": Problem},
+            415: {"model": Problem},
             422: {"model": Problem},
+            503: {"model": Problem},
+            507: {"model": Problem},
         },
     )
     app.add_middleware(BodyLimit, limit=max_body)
+    app.add_middleware(BrowserGuard, allowed_hosts=allowed_hosts or AllowedHosts())
     health_warnings = list(warnings or [])
+    seal = service.sealer.seal
     app.state.access = access
     audit = access.audit
 
     @app.exception_handler(GridrunError)
     async def domain_error(request: Request, exc: GridrunError) -> JSONResponse:
-        response = problem(exc.status, exc.title, exc.message)
-        if exc.status == 401:
-            response.headers["WWW-Authenticate"] = 'Bearer realm="gridrun"'
-        return response
+        return error_problem(exc)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = _validation_errors(exc)
+        errors = validation_errors(exc)
         return problem(422, "Invalid request", "; ".join(errors), errors)
 
     @app.exception_handler(StarletteHTTPException)
@@ -264,7 +220,7 @@ def create_api(
         try:
             return model.model_validate(body)
         except ValidationError as exc:
-            errors = _validation_errors(exc)
+            errors = validation_errors(exc)
             raise InvalidSpec("; ".join(errors)) from None
 
     @app.post(
@@ -314,7 +270,7 @@ def create_api(
             specs = []
             for i, item in enumerate(batch.tasks):
                 try:
-                    specs.append(item.to_spec(who.name))
+                    specs.append(item.to_spec(who.name, seal))
                 except InvalidSpec as exc:
                     raise InvalidSpec(f"tasks.{i}: {exc.message}") from None
             added = await service.submit(specs)
@@ -325,7 +281,7 @@ def create_api(
         if not isinstance(body, dict):
             raise InvalidSpec('the body must be a JSON object: a task, or {"tasks": [...]}')
         one: TaskIn = parse(TaskIn, body)
-        added = await service.submit([one.to_spec(who.name)])
+        added = await service.submit([one.to_spec(who.name, seal)])
         audit_submit(request, who, added)
         ((task, created),) = added
         status = 201 if created else 200  # same idempotency key: the existing task, as it is now
@@ -339,7 +295,7 @@ def create_api(
         """Run one command once on every live worker matching `labels` and `on` (and able to
         hold what it asks): one task per worker, grouped as a job. 409 if none matches."""
         one: TaskIn = parse(TaskIn, await _json_body(request))
-        job, tasks = await service.broadcast(one.to_spec(who.name))
+        job, tasks = await service.broadcast(one.to_spec(who.name, seal))
         audit_submit(request, who, [(t, True) for t in tasks])
         return JobOut(id=job, tasks=[TaskOut.of(t) for t in tasks])
 
@@ -358,7 +314,7 @@ def create_api(
         """Make this task on a cron schedule (UTC), once per slot, until the schedule is
         removed. The body is a task with `cron`."""
         body: ScheduleIn = parse(ScheduleIn, await _json_body(request))
-        spec = body.to_spec(who.name)
+        spec = body.to_spec(who.name, seal)
         schedule = await cron_schedules.add(body.cron, spec, body.name)
         audit.record("schedule.add", who, _peer(request), schedule=schedule.id, cron=schedule.cron)
         return ScheduleOut.of(schedule)
@@ -573,7 +529,13 @@ def create_api(
     async def healthz() -> Any:
         try:
             await service.ping()
-        except Exception as exc:  # any store failure means not ready; say which
+        except GridrunError as exc:  # the store cannot serve (unreachable, disk full, read-only)
+            return problem(
+                503,
+                "Service unavailable",
+                f"the store is not reachable or not ready: {exc.message}",
+            )
+        except Exception as exc:  # any other store failure also means not ready; say which
             return problem(503, "Service unavailable", f"the store is not reachable: {exc!r}")
         return HealthOut(
             status="ok",

@@ -25,16 +25,19 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from gridrun import transport
 from gridrun._proto import node_pb2_grpc, worker_pb2_grpc
 from gridrun.auth import Role, TokenEntry, Tokens
+from gridrun.certs import dns_names
 from gridrun.clock import Clock, SystemClock
 from gridrun.errors import ConfigError
 from gridrun.master.access import Access
 from gridrun.master.api import create_api
 from gridrun.master.audit import Audit
 from gridrun.master.compat import NodeServicer
+from gridrun.master.guard import AllowedHosts
 from gridrun.master.liveness import Liveness
 from gridrun.master.peers import Peers
 from gridrun.master.rpc import WorkerServicer
 from gridrun.master.schedules import Schedules
+from gridrun.master.sealing import Sealer
 from gridrun.master.service import Service, ServiceConfig
 from gridrun.master.sessions import Sessions
 from gridrun.model import DEFAULT_OUTPUT_CAP
@@ -43,6 +46,7 @@ from gridrun.store.postgres import PostgresStore, is_postgres_url, redact
 from gridrun.store.sqlite import SqliteStore
 
 log = logging.getLogger("gridrun.master")
+SECRET_KEY_NAME = "secret.key"
 
 
 class MasterConfig(BaseModel):
@@ -69,6 +73,10 @@ class MasterConfig(BaseModel):
     tls_key: Path | None = None
     client_ca: Path | None = None  # mTLS: workers need a certificate from this CA
     audit_log: Path | None = None
+    # names (beyond IP addresses, localhost and the TLS certificate's) that browsers and
+    # clients use for this master, e.g. a load balancer's; "*" turns the Host check off
+    allowed_hosts: list[str] = Field(default_factory=list)
+    secret_key_file: Path | None = None  # seals secret_env; default: beside the SQLite file
 
     @field_validator("db", mode="before")
     @classmethod
@@ -122,6 +130,27 @@ def public_bind_warnings(config: MasterConfig) -> list[str]:
     return [f"INSECURE: {gap}" for gap in gaps]
 
 
+def secret_key_file(config: MasterConfig) -> Path:
+    """Where the key that seals secret_env lives: as given, else beside the SQLite file (with
+    PostgreSQL, in gridrun-data/ of the working directory: give every master the same file)."""
+    if config.secret_key_file is not None:
+        return config.secret_key_file
+    if is_postgres_url(config.db):
+        return Path("gridrun-data") / SECRET_KEY_NAME
+    return Path(config.db).parent / SECRET_KEY_NAME
+
+
+def allowed_hosts(config: MasterConfig) -> AllowedHosts:
+    """The names the HTTP API answers to: those given, the name it listens on, and the DNS
+    names of its TLS certificate (the names clients were told to dial)."""
+    names = list(config.allowed_hosts)
+    if config.http_host not in ("", "0.0.0.0", "::"):
+        names.append(config.http_host)
+    if config.tls_cert is not None:
+        names += dns_names(config.tls_cert)
+    return AllowedHosts(names)
+
+
 def _grpc_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
@@ -150,6 +179,7 @@ class Master:
         else:
             self.store = SqliteStore(Path(config.db), synchronous=config.db_sync)
         self.sessions = Sessions()
+        self.sealer = Sealer.from_file(secret_key_file(config))
         self.service = Service(
             self.store,
             self.clock,
@@ -161,6 +191,7 @@ class Master:
                 kill_grace_s=config.kill_grace_s,
             ),
             self.sessions,
+            sealer=self.sealer,
         )
         self.peers = Peers(self.service)
         self.schedules = Schedules(self.service)
@@ -257,6 +288,7 @@ class Master:
             max_body=config.max_body,
             warnings=self.warnings,
             schedules=self.schedules,
+            allowed_hosts=allowed_hosts(config),
         )
         self._http = _Uvicorn(
             uvicorn.Config(

@@ -14,7 +14,7 @@ import grpc
 from gridrun import logs
 from gridrun._proto import worker_pb2 as pb
 from gridrun.clock import Clock
-from gridrun.errors import Unavailable
+from gridrun.errors import InsufficientStorage, Unavailable
 from gridrun.master.access import Access
 from gridrun.master.service import STDERR, STDOUT, Service
 from gridrun.master.sessions import (
@@ -33,6 +33,7 @@ log = logging.getLogger("gridrun.master.rpc")
 HELLO_TIMEOUT_S = 10.0
 WRITE_DRAIN_S = 5.0  # how long a closing stream waits for a write already on the wire
 MAX_SLOTS = 4096
+STORE_DOWN = (Unavailable, InsufficientStorage)
 
 OUTCOMES: dict[int, Outcome] = {
     pb.OUTCOME_EXITED: Outcome.EXITED,
@@ -68,7 +69,7 @@ def report_from_pb(msg: pb.Finished) -> Report:
 
 def command_to_pb(command: Command) -> pb.MasterMessage:
     match command:
-        case AssignCmd(task=task, kill_grace_s=grace):
+        case AssignCmd(task=task, kill_grace_s=grace, secret_env=secret_env):
             spec = task.spec
             return pb.MasterMessage(
                 assign=pb.Assign(
@@ -80,6 +81,7 @@ def command_to_pb(command: Command) -> pb.MasterMessage:
                     timeout_ms=round(spec.timeout_s * 1000) if spec.timeout_s else 0,
                     kill_grace_ms=round(grace * 1000),
                     gpus=spec.resources.gpus,
+                    secret_env=secret_env,
                 )
             )
         case CancelCmd(ref=ref, reason=reason):
@@ -204,18 +206,23 @@ class WorkerServicer:
                     task.cancel()
                 results = await asyncio.gather(reader, writer, return_exceptions=True)
             for result in results:
+                if isinstance(result, STORE_DOWN):
+                    raise result
                 if isinstance(result, Exception) and not isinstance(result, asyncio.CancelledError):
                     log.error("worker %s stream failed: %r", session.worker_id, result)
-        except Unavailable as exc:
-            # the store is down: the worker retries with backoff and keeps its results meanwhile
-            session.close(f"the store is unavailable: {exc}")
-            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        except STORE_DOWN as exc:
+            # The store cannot take what the worker reports (unreachable, disk full): end the
+            # stream as UNAVAILABLE, so the worker backs off before it tries again (an ended
+            # stream would have it reconnect at once) and keeps its results meanwhile.
+            log.warning("worker %s: %s", session.worker_id, exc.message)
+            session.close(f"the store is unavailable: {exc.message}")
+            await context.abort(grpc.StatusCode.UNAVAILABLE, exc.message)
         finally:
             session.close(session.close_reason or "stream ended")
             log.info("worker %s disconnected: %s", session.worker_id, session.close_reason)
             try:
                 await self._service.disconnected(session)
-            except Unavailable as exc:  # its lease runs out by itself; nothing to undo
+            except STORE_DOWN as exc:  # its lease runs out by itself; nothing to undo
                 log.warning("could not record worker %s offline: %s", session.worker_id, exc)
 
     async def _write(self, context: Context, session: WorkerSession) -> None:

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gridrun.errors import InvalidSpec
 from gridrun.model import (
     NO_RESOURCES,
     Attempt,
     Resources,
     RetryPolicy,
     Schedule,
+    Sealed,
     StreamOutput,
     Task,
     TaskSpec,
@@ -29,10 +32,12 @@ from gridrun.spec import (
     MAX_GPUS,
     MAX_MEMORY_MB,
     MAX_PRIORITY,
+    check_env,
     make_spec,
 )
 
 MAX_BATCH = 10_000
+Seal = Callable[[Mapping[str, str]], Sealed]
 
 
 class _In(BaseModel):
@@ -59,7 +64,17 @@ class TaskIn(_In):
     cmd: str | None = Field(None, examples=["echo hello"])
     argv: list[str] | None = Field(None, examples=[["python3", "train.py", "--epochs", "3"]])
     shell: bool = False
-    env: dict[str, str] = Field(default_factory=dict)
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Variables for the process; shown to every reader (use secret_env for"
+        " secrets).",
+    )
+    secret_env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Variables for the process that are never shown: the API, CLI, dashboard,"
+        " logs and audit log give their names only, and the database keeps them sealed with"
+        " the master's key. They win over `env` on a clash.",
+    )
     cwd: str | None = None
     timeout_s: Annotated[float, Field(gt=0)] | None = None
     priority: Annotated[int, Field(ge=-MAX_PRIORITY, le=MAX_PRIORITY)] = 0
@@ -110,7 +125,14 @@ class TaskIn(_In):
         " room (fill one worker before the next).",
     )
 
-    def to_spec(self, submitted_by: str | None = None) -> TaskSpec:
+    def to_spec(self, submitted_by: str | None = None, seal: Seal | None = None) -> TaskSpec:
+        """The spec; `seal` seals secret_env (a master always passes its key's)."""
+        secrets = None
+        if self.secret_env:
+            values = check_env(self.secret_env, "secret_env")
+            if seal is None:
+                raise InvalidSpec("secret_env cannot be taken here: there is no key to seal it")
+            secrets = seal(values)
         return make_spec(
             cmd=self.cmd,
             argv=self.argv,
@@ -134,6 +156,7 @@ class TaskIn(_In):
             task_class=self.task_class,
             pack=self.placement == "pack",
             submitted_by=submitted_by,
+            secrets=secrets,
         )
 
     def _retry_policy(self) -> RetryPolicy:
@@ -204,6 +227,7 @@ class TaskOut(BaseModel):
     argv: list[str]
     shell: bool
     env: dict[str, str]
+    secret_env: list[str] = Field(description="The names of its secret variables (never values).")
     cwd: str | None
     timeout_s: float | None
     priority: int
@@ -257,6 +281,7 @@ class TaskOut(BaseModel):
             argv=list(spec.argv),
             shell=spec.shell,
             env=dict(spec.env),
+            secret_env=list(spec.secrets.names) if spec.secrets else [],
             cwd=spec.cwd,
             timeout_s=spec.timeout_s,
             priority=spec.priority,
@@ -307,6 +332,7 @@ class ScheduleOut(BaseModel):
     cmd: str | None
     argv: list[str]
     shell: bool
+    secret_env: list[str] = Field(description="The names of its secret variables (never values).")
     on: str | None
     labels: dict[str, str]
     created_at: datetime
@@ -328,6 +354,7 @@ class ScheduleOut(BaseModel):
             cmd=spec.cmd,
             argv=list(spec.argv),
             shell=spec.shell,
+            secret_env=list(spec.secrets.names) if spec.secrets else [],
             on=", ".join(map(str, spec.selector)) or None,
             labels=dict(spec.labels),
             created_at=created,

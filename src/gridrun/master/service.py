@@ -20,6 +20,7 @@ from gridrun.clock import Clock
 from gridrun.errors import InvalidTransition
 from gridrun.master import scheduler
 from gridrun.master.metrics import Metrics
+from gridrun.master.sealing import Sealer, Unsealable
 from gridrun.master.sessions import (
     AssignCmd,
     CancelCmd,
@@ -87,12 +88,14 @@ class Service:
         config: ServiceConfig,
         sessions: Sessions,
         metrics: Metrics | None = None,
+        sealer: Sealer | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
         self.config = config
         self.sessions = sessions
         self.metrics = metrics or Metrics()
+        self.sealer = sealer or Sealer.ephemeral()
         self.dispatch_wanted = asyncio.Event()
         self.stopping = asyncio.Event()  # set when the master shuts down: followers end
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
@@ -333,8 +336,23 @@ class Service:
             )
             self.dispatch_wanted.set()
             return
+        secret_env: dict[str, str] = {}
+        if task.spec.secrets is not None:
+            try:
+                secret_env = self.sealer.unseal(task.spec.secrets)
+            except Unsealable as exc:
+                # never sent without its secrets: the attempt fails, saying why
+                assert task.worker_id is not None
+                log.error("task %s cannot be sent: %s", task.id, exc)
+                report = Report(Outcome.REJECTED, error=f"not run: {exc}")
+                result = await self.store.record_finish(
+                    task.ref, task.worker_id, report, self.clock.now_ms()
+                )
+                if result.task is not None:
+                    self.settled([result.task])
+                return
         session.inflight[task.ref] = task.spec
-        session.send(AssignCmd(task, self.config.kill_grace_s))
+        session.send(AssignCmd(task, self.config.kill_grace_s, secret_env))
         self._touched(task.id)
 
     # ---- worker reports

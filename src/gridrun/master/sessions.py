@@ -36,6 +36,7 @@ class WelcomeCmd:
 class AssignCmd:
     task: Task
     kill_grace_s: float
+    secret_env: Mapping[str, str] = field(default_factory=dict)  # unsealed, for this Assign only
 
 
 @dataclass(frozen=True, slots=True)

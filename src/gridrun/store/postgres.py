@@ -21,7 +21,7 @@ from typing import Any, TypeVar, cast
 
 import asyncpg
 
-from gridrun.errors import Unavailable
+from gridrun.errors import InsufficientStorage, Unavailable
 from gridrun.store import Notice
 from gridrun.store import postgres_sql as ddl
 from gridrun.store.relational import RelationalStore
@@ -46,6 +46,12 @@ LOST = (
     asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, pg_terminate_backend
     asyncpg.exceptions.ConnectionDoesNotExistError,
     asyncpg.exceptions.InternalClientError,  # a connection that broke mid-operation
+    # the server is up but cannot serve now: the database does not accept connections
+    # (ALLOW_CONNECTIONS false), too many connections, disk or memory exhausted, a read-only
+    # standby or default_transaction_read_only
+    asyncpg.exceptions.ObjectNotInPrerequisiteStateError,
+    asyncpg.exceptions.InsufficientResourcesError,
+    asyncpg.exceptions.ReadOnlySQLTransactionError,
 )
 # a connection found dead, rather than a server that cannot be reached: worth another one
 RECONNECT = (
@@ -144,8 +150,12 @@ class PostgresStore(RelationalStore):
         self._pool: asyncpg.Pool | None = None
         self._listening: asyncio.Task[None] | None = None
 
-    def _unavailable(self, exc: BaseException) -> Unavailable:
-        return Unavailable(f"the database {redact(self._url)} is unreachable: {exc!r}")
+    def _unavailable(self, exc: BaseException) -> Unavailable | InsufficientStorage:
+        if isinstance(exc, asyncpg.exceptions.DiskFullError):
+            return InsufficientStorage(f"the database {redact(self._url)} is out of disk: {exc}")
+        return Unavailable(
+            f"the database {redact(self._url)} is unreachable or cannot serve now: {exc!r}"
+        )
 
     async def open(self) -> None:
         try:

@@ -15,6 +15,7 @@ from gridrun.model import (
     Report,
     Resources,
     RetryPolicy,
+    Sealed,
     Task,
     TaskSpec,
     TaskState,
@@ -67,6 +68,8 @@ def spec_to_json(spec: TaskSpec) -> str:
         raw["selector"] = terms_to_json(spec.selector)
     if spec.resources:
         raw["resources"] = resources_to_json(spec.resources)
+    if spec.secrets is not None:
+        raw["secrets"] = {"names": spec.secrets.names, "sealed": spec.secrets.token}
     return orjson.dumps(raw).decode()
 
 
@@ -96,7 +99,12 @@ def spec_from_json(text: str) -> TaskSpec:
         job=raw.get("job"),
         task_class=raw.get("class"),
         pack=raw.get("pack", False),
+        secrets=sealed_from_json(raw.get("secrets")),
     )
+
+
+def sealed_from_json(raw: dict[str, Any] | None) -> Sealed | None:
+    return None if raw is None else Sealed(tuple(raw["names"]), raw["sealed"])
 
 
 DEFAULT_RETRY = RetryPolicy()

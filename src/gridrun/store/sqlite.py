@@ -108,6 +108,7 @@ class SqliteStore(RelationalStore):
 
     async def ping(self) -> None:
         await self._db.run(lambda c: c.execute("SELECT 1").fetchone())
+        await self._db.check_writable()
 
     async def listen(self, handler: Callable[[Notice], None]) -> None:
         """One master per file: the only notices are this master's own, after each commit."""

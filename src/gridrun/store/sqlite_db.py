@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -19,13 +20,29 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from gridrun.errors import Unavailable
+from gridrun.errors import GridrunError, InsufficientStorage, Unavailable
 from gridrun.model import TaskState
 from gridrun.store import sqlite_sql as sql
 
 T = TypeVar("T")
 Sync = Literal["full", "normal"]
 GROUP_COMMIT_MAX = 2000  # writes per transaction
+# Below this much free space where the database lives, a store that failed to write stays
+# "not ready" even if a probe fits (the next real write would likely fail again).
+MIN_FREE_BYTES = 1 << 20
+
+
+def storage_error(exc: sqlite3.Error, path: Path) -> GridrunError | None:
+    """The domain error for a failure of the disk or file under the database (507 when there
+    is no room, 503 when it cannot be written or read), or None for any other error."""
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF  # the primary code of an extended one
+    if code == sqlite3.SQLITE_FULL:
+        return InsufficientStorage(f"the disk holding {path} is full: {exc}")
+    if code == sqlite3.SQLITE_READONLY:
+        return Unavailable(f"the database {path} is read-only: {exc}")
+    if code in (sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN):
+        return Unavailable(f"the database {path} cannot be read or written: {exc}")
+    return None
 
 
 def _statements(script: str) -> Iterator[str]:
@@ -48,6 +65,8 @@ class SqliteDb:
         self._lock = threading.Lock()
         self._pending: list[tuple[Callable[[sqlite3.Connection], Any], Any]] = []
         self._flushing = False
+        # why the last write failed for want of disk (None once a write commits again)
+        self.write_failure: GridrunError | None = None
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._executor is None:
@@ -55,7 +74,10 @@ class SqliteDb:
         conn = self._conn
         assert conn is not None
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, fn, conn)
+        try:
+            return await loop.run_in_executor(self._executor, fn, conn)
+        except sqlite3.Error as exc:
+            raise storage_error(exc, self._path) or exc from None
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run a write in the next group commit; return once that transaction is committed.
@@ -73,8 +95,32 @@ class SqliteDb:
             self._flushing = True
         if start:
             self._executor.submit(self._flush_writes)
-        result: T = await asyncio.wrap_future(future)
+        try:
+            result: T = await asyncio.wrap_future(future)
+        except sqlite3.Error as exc:
+            error = storage_error(exc, self._path)
+            if error is None:
+                raise
+            self.write_failure = error
+            raise error from None
+        self.write_failure = None
         return result
+
+    async def check_writable(self) -> None:
+        """Raise the storage error while the database cannot take writes: after a write failed
+        for want of room, until a probe write commits and there is room for more."""
+        if self.write_failure is None:
+            return
+        stat = os.statvfs(self._path.parent)
+        if stat.f_bavail * stat.f_frsize < MIN_FREE_BYTES:
+            raise self.write_failure
+
+        def probe(conn: sqlite3.Connection) -> None:
+            with self.tx(conn):
+                for statement in sql.PROBE_WRITE:
+                    conn.execute(statement)
+
+        await self.write(probe)
 
     def _flush_writes(self) -> None:
         try:

@@ -141,6 +141,12 @@ CREATE TRIGGER tasks_count_delete AFTER DELETE ON tasks BEGIN
 END;
 """
 COUNT_STATE = "INSERT OR IGNORE INTO task_counts (state, n) VALUES (?, 0)"
+# a write that changes nothing but still writes a page (SQLite skips an update to the same
+# value): does the database take writes again?
+PROBE_WRITE = (
+    "UPDATE task_counts SET n = n + 1 WHERE state = 'queued'",
+    "UPDATE task_counts SET n = n - 1 WHERE state = 'queued'",
+)
 COUNT_INSERTED = "UPDATE task_counts SET n = n + ? WHERE state = 'queued'"
 
 MIGRATIONS = [

@@ -54,6 +54,10 @@ OUTPUT_QUEUE_LIMIT = 512  # messages; beyond it output is dropped (the master re
 REPLAY_BYTES = 8 * 1024 * 1024  # output kept until its attempt's result is acknowledged
 BACKOFF_BASE_S = 0.1
 BACKOFF_CAP_S = 3.0
+# A stream that ends sooner than this after it began counts as a failed connection (backoff),
+# so a master that welcomes and then cannot serve (its store is down or its disk full) is not
+# reconnected to in a tight loop.
+STABLE_SESSION_S = 5.0
 REFUSALS = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
 
 OUTCOMES: Mapping[Outcome, int] = {
@@ -312,9 +316,11 @@ class Agent:
         stubs = [worker_pb2_grpc.WorkerServiceStub(channel) for channel in channels]
         current = 0
         failures = 0
+        loop = asyncio.get_running_loop()
         while True:
             self.master_address = self.config.masters[current]
             welcomed = False
+            began = loop.time()
             try:
                 welcomed = await self._session(stubs[current])
                 log.warning("connection to master %s ended; reconnecting", self.master_address)
@@ -331,7 +337,7 @@ class Agent:
             finally:
                 self.connected.clear()
                 self._queue = None  # its output is sent again from the replay
-            if welcomed:
+            if welcomed and loop.time() - began >= STABLE_SESSION_S:
                 failures = 0  # it may be back at once (a restart): try it first
             else:
                 failures += 1
@@ -491,6 +497,7 @@ class Agent:
         )
         task_env = {
             **assignment.env,
+            **msg.secret_env,  # passed to the process only: never logged, never kept
             "GRIDRUN_TASK_ID": ref.task_id,
             "GRIDRUN_ATTEMPT": str(ref.attempt),
             "GRIDRUN_WORKER_ID": self.id,

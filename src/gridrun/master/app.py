@@ -143,12 +143,10 @@ def secret_key_file(config: MasterConfig) -> Path:
 def allowed_hosts(config: MasterConfig) -> AllowedHosts:
     """The names the HTTP API answers to: those given, the name it listens on, and the DNS
     names of its TLS certificate (the names clients were told to dial)."""
-    names = list(config.allowed_hosts)
-    if config.http_host not in ("", "0.0.0.0", "::"):
-        names.append(config.http_host)
+    own = [config.http_host]
     if config.tls_cert is not None:
-        names += dns_names(config.tls_cert)
-    return AllowedHosts(names)
+        own += dns_names(config.tls_cert)
+    return AllowedHosts(config.allowed_hosts, own)
 
 
 def _grpc_address(host: str, port: int) -> str:

@@ -51,7 +51,7 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 
 def _hostname(netloc: str) -> str:
     """The host of `host[:port]` (brackets of an IPv6 literal removed), lower case."""
-    return (urlsplit(f"//{netloc}").hostname or "").lower()
+    return (urlsplit(f"//{netloc}").hostname or "").lower().rstrip(".")
 
 
 def _is_address(host: str) -> bool:
@@ -72,13 +72,17 @@ def normalize_host(name: str) -> str:
 
 
 class AllowedHosts:
-    """The names this master answers to, beyond IP addresses and `localhost`."""
+    """The names this master answers to, beyond IP addresses and `localhost`: `names` given by
+    the operator (front ends: a page served under such a name may also write, whatever its
+    port), and `own` names it listens or holds a certificate for (served, and same-origin only
+    when the page's port is the request's)."""
 
-    def __init__(self, names: Iterable[str] = ()) -> None:
+    def __init__(self, names: Iterable[str] = (), own: Iterable[str] = ()) -> None:
         entries = {normalize_host(n) for n in names if n.strip()}
         self.any = "*" in entries  # explicitly turned off (e.g. behind a proxy that checks)
         self.exact = frozenset(e for e in entries if not e.startswith(".") and e != "*")
         self.suffixes = tuple(sorted(e for e in entries if e.startswith(".")))
+        self.own = frozenset(normalize_host(n) for n in own if n.strip())
 
     def configured(self, host: str) -> bool:
         """True for a name the operator gave."""
@@ -91,6 +95,7 @@ class AllowedHosts:
             or _is_address(host)
             or host in LOOPBACK_NAMES
             or host.endswith(".localhost")
+            or host in self.own
             or self.configured(host)
         )
 
@@ -164,7 +169,7 @@ class BrowserGuard:
         parts = urlsplit(origin)
         if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
             return False
-        hostname = parts.hostname.lower()
+        hostname = parts.hostname.lower().rstrip(".")
         if self.hosts.configured(hostname):  # a front end the operator named
             return True
         try:
@@ -177,4 +182,4 @@ class BrowserGuard:
             request_port = request.port or DEFAULT_PORTS.get(scheme, 80)
         except ValueError:
             return False
-        return (request.hostname or "").lower() == hostname and request_port == port
+        return _hostname(host_header) == hostname and request_port == port

@@ -88,6 +88,7 @@ class SystemGrid:
         labels: tuple[str, ...] = (),
         cwd: Path | None = None,
         master: str | None = None,
+        extra: tuple[str, ...] = (),
     ) -> subprocess.Popen[bytes]:
         args = [
             "worker",
@@ -103,13 +104,16 @@ class SystemGrid:
         ]
         for label in labels:
             args += ["--label", label]
-        proc = self._spawn(f"worker-{name}", args, cwd)
+        proc = self._spawn(f"worker-{name}", [*args, *extra], cwd)
         self.workers[name] = proc
         eventually(lambda: self.worker_state(name) == "online", 20, 0.05)
         return proc
 
     def worker_state(self, name: str) -> str | None:
-        for worker in httpx.get(f"{self.url}/v1/workers", timeout=5).json()["workers"]:
+        token = self.env.get("GRIDRUN_TOKEN")  # the CLI's token, when a test sets one
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        workers = httpx.get(f"{self.url}/v1/workers", headers=headers, timeout=5).json()
+        for worker in workers["workers"]:
             if worker["id"] == name:
                 return str(worker["state"])
         return None

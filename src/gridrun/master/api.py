@@ -142,6 +142,12 @@ def _peer(request: Request) -> str:
     return f"{client.host}:{client.port}" if client else "unknown"
 
 
+def _secret_names(created: list[Task]) -> dict[str, list[str]]:
+    """The names of the first task's secret_env, for the audit log (never their values)."""
+    secrets = created[0].spec.secrets if created else None
+    return {"secret_env": list(secrets.names)} if secrets else {}
+
+
 def _event_stream(events: AsyncIterator[bytes]) -> StreamingResponse:
     """Server-Sent Events, unbuffered by caches and proxies."""
     return StreamingResponse(
@@ -353,6 +359,7 @@ def create_api(
             ids=[task.id for task in created[:AUDIT_IDS]],
             cmd=created[0].spec.cmd or " ".join(created[0].spec.argv) if created else None,
             existing=len(added) - len(created),
+            **_secret_names(created),
         )
 
     @app.get("/v1/tasks", response_model=TaskListOut)

@@ -246,7 +246,8 @@ function taskPage(signal, id) {
       (may(who, "cancel own tasks") && who.name === t.submitted_by));
     cancel.disabled = TERMINAL.has(t.state);
     const rows = [["name", t.name || ""], ["command", command(t)], ["shell", t.shell ? "yes" : "no"],
-      ["env", Object.keys(t.env || {}).join(" ")], ["cwd", t.cwd || ""],
+      ["env", Object.keys(t.env || {}).join(" ")],
+      ["secret env", (t.secret_env || []).join(" ")], ["cwd", t.cwd || ""],
       ["labels", labelText(t.labels)], ["on", t.on || ""], ["needs", needs(t)],
       ["after", (t.after || []).join(" ")], ["job", t.job ? t.job + " (on " + t.pinned_worker + ")" : ""],
       ["unschedulable", t.unschedulable || ""], ["priority", t.priority],

@@ -83,9 +83,10 @@ class Unavailable(GridrunError):
     title = "Service unavailable"
 
 
-class InsufficientStorage(GridrunError):
-    """The store cannot write: its disk is full or it is read-only. Nothing of the request was
-    stored; it can be sent again once there is room."""
+class InsufficientStorage(Unavailable):
+    """The store cannot write: its disk is full. Nothing of the request was stored; it can be
+    sent again once there is room. A kind of Unavailable: whoever waits out an outage of the
+    store waits this out too."""
 
     status = 507
     title = "Insufficient storage"

@@ -27,7 +27,7 @@ from gridrun._proto import node_pb2_grpc, worker_pb2_grpc
 from gridrun.auth import Role, TokenEntry, Tokens
 from gridrun.certs import dns_names
 from gridrun.clock import Clock, SystemClock
-from gridrun.errors import ConfigError
+from gridrun.errors import ConfigError, Unavailable
 from gridrun.master.access import Access
 from gridrun.master.api import create_api
 from gridrun.master.audit import Audit
@@ -357,6 +357,10 @@ class Master:
             wanted.clear()
             try:
                 await self.service.dispatch()
+            except Unavailable as exc:  # the store cannot serve now: said once a second
+                log.warning("dispatch pass failed; retrying in 1s: %s", exc.message)
+                await asyncio.sleep(1)
+                wanted.set()
             except Exception:
                 log.exception("dispatch pass failed; retrying in 1s")
                 await asyncio.sleep(1)

@@ -33,6 +33,7 @@ class Liveness:
         # healthy for a whole timeout: after its own start, or after losing the store, the
         # masters holding those leases may not have renewed them yet.
         self.judge_after = service.clock.monotonic() + self.timeout_s
+        self.store_failed = False  # the last check could not reach or write the store
         self._loop: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -55,8 +56,10 @@ class Liveness:
                 await self.check()
                 await self.housekeeping()
             except Unavailable as exc:
-                # the other masters could not renew their workers' leases meanwhile either
-                self.judge_after = service.clock.monotonic() + self.timeout_s
+                # No lease could be renewed meanwhile (ours or other masters'), and workers
+                # were sent away to back off: judge none until the store has been healthy for a
+                # whole timeout again, counted from the check that finds it back.
+                self.store_failed = True
                 log.warning("liveness check skipped: %s", exc)
             except Exception:
                 log.exception("liveness check failed; retrying")
@@ -89,6 +92,9 @@ class Liveness:
         )
         await service.requeue_unsent(now_ms - round(timeout * 1000))
         lost: list[Task] = []
+        if self.store_failed:  # the store is back from here
+            self.store_failed = False
+            self.judge_after = now + timeout
         if now < self.judge_after:
             return lost
         for worker_id in await service.store.lapsed(now_ms):

@@ -14,7 +14,7 @@ import grpc
 from gridrun import logs
 from gridrun._proto import worker_pb2 as pb
 from gridrun.clock import Clock
-from gridrun.errors import InsufficientStorage, Unavailable
+from gridrun.errors import Unavailable
 from gridrun.master.access import Access
 from gridrun.master.service import STDERR, STDOUT, Service
 from gridrun.master.sessions import (
@@ -33,7 +33,6 @@ log = logging.getLogger("gridrun.master.rpc")
 HELLO_TIMEOUT_S = 10.0
 WRITE_DRAIN_S = 5.0  # how long a closing stream waits for a write already on the wire
 MAX_SLOTS = 4096
-STORE_DOWN = (Unavailable, InsufficientStorage)
 
 OUTCOMES: dict[int, Outcome] = {
     pb.OUTCOME_EXITED: Outcome.EXITED,
@@ -206,11 +205,11 @@ class WorkerServicer:
                     task.cancel()
                 results = await asyncio.gather(reader, writer, return_exceptions=True)
             for result in results:
-                if isinstance(result, STORE_DOWN):
+                if isinstance(result, Unavailable):
                     raise result
                 if isinstance(result, Exception) and not isinstance(result, asyncio.CancelledError):
                     log.error("worker %s stream failed: %r", session.worker_id, result)
-        except STORE_DOWN as exc:
+        except Unavailable as exc:
             # The store cannot take what the worker reports (unreachable, disk full): end the
             # stream as UNAVAILABLE, so the worker backs off before it tries again (an ended
             # stream would have it reconnect at once) and keeps its results meanwhile.
@@ -222,7 +221,7 @@ class WorkerServicer:
             log.info("worker %s disconnected: %s", session.worker_id, session.close_reason)
             try:
                 await self._service.disconnected(session)
-            except STORE_DOWN as exc:  # its lease runs out by itself; nothing to undo
+            except Unavailable as exc:  # its lease runs out by itself; nothing to undo
                 log.warning("could not record worker %s offline: %s", session.worker_id, exc)
 
     async def _write(self, context: Context, session: WorkerSession) -> None:

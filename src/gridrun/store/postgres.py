@@ -150,7 +150,7 @@ class PostgresStore(RelationalStore):
         self._pool: asyncpg.Pool | None = None
         self._listening: asyncio.Task[None] | None = None
 
-    def _unavailable(self, exc: BaseException) -> Unavailable | InsufficientStorage:
+    def _unavailable(self, exc: BaseException) -> Unavailable:
         if isinstance(exc, asyncpg.exceptions.DiskFullError):
             return InsufficientStorage(f"the database {redact(self._url)} is out of disk: {exc}")
         return Unavailable(

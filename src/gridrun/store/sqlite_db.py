@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from gridrun.errors import GridrunError, InsufficientStorage, Unavailable
+from gridrun.errors import InsufficientStorage, Unavailable
 from gridrun.model import TaskState
 from gridrun.store import sqlite_sql as sql
 
@@ -32,7 +32,7 @@ GROUP_COMMIT_MAX = 2000  # writes per transaction
 MIN_FREE_BYTES = 1 << 20
 
 
-def storage_error(exc: sqlite3.Error, path: Path) -> GridrunError | None:
+def storage_error(exc: sqlite3.Error, path: Path) -> Unavailable | None:
     """The domain error for a failure of the disk or file under the database (507 when there
     is no room, 503 when it cannot be written or read), or None for any other error."""
     code = getattr(exc, "sqlite_errorcode", 0) & 0xFF  # the primary code of an extended one
@@ -66,7 +66,7 @@ class SqliteDb:
         self._pending: list[tuple[Callable[[sqlite3.Connection], Any], Any]] = []
         self._flushing = False
         # why the last write failed for want of disk (None once a write commits again)
-        self.write_failure: GridrunError | None = None
+        self.write_failure: Unavailable | None = None
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._executor is None:

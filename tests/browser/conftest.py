@@ -26,9 +26,10 @@ FLAGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
-    """One Playwright driver for the session (it may not be started twice at once)."""
+    """One Playwright driver a module (it may not be started twice at once, and while it runs
+    its event loop counts as running: it must be gone before the asyncio tests)."""
     if not Path(CHROMIUM).exists():
         if os.environ.get("CI"):
             pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium")

@@ -95,6 +95,7 @@ def _spawn(launch: Launch) -> subprocess.Popen[bytes]:
     the same Popen, plus a transport, protocol and watcher thread this module does without)."""
     return subprocess.Popen(
         launch.argv,
+        executable=launch.executable,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

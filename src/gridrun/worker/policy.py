@@ -1,8 +1,16 @@
 """What this worker agrees to run, as whom, where and with which limits — whatever the master
 says. A refused assignment is never started: it ends `rejected` with the reason.
 
-- executables: an allowlist of globs, matched against the resolved path of argv[0] (`/usr/bin/*`)
-  or, for a pattern without a slash, its name (`python3`); empty allows any;
+- executables: an allowlist of globs. A pattern with a slash (`/usr/bin/*`) matches the real
+  path of argv[0] (symlinks resolved); a bare name (`python3`) matches only that program as
+  found in the directories of the worker's own PATH (never the task's PATH or cwd), whether the
+  task names it bare or by that path. The file that was checked is the file that runs: argv[0]
+  is resolved once and its real path executed, so swapping a symlink or a PATH entry afterwards
+  changes nothing. Empty allows any;
+- code-loading variables: a task's env may not set what makes a program load code from
+  elsewhere. The dynamic loader's (`LD_*`, `GCONV_PATH`, `GLIBC_TUNABLES`, …) are refused always
+  (the run-as and limit wrappers start as root); with an allowlist, so are the shells',
+  Python's, Perl's, Ruby's, Node's and Java's, and PATH (see CODE_LOADING_ENV);
 - shell: `shell: true` tasks are refused unless allow_shell (a shell runs anything, so the
   allowlist cannot see inside it);
 - run-as: a user (and group) for every task, when the worker runs as root, switched to by
@@ -35,6 +43,25 @@ from typing import Literal
 from gridrun.errors import ConfigError
 
 DEFAULT_ENV_ALLOW = ("PATH", "HOME", "LANG", "LC_*", "TZ", "USER", "LOGNAME", "TERM", "TMPDIR")
+# Variables that make glibc's dynamic loader (or libc itself) load code from a path: refused in
+# any task's env, since they reach every program it starts, the root-run wrappers included.
+LOADER_ENV = (
+    "LD_*", "GCONV_PATH", "GLIBC_TUNABLES", "HOSTALIASES", "LOCPATH", "NLSPATH",
+    "MALLOC_TRACE", "RESOLV_HOST_CONF", "GETCONF_DIR",
+)  # fmt: skip
+# With an allowlist, also what makes an allowed interpreter or program run other code than the
+# one checked: startup files, module paths, injected options, exported shell functions, and
+# PATH (an allowed script's commands are found through it).
+CODE_LOADING_ENV = (
+    *LOADER_ENV,
+    "PATH", "BASH_ENV", "ENV", "SHELLOPTS", "BASHOPTS", "BASH_FUNC_*", "PS4", "PROMPT_COMMAND",
+    "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE", "PYTHONEXECUTABLE",
+    "PYTHONWARNINGS", "PYTHONBREAKPOINT", "PYTHONPLATLIBDIR", "PYTHONINSPECT",
+    "PERL5LIB", "PERLLIB", "PERL5OPT", "PERL5DB", "RUBYLIB", "RUBYOPT",
+    "NODE_OPTIONS", "NODE_PATH", "JAVA_TOOL_OPTIONS", "_JAVA_OPTIONS", "JDK_JAVA_OPTIONS",
+    "CLASSPATH", "LUA_PATH*", "LUA_CPATH*", "LUA_INIT*", "TCLLIBPATH", "GIT_EXEC_PATH",
+    "GIT_CONFIG*", "GIT_SSH*", "EDITOR", "VISUAL", "PAGER", "IFS",
+)  # fmt: skip
 PRLIMIT = "/usr/bin/prlimit"
 SETPRIV = "/usr/bin/setpriv"
 
@@ -71,6 +98,7 @@ class Launch:
     env: dict[str, str]
     cwd: str | None
     scratch: Path | None = None  # a fresh directory to remove when the attempt ends
+    executable: str | None = None  # the checked file to exec (argv[0] stays as the task gave it)
 
 
 @functools.cache
@@ -132,14 +160,24 @@ class Policy:
         """Decide and prepare; raise Refused with a reason a user can act on."""
         if shell and not self.allow_shell:
             raise Refused("this worker does not run shell tasks (start it with --allow-shell)")
+        denied = _env_matcher(CODE_LOADING_ENV if self.allow else LOADER_ENV)
+        for name in task_env:
+            if denied.match(name):
+                raise Refused(
+                    f"env {name} makes programs load other code; this worker refuses it"
+                    + (" (it has an allowlist)" if self.allow else "")
+                )
         env = {k: v for k, v in base_env.items() if self._env_allowed(k)}
         env.update(task_env)
+        executable = None
         if self.allow and not shell:  # resolved only for the allowlist: ~50 us of lookups
-            resolved = self._resolve(argv[0], env.get("PATH", os.defpath), cwd)
-            if not self._allowed(argv[0], resolved):
+            worker_path = base_env.get("PATH", os.defpath)
+            resolved = self._resolve(argv[0], worker_path, cwd)
+            if not self._allowed(argv[0], resolved, worker_path):
                 raise Refused(
                     f"{argv[0]!r} ({resolved or 'not found'}) is not in this worker's allowlist"
                 )
+            executable = resolved  # what was checked is what runs, never the name again
         user = group = None
         if self.run_as is not None:
             user, group, entry = self._identity()
@@ -155,31 +193,42 @@ class Policy:
                 os.chown(scratch, user, group if group is not None else -1)
             cwd = str(scratch)
         full = argv
+        wrappers: tuple[str, ...] = ()
         if user is not None:
             switch = (f"--reuid={user}", f"--regid={group}", "--clear-groups")
-            full = (SETPRIV, *switch, "--", *full)
+            wrappers = (SETPRIV, *switch, "--")
         if limits := self.limits.prlimit_args():  # set as root, then the switch to the user
-            full = (PRLIMIT, *limits, "--", *full)
-        return Launch(argv=full, env=env, cwd=cwd, scratch=scratch)
+            wrappers = (PRLIMIT, *limits, "--", *wrappers)
+        if wrappers:  # a wrapper execs by path: give it the checked file, not the name
+            full = (*wrappers, executable or argv[0], *argv[1:])
+            executable = None
+        return Launch(argv=full, env=env, cwd=cwd, scratch=scratch, executable=executable)
 
     def _env_allowed(self, name: str) -> bool:
         return _env_matcher(self.env_allow).match(name) is not None
 
     @staticmethod
-    def _resolve(program: str, path: str, cwd: str | None) -> str | None:
+    def _resolve(program: str, worker_path: str, cwd: str | None) -> str | None:
+        """The real path of the file argv[0] names: a bare name is looked up in the worker's
+        own PATH only; a path is taken relative to the task's cwd."""
         if "/" in program:
-            candidate = Path(cwd or ".") / program
-            return os.path.realpath(candidate) if candidate.exists() else None
-        found = shutil.which(program, path=path)
+            candidate = os.path.realpath(Path(cwd or ".") / program)
+            return candidate if os.path.isfile(candidate) else None
+        found = shutil.which(program, path=worker_path)
         return os.path.realpath(found) if found else None
 
-    def _allowed(self, program: str, resolved: str | None) -> bool:
+    def _allowed(self, program: str, resolved: str | None, worker_path: str) -> bool:
+        if resolved is None:
+            return False
         for pattern in self.allow:
             if "/" in pattern:
-                if resolved is not None and fnmatch.fnmatchcase(resolved, pattern):
+                if fnmatch.fnmatchcase(resolved, pattern):
                     return True
             elif fnmatch.fnmatchcase(os.path.basename(program), pattern):
-                return resolved is not None
+                # that name as the worker's PATH finds it, and nothing else of that name
+                found = shutil.which(os.path.basename(program), path=worker_path)
+                if found is not None and os.path.realpath(found) == resolved:
+                    return True
         return False
 
     def _under_roots(self, cwd: str) -> bool:

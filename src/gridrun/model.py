@@ -59,6 +59,7 @@ class Outcome(enum.StrEnum):
     NO_SLOT = "no_slot"
     WORKER_STOPPED = "worker_stopped"
     REJECTED = "rejected"
+    LOST = "lost"  # the master's judgement, never a worker's report: it missed a deadline
 
 
 TERMINAL: frozenset[TaskState] = frozenset(
@@ -327,6 +328,8 @@ def state_after(report: Report) -> TaskState:
             return TaskState.REJECTED
         case Outcome.SPAWN_FAILED | Outcome.WORKER_STOPPED:
             return TaskState.FAILED
+        case Outcome.LOST:
+            return TaskState.LOST
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,7 @@ new work still runs."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import grpc
@@ -161,7 +162,7 @@ async def test_an_impostor_cannot_report_for_another_workers_task(grid: Grid) ->
     ref = pb.AttemptRef(task_id=task["id"], attempt=1)
     frames = [
         pb.WorkerMessage(hello=pb.Hello(worker_id="impostor", slots=1, running=[ref])),
-        pb.WorkerMessage(started=pb.Started(ref=ref, started_at_ms=1)),
+        pb.WorkerMessage(started=pb.Started(ref=ref, started_at_ms=time.time_ns() // 1_000_000)),
         pb.WorkerMessage(output=pb.Output(ref=ref, stdout=b"forged\n")),
         pb.WorkerMessage(finished=pb.Finished(ref=ref, outcome=pb.OUTCOME_EXITED)),
     ]
@@ -187,7 +188,11 @@ async def test_a_report_for_a_task_that_does_not_exist_is_dropped_not_fatal(grid
         )()
         await call.write(pb.WorkerMessage(hello=pb.Hello(worker_id="w9", slots=1)))
         assert (await call.read()).WhichOneof("msg") == "welcome"
-        await call.write(pb.WorkerMessage(started=pb.Started(ref=ghost, started_at_ms=1)))
+        await call.write(
+            pb.WorkerMessage(
+                started=pb.Started(ref=ghost, started_at_ms=time.time_ns() // 1_000_000)
+            )
+        )
         await call.write(pb.WorkerMessage(output=pb.Output(ref=ghost, stdout=b"x")))
         await call.write(pb.WorkerMessage(finished=pb.Finished(ref=ghost, outcome=1)))
         kinds = []

@@ -3,15 +3,19 @@ it again, missed slots are caught up once, removing stops it, bad cron is a 422.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tests.helpers import ShiftedClock, eventually_async
 from tests.integration.conftest import Grid
 
+# Two days ahead (UTC): the worker's real clock stays within the window the master's shifted
+# clock accepts reports in (times up to 30 days before its own, not months or minutes after).
+DAY = (datetime.now(UTC) + timedelta(days=2)).date().isoformat()
+
 
 def at(hh_mm_ss: str) -> int:
-    return int(datetime.fromisoformat(f"2026-01-01T{hh_mm_ss}+00:00").timestamp() * 1000)
+    return int(datetime.fromisoformat(f"{DAY}T{hh_mm_ss}+00:00").timestamp() * 1000)
 
 
 async def made_by(grid: Grid, schedule_id: str) -> list[dict[str, Any]]:
@@ -30,7 +34,7 @@ async def test_a_schedule_fires_once_per_slot_across_a_restart(grid: Grid) -> No
     )  # fmt: skip
     assert response.status_code == 201, response.text
     schedule = response.json()
-    assert schedule["next_at"] == "2026-01-01T00:01:00Z"
+    assert schedule["next_at"] == f"{DAY}T00:01:00Z"
     assert await made_by(grid, schedule["id"]) == []
 
     clock.advance_to(at("00:01:05"))
@@ -46,15 +50,15 @@ async def test_a_schedule_fires_once_per_slot_across_a_restart(grid: Grid) -> No
     assert await master.schedules.fire_due() == []
     assert len(await made_by(grid, schedule["id"])) == 1
     listed = (await grid.api.get(f"/v1/schedules/{schedule['id']}")).json()
-    assert (listed["next_at"], listed["last_task"]) == ("2026-01-01T00:02:00Z", first["id"])
+    assert (listed["next_at"], listed["last_task"]) == (f"{DAY}T00:02:00Z", first["id"])
 
     clock.advance_to(at("00:09:30"))  # slots 00:02 .. 00:09 missed: caught up once
     await master.schedules.fire_due()
     assert len(await made_by(grid, schedule["id"])) == 2
     after = (await grid.api.get(f"/v1/schedules/{schedule['id']}")).json()
     assert (after["last_fired"], after["next_at"]) == (
-        "2026-01-01T00:02:00Z",
-        "2026-01-01T00:10:00Z",
+        f"{DAY}T00:02:00Z",
+        f"{DAY}T00:10:00Z",
     )
 
     removed = await grid.api.delete(f"/v1/schedules/{schedule['id']}")

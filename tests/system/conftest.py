@@ -89,7 +89,10 @@ class SystemGrid:
         cwd: Path | None = None,
         master: str | None = None,
         extra: tuple[str, ...] = (),
+        run_as: str | None = "root" if os.geteuid() == 0 else None,
     ) -> subprocess.Popen[bytes]:
+        """A worker; tasks run as root when the tests do (they write into the test's own
+        directories), unless `run_as` says otherwise (None: the worker's default)."""
         args = [
             "worker",
             "--master",
@@ -104,6 +107,8 @@ class SystemGrid:
         ]
         for label in labels:
             args += ["--label", label]
+        if run_as is not None:
+            args += ["--run-as", run_as]
         proc = self._spawn(f"worker-{name}", [*args, *extra], cwd)
         self.workers[name] = proc
         eventually(lambda: self.worker_state(name) == "online", 20, 0.05)

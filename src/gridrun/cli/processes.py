@@ -119,6 +119,35 @@ def master(
             " secret.key beside the SQLite file.",
         ),
     ] = None,
+    start_deadline: Annotated[
+        float,
+        typer.Option(
+            envvar="GRIDRUN_START_DEADLINE",
+            help="Seconds a worker has from an assignment to its start; a miss loses the"
+            " attempt (and a task's timeout plus the kill grace bound its end the same way).",
+        ),
+    ] = 60.0,
+    quarantine_after: Annotated[
+        int,
+        typer.Option(
+            envvar="GRIDRUN_QUARANTINE_AFTER",
+            help="Deadlines a worker may miss before it gets no new work for an hour.",
+        ),
+    ] = 3,
+    max_worker_slots: Annotated[
+        int, typer.Option(envvar="GRIDRUN_MAX_WORKER_SLOTS", help="Most slots a worker counts.")
+    ] = 4096,
+    max_worker_gpus: Annotated[
+        int, typer.Option(envvar="GRIDRUN_MAX_WORKER_GPUS", help="Most GPUs a worker counts.")
+    ] = 1024,
+    forget_workers_after: Annotated[
+        float,
+        typer.Option(
+            envvar="GRIDRUN_FORGET_WORKERS_AFTER",
+            help="Seconds after which a worker not heard from (and holding nothing) is no"
+            " longer listed, and its id may be taken anew.",
+        ),
+    ] = 7 * 24 * 3600.0,
     log_level: LogLevel = "info",
     log_format: LogFormat = "text",
 ) -> None:
@@ -157,6 +186,11 @@ def master(
                 audit_log=s["audit_log"],
                 allowed_hosts=list(s["allowed_host"] or []),
                 secret_key_file=s["secret_key_file"],
+                start_deadline_s=s["start_deadline"],
+                quarantine_after=s["quarantine_after"],
+                max_worker_slots=s["max_worker_slots"],
+                max_worker_gpus=s["max_worker_gpus"],
+                forget_workers_after_s=s["forget_workers_after"],
             )
         except (ValidationError, ValueError) as exc:
             fail(f"invalid master settings: {exc}")
@@ -211,7 +245,9 @@ def worker(
         typer.Option(
             "--run-as",
             envvar="GRIDRUN_RUN_AS",
-            help="user[:group] for every task (the worker must run as root).",
+            help="user[:group] for every task (the worker must run as root). A root worker"
+            " runs tasks as an unprivileged user by default: `gridrun` if that user exists,"
+            " else `nobody`; give `--run-as root` to run them as root.",
         ),
     ] = None,
     limit_cpu: Annotated[
@@ -328,15 +364,18 @@ def worker(
     """Start a worker that runs what the master assigns. SIGTERM drains it, then it exits."""
     from pydantic import ValidationError
 
+    from gridrun.worker import hardening
     from gridrun.worker.agent import WorkerConfig, run_worker
 
     setup_logging(log_level, log_format)
     with guard:
+        hardening.undumpable()  # tasks of this user cannot read its memory or /proc files
+        run_as = hardening.task_user(run_as)
         settings: dict[str, Any] = {
             "master": master,
             "labels": parse_labels(label or []),
             "name": name,
-            "base_env": dict(os.environ),
+            "base_env": hardening.task_base_env(os.environ),
             "drain_grace_s": drain_grace,
             "allow": allow or [],
             "allow_shell": allow_shell,
@@ -359,6 +398,7 @@ def worker(
             "max_tasks": parse_max_tasks(max_tasks or []),
         }
         if join_token_file is not None:
+            hardening.warn_if_readable(join_token_file, "the join token file")
             try:
                 settings["join_token"] = join_token_file.read_text().strip()
             except OSError as exc:

@@ -189,7 +189,8 @@ def worker_table(workers: list[WorkerDict]) -> Table:
     for w in workers:
         table.add_row(
             escape(w["id"]) + (" (legacy)" if w["legacy"] else ""),
-            styled_state(w["state"]),
+            styled_state(w["state"])
+            + (f" [red](quarantined: {escape(q)})[/]" if (q := w.get("quarantined")) else ""),
             str(w["running"]),
             str(w["slots"]),
             escape(w["hostname"]),

@@ -9,6 +9,7 @@ process outlives it.
 from __future__ import annotations
 
 import ctypes
+import os
 import signal
 import subprocess
 import sys
@@ -87,8 +88,12 @@ class Grid:
         )
         for n in range(1, self.workers + 1):
             # a local development grid: its shell tasks are its user's own, so they are allowed
+            # and they run as the user who started the grid, as the article's do (its curl
+            # creates test.txt in the worker's directory), even when that user is root
             args = ["worker", "--master", target, "--data-dir", str(self.data_dir / f"worker-{n}"),
                     "--drain-grace", str(DRAIN_GRACE_S), "--allow-shell"]  # fmt: skip
+            if os.geteuid() == 0:
+                args += ["--run-as", "root"]
             if self.slots is not None:
                 args += ["--slots", str(self.slots)]
             self._spawn(*args)

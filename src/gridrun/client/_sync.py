@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, TypedDict, cast
+from typing import Any, Literal, NotRequired, TypedDict, cast
 
 import httpx
 
@@ -91,6 +91,7 @@ class WorkerDict(TypedDict):
     legacy: bool
     connected_at: str | None
     last_seen: str | None
+    quarantined: NotRequired[str | None]  # why it gets no new work for now
 
 
 class OutputStream(TypedDict):

@@ -481,7 +481,11 @@ def create_api(
 
     @app.get("/v1/workers", response_model=WorkerListOut)
     async def workers(who: Reader) -> WorkerListOut:
-        return WorkerListOut(workers=[WorkerOut.of(w) for w in await service.workers()])
+        return WorkerListOut(
+            workers=[
+                WorkerOut.of(w, service.quarantine_reason(w.id)) for w in await service.workers()
+            ]
+        )
 
     @app.get("/v1/stats", response_model=StatsOut, summary="Tasks per state, workers per state")
     async def stats(who: Reader) -> StatsOut:

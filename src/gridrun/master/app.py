@@ -35,12 +35,13 @@ from gridrun.master.compat import NodeServicer
 from gridrun.master.guard import AllowedHosts
 from gridrun.master.liveness import Liveness
 from gridrun.master.peers import Peers
-from gridrun.master.rpc import WorkerServicer
+from gridrun.master.rpc import MAX_SLOTS, Caps, WorkerServicer
 from gridrun.master.schedules import Schedules
 from gridrun.master.sealing import Sealer
 from gridrun.master.service import Service, ServiceConfig
 from gridrun.master.sessions import Sessions
 from gridrun.model import DEFAULT_OUTPUT_CAP
+from gridrun.spec import MAX_GPUS
 from gridrun.store import Store
 from gridrun.store.postgres import PostgresStore, is_postgres_url, redact
 from gridrun.store.sqlite import SqliteStore
@@ -76,6 +77,15 @@ class MasterConfig(BaseModel):
     # names (beyond IP addresses, localhost and the TLS certificate's) that browsers and
     # clients use for this master, e.g. a load balancer's; "*" turns the Host check off
     allowed_hosts: list[str] = Field(default_factory=list)
+    # distrust of workers: deadlines on the master's clock, quarantine, caps on what they claim
+    start_deadline_s: float = Field(60.0, gt=0)
+    quarantine_after: int = Field(3, ge=1)
+    quarantine_s: float = Field(3600.0, gt=0)
+    forget_workers_after_s: float = Field(7 * 24 * 3600.0, gt=0)
+    max_worker_slots: int = Field(MAX_SLOTS, ge=1, le=MAX_SLOTS)
+    max_worker_gpus: int = Field(MAX_GPUS, ge=0, le=MAX_GPUS)
+    max_worker_cpus: int = Field(65536, ge=0)
+    max_worker_memory_mb: int = Field(1 << 30, ge=0)
     secret_key_file: Path | None = None  # seals secret_env; default: beside the SQLite file
 
     @field_validator("db", mode="before")
@@ -187,6 +197,10 @@ class Master:
                 max_heartbeats_per_s=config.max_heartbeats_per_s,
                 output_cap=config.output_cap,
                 kill_grace_s=config.kill_grace_s,
+                start_deadline_s=config.start_deadline_s,
+                quarantine_after=config.quarantine_after,
+                quarantine_s=config.quarantine_s,
+                forget_workers_after_s=config.forget_workers_after_s,
             ),
             self.sessions,
             sealer=self.sealer,
@@ -258,7 +272,18 @@ class Master:
         config = self.config
         self._grpc = grpc.aio.server(options=[*transport.MESSAGE_LIMITS, ("grpc.so_reuseport", 0)])
         worker_pb2_grpc.add_WorkerServiceServicer_to_server(
-            WorkerServicer(self.service, self.clock, self.access), self._grpc
+            WorkerServicer(
+                self.service,
+                self.clock,
+                self.access,
+                Caps(
+                    slots=config.max_worker_slots,
+                    cpus=config.max_worker_cpus,
+                    memory_mb=config.max_worker_memory_mb,
+                    gpus=config.max_worker_gpus,
+                ),
+            ),
+            self._grpc,
         )
         node_pb2_grpc.add_NodeServiceServicer_to_server(
             NodeServicer(self.service, self.clock, self.access), self._grpc

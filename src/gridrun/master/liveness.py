@@ -76,6 +76,11 @@ class Liveness:
             if not session.closed and not session.legacy and silent > session.timeout_s:
                 # its stream handler ends and calls `disconnected`; attempts are judged below
                 session.close(f"silent for more than {session.timeout_s:g}s")
+            if not session.closed and not session.legacy:
+                # a worker that heartbeats but never reports cannot hold tasks for good
+                for ref, why in service.overdue(session, now):
+                    await service.missed_deadline(session, ref, why)
+                service.quarantine_reason(session.worker_id)  # lifts one that ran out
         service.repace()
         now_ms = service.clock.now_ms()
         # A lease (as long as its worker's timeout) is renewed once half a heartbeat interval
@@ -128,6 +133,11 @@ class Liveness:
         await self.flag_unschedulable(now)
         await self.schedules.fire_due()
         await service.store.fold_counts()
+        forget_ms = round(service.config.forget_workers_after_s * 1000)
+        connected = {s.worker_id for s in service.sessions if not s.closed}
+        for worker_id in await service.store.forget_workers(now - forget_ms, connected):
+            log.info("forgot worker %s: not heard from for %gs", worker_id,
+                     service.config.forget_workers_after_s)  # fmt: skip
 
     async def flag_unschedulable(self, now: int) -> None:
         """Say, on each task at the head of the queue, why no live worker could ever take it

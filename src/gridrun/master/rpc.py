@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 
 import grpc
 
@@ -15,6 +16,7 @@ from gridrun import logs
 from gridrun._proto import worker_pb2 as pb
 from gridrun.clock import Clock
 from gridrun.errors import Unavailable
+from gridrun.master import reports
 from gridrun.master.access import Access
 from gridrun.master.service import STDERR, STDOUT, Service
 from gridrun.master.sessions import (
@@ -62,7 +64,7 @@ def report_from_pb(msg: pb.Finished) -> Report:
         signal=msg.signal or None,
         started_at=msg.started_at_ms or None,
         finished_at=msg.finished_at_ms or None,
-        error=msg.error if msg.outcome in OUTCOMES else f"unknown outcome {msg.outcome}",
+        error=msg.error,
     )
 
 
@@ -95,6 +97,7 @@ def command_to_pb(command: Command) -> pb.MasterMessage:
                     worker_id=command.worker_id,
                     heartbeat_interval_ms=round(command.heartbeat_interval_s * 1000),
                     output_cap_bytes=command.output_cap,
+                    identity_secret=command.identity_secret,
                 )
             )
 
@@ -128,13 +131,25 @@ def hello_problem(hello: pb.Hello) -> str | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class Caps:
+    """The most a worker may claim to have, whatever its Hello says (a worker advertising a
+    million GPUs must not be offered the queue)."""
+
+    slots: int = MAX_SLOTS
+    cpus: int = 65536
+    memory_mb: int = 1 << 30
+    gpus: int = 1024
+
+
 class WorkerServicer:
     """Implements gridrun.v1.WorkerService (registered with add_WorkerServiceServicer_to_server)."""
 
-    def __init__(self, service: Service, clock: Clock, access: Access) -> None:
+    def __init__(self, service: Service, clock: Clock, access: Access, caps: Caps = Caps()) -> None:
         self._service = service
         self._clock = clock
         self._access = access
+        self._caps = caps
 
     async def Connect(  # noqa: N802 (the gRPC method name)
         self, request_iterator: object, context: Context
@@ -152,6 +167,10 @@ class WorkerServicer:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must be Hello")
         hello = first.hello
         problem = hello_problem(hello)
+        try:
+            running, unacked = reports.check_held(hello)
+        except reports.BadReport as exc:
+            problem = str(exc)
         if problem is not None:
             log.warning("refused a Hello from %s: %s", context.peer(), problem)
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
@@ -161,19 +180,41 @@ class WorkerServicer:
         if refusal is not None:
             log.warning("refused a worker from %s: %s", context.peer(), refusal)
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, refusal)
+        if not self._access.bind_worker_certs:  # with mTLS, its certificate is its identity
+            try:
+                refusal, issued = await self._service.bind_identity(
+                    hello.worker_id, hello.identity_secret, binds=hello.binds_identity
+                )
+            except Unavailable as exc:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, exc.message)
+            if refusal is not None:
+                log.warning("refused a worker from %s: %s", context.peer(), refusal)
+                self._access.audit.record(
+                    "worker.refused", None, context.peer(), worker=hello.worker_id, reason=refusal
+                )
+                await context.abort(grpc.StatusCode.PERMISSION_DENIED, refusal)
+        else:
+            issued = ""
+        caps = self._caps
+        if hello.slots > caps.slots or hello.resources.gpus > caps.gpus:
+            log.warning(
+                "worker %s claims %d slots and %d GPUs; this master counts at most %d and %d",
+                hello.worker_id, hello.slots, hello.resources.gpus, caps.slots, caps.gpus,
+            )  # fmt: skip
         session = WorkerSession(
             worker_id=hello.worker_id,
             hostname=hello.hostname,
             labels=dict(hello.labels),
-            slots=hello.slots,
+            slots=min(hello.slots, caps.slots),
             version=hello.version,
             last_seen=self._clock.monotonic(),
             queue_limit=hello.slots * 4 + 256,
             max_tasks=dict(hello.max_tasks),
+            identity_secret=issued,
             resources={
-                "cpus": hello.resources.cpus,
-                "memory_mb": hello.resources.memory_mb,
-                "gpus": hello.resources.gpus,
+                "cpus": min(hello.resources.cpus, caps.cpus),
+                "memory_mb": min(hello.resources.memory_mb, caps.memory_mb),
+                "gpus": min(hello.resources.gpus, caps.gpus),
             },
         )
         logs.bind(worker_id=session.worker_id)  # on every record of this stream from here
@@ -184,12 +225,7 @@ class WorkerServicer:
             session.slots,
         )
         try:
-            await self._service.hello(
-                session,
-                [ref_from_pb(r) for r in hello.running],
-                [ref_from_pb(r) for r in hello.unacked],
-                resumed=hello.resumed,
-            )
+            await self._service.hello(session, running, unacked, resumed=hello.resumed)
             reader = asyncio.create_task(self._read(context, session))
             writer = asyncio.create_task(self._write(context, session))
             try:
@@ -205,10 +241,14 @@ class WorkerServicer:
                     task.cancel()
                 results = await asyncio.gather(reader, writer, return_exceptions=True)
             for result in results:
-                if isinstance(result, Unavailable):
+                if isinstance(result, Unavailable | reports.BadReport):
                     raise result
                 if isinstance(result, Exception) and not isinstance(result, asyncio.CancelledError):
                     log.error("worker %s stream failed: %r", session.worker_id, result)
+        except reports.BadReport as exc:
+            log.warning("worker %s sent a bad report: %s", session.worker_id, exc)
+            session.close(f"it sent a bad report: {exc}")
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad report: {exc}")
         except Unavailable as exc:
             # The store cannot take what the worker reports (unreachable, disk full): end the
             # stream as UNAVAILABLE, so the worker backs off before it tries again (an ended
@@ -237,25 +277,26 @@ class WorkerServicer:
             session.last_seen = self._clock.monotonic()
             kind = msg.WhichOneof("msg")
             if kind == "started":
-                ref = ref_from_pb(msg.started.ref)
+                ref = reports.check_started(msg.started, self._clock.now_ms())
                 with logs.fields(task_id=ref.task_id, attempt=ref.attempt):
                     await self._service.started(session, ref, msg.started.started_at_ms)
             elif kind == "output":
                 out = msg.output
+                ref = reports.check_output(out)
                 chunks = []
                 if out.stdout:
                     chunks.append((STDOUT, out.stdout_offset, out.stdout))
                 if out.stderr:
                     chunks.append((STDERR, out.stderr_offset, out.stderr))
                 if chunks:
-                    ref = ref_from_pb(out.ref)
                     with logs.fields(task_id=ref.task_id, attempt=ref.attempt):
                         await self._service.output_received(session, ref, chunks)
             elif kind == "finished":
-                ref = ref_from_pb(msg.finished.ref)
+                ref = reports.check_finished(msg.finished, self._clock.now_ms())
                 with logs.fields(task_id=ref.task_id, attempt=ref.attempt):
                     await self._service.finished(session, ref, report_from_pb(msg.finished))
             elif kind == "heartbeat":
+                reports.check_heartbeat(msg.heartbeat, MAX_SLOTS)
                 # last_seen is updated for every message; a heartbeat may announce a drain
                 if msg.heartbeat.draining and not session.draining:
                     await self._service.draining(session, "the worker is shutting down")

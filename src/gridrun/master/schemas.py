@@ -188,7 +188,14 @@ class LegacyTaskIn(_In):
 
 
 def _iso(ms: int | None) -> datetime | None:
-    return datetime.fromtimestamp(ms / 1000, UTC) if ms is not None else None
+    """A stored time as a date; None for none, or for one no date can hold (a record stored
+    before reports were checked: reading a task must never fail)."""
+    if ms is None:
+        return None
+    try:
+        return datetime.fromtimestamp(ms / 1000, UTC)
+    except (OverflowError, ValueError, OSError):
+        return None
 
 
 class AttemptOut(BaseModel):
@@ -431,9 +438,12 @@ class WorkerOut(BaseModel):
     resources: dict[str, int] = Field(
         default_factory=dict, description="What the worker said it has: cpus, memory_mb, gpus."
     )
+    quarantined: str | None = Field(
+        None, description="Why it gets no new work for now (it missed deadlines)."
+    )
 
     @classmethod
-    def of(cls, worker: WorkerInfo) -> WorkerOut:
+    def of(cls, worker: WorkerInfo, quarantined: str | None = None) -> WorkerOut:
         return cls(
             id=worker.id,
             hostname=worker.hostname,
@@ -446,6 +456,7 @@ class WorkerOut(BaseModel):
             connected_at=_iso(worker.connected_at),
             last_seen=_iso(worker.last_seen),
             resources=dict(worker.resources),
+            quarantined=quarantined,
         )
 
 

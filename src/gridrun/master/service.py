@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
+import hmac
 import logging
 import secrets
 import time
@@ -48,6 +50,11 @@ from gridrun.store import NewTask, Notice, Page, Store, TaskFilter, TaskOutput
 
 log = logging.getLogger("gridrun.master")
 
+
+def _secret_hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
 STDOUT, STDERR = 1, 2
 QUEUE_SCAN_BATCH = 512
 QUEUE_SCAN_LIMIT = 8192  # bound the work of one dispatch pass over tasks nobody can take now
@@ -63,6 +70,11 @@ class ServiceConfig:
     max_heartbeats_per_s: float = 100.0
     output_cap: int = 1024 * 1024
     kill_grace_s: float = 5.0
+    # a distrusted worker: deadlines on the master's own clock, then no new work for a while
+    start_deadline_s: float = 60.0  # from an Assign sent to its Started
+    quarantine_after: int = 3  # deadlines missed before a worker is quarantined
+    quarantine_s: float = 3600.0
+    forget_workers_after_s: float = 7 * 24 * 3600.0  # offline this long: no longer listed
 
 
 def new_task_ids(count: int) -> list[str]:
@@ -98,6 +110,8 @@ class Service:
         self.sealer = sealer or Sealer.ephemeral()
         self.dispatch_wanted = asyncio.Event()
         self.stopping = asyncio.Event()  # set when the master shuts down: followers end
+        self._missed: dict[str, int] = {}  # worker id -> deadlines missed
+        self._quarantine: dict[str, tuple[float, str]] = {}  # worker id -> (until, why)
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
         self._watchers: dict[str, set[asyncio.Event]] = {}  # task id -> followers
 
@@ -352,6 +366,7 @@ class Service:
                     self.settled([result.task])
                 return
         session.inflight[task.ref] = task.spec
+        session.sent_at[task.ref] = self.clock.monotonic()
         session.send(AssignCmd(task, self.config.kill_grace_s, secret_env))
         self._touched(task.id)
 
@@ -380,7 +395,14 @@ class Service:
         await self.store.upsert_worker(
             session.info(WorkerState.ONLINE, last_seen=now), self.lease_until(now, session)
         )
-        session.send(WelcomeCmd(session.worker_id, session.heartbeat_s, self.config.output_cap))
+        session.send(
+            WelcomeCmd(
+                session.worker_id,
+                session.heartbeat_s,
+                self.config.output_cap,
+                session.identity_secret,
+            )
+        )
         held = set(running) | set(unacked)
         if resumed:
             for task in await self.store.active_attempts(session.worker_id):
@@ -401,12 +423,111 @@ class Service:
                 session.send(CancelCmd(ref, "this attempt is no longer held by this worker"))
             else:
                 session.inflight[ref] = holding.spec
+                session.sent_at[ref] = self.clock.monotonic()  # its deadline counts from now
+                session.started.add(ref)
                 if holding.cancel_requested:
                     session.send(CancelCmd(ref, "cancelled by request"))
+        session.quarantined = self.quarantine_reason(session.worker_id)
         session.reconciled = True
         self.dispatch_wanted.set()
 
+    # ---- distrust: deadlines a worker must meet, on the master's own clock
+
+    def overdue(self, session: WorkerSession, now: float) -> list[tuple[AttemptRef, str]]:
+        """The attempts `session` holds past a deadline: not started within start_deadline_s
+        of being sent, or not ended within that plus their timeout, the kill grace and a
+        liveness timeout (the worker kills a timed-out task itself; this catches one that
+        does not)."""
+        late = []
+        config = self.config
+        for ref, sent in session.sent_at.items():
+            waited = now - sent
+            if ref not in session.started:
+                if waited > config.start_deadline_s:
+                    late.append((ref, f"not started within {config.start_deadline_s:g}s"))
+                continue
+            spec = session.inflight.get(ref)
+            if spec is None or spec.timeout_s is None:
+                continue
+            allowed = (
+                config.start_deadline_s + spec.timeout_s + config.kill_grace_s + session.timeout_s
+            )
+            if waited > allowed:
+                late.append((ref, f"not ended within its timeout ({spec.timeout_s:g}s)"))
+        return late
+
+    async def missed_deadline(self, session: WorkerSession, ref: AttemptRef, why: str) -> None:
+        """The worker loses the attempt (lost, or retried as its policy says), is told to stop
+        it, and after quarantine_after misses gets no new work for quarantine_s."""
+        session.inflight.pop(ref, None)
+        session.sent_at.pop(ref, None)
+        session.started.discard(ref)
+        reason = f"worker {session.worker_id} missed a deadline: {why}"
+        session.send(CancelCmd(ref, reason))
+        result = await self.store.record_finish(
+            ref, session.worker_id, Report(Outcome.LOST, error=reason), self.clock.now_ms()
+        )
+        if result.applied and result.task is not None:
+            log.warning("task %s attempt %d lost: %s", ref.task_id, ref.attempt, reason)
+            self.settled([result.task])
+        self.dispatch_wanted.set()
+        missed = self._missed[session.worker_id] = self._missed.get(session.worker_id, 0) + 1
+        if missed >= self.config.quarantine_after and session.quarantined is None:
+            why_q = f"missed {missed} deadlines (last: {why})"
+            until = self.clock.monotonic() + self.config.quarantine_s
+            self._quarantine[session.worker_id] = (until, why_q)
+            session.quarantined = why_q
+            log.warning(
+                "worker %s quarantined for %gs: %s",
+                session.worker_id,
+                self.config.quarantine_s,
+                why_q,
+            )
+
+    def quarantine_reason(self, worker_id: str) -> str | None:
+        """Why a worker gets no new work now (None: it does)."""
+        held = self._quarantine.get(worker_id)
+        if held is None:
+            return None
+        until, why = held
+        if self.clock.monotonic() >= until:
+            del self._quarantine[worker_id]
+            self._missed.pop(worker_id, None)
+            session = self.sessions.get(worker_id)
+            if session is not None:
+                session.quarantined = None
+                self.dispatch_wanted.set()
+            return None
+        return why
+
+    async def bind_identity(
+        self, worker_id: str, presented: str, *, binds: bool
+    ) -> tuple[str | None, str]:
+        """Tie a worker id to the process that first joined with it. Returns why a worker is
+        refused (None if it is not) and, on its first join, the secret to hand it: a second
+        process naming the same id, with the join token but without that secret, is refused,
+        and the real worker keeps its tasks and results."""
+        refusal = (
+            f"worker id {worker_id!r} is bound to the worker that first joined with it (the"
+            " secret in its data dir); give this worker its own --name or --data-dir"
+        )
+        now = self.clock.now_ms()
+        if presented:
+            wanted = _secret_hash(presented)
+            stored = await self.store.bind_worker(worker_id, wanted, now)
+            return (None, "") if hmac.compare_digest(stored, wanted) else (refusal, "")
+        if not binds:  # an older worker keeps no secret: it may use only an unbound id
+            return (refusal if await self.store.worker_secret(worker_id) else None), ""
+        issued = secrets.token_urlsafe(32)
+        stored = await self.store.bind_worker(worker_id, _secret_hash(issued), now)
+        if not hmac.compare_digest(stored, _secret_hash(issued)):
+            return refusal, ""
+        log.info("worker %s joined for the first time: its id is bound to it", worker_id)
+        return None, issued
+
     async def started(self, session: WorkerSession, ref: AttemptRef, started_at: int) -> None:
+        if ref in session.sent_at:
+            session.started.add(ref)
         if not await self.store.record_start(ref, session.worker_id, started_at):
             self._stale(session, ref, "started")
             session.send(CancelCmd(ref, "this attempt is no longer held by this worker"))
@@ -416,6 +537,8 @@ class Service:
     async def output_received(
         self, session: WorkerSession, ref: AttemptRef, chunks: Sequence[tuple[int, int, bytes]]
     ) -> None:
+        if ref in session.sent_at:
+            session.started.add(ref)  # output: it started, whatever its Started said
         if not await self.store.append_output(
             ref, session.worker_id, chunks, self.config.output_cap
         ):
@@ -427,6 +550,8 @@ class Service:
         # The process has ended, so its slot is free now: let the next claim share this
         # commit instead of waiting for it.
         session.inflight.pop(ref, None)
+        session.sent_at.pop(ref, None)
+        session.started.discard(ref)
         session.reported.discard(ref)
         self.dispatch_wanted.set()
         result = await self.store.record_finish(ref, session.worker_id, report, self.clock.now_ms())

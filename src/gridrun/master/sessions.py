@@ -30,6 +30,7 @@ class WelcomeCmd:
     worker_id: str
     heartbeat_interval_s: float
     output_cap: int
+    identity_secret: str = ""  # issued on a worker id's first join
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +84,12 @@ class WorkerSession:
     lease_until: int = 0  # epoch ms, as last written to the store
     resources: Mapping[str, int] = field(default_factory=dict)
     max_tasks: Mapping[str, int] = field(default_factory=dict)  # class -> at most at once
+    identity_secret: str = ""  # issued to it now (its first join): sent in the Welcome
+    quarantined: str | None = None  # why it gets no new work (missed deadlines)
+    # when each attempt it holds was sent (monotonic) and which of them it said have started:
+    # the master's own clock for the deadlines it enforces (Liveness.enforce_deadlines)
+    sent_at: dict[AttemptRef, float] = field(default_factory=dict)
+    started: set[AttemptRef] = field(default_factory=set)
     _queue: asyncio.Queue[Command | None] = field(default_factory=asyncio.Queue)
     _acks: list[AttemptRef] = field(default_factory=list)  # durable, not yet acknowledged
     _ack_timer: asyncio.TimerHandle | None = None
@@ -154,7 +161,7 @@ class WorkerSession:
         return Capacity(
             worker_id=self.worker_id,
             labels=self.labels,
-            slots=0 if self.draining else self.slots,
+            slots=0 if self.draining or self.quarantined else self.slots,
             used=len(self.inflight),
             legacy=self.legacy,
             has=offered(self.resources) if self.resources else None,

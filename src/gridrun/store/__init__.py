@@ -11,7 +11,7 @@ LISTEN/NOTIFY), and judge each other's workers by leases kept in the workers tab
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -232,6 +232,19 @@ class Store(Protocol):
         ...
 
     async def renew_leases(self, seen: Sequence[tuple[str, int, int]]) -> None: ...
+
+    async def bind_worker(self, worker_id: str, secret_hash: str, now: int) -> str:
+        """Bind a worker id to a secret's hash on first join; the hash it is bound to."""
+        ...
+
+    async def worker_secret(self, worker_id: str) -> str | None:
+        """The secret hash a worker id is bound to, if any."""
+        ...
+
+    async def forget_workers(self, before: int, keep: Collection[str] = ()) -> list[str]:
+        """Delete workers unheard of since `before` that hold no attempt, but those in
+        `keep`; their ids."""
+        ...
 
     async def lapsed(self, now: int) -> set[str]:
         """Workers with active attempts whose lease has run out."""

@@ -142,6 +142,20 @@ CREATE TRIGGER tasks_count_delete AFTER DELETE ON tasks
 INSERT INTO task_counts (state, n) SELECT state, count(*) FROM tasks GROUP BY state;
 """
 
+# v8: see the SQLite store's v11 (worker secrets, reports repaired; PostgreSQL text never held
+# a NUL)
+SCHEMA_V8 = """
+CREATE TABLE worker_secrets (
+    worker_id   TEXT PRIMARY KEY,
+    secret_hash TEXT NOT NULL,
+    bound_at    BIGINT NOT NULL
+);
+UPDATE tasks SET started_at = NULL WHERE started_at NOT BETWEEN 0 AND 253402300799999;
+UPDATE tasks SET finished_at = NULL WHERE finished_at NOT BETWEEN 0 AND 253402300799999;
+UPDATE attempts SET started_at = NULL WHERE started_at NOT BETWEEN 0 AND 253402300799999;
+UPDATE attempts SET finished_at = NULL WHERE finished_at NOT BETWEEN 0 AND 253402300799999;
+"""
+
 MIGRATIONS = [
     SCHEMA_V1,
     SCHEMA_V2,
@@ -150,6 +164,7 @@ MIGRATIONS = [
     SCHEMA_V5,
     SCHEMA_V6,
     SCHEMA_V7,
+    SCHEMA_V8,
 ]  # MIGRATIONS[n] brings a database from version n to n+1
 SCHEMA_VERSION = len(MIGRATIONS)
 

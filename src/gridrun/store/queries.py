@@ -84,6 +84,19 @@ UPSERT_WORKER = (
     " WHERE excluded.state = 'online' OR workers.master IS NULL"
     " OR workers.master = excluded.master"
 )
+BIND_WORKER = (
+    "INSERT INTO worker_secrets (worker_id, secret_hash, bound_at) VALUES (?, ?, ?)"
+    " ON CONFLICT (worker_id) DO NOTHING"
+)
+SELECT_WORKER_SECRET = "SELECT secret_hash FROM worker_secrets WHERE worker_id = ?"
+SELECT_FORGOTTEN = (
+    "SELECT id FROM workers WHERE (lease_until IS NULL OR lease_until < ?)"
+    " AND (last_seen IS NULL OR last_seen < ?)"
+    " AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.worker_id = workers.id"
+    " AND t.state IN ('assigned', 'running'))"
+)
+FORGET_WORKER = "DELETE FROM workers WHERE id = ?"
+FORGET_SECRET = "DELETE FROM worker_secrets WHERE worker_id = ?"
 RENEW_LEASE = "UPDATE workers SET last_seen = ?, lease_until = ? WHERE id = ? AND master = ?"
 SELECT_LAPSED = (
     "SELECT DISTINCT t.worker_id FROM tasks t LEFT JOIN workers w ON w.id = t.worker_id"

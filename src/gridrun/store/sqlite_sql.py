@@ -149,6 +149,24 @@ PROBE_WRITE = (
 )
 COUNT_INSERTED = "UPDATE task_counts SET n = n + ? WHERE state = 'queued'"
 
+# v11: workers are distrusted. Each worker id is bound to the secret of the process that first
+# joined with it (its hash; see Service.bind_identity). And reports stored before they were
+# checked at the edge are repaired so every record reads back: times outside what a date can
+# hold are dropped, NULs taken out of errors.
+SCHEMA_V11 = """
+CREATE TABLE worker_secrets (
+    worker_id   TEXT PRIMARY KEY,
+    secret_hash TEXT NOT NULL,
+    bound_at    INTEGER NOT NULL
+) WITHOUT ROWID;
+UPDATE tasks SET started_at = NULL WHERE started_at NOT BETWEEN 0 AND 253402300799999;
+UPDATE tasks SET finished_at = NULL WHERE finished_at NOT BETWEEN 0 AND 253402300799999;
+UPDATE attempts SET started_at = NULL WHERE started_at NOT BETWEEN 0 AND 253402300799999;
+UPDATE attempts SET finished_at = NULL WHERE finished_at NOT BETWEEN 0 AND 253402300799999;
+UPDATE tasks SET error = replace(error, char(0), '') WHERE instr(error, char(0)) > 0;
+UPDATE attempts SET error = replace(error, char(0), '') WHERE instr(error, char(0)) > 0;
+"""
+
 MIGRATIONS = [
     SCHEMA_V1,
     SCHEMA_V2,
@@ -160,5 +178,6 @@ MIGRATIONS = [
     SCHEMA_V8,
     SCHEMA_V9,
     SCHEMA_V10,
+    SCHEMA_V11,
 ]  # MIGRATIONS[n] brings a database from version n to n+1
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -7,7 +7,7 @@ renews it; any master reads the leases to judge whether a worker is alive.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from gridrun.errors import WorkerNotFound
 from gridrun.model import AttemptRef, WorkerInfo, WorkerState
@@ -36,6 +36,41 @@ class WorkerVerbs(Steps):
             await tx.run(sql.UPSERT_WORKER, *row)
 
         await self._write(upsert)
+
+    async def bind_worker(self, worker_id: str, secret_hash: str, now: int) -> str:
+        """Bind `worker_id` to `secret_hash` unless it is bound already; the hash it is bound
+        to (the caller's when it was free)."""
+
+        async def bind(tx: Tx) -> str:
+            await tx.run(sql.BIND_WORKER, worker_id, secret_hash, now)
+            row = await tx.one(sql.SELECT_WORKER_SECRET, worker_id)
+            assert row is not None
+            return str(row[0])
+
+        return await self._write(bind)
+
+    async def worker_secret(self, worker_id: str) -> str | None:
+        """The hash a worker id is bound to, if any."""
+
+        async def read(tx: Tx) -> str | None:
+            row = await tx.one(sql.SELECT_WORKER_SECRET, worker_id)
+            return None if row is None else str(row[0])
+
+        return await self._read(read)
+
+    async def forget_workers(self, before: int, keep: Collection[str] = ()) -> list[str]:
+        """Delete the workers no master has heard from since `before` and that hold no
+        attempt (except those in `keep`: connected here), with their identity bindings."""
+
+        async def forget(tx: Tx) -> list[str]:
+            rows = await tx.all(sql.SELECT_FORGOTTEN, before, before)
+            gone = [str(r[0]) for r in rows if str(r[0]) not in keep]
+            for worker_id in gone:
+                await tx.run(sql.FORGET_WORKER, worker_id)
+                await tx.run(sql.FORGET_SECRET, worker_id)
+            return gone
+
+        return await self._write(forget)
 
     async def renew_leases(self, seen: Sequence[tuple[str, int, int]]) -> None:
         """Extend the leases of workers connected to this master: (worker id, last seen,

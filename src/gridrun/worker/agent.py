@@ -361,6 +361,8 @@ class Agent:
             running=[_ref(ref) for ref in self.executions],
             unacked=[_ref(ref) for ref in self._unacked],
             resumed=self._welcomed,
+            identity_secret=self.identity.secret,
+            binds_identity=True,
         )
         try:
             await call.write(pb.WorkerMessage(hello=hello))
@@ -368,6 +370,8 @@ class Agent:
             if not isinstance(first, pb.MasterMessage) or first.WhichOneof("msg") != "welcome":
                 log.error("master %s did not welcome us", self.master_address)
                 return False
+            if first.welcome.identity_secret:  # the first join: this id is ours from now on
+                self.identity.keep_secret(first.welcome.identity_secret)
             self._heartbeat_s = max(first.welcome.heartbeat_interval_ms, 100) / 1000
             self._welcomed = True  # assignments may reach this process from here on
             queue: asyncio.Queue[pb.WorkerMessage] = asyncio.Queue()

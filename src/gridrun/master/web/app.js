@@ -295,7 +295,7 @@ function workersPage(signal) {
       h("tr", {}, ["id", "state", "host", "labels", "resources", "slots", "running",
         "last heartbeat", "version", ""].map((c) => h("th", {}, c))),
       ...list.workers.map((w) => h("tr", {"data-id": w.id},
-        h("td", {class: "mono"}, w.id), h("td", {}, badge(w.state)), h("td", {}, w.hostname),
+        h("td", {class: "mono"}, w.id), h("td", {title: w.quarantined || ""}, badge(w.quarantined ? "quarantined" : w.state)), h("td", {}, w.hostname),
         h("td", {}, labelText(w.labels)), h("td", {class: "resources"}, resources(w.resources)),
         h("td", {}, w.slots),
         h("td", {}, h("a", {href: "#/tasks?state=running&worker=" + encodeURIComponent(w.id)},

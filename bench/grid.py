@@ -83,8 +83,20 @@ class Grid:
     """Real `gridrun master` processes on one database and `gridrun worker`s that know them all
     (each prefers a different master)."""
 
-    def __init__(self, tmp: Path, db: str, masters: int = 1, db_sync: str = "full") -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        db: str,
+        masters: int = 1,
+        db_sync: str = "full",
+        worker_args: tuple[str, ...] | None = None,
+    ) -> None:
         self.tmp = tmp
+        # as root, tasks run as root unless a bench says otherwise (the worker's own default
+        # is an unprivileged user: bench/run_as.py measures what that costs)
+        if worker_args is None:
+            worker_args = ("--run-as", "root") if os.geteuid() == 0 else ()
+        self.worker_args = worker_args
         self.db = db
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDRUN_")}
         self.db_sync = db_sync
@@ -151,6 +163,7 @@ class Grid:
                     str(self.tmp / f"w{i}"),
                     "--log-level",
                     "warning",
+                    *self.worker_args,
                 )
             )
 

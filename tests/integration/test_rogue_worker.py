@@ -261,3 +261,33 @@ async def test_a_worker_that_takes_work_and_never_reports_loses_it_and_is_quaran
     finally:
         await rogue.close()
         await grid.close()
+
+
+async def test_a_worker_that_joined_once_and_vanished_is_forgotten(tmp_path: Path) -> None:
+    grid = Grid(tmp=tmp_path)
+    await grid.start_master(forget_workers_after_s=1.0, liveness_timeout_s=1.0)
+    try:
+        ghost = Rogue(grid.grpc_port, None)
+        assert (await ghost.hello(worker_id="ghost", slots=1)).WhichOneof("msg") == "welcome"
+        await ghost.close()
+        await grid.add_worker("stays")
+
+        async def listed() -> set[str]:
+            return {w["id"] for w in (await grid.api.get("/v1/workers")).json()["workers"]}
+
+        assert "ghost" in await listed()
+        await eventually_async(lambda: _without(listed, "ghost"), 15, 0.2)
+        assert "stays" in await listed()  # a connected worker is never forgotten
+        # and its id is free again: a new process may join with it
+        again = Rogue(grid.grpc_port, None)
+        try:
+            welcome = await again.hello(worker_id="ghost", slots=1, binds_identity=True)
+            assert welcome.welcome.identity_secret
+        finally:
+            await again.close()
+    finally:
+        await grid.close()
+
+
+async def _without(listed: Any, worker_id: str) -> bool:
+    return worker_id not in await listed()

@@ -76,7 +76,7 @@ def test_partitioned_worker_loses_its_attempt_and_its_late_result_is_refused(
     grid._spawn(
         "worker-island",
         ["worker", "--master", master, "--slots", "1", "--name", "island",
-         "--data-dir", str(tmp_path / "island"), "--allow-shell"],
+         "--data-dir", str(tmp_path / "island"), "--allow-shell", "--run-as", "root"],
         prefix=["ip", "netns", "exec", link.namespace],
     )  # fmt: skip
     eventually(lambda: grid.worker_state("island") == "online", 30)

@@ -1,8 +1,8 @@
-"""What running tasks as another user costs: `true` tasks per second on a grid of real
-processes (one master, 2 workers x S slots) whose root workers run tasks as root (no user
-switch) or with their default (an unprivileged user, switched to by util-linux setpriv right
-before the task's exec). Alternating A/B rounds on fresh grids; prints each round and the
-median ratio. Needs root.
+"""What running tasks as another user costs: `true` tasks per second, and submit->finished of
+one task at a time (p50), on a grid of real processes (one master, 2 workers x S slots) whose
+root workers run tasks as root (no user switch) or with their default (an unprivileged user,
+switched to by util-linux setpriv right before the task's exec). Alternating A/B rounds on
+fresh grids; prints each round and the median ratios. Needs root.
 Usage: python bench/run_as.py [--tasks N] [--rounds R] [--slots S]
 """
 
@@ -15,17 +15,20 @@ import tempfile
 from pathlib import Path
 
 from grid import Grid
-from throughput import gridrun_rate
+from throughput import gridrun_rate, latencies
 
 
-def rate(worker_args: tuple[str, ...], tasks: int, slots: int) -> float:
+def rate(worker_args: tuple[str, ...], tasks: int, slots: int) -> tuple[float, float]:
+    """(tasks per second, p50 submit->finished in ms) on a fresh grid."""
     with tempfile.TemporaryDirectory(prefix="gridrun-bench-") as tmp:
         grid = Grid(Path(tmp), str(Path(tmp) / "gridrun.db"), worker_args=worker_args)
         try:
             grid.start_masters()
             grid.start_workers(2, slots)
             gridrun_rate(grid, ["true"], 200)  # warm up
-            return gridrun_rate(grid, ["true"], tasks)
+            per_s = gridrun_rate(grid, ["true"], tasks)
+            finished, _ = latencies(grid.client, 100)
+            return per_s, statistics.median(finished)
         finally:
             grid.stop()
 
@@ -38,17 +41,21 @@ def main() -> None:
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run it as root: a worker switches users only as root")
-    ratios = []
+    rates, waits = [], []
     for n in range(1, args.rounds + 1):
-        as_root = rate(("--run-as", "root"), args.tasks, args.slots)
-        default = rate((), args.tasks, args.slots)
-        ratios.append(default / as_root)
+        root_rate, root_ms = rate(("--run-as", "root"), args.tasks, args.slots)
+        user_rate, user_ms = rate((), args.tasks, args.slots)
+        rates.append(user_rate / root_rate)
+        waits.append(user_ms / root_ms)
         print(
-            f"round {n}: as root {as_root:7.1f}/s, default user {default:7.1f}/s,"
-            f" ratio {default / as_root:.3f}",
+            f"round {n}: as root {root_rate:6.1f}/s p50 {root_ms:5.1f} ms;"
+            f" default user {user_rate:6.1f}/s p50 {user_ms:5.1f} ms",
             flush=True,
         )
-    print(f"default user / as root, median of {args.rounds}: {statistics.median(ratios):.3f}")
+    print(
+        f"default user / as root, median of {args.rounds}: throughput"
+        f" {statistics.median(rates):.3f}, p50 submit->finished {statistics.median(waits):.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -483,7 +483,8 @@ def create_api(
     async def workers(who: Reader) -> WorkerListOut:
         return WorkerListOut(
             workers=[
-                WorkerOut.of(w, service.quarantine_reason(w.id)) for w in await service.workers()
+                WorkerOut.of(w, service.trust.quarantine_reason(w.id))
+                for w in await service.workers()
             ]
         )
 

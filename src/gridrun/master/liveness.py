@@ -78,9 +78,9 @@ class Liveness:
                 session.close(f"silent for more than {session.timeout_s:g}s")
             if not session.closed and not session.legacy:
                 # a worker that heartbeats but never reports cannot hold tasks for good
-                for ref, why in service.overdue(session, now):
-                    await service.missed_deadline(session, ref, why)
-                service.quarantine_reason(session.worker_id)  # lifts one that ran out
+                for ref, why in service.trust.overdue(session, now):
+                    await service.trust.missed_deadline(session, ref, why)
+                service.trust.quarantine_reason(session.worker_id)  # lifts one that ran out
         service.repace()
         now_ms = service.clock.now_ms()
         # A lease (as long as its worker's timeout) is renewed once half a heartbeat interval

@@ -182,7 +182,7 @@ class WorkerServicer:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, refusal)
         if not self._access.bind_worker_certs:  # with mTLS, its certificate is its identity
             try:
-                refusal, issued = await self._service.bind_identity(
+                refusal, issued = await self._service.trust.bind_identity(
                     hello.worker_id, hello.identity_secret, binds=hello.binds_identity
                 )
             except Unavailable as exc:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
-import hmac
 import logging
 import secrets
 import time
@@ -31,6 +29,7 @@ from gridrun.master.sessions import (
     WelcomeCmd,
     WorkerSession,
 )
+from gridrun.master.trust import Trust
 from gridrun.model import (
     ACTIVE,
     Attempt,
@@ -49,10 +48,6 @@ from gridrun.spec import resolve_after
 from gridrun.store import NewTask, Notice, Page, Store, TaskFilter, TaskOutput
 
 log = logging.getLogger("gridrun.master")
-
-
-def _secret_hash(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 STDOUT, STDERR = 1, 2
@@ -108,10 +103,9 @@ class Service:
         self.sessions = sessions
         self.metrics = metrics or Metrics()
         self.sealer = sealer or Sealer.ephemeral()
+        self.trust = Trust(self)
         self.dispatch_wanted = asyncio.Event()
         self.stopping = asyncio.Event()  # set when the master shuts down: followers end
-        self._missed: dict[str, int] = {}  # worker id -> deadlines missed
-        self._quarantine: dict[str, tuple[float, str]] = {}  # worker id -> (until, why)
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
         self._watchers: dict[str, set[asyncio.Event]] = {}  # task id -> followers
 
@@ -427,103 +421,9 @@ class Service:
                 session.started.add(ref)
                 if holding.cancel_requested:
                     session.send(CancelCmd(ref, "cancelled by request"))
-        session.quarantined = self.quarantine_reason(session.worker_id)
+        session.quarantined = self.trust.quarantine_reason(session.worker_id)
         session.reconciled = True
         self.dispatch_wanted.set()
-
-    # ---- distrust: deadlines a worker must meet, on the master's own clock
-
-    def overdue(self, session: WorkerSession, now: float) -> list[tuple[AttemptRef, str]]:
-        """The attempts `session` holds past a deadline: not started within start_deadline_s
-        of being sent, or not ended within that plus their timeout, the kill grace and a
-        liveness timeout (the worker kills a timed-out task itself; this catches one that
-        does not)."""
-        late = []
-        config = self.config
-        for ref, sent in session.sent_at.items():
-            waited = now - sent
-            if ref not in session.started:
-                if waited > config.start_deadline_s:
-                    late.append((ref, f"not started within {config.start_deadline_s:g}s"))
-                continue
-            spec = session.inflight.get(ref)
-            if spec is None or spec.timeout_s is None:
-                continue
-            allowed = (
-                config.start_deadline_s + spec.timeout_s + config.kill_grace_s + session.timeout_s
-            )
-            if waited > allowed:
-                late.append((ref, f"not ended within its timeout ({spec.timeout_s:g}s)"))
-        return late
-
-    async def missed_deadline(self, session: WorkerSession, ref: AttemptRef, why: str) -> None:
-        """The worker loses the attempt (lost, or retried as its policy says), is told to stop
-        it, and after quarantine_after misses gets no new work for quarantine_s."""
-        session.inflight.pop(ref, None)
-        session.sent_at.pop(ref, None)
-        session.started.discard(ref)
-        reason = f"worker {session.worker_id} missed a deadline: {why}"
-        session.send(CancelCmd(ref, reason))
-        result = await self.store.record_finish(
-            ref, session.worker_id, Report(Outcome.LOST, error=reason), self.clock.now_ms()
-        )
-        if result.applied and result.task is not None:
-            log.warning("task %s attempt %d lost: %s", ref.task_id, ref.attempt, reason)
-            self.settled([result.task])
-        self.dispatch_wanted.set()
-        missed = self._missed[session.worker_id] = self._missed.get(session.worker_id, 0) + 1
-        if missed >= self.config.quarantine_after and session.quarantined is None:
-            why_q = f"missed {missed} deadlines (last: {why})"
-            until = self.clock.monotonic() + self.config.quarantine_s
-            self._quarantine[session.worker_id] = (until, why_q)
-            session.quarantined = why_q
-            log.warning(
-                "worker %s quarantined for %gs: %s",
-                session.worker_id,
-                self.config.quarantine_s,
-                why_q,
-            )
-
-    def quarantine_reason(self, worker_id: str) -> str | None:
-        """Why a worker gets no new work now (None: it does)."""
-        held = self._quarantine.get(worker_id)
-        if held is None:
-            return None
-        until, why = held
-        if self.clock.monotonic() >= until:
-            del self._quarantine[worker_id]
-            self._missed.pop(worker_id, None)
-            session = self.sessions.get(worker_id)
-            if session is not None:
-                session.quarantined = None
-                self.dispatch_wanted.set()
-            return None
-        return why
-
-    async def bind_identity(
-        self, worker_id: str, presented: str, *, binds: bool
-    ) -> tuple[str | None, str]:
-        """Tie a worker id to the process that first joined with it. Returns why a worker is
-        refused (None if it is not) and, on its first join, the secret to hand it: a second
-        process naming the same id, with the join token but without that secret, is refused,
-        and the real worker keeps its tasks and results."""
-        refusal = (
-            f"worker id {worker_id!r} is bound to the worker that first joined with it (the"
-            " secret in its data dir); give this worker its own --name or --data-dir"
-        )
-        now = self.clock.now_ms()
-        if presented:
-            wanted = _secret_hash(presented)
-            stored = await self.store.bind_worker(worker_id, wanted, now)
-            return (None, "") if hmac.compare_digest(stored, wanted) else (refusal, "")
-        if not binds:  # an older worker keeps no secret: it may use only an unbound id
-            return (refusal if await self.store.worker_secret(worker_id) else None), ""
-        issued = secrets.token_urlsafe(32)
-        stored = await self.store.bind_worker(worker_id, _secret_hash(issued), now)
-        if not hmac.compare_digest(stored, _secret_hash(issued)):
-            return refusal, ""
-        log.info("worker %s joined for the first time: its id is bound to it", worker_id)
-        return None, issued
 
     async def started(self, session: WorkerSession, ref: AttemptRef, started_at: int) -> None:
         if ref in session.sent_at:

@@ -150,7 +150,7 @@ PROBE_WRITE = (
 COUNT_INSERTED = "UPDATE task_counts SET n = n + ? WHERE state = 'queued'"
 
 # v11: workers are distrusted. Each worker id is bound to the secret of the process that first
-# joined with it (its hash; see Service.bind_identity). And reports stored before they were
+# joined with it (its hash; see Trust.bind_identity). And reports stored before they were
 # checked at the edge are repaired so every record reads back: times outside what a date can
 # hold are dropped, NULs taken out of errors.
 SCHEMA_V11 = """

@@ -1,0 +1,127 @@
+"""How far the master trusts its workers: the identity a worker id is bound to, and the
+deadlines a worker must meet on the master's own clock, with the quarantine of one that keeps
+missing them. A broken or hostile worker holding only the join token can neither take another
+worker's place nor hold the queue in `assigned` forever.
+
+Quarantine is this master's (in memory): a worker that reconnects to it stays quarantined; a
+restart, or another master, starts it afresh.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+from typing import TYPE_CHECKING
+
+from gridrun.master.sessions import CancelCmd, WorkerSession
+from gridrun.model import AttemptRef, Outcome, Report
+
+if TYPE_CHECKING:
+    from gridrun.master.service import Service
+
+log = logging.getLogger("gridrun.master")
+
+
+def _secret_hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class Trust:
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self._missed: dict[str, int] = {}  # worker id -> deadlines missed
+        self._quarantine: dict[str, tuple[float, str]] = {}  # worker id -> (until, why)
+
+    def overdue(self, session: WorkerSession, now: float) -> list[tuple[AttemptRef, str]]:
+        """The attempts `session` holds past a deadline: not started within start_deadline_s
+        of being sent, or not ended within that plus their timeout, the kill grace and a
+        liveness timeout (the worker kills a timed-out task itself; this catches one that
+        does not)."""
+        late = []
+        config = self.service.config
+        for ref, sent in session.sent_at.items():
+            waited = now - sent
+            if ref not in session.started:
+                if waited > config.start_deadline_s:
+                    late.append((ref, f"not started within {config.start_deadline_s:g}s"))
+                continue
+            spec = session.inflight.get(ref)
+            if spec is None or spec.timeout_s is None:
+                continue
+            allowed = (
+                config.start_deadline_s + spec.timeout_s + config.kill_grace_s + session.timeout_s
+            )
+            if waited > allowed:
+                late.append((ref, f"not ended within its timeout ({spec.timeout_s:g}s)"))
+        return late
+
+    async def missed_deadline(self, session: WorkerSession, ref: AttemptRef, why: str) -> None:
+        """The worker loses the attempt (lost, or retried as its policy says), is told to stop
+        it, and after quarantine_after misses gets no new work for quarantine_s."""
+        session.inflight.pop(ref, None)
+        session.sent_at.pop(ref, None)
+        session.started.discard(ref)
+        reason = f"worker {session.worker_id} missed a deadline: {why}"
+        session.send(CancelCmd(ref, reason))
+        result = await self.service.store.record_finish(
+            ref, session.worker_id, Report(Outcome.LOST, error=reason), self.service.clock.now_ms()
+        )
+        if result.applied and result.task is not None:
+            log.warning("task %s attempt %d lost: %s", ref.task_id, ref.attempt, reason)
+            self.service.settled([result.task])
+        self.service.dispatch_wanted.set()
+        missed = self._missed[session.worker_id] = self._missed.get(session.worker_id, 0) + 1
+        if missed >= self.service.config.quarantine_after and session.quarantined is None:
+            why_q = f"missed {missed} deadlines (last: {why})"
+            until = self.service.clock.monotonic() + self.service.config.quarantine_s
+            self._quarantine[session.worker_id] = (until, why_q)
+            session.quarantined = why_q
+            log.warning(
+                "worker %s quarantined for %gs: %s",
+                session.worker_id,
+                self.service.config.quarantine_s,
+                why_q,
+            )
+
+    def quarantine_reason(self, worker_id: str) -> str | None:
+        """Why a worker gets no new work now (None: it does)."""
+        held = self._quarantine.get(worker_id)
+        if held is None:
+            return None
+        until, why = held
+        if self.service.clock.monotonic() >= until:
+            del self._quarantine[worker_id]
+            self._missed.pop(worker_id, None)
+            session = self.service.sessions.get(worker_id)
+            if session is not None:
+                session.quarantined = None
+                self.service.dispatch_wanted.set()
+            return None
+        return why
+
+    async def bind_identity(
+        self, worker_id: str, presented: str, *, binds: bool
+    ) -> tuple[str | None, str]:
+        """Tie a worker id to the process that first joined with it. Returns why a worker is
+        refused (None if it is not) and, on its first join, the secret to hand it: a second
+        process naming the same id, with the join token but without that secret, is refused,
+        and the real worker keeps its tasks and results."""
+        refusal = (
+            f"worker id {worker_id!r} is bound to the worker that first joined with it (the"
+            " secret in its data dir); give this worker its own --name or --data-dir"
+        )
+        now = self.service.clock.now_ms()
+        if presented:
+            wanted = _secret_hash(presented)
+            stored = await self.service.store.bind_worker(worker_id, wanted, now)
+            return (None, "") if hmac.compare_digest(stored, wanted) else (refusal, "")
+        if not binds:  # an older worker keeps no secret: it may use only an unbound id
+            return (refusal if await self.service.store.worker_secret(worker_id) else None), ""
+        issued = secrets.token_urlsafe(32)
+        stored = await self.service.store.bind_worker(worker_id, _secret_hash(issued), now)
+        if not hmac.compare_digest(stored, _secret_hash(issued)):
+            return refusal, ""
+        log.info("worker %s joined for the first time: its id is bound to it", worker_id)
+        return None, issued

@@ -308,9 +308,9 @@ class Master:
         api = create_api(
             self.service,
             self.access,
+            self.schedules,
             max_body=config.max_body,
             warnings=self.warnings,
-            schedules=self.schedules,
             allowed_hosts=allowed_hosts(config),
         )
         self._http = _Uvicorn(

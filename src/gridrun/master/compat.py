@@ -12,14 +12,50 @@ import secrets
 from collections.abc import AsyncIterator
 
 import grpc
+from fastapi import APIRouter, Request
 
 from gridrun._proto import node_pb2
 from gridrun.clock import Clock
 from gridrun.master.access import Access
+from gridrun.master.routes.common import (
+    AuditDep,
+    ServiceDep,
+    Submitter,
+    audit_submit,
+    json_body,
+    parse,
+)
+from gridrun.master.schemas import LegacyTaskIn, LegacyTaskOut
 from gridrun.master.service import Service
 from gridrun.master.sessions import AssignCmd, WorkerSession
+from gridrun.spec import make_spec
 
 log = logging.getLogger("gridrun.master.compat")
+router = APIRouter(tags=["the article"])
+
+
+@router.post(
+    "/tasks",
+    response_model=LegacyTaskOut,
+    summary="The article's endpoint",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/LegacyTaskIn"}}
+            },
+        }
+    },
+)
+async def legacy_submit(
+    request: Request, who: Submitter, service: ServiceDep, audit: AuditDep
+) -> LegacyTaskOut:
+    """`{"cmd": "..."}`, split like a shell would; answered with the task's id and state."""
+    body = parse(LegacyTaskIn, await json_body(request))
+    added = await service.submit([make_spec(cmd=body.cmd, submitted_by=who.name)])
+    audit_submit(request, audit, who, added)
+    ((task, _),) = added
+    return LegacyTaskOut(id=task.id, state=task.state)
 
 
 class NodeServicer:

@@ -1,0 +1,156 @@
+"""What every route shares: the objects it works with (as FastAPI dependencies read from the
+app's state, set once by `create_api`), who the caller is and what it may do, reading and
+validating bodies, answering large bodies, and the audit of submissions."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+import orjson
+from fastapi import Depends, Request, Response
+from fastapi.responses import StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ValidationError
+
+from gridrun.auth import Permission, Principal
+from gridrun.errors import BadRequest, Forbidden, InvalidSpec
+from gridrun.master.access import Access
+from gridrun.master.audit import Audit
+from gridrun.master.problems import validation_errors
+from gridrun.master.schedules import Schedules
+from gridrun.master.schemas import Problem
+from gridrun.master.service import Service
+from gridrun.model import Task
+
+CONFLICT: dict[int | str, dict[str, Any]] = {409: {"model": Problem}}  # a state that forbids it
+MAX_WAIT_S = 60.0
+MAX_PAGE = 1000
+AUDIT_IDS = 100  # task ids named in one audit line; every task also records its submitter
+M = TypeVar("M", bound=BaseModel)
+
+
+def _service(request: Request) -> Service:
+    service: Service = request.app.state.service
+    return service
+
+
+def _schedules(request: Request) -> Schedules:
+    schedules: Schedules = request.app.state.schedules
+    return schedules
+
+
+def _audit(request: Request) -> Audit:
+    access: Access = request.app.state.access
+    return access.audit
+
+
+ServiceDep = Annotated[Service, Depends(_service)]
+SchedulesDep = Annotated[Schedules, Depends(_schedules)]
+AuditDep = Annotated[Audit, Depends(_audit)]
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="A token made by `gridrun token create` (required when the master has tokens"
+    " configured).",
+)
+
+
+def _allowed(permission: Permission) -> Any:
+    """A dependency: the caller's principal, if it holds `permission` (else 401/403)."""
+
+    async def caller(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> Principal:
+        access: Access = request.app.state.access
+        return access.caller(
+            credentials.credentials if credentials else None,
+            permission,
+            peer(request),
+            f"{request.method} {request.url.path}",
+        )
+
+    return Depends(caller)
+
+
+Reader = Annotated[Principal, _allowed(Permission.READ)]
+Submitter = Annotated[Principal, _allowed(Permission.SUBMIT)]
+Canceller = Annotated[Principal, _allowed(Permission.CANCEL_OWN)]
+Drainer = Annotated[Principal, _allowed(Permission.DRAIN)]
+
+
+def peer(request: Request) -> str:
+    client = request.client
+    return f"{client.host}:{client.port}" if client else "unknown"
+
+
+async def check_owner(
+    request: Request,
+    who: Principal,
+    audit: Audit,
+    call: str,
+    thing: str,
+    owner: Callable[[], Awaitable[str | None]],
+) -> None:
+    """Admins may `call` anything; a submit token only what it made (403 otherwise). `owner`
+    is read only when the caller is not an admin."""
+    if who.can(Permission.CANCEL_ANY) or await owner() == who.name:
+        return
+    audit.record("auth.forbidden", who, peer(request), call=call, target=thing)
+    raise Forbidden(f"{thing} was made by another token; only that token or an admin may {call} it")
+
+
+async def json_body(request: Request) -> Any:
+    """The body as JSON, read by orjson: strict UTF-8 (a lone surrogate such as "\\ud800" is
+    refused, never stored) and at most 1024 levels deep (no recursion error on absurd nesting)."""
+    raw = await request.body()
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+
+
+def parse(model: type[M], body: Any) -> M:
+    """A body validated as `model`; an InvalidSpec (422) naming every field that is wrong."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        errors = validation_errors(exc)
+        raise InvalidSpec("; ".join(errors)) from None
+
+
+def answer(body: BaseModel, status: int, *, minimal: bool = False) -> Response:
+    """A large answer, serialized once: FastAPI would dump, validate and serialize it again
+    (its response_model still documents it)."""
+    headers = {"Preference-Applied": "return=minimal"} if minimal else None
+    return Response(
+        body.model_dump_json(), status_code=status, media_type="application/json", headers=headers
+    )
+
+
+def event_stream(events: AsyncIterator[bytes]) -> StreamingResponse:
+    """Server-Sent Events, unbuffered by caches and proxies."""
+    return StreamingResponse(
+        events,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def audit_submit(
+    request: Request, audit: Audit, who: Principal, added: list[tuple[Task, bool]]
+) -> None:
+    created = [task for task, new in added if new]
+    secrets = created[0].spec.secrets if created else None
+    audit.record(
+        "task.submit",
+        who,
+        peer(request),
+        tasks=len(created),
+        ids=[task.id for task in created[:AUDIT_IDS]],
+        cmd=created[0].spec.cmd or " ".join(created[0].spec.argv) if created else None,
+        existing=len(added) - len(created),
+        # the names of its secret_env, never their values
+        **({"secret_env": list(secrets.names)} if secrets else {}),
+    )

@@ -1,0 +1,43 @@
+"""Jobs: one command once on every live worker that matches (a broadcast), and reading one."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from gridrun.errors import TaskNotFound
+from gridrun.master.routes.common import (
+    CONFLICT,
+    MAX_PAGE,
+    AuditDep,
+    Reader,
+    ServiceDep,
+    Submitter,
+    audit_submit,
+    json_body,
+    parse,
+)
+from gridrun.master.schemas import JobOut, TaskIn, TaskOut
+from gridrun.store import TaskFilter
+
+router = APIRouter(tags=["jobs"])
+
+
+@router.post("/v1/jobs", status_code=201, response_model=JobOut, responses=CONFLICT)
+async def broadcast(
+    request: Request, who: Submitter, service: ServiceDep, audit: AuditDep
+) -> JobOut:
+    """Run one command once on every live worker matching `labels` and `on` (and able to
+    hold what it asks): one task per worker, grouped as a job. 409 if none matches."""
+    one = parse(TaskIn, await json_body(request))
+    job, tasks = await service.broadcast(one.to_spec(who.name, service.sealer.seal))
+    audit_submit(request, audit, who, [(t, True) for t in tasks])
+    return JobOut(id=job, tasks=[TaskOut.of(t) for t in tasks])
+
+
+@router.get("/v1/jobs/{job_id}", response_model=JobOut)
+async def get_job(who: Reader, service: ServiceDep, job_id: str) -> JobOut:
+    """A job's tasks, one per worker, as they are now."""
+    page = await service.list_tasks(TaskFilter(job=job_id), MAX_PAGE, None)
+    if not page.tasks:
+        raise TaskNotFound(f"no job with id {job_id!r}")
+    return JobOut(id=job_id, tasks=[TaskOut.of(t) for t in reversed(page.tasks)])

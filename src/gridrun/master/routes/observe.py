@@ -1,0 +1,91 @@
+"""Watching the grid: counts, who the caller is, the dashboard and its live overview,
+Prometheus metrics, health."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import FileResponse, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST
+
+import gridrun
+from gridrun.auth import Permission
+from gridrun.errors import GridrunError
+from gridrun.master.dashboard import WEB, overview_events
+from gridrun.master.problems import problem
+from gridrun.master.routes.common import Reader, ServiceDep, event_stream
+from gridrun.master.schemas import HealthOut, MeOut, Problem, StatsOut
+from gridrun.model import TaskState, workers_by_state
+
+router = APIRouter(tags=["observe"])
+
+
+@router.get("/v1/stats", response_model=StatsOut, summary="Tasks per state, workers per state")
+async def stats(who: Reader, service: ServiceDep) -> StatsOut:
+    counts = await service.count_by_state()
+    workers = await service.workers()
+    return StatsOut(
+        tasks={state: counts.get(state, 0) for state in TaskState},
+        workers=workers_by_state(workers),
+        stale_reports_dropped=service.metrics.stale_reports_dropped(),
+    )
+
+
+@router.get("/v1/me", response_model=MeOut, summary="Who this token is and what it may do")
+async def me(who: Reader) -> MeOut:
+    return MeOut(
+        name=who.name,
+        role=str(who.role),
+        permissions=sorted(str(p) for p in Permission if who.can(p)),
+    )
+
+
+@router.get(
+    "/v1/events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+    summary="The dashboard's overview (tasks and workers per state, slots, throughput),"
+    " as Server-Sent Events every second",
+)
+async def events(who: Reader, service: ServiceDep) -> StreamingResponse:
+    return event_stream(overview_events(service))
+
+
+@router.get("/", include_in_schema=False)
+async def dashboard() -> FileResponse:
+    return FileResponse(WEB / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
+    summary="Prometheus metrics",
+)
+async def metrics(who: Reader, service: ServiceDep) -> Response:
+    workers = await service.workers()
+    body = service.metrics.refresh(
+        await service.count_by_state(),
+        workers_by_state(workers),
+        len(service.sessions),
+    )
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/healthz", response_model=HealthOut, responses={503: {"model": Problem}})
+async def healthz(request: Request, service: ServiceDep) -> Any:
+    try:
+        await service.ping()
+    except GridrunError as exc:  # the store cannot serve (unreachable, disk full, read-only)
+        return problem(
+            503, "Service unavailable", f"the store is not reachable or not ready: {exc.message}"
+        )
+    except Exception as exc:  # any other store failure also means not ready; say which
+        return problem(503, "Service unavailable", f"the store is not reachable: {exc!r}")
+    return HealthOut(
+        status="ok",
+        version=gridrun.__version__,
+        workers_connected=len(service.sessions),
+        warnings=request.app.state.warnings,
+    )

@@ -6,6 +6,10 @@ the SDK turns problem+json back into the same classes, so callers catch domain e
 
 from __future__ import annotations
 
+import re
+
+PROBLEM_TYPE = "urn:gridrun:problem:"
+
 
 class GridrunError(Exception):
     """Base of every error gridrun raises on purpose."""
@@ -17,6 +21,12 @@ class GridrunError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+    @classmethod
+    def type_uri(cls) -> str:
+        """The problem document's `type`: one per class, so a client maps it back to the same
+        class (a 404 for a worker is WorkerNotFound, not TaskNotFound)."""
+        return PROBLEM_TYPE + re.sub(r"(?<!^)(?=[A-Z])", "-", cls.__name__).lower()
 
 
 class BadRequest(GridrunError):
@@ -60,6 +70,39 @@ class WorkerNotFound(GridrunError):
 class ScheduleNotFound(GridrunError):
     status = 404
     title = "Schedule not found"
+
+
+class JobNotFound(GridrunError):
+    status = 404
+    title = "Job not found"
+
+
+class UnsupportedMediaType(GridrunError):
+    """A request body that is not application/json."""
+
+    status = 415
+    title = "Unsupported media type"
+
+
+class NotFound(GridrunError):
+    """No such route or resource of another kind (an unknown path)."""
+
+    status = 404
+    title = "Not found"
+
+
+class NoWorkerMatches(GridrunError):
+    """No live worker can take what was asked (a job with nobody to run on)."""
+
+    status = 409
+    title = "No worker matches"
+
+
+class WorkerNotConnected(GridrunError):
+    """The worker is not connected (or is a legacy worker) so it cannot be told anything."""
+
+    status = 409
+    title = "Worker not connected"
 
 
 class InvalidTransition(GridrunError):
@@ -114,10 +157,26 @@ ERRORS_BY_STATUS: dict[int, type[GridrunError]] = {
         Unauthorized,
         Forbidden,
         InvalidSpec,
-        TaskNotFound,
+        NotFound,
         InvalidTransition,
         PayloadTooLarge,
+        UnsupportedMediaType,
         Unavailable,
         InsufficientStorage,
     )
-}
+}  # for answers without a type of ours (a proxy's, say)
+
+
+def _all_errors(base: type[GridrunError]) -> list[type[GridrunError]]:
+    found = [base]
+    for sub in base.__subclasses__():
+        found += _all_errors(sub)
+    return found
+
+
+def error_for(type_uri: str | None, status: int) -> type[GridrunError] | None:
+    """The class a problem document names by its `type`, else the usual one for its status."""
+    for cls in _all_errors(GridrunError):
+        if type_uri == cls.type_uri():
+            return cls
+    return ERRORS_BY_STATUS.get(status)

@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from gridrun.client import Client
-from gridrun.errors import ClientError, InvalidSpec, InvalidTransition, TaskNotFound
+from gridrun.errors import (
+    ClientError,
+    GridrunError,
+    InvalidSpec,
+    InvalidTransition,
+    JobNotFound,
+    NotFound,
+    NoWorkerMatches,
+    ScheduleNotFound,
+    TaskNotFound,
+    UnsupportedMediaType,
+    WorkerNotFound,
+)
 from tests.system.conftest import SystemGrid
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(120)]
@@ -37,3 +51,24 @@ def test_sdk_round_trip_and_errors(system_grid: SystemGrid) -> None:
             grid.cancel(task["id"])
     with Client("http://127.0.0.1:1") as nowhere, pytest.raises(ClientError, match="cannot reach"):
         nowhere.workers()
+
+
+def test_each_error_reaches_the_sdk_as_its_own_class(system_grid: SystemGrid) -> None:
+    """A 404 for a worker is WorkerNotFound, not TaskNotFound; a job nobody can run is
+    NoWorkerMatches, not an InvalidTransition; an unknown route is NotFound."""
+    system_grid.start_master()
+    with Client(system_grid.url) as grid:
+        cases: list[tuple[type[GridrunError], Callable[[], object]]] = [
+            (TaskNotFound, lambda: grid.get("no-such-task")),
+            (WorkerNotFound, lambda: grid.drain("no-such-worker")),
+            (ScheduleNotFound, lambda: grid.remove_schedule("no-such-schedule")),
+            (JobNotFound, lambda: grid.job("no-such-job")),
+            (NoWorkerMatches, lambda: grid.broadcast(cmd="true")),
+            (NotFound, lambda: grid._json("GET", "/v1/nothing-here")),
+            (InvalidSpec, lambda: grid.submit("")),
+            (UnsupportedMediaType, lambda: grid._json("POST", "/v1/tasks", content=b"{}")),
+        ]
+        for expected, call in cases:
+            with pytest.raises(GridrunError) as raised:
+                call()
+            assert type(raised.value) is expected, (expected, type(raised.value), raised.value)

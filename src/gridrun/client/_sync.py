@@ -14,7 +14,7 @@ import httpx
 
 from gridrun import model
 from gridrun.client.settings import DEFAULT_URL, resolve
-from gridrun.errors import ERRORS_BY_STATUS, ClientError, GridrunError
+from gridrun.errors import ClientError, GridrunError, error_for
 
 __all__ = ["DEFAULT_URL", "Client"]
 TERMINAL = frozenset(str(state) for state in model.TERMINAL)
@@ -164,12 +164,14 @@ class Client:
 
     @staticmethod
     def _error(response: httpx.Response) -> GridrunError:
+        type_uri = None
         try:
             body = response.json()
             detail = str(body.get("detail") or body.get("title"))
-        except ValueError:
+            type_uri = body.get("type")
+        except (ValueError, AttributeError):
             detail = response.text[:500] or response.reason_phrase
-        cls = ERRORS_BY_STATUS.get(response.status_code)
+        cls = error_for(type_uri if isinstance(type_uri, str) else None, response.status_code)
         if cls is not None:
             return cls(detail)
         error = GridrunError(f"HTTP {response.status_code}: {detail}")

@@ -20,7 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import gridrun
-from gridrun.errors import GridrunError
+from gridrun.errors import GridrunError, InvalidSpec, NotFound
 from gridrun.master import compat
 from gridrun.master.access import Access
 from gridrun.master.dashboard import WEB
@@ -79,12 +79,15 @@ def create_api(
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = validation_errors(exc)
-        return problem(422, "Invalid request", "; ".join(errors), errors)
+        return problem(422, "Invalid request", "; ".join(errors), errors, error=InvalidSpec)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         response = problem(
-            exc.status_code, str(exc.detail), f"{request.method} {request.url.path}: {exc.detail}"
+            exc.status_code,
+            str(exc.detail),
+            f"{request.method} {request.url.path}: {exc.detail}",
+            error=NotFound if exc.status_code == 404 else None,
         )
         response.headers.update(exc.headers or {})
         if exc.status_code == 405:  # Allow: every method of the path, not one route's

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gridrun.errors import Forbidden, UnsupportedMediaType
 from gridrun.master.problems import problem
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -125,8 +126,8 @@ class BrowserGuard:
 
         if refusal is not None:
             status, detail = refusal
-            title = "Unsupported media type" if status == 415 else "Forbidden"
-            await problem(status, title, detail)(scope, receive, secured)
+            error = UnsupportedMediaType if status == 415 else Forbidden
+            await problem(status, error.title, detail, error=error)(scope, receive, secured)
             return
         await self.app(scope, receive, secured)
 

@@ -8,21 +8,35 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gridrun.errors import GridrunError, PayloadTooLarge
+from gridrun.errors import BadRequest, GridrunError, PayloadTooLarge
 from gridrun.master.schemas import Problem
 
 PROBLEM = "application/problem+json"
 
 
-def problem(status: int, title: str, detail: str, errors: list[str] | None = None) -> JSONResponse:
-    body = Problem(title=title, status=status, detail=detail, errors=errors)
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    errors: list[str] | None = None,
+    error: type[GridrunError] | None = None,
+) -> JSONResponse:
+    """A problem document; `type` names the error's class where there is one, so the SDK maps
+    it back to that class."""
+    body = Problem(
+        type=error.type_uri() if error is not None else "about:blank",
+        title=title,
+        status=status,
+        detail=detail,
+        errors=errors,
+    )
     return JSONResponse(body.model_dump(exclude_none=True), status_code=status, media_type=PROBLEM)
 
 
 def error_problem(exc: GridrunError) -> JSONResponse:
     """The answer for a domain error: its status and message, and the headers that status
     calls for (Retry-After on 503 and 507, WWW-Authenticate on 401)."""
-    response = problem(exc.status, exc.title, exc.message)
+    response = problem(exc.status, exc.title, exc.message, error=type(exc))
     if exc.retry_after_s is not None:
         response.headers["Retry-After"] = str(exc.retry_after_s)
     if exc.status == 401:
@@ -56,12 +70,14 @@ class BodyLimit:
                 except ValueError:
                     declared = -1
                 if declared > self.limit or declared < 0:
+                    error = PayloadTooLarge if declared > self.limit else BadRequest
                     response = problem(
-                        413 if declared > self.limit else 400,
-                        "Payload too large" if declared > self.limit else "Bad request",
+                        error.status,
+                        error.title,
                         f"request bodies are limited to {self.limit} bytes"
                         if declared > self.limit
                         else "invalid Content-Length",
+                        error=error,
                     )
                     await response(scope, receive, send)
                     return

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from gridrun.clock import Clock
-from gridrun.errors import InvalidTransition
+from gridrun.errors import NoWorkerMatches, WorkerNotConnected
 from gridrun.master import scheduler
 from gridrun.master.metrics import Metrics
 from gridrun.master.sealing import Sealer, Unsealable
@@ -142,7 +142,7 @@ class Service:
             and spec.resources.shortfall(capacity_of(w)) is None
         ]
         if not workers:
-            raise InvalidTransition("no live worker matches; nothing to run the job on")
+            raise NoWorkerMatches("no live worker matches; nothing to run the job on")
         job = new_task_id()
         key = spec.idempotency_key
         specs = [
@@ -191,7 +191,7 @@ class Service:
         if session is None or session.closed:
             return await self._drain_elsewhere(worker_id)
         if session.legacy:
-            raise InvalidTransition("a legacy worker cannot be drained; stop it instead")
+            raise WorkerNotConnected("a legacy worker cannot be drained; stop it instead")
         session.send(DrainCmd("drain requested"))
         await self.draining(session, "drain requested")
         return session.info(WorkerState.DRAINING, last_seen=self.clock.now_ms())
@@ -200,7 +200,7 @@ class Service:
         """A worker connected to another master on this database is drained by that master."""
         _, master = await self.store.worker_master(worker_id, self.clock.now_ms())
         if master in (None, self.store.origin):
-            raise InvalidTransition(f"worker {worker_id} is not connected; nothing to drain")
+            raise WorkerNotConnected(f"worker {worker_id} is not connected; nothing to drain")
         await self.store.notify(Notice(self.store.origin, "drain", worker_id))
         worker = next(w for w in await self.store.list_workers() if w.id == worker_id)
         return dataclasses.replace(worker, state=WorkerState.DRAINING)

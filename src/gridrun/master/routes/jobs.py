@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from gridrun.errors import TaskNotFound
+from gridrun.errors import JobNotFound
 from gridrun.master.routes.common import (
     CONFLICT,
     MAX_PAGE,
@@ -39,5 +39,5 @@ async def get_job(who: Reader, service: ServiceDep, job_id: str) -> JobOut:
     """A job's tasks, one per worker, as they are now."""
     page = await service.list_tasks(TaskFilter(job=job_id), MAX_PAGE, None)
     if not page.tasks:
-        raise TaskNotFound(f"no job with id {job_id!r}")
+        raise JobNotFound(f"no job with id {job_id!r}")
     return JobOut(id=job_id, tasks=[TaskOut.of(t) for t in reversed(page.tasks)])

@@ -10,64 +10,27 @@ from rich.markup import escape
 from rich.table import Table
 
 from gridrun.cli.common import COMMAND_CONTEXT, JsonOut, Url, app, connect, fail, guard, print_json
-from gridrun.cli.tasks import (
-    Command,
-    Cpu,
-    Cwd,
-    Env,
-    Gpus,
-    MaxAttempts,
-    MemoryMb,
-    Name,
-    On,
-    Placement,
-    Priority,
-    SecretEnv,
-    SecretEnvFile,
-    Shell,
-    Strategy,
-    TaskClass,
-    Timeout,
-    task_body,
-)
+from gridrun.cli.options import NO_OPTIONS, Command, TaskOptions, task_options
 
 schedule_app = typer.Typer(help="Tasks made on a cron schedule (UTC).", no_args_is_help=True)
 app.add_typer(schedule_app, name="schedule")
 
 
 @schedule_app.command("add", context_settings=COMMAND_CONTEXT)
+@task_options
 def add(
     cron: Annotated[
         str, typer.Option("--cron", help="Cron expression in UTC, e.g. '*/5 * * * *'.")
     ],
     command: Command = None,
-    shell: Shell = False,
-    env: Env = None,
-    secret_env: SecretEnv = None,
-    secret_env_file: SecretEnvFile = None,
-    cwd: Cwd = None,
-    timeout: Timeout = None,
-    priority: Priority = 0,
-    on: On = None,
-    name: Name = None,
-    max_attempts: MaxAttempts = 1,
-    cpu: Cpu = 0,
-    memory_mb: MemoryMb = 0,
-    gpus: Gpus = 0,
-    task_class: TaskClass = None,
-    placement: Placement = Strategy.SPREAD,
+    options: TaskOptions = NO_OPTIONS,
     url: Url = None,
     json_out: JsonOut = False,
 ) -> None:
     """Make a task on a cron schedule: once per slot, across master restarts, until removed."""
     if not command:
         fail("give a command, e.g. gridrun schedule add --cron '0 * * * *' -- ./hourly.sh", 2)
-    body = task_body(
-        command, shell=shell, env=env, cwd=cwd, timeout=timeout, priority=priority, on=on,
-        name=name, max_attempts=max_attempts, retry_delay=1.0, retry_on=None, queue_timeout=None,
-        idempotency_key=None, cpu=cpu, memory_mb=memory_mb, gpus=gpus, task_class=task_class,
-        placement=placement, secret_env=secret_env, secret_env_file=secret_env_file,
-    )  # fmt: skip
+    body = options.body(command)
     with guard, connect(url) as client:
         schedule = client.add_schedule(cron, **body)
     if json_out:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import enum
-import functools
 import sys
 import time
 from pathlib import Path
@@ -34,200 +32,29 @@ from gridrun.cli.common import (
     guard,
     print_json,
 )
+from gridrun.cli.options import NO_OPTIONS, Command, Name, TaskOptions, task_options
 from gridrun.client import Client, TaskDict
 from gridrun.client._sync import TERMINAL
 from gridrun.errors import ClientError, GridrunError
 from gridrun.model import TaskState
-from gridrun.spec import parse_labels
 
 # ---------------------------------------------------------------- tasks
 
 FOLLOW_PATIENCE_S = 300.0  # how long `run` and `logs -f` wait for a master that went away
 
 
-def _submit(client: Client, command: list[str], **options: Any) -> TaskDict:
-    """Submit one command with the CLI's options (see task_body)."""
+def _submit(client: Client, command: list[str], options: TaskOptions) -> TaskDict:
+    """Submit one command with the CLI's options."""
     if not command:
         fail("give a command, e.g. gridrun submit -- echo hello", 2)
-    return client.submit(**task_body(command, **options))
-
-
-def task_body(
-    command: list[str],
-    *,
-    shell: bool,
-    env: list[str] | None,
-    cwd: str | None,
-    timeout: float | None,
-    priority: int,
-    on: list[str] | None,
-    name: str | None,
-    max_attempts: int,
-    retry_delay: float,
-    retry_on: list[int] | None,
-    queue_timeout: float | None,
-    idempotency_key: str | None,
-    cpu: float = 0,
-    memory_mb: int = 0,
-    gpus: int = 0,
-    after: list[str] | None = None,
-    task_class: str | None = None,
-    placement: str = "spread",
-    secret_env: list[str] | None = None,
-    secret_env_file: Path | None = None,
-) -> dict[str, Any]:
-    """One task as POST /v1/tasks takes it, from the CLI's options."""
-    one_line = len(command) == 1
-    secrets = dict(read_env_file(secret_env_file)) if secret_env_file is not None else {}
-    secrets.update(parse_labels(secret_env or []))
-    retry = {"initial_s": retry_delay, **({"on_exit_codes": retry_on} if retry_on else {})}
-    return dict(
-        cmd=command[0] if one_line else None,
-        argv=None if one_line else command,
-        shell=shell,
-        env=parse_labels(env or []),
-        cwd=cwd,
-        timeout_s=timeout,
-        priority=priority,
-        on=", ".join(on) if on else None,
-        name=name,
-        max_attempts=max_attempts,
-        retry=retry,
-        queue_timeout_s=queue_timeout,
-        idempotency_key=idempotency_key,
-        cpu=cpu,
-        memory_mb=memory_mb,
-        gpus=gpus,
-        after=after or [],
-        task_class=task_class,
-        placement=str(placement),
-        **({"secret_env": secrets} if secrets else {}),
-    )
-
-
-@functools.lru_cache(maxsize=4)  # read once for all the lines of a --file
-def read_env_file(path: Path) -> dict[str, str]:
-    """NAME=VALUE lines (blank lines and # comments skipped, `export ` and one pair of
-    surrounding quotes allowed), as in a .env file. Errors name the line, never a value."""
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        fail(f"cannot read {path}: {exc}", 2)
-    values: dict[str, str] = {}
-    for number, line in enumerate(text.splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        name, sep, value = line.removeprefix("export ").partition("=")
-        name = name.strip()
-        if not sep or not name or any(c.isspace() for c in name):
-            fail(f"{path}:{number}: expected NAME=VALUE", 2)
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[name] = value
-    return values
-
-
-Command = Annotated[
-    list[str] | None,
-    typer.Argument(help="The command: one quoted command line, or a program and its arguments."),
-]
-Shell = Annotated[bool, typer.Option("--shell", help="Run with /bin/sh -c.")]
-Env = Annotated[list[str] | None, typer.Option("--env", "-e", help="K=V, repeatable.")]
-SecretEnv = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--secret-env",
-        help="K=V for the process that is never shown (names only) and is stored sealed;"
-        " repeatable. A command line is visible to other users of this machine: prefer"
-        " --secret-env-file.",
-    ),
-]
-SecretEnvFile = Annotated[
-    Path | None,
-    typer.Option("--secret-env-file", help="A file of NAME=VALUE lines, each a --secret-env."),
-]
-Cwd = Annotated[str | None, typer.Option("--cwd", help="Working directory on the worker.")]
-Timeout = Annotated[float | None, typer.Option("--timeout", help="Seconds before it is killed.")]
-Priority = Annotated[int, typer.Option("--priority", "-p", help="Higher runs first.")]
-On = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--on",
-        help="Only on workers whose labels match: k=v, k!=v, 'k in (a,b)', 'k notin (a,b)',"
-        " k (has it), !k (has it not). Comma-separated or repeated: all must hold.",
-    ),
-]
-Cpu = Annotated[float, typer.Option("--cpu", min=0, help="CPU cores it needs free.")]
-MemoryMb = Annotated[int, typer.Option("--memory-mb", min=0, help="Memory (MiB) it needs free.")]
-After = Annotated[
-    list[str] | None,
-    typer.Option("--after", help="Run once this task has succeeded (repeatable; task id)."),
-]
-TaskClass = Annotated[
-    str | None,
-    typer.Option("--class", help="Its class (workers may cap a class: --max-tasks CLASS=N)."),
-]
-
-
-class Strategy(enum.StrEnum):
-    SPREAD = "spread"
-    PACK = "pack"
-
-
-Placement = Annotated[
-    Strategy,
-    typer.Option(
-        "--placement",
-        help="spread: least loaded worker (default); pack: fill a worker before the next.",
-    ),
-]
-Gpus = Annotated[
-    int, typer.Option("--gpus", min=0, help="GPUs it needs (indices in CUDA_VISIBLE_DEVICES).")
-]
-Name = Annotated[str | None, typer.Option("--name", help="A name to find the task by.")]
-MaxAttempts = Annotated[
-    int, typer.Option("--max-attempts", min=1, max=100, help="Tries in all (default 1).")
-]
-RetryDelay = Annotated[
-    float, typer.Option("--retry-delay", min=0, help="First backoff, seconds; doubles each try.")
-]
-RetryOn = Annotated[
-    list[int] | None,
-    typer.Option("--retry-on", help="Retry a failure only for this exit code (repeatable)."),
-]
-QueueTimeout = Annotated[
-    float | None, typer.Option("--queue-timeout", help="Expire if not started within seconds.")
-]
-IdempotencyKey = Annotated[
-    str | None, typer.Option("--idempotency-key", help="Resubmitting it returns the same task.")
-]
+    return client.submit(**options.body(command))
 
 
 @app.command(context_settings=COMMAND_CONTEXT)
+@task_options
 def submit(
     command: Command = None,
-    shell: Shell = False,
-    env: Env = None,
-    secret_env: SecretEnv = None,
-    secret_env_file: SecretEnvFile = None,
-    cwd: Cwd = None,
-    timeout: Timeout = None,
-    priority: Priority = 0,
-    on: On = None,
-    name: Name = None,
-    max_attempts: MaxAttempts = 1,
-    retry_delay: RetryDelay = 1.0,
-    retry_on: RetryOn = None,
-    queue_timeout: QueueTimeout = None,
-    idempotency_key: IdempotencyKey = None,
-    cpu: Cpu = 0,
-    memory_mb: MemoryMb = 0,
-    gpus: Gpus = 0,
-    after: After = None,
-    task_class: TaskClass = None,
-    placement: Placement = Strategy.SPREAD,
+    options: TaskOptions = NO_OPTIONS,
     file: Annotated[
         Path | None,
         typer.Option(
@@ -244,48 +71,23 @@ def submit(
     json_out: JsonOut = False,
 ) -> None:
     """Queue a command and print its task id (or a file of commands, with a progress bar)."""
-    options: dict[str, Any] = dict(
-        shell=shell, env=env, cwd=cwd, timeout=timeout, priority=priority, on=on,
-        max_attempts=max_attempts, retry_delay=retry_delay, retry_on=retry_on,
-        queue_timeout=queue_timeout, cpu=cpu, memory_mb=memory_mb, gpus=gpus, after=after,
-        task_class=task_class, placement=placement, secret_env=secret_env,
-        secret_env_file=secret_env_file,
-    )  # fmt: skip
     if file is not None:
         if command:
             fail("give either --file or a command, not both", 2)
         lines = _command_lines(file)
         with guard, connect(url) as client:
-            _submit_file(client, file, lines, name, idempotency_key, options, no_wait, json_out)
+            _submit_file(client, file, lines, options, no_wait, json_out)
         return
     with guard, connect(url) as client:
-        task = _submit(client, command or [], name=name, idempotency_key=idempotency_key, **options)
+        task = _submit(client, command or [], options)
         print_json(task) if json_out else print(task["id"])
 
 
 @app.command(context_settings=COMMAND_CONTEXT)
+@task_options
 def run(
     command: Command = None,
-    shell: Shell = False,
-    env: Env = None,
-    secret_env: SecretEnv = None,
-    secret_env_file: SecretEnvFile = None,
-    cwd: Cwd = None,
-    timeout: Timeout = None,
-    priority: Priority = 0,
-    on: On = None,
-    name: Name = None,
-    max_attempts: MaxAttempts = 1,
-    retry_delay: RetryDelay = 1.0,
-    retry_on: RetryOn = None,
-    queue_timeout: QueueTimeout = None,
-    idempotency_key: IdempotencyKey = None,
-    cpu: Cpu = 0,
-    memory_mb: MemoryMb = 0,
-    gpus: Gpus = 0,
-    after: After = None,
-    task_class: TaskClass = None,
-    placement: Placement = Strategy.SPREAD,
+    options: TaskOptions = NO_OPTIONS,
     everywhere: Annotated[
         bool,
         typer.Option(
@@ -297,20 +99,13 @@ def run(
     url: Url = None,
 ) -> None:
     """Run a command on the grid, print its stdout and stderr, exit with its exit code."""
-    options: dict[str, Any] = dict(
-        shell=shell, env=env, cwd=cwd, timeout=timeout, priority=priority, on=on, name=name,
-        max_attempts=max_attempts, retry_delay=retry_delay, retry_on=retry_on,
-        queue_timeout=queue_timeout, idempotency_key=idempotency_key, cpu=cpu,
-        memory_mb=memory_mb, gpus=gpus, after=after, task_class=task_class, placement=placement,
-        secret_env=secret_env, secret_env_file=secret_env_file,
-    )  # fmt: skip
     if everywhere:
         if not command:
             fail("give a command, e.g. gridrun run --all -- uptime", 2)
         with guard, connect(url) as client:
-            raise typer.Exit(_run_everywhere(client, task_body(command, **options)))
+            raise typer.Exit(_run_everywhere(client, options.body(command)))
     with guard, connect(url) as client:
-        task = _submit(client, command or [], **options)
+        task = _submit(client, command or [], options)
         try:
             task = _follow(client, task["id"])
         except KeyboardInterrupt:
@@ -384,17 +179,16 @@ def _submit_file(
     client: Client,
     file: Path,
     lines: list[tuple[int, str]],
-    name: str | None,
-    key: str | None,
-    options: dict[str, Any],
+    options: TaskOptions,
     no_wait: bool,
     json_out: bool,
 ) -> None:
     """Submit the lines in batches; unless told not to, show progress until all have ended.
     With --idempotency-key K, line N gets K-N: submitting the same file again is harmless."""
-    label = name or file.name
+    label = options.name or file.name
+    key = options.idempotency_key
     bodies = [
-        task_body([cmd], name=label, idempotency_key=f"{key}-{n}" if key else None, **options)
+        options.body([cmd], name=label, idempotency_key=f"{key}-{n}" if key else None)
         for n, cmd in lines
     ]
     ids: list[str] = []

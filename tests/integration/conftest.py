@@ -16,7 +16,8 @@ import pytest
 from gridrun import model
 from gridrun.clock import Clock
 from gridrun.master.app import Master, MasterConfig
-from gridrun.worker.agent import Agent, WorkerConfig
+from gridrun.worker.agent import Agent
+from gridrun.worker.config import WorkerConfig
 from tests.helpers import eventually_async
 
 TERMINAL = {str(state) for state in model.TERMINAL}

@@ -15,7 +15,8 @@ import pytest
 
 from gridrun._proto import node_pb2, node_pb2_grpc
 from gridrun.auth import Role, TokenEntry, digest, new_token
-from gridrun.worker.agent import Agent, WorkerConfig
+from gridrun.worker.agent import Agent
+from gridrun.worker.config import WorkerConfig
 from tests.integration.conftest import Grid
 
 TOKENS = {name: new_token() for name in ("ops", "alice", "bob", "viewer", "fleet")}

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from gridrun.errors import ConfigError
-from gridrun.worker.agent import Agent, WorkerConfig
+from gridrun.worker.agent import Agent
+from gridrun.worker.config import WorkerConfig
 from tests.integration.conftest import Grid
 
 pytestmark = pytest.mark.timeout(60)

@@ -17,7 +17,8 @@ from gridrun._proto import worker_pb2 as pb
 from gridrun._proto import worker_pb2_grpc
 from gridrun.client import Client
 from gridrun.errors import ClientError, ConfigError
-from gridrun.worker.agent import Agent, WorkerConfig
+from gridrun.worker.agent import Agent
+from gridrun.worker.config import WorkerConfig
 from tests.integration.conftest import Grid, RunningAgent
 
 

@@ -365,7 +365,8 @@ def worker(
     from pydantic import ValidationError
 
     from gridrun.worker import hardening
-    from gridrun.worker.agent import WorkerConfig, run_worker
+    from gridrun.worker.config import WorkerConfig
+    from gridrun.worker.main import run_worker
 
     setup_logging(log_level, log_format)
     with guard:

@@ -10,21 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import glob
 import logging
-import os
 import random
 import re
 import shutil
-import signal
 import socket
-import subprocess
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Literal
 
 import grpc
-from pydantic import BaseModel, Field, field_validator
 
 import gridrun
 from gridrun import logs, transport
@@ -34,18 +26,19 @@ from gridrun.certs import common_name
 from gridrun.errors import ConfigError
 from gridrun.model import (
     DEFAULT_OUTPUT_CAP,
-    WORKER_ID,
-    WORKER_ID_RULE,
     AttemptRef,
     Outcome,
     Report,
 )
-from gridrun.worker import executor, metrics
+from gridrun.worker import executor
+from gridrun.worker.config import WorkerConfig
 from gridrun.worker.executor import Assignment, Execution
 from gridrun.worker.identity import Identity
+from gridrun.worker.machine import machine_resources
 from gridrun.worker.outbox import Outbox
-from gridrun.worker.policy import DEFAULT_ENV_ALLOW, Limits, Policy, Refused
+from gridrun.worker.policy import Limits, Policy, Refused
 from gridrun.worker.replay import Replay
+from gridrun.worker.wire import finished_to_pb, output_to_pb, ref_to_pb
 
 log = logging.getLogger("gridrun.worker")
 
@@ -60,109 +53,10 @@ BACKOFF_CAP_S = 3.0
 STABLE_SESSION_S = 5.0
 REFUSALS = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
 
-OUTCOMES: Mapping[Outcome, int] = {
-    Outcome.EXITED: pb.OUTCOME_EXITED,
-    Outcome.TIMED_OUT: pb.OUTCOME_TIMED_OUT,
-    Outcome.CANCELLED: pb.OUTCOME_CANCELLED,
-    Outcome.SPAWN_FAILED: pb.OUTCOME_SPAWN_FAILED,
-    Outcome.NO_SLOT: pb.OUTCOME_NO_SLOT,
-    Outcome.WORKER_STOPPED: pb.OUTCOME_WORKER_STOPPED,
-    Outcome.REJECTED: pb.OUTCOME_REJECTED,
-}
-
-
-def default_data_dir() -> Path:
-    return Path.home() / ".local" / "share" / "gridrun" / "worker"
-
-
-class WorkerConfig(BaseModel):
-    """Every setting of a worker; the CLI fills it from flags and GRIDRUN_* variables."""
-
-    master: str = "127.0.0.1:50051"  # host:port, or several comma-separated to fail over
-    slots: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=4096)
-    labels: dict[str, str] = Field(default_factory=dict)
-    data_dir: Path = Field(default_factory=default_data_dir)
-    name: str | None = None
-    base_env: dict[str, str] = Field(default_factory=dict)
-    stop_grace_s: float = Field(10.0, ge=0)  # waiting for the master to acknowledge results
-    drain_grace_s: float = Field(30.0, ge=0)  # running tasks may finish within this on a drain
-    # the policy: what this worker agrees to run (see gridrun.worker.policy)
-    allow: list[str] = Field(default_factory=list)
-    allow_shell: bool = False
-    run_as: str | None = None
-    limit_cpu_s: int | None = Field(None, ge=1)
-    limit_address_space_mb: int | None = Field(None, ge=1)
-    limit_open_files: int | None = Field(None, ge=1)
-    limit_processes: int | None = Field(None, ge=1)
-    cwd_mode: Literal["worker", "fresh"] = "worker"
-    cwd_roots: list[str] = Field(default_factory=list)
-    env_allow: list[str] = Field(default_factory=lambda: list(DEFAULT_ENV_ALLOW))
-    # joining the master (see gridrun.transport, `gridrun certs`, `gridrun token create`)
-    join_token: str | None = Field(None, repr=False)
-    tls: bool = False  # TLS to the master, verified with the system roots unless tls_ca
-    tls_ca: Path | None = None
-    tls_cert: Path | None = None  # mTLS: this worker's certificate; its id is the common name
-    tls_key: Path | None = None
-    metrics: str | None = None  # host:port for Prometheus metrics; off by default
-    # what tasks may ask of this worker; None: what the machine has (detected)
-    cpus: int | None = Field(None, ge=0, le=65536)
-    memory_mb: int | None = Field(None, ge=0)
-    gpus: int | None = Field(None, ge=0, le=1024)
-    max_tasks: dict[str, int] = Field(default_factory=dict)  # task class -> at most at once
-
-    @field_validator("name")
-    @classmethod
-    def _worker_id(cls, name: str | None) -> str | None:
-        if name is not None and not WORKER_ID.match(name):
-            raise ValueError(f"a worker name is {WORKER_ID_RULE}")
-        return name
-
-    @field_validator("master")
-    @classmethod
-    def _masters(cls, master: str) -> str:
-        if not [a for a in master.split(",") if a.strip()]:
-            raise ValueError("give a master address host:port (or several, comma-separated)")
-        return master
-
-    @property
-    def masters(self) -> list[str]:
-        """The master addresses, in the order they are tried."""
-        return [a.strip() for a in self.master.split(",") if a.strip()]
-
-    @property
-    def uses_tls(self) -> bool:
-        return self.tls or self.tls_ca is not None or self.tls_cert is not None
-
 
 def backoff(failures: int, rng: random.Random) -> float:
     """Full-jitter exponential backoff: up to 0.1s, 0.2s, 0.4s ... capped at 3s."""
     return rng.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** min(failures, 16)))
-
-
-def _ref(ref: AttemptRef) -> pb.AttemptRef:
-    return pb.AttemptRef(task_id=ref.task_id, attempt=ref.attempt)
-
-
-def _output(ref: AttemptRef, stream: int, offset: int, data: bytes) -> pb.Output:
-    if stream == executor.STDOUT:
-        return pb.Output(ref=_ref(ref), stdout_offset=offset, stdout=data)
-    return pb.Output(ref=_ref(ref), stderr_offset=offset, stderr=data)
-
-
-def finished_to_pb(event: executor.Finished) -> pb.Finished:
-    r = event.report
-    return pb.Finished(
-        ref=_ref(event.ref),
-        outcome=OUTCOMES[r.outcome],  # type: ignore[arg-type]
-        has_exit_code=r.exit_code is not None,
-        exit_code=r.exit_code or 0,
-        signal=r.signal or 0,
-        started_at_ms=r.started_at or 0,
-        finished_at_ms=r.finished_at or 0,
-        error=r.error,
-        stdout_bytes=event.stdout_bytes,
-        stderr_bytes=event.stderr_bytes,
-    )
 
 
 class Agent:
@@ -358,8 +252,8 @@ class Agent:
             resources=self.resources,
             max_tasks=self.config.max_tasks,
             version=gridrun.__version__,
-            running=[_ref(ref) for ref in self.executions],
-            unacked=[_ref(ref) for ref in self._unacked],
+            running=[ref_to_pb(ref) for ref in self.executions],
+            unacked=[ref_to_pb(ref) for ref in self._unacked],
             resumed=self._welcomed,
             identity_secret=self.identity.secret,
             binds_identity=True,
@@ -380,7 +274,7 @@ class Agent:
                     queue.put_nowait(
                         pb.WorkerMessage(
                             started=pb.Started(
-                                ref=_ref(execution.ref),
+                                ref=ref_to_pb(execution.ref),
                                 started_at_ms=execution.started_at,
                                 pid=execution.pid,
                             )
@@ -392,7 +286,7 @@ class Agent:
             for ref, stream, offset, data in self._replay.resend(
                 set(self.executions) | self._unacked
             ):
-                queue.put_nowait(pb.WorkerMessage(output=_output(ref, stream, offset, data)))
+                queue.put_nowait(pb.WorkerMessage(output=output_to_pb(ref, stream, offset, data)))
             for _, payload in self.outbox.pending():
                 queue.put_nowait(pb.WorkerMessage(finished=pb.Finished.FromString(payload)))
             self._queue = queue
@@ -547,7 +441,7 @@ class Agent:
         match event:
             case executor.Started(ref=ref, started_at=at, pid=pid):
                 message = pb.WorkerMessage(
-                    started=pb.Started(ref=_ref(ref), started_at_ms=at, pid=pid)
+                    started=pb.Started(ref=ref_to_pb(ref), started_at_ms=at, pid=pid)
                 )
             case executor.OutputChunk(ref=ref, stream=stream, offset=offset, data=data):
                 self._replay.record(ref, stream, offset, data, sent=queue is not None)
@@ -556,7 +450,7 @@ class Agent:
                 if queue.qsize() >= OUTPUT_QUEUE_LIMIT:  # a master too slow to take it
                     self._unsendable += len(data)
                     return
-                message = pb.WorkerMessage(output=_output(ref, stream, offset, data))
+                message = pb.WorkerMessage(output=output_to_pb(ref, stream, offset, data))
             case executor.Finished():
                 self.ended_by_outcome[event.report.outcome] += 1
                 finished = finished_to_pb(event)
@@ -566,48 +460,3 @@ class Agent:
                 message = pb.WorkerMessage(finished=finished)
         if queue is not None:
             queue.put_nowait(message)
-
-
-def detect_gpus() -> int:
-    """GPUs on this machine: `nvidia-smi -L` when it is installed, else NVIDIA device files."""
-    smi = shutil.which("nvidia-smi")
-    if smi is not None:
-        try:
-            listing = subprocess.run(
-                [smi, "-L"], capture_output=True, text=True, timeout=10, check=True
-            ).stdout
-            return sum(line.startswith("GPU ") for line in listing.splitlines())
-        except (OSError, subprocess.SubprocessError):
-            pass
-    return len(glob.glob("/dev/nvidia[0-9]*"))
-
-
-def machine_resources(config: WorkerConfig) -> pb.Resources:
-    """What this worker offers tasks: the machine's CPUs, memory and GPUs, or the flags'."""
-    memory = config.memory_mb
-    if memory is None:
-        try:
-            memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1024 * 1024)
-        except (ValueError, OSError):
-            memory = 0
-    cpus = config.cpus if config.cpus is not None else os.cpu_count() or 1
-    gpus = config.gpus if config.gpus is not None else detect_gpus()
-    return pb.Resources(cpus=cpus, memory_mb=memory, gpus=gpus)
-
-
-async def run_worker(config: WorkerConfig) -> None:
-    """Run a worker until SIGINT or SIGTERM."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    agent = Agent(config)
-    server = metrics.serve(agent, config.metrics) if config.metrics else None
-    try:
-        await agent.run(stop)
-    finally:
-        if server is not None:
-            server[0].shutdown()
-            server[0].server_close()
-    if agent.refused is not None:
-        raise ConfigError(agent.refused)

@@ -1,0 +1,45 @@
+"""The worker's side of the protocol: its domain events as protobuf messages."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from gridrun._proto import worker_pb2 as pb
+from gridrun.model import AttemptRef, Outcome
+from gridrun.worker import executor
+
+OUTCOMES: Mapping[Outcome, int] = {
+    Outcome.EXITED: pb.OUTCOME_EXITED,
+    Outcome.TIMED_OUT: pb.OUTCOME_TIMED_OUT,
+    Outcome.CANCELLED: pb.OUTCOME_CANCELLED,
+    Outcome.SPAWN_FAILED: pb.OUTCOME_SPAWN_FAILED,
+    Outcome.NO_SLOT: pb.OUTCOME_NO_SLOT,
+    Outcome.WORKER_STOPPED: pb.OUTCOME_WORKER_STOPPED,
+    Outcome.REJECTED: pb.OUTCOME_REJECTED,
+}
+
+
+def ref_to_pb(ref: AttemptRef) -> pb.AttemptRef:
+    return pb.AttemptRef(task_id=ref.task_id, attempt=ref.attempt)
+
+
+def output_to_pb(ref: AttemptRef, stream: int, offset: int, data: bytes) -> pb.Output:
+    if stream == executor.STDOUT:
+        return pb.Output(ref=ref_to_pb(ref), stdout_offset=offset, stdout=data)
+    return pb.Output(ref=ref_to_pb(ref), stderr_offset=offset, stderr=data)
+
+
+def finished_to_pb(event: executor.Finished) -> pb.Finished:
+    r = event.report
+    return pb.Finished(
+        ref=ref_to_pb(event.ref),
+        outcome=OUTCOMES[r.outcome],  # type: ignore[arg-type]
+        has_exit_code=r.exit_code is not None,
+        exit_code=r.exit_code or 0,
+        signal=r.signal or 0,
+        started_at_ms=r.started_at or 0,
+        finished_at_ms=r.finished_at or 0,
+        error=r.error,
+        stdout_bytes=event.stdout_bytes,
+        stderr_bytes=event.stderr_bytes,
+    )

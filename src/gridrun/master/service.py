@@ -12,8 +12,8 @@ import dataclasses
 import logging
 import secrets
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from gridrun.clock import Clock
@@ -30,6 +30,7 @@ from gridrun.master.sessions import (
     WorkerSession,
 )
 from gridrun.master.trust import Trust
+from gridrun.master.watchers import Watchers
 from gridrun.model import (
     ACTIVE,
     Attempt,
@@ -106,8 +107,7 @@ class Service:
         self.trust = Trust(self)
         self.dispatch_wanted = asyncio.Event()
         self.stopping = asyncio.Event()  # set when the master shuts down: followers end
-        self._waiters: dict[str, set[asyncio.Future[None]]] = {}
-        self._watchers: dict[str, set[asyncio.Event]] = {}  # task id -> followers
+        self.watchers = Watchers()
 
     # ---- client use cases
 
@@ -226,63 +226,23 @@ class Service:
 
     async def wait(self, task_id: str, timeout_s: float) -> Task:
         """Return the task once it is terminal, or as it is after `timeout_s`."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        waiters = self._waiters.setdefault(task_id, set())
-        try:
-            while True:
-                future: asyncio.Future[None] = loop.create_future()
-                waiters.add(future)  # before reading: a change after the read wakes us
-                task = await self.store.get_task(task_id)
-                remaining = deadline - loop.time()
-                if task.terminal or remaining <= 0:
-                    return task
-                try:
-                    async with asyncio.timeout(remaining):
-                        await future  # set when it ends here, or another master says it changed
-                except TimeoutError:
-                    pass
-                finally:
-                    waiters.discard(future)
-        finally:
-            if not waiters:
-                self._waiters.pop(task_id, None)
+        return await self.watchers.wait(task_id, timeout_s, lambda: self.store.get_task(task_id))
 
-    @contextmanager
-    def watch(self, task_id: str) -> Iterator[asyncio.Event]:
-        """An event set whenever the task changes (state, output) while the block runs; the
-        follower clears it, reads the store, and waits again."""
-        event = asyncio.Event()
-        watchers = self._watchers.setdefault(task_id, set())
-        watchers.add(event)
-        try:
-            yield event
-        finally:
-            watchers.discard(event)
-            if not watchers:
-                self._watchers.pop(task_id, None)
-
-    def _touched(self, task_id: str) -> None:
-        for event in self._watchers.get(task_id, ()):
-            event.set()
-
-    def _wake(self, task_id: str) -> None:
-        for future in self._waiters.get(task_id, ()):
-            if not future.done():
-                future.set_result(None)
+    def watch(self, task_id: str) -> AbstractContextManager[asyncio.Event]:
+        """An event set whenever the task changes while the block runs (see Watchers)."""
+        return self.watchers.watch(task_id)
 
     # ---- what other masters on the same database say (see gridrun.master.peers)
 
     def changed_elsewhere(self, task_id: str) -> None:
         """Another master changed this task: followers and waiters here read it again."""
-        self._touched(task_id)
-        self._wake(task_id)
+        self.watchers.changed(task_id)
 
     def resync(self) -> None:
         """Notices may have been missed (the store connection was lost): look at everything."""
         self.dispatch_wanted.set()
-        for task_id in list(self._watchers) + list(self._waiters):
-            self.changed_elsewhere(task_id)
+        for task_id in self.watchers.watched():
+            self.watchers.changed(task_id)
 
     async def cancel_here(self, task_id: str) -> None:
         """Cancel was requested on another master: stop the attempt if our worker runs it."""
@@ -293,10 +253,10 @@ class Service:
 
     def settled(self, tasks: Iterable[Task]) -> None:
         for task in tasks:
-            self._touched(task.id)
+            self.watchers.touched(task.id)
             if task.terminal:
                 self.metrics.settled(task, self.clock.now_ms())
-                self._wake(task.id)
+                self.watchers.ended(task.id)
 
     # ---- dispatch
 
@@ -359,10 +319,9 @@ class Service:
                 if result.task is not None:
                     self.settled([result.task])
                 return
-        session.inflight[task.ref] = task.spec
-        session.sent_at[task.ref] = self.clock.monotonic()
+        session.hold(task.ref, task.spec, self.clock.monotonic())
         session.send(AssignCmd(task, self.config.kill_grace_s, secret_env))
-        self._touched(task.id)
+        self.watchers.touched(task.id)
 
     # ---- worker reports
 
@@ -416,9 +375,8 @@ class Service:
             if holding is None:
                 session.send(CancelCmd(ref, "this attempt is no longer held by this worker"))
             else:
-                session.inflight[ref] = holding.spec
-                session.sent_at[ref] = self.clock.monotonic()  # its deadline counts from now
-                session.started.add(ref)
+                # its deadline counts from now
+                session.hold(ref, holding.spec, self.clock.monotonic(), running=True)
                 if holding.cancel_requested:
                     session.send(CancelCmd(ref, "cancelled by request"))
         session.quarantined = self.trust.quarantine_reason(session.worker_id)
@@ -426,33 +384,28 @@ class Service:
         self.dispatch_wanted.set()
 
     async def started(self, session: WorkerSession, ref: AttemptRef, started_at: int) -> None:
-        if ref in session.sent_at:
-            session.started.add(ref)
+        session.began(ref)
         if not await self.store.record_start(ref, session.worker_id, started_at):
             self._stale(session, ref, "started")
             session.send(CancelCmd(ref, "this attempt is no longer held by this worker"))
         else:
-            self._touched(ref.task_id)
+            self.watchers.touched(ref.task_id)
 
     async def output_received(
         self, session: WorkerSession, ref: AttemptRef, chunks: Sequence[tuple[int, int, bytes]]
     ) -> None:
-        if ref in session.sent_at:
-            session.started.add(ref)  # output: it started, whatever its Started said
+        session.began(ref)  # output: it started, whatever its Started said
         if not await self.store.append_output(
             ref, session.worker_id, chunks, self.config.output_cap
         ):
             self._stale(session, ref, "output")
         else:
-            self._touched(ref.task_id)
+            self.watchers.touched(ref.task_id)
 
     async def finished(self, session: WorkerSession, ref: AttemptRef, report: Report) -> None:
         # The process has ended, so its slot is free now: let the next claim share this
         # commit instead of waiting for it.
-        session.inflight.pop(ref, None)
-        session.sent_at.pop(ref, None)
-        session.started.discard(ref)
-        session.reported.discard(ref)
+        session.release(ref)
         self.dispatch_wanted.set()
         result = await self.store.record_finish(ref, session.worker_id, report, self.clock.now_ms())
         session.ack(ref)  # durable now (or stale and dropped): the worker may forget it
@@ -465,7 +418,7 @@ class Service:
     async def delivered(self, session: WorkerSession, ref: AttemptRef) -> None:
         """A legacy worker was handed the command; it will never say more."""
         await self.store.mark_delivered(ref, session.worker_id, self.clock.now_ms())
-        session.inflight.pop(ref, None)
+        session.release(ref)
         self.dispatch_wanted.set()
         delivered = await self.store.get_task(ref.task_id)
         self.settled([delivered])

@@ -98,6 +98,27 @@ class WorkerSession:
     def closed(self) -> bool:
         return self.close_reason is not None
 
+    # ---- the attempts it holds (the service tells; the session keeps its own books)
+
+    def hold(self, ref: AttemptRef, spec: TaskSpec, since: float, *, running: bool = False) -> None:
+        """It holds `ref` from `since` (monotonic): sent now, or found running on a Hello."""
+        self.inflight[ref] = spec
+        self.sent_at[ref] = since
+        if running:
+            self.started.add(ref)
+
+    def began(self, ref: AttemptRef) -> None:
+        """It said `ref` started (a Started, or output)."""
+        if ref in self.sent_at:
+            self.started.add(ref)
+
+    def release(self, ref: AttemptRef) -> None:
+        """It holds `ref` no more (ended, lost, delivered)."""
+        self.inflight.pop(ref, None)
+        self.sent_at.pop(ref, None)
+        self.started.discard(ref)
+        self.reported.discard(ref)
+
     def send(self, command: Command) -> None:
         """Queue a command; a worker that lets its queue fill up is disconnected, not waited on."""
         if self.closed:

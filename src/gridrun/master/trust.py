@@ -60,9 +60,7 @@ class Trust:
     async def missed_deadline(self, session: WorkerSession, ref: AttemptRef, why: str) -> None:
         """The worker loses the attempt (lost, or retried as its policy says), is told to stop
         it, and after quarantine_after misses gets no new work for quarantine_s."""
-        session.inflight.pop(ref, None)
-        session.sent_at.pop(ref, None)
-        session.started.discard(ref)
+        session.release(ref)
         reason = f"worker {session.worker_id} missed a deadline: {why}"
         session.send(CancelCmd(ref, reason))
         result = await self.service.store.record_finish(

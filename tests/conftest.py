@@ -20,3 +20,15 @@ def _no_user_settings() -> Iterator[None]:
     yield
     del os.environ["GRIDRUN_CONFIG"]
     os.environ.update(saved)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under tests/system carries the `system` marker (so `-m "not system"` means
+    what it says)."""
+    unmarked = [
+        item.nodeid
+        for item in items
+        if item.nodeid.startswith("tests/system/") and item.get_closest_marker("system") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError(f"system tests without the system marker: {unmarked}")

@@ -69,3 +69,19 @@ async def test_cancel_of_a_finished_task_is_a_conflict(grid: Grid) -> None:
     assert response.status_code == 409
     assert response.headers["content-type"] == "application/problem+json"
     assert "succeeded" in response.json()["detail"]
+
+
+async def test_cancel_sends_sigterm_to_the_whole_group_first(grid: Grid, tmp_path: Path) -> None:
+    """Not only the main process: a child that traps TERM (and records it) got it too, before
+    any SIGKILL, so a task's helpers can clean up."""
+    await grid.add_worker("w1")
+    ready, trapped = tmp_path / "ready", tmp_path / "trapped"
+    child = (
+        f"trap 'echo term > {trapped}; exit 0' TERM; echo up > {ready};"
+        " while :; do sleep 0.1; done"
+    )
+    task = await grid.submit(cmd=f'sh -c "{child}" & wait', shell=True)
+    await wait_file_async(ready)
+    assert (await grid.api.post(f"/v1/tasks/{task['id']}/cancel")).status_code == 200
+    assert (await grid.wait(task["id"]))["state"] == "cancelled"
+    assert await wait_file_async(trapped) == "term"

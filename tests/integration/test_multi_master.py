@@ -14,6 +14,8 @@ from tests import pg
 from tests.helpers import eventually_async
 from tests.integration.conftest import Grid
 
+pytestmark = [pytest.mark.pg]
+
 
 @pytest.fixture
 async def pair(tmp_path: Path) -> AsyncIterator[tuple[Grid, Grid]]:

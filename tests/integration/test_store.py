@@ -48,7 +48,7 @@ async def unopened(kind: str, tmp_path: Path) -> AsyncIterator[Store]:
             yield PostgresStore(url, origin="m1")
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.pg)])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     """A store on each backend, its workers w1..w3 connected (leased to it until t=100)."""
     async with unopened(request.param, tmp_path) as s:

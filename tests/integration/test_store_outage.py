@@ -15,6 +15,8 @@ from tests.helpers import eventually_async
 from tests.integration.conftest import Grid
 from tests.proxy import Proxy
 
+pytestmark = [pytest.mark.pg]
+
 
 @pytest.fixture
 async def proxied(tmp_path: Path) -> AsyncIterator[tuple[Grid, Proxy]]:

@@ -17,6 +17,8 @@ from gridrun.store.postgres import PostgresStore, numbered, redact
 from tests import pg
 from tests.helpers import eventually_async
 
+pytestmark = [pytest.mark.pg]
+
 
 @pytest.fixture
 async def url() -> AsyncIterator[str]:

@@ -3,7 +3,11 @@ an exit-code summary (exit 1 if any worker's run did not succeed)."""
 
 from __future__ import annotations
 
+import pytest
+
 from tests.system.conftest import SystemGrid
+
+pytestmark = [pytest.mark.system]
 
 
 def test_run_all_prints_each_workers_output_under_its_name(system_grid: SystemGrid) -> None:

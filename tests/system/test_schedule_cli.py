@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.system.conftest import SystemGrid
+
+pytestmark = [pytest.mark.system]
 
 
 def test_schedule_add_ls_rm(system_grid: SystemGrid) -> None:

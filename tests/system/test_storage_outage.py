@@ -126,6 +126,7 @@ async def _admin(statement: str) -> None:
         await conn.close()
 
 
+@pytest.mark.pg
 def test_a_database_refusing_connections_is_503_on_every_route(system_grid: SystemGrid) -> None:
     name = asyncio.run(pg.create())
     try:

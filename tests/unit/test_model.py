@@ -13,6 +13,7 @@ from gridrun.model import (
     AttemptRef,
     Outcome,
     Report,
+    RetryPolicy,
     StreamOutput,
     Task,
     TaskState,
@@ -220,3 +221,11 @@ def test_a_worker_whose_lease_ran_out_is_offline_whatever_its_row_says() -> None
     assert draining.state_at(0) is WorkerState.OFFLINE  # never leased (an old row)
     offline = WorkerInfo("w3", "h", {}, 2, WorkerState.OFFLINE, lease_until=5000)
     assert offline.state_at(0) is WorkerState.OFFLINE
+
+
+def test_retry_backoff_grows_by_its_factor_and_stops_at_max_s() -> None:
+    policy = RetryPolicy(max_attempts=10, initial_s=1.0, factor=3.0, max_s=20.0)
+    delays = [policy.delay_after(tries, TaskState.FAILED, 1) for tries in range(1, 10)]
+    assert delays[:3] == [1.0, 3.0, 9.0]
+    assert delays[3:] == [20.0] * 6  # 27, 81, ... capped
+    assert policy.delay_after(10, TaskState.FAILED, 1) is None  # no tries left

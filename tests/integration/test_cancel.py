@@ -76,10 +76,8 @@ async def test_cancel_sends_sigterm_to_the_whole_group_first(grid: Grid, tmp_pat
     any SIGKILL, so a task's helpers can clean up."""
     await grid.add_worker("w1")
     ready, trapped = tmp_path / "ready", tmp_path / "trapped"
-    child = (
-        f"trap 'echo term > {trapped}; exit 0' TERM; echo up > {ready};"
-        " while :; do sleep 0.1; done"
-    )
+    forever = "while :; do sleep 0.1; done"
+    child = f"trap 'echo term > {trapped}; exit 0' TERM; echo up > {ready}; {forever}"
     task = await grid.submit(cmd=f'sh -c "{child}" & wait', shell=True)
     await wait_file_async(ready)
     assert (await grid.api.post(f"/v1/tasks/{task['id']}/cancel")).status_code == 200

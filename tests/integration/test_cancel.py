@@ -78,7 +78,9 @@ async def test_cancel_sends_sigterm_to_the_whole_group_first(grid: Grid, tmp_pat
     ready, trapped = tmp_path / "ready", tmp_path / "trapped"
     forever = "while :; do sleep 0.1; done"
     child = f"trap 'echo term > {trapped}; exit 0' TERM; echo up > {ready}; {forever}"
-    task = await grid.submit(cmd=f'sh -c "{child}" & wait', shell=True)
+    # the main process waits for its child on TERM too: once it exits, whatever is left of the
+    # group is killed at once, and the child's trap might not have run yet
+    task = await grid.submit(cmd=f'trap wait TERM; sh -c "{child}" & wait', shell=True)
     await wait_file_async(ready)
     assert (await grid.api.post(f"/v1/tasks/{task['id']}/cancel")).status_code == 200
     assert (await grid.wait(task["id"]))["state"] == "cancelled"

@@ -20,6 +20,7 @@ DEFAULT_OUTPUT_CAP = 1024 * 1024
 # a worker's id: printable in logs, tables and certificates, safe in a URL path
 WORKER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,127}$")
 WORKER_ID_RULE = "1-128 of A-Z a-z 0-9 _ . @ : - (letter or digit first)"
+TASK_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # what either side of the wire accepts as one
 
 
 class TaskState(enum.StrEnum):

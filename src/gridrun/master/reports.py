@@ -9,10 +9,8 @@ order; exit codes, signals, sizes and offsets in range; text without NUL and bou
 
 from __future__ import annotations
 
-import re
-
 from gridrun._proto import worker_pb2 as pb
-from gridrun.model import AttemptRef
+from gridrun.model import TASK_ID, AttemptRef
 from gridrun.spec import MAX_ATTEMPTS
 
 PAST_WINDOW_MS = 30 * 24 * 3600 * 1000  # a result may arrive this long after it happened
@@ -21,7 +19,6 @@ MAX_ERROR_CHARS = 4096
 MAX_OFFSET = 1 << 53
 MAX_SIGNAL = 128
 MAX_HELD = 100_000  # attempts a Hello may say it runs or holds results of
-TASK_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 class BadReport(Exception):

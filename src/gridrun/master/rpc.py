@@ -49,10 +49,6 @@ OUTCOMES: dict[int, Outcome] = {
 Context = grpc.aio.ServicerContext[pb.WorkerMessage, pb.MasterMessage]
 
 
-def ref_from_pb(ref: pb.AttemptRef) -> AttemptRef:
-    return AttemptRef(ref.task_id, ref.attempt)
-
-
 def ref_to_pb(ref: AttemptRef) -> pb.AttemptRef:
     return pb.AttemptRef(task_id=ref.task_id, attempt=ref.attempt)
 

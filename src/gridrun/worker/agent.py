@@ -12,7 +12,6 @@ import asyncio
 import collections
 import logging
 import random
-import re
 import shutil
 import socket
 
@@ -26,6 +25,7 @@ from gridrun.certs import common_name
 from gridrun.errors import ConfigError
 from gridrun.model import (
     DEFAULT_OUTPUT_CAP,
+    TASK_ID,
     AttemptRef,
     Outcome,
     Report,
@@ -42,7 +42,6 @@ from gridrun.worker.wire import finished_to_pb, output_to_pb, ref_to_pb
 
 log = logging.getLogger("gridrun.worker")
 
-TASK_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 OUTPUT_QUEUE_LIMIT = 512  # messages; beyond it output is dropped (the master records the gap)
 REPLAY_BYTES = 8 * 1024 * 1024  # output kept until its attempt's result is acknowledged
 BACKOFF_BASE_S = 0.1

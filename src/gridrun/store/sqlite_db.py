@@ -107,13 +107,17 @@ class SqliteDb:
         return result
 
     async def check_writable(self) -> None:
-        """Raise the storage error while the database cannot take writes: after a write failed
-        for want of room, until a probe write commits and there is room for more."""
-        if self.write_failure is None:
-            return
+        """Raise the storage error while the database cannot take writes: while the disk under
+        it has less than MIN_FREE_BYTES free (a small write may still fit into pages SQLite
+        reuses, so one that succeeded proves little), and after a write failed for want of room
+        until a probe write commits."""
         stat = os.statvfs(self._path.parent)
         if stat.f_bavail * stat.f_frsize < MIN_FREE_BYTES:
-            raise self.write_failure
+            raise self.write_failure or InsufficientStorage(
+                f"the disk holding {self._path} is full: less than 1 MiB free"
+            )
+        if self.write_failure is None:
+            return
 
         def probe(conn: sqlite3.Connection) -> None:
             with self.tx(conn):

@@ -7,9 +7,12 @@ import inspect
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
+
+from gridrun.model import Task
+from gridrun.store import Candidate, Placed, Store
 
 T = TypeVar("T")
 
@@ -102,3 +105,15 @@ class ShiftedClock:
 
     def advance_to(self, when_ms: int) -> None:
         self._offset_ms += when_ms - self.now_ms()
+
+
+async def claim(store: Store, pairs: Sequence[tuple[str, str]], now: int) -> list[Task]:
+    """Claim (task id, worker id) pairs the way dispatch does (`place_and_claim`), with a
+    placement that picks exactly these pairs among the queued tasks it reads."""
+    wanted = dict(pairs)
+
+    def place(candidates: list[Candidate]) -> Placed:
+        return [(c, wanted[c.task_id]) for c in candidates if c.task_id in wanted]
+
+    _, _, claimed = await store.place_and_claim(10_000, None, now, place)
+    return claimed

@@ -4,7 +4,9 @@ real worker Agents running real subprocesses, all in the test's event loop."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +16,7 @@ import httpx
 import pytest
 
 from gridrun import model
+from gridrun.client import AsyncClient
 from gridrun.clock import Clock
 from gridrun.master.app import Master, MasterConfig
 from gridrun.worker.agent import Agent
@@ -39,7 +42,8 @@ class Grid:
     tmp: Path
     master: Master | None = None
     agents: list[RunningAgent] = field(default_factory=list)
-    http: httpx.AsyncClient | None = None
+    http: httpx.AsyncClient | None = None  # raw HTTP, for what the status codes say
+    sdk: AsyncClient | None = None  # the SDK users have, for everything else
     master_overrides: dict[str, Any] = field(default_factory=dict)
     grpc_port: int = 0
     http_port: int = 0
@@ -65,7 +69,9 @@ class Grid:
         await self.master.start()
         self.http_port, self.grpc_port = self.master.http_port, self.master.grpc_port
         if self.http is None:
-            self.http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.http_port}", timeout=30)
+            url = f"http://127.0.0.1:{self.http_port}"
+            self.http = httpx.AsyncClient(base_url=url, timeout=30)
+            self.sdk = AsyncClient(url, timeout=30)
         return self.master
 
     async def stop_master(self) -> None:
@@ -116,27 +122,27 @@ class Grid:
                 await running.close()
                 self.agents.remove(running)
 
+    def use_token(self, token: str) -> None:
+        """The grid's own helpers (raw HTTP and the SDK) send this token from now on."""
+        for http in (self.api, self.client._http):
+            http.headers["Authorization"] = f"Bearer {token}"
+
+    @property
+    def client(self) -> AsyncClient:
+        assert self.sdk is not None
+        return self.sdk
+
     async def submit(self, **body: Any) -> dict[str, Any]:
-        response = await self.api.post("/v1/tasks", json=body)
-        assert response.status_code == 201, response.text
-        task: dict[str, Any] = response.json()
-        return task
+        return dict(await self.client.submit(**body))
 
     async def submit_many(self, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        response = await self.api.post("/v1/tasks", json={"tasks": bodies})
-        assert response.status_code == 201, response.text
-        tasks: list[dict[str, Any]] = response.json()["tasks"]
-        return tasks
+        return [dict(task) for task in await self.client.submit_many(bodies)]
 
     async def task(self, task_id: str) -> dict[str, Any]:
-        response = await self.api.get(f"/v1/tasks/{task_id}")
-        assert response.status_code == 200, response.text
-        task: dict[str, Any] = response.json()
-        return task
+        return dict(await self.client.get(task_id))
 
     async def wait(self, task_id: str, timeout: float = 20.0) -> dict[str, Any]:
-        response = await self.api.get(f"/v1/tasks/{task_id}", params={"wait": timeout})
-        task: dict[str, Any] = response.json()
+        task = dict(await self.client.wait(task_id, timeout_s=timeout))
         assert task["state"] in TERMINAL, f"task {task_id} still {task['state']}"
         return task
 
@@ -148,16 +154,43 @@ class Grid:
         return await eventually_async(reached, timeout)
 
     async def output(self, task_id: str) -> dict[str, Any]:
-        out: dict[str, Any] = (await self.api.get(f"/v1/tasks/{task_id}/output")).json()
-        return out
+        return dict(await self.client.output(task_id))
 
     async def close(self) -> None:
+        """Stop everything, whatever fails on the way: a worker that will not stop still has
+        its tasks' process groups killed, and the master and clients are closed after it."""
+        errors: list[BaseException] = []
         for running in self.agents:
-            await running.close()
+            try:
+                await running.close()
+            except BaseException as exc:
+                errors.append(exc)
+                running.task.cancel()
+            finally:
+                kill_groups(running.agent)
         self.agents.clear()
-        await self.stop_master()
+        for closing in (self.stop_master, self._close_clients):
+            try:
+                await closing()
+            except BaseException as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+    async def _close_clients(self) -> None:
+        if self.sdk is not None:
+            await self.sdk.aclose()
         if self.http is not None:
             await self.http.aclose()
+
+
+def kill_groups(agent: Agent) -> None:
+    """SIGKILL the process group of every task the agent still has running."""
+    for execution in list(agent.executions.values()):
+        pid = execution.pid
+        if pid:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
 
 
 @pytest.fixture

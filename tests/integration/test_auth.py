@@ -37,7 +37,7 @@ async def secured(tmp_path: Path) -> AsyncIterator[Grid]:
         "audit_log": tmp_path / "audit.jsonl",
     }
     await grid.start_master()
-    grid.api.headers["Authorization"] = f"Bearer {TOKENS['ops']}"  # the grid's own helpers
+    grid.use_token(TOKENS["ops"])  # the grid's own helpers
     try:
         yield grid
     finally:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests import pg
-from tests.helpers import eventually_async
+from tests.helpers import claim, eventually_async
 from tests.integration.conftest import Grid
 
 pytestmark = [pytest.mark.pg]
@@ -137,7 +137,7 @@ async def test_an_assignment_no_stream_carried_goes_back_to_the_queue(
     task = await a.submit(cmd="true", shell=True, labels={"pool": "nobody-has-it"})
     assert a.master is not None
     store = a.master.store
-    (claimed,) = await store.claim([(task["id"], "wa")], now=a.master.clock.now_ms())
+    (claimed,) = await claim(store, [(task["id"], "wa")], now=a.master.clock.now_ms())
     assert claimed.state.value == "assigned"
 
     async def requeued() -> bool:

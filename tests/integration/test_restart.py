@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from gridrun.worker.agent import Agent
-from tests.helpers import eventually_async
+from tests.helpers import claim, eventually_async
 from tests.integration.conftest import Grid
 
 pytestmark = pytest.mark.timeout(90)
@@ -153,7 +153,7 @@ async def claimed_but_never_sent(grid: Grid, worker: str) -> str:
     task = await grid.submit(cmd="echo placed", labels={"pool": "later"})
     assert grid.master is not None
     store = grid.master.service.store
-    (claimed,) = await store.claim([(task["id"], worker)], now=grid.master.service.clock.now_ms())
+    (claimed,) = await claim(store, [(task["id"], worker)], now=grid.master.service.clock.now_ms())
     assert claimed.state.value == "assigned"
     return str(task["id"])
 

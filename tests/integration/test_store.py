@@ -28,6 +28,7 @@ from gridrun.store import NewTask, Store, TaskFilter
 from gridrun.store.postgres import PostgresStore
 from gridrun.store.sqlite import SqliteStore
 from tests import pg
+from tests.helpers import claim
 
 WORKERS = ("w1", "w2", "w3")
 
@@ -85,16 +86,16 @@ async def test_queue_order_and_resume_after(store: Store) -> None:
 async def test_claim_only_takes_queued_tasks_and_bumps_the_attempt(store: Store) -> None:
     await add(store, "a", "b")
     await store.request_cancel("b", now=2)
-    claimed = await store.claim([("a", "w1"), ("b", "w1")], now=3)
+    claimed = await claim(store, [("a", "w1"), ("b", "w1")], now=3)
     assert [(t.id, t.attempt, t.worker_id, t.state) for t in claimed] == [
         ("a", 1, "w1", TaskState.ASSIGNED)
     ]
-    assert await store.claim([("a", "w2")], now=4) == []  # no double claim
+    assert await claim(store, [("a", "w2")], now=4) == []  # no double claim
 
 
 async def test_reports_are_fenced_by_attempt_and_worker(store: Store) -> None:
     await add(store, "a")
-    await store.claim([("a", "w1")], now=1)
+    await claim(store, [("a", "w1")], now=1)
     ref = AttemptRef("a", 1)
     assert not await store.record_start(ref, "w2", 5)
     assert not await store.record_start(AttemptRef("a", 2), "w1", 5)
@@ -129,7 +130,7 @@ async def test_counts_by_state_follow_every_transition(store: Store) -> None:
     assert await counts() == {TaskState.QUEUED: 5}
     await store.fold_counts()  # PostgreSQL: the changes so far move into the totals
     assert await counts() == {TaskState.QUEUED: 5}
-    await store.claim([("a", "w1"), ("b", "w1"), ("c", "w2")], now=2)
+    await claim(store, [("a", "w1"), ("b", "w1"), ("c", "w2")], now=2)
     await store.record_start(AttemptRef("a", 1), "w1", 3)
     await store.request_cancel("d", 3)
     assert await counts() == {
@@ -159,16 +160,16 @@ async def test_counts_by_state_follow_every_transition(store: Store) -> None:
 
 async def test_no_slot_puts_the_task_back_in_the_queue(store: Store) -> None:
     await add(store, "a")
-    await store.claim([("a", "w1")], now=1)
+    await claim(store, [("a", "w1")], now=1)
     result = await store.record_finish(AttemptRef("a", 1), "w1", Report(Outcome.NO_SLOT), 2)
     assert result.task is not None
     assert result.task.state is TaskState.QUEUED
-    assert [t.attempt for t in await store.claim([("a", "w2")], now=3)] == [2]
+    assert [t.attempt for t in await claim(store, [("a", "w2")], now=3)] == [2]
 
 
 async def test_mark_lost_keeps_the_attempts_the_worker_still_holds(store: Store) -> None:
     await add(store, "a", "b", "c")
-    await store.claim([("a", "w1"), ("b", "w1"), ("c", "w2")], now=1)
+    await claim(store, [("a", "w1"), ("b", "w1"), ("c", "w2")], now=1)
     lost = await store.mark_lost("w1", [AttemptRef("a", 1)], now=2, reason="gone")
     assert [t.id for t in lost] == ["b"]
     assert (await store.get_task("b")).state is TaskState.LOST
@@ -179,7 +180,7 @@ async def test_mark_lost_keeps_the_attempts_the_worker_still_holds(store: Store)
 async def test_cancel_rules(store: Store) -> None:
     await add(store, "q", "r")
     assert (await store.request_cancel("q", 1)).state is TaskState.CANCELLED
-    await store.claim([("r", "w1")], now=1)
+    await claim(store, [("r", "w1")], now=1)
     flagged = await store.request_cancel("r", 2)
     assert flagged.state is TaskState.ASSIGNED
     assert flagged.cancel_requested
@@ -191,7 +192,7 @@ async def test_cancel_rules(store: Store) -> None:
 
 async def test_list_filters(store: Store) -> None:
     await add(store, "a", "b", "c")
-    await store.claim([("b", "w1")], now=1)
+    await claim(store, [("b", "w1")], now=1)
     page = await store.list_tasks(TaskFilter(states=[TaskState.QUEUED]), limit=10, before=None)
     assert [t.id for t in page.tasks] == ["c", "a"]
     page = await store.list_tasks(TaskFilter(worker_id="w1"), limit=10, before=None)
@@ -225,7 +226,7 @@ async def test_idempotency_keys_name_the_existing_task(store: Store) -> None:
 
 async def test_retry_backoff_and_attempt_history(store: Store) -> None:
     await add(store, "r", retry=RetryPolicy(max_attempts=2, initial_s=5))
-    await store.claim([("r", "w1")], now=1)
+    await claim(store, [("r", "w1")], now=1)
     await store.record_start(AttemptRef("r", 1), "w1", 2)
     failed = await store.record_finish(
         AttemptRef("r", 1), "w1", Report(Outcome.EXITED, exit_code=1), now=1000
@@ -236,7 +237,7 @@ async def test_retry_backoff_and_attempt_history(store: Store) -> None:
     assert await store.queued(10, None, now=5999) == []
     assert not await store.retry_due(5999)
     assert await store.retry_due(6000)
-    await store.claim([("r", "w2")], now=6000)
+    await claim(store, [("r", "w2")], now=6000)
     done = await store.record_finish(AttemptRef("r", 2), "w2", Report(Outcome.EXITED, 0), 6001)
     assert done.task is not None
     assert done.task.state is TaskState.SUCCEEDED
@@ -258,7 +259,7 @@ async def test_queue_timeouts_expire(store: Store) -> None:
 
 async def test_output_is_kept_per_stream_up_to_the_cap(store: Store) -> None:
     await add(store, "o")
-    await store.claim([("o", "w1")], now=1)
+    await claim(store, [("o", "w1")], now=1)
     ref = AttemptRef("o", 1)
     assert await store.append_output(ref, "w1", [(1, 0, b"abc"), (2, 0, b"err")], cap=4)
     assert await store.append_output(ref, "w1", [(1, 3, b"def")], cap=4)
@@ -271,12 +272,12 @@ async def test_claims_only_for_workers_leased_to_this_master(store: Store) -> No
     await add(store, "a", "b")
     other = worker("w9")
     await store.upsert_worker(other, lease_until=100)
-    assert [t.id for t in await store.claim([("a", "w9"), ("b", "nobody")], now=2)] == ["a"]
+    assert [t.id for t in await claim(store, [("a", "w9"), ("b", "nobody")], now=2)] == ["a"]
     # w9 moves to another master (its Hello there takes the lease): no more claims here for it
     store.origin, mine = "m2", store.origin
     await store.upsert_worker(other, lease_until=200)
     store.origin = mine
-    assert await store.claim([("b", "w9")], now=3) == []
+    assert await claim(store, [("b", "w9")], now=3) == []
     # and this master may not mark it offline any more, only its new master may
     await store.upsert_worker(worker("w9", WorkerState.OFFLINE), lease_until=50)
     assert await store.worker_master("w9", now=150) == (WorkerState.ONLINE, "m2")
@@ -287,7 +288,7 @@ async def test_claims_only_for_workers_leased_to_this_master(store: Store) -> No
 
 async def test_leases_lapse_and_are_renewed(store: Store) -> None:
     await add(store, "a", "b")
-    await store.claim([("a", "w1"), ("b", "w2")], now=2)
+    await claim(store, [("a", "w1"), ("b", "w2")], now=2)
     assert await store.lapsed(now=50) == set()
     assert await store.lapsed(now=101) == {"w1", "w2"}
     await store.renew_leases([("w1", 90, 190)])
@@ -302,12 +303,12 @@ async def test_dependents_wait_then_run_or_are_skipped(store: Store) -> None:
     (d,) = await store.add_tasks([NewTask("d", make_spec(cmd="d", after=["c"]))], now=1)
     assert (c.state, d.state) == (TaskState.WAITING, TaskState.WAITING)
     assert [x.task_id for x in await store.queued(10, None, now=2)] == ["a", "b"]
-    await store.claim([("a", "w1"), ("b", "w2")], now=2)
+    await claim(store, [("a", "w1"), ("b", "w2")], now=2)
     await store.record_finish(AttemptRef("a", 1), "w1", Report(Outcome.EXITED, 0), now=3)
     assert (await store.get_task("c")).state is TaskState.WAITING  # b is still running
     await store.record_finish(AttemptRef("b", 1), "w2", Report(Outcome.EXITED, 0), now=4)
     assert (await store.get_task("c")).state is TaskState.QUEUED
-    await store.claim([("c", "w1")], now=5)
+    await claim(store, [("c", "w1")], now=5)
     await store.record_finish(AttemptRef("c", 1), "w1", Report(Outcome.EXITED, 9), now=6)
     skipped = await store.get_task("d")
     assert (skipped.state, skipped.error) == (TaskState.SKIPPED, "skipped: task c ended failed")

@@ -15,7 +15,7 @@ from gridrun.spec import make_spec
 from gridrun.store import NewTask, Notice, postgres_sql
 from gridrun.store.postgres import PostgresStore, numbered, redact
 from tests import pg
-from tests.helpers import eventually_async
+from tests.helpers import claim, eventually_async
 
 pytestmark = [pytest.mark.pg]
 
@@ -74,9 +74,9 @@ async def test_racing_masters_never_claim_a_task_twice(
     ids = [f"t{i}" for i in range(200)]
     await a.add_tasks([NewTask(i, make_spec(cmd="true")) for i in ids], now=1)
     # both try to claim every task, in many small concurrent batches, in opposite orders
-    claims = [a.claim([(i, "wa") for i in ids[k : k + 10]], now=2) for k in range(0, 200, 10)]
+    claims = [claim(a, [(i, "wa") for i in ids[k : k + 10]], now=2) for k in range(0, 200, 10)]
     claims += [
-        b.claim([(i, "wb") for i in reversed(ids[k : k + 10])], 2) for k in range(0, 200, 10)
+        claim(b, [(i, "wb") for i in reversed(ids[k : k + 10])], 2) for k in range(0, 200, 10)
     ]
     results = await asyncio.gather(*claims)
     claimed = [t.id for batch in results for t in batch]
@@ -122,8 +122,8 @@ async def test_prerequisites_finishing_at_once_on_two_masters_release_their_depe
              NewTask(z, make_spec(cmd="z", after=[x, y]))],
             now=1,
         )  # fmt: skip
-        await a.claim([(x, "wa")], now=2)
-        await b.claim([(y, "wb")], now=2)
+        await claim(a, [(x, "wa")], now=2)
+        await claim(b, [(y, "wb")], now=2)
         ok = Report(Outcome.EXITED, exit_code=0)
         await asyncio.gather(
             a.record_finish(AttemptRef(x, 1), "wa", ok, now=3),
@@ -172,7 +172,7 @@ async def test_counts_stay_exact_while_two_masters_change_tasks_and_fold_at_once
 
     async def work(store: PostgresStore, worker: str, mine: list[str]) -> None:
         for k in range(0, len(mine), 5):
-            await store.claim([(i, worker) for i in mine[k : k + 5]], now=2)
+            await claim(store, [(i, worker) for i in mine[k : k + 5]], now=2)
             await asyncio.gather(
                 *(
                     store.record_finish(AttemptRef(i, 1), worker, ok, now=3)

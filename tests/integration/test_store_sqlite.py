@@ -16,6 +16,7 @@ from gridrun.store import NewTask
 from gridrun.store import queries as sql
 from gridrun.store.relational_tx import TASKS_BY_ID, marks
 from gridrun.store.sqlite import SqliteStore
+from tests.helpers import claim
 
 
 @pytest.fixture
@@ -60,7 +61,7 @@ async def test_group_commit_isolates_a_failing_write_from_its_batch(tmp_path: Pa
     results = await asyncio.gather(
         *(store.add_tasks([NewTask(f"n{i}", make_spec(cmd="true"))], now=2) for i in range(50)),
         store.request_cancel("b", now=3),  # already cancelled: InvalidTransition
-        store.claim([("a", "w1")], now=3),
+        claim(store, [("a", "w1")], now=3),
         store.request_cancel("missing", now=3),  # TaskNotFound
         return_exceptions=True,
     )
@@ -142,7 +143,7 @@ async def test_a_version_1_database_is_migrated_in_place(tmp_path: Path) -> None
         worker, _ = await store.list_workers()
         assert (worker.id, dict(worker.resources)) == ("w0", {})  # v3: resources, none known
         assert [c.task_id for c in await store.queued(10, None, now=2)] == ["old"]
-        claimed = await store.claim([("old", "w1")], now=3)
+        claimed = await claim(store, [("old", "w1")], now=3)
         assert await store.count_by_state() == {TaskState.ASSIGNED: 1}
         assert [a.attempt for a in await store.get_attempts("old")] == [claimed[0].attempt]
     finally:

@@ -34,7 +34,7 @@ from gridrun.cli.common import (
 )
 from gridrun.cli.options import NO_OPTIONS, Command, Name, TaskOptions, task_options
 from gridrun.client import Client, TaskDict
-from gridrun.client._sync import TERMINAL
+from gridrun.client.calls import TERMINAL
 from gridrun.errors import ClientError, GridrunError
 from gridrun.model import TaskState
 

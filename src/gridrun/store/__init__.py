@@ -174,13 +174,10 @@ class Store(Protocol):
     async def place_and_claim(
         self, limit: int, after: tuple[int, int] | None, now: int, place: Placer
     ) -> tuple[list[Candidate], Placed, list[Task]]:
-        """`queued`, then `claim` what `place` picks of them, in one transaction; return the
-        candidates read, those placed and the tasks claimed."""
-        ...
-
-    async def claim(self, assignments: Sequence[tuple[str, str]], now: int) -> list[Task]:
-        """Assign (task_id, worker_id) pairs whose task is still queued and whose worker is
-        leased to this master; return those claimed, attempt bumped."""
+        """`queued`, then claim what `place` picks of them, in one transaction: a pair
+        (task, worker) is claimed if the task is still queued and the worker still leased to
+        this master (the attempt is bumped). Return the candidates read, those placed and the
+        tasks claimed."""
         ...
 
     # -- worker reports (fenced by attempt and worker)

@@ -3,6 +3,7 @@ differences between the backends."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -53,15 +54,17 @@ def marks(n: int) -> str:
     return ", ".join("?" * n)
 
 
-class Steps:
+class Steps(ABC):
     """What the verbs need of a backend: run a step on a connection (`_read`), or as one
     transaction that is committed when it returns (`_write`)."""
 
     origin: str
     dialect: Dialect
 
+    @abstractmethod
     async def _read(self, step: Callable[[Tx], Awaitable[T]]) -> T:
-        raise NotImplementedError
+        """Run `step` on a connection, outside any write transaction."""
 
+    @abstractmethod
     async def _write(self, step: Callable[[Tx], Awaitable[T]]) -> T:
-        raise NotImplementedError
+        """Run `step` as one transaction, committed when it returns."""

@@ -9,16 +9,16 @@ makes its task exactly once, across masters and restarts.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 from gridrun.errors import ScheduleNotFound
 from gridrun.model import Schedule, Task
 from gridrun.store import NewTask
 from gridrun.store import queries as sql
-from gridrun.store.relational_tx import Steps, Tx
+from gridrun.store.relational_tx import Tx
 from gridrun.store.rows import spec_from_json, spec_to_json
+from gridrun.store.task_steps import TaskSteps
 
-T = TypeVar("T")
 DUE_BATCH = 100
 
 
@@ -35,10 +35,7 @@ def schedule_from_row(row: Sequence[Any]) -> Schedule:
     )
 
 
-class ScheduleVerbs(Steps):
-    async def _insert(self, tx: Tx, tasks: Sequence[NewTask], now: int) -> list[Task]:
-        raise NotImplementedError
-
+class ScheduleVerbs(TaskSteps):
     async def add_schedule(self, schedule: Schedule) -> Schedule:
         row = (
             schedule.id, schedule.name, schedule.cron, spec_to_json(schedule.spec),

@@ -1,0 +1,192 @@
+"""The asyncio client: `Client`'s twin, every call awaited (for FastAPI apps, asyncio
+services and tests). Answers are the API's JSON, typed as TypedDicts."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, Unpack, cast
+
+import httpx
+
+from gridrun.client import calls
+from gridrun.client.settings import DEFAULT_URL
+from gridrun.client.types import JobDict, SubmitOptions, TaskDict, TaskOutput, WorkerDict
+
+__all__ = ["DEFAULT_URL", "AsyncClient"]
+
+
+class AsyncClient:
+    """A connection to one master. `url`, `token` and `ca` default to GRIDRUN_URL,
+    GRIDRUN_TOKEN and GRIDRUN_CA, then to the CLI config file (see gridrun.client.settings).
+
+        async with AsyncClient() as grid:
+            task = await grid.submit("echo hello")
+            done = await grid.wait(task["id"])"""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        token: str | None = None,
+        ca: str | Path | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self.url, self.warnings, http = calls.connection(url, token, ca, timeout)
+        self._http = httpx.AsyncClient(**http)
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = await self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise calls.transport_error(self.url, exc) from None
+        if response.status_code >= 400:
+            raise calls.error_from(response)
+        return response
+
+    async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        return (await self._request(method, path, **kwargs)).json()
+
+    # ---- tasks
+
+    async def submit(self, cmd: str | None = None, **options: Unpack[SubmitOptions]) -> TaskDict:
+        """Queue one task: a shell line or program (`cmd`), or `argv`; the options are those
+        of POST /v1/tasks (see SubmitOptions)."""
+        return cast(
+            TaskDict, await self._json("POST", "/v1/tasks", json=calls.submit_body(cmd, options))
+        )
+
+    async def submit_many(self, tasks: Sequence[Mapping[str, Any]]) -> list[TaskDict]:
+        """Submit up to 10,000 task bodies (as POST /v1/tasks takes them) in one transaction."""
+        answer = await self._json("POST", "/v1/tasks", json={"tasks": list(tasks)})
+        return cast(list[TaskDict], answer["tasks"])
+
+    async def submit_ids(self, tasks: Sequence[Mapping[str, Any]]) -> list[str]:
+        """As `submit_many`, answered with the tasks' ids only (`Prefer: return=minimal`): far
+        less to send and parse for a large batch."""
+        minimal = {"Prefer": "return=minimal"}
+        answer = await self._json("POST", "/v1/tasks", json={"tasks": list(tasks)}, headers=minimal)
+        return cast(list[str], answer["ids"])
+
+    async def broadcast(self, **task: Any) -> JobDict:
+        """Run one task body (as POST /v1/tasks takes it) once on every live worker that
+        matches its `labels` and `on`; the job lists one task per worker."""
+        return cast(JobDict, await self._json("POST", "/v1/jobs", json=task))
+
+    async def job(self, job_id: str) -> JobDict:
+        return cast(JobDict, await self._json("GET", f"/v1/jobs/{job_id}"))
+
+    async def add_schedule(self, cron: str, **task: Any) -> dict[str, Any]:
+        """Make a task (a body as POST /v1/tasks takes it) on a cron schedule, in UTC."""
+        body = {**task, "cron": cron}
+        return cast(dict[str, Any], await self._json("POST", "/v1/schedules", json=body))
+
+    async def schedules(self) -> list[dict[str, Any]]:
+        return cast(list[dict[str, Any]], (await self._json("GET", "/v1/schedules"))["schedules"])
+
+    async def remove_schedule(self, schedule_id: str) -> dict[str, Any]:
+        return cast(dict[str, Any], await self._json("DELETE", f"/v1/schedules/{schedule_id}"))
+
+    async def get(self, task_id: str, *, wait_s: float = 0) -> TaskDict:
+        """The task; with `wait_s`, answered when it ends or after that many seconds."""
+        answer = await self._json("GET", f"/v1/tasks/{task_id}", **calls.wait_params(wait_s))
+        return cast(TaskDict, answer)
+
+    async def wait(self, task_id: str, *, timeout_s: float | None = None) -> TaskDict:
+        """Block until the task is terminal (or `timeout_s` passes); return it as it is then."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout_s is None else loop.time() + timeout_s
+        while True:
+            left = calls.LONG_POLL_S if deadline is None else deadline - loop.time()
+            task = await self.get(task_id, wait_s=max(0.0, min(calls.LONG_POLL_S, left)))
+            if task["state"] in calls.TERMINAL or (
+                deadline is not None and loop.time() >= deadline
+            ):
+                return task
+
+    async def list_tasks(
+        self,
+        *,
+        states: Sequence[str] = (),
+        worker: str | None = None,
+        name: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[TaskDict], str | None]:
+        params = calls.list_params(states, worker, name, limit, cursor)
+        page = await self._json("GET", "/v1/tasks", params=params)
+        return cast(list[TaskDict], page["tasks"]), page["next_cursor"]
+
+    async def iter_tasks(self, **filters: Any) -> AsyncIterator[TaskDict]:
+        cursor = None
+        while True:
+            tasks, cursor = await self.list_tasks(cursor=cursor, **filters)
+            for task in tasks:
+                yield task
+            if cursor is None:
+                return
+
+    async def output(self, task_id: str) -> TaskOutput:
+        return cast(TaskOutput, await self._json("GET", f"/v1/tasks/{task_id}/output"))
+
+    async def follow(
+        self, task_id: str, *, stdout_from: int = 0, stderr_from: int = 0
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """The task's live events, (event, data), until it ends: `state`, `output` (stream,
+        offset, bytes, text), `gap` (stream, dropped) and a last `end`. Returns without `end` if
+        the stream was cut off (a master restart): follow again from the offsets reached."""
+        path = f"/v1/tasks/{task_id}/output"
+        request = calls.follow_request(self._http, stdout_from, stderr_from)
+        try:
+            async with self._http.stream("GET", path, **request) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise calls.error_from(response)
+                reader = calls.EventReader()
+                async for line in response.aiter_lines():
+                    for event in reader.feed(line):
+                        yield event
+        except httpx.ConnectError as exc:
+            raise calls.transport_error(self.url, exc) from None
+        except httpx.TransportError:
+            return  # cut off (a master restart, say): the caller decides what next
+
+    async def output_bytes(self, task_id: str, stream: Literal["stdout", "stderr"]) -> bytes:
+        response = await self._request(
+            "GET", f"/v1/tasks/{task_id}/output", params={"stream": stream}
+        )
+        return response.content
+
+    async def cancel(self, task_id: str) -> TaskDict:
+        return cast(TaskDict, await self._json("POST", f"/v1/tasks/{task_id}/cancel"))
+
+    # ---- workers and health
+
+    async def workers(self) -> list[WorkerDict]:
+        return cast(list[WorkerDict], (await self._json("GET", "/v1/workers"))["workers"])
+
+    async def drain(self, worker_id: str) -> WorkerDict:
+        return cast(WorkerDict, await self._json("POST", f"/v1/workers/{worker_id}/drain"))
+
+    async def stats(self) -> dict[str, Any]:
+        """Tasks per state and workers per state, now."""
+        return cast(dict[str, Any], await self._json("GET", "/v1/stats"))
+
+    async def health(self) -> dict[str, Any]:
+        return cast(dict[str, Any], await self._json("GET", "/healthz"))

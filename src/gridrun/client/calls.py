@@ -1,0 +1,126 @@
+"""What `Client` and `AsyncClient` share, so the two differ only in `await`: how a connection
+is configured, how a request body and query are built, how an error answer becomes the
+error's own class, and how a server-sent event stream is read."""
+
+from __future__ import annotations
+
+import json
+import ssl
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from gridrun import model
+from gridrun.client.settings import resolve
+from gridrun.client.types import SubmitOptions
+from gridrun.errors import ClientError, GridrunError, error_for
+
+TERMINAL = frozenset(str(state) for state in model.TERMINAL)
+LONG_POLL_S = 30.0
+FOLLOW_READ_TIMEOUT_S = 60.0  # the master sends a keep-alive every 15 s
+EXTRA_WAIT_S = 30.0  # a long poll's read timeout: the wait itself plus this
+
+
+def connection(
+    url: str | None, token: str | None, ca: str | Path | None, timeout: float
+) -> tuple[str, tuple[str, ...], dict[str, Any]]:
+    """The master's URL, warnings about the settings, and the keyword arguments of an
+    httpx.Client / httpx.AsyncClient for it."""
+    settings = resolve(url, token, ca)
+    verify: ssl.SSLContext | bool = True
+    if settings.ca is not None:
+        try:
+            verify = ssl.create_default_context(cafile=str(settings.ca))
+        except (OSError, ssl.SSLError) as exc:
+            raise ClientError(f"cannot use {settings.ca} as the CA certificate: {exc}") from None
+    headers = {"Authorization": f"Bearer {settings.token}"} if settings.token else None
+    http = {"base_url": settings.url, "timeout": timeout, "verify": verify, "headers": headers}
+    return settings.url, settings.warnings, http
+
+
+def transport_error(url: str, exc: httpx.TransportError) -> ClientError:
+    if isinstance(exc, httpx.TimeoutException):
+        return ClientError(f"the master at {url} did not answer in time")
+    return ClientError(f"cannot reach the master at {url}: {exc}")
+
+
+def error_from(response: httpx.Response) -> GridrunError:
+    """The error an answer of 400 or more stands for: the class its problem `type` names
+    (TaskNotFound, WorkerNotFound, InvalidSpec, ...), else one for its status code."""
+    type_uri = None
+    try:
+        body = response.json()
+        detail = str(body.get("detail") or body.get("title"))
+        type_uri = body.get("type")
+    except (ValueError, AttributeError):
+        detail = response.text[:500] or response.reason_phrase
+    cls = error_for(type_uri if isinstance(type_uri, str) else None, response.status_code)
+    if cls is not None:
+        return cls(detail)
+    error = GridrunError(f"HTTP {response.status_code}: {detail}")
+    error.status = response.status_code
+    return error
+
+
+def submit_body(cmd: str | None, options: SubmitOptions) -> dict[str, Any]:
+    """One task as POST /v1/tasks takes it: the options given, as JSON values."""
+    body: dict[str, Any] = {} if cmd is None else {"cmd": cmd}
+    for key, value in options.items():
+        if value is None:
+            continue
+        if isinstance(value, Mapping):
+            value = dict(value)
+        elif isinstance(value, Sequence) and not isinstance(value, str):
+            value = list(value)
+        body[key] = value
+    return body
+
+
+def list_params(
+    states: Sequence[str], worker: str | None, name: str | None, limit: int, cursor: str | None
+) -> list[tuple[str, str | int]]:
+    params: list[tuple[str, str | int]] = [("limit", limit)]
+    params += [("state", state) for state in states]
+    for key, value in (("worker", worker), ("name", name), ("cursor", cursor)):
+        if value:
+            params.append((key, value))
+    return params
+
+
+def wait_params(wait_s: float) -> dict[str, Any]:
+    """The query and timeout of a GET that waits up to `wait_s` for the task to end."""
+    return {
+        "params": {"wait": wait_s} if wait_s else None,
+        "timeout": httpx.Timeout(wait_s + EXTRA_WAIT_S),
+    }
+
+
+def follow_request(
+    client: httpx.Client | httpx.AsyncClient, stdout_from: int, stderr_from: int
+) -> dict[str, Any]:
+    """The query and timeout of a followed output stream."""
+    return {
+        "params": {"follow": "true", "stdout_from": stdout_from, "stderr_from": stderr_from},
+        "timeout": httpx.Timeout(client.timeout.connect, read=FOLLOW_READ_TIMEOUT_S),
+    }
+
+
+class EventReader:
+    """Server-sent events, line by line: `feed` gives (event, data) when a data line ends one."""
+
+    def __init__(self) -> None:
+        self.event = "message"
+
+    def feed(self, line: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        if line.startswith("event:"):
+            self.event = line[6:].strip()
+        elif line.startswith("data:"):
+            yield self.event, json.loads(line[5:])
+        elif not line:
+            self.event = "message"
+
+    def read(self, lines: Iterable[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+        for line in lines:
+            yield from self.feed(line)

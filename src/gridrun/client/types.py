@@ -1,0 +1,120 @@
+"""What the API answers, typed for the SDK (TypedDicts over the JSON), and the options a
+task is submitted with, declared once for `Client.submit` and `AsyncClient.submit`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, NotRequired, TypedDict
+
+
+class SubmitOptions(TypedDict, total=False):
+    """Everything but the command itself that POST /v1/tasks takes. `on` is a selector
+    ("zone in (a,b), gpu, !spot"); cpu, memory_mb and gpus are what the task needs free on a
+    worker; `after` the task ids it runs after; `secret_env` variables that are passed to the
+    process and never shown; `retry` a policy ({"initial_s": 1, "on_exit_codes": [75]})."""
+
+    argv: Sequence[str]
+    shell: bool
+    env: Mapping[str, str]
+    secret_env: Mapping[str, str]
+    cwd: str
+    timeout_s: float
+    priority: int
+    labels: Mapping[str, str]
+    name: str
+    max_attempts: int
+    retry: Mapping[str, Any]
+    queue_timeout_s: float
+    idempotency_key: str
+    on: str
+    cpu: float
+    memory_mb: int
+    gpus: int
+    after: Sequence[str]
+    task_class: str
+    placement: str
+
+
+class AttemptDict(TypedDict):
+    attempt: int
+    worker_id: str
+    state: str
+    assigned_at: str
+    started_at: str | None
+    finished_at: str | None
+    exit_code: int | None
+    signal: int | None
+    error: str | None
+
+
+class TaskDict(TypedDict):
+    id: str
+    name: str | None
+    state: str
+    cmd: str | None
+    argv: list[str]
+    shell: bool
+    env: dict[str, str]
+    secret_env: list[str]  # names only
+    cwd: str | None
+    timeout_s: float | None
+    priority: int
+    labels: dict[str, str]
+    attempt: int
+    worker_id: str | None
+    cancel_requested: bool
+    created_at: str
+    assigned_at: str | None
+    started_at: str | None
+    finished_at: str | None
+    exit_code: int | None
+    signal: int | None
+    error: str | None
+    max_attempts: int
+    queue_timeout_s: float | None
+    idempotency_key: str | None
+    submitted_by: str | None
+    retry_at: str | None
+    on: str | None
+    cpu: float
+    memory_mb: int
+    gpus: int
+    after: list[str]
+    job: str | None
+    pinned_worker: str | None
+    task_class: str | None
+    placement: str
+    unschedulable: str | None
+    attempts: list[AttemptDict] | None
+
+
+class JobDict(TypedDict):
+    id: str
+    tasks: list[TaskDict]
+
+
+class WorkerDict(TypedDict):
+    id: str
+    hostname: str
+    labels: dict[str, str]
+    slots: int
+    running: int
+    state: str
+    version: str
+    legacy: bool
+    connected_at: str | None
+    last_seen: str | None
+    quarantined: NotRequired[str | None]  # why it gets no new work for now
+
+
+class OutputStream(TypedDict):
+    text: str
+    bytes_total: int
+    bytes_dropped: int
+
+
+class TaskOutput(TypedDict):
+    task_id: str
+    state: str
+    stdout: OutputStream
+    stderr: OutputStream

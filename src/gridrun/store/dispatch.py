@@ -1,0 +1,117 @@
+"""The store's dispatch verbs (a mixin of `RelationalStore`): reading the queue in priority
+order and claiming what placement picked, in one transaction; marking why a task waits."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from gridrun.model import Task, TaskState, transition
+from gridrun.store import Candidate, Placed, Placer
+from gridrun.store import queries as sql
+from gridrun.store.relational_tx import TASKS_BY_ID, Tx, marks
+from gridrun.store.rows import placement_from_json, task_from_row
+from gridrun.store.task_steps import TaskSteps
+
+
+class DispatchVerbs(TaskSteps):
+    async def queued(self, limit: int, after: tuple[int, int] | None, now: int) -> list[Candidate]:
+        return await self._read(lambda tx: self._queued(tx, limit, after, now))
+
+    async def place_and_claim(
+        self, limit: int, after: tuple[int, int] | None, now: int, place: Placer
+    ) -> tuple[list[Candidate], Placed, list[Task]]:
+        """Read up to `limit` queued tasks (after (priority, seq)), claim what `place` picks,
+        in one transaction: a dispatch pass without a separate read."""
+
+        async def step(tx: Tx) -> tuple[list[Candidate], Placed, list[Task]]:
+            candidates = await self._queued(tx, limit, after, now)
+            placed = place(candidates)
+            if not placed:
+                return candidates, placed, []
+            claimed = await self._claim(tx, [(c.task_id, w) for c, w in placed], now)
+            return candidates, placed, claimed
+
+        return await self._write(step)
+
+    async def _queued(
+        self, tx: Tx, limit: int, after: tuple[int, int] | None, now: int
+    ) -> list[Candidate]:
+        if after is None:
+            query = sql.SELECT_QUEUED.format(index=self.dialect.use_index("tasks_queue"), after="")
+            args: tuple[int, ...] = (now, limit)
+        else:
+            priority, seq = after
+            query = sql.SELECT_QUEUED.format(
+                index=self.dialect.use_index("tasks_queue"), after=sql.QUEUED_AFTER
+            )
+            args = (now, priority, priority, seq, limit)
+        return [
+            Candidate(
+                task_id=r[0],
+                priority=r[1],
+                seq=r[2],
+                selector=orjson.loads(r[3]),
+                legacy_ok=bool(r[4]),
+                unschedulable=r[6],
+                **placement_from_json(r[5]),
+            )
+            for r in await tx.all(query, *args)
+        ]
+
+    async def mark_unschedulable(self, reasons: Sequence[tuple[str, str | None]]) -> None:
+        if not reasons:
+            return
+
+        async def mark(tx: Tx) -> None:
+            await tx.many(sql.MARK_UNSCHEDULABLE, [(why, task_id) for task_id, why in reasons])
+            for task_id, _ in reasons:
+                await self._notice(tx, "task", task_id)
+
+        await self._write(mark)
+
+    async def retry_due(self, now: int) -> bool:
+        """True if a task waiting out a retry backoff may be claimed now."""
+        return await self._read(
+            lambda tx: _exists(
+                tx, sql.SELECT_DUE.format(index=self.dialect.use_index("tasks_retry")), now
+            )
+        )
+
+    async def _claim(self, tx: Tx, assignments: Sequence[tuple[str, str]], now: int) -> list[Task]:
+        worker_ids = sorted({w for _, w in assignments})
+        task_ids = [t for t, _ in assignments]
+        query = sql.SELECT_WORKER_MASTERS.format(marks=marks(len(worker_ids)))
+        owned = {
+            w
+            for w, master in await tx.all(query + self.dialect.share_lock, *worker_ids)
+            if master == self.origin
+        }
+        by_id = self.dialect.use_index(TASKS_BY_ID)
+        query = sql.SELECT_CLAIMABLE.format(index=by_id, marks=marks(len(task_ids)))
+        rows = await tx.all(query + self.dialect.skip_locked, *task_ids)
+        queued = {t.id: t for t in map(task_from_row, rows)}
+        claims = [
+            (queued[task_id], worker_id)
+            for task_id, worker_id in assignments
+            if task_id in queued and worker_id in owned
+        ]
+        state = str(transition(TaskState.QUEUED, TaskState.ASSIGNED))
+        await tx.many(sql.CLAIM, [(state, w, now, t.id) for t, w in claims])
+        await tx.many(sql.DELETE_OUTPUT, [(t.id,) for t, _ in claims])
+        await tx.many(sql.INSERT_ATTEMPT, [(t.id, t.attempt + 1, w, state, now) for t, w in claims])
+        if not claims:
+            return []
+        query = sql.SELECT_TASKS.format(marks=marks(len(claims)))
+        claimed = {
+            t.id: t for t in map(task_from_row, await tx.all(query, *(t.id for t, _ in claims)))
+        }
+        for task_id in claimed:
+            await self._notice(tx, "task", task_id)
+        return [claimed[t.id] for t, _ in claims]
+
+
+async def _exists(tx: Tx, query: str, *args: Any) -> bool:
+    return await tx.one(query, *args) is not None

@@ -1,0 +1,99 @@
+"""The steps every group of store verbs builds on (a base of the verb mixins): loading a task
+and checking who holds its attempt, inserting tasks with their dependencies, and the notices
+that tell other masters (and waiters here) what changed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from gridrun.errors import TaskNotFound
+from gridrun.model import TERMINAL, AttemptRef, Task, TaskState
+from gridrun.store import NewTask, Notice, dependencies
+from gridrun.store import queries as sql
+from gridrun.store.relational_tx import Steps, Tx
+from gridrun.store.rows import labels_to_json, placement_to_json, spec_to_json, task_from_row
+
+
+class TaskSteps(Steps):
+    async def _notice(self, tx: Tx, kind: str, subject: str = "") -> None:
+        await tx.notify(str(Notice(self.origin, kind, subject)))
+
+    async def _load(self, tx: Tx, task_id: str, lock: str = "") -> Task:
+        row = await tx.one(sql.SELECT_TASK + lock, task_id)
+        if row is None:
+            raise TaskNotFound(f"no task with id {task_id!r}")
+        return task_from_row(row)
+
+    async def _held(self, tx: Tx, ref: AttemptRef, worker_id: str) -> Task | None:
+        """The task, if this worker holds the current attempt named; a report naming any
+        other attempt, or a task that does not exist, is stale."""
+        row = await tx.one(sql.SELECT_TASK + self.dialect.lock, ref.task_id)
+        if row is None:
+            return None
+        task = task_from_row(row)
+        return task if task.held_by(ref, worker_id) else None
+
+    def _select_active(self) -> str:
+        """A worker's assigned and running tasks, read through their partial index."""
+        return sql.SELECT_ACTIVE.format(index=self.dialect.use_index("tasks_active"))
+
+    async def _changed(self, tx: Tx, task: Task) -> Task:
+        await self._notice(tx, "task", task.id)
+        return task
+
+    async def _insert(self, tx: Tx, tasks: Sequence[NewTask], now: int) -> list[Task]:
+        rows = [
+            (
+                t.id,
+                t.spec.name,
+                spec_to_json(t.spec),
+                t.spec.priority,
+                labels_to_json(t.spec.labels),
+                int(t.spec.legacy_ok),
+                now,
+                now + round(t.spec.queue_timeout_s * 1000) if t.spec.queue_timeout_s else None,
+                t.spec.idempotency_key,
+                placement_to_json(t.spec),
+                t.spec.job,
+            )
+            for t in tasks
+        ]
+
+        def fresh(t: NewTask, seq: int) -> Task:
+            return Task(id=t.id, seq=seq, spec=t.spec, state=TaskState.QUEUED, created_at=now)
+
+        await self._notice(tx, "queued")
+        if not any(t.spec.idempotency_key is not None for t in tasks):
+            seqs = await tx.insert_tasks(rows)
+            added = [fresh(t, seq) for t, seq in zip(tasks, seqs, strict=True)]
+        else:
+            added = []
+            for t, row in zip(tasks, rows, strict=True):
+                key = t.spec.idempotency_key
+                existing = key and await tx.one(sql.SELECT_TASK_BY_KEY, key)
+                if existing:
+                    added.append(task_from_row(existing))
+                    continue
+                (seq,) = await tx.insert_tasks([row])
+                added.append(fresh(t, seq))
+        if any(t.spec.after for t in tasks):
+            added = await self._link(tx, tasks, added, now)
+        return added
+
+    async def _link(
+        self, tx: Tx, tasks: Sequence[NewTask], added: list[Task], now: int
+    ) -> list[Task]:
+        """Record what the inserted tasks run after; a member of the batch replaced by an
+        existing task (its idempotency key) stands for it."""
+        actual = {t.id: a.id for t, a in zip(tasks, added, strict=True)}
+        inserted = [(t, a) for t, a in zip(tasks, added, strict=True) if a.id == t.id]
+        order = dependencies.in_order(
+            [a.id for _, a in inserted],
+            [tuple(actual.get(x, x) for x in t.spec.after) for t, _ in inserted],
+        )
+        starts = await dependencies.link(tx, self.dialect.lock, order, now, self._notice)
+        return [await self._load(tx, a.id) if a.id in starts else a for a in added]
+
+    async def _ended(self, tx: Tx, task_id: str, state: TaskState, now: int) -> None:
+        if state in TERMINAL:
+            await dependencies.ended(tx, self.dialect, task_id, state, now, self._notice)

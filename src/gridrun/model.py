@@ -50,6 +50,24 @@ class WorkerState(enum.StrEnum):
     OFFLINE = "offline"
 
 
+class Placement(enum.StrEnum):
+    """Which of the workers that can take a task gets it."""
+
+    SPREAD = "spread"  # the least loaded (the default)
+    PACK = "pack"  # the busiest that has room: fill one worker before the next
+
+
+class Stream(enum.IntEnum):
+    """A task's output streams, numbered as on the wire and in the store."""
+
+    STDOUT = 1
+    STDERR = 2
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
 class Outcome(enum.StrEnum):
     """How an attempt ended, as the worker saw it."""
 
@@ -252,7 +270,7 @@ class TaskSpec:
     worker: str | None = None  # run on this worker only (a broadcast job's tasks)
     job: str | None = None  # the broadcast job it belongs to
     task_class: str | None = None  # workers may cap how many of a class run at once
-    pack: bool = False  # fill the busiest worker that has room first (default: spread)
+    placement: Placement = Placement.SPREAD
     secrets: Sealed | None = None  # secret_env: sent to the worker, never shown
 
     @property
@@ -273,12 +291,12 @@ class TaskSpec:
 
 
 def labels_match(
-    selector: Mapping[str, str], labels: Mapping[str, str], terms: Iterable[Term] = ()
+    labels: Mapping[str, str], worker_labels: Mapping[str, str], selector: Iterable[Term] = ()
 ) -> bool:
-    """A worker matches a task when it has every label the task selects, with the same value,
-    and every further selector term holds."""
-    return all(labels.get(key) == value for key, value in selector.items()) and all(
-        term.holds(labels) for term in terms
+    """A worker matches a task when it has every label the task requires (`labels`), with the
+    same value, and every term of the task's selector holds."""
+    return all(worker_labels.get(key) == value for key, value in labels.items()) and all(
+        term.holds(worker_labels) for term in selector
     )
 
 

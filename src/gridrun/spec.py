@@ -14,6 +14,7 @@ from gridrun.model import (
     NO_RESOURCES,
     SHELL,
     Op,
+    Placement,
     Resources,
     RetryPolicy,
     Sealed,
@@ -94,7 +95,7 @@ def make_spec(
     resources: Resources = NO_RESOURCES,
     after: Sequence[str] = (),
     task_class: str | None = None,
-    pack: bool = False,
+    placement: Placement = Placement.SPREAD,
     submitted_by: str | None = None,
     secrets: Sealed | None = None,
 ) -> TaskSpec:
@@ -177,7 +178,7 @@ def make_spec(
         resources=_checked_resources(resources),
         after=check_after(after) if after else (),
         task_class=_checked_class(task_class),
-        pack=pack,
+        placement=placement,
         submitted_by=submitted_by,
         secrets=secrets,
     )

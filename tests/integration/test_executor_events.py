@@ -1,28 +1,33 @@
 """What a worker's execution says about a real process, and in which order: a process that ends
-within STARTED_DELAY_S is reported by its Finished alone; a longer one, or one that writes
-output, is announced by Started first."""
+within the start window (STARTED_DELAY_S) is reported by its Finished alone; a longer one, or
+one that writes output, is announced by Started first. The tests choose the window so that a
+loaded machine cannot move a process to the other side of it: `true` gets a window of
+seconds, `sleep` lasts ten windows."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 
-from gridrun.model import AttemptRef, Outcome
+from gridrun.model import AttemptRef, Outcome, Stream
 from gridrun.worker import executor
 from gridrun.worker.executor import Assignment, Execution, Finished, OutputChunk, Started
 from gridrun.worker.policy import Launch
 
 
-async def run(*argv: str) -> list[executor.Event]:
+WIDE_WINDOW_S = 3.0  # `true` ends well within it, however loaded the machine
+
+
+async def run(*argv: str, window_s: float = executor.STARTED_DELAY_S) -> list[executor.Event]:
     events: list[executor.Event] = []
     ref = AttemptRef("0123456789abcdef", 1)
     launch = Launch(argv=argv, env={"PATH": os.environ["PATH"]}, cwd=None)
-    await Execution(Assignment(ref, argv), launch, events.append).run()
+    await Execution(Assignment(ref, argv), launch, events.append, window_s).run()
     return events
 
 
 async def test_a_process_that_ends_at_once_is_reported_by_its_finished_alone() -> None:
-    events = await run("true")
+    events = await run("true", window_s=WIDE_WINDOW_S)
     assert [type(e) for e in events] == [Finished]
     finished = events[0]
     assert isinstance(finished, Finished)
@@ -50,12 +55,12 @@ async def test_started_comes_before_the_first_output_however_quick_the_process()
     assert kinds[0] is Started, kinds
     assert kinds[-1] is Finished
     out = {e.stream: e.data for e in events if isinstance(e, OutputChunk)}
-    assert out == {executor.STDOUT: b"hello\n", executor.STDERR: b"oops\n"}
+    assert out == {Stream.STDOUT: b"hello\n", Stream.STDERR: b"oops\n"}
 
 
 async def test_no_started_is_sent_after_the_finished() -> None:
-    events = await run("true")
-    await asyncio.sleep(executor.STARTED_DELAY_S * 3)  # the announcement would be due by now
+    events = await run("true", window_s=0.5)
+    await asyncio.sleep(0.5 * 3)  # the announcement would be due by now
     assert [type(e) for e in events] == [Finished]
 
 

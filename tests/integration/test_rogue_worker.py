@@ -188,6 +188,7 @@ async def test_records_broken_before_the_checks_are_repaired_on_start(tmp_path: 
         )
         conn.execute("UPDATE tasks SET finished_at = 9000000000000000000")
         conn.execute("DROP TABLE worker_secrets")
+        conn.execute("ALTER TABLE tasks RENAME COLUMN labels TO selector")
         conn.execute("PRAGMA user_version = 10")
     grid = Grid(tmp=tmp_path)
     await grid.start_master()

@@ -123,7 +123,7 @@ async def test_a_version_1_database_is_migrated_in_place(tmp_path: Path) -> None
     )
     conn.execute(
         "INSERT INTO tasks (id, name, spec, priority, selector, legacy_ok, state, created_at)"
-        " VALUES ('old', NULL, ?, 0, '{}', 1, 'queued', 1)",
+        " VALUES ('old', NULL, ?, 0, '{\"zone\":\"a\"}', 1, 'queued', 1)",
         (v1_spec,),
     )
     conn.execute(
@@ -142,7 +142,8 @@ async def test_a_version_1_database_is_migrated_in_place(tmp_path: Path) -> None
         assert await store.count_by_state() == {TaskState.QUEUED: 1}  # v10: counted as it was
         worker, _ = await store.list_workers()
         assert (worker.id, dict(worker.resources)) == ("w0", {})  # v3: resources, none known
-        assert [c.task_id for c in await store.queued(10, None, now=2)] == ["old"]
+        (old,) = await store.queued(10, None, now=2)
+        assert (old.task_id, dict(old.labels)) == ("old", {"zone": "a"})  # v12: column renamed
         claimed = await claim(store, [("old", "w1")], now=3)
         assert await store.count_by_state() == {TaskState.ASSIGNED: 1}
         assert [a.attempt for a in await store.get_attempts("old")] == [claimed[0].attempt]

@@ -24,3 +24,23 @@ def test_every_task_option_of_submit_exists_on_run_and_schedule_add() -> None:
     for path in (("run",), ("schedule", "add")):
         missing = submit - _options(*path)
         assert not missing, (path, sorted(missing))
+
+
+def _commands(command: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
+    found = [(path, command)]
+    for name, sub in getattr(command, "commands", {}).items():
+        found += _commands(sub, (*path, name))
+    return found
+
+
+def test_each_short_flag_means_one_thing_across_every_command() -> None:
+    """`-n` is a count and `-f` is follow wherever they appear (not also an interval or a
+    file): a user who learnt a flag on one command can trust it on the next."""
+    meaning: dict[str, set[str]] = {}
+    for _, command in _commands(typer.main.get_command(app)):
+        for param in getattr(command, "params", []):
+            longs = [opt for opt in param.opts if opt.startswith("--")]
+            for short in (opt for opt in param.opts if len(opt) == 2 and opt[0] == "-"):
+                meaning.setdefault(short, set()).update(longs or [param.name or "?"])
+    mixed = {short: sorted(longs) for short, longs in meaning.items() if len(longs) > 1}
+    assert not mixed, mixed

@@ -9,7 +9,7 @@ import pytest
 
 from gridrun.errors import InvalidSpec
 from gridrun.master.scheduler import Capacity, place, why_unschedulable
-from gridrun.model import Op, Resources, Term, WorkerInfo, WorkerState
+from gridrun.model import Op, Placement, Resources, Term, WorkerInfo, WorkerState
 from gridrun.spec import parse_selector
 from gridrun.store import Candidate
 
@@ -74,8 +74,8 @@ def test_bad_selectors_say_what_is_wrong(text: str, message: str) -> None:
 
 def candidate(n: int, on: str = "", **asks: float) -> Candidate:
     return Candidate(
-        task_id=f"t{n}", priority=0, seq=n, selector={}, legacy_ok=False,
-        terms=parse_selector(on), resources=Resources(**asks),  # type: ignore[arg-type]
+        task_id=f"t{n}", priority=0, seq=n, labels={}, legacy_ok=False,
+        selector=parse_selector(on), resources=Resources(**asks),  # type: ignore[arg-type]
     )  # fmt: skip
 
 
@@ -135,7 +135,9 @@ def test_pack_fills_the_busiest_worker_with_room_and_spread_the_least_loaded() -
     def fleet() -> list[Capacity]:
         return [Capacity("a", {}, 4, 1), Capacity("b", {}, 4, 0), Capacity("c", {}, 2, 1)]
 
-    packed = place([dataclasses.replace(candidate(i), pack=True) for i in range(5)], fleet())
+    packed = place(
+        [dataclasses.replace(candidate(i), placement=Placement.PACK) for i in range(5)], fleet()
+    )
     assert [w for _, w in packed] == ["c", "a", "a", "a", "b"]  # c is 50% busy, then a (25%)
     spread = place([candidate(i) for i in range(5)], fleet())
     assert [w for _, w in spread] == ["b", "a", "b", "a", "b"]  # lowest fraction busy, then id

@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gridrun.model import Op, Resources, RetryPolicy, TaskSpec, Term
+from gridrun.model import Op, Placement, Resources, RetryPolicy, TaskSpec, Term
 from gridrun.store.rows import spec_from_json, spec_to_json
 
 text = st.text(max_size=8)
@@ -48,7 +48,7 @@ specs = st.builds(
     worker=maybe_text,
     job=maybe_text,
     task_class=maybe_text,
-    pack=st.booleans(),
+    placement=st.sampled_from(Placement),
 )
 
 

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gridrun.master.scheduler import Capacity, place
-from gridrun.model import Resources
+from gridrun.model import Placement, Resources
 from gridrun.store import Candidate
 
 
-def candidate(n: int, selector: dict[str, str] | None = None, legacy_ok: bool = True) -> Candidate:
-    return Candidate(
-        task_id=f"t{n}", priority=0, seq=n, selector=selector or {}, legacy_ok=legacy_ok
-    )
+def candidate(n: int, labels: dict[str, str] | None = None, legacy_ok: bool = True) -> Candidate:
+    return Candidate(task_id=f"t{n}", priority=0, seq=n, labels=labels or {}, legacy_ok=legacy_ok)
 
 
 def test_never_more_than_the_free_slots() -> None:
@@ -54,23 +54,45 @@ def test_legacy_workers_only_get_what_they_can_run_and_only_when_nobody_else_can
     assert [(c.task_id, w) for c, w in placed] == [("t0", "new"), ("t2", "old")]
 
 
-def _reference_place(candidates: list[Candidate], workers: list[Capacity]) -> list[tuple[str, str]]:
-    """Placement as defined: each candidate, in order, to the best eligible worker by a scan of
-    every worker (what `place` must agree with, however it finds that worker)."""
-    from gridrun.master.scheduler import _fullness, _load, eligible
-
-    pool = [w for w in workers if w.slots > 0]
+def _reference_place(
+    tasks: list[tuple[bool, str | None, bool, str | None, int]],
+    workers: list[tuple[int, int, bool, str]],
+) -> list[tuple[str, str]]:
+    """Placement as the scheduler's docstring defines it, written again from that text over
+    plain data (nothing of the code under test): each task in queue order goes to a worker with
+    a free slot, the zone it asks, room for its CPUs (each worker has 2), fewer than one `io`
+    task, not a legacy worker unless the task can run there; among those, legacy workers last,
+    then for spread the lowest fraction of slots in use (then the most free slots), for pack
+    the highest; ties by worker id."""
+    fleet = [
+        {"id": f"w{i}", "zone": zone, "slots": slots, "used": min(used, slots),
+         "legacy": legacy, "cpu": 0, "io": 0}
+        for i, (slots, used, legacy, zone) in enumerate(workers)
+    ]  # fmt: skip
     out = []
-    for c in candidates:
-        options = [w for w in pool if eligible(c, w)]
+    for n, (pack, zone, legacy_ok, cls, cpu) in enumerate(tasks):
+        options = [
+            w for w in fleet
+            if w["used"] < w["slots"]
+            and (legacy_ok or not w["legacy"])
+            and (zone is None or w["zone"] == zone)
+            and (cls != "io" or w["io"] < 1)
+            and w["cpu"] + cpu <= 2
+        ]  # fmt: skip
         if not options:
             continue
-        best = min(options, key=_fullness if c.pack else _load)
-        best.used += 1
-        best.taken = best.taken + c.resources
-        if c.task_class is not None:
-            best.by_class[c.task_class] = best.by_class.get(c.task_class, 0) + 1
-        out.append((c.task_id, best.worker_id))
+
+        def spread(w: dict[str, Any]) -> tuple[Any, ...]:
+            return (w["legacy"], w["used"] / w["slots"], w["used"] - w["slots"], w["id"])
+
+        def packed(w: dict[str, Any]) -> tuple[Any, ...]:
+            return (w["legacy"], -w["used"] / w["slots"], w["id"])
+
+        best = min(options, key=packed if pack else spread)
+        best["used"] += 1
+        best["cpu"] += cpu
+        best["io"] += cls == "io"
+        out.append((f"t{n}", best["id"]))
     return out
 
 
@@ -115,13 +137,13 @@ def test_placement_agrees_with_a_scan_of_every_worker(
             task_id=f"t{n}",
             priority=0,
             seq=n,
-            selector={"zone": zone} if zone else {},
+            labels={"zone": zone} if zone else {},
             legacy_ok=legacy_ok,
-            pack=pack,
+            placement=Placement.PACK if pack else Placement.SPREAD,
             task_class=cls,
             resources=Resources(cpu=cpu, memory_mb=0, gpus=0),
         )
         for n, (pack, zone, legacy_ok, cls, cpu) in enumerate(tasks)
     ]
     got = [(c.task_id, w) for c, w in place(candidates, fleet())]
-    assert got == _reference_place(candidates, fleet())
+    assert got == _reference_place(tasks, workers)

@@ -5,7 +5,6 @@ and hands it one `TaskOptions`, and `task_body` turns that into what POST /v1/ta
 from __future__ import annotations
 
 import dataclasses
-import enum
 import functools
 import inspect
 from collections.abc import Callable
@@ -15,6 +14,7 @@ from typing import Annotated, Any, TypeVar, get_type_hints
 import typer
 
 from gridrun.cli.common import fail
+from gridrun.model import Placement
 from gridrun.spec import parse_labels
 
 
@@ -137,13 +137,8 @@ TaskClass = Annotated[
 ]
 
 
-class Strategy(enum.StrEnum):
-    SPREAD = "spread"
-    PACK = "pack"
-
-
-Placement = Annotated[
-    Strategy,
+PlacementOption = Annotated[
+    Placement,
     typer.Option(
         "--placement",
         help="spread: least loaded worker (default); pack: fill a worker before the next.",
@@ -194,7 +189,7 @@ class TaskOptions:
     gpus: int = 0
     after: list[str] | None = None
     task_class: str | None = None
-    placement: Strategy = Strategy.SPREAD
+    placement: Placement = Placement.SPREAD
 
     def body(self, command: list[str], **overrides: Any) -> dict[str, Any]:
         """The task as POST /v1/tasks takes it."""
@@ -209,7 +204,7 @@ OPTION_TYPES: dict[str, Any] = {
     "max_attempts": MaxAttempts, "retry_delay": RetryDelay, "retry_on": RetryOn,
     "queue_timeout": QueueTimeout, "idempotency_key": IdempotencyKey, "cpu": Cpu,
     "memory_mb": MemoryMb, "gpus": Gpus, "after": After, "task_class": TaskClass,
-    "placement": Placement,
+    "placement": PlacementOption,
 }  # fmt: skip
 NO_OPTIONS = TaskOptions()
 F = TypeVar("F", bound=Callable[..., Any])

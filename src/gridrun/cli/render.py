@@ -9,22 +9,23 @@ from rich.markup import escape
 from rich.table import Table
 
 from gridrun.client import TaskDict, WorkerDict
+from gridrun.model import TaskState, WorkerState
 
-STATE_STYLE = {
-    "queued": "cyan",
-    "assigned": "blue",
-    "running": "bold blue",
-    "succeeded": "green",
-    "failed": "red",
-    "timed_out": "magenta",
-    "cancelled": "yellow",
-    "lost": "bold red",
-    "delivered": "dim green",
-    "expired": "dim yellow",
-    "rejected": "bold magenta",
-    "draining": "yellow",
-    "online": "green",
-    "offline": "dim",
+STATE_STYLE: dict[str, str] = {
+    TaskState.QUEUED: "cyan",
+    TaskState.ASSIGNED: "blue",
+    TaskState.RUNNING: "bold blue",
+    TaskState.SUCCEEDED: "green",
+    TaskState.FAILED: "red",
+    TaskState.TIMED_OUT: "magenta",
+    TaskState.CANCELLED: "yellow",
+    TaskState.LOST: "bold red",
+    TaskState.DELIVERED: "dim green",
+    TaskState.EXPIRED: "dim yellow",
+    TaskState.REJECTED: "bold magenta",
+    WorkerState.DRAINING: "yellow",
+    WorkerState.ONLINE: "green",
+    WorkerState.OFFLINE: "dim",
 }
 
 
@@ -42,16 +43,20 @@ def exit_status(task: TaskDict) -> int:
         return task["exit_code"]
     if task["signal"]:
         return 128 + task["signal"]
-    return {
-        "succeeded": 0,
-        "timed_out": 124,
-        "cancelled": 130,
-        "lost": 255,
-        "delivered": 0,
-        "expired": 124,
-        "rejected": 126,  # refused by the worker's policy, like "cannot execute"
-        "failed": 127,  # it could not be started
-    }.get(task["state"], 1)
+    return EXIT_STATUS.get(task["state"], 1)
+
+
+# the CLI's exit status for a task that ended without an exit code or signal
+EXIT_STATUS: dict[str, int] = {
+    TaskState.SUCCEEDED: 0,
+    TaskState.TIMED_OUT: 124,
+    TaskState.CANCELLED: 130,
+    TaskState.LOST: 255,
+    TaskState.DELIVERED: 0,
+    TaskState.EXPIRED: 124,
+    TaskState.REJECTED: 126,  # refused by the worker's policy, like "cannot execute"
+    TaskState.FAILED: 127,  # it could not be started
+}
 
 
 def outcome(task: TaskDict) -> str:
@@ -151,7 +156,7 @@ def task_detail(task: TaskDict) -> Table:
         ("signal", str(task["signal"]) if task["signal"] else "-"),
         ("error", task["error"] or "-"),
     ]
-    if task["cancel_requested"] and task["state"] in ("assigned", "running"):
+    if task["cancel_requested"] and task["state"] in (TaskState.ASSIGNED, TaskState.RUNNING):
         rows.append(("cancel", "requested"))
     if task["retry_at"]:
         rows.append(("retry at", task["retry_at"]))

@@ -59,7 +59,6 @@ def submit(
         Path | None,
         typer.Option(
             "--file",
-            "-f",
             help="Submit every line of this file as a command (blank lines and # comments"
             " skipped; - for stdin), then show progress until all have ended.",
         ),
@@ -113,7 +112,10 @@ def run(
             err.print(f"cancelled task {task['id']}")
             raise typer.Exit(130) from None
         code = render.exit_status(task)
-        plain_exit = task["state"] in ("succeeded", "failed") and task["exit_code"] is not None
+        plain_exit = (
+            task["state"] in (TaskState.SUCCEEDED, TaskState.FAILED)
+            and task["exit_code"] is not None
+        )
         if not plain_exit or task["error"]:  # say why there is no ordinary exit code
             err.print(f"gridrun: task {task['id']} {render.outcome(task)}", highlight=False)
     raise typer.Exit(code)
@@ -146,7 +148,7 @@ def _run_everywhere(client: Client, body: dict[str, Any]) -> int:
             if data:
                 sink.buffer.write(data if data.endswith(b"\n") else data + b"\n")
                 sink.buffer.flush()
-    ok = [t for t in ended if t["state"] == "succeeded"]
+    ok = [t for t in ended if t["state"] == TaskState.SUCCEEDED]
     bad = [f"{t['pinned_worker']}: {render.outcome(t)}" for t in ended if t not in ok]
     summary = f"{len(ended)} worker(s): {len(ok)} succeeded"
     if bad:
@@ -209,7 +211,7 @@ def _submit_file(
     else:
         summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()) if n)
         err.print(f"{len(ids)} tasks from {file}: {summary}", highlight=False)
-    failed = len(ids) - counts.get("succeeded", 0)
+    failed = len(ids) - counts.get(TaskState.SUCCEEDED, 0)
     raise typer.Exit(1 if failed else 0)
 
 
@@ -234,7 +236,7 @@ def _progress(client: Client, name: str, ids: list[str]) -> dict[str, TaskDict]:
                         ended[task["id"]] = task
                 if cursor is None:
                     break
-            ok = sum(t["state"] == "succeeded" for t in ended.values())
+            ok = sum(t["state"] == TaskState.SUCCEEDED for t in ended.values())
             progress.update(bar, completed=len(ended), ok=ok, bad=len(ended) - ok)
             if len(ended) < len(ids):
                 time.sleep(PROGRESS_EVERY_S)
@@ -352,7 +354,7 @@ def cancel(task_id: str, url: Url = None, json_out: JsonOut = False) -> None:
         task = client.cancel(task_id)
     if json_out:
         print_json(task)
-    elif task["state"] == "cancelled":
+    elif task["state"] == TaskState.CANCELLED:
         print(f"{task_id} cancelled")
     else:
         print(f"{task_id} is {task['state']}: cancel sent to worker {task['worker_id']}")
@@ -372,7 +374,7 @@ def drain(worker_id: str, url: Url = None, json_out: JsonOut = False) -> None:
 @app.command()
 def top(
     interval: Annotated[
-        float, typer.Option("--interval", "-n", min=0.2, help="Seconds between refreshes.")
+        float, typer.Option("--interval", "-i", min=0.2, help="Seconds between refreshes.")
     ] = 1.0,
     limit: Annotated[int, typer.Option("--limit", min=1, max=200, help="Recent tasks.")] = 15,
     url: Url = None,

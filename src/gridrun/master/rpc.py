@@ -18,7 +18,7 @@ from gridrun.clock import Clock
 from gridrun.errors import Unavailable
 from gridrun.master import reports
 from gridrun.master.access import Access
-from gridrun.master.service import STDERR, STDOUT, Service
+from gridrun.master.service import Service
 from gridrun.master.sessions import (
     AckCmd,
     AssignCmd,
@@ -27,7 +27,7 @@ from gridrun.master.sessions import (
     DrainCmd,
     WorkerSession,
 )
-from gridrun.model import WORKER_ID, WORKER_ID_RULE, AttemptRef, Outcome, Report
+from gridrun.model import WORKER_ID, WORKER_ID_RULE, AttemptRef, Outcome, Report, Stream
 from gridrun.spec import MAX_LABEL_BYTES, MAX_LABELS
 
 log = logging.getLogger("gridrun.master.rpc")
@@ -281,9 +281,9 @@ class WorkerServicer:
                 ref = reports.check_output(out)
                 chunks = []
                 if out.stdout:
-                    chunks.append((STDOUT, out.stdout_offset, out.stdout))
+                    chunks.append((Stream.STDOUT, out.stdout_offset, out.stdout))
                 if out.stderr:
-                    chunks.append((STDERR, out.stderr_offset, out.stderr))
+                    chunks.append((Stream.STDERR, out.stderr_offset, out.stderr))
                 if chunks:
                     with logs.fields(task_id=ref.task_id, attempt=ref.attempt):
                         await self._service.output_received(session, ref, chunks)

@@ -15,7 +15,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gridrun.model import NO_RESOURCES, Resources, WorkerInfo, capacity_of, labels_match
+from gridrun.model import (
+    NO_RESOURCES,
+    Placement,
+    Resources,
+    WorkerInfo,
+    capacity_of,
+    labels_match,
+)
 from gridrun.store import Candidate, Placed
 
 
@@ -70,7 +77,7 @@ def eligible(candidate: Candidate, worker: Capacity) -> bool:
     limit = worker.max_tasks.get(candidate.task_class or "")
     if limit is not None and worker.by_class.get(candidate.task_class or "", 0) >= limit:
         return False
-    return labels_match(candidate.selector, worker.labels, candidate.terms) and worker.room(
+    return labels_match(candidate.labels, worker.labels, candidate.selector) and worker.room(
         candidate.resources
     )
 
@@ -78,8 +85,8 @@ def eligible(candidate: Candidate, worker: Capacity) -> bool:
 def _plain(candidate: Candidate) -> bool:
     """Asks nothing of a worker but a slot: any worker with one may take it."""
     return not (
-        candidate.selector
-        or candidate.terms
+        candidate.labels
+        or candidate.selector
         or candidate.resources
         or candidate.worker is not None
         or candidate.task_class is not None
@@ -120,16 +127,16 @@ def place(candidates: Iterable[Candidate], workers: Iterable[Capacity]) -> Place
     pool = [w for w in workers if w.slots > 0]
     versions = [0] * len(pool)
     free = sum(w.free for w in pool)
-    rankings: dict[bool, _Ranking] = {}  # pack -> ranking, made when first needed
+    rankings: dict[Placement, _Ranking] = {}  # a ranking per placement, made when first needed
     placed: Placed = []
     for candidate in candidates:
         if free <= 0:
             break
-        key = _fullness if candidate.pack else _load
+        key = _fullness if candidate.placement is Placement.PACK else _load
         if _plain(candidate):
-            if candidate.pack not in rankings:
-                rankings[candidate.pack] = _Ranking(pool, versions, key)
-            chosen = rankings[candidate.pack].best(pool, versions, candidate.legacy_ok)
+            if candidate.placement not in rankings:
+                rankings[candidate.placement] = _Ranking(pool, versions, key)
+            chosen = rankings[candidate.placement].best(pool, versions, candidate.legacy_ok)
         else:
             options = [i for i, w in enumerate(pool) if eligible(candidate, w)]
             chosen = min(options, key=lambda i: key(pool[i])) if options else None
@@ -155,13 +162,13 @@ def why_unschedulable(candidate: Candidate, workers: Iterable[WorkerInfo]) -> st
         live = [w for w in live if w.id == candidate.worker]
         if not live:
             return f"worker {candidate.worker} (the only one it may run on) is not live"
-    if not candidate.selector and not candidate.terms:
+    if not candidate.labels and not candidate.selector:
         matching = live  # (checked for the head of the queue every second: no scan for this)
     else:
-        matching = [w for w in live if labels_match(candidate.selector, w.labels, candidate.terms)]
+        matching = [w for w in live if labels_match(candidate.labels, w.labels, candidate.selector)]
     if not matching:
-        wanted = [f"{k}={v}" for k, v in candidate.selector.items()]
-        wanted += [str(t) for t in candidate.terms]
+        wanted = [f"{k}={v}" for k, v in candidate.labels.items()]
+        wanted += [str(t) for t in candidate.selector]
         return f"no live worker matches {', '.join(wanted)}" if live else "no live worker"
     if not candidate.resources:
         return None

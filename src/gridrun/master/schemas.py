@@ -13,6 +13,7 @@ from gridrun.errors import InvalidSpec
 from gridrun.model import (
     NO_RESOURCES,
     Attempt,
+    Placement,
     Resources,
     RetryPolicy,
     Schedule,
@@ -154,7 +155,7 @@ class TaskIn(_In):
             ),
             after=self.after,
             task_class=self.task_class,
-            pack=self.placement == "pack",
+            placement=Placement(self.placement),
             submitted_by=submitted_by,
             secrets=secrets,
         )
@@ -263,7 +264,7 @@ class TaskOut(BaseModel):
     after: list[str] = Field(description="The tasks it runs after.")
     job: str | None = Field(description="The broadcast job it belongs to.")
     task_class: str | None
-    placement: str
+    placement: Placement
     pinned_worker: str | None = Field(description="The only worker it may run on (a job's).")
     unschedulable: str | None = Field(
         description="While queued: why no live worker could ever take it as it asks."
@@ -316,7 +317,7 @@ class TaskOut(BaseModel):
             job=spec.job,
             pinned_worker=spec.worker,
             task_class=spec.task_class,
-            placement="pack" if spec.pack else "spread",
+            placement=spec.placement,
             unschedulable=task.unschedulable if task.state is TaskState.QUEUED else None,
             attempts=[AttemptOut.of(a) for a in attempts] if attempts is not None else None,
         )

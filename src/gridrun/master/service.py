@@ -37,6 +37,7 @@ from gridrun.model import (
     AttemptRef,
     Outcome,
     Report,
+    Stream,
     Task,
     TaskSpec,
     TaskState,
@@ -51,7 +52,6 @@ from gridrun.store import NewTask, Notice, Page, Store, TaskFilter, TaskOutput
 log = logging.getLogger("gridrun.master")
 
 
-STDOUT, STDERR = 1, 2
 QUEUE_SCAN_BATCH = 512
 QUEUE_SCAN_LIMIT = 8192  # bound the work of one dispatch pass over tasks nobody can take now
 
@@ -392,7 +392,7 @@ class Service:
             self.watchers.touched(ref.task_id)
 
     async def output_received(
-        self, session: WorkerSession, ref: AttemptRef, chunks: Sequence[tuple[int, int, bytes]]
+        self, session: WorkerSession, ref: AttemptRef, chunks: Sequence[tuple[Stream, int, bytes]]
     ) -> None:
         session.began(ref)  # output: it started, whatever its Started said
         if not await self.store.append_output(

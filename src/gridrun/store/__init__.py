@@ -19,9 +19,11 @@ from gridrun.model import (
     NO_RESOURCES,
     Attempt,
     AttemptRef,
+    Placement,
     Report,
     Resources,
     Schedule,
+    Stream,
     StreamOutput,
     Task,
     TaskSpec,
@@ -60,14 +62,14 @@ class Candidate:
     task_id: str
     priority: int
     seq: int
-    selector: Mapping[str, str]
+    labels: Mapping[str, str]  # required, with these values
     legacy_ok: bool
-    terms: tuple[Term, ...] = ()
+    selector: tuple[Term, ...] = ()  # terms beyond `labels`
     resources: Resources = NO_RESOURCES
     unschedulable: str | None = None  # as last recorded
     worker: str | None = None  # pinned to this worker (a broadcast job's task)
     task_class: str | None = None
-    pack: bool = False
+    placement: Placement = Placement.SPREAD
 
 
 Placed = list[tuple[Candidate, str]]  # (candidate, worker_id) pairs
@@ -187,7 +189,7 @@ class Store(Protocol):
         self,
         ref: AttemptRef,
         worker_id: str,
-        chunks: Sequence[tuple[int, int, bytes]],
+        chunks: Sequence[tuple[Stream, int, bytes]],
         cap: int,
     ) -> bool:
         """Append (stream, offset, data) chunks, stream 1 = stdout and 2 = stderr."""

@@ -11,6 +11,7 @@ from gridrun.model import (
     AttemptRef,
     Outcome,
     Report,
+    Stream,
     StreamOutput,
     Task,
     TaskState,
@@ -44,7 +45,7 @@ class AttemptVerbs(TaskSteps):
         self,
         ref: AttemptRef,
         worker_id: str,
-        chunks: Sequence[tuple[int, int, bytes]],
+        chunks: Sequence[tuple[Stream, int, bytes]],
         cap: int,
     ) -> bool:
         async def append(tx: Tx) -> bool:

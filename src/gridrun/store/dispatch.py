@@ -53,7 +53,7 @@ class DispatchVerbs(TaskSteps):
                 task_id=r[0],
                 priority=r[1],
                 seq=r[2],
-                selector=orjson.loads(r[3]),
+                labels=orjson.loads(r[3]),
                 legacy_ok=bool(r[4]),
                 unschedulable=r[6],
                 **placement_from_json(r[5]),

@@ -130,7 +130,7 @@ class PostgresStore(RelationalStore):
         lock=" FOR UPDATE",
         skip_locked=" FOR UPDATE SKIP LOCKED",
         share_lock=" FOR SHARE",
-        label_clause="(selector::jsonb ->> ?) = ?",
+        label_clause="(labels::jsonb ->> ?) = ?",
         count_by_state=ddl.COUNT_BY_STATE,
     )
     shared = True

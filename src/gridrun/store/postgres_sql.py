@@ -156,6 +156,9 @@ UPDATE attempts SET started_at = NULL WHERE started_at NOT BETWEEN 0 AND 2534023
 UPDATE attempts SET finished_at = NULL WHERE finished_at NOT BETWEEN 0 AND 253402300799999;
 """
 
+# v9: see the SQLite store's v12 (the labels column is `labels`)
+SCHEMA_V9 = "ALTER TABLE tasks RENAME COLUMN selector TO labels;"
+
 MIGRATIONS = [
     SCHEMA_V1,
     SCHEMA_V2,
@@ -165,6 +168,7 @@ MIGRATIONS = [
     SCHEMA_V6,
     SCHEMA_V7,
     SCHEMA_V8,
+    SCHEMA_V9,
 ]  # MIGRATIONS[n] brings a database from version n to n+1
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -177,12 +181,12 @@ SELECT_VERSION = "SELECT coalesce(max(version), 0) FROM gridrun_schema"
 SET_VERSION = "DELETE FROM gridrun_schema; INSERT INTO gridrun_schema (version) VALUES ({version})"
 
 INSERT_TASKS = (
-    "WITH added AS (INSERT INTO tasks (id, name, spec, priority, selector, legacy_ok, state,"
+    "WITH added AS (INSERT INTO tasks (id, name, spec, priority, labels, legacy_ok, state,"
     " created_at, expires_at, idempotency_key, placement, job_id) SELECT id, name, spec, priority,"
-    " selector, legacy_ok, 'queued', created_at, expires_at, idempotency_key, placement, job_id"
+    " labels, legacy_ok, 'queued', created_at, expires_at, idempotency_key, placement, job_id"
     " FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::int[],"
     " $7::bigint[], $8::bigint[], $9::text[], $10::text[], $11::text[])"
-    " AS t (id, name, spec, priority, selector, legacy_ok, created_at, expires_at,"
+    " AS t (id, name, spec, priority, labels, legacy_ok, created_at, expires_at,"
     " idempotency_key, placement, job_id) RETURNING id, seq),"
     " counted AS (INSERT INTO task_count_changes (state, delta)"
     " SELECT 'queued', count(*) FROM added)"

@@ -10,13 +10,13 @@ TASK_COLUMNS = (
 )
 SELECT_TASK = f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?"
 INSERT_TASK = (
-    "INSERT INTO tasks (id, name, spec, priority, selector, legacy_ok, state, created_at,"
+    "INSERT INTO tasks (id, name, spec, priority, labels, legacy_ok, state, created_at,"
     " expires_at, idempotency_key, placement, job_id)"
     " VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?)"
 )
 SELECT_TASK_BY_KEY = f"SELECT {TASK_COLUMNS} FROM tasks WHERE idempotency_key = ?"
 SELECT_QUEUED = (
-    "SELECT id, priority, seq, selector, legacy_ok, placement, unschedulable FROM tasks"
+    "SELECT id, priority, seq, labels, legacy_ok, placement, unschedulable FROM tasks"
     " {index} WHERE state = 'queued'"
     " AND not_before <= ? {after} ORDER BY priority DESC, seq LIMIT ?"
 )

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from gridrun.model import ACTIVE, Attempt, StreamOutput, Task, TaskState, transition
+from gridrun.model import ACTIVE, Attempt, Stream, StreamOutput, Task, TaskState, transition
 from gridrun.store import NewTask, Page, TaskFilter, TaskOutput
 from gridrun.store import queries as sql
 from gridrun.store.attempts import AttemptVerbs
@@ -95,7 +95,8 @@ class RelationalStore(DispatchVerbs, AttemptVerbs, ScheduleVerbs, WorkerVerbs):
                 for stream, data, total in await tx.all(sql.SELECT_OUTPUT, task_id)
             }
             return TaskOutput(
-                stdout=streams.get(1, StreamOutput()), stderr=streams.get(2, StreamOutput())
+                stdout=streams.get(Stream.STDOUT, StreamOutput()),
+                stderr=streams.get(Stream.STDERR, StreamOutput()),
             )
 
         return await self._read(read)

@@ -37,7 +37,7 @@ class Dialect:
     lock: str = ""  # appended to a read whose row the step then changes
     skip_locked: str = ""  # ... where another master's step may hold it: skip, do not wait
     share_lock: str = ""  # ... where the row must not change until the step commits
-    label_clause: str = ""  # one `key = value` label filter on a task's selector
+    label_clause: str = ""  # one `key = value` label filter on a task's labels
     # name the partial index a read of the queue must use: SQLite's planner otherwise
     # prefers (state, seq), and reads (and sorts) every queued task
     index_hints: bool = False

@@ -12,6 +12,7 @@ from gridrun.model import (
     Attempt,
     AttemptRef,
     Op,
+    Placement,
     Report,
     Resources,
     RetryPolicy,
@@ -53,7 +54,7 @@ def spec_to_json(spec: TaskSpec) -> str:
         raw["labels"] = dict(spec.labels)
     if spec.after:
         raw["after"] = spec.after
-    if spec.pack:
+    if spec.placement is Placement.PACK:
         raw["pack"] = True
     if spec.retry != DEFAULT_RETRY:
         retry = spec.retry
@@ -98,7 +99,7 @@ def spec_from_json(text: str) -> TaskSpec:
         worker=raw.get("worker"),
         job=raw.get("job"),
         task_class=raw.get("class"),
-        pack=raw.get("pack", False),
+        placement=Placement.PACK if raw.get("pack") else Placement.SPREAD,
         secrets=sealed_from_json(raw.get("secrets")),
     )
 
@@ -111,7 +112,7 @@ DEFAULT_RETRY = RetryPolicy()
 
 
 def labels_to_json(labels: Mapping[str, str]) -> str:
-    """A task's labels as stored (its `selector` column, matched by the label filter), keys
+    """A task's labels as stored (its `labels` column, matched by the label filter), keys
     sorted."""
     return orjson.dumps(dict(labels), option=orjson.OPT_SORT_KEYS).decode()
 
@@ -143,7 +144,7 @@ def placement_to_json(spec: TaskSpec) -> str:
         placement["worker"] = spec.worker
     if spec.task_class is not None:
         placement["class"] = spec.task_class
-    if spec.pack:
+    if spec.placement is Placement.PACK:
         placement["pack"] = True
     return orjson.dumps(placement).decode()
 
@@ -152,11 +153,11 @@ def placement_from_json(text: str) -> dict[str, Any]:
     """The `placement` column as Candidate fields: terms, resources, worker, task_class, pack."""
     raw = orjson.loads(text)
     return {
-        "terms": terms_from_json(raw.get("on", [])),
+        "selector": terms_from_json(raw.get("on", [])),
         "resources": resources_from_json(raw.get("resources", {})),
         "worker": raw.get("worker"),
         "task_class": raw.get("class"),
-        "pack": raw.get("pack", False),
+        "placement": Placement.PACK if raw.get("pack") else Placement.SPREAD,
     }
 
 

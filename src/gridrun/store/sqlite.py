@@ -71,7 +71,7 @@ class SqliteStore(RelationalStore):
     loss); "normal" survives any process crash, SIGKILL included, and is faster."""
 
     dialect = Dialect(
-        label_clause=("EXISTS (SELECT 1 FROM json_each(selector) WHERE key = ? AND value = ?)"),
+        label_clause=("EXISTS (SELECT 1 FROM json_each(labels) WHERE key = ? AND value = ?)"),
         index_hints=True,
         count_by_state="SELECT state, n FROM task_counts WHERE n > 0",  # kept by triggers
     )

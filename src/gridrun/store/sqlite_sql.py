@@ -167,6 +167,11 @@ UPDATE tasks SET error = replace(error, char(0), '') WHERE instr(error, char(0))
 UPDATE attempts SET error = replace(error, char(0), '') WHERE instr(error, char(0)) > 0;
 """
 
+# v12: one name per concept: the labels a task requires are `labels` everywhere (the spec, the
+# API, the scheduler), so their column is too (it was `selector`, which is the name of the
+# terms beyond them)
+SCHEMA_V12 = "ALTER TABLE tasks RENAME COLUMN selector TO labels;"
+
 MIGRATIONS = [
     SCHEMA_V1,
     SCHEMA_V2,
@@ -179,5 +184,6 @@ MIGRATIONS = [
     SCHEMA_V9,
     SCHEMA_V10,
     SCHEMA_V11,
+    SCHEMA_V12,
 ]  # MIGRATIONS[n] brings a database from version n to n+1
 SCHEMA_VERSION = len(MIGRATIONS)

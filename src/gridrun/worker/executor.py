@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from gridrun.model import AttemptRef, Outcome, Report
+from gridrun.model import AttemptRef, Outcome, Report, Stream
 from gridrun.worker.policy import Launch
 
 READ_SIZE = 64 * 1024
@@ -27,7 +27,6 @@ FLUSH_INTERVAL_S = 0.05
 # commands end sooner, and their Finished alone says when they started, which saves the master
 # a message and a write for each of them.
 STARTED_DELAY_S = 0.01
-STDOUT, STDERR = 1, 2
 
 
 def now_ms() -> int:
@@ -55,7 +54,7 @@ class Started:
 @dataclass(frozen=True, slots=True)
 class OutputChunk:
     ref: AttemptRef
-    stream: int
+    stream: Stream
     offset: int
     data: bytes
 
@@ -74,7 +73,7 @@ Event = Started | OutputChunk | Finished
 class _Stream:
     """Collects one pipe's bytes between flushes, remembering the stream offset."""
 
-    def __init__(self, ref: AttemptRef, number: int) -> None:
+    def __init__(self, ref: AttemptRef, number: Stream) -> None:
         self.ref = ref
         self.number = number
         self.sent = 0
@@ -129,16 +128,21 @@ def _exit_of(loop: asyncio.AbstractEventLoop, proc: subprocess.Popen[bytes]) -> 
 
 class Execution:
     def __init__(
-        self, assignment: Assignment, launch: Launch, emit: Callable[[Event], None]
+        self,
+        assignment: Assignment,
+        launch: Launch,
+        emit: Callable[[Event], None],
+        started_delay_s: float = STARTED_DELAY_S,
     ) -> None:
         self.assignment = assignment
+        self._started_delay_s = started_delay_s
         self._launch = launch
         self._emit = emit
         self._cancelled = False
         self._stop: asyncio.Future[None] | None = None  # resolved by cancel() while it runs
         self._outcome_on_kill = Outcome.CANCELLED
         self._error = ""
-        self._streams = {n: _Stream(assignment.ref, n) for n in (STDOUT, STDERR)}
+        self._streams = {n: _Stream(assignment.ref, n) for n in Stream}
         self.pid: int | None = None
         self.started_at = 0
         self._exited: asyncio.Future[int] | None = None  # set once the process has started
@@ -181,12 +185,12 @@ class Execution:
             return
         loop = asyncio.get_running_loop()
         self.pid = proc.pid
-        self._announce = loop.call_later(STARTED_DELAY_S, self._started)
+        self._announce = loop.call_later(self._started_delay_s, self._started)
         self._stop = loop.create_future()
         self._pipes_closed = loop.create_future()
         assert proc.stdout is not None
         assert proc.stderr is not None
-        for pipe, number in ((proc.stdout, STDOUT), (proc.stderr, STDERR)):
+        for pipe, number in ((proc.stdout, Stream.STDOUT), (proc.stderr, Stream.STDERR)):
             os.set_blocking(pipe.fileno(), False)
             loop.add_reader(pipe.fileno(), self._readable, loop, pipe, self._streams[number])
             self._pipes_open += 1
@@ -308,8 +312,8 @@ class Execution:
         finished = Finished(
             self.assignment.ref,
             report,
-            stdout_bytes=self._streams[STDOUT].sent,
-            stderr_bytes=self._streams[STDERR].sent,
+            stdout_bytes=self._streams[Stream.STDOUT].sent,
+            stderr_bytes=self._streams[Stream.STDERR].sent,
         )
         self._emit(finished)
         return finished

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from gridrun.model import AttemptRef
+from gridrun.model import AttemptRef, Stream
 
 
 @dataclass
@@ -33,10 +33,10 @@ class Replay:
         self.budget = budget
         self.cap = cap  # per stream, as the master keeps
         self.dropped = 0  # bytes no stream ever carried, trimmed away
-        self._tails: OrderedDict[AttemptRef, dict[int, Tail]] = OrderedDict()
+        self._tails: OrderedDict[AttemptRef, dict[Stream, Tail]] = OrderedDict()
         self._size = 0
 
-    def record(self, ref: AttemptRef, stream: int, offset: int, data: bytes, sent: bool) -> None:
+    def record(self, ref: AttemptRef, stream: Stream, offset: int, data: bytes, sent: bool) -> None:
         tail = self._tails.setdefault(ref, {}).setdefault(stream, Tail(bytearray()))
         if offset != tail.end:  # a gap (chunks dropped before us): what we held is not contiguous
             self._trim(tail, len(tail.data))
@@ -64,7 +64,7 @@ class Replay:
         for tail in self._tails.pop(ref, {}).values():
             self._size -= len(tail.data)
 
-    def resend(self, refs: set[AttemptRef]) -> list[tuple[AttemptRef, int, int, bytes]]:
+    def resend(self, refs: set[AttemptRef]) -> list[tuple[AttemptRef, Stream, int, bytes]]:
         """(ref, stream, offset, bytes) to send on a new stream for the attempts in `refs`;
         attempts not among them are settled elsewhere and forgotten."""
         chunks = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from gridrun._proto import worker_pb2 as pb
-from gridrun.model import AttemptRef, Outcome
+from gridrun.model import AttemptRef, Outcome, Stream
 from gridrun.worker import executor
 
 OUTCOMES: Mapping[Outcome, int] = {
@@ -23,8 +23,8 @@ def ref_to_pb(ref: AttemptRef) -> pb.AttemptRef:
     return pb.AttemptRef(task_id=ref.task_id, attempt=ref.attempt)
 
 
-def output_to_pb(ref: AttemptRef, stream: int, offset: int, data: bytes) -> pb.Output:
-    if stream == executor.STDOUT:
+def output_to_pb(ref: AttemptRef, stream: Stream, offset: int, data: bytes) -> pb.Output:
+    if stream == Stream.STDOUT:
         return pb.Output(ref=ref_to_pb(ref), stdout_offset=offset, stdout=data)
     return pb.Output(ref=ref_to_pb(ref), stderr_offset=offset, stderr=data)
 

@@ -14,7 +14,6 @@ from gridrun.worker import executor
 from gridrun.worker.executor import Assignment, Execution, Finished, OutputChunk, Started
 from gridrun.worker.policy import Launch
 
-
 WIDE_WINDOW_S = 3.0  # `true` ends well within it, however loaded the machine
 
 

@@ -10,12 +10,16 @@ from typing import Any
 
 import httpx
 
+from tests.helpers import eventually_async
 from tests.integration.conftest import Grid
 
 
-async def events(api: httpx.AsyncClient, task_id: str) -> list[tuple[str, dict[str, Any]]]:
-    """Read a follow stream to its end; (event, data) pairs in order."""
-    got: list[tuple[str, dict[str, Any]]] = []
+async def events(
+    api: httpx.AsyncClient, task_id: str, got: list[tuple[str, dict[str, Any]]] | None = None
+) -> list[tuple[str, dict[str, Any]]]:
+    """Read a follow stream to its end; (event, data) pairs in order, also appended to `got`
+    as they arrive (so a test can wait for the first)."""
+    got = [] if got is None else got
     async with api.stream("GET", f"/v1/tasks/{task_id}/output", params={"follow": "true"}) as r:
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/event-stream")
@@ -47,9 +51,8 @@ async def test_follow_streams_output_live_and_ends_with_the_task(grid: Grid) -> 
         out = await grid.output(task["id"])
         return bool(out["stdout"]["text"])
 
-    while not await first_line_arrived():
-        await asyncio.sleep(0.05)
-    await asyncio.sleep(0.3)
+    await eventually_async(first_line_arrived)
+    await asyncio.sleep(0.3)  # a while for it to end if it wrongly would (nothing to wait for)
     assert not follower.done()  # still following: the task runs on
     gate.touch()
     got = await asyncio.wait_for(follower, 20)
@@ -139,8 +142,9 @@ async def test_metrics_after_known_work(grid: Grid) -> None:
 
 async def test_a_master_shutdown_ends_open_followers(grid: Grid) -> None:
     task = await grid.submit(cmd="true")  # no worker: it stays queued
-    follower = asyncio.create_task(events(grid.api, task["id"]))
-    await asyncio.sleep(0.3)
+    seen: list[tuple[str, dict[str, Any]]] = []
+    follower = asyncio.create_task(events(grid.api, task["id"], seen))
+    await eventually_async(lambda: bool(seen))  # following: its first state has arrived
     loop = asyncio.get_running_loop()
     started = loop.time()
     await grid.stop_master()

@@ -3,7 +3,6 @@ processes keep running and their results arrive, and a worker that never returns
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -77,10 +76,11 @@ async def test_a_running_task_is_adopted_after_a_master_restart(grid: Grid, tmp_
     await grid.start_master()
     # still running on the worker, and the master knows it holds it
     await grid.wait_state(task["id"], "running")
-    await asyncio.sleep(0)  # let the reconnect settle
     gate.touch()
     done = await grid.wait(task["id"])
     assert done["state"] == "succeeded"
+    assert done["attempt"] == 1  # adopted as it ran, not run again
+    assert [(a["attempt"], a["state"]) for a in done["attempts"]] == [(1, "succeeded")]
 
 
 async def test_tasks_of_a_worker_that_never_returns_end_lost(grid: Grid, tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from tests.integration.conftest import Grid
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(180)
 
 LOADER_SAID = ("calling init", "find library", "symbol=")  # what LD_DEBUG makes ld.so print
 

@@ -3,6 +3,7 @@ is killed at the end of the test, whatever happened."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -149,15 +150,38 @@ class SystemGrid:
         return path.read_text(errors="replace")[-4000:] if path.exists() else ""
 
     def close(self) -> None:
+        """Stop every process this grid started and every process those started (a task's
+        process group lives on if its worker was SIGKILLed), whatever fails on the way."""
+        left = {pid for proc in self.procs if proc.poll() is None for pid in descendants(proc.pid)}
         for proc in self.procs:
             if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGTERM)
         for proc in self.procs:
             try:
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+        for pid in left:  # tasks still running: their groups go too
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below `pid` now (from /proc/PID/task/*/children)."""
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        for children in Path(f"/proc/{parent}/task").glob("*/children"):
+            with contextlib.suppress(OSError):
+                for child in map(int, children.read_text().split()):
+                    if child not in found:
+                        found.add(child)
+                        todo.append(child)
+    return found
 
 
 @pytest.fixture

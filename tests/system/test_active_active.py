@@ -21,7 +21,7 @@ from tests import pg
 from tests.helpers import eventually, pid_alive, read_pid
 from tests.system.conftest import SystemGrid
 
-pytestmark = [pytest.mark.system, pytest.mark.pg, pytest.mark.slow]
+pytestmark = [pytest.mark.system, pytest.mark.pg, pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 class Pair:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import pytest
 
 from tests.helpers import eventually
 from tests.system.conftest import SystemGrid
 
-pytestmark = [pytest.mark.system]
+pytestmark = [pytest.mark.system, pytest.mark.timeout(180)]
 
 
 def gridrun_process(grid: SystemGrid, *args: str) -> subprocess.Popen[str]:
@@ -57,7 +56,7 @@ def test_run_survives_a_master_restart_without_losing_or_repeating_output(
     gate = system_grid.tmp / "gate"
     script = (
         f"echo before; while [ ! -e {gate} ]; do sleep 0.05; done; echo while-away;"
-        f" while [ ! -e {gate}2 ]; do sleep 0.05; done; echo after; exit 5"
+        f" touch {gate}-seen; while [ ! -e {gate}2 ]; do sleep 0.05; done; echo after; exit 5"
     )
     run = gridrun_process(system_grid, "run", "--shell", script)
     try:
@@ -65,7 +64,7 @@ def test_run_survives_a_master_restart_without_losing_or_repeating_output(
         assert run.stdout.readline() == "before\n"
         system_grid.kill_master()  # SIGKILL: the follow stream is cut
         gate.touch()  # output made while no master listens: the worker holds it
-        time.sleep(0.5)
+        eventually(system_grid.tmp.joinpath("gate-seen").exists, 20)
         system_grid.start_master()
         eventually(lambda: system_grid.log("master").count("worker w1 connected") == 2, 20, 0.1)
         (system_grid.tmp / "gate2").touch()

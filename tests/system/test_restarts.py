@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -47,7 +46,8 @@ def test_worker_rides_through_a_master_sigkill_and_delivers_the_real_result(
     eventually(started.exists, 20)
     system_grid.kill_master(signal.SIGKILL)
     gate.touch()  # the task ends while the master is dead
-    time.sleep(0.5)  # let the worker notice, and record its result in the outbox
+    outbox = system_grid.tmp / "workers" / "w1" / "outbox"
+    eventually(lambda: any(outbox.glob("*.result")), 20)  # the worker holds the result
     system_grid.start_master()
     done = system_grid.task(task_id, wait=30)
     assert done["state"] == "failed"

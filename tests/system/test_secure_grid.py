@@ -17,7 +17,7 @@ import pytest
 from tests.helpers import eventually
 from tests.system.conftest import SystemGrid
 
-pytestmark = [pytest.mark.system, pytest.mark.slow]
+pytestmark = [pytest.mark.system, pytest.mark.slow, pytest.mark.timeout(240)]
 
 
 def gridrun(

@@ -32,10 +32,11 @@ from gridrun.master.problems import (
     problem,
     validation_errors,
 )
+from gridrun.master.requests import BatchIn, LegacyTaskIn, TaskIn
 from gridrun.master.routes import jobs, observe, tasks, workers
 from gridrun.master.routes import schedules as schedule_routes
 from gridrun.master.schedules import Schedules
-from gridrun.master.schemas import BatchIn, LegacyTaskIn, Problem, TaskIn
+from gridrun.master.schemas import Problem
 from gridrun.master.service import Service
 
 ERROR_STATUSES = (400, 401, 403, 404, 413, 415, 422, 503, 507)

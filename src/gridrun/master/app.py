@@ -381,7 +381,7 @@ class Master:
             await wanted.wait()
             wanted.clear()
             try:
-                await self.service.dispatch()
+                await self.service.dispatcher.dispatch()
             except Unavailable as exc:  # the store cannot serve now: said once a second
                 log.warning("dispatch pass failed; retrying in 1s: %s", exc.message)
                 await asyncio.sleep(1)

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Request
 from gridrun._proto import node_pb2
 from gridrun.clock import Clock
 from gridrun.master.access import Access
+from gridrun.master.requests import LegacyTaskIn
 from gridrun.master.routes.common import (
     AuditDep,
     ServiceDep,
@@ -25,7 +26,7 @@ from gridrun.master.routes.common import (
     json_body,
     parse,
 )
-from gridrun.master.schemas import LegacyTaskIn, LegacyTaskOut
+from gridrun.master.schemas import LegacyTaskOut
 from gridrun.master.service import Service
 from gridrun.master.sessions import AssignCmd, WorkerSession
 from gridrun.spec import make_spec

@@ -1,191 +1,22 @@
-"""JSON shapes of the HTTP API (pydantic), and their conversion to and from the domain."""
+"""What the HTTP API answers (pydantic models), made from the domain (`TaskOut.of`, ...). What
+it takes is `requests`."""
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-from gridrun.errors import InvalidSpec
 from gridrun.model import (
-    NO_RESOURCES,
     Attempt,
     Placement,
-    Resources,
-    RetryPolicy,
     Schedule,
-    Sealed,
     StreamOutput,
     Task,
-    TaskSpec,
     TaskState,
     WorkerInfo,
     WorkerState,
 )
-from gridrun.spec import (
-    MAX_AFTER,
-    MAX_ATTEMPTS,
-    MAX_BACKOFF_S,
-    MAX_CPU,
-    MAX_GPUS,
-    MAX_MEMORY_MB,
-    MAX_PRIORITY,
-    check_env,
-    make_spec,
-)
-
-MAX_BATCH = 10_000
-Seal = Callable[[Mapping[str, str]], Sealed]
-
-
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class RetryIn(_In):
-    """Backoff between tries: initial_s, then x factor each time, at most max_s."""
-
-    initial_s: Annotated[float, Field(ge=0, le=MAX_BACKOFF_S)] = 1.0
-    factor: Annotated[float, Field(ge=1, le=100)] = 2.0
-    max_s: Annotated[float, Field(ge=0, le=MAX_BACKOFF_S)] = 60.0
-    on_exit_codes: Annotated[list[int], Field(max_length=256)] | None = Field(
-        None,
-        description="Retry a failure only for these exit codes (timeouts and lost tasks"
-        " are always retried while tries remain).",
-    )
-
-
-class TaskIn(_In):
-    """One task. Give `cmd` (a command line, split like a shell would, or run by /bin/sh when
-    `shell` is true) or `argv` (the exact program and arguments)."""
-
-    cmd: str | None = Field(None, examples=["echo hello"])
-    argv: list[str] | None = Field(None, examples=[["python3", "train.py", "--epochs", "3"]])
-    shell: bool = False
-    env: dict[str, str] = Field(
-        default_factory=dict,
-        description="Variables for the process; shown to every reader (use secret_env for"
-        " secrets).",
-    )
-    secret_env: dict[str, str] = Field(
-        default_factory=dict,
-        description="Variables for the process that are never shown: the API, CLI, dashboard,"
-        " logs and audit log give their names only, and the database keeps them sealed with"
-        " the master's key. They win over `env` on a clash.",
-    )
-    cwd: str | None = None
-    timeout_s: Annotated[float, Field(gt=0)] | None = None
-    priority: Annotated[int, Field(ge=-MAX_PRIORITY, le=MAX_PRIORITY)] = 0
-    labels: dict[str, str] = Field(
-        default_factory=dict, description="Run only on workers with all these labels."
-    )
-    name: str | None = None
-    max_attempts: Annotated[int, Field(ge=1, le=MAX_ATTEMPTS)] = Field(
-        1, description="Tries in all. Default 1: a command may not be safe to run twice."
-    )
-    retry: RetryIn | None = None
-    queue_timeout_s: Annotated[float, Field(gt=0)] | None = Field(
-        None, description="End `expired` if not started within this many seconds."
-    )
-    idempotency_key: str | None = Field(
-        None, description="Submitting the same key again returns the existing task."
-    )
-    on: str | None = Field(
-        None,
-        description="Run only on workers whose labels satisfy every term (comma-separated):"
-        " k=v, k!=v, k in (a,b), k notin (a,b), k (has it), !k (has it not).",
-        examples=["zone in (a,b), gpu, !spot"],
-    )
-    cpu: Annotated[float, Field(ge=0, le=MAX_CPU)] = Field(
-        0, description="CPU cores it needs free on a worker (0: none counted)."
-    )
-    memory_mb: Annotated[int, Field(ge=0, le=MAX_MEMORY_MB)] = Field(
-        0, description="Memory (MiB) it needs free on a worker."
-    )
-    gpus: Annotated[int, Field(ge=0, le=MAX_GPUS)] = Field(
-        0, description="GPUs it needs; their indices are in CUDA_VISIBLE_DEVICES."
-    )
-    after: Annotated[list[str], Field(max_length=MAX_AFTER)] = Field(
-        default_factory=list,
-        description="Run only once these tasks have succeeded (it ends `skipped` if one does"
-        " not). Task ids, or in a batch the `name` of another task of the batch, so a whole"
-        " graph goes in one request; a cycle is refused.",
-    )
-
-    task_class: str | None = Field(
-        None,
-        description="Its class: a worker started with --max-tasks CLASS=N runs at most N"
-        " tasks of a class at once.",
-    )
-    placement: Literal["spread", "pack"] = Field(
-        "spread",
-        description="spread: the least loaded worker that fits; pack: the busiest that has"
-        " room (fill one worker before the next).",
-    )
-
-    def to_spec(self, submitted_by: str | None = None, seal: Seal | None = None) -> TaskSpec:
-        """The spec; `seal` seals secret_env (a master always passes its key's)."""
-        secrets = None
-        if self.secret_env:
-            values = check_env(self.secret_env, "secret_env")
-            if seal is None:
-                raise InvalidSpec("secret_env cannot be taken here: there is no key to seal it")
-            secrets = seal(values)
-        return make_spec(
-            cmd=self.cmd,
-            argv=self.argv,
-            shell=self.shell,
-            env=self.env,
-            cwd=self.cwd,
-            timeout_s=self.timeout_s,
-            priority=self.priority,
-            labels=self.labels,
-            name=self.name,
-            retry=self._retry_policy(),
-            queue_timeout_s=self.queue_timeout_s,
-            idempotency_key=self.idempotency_key,
-            selector=self.on,
-            resources=(
-                Resources(self.cpu, self.memory_mb, self.gpus)
-                if self.cpu or self.memory_mb or self.gpus
-                else NO_RESOURCES
-            ),
-            after=self.after,
-            task_class=self.task_class,
-            placement=Placement(self.placement),
-            submitted_by=submitted_by,
-            secrets=secrets,
-        )
-
-    def _retry_policy(self) -> RetryPolicy:
-        retry = self.retry
-        if retry is None:  # the usual case: built once per max_attempts, not per task
-            return _default_retry(self.max_attempts)
-        return RetryPolicy(
-            max_attempts=self.max_attempts,
-            initial_s=retry.initial_s,
-            factor=retry.factor,
-            max_s=retry.max_s,
-            on_exit_codes=tuple(retry.on_exit_codes) if retry.on_exit_codes else None,
-        )
-
-
-@functools.cache
-def _default_retry(max_attempts: int) -> RetryPolicy:
-    return RetryPolicy(max_attempts=max_attempts)
-
-
-class BatchIn(_In):
-    tasks: Annotated[list[TaskIn], Field(min_length=1, max_length=MAX_BATCH)]
-
-
-class LegacyTaskIn(_In):
-    """The article's request body."""
-
-    cmd: str
 
 
 def _iso(ms: int | None) -> datetime | None:
@@ -321,16 +152,6 @@ class TaskOut(BaseModel):
             unschedulable=task.unschedulable if task.state is TaskState.QUEUED else None,
             attempts=[AttemptOut.of(a) for a in attempts] if attempts is not None else None,
         )
-
-
-class ScheduleIn(TaskIn):
-    """A task to make on a cron schedule (UTC), once per slot."""
-
-    cron: str = Field(
-        description="A cron expression in UTC: 5 fields (minute hour day month weekday), or 6"
-        " with seconds first.",
-        examples=["*/5 * * * *"],
-    )
 
 
 class ScheduleOut(BaseModel):

@@ -1,4 +1,5 @@
-"""The master's use cases: submit, cancel, dispatch, and applying what workers report.
+"""The master's use cases: submit, cancel, and applying what workers report (dispatch is
+`Dispatcher`, trust in workers `Trust`, waiting and following `Watchers`: parts it owns).
 
 The only caller of the store. Knows nothing of HTTP or protobuf: the api and rpc edges translate
 into these verbs. Live state (open sessions, waiters for a task's end) is memory; everything a
@@ -18,11 +19,10 @@ from dataclasses import dataclass
 
 from gridrun.clock import Clock
 from gridrun.errors import NoWorkerMatches, WorkerNotConnected
-from gridrun.master import scheduler
+from gridrun.master.dispatcher import Dispatcher
 from gridrun.master.metrics import Metrics
-from gridrun.master.sealing import Sealer, Unsealable
+from gridrun.master.sealing import Sealer
 from gridrun.master.sessions import (
-    AssignCmd,
     CancelCmd,
     DrainCmd,
     Sessions,
@@ -50,10 +50,6 @@ from gridrun.spec import resolve_after
 from gridrun.store import NewTask, Notice, Page, Store, TaskFilter, TaskOutput
 
 log = logging.getLogger("gridrun.master")
-
-
-QUEUE_SCAN_BATCH = 512
-QUEUE_SCAN_LIMIT = 8192  # bound the work of one dispatch pass over tasks nobody can take now
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +101,7 @@ class Service:
         self.metrics = metrics or Metrics()
         self.sealer = sealer or Sealer.ephemeral()
         self.trust = Trust(self)
+        self.dispatcher = Dispatcher(self)
         self.dispatch_wanted = asyncio.Event()
         self.stopping = asyncio.Event()  # set when the master shuts down: followers end
         self.watchers = Watchers()
@@ -257,71 +254,6 @@ class Service:
             if task.terminal:
                 self.metrics.settled(task, self.clock.now_ms())
                 self.watchers.ended(task.id)
-
-    # ---- dispatch
-
-    async def dispatch(self) -> int:
-        """Place queued tasks on free slots; return how many were assigned."""
-        assigned = 0
-        capacities = [s.capacity() for s in self.sessions if s.reconciled and not s.closed]
-        after: tuple[int, int] | None = None
-        scanned = batch = 0
-        while scanned < QUEUE_SCAN_LIMIT and (free := sum(c.free for c in capacities)):
-            # Read about as many as could be placed (a slot freed by a finish reads 2 rows, not
-            # 16); when some could not be placed here (labels, resources), read four times
-            # more each time, so a long head nobody here can take costs few reads.
-            batch = min(QUEUE_SCAN_BATCH, max(free * 2, batch * 4))
-            candidates, placed, claimed = await self.store.place_and_claim(
-                batch,
-                after,
-                self.clock.now_ms(),
-                lambda read: scheduler.place(read, capacities),
-            )
-            if not candidates:
-                break
-            scanned += len(candidates)
-            if placed:
-                for task in claimed:
-                    await self._send_assignment(task)
-                assigned += len(claimed)
-                if len(claimed) < len(placed):
-                    # another master claimed some first: the slots this pass counted as
-                    # taken are free, so look again with fresh counts
-                    self.dispatch_wanted.set()
-                    break
-            if len(candidates) < batch:
-                break
-            after = (candidates[-1].priority, candidates[-1].seq)
-        return assigned
-
-    async def _send_assignment(self, task: Task) -> None:
-        session = self.sessions.get(task.worker_id)
-        if session is None or session.closed:
-            # The worker left while we claimed: nothing was sent, so the task simply goes back.
-            assert task.worker_id is not None
-            await self.store.record_finish(
-                task.ref, task.worker_id, Report(Outcome.NO_SLOT), self.clock.now_ms()
-            )
-            self.dispatch_wanted.set()
-            return
-        secret_env: dict[str, str] = {}
-        if task.spec.secrets is not None:
-            try:
-                secret_env = self.sealer.unseal(task.spec.secrets)
-            except Unsealable as exc:
-                # never sent without its secrets: the attempt fails, saying why
-                assert task.worker_id is not None
-                log.error("task %s cannot be sent: %s", task.id, exc)
-                report = Report(Outcome.REJECTED, error=f"not run: {exc}")
-                result = await self.store.record_finish(
-                    task.ref, task.worker_id, report, self.clock.now_ms()
-                )
-                if result.task is not None:
-                    self.settled([result.task])
-                return
-        session.hold(task.ref, task.spec, self.clock.monotonic())
-        session.send(AssignCmd(task, self.config.kill_grace_s, secret_env))
-        self.watchers.touched(task.id)
 
     # ---- worker reports
 

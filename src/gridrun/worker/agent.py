@@ -9,7 +9,6 @@ connection: they go on while the master is away and their results are delivered 
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import random
 import shutil
@@ -32,6 +31,15 @@ from gridrun.model import (
 )
 from gridrun.worker import executor
 from gridrun.worker.config import WorkerConfig
+from gridrun.worker.events import (
+    AgentEvent,
+    AttemptEnded,
+    Connected,
+    Listener,
+    OutputDropped,
+    Running,
+    Unacked,
+)
 from gridrun.worker.executor import Assignment, Execution
 from gridrun.worker.identity import Identity
 from gridrun.worker.machine import machine_resources
@@ -111,7 +119,7 @@ class Agent:
         self._stopping = False
         self._stop: asyncio.Event | None = None
         self._rng = rng or random.Random()
-        self.ended_by_outcome: collections.Counter[Outcome] = collections.Counter()
+        self._listeners: list[Listener] = []
         self.refused: str | None = None  # why the master refused us, if it did
         self.resources = machine_resources(config)
         self._free_gpus = list(range(self.resources.gpus))  # indices not held by a task
@@ -131,6 +139,24 @@ class Agent:
     def dropped_output(self) -> int:
         """Output bytes no master will ever get (the master counts them as dropped too)."""
         return self._unsendable + self._replay.dropped
+
+    def subscribe(self, listener: Listener) -> None:
+        """Call `listener` with every AgentEvent from now on (on the agent's loop; it must
+        not block). It hears the current state first."""
+        self._listeners.append(listener)
+        for event in (
+            Connected(self.connected.is_set()),
+            Running(len(self.executions)),
+            Unacked(len(self._unacked)),
+        ):
+            listener(event)
+
+    def _publish(self, event: AgentEvent) -> None:
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("a listener of the worker's events failed on %s", event)
 
     @property
     def unacked(self) -> frozenset[AttemptRef]:
@@ -228,7 +254,9 @@ class Agent:
                     "master %s: %s %s", self.master_address, exc.code().name, exc.details() or ""
                 )
             finally:
-                self.connected.clear()
+                if self.connected.is_set():
+                    self.connected.clear()
+                    self._publish(Connected(False))
                 self._queue = None  # its output is sent again from the replay
             if welcomed and loop.time() - began >= STABLE_SESSION_S:
                 failures = 0  # it may be back at once (a restart): try it first
@@ -290,6 +318,7 @@ class Agent:
                 queue.put_nowait(pb.WorkerMessage(finished=pb.Finished.FromString(payload)))
             self._queue = queue
             self.connected.set()
+            self._publish(Connected(True))
             log.info("connected to master %s as %s", self.master_address, self.id)
             parts = [
                 asyncio.create_task(self._write(call, queue)),
@@ -354,6 +383,7 @@ class Agent:
                     self.outbox.remove(ref)
                     self._unacked.discard(ref)
                     self._replay.forget(ref)
+                self._publish(Unacked(len(self._unacked)))
                 if not self._unacked:
                     self._all_acked.set()
             elif kind == "welcome":  # the fleet grew: the master paces us anew
@@ -418,6 +448,7 @@ class Agent:
         self._gpus_of[ref] = gpus
         execution = Execution(assignment, launch, self._emit)
         self.executions[ref] = execution
+        self._publish(Running(len(self.executions)))
         execution.start()  # now, not on the run task's first turn
         self._runs[ref] = asyncio.create_task(self._run(execution), name=f"task-{ref.task_id}")
 
@@ -429,7 +460,8 @@ class Agent:
         except Exception:
             log.exception("task %s attempt %d failed inside the worker", ref.task_id, ref.attempt)
         finally:
-            self.executions.pop(ref, None)
+            if self.executions.pop(ref, None) is not None:
+                self._publish(Running(len(self.executions)))
             self._runs.pop(ref, None)
             self._free_gpus = sorted(self._free_gpus + self._gpus_of.pop(ref, []))
             if execution.launch.scratch is not None:
@@ -443,19 +475,25 @@ class Agent:
                     started=pb.Started(ref=ref_to_pb(ref), started_at_ms=at, pid=pid)
                 )
             case executor.OutputChunk(ref=ref, stream=stream, offset=offset, data=data):
+                dropped = self._replay.dropped
                 self._replay.record(ref, stream, offset, data, sent=queue is not None)
+                if self._replay.dropped > dropped:
+                    self._publish(OutputDropped(self._replay.dropped - dropped))
                 if queue is None:
                     return  # sent from the replay once a master listens
                 if queue.qsize() >= OUTPUT_QUEUE_LIMIT:  # a master too slow to take it
                     self._unsendable += len(data)
+                    self._publish(OutputDropped(len(data)))
                     return
                 message = pb.WorkerMessage(output=output_to_pb(ref, stream, offset, data))
             case executor.Finished():
-                self.ended_by_outcome[event.report.outcome] += 1
                 finished = finished_to_pb(event)
                 self.outbox.put(event.ref, finished.SerializeToString())
                 self._unacked.add(event.ref)
-                self.executions.pop(event.ref, None)
+                self._publish(AttemptEnded(event.report.outcome))
+                self._publish(Unacked(len(self._unacked)))
+                if self.executions.pop(event.ref, None) is not None:
+                    self._publish(Running(len(self.executions)))
                 message = pb.WorkerMessage(finished=finished)
         if queue is not None:
             queue.put_nowait(message)

@@ -18,7 +18,11 @@ async def run_worker(config: WorkerConfig) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     agent = Agent(config)
-    server = metrics.serve(agent, config.metrics) if config.metrics else None
+    server = None
+    if config.metrics:
+        watched = metrics.WorkerMetrics(agent.id, config.slots)
+        agent.subscribe(watched.on_event)
+        server = metrics.serve(watched, config.metrics)
     try:
         await agent.run(stop)
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from gridrun.errors import JobNotFound
+from gridrun.master.requests import TaskIn
 from gridrun.master.routes.common import (
     CONFLICT,
     MAX_PAGE,
@@ -16,7 +17,7 @@ from gridrun.master.routes.common import (
     json_body,
     parse,
 )
-from gridrun.master.schemas import JobOut, TaskIn, TaskOut
+from gridrun.master.schemas import JobOut, TaskOut
 from gridrun.store import TaskFilter
 
 router = APIRouter(tags=["jobs"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
+from gridrun.master.requests import ScheduleIn
 from gridrun.master.routes.common import (
     AuditDep,
     Canceller,
@@ -16,7 +17,7 @@ from gridrun.master.routes.common import (
     parse,
     peer,
 )
-from gridrun.master.schemas import ScheduleIn, ScheduleListOut, ScheduleOut
+from gridrun.master.schemas import ScheduleListOut, ScheduleOut
 
 router = APIRouter(tags=["schedules"])
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 
 from gridrun.errors import InvalidSpec
 from gridrun.master.follow import follow as follow_events
+from gridrun.master.requests import BatchIn, TaskIn
 from gridrun.master.routes.common import (
     CONFLICT,
     MAX_PAGE,
@@ -26,16 +27,7 @@ from gridrun.master.routes.common import (
     parse,
     peer,
 )
-from gridrun.master.schemas import (
-    BatchIn,
-    BatchOut,
-    IdsOut,
-    OutputOut,
-    StreamOut,
-    TaskIn,
-    TaskListOut,
-    TaskOut,
-)
+from gridrun.master.schemas import BatchOut, IdsOut, OutputOut, StreamOut, TaskListOut, TaskOut
 from gridrun.model import TaskState
 from gridrun.spec import parse_labels
 from gridrun.store import TaskFilter

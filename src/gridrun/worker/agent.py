@@ -40,13 +40,13 @@ from gridrun.worker.events import (
     Running,
     Unacked,
 )
-from gridrun.worker.executor import Assignment, Execution
+from gridrun.worker.executor import Execution
 from gridrun.worker.identity import Identity
-from gridrun.worker.machine import machine_resources
+from gridrun.worker.machine import GpuPool, machine_resources
 from gridrun.worker.outbox import Outbox
 from gridrun.worker.policy import Limits, Policy, Refused
 from gridrun.worker.replay import Replay
-from gridrun.worker.wire import finished_to_pb, output_to_pb, ref_to_pb
+from gridrun.worker.wire import assignment_from_pb, finished_to_pb, output_to_pb, ref_to_pb
 
 log = logging.getLogger("gridrun.worker")
 
@@ -122,8 +122,7 @@ class Agent:
         self._listeners: list[Listener] = []
         self.refused: str | None = None  # why the master refused us, if it did
         self.resources = machine_resources(config)
-        self._free_gpus = list(range(self.resources.gpus))  # indices not held by a task
-        self._gpus_of: dict[AttemptRef, list[int]] = {}
+        self._gpus = GpuPool(self.resources.gpus)
         self.master_address = config.masters[0]  # the master this worker talks to now
 
     @property
@@ -409,19 +408,11 @@ class Agent:
             reason = "the worker is draining" if self._stopping else "no free slot"
             self._emit(executor.Finished(ref, Report(Outcome.NO_SLOT, error=reason), 0, 0))
             return
-        if msg.gpus > len(self._free_gpus):
-            reason = f"{msg.gpus} GPUs asked, {len(self._free_gpus)} free"
+        if msg.gpus > self._gpus.free:
+            reason = f"{msg.gpus} GPUs asked, {self._gpus.free} free"
             self._emit(executor.Finished(ref, Report(Outcome.NO_SLOT, error=reason), 0, 0))
             return
-        assignment = Assignment(
-            ref=ref,
-            argv=tuple(msg.argv),
-            env=dict(msg.env),
-            cwd=msg.cwd or None,
-            timeout_s=msg.timeout_ms / 1000 if msg.timeout_ms else None,
-            kill_grace_s=msg.kill_grace_ms / 1000,
-            shell=msg.shell,
-        )
+        assignment = assignment_from_pb(msg)
         task_env = {
             **assignment.env,
             **msg.secret_env,  # passed to the process only: never logged, never kept
@@ -429,9 +420,8 @@ class Agent:
             "GRIDRUN_ATTEMPT": str(ref.attempt),
             "GRIDRUN_WORKER_ID": self.id,
         }
-        gpus = self._free_gpus[: msg.gpus]
         if msg.gpus:
-            task_env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpus))
+            task_env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, self._gpus.peek(msg.gpus)))
         try:
             launch = self.policy.admit(
                 ref.task_id, ref.attempt, assignment.argv, assignment.shell, assignment.cwd,
@@ -444,8 +434,7 @@ class Agent:
             )  # fmt: skip
             self._emit(executor.Finished(ref, Report(Outcome.REJECTED, error=str(refusal)), 0, 0))
             return
-        del self._free_gpus[: msg.gpus]
-        self._gpus_of[ref] = gpus
+        self._gpus.take(ref, msg.gpus)
         execution = Execution(assignment, launch, self._emit)
         self.executions[ref] = execution
         self._publish(Running(len(self.executions)))
@@ -463,7 +452,7 @@ class Agent:
             if self.executions.pop(ref, None) is not None:
                 self._publish(Running(len(self.executions)))
             self._runs.pop(ref, None)
-            self._free_gpus = sorted(self._free_gpus + self._gpus_of.pop(ref, []))
+            self._gpus.give_back(ref)
             if execution.launch.scratch is not None:
                 shutil.rmtree(execution.launch.scratch, ignore_errors=True)
 

@@ -36,3 +36,27 @@ def machine_resources(config: WorkerConfig) -> pb.Resources:
     cpus = config.cpus if config.cpus is not None else os.cpu_count() or 1
     gpus = config.gpus if config.gpus is not None else detect_gpus()
     return pb.Resources(cpus=cpus, memory_mb=memory, gpus=gpus)
+
+
+class GpuPool:
+    """The GPU indices of this machine that no running attempt holds."""
+
+    def __init__(self, count: int) -> None:
+        self._free = list(range(count))
+        self._held: dict[object, list[int]] = {}
+
+    @property
+    def free(self) -> int:
+        return len(self._free)
+
+    def peek(self, n: int) -> list[int]:
+        """The indices `take(n)` would give."""
+        return self._free[:n]
+
+    def take(self, holder: object, n: int) -> list[int]:
+        taken, self._free = self._free[:n], self._free[n:]
+        self._held[holder] = taken
+        return taken
+
+    def give_back(self, holder: object) -> None:
+        self._free = sorted(self._free + self._held.pop(holder, []))

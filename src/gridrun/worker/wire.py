@@ -1,4 +1,5 @@
-"""The worker's side of the protocol: its domain events as protobuf messages."""
+"""The worker's side of the protocol: an Assign as the executor's Assignment, and the
+worker's domain events as protobuf messages."""
 
 from __future__ import annotations
 
@@ -42,4 +43,16 @@ def finished_to_pb(event: executor.Finished) -> pb.Finished:
         error=r.error,
         stdout_bytes=event.stdout_bytes,
         stderr_bytes=event.stderr_bytes,
+    )
+
+
+def assignment_from_pb(msg: pb.Assign) -> executor.Assignment:
+    return executor.Assignment(
+        ref=AttemptRef(msg.ref.task_id, msg.ref.attempt),
+        argv=tuple(msg.argv),
+        env=dict(msg.env),
+        cwd=msg.cwd or None,
+        timeout_s=msg.timeout_ms / 1000 if msg.timeout_ms else None,
+        kill_grace_s=msg.kill_grace_ms / 1000,
+        shell=msg.shell,
     )

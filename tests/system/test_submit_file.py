@@ -45,9 +45,10 @@ def test_submit_file_no_wait_and_idempotent_resubmission(system_grid: SystemGrid
     system_grid.start_master()
     commands = system_grid.tmp / "c.txt"
     commands.write_text("true\nfalse\n")
-    first = system_grid.cli("submit", "--file", str(commands), "--no-wait", "--idempotency-key", "k")
+    args = ("submit", "--file", str(commands), "--no-wait", "--idempotency-key", "k")
+    first = system_grid.cli(*args)
     assert first.returncode == 0, first.stderr
-    again = system_grid.cli("submit", "--file", str(commands), "--no-wait", "--idempotency-key", "k")
+    again = system_grid.cli(*args)
     assert again.stdout == first.stdout
     assert len(first.stdout.split()) == 2
     empty = system_grid.tmp / "empty.txt"

@@ -316,6 +316,17 @@ class Report:
     started_at: int | None = None  # epoch milliseconds
     finished_at: int | None = None
     error: str = ""
+    usage: Usage | None = None  # what the attempt used, where the worker could measure it
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What an attempt used, measured by the worker (its cgroup). None: not measured."""
+
+    cpu_s: float | None = None  # user + system, every process of the attempt
+    peak_memory_bytes: int | None = None
+    io_read_bytes: int | None = None
+    io_write_bytes: int | None = None
 
 
 def settle(
@@ -416,6 +427,7 @@ class Attempt:
     exit_code: int | None = None
     signal: int | None = None
     error: str | None = None
+    usage: Usage | None = None  # what it used, where its worker measured it
 
 
 @dataclass(frozen=True, slots=True)
@@ -432,6 +444,7 @@ class WorkerInfo:
     running: int = 0
     resources: Mapping[str, int] = field(default_factory=dict)  # cpus, memory_mb, gpus
     lease_until: int | None = None  # epoch ms: no master has heard from it since then
+    containment: str = ""  # how it contains its tasks ("cgroup (...)", "subreaper", "none")
 
     def state_at(self, now_ms: int) -> WorkerState:
         """Its state, except that a worker whose lease ran out is offline whatever its row

@@ -188,7 +188,10 @@ async def test_records_broken_before_the_checks_are_repaired_on_start(tmp_path: 
         )
         conn.execute("UPDATE tasks SET finished_at = 9000000000000000000")
         conn.execute("DROP TABLE worker_secrets")
-        conn.execute("ALTER TABLE tasks RENAME COLUMN labels TO selector")
+        conn.execute("ALTER TABLE tasks RENAME COLUMN labels TO selector")  # v12
+        for column in ("cpu_s", "peak_memory_bytes", "io_read_bytes", "io_write_bytes"):
+            conn.execute(f"ALTER TABLE attempts DROP COLUMN {column}")  # v13
+        conn.execute("ALTER TABLE workers DROP COLUMN containment")
         conn.execute("PRAGMA user_version = 10")
     grid = Grid(tmp=tmp_path)
     await grid.start_master()

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17gridrun/v1/worker.proto\x12\ngridrun.v1\".\n\nAttemptRef\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\":\n\tResources\x12\x0c\n\x04\x63pus\x18\x01 \x01(\r\x12\x11\n\tmemory_mb\x18\x02 \x01(\x04\x12\x0c\n\x04gpus\x18\x03 \x01(\r\"\xde\x01\n\rWorkerMessage\x12\"\n\x05hello\x18\x01 \x01(\x0b\x32\x11.gridrun.v1.HelloH\x00\x12*\n\theartbeat\x18\x02 \x01(\x0b\x32\x15.gridrun.v1.HeartbeatH\x00\x12&\n\x07started\x18\x03 \x01(\x0b\x32\x13.gridrun.v1.StartedH\x00\x12$\n\x06output\x18\x04 \x01(\x0b\x32\x12.gridrun.v1.OutputH\x00\x12(\n\x08\x66inished\x18\x05 \x01(\x0b\x32\x14.gridrun.v1.FinishedH\x00\x42\x05\n\x03msg\"\xcd\x03\n\x05Hello\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12-\n\x06labels\x18\x03 \x03(\x0b\x32\x1d.gridrun.v1.Hello.LabelsEntry\x12\r\n\x05slots\x18\x04 \x01(\r\x12(\n\tresources\x18\x05 \x01(\x0b\x32\x15.gridrun.v1.Resources\x12\x0f\n\x07version\x18\x06 \x01(\t\x12\'\n\x07running\x18\x07 \x03(\x0b\x32\x16.gridrun.v1.AttemptRef\x12\'\n\x07unacked\x18\x08 \x03(\x0b\x32\x16.gridrun.v1.AttemptRef\x12\x32\n\tmax_tasks\x18\t \x03(\x0b\x32\x1f.gridrun.v1.Hello.MaxTasksEntry\x12\x0f\n\x07resumed\x18\n \x01(\x08\x12\x17\n\x0fidentity_secret\x18\x0b \x01(\t\x12\x16\n\x0e\x62inds_identity\x18\x0c \x01(\x08\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a/\n\rMaxTasksEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"B\n\tHeartbeat\x12\x12\n\nfree_slots\x18\x01 \x01(\r\x12\x0f\n\x07running\x18\x02 \x01(\r\x12\x10\n\x08\x64raining\x18\x03 \x01(\x08\"R\n\x07Started\x12#\n\x03ref\x18\x01 \x01(\x0b\x32\x16.gridrun.v1.AttemptRef\x12\x15\n\rstarted_at_ms\x18\x02 \x01(\x03\x12\x0b\n\x03pid\x18\x03 \x01(\x05\"{\n\x06Output\x12#\n\x03ref\x18\x01 \x01(\x0b\x32\x16.gridrun.v1.AttemptRef\x12\x15\n\rstdout_offset\x18\x02 \x01(\x04\x12\x0e\n\x06stdout\x18\x03 \x01(\x0c\x12\x15\n\rstderr_offset\x18\x04 \x01(\x04\x12\x0e\n\x06stderr\x18\x05 \x01(\x0c\"\xf9\x01\n\x08\x46inished\x12#\n\x03ref\x18\x01 \x01(\x0b\x32\x16.gridrun.v1.AttemptRef\x12$\n\x07outcome\x18\x02 \x01(\x0e\x32\x13.gridrun.v1.Outcome\x12\x15\n\rhas_exit_code\x18\x03 \x01(\x08\x12\x11\n\texit_code\x18\x04 \x01(\x05\x12\x0e\n\x06signal\x18\x05 \x01(\x05\x12\x15\n\rstarted_at_ms\x18\x06 \x01(\x03\x12\x16\n\x0e\x66inished_at_ms\x18\x07 \x01(\x03\x12\r\n\x05\x65rror\x18\x08 \x01(\t\x12\x14\n\x0cstdout_bytes\x18\t \x01(\x04\x12\x14\n\x0cstderr_bytes\x18\n \x01(\x04\"\xce\x01\n\rMasterMessage\x12&\n\x07welcome\x18\x01 \x01(\x0b\x32\x13.gridrun.v1.WelcomeH\x00\x12$\n\x06\x61ssign\x18\x02 \x01(\x0b\x32\x12.gridrun.v1.AssignH\x00\x12$\n\x06\x63\x61ncel\x18\x03 \x01(\x0b\x32\x12.gridrun.v1.CancelH\x00\x12\x1e\n\x03\x61\x63k\x18\x04 \x01(\x0b\x32\x0f.gridrun.v1.AckH\x00\x12\"\n\x05\x64rain\x18\x05 \x01(\x0b\x32\x11.gridrun.v1.DrainH\x00\x42\x05\n\x03msg\"n\n\x07Welcome\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x1d\n\x15heartbeat_interval_ms\x18\x02 \x01(\r\x12\x18\n\x10output_cap_bytes\x18\x03 \x01(\x04\x12\x17\n\x0fidentity_secret\x18\x04 \x01(\t\"\xcf\x02\n\x06\x41ssign\x12#\n\x03ref\x18\x01 \x01(\x0b\x32\x16.gridrun.v1.AttemptRef\x12\x0c\n\x04\x61rgv\x18\x02 \x03(\t\x12\r\n\x05shell\x18\x03 \x01(\x08\x12(\n\x03\x65nv\x18\x04 \x03(\x0b\x32\x1b.gridrun.v1.Assign.EnvEntry\x12\x0b\n\x03\x63wd\x18\x05 \x01(\t\x12\x12\n\ntimeout_ms\x18\x06 \x01(\r\x12\x15\n\rkill_grace_ms\x18\x07 \x01(\r\x12\x0c\n\x04gpus\x18\x08 \x01(\r\x12\x35\n\nsecret_env\x18\t \x03(\x0b\x32!.gridrun.v1.Assign.SecretEnvEntry\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x30\n\x0eSecretEnvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"=\n\x06\x43\x61ncel\x12#\n\x03ref\x18\x01 \x01(\x0b\x32\x16.gridrun.v1.AttemptRef\x12\x0e\n\x06reason\x18\x02 \x01(\t\"+\n\x03\x41\x63k\x12$\n\x04refs\x18\x01 \x03(\x0b\x32\x16.gridrun.v1.AttemptRef\"\x17\n\x05\x44rain\x12\x0e\n\x06reason\x18\x01 \x01(\t*\xc5\x01\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x12\n\x0eOUTCOME_EXITED\x10\x01\x12\x15\n\x11OUTCOME_TIMED_OUT\x10\x02\x12\x15\n\x11OUTCOME_CANCELLED\x10\x03\x12\x18\n\x14OUTCOME_SPAWN_FAILED\x10\x04\x12\x13\n\x0fOUTCOME_NO_SLOT\x10\x05\x12\x1a\n\x16OUTCOME_WORKER_STOPPED\x10\x06\x12\x14\n\x10OUTCOME_REJECTED\x10\x07\x32T\n\rWorkerService\x12\x43\n\x07\x43onnect\x12\x19.gridrun.v1.WorkerMessage\x1a\x19.gridrun.v1.MasterMessage(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17gridrun/v1/worker.proto\x12\ngridrun.v1\".\n\nAttemptRef\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\":\n\tResources\x12\x0c\n\x04\x63pus\x18\x01 \x01(\r\x12\x11\n\tmemory_mb\x18\x02 \x01(\x04\x12\x0c\n\x04gpus\x18\x03 \x01(\r\"\xde\x01\n\rWorkerMessage\x12\"\n\x05hello\x18\x01 \x01(\x0b\x32\x11.gridrun.v1.HelloH\x00\x12*\n\theartbeat\x18\x02 \x01(\x0b\x32\x15.gridrun.v1.HeartbeatH\x00\x12&\n\x07started\x18\x03 \x01(\x0b\x32\x13.gridrun.v1.StartedH\x00\x12$\n\x06output\x18\x04 \x01(\x0b\x32\x12.gridrun.v1.OutputH\x00\x12(\n\x08\x66inished\x18\x05 \x01(\x0b\x32\x14.gridrun.v1.FinishedH\x00\x42\x05\n\x03msg\"\xe2\x03\n\x05Hello\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12-\n\x06labels\x18\x03 \x03(\x0b\x32\x1d.gridrun.v1.Hello.LabelsEntry\x12\r\n\x05slots\x18\x04 \x01(\r\x12(\n\tresources\x18\x05 \x01(\x0b\x32\x15.gridrun.v1.Resources\x12\x0f\n\x07version\x18\x06 \x01(\t\x12\'\n\x07running\x18\x07 \x03(\x0b\x32\x16.gridrun.v1.AttemptRef\x12\'\n\x07unacked\x18\x08 \x03(\x0b\x32\x16.gridrun.v1.AttemptRef\x12\x32\n\tmax_tasks\x18\t \x03(\x0b\x32\x1f.gridrun.v1.Hello.MaxTasksEntry\x12\x0f\n\x07resumed\x18\n \x01(\x08\x12\x17\n\x0fidentity_secret\x18\x0b \x01(\t\x12\x16\n\x0e\x62inds_identity\x18\x0c \x01(\x08\x12\x13\n\x0b\x63ontainment\x18\r \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a/\n\rMaxTasksEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"B\n\tHeartbeat\x12\x12\n\nfree_slots\x18\x01 \x01(\r\x12\x0f\n\x07running\x18\x02 \x01(\r\x12\x10\n\x08\x64raining\x18\x03 \x01(\x08\"R\n\x07Started\x12#\n\x03ref\x18\x01 \x01(\x0b\x32\x16.gridrun.v1.AttemptRef\x12\x15\n\rstarted_at_ms\x18\x02 \x01(\x03\x12\x0b\n\x03pid\x18\x03 \x01(\x05\"{\n\x06Output\x12#\n\x03ref\x18\x01 \x01(\x0b\x32\x16.gridrun.v1.AttemptRef\x12\x15\n\rstdout_offset\x18\x02 \x01(\x04\x12\x0e\n\x06stdout\x18\x03 \x01(\x0c\x12\x15\n\rstderr_offset\x18\x04 \x01(\x04\x12\x0e\n\x06stderr\x18\x05 \x01(\x0c\"\x9b\x02\n\x08\x46inished\x12#\n\x03ref\x18\x01 \x01(\x0b\x32\x16.gridrun.v1.AttemptRef\x12$\n\x07outcome\x18\x02 \x01(\x0e\x32\x13.gridrun.v1.Outcome\x12\x15\n\rhas_exit_code\x18\x03 \x01(\x08\x12\x11\n\texit_code\x18\x04 \x01(\x05\x12\x0e\n\x06signal\x18\x05 \x01(\x05\x12\x15\n\rstarted_at_ms\x18\x06 \x01(\x03\x12\x16\n\x0e\x66inished_at_ms\x18\x07 \x01(\x03\x12\r\n\x05\x65rror\x18\x08 \x01(\t\x12\x14\n\x0cstdout_bytes\x18\t \x01(\x04\x12\x14\n\x0cstderr_bytes\x18\n \x01(\x04\x12 \n\x05usage\x18\x0b \x01(\x0b\x32\x11.gridrun.v1.Usage\"\xb9\x01\n\x05Usage\x12\x12\n\x05\x63pu_s\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x1e\n\x11peak_memory_bytes\x18\x02 \x01(\x04H\x01\x88\x01\x01\x12\x1a\n\rio_read_bytes\x18\x03 \x01(\x04H\x02\x88\x01\x01\x12\x1b\n\x0eio_write_bytes\x18\x04 \x01(\x04H\x03\x88\x01\x01\x42\x08\n\x06_cpu_sB\x14\n\x12_peak_memory_bytesB\x10\n\x0e_io_read_bytesB\x11\n\x0f_io_write_bytes\"\xce\x01\n\rMasterMessage\x12&\n\x07welcome\x18\x01 \x01(\x0b\x32\x13.gridrun.v1.WelcomeH\x00\x12$\n\x06\x61ssign\x18\x02 \x01(\x0b\x32\x12.gridrun.v1.AssignH\x00\x12$\n\x06\x63\x61ncel\x18\x03 \x01(\x0b\x32\x12.gridrun.v1.CancelH\x00\x12\x1e\n\x03\x61\x63k\x18\x04 \x01(\x0b\x32\x0f.gridrun.v1.AckH\x00\x12\"\n\x05\x64rain\x18\x05 \x01(\x0b\x32\x11.gridrun.v1.DrainH\x00\x42\x05\n\x03msg\"n\n\x07Welcome\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x1d\n\x15heartbeat_interval_ms\x18\x02 \x01(\r\x12\x18\n\x10output_cap_bytes\x18\x03 \x01(\x04\x12\x17\n\x0fidentity_secret\x18\x04 \x01(\t\"\xef\x02\n\x06\x41ssign\x12#\n\x03ref\x18\x01 \x01(\x0b\x32\x16.gridrun.v1.AttemptRef\x12\x0c\n\x04\x61rgv\x18\x02 \x03(\t\x12\r\n\x05shell\x18\x03 \x01(\x08\x12(\n\x03\x65nv\x18\x04 \x03(\x0b\x32\x1b.gridrun.v1.Assign.EnvEntry\x12\x0b\n\x03\x63wd\x18\x05 \x01(\t\x12\x12\n\ntimeout_ms\x18\x06 \x01(\r\x12\x15\n\rkill_grace_ms\x18\x07 \x01(\r\x12\x0c\n\x04gpus\x18\x08 \x01(\r\x12\x35\n\nsecret_env\x18\t \x03(\x0b\x32!.gridrun.v1.Assign.SecretEnvEntry\x12\x0b\n\x03\x63pu\x18\n \x01(\x01\x12\x11\n\tmemory_mb\x18\x0b \x01(\r\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x30\n\x0eSecretEnvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"=\n\x06\x43\x61ncel\x12#\n\x03ref\x18\x01 \x01(\x0b\x32\x16.gridrun.v1.AttemptRef\x12\x0e\n\x06reason\x18\x02 \x01(\t\"+\n\x03\x41\x63k\x12$\n\x04refs\x18\x01 \x03(\x0b\x32\x16.gridrun.v1.AttemptRef\"\x17\n\x05\x44rain\x12\x0e\n\x06reason\x18\x01 \x01(\t*\xc5\x01\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x12\n\x0eOUTCOME_EXITED\x10\x01\x12\x15\n\x11OUTCOME_TIMED_OUT\x10\x02\x12\x15\n\x11OUTCOME_CANCELLED\x10\x03\x12\x18\n\x14OUTCOME_SPAWN_FAILED\x10\x04\x12\x13\n\x0fOUTCOME_NO_SLOT\x10\x05\x12\x1a\n\x16OUTCOME_WORKER_STOPPED\x10\x06\x12\x14\n\x10OUTCOME_REJECTED\x10\x07\x32T\n\rWorkerService\x12\x43\n\x07\x43onnect\x12\x19.gridrun.v1.WorkerMessage\x1a\x19.gridrun.v1.MasterMessage(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,8 +39,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ASSIGN_ENVENTRY']._serialized_options = b'8\001'
   _globals['_ASSIGN_SECRETENVENTRY']._loaded_options = None
   _globals['_ASSIGN_SECRETENVENTRY']._serialized_options = b'8\001'
-  _globals['_OUTCOME']._serialized_start=2158
-  _globals['_OUTCOME']._serialized_end=2355
+  _globals['_OUTCOME']._serialized_start=2433
+  _globals['_OUTCOME']._serialized_end=2630
   _globals['_ATTEMPTREF']._serialized_start=39
   _globals['_ATTEMPTREF']._serialized_end=85
   _globals['_RESOURCES']._serialized_start=87
@@ -48,35 +48,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WORKERMESSAGE']._serialized_start=148
   _globals['_WORKERMESSAGE']._serialized_end=370
   _globals['_HELLO']._serialized_start=373
-  _globals['_HELLO']._serialized_end=834
-  _globals['_HELLO_LABELSENTRY']._serialized_start=740
-  _globals['_HELLO_LABELSENTRY']._serialized_end=785
-  _globals['_HELLO_MAXTASKSENTRY']._serialized_start=787
-  _globals['_HELLO_MAXTASKSENTRY']._serialized_end=834
-  _globals['_HEARTBEAT']._serialized_start=836
-  _globals['_HEARTBEAT']._serialized_end=902
-  _globals['_STARTED']._serialized_start=904
-  _globals['_STARTED']._serialized_end=986
-  _globals['_OUTPUT']._serialized_start=988
-  _globals['_OUTPUT']._serialized_end=1111
-  _globals['_FINISHED']._serialized_start=1114
-  _globals['_FINISHED']._serialized_end=1363
-  _globals['_MASTERMESSAGE']._serialized_start=1366
-  _globals['_MASTERMESSAGE']._serialized_end=1572
-  _globals['_WELCOME']._serialized_start=1574
-  _globals['_WELCOME']._serialized_end=1684
-  _globals['_ASSIGN']._serialized_start=1687
-  _globals['_ASSIGN']._serialized_end=2022
-  _globals['_ASSIGN_ENVENTRY']._serialized_start=1930
-  _globals['_ASSIGN_ENVENTRY']._serialized_end=1972
-  _globals['_ASSIGN_SECRETENVENTRY']._serialized_start=1974
-  _globals['_ASSIGN_SECRETENVENTRY']._serialized_end=2022
-  _globals['_CANCEL']._serialized_start=2024
-  _globals['_CANCEL']._serialized_end=2085
-  _globals['_ACK']._serialized_start=2087
-  _globals['_ACK']._serialized_end=2130
-  _globals['_DRAIN']._serialized_start=2132
-  _globals['_DRAIN']._serialized_end=2155
-  _globals['_WORKERSERVICE']._serialized_start=2357
-  _globals['_WORKERSERVICE']._serialized_end=2441
+  _globals['_HELLO']._serialized_end=855
+  _globals['_HELLO_LABELSENTRY']._serialized_start=761
+  _globals['_HELLO_LABELSENTRY']._serialized_end=806
+  _globals['_HELLO_MAXTASKSENTRY']._serialized_start=808
+  _globals['_HELLO_MAXTASKSENTRY']._serialized_end=855
+  _globals['_HEARTBEAT']._serialized_start=857
+  _globals['_HEARTBEAT']._serialized_end=923
+  _globals['_STARTED']._serialized_start=925
+  _globals['_STARTED']._serialized_end=1007
+  _globals['_OUTPUT']._serialized_start=1009
+  _globals['_OUTPUT']._serialized_end=1132
+  _globals['_FINISHED']._serialized_start=1135
+  _globals['_FINISHED']._serialized_end=1418
+  _globals['_USAGE']._serialized_start=1421
+  _globals['_USAGE']._serialized_end=1606
+  _globals['_MASTERMESSAGE']._serialized_start=1609
+  _globals['_MASTERMESSAGE']._serialized_end=1815
+  _globals['_WELCOME']._serialized_start=1817
+  _globals['_WELCOME']._serialized_end=1927
+  _globals['_ASSIGN']._serialized_start=1930
+  _globals['_ASSIGN']._serialized_end=2297
+  _globals['_ASSIGN_ENVENTRY']._serialized_start=2205
+  _globals['_ASSIGN_ENVENTRY']._serialized_end=2247
+  _globals['_ASSIGN_SECRETENVENTRY']._serialized_start=2249
+  _globals['_ASSIGN_SECRETENVENTRY']._serialized_end=2297
+  _globals['_CANCEL']._serialized_start=2299
+  _globals['_CANCEL']._serialized_end=2360
+  _globals['_ACK']._serialized_start=2362
+  _globals['_ACK']._serialized_end=2405
+  _globals['_DRAIN']._serialized_start=2407
+  _globals['_DRAIN']._serialized_end=2430
+  _globals['_WORKERSERVICE']._serialized_start=2632
+  _globals['_WORKERSERVICE']._serialized_end=2716
 # @@protoc_insertion_point(module_scope)

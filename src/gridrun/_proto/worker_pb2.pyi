@@ -59,7 +59,7 @@ class WorkerMessage(_message.Message):
     def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., started: _Optional[_Union[Started, _Mapping]] = ..., output: _Optional[_Union[Output, _Mapping]] = ..., finished: _Optional[_Union[Finished, _Mapping]] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("worker_id", "hostname", "labels", "slots", "resources", "version", "running", "unacked", "max_tasks", "resumed", "identity_secret", "binds_identity")
+    __slots__ = ("worker_id", "hostname", "labels", "slots", "resources", "version", "running", "unacked", "max_tasks", "resumed", "identity_secret", "binds_identity", "containment")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -86,6 +86,7 @@ class Hello(_message.Message):
     RESUMED_FIELD_NUMBER: _ClassVar[int]
     IDENTITY_SECRET_FIELD_NUMBER: _ClassVar[int]
     BINDS_IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    CONTAINMENT_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     hostname: str
     labels: _containers.ScalarMap[str, str]
@@ -98,7 +99,8 @@ class Hello(_message.Message):
     resumed: bool
     identity_secret: str
     binds_identity: bool
-    def __init__(self, worker_id: _Optional[str] = ..., hostname: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., slots: _Optional[int] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., version: _Optional[str] = ..., running: _Optional[_Iterable[_Union[AttemptRef, _Mapping]]] = ..., unacked: _Optional[_Iterable[_Union[AttemptRef, _Mapping]]] = ..., max_tasks: _Optional[_Mapping[str, int]] = ..., resumed: _Optional[bool] = ..., identity_secret: _Optional[str] = ..., binds_identity: _Optional[bool] = ...) -> None: ...
+    containment: str
+    def __init__(self, worker_id: _Optional[str] = ..., hostname: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., slots: _Optional[int] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., version: _Optional[str] = ..., running: _Optional[_Iterable[_Union[AttemptRef, _Mapping]]] = ..., unacked: _Optional[_Iterable[_Union[AttemptRef, _Mapping]]] = ..., max_tasks: _Optional[_Mapping[str, int]] = ..., resumed: _Optional[bool] = ..., identity_secret: _Optional[str] = ..., binds_identity: _Optional[bool] = ..., containment: _Optional[str] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
     __slots__ = ("free_slots", "running", "draining")
@@ -135,7 +137,7 @@ class Output(_message.Message):
     def __init__(self, ref: _Optional[_Union[AttemptRef, _Mapping]] = ..., stdout_offset: _Optional[int] = ..., stdout: _Optional[bytes] = ..., stderr_offset: _Optional[int] = ..., stderr: _Optional[bytes] = ...) -> None: ...
 
 class Finished(_message.Message):
-    __slots__ = ("ref", "outcome", "has_exit_code", "exit_code", "signal", "started_at_ms", "finished_at_ms", "error", "stdout_bytes", "stderr_bytes")
+    __slots__ = ("ref", "outcome", "has_exit_code", "exit_code", "signal", "started_at_ms", "finished_at_ms", "error", "stdout_bytes", "stderr_bytes", "usage")
     REF_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
     HAS_EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
@@ -146,6 +148,7 @@ class Finished(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     STDOUT_BYTES_FIELD_NUMBER: _ClassVar[int]
     STDERR_BYTES_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
     ref: AttemptRef
     outcome: Outcome
     has_exit_code: bool
@@ -156,7 +159,20 @@ class Finished(_message.Message):
     error: str
     stdout_bytes: int
     stderr_bytes: int
-    def __init__(self, ref: _Optional[_Union[AttemptRef, _Mapping]] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., has_exit_code: _Optional[bool] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., started_at_ms: _Optional[int] = ..., finished_at_ms: _Optional[int] = ..., error: _Optional[str] = ..., stdout_bytes: _Optional[int] = ..., stderr_bytes: _Optional[int] = ...) -> None: ...
+    usage: Usage
+    def __init__(self, ref: _Optional[_Union[AttemptRef, _Mapping]] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., has_exit_code: _Optional[bool] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., started_at_ms: _Optional[int] = ..., finished_at_ms: _Optional[int] = ..., error: _Optional[str] = ..., stdout_bytes: _Optional[int] = ..., stderr_bytes: _Optional[int] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ...) -> None: ...
+
+class Usage(_message.Message):
+    __slots__ = ("cpu_s", "peak_memory_bytes", "io_read_bytes", "io_write_bytes")
+    CPU_S_FIELD_NUMBER: _ClassVar[int]
+    PEAK_MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    IO_READ_BYTES_FIELD_NUMBER: _ClassVar[int]
+    IO_WRITE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    cpu_s: float
+    peak_memory_bytes: int
+    io_read_bytes: int
+    io_write_bytes: int
+    def __init__(self, cpu_s: _Optional[float] = ..., peak_memory_bytes: _Optional[int] = ..., io_read_bytes: _Optional[int] = ..., io_write_bytes: _Optional[int] = ...) -> None: ...
 
 class MasterMessage(_message.Message):
     __slots__ = ("welcome", "assign", "cancel", "ack", "drain")
@@ -185,7 +201,7 @@ class Welcome(_message.Message):
     def __init__(self, worker_id: _Optional[str] = ..., heartbeat_interval_ms: _Optional[int] = ..., output_cap_bytes: _Optional[int] = ..., identity_secret: _Optional[str] = ...) -> None: ...
 
 class Assign(_message.Message):
-    __slots__ = ("ref", "argv", "shell", "env", "cwd", "timeout_ms", "kill_grace_ms", "gpus", "secret_env")
+    __slots__ = ("ref", "argv", "shell", "env", "cwd", "timeout_ms", "kill_grace_ms", "gpus", "secret_env", "cpu", "memory_mb")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -209,6 +225,8 @@ class Assign(_message.Message):
     KILL_GRACE_MS_FIELD_NUMBER: _ClassVar[int]
     GPUS_FIELD_NUMBER: _ClassVar[int]
     SECRET_ENV_FIELD_NUMBER: _ClassVar[int]
+    CPU_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_MB_FIELD_NUMBER: _ClassVar[int]
     ref: AttemptRef
     argv: _containers.RepeatedScalarFieldContainer[str]
     shell: bool
@@ -218,7 +236,9 @@ class Assign(_message.Message):
     kill_grace_ms: int
     gpus: int
     secret_env: _containers.ScalarMap[str, str]
-    def __init__(self, ref: _Optional[_Union[AttemptRef, _Mapping]] = ..., argv: _Optional[_Iterable[str]] = ..., shell: _Optional[bool] = ..., env: _Optional[_Mapping[str, str]] = ..., cwd: _Optional[str] = ..., timeout_ms: _Optional[int] = ..., kill_grace_ms: _Optional[int] = ..., gpus: _Optional[int] = ..., secret_env: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    cpu: float
+    memory_mb: int
+    def __init__(self, ref: _Optional[_Union[AttemptRef, _Mapping]] = ..., argv: _Optional[_Iterable[str]] = ..., shell: _Optional[bool] = ..., env: _Optional[_Mapping[str, str]] = ..., cwd: _Optional[str] = ..., timeout_ms: _Optional[int] = ..., kill_grace_ms: _Optional[int] = ..., gpus: _Optional[int] = ..., secret_env: _Optional[_Mapping[str, str]] = ..., cpu: _Optional[float] = ..., memory_mb: _Optional[int] = ...) -> None: ...
 
 class Cancel(_message.Message):
     __slots__ = ("ref", "reason")

@@ -358,6 +358,36 @@ def worker(
             help="CLASS=N: at most N tasks of that task_class at once here (repeatable).",
         ),
     ] = None,
+    containment: Annotated[
+        str,
+        typer.Option(
+            envvar="GRIDRUN_CONTAINMENT",
+            help="auto (a cgroup per attempt where possible, else subreaper), cgroup,"
+            " subreaper or none.",
+        ),
+    ] = "auto",
+    cgroup_root: Annotated[
+        str | None,
+        typer.Option(
+            envvar="GRIDRUN_CGROUP_ROOT",
+            help="The cgroup path under which this worker makes its attempts' groups"
+            " (default: its own cgroup).",
+        ),
+    ] = None,
+    enforce_asks: Annotated[
+        bool,
+        typer.Option(
+            envvar="GRIDRUN_ENFORCE_ASKS",
+            help="A task's cpu and memory_mb become limits of its cgroup (--no-enforce-asks:"
+            " placement only).",
+        ),
+    ] = True,
+    task_pids: Annotated[
+        int,
+        typer.Option(
+            envvar="GRIDRUN_TASK_PIDS", min=0, help="Processes per task at most (0: no cap)."
+        ),
+    ] = 4096,
     log_level: LogLevel = "info",
     log_format: LogFormat = "text",
 ) -> None:
@@ -397,6 +427,10 @@ def worker(
             "memory_mb": memory_mb,
             "gpus": gpus,
             "max_tasks": parse_max_tasks(max_tasks or []),
+            "containment": containment,
+            "cgroup_root": cgroup_root,
+            "enforce_asks": enforce_asks,
+            "task_pids": task_pids,
         }
         if join_token_file is not None:
             hardening.warn_if_readable(join_token_file, "the join token file")

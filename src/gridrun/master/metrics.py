@@ -10,10 +10,12 @@ from collections import deque
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from gridrun.model import Task, TaskState, WorkerState
+from gridrun.model import Task, TaskState, Usage, WorkerState
 
 # seconds: from a few milliseconds (an idle grid) to hours (a batch job)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
+CPU_BUCKETS = (0.01, 0.1, 0.5, 1, 5, 10, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
+MEMORY_BUCKETS = tuple(float(1 << n) for n in range(20, 39, 2))  # 1 MiB .. 256 GiB
 DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
 
 
@@ -52,6 +54,18 @@ class Metrics:
             buckets=DURATION_BUCKETS,
             registry=r,
         )
+        self.task_cpu = Histogram(
+            "gridrun_task_cpu_seconds",
+            "CPU time (user + system) of each ended attempt, where its worker measured it.",
+            buckets=CPU_BUCKETS,
+            registry=r,
+        )
+        self.task_memory = Histogram(
+            "gridrun_task_peak_memory_bytes",
+            "Peak memory of each ended attempt, where its worker measured it.",
+            buckets=MEMORY_BUCKETS,
+            registry=r,
+        )
         self.stale_reports = Counter(
             "gridrun_stale_reports_dropped",
             "Worker reports for attempts the worker does not hold (fencing).",
@@ -62,6 +76,13 @@ class Metrics:
             self.tasks.labels(state=str(state))
         for wstate in WorkerState:
             self.workers.labels(state=str(wstate))
+
+    def used(self, usage: Usage) -> None:
+        """An attempt ended, having used this."""
+        if usage.cpu_s is not None:
+            self.task_cpu.observe(usage.cpu_s)
+        if usage.peak_memory_bytes is not None:
+            self.task_memory.observe(usage.peak_memory_bytes)
 
     def stale_report(self) -> None:
         self.stale_reports.inc()

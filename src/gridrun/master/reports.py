@@ -19,6 +19,8 @@ MAX_ERROR_CHARS = 4096
 MAX_OFFSET = 1 << 53
 MAX_SIGNAL = 128
 MAX_HELD = 100_000  # attempts a Hello may say it runs or holds results of
+MAX_CPU_S = 1e9  # CPU seconds an attempt may report (30 years of one CPU)
+MAX_BYTES = (1 << 63) - 1  # what a database integer holds
 
 
 class BadReport(Exception):
@@ -67,6 +69,12 @@ def check_finished(msg: pb.Finished, now_ms: int) -> AttemptRef:
         raise BadReport("finished_at_ms is before started_at_ms")
     if len(msg.error) > MAX_ERROR_CHARS or "\x00" in msg.error:
         raise BadReport(f"error must be at most {MAX_ERROR_CHARS} characters, without NUL")
+    usage = msg.usage
+    if usage.HasField("cpu_s") and not 0 <= usage.cpu_s <= MAX_CPU_S:  # NaN fails too
+        raise BadReport(f"usage.cpu_s {usage.cpu_s} is out of range")
+    for name in ("peak_memory_bytes", "io_read_bytes", "io_write_bytes"):
+        if usage.HasField(name) and getattr(usage, name) > MAX_BYTES:
+            raise BadReport(f"usage.{name} is out of range")
     return ref
 
 

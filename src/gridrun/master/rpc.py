@@ -27,7 +27,7 @@ from gridrun.master.sessions import (
     DrainCmd,
     WorkerSession,
 )
-from gridrun.model import WORKER_ID, WORKER_ID_RULE, AttemptRef, Outcome, Report, Stream
+from gridrun.model import WORKER_ID, WORKER_ID_RULE, AttemptRef, Outcome, Report, Stream, Usage
 from gridrun.spec import MAX_LABEL_BYTES, MAX_LABELS
 
 log = logging.getLogger("gridrun.master.rpc")
@@ -61,6 +61,19 @@ def report_from_pb(msg: pb.Finished) -> Report:
         started_at=msg.started_at_ms or None,
         finished_at=msg.finished_at_ms or None,
         error=msg.error,
+        usage=usage_from_pb(msg.usage) if msg.HasField("usage") else None,
+    )
+
+
+def usage_from_pb(usage: pb.Usage) -> Usage:
+    def field(name: str) -> int | None:
+        return int(getattr(usage, name)) if usage.HasField(name) else None
+
+    return Usage(
+        cpu_s=usage.cpu_s if usage.HasField("cpu_s") else None,
+        peak_memory_bytes=field("peak_memory_bytes"),
+        io_read_bytes=field("io_read_bytes"),
+        io_write_bytes=field("io_write_bytes"),
     )
 
 
@@ -78,6 +91,8 @@ def command_to_pb(command: Command) -> pb.MasterMessage:
                     timeout_ms=round(spec.timeout_s * 1000) if spec.timeout_s else 0,
                     kill_grace_ms=round(grace * 1000),
                     gpus=spec.resources.gpus,
+                    cpu=spec.resources.cpu,
+                    memory_mb=spec.resources.memory_mb,
                     secret_env=secret_env,
                 )
             )
@@ -109,7 +124,11 @@ def hello_problem(hello: pb.Hello) -> str | None:
         return f"worker_id must be {WORKER_ID_RULE}"
     if not 0 < hello.slots <= MAX_SLOTS:
         return f"slots must be 1..{MAX_SLOTS}"
-    if not _printable(hello.hostname, 255) or not _printable(hello.version, 64):
+    if (
+        not _printable(hello.hostname, 255)
+        or not _printable(hello.version, 64)
+        or not (_printable(hello.containment, 200) or not hello.containment)
+    ):
         return "hostname (255) and version (64) must be short printable text"
     if len(hello.labels) > MAX_LABELS:
         return f"at most {MAX_LABELS} labels"
@@ -203,6 +222,7 @@ class WorkerServicer:
             labels=dict(hello.labels),
             slots=min(hello.slots, caps.slots),
             version=hello.version,
+            containment=hello.containment,
             last_seen=self._clock.monotonic(),
             queue_limit=hello.slots * 4 + 256,
             max_tasks=dict(hello.max_tasks),

@@ -14,6 +14,7 @@ from gridrun.model import (
     StreamOutput,
     Task,
     TaskState,
+    Usage,
     WorkerInfo,
     WorkerState,
 )
@@ -40,9 +41,14 @@ class AttemptOut(BaseModel):
     exit_code: int | None
     signal: int | None
     error: str | None
+    cpu_s: float | None = Field(None, description="CPU time used (user + system), if measured.")
+    peak_memory_bytes: int | None = Field(None, description="Peak memory, if measured.")
+    io_read_bytes: int | None = Field(None, description="Bytes read from disks, if measured.")
+    io_write_bytes: int | None = Field(None, description="Bytes written to disks, if measured.")
 
     @classmethod
     def of(cls, attempt: Attempt) -> AttemptOut:
+        used = attempt.usage or Usage()
         assigned = _iso(attempt.assigned_at)
         assert assigned is not None
         return cls(
@@ -55,6 +61,10 @@ class AttemptOut(BaseModel):
             exit_code=attempt.exit_code,
             signal=attempt.signal,
             error=attempt.error,
+            cpu_s=used.cpu_s,
+            peak_memory_bytes=used.peak_memory_bytes,
+            io_read_bytes=used.io_read_bytes,
+            io_write_bytes=used.io_write_bytes,
         )
 
 
@@ -263,6 +273,11 @@ class WorkerOut(BaseModel):
     quarantined: str | None = Field(
         None, description="Why it gets no new work for now (it missed deadlines)."
     )
+    containment: str = Field(
+        "",
+        description='How it contains its tasks: "cgroup (...)" (each attempt a cgroup: limits,'
+        ' usage, nothing escapes), "subreaper" (escapes caught, no limits) or "none".',
+    )
 
     @classmethod
     def of(cls, worker: WorkerInfo, quarantined: str | None = None) -> WorkerOut:
@@ -279,6 +294,7 @@ class WorkerOut(BaseModel):
             last_seen=_iso(worker.last_seen),
             resources=dict(worker.resources),
             quarantined=quarantined,
+            containment=worker.containment,
         )
 
 

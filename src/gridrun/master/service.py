@@ -344,7 +344,10 @@ class Service:
         self.dispatch_wanted.set()  # a requeued (no-slot) task is claimable only from here
         if not result.applied:
             self._stale(session, ref, "finished")
-        elif result.task is not None:
+            return
+        if report.usage is not None:
+            self.metrics.used(report.usage)
+        if result.task is not None:
             self.settled([result.task])  # also when it went back to the queue for a retry
 
     async def delivered(self, session: WorkerSession, ref: AttemptRef) -> None:

@@ -70,6 +70,7 @@ class WorkerSession:
     last_seen: float
     version: str = ""
     legacy: bool = False
+    containment: str = ""  # as its Hello says (see gridrun.worker.containment)
     queue_limit: int = 1024
     inflight: dict[AttemptRef, TaskSpec] = field(default_factory=dict)  # with what they asked
     reported: set[AttemptRef] = field(default_factory=set)  # its Hello: running or unacked
@@ -170,6 +171,7 @@ class WorkerSession:
             connected_at=self.connected_at,
             last_seen=last_seen,
             resources=self.resources,
+            containment=self.containment,
         )
 
     def capacity(self) -> Capacity:

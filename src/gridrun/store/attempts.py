@@ -15,6 +15,7 @@ from gridrun.model import (
     StreamOutput,
     Task,
     TaskState,
+    Usage,
     settle,
     state_after,
     transition,
@@ -73,9 +74,11 @@ class AttemptVerbs(TaskSteps):
         ref = task.ref
         finished_at = report.finished_at or now
         error = report.error or None
+        used = report.usage or Usage()
         await tx.run(
             sql.END_ATTEMPT, str(ended), report.started_at, finished_at, report.exit_code,
-            report.signal, error, *attempt_key(ref),
+            report.signal, error, used.cpu_s, used.peak_memory_bytes, used.io_read_bytes,
+            used.io_write_bytes, *attempt_key(ref),
         )  # fmt: skip
         await self._notice(tx, "task", task.id)
         if ended is TaskState.QUEUED:  # nothing ran (no free slot): back in line, not a try
@@ -121,7 +124,18 @@ class AttemptVerbs(TaskSteps):
             reason = "sent to a legacy worker, which reports no result"
             await tx.run(sql.END, str(state), now, reason, ref.task_id)
             await tx.run(
-                sql.END_ATTEMPT, str(state), None, now, None, None, reason, *attempt_key(ref)
+                sql.END_ATTEMPT,
+                str(state),
+                None,
+                now,
+                None,
+                None,
+                reason,
+                None,
+                None,
+                None,
+                None,
+                *attempt_key(ref),
             )
             await self._ended(tx, ref.task_id, state, now)
             await self._notice(tx, "task", ref.task_id)

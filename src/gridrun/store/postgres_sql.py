@@ -159,6 +159,15 @@ UPDATE attempts SET finished_at = NULL WHERE finished_at NOT BETWEEN 0 AND 25340
 # v9: see the SQLite store's v12 (the labels column is `labels`)
 SCHEMA_V9 = "ALTER TABLE tasks RENAME COLUMN selector TO labels;"
 
+# v10: see the SQLite store's v13 (attempt usage, worker containment)
+SCHEMA_V10 = """
+ALTER TABLE attempts ADD COLUMN cpu_s DOUBLE PRECISION;
+ALTER TABLE attempts ADD COLUMN peak_memory_bytes BIGINT;
+ALTER TABLE attempts ADD COLUMN io_read_bytes BIGINT;
+ALTER TABLE attempts ADD COLUMN io_write_bytes BIGINT;
+ALTER TABLE workers ADD COLUMN containment TEXT NOT NULL DEFAULT '';
+"""
+
 MIGRATIONS = [
     SCHEMA_V1,
     SCHEMA_V2,
@@ -169,6 +178,7 @@ MIGRATIONS = [
     SCHEMA_V7,
     SCHEMA_V8,
     SCHEMA_V9,
+    SCHEMA_V10,
 ]  # MIGRATIONS[n] brings a database from version n to n+1
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -47,14 +47,16 @@ INSERT_ATTEMPT = (
 START_ATTEMPT = "UPDATE attempts SET state = ?, started_at = ? WHERE task_id = ? AND attempt = ?"
 END_ATTEMPT = (
     "UPDATE attempts SET state = ?, started_at = coalesce(?, started_at), finished_at = ?,"
-    " exit_code = ?, signal = ?, error = ? WHERE task_id = ? AND attempt = ?"
+    " exit_code = ?, signal = ?, error = ?, cpu_s = ?, peak_memory_bytes = ?,"
+    " io_read_bytes = ?, io_write_bytes = ? WHERE task_id = ? AND attempt = ?"
 )
 COUNT_TRIES = (
     "SELECT count(*) FROM attempts WHERE task_id = ? AND state != 'queued' AND attempt < ?"
 )
 SELECT_ATTEMPTS = (
     "SELECT task_id, attempt, worker_id, state, assigned_at, started_at, finished_at, exit_code,"
-    " signal, error FROM attempts WHERE task_id = ? ORDER BY attempt"
+    " signal, error, cpu_s, peak_memory_bytes, io_read_bytes, io_write_bytes FROM attempts"
+    " WHERE task_id = ? ORDER BY attempt"
 )
 SELECT_DUE = (
     "SELECT 1 FROM tasks {index} WHERE state = 'queued' AND not_before > 0 AND not_before <= ?"
@@ -74,12 +76,14 @@ UPSERT_OUTPUT = (
 DELETE_OUTPUT = "DELETE FROM output WHERE task_id = ?"
 UPSERT_WORKER = (
     "INSERT INTO workers (id, hostname, labels, slots, state, version, legacy, connected_at,"
-    " last_seen, resources, master, lease_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " last_seen, resources, master, lease_until, containment)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (id) DO UPDATE SET hostname = excluded.hostname, labels = excluded.labels,"
     " slots = excluded.slots, state = excluded.state, version = excluded.version,"
     " legacy = excluded.legacy, connected_at = excluded.connected_at,"
     " last_seen = excluded.last_seen, resources = excluded.resources,"
-    " master = excluded.master, lease_until = excluded.lease_until"
+    " master = excluded.master, lease_until = excluded.lease_until,"
+    " containment = excluded.containment"
     # a master that lost the worker to another may not mark it offline or draining
     " WHERE excluded.state = 'online' OR workers.master IS NULL"
     " OR workers.master = excluded.master"
@@ -115,7 +119,8 @@ SELECT_CLAIMABLE = (
 SELECT_WORKERS = (
     "SELECT w.id, w.hostname, w.labels, w.slots, w.state, w.version, w.legacy, w.connected_at,"
     " w.last_seen, (SELECT count(*) FROM tasks t {index} WHERE t.worker_id = w.id"
-    " AND t.state IN ('assigned', 'running')), w.resources, w.lease_until FROM workers w"
+    " AND t.state IN ('assigned', 'running')), w.resources, w.lease_until, w.containment"
+    " FROM workers w"
     " ORDER BY w.id"
 )
 SELECT_STATES = "SELECT id, state FROM tasks WHERE id IN ({marks})"

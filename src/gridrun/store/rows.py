@@ -21,6 +21,7 @@ from gridrun.model import (
     TaskSpec,
     TaskState,
     Term,
+    Usage,
 )
 
 
@@ -198,6 +199,9 @@ def attempt_from_row(row: Sequence[Any]) -> Attempt:
         exit_code=row[7],
         signal=row[8],
         error=row[9],
+        usage=Usage(row[10], row[11], row[12], row[13])
+        if any(v is not None for v in row[10:14])
+        else None,
     )
 
 

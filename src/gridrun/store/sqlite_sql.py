@@ -172,6 +172,16 @@ UPDATE attempts SET error = replace(error, char(0), '') WHERE instr(error, char(
 # terms beyond them)
 SCHEMA_V12 = "ALTER TABLE tasks RENAME COLUMN selector TO labels;"
 
+# v13: containment. What each attempt used (measured by its worker's cgroup; NULL where not
+# measured), and how each worker contains its tasks.
+SCHEMA_V13 = """
+ALTER TABLE attempts ADD COLUMN cpu_s REAL;
+ALTER TABLE attempts ADD COLUMN peak_memory_bytes INTEGER;
+ALTER TABLE attempts ADD COLUMN io_read_bytes INTEGER;
+ALTER TABLE attempts ADD COLUMN io_write_bytes INTEGER;
+ALTER TABLE workers ADD COLUMN containment TEXT NOT NULL DEFAULT '';
+"""
+
 MIGRATIONS = [
     SCHEMA_V1,
     SCHEMA_V2,
@@ -185,5 +195,6 @@ MIGRATIONS = [
     SCHEMA_V10,
     SCHEMA_V11,
     SCHEMA_V12,
+    SCHEMA_V13,
 ]  # MIGRATIONS[n] brings a database from version n to n+1
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -30,6 +30,7 @@ class WorkerVerbs(Steps):
             json.dumps(dict(worker.resources)),
             self.origin,
             lease_until,
+            worker.containment,
         )
 
         async def upsert(tx: Tx) -> None:
@@ -131,6 +132,7 @@ class WorkerVerbs(Steps):
                     running=r[9],
                     resources=json.loads(r[10]),
                     lease_until=r[11],
+                    containment=r[12],
                 )
                 for r in await tx.all(
                     sql.SELECT_WORKERS.format(index=self.dialect.use_index("tasks_active"))

@@ -31,6 +31,7 @@ from gridrun.model import (
 )
 from gridrun.worker import executor
 from gridrun.worker.config import WorkerConfig
+from gridrun.worker.containment import choose, limits_for, reap_orphans
 from gridrun.worker.events import (
     AgentEvent,
     AttemptEnded,
@@ -123,6 +124,10 @@ class Agent:
         self.refused: str | None = None  # why the master refused us, if it did
         self.resources = machine_resources(config)
         self._gpus = GpuPool(self.resources.gpus)
+        try:
+            self.containment = choose(self.id, config.containment, config.cgroup_root)
+        except PermissionError as exc:
+            raise ConfigError(str(exc)) from None
         self.master_address = config.masters[0]  # the master this worker talks to now
 
     @property
@@ -177,12 +182,14 @@ class Agent:
             *transport.MESSAGE_LIMITS,
         ]
         log.info(
-            "worker %s starting: master %s, %d slots, labels %s",
+            "worker %s starting: master %s, %d slots, labels %s, containment %s",
             self.id,
             self.config.master,
             self.config.slots,
             self.config.labels or "{}",
+            self.containment.describe(),
         )
+        self.containment.start()
         self._stop = stop
         channels = [
             grpc.aio.secure_channel(address, self._credentials, options)
@@ -198,6 +205,7 @@ class Agent:
             connection.cancel()
             await asyncio.gather(connection, return_exceptions=True)
             await asyncio.gather(*(c.close() for c in channels), return_exceptions=True)
+            self.containment.close()
             self.identity.release()
         log.info("worker %s stopped", self.id)
 
@@ -283,6 +291,7 @@ class Agent:
             resumed=self._welcomed,
             identity_secret=self.identity.secret,
             binds_identity=True,
+            containment=self.containment.describe(),
         )
         try:
             await call.write(pb.WorkerMessage(hello=hello))
@@ -434,8 +443,16 @@ class Agent:
             )  # fmt: skip
             self._emit(executor.Finished(ref, Report(Outcome.REJECTED, error=str(refusal)), 0, 0))
             return
+        config = self.config
+        limits = limits_for(msg.memory_mb, msg.cpu, config.task_pids or None, config.enforce_asks)
+        try:
+            box = self.containment.box(ref, limits)
+        except OSError as exc:
+            error = f"cannot create the attempt's cgroup: {exc.strerror or exc}"
+            self._emit(executor.Finished(ref, Report(Outcome.SPAWN_FAILED, error=error), 0, 0))
+            return
         self._gpus.take(ref, msg.gpus)
-        execution = Execution(assignment, launch, self._emit)
+        execution = Execution(assignment, launch, self._emit, box=box)
         self.executions[ref] = execution
         self._publish(Running(len(self.executions)))
         execution.start()  # now, not on the run task's first turn
@@ -453,6 +470,8 @@ class Agent:
                 self._publish(Running(len(self.executions)))
             self._runs.pop(ref, None)
             self._gpus.give_back(ref)
+            if self.containment.mode == "subreaper":
+                reap_orphans()  # what escaped an attempt and has exited since
             if execution.launch.scratch is not None:
                 shutil.rmtree(execution.launch.scratch, ignore_errors=True)
 

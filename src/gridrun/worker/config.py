@@ -50,6 +50,11 @@ class WorkerConfig(BaseModel):
     memory_mb: int | None = Field(None, ge=0)
     gpus: int | None = Field(None, ge=0, le=1024)
     max_tasks: dict[str, int] = Field(default_factory=dict)  # task class -> at most at once
+    # containment (see gridrun.worker.containment): auto is cgroups where they can be made
+    containment: Literal["auto", "cgroup", "subreaper", "none"] = "auto"
+    cgroup_root: str | None = None  # a cgroup path for this worker's subtree (else its own)
+    enforce_asks: bool = True  # a task's cpu and memory_mb become limits of its cgroup
+    task_pids: int = Field(4096, ge=0)  # processes per task at most (pids.max; 0: no cap)
 
     @field_validator("name")
     @classmethod

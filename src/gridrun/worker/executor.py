@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from gridrun.model import AttemptRef, Outcome, Report, Stream
+from gridrun.worker.containment import Box
 from gridrun.worker.policy import Launch
 
 READ_SIZE = 64 * 1024
@@ -27,6 +30,9 @@ FLUSH_INTERVAL_S = 0.05
 # commands end sooner, and their Finished alone says when they started, which saves the master
 # a message and a write for each of them.
 STARTED_DELAY_S = 0.01
+# after the kill at an attempt's end, output pipes still held open (only by processes that
+# escaped: no cgroup) are closed this much later; the attempt never waits on them longer
+PIPE_GRACE_S = 1.0
 
 
 def now_ms() -> int:
@@ -88,13 +94,19 @@ class _Stream:
         return chunk
 
 
-def _spawn(launch: Launch) -> subprocess.Popen[bytes]:
-    """Start the process in a session (and process group) of its own. Without preexec_fn
-    CPython starts it with vfork: quick, even from a large worker (asyncio's subprocesses call
-    the same Popen, plus a transport, protocol and watcher thread this module does without)."""
+def _spawn(launch: Launch, box: Box) -> subprocess.Popen[bytes]:
+    """Start the process in a session (and process group) of its own, inside its box. Without
+    preexec_fn CPython starts it with vfork: quick, even from a large worker (asyncio's
+    subprocesses call the same Popen, plus a transport, protocol and watcher thread this module
+    does without)."""
+    argv, executable = launch.argv, launch.executable
+    wrapped = box.wrap((executable or argv[0], *argv[1:]))
+    if wrapped[0] != (executable or argv[0]):  # a wrapper execs the checked file by path
+        _check_program(executable or argv[0], launch.env)  # as Popen would, before the wrapper
+        argv, executable = wrapped, None
     return subprocess.Popen(
-        launch.argv,
-        executable=launch.executable,
+        argv,
+        executable=executable,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -102,6 +114,17 @@ def _spawn(launch: Launch) -> subprocess.Popen[bytes]:
         cwd=launch.cwd,
         start_new_session=True,
     )
+
+
+def _check_program(program: str, env: dict[str, str]) -> None:
+    """Raise what exec would for a program that cannot run (missing, not executable), so a
+    task in a box fails to spawn with the reason, as one started directly does, rather than
+    exiting 127 from the wrapper's shell."""
+    found = program if "/" in program else shutil.which(program, path=env.get("PATH", os.defpath))
+    if found is None or not os.path.isfile(found):
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
+    if not os.access(found, os.X_OK):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), program)
 
 
 def _exit_of(loop: asyncio.AbstractEventLoop, proc: subprocess.Popen[bytes]) -> asyncio.Future[int]:
@@ -133,8 +156,10 @@ class Execution:
         launch: Launch,
         emit: Callable[[Event], None],
         started_delay_s: float = STARTED_DELAY_S,
+        box: Box | None = None,
     ) -> None:
         self.assignment = assignment
+        self._box = box or Box()
         self._started_delay_s = started_delay_s
         self._launch = launch
         self._emit = emit
@@ -151,6 +176,7 @@ class Execution:
         self._flush_timer: asyncio.TimerHandle | None = None
         self._pipes_open = 0
         self._pipes_closed: asyncio.Future[None] | None = None
+        self._pipes: tuple[IO[bytes], ...] = ()
 
     @property
     def launch(self) -> Launch:
@@ -177,7 +203,7 @@ class Execution:
         self.started_at = now_ms()
         launch = self._launch
         try:
-            proc = _spawn(launch)
+            proc = _spawn(launch, self._box)
         except (OSError, ValueError) as exc:  # ValueError: a NUL byte the checks let through
             detail = getattr(exc, "strerror", None) or str(exc)
             target = getattr(exc, "filename", None) or self.assignment.argv[0]
@@ -190,6 +216,7 @@ class Execution:
         self._pipes_closed = loop.create_future()
         assert proc.stdout is not None
         assert proc.stderr is not None
+        self._pipes = (proc.stdout, proc.stderr)
         for pipe, number in ((proc.stdout, Stream.STDOUT), (proc.stderr, Stream.STDERR)):
             os.set_blocking(pipe.fileno(), False)
             loop.add_reader(pipe.fileno(), self._readable, loop, pipe, self._streams[number])
@@ -208,21 +235,24 @@ class Execution:
                 finished_at=now_ms(),
                 error=self._spawn_error,
             )
+            self._box.close()
             return self._finish(report)
         if pid is None or exited is None:  # cancelled before it started
+            self._box.close()
             return self._finish(Report(self._outcome_on_kill, error=self._error))
         assert self._pipes_closed is not None
         outcome = Outcome.EXITED
         try:
             outcome = await self._wait(pid, exited)
         finally:
-            self._kill_group(pid, signal.SIGKILL)  # leftovers of the group, if any
-            ended: set[asyncio.Future[Any]] = {exited, self._pipes_closed}
-            await asyncio.wait(ended)  # both: it has exited, and all its output is read
-            if self._flush_timer is not None:
-                self._flush_timer.cancel()
-            self._flush()
+            await self._end_all(pid, exited)
         code = exited.result()
+        usage = self._box.usage()
+        error = self._error if outcome is not Outcome.EXITED else ""
+        if usage is not None and usage.oom_kills and code != 0:
+            limit = self._box.memory_limit_mb()
+            error = f"out of memory: limit {limit} MiB" if limit else "out of memory"
+        self._box.close()
         return self._finish(
             Report(
                 outcome,
@@ -230,9 +260,30 @@ class Execution:
                 signal=-code if code < 0 else None,
                 started_at=self.started_at,
                 finished_at=now_ms(),
-                error=self._error if outcome is not Outcome.EXITED else "",
+                error=error,
+                usage=usage.measured() if usage is not None else None,
             )
         )
+
+    async def _end_all(self, pid: int, exited: asyncio.Future[int]) -> None:
+        """The attempt is over (its main process exited, or it was stopped): kill whatever
+        of it is left, and read the output to its end. Never waits for long on processes
+        that escaped the box: their pipes are closed PIPE_GRACE_S after the kill."""
+        assert self._pipes_closed is not None
+        self._kill_group(pid, signal.SIGKILL)  # leftovers of the group, if any
+        await asyncio.wait({exited})
+        self._box.kill()  # and of the attempt, wherever they went
+        await asyncio.wait({self._pipes_closed}, timeout=PIPE_GRACE_S)
+        if not self._pipes_closed.done():
+            self._close_pipes()
+        deadline = asyncio.get_running_loop().time() + PIPE_GRACE_S
+        # the killed leave their group within moments (then it can be removed); the kernel
+        # gives no event for it that the loop could wait on
+        while self._box.populated() and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+        self._flush()
 
     async def _wait(self, pid: int, exited: asyncio.Future[int]) -> Outcome:
         assert self._stop is not None
@@ -257,12 +308,24 @@ class Execution:
         done, _ = await asyncio.wait({exited}, timeout=self.assignment.kill_grace_s)
         if not done:
             self._kill_group(pid, signal.SIGKILL)
+            self._box.kill()  # a main process in another group (setsid) is in the box too
             await asyncio.wait({exited})
 
     @staticmethod
     def _kill_group(pgid: int, sig: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, sig)
+
+    def _close_pipes(self) -> None:
+        """Stop reading output held open by processes outside the box (no cgroup here)."""
+        loop = asyncio.get_running_loop()
+        for pipe in self._pipes:
+            if not pipe.closed:
+                loop.remove_reader(pipe.fileno())
+                pipe.close()
+        self._pipes_open = 0
+        if self._pipes_closed is not None and not self._pipes_closed.done():
+            self._pipes_closed.set_result(None)
 
     def _readable(self, loop: asyncio.AbstractEventLoop, pipe: IO[bytes], stream: _Stream) -> None:
         try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from gridrun._proto import worker_pb2 as pb
-from gridrun.model import AttemptRef, Outcome, Stream
+from gridrun.model import AttemptRef, Outcome, Stream, Usage
 from gridrun.worker import executor
 
 OUTCOMES: Mapping[Outcome, int] = {
@@ -43,7 +43,23 @@ def finished_to_pb(event: executor.Finished) -> pb.Finished:
         error=r.error,
         stdout_bytes=event.stdout_bytes,
         stderr_bytes=event.stderr_bytes,
+        usage=usage_to_pb(r.usage),
     )
+
+
+def usage_to_pb(usage: Usage | None) -> pb.Usage | None:
+    if usage is None:
+        return None
+    measured = pb.Usage()
+    if usage.cpu_s is not None:
+        measured.cpu_s = usage.cpu_s
+    if usage.peak_memory_bytes is not None:
+        measured.peak_memory_bytes = usage.peak_memory_bytes
+    if usage.io_read_bytes is not None:
+        measured.io_read_bytes = usage.io_read_bytes
+    if usage.io_write_bytes is not None:
+        measured.io_write_bytes = usage.io_write_bytes
+    return measured
 
 
 def assignment_from_pb(msg: pb.Assign) -> executor.Assignment:

@@ -1,0 +1,383 @@
+"""Containment: everything an attempt starts stays with the attempt, and ends with it.
+
+Two modes, chosen at start and announced (log, `gridrun workers`, the dashboard):
+
+- **cgroup** (root, or a delegated subtree): each attempt is a control group of its own, under
+  `gridrun.<worker id>` in the worker's own group (or `--cgroup-root`), in every hierarchy that
+  is useful (see gridrun.worker.cgroups). The attempt's first process is a two-line `/bin/sh`
+  that writes its own pid into the group and then execs the task (and the run-as and limit
+  wrappers), so not one instruction of the task runs outside it, and everything it forks,
+  `setsid` or not, is inside. The worker has gRPC threads, so it cannot do this in a forked
+  child itself (see gridrun.worker.policy); one exec of dash costs ~1 ms.
+  Asks become limits (`memory_mb` -> memory limit, `cpu` -> CPU quota, a process cap), and usage
+  is read from the group when the attempt ends.
+- **subreaper** (no cgroup can be made): the worker is a child subreaper, so processes that
+  escape with `setsid` are re-parented to it rather than to init, and are found by the attempt
+  tag every task's environment carries (GRIDRUN_TASK_ID/GRIDRUN_ATTEMPT). No limits, no usage.
+
+An attempt ends when its main process exits, or it is cancelled or times out (after the kill
+grace): whatever is left of it is killed then, as systemd does for a service's control group
+and Nomad for a task's. A task that wants a process to outlive it must run it elsewhere.
+
+A worker that dies (SIGKILL, OOM, power) takes its attempts with it: a small guardian process
+holds a pipe from the worker and, when the pipe closes because the worker is gone, kills every
+group under the worker's subtree. A worker that starts kills what a previous process left.
+So a task retried elsewhere after its worker died never runs twice at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from gridrun.model import AttemptRef
+from gridrun.worker import cgroups
+from gridrun.worker.cgroups import Group, Hierarchy, Limits, Usage
+
+log = logging.getLogger("gridrun.worker")
+
+SH = "/bin/sh"
+# the attempt's first process: join every group named before `--`, then become the task
+JOIN = (
+    'while [ "$1" != -- ]; do echo "$$" > "$1" || {'
+    ' echo "gridrun: cannot put the task in its cgroup ($1)" >&2; exit 125; }; shift; done;'
+    ' shift; exec "$@"'
+)
+PR_SET_CHILD_SUBREAPER = 36
+DEFAULT_PIDS = 4096  # a task's processes at most, unless the worker says otherwise
+
+
+class Box:
+    """What contains one attempt."""
+
+    def wrap(self, argv: Sequence[str]) -> tuple[str, ...]:
+        return tuple(argv)
+
+    def kill(self) -> None:
+        """Kill everything of the attempt that is still running."""
+
+    def usage(self) -> Usage | None:
+        return None
+
+    def populated(self) -> bool:
+        """Something of the attempt still runs (as far as the box can tell)."""
+        return False
+
+    def memory_limit_mb(self) -> int | None:
+        return None
+
+    def close(self) -> None:
+        """Release what the box holds (after kill)."""
+
+
+@dataclass
+class CgroupBox(Box):
+    group: Group
+
+    def wrap(self, argv: Sequence[str]) -> tuple[str, ...]:
+        files = [str(p) for p in self.group.procs_files]
+        return (SH, "-c", JOIN, "gridrun-join", *files, "--", *argv)
+
+    def kill(self) -> None:
+        self.group.kill()
+
+    def usage(self) -> Usage:
+        return self.group.usage()
+
+    def populated(self) -> bool:
+        return self.group.populated()
+
+    def memory_limit_mb(self) -> int | None:
+        memory = self.group.limits.memory_bytes
+        return memory // (1024 * 1024) if memory else None
+
+    def close(self) -> None:
+        self.group.remove()
+
+
+@dataclass
+class ReaperBox(Box):
+    ref: AttemptRef
+
+    def kill(self) -> None:
+        for pid in tagged_descendants(os.getpid(), self.ref):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError, OSError):
+                os.waitpid(pid, os.WNOHANG)  # an orphan re-parented to us: ours to reap
+
+
+class Containment:
+    """How this worker contains attempts (see the module docstring)."""
+
+    mode = "none"
+
+    def describe(self) -> str:
+        return self.mode
+
+    def box(self, ref: AttemptRef, limits: Limits) -> Box:
+        return Box()
+
+    def start(self) -> None:
+        """Take over from a previous worker process and guard against this one dying."""
+
+    def close(self) -> None:
+        """The worker is stopping cleanly."""
+
+
+class Subreaper(Containment):
+    mode = "subreaper"
+
+    def __init__(self) -> None:
+        self.ok = _prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+    def describe(self) -> str:
+        return "subreaper" if self.ok else "none (no prctl: escaped processes are not caught)"
+
+    def box(self, ref: AttemptRef, limits: Limits) -> Box:
+        return ReaperBox(ref)
+
+    def start(self) -> None:
+        reap_orphans()
+
+
+class Cgroups(Containment):
+    mode = "cgroup"
+
+    def __init__(self, worker_id: str, hierarchies: list[Hierarchy], root: str | None) -> None:
+        self.base: dict[str, Path] = {}  # "v2" or a v1 controller -> this worker's subtree
+        self.v2: Path | None = None
+        name = f"gridrun.{worker_id}"
+        v2 = next((h for h in hierarchies if h.version == 2), None)
+        v2_controllers: set[str] = set()
+        if v2 is not None:
+            parent = v2.mount / root.lstrip("/") if root else v2.own
+            base = parent / name
+            if _mkdir(base):
+                self.v2 = base
+                v2_controllers = _enable(parent, base)
+                for controller in v2_controllers:
+                    self.base[controller] = base
+                if "cpu" in v2_controllers:
+                    self.base["cpuacct"] = base  # cpu.stat has the usage
+        for h in (h for h in hierarchies if h.version == 1):
+            wanted = h.controllers - set(self.base)
+            if not wanted:
+                continue
+            parent = h.mount / root.lstrip("/") if root else h.own
+            base = parent / name
+            if _mkdir(base):
+                if "memory" in h.controllers:
+                    _write(base / "memory.use_hierarchy", "1")
+                for controller in wanted:
+                    self.base[controller] = base
+        self.freezer = self.base.get("freezer") if self.v2 is None else None
+        self._guardian: subprocess.Popen[bytes] | None = None
+
+    @property
+    def usable(self) -> bool:
+        return self.v2 is not None or "freezer" in self.base or "pids" in self.base
+
+    def describe(self) -> str:
+        parts = []
+        if self.v2 is not None:
+            parts.append("v2")
+        v1 = sorted(c for c, base in self.base.items() if base != self.v2)
+        if v1:
+            parts.append("v1 " + ",".join(v1))
+        return f"cgroup ({'; '.join(parts)})"
+
+    def _bases(self) -> list[Path]:
+        return list(dict.fromkeys([*([self.v2] if self.v2 else []), *self.base.values()]))
+
+    def box(self, ref: AttemptRef, limits: Limits) -> Box:
+        leaf = f"{ref.task_id}.{ref.attempt}"
+        dirs: dict[str, Path] = {}
+        for base in self._bases():
+            directory = base / leaf
+            cgroups.remove_tree(directory)  # a leftover of an earlier try of this attempt
+            base.mkdir(exist_ok=True)  # (a dead predecessor's guardian may have removed it)
+            directory.mkdir()
+            for key, owner in [("v2", self.v2), *self.base.items()]:
+                if owner == base:
+                    dirs[key] = directory
+        group = Group(dirs=dirs, v2=dirs.get("v2"), limits=limits)
+        group.frozen_by = dirs.get("freezer") if group.v2 is None else None
+        _apply(group, limits)
+        return CgroupBox(group)
+
+    def start(self) -> None:
+        leftovers = [c for base in self._bases() for c in cgroups.children(base)]
+        if leftovers:
+            log.warning(
+                "killing %d attempt group(s) a previous worker process left running",
+                len({c.name for c in leftovers}),
+            )
+        cgroups.kill_subtree(self._bases(), self.v2, self.freezer)
+        self._guardian = start_guardian(self._bases(), self.v2, self.freezer)
+
+    def close(self) -> None:
+        guardian, self._guardian = self._guardian, None
+        if guardian is not None:
+            assert guardian.stdin is not None
+            guardian.stdin.close()  # the guardian kills what is left, then exits
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                guardian.wait(timeout=10)
+
+
+def choose(
+    worker_id: str, wanted: str, root: str | None, hierarchies: list[Hierarchy] | None = None
+) -> Containment:
+    """The containment this worker can have: `auto` is cgroups where they can be made, else a
+    subreaper; `cgroup` insists; `subreaper` and `none` as named."""
+    if wanted in ("auto", "cgroup"):
+        try:
+            found = cgroups.discover() if hierarchies is None else hierarchies
+        except OSError:
+            found = []
+        groups = Cgroups(worker_id, found, root)
+        if groups.usable:
+            return groups
+        if wanted == "cgroup":
+            raise PermissionError(
+                "cannot create cgroups here (run the worker as root, or give it a delegated"
+                " subtree with --cgroup-root); --containment subreaper works without"
+            )
+    if wanted == "none":
+        return Containment()
+    return Subreaper()
+
+
+def limits_for(memory_mb: int, cpu: float, pids: int | None, enforce: bool) -> Limits:
+    if not enforce:
+        return Limits(pids=pids)
+    return Limits(
+        memory_bytes=memory_mb * 1024 * 1024 if memory_mb else None,
+        cpu=cpu or None,
+        pids=pids,
+    )
+
+
+def _apply(group: Group, limits: Limits) -> None:
+    memory, pids, cpu = group.dirs.get("memory"), group.dirs.get("pids"), group.dirs.get("cpu")
+    v2 = group.v2
+    if limits.memory_bytes and memory is not None:
+        if memory == v2:
+            _write(memory / "memory.max", str(limits.memory_bytes))
+            _write(memory / "memory.swap.max", "0")
+        else:
+            _write(memory / "memory.limit_in_bytes", str(limits.memory_bytes))
+            _write(memory / "memory.memsw.limit_in_bytes", str(limits.memory_bytes))
+    if limits.pids and pids is not None:
+        _write(pids / "pids.max", str(limits.pids))
+    if limits.cpu and cpu is not None:
+        quota = max(1000, round(limits.cpu * cgroups.CPU_PERIOD_US))
+        if cpu == v2:
+            _write(cpu / "cpu.max", f"{quota} {cgroups.CPU_PERIOD_US}")
+        else:
+            _write(cpu / "cpu.cfs_period_us", str(cgroups.CPU_PERIOD_US))
+            _write(cpu / "cpu.cfs_quota_us", str(quota))
+
+
+def _enable(parent: Path, base: Path) -> set[str]:
+    """Enable what v2 controllers we can for the attempts' groups; those that took."""
+    available = set(cgroups._words(parent / "cgroup.controllers")) & {"memory", "pids", "cpu", "io"}
+    for controller in sorted(available):
+        _write(parent / "cgroup.subtree_control", f"+{controller}")
+        _write(base / "cgroup.subtree_control", f"+{controller}")
+    return set(cgroups._words(base / "cgroup.subtree_control")) & available
+
+
+def _mkdir(path: Path) -> bool:
+    try:
+        path.mkdir(exist_ok=True)
+        (path / "cgroup.procs").stat()
+    except OSError:
+        return False
+    return True
+
+
+def _write(path: Path, value: str) -> bool:
+    return cgroups._write(path, value)
+
+
+def _prctl(option: int, value: int) -> bool:
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    prctl = getattr(ctypes.CDLL(name, use_errno=True), "prctl", None)
+    return prctl is not None and prctl(option, value, 0, 0, 0) == 0
+
+
+def start_guardian(
+    bases: list[Path], v2: Path | None, freezer: Path | None
+) -> subprocess.Popen[bytes]:
+    """The process that kills this worker's attempts if the worker dies (see the docstring):
+    started outside every attempt group, it waits for the end of a pipe only the worker holds."""
+    spec = json.dumps(
+        {
+            "bases": [str(b) for b in bases],
+            "v2": str(v2) if v2 else None,
+            "freezer": str(freezer) if freezer else None,
+        }
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "gridrun.worker.guardian", spec],
+        stdin=subprocess.PIPE,
+        start_new_session=True,  # a Ctrl-C meant for the worker does not stop it
+    )
+
+
+def tagged_descendants(root: int, ref: AttemptRef) -> set[int]:
+    """Processes below `root` whose environment carries this attempt's tag."""
+    tag = (f"GRIDRUN_TASK_ID={ref.task_id}".encode(), f"GRIDRUN_ATTEMPT={ref.attempt}".encode())
+    found = set()
+    for pid in descendants(root):
+        try:
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if tag[0] in env and tag[1] in env:
+            found.add(pid)
+    return found
+
+
+def descendants(root: int) -> set[int]:
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        fields = text[text.rfind(")") + 2 :].split()
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found: set[int] = set()
+    todo = [root]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def reap_orphans() -> None:
+    """Reap children of ours that exited and that no Popen waits for (re-parented orphans)."""
+    for pid in descendants(os.getpid()):
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        if state[state.rfind(")") + 2 :].startswith("Z"):
+            with contextlib.suppress(ChildProcessError, OSError):
+                os.waitpid(pid, os.WNOHANG)

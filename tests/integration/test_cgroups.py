@@ -1,0 +1,142 @@
+"""An attempt's cgroup on each kind of hierarchy this host has: cgroup v2 alone, the v1
+controllers alone, and both (what a hybrid host gives the worker). Real groups, real
+processes: the first process joins before the task runs, everything it forks (setsid too) is
+inside, a kill leaves nothing, limits and usage are read and written where they live."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gridrun.model import AttemptRef
+from gridrun.worker import cgroups, containment
+from gridrun.worker.cgroups import Hierarchy, Limits
+from tests.helpers import eventually, pid_alive
+
+HYBRID = """\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+37 31 0:34 / /sys/fs/cgroup/freezer rw,relatime - cgroup cgroup rw,freezer
+39 31 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
+40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+50 23 0:40 / /mnt/odd\\040name rw - cgroup cgroup rw,cpuacct,blkio
+"""
+HYBRID_SELF = """\
+9:name=systemd:/
+8:pids:/
+6:freezer:/
+5:cpuacct,blkio:/
+4:memory:/jobs/42
+1:cpu:/
+0::/
+"""
+
+
+def test_hierarchies_are_found_from_mountinfo_and_our_own_groups() -> None:
+    found = cgroups.discover(HYBRID, HYBRID_SELF)
+    by_controllers = {(h.version, tuple(sorted(h.controllers))): h for h in found}
+    assert set(by_controllers) == {
+        (1, ("cpu",)), (1, ("memory",)), (1, ("freezer",)), (1, ("pids",)),
+        (2, ()), (1, ("blkio", "cpuacct")),
+    }  # fmt: skip  # name=systemd holds no controller: left out
+    assert by_controllers[(1, ("memory",))].own == Path("/sys/fs/cgroup/memory/jobs/42")
+    assert by_controllers[(1, ("blkio", "cpuacct"))].mount == Path("/mnt/odd name")
+    assert by_controllers[(2, ())].own == Path("/sys/fs/cgroup/unified")
+
+
+def kinds() -> list[str]:
+    if os.geteuid() != 0:
+        return []
+    found = cgroups.discover()
+    have = []
+    if any(h.version == 2 for h in found):
+        have.append("v2")
+    if {"freezer", "memory", "pids"} <= {c for h in found if h.version == 1 for c in h.controllers}:
+        have.append("v1")
+    if len(have) == 2:
+        have.append("both")
+    return have
+
+
+@pytest.fixture(params=kinds() or [pytest.param("none", marks=pytest.mark.skip("no cgroups"))])
+def groups(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[containment.Cgroups]:
+    found = cgroups.discover()
+    chosen: list[Hierarchy] = {
+        "v2": [h for h in found if h.version == 2],
+        "v1": [h for h in found if h.version == 1],
+        "both": found,
+    }[request.param]
+    made = containment.Cgroups(f"test-{request.param}-{os.getpid()}", chosen, None)
+    assert made.usable
+    made.start()
+    yield made
+    made.close()
+    for base in made._bases():  # the guardian removed the worker's subtree
+        eventually(lambda b=base: not b.exists(), 10)  # type: ignore[misc]
+
+
+def run_boxed(box: containment.Box, script: str, tmp_path: Path) -> subprocess.Popen[bytes]:
+    argv = box.wrap(("/bin/sh", "-c", script))
+    return subprocess.Popen(argv, start_new_session=True, cwd=tmp_path)
+
+
+def test_everything_an_attempt_forks_is_in_its_group_and_one_kill_ends_it(
+    groups: containment.Cgroups, tmp_path: Path
+) -> None:
+    box = groups.box(AttemptRef("t1", 1), Limits(pids=100))
+    assert isinstance(box, containment.CgroupBox)
+    script = (
+        f"setsid sh -c 'sleep 300 & sleep 300' & sleep 300 & echo ready > {tmp_path}/ready; wait"
+    )
+    proc = run_boxed(box, script, tmp_path)
+    eventually((tmp_path / "ready").exists, 10)
+    inside = eventually(lambda: len(box.group.pids()) >= 5 and box.group.pids(), 10)
+    assert proc.pid in inside
+    box.kill()
+    proc.wait(10)
+    eventually(lambda: not box.group.populated(), 10)
+    assert not any(pid_alive(pid) for pid in inside)
+    box.close()
+    assert not any(p.exists() for p in box.group.paths)
+
+
+def test_a_memory_limit_is_kept_and_its_kill_is_counted(
+    groups: containment.Cgroups, tmp_path: Path
+) -> None:
+    box = groups.box(AttemptRef("t2", 1), Limits(memory_bytes=32 * 1024 * 1024))
+    if "memory" not in box.group.dirs:
+        pytest.skip("no memory controller in this kind of hierarchy")
+    hog = "python3 -c \"b = b'x' * (256 * 1024 * 1024)\""
+    proc = run_boxed(box, hog, tmp_path)
+    assert proc.wait(30) != 0
+    box.kill()
+    usage = box.usage()
+    assert usage.oom_kills >= 1
+    assert usage.peak_memory_bytes is not None
+    assert usage.peak_memory_bytes <= 33 * 1024 * 1024
+    box.close()
+
+
+def test_cpu_time_is_measured_for_the_whole_group(
+    groups: containment.Cgroups, tmp_path: Path
+) -> None:
+    box = groups.box(AttemptRef("t3", 1), Limits())
+    burn = (
+        "python3 -c 'import time\nend = time.process_time() + 0.5\n"
+        "while time.process_time() < end: pass'"
+    )
+    began = time.monotonic()
+    proc = run_boxed(box, f"{burn} & {burn}; wait", tmp_path)
+    proc.wait(30)
+    assert time.monotonic() - began < 30
+    usage = box.usage()
+    assert usage.cpu_s is not None
+    assert usage.cpu_s == pytest.approx(1.0, rel=0.3)  # two children, 0.5 s each
+    box.close()

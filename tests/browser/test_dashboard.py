@@ -68,6 +68,13 @@ def test_the_dashboard_end_to_end(system_grid: SystemGrid, page: Page) -> None:
     expect(page.locator("#output")).to_have_text("start\nwarn\ndone\n")
     expect(page.locator("#cancel")).to_be_disabled()
     expect(page.locator("#attempts .state")).to_have_text("succeeded")
+    if os.geteuid() == 0:  # its cgroup measured what it used
+        expect(page.locator('#attempts td[data-field="cpu"]')).to_have_text(
+            re.compile(r"^\d+\.\d\d s$")
+        )
+        expect(page.locator('#attempts td[data-field="peak memory"]')).to_have_text(
+            re.compile(r"^\d+(\.\d)? (B|KiB|MiB)$")
+        )
     shot(page, tmp, "4-task-done")
 
     # the task list shows it, with user text as text
@@ -96,6 +103,8 @@ def test_the_dashboard_end_to_end(system_grid: SystemGrid, page: Page) -> None:
     w2 = page.locator('#workers tr[data-id="w2"]')
     expect(w2.locator(".state")).to_have_text("online")
     expect(w2.locator(".resources")).to_contain_text(f"{os.cpu_count()} CPU")
+    mode = "cgroup" if os.geteuid() == 0 else "subreaper"
+    expect(w2.locator(".containment")).to_contain_text(mode)
     shot(page, tmp, "7-workers")
     w2.get_by_role("button", name="Drain").click()
     expect(w2.locator(".state")).to_have_text(re.compile(r"^(draining|offline)$"))

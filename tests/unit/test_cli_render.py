@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from gridrun.cli.render import exit_status, split_address, task_table
+from gridrun.cli.render import attempt_table, exit_status, size, split_address, task_table
 
 
 def task(**fields: Any) -> Any:
@@ -73,3 +73,25 @@ def test_the_task_table_never_cuts_an_id_even_when_narrow() -> None:
     console = Console(width=60, record=True)
     console.print(task_table([row]))
     assert "019ac4a3f2b75c0e7d1a9f3b" in console.export_text()
+
+
+def test_sizes_read_as_ls_h_shows_them() -> None:
+    assert [size(n) for n in (None, 0, 1023, 1024, 70 * 1024 * 1024, 3 << 40)] == [
+        "-", "0 B", "1023 B", "1.0 KiB", "70.0 MiB", "3.0 TiB"
+    ]  # fmt: skip
+
+
+def test_an_attempt_that_was_measured_shows_its_cpu_and_peak_memory() -> None:
+    attempt = {
+        "attempt": 1, "worker_id": "w1", "state": "succeeded", "assigned_at": "x",
+        "started_at": None, "finished_at": None, "exit_code": 0, "signal": None,
+        "error": None, "cpu_s": 1.234, "peak_memory_bytes": 70 * 1024 * 1024,
+    }  # fmt: skip
+    table = attempt_table(task(attempts=[attempt]))
+    assert table is not None
+    console = Console(width=120, record=True)
+    console.print(table)
+    text = console.export_text()
+    for shown in ("CPU", "PEAK MEM", "1.23s", "70.0 MiB"):
+        assert shown in text, text
+    assert attempt_table(task(attempts=[{**attempt, "cpu_s": None}])) is None  # one, unmeasured

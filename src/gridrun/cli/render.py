@@ -168,28 +168,49 @@ def task_detail(task: TaskDict) -> Table:
 
 
 def attempt_table(task: TaskDict) -> Table | None:
+    """Every attempt, when there was more than one or what one used was measured."""
     attempts = task["attempts"] or []
-    if len(attempts) < 2:
+    measured = any(a.get("cpu_s") is not None for a in attempts)
+    if len(attempts) < 2 and not measured:
         return None
     table = Table(box=None, header_style="bold", title="attempts", title_justify="left")
-    for column in ("#", "STATE", "EXIT", "WORKER", "STARTED", "TOOK", "ERROR"):
+    columns = ["#", "STATE", "EXIT", "WORKER", "STARTED", "TOOK", "CPU", "PEAK MEM", "ERROR"]
+    for column in columns if measured else [c for c in columns if c not in ("CPU", "PEAK MEM")]:
         table.add_column(column)
     for a in attempts:
-        table.add_row(
+        cells = [
             str(a["attempt"]),
             styled_state(a["state"]),
             "-" if a["exit_code"] is None else str(a["exit_code"]),
             escape(a["worker_id"]),
             _time(a["started_at"]),
             _duration(a["started_at"], a["finished_at"]),
-            escape(a["error"] or ""),
-        )
+        ]
+        if measured:
+            cells += [cpu_time(a.get("cpu_s")), size(a.get("peak_memory_bytes"))]
+        table.add_row(*cells, escape(a["error"] or ""))
     return table
+
+
+def cpu_time(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds:.2f}s"
+
+
+def size(n: int | None) -> str:
+    """Bytes in binary units, as `ls -h` shows them."""
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
 
 
 def worker_table(workers: list[WorkerDict]) -> Table:
     table = Table(box=None, header_style="bold")
-    for column in ("ID", "STATE", "RUNNING", "SLOTS", "HOST", "LABELS", "LAST SEEN"):
+    for column in ("ID", "STATE", "RUNNING", "SLOTS", "HOST", "LABELS", "CONTAINS", "LAST SEEN"):
         table.add_column(column)
     for w in workers:
         table.add_row(
@@ -200,6 +221,7 @@ def worker_table(workers: list[WorkerDict]) -> Table:
             str(w["slots"]),
             escape(w["hostname"]),
             escape(", ".join(f"{k}={v}" for k, v in w["labels"].items()) or "-"),
+            escape((w.get("containment") or "-").split(" ")[0]),  # the mode; --json: detail
             _time(w["last_seen"]),
         )
     if not workers:

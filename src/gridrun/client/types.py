@@ -45,6 +45,10 @@ class AttemptDict(TypedDict):
     exit_code: int | None
     signal: int | None
     error: str | None
+    cpu_s: NotRequired[float | None]  # what it used, where its worker measured it
+    peak_memory_bytes: NotRequired[int | None]
+    io_read_bytes: NotRequired[int | None]
+    io_write_bytes: NotRequired[int | None]
 
 
 class TaskDict(TypedDict):
@@ -105,6 +109,7 @@ class WorkerDict(TypedDict):
     connected_at: str | None
     last_seen: str | None
     quarantined: NotRequired[str | None]  # why it gets no new work for now
+    containment: NotRequired[str]  # "cgroup (...)", "subreaper" or "none"
 
 
 class OutputStream(TypedDict):

@@ -103,6 +103,13 @@ function resources(r) {
   if (r.gpus) parts.push(r.gpus + " GPU");
   return parts.join(" · ");
 }
+function bytes(n) {
+  if (n == null) return "";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return (i ? n.toFixed(1) : String(n)) + " " + units[i];
+}
 function command(task) { return task.shell ? task.cmd : (task.argv || []).join(" "); }
 function seconds(a, b) {
   return a && b ? ((new Date(b) - new Date(a)) / 1000).toFixed(2) + " s" : "";
@@ -259,13 +266,15 @@ function taskPage(signal, id) {
     spec.replaceChildren(...rows.flatMap(([k, v]) => [h("dt", {}, k),
       h("dd", {"data-field": k, class: k === "command" ? "mono" : ""}, String(v))]));
     attempts.replaceChildren(
-      h("tr", {}, ["#", "worker", "state", "started", "finished", "took", "exit", "error"].map(
-        (c) => h("th", {}, c))),
+      h("tr", {}, ["#", "worker", "state", "started", "finished", "took", "exit", "cpu",
+        "peak memory", "error"].map((c) => h("th", {}, c))),
       ...(t.attempts || []).map((a) => h("tr", {},
         h("td", {}, a.attempt), h("td", {}, a.worker_id), h("td", {}, badge(a.state)),
         h("td", {}, when(a.started_at)), h("td", {}, when(a.finished_at)),
         h("td", {}, seconds(a.started_at, a.finished_at)),
         h("td", {}, a.exit_code ?? (a.signal ? "signal " + a.signal : "")),
+        h("td", {"data-field": "cpu"}, a.cpu_s == null ? "" : a.cpu_s.toFixed(2) + " s"),
+        h("td", {"data-field": "peak memory"}, bytes(a.peak_memory_bytes)),
         h("td", {}, a.error || ""))));
     return t;
   };
@@ -293,13 +302,14 @@ function workersPage(signal) {
     const canDrain = may(await whoami(), "drain workers");
     table.replaceChildren(
       h("tr", {}, ["id", "state", "host", "labels", "resources", "slots", "running",
-        "last heartbeat", "version", ""].map((c) => h("th", {}, c))),
+        "containment", "last heartbeat", "version", ""].map((c) => h("th", {}, c))),
       ...list.workers.map((w) => h("tr", {"data-id": w.id},
         h("td", {class: "mono"}, w.id), h("td", {title: w.quarantined || ""}, badge(w.quarantined ? "quarantined" : w.state)), h("td", {}, w.hostname),
         h("td", {}, labelText(w.labels)), h("td", {class: "resources"}, resources(w.resources)),
         h("td", {}, w.slots),
         h("td", {}, h("a", {href: "#/tasks?state=running&worker=" + encodeURIComponent(w.id)},
           w.running)),
+        h("td", {class: "containment"}, w.containment || ""),
         h("td", {}, when(w.last_seen)), h("td", {}, w.version),
         h("td", {}, !canDrain ? null : h("button", {type: "button", class: "danger",
           disabled: w.state !== "online" || w.legacy, onclick: async (ev) => {
@@ -307,7 +317,7 @@ function workersPage(signal) {
             try { await api("/v1/workers/" + encodeURIComponent(w.id) + "/drain",
               {method: "POST"}); await load(); } catch (e) { say(e.message); }
           }}, "Drain")))));
-    if (!list.workers.length) table.append(h("tr", {}, h("td", {colspan: 10, class: "muted"},
+    if (!list.workers.length) table.append(h("tr", {}, h("td", {colspan: 11, class: "muted"},
       "no workers yet: start one with `gridrun worker`")));
   };
   repeat(load, 2000, signal);

@@ -380,6 +380,7 @@ class Task:
     error: str | None = None
     not_before: int | None = None  # epoch ms: a retry waits in the queue until then
     unschedulable: str | None = None  # why no live worker could ever take it, while queued
+    usage: Usage | None = None  # what its final attempt used (CPU, peak memory), if measured
 
     @property
     def terminal(self) -> bool:

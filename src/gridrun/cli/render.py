@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import shlex
 from datetime import datetime
 
@@ -80,10 +81,16 @@ def _time(value: str | None) -> str:
     return datetime.fromisoformat(value).astimezone().strftime("%H:%M:%S")
 
 
-def _duration(start: str | None, end: str | None) -> str:
+def _seconds(start: str | None, end: str | None) -> float | None:
     if not start or not end:
+        return None
+    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+
+
+def _duration(start: str | None, end: str | None) -> str:
+    seconds = _seconds(start, end)
+    if seconds is None:
         return "-"
-    seconds = (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
     return f"{seconds:.2f}s" if seconds < 60 else f"{seconds / 60:.1f}m"
 
 
@@ -91,11 +98,43 @@ def command_of(task: TaskDict) -> str:
     return task["cmd"] if task["cmd"] is not None else shlex.join(task["argv"])
 
 
-def task_table(tasks: list[TaskDict]) -> Table:
+class SortKey(enum.StrEnum):
+    CREATED = "created"
+    DURATION = "duration"
+    CPU = "cpu"
+    MEMORY = "memory"
+
+
+USAGE_KEYS = (SortKey.CPU, SortKey.MEMORY)
+
+
+def sorted_tasks(tasks: list[TaskDict], key: SortKey) -> list[TaskDict]:
+    """The tasks by `key`, largest first; those without it (not run, not measured) last, in
+    the order they came (newest first)."""
+    if key is SortKey.CREATED:
+        return tasks
+
+    def value(task: TaskDict) -> float | None:
+        if key is SortKey.DURATION:
+            return _seconds(task["started_at"], task["finished_at"])
+        if key is SortKey.CPU:
+            return task.get("cpu_s")
+        memory = task.get("peak_memory_bytes")
+        return float(memory) if memory is not None else None
+
+    known = [t for t in tasks if value(t) is not None]
+    known.sort(key=lambda t: value(t) or 0.0, reverse=True)
+    return known + [t for t in tasks if value(t) is None]
+
+
+def task_table(tasks: list[TaskDict], usage: bool = False) -> Table:
     table = Table(box=None, header_style="bold")
     # the id is what a user copies: shown whole (its tail is the random part), whatever shrinks
     table.add_column("ID", no_wrap=True, min_width=max((len(t["id"]) for t in tasks), default=2))
-    for column in ("STATE", "EXIT", "WORKER", "CREATED", "TOOK", "COMMAND"):
+    columns = ["STATE", "EXIT", "WORKER", "CREATED", "TOOK", "COMMAND"]
+    if usage:
+        columns[5:5] = ["CPU", "PEAK MEM"]
+    for column in columns:
         table.add_column(column, overflow="fold" if column == "COMMAND" else "ellipsis")
     for t in tasks:
         exit_text = "-" if t["exit_code"] is None else str(t["exit_code"])
@@ -108,6 +147,7 @@ def task_table(tasks: list[TaskDict]) -> Table:
             escape(t["worker_id"] or "-"),
             _time(t["created_at"]),
             _duration(t["started_at"], t["finished_at"]),
+            *([cpu_time(t.get("cpu_s")), size(t.get("peak_memory_bytes"))] if usage else []),
             (f"[bold]{escape(t['name'])}[/]: " if t["name"] else "") + escape(command_of(t)),
         )
     if not tasks:

@@ -289,18 +289,26 @@ def list_tasks(
     worker: Annotated[str | None, typer.Option("--worker", "-w")] = None,
     name: Name = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1000)] = 20,
+    sort: Annotated[
+        render.SortKey,
+        typer.Option(
+            help="Order the tasks listed (the newest --limit) by this, largest first:"
+            " duration, cpu or memory (peak; the last two where measured).",
+        ),
+    ] = render.SortKey.CREATED,
     url: Url = None,
     json_out: JsonOut = False,
 ) -> None:
-    """List tasks, newest first."""
+    """List tasks, newest first (or by --sort)."""
     with guard, connect(url) as client:
         tasks, _ = client.list_tasks(
             states=[str(s) for s in state or []], worker=worker, name=name, limit=limit
         )
+    tasks = render.sorted_tasks(tasks, sort)
     if json_out:
         print_json(tasks)
     else:
-        Console().print(render.task_table(tasks))
+        Console().print(render.task_table(tasks, usage=sort in render.USAGE_KEYS))
 
 
 @app.command()

@@ -89,6 +89,8 @@ class TaskDict(TypedDict):
     task_class: str | None
     placement: str
     unschedulable: str | None
+    cpu_s: NotRequired[float | None]  # of its final attempt, where measured
+    peak_memory_bytes: NotRequired[int | None]
     attempts: list[AttemptDict] | None
 
 

@@ -110,6 +110,12 @@ class TaskOut(BaseModel):
     unschedulable: str | None = Field(
         description="While queued: why no live worker could ever take it as it asks."
     )
+    cpu_s: float | None = Field(
+        None, description="CPU time its final attempt used, where its worker measured it."
+    )
+    peak_memory_bytes: int | None = Field(
+        None, description="Peak memory of its final attempt, where its worker measured it."
+    )
     attempts: list[AttemptOut] | None = Field(
         None, description="Every attempt, oldest first (only on GET /v1/tasks/{id})."
     )
@@ -161,6 +167,8 @@ class TaskOut(BaseModel):
             placement=spec.placement,
             unschedulable=task.unschedulable if task.state is TaskState.QUEUED else None,
             attempts=[AttemptOut.of(a) for a in attempts] if attempts is not None else None,
+            cpu_s=task.usage.cpu_s if task.usage else None,
+            peak_memory_bytes=task.usage.peak_memory_bytes if task.usage else None,
         )
 
 

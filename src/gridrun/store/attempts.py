@@ -96,7 +96,7 @@ class AttemptVerbs(TaskSteps):
         else:
             await tx.run(
                 sql.FINISH, str(state), report.started_at, finished_at, report.exit_code,
-                report.signal, error, task.id,
+                report.signal, error, used.cpu_s, used.peak_memory_bytes, task.id,
             )  # fmt: skip
             await self._ended(tx, task.id, state, now)
 

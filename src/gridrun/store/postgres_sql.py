@@ -166,6 +166,8 @@ ALTER TABLE attempts ADD COLUMN peak_memory_bytes BIGINT;
 ALTER TABLE attempts ADD COLUMN io_read_bytes BIGINT;
 ALTER TABLE attempts ADD COLUMN io_write_bytes BIGINT;
 ALTER TABLE workers ADD COLUMN containment TEXT NOT NULL DEFAULT '';
+ALTER TABLE tasks ADD COLUMN cpu_s DOUBLE PRECISION;
+ALTER TABLE tasks ADD COLUMN peak_memory_bytes BIGINT;
 """
 
 MIGRATIONS = [

@@ -6,7 +6,8 @@ backend's `Dialect`, since SQLite serializes its writers and has no `FOR UPDATE`
 
 TASK_COLUMNS = (
     "seq, id, spec, state, attempt, worker_id, cancel_requested, created_at, assigned_at,"
-    " started_at, finished_at, exit_code, signal, error, not_before, unschedulable"
+    " started_at, finished_at, exit_code, signal, error, not_before, unschedulable, cpu_s,"
+    " peak_memory_bytes"
 )
 SELECT_TASK = f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?"
 INSERT_TASK = (
@@ -30,7 +31,7 @@ MARK_UNSCHEDULABLE = "UPDATE tasks SET unschedulable = ? WHERE id = ? AND state 
 START = "UPDATE tasks SET state = ?, started_at = ? WHERE id = ?"
 FINISH = (
     "UPDATE tasks SET state = ?, started_at = coalesce(?, started_at), finished_at = ?,"
-    " exit_code = ?, signal = ?, error = ? WHERE id = ?"
+    " exit_code = ?, signal = ?, error = ?, cpu_s = ?, peak_memory_bytes = ? WHERE id = ?"
 )
 REQUEUE = (
     "UPDATE tasks SET state = ?, worker_id = NULL, assigned_at = NULL, started_at = NULL,"

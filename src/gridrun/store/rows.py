@@ -223,4 +223,7 @@ def task_from_row(row: Sequence[Any]) -> Task:
         error=row[13],
         not_before=row[14] or None,
         unschedulable=row[15],
+        usage=Usage(cpu_s=row[16], peak_memory_bytes=row[17])
+        if row[16] is not None or row[17] is not None
+        else None,
     )

@@ -180,6 +180,8 @@ ALTER TABLE attempts ADD COLUMN peak_memory_bytes INTEGER;
 ALTER TABLE attempts ADD COLUMN io_read_bytes INTEGER;
 ALTER TABLE attempts ADD COLUMN io_write_bytes INTEGER;
 ALTER TABLE workers ADD COLUMN containment TEXT NOT NULL DEFAULT '';
+ALTER TABLE tasks ADD COLUMN cpu_s REAL;
+ALTER TABLE tasks ADD COLUMN peak_memory_bytes INTEGER;
 """
 
 MIGRATIONS = [

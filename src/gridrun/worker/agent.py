@@ -31,7 +31,7 @@ from gridrun.model import (
 )
 from gridrun.worker import executor
 from gridrun.worker.config import WorkerConfig
-from gridrun.worker.containment import choose, limits_for, reap_orphans
+from gridrun.worker.containment import choose, limits_for, reap_orphans, subtree_name
 from gridrun.worker.events import (
     AgentEvent,
     AttemptEnded,
@@ -125,7 +125,8 @@ class Agent:
         self.resources = machine_resources(config)
         self._gpus = GpuPool(self.resources.gpus)
         try:
-            self.containment = choose(self.id, config.containment, config.cgroup_root)
+            subtree = subtree_name(self.id, config.data_dir)
+            self.containment = choose(subtree, config.containment, config.cgroup_root)
         except PermissionError as exc:
             raise ConfigError(str(exc)) from None
         self.master_address = config.masters[0]  # the master this worker talks to now
@@ -471,7 +472,8 @@ class Agent:
             self._runs.pop(ref, None)
             self._gpus.give_back(ref)
             if self.containment.mode == "subreaper":
-                reap_orphans()  # what escaped an attempt and has exited since
+                # what escaped an attempt and has exited since
+                reap_orphans({e.pid for e in self.executions.values() if e.pid is not None})
             if execution.launch.scratch is not None:
                 shutil.rmtree(execution.launch.scratch, ignore_errors=True)
 

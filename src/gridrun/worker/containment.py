@@ -2,18 +2,19 @@
 
 Two modes, chosen at start and announced (log, `gridrun workers`, the dashboard):
 
-- **cgroup** (root, or a delegated subtree): each attempt is a control group of its own, under
-  `gridrun.<worker id>` in the worker's own group (or `--cgroup-root`), in every hierarchy that
-  is useful (see gridrun.worker.cgroups). The attempt's first process is a two-line `/bin/sh`
-  that writes its own pid into the group and then execs the task (and the run-as and limit
-  wrappers), so not one instruction of the task runs outside it, and everything it forks,
-  `setsid` or not, is inside. The worker has gRPC threads, so it cannot do this in a forked
-  child itself (see gridrun.worker.policy); one exec of dash costs ~1 ms.
-  Asks become limits (`memory_mb` -> memory limit, `cpu` -> CPU quota, a process cap), and usage
-  is read from the group when the attempt ends.
+- **cgroup** (root, or a delegated subtree): each attempt is a control group of its own,
+  under `gridrun.<worker id>.<data dir hash>` in the worker's own group (or `--cgroup-root`),
+  in every hierarchy that is useful (see gridrun.worker.cgroups). The attempt's first process
+  is a two-line `/bin/sh` that writes its own pid into the group and then execs the task (and
+  the run-as and limit wrappers), so not one instruction of the task runs outside it, and
+  everything it forks, `setsid` or not, is inside. The worker has gRPC threads, so it cannot
+  do this in a forked child itself (see gridrun.worker.policy); one exec of dash costs ~1 ms.
+  Asks become limits (`memory_mb` -> memory limit, `cpu` -> CPU quota, a process cap), and
+  usage is read from the group when the attempt ends.
 - **subreaper** (no cgroup can be made): the worker is a child subreaper, so processes that
   escape with `setsid` are re-parented to it rather than to init, and are found by the attempt
-  tag every task's environment carries (GRIDRUN_TASK_ID/GRIDRUN_ATTEMPT). No limits, no usage.
+  tag every task's environment carries (GRIDRUN_TASK_ID/GRIDRUN_ATTEMPT). No limits; usage
+  from wait4 (the main process and the children it waited for).
 
 An attempt ends when its main process exits, or it is cancelled or times out (after the kill
 grace): whatever is left of it is killed then, as systemd does for a service's control group
@@ -30,13 +31,14 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import hashlib
 import json
 import logging
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,9 +114,7 @@ class ReaperBox(Box):
     def kill(self) -> None:
         for pid in tagged_descendants(os.getpid(), self.ref):
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-            with contextlib.suppress(ChildProcessError, OSError):
-                os.waitpid(pid, os.WNOHANG)  # an orphan re-parented to us: ours to reap
+                os.kill(pid, signal.SIGKILL)  # orphans among them are reaped by reap_orphans
 
 
 class Containment:
@@ -148,16 +148,15 @@ class Subreaper(Containment):
         return ReaperBox(ref)
 
     def start(self) -> None:
-        reap_orphans()
+        reap_orphans()  # nothing runs yet
 
 
 class Cgroups(Containment):
     mode = "cgroup"
 
-    def __init__(self, worker_id: str, hierarchies: list[Hierarchy], root: str | None) -> None:
+    def __init__(self, name: str, hierarchies: list[Hierarchy], root: str | None) -> None:
         self.base: dict[str, Path] = {}  # "v2" or a v1 controller -> this worker's subtree
         self.v2: Path | None = None
-        name = f"gridrun.{worker_id}"
         v2 = next((h for h in hierarchies if h.version == 2), None)
         v2_controllers: set[str] = set()
         if v2 is not None:
@@ -170,8 +169,10 @@ class Cgroups(Containment):
                     self.base[controller] = base
                 if "cpu" in v2_controllers:
                     self.base["cpuacct"] = base  # cpu.stat has the usage
+        # with v2, cgroup.kill and cpu.stat do what the v1 freezer and cpuacct would
+        needless = {"freezer", "cpuacct"} if self.v2 is not None else set()
         for h in (h for h in hierarchies if h.version == 1):
-            wanted = h.controllers - set(self.base)
+            wanted = h.controllers - set(self.base) - needless
             if not wanted:
                 continue
             parent = h.mount / root.lstrip("/") if root else h.own
@@ -203,12 +204,19 @@ class Cgroups(Containment):
     def box(self, ref: AttemptRef, limits: Limits) -> Box:
         leaf = f"{ref.task_id}.{ref.attempt}"
         dirs: dict[str, Path] = {}
+        # only the groups this attempt needs: a group is a mkdir, a join and an rmdir each
+        needed = {"v2", "memory", "io", "blkio", "freezer", "cpuacct"}
+        needed |= {"pids"} if limits.pids else set()
+        needed |= {"cpu"} if limits.cpu else set()
+        owners = [("v2", self.v2), *self.base.items()]
         for base in self._bases():
+            if not any(owner == base and key in needed for key, owner in owners):
+                continue
             directory = base / leaf
             cgroups.remove_tree(directory)  # a leftover of an earlier try of this attempt
             base.mkdir(exist_ok=True)  # (a dead predecessor's guardian may have removed it)
             directory.mkdir()
-            for key, owner in [("v2", self.v2), *self.base.items()]:
+            for key, owner in owners:
                 if owner == base:
                     dirs[key] = directory
         group = Group(dirs=dirs, v2=dirs.get("v2"), limits=limits)
@@ -235,8 +243,15 @@ class Cgroups(Containment):
                 guardian.wait(timeout=10)
 
 
+def subtree_name(worker_id: str, data_dir: Path) -> str:
+    """This worker's subtree in each hierarchy: its id, and its data dir's (two grids on one
+    host may both have a `w1`; one data dir is one worker, across its restarts)."""
+    digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:10]
+    return f"gridrun.{worker_id}.{digest}"
+
+
 def choose(
-    worker_id: str, wanted: str, root: str | None, hierarchies: list[Hierarchy] | None = None
+    name: str, wanted: str, root: str | None, hierarchies: list[Hierarchy] | None = None
 ) -> Containment:
     """The containment this worker can have: `auto` is cgroups where they can be made, else a
     subreaper; `cgroup` insists; `subreaper` and `none` as named."""
@@ -245,7 +260,7 @@ def choose(
             found = cgroups.discover() if hierarchies is None else hierarchies
         except OSError:
             found = []
-        groups = Cgroups(worker_id, found, root)
+        groups = Cgroups(name, found, root)
         if groups.usable:
             return groups
         if wanted == "cgroup":
@@ -371,9 +386,11 @@ def descendants(root: int) -> set[int]:
     return found
 
 
-def reap_orphans() -> None:
-    """Reap children of ours that exited and that no Popen waits for (re-parented orphans)."""
-    for pid in descendants(os.getpid()):
+def reap_orphans(ours: Collection[int] = ()) -> None:
+    """Reap children of ours that exited and that no Popen waits for (re-parented orphans);
+    `ours` are the attempts' main processes, which their executions reap (with their exit
+    status, which must not be taken from them)."""
+    for pid in descendants(os.getpid()) - set(ours):
         try:
             state = Path(f"/proc/{pid}/stat").read_text()
         except OSError:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import errno
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from gridrun.model import AttemptRef, Outcome, Report, Stream
+from gridrun.worker.cgroups import Usage
 from gridrun.worker.containment import Box
 from gridrun.worker.policy import Launch
 
@@ -127,9 +129,14 @@ def _check_program(program: str, env: dict[str, str]) -> None:
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), program)
 
 
-def _exit_of(loop: asyncio.AbstractEventLoop, proc: subprocess.Popen[bytes]) -> asyncio.Future[int]:
+def _exit_of(
+    loop: asyncio.AbstractEventLoop,
+    proc: subprocess.Popen[bytes],
+    on_rusage: Callable[[resource.struct_rusage], None],
+) -> asyncio.Future[int]:
     """A future for the process's exit status. On Linux a pidfd tells the event loop when it
-    has exited (no thread, no signal handler); elsewhere a thread waits for it."""
+    has exited (no thread, no signal handler), and wait4 reaps it with what it used (it and
+    the children it waited for); elsewhere a thread waits for it."""
     try:
         pidfd = os.pidfd_open(proc.pid)
     except (AttributeError, OSError):
@@ -137,7 +144,16 @@ def _exit_of(loop: asyncio.AbstractEventLoop, proc: subprocess.Popen[bytes]) -> 
     exited: asyncio.Future[int] = loop.create_future()
 
     def ready() -> None:
-        code = proc.poll()  # reaps it
+        try:
+            pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
+        except ChildProcessError:
+            pid, status, rusage = proc.pid, 0, None  # reaped elsewhere: poll() says how
+        if pid == 0:
+            return
+        if rusage is not None:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            on_rusage(rusage)
+        code = proc.poll()
         if code is None:
             return
         loop.remove_reader(pidfd)
@@ -177,6 +193,7 @@ class Execution:
         self._pipes_open = 0
         self._pipes_closed: asyncio.Future[None] | None = None
         self._pipes: tuple[IO[bytes], ...] = ()
+        self._rusage: Usage | None = None
 
     @property
     def launch(self) -> Launch:
@@ -221,7 +238,7 @@ class Execution:
             os.set_blocking(pipe.fileno(), False)
             loop.add_reader(pipe.fileno(), self._readable, loop, pipe, self._streams[number])
             self._pipes_open += 1
-        self._exited = _exit_of(loop, proc)
+        self._exited = _exit_of(loop, proc, self._rusage_of)
 
     async def run(self) -> Finished:
         """Run the process (started here unless `start` did) to its end and return (and emit)
@@ -247,7 +264,7 @@ class Execution:
         finally:
             await self._end_all(pid, exited)
         code = exited.result()
-        usage = self._box.usage()
+        usage = self._box.usage() or self._rusage
         error = self._error if outcome is not Outcome.EXITED else ""
         if usage is not None and usage.oom_kills and code != 0:
             limit = self._box.memory_limit_mb()
@@ -315,6 +332,13 @@ class Execution:
     def _kill_group(pgid: int, sig: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, sig)
+
+    def _rusage_of(self, rusage: resource.struct_rusage) -> None:
+        """Usage where no cgroup measures it: the main process and the children it waited
+        for (CPU), the largest of them (peak memory: ru_maxrss is per process)."""
+        self._rusage = Usage(
+            cpu_s=rusage.ru_utime + rusage.ru_stime, peak_memory_bytes=rusage.ru_maxrss * 1024
+        )
 
     def _close_pipes(self) -> None:
         """Stop reading output held open by processes outside the box (no cgroup here)."""

@@ -1,0 +1,91 @@
+"""What containment costs, in one run:
+  1. at the worker: the wall time of one `true` attempt (spawn, run, reap, kill what is left,
+     read its usage, remove its cgroup), one after another, N times, for each mode: none (a
+     process group only), cgroup (the join wrapper, a group in each hierarchy) and subreaper;
+  2. on a grid of real processes (one master, 2 workers x S slots, tasks as root): `true` tasks
+     per second and p50 submit->finished with --containment none and with the default (cgroup
+     as root), alternating rounds on fresh grids.
+Prints each figure and the ratios to `none` measured in the same run. Needs root for cgroups.
+Usage: python bench/containment.py [--attempts N] [--tasks N] [--rounds R] [--slots S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import time
+
+from run_as import rate
+
+from gridrun.model import AttemptRef
+from gridrun.worker import containment
+from gridrun.worker.cgroups import Limits
+from gridrun.worker.executor import Assignment, Execution
+from gridrun.worker.policy import Launch
+
+
+async def attempt_ms(box_of: containment.Containment, n: int) -> float:
+    """Median wall time of one `true` attempt, in ms."""
+    times = []
+    launch = Launch(argv=("true",), env={"PATH": os.environ["PATH"]}, cwd=None)
+    for i in range(n):
+        ref = AttemptRef(f"bench{i}", 1)
+        began = time.perf_counter()
+        box = box_of.box(ref, Limits(pids=4096))
+        await Execution(Assignment(ref, ("true",)), launch, lambda e: None, box=box).run()
+        times.append((time.perf_counter() - began) * 1000)
+    return statistics.median(times)
+
+
+async def per_attempt(n: int) -> dict[str, float]:
+    modes: dict[str, containment.Containment] = {"none": containment.Containment()}
+    if os.geteuid() == 0:
+        modes["cgroup"] = containment.choose(f"gridrun.bench.{os.getpid()}", "cgroup", None)
+    modes["subreaper"] = containment.Subreaper()
+    found = {}
+    for name, mode in modes.items():
+        mode.start()
+        try:
+            await attempt_ms(mode, 20)  # warm up
+            found[name] = await attempt_ms(mode, n)
+        finally:
+            mode.close()
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--attempts", type=int, default=300)
+    parser.add_argument("--tasks", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--slots", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args()
+    found = asyncio.run(per_attempt(args.attempts))
+    for name, ms in found.items():
+        print(f"one `true` attempt, {name:9}: {ms:6.2f} ms  ratio to none {ms / found['none']:.2f}")
+    if os.geteuid() != 0:
+        print("grid figures need root (cgroups): skipped")
+        return
+    rates, waits = [], []
+    for n in range(1, args.rounds + 1):
+        none_rate, none_ms = rate(
+            ("--run-as", "root", "--containment", "none"), args.tasks, args.slots
+        )
+        cg_rate, cg_ms = rate(("--run-as", "root"), args.tasks, args.slots)
+        rates.append(cg_rate / none_rate)
+        waits.append(cg_ms / none_ms)
+        print(
+            f"round {n}: none {none_rate:6.1f}/s p50 {none_ms:5.1f} ms;"
+            f" cgroup {cg_rate:6.1f}/s p50 {cg_ms:5.1f} ms",
+            flush=True,
+        )
+    print(
+        f"cgroup / none, median of {args.rounds}: throughput {statistics.median(rates):.3f},"
+        f" p50 submit->finished {statistics.median(waits):.3f}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -7,6 +7,7 @@
      as root), alternating rounds on fresh grids.
 Prints each figure and the ratios to `none` measured in the same run. Needs root for cgroups.
 Usage: python bench/containment.py [--attempts N] [--tasks N] [--rounds R] [--slots S]
+       [--sleep SECONDS]  (grid tasks `sleep SECONDS` instead of `true`)
 """
 
 from __future__ import annotations
@@ -61,7 +62,9 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--slots", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--sleep", type=float, default=0, help="grid tasks: sleep this, not true")
     args = parser.parse_args()
+    argv = ("sleep", f"{args.sleep:g}") if args.sleep else ("true",)
     found = asyncio.run(per_attempt(args.attempts))
     for name, ms in found.items():
         print(f"one `true` attempt, {name:9}: {ms:6.2f} ms  ratio to none {ms / found['none']:.2f}")
@@ -69,21 +72,20 @@ def main() -> None:
         print("grid figures need root (cgroups): skipped")
         return
     rates, waits = [], []
+    uncontained = ("--run-as", "root", "--containment", "none")
     for n in range(1, args.rounds + 1):
-        none_rate, none_ms = rate(
-            ("--run-as", "root", "--containment", "none"), args.tasks, args.slots
-        )
-        cg_rate, cg_ms = rate(("--run-as", "root"), args.tasks, args.slots)
+        none_rate, none_ms = rate(uncontained, args.tasks, args.slots, argv)
+        cg_rate, cg_ms = rate(("--run-as", "root"), args.tasks, args.slots, argv)
         rates.append(cg_rate / none_rate)
         waits.append(cg_ms / none_ms)
         print(
-            f"round {n}: none {none_rate:6.1f}/s p50 {none_ms:5.1f} ms;"
+            f"round {n} ({' '.join(argv)}): none {none_rate:6.1f}/s p50 {none_ms:5.1f} ms;"
             f" cgroup {cg_rate:6.1f}/s p50 {cg_ms:5.1f} ms",
             flush=True,
         )
     print(
         f"cgroup / none, median of {args.rounds}: throughput {statistics.median(rates):.3f},"
-        f" p50 submit->finished {statistics.median(waits):.3f}"
+        f" p50 submit->finished (true) {statistics.median(waits):.3f}"
     )
 
 

@@ -18,15 +18,17 @@ from grid import Grid
 from throughput import gridrun_rate, latencies
 
 
-def rate(worker_args: tuple[str, ...], tasks: int, slots: int) -> tuple[float, float]:
-    """(tasks per second, p50 submit->finished in ms) on a fresh grid."""
+def rate(
+    worker_args: tuple[str, ...], tasks: int, slots: int, argv: tuple[str, ...] = ("true",)
+) -> tuple[float, float]:
+    """(tasks of `argv` per second, p50 submit->finished of `true` in ms) on a fresh grid."""
     with tempfile.TemporaryDirectory(prefix="gridrun-bench-") as tmp:
         grid = Grid(Path(tmp), str(Path(tmp) / "gridrun.db"), worker_args=worker_args)
         try:
             grid.start_masters()
             grid.start_workers(2, slots)
             gridrun_rate(grid, ["true"], 200)  # warm up
-            per_s = gridrun_rate(grid, ["true"], tasks)
+            per_s = gridrun_rate(grid, list(argv), tasks)
             finished, _ = latencies(grid.client, 100)
             return per_s, statistics.median(finished)
         finally:

@@ -39,7 +39,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from gridrun.model import AttemptRef
@@ -85,6 +85,7 @@ class Box:
 @dataclass
 class CgroupBox(Box):
     group: Group
+    busy: list[Path] = field(default_factory=list)  # where to leave directories not yet empty
 
     def wrap(self, argv: Sequence[str]) -> tuple[str, ...]:
         files = [str(p) for p in self.group.procs_files]
@@ -104,12 +105,15 @@ class CgroupBox(Box):
         return memory // (1024 * 1024) if memory else None
 
     def close(self) -> None:
-        self.group.remove()
+        self.busy.extend(self.group.remove())
 
 
 @dataclass
 class ReaperBox(Box):
     ref: AttemptRef
+
+    def populated(self) -> bool:
+        return bool(tagged_descendants(os.getpid(), self.ref))
 
     def kill(self) -> None:
         for pid in tagged_descendants(os.getpid(), self.ref):
@@ -184,6 +188,7 @@ class Cgroups(Containment):
                     self.base[controller] = base
         self.freezer = self.base.get("freezer") if self.v2 is None else None
         self._guardian: subprocess.Popen[bytes] | None = None
+        self._busy: list[Path] = []  # attempts' directories to remove once they drain
 
     @property
     def usable(self) -> bool:
@@ -205,7 +210,7 @@ class Cgroups(Containment):
         leaf = f"{ref.task_id}.{ref.attempt}"
         dirs: dict[str, Path] = {}
         # only the groups this attempt needs: a group is a mkdir, a join and an rmdir each
-        needed = {"v2", "memory", "io", "blkio", "freezer", "cpuacct"}
+        needed = {"v2", "memory", "io", "freezer", "cpuacct"}
         needed |= {"pids"} if limits.pids else set()
         needed |= {"cpu"} if limits.cpu else set()
         owners = [("v2", self.v2), *self.base.items()]
@@ -213,16 +218,32 @@ class Cgroups(Containment):
             if not any(owner == base and key in needed for key, owner in owners):
                 continue
             directory = base / leaf
-            cgroups.remove_tree(directory)  # a leftover of an earlier try of this attempt
-            base.mkdir(exist_ok=True)  # (a dead predecessor's guardian may have removed it)
-            directory.mkdir()
+            try:
+                directory.mkdir()
+            except FileExistsError:  # a leftover of an earlier try of this attempt
+                cgroups.remove_tree(directory)
+                directory.mkdir()
+            except FileNotFoundError:  # a dead predecessor's guardian removed the base
+                base.mkdir(exist_ok=True)
+                directory.mkdir()
             for key, owner in owners:
                 if owner == base:
                     dirs[key] = directory
         group = Group(dirs=dirs, v2=dirs.get("v2"), limits=limits)
         group.frozen_by = dirs.get("freezer") if group.v2 is None else None
         _apply(group, limits)
-        return CgroupBox(group)
+        self._retry_removals()
+        return CgroupBox(group, self._busy)
+
+    def _retry_removals(self) -> None:
+        busy, self._busy[:] = list(self._busy), []
+        for directory in busy:
+            try:
+                directory.rmdir()
+            except FileNotFoundError:
+                continue
+            except OSError:
+                self._busy.append(directory)
 
     def start(self) -> None:
         leftovers = [c for base in self._bases() for c in cgroups.children(base)]

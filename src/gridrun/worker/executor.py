@@ -289,15 +289,16 @@ class Execution:
         assert self._pipes_closed is not None
         self._kill_group(pid, signal.SIGKILL)  # leftovers of the group, if any
         await asyncio.wait({exited})
-        self._box.kill()  # and of the attempt, wherever they went
+        if self._box.populated():  # (most attempts leave nothing: no kill, no wait)
+            self._box.kill()  # what is left of the attempt, wherever it went
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + PIPE_GRACE_S
+            # the killed leave their group within moments (then it can be removed)
+            while self._box.populated() and loop.time() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.005)
         await asyncio.wait({self._pipes_closed}, timeout=PIPE_GRACE_S)
         if not self._pipes_closed.done():
             self._close_pipes()
-        deadline = asyncio.get_running_loop().time() + PIPE_GRACE_S
-        # the killed leave their group within moments (then it can be removed); the kernel
-        # gives no event for it that the loop could wait on
-        while self._box.populated() and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(0.005)
         if self._flush_timer is not None:
             self._flush_timer.cancel()
         self._flush()

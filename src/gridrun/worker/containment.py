@@ -13,8 +13,8 @@ Two modes, chosen at start and announced (log, `gridrun workers`, the dashboard)
   usage is read from the group when the attempt ends.
 - **subreaper** (no cgroup can be made): the worker is a child subreaper, so processes that
   escape with `setsid` are re-parented to it rather than to init, and are found by the attempt
-  tag every task's environment carries (GRIDRUN_TASK_ID/GRIDRUN_ATTEMPT). No limits; usage
-  from wait4 (the main process and the children it waited for).
+  tag every task's environment carries (GRIDRUN_TASK_ID/GRIDRUN_ATTEMPT). No limits; its
+  CPU time from wait4 (the main process and the children it waited for).
 
 An attempt ends when its main process exits, or it is cancelled or times out (after the kill
 grace): whatever is left of it is killed then, as systemd does for a service's control group

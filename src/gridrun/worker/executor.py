@@ -335,11 +335,10 @@ class Execution:
             os.killpg(pgid, sig)
 
     def _rusage_of(self, rusage: resource.struct_rusage) -> None:
-        """Usage where no cgroup measures it: the main process and the children it waited
-        for (CPU), the largest of them (peak memory: ru_maxrss is per process)."""
-        self._rusage = Usage(
-            cpu_s=rusage.ru_utime + rusage.ru_stime, peak_memory_bytes=rusage.ru_maxrss * 1024
-        )
+        """Usage where no cgroup measures it: the CPU of the main process and the children it
+        waited for. Not its memory: a child started with vfork counts the worker's own RSS in
+        ru_maxrss (the high-water mark of the mm it shared until exec)."""
+        self._rusage = Usage(cpu_s=rusage.ru_utime + rusage.ru_stime)
 
     def _close_pipes(self) -> None:
         """Stop reading output held open by processes outside the box (no cgroup here)."""

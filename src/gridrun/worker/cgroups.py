@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -101,7 +102,7 @@ def discover(mountinfo: str | None = None, proc_cgroup: str | None = None) -> li
             own = _inside(point, root, own_v2) if own_v2 is not None else None
             if own is None or any(h.version == 2 for h in found):
                 continue
-            enabled = _words(own / "cgroup.controllers")
+            enabled = words(own / "cgroup.controllers")
             found.append(Hierarchy(2, point, frozenset(enabled) & frozenset(WANTED), own))
         elif controllers not in seen:
             path = own_v1.get(next(iter(controllers)))
@@ -112,14 +113,14 @@ def discover(mountinfo: str | None = None, proc_cgroup: str | None = None) -> li
     return found
 
 
-def _words(path: Path) -> list[str]:
+def words(path: Path) -> list[str]:
     try:
         return path.read_text().split()
     except OSError:
         return []
 
 
-def _write(path: Path, value: str) -> bool:
+def write(path: Path, value: str) -> bool:
     try:
         path.write_text(value)
     except OSError:
@@ -174,9 +175,16 @@ class Group:
     """One attempt's group: a directory in each hierarchy used (v2 first, if any)."""
 
     dirs: dict[str, Path]  # controller (or "v2") -> directory
-    v2: Path | None = None
-    frozen_by: Path | None = None  # the v1 freezer group, where v2 cannot kill
     limits: Limits = field(default_factory=Limits)
+
+    @property
+    def v2(self) -> Path | None:
+        return self.dirs.get("v2")
+
+    @property
+    def frozen_by(self) -> Path | None:
+        """The v1 freezer group, where v2 cannot kill."""
+        return self.dirs.get("freezer") if self.v2 is None else None
 
     @property
     def procs_files(self) -> list[Path]:
@@ -190,7 +198,7 @@ class Group:
     def pids(self) -> set[int]:
         found: set[int] = set()
         for directory in self.paths:
-            found.update(int(p) for p in _words(directory / "cgroup.procs") if p.isdigit())
+            found.update(int(p) for p in words(directory / "cgroup.procs") if p.isdigit())
         return found
 
     def populated(self) -> bool:
@@ -202,16 +210,17 @@ class Group:
 
     def kill(self) -> None:
         """SIGKILL every process in the group, including those forked meanwhile."""
-        if self.v2 is not None and _write(self.v2 / "cgroup.kill", "1"):
+        if self.v2 is not None and write(self.v2 / "cgroup.kill", "1"):
             return
-        if self.frozen_by is not None and _write(self.frozen_by / "freezer.state", "FROZEN"):
+        freezer = self.frozen_by
+        if freezer is not None and write(freezer / "freezer.state", "FROZEN"):
             deadline = time.monotonic() + KILL_WAIT_S
             while time.monotonic() < deadline:  # frozen: nothing in it can fork any more
-                if (self.frozen_by / "freezer.state").read_text().strip() == "FROZEN":
+                if (freezer / "freezer.state").read_text().strip() == "FROZEN":
                     break
                 time.sleep(0.001)
             _kill_all(self.pids())
-            _write(self.frozen_by / "freezer.state", "THAWED")
+            write(freezer / "freezer.state", "THAWED")
             return
         for _ in range(100):  # no freezer: kill until nothing is left (a fork may race)
             pids = self.pids()
@@ -238,37 +247,32 @@ class Group:
             peak = _read_int(memory / "memory.max_usage_in_bytes")
             oom = _keyed(memory / "memory.oom_control").get("oom_kill", 0)
         io = self.dirs.get("io")
-        blkio = self.dirs.get("blkio")
-        if io is not None:
+        if io is not None:  # (v2 only: v1 blkio is not used, see WANTED)
             read = written = 0
             for line in _lines(io / "io.stat"):
                 values = dict(f.split("=", 1) for f in line.split()[1:] if "=" in f)
                 read += int(values.get("rbytes", 0))
                 written += int(values.get("wbytes", 0))
-        elif blkio is not None:
-            read = written = 0
-            for line in _lines(blkio / "blkio.throttle.io_service_bytes"):
-                parts = line.split()
-                if len(parts) == 3 and parts[1] in ("Read", "Write"):
-                    if parts[1] == "Read":
-                        read += int(parts[2])
-                    else:
-                        written += int(parts[2])
         return Usage(cpu_s, peak, read, written, oom)
 
     def remove(self) -> list[Path]:
         """Remove the directories of an empty group, at once (an attempt's group has no
-        children); those still busy (a killed process takes a moment to leave) are returned,
-        for the caller to try again later rather than wait now."""
-        busy = []
-        for directory in self.paths:
-            try:
-                directory.rmdir()
-            except FileNotFoundError:
-                continue
-            except OSError:
-                busy.append(directory)
-        return busy
+        children); those still busy are returned (see `rmdirs`)."""
+        return rmdirs(self.paths)
+
+
+def rmdirs(directories: Iterable[Path]) -> list[Path]:
+    """rmdir each, at once; those still busy (a killed process takes a moment to leave) are
+    returned, for the caller to try again later rather than wait now."""
+    busy = []
+    for directory in directories:
+        try:
+            directory.rmdir()
+        except FileNotFoundError:
+            continue
+        except OSError:
+            busy.append(directory)
+    return busy
 
 
 def _lines(path: Path) -> list[str]:
@@ -281,7 +285,7 @@ def _lines(path: Path) -> list[str]:
 def _kill_all(pids: Iterable[int]) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, 9)
+            os.kill(pid, signal.SIGKILL)
 
 
 def remove_tree(directory: Path) -> None:
@@ -314,13 +318,12 @@ def kill_subtree(
     `cgroup.kill`; v1: freeze the base (a v1 freezer freezes its descendants), kill every
     process listed below, thaw."""
     bases = list(bases)
-    group = Group(dirs={}, v2=None)
+    below = {str(n): p for n, p in enumerate(p for base in bases for p in _walk(base))}
     if v2_base is not None and v2_base.is_dir():
-        _write(v2_base / "cgroup.kill", "1")
+        write(v2_base / "cgroup.kill", "1")
     elif freezer_base is not None and freezer_base.is_dir():
-        group.frozen_by = freezer_base
-    below = [p for base in bases for p in _walk(base)]
-    group.dirs = {str(n): p for n, p in enumerate(below)}
+        below["freezer"] = freezer_base  # (also among `below`: listed twice, read once)
+    group = Group(dirs=below)
     if group.pids():
         group.kill()
     for base in bases:

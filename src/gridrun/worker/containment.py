@@ -56,7 +56,6 @@ JOIN = (
     ' shift; exec "$@"'
 )
 PR_SET_CHILD_SUBREAPER = 36
-DEFAULT_PIDS = 4096  # a task's processes at most, unless the worker says otherwise
 
 
 class Box:
@@ -183,10 +182,10 @@ class Cgroups(Containment):
             base = parent / name
             if _mkdir(base):
                 if "memory" in h.controllers:
-                    _write(base / "memory.use_hierarchy", "1")
+                    cgroups.write(base / "memory.use_hierarchy", "1")
                 for controller in wanted:
                     self.base[controller] = base
-        self.freezer = self.base.get("freezer") if self.v2 is None else None
+        self.freezer = self.base.get("freezer")  # (only where there is no v2: see needless)
         self._guardian: subprocess.Popen[bytes] | None = None
         self._busy: list[Path] = []  # attempts' directories to remove once they drain
 
@@ -229,21 +228,13 @@ class Cgroups(Containment):
             for key, owner in owners:
                 if owner == base:
                     dirs[key] = directory
-        group = Group(dirs=dirs, v2=dirs.get("v2"), limits=limits)
-        group.frozen_by = dirs.get("freezer") if group.v2 is None else None
+        group = Group(dirs=dirs, limits=limits)
         _apply(group, limits)
         self._retry_removals()
         return CgroupBox(group, self._busy)
 
     def _retry_removals(self) -> None:
-        busy, self._busy[:] = list(self._busy), []
-        for directory in busy:
-            try:
-                directory.rmdir()
-            except FileNotFoundError:
-                continue
-            except OSError:
-                self._busy.append(directory)
+        self._busy[:] = cgroups.rmdirs(list(self._busy))
 
     def start(self) -> None:
         leftovers = [c for base in self._bases() for c in cgroups.children(base)]
@@ -309,29 +300,29 @@ def _apply(group: Group, limits: Limits) -> None:
     v2 = group.v2
     if limits.memory_bytes and memory is not None:
         if memory == v2:
-            _write(memory / "memory.max", str(limits.memory_bytes))
-            _write(memory / "memory.swap.max", "0")
+            cgroups.write(memory / "memory.max", str(limits.memory_bytes))
+            cgroups.write(memory / "memory.swap.max", "0")
         else:
-            _write(memory / "memory.limit_in_bytes", str(limits.memory_bytes))
-            _write(memory / "memory.memsw.limit_in_bytes", str(limits.memory_bytes))
+            cgroups.write(memory / "memory.limit_in_bytes", str(limits.memory_bytes))
+            cgroups.write(memory / "memory.memsw.limit_in_bytes", str(limits.memory_bytes))
     if limits.pids and pids is not None:
-        _write(pids / "pids.max", str(limits.pids))
+        cgroups.write(pids / "pids.max", str(limits.pids))
     if limits.cpu and cpu is not None:
         quota = max(1000, round(limits.cpu * cgroups.CPU_PERIOD_US))
         if cpu == v2:
-            _write(cpu / "cpu.max", f"{quota} {cgroups.CPU_PERIOD_US}")
+            cgroups.write(cpu / "cpu.max", f"{quota} {cgroups.CPU_PERIOD_US}")
         else:
-            _write(cpu / "cpu.cfs_period_us", str(cgroups.CPU_PERIOD_US))
-            _write(cpu / "cpu.cfs_quota_us", str(quota))
+            cgroups.write(cpu / "cpu.cfs_period_us", str(cgroups.CPU_PERIOD_US))
+            cgroups.write(cpu / "cpu.cfs_quota_us", str(quota))
 
 
 def _enable(parent: Path, base: Path) -> set[str]:
     """Enable what v2 controllers we can for the attempts' groups; those that took."""
-    available = set(cgroups._words(parent / "cgroup.controllers")) & {"memory", "pids", "cpu", "io"}
+    available = set(cgroups.words(parent / "cgroup.controllers")) & {"memory", "pids", "cpu", "io"}
     for controller in sorted(available):
-        _write(parent / "cgroup.subtree_control", f"+{controller}")
-        _write(base / "cgroup.subtree_control", f"+{controller}")
-    return set(cgroups._words(base / "cgroup.subtree_control")) & available
+        cgroups.write(parent / "cgroup.subtree_control", f"+{controller}")
+        cgroups.write(base / "cgroup.subtree_control", f"+{controller}")
+    return set(cgroups.words(base / "cgroup.subtree_control")) & available
 
 
 def _mkdir(path: Path) -> bool:
@@ -341,10 +332,6 @@ def _mkdir(path: Path) -> bool:
     except OSError:
         return False
     return True
-
-
-def _write(path: Path, value: str) -> bool:
-    return cgroups._write(path, value)
 
 
 def _prctl(option: int, value: int) -> bool:

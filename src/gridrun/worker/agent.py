@@ -31,7 +31,7 @@ from gridrun.model import (
 )
 from gridrun.worker import executor
 from gridrun.worker.config import WorkerConfig
-from gridrun.worker.containment import choose, limits_for, reap_orphans, subtree_name
+from gridrun.worker.containment import choose, limits_for, subtree_name
 from gridrun.worker.events import (
     AgentEvent,
     AttemptEnded,
@@ -471,9 +471,7 @@ class Agent:
                 self._publish(Running(len(self.executions)))
             self._runs.pop(ref, None)
             self._gpus.give_back(ref)
-            if self.containment.mode == "subreaper":
-                # what escaped an attempt and has exited since
-                reap_orphans({e.pid for e in self.executions.values() if e.pid is not None})
+            self.containment.attempt_ended(e.pid for e in self.executions.values() if e.pid)
             if execution.launch.scratch is not None:
                 shutil.rmtree(execution.launch.scratch, ignore_errors=True)
 

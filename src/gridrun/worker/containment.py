@@ -38,7 +38,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -134,6 +134,10 @@ class Containment:
     def start(self) -> None:
         """Take over from a previous worker process and guard against this one dying."""
 
+    def attempt_ended(self, running: Iterable[int]) -> None:
+        """An attempt's box is closed; `running` are the main processes of those still
+        running (their executions reap them), read only by a containment that needs them."""
+
     def close(self) -> None:
         """The worker is stopping cleanly."""
 
@@ -152,6 +156,9 @@ class Subreaper(Containment):
 
     def start(self) -> None:
         reap_orphans()  # nothing runs yet
+
+    def attempt_ended(self, running: Iterable[int]) -> None:
+        reap_orphans(set(running))  # what escaped an attempt and has exited since
 
 
 class Cgroups(Containment):

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from gridrun.worker.containment import descendants
 from tests.helpers import env_without_gridrun, eventually, free_port
 
 
@@ -152,7 +153,13 @@ class SystemGrid:
     def close(self) -> None:
         """Stop every process this grid started and every process those started (a task's
         process group lives on if its worker was SIGKILLed), whatever fails on the way."""
-        left = {pid for proc in self.procs if proc.poll() is None for pid in descendants(proc.pid)}
+        left = {
+            pid
+            for proc in self.procs
+            if proc.poll() is None
+            for pid in descendants(proc.pid)
+            if not is_guardian(pid)  # it ends by itself, after removing the worker's cgroups
+        }
         for proc in self.procs:
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -169,19 +176,12 @@ class SystemGrid:
                 os.killpg(pid, signal.SIGKILL)
 
 
-def descendants(pid: int) -> set[int]:
-    """Every process below `pid` now (from /proc/PID/task/*/children)."""
-    found: set[int] = set()
-    todo = [pid]
-    while todo:
-        parent = todo.pop()
-        for children in Path(f"/proc/{parent}/task").glob("*/children"):
-            with contextlib.suppress(OSError):
-                for child in map(int, children.read_text().split()):
-                    if child not in found:
-                        found.add(child)
-                        todo.append(child)
-    return found
+def is_guardian(pid: int) -> bool:
+    """A worker's guardian (gridrun.worker.guardian), by its command line."""
+    try:
+        return b"gridrun.worker.guardian" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 @pytest.fixture

@@ -16,9 +16,9 @@ import httpx
 import pytest
 
 from gridrun.worker import cgroups
-from gridrun.worker.containment import subtree_name
+from gridrun.worker.containment import descendants, subtree_name
 from tests.helpers import eventually, pid_alive, read_pid
-from tests.system.conftest import SystemGrid, descendants
+from tests.system.conftest import SystemGrid, is_guardian
 
 pytestmark = [pytest.mark.system, pytest.mark.slow, pytest.mark.timeout(180)]
 ROOT = os.geteuid() == 0
@@ -56,15 +56,22 @@ def mode_args(mode: str) -> tuple[str, ...]:
     return () if mode == "cgroup" else ("--containment", mode)
 
 
+def escaping(
+    grid: SystemGrid, mode: str, tmp_path: Path, script: str, **body: object
+) -> tuple[str, Path]:
+    """A grid whose worker is in `mode`, running `script`, which writes the pid of the child it
+    lets escape to `{pidfile}`: the task's id and that file."""
+    grid.start_master()
+    grid.start_worker("w1", extra=mode_args(mode))
+    pidfile = tmp_path / "child.pid"
+    return submit(grid, script.format(pidfile=pidfile), **body), pidfile
+
+
 def test_a_setsid_child_does_not_outlive_its_finished_task(
     contained: SystemGrid, tmp_path: Path, mode: str
 ) -> None:
-    contained.start_master()
-    contained.start_worker("w1", extra=mode_args(mode))
-    pidfile = tmp_path / "child.pid"
-    task_id = submit(
-        contained, f"setsid sleep 300 >/dev/null 2>&1 </dev/null & echo $! > {pidfile}; sleep 1"
-    )
+    script = "setsid sleep 300 >/dev/null 2>&1 </dev/null & echo $! > {pidfile}; sleep 1"
+    task_id, pidfile = escaping(contained, mode, tmp_path, script)
     assert contained.task(task_id, wait=30)["state"] == "succeeded"
     child = read_pid(pidfile)
     eventually(lambda: not pid_alive(child), 5)
@@ -73,10 +80,8 @@ def test_a_setsid_child_does_not_outlive_its_finished_task(
 def test_a_cancel_ends_the_task_and_its_escaped_child_at_once(
     contained: SystemGrid, tmp_path: Path, mode: str
 ) -> None:
-    contained.start_master()
-    contained.start_worker("w1", extra=mode_args(mode))
-    pidfile = tmp_path / "child.pid"
-    task_id = submit(contained, f"setsid sleep 305 & echo $! > {pidfile}; sleep 200")
+    script = "setsid sleep 305 & echo $! > {pidfile}; sleep 200"
+    task_id, pidfile = escaping(contained, mode, tmp_path, script)
     eventually(pidfile.exists, 20)
     child = read_pid(pidfile)
     eventually(lambda: contained.task(task_id)["state"] == "running", 20)
@@ -92,11 +97,9 @@ def test_a_cancel_ends_the_task_and_its_escaped_child_at_once(
 def test_a_timeout_is_kept_whatever_an_escaped_child_does_with_stdout(
     contained: SystemGrid, tmp_path: Path, mode: str
 ) -> None:
-    contained.start_master()
-    contained.start_worker("w1", extra=mode_args(mode))
-    pidfile = tmp_path / "child.pid"
+    script = "setsid sleep 310 & echo $! > {pidfile}; sleep 200"
     began = time.monotonic()
-    task_id = submit(contained, f"setsid sleep 310 & echo $! > {pidfile}; sleep 200", timeout_s=3)
+    task_id, pidfile = escaping(contained, mode, tmp_path, script, timeout_s=3)
     done = contained.task(task_id, wait=60)
     took = time.monotonic() - began
     assert done["state"] == "timed_out"
@@ -144,10 +147,7 @@ def test_a_restarted_worker_kills_what_its_previous_process_left(
     submit(contained, f"setsid sleep 320 & echo $! > {pidfile}; sleep 300")
     eventually(pidfile.exists, 20)
     child = read_pid(pidfile)
-    (guardian,) = [
-        pid for pid in descendants(worker.pid)
-        if b"gridrun.worker.guardian" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    ]  # fmt: skip
+    (guardian,) = [pid for pid in descendants(worker.pid) if is_guardian(pid)]
     os.kill(guardian, signal.SIGKILL)
     worker.send_signal(signal.SIGKILL)
     worker.wait(10)

@@ -18,7 +18,7 @@ import os
 import statistics
 import time
 
-from run_as import rate
+from run_as import compare
 
 from gridrun.model import AttemptRef
 from gridrun.worker import containment
@@ -71,22 +71,9 @@ def main() -> None:
     if os.geteuid() != 0:
         print("grid figures need root (cgroups): skipped")
         return
-    rates, waits = [], []
     uncontained = ("--run-as", "root", "--containment", "none")
-    for n in range(1, args.rounds + 1):
-        none_rate, none_ms = rate(uncontained, args.tasks, args.slots, argv)
-        cg_rate, cg_ms = rate(("--run-as", "root"), args.tasks, args.slots, argv)
-        rates.append(cg_rate / none_rate)
-        waits.append(cg_ms / none_ms)
-        print(
-            f"round {n} ({' '.join(argv)}): none {none_rate:6.1f}/s p50 {none_ms:5.1f} ms;"
-            f" cgroup {cg_rate:6.1f}/s p50 {cg_ms:5.1f} ms",
-            flush=True,
-        )
-    print(
-        f"cgroup / none, median of {args.rounds}: throughput {statistics.median(rates):.3f},"
-        f" p50 submit->finished (true) {statistics.median(waits):.3f}"
-    )
+    cgroup = ("--run-as", "root")
+    compare(("none", uncontained), ("cgroup", cgroup), args.rounds, args.tasks, args.slots, argv)
 
 
 if __name__ == "__main__":

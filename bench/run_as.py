@@ -35,6 +35,35 @@ def rate(
             grid.stop()
 
 
+def compare(
+    base: tuple[str, tuple[str, ...]],
+    other: tuple[str, tuple[str, ...]],
+    rounds: int,
+    tasks: int,
+    slots: int,
+    argv: tuple[str, ...] = ("true",),
+) -> None:
+    """Alternating rounds of `rate` on fresh grids with the base's worker args and the
+    other's (each a label and the args); print each round and the median ratios other/base."""
+    (base_name, base_args), (other_name, other_args) = base, other
+    rates, waits = [], []
+    for n in range(1, rounds + 1):
+        base_rate, base_ms = rate(base_args, tasks, slots, argv)
+        other_rate, other_ms = rate(other_args, tasks, slots, argv)
+        rates.append(other_rate / base_rate)
+        waits.append(other_ms / base_ms)
+        print(
+            f"round {n} ({' '.join(argv)}): {base_name} {base_rate:6.1f}/s p50 {base_ms:5.1f} ms;"
+            f" {other_name} {other_rate:6.1f}/s p50 {other_ms:5.1f} ms",
+            flush=True,
+        )
+    print(
+        f"{other_name} / {base_name}, median of {rounds}: throughput"
+        f" {statistics.median(rates):.3f}, p50 submit->finished (true)"
+        f" {statistics.median(waits):.3f}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=2000)
@@ -43,20 +72,8 @@ def main() -> None:
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run it as root: a worker switches users only as root")
-    rates, waits = [], []
-    for n in range(1, args.rounds + 1):
-        root_rate, root_ms = rate(("--run-as", "root"), args.tasks, args.slots)
-        user_rate, user_ms = rate((), args.tasks, args.slots)
-        rates.append(user_rate / root_rate)
-        waits.append(user_ms / root_ms)
-        print(
-            f"round {n}: as root {root_rate:6.1f}/s p50 {root_ms:5.1f} ms;"
-            f" default user {user_rate:6.1f}/s p50 {user_ms:5.1f} ms",
-            flush=True,
-        )
-    print(
-        f"default user / as root, median of {args.rounds}: throughput"
-        f" {statistics.median(rates):.3f}, p50 submit->finished {statistics.median(waits):.3f}"
+    compare(
+        ("as root", ("--run-as", "root")), ("default user", ()), args.rounds, args.tasks, args.slots
     )
 
 

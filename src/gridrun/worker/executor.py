@@ -242,7 +242,13 @@ class Execution:
 
     async def run(self) -> Finished:
         """Run the process (started here unless `start` did) to its end and return (and emit)
-        how it finished."""
+        how it finished; its box is released however that went."""
+        try:
+            return await self._run()
+        finally:
+            self._box.close()
+
+    async def _run(self) -> Finished:
         self.start()
         pid, exited = self.pid, self._exited
         if self._spawn_error:
@@ -252,10 +258,8 @@ class Execution:
                 finished_at=now_ms(),
                 error=self._spawn_error,
             )
-            self._box.close()
             return self._finish(report)
         if pid is None or exited is None:  # cancelled before it started
-            self._box.close()
             return self._finish(Report(self._outcome_on_kill, error=self._error))
         assert self._pipes_closed is not None
         outcome = Outcome.EXITED
@@ -269,7 +273,6 @@ class Execution:
         if usage is not None and usage.oom_kills and code != 0:
             limit = self._box.memory_limit_mb()
             error = f"out of memory: limit {limit} MiB" if limit else "out of memory"
-        self._box.close()
         return self._finish(
             Report(
                 outcome,

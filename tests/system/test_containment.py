@@ -220,3 +220,15 @@ def test_an_attempt_records_the_cpu_and_memory_it_used(contained: SystemGrid, mo
     ]
     shown = contained.cli("ls", "--sort", "cpu")
     assert "CPU" in shown.stdout, shown.stdout  # the usage columns are shown
+
+
+@pytest.mark.skipif(not ROOT, reason="cgroups need root here")
+def test_a_worker_that_fails_before_it_starts_leaves_no_cgroup(system_grid: SystemGrid) -> None:
+    """Its containment is chosen (a probe makes and removes the subtree) before a bad option
+    stops it: nothing is left, since only a started worker, with its guardian, keeps one."""
+    data_dir = str(system_grid.tmp / "workers" / "w1")
+    args = ("worker", "--name", "w1", "--data-dir", data_dir, "--metrics", "nonsense")
+    failed = system_grid.cli(*args, "--run-as", "root")
+    assert failed.returncode != 0, failed.stderr
+    assert "--metrics must be host:port" in failed.stderr
+    assert not leftover_groups(system_grid)

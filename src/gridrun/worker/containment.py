@@ -168,16 +168,16 @@ class Cgroups(Containment):
         self.base: dict[str, Path] = {}  # "v2" or a v1 controller -> this worker's subtree
         self.v2: Path | None = None
         v2 = next((h for h in hierarchies if h.version == 2), None)
-        v2_controllers: set[str] = set()
+        self._v2_controllers: set[str] = set()  # enabled for the attempts' groups
         if v2 is not None:
             parent = v2.mount / root.lstrip("/") if root else v2.own
             base = parent / name
             if _mkdir(base):
                 self.v2 = base
-                v2_controllers = _enable(parent, base)
-                for controller in v2_controllers:
+                self._v2_controllers = _enable(parent, base)
+                for controller in self._v2_controllers:
                     self.base[controller] = base
-                if "cpu" in v2_controllers:
+                if "cpu" in self._v2_controllers:
                     self.base["cpuacct"] = base  # cpu.stat has the usage
         # with v2, cgroup.kill and cpu.stat do what the v1 freezer and cpuacct would
         needless = {"freezer", "cpuacct"} if self.v2 is not None else set()
@@ -188,13 +188,24 @@ class Cgroups(Containment):
             parent = h.mount / root.lstrip("/") if root else h.own
             base = parent / name
             if _mkdir(base):
-                if "memory" in h.controllers:
-                    cgroups.write(base / "memory.use_hierarchy", "1")
                 for controller in wanted:
                     self.base[controller] = base
         self.freezer = self.base.get("freezer")  # (only where there is no v2: see needless)
         self._guardian: subprocess.Popen[bytes] | None = None
         self._busy: list[Path] = []  # attempts' directories to remove once they drain
+        # the directories made above were a probe: `start` makes them again, under its
+        # guardian, so a worker that fails before it starts leaves none behind
+        cgroups.rmdirs(self._bases())
+
+    def _make_bases(self) -> None:
+        for base in self._bases():
+            base.mkdir(exist_ok=True)
+        memory = self.base.get("memory")
+        if memory is not None and memory != self.v2:
+            cgroups.write(memory / "memory.use_hierarchy", "1")
+        if self.v2 is not None:
+            for controller in sorted(self._v2_controllers):
+                cgroups.write(self.v2 / "cgroup.subtree_control", f"+{controller}")
 
     @property
     def usable(self) -> bool:
@@ -230,7 +241,7 @@ class Cgroups(Containment):
                 cgroups.remove_tree(directory)
                 directory.mkdir()
             except FileNotFoundError:  # a dead predecessor's guardian removed the base
-                base.mkdir(exist_ok=True)
+                self._make_bases()
                 directory.mkdir()
             for key, owner in owners:
                 if owner == base:
@@ -244,6 +255,7 @@ class Cgroups(Containment):
         self._busy[:] = cgroups.rmdirs(list(self._busy))
 
     def start(self) -> None:
+        self._make_bases()
         leftovers = [c for base in self._bases() for c in cgroups.children(base)]
         if leftovers:
             log.warning(

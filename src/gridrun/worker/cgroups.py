@@ -27,9 +27,6 @@ from gridrun import model
 # rmdir) cost more than the I/O figures are worth; v2's io controller gives them for free
 WANTED = ("memory", "pids", "cpu", "cpuacct", "freezer", "io")
 KILL_WAIT_S = 2.0  # a freeze or a kill takes effect within this
-# how long a guardian keeps trying to remove its worker's subtree after killing it (a loaded
-# machine may take seconds to reap what was killed; the worker waits 10 s for its guardian)
-REMOVE_PATIENCE_S = 5.0
 CPU_PERIOD_US = 100_000
 
 
@@ -291,23 +288,20 @@ def _kill_all(pids: Iterable[int]) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def remove_tree(directory: Path, patience_s: float = 0.5) -> None:
+def remove_tree(directory: Path) -> None:
     """rmdir a group and the groups below it, deepest first (a group dir holds only control
-    files, which rmdir takes with it), trying each for up to `patience_s` while it drains."""
+    files, which rmdir takes with it)."""
     if not directory.is_dir():
         return
     for child in sorted((p for p in directory.iterdir() if p.is_dir()), reverse=True):
-        remove_tree(child, patience_s)
-    deadline = time.monotonic() + patience_s
-    while True:
+        remove_tree(child)
+    for _ in range(50):
         try:
             directory.rmdir()
             return
         except FileNotFoundError:
             return
         except OSError:
-            if time.monotonic() > deadline:
-                return
             time.sleep(0.01)  # still draining: a killed process takes a moment to leave
 
 
@@ -333,8 +327,8 @@ def kill_subtree(
     if group.pids():
         group.kill()
     for base in bases:
-        if remove:  # the guardian: nothing else to do, so it waits longer on a slow drain
-            remove_tree(base, REMOVE_PATIENCE_S)
+        if remove:
+            remove_tree(base)
         else:
             for child in list(children(base)):
                 remove_tree(child)

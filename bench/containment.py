@@ -1,7 +1,8 @@
 """What containment costs, in one run:
   1. at the worker: the wall time of one `true` attempt (spawn, run, reap, kill what is left,
      read its usage, remove its cgroup), one after another, N times, for each mode: none (a
-     process group only), cgroup (the join wrapper, a group in each hierarchy) and subreaper;
+     process group only), cgroup (a group in each hierarchy: v1 groups are reused, the spawning
+     thread joins them; v2 groups are new, joined by a wrapper) and subreaper;
   2. on a grid of real processes (one master, 2 workers x S slots, tasks as root): `true` tasks
      per second and p50 submit->finished with --containment none and with the default (cgroup
      as root), alternating rounds on fresh grids.

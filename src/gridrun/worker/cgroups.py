@@ -17,7 +17,7 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +28,7 @@ from gridrun import model
 WANTED = ("memory", "pids", "cpu", "cpuacct", "freezer", "io")
 KILL_WAIT_S = 2.0  # a freeze or a kill takes effect within this
 CPU_PERIOD_US = 100_000
+RECYCLE_CHARGED_MAX = 1 << 20  # a group left holding more memory is removed, not recycled
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,33 +114,49 @@ def discover(mountinfo: str | None = None, proc_cgroup: str | None = None) -> li
     return found
 
 
-def words(path: Path) -> list[str]:
+def words(path: Path, read: Callable[[Path], str] | None = None) -> list[str]:
     try:
-        return path.read_text().split()
+        return (read or _read)(path).split()
     except OSError:
         return []
 
 
 def write(path: Path, value: str) -> bool:
+    """Write a control file (with the os calls: several per attempt, so the cheapest)."""
     try:
-        path.write_text(value)
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.write(fd, value.encode())
+        finally:
+            os.close(fd)
     except OSError:
         return False
     return True
 
 
-def _read_int(path: Path) -> int | None:
+def _read(path: Path) -> str:
+    fd = os.open(path, os.O_RDONLY)
     try:
-        return int(path.read_text().split()[0])
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode()
+
+
+def _read_int(path: Path, read: Callable[[Path], str] | None = None) -> int | None:
+    try:
+        return int((read or _read)(path).split()[0])
     except (OSError, ValueError, IndexError):
         return None
 
 
-def _keyed(path: Path) -> dict[str, int]:
+def _keyed(path: Path, read: Callable[[Path], str] | None = None) -> dict[str, int]:
     """A flat keyed file (`key value` lines) as a dict."""
     values: dict[str, int] = {}
     try:
-        text = path.read_text()
+        text = (read or _read)(path)
     except OSError:
         return values
     for line in text.splitlines():
@@ -147,6 +164,43 @@ def _keyed(path: Path) -> dict[str, int]:
         with contextlib.suppress(ValueError):
             values[key] = int(value)
     return values
+
+
+class Files:
+    """A group's control files, kept open: a group that serves attempt after attempt reads
+    and writes the same few files, and each then costs one call, not three (a control file
+    is read afresh from offset 0)."""
+
+    def __init__(self) -> None:
+        self._fds: dict[tuple[Path, int], int] = {}
+
+    def fd(self, path: Path, flags: int) -> int:
+        fd = self._fds.get((path, flags))
+        if fd is None:
+            fd = self._fds[path, flags] = os.open(path, flags)
+        return fd
+
+    def read(self, path: Path) -> str:
+        fd, chunks, offset = self.fd(path, os.O_RDONLY), [], 0
+        while chunk := os.pread(fd, 65536, offset):
+            chunks.append(chunk)
+            offset += len(chunk)
+        return b"".join(chunks).decode()
+
+    def put(self, path: Path, value: str) -> None:
+        os.pwrite(self.fd(path, os.O_WRONLY), value.encode(), 0)
+
+    def write(self, path: Path, value: str) -> bool:
+        try:
+            self.put(path, value)
+        except OSError:
+            return False
+        return True
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,10 +226,71 @@ class Usage:
 
 @dataclass
 class Group:
-    """One attempt's group: a directory in each hierarchy used (v2 first, if any)."""
+    """One attempt's group: a directory in each hierarchy used (v2 first, if any). A v1
+    group may serve attempt after attempt (see `recycle`)."""
 
     dirs: dict[str, Path]  # controller (or "v2") -> directory
-    limits: Limits = field(default_factory=Limits)
+    limits: Limits = field(default_factory=Limits)  # as written (a new group has none)
+    oom_base: int = 0  # OOM kills counted before this attempt (a recycled group)
+    thaw: bool = False  # a kill froze it: thawed before it serves again
+    files: Files = field(default_factory=Files, repr=False)
+
+    def set_limits(self, limits: Limits) -> None:
+        """Write the limits that differ from the group's."""
+        old, self.limits = self.limits, limits
+        memory, pids, cpu, v2 = (
+            self.dirs.get("memory"),
+            self.dirs.get("pids"),
+            self.dirs.get("cpu"),
+            self.v2,
+        )
+        if memory is not None and limits.memory_bytes != old.memory_bytes:
+            value = str(limits.memory_bytes or ("max" if memory == v2 else "-1"))
+            if memory == v2:
+                self.files.write(memory / "memory.max", value)
+                self.files.write(memory / "memory.swap.max", "0" if limits.memory_bytes else "max")
+            else:  # v1: the memory+swap limit may never be under the memory limit
+                order = ["memory.limit_in_bytes", "memory.memsw.limit_in_bytes"]
+                raised = old.memory_bytes and (limits.memory_bytes or 0) > old.memory_bytes
+                if raised or (old.memory_bytes and not limits.memory_bytes):
+                    order.reverse()  # memory+swap first
+                for name in order:
+                    self.files.write(memory / name, value)
+        if pids is not None and limits.pids != old.pids:
+            self.files.write(pids / "pids.max", str(limits.pids or "max"))
+        if cpu is not None and limits.cpu != old.cpu:
+            quota = round(limits.cpu * CPU_PERIOD_US) if limits.cpu else None
+            quota = max(1000, quota) if quota is not None else None
+            if cpu == v2:
+                self.files.write(cpu / "cpu.max", f"{quota or 'max'} {CPU_PERIOD_US}")
+            else:
+                self.files.write(cpu / "cpu.cfs_period_us", str(CPU_PERIOD_US))
+                self.files.write(cpu / "cpu.cfs_quota_us", str(quota or -1))
+
+    def recycle(self) -> bool:
+        """Make this empty v1 group ready for another attempt, its usage counted from zero.
+        False where it cannot be done (v2, still populated, more than RECYCLE_CHARGED_MAX
+        still charged to it): remove it instead. What the last attempt left charged (file
+        cache, some kernel memory: a few kB after most tasks) stays, and is in the next
+        one's peak; dropping it (`memory.force_empty`) costs more than a new group."""
+        if self.v2 is not None or self.populated():
+            return False
+        freezer = self.dirs.get("freezer")
+        if self.thaw and freezer is not None:
+            if not self.files.write(freezer / "freezer.state", "THAWED"):
+                return False
+            self.thaw = False
+        memory, cpuacct = self.dirs.get("memory"), self.dirs.get("cpuacct")
+        if memory is not None:
+            charged = _read_int(memory / "memory.usage_in_bytes", self.files.read)
+            if charged is None or charged > RECYCLE_CHARGED_MAX:
+                return False
+            if not self.files.write(memory / "memory.max_usage_in_bytes", "0"):
+                return False
+            self.oom_base = _keyed(memory / "memory.oom_control", self.files.read).get(
+                "oom_kill", 0
+            )
+        return cpuacct is None or self.files.write(cpuacct / "cpuacct.usage", "0")
 
     @property
     def v2(self) -> Path | None:
@@ -203,24 +318,28 @@ class Group:
 
     def populated(self) -> bool:
         if self.v2 is not None:
-            events = _keyed(self.v2 / "cgroup.events")
+            events = _keyed(self.v2 / "cgroup.events", self.files.read)
             if "populated" in events:
                 return events["populated"] == 1
-        return bool(self.pids())
+        # v1: one hierarchy tells (the first process joined them all, and its children
+        # inherit them; only root can leave one, see the README's known limits)
+        one = self.dirs.get("freezer") or self.paths[0]
+        # (opened afresh: a v1 cgroup.procs kept open answers from a list made earlier)
+        return any(p.isdigit() for p in words(one / "cgroup.procs"))
 
     def kill(self) -> None:
         """SIGKILL every process in the group, including those forked meanwhile."""
-        if self.v2 is not None and write(self.v2 / "cgroup.kill", "1"):
+        if self.v2 is not None and self.files.write(self.v2 / "cgroup.kill", "1"):
             return
         freezer = self.frozen_by
-        if freezer is not None and write(freezer / "freezer.state", "FROZEN"):
+        if freezer is not None and self.files.write(freezer / "freezer.state", "FROZEN"):
             deadline = time.monotonic() + KILL_WAIT_S
             while time.monotonic() < deadline:  # frozen: nothing in it can fork any more
                 if (freezer / "freezer.state").read_text().strip() == "FROZEN":
                     break
                 time.sleep(0.001)
             _kill_all(self.pids())
-            write(freezer / "freezer.state", "THAWED")
+            self.thaw = not self.files.write(freezer / "freezer.state", "THAWED")
             return
         for _ in range(100):  # no freezer: kill until nothing is left (a fork may race)
             pids = self.pids()
@@ -234,31 +353,49 @@ class Group:
         oom = 0
         memory, cpuacct = self.dirs.get("memory"), self.dirs.get("cpuacct")
         if self.v2 is not None:
-            stat = _keyed(self.v2 / "cpu.stat")
+            stat = _keyed(self.v2 / "cpu.stat", self.files.read)
             if "usage_usec" in stat:
                 cpu_s = stat["usage_usec"] / 1e6
         if cpu_s is None and cpuacct is not None:
-            ns = _read_int(cpuacct / "cpuacct.usage")
+            ns = _read_int(cpuacct / "cpuacct.usage", self.files.read)
             cpu_s = ns / 1e9 if ns is not None else None
         if memory is not None and memory == self.v2:
-            peak = _read_int(memory / "memory.peak")
-            oom = _keyed(memory / "memory.events").get("oom_kill", 0)
+            peak = _read_int(memory / "memory.peak", self.files.read)
+            oom = _keyed(memory / "memory.events", self.files.read).get("oom_kill", 0)
         elif memory is not None:
-            peak = _read_int(memory / "memory.max_usage_in_bytes")
-            oom = _keyed(memory / "memory.oom_control").get("oom_kill", 0)
+            peak = _read_int(memory / "memory.max_usage_in_bytes", self.files.read)
+            oom = (
+                _keyed(memory / "memory.oom_control", self.files.read).get("oom_kill", 0)
+                - self.oom_base
+            )
         io = self.dirs.get("io")
         if io is not None:  # (v2 only: v1 blkio is not used, see WANTED)
             read = written = 0
-            for line in _lines(io / "io.stat"):
+            for line in _lines(io / "io.stat", self.files.read):
                 values = dict(f.split("=", 1) for f in line.split()[1:] if "=" in f)
                 read += int(values.get("rbytes", 0))
                 written += int(values.get("wbytes", 0))
         return Usage(cpu_s, peak, read, written, oom)
 
+    def join_thread(self) -> None:
+        """Move the calling thread into the group (see move_thread)."""
+        move_thread([self.files.fd(d / "tasks", os.O_WRONLY) for d in self.paths])
+
     def remove(self) -> list[Path]:
         """Remove the directories of an empty group, at once (an attempt's group has no
         children); those still busy are returned (see `rmdirs`)."""
+        self.files.close()
         return rmdirs(self.paths)
+
+
+def move_thread(tasks: Iterable[int]) -> None:
+    """Move the calling thread (not its process) into the v1 groups whose `tasks` files these
+    are (open for writing). Writing `0` to a v1 `tasks` file moves just the writer, without
+    the global lock a process's move takes (that lock waits out an RCU grace period, ~10 ms
+    here, unless another move happened moments before); a child it then starts is born in
+    the groups. v2 moves whole processes only."""
+    for fd in tasks:
+        os.pwrite(fd, b"0", 0)
 
 
 def rmdirs(directories: Iterable[Path]) -> list[Path]:
@@ -275,15 +412,15 @@ def rmdirs(directories: Iterable[Path]) -> list[Path]:
     return busy
 
 
-def _lines(path: Path) -> list[str]:
+def _lines(path: Path, read: Callable[[Path], str] | None = None) -> list[str]:
     try:
-        return path.read_text().splitlines()
+        return (read or _read)(path).splitlines()
     except OSError:
         return []
 
 
 def _kill_all(pids: Iterable[int]) -> None:
-    for pid in pids:
+    for pid in set(pids) - {os.getpid()}:  # (a v1 group lists us while a thread of ours joins)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
 
@@ -326,6 +463,7 @@ def kill_subtree(
     group = Group(dirs=below)
     if group.pids():
         group.kill()
+    group.files.close()
     for base in bases:
         if remove:
             remove_tree(base)

@@ -5,12 +5,19 @@ Two modes, chosen at start and announced (log, `gridrun workers`, the dashboard)
 - **cgroup** (root, or a delegated subtree): each attempt is a control group of its own,
   under `gridrun.<worker id>.<data dir hash>` in the worker's own group (or `--cgroup-root`),
   in every hierarchy that is useful (see gridrun.worker.cgroups). The attempt's first process
-  is a two-line `/bin/sh` that writes its own pid into the group and then execs the task (and
-  the run-as and limit wrappers), so not one instruction of the task runs outside it, and
-  everything it forks, `setsid` or not, is inside. The worker has gRPC threads, so it cannot
-  do this in a forked child itself (see gridrun.worker.policy); one exec of dash costs ~1 ms.
-  Asks become limits (`memory_mb` -> memory limit, `cpu` -> CPU quota, a process cap), and
-  usage is read from the group when the attempt ends.
+  is born inside its group, so not one instruction of the task runs outside it, and
+  everything it forks, `setsid` or not, is inside. Where the groups are v1 (a hybrid host,
+  whose v2 hierarchy has no controllers, uses v1 alone), the thread that spawns moves itself
+  into them for the moment of the spawn and back (`CgroupBox.spawning`): a v1 group takes a
+  single thread, cheaply, and the child inherits the thread's groups. A v1 group then serves
+  attempt after attempt, emptied and its counters zeroed in between (`Group.recycle`; making
+  and removing a memory group costs more than a `true` task). Where the groups are v2, which
+  moves whole processes only, the first process is a two-line `/bin/sh` that writes its own
+  pid into a new group and then execs the task (the worker has gRPC threads, so it cannot
+  run Python in a forked child; see gridrun.worker.policy): one more exec of dash, and the
+  move waits out an RCU grace period (see cgroups.move_thread). Asks become limits
+  (`memory_mb` -> memory limit, `cpu` -> CPU quota, a process cap), and usage is read from
+  the group when the attempt ends.
 - **subreaper** (no cgroup can be made): the worker is a child subreaper, so processes that
   escape with `setsid` are re-parented to it rather than to init, and are found by the attempt
   tag every task's environment carries (GRIDRUN_TASK_ID/GRIDRUN_ATTEMPT). No limits; its
@@ -32,14 +39,15 @@ import contextlib
 import ctypes
 import ctypes.util
 import hashlib
+import itertools
 import json
 import logging
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from gridrun.model import AttemptRef
@@ -56,13 +64,19 @@ JOIN = (
     ' shift; exec "$@"'
 )
 PR_SET_CHILD_SUBREAPER = 36
+POOL_IDLE = 16  # v1 groups kept for the next attempts (a new one is made when none is idle)
 
 
 class Box:
-    """What contains one attempt."""
+    """What contains one attempt: its first process is spawned within `spawning()`, from the
+    argv `wrap` gives."""
 
     def wrap(self, argv: Sequence[str]) -> tuple[str, ...]:
         return tuple(argv)
+
+    @contextlib.contextmanager
+    def spawning(self) -> Iterator[None]:
+        yield
 
     def kill(self) -> None:
         """Kill everything of the attempt that is still running."""
@@ -84,11 +98,37 @@ class Box:
 @dataclass
 class CgroupBox(Box):
     group: Group
-    busy: list[Path] = field(default_factory=list)  # where to leave directories not yet empty
+    release: Callable[[Group], object] = Group.remove  # (keeps a group to recycle, or removes it)
+    # v1 groups: moves the spawning thread back to the worker's own groups
+    leave: Callable[[], None] | None = None
 
     def wrap(self, argv: Sequence[str]) -> tuple[str, ...]:
+        if self.leave is not None:
+            return tuple(argv)  # born inside: see spawning
         files = [str(p) for p in self.group.procs_files]
         return (SH, "-c", JOIN, "gridrun-join", *files, "--", *argv)
+
+    @contextlib.contextmanager
+    def spawning(self) -> Iterator[None]:
+        """v1: the calling thread is in the attempt's groups while the block runs, so the
+        process it starts is born there."""
+        if self.leave is None:
+            yield
+            return
+        try:
+            try:
+                self.group.join_thread()
+            except OSError as exc:
+                raise OSError(exc.errno, f"cannot put the task in its cgroup: {exc}") from exc
+            yield
+        finally:
+            try:
+                self.leave()
+            except OSError:
+                # a thread of the worker left in an attempt's group would be frozen with it
+                # at its kill; ending now leaves the attempts to the guardian
+                log.critical("cannot move back out of %s; stopping", self.group.paths)
+                os._exit(70)
 
     def kill(self) -> None:
         self.group.kill()
@@ -104,7 +144,7 @@ class CgroupBox(Box):
         return memory // (1024 * 1024) if memory else None
 
     def close(self) -> None:
-        self.busy.extend(self.group.remove())
+        self.release(self.group)
 
 
 @dataclass
@@ -167,7 +207,10 @@ class Cgroups(Containment):
     def __init__(self, name: str, hierarchies: list[Hierarchy], root: str | None) -> None:
         self.base: dict[str, Path] = {}  # "v2" or a v1 controller -> this worker's subtree
         self.v2: Path | None = None
+        self._home: dict[Path, Path] = {}  # a v1 base -> the worker's own group there
         v2 = next((h for h in hierarchies if h.version == 2), None)
+        if v2 is not None and not self._keeps_v2(v2, hierarchies):
+            v2 = None
         self._v2_controllers: set[str] = set()  # enabled for the attempts' groups
         if v2 is not None:
             parent = v2.mount / root.lstrip("/") if root else v2.own
@@ -188,14 +231,27 @@ class Cgroups(Containment):
             parent = h.mount / root.lstrip("/") if root else h.own
             base = parent / name
             if _mkdir(base):
+                self._home[base] = h.own
                 for controller in wanted:
                     self.base[controller] = base
         self.freezer = self.base.get("freezer")  # (only where there is no v2: see needless)
         self._guardian: subprocess.Popen[bytes] | None = None
         self._busy: list[Path] = []  # attempts' directories to remove once they drain
+        self._idle: list[Group] = []  # v1 groups an attempt used, ready for the next one
+        self._home_files = cgroups.Files()
+        self._home_tasks: list[int] = []
+        self._numbers = itertools.count(1)
         # the directories made above were a probe: `start` makes them again, under its
         # guardian, so a worker that fails before it starts leaves none behind
         cgroups.rmdirs(self._bases())
+
+    @staticmethod
+    def _keeps_v2(v2: Hierarchy, hierarchies: list[Hierarchy]) -> bool:
+        """A hybrid's bare v2 (no controllers) is left out where a v1 freezer can kill:
+        groups that are all v1 let the spawning thread join (see CgroupBox.spawning)."""
+        bare = not v2.controllers & set(cgroups.WANTED)
+        v1_freezer = any("freezer" in h.controllers for h in hierarchies if h.version == 1)
+        return not (bare and v1_freezer)
 
     def _make_bases(self) -> None:
         for base in self._bases():
@@ -224,15 +280,36 @@ class Cgroups(Containment):
         return list(dict.fromkeys([*([self.v2] if self.v2 else []), *self.base.values()]))
 
     def box(self, ref: AttemptRef, limits: Limits) -> Box:
-        leaf = f"{ref.task_id}.{ref.attempt}"
+        self._retry_removals()
+        if self.v2 is None:
+            group = self._recycled() or self._group(f"pool.{next(self._numbers)}", set())
+        else:  # (memory.peak cannot be reset before Linux 6.12: a v2 group serves once)
+            group = self._group(f"{ref.task_id}.{ref.attempt}", {"pids", "cpu"} - _asked(limits))
+        group.set_limits(limits)
+        return CgroupBox(group, self._release, None if self.v2 is not None else self._leave)
+
+    def _leave(self) -> None:
+        """Move the calling thread back into the worker's own v1 groups."""
+        if not self._home_tasks:
+            self._home_tasks = [
+                self._home_files.fd(d / "tasks", os.O_WRONLY) for d in self._home.values()
+            ]
+        cgroups.move_thread(self._home_tasks)
+
+    def _recycled(self) -> Group | None:
+        """An idle group, if there is one still standing (a dead predecessor's guardian may
+        have removed the subtree)."""
+        if self._idle and not self._idle[-1].paths[0].is_dir():
+            self._drop_idle()
+        return self._idle.pop() if self._idle else None
+
+    def _group(self, leaf: str, unneeded: set[str]) -> Group:
+        """A new group named `leaf` in each hierarchy, but those only `unneeded` controllers
+        would need: each is a mkdir, a join and an rmdir."""
         dirs: dict[str, Path] = {}
-        # only the groups this attempt needs: a group is a mkdir, a join and an rmdir each
-        needed = {"v2", "memory", "io", "freezer", "cpuacct"}
-        needed |= {"pids"} if limits.pids else set()
-        needed |= {"cpu"} if limits.cpu else set()
         owners = [("v2", self.v2), *self.base.items()]
         for base in self._bases():
-            if not any(owner == base and key in needed for key, owner in owners):
+            if all(key in unneeded for key, owner in owners if owner == base):
                 continue
             directory = base / leaf
             try:
@@ -246,10 +323,15 @@ class Cgroups(Containment):
             for key, owner in owners:
                 if owner == base:
                     dirs[key] = directory
-        group = Group(dirs=dirs, limits=limits)
-        _apply(group, limits)
-        self._retry_removals()
-        return CgroupBox(group, self._busy)
+        return Group(dirs=dirs)
+
+    def _release(self, group: Group) -> None:
+        """An attempt is over: its v1 group waits for the next one, if it can be made as good
+        as new (see Group.recycle); else it is removed, now or once it drains."""
+        if self.v2 is None and len(self._idle) < POOL_IDLE and group.recycle():
+            self._idle.append(group)
+        else:
+            self._busy.extend(group.remove())
 
     def _retry_removals(self) -> None:
         self._busy[:] = cgroups.rmdirs(list(self._busy))
@@ -265,7 +347,15 @@ class Cgroups(Containment):
         cgroups.kill_subtree(self._bases(), self.v2, self.freezer)
         self._guardian = start_guardian(self._bases(), self.v2, self.freezer)
 
+    def _drop_idle(self) -> None:
+        for group in self._idle:
+            group.files.close()
+        self._idle.clear()
+
     def close(self) -> None:
+        self._drop_idle()
+        self._home_files.close()
+        self._home_tasks.clear()
         guardian, self._guardian = self._guardian, None
         if guardian is not None:
             assert guardian.stdin is not None
@@ -314,25 +404,9 @@ def limits_for(memory_mb: int, cpu: float, pids: int | None, enforce: bool) -> L
     )
 
 
-def _apply(group: Group, limits: Limits) -> None:
-    memory, pids, cpu = group.dirs.get("memory"), group.dirs.get("pids"), group.dirs.get("cpu")
-    v2 = group.v2
-    if limits.memory_bytes and memory is not None:
-        if memory == v2:
-            cgroups.write(memory / "memory.max", str(limits.memory_bytes))
-            cgroups.write(memory / "memory.swap.max", "0")
-        else:
-            cgroups.write(memory / "memory.limit_in_bytes", str(limits.memory_bytes))
-            cgroups.write(memory / "memory.memsw.limit_in_bytes", str(limits.memory_bytes))
-    if limits.pids and pids is not None:
-        cgroups.write(pids / "pids.max", str(limits.pids))
-    if limits.cpu and cpu is not None:
-        quota = max(1000, round(limits.cpu * cgroups.CPU_PERIOD_US))
-        if cpu == v2:
-            cgroups.write(cpu / "cpu.max", f"{quota} {cgroups.CPU_PERIOD_US}")
-        else:
-            cgroups.write(cpu / "cpu.cfs_period_us", str(cgroups.CPU_PERIOD_US))
-            cgroups.write(cpu / "cpu.cfs_quota_us", str(quota))
+def _asked(limits: Limits) -> set[str]:
+    """The controllers these limits need."""
+    return {name for name, limit in (("pids", limits.pids), ("cpu", limits.cpu)) if limit}
 
 
 def _enable(parent: Path, base: Path) -> set[str]:

@@ -106,16 +106,17 @@ def _spawn(launch: Launch, box: Box) -> subprocess.Popen[bytes]:
     if wrapped[0] != (executable or argv[0]):  # a wrapper execs the checked file by path
         _check_program(executable or argv[0], launch.env)  # as Popen would, before the wrapper
         argv, executable = wrapped, None
-    return subprocess.Popen(
-        argv,
-        executable=executable,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=launch.env,
-        cwd=launch.cwd,
-        start_new_session=True,
-    )
+    with box.spawning():
+        return subprocess.Popen(
+            argv,
+            executable=executable,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=launch.env,
+            cwd=launch.cwd,
+            start_new_session=True,
+        )
 
 
 def _check_program(program: str, env: dict[str, str]) -> None:

@@ -7,8 +7,11 @@ workers takes D `true` tasks through batched POST /v1/tasks; then a fleet of sim
 times K assignments (after a warm-up of 100), all from the head of the same deep queue. The
 ratio of the two rates shows whether a pass reads more than the head of the queue. Before the
 fleet joins, it times GET /v1/stats (the counts per state the dashboard asks for every second).
+With --blocked N, each depth is measured again with N tasks no worker can take (a label
+nobody has, `on: zone=nowhere`) queued in front: the ratio shows whether what cannot run
+holds up what can (issue 19: it must not).
 Usage: python bench/depth.py [--depths 1000,1000000] [--measure K] [--workers W] [--slots S]
-                             [--db postgresql://...]
+                             [--blocked N] [--db postgresql://...]
 """
 
 from __future__ import annotations
@@ -25,15 +28,16 @@ from grid import Grid, one_master
 WARMUP = 100
 
 
-def fill(grid: Grid, depth: int, batch: int = 5000) -> float:
+def fill(grid: Grid, depth: int, batch: int = 5000, **extra: str) -> float:
     """Queue `depth` tasks; return the ingest rate (tasks/s) seen on the way."""
-    body = json.dumps({"tasks": [{"argv": ["true"]}] * batch}).encode()
+    task = {"argv": ["true"], **extra}
+    body = json.dumps({"tasks": [task] * batch}).encode()
     headers = {"content-type": "application/json", "prefer": "return=minimal"}
     start = time.perf_counter()
     left = depth
     while left:
         size = min(batch, left)
-        content = body if size == batch else json.dumps({"tasks": [{"argv": ["true"]}] * size})
+        content = body if size == batch else json.dumps({"tasks": [task] * size})
         grid.client.post("/v1/tasks", content=content, headers=headers).raise_for_status()
         left -= size
     return depth / (time.perf_counter() - start)
@@ -49,8 +53,12 @@ def stats_ms(grid: Grid, calls: int = 21) -> float:
     return statistics.median(times) * 1000
 
 
-def measure(depth: int, args: argparse.Namespace, server: str | None) -> tuple[float, float, float]:
+def measure(
+    depth: int, args: argparse.Namespace, server: str | None, blocked: int = 0
+) -> tuple[float, float, float]:
     with one_master("gridrun-depth-", server) as grid:
+        if blocked:
+            fill(grid, blocked, on="zone=nowhere")
         ingest = fill(grid, depth)
         stats = stats_ms(grid)
         address = f"127.0.0.1:{grid.ports[0][1]}"
@@ -68,6 +76,7 @@ def main() -> None:
     parser.add_argument("--measure", type=int, default=800, help="assignments timed (K)")
     parser.add_argument("--workers", type=int, default=20)
     parser.add_argument("--slots", type=int, default=4)
+    parser.add_argument("--blocked", type=int, default=0, help="unplaceable tasks in front")
     parser.add_argument("--db", help="also on PostgreSQL: a URL of an existing database there")
     args = parser.parse_args()
     depths = [int(d) for d in args.depths.split(",")]
@@ -83,6 +92,11 @@ def main() -> None:
             ratio = f"  ({rates[depth] / rates[depths[0]]:.2f} x at {depths[0]:,})"
             print(f"{label:<10} {depth:>9,} queued: dispatch {rates[depth]:7.1f} tasks/s{ratio}"
                   f"  (filled at {ingest:,.0f} tasks/s; GET /v1/stats {stats:.1f} ms)")  # fmt: skip
+            if args.blocked:
+                _, _, rate = measure(depth, args, server, args.blocked)
+                print(f"{label:<10} {depth:>9,} queued behind {args.blocked:,} unplaceable:"
+                      f" dispatch {rate:7.1f} tasks/s  ({rate / rates[depth]:.2f} x none in"
+                      " front)")  # fmt: skip
 
 
 if __name__ == "__main__":

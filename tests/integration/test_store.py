@@ -17,6 +17,7 @@ from gridrun.model import (
     AttemptRef,
     Outcome,
     Report,
+    Resources,
     RetryPolicy,
     Schedule,
     TaskState,
@@ -24,7 +25,7 @@ from gridrun.model import (
     WorkerState,
 )
 from gridrun.spec import make_spec
-from gridrun.store import NewTask, Store, TaskFilter
+from gridrun.store import Candidate, NewTask, Placed, Store, TaskFilter
 from gridrun.store.postgres import PostgresStore
 from gridrun.store.sqlite import SqliteStore
 from tests import pg
@@ -81,6 +82,42 @@ async def test_queue_order_and_resume_after(store: Store) -> None:
     assert [c.task_id for c in first] == ["high", "low1"]
     rest = await store.queued(10, (first[-1].priority, first[-1].seq), now=10**13)
     assert [c.task_id for c in rest] == ["low2"]
+
+
+async def test_the_queue_by_shape(store: Store) -> None:
+    """Each shape (what placement reads of a task) is listed once however many tasks share
+    it, in key order, resumable; a shape's head is read in priority order; claiming the
+    head of one leaves the others untouched, and a shape with nothing queued is gone."""
+    await store.add_tasks(
+        [
+            NewTask(f"gpu{i}", make_spec(cmd="true", resources=Resources(gpus=8)))
+            for i in range(3000)
+        ],
+        now=1,
+    )
+    await add(store, "plain1", "plain2")
+    await add(store, "urgent", priority=5)
+    await add(store, "zoned", labels={"zone": "b"})
+    shapes = await store.queued_shapes("", 10)
+    assert len(shapes) == 3
+    assert [s.key for s in shapes] == sorted(s.key for s in shapes)
+    by_kind = {(s.probe.resources.gpus, tuple(s.probe.labels)): s for s in shapes}
+    plain, gpu, zoned = by_kind[0, ()], by_kind[8, ()], by_kind[0, ("zone",)]
+    assert gpu.probe.resources.gpus == 8
+    assert zoned.probe.labels == {"zone": "b"}
+    rest = await store.queued_shapes(shapes[0].key, 10)
+    assert [s.key for s in rest] == [s.key for s in shapes[1:]]
+    assert len(await store.queued_shapes("", 2)) == 2
+
+    def first_two(read: list[Candidate]) -> Placed:
+        return [(c, "w1") for c in read[:2]]
+
+    read, _, claimed = await store.place_and_claim_heads([plain], 10, 10**13, first_two)
+    assert [c.task_id for c in read] == ["urgent", "plain1", "plain2"]
+    assert [t.id for t in claimed] == ["urgent", "plain1"]
+    await store.request_cancel("zoned", now=2)
+    left = await store.queued_shapes("", 10)
+    assert {s.key for s in left} == {plain.key, gpu.key}
 
 
 async def test_claim_only_takes_queued_tasks_and_bumps_the_attempt(store: Store) -> None:

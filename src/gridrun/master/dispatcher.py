@@ -17,47 +17,44 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gridrun.master")
 
-QUEUE_SCAN_BATCH = 512
-QUEUE_SCAN_LIMIT = 8192  # bound the work of one dispatch pass over tasks nobody can take now
+SHAPES_PER_PASS = 1024  # a pass looks at this many shapes; the next goes on from there
 
 
 class Dispatcher:
+    """Tasks are read by shape (what placement reads of them: labels, resources, class,
+    pinned worker; see Store.queued_shapes): a pass lists the shapes in the queue, one seek
+    each, drops those no free slot here can take, and reads only the heads of the rest. So
+    tasks that cannot run now, however many, cost a seek per shape, never a row each."""
+
     def __init__(self, service: Service) -> None:
         self.service = service
+        self._after = ""  # where the next pass's look at the shapes starts
 
     async def dispatch(self) -> int:
         """Place queued tasks on free slots; return how many were assigned."""
-        assigned = 0
         capacities = [s.capacity() for s in self.service.sessions if s.reconciled and not s.closed]
-        after: tuple[int, int] | None = None
-        scanned = batch = 0
-        while scanned < QUEUE_SCAN_LIMIT and (free := sum(c.free for c in capacities)):
-            # Read about as many as could be placed (a slot freed by a finish reads 2 rows, not
-            # 16); when some could not be placed here (labels, resources), read four times
-            # more each time, so a long head nobody here can take costs few reads.
-            batch = min(QUEUE_SCAN_BATCH, max(free * 2, batch * 4))
-            candidates, placed, claimed = await self.service.store.place_and_claim(
-                batch,
-                after,
-                self.service.clock.now_ms(),
-                lambda read: scheduler.place(read, capacities),
-            )
-            if not candidates:
-                break
-            scanned += len(candidates)
-            if placed:
-                for task in claimed:
-                    await self._send_assignment(task)
-                assigned += len(claimed)
-                if len(claimed) < len(placed):
-                    # another master claimed some first: the slots this pass counted as
-                    # taken are free, so look again with fresh counts
-                    self.service.dispatch_wanted.set()
-                    break
-            if len(candidates) < batch:
-                break
-            after = (candidates[-1].priority, candidates[-1].seq)
-        return assigned
+        free = sum(c.free for c in capacities)
+        if not free:
+            return 0
+        store = self.service.store
+        shapes = await store.queued_shapes(self._after, SHAPES_PER_PASS)
+        self._after = shapes[-1].key if len(shapes) == SHAPES_PER_PASS else ""
+        runnable = [s for s in shapes if any(scheduler.eligible(s.probe, c) for c in capacities)]
+        if not runnable:
+            return 0
+        _, placed, claimed = await store.place_and_claim_heads(
+            runnable,
+            free,  # enough of each shape to fill every free slot
+            self.service.clock.now_ms(),
+            lambda read: scheduler.place(read, capacities),
+        )
+        for task in claimed:
+            await self._send_assignment(task)
+        if len(claimed) < len(placed):
+            # another master claimed some first: the slots this pass counted as taken are
+            # free, so look again with fresh counts
+            self.service.dispatch_wanted.set()
+        return len(claimed)
 
     async def _send_assignment(self, task: Task) -> None:
         session = self.service.sessions.get(task.worker_id)

@@ -219,6 +219,7 @@ class Service:
                 session.send(CancelCmd(task.ref, "cancelled by request"))
             # a disconnected worker is told when it reconnects (see hello)
         self.settled([task])
+        self.dispatch_wanted.set()  # what it held back (a slot, a place in line) is free
         return task
 
     async def wait(self, task_id: str, timeout_s: float) -> Task:

@@ -72,6 +72,15 @@ class Candidate:
     placement: Placement = Placement.SPREAD
 
 
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """What placement reads of a task, shared by every queued task that asks the same: its
+    key (the stored `shape`) and a probe candidate to test it against the free slots."""
+
+    key: str
+    probe: Candidate
+
+
 Placed = list[tuple[Candidate, str]]  # (candidate, worker_id) pairs
 Placer = Callable[[list[Candidate]], Placed]  # placement over what was read of the queue
 
@@ -159,6 +168,19 @@ class Store(Protocol):
     async def queued(self, limit: int, after: tuple[int, int] | None, now: int) -> list[Candidate]:
         """Claimable queued tasks (past any retry backoff), highest priority first, then
         oldest; resume after (priority, seq)."""
+        ...
+
+    async def queued_shapes(self, after: str, limit: int) -> list[Shape]:
+        """The shapes of the queued tasks, in key order, after the key `after` ("": from
+        the first); at most `limit`. Costs a seek per shape, whatever the queue's length."""
+        ...
+
+    async def place_and_claim_heads(
+        self, shapes: Sequence[Shape], per_shape: int, now: int, place: Placer
+    ) -> tuple[list[Candidate], Placed, list[Task]]:
+        """Read the first `per_shape` claimable tasks of each shape (highest priority, then
+        oldest), claim what `place` picks of them (given in that order), in one transaction;
+        return what was read, placed and claimed."""
         ...
 
     async def mark_unschedulable(self, reasons: Sequence[tuple[str, str | None]]) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from gridrun.model import Task, TaskState, transition
-from gridrun.store import Candidate, Placed, Placer
+from gridrun.store import Candidate, Placed, Placer, Shape
 from gridrun.store import queries as sql
 from gridrun.store.relational_tx import TASKS_BY_ID, Tx, marks
 from gridrun.store.rows import placement_from_json, task_from_row
@@ -36,6 +36,37 @@ class DispatchVerbs(TaskSteps):
 
         return await self._write(step)
 
+    async def queued_shapes(self, after: str, limit: int) -> list[Shape]:
+        """The shapes of the queued tasks (what placement reads of a task), in order, after
+        `after` (a shape's key; "" for the first)."""
+
+        async def read(tx: Tx) -> list[Shape]:
+            query = sql.SELECT_SHAPES.format(index=self.dialect.use_index("tasks_shapes"))
+            return [shape_from_key(r[0]) for r in await tx.all(query, after, limit)]
+
+        return await self._read(read)
+
+    async def place_and_claim_heads(
+        self, shapes: Sequence[Shape], per_shape: int, now: int, place: Placer
+    ) -> tuple[list[Candidate], Placed, list[Task]]:
+        """Read the first `per_shape` queued tasks of each shape, claim what `place` picks
+        of them (given in priority order, then oldest first), in one transaction."""
+
+        async def step(tx: Tx) -> tuple[list[Candidate], Placed, list[Task]]:
+            query = sql.SELECT_SHAPE_HEAD.format(index=self.dialect.use_index("tasks_shapes"))
+            candidates: list[Candidate] = []
+            for shape in shapes:
+                rows = await tx.all(query, shape.key, now, per_shape)
+                candidates.extend(_candidate(r) for r in rows)
+            candidates.sort(key=lambda c: (-c.priority, c.seq))
+            placed = place(candidates)
+            if not placed:
+                return candidates, placed, []
+            claimed = await self._claim(tx, [(c.task_id, w) for c, w in placed], now)
+            return candidates, placed, claimed
+
+        return await self._write(step)
+
     async def _queued(
         self, tx: Tx, limit: int, after: tuple[int, int] | None, now: int
     ) -> list[Candidate]:
@@ -48,18 +79,7 @@ class DispatchVerbs(TaskSteps):
                 index=self.dialect.use_index("tasks_queue"), after=sql.QUEUED_AFTER
             )
             args = (now, priority, priority, seq, limit)
-        return [
-            Candidate(
-                task_id=r[0],
-                priority=r[1],
-                seq=r[2],
-                labels=orjson.loads(r[3]),
-                legacy_ok=bool(r[4]),
-                unschedulable=r[6],
-                **placement_from_json(r[5]),
-            )
-            for r in await tx.all(query, *args)
-        ]
+        return [_candidate(r) for r in await tx.all(query, *args)]
 
     async def mark_unschedulable(self, reasons: Sequence[tuple[str, str | None]]) -> None:
         if not reasons:
@@ -111,6 +131,34 @@ class DispatchVerbs(TaskSteps):
         for task_id in claimed:
             await self._notice(tx, "task", task_id)
         return [claimed[t.id] for t, _ in claims]
+
+
+def _candidate(r: Sequence[Any]) -> Candidate:
+    return Candidate(
+        task_id=r[0],
+        priority=r[1],
+        seq=r[2],
+        labels=orjson.loads(r[3]),
+        legacy_ok=bool(r[4]),
+        unschedulable=r[6],
+        **placement_from_json(r[5]),
+    )
+
+
+def shape_from_key(key: str) -> Shape:
+    """A shape from its key, the `shape` column: labels, legacy_ok and placement, each as
+    stored, joined by newlines (JSON text holds none)."""
+    labels, legacy_ok, placement = key.split("\n", 2)
+    probe = Candidate(
+        task_id="",
+        priority=0,
+        seq=0,
+        labels=orjson.loads(labels),
+        legacy_ok=legacy_ok == "1",
+        unschedulable=None,
+        **placement_from_json(placement),
+    )
+    return Shape(key, probe)
 
 
 async def _exists(tx: Tx, query: str, *args: Any) -> bool:

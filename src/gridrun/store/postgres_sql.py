@@ -170,6 +170,13 @@ ALTER TABLE tasks ADD COLUMN cpu_s DOUBLE PRECISION;
 ALTER TABLE tasks ADD COLUMN peak_memory_bytes BIGINT;
 """
 
+# v11: see the SQLite store's v14 (the queue by shape)
+SCHEMA_V11 = """
+ALTER TABLE tasks ADD COLUMN shape TEXT
+    GENERATED ALWAYS AS (labels || E'\\n' || legacy_ok::text || E'\\n' || placement) STORED;
+CREATE INDEX tasks_shapes ON tasks (shape, priority DESC, seq) WHERE state = 'queued';
+"""
+
 MIGRATIONS = [
     SCHEMA_V1,
     SCHEMA_V2,
@@ -181,6 +188,7 @@ MIGRATIONS = [
     SCHEMA_V8,
     SCHEMA_V9,
     SCHEMA_V10,
+    SCHEMA_V11,
 ]  # MIGRATIONS[n] brings a database from version n to n+1
 SCHEMA_VERSION = len(MIGRATIONS)
 

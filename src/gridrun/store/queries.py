@@ -22,6 +22,20 @@ SELECT_QUEUED = (
     " AND not_before <= ? {after} ORDER BY priority DESC, seq LIMIT ?"
 )
 QUEUED_AFTER = "AND (priority < ? OR (priority = ? AND seq > ?))"
+# the shapes of the queued tasks after a cursor, in order: a loose index scan (one seek each,
+# however many tasks share a shape), at most `?` of them
+SELECT_SHAPES = (
+    "WITH RECURSIVE s (shape, n) AS ("
+    " SELECT min(shape), 1 FROM tasks {index} WHERE state = 'queued' AND shape > ?"
+    " UNION ALL SELECT (SELECT min(shape) FROM tasks {index} WHERE state = 'queued'"
+    " AND shape > s.shape), n + 1 FROM s WHERE s.shape IS NOT NULL AND n < ?"
+    ") SELECT shape FROM s WHERE shape IS NOT NULL"
+)
+SELECT_SHAPE_HEAD = (
+    "SELECT id, priority, seq, labels, legacy_ok, placement, unschedulable FROM tasks"
+    " {index} WHERE state = 'queued' AND shape = ?"
+    " AND not_before <= ? ORDER BY priority DESC, seq LIMIT ?"
+)
 CLAIM = (
     "UPDATE tasks SET state = ?, attempt = attempt + 1, worker_id = ?, assigned_at = ?,"
     " started_at = NULL, finished_at = NULL, exit_code = NULL, signal = NULL, error = NULL,"

@@ -184,6 +184,16 @@ ALTER TABLE tasks ADD COLUMN cpu_s REAL;
 ALTER TABLE tasks ADD COLUMN peak_memory_bytes INTEGER;
 """
 
+# v14: the queue by shape. A task's shape is what placement reads of it (labels, whether a
+# legacy worker may take it, the placement document): a dispatch pass visits each shape once
+# (a loose index scan) and reads rows only of the shapes a free slot can take, so what cannot
+# run now costs nothing however much of it there is.
+SCHEMA_V14 = """
+ALTER TABLE tasks ADD COLUMN shape TEXT
+    GENERATED ALWAYS AS (labels || char(10) || legacy_ok || char(10) || placement) VIRTUAL;
+CREATE INDEX tasks_shapes ON tasks (shape, priority DESC, seq) WHERE state = 'queued';
+"""
+
 MIGRATIONS = [
     SCHEMA_V1,
     SCHEMA_V2,
@@ -198,5 +208,6 @@ MIGRATIONS = [
     SCHEMA_V11,
     SCHEMA_V12,
     SCHEMA_V13,
+    SCHEMA_V14,
 ]  # MIGRATIONS[n] brings a database from version n to n+1
 SCHEMA_VERSION = len(MIGRATIONS)

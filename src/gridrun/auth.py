@@ -38,6 +38,7 @@ class Permission(StrEnum):
     CANCEL_OWN = "cancel own tasks"
     CANCEL_ANY = "cancel any task"
     DRAIN = "drain workers"
+    QUOTAS = "set quotas"
     JOIN = "join as a worker"
 
 
@@ -49,6 +50,7 @@ GRANTS: Mapping[Role, frozenset[Permission]] = {
             Permission.CANCEL_OWN,
             Permission.CANCEL_ANY,
             Permission.DRAIN,
+            Permission.QUOTAS,
         }
     ),
     Role.SUBMIT: frozenset({Permission.READ, Permission.SUBMIT, Permission.CANCEL_OWN}),

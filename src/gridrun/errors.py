@@ -126,6 +126,16 @@ class Unavailable(GridrunError):
     title = "Service unavailable"
 
 
+class TooManyQueued(GridrunError):
+    """The grid, an owner or a queue holds as many queued tasks as it may (a quota, or the
+    master's --max-queued): submit again once some have run."""
+
+    retry_after_s = 10
+
+    status = 429
+    title = "Too many tasks queued"
+
+
 class InsufficientStorage(Unavailable):
     """The store cannot write: its disk is full. Nothing of the request was stored; it can be
     sent again once there is room. A kind of Unavailable: whoever waits out an outage of the

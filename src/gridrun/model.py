@@ -247,6 +247,18 @@ class Sealed:
     token: str
 
 
+ANONYMOUS = "anonymous"  # the owner of what is submitted where the master has no tokens
+DEFAULT_QUEUE = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class Concurrency:
+    """At most `limit` tasks with this key run at once, across the whole grid."""
+
+    key: str
+    limit: int
+
+
 @dataclass(frozen=True, slots=True)
 class TaskSpec:
     """What to run, where, and with which limits. `argv` is what the worker executes."""
@@ -272,6 +284,13 @@ class TaskSpec:
     task_class: str | None = None  # workers may cap how many of a class run at once
     placement: Placement = Placement.SPREAD
     secrets: Sealed | None = None  # secret_env: sent to the worker, never shown
+    queue: str = DEFAULT_QUEUE  # a name, for quotas and for finding one's tasks
+    concurrency: Concurrency | None = None
+
+    @property
+    def owner(self) -> str:
+        """Whose task it is, for fair share and quotas: the token's name."""
+        return self.submitted_by or ANONYMOUS
 
     @property
     def legacy_ok(self) -> bool:

@@ -11,8 +11,10 @@ from graphlib import CycleError, TopologicalSorter
 
 from gridrun.errors import InvalidSpec
 from gridrun.model import (
+    DEFAULT_QUEUE,
     NO_RESOURCES,
     SHELL,
+    Concurrency,
     Op,
     Placement,
     Resources,
@@ -40,6 +42,8 @@ MAX_CPU = 4096
 MAX_MEMORY_MB = 1 << 40
 MAX_GPUS = 1024
 MAX_AFTER = 1000  # tasks one task may run after
+MAX_CONCURRENCY = 1_000_000
+NAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")  # a queue's (as a token's)
 
 _KEY = r"[^\s=!(),]+"
 _TERMS = [
@@ -98,6 +102,9 @@ def make_spec(
     placement: Placement = Placement.SPREAD,
     submitted_by: str | None = None,
     secrets: Sealed | None = None,
+    queue: str = DEFAULT_QUEUE,
+    concurrency_key: str | None = None,
+    concurrency_limit: int | None = None,
 ) -> TaskSpec:
     """Validate a request and build its spec; raise InvalidSpec with a human message.
     `submitted_by` is the caller's token name, set by the master (never taken from a client)."""
@@ -161,6 +168,7 @@ def make_spec(
         _check_text("idempotency_key", idempotency_key, MAX_KEY_BYTES)
         if not idempotency_key:
             raise InvalidSpec("idempotency_key must not be empty when given")
+    check_name("queue", queue)
     return TaskSpec(
         argv=resolved,
         cmd=cmd,
@@ -181,7 +189,28 @@ def make_spec(
         placement=placement,
         submitted_by=submitted_by,
         secrets=secrets,
+        queue=queue,
+        concurrency=_checked_concurrency(concurrency_key, concurrency_limit),
     )
+
+
+def check_name(what: str, name: str) -> None:
+    """An owner's or a queue's name: as a token's."""
+    if not NAME.fullmatch(name):
+        raise InvalidSpec(f"{what} {name!r}: use 1-64 of A-Z a-z 0-9 _ . @ -")
+
+
+def _checked_concurrency(key: str | None, limit: int | None) -> Concurrency | None:
+    if key is None and limit is None:
+        return None
+    if key is None or limit is None:
+        raise InvalidSpec("give both concurrency_key and concurrency_limit, or neither")
+    _check_text("concurrency_key", key, MAX_LABEL_BYTES)
+    if not key:
+        raise InvalidSpec("concurrency_key must not be empty")
+    if not 1 <= limit <= MAX_CONCURRENCY:
+        raise InvalidSpec(f"concurrency_limit must be between 1 and {MAX_CONCURRENCY}")
+    return Concurrency(key, limit)
 
 
 def _checked_class(task_class: str | None) -> str | None:
@@ -331,3 +360,18 @@ def parse_max_tasks(items: Sequence[str]) -> dict[str, int]:
             raise InvalidSpec(f"--max-tasks {item!r} must look like CLASS=N (N a number)")
         limits[name.strip()] = int(count)
     return limits
+
+
+def parse_shares(items: Sequence[str]) -> dict[str, float]:
+    """Parse ``OWNER=W`` strings (master --share) into a mapping of positive weights."""
+    shares: dict[str, float] = {}
+    for item in items:
+        name, sep, weight = item.partition("=")
+        try:
+            value = float(weight)
+        except ValueError:
+            value = 0.0
+        if not sep or not name.strip() or not 0 < value <= 1_000_000:
+            raise InvalidSpec(f"--share {item!r} must look like OWNER=W (W a number above 0)")
+        shares[name.strip()] = value
+    return shares

@@ -5,6 +5,7 @@ waiting on one hear of results reported to the other, and workers fail over."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -146,3 +147,36 @@ async def test_an_assignment_no_stream_carried_goes_back_to_the_queue(
     await eventually_async(requeued, 10)  # one liveness timeout (3 s) later
     attempts = (await a.task(task["id"]))["attempts"]
     assert [(x["attempt"], x["state"]) for x in attempts] == [(1, "queued")]
+
+
+async def test_a_concurrency_limit_holds_across_two_masters(
+    pair: tuple[Grid, Grid], tmp_path: Path
+) -> None:
+    """Each master dispatches to its own workers; a key with limit 1 still runs one at a
+    time across both (their claims of keyed tasks are serialized in the database)."""
+    a, b = pair
+    await a.add_worker("wa", slots=2, labels={"side": "a"})
+    await b.add_worker("wb", slots=2, labels={"side": "b"})
+    log = tmp_path / "spans"
+    log.mkdir()
+    stamp = "echo $(date +%s%N) > " + str(log) + "/$GRIDRUN_TASK_ID"
+    body = {
+        "cmd": f"{stamp}.start; sleep 0.1; {stamp}.end",
+        "shell": True,
+        "concurrency_key": "deploy",
+        "concurrency_limit": 1,
+    }
+    sides = [{**body, "labels": {"side": side}} for side in "ab" * 6]  # each master's worker
+    tasks = await a.submit_many(sides)
+    workers = set()
+    for t in tasks:
+        done = await a.wait(t["id"], timeout=60)
+        assert done["state"] == "succeeded"
+        workers.add(done["worker_id"])
+    spans = sorted(
+        (int((log / f"{t['id']}.start").read_text()), int((log / f"{t['id']}.end").read_text()))
+        for t in tasks
+    )
+    for (_, end), (start, _) in itertools.pairwise(spans):
+        assert end <= start
+    assert workers == {"wa", "wb"}  # both masters dispatched

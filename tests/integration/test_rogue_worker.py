@@ -187,6 +187,11 @@ async def test_records_broken_before_the_checks_are_repaired_on_start(tmp_path: 
             "UPDATE attempts SET finished_at = -9000000000000000000, error = 'a' || char(0)"
         )
         conn.execute("UPDATE tasks SET finished_at = 9000000000000000000")
+        for index in ("tasks_lanes", "tasks_owners", "tasks_queues", "tasks_by_owner"):
+            conn.execute(f"DROP INDEX {index}")  # v14
+        for column in ("lane", "queue", "owner"):
+            conn.execute(f"ALTER TABLE tasks DROP COLUMN {column}")
+        conn.execute("DROP TABLE quotas")
         conn.execute("DROP TABLE worker_secrets")
         conn.execute("ALTER TABLE tasks RENAME COLUMN labels TO selector")  # v12
         for column in ("cpu_s", "peak_memory_bytes", "io_read_bytes", "io_write_bytes"):

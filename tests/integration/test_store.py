@@ -5,7 +5,7 @@ leases."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -15,6 +15,7 @@ import pytest
 from gridrun.errors import InvalidTransition, ScheduleNotFound, TaskNotFound, WorkerNotFound
 from gridrun.model import (
     AttemptRef,
+    Concurrency,
     Outcome,
     Report,
     Resources,
@@ -25,7 +26,7 @@ from gridrun.model import (
     WorkerState,
 )
 from gridrun.spec import make_spec
-from gridrun.store import Candidate, NewTask, Placed, Store, TaskFilter
+from gridrun.store import Active, Candidate, NewTask, Placed, Quota, Store, TaskFilter
 from gridrun.store.postgres import PostgresStore
 from gridrun.store.sqlite import SqliteStore
 from tests import pg
@@ -84,40 +85,56 @@ async def test_queue_order_and_resume_after(store: Store) -> None:
     assert [c.task_id for c in rest] == ["low2"]
 
 
-async def test_the_queue_by_shape(store: Store) -> None:
-    """Each shape (what placement reads of a task) is listed once however many tasks share
-    it, in key order, resumable; a shape's head is read in priority order; claiming the
-    head of one leaves the others untouched, and a shape with nothing queued is gone."""
-    await store.add_tasks(
-        [
-            NewTask(f"gpu{i}", make_spec(cmd="true", resources=Resources(gpus=8)))
-            for i in range(3000)
-        ],
-        now=1,
-    )
+async def test_the_queue_by_lane(store: Store) -> None:
+    """Each lane (one owner's tasks in one queue of one shape) is listed once however many
+    tasks share it, in key order, resumable; a lane's head is read in priority order; the
+    planner sees what runs (per owner, queue, concurrency key) and the quotas; claiming the
+    head of one lane leaves the others untouched; a lane with nothing queued is gone."""
+    gpu = make_spec(cmd="true", resources=Resources(gpus=8))
+    await store.add_tasks([NewTask(f"gpu{i}", gpu) for i in range(3000)], now=1)
     await add(store, "plain1", "plain2")
     await add(store, "urgent", priority=5)
     await add(store, "zoned", labels={"zone": "b"})
-    shapes = await store.queued_shapes("", 10)
-    assert len(shapes) == 3
-    assert [s.key for s in shapes] == sorted(s.key for s in shapes)
-    by_kind = {(s.probe.resources.gpus, tuple(s.probe.labels)): s for s in shapes}
-    plain, gpu, zoned = by_kind[0, ()], by_kind[8, ()], by_kind[0, ("zone",)]
-    assert gpu.probe.resources.gpus == 8
-    assert zoned.probe.labels == {"zone": "b"}
-    rest = await store.queued_shapes(shapes[0].key, 10)
-    assert [s.key for s in rest] == [s.key for s in shapes[1:]]
-    assert len(await store.queued_shapes("", 2)) == 2
+    await add(store, "bobs", submitted_by="bob", queue="nightly")
+    await add(store, "deploy1", "deploy2", concurrency_key="deploy", concurrency_limit=1)
+    lanes = await store.queued_lanes("", 10)
+    assert len(lanes) == 5
+    assert [lane.key for lane in lanes] == sorted(lane.key for lane in lanes)
+    by = {(lane.probe.owner, lane.probe.queue, lane.probe.resources.gpus,
+           tuple(lane.probe.labels), lane.probe.concurrency): lane for lane in lanes}  # fmt: skip
+    plain = by["anonymous", "default", 0, (), None]
+    assert by["anonymous", "default", 8, (), None]
+    assert by["anonymous", "default", 0, ("zone",), None].probe.labels == {"zone": "b"}
+    assert by["bob", "nightly", 0, (), None]
+    deploy = by["anonymous", "default", 0, (), Concurrency("deploy", 1)]
+    rest = await store.queued_lanes(lanes[0].key, 10)
+    assert [lane.key for lane in rest] == [lane.key for lane in lanes[1:]]
+    assert len(await store.queued_lanes("", 2)) == 2
+    await store.set_quota(Quota("owner", "bob", max_queued=5, max_running=2))
+    seen: list[tuple[Active, list[Quota]]] = []
 
-    def first_two(read: list[Candidate]) -> Placed:
-        return [(c, "w1") for c in read[:2]]
+    def first_two(
+        heads: dict[str, list[Candidate]], active: Active, quotas: Sequence[Quota]
+    ) -> Placed:
+        seen.append((active, list(quotas)))
+        return [(lane[0], "w1") for lane in heads.values()]
 
-    read, _, claimed = await store.place_and_claim_heads([plain], 10, 10**13, first_two)
-    assert [c.task_id for c in read] == ["urgent", "plain1", "plain2"]
-    assert [t.id for t in claimed] == ["urgent", "plain1"]
+    heads, _, claimed = await store.plan_and_claim([plain, deploy], 10, 10**13, first_two)
+    assert [c.task_id for c in heads[plain.key]] == ["urgent", "plain1", "plain2"]
+    assert [c.task_id for c in heads[deploy.key]] == ["deploy1", "deploy2"]
+    assert [t.id for t in claimed] == ["urgent", "deploy1"]
+    assert seen[0] == (Active({}, {}, {}), [Quota("owner", "bob", 5, 2)])
+    _, _, claimed = await store.plan_and_claim([plain], 10, 10**13, first_two)
+    assert seen[1][0] == Active({"anonymous": 2}, {"default": 2}, {"deploy": 1})
+    queued = 3000 + 3  # the gpu tasks, plain2, zoned, deploy2
+    assert await store.queued_count("owner", "anonymous", 10_000) == queued
+    assert await store.queued_count("owner", "anonymous", 100) == 100  # counts up to the limit
+    assert await store.queued_count("queue", "nightly", 10) == 1
+    await store.set_quota(Quota("owner", "bob"))  # no limit left: removed
+    assert await store.quotas() == []
     await store.request_cancel("zoned", now=2)
-    left = await store.queued_shapes("", 10)
-    assert {s.key for s in left} == {plain.key, gpu.key}
+    left = {lane.probe.labels.get("zone") for lane in await store.queued_lanes("", 10)}
+    assert "b" not in left
 
 
 async def test_claim_only_takes_queued_tasks_and_bumps_the_attempt(store: Store) -> None:

@@ -41,6 +41,8 @@ def task_body(
     placement: str = "spread",
     secret_env: list[str] | None = None,
     secret_env_file: Path | None = None,
+    queue: str | None = None,
+    concurrency: str | None = None,
 ) -> dict[str, Any]:
     """One task as POST /v1/tasks takes it, from the CLI's options."""
     one_line = len(command) == 1
@@ -68,7 +70,19 @@ def task_body(
         task_class=task_class,
         placement=str(placement),
         **({"secret_env": secrets} if secrets else {}),
+        **({"queue": queue} if queue else {}),
+        **parse_concurrency(concurrency),
     )
+
+
+def parse_concurrency(given: str | None) -> dict[str, Any]:
+    """--concurrency KEY=N as the API's concurrency_key and concurrency_limit."""
+    if given is None:
+        return {}
+    key, sep, limit = given.rpartition("=")
+    if not sep or not key or not limit.isdigit() or int(limit) < 1:
+        fail(f"--concurrency {given!r} must look like KEY=N (N a number above 0)", 2)
+    return {"concurrency_key": key, "concurrency_limit": int(limit)}
 
 
 @functools.lru_cache(maxsize=4)  # read once for all the lines of a --file
@@ -161,6 +175,19 @@ RetryOn = Annotated[
 QueueTimeout = Annotated[
     float | None, typer.Option("--queue-timeout", help="Expire if not started within seconds.")
 ]
+Queue = Annotated[
+    str | None,
+    typer.Option(
+        "--queue", help="A queue name, for quotas and for finding tasks (default: default)."
+    ),
+]
+ConcurrencyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--concurrency",
+        help="KEY=N: at most N tasks with this key run at once across the whole grid.",
+    ),
+]
 IdempotencyKey = Annotated[
     str | None, typer.Option("--idempotency-key", help="Resubmitting it returns the same task.")
 ]
@@ -190,6 +217,8 @@ class TaskOptions:
     after: list[str] | None = None
     task_class: str | None = None
     placement: Placement = Placement.SPREAD
+    queue: str | None = None
+    concurrency: str | None = None
 
     def body(self, command: list[str], **overrides: Any) -> dict[str, Any]:
         """The task as POST /v1/tasks takes it."""
@@ -204,7 +233,7 @@ OPTION_TYPES: dict[str, Any] = {
     "max_attempts": MaxAttempts, "retry_delay": RetryDelay, "retry_on": RetryOn,
     "queue_timeout": QueueTimeout, "idempotency_key": IdempotencyKey, "cpu": Cpu,
     "memory_mb": MemoryMb, "gpus": Gpus, "after": After, "task_class": TaskClass,
-    "placement": PlacementOption,
+    "placement": PlacementOption, "queue": Queue, "concurrency": ConcurrencyOption,
 }  # fmt: skip
 NO_OPTIONS = TaskOptions()
 F = TypeVar("F", bound=Callable[..., Any])

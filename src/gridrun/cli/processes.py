@@ -11,7 +11,7 @@ import typer
 
 from gridrun.cli import render
 from gridrun.cli.common import LogFormat, LogLevel, app, fail, guard, setup_logging
-from gridrun.spec import parse_labels, parse_max_tasks
+from gridrun.spec import parse_labels, parse_max_tasks, parse_shares
 
 # ---------------------------------------------------------------- processes
 
@@ -148,6 +148,22 @@ def master(
             " longer listed, and its id may be taken anew.",
         ),
     ] = 7 * 24 * 3600.0,
+    share: Annotated[
+        list[str] | None,
+        typer.Option(
+            envvar="GRIDRUN_SHARES",
+            help="OWNER=W: the owner's weight in fair share (repeat; default 1 each; an owner is"
+            " a token's name, or anonymous). Among tasks of equal priority, whoever runs the"
+            " fewest for their weight goes next.",
+        ),
+    ] = None,
+    max_queued: Annotated[
+        int,
+        typer.Option(
+            envvar="GRIDRUN_MAX_QUEUED",
+            help="Most tasks the grid holds queued: beyond it a submission is answered 429.",
+        ),
+    ] = 10_000_000,
     log_level: LogLevel = "info",
     log_format: LogFormat = "text",
 ) -> None:
@@ -191,6 +207,8 @@ def master(
                 max_worker_slots=s["max_worker_slots"],
                 max_worker_gpus=s["max_worker_gpus"],
                 forget_workers_after_s=s["forget_workers_after"],
+                shares=parse_shares(s["share"] or []),
+                max_queued=s["max_queued"],
             )
         except (ValidationError, ValueError) as exc:
             fail(f"invalid master settings: {exc}")

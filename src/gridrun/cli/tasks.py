@@ -288,6 +288,8 @@ def list_tasks(
     ] = None,
     worker: Annotated[str | None, typer.Option("--worker", "-w")] = None,
     name: Name = None,
+    owner: Annotated[str | None, typer.Option("--owner", help="Submitted by this token.")] = None,
+    queue: Annotated[str | None, typer.Option("--queue", help="In this queue.")] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1000)] = 20,
     sort: Annotated[
         render.SortKey,
@@ -302,7 +304,12 @@ def list_tasks(
     """List tasks, newest first (or by --sort)."""
     with guard, connect(url) as client:
         tasks, _ = client.list_tasks(
-            states=[str(s) for s in state or []], worker=worker, name=name, limit=limit
+            states=[str(s) for s in state or []],
+            worker=worker,
+            name=name,
+            owner=owner,
+            queue=queue,
+            limit=limit,
         )
     tasks = render.sorted_tasks(tasks, sort)
     if json_out:

@@ -119,10 +119,14 @@ class Client:
         states: Sequence[str] = (),
         worker: str | None = None,
         name: str | None = None,
+        owner: str | None = None,
+        queue: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> tuple[list[TaskDict], str | None]:
-        params = calls.list_params(states, worker, name, limit, cursor)
+        params = calls.list_params(
+            states, limit, cursor, worker=worker, name=name, owner=owner, queue=queue
+        )
         page = self._json("GET", "/v1/tasks", params=params)
         return cast(list[TaskDict], page["tasks"]), page["next_cursor"]
 
@@ -170,6 +174,26 @@ class Client:
 
     def drain(self, worker_id: str) -> WorkerDict:
         return cast(WorkerDict, self._json("POST", f"/v1/workers/{worker_id}/drain"))
+
+    def quotas(self) -> list[dict[str, Any]]:
+        """The quotas set: scope ("owner" or "queue"), name, max_queued, max_running."""
+        return cast(list[dict[str, Any]], (self._json("GET", "/v1/quotas"))["quotas"])
+
+    def set_quota(
+        self,
+        scope: str,
+        name: str,
+        max_queued: int | None = None,
+        max_running: int | None = None,
+    ) -> dict[str, Any]:
+        """Set the quota of an owner or a queue (neither limit: removed); applies at once."""
+        body = {"max_queued": max_queued, "max_running": max_running}
+        path = f"/v1/quotas/{scope}/{name}"
+        return cast(dict[str, Any], self._json("PUT", path, json=body))
+
+    def owners(self) -> list[dict[str, Any]]:
+        """Tasks queued and running per owner and queue."""
+        return cast(list[dict[str, Any]], (self._json("GET", "/v1/owners"))["owners"])
 
     def stats(self) -> dict[str, Any]:
         """Tasks per state and workers per state, now."""

@@ -79,11 +79,12 @@ def submit_body(cmd: str | None, options: SubmitOptions) -> dict[str, Any]:
 
 
 def list_params(
-    states: Sequence[str], worker: str | None, name: str | None, limit: int, cursor: str | None
+    states: Sequence[str], limit: int, cursor: str | None, **filters: str | None
 ) -> list[tuple[str, str | int]]:
+    """The query of GET /v1/tasks; `filters`: worker, name, owner, queue."""
     params: list[tuple[str, str | int]] = [("limit", limit)]
     params += [("state", state) for state in states]
-    for key, value in (("worker", worker), ("name", name), ("cursor", cursor)):
+    for key, value in (*filters.items(), ("cursor", cursor)):
         if value:
             params.append((key, value))
     return params

@@ -11,7 +11,9 @@ class SubmitOptions(TypedDict, total=False):
     """Everything but the command itself that POST /v1/tasks takes. `on` is a selector
     ("zone in (a,b), gpu, !spot"); cpu, memory_mb and gpus are what the task needs free on a
     worker; `after` the task ids it runs after; `secret_env` variables that are passed to the
-    process and never shown; `retry` a policy ({"initial_s": 1, "on_exit_codes": [75]})."""
+    process and never shown; `retry` a policy ({"initial_s": 1, "on_exit_codes": [75]});
+    `queue` a name for quotas; `concurrency_key` + `concurrency_limit`: at most that many
+    tasks with the key run at once across the grid."""
 
     argv: Sequence[str]
     shell: bool
@@ -33,6 +35,9 @@ class SubmitOptions(TypedDict, total=False):
     after: Sequence[str]
     task_class: str
     placement: str
+    queue: str
+    concurrency_key: str
+    concurrency_limit: int
 
 
 class AttemptDict(TypedDict):
@@ -78,6 +83,10 @@ class TaskDict(TypedDict):
     queue_timeout_s: float | None
     idempotency_key: str | None
     submitted_by: str | None
+    owner: NotRequired[str]  # for fair share and quotas (absent from older masters)
+    queue: NotRequired[str]
+    concurrency_key: NotRequired[str | None]
+    concurrency_limit: NotRequired[int | None]
     retry_at: str | None
     on: str | None
     cpu: float

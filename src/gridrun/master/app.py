@@ -86,6 +86,8 @@ class MasterConfig(BaseModel):
     max_worker_gpus: int = Field(MAX_GPUS, ge=0, le=MAX_GPUS)
     max_worker_cpus: int = Field(65536, ge=0)
     max_worker_memory_mb: int = Field(1 << 30, ge=0)
+    shares: dict[str, float] = Field(default_factory=dict)  # owner -> fair-share weight
+    max_queued: int = Field(10_000_000, ge=1)
     secret_key_file: Path | None = None  # seals secret_env; default: beside the SQLite file
 
     @field_validator("db", mode="before")
@@ -201,6 +203,8 @@ class Master:
                 quarantine_after=config.quarantine_after,
                 quarantine_s=config.quarantine_s,
                 forget_workers_after_s=config.forget_workers_after_s,
+                shares=dict(config.shares),
+                max_queued=config.max_queued,
             ),
             self.sessions,
             sealer=self.sealer,

@@ -5,30 +5,35 @@ claims them in the store and sends each its Assign. What fits where is `schedule
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from gridrun.master import scheduler
+from gridrun.master import fairness, scheduler
 from gridrun.master.sealing import Unsealable
 from gridrun.master.sessions import AssignCmd
 from gridrun.model import Outcome, Report, Task
+from gridrun.store import Active, Candidate, Placed, Quota
 
 if TYPE_CHECKING:
     from gridrun.master.service import Service
 
 log = logging.getLogger("gridrun.master")
 
-SHAPES_PER_PASS = 1024  # a pass looks at this many shapes; the next goes on from there
+LANES_PER_PASS = 1024  # a pass looks at this many lanes; the next goes on from there
 
 
 class Dispatcher:
-    """Tasks are read by shape (what placement reads of them: labels, resources, class,
-    pinned worker; see Store.queued_shapes): a pass lists the shapes in the queue, one seek
-    each, drops those no free slot here can take, and reads only the heads of the rest. So
-    tasks that cannot run now, however many, cost a seek per shape, never a row each."""
+    """Tasks are read by lane: one owner's tasks in one queue of one shape (what placement
+    reads of them: labels, resources, class, pinned worker, concurrency key; see
+    Store.queued_lanes). A pass lists the lanes in the queue, one seek each, drops those no
+    free slot here can take, reads only the heads of the rest, and serves them by
+    gridrun.master.fairness (priority, then each owner in turn, within quotas and
+    concurrency limits). So tasks that cannot run now, however many, cost a seek per lane,
+    never a row each, and no one submitter holds up the others."""
 
     def __init__(self, service: Service) -> None:
         self.service = service
-        self._after = ""  # where the next pass's look at the shapes starts
+        self._after = ""  # where the next pass's look at the lanes starts
 
     async def dispatch(self) -> int:
         """Place queued tasks on free slots; return how many were assigned."""
@@ -37,16 +42,26 @@ class Dispatcher:
         if not free:
             return 0
         store = self.service.store
-        shapes = await store.queued_shapes(self._after, SHAPES_PER_PASS)
-        self._after = shapes[-1].key if len(shapes) == SHAPES_PER_PASS else ""
-        runnable = [s for s in shapes if any(scheduler.eligible(s.probe, c) for c in capacities)]
+        lanes = await store.queued_lanes(self._after, LANES_PER_PASS)
+        self._after = lanes[-1].key if len(lanes) == LANES_PER_PASS else ""
+        runnable = [s for s in lanes if any(scheduler.eligible(s.probe, c) for c in capacities)]
         if not runnable:
             return 0
-        _, placed, claimed = await store.place_and_claim_heads(
+        shares = self.service.config.shares
+        waiting: dict[str, str] = {}
+
+        def planned(
+            heads: dict[str, list[Candidate]], active: Active, quotas: Sequence[Quota]
+        ) -> Placed:
+            result = fairness.plan(heads, active, quotas, capacities, shares)
+            waiting.update(result.waiting)
+            return result.placed
+
+        heads, placed, claimed = await store.plan_and_claim(
             runnable,
-            free,  # enough of each shape to fill every free slot
+            free,
             self.service.clock.now_ms(),
-            lambda read: scheduler.place(read, capacities),
+            planned,  # enough to fill every slot
         )
         for task in claimed:
             await self._send_assignment(task)
@@ -54,7 +69,24 @@ class Dispatcher:
             # another master claimed some first: the slots this pass counted as taken are
             # free, so look again with fresh counts
             self.service.dispatch_wanted.set()
+        await self._say_why_waiting(heads, waiting)
         return len(claimed)
+
+    async def _say_why_waiting(
+        self, heads: dict[str, list[Candidate]], waiting: dict[str, str]
+    ) -> None:
+        """Record why a limit holds tasks back, where it changed (or no longer holds)."""
+        changes: list[tuple[str, str | None]] = []
+        for candidate in (c for lane in heads.values() for c in lane):
+            why = waiting.get(candidate.task_id)
+            if why is None and not fairness.is_waiting(candidate.unschedulable):
+                continue
+            if why != candidate.unschedulable:
+                changes.append((candidate.task_id, why))
+        if changes:
+            await self.service.store.mark_unschedulable(changes)
+            for task_id, _ in changes:
+                self.service.changed_elsewhere(task_id)
 
     async def _send_assignment(self, task: Task) -> None:
         session = self.service.sessions.get(task.worker_id)

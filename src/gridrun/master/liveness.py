@@ -14,7 +14,7 @@ import asyncio
 import logging
 
 from gridrun.errors import Unavailable
-from gridrun.master import scheduler
+from gridrun.master import fairness, scheduler
 from gridrun.master.schedules import Schedules
 from gridrun.master.service import Service
 from gridrun.model import Task, WorkerState
@@ -151,6 +151,8 @@ class Liveness:
         changes = []
         for candidate in candidates:
             why = scheduler.why_unschedulable(candidate, live)
+            if why is None and fairness.is_waiting(candidate.unschedulable):
+                continue  # a limit holds it back: dispatch says so, and clears it
             if why != candidate.unschedulable:
                 changes.append((candidate.task_id, why))
                 if why is not None:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gridrun.errors import InvalidSpec
 from gridrun.model import (
+    DEFAULT_QUEUE,
     NO_RESOURCES,
     Placement,
     Resources,
@@ -22,6 +23,7 @@ from gridrun.spec import (
     MAX_AFTER,
     MAX_ATTEMPTS,
     MAX_BACKOFF_S,
+    MAX_CONCURRENCY,
     MAX_CPU,
     MAX_GPUS,
     MAX_MEMORY_MB,
@@ -118,6 +120,17 @@ class TaskIn(_In):
         description="spread: the least loaded worker that fits; pack: the busiest that has"
         " room (fill one worker before the next).",
     )
+    queue: str = Field(
+        DEFAULT_QUEUE,
+        description="A queue name (1-64 of A-Z a-z 0-9 _ . @ -), for quotas and for finding"
+        " tasks; owners are served in turn within and across queues.",
+    )
+    concurrency_key: str | None = Field(
+        None,
+        description="At most concurrency_limit tasks with this key run at once across the"
+        " whole grid; the rest wait in order.",
+    )
+    concurrency_limit: Annotated[int, Field(ge=1, le=MAX_CONCURRENCY)] | None = None
 
     def to_spec(self, submitted_by: str | None = None, seal: Seal | None = None) -> TaskSpec:
         """The spec; `seal` seals secret_env (a master always passes its key's)."""
@@ -151,6 +164,9 @@ class TaskIn(_In):
             placement=Placement(self.placement),
             submitted_by=submitted_by,
             secrets=secrets,
+            queue=self.queue,
+            concurrency_key=self.concurrency_key,
+            concurrency_limit=self.concurrency_limit,
         )
 
     def _retry_policy(self) -> RetryPolicy:

@@ -4,8 +4,9 @@ it takes is `requests`."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from gridrun.model import (
     Attempt,
@@ -97,6 +98,10 @@ class TaskOut(BaseModel):
     submitted_by: str | None = Field(
         description="The name of the token that submitted it ('anonymous' without auth)."
     )
+    owner: str = Field(description="Whose it is for fair share and quotas: submitted_by.")
+    queue: str
+    concurrency_key: str | None
+    concurrency_limit: int | None
     retry_at: datetime | None = Field(description="A retry waits in the queue until then.")
     on: str | None = Field(description="Its selector terms beyond `labels`.")
     cpu: float
@@ -155,6 +160,10 @@ class TaskOut(BaseModel):
             queue_timeout_s=spec.queue_timeout_s,
             idempotency_key=spec.idempotency_key,
             submitted_by=spec.submitted_by,
+            owner=spec.owner,
+            queue=spec.queue,
+            concurrency_key=spec.concurrency.key if spec.concurrency else None,
+            concurrency_limit=spec.concurrency.limit if spec.concurrency else None,
             retry_at=_iso(task.not_before) if task.state is TaskState.QUEUED else None,
             on=", ".join(map(str, spec.selector)) or None,
             cpu=spec.resources.cpu,
@@ -308,6 +317,39 @@ class WorkerOut(BaseModel):
 
 class WorkerListOut(BaseModel):
     workers: list[WorkerOut]
+
+
+class QuotaIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_queued: Annotated[int, Field(ge=0)] | None = Field(
+        None, description="Most tasks queued at once; beyond it a submission is answered 429."
+    )
+    max_running: Annotated[int, Field(ge=0)] | None = Field(
+        None, description="Most tasks running at once; the rest wait in the queue."
+    )
+
+
+class QuotaOut(BaseModel):
+    scope: Literal["owner", "queue"]
+    name: str
+    max_queued: int | None
+    max_running: int | None
+
+
+class QuotaListOut(BaseModel):
+    quotas: list[QuotaOut]
+
+
+class OwnerOut(BaseModel):
+    owner: str
+    queue: str
+    queued: int
+    running: int
+
+
+class OwnerListOut(BaseModel):
+    owners: list[OwnerOut] = Field(description="Tasks queued and running per owner and queue.")
 
 
 class LegacyTaskOut(BaseModel):

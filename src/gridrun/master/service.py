@@ -13,12 +13,13 @@ import dataclasses
 import logging
 import secrets
 import time
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gridrun.clock import Clock
-from gridrun.errors import NoWorkerMatches, WorkerNotConnected
+from gridrun.errors import NoWorkerMatches, TooManyQueued, WorkerNotConnected
 from gridrun.master.dispatcher import Dispatcher
 from gridrun.master.metrics import Metrics
 from gridrun.master.sealing import Sealer
@@ -47,7 +48,7 @@ from gridrun.model import (
     labels_match,
 )
 from gridrun.spec import resolve_after
-from gridrun.store import NewTask, Notice, Page, Store, TaskFilter, TaskOutput
+from gridrun.store import NewTask, Notice, Page, Quota, Store, TaskFilter, TaskOutput
 
 log = logging.getLogger("gridrun.master")
 
@@ -67,6 +68,10 @@ class ServiceConfig:
     quarantine_after: int = 3  # deadlines missed before a worker is quarantined
     quarantine_s: float = 3600.0
     forget_workers_after_s: float = 7 * 24 * 3600.0  # offline this long: no longer listed
+    # a shared grid (see gridrun.master.fairness): owner -> weight (default 1), and the most
+    # tasks the grid may hold queued (beyond it a submission is answered 429)
+    shares: Mapping[str, float] = field(default_factory=dict)
+    max_queued: int = 10_000_000
 
 
 def new_task_ids(count: int) -> list[str]:
@@ -111,6 +116,7 @@ class Service:
     async def submit(self, specs: Sequence[TaskSpec]) -> list[tuple[Task, bool]]:
         """Store the tasks durably; return each with True if it is new, False if its
         idempotency key named an existing task (which is returned instead)."""
+        await self._check_room(specs)
         ids = new_task_ids(len(specs))
         if any(s.after for s in specs):
             specs = resolve_after(specs, ids)  # names of batch members -> their ids
@@ -126,6 +132,39 @@ class Service:
         added = [(t, t.id == p.id) for t, p in zip(tasks, proposed, strict=True)]
         self.metrics.submitted.inc(sum(new for _, new in added))
         return added
+
+    async def set_quota(self, quota: Quota) -> None:
+        await self.store.set_quota(quota)
+        self.dispatch_wanted.set()  # a limit raised lets tasks run now
+
+    async def _check_room(self, specs: Sequence[TaskSpec]) -> None:
+        """Refuse (429) a batch that would take the grid, an owner or a queue past what it
+        may hold queued. A soft limit: batches submitted at the same moment may each pass."""
+        counts = await self.store.count_by_state()
+        queued = counts.get(TaskState.QUEUED, 0)
+        if queued + len(specs) > self.config.max_queued:
+            raise TooManyQueued(
+                f"the grid holds {queued:,} queued tasks, its limit is {self.config.max_queued:,}"
+                " (master --max-queued): submit again once some have run"
+            )
+        quotas = [q for q in await self.store.quotas() if q.max_queued is not None]
+        if not quotas:
+            return
+        asked = {("owner", name): n for name, n in Counter(s.owner for s in specs).items()} | {
+            ("queue", name): n for name, n in Counter(s.queue for s in specs).items()
+        }
+        for quota in quotas:
+            adding = asked.get((quota.scope, quota.name), 0)
+            assert quota.max_queued is not None
+            if not adding:
+                continue
+            held = await self.store.queued_count(quota.scope, quota.name, quota.max_queued + 1)
+            if held + adding > quota.max_queued:
+                raise TooManyQueued(
+                    f"{quota.scope} {quota.name} has {held:,} tasks queued; its quota is"
+                    f" {quota.max_queued:,} (gridrun quota show): submit again once some have"
+                    " run"
+                )
 
     async def broadcast(self, spec: TaskSpec) -> tuple[str, list[Task]]:
         """A job: the same command once on every live worker that matches the spec's labels

@@ -16,9 +16,12 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from gridrun.model import (
+    ANONYMOUS,
+    DEFAULT_QUEUE,
     NO_RESOURCES,
     Attempt,
     AttemptRef,
+    Concurrency,
     Placement,
     Report,
     Resources,
@@ -46,6 +49,8 @@ class TaskFilter:
     worker_id: str | None = None
     name: str | None = None
     labels: Mapping[str, str] = field(default_factory=dict)  # tasks asking for all of these
+    owner: str | None = None
+    queue: str | None = None
     job: str | None = None
 
 
@@ -70,15 +75,43 @@ class Candidate:
     worker: str | None = None  # pinned to this worker (a broadcast job's task)
     task_class: str | None = None
     placement: Placement = Placement.SPREAD
+    concurrency: Concurrency | None = None
+    owner: str = ANONYMOUS
+    queue: str = DEFAULT_QUEUE
 
 
 @dataclass(frozen=True, slots=True)
-class Shape:
-    """What placement reads of a task, shared by every queued task that asks the same: its
-    key (the stored `shape`) and a probe candidate to test it against the free slots."""
+class Lane:
+    """The queued tasks of one owner, in one queue, of one shape (what placement reads of a
+    task: labels, selector, resources, class, pinned worker, concurrency key): its key (the
+    stored `lane`), and a probe candidate (its owner, queue and shape) to test it against
+    the free slots, the quotas and the concurrency limits without reading a row."""
 
     key: str
     probe: Candidate
+
+
+@dataclass(frozen=True, slots=True)
+class Active:
+    """What runs (assigned or running) across the grid, as quotas and concurrency limits
+    count it."""
+
+    by_owner: Mapping[str, int]
+    by_queue: Mapping[str, int]
+    by_key: Mapping[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """Limits for one owner or one queue (None: no limit)."""
+
+    scope: str  # "owner" or "queue"
+    name: str
+    max_queued: int | None = None
+    max_running: int | None = None
+
+
+Planner = Callable[[dict[str, list[Candidate]], Active, Sequence[Quota]], "Placed"]
 
 
 Placed = list[tuple[Candidate, str]]  # (candidate, worker_id) pairs
@@ -170,17 +203,34 @@ class Store(Protocol):
         oldest; resume after (priority, seq)."""
         ...
 
-    async def queued_shapes(self, after: str, limit: int) -> list[Shape]:
-        """The shapes of the queued tasks, in key order, after the key `after` ("": from
-        the first); at most `limit`. Costs a seek per shape, whatever the queue's length."""
+    async def queued_lanes(self, after: str, limit: int) -> list[Lane]:
+        """The lanes of the queued tasks, in key order, after the key `after` ("": from the
+        first); at most `limit`. Costs a seek per lane, whatever the queue's length."""
         ...
 
-    async def place_and_claim_heads(
-        self, shapes: Sequence[Shape], per_shape: int, now: int, place: Placer
-    ) -> tuple[list[Candidate], Placed, list[Task]]:
-        """Read the first `per_shape` claimable tasks of each shape (highest priority, then
-        oldest), claim what `place` picks of them (given in that order), in one transaction;
-        return what was read, placed and claimed."""
+    async def plan_and_claim(
+        self, lanes: Sequence[Lane], per_lane: int, now: int, plan: Planner
+    ) -> tuple[dict[str, list[Candidate]], Placed, list[Task]]:
+        """In one transaction: read the first `per_lane` claimable tasks of each lane
+        (highest priority, then oldest), what runs across the grid and the quotas; claim
+        what `plan` picks. Claims of tasks with a concurrency key are serialized across
+        masters, so a limit holds however many dispatch at once. Returns the heads read (by
+        lane key), what was placed and what was claimed."""
+        ...
+
+    async def quotas(self) -> list[Quota]: ...
+
+    async def set_quota(self, quota: Quota) -> None:
+        """Create or replace the quota of (scope, name); one with no limit is removed."""
+        ...
+
+    async def owners(self) -> list[tuple[str, str, int, int]]:
+        """(owner, queue, queued, running) for each owner and queue with tasks queued or
+        running (reads every queued task's index entry: for a look, not for each second)."""
+        ...
+
+    async def queued_count(self, scope: str, name: str, limit: int) -> int:
+        """How many tasks of this owner or queue are queued, counting up to `limit`."""
         ...
 
     async def mark_unschedulable(self, reasons: Sequence[tuple[str, str | None]]) -> None:

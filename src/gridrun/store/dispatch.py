@@ -3,13 +3,14 @@ order and claiming what placement picked, in one transaction; marking why a task
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
 from gridrun.model import Task, TaskState, transition
-from gridrun.store import Candidate, Placed, Placer, Shape
+from gridrun.store import Active, Candidate, Lane, Placed, Placer, Planner, Quota
 from gridrun.store import queries as sql
 from gridrun.store.relational_tx import TASKS_BY_ID, Tx, marks
 from gridrun.store.rows import placement_from_json, task_from_row
@@ -36,36 +37,66 @@ class DispatchVerbs(TaskSteps):
 
         return await self._write(step)
 
-    async def queued_shapes(self, after: str, limit: int) -> list[Shape]:
-        """The shapes of the queued tasks (what placement reads of a task), in order, after
-        `after` (a shape's key; "" for the first)."""
-
-        async def read(tx: Tx) -> list[Shape]:
-            query = sql.SELECT_SHAPES.format(index=self.dialect.use_index("tasks_shapes"))
-            return [shape_from_key(r[0]) for r in await tx.all(query, after, limit)]
+    async def queued_lanes(self, after: str, limit: int) -> list[Lane]:
+        async def read(tx: Tx) -> list[Lane]:
+            query = sql.SELECT_LANES.format(index=self.dialect.use_index("tasks_lanes"))
+            return [lane_from_key(r[0]) for r in await tx.all(query, after, limit)]
 
         return await self._read(read)
 
-    async def place_and_claim_heads(
-        self, shapes: Sequence[Shape], per_shape: int, now: int, place: Placer
-    ) -> tuple[list[Candidate], Placed, list[Task]]:
-        """Read the first `per_shape` queued tasks of each shape, claim what `place` picks
-        of them (given in priority order, then oldest first), in one transaction."""
-
-        async def step(tx: Tx) -> tuple[list[Candidate], Placed, list[Task]]:
-            query = sql.SELECT_SHAPE_HEAD.format(index=self.dialect.use_index("tasks_shapes"))
-            candidates: list[Candidate] = []
-            for shape in shapes:
-                rows = await tx.all(query, shape.key, now, per_shape)
-                candidates.extend(_candidate(r) for r in rows)
-            candidates.sort(key=lambda c: (-c.priority, c.seq))
-            placed = place(candidates)
+    async def plan_and_claim(
+        self, lanes: Sequence[Lane], per_lane: int, now: int, plan: Planner
+    ) -> tuple[dict[str, list[Candidate]], Placed, list[Task]]:
+        async def step(tx: Tx) -> tuple[dict[str, list[Candidate]], Placed, list[Task]]:
+            if any(lane.probe.concurrency is not None for lane in lanes):
+                await self.dialect.serialize_claims(tx)  # (the counts below are then exact)
+            query = sql.SELECT_LANE_HEAD.format(index=self.dialect.use_index("tasks_lanes"))
+            heads = {
+                lane.key: [_candidate(r) for r in await tx.all(query, lane.key, now, per_lane)]
+                for lane in lanes
+            }
+            placed = plan(heads, await _active(tx), await _quotas(tx))
             if not placed:
-                return candidates, placed, []
+                return heads, placed, []
             claimed = await self._claim(tx, [(c.task_id, w) for c, w in placed], now)
-            return candidates, placed, claimed
+            return heads, placed, claimed
 
         return await self._write(step)
+
+    async def quotas(self) -> list[Quota]:
+        return await self._read(_quotas)
+
+    async def set_quota(self, quota: Quota) -> None:
+        async def step(tx: Tx) -> None:
+            await tx.run(sql.DELETE_QUOTA, quota.scope, quota.name)
+            if quota.max_queued is not None or quota.max_running is not None:
+                await tx.run(
+                    sql.INSERT_QUOTA, quota.scope, quota.name, quota.max_queued, quota.max_running
+                )
+            await self._notice(tx, "queued")  # a raised limit may let tasks run
+
+        await self._write(step)
+
+    async def owners(self) -> list[tuple[str, str, int, int]]:
+        async def read(tx: Tx) -> list[tuple[str, str, int, int]]:
+            query = sql.QUEUED_BY_OWNER.format(index=self.dialect.use_index("tasks_owners"))
+            counts: dict[tuple[str, str], list[int]] = {}
+            for owner, queue, n in await tx.all(query):
+                counts.setdefault((owner, queue), [0, 0])[0] = n
+            for owner, queue, n in await tx.all(sql.RUNNING_BY_OWNER):
+                counts.setdefault((owner, queue), [0, 0])[1] = n
+            return [(o, q, queued, running) for (o, q), (queued, running) in sorted(counts.items())]
+
+        return await self._read(read)
+
+    async def queued_count(self, scope: str, name: str, limit: int) -> int:
+        query = sql.COUNT_QUEUED_OWNER if scope == "owner" else sql.COUNT_QUEUED_QUEUE
+
+        async def read(tx: Tx) -> int:
+            row = await tx.one(query, name, limit)
+            return int(row[0]) if row is not None else 0
+
+        return await self._read(read)
 
     async def _queued(
         self, tx: Tx, limit: int, after: tuple[int, int] | None, now: int
@@ -141,14 +172,35 @@ def _candidate(r: Sequence[Any]) -> Candidate:
         labels=orjson.loads(r[3]),
         legacy_ok=bool(r[4]),
         unschedulable=r[6],
+        owner=r[7],
+        queue=r[8],
         **placement_from_json(r[5]),
     )
 
 
-def shape_from_key(key: str) -> Shape:
-    """A shape from its key, the `shape` column: labels, legacy_ok and placement, each as
-    stored, joined by newlines (JSON text holds none)."""
-    labels, legacy_ok, placement = key.split("\n", 2)
+async def _active(tx: Tx) -> Active:
+    """What is assigned or running, counted per owner, queue and concurrency key (a scan of
+    the active tasks only: at most the grid's slots)."""
+    owners: Counter[str] = Counter()
+    queues: Counter[str] = Counter()
+    keys: Counter[str] = Counter()
+    for owner, queue, placement in await tx.all(sql.SELECT_RUNNING_BY):
+        owners[owner] += 1
+        queues[queue] += 1
+        if '"concurrency"' in placement:
+            concurrency = placement_from_json(placement)["concurrency"]
+            keys[concurrency.key] += 1
+    return Active(owners, queues, keys)
+
+
+async def _quotas(tx: Tx) -> list[Quota]:
+    return [Quota(*r) for r in await tx.all(sql.SELECT_QUOTAS)]
+
+
+def lane_from_key(key: str) -> Lane:
+    """A lane from its key, the `lane` column: owner, queue, labels, legacy_ok and
+    placement, each as stored, joined by newlines (names and JSON text hold none)."""
+    owner, queue, labels, legacy_ok, placement = key.split("\n", 4)
     probe = Candidate(
         task_id="",
         priority=0,
@@ -156,9 +208,11 @@ def shape_from_key(key: str) -> Shape:
         labels=orjson.loads(labels),
         legacy_ok=legacy_ok == "1",
         unschedulable=None,
+        owner=owner,
+        queue=queue,
         **placement_from_json(placement),
     )
-    return Shape(key, probe)
+    return Lane(key, probe)
 
 
 async def _exists(tx: Tx, query: str, *args: Any) -> bool:

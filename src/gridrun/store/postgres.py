@@ -132,6 +132,7 @@ class PostgresStore(RelationalStore):
         share_lock=" FOR SHARE",
         label_clause="(labels::jsonb ->> ?) = ?",
         count_by_state=ddl.COUNT_BY_STATE,
+        claim_lock=ddl.TAKE_CLAIM_LOCK,
     )
     shared = True
 

@@ -170,11 +170,24 @@ ALTER TABLE tasks ADD COLUMN cpu_s DOUBLE PRECISION;
 ALTER TABLE tasks ADD COLUMN peak_memory_bytes BIGINT;
 """
 
-# v11: see the SQLite store's v14 (the queue by shape)
+# v11: see the SQLite store's v14 (owners, queues, lanes, quotas)
 SCHEMA_V11 = """
-ALTER TABLE tasks ADD COLUMN shape TEXT
-    GENERATED ALWAYS AS (labels || E'\\n' || legacy_ok::text || E'\\n' || placement) STORED;
-CREATE INDEX tasks_shapes ON tasks (shape, priority DESC, seq) WHERE state = 'queued';
+ALTER TABLE tasks ADD COLUMN owner TEXT NOT NULL DEFAULT 'anonymous';
+ALTER TABLE tasks ADD COLUMN queue TEXT NOT NULL DEFAULT 'default';
+UPDATE tasks SET owner = spec::jsonb ->> 'submitted_by' WHERE spec::jsonb ? 'submitted_by';
+ALTER TABLE tasks ADD COLUMN lane TEXT GENERATED ALWAYS AS (owner || E'\\n' || queue
+    || E'\\n' || labels || E'\\n' || legacy_ok::text || E'\\n' || placement) STORED;
+CREATE INDEX tasks_lanes ON tasks (lane, priority DESC, seq) WHERE state = 'queued';
+CREATE INDEX tasks_owners ON tasks (owner, queue) WHERE state = 'queued';
+CREATE INDEX tasks_queues ON tasks (queue) WHERE state = 'queued';
+CREATE INDEX tasks_by_owner ON tasks (owner, seq);
+CREATE TABLE quotas (
+    scope       TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    max_queued  INTEGER,
+    max_running INTEGER,
+    PRIMARY KEY (scope, name)
+);
 """
 
 MIGRATIONS = [
@@ -196,18 +209,20 @@ SCHEMA_VERSION = len(MIGRATIONS)
 # the schema current
 MIGRATION_LOCK = 0x67726964  # "grid"
 TAKE_MIGRATION_LOCK = "SELECT pg_advisory_xact_lock($1)"
+TAKE_CLAIM_LOCK = "SELECT pg_advisory_xact_lock(1735551332)"  # "gr" "id": see Dialect.claim_lock
 CREATE_VERSION_TABLE = "CREATE TABLE IF NOT EXISTS gridrun_schema (version INTEGER NOT NULL)"
 SELECT_VERSION = "SELECT coalesce(max(version), 0) FROM gridrun_schema"
 SET_VERSION = "DELETE FROM gridrun_schema; INSERT INTO gridrun_schema (version) VALUES ({version})"
 
 INSERT_TASKS = (
     "WITH added AS (INSERT INTO tasks (id, name, spec, priority, labels, legacy_ok, state,"
-    " created_at, expires_at, idempotency_key, placement, job_id) SELECT id, name, spec, priority,"
-    " labels, legacy_ok, 'queued', created_at, expires_at, idempotency_key, placement, job_id"
+    " created_at, expires_at, idempotency_key, placement, job_id, owner, queue) SELECT id, name,"
+    " spec, priority, labels, legacy_ok, 'queued', created_at, expires_at, idempotency_key,"
+    " placement, job_id, owner, queue"
     " FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::int[],"
-    " $7::bigint[], $8::bigint[], $9::text[], $10::text[], $11::text[])"
-    " AS t (id, name, spec, priority, labels, legacy_ok, created_at, expires_at,"
-    " idempotency_key, placement, job_id) RETURNING id, seq),"
+    " $7::bigint[], $8::bigint[], $9::text[], $10::text[], $11::text[], $12::text[],"
+    " $13::text[]) AS t (id, name, spec, priority, labels, legacy_ok, created_at, expires_at,"
+    " idempotency_key, placement, job_id, owner, queue) RETURNING id, seq),"
     " counted AS (INSERT INTO task_count_changes (state, delta)"
     " SELECT 'queued', count(*) FROM added)"
     " SELECT id, seq FROM added"

@@ -12,29 +12,48 @@ TASK_COLUMNS = (
 SELECT_TASK = f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?"
 INSERT_TASK = (
     "INSERT INTO tasks (id, name, spec, priority, labels, legacy_ok, state, created_at,"
-    " expires_at, idempotency_key, placement, job_id)"
-    " VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?)"
+    " expires_at, idempotency_key, placement, job_id, owner, queue)"
+    " VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)"
 )
 SELECT_TASK_BY_KEY = f"SELECT {TASK_COLUMNS} FROM tasks WHERE idempotency_key = ?"
 SELECT_QUEUED = (
-    "SELECT id, priority, seq, labels, legacy_ok, placement, unschedulable FROM tasks"
-    " {index} WHERE state = 'queued'"
+    "SELECT id, priority, seq, labels, legacy_ok, placement, unschedulable, owner, queue"
+    " FROM tasks {index} WHERE state = 'queued'"
     " AND not_before <= ? {after} ORDER BY priority DESC, seq LIMIT ?"
 )
 QUEUED_AFTER = "AND (priority < ? OR (priority = ? AND seq > ?))"
-# the shapes of the queued tasks after a cursor, in order: a loose index scan (one seek each,
-# however many tasks share a shape), at most `?` of them
-SELECT_SHAPES = (
-    "WITH RECURSIVE s (shape, n) AS ("
-    " SELECT min(shape), 1 FROM tasks {index} WHERE state = 'queued' AND shape > ?"
-    " UNION ALL SELECT (SELECT min(shape) FROM tasks {index} WHERE state = 'queued'"
-    " AND shape > s.shape), n + 1 FROM s WHERE s.shape IS NOT NULL AND n < ?"
-    ") SELECT shape FROM s WHERE shape IS NOT NULL"
+# the lanes of the queued tasks after a cursor, in order: a loose index scan (one seek each,
+# however many tasks share a lane), at most `?` of them
+SELECT_LANES = (
+    "WITH RECURSIVE s (lane, n) AS ("
+    " SELECT min(lane), 1 FROM tasks {index} WHERE state = 'queued' AND lane > ?"
+    " UNION ALL SELECT (SELECT min(lane) FROM tasks {index} WHERE state = 'queued'"
+    " AND lane > s.lane), n + 1 FROM s WHERE s.lane IS NOT NULL AND n < ?"
+    ") SELECT lane FROM s WHERE lane IS NOT NULL"
 )
-SELECT_SHAPE_HEAD = (
-    "SELECT id, priority, seq, labels, legacy_ok, placement, unschedulable FROM tasks"
-    " {index} WHERE state = 'queued' AND shape = ?"
+SELECT_LANE_HEAD = (
+    "SELECT id, priority, seq, labels, legacy_ok, placement, unschedulable, owner, queue"
+    " FROM tasks {index} WHERE state = 'queued' AND lane = ?"
     " AND not_before <= ? ORDER BY priority DESC, seq LIMIT ?"
+)
+SELECT_RUNNING_BY = (
+    "SELECT owner, queue, placement FROM tasks WHERE state IN ('assigned', 'running')"
+)
+QUEUED_BY_OWNER = (
+    "SELECT owner, queue, count(*) FROM tasks {index} WHERE state = 'queued' GROUP BY owner, queue"
+)
+RUNNING_BY_OWNER = (
+    "SELECT owner, queue, count(*) FROM tasks WHERE state IN ('assigned', 'running')"
+    " GROUP BY owner, queue"
+)
+SELECT_QUOTAS = "SELECT scope, name, max_queued, max_running FROM quotas ORDER BY scope, name"
+DELETE_QUOTA = "DELETE FROM quotas WHERE scope = ? AND name = ?"
+INSERT_QUOTA = "INSERT INTO quotas (scope, name, max_queued, max_running) VALUES (?, ?, ?, ?)"
+COUNT_QUEUED_OWNER = (
+    "SELECT count(*) FROM (SELECT 1 FROM tasks WHERE state = 'queued' AND owner = ? LIMIT ?) q"
+)
+COUNT_QUEUED_QUEUE = (
+    "SELECT count(*) FROM (SELECT 1 FROM tasks WHERE state = 'queued' AND queue = ? LIMIT ?) q"
 )
 CLAIM = (
     "UPDATE tasks SET state = ?, attempt = attempt + 1, worker_id = ?, assigned_at = ?,"

@@ -67,6 +67,12 @@ class RelationalStore(DispatchVerbs, AttemptVerbs, ScheduleVerbs, WorkerVerbs):
         if flt.job is not None:
             where.append("job_id = ?")
             args.append(flt.job)
+        if flt.owner is not None:
+            where.append("owner = ?")
+            args.append(flt.owner)
+        if flt.queue is not None:
+            where.append("queue = ?")
+            args.append(flt.queue)
         for key, value in flt.labels.items():
             where.append(self.dialect.label_clause)
             args.extend((key, value))

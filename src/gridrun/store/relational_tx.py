@@ -42,9 +42,16 @@ class Dialect:
     # prefers (state, seq), and reads (and sorts) every queued task
     index_hints: bool = False
     count_by_state: str = "SELECT state, count(*) FROM tasks GROUP BY state"
+    # taken by a step that claims tasks with a concurrency key, held until it commits: one
+    # such step at a time across masters (SQLite's one writer needs nothing)
+    claim_lock: str = ""
 
     def use_index(self, name: str) -> str:
         return f"INDEXED BY {name}" if self.index_hints else ""
+
+    async def serialize_claims(self, tx: Tx) -> None:
+        if self.claim_lock:
+            await tx.run(self.claim_lock)
 
 
 TASKS_BY_ID = "sqlite_autoindex_tasks_1"  # SQLite's name for the index of tasks.id (UNIQUE)

@@ -9,8 +9,10 @@ from typing import Any
 import orjson
 
 from gridrun.model import (
+    DEFAULT_QUEUE,
     Attempt,
     AttemptRef,
+    Concurrency,
     Op,
     Placement,
     Report,
@@ -72,6 +74,10 @@ def spec_to_json(spec: TaskSpec) -> str:
         raw["resources"] = resources_to_json(spec.resources)
     if spec.secrets is not None:
         raw["secrets"] = {"names": spec.secrets.names, "sealed": spec.secrets.token}
+    if spec.queue != DEFAULT_QUEUE:
+        raw["queue"] = spec.queue
+    if spec.concurrency is not None:
+        raw["concurrency"] = [spec.concurrency.key, spec.concurrency.limit]
     return orjson.dumps(raw).decode()
 
 
@@ -102,7 +108,13 @@ def spec_from_json(text: str) -> TaskSpec:
         task_class=raw.get("class"),
         placement=Placement.PACK if raw.get("pack") else Placement.SPREAD,
         secrets=sealed_from_json(raw.get("secrets")),
+        queue=raw.get("queue", DEFAULT_QUEUE),
+        concurrency=concurrency_from_json(raw.get("concurrency")),
     )
+
+
+def concurrency_from_json(raw: list[Any] | None) -> Concurrency | None:
+    return None if raw is None else Concurrency(raw[0], raw[1])
 
 
 def sealed_from_json(raw: dict[str, Any] | None) -> Sealed | None:
@@ -147,6 +159,8 @@ def placement_to_json(spec: TaskSpec) -> str:
         placement["class"] = spec.task_class
     if spec.placement is Placement.PACK:
         placement["pack"] = True
+    if spec.concurrency is not None:
+        placement["concurrency"] = [spec.concurrency.key, spec.concurrency.limit]
     return orjson.dumps(placement).decode()
 
 
@@ -159,6 +173,7 @@ def placement_from_json(text: str) -> dict[str, Any]:
         "worker": raw.get("worker"),
         "task_class": raw.get("class"),
         "placement": Placement.PACK if raw.get("pack") else Placement.SPREAD,
+        "concurrency": concurrency_from_json(raw.get("concurrency")),
     }
 
 

@@ -184,14 +184,31 @@ ALTER TABLE tasks ADD COLUMN cpu_s REAL;
 ALTER TABLE tasks ADD COLUMN peak_memory_bytes INTEGER;
 """
 
-# v14: the queue by shape. A task's shape is what placement reads of it (labels, whether a
-# legacy worker may take it, the placement document): a dispatch pass visits each shape once
-# (a loose index scan) and reads rows only of the shapes a free slot can take, so what cannot
-# run now costs nothing however much of it there is.
+# v14: a shared grid. Each task has an owner (its token's name) and a queue, and is read by
+# lane: the queued tasks of one owner, in one queue, of one shape (what placement reads of a
+# task: its labels, whether a legacy worker may take it, its placement document). A dispatch
+# pass visits each lane once (a loose index scan) and reads rows only of the lanes a free
+# slot can take (within the quotas and concurrency limits), so what cannot run now costs
+# nothing however much of it there is, and owners can be served in turn. Quotas per owner
+# and per queue are rows, changed while the grid runs.
 SCHEMA_V14 = """
-ALTER TABLE tasks ADD COLUMN shape TEXT
-    GENERATED ALWAYS AS (labels || char(10) || legacy_ok || char(10) || placement) VIRTUAL;
-CREATE INDEX tasks_shapes ON tasks (shape, priority DESC, seq) WHERE state = 'queued';
+ALTER TABLE tasks ADD COLUMN owner TEXT NOT NULL DEFAULT 'anonymous';
+ALTER TABLE tasks ADD COLUMN queue TEXT NOT NULL DEFAULT 'default';
+UPDATE tasks SET owner = json_extract(spec, '$.submitted_by')
+    WHERE json_extract(spec, '$.submitted_by') IS NOT NULL;
+ALTER TABLE tasks ADD COLUMN lane TEXT GENERATED ALWAYS AS (owner || char(10) || queue
+    || char(10) || labels || char(10) || legacy_ok || char(10) || placement) VIRTUAL;
+CREATE INDEX tasks_lanes ON tasks (lane, priority DESC, seq) WHERE state = 'queued';
+CREATE INDEX tasks_owners ON tasks (owner, queue) WHERE state = 'queued';
+CREATE INDEX tasks_queues ON tasks (queue) WHERE state = 'queued';
+CREATE INDEX tasks_by_owner ON tasks (owner, seq);
+CREATE TABLE quotas (
+    scope       TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    max_queued  INTEGER,
+    max_running INTEGER,
+    PRIMARY KEY (scope, name)
+) WITHOUT ROWID;
 """
 
 MIGRATIONS = [

@@ -55,6 +55,8 @@ class TaskSteps(Steps):
                 t.spec.idempotency_key,
                 placement_to_json(t.spec),
                 t.spec.job,
+                t.spec.owner,
+                t.spec.queue,
             )
             for t in tasks
         ]

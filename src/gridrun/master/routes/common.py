@@ -78,6 +78,7 @@ Reader = Annotated[Principal, _allowed(Permission.READ)]
 Submitter = Annotated[Principal, _allowed(Permission.SUBMIT)]
 Canceller = Annotated[Principal, _allowed(Permission.CANCEL_OWN)]
 Drainer = Annotated[Principal, _allowed(Permission.DRAIN)]
+QuotaSetter = Annotated[Principal, _allowed(Permission.QUOTAS)]
 
 
 def peer(request: Request) -> str:

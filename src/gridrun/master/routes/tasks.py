@@ -124,6 +124,8 @@ async def list_tasks(
     worker: str | None = None,
     name: str | None = None,
     job: str | None = None,
+    owner: str | None = None,
+    queue: str | None = None,
     label: Annotated[
         list[str] | None,
         Query(description="k=v: tasks whose labels include it; repeat for several."),
@@ -133,7 +135,15 @@ async def list_tasks(
 ) -> TaskListOut | Response:
     labels = parse_labels(label or [])  # 422 for anything but k=v
     page = await service.list_tasks(
-        TaskFilter(states=state or (), worker_id=worker, name=name, labels=labels, job=job),
+        TaskFilter(
+            states=state or (),
+            worker_id=worker,
+            name=name,
+            labels=labels,
+            job=job,
+            owner=owner,
+            queue=queue,
+        ),
         limit,
         int(cursor) if cursor else None,
     )

@@ -1,0 +1,83 @@
+"""`gridrun quota show|set`: a shared grid's limits per owner and per queue, and what each
+owner and queue holds now."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from gridrun.cli.common import JsonOut, Url, app, connect, guard, print_json
+
+quota_app = typer.Typer(
+    help="Quotas per owner (a token's name) and per queue; they apply at once.",
+    no_args_is_help=True,
+)
+app.add_typer(quota_app, name="quota")
+
+
+class Scope(StrEnum):
+    OWNER = "owner"
+    QUEUE = "queue"
+
+
+@quota_app.command("set")
+def set_(
+    scope: Annotated[Scope, typer.Argument(help="owner or queue.")],
+    name: Annotated[str, typer.Argument(help="The owner's (token's) or the queue's name.")],
+    max_queued: Annotated[
+        int | None,
+        typer.Option(min=0, help="Most tasks queued at once; beyond it submissions get 429."),
+    ] = None,
+    max_running: Annotated[
+        int | None, typer.Option(min=0, help="Most tasks running at once; the rest wait.")
+    ] = None,
+    url: Url = None,
+    json_out: JsonOut = False,
+) -> None:
+    """Set (replace) the quota of an owner or a queue; with neither limit, remove it."""
+    with guard, connect(url) as client:
+        quota = client.set_quota(str(scope), name, max_queued, max_running)
+    if json_out:
+        print_json(quota)
+        return
+    limits = _limits(quota["max_queued"], quota["max_running"])
+    print(f"{scope} {name}: {limits}" if limits else f"{scope} {name}: no quota")
+
+
+@quota_app.command("show")
+def show(url: Url = None, json_out: JsonOut = False) -> None:
+    """The quotas set, and the tasks queued and running per owner and queue."""
+    with guard, connect(url) as client:
+        quotas, owners = client.quotas(), client.owners()
+    if json_out:
+        print_json({"quotas": quotas, "owners": owners})
+        return
+    console = Console()
+    table = Table(
+        "SCOPE", "NAME", "MAX QUEUED", "MAX RUNNING", title="quotas", title_justify="left"
+    )
+    for q in quotas:
+        table.add_row(q["scope"], escape(q["name"]), _n(q["max_queued"]), _n(q["max_running"]))
+    console.print(table if quotas else "no quotas")
+    table = Table("OWNER", "QUEUE", "QUEUED", "RUNNING", title="now", title_justify="left")
+    for o in owners:
+        table.add_row(escape(o["owner"]), escape(o["queue"]), str(o["queued"]), str(o["running"]))
+    console.print(table if owners else "nothing queued or running")
+
+
+def _n(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def _limits(max_queued: int | None, max_running: int | None) -> str:
+    parts = []
+    if max_queued is not None:
+        parts.append(f"at most {max_queued:,} queued")
+    if max_running is not None:
+        parts.append(f"at most {max_running:,} running")
+    return ", ".join(parts)

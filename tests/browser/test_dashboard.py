@@ -164,3 +164,54 @@ def test_the_task_page_shows_placement_dependencies_and_why_it_waits(
     page.goto(f"{system_grid.url}/#/task/{second['id']}")
     expect(page.locator("#task-state .state")).to_have_text("waiting")
     expect(page.locator('dd[data-field="after"]')).to_have_text(first["id"])
+
+
+def test_owners_and_queues_on_the_overview_and_as_filters(
+    system_grid: SystemGrid, page: Page
+) -> None:
+    """The overview lists tasks queued and running per owner and queue; each links to the
+    tasks page filtered by it; a task held by its concurrency key says why."""
+    import httpx
+
+    alice, bob = new_token(), new_token()
+    system_grid.start_master("--tokens", f"alice:admin:{digest(alice)},bob:submit:{digest(bob)}")
+    system_grid.env["GRIDRUN_TOKEN"] = alice
+    system_grid.start_worker("w1", slots=2)
+    held = {"cmd": "sleep 30", "concurrency_key": "deploy", "concurrency_limit": 1}
+    for token, bodies in (
+        (alice, [held, held]),
+        (bob, [{"cmd": "true", "labels": {"zone": "nowhere"}, "queue": "nightly"}] * 3),
+    ):
+        response = httpx.post(
+            f"{system_grid.url}/v1/tasks",
+            json={"tasks": bodies},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        )
+        assert response.status_code == 201, response.text
+    second = response.json()["tasks"][0]["id"]  # (one of bob's)
+    page.goto(system_grid.url + "/")
+    page.once("dialog", lambda dialog: dialog.accept(alice))
+    page.locator("#token-button").click()
+    bobs = page.locator('#owners tr[data-owner="bob"][data-queue="nightly"]')
+    expect(bobs.locator('td[data-count="queued"]')).to_have_text("3")
+    alices = page.locator('#owners tr[data-owner="alice"][data-queue="default"]')
+    expect(alices.locator('td[data-count="running"]')).to_have_text("1")
+    expect(alices.locator('td[data-count="queued"]')).to_have_text("1")
+    bobs.get_by_role("link", name="nightly").click()
+    expect(page).to_have_url(re.compile(r"#/tasks\?queue=nightly$"))
+    expect(page.locator("#tasks tr[data-id]")).to_have_count(3)
+    expect(page.locator('#tasks td[data-field="owner"]').first).to_have_text("bob")
+    page.goto(f"{system_grid.url}/#/task/{second}")
+    expect(page.locator('dd[data-field="queue"]')).to_have_text("nightly")
+    waiting = httpx.get(
+        f"{system_grid.url}/v1/tasks",
+        params={"owner": "alice", "state": "queued"},
+        headers={"Authorization": f"Bearer {alice}"},
+        timeout=10,
+    ).json()["tasks"]
+    page.goto(f"{system_grid.url}/#/task/{waiting[0]['id']}")
+    expect(page.locator('dd[data-field="unschedulable"]')).to_have_text(
+        "waiting for concurrency key deploy (1/1 running)"
+    )
+    expect(page.locator('dd[data-field="concurrency"]')).to_have_text("deploy (at most 1 at once)")

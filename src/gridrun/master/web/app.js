@@ -153,6 +153,22 @@ function overviewPage(signal) {
     say(""); draw(data); } }, signal)
     .catch((e) => { if (!signal.aborted) say(e.message); })
     .finally(() => live.classList.remove("on"));
+  // who holds the grid: tasks queued and running per owner and queue (a heavier read than
+  // the overview's counts, so every 5 s rather than each second)
+  const owners = h("table", {id: "owners"});
+  main.append(h("h2", {}, "Owners and queues"), owners);
+  repeat(async () => {
+    const list = (await api("/v1/owners")).owners;
+    const link = (k, v) => h("a", {href: "#/tasks?" + new URLSearchParams({[k]: v})}, v);
+    owners.replaceChildren(
+      h("tr", {}, ["owner", "queue", "queued", "running"].map((c) => h("th", {}, c))),
+      ...list.map((o) => h("tr", {"data-owner": o.owner, "data-queue": o.queue},
+        h("td", {}, link("owner", o.owner)), h("td", {}, link("queue", o.queue)),
+        h("td", {"data-count": "queued"}, o.queued),
+        h("td", {"data-count": "running"}, o.running))));
+    if (!list.length) owners.append(h("tr", {}, h("td", {colspan: 4, class: "muted"},
+      "nothing queued or running")));
+  }, 5000, signal);
 }
 
 function sparkline(values) {
@@ -190,12 +206,14 @@ function tasksPage(signal, query) {
     h("label", {}, "worker", h("input", {name: "worker", size: 12})),
     h("label", {}, "label", h("input", {name: "label", size: 14, placeholder: "k=v"})),
     h("label", {}, "name", h("input", {name: "name", size: 12})),
+    h("label", {}, "owner", h("input", {name: "owner", size: 10})),
+    h("label", {}, "queue", h("input", {name: "queue", size: 10})),
     h("button", {type: "submit"}, "Filter"));
   for (const [k, v] of query) if (form.elements[k]) form.elements[k].value = v;
   form.addEventListener("submit", (ev) => {
     ev.preventDefault();
     const q = new URLSearchParams();
-    for (const k of ["state", "worker", "label", "name"]) {
+    for (const k of ["state", "worker", "label", "name", "owner", "queue"]) {
       if (form.elements[k].value.trim()) q.set(k, form.elements[k].value.trim());
     }
     location.hash = "#/tasks" + (q.toString() ? "?" + q : "");
@@ -211,15 +229,16 @@ function tasksPage(signal, query) {
     if (cursor) q.set("cursor", cursor);
     const list = await api("/v1/tasks?" + q);
     table.replaceChildren(
-      h("tr", {}, ["id", "name", "state", "command", "worker", "created", "exit"].map(
+      h("tr", {}, ["id", "name", "state", "command", "owner", "worker", "created", "exit"].map(
         (c) => h("th", {}, c))),
       ...list.tasks.map((t) => h("tr", {"data-id": t.id},
         h("td", {class: "mono"}, h("a", {href: "#/task/" + t.id}, t.id)),
         h("td", {}, t.name || ""), h("td", {}, badge(t.state)),
         h("td", {class: "cmd", title: command(t)}, command(t)),
+        h("td", {"data-field": "owner"}, t.owner || ""),
         h("td", {}, t.worker_id || ""), h("td", {}, when(t.created_at)),
         h("td", {}, t.exit_code ?? (t.signal ? "signal " + t.signal : "")))));
-    if (!list.tasks.length) table.append(h("tr", {}, h("td", {colspan: 7, class: "muted"},
+    if (!list.tasks.length) table.append(h("tr", {}, h("td", {colspan: 8, class: "muted"},
       "no tasks")));
     pager.replaceChildren(
       h("button", {type: "button", disabled: cursors.length === 1, onclick: () => {
@@ -258,6 +277,8 @@ function taskPage(signal, id) {
       ["labels", labelText(t.labels)], ["on", t.on || ""], ["needs", needs(t)],
       ["after", (t.after || []).join(" ")], ["job", t.job ? t.job + " (on " + t.pinned_worker + ")" : ""],
       ["unschedulable", t.unschedulable || ""], ["priority", t.priority],
+      ["queue", t.queue || ""],
+      ["concurrency", t.concurrency_key ? t.concurrency_key + " (at most " + t.concurrency_limit + " at once)" : ""],
       ["timeout", t.timeout_s ? t.timeout_s + " s" : ""], ["submitted by", t.submitted_by || ""],
       ["worker", t.worker_id || ""], ["exit code", t.exit_code ?? ""],
       ["signal", t.signal ?? ""], ["error", t.error || ""], ["created", when(t.created_at)],

@@ -1,0 +1,55 @@
+"""`gridrun quota set|show`, `--queue`, `--concurrency` and `ls --owner/--queue` against a real
+master: limits set from the CLI apply at once, and a full quota is a clear error."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.system.conftest import SystemGrid
+
+pytestmark = [pytest.mark.system]
+
+
+def test_quotas_from_the_cli(system_grid: SystemGrid) -> None:
+    system_grid.start_master()
+    assert system_grid.cli("quota", "set", "queue", "nightly", "--max-queued", "2").returncode == 0
+    for _ in range(2):
+        done = system_grid.cli(
+            "submit", "--queue", "nightly", "--concurrency", "etl=1", "--", "true"
+        )
+        assert done.returncode == 0, done.stderr
+    full = system_grid.cli("submit", "--queue", "nightly", "--", "true")
+    assert full.returncode == 1
+    assert "queue nightly has 2 tasks queued; its quota is 2" in full.stderr
+    assert system_grid.cli("submit", "--", "true").returncode == 0  # the default queue is free
+    listed = system_grid.cli_json("ls", "--queue", "nightly")
+    assert [(t["queue"], t["owner"], t["concurrency_key"]) for t in listed] == [
+        ("nightly", "anonymous", "etl")
+    ] * 2
+    assert len(system_grid.cli_json("ls", "--owner", "anonymous")) == 3
+    shown = system_grid.cli_json("quota", "show")
+    assert shown["quotas"] == [
+        {"scope": "queue", "name": "nightly", "max_queued": 2, "max_running": None}
+    ]
+    assert {(o["owner"], o["queue"], o["queued"]) for o in shown["owners"]} == {
+        ("anonymous", "nightly", 2), ("anonymous", "default", 1),
+    }  # fmt: skip
+    table = system_grid.cli("quota", "show")
+    assert "nightly" in table.stdout
+    removed = system_grid.cli("quota", "set", "queue", "nightly")
+    assert removed.stdout.strip() == "queue nightly: no quota"
+    assert system_grid.cli_json("quota", "show")["quotas"] == []
+    # what cannot be said is refused, with the reason
+    bad_scope = system_grid.cli("quota", "set", "team", "x", "--max-queued", "1")
+    assert bad_scope.returncode == 2
+    bad_name = system_grid.cli("quota", "set", "owner", "no spaces", "--max-queued", "1")
+    assert bad_name.returncode == 1
+    assert "use 1-64 of" in bad_name.stderr
+    bad_key = system_grid.cli("submit", "--concurrency", "etl", "--", "true")
+    assert bad_key.returncode == 2
+    assert "KEY=N" in bad_key.stderr
+    bad_queue = system_grid.cli("submit", "--queue", "night ly", "--", "true")
+    assert bad_queue.returncode == 1
+    assert json.dumps("night ly")[1:-1] in bad_queue.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import shlex
 from datetime import datetime
+from typing import Any
 
 from rich.markup import escape
 from rich.table import Table
@@ -266,4 +267,14 @@ def worker_table(workers: list[WorkerDict]) -> Table:
         )
     if not workers:
         table.caption = "no workers have connected yet"
+    return table
+
+
+def owner_table(owners: list[dict[str, Any]]) -> Table:
+    """Tasks queued and running per owner and queue (GET /v1/owners)."""
+    table = Table("OWNER", "QUEUE", "QUEUED", "RUNNING", box=None, header_style="bold")
+    for o in owners:
+        table.add_row(
+            escape(o["owner"]), escape(o["queue"]), f"{o['queued']:,}", f"{o['running']:,}"
+        )
     return table

@@ -394,7 +394,8 @@ def top(
     limit: Annotated[int, typer.Option("--limit", min=1, max=200, help="Recent tasks.")] = 15,
     url: Url = None,
 ) -> None:
-    """A live view of the grid: tasks per state, workers, the most recent tasks. Ctrl-C quits."""
+    """A live view of the grid: tasks per state, workers, tasks queued and running per owner
+    and queue, the most recent tasks. Ctrl-C quits."""
     with guard, connect(url) as client:
 
         def frame() -> Group:
@@ -403,11 +404,13 @@ def top(
                 f"{render.styled_state(state)} {n}" for state, n in stats["tasks"].items() if n
             )
             workers = client.workers()
+            owners = client.owners()
             recent, _ = client.list_tasks(limit=limit)
             clock = time.strftime("%H:%M:%S")
             return Group(
                 Text.from_markup(f"[bold]gridrun[/] {client.url}  {clock}  {counts or 'no tasks'}"),
                 render.worker_table(workers),
+                render.owner_table(owners),
                 render.task_table(recent),
             )
 

@@ -11,7 +11,7 @@ With --blocked N, each depth is measured again with N tasks no worker can take (
 nobody has, `on: zone=nowhere`) queued in front: the ratio shows whether what cannot run
 holds up what can (issue 19: it must not).
 Usage: python bench/depth.py [--depths 1000,1000000] [--measure K] [--workers W] [--slots S]
-                             [--blocked N] [--db postgresql://...]
+                             [--blocked N] [--settle S] [--db postgresql://...]
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ def measure(
         if blocked:
             fill(grid, blocked, on="zone=nowhere")
         ingest = fill(grid, depth)
+        time.sleep(args.settle)  # the database's own work on the fill (autovacuum) ends first
         stats = stats_ms(grid)
         address = f"127.0.0.1:{grid.ports[0][1]}"
         sim = Simulator(address, args.workers, args.slots, skip=WARMUP, count=args.measure)
@@ -77,6 +78,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=20)
     parser.add_argument("--slots", type=int, default=4)
     parser.add_argument("--blocked", type=int, default=0, help="unplaceable tasks in front")
+    parser.add_argument(
+        "--settle", type=float, default=0, help="seconds to wait after filling, before timing"
+    )
     parser.add_argument("--db", help="also on PostgreSQL: a URL of an existing database there")
     args = parser.parse_args()
     depths = [int(d) for d in args.depths.split(",")]

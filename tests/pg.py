@@ -1,34 +1,91 @@
-"""A throwaway PostgreSQL database per test, on the server the machine runs (127.0.0.1:5432).
+"""A throwaway PostgreSQL database per test.
 
-Set PG_TEST_URL to use another server. Tests that need PostgreSQL fail (not skip) when it is
-not reachable: CI runs them all.
+The server: PG_TEST_URL if set; else the one on 127.0.0.1:5432 if something answers there;
+else one this test session starts from the `pgserver` wheel (a `dev` dependency: PostgreSQL's
+binaries, run in a temp dir on a Unix socket, also as root), stopped and removed when the
+session ends. So `make test` needs no database server on the machine. Tests that need
+PostgreSQL fail (not skip) when none can be had: CI runs them all.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
 import secrets
+import shutil
+import socket
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from functools import cache
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-SERVER = os.environ.get("PG_TEST_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+LOCAL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def _answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@cache
+def server() -> str:
+    """The admin URL of the server the tests use (see the module docstring)."""
+    given = os.environ.get("PG_TEST_URL")
+    if given:
+        return given
+    if _answers("127.0.0.1", 5432):
+        return LOCAL
+    return _throwaway()
+
+
+def _throwaway() -> str:
+    import pgserver  # (only when no server is at hand: it starts one)
+
+    home = tempfile.mkdtemp(prefix="gridrun-pg-")
+    started = pgserver.get_server(home, cleanup_mode="stop")
+
+    def remove() -> None:
+        started.cleanup()
+        shutil.rmtree(home, ignore_errors=True)
+
+    atexit.register(remove)
+    return str(started.get_uri())
 
 
 def url_of(name: str) -> str:
-    base = SERVER.rsplit("/", 1)[0]
-    return f"{base}/{name}"
+    """The URL of database `name` on the server (any query, e.g. a socket's host, kept)."""
+    parts = urlsplit(server())
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def name_of(url: str) -> str:
+    return urlsplit(url).path.lstrip("/")
+
+
+def address_of(url: str) -> tuple[str, int] | str:
+    """Where the server of `url` listens: (host, port), or its Unix socket's path."""
+    parts = urlsplit(url)
+    query = dict(q.split("=", 1) for q in parts.query.split("&") if "=" in q)
+    port = parts.port or 5432
+    if "host" in query and query["host"].startswith("/"):
+        return f"{query['host']}/.s.PGSQL.{port}"
+    return (parts.hostname or "127.0.0.1", port)
 
 
 async def _admin(statement: str) -> None:
     try:
-        conn = await asyncpg.connect(SERVER, timeout=10)
+        conn = await asyncpg.connect(server(), timeout=10)
     except (OSError, asyncpg.PostgresError) as exc:
         raise RuntimeError(
-            f"PostgreSQL is not reachable at {SERVER} ({exc!r}); start it with"
-            " `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`"
+            f"PostgreSQL is not reachable at {server()} ({exc!r}); unset PG_TEST_URL to have"
+            " the tests start their own"
         ) from None
     try:
         await conn.execute(statement)
@@ -67,8 +124,8 @@ def database_sync() -> Iterator[str]:
 
 async def terminate_connections(url: str) -> int:
     """End every connection to the database of `url` (as a crashing server would)."""
-    name = url.rsplit("/", 1)[1]
-    conn = await asyncpg.connect(SERVER, timeout=10)
+    name = name_of(url)
+    conn = await asyncpg.connect(server(), timeout=10)
     try:
         ended: int = await conn.fetchval(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"

@@ -1,5 +1,6 @@
 """A TCP proxy on loopback that a test can cut and restore: a real network failure between a
-master and its database, without touching the database server other tests use."""
+master and its database, without touching the database server other tests use. The server
+it forwards to is a (host, port) or a Unix socket's path (a throwaway PostgreSQL's)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import contextlib
 
 
 class Proxy:
-    def __init__(self, target_host: str, target_port: int) -> None:
-        self.target = (target_host, target_port)
+    def __init__(self, target: tuple[str, int] | str) -> None:
+        self.target = target
         self.port = 0
         self._server: asyncio.Server | None = None
         self._links: set[asyncio.StreamWriter] = set()
@@ -33,7 +34,10 @@ class Proxy:
 
     async def _link(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
+            if isinstance(self.target, str):
+                up_reader, up_writer = await asyncio.open_unix_connection(self.target)
+            else:
+                up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:
             writer.transport.abort()
             return

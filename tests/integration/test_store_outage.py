@@ -21,11 +21,9 @@ pytestmark = [pytest.mark.pg]
 @pytest.fixture
 async def proxied(tmp_path: Path) -> AsyncIterator[tuple[Grid, Proxy]]:
     async with pg.database() as url:
-        host_port, name = url.split("@", 1)[1].split("/", 1)
-        host, port = host_port.split(":")
-        proxy = Proxy(host, int(port))
+        proxy = Proxy(pg.address_of(url))
         await proxy.start()
-        through = f"postgresql://postgres@127.0.0.1:{proxy.port}/{name}"
+        through = f"postgresql://postgres@127.0.0.1:{proxy.port}/{pg.name_of(url)}"
         grid = Grid(tmp=tmp_path, master_overrides={"db": through})
         try:
             await grid.start_master()

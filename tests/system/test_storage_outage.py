@@ -119,7 +119,7 @@ def test_a_full_disk_is_507_not_ready_and_everything_resumes(
 
 
 async def _admin(statement: str) -> None:
-    conn = await asyncpg.connect(pg.SERVER, timeout=10)
+    conn = await asyncpg.connect(pg.server(), timeout=10)
     try:
         await conn.execute(statement)
     finally:

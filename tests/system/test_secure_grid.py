@@ -132,15 +132,19 @@ def test_a_secure_grid_from_the_readme(system_grid: SystemGrid) -> None:
     no_token = gridrun(grid, "ls", env={**ci_env, "GRIDRUN_TOKEN": ""})
     assert no_token.returncode == 1
     assert "requires a token" in no_token.stderr
+    assert "set GRIDRUN_TOKEN" in no_token.stderr  # and what to do
     bad = gridrun(grid, "ls", env={**ci_env, "GRIDRUN_TOKEN": "grt_guess"})
     assert bad.returncode == 1
     assert "not valid" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1  # one line, however long
     drain = gridrun(grid, "drain", "w1", env=ci_env)
     assert drain.returncode == 1
     assert "role 'submit' may not drain workers" in drain.stderr
     no_ca = gridrun(grid, "ls", env={**ci_env, "GRIDRUN_CA": ""})
     assert no_ca.returncode == 1
-    assert "CERTIFICATE_VERIFY_FAILED" in no_ca.stderr
+    assert "has a TLS certificate this client does not trust: set GRIDRUN_CA" in no_ca.stderr
+    plain = gridrun(grid, "ls", "--url", https.replace("https://", "http://"), env=ci_env)
+    assert plain.returncode == 1  # (an http:// client on the TLS port: the server hangs up)
 
     events = [json.loads(line) for line in (tmp / "audit.jsonl").read_text().splitlines()]
     assert any(e["event"] == "task.submit" and e["who"] == "ci" for e in events)

@@ -3,6 +3,7 @@ terminal (a pty), as a user sees it."""
 
 from __future__ import annotations
 
+import re
 import sys
 
 import pytest
@@ -78,3 +79,36 @@ def test_top_shows_workers_and_tasks_live_and_quits_on_ctrl_c(system_grid: Syste
         code = term.close()
     assert code == 0
     system_grid.cli("cancel", second.stdout.strip())
+
+
+def test_ls_and_workers_fit_80_columns_and_print_plain_lines_into_a_pipe(
+    system_grid: SystemGrid,
+) -> None:
+    system_grid.start_master()
+    system_grid.start_worker("a-worker-with-a-rather-long-name", slots=1)
+    long = "python3 -c 'print(1)' --input /data/raw/2026-11-28 --output /data/clean/2026-11-28"
+    done = system_grid.cli("submit", "--name", "prep", "--shell", "--", long).stdout.strip()
+    system_grid.task(done, wait=30)
+    queued = system_grid.cli("submit", "--on", "zone=none", "--", "true").stdout.strip()
+    env = {**system_grid.env, "GRIDRUN_URL": system_grid.url, "COLUMNS": "80", "LINES": "40"}
+    term = Terminal([sys.executable, "-m", "gridrun", "ls"], env, str(system_grid.tmp))
+    try:
+        term.read_until(queued)
+        term.read_until(done + r".*\n")
+    finally:
+        assert term.close() == 0
+    lines = [line for line in term.text.replace("\r", "").split("\n") if line.strip()]
+    assert len(lines) == 3, lines  # the header, one line per task: nothing wraps
+    assert all(len(line) <= 80 for line in lines), lines
+    assert re.match(rf"{done} +succeeded +0 ", lines[2])  # id, state, exit whole
+    assert re.match(rf"{queued} +queued +- ", lines[1])
+    assert lines[2].rstrip().endswith("…")  # the command, cut on its one line
+    piped = system_grid.cli("ls").stdout.rstrip("\n").split("\n")  # into a pipe: plain lines
+    assert piped[0].split("\t")[:3] == ["ID", "STATE", "EXIT"]
+    row = piped[2].split("\t")
+    assert (row[0], row[1], row[3], row[-1]) == (
+        done, "succeeded", "a-worker-with-a-rather-long-name", f"prep: {long}"
+    )  # fmt: skip
+    workers = system_grid.cli("workers").stdout.rstrip("\n").split("\n")
+    assert workers[0].split("\t")[:2] == ["ID", "STATE"]
+    assert workers[1].split("\t")[:2] == ["a-worker-with-a-rather-long-name", "online"]

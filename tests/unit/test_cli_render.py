@@ -14,7 +14,9 @@ from gridrun.cli.render import (
     size,
     sorted_tasks,
     split_address,
+    task_rows,
     task_table,
+    tsv,
 )
 
 
@@ -79,7 +81,7 @@ def test_the_task_table_never_cuts_an_id_even_when_narrow() -> None:
         "cmd": "python3 prepare.py --input /data/raw --output /data/clean",
     }
     console = Console(width=60, record=True)
-    console.print(task_table([row]))
+    console.print(task_table([row], console.width))
     assert "019ac4a3f2b75c0e7d1a9f3b" in console.export_text()
 
 
@@ -119,3 +121,47 @@ def test_ls_sorts_by_what_was_used_largest_first_and_unmeasured_last() -> None:
         SortKey.CPU: ["t3", "t1", "t2"],
         SortKey.MEMORY: ["t1", "t3", "t2"],
     }
+
+
+def listed(task_id: str, state: str, **fields: Any) -> Any:
+    return {
+        "id": task_id, "state": state, "exit_code": None, "signal": None,
+        "worker_id": "worker-with-a-long-name-7", "created_at": "2026-11-28T03:00:00Z",
+        "started_at": "2026-11-28T03:00:01Z", "finished_at": "2026-11-28T03:02:01Z",
+        "name": None, "cmd": None, "argv": ["true"], **fields,
+    }  # fmt: skip
+
+
+ROWS = [
+    listed("019ac4a3f2b75c0e7d1a9f3b", "succeeded", exit_code=0,
+           cmd="python3 prepare.py --input /data/raw/2026-11-28 --output /data/clean --verbose"),
+    listed("019ac4a3f2b75c0e7d1a9f3c", "cancelled", signal=15, name="nightly",
+           cmd="for f in *.csv; do\n\tgzip $f\ndone"),
+    listed("019ac4a3f2b75c0e7d1a9f3d", "timed_out", exit_code=124, cmd="sleep 600"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("width", [80, 100])
+def test_at_80_columns_ids_states_and_exits_are_whole_and_a_row_is_one_line(width: int) -> None:
+    console = Console(width=width, record=True)
+    console.print(task_table(ROWS, console.width))
+    lines = console.export_text().rstrip("\n").split("\n")
+    assert len(lines) == 1 + len(ROWS)  # a header, then one line per task
+    assert all(len(line) <= width for line in lines)
+    for line, row, exit_text in zip(lines[1:], ROWS, ["0", "sig 15", "124"], strict=True):
+        assert line.startswith(row["id"] + " ")
+        assert f" {row['state']} " in line
+        assert f" {exit_text} " in line
+    assert lines[1].rstrip().endswith("…")  # the long command is cut, on its one line
+
+
+def test_in_a_pipe_rows_are_tab_separated_and_nothing_is_cut() -> None:
+    text = tsv(*task_rows(ROWS))
+    lines = text.split("\n")
+    assert lines[0].split("\t") == ["ID", "STATE", "EXIT", "WORKER", "CREATED", "TOOK", "COMMAND"]
+    assert len(lines) == 1 + len(ROWS)
+    first = lines[1].split("\t")
+    assert first[:3] == ["019ac4a3f2b75c0e7d1a9f3b", "succeeded", "0"]
+    assert first[3] == "worker-with-a-long-name-7"
+    assert first[-1] == ROWS[0]["cmd"]  # whole
+    assert lines[2].split("\t")[-1] == "nightly: for f in *.csv; do\\n\\tgzip $f\\ndone"

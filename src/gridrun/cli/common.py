@@ -8,18 +8,39 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from gridrun import logs
 from gridrun.client import Client
-from gridrun.errors import GridrunError
+from gridrun.errors import GridrunError, Unauthorized
 
 app = typer.Typer(
     name="gridrun",
     help="Run commands on a fleet of workers, durably. Start with `gridrun up`.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion: bash, zsh, fish
     pretty_exceptions_enable=False,
 )
+
+
+def _version(given: bool) -> None:
+    if given:
+        from gridrun import __version__
+
+        print(f"gridrun {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Run commands on a fleet of workers, durably. Start with `gridrun up`."""
+
+
 err = Console(stderr=True)
 COMMAND_CONTEXT = {"allow_interspersed_args": False}
 
@@ -49,7 +70,8 @@ LogFormat = Annotated[
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    """The message on one line of stderr (not wrapped: a log or a pipe keeps it whole)."""
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -71,6 +93,11 @@ class _Guard:
         return None
 
     def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        if isinstance(exc, Unauthorized):
+            fail(
+                f"{exc.message}: set GRIDRUN_TOKEN (or `token` in ~/.config/gridrun/config.toml)"
+                " to a token the master knows (`gridrun token create` makes one)"
+            )
         if isinstance(exc, GridrunError):
             fail(exc.message)
 

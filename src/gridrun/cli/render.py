@@ -128,32 +128,74 @@ def sorted_tasks(tasks: list[TaskDict], key: SortKey) -> list[TaskDict]:
     return known + [t for t in tasks if value(t) is None]
 
 
-def task_table(tasks: list[TaskDict], usage: bool = False) -> Table:
-    table = Table(box=None, header_style="bold")
-    # the id is what a user copies: shown whole (its tail is the random part), whatever shrinks
-    table.add_column("ID", no_wrap=True, min_width=max((len(t["id"]) for t in tasks), default=2))
-    columns = ["STATE", "EXIT", "WORKER", "CREATED", "TOOK", "COMMAND"]
+WORKER_WIDTH = 16  # a worker's name beyond this is cut (`--json` and a pipe have it whole)
+
+
+def task_table(tasks: list[TaskDict], width: int, usage: bool = False) -> Table:
+    """The tasks for a terminal `width` columns wide: the id, state and exit are never cut
+    (they are what a user reads and copies); each task is one line, its command cut with an
+    ellipsis where it does not fit."""
+    headers, rows = task_rows(tasks, usage)
+    widths = [
+        max([len(header)] + [len(row[i]) for row in rows]) for i, header in enumerate(headers)
+    ]
+    widths[3] = min(widths[3], WORKER_WIDTH)
+    # the worker and the command share what the others leave
+    left = width - sum(widths) + widths[3] + widths[-1] - 2 * (len(headers) - 1)
+    widths[3] = min(widths[3], max(6, left // 3))
+    widths[-1] = max(10, left - widths[3])
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for header, size_ in zip(headers, widths, strict=True):
+        whole = size_ if header in ("ID", "STATE", "EXIT") else None
+        table.add_column(
+            header, no_wrap=True, overflow="ellipsis", max_width=size_, min_width=whole
+        )
+    for t, row in zip(tasks, rows, strict=True):
+        cells = [escape(cell) for cell in row]
+        cells[1] = styled_state(t["state"])
+        if t["name"]:  # (the name in bold, then the command as in the plain row)
+            cells[-1] = f"[bold]{escape(t['name'])}[/]: " + escape(row[-1][len(t["name"]) + 2 :])
+        table.add_row(*cells)
+    if not tasks:
+        table.caption = "no tasks"
+    return table
+
+
+def task_rows(tasks: list[TaskDict], usage: bool = False) -> tuple[list[str], list[list[str]]]:
+    """The task list as plain text: the headers, and one row per task (a command on one
+    line: its newlines and tabs shown as \\n and \\t)."""
+    headers = ["ID", "STATE", "EXIT", "WORKER", "CREATED", "TOOK", "COMMAND"]
     if usage:
-        columns[5:5] = ["CPU", "PEAK MEM"]
-    for column in columns:
-        table.add_column(column, overflow="fold" if column == "COMMAND" else "ellipsis")
+        headers[6:6] = ["CPU", "PEAK MEM"]
+    rows = []
     for t in tasks:
         exit_text = "-" if t["exit_code"] is None else str(t["exit_code"])
         if t["signal"]:
             exit_text = f"sig {t['signal']}"
-        table.add_row(
-            t["id"],
-            styled_state(t["state"]),
-            exit_text,
-            escape(t["worker_id"] or "-"),
-            _time(t["created_at"]),
-            _duration(t["started_at"], t["finished_at"]),
-            *([cpu_time(t.get("cpu_s")), size(t.get("peak_memory_bytes"))] if usage else []),
-            (f"[bold]{escape(t['name'])}[/]: " if t["name"] else "") + escape(command_of(t)),
+        command = (f"{t['name']}: " if t["name"] else "") + command_of(t)
+        rows.append(
+            [
+                t["id"],
+                t["state"],
+                exit_text,
+                t["worker_id"] or "-",
+                _time(t["created_at"]),
+                _duration(t["started_at"], t["finished_at"]),
+                *([cpu_time(t.get("cpu_s")), size(t.get("peak_memory_bytes"))] if usage else []),
+                command.replace("\n", "\\n").replace("\t", "\\t"),
+            ]
         )
-    if not tasks:
-        table.caption = "no tasks"
-    return table
+    return headers, rows
+
+
+def tsv(headers: list[str], rows: list[list[str]]) -> str:
+    """Tab-separated lines with a header, nothing cut: what `ls` and `workers` print into a
+    pipe (as `kubectl get` does), for cut, awk and sort."""
+
+    def clean(cell: str) -> str:
+        return cell.replace("\t", " ").replace("\n", " ")
+
+    return "\n".join("\t".join(clean(c) for c in line) for line in [headers, *rows])
 
 
 def _needs(task: TaskDict) -> str:
@@ -250,24 +292,38 @@ def size(n: int | None) -> str:
 
 
 def worker_table(workers: list[WorkerDict]) -> Table:
+    headers, rows = worker_rows(workers)
     table = Table(box=None, header_style="bold")
-    for column in ("ID", "STATE", "RUNNING", "SLOTS", "HOST", "LABELS", "CONTAINS", "LAST SEEN"):
-        table.add_column(column)
-    for w in workers:
-        table.add_row(
-            escape(w["id"]) + (" (legacy)" if w["legacy"] else ""),
-            styled_state(w["state"])
-            + (f" [red](quarantined: {escape(q)})[/]" if (q := w.get("quarantined")) else ""),
-            str(w["running"]),
-            str(w["slots"]),
-            escape(w["hostname"]),
-            escape(", ".join(f"{k}={v}" for k, v in w["labels"].items()) or "-"),
-            escape((w.get("containment") or "-").split(" ")[0]),  # the mode; --json: detail
-            _time(w["last_seen"]),
+    for header in headers:
+        whole = header in ("ID", "STATE", "RUNNING", "SLOTS")
+        table.add_column(header, no_wrap=whole, overflow="ellipsis" if not whole else "fold")
+    for w, row in zip(workers, rows, strict=True):
+        cells = [escape(cell) for cell in row]
+        cells[1] = styled_state(w["state"]) + (
+            f" [red](quarantined: {escape(q)})[/]" if (q := w.get("quarantined")) else ""
         )
+        table.add_row(*cells)
     if not workers:
         table.caption = "no workers have connected yet"
     return table
+
+
+def worker_rows(workers: list[WorkerDict]) -> tuple[list[str], list[list[str]]]:
+    headers = ["ID", "STATE", "RUNNING", "SLOTS", "HOST", "LABELS", "CONTAINS", "LAST SEEN"]
+    rows = [
+        [
+            w["id"] + (" (legacy)" if w["legacy"] else ""),
+            w["state"] + (f" (quarantined: {q})" if (q := w.get("quarantined")) else ""),
+            str(w["running"]),
+            str(w["slots"]),
+            w["hostname"],
+            ", ".join(f"{k}={v}" for k, v in w["labels"].items()) or "-",
+            (w.get("containment") or "-").split(" ")[0],  # the mode; --json: the detail
+            _time(w["last_seen"]),
+        ]
+        for w in workers
+    ]
+    return headers, rows
 
 
 def owner_table(owners: list[dict[str, Any]]) -> Table:

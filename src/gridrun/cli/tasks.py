@@ -312,10 +312,14 @@ def list_tasks(
             limit=limit,
         )
     tasks = render.sorted_tasks(tasks, sort)
+    usage = sort in render.USAGE_KEYS
     if json_out:
         print_json(tasks)
+    elif not sys.stdout.isatty():  # a pipe or a file: plain lines, nothing cut
+        print(render.tsv(*render.task_rows(tasks, usage)))
     else:
-        Console().print(render.task_table(tasks, usage=sort in render.USAGE_KEYS))
+        console = Console()
+        console.print(render.task_table(tasks, console.width, usage=usage))
 
 
 @app.command()
@@ -396,6 +400,7 @@ def top(
 ) -> None:
     """A live view of the grid: tasks per state, workers, tasks queued and running per owner
     and queue, the most recent tasks. Ctrl-C quits."""
+    console = Console()
     with guard, connect(url) as client:
 
         def frame() -> Group:
@@ -411,11 +416,11 @@ def top(
                 Text.from_markup(f"[bold]gridrun[/] {client.url}  {clock}  {counts or 'no tasks'}"),
                 render.worker_table(workers),
                 render.owner_table(owners),
-                render.task_table(recent),
+                render.task_table(recent, console.width),
             )
 
         try:
-            with Live(frame(), console=Console(), auto_refresh=False) as live:
+            with Live(frame(), console=console, auto_refresh=False) as live:
                 while True:
                     time.sleep(interval)
                     live.update(frame(), refresh=True)
@@ -430,5 +435,7 @@ def workers(url: Url = None, json_out: JsonOut = False) -> None:
         rows = client.workers()
     if json_out:
         print_json(rows)
+    elif not sys.stdout.isatty():  # a pipe or a file: plain lines, nothing cut
+        print(render.tsv(*render.worker_rows(rows)))
     else:
         Console().print(render.worker_table(rows))

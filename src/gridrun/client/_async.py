@@ -57,8 +57,17 @@ class AsyncClient:
         except httpx.TransportError as exc:
             raise calls.transport_error(self.url, exc) from None
         if response.status_code >= 400:
-            raise calls.error_from(response)
+            error = calls.error_from(response)
+            if calls.is_unknown_route(error):
+                raise calls.older_master(self.url, path, await self._master_version()) from None
+            raise error
         return response
+
+    async def _master_version(self) -> str | None:
+        try:
+            return str((await self._http.get("/healthz")).json()["version"])
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            return None
 
     async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         return (await self._request(method, path, **kwargs)).json()

@@ -53,8 +53,17 @@ class Client:
         except httpx.TransportError as exc:
             raise calls.transport_error(self.url, exc) from None
         if response.status_code >= 400:
-            raise calls.error_from(response)
+            error = calls.error_from(response)
+            if calls.is_unknown_route(error):
+                raise calls.older_master(self.url, path, self._master_version()) from None
+            raise error
         return response
+
+    def _master_version(self) -> str | None:
+        try:
+            return str(self._http.get("/healthz").json()["version"])
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            return None
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         return self._request(method, path, **kwargs).json()

@@ -15,7 +15,7 @@ import httpx
 from gridrun import model
 from gridrun.client.settings import resolve
 from gridrun.client.types import SubmitOptions
-from gridrun.errors import ClientError, GridrunError, error_for
+from gridrun.errors import ClientError, GridrunError, NotFound, error_for
 
 TERMINAL = frozenset(str(state) for state in model.TERMINAL)
 LONG_POLL_S = 30.0
@@ -41,9 +41,38 @@ def connection(
 
 
 def transport_error(url: str, exc: httpx.TransportError) -> ClientError:
+    """What went wrong on the way to the master, and what to do about it."""
     if isinstance(exc, httpx.TimeoutException):
         return ClientError(f"the master at {url} did not answer in time")
-    return ClientError(f"cannot reach the master at {url}: {exc}")
+    reason = str(exc) or type(exc).__name__
+    if "CERTIFICATE_VERIFY_FAILED" in reason:
+        return ClientError(
+            f"the master at {url} has a TLS certificate this client does not trust: set"
+            " GRIDRUN_CA (or `ca` in ~/.config/gridrun/config.toml) to the CA that signed it"
+            " (`gridrun certs init` wrote it as ca.crt)"
+        )
+    if "WRONG_VERSION_NUMBER" in reason:
+        return ClientError(f"the master at {url} does not speak TLS: use an http:// URL")
+    return ClientError(
+        f"cannot reach the master at {url} ({reason}): is one running? `gridrun up` starts a"
+        " local grid (`make up` in a checkout); --url or GRIDRUN_URL names another"
+    )
+
+
+def older_master(url: str, path: str, master_version: str | None) -> NotFound:
+    """A call the master does not know: most likely a master older than this client."""
+    from gridrun import __version__
+
+    of = f"version {master_version}" if master_version else "an unknown version"
+    return NotFound(
+        f"the master at {url} ({of}) does not know {path}: it is older than this client"
+        f" ({__version__}); upgrade the master"
+    )
+
+
+def is_unknown_route(error: GridrunError) -> bool:
+    """A 404 for the path itself (not for a task, worker, schedule or job it names)."""
+    return type(error) is NotFound
 
 
 def error_from(response: httpx.Response) -> GridrunError:

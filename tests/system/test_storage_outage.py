@@ -157,6 +157,9 @@ def test_a_database_refusing_connections_is_503_on_every_route(system_grid: Syst
             ("GET", "/v1/workers", None),
             ("POST", "/v1/workers/w1/drain", None),
             ("GET", "/v1/stats", None),
+            ("GET", "/v1/quotas", None),
+            ("PUT", "/v1/quotas/owner/o1", {"max_running": 1}),
+            ("GET", "/v1/owners", None),
             ("GET", "/metrics", None),
             ("GET", "/healthz", None),
         ]
@@ -167,6 +170,7 @@ def test_a_database_refusing_connections_is_503_on_every_route(system_grid: Syst
         tried = {path.replace(kept, "{task_id}") for _, path, _ in routes}
         tried = {p.replace("/j1", "/{job_id}").replace("/s1", "/{schedule_id}") for p in tried}
         tried = {p.replace("/w1/", "/{worker_id}/") for p in tried}
+        tried = {p.replace("/owner/o1", "/{scope}/{name}") for p in tried}
         assert documented <= tried, documented - tried
         for method, path, body in routes:
             response = httpx.request(method, url + path, json=body, timeout=30)

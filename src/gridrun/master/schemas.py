@@ -319,13 +319,16 @@ class WorkerListOut(BaseModel):
     workers: list[WorkerOut]
 
 
-class QuotaIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+MAX_QUOTA = 10**12
 
-    max_queued: Annotated[int, Field(ge=0)] | None = Field(
+
+class QuotaIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    max_queued: Annotated[int, Field(ge=0, le=MAX_QUOTA)] | None = Field(
         None, description="Most tasks queued at once; beyond it a submission is answered 429."
     )
-    max_running: Annotated[int, Field(ge=0)] | None = Field(
+    max_running: Annotated[int, Field(ge=0, le=MAX_QUOTA)] | None = Field(
         None, description="Most tasks running at once; the rest wait in the queue."
     )
 

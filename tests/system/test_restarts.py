@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -117,3 +118,66 @@ def test_worker_sigkill_during_a_task_ends_it_lost_not_rerun(
     finally:
         if pid_alive(task_pid):
             os.killpg(task_pid, signal.SIGKILL)  # the orphan of the killed worker
+
+
+@pytest.mark.pg
+def test_gridrun_up_with_two_masters_goes_on_when_one_is_killed(tmp_path: Path) -> None:
+    """`gridrun up --masters 2`: two masters on an embedded PostgreSQL, workers knowing both.
+    SIGKILL the master a batch was submitted to while it runs: the other carries the grid,
+    and every task ends succeeded, each run exactly once (by the tasks' own record)."""
+    grid = SystemGrid(tmp_path)
+    second = f"http://127.0.0.1:{grid.http_port + 1}"
+    up = subprocess.Popen(
+        [*grid.cli("--help").args[:3], "up", "--masters", "2", "--workers", "2",
+         "--data-dir", str(tmp_path / "d"),
+         "--http", f"127.0.0.1:{grid.http_port}", "--grpc", f"127.0.0.1:{grid.grpc_port}"],
+        cwd=tmp_path, env=grid.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+
+        def online(url: str) -> int:
+            try:
+                workers = httpx.get(f"{url}/v1/workers", timeout=2).json()["workers"]
+            except httpx.TransportError:
+                return 0
+            return sum(w["state"] == "online" for w in workers)
+
+        eventually(lambda: online(grid.url) == 2 and online(second) == 2, 60, 0.2)
+        ran = tmp_path / "ran"
+        body = {"cmd": f"echo $GRIDRUN_TASK_ID >> {ran}; sleep 0.3", "shell": True}
+        tasks = httpx.post(f"{grid.url}/v1/tasks", json={"tasks": [body] * 30}, timeout=30).json()[
+            "tasks"
+        ]
+        eventually(lambda: ran.exists() and len(ran.read_text().split()) >= 4, 30)
+        children = [
+            int(p) for p in Path(f"/proc/{up.pid}/task/{up.pid}/children").read_text().split()
+        ]
+        (first_master,) = [
+            pid for pid in children
+            if (args := Path(f"/proc/{pid}/cmdline").read_text().split("\x00"))[3] == "master"
+            and f"127.0.0.1:{grid.http_port}" in args
+        ]  # fmt: skip
+        os.kill(first_master, signal.SIGKILL)
+        for t in tasks:
+            done = httpx.get(f"{second}/v1/tasks/{t['id']}", params={"wait": 60}, timeout=70).json()
+            assert done["state"] == "succeeded", done
+        runs = ran.read_text().split()
+        assert sorted(runs) == sorted(t["id"] for t in tasks)  # each exactly once
+        assert up.poll() is None  # the grid went on
+        up.send_signal(signal.SIGINT)
+        assert up.wait(timeout=90) == 0
+        for pid in children:
+            eventually(lambda pid=pid: not pid_alive(pid), 20)
+        postmaster = tmp_path / "d" / "postgres" / "postmaster.pid"
+        eventually(lambda: not postmaster.exists(), 20)  # up stopped its PostgreSQL too
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+        _stop_postgres(tmp_path / "d" / "postgres")
+
+
+def _stop_postgres(data: Path) -> None:
+    """A test that failed before `up` stopped its PostgreSQL stops it (fast shutdown)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        os.kill(int((data / "postmaster.pid").read_text().split()[0]), signal.SIGINT)

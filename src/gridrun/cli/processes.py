@@ -472,6 +472,16 @@ def worker(
 @app.command()
 def up(
     workers: Annotated[int, typer.Option(envvar="GRIDRUN_WORKERS", min=0, max=64)] = 2,
+    masters: Annotated[
+        int,
+        typer.Option(
+            envvar="GRIDRUN_MASTERS",
+            min=1,
+            max=9,
+            help="Masters (more than 1: on an embedded PostgreSQL, ports counted up from"
+            " --http and --grpc; needs pip install 'gridrun[ha]').",
+        ),
+    ] = 1,
     slots: Annotated[
         int | None, typer.Option(envvar="GRIDRUN_SLOTS", help="Slots per worker.")
     ] = None,
@@ -491,5 +501,6 @@ def up(
             http=http,
             grpc=grpc,
             log_level=log_level,
+            masters=masters,
         ).run()
     raise typer.Exit(code)

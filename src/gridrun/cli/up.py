@@ -1,4 +1,7 @@
-"""`gridrun up`: a local grid in the foreground — one master and N workers as child processes.
+"""`gridrun up`: a local grid in the foreground — one master and N workers as child processes;
+with `--masters M` (M > 1), M masters on an embedded PostgreSQL (the `pgserver` wheel:
+`pip install 'gridrun[ha]'`; its data kept under the data dir), each worker knowing them all,
+so failover can be watched on a laptop: kill a master and the grid goes on.
 
 Children run in their own process group so a Ctrl-C reaches only this supervisor, which then
 stops them in order: workers first (they stop their tasks and deliver the results), then the
@@ -16,10 +19,12 @@ import sys
 import time
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import httpx
 
 from gridrun.cli.render import split_address
+from gridrun.errors import ClientError
 
 PR_SET_PDEATHSIG = 1
 READY_TIMEOUT_S = 30.0
@@ -43,15 +48,19 @@ class Grid:
         http: str,
         grpc: str,
         log_level: str,
+        masters: int = 1,
     ) -> None:
+        self.masters = masters
         self.workers = workers
         self.slots = slots
         self.data_dir = data_dir
         self.http = http
         self.grpc = grpc
         self.log_level = log_level
-        self.master: subprocess.Popen[bytes] | None = None
+        self.master: subprocess.Popen[bytes] | None = None  # the first (the only, without HA)
+        self.master_list: list[subprocess.Popen[bytes]] = []
         self.children: list[subprocess.Popen[bytes]] = []
+        self._postgres: Any = None  # pgserver's server, with --masters > 1
         self._stop_signal: int | None = None
 
     def _spawn(self, *args: str) -> subprocess.Popen[bytes]:
@@ -73,19 +82,33 @@ class Grid:
 
     def _run(self) -> int:
         http_host, http_port = split_address(self.http)
-        self.master = self._spawn(
-            "master",
-            "--db", str(self.data_dir / "gridrun.db"),
-            "--http", self.http,
-            "--grpc", self.grpc,
-        )  # fmt: skip
-        url = f"http://{http_host}:{http_port}"
-        if not self._wait_ready(url):
-            return 1
         grpc_host, grpc_port = split_address(self.grpc)
-        target = (
-            f"{grpc_host}:{grpc_port}" if ":" not in grpc_host else f"[{grpc_host}]:{grpc_port}"
-        )
+        db = str(self.data_dir / "gridrun.db")
+        if self.masters > 1:
+            db = self._start_postgres()
+        urls, targets = [], []
+        for i in range(self.masters):  # master i listens on the given ports + i
+            http = (
+                f"{http_host}:{http_port + i}"
+                if ":" not in http_host
+                else f"[{http_host}]:{http_port + i}"
+            )
+            grpc = (
+                f"{grpc_host}:{grpc_port + i}"
+                if ":" not in grpc_host
+                else f"[{grpc_host}]:{grpc_port + i}"
+            )
+            args = ["master", "--db", db, "--http", http, "--grpc", grpc]
+            if self.masters > 1:  # (every master of one database seals secrets with one key)
+                args += ["--secret-key-file", str(self.data_dir / "secret.key")]
+            master = self._spawn(*args)
+            self.master_list.append(master)
+            self.master = self.master or master
+            urls.append(f"http://{http}")
+            targets.append(grpc)
+            if not self._wait_ready(urls[-1], master):
+                return 1
+        url, target = urls[0], ",".join(targets)
         for n in range(1, self.workers + 1):
             # a local development grid: its shell tasks are its user's own, so they are allowed
             # and they run as the user who started the grid, as the article's do (its curl
@@ -97,8 +120,9 @@ class Grid:
             if self.slots is not None:
                 args += ["--slots", str(self.slots)]
             self._spawn(*args)
+        masters = ", ".join(urls) + " on PostgreSQL" if len(urls) > 1 else f"{url} (gRPC {target})"
         print(
-            f"\ngridrun is up: master {url} (gRPC {target}), {self.workers} worker(s).\n"
+            f"\ngridrun is up: master {masters}, {self.workers} worker(s).\n"
             f"  dashboard: {url}/   metrics: {url}/metrics\n"
             f"  try:  gridrun run -- echo hello\n"
             f"        curl -X POST -H 'Content-Type: application/json'"
@@ -107,24 +131,48 @@ class Grid:
             file=sys.stderr,
             flush=True,
         )
+        reported: set[int] = set()
         while self._stop_signal is None:
             for child in self.children:
-                if child.poll() is not None:
-                    role = "the master" if child is self.master else "a worker"
+                if child.poll() is None or child.pid in reported:
+                    continue
+                alive = [m for m in self.master_list if m.poll() is None]
+                if child in self.master_list and alive:  # HA: the others go on
+                    reported.add(child.pid)
                     print(
-                        f"gridrun up: {role} (pid {child.pid}) exited with"
-                        f" {child.returncode}; stopping the grid",
+                        f"gridrun up: a master (pid {child.pid}) exited with {child.returncode};"
+                        f" the grid goes on with {len(alive)} other(s)",
                         file=sys.stderr,
                     )
-                    return 1
+                    continue
+                role = "the master" if child in self.master_list else "a worker"
+                print(
+                    f"gridrun up: {role} (pid {child.pid}) exited with"
+                    f" {child.returncode}; stopping the grid",
+                    file=sys.stderr,
+                )
+                return 1
             time.sleep(0.2)
         return 0
 
-    def _wait_ready(self, url: str) -> bool:
+    def _start_postgres(self) -> str:
+        """An embedded PostgreSQL for the masters (data under the data dir, kept); its URL."""
+        try:
+            from pgserver import get_server  # type: ignore[attr-defined]
+        except ImportError:
+            raise ClientError(
+                "gridrun up --masters needs an embedded PostgreSQL: pip install 'gridrun[ha]'"
+                " (or run masters on your own server: gridrun master --db postgresql://...)"
+            ) from None
+        home = (self.data_dir / "postgres").resolve()
+        home.mkdir(parents=True, exist_ok=True)
+        self._postgres = get_server(home, cleanup_mode="stop")
+        return str(self._postgres.get_uri())
+
+    def _wait_ready(self, url: str, master: subprocess.Popen[bytes]) -> bool:
         deadline = time.monotonic() + READY_TIMEOUT_S
-        assert self.master is not None
         while time.monotonic() < deadline and self._stop_signal is None:
-            if self.master.poll() is not None:
+            if master.poll() is not None:
                 print("gridrun up: the master failed to start", file=sys.stderr)
                 return False
             try:
@@ -138,9 +186,10 @@ class Grid:
         return False
 
     def _stop(self) -> None:
-        """Workers first, then the master; SIGKILL whatever ignores SIGTERM too long."""
-        workers = [c for c in self.children if c is not self.master]
-        for group in (workers, [self.master] if self.master else []):
+        """Workers first, then the masters, then their PostgreSQL; SIGKILL whatever ignores
+        SIGTERM too long."""
+        workers = [c for c in self.children if c not in self.master_list]
+        for group in (workers, self.master_list):
             for child in group:
                 if child.poll() is None:
                     child.send_signal(signal.SIGTERM)
@@ -151,3 +200,5 @@ class Grid:
                 except subprocess.TimeoutExpired:
                     child.kill()
                     child.wait()
+        if self._postgres is not None:
+            self._postgres.cleanup()  # stops it; its data stays for the next `up`

@@ -39,6 +39,7 @@ class Permission(StrEnum):
     CANCEL_ANY = "cancel any task"
     DRAIN = "drain workers"
     QUOTAS = "set quotas"
+    GC = "delete ended tasks"
     JOIN = "join as a worker"
 
 
@@ -51,6 +52,7 @@ GRANTS: Mapping[Role, frozenset[Permission]] = {
             Permission.CANCEL_ANY,
             Permission.DRAIN,
             Permission.QUOTAS,
+            Permission.GC,
         }
     ),
     Role.SUBMIT: frozenset({Permission.READ, Permission.SUBMIT, Permission.CANCEL_OWN}),

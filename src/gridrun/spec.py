@@ -375,3 +375,15 @@ def parse_shares(items: Sequence[str]) -> dict[str, float]:
             raise InvalidSpec(f"--share {item!r} must look like OWNER=W (W a number above 0)")
         shares[name.strip()] = value
     return shares
+
+
+DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*")
+UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str, what: str = "duration") -> float:
+    """Seconds from `30s`, `5m`, `12h`, `14d` (or a bare number of seconds)."""
+    match = DURATION.fullmatch(text)
+    if match is None:
+        raise InvalidSpec(f"{what} {text!r}: give a number and a unit, e.g. 30s, 5m, 12h, 14d")
+    return float(match.group(1)) * UNIT_S[match.group(2)]

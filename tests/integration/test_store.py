@@ -384,3 +384,50 @@ async def test_schedules_are_kept_and_each_slot_fires_once(store: Store) -> None
     await store.delete_schedule("s1")
     with pytest.raises(ScheduleNotFound):
         await store.get_schedule("s1")
+
+
+async def run_to_end(store: Store, task_id: str, worker_id: str, code: int, now: int) -> None:
+    """Claim, start, write output and finish a task the way a worker's reports do."""
+    await claim(store, [(task_id, worker_id)], now=now)
+    ref = AttemptRef(task_id, 1)
+    await store.record_start(ref, worker_id, now)
+    await store.append_output(ref, worker_id, [(1, 0, b"out")], cap=1024)
+    await store.record_finish(ref, worker_id, Report(Outcome.EXITED, exit_code=code), now)
+
+
+async def test_retention_deletes_exactly_the_ended_tasks_past_their_time(store: Store) -> None:
+    await add(store, "old_ok", "old_bad", "new_ok", "running", "queued", "old_dep")
+    await claim(store, [("running", "w3")], now=1_000)
+    # `blocked` waits for old_dep (which will have succeeded) and `running` (which has not)
+    after = ["old_dep", "running"]
+    await store.add_tasks([NewTask("blocked", make_spec(cmd="true", after=after))], now=1)
+    await run_to_end(store, "old_ok", "w1", 0, now=1_000)
+    await run_to_end(store, "old_bad", "w1", 3, now=1_000)
+    await run_to_end(store, "old_dep", "w2", 0, now=1_000)
+    await run_to_end(store, "new_ok", "w2", 0, now=9_000)
+    assert (await store.get_task("blocked")).state is TaskState.WAITING
+    before = await store.count_by_state()
+    ok = [TaskState.SUCCEEDED]
+    assert await store.count_collectable(5_000, ok) == 1  # old_ok; not old_dep, not new_ok
+    assert await store.collect(5_000, ok, dry_run=True) == 1
+    assert await store.get_task("old_ok")  # a dry run deletes nothing
+    assert await store.collect(5_000, [TaskState.SUCCEEDED, TaskState.FAILED], limit=1) == 1
+    assert await store.collect(5_000, [TaskState.SUCCEEDED, TaskState.FAILED]) == 1  # batches
+    for gone in ("old_ok", "old_bad"):
+        with pytest.raises(TaskNotFound):
+            await store.get_task(gone)
+        for table in ("output", "attempts", "deps"):  # nothing of it is left behind
+            row = await store._read(  # type: ignore[attr-defined]
+                lambda tx, t=table, g=gone: tx.one(f"SELECT count(*) FROM {t} WHERE task_id = ?", g)
+            )
+            assert row[0] == 0, table
+    # what is young, not ended, or asked for by a task that waits is kept
+    for kept in ("new_ok", "running", "queued", "old_dep", "blocked"):
+        assert (await store.get_task(kept)).id == kept
+    assert await store.collect(5_000, [TaskState.RUNNING, TaskState.QUEUED]) == 0
+    assert await store.collect(10**13, [TaskState.WAITING, TaskState.ASSIGNED]) == 0
+    counts = await store.count_by_state()
+    assert counts.get(TaskState.SUCCEEDED, 0) == before[TaskState.SUCCEEDED] - 1  # counts follow
+    assert counts.get(TaskState.FAILED, 0) == before[TaskState.FAILED] - 1
+    await store.request_cancel("blocked", now=2)  # now nothing waits for old_dep
+    assert await store.collect(5_000, ok) == 1

@@ -53,3 +53,22 @@ def test_quotas_from_the_cli(system_grid: SystemGrid) -> None:
     bad_queue = system_grid.cli("submit", "--queue", "night ly", "--", "true")
     assert bad_queue.returncode == 1
     assert json.dumps("night ly")[1:-1] in bad_queue.stderr
+
+
+def test_gc_from_the_cli(system_grid: SystemGrid) -> None:
+    system_grid.start_master()
+    system_grid.start_worker("w1")
+    task_id = system_grid.cli("submit", "--", "true").stdout.strip()
+    assert system_grid.task(task_id, wait=30)["state"] == "succeeded"
+    dry = system_grid.cli("gc", "--older-than", "0s", "--dry-run")
+    assert (dry.returncode, dry.stdout.strip()) == (0, "would delete 1 task(s)")
+    assert system_grid.cli("gc", "--older-than", "1d").stdout.strip() == "deleted 0 task(s)"
+    done = system_grid.cli_json("gc", "--older-than", "0", "--state", "succeeded")
+    assert done == {"deleted": 1, "dry_run": False}
+    assert system_grid.cli("show", task_id).returncode == 1  # gone
+    bad = system_grid.cli("gc", "--older-than", "a week")
+    assert bad.returncode == 1
+    assert "give a number and a unit, e.g. 30s, 5m, 12h, 14d" in bad.stderr
+    running = system_grid.cli("gc", "--older-than", "0s", "--state", "running")
+    assert running.returncode == 1
+    assert "only ended tasks can be deleted" in running.stderr

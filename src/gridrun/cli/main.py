@@ -6,10 +6,10 @@ master through `gridrun.client`; `master`, `worker` and `up` (`cli.processes`) s
 
 from __future__ import annotations
 
-from gridrun.cli import processes, quotas, schedules, security, tasks
+from gridrun.cli import processes, quotas, retention, schedules, security, tasks
 from gridrun.cli.common import app
 
-__all__ = ["app", "main", "processes", "quotas", "schedules", "security", "tasks"]
+__all__ = ["app", "main", "processes", "quotas", "retention", "schedules", "security", "tasks"]
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ import typer
 
 from gridrun.cli import render
 from gridrun.cli.common import LogFormat, LogLevel, app, fail, guard, setup_logging
-from gridrun.spec import parse_labels, parse_max_tasks, parse_shares
+from gridrun.spec import parse_duration, parse_labels, parse_max_tasks, parse_shares
 
 # ---------------------------------------------------------------- processes
 
@@ -164,6 +164,21 @@ def master(
             help="Most tasks the grid holds queued: beyond it a submission is answered 429.",
         ),
     ] = 10_000_000,
+    retain: Annotated[
+        str,
+        typer.Option(
+            envvar="GRIDRUN_RETAIN",
+            help="Delete ended tasks (with their attempts and output) this long after they end:"
+            " 30s, 5m, 12h, 14d.",
+        ),
+    ] = "14d",
+    retain_failed: Annotated[
+        str | None,
+        typer.Option(
+            envvar="GRIDRUN_RETAIN_FAILED",
+            help="The same for failed, timed-out, lost and rejected tasks (default: --retain).",
+        ),
+    ] = None,
     log_level: LogLevel = "info",
     log_format: LogFormat = "text",
 ) -> None:
@@ -209,6 +224,12 @@ def master(
                 forget_workers_after_s=s["forget_workers_after"],
                 shares=parse_shares(s["share"] or []),
                 max_queued=s["max_queued"],
+                retain_s=parse_duration(s["retain"], "--retain"),
+                retain_failed_s=(
+                    parse_duration(s["retain_failed"], "--retain-failed")
+                    if s["retain_failed"]
+                    else None
+                ),
             )
         except (ValidationError, ValueError) as exc:
             fail(f"invalid master settings: {exc}")

@@ -213,6 +213,14 @@ class AsyncClient:
         path = f"/v1/quotas/{scope}/{name}"
         return cast(dict[str, Any], await self._json("PUT", path, json=body))
 
+    async def gc(
+        self, older_than_s: float, states: Sequence[str] | None = None, dry_run: bool = False
+    ) -> int:
+        """Delete ended tasks (in these states) that ended more than `older_than_s` ago;
+        return how many (with `dry_run`, how many would be)."""
+        body = {"older_than_s": float(older_than_s), "states": states, "dry_run": dry_run}
+        return int((await self._json("POST", "/v1/gc", json=body))["deleted"])
+
     async def owners(self) -> list[dict[str, Any]]:
         """Tasks queued and running per owner and queue."""
         return cast(list[dict[str, Any]], (await self._json("GET", "/v1/owners"))["owners"])

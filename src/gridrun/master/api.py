@@ -33,7 +33,7 @@ from gridrun.master.problems import (
     validation_errors,
 )
 from gridrun.master.requests import BatchIn, LegacyTaskIn, TaskIn
-from gridrun.master.routes import jobs, observe, quotas, tasks, workers
+from gridrun.master.routes import jobs, observe, quotas, retention, tasks, workers
 from gridrun.master.routes import schedules as schedule_routes
 from gridrun.master.schedules import Schedules
 from gridrun.master.schemas import Problem
@@ -98,7 +98,7 @@ def create_api(
             response.headers["Allow"] = ", ".join(sorted(methods))
         return response
 
-    for module in (tasks, jobs, schedule_routes, workers, quotas, observe, compat):
+    for module in (tasks, jobs, schedule_routes, workers, quotas, retention, observe, compat):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=WEB), name="static")
 

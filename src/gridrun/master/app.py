@@ -88,6 +88,8 @@ class MasterConfig(BaseModel):
     max_worker_memory_mb: int = Field(1 << 30, ge=0)
     shares: dict[str, float] = Field(default_factory=dict)  # owner -> fair-share weight
     max_queued: int = Field(10_000_000, ge=1)
+    retain_s: float = Field(14 * 86400.0, gt=0)  # ended tasks are deleted this long after
+    retain_failed_s: float | None = Field(None, gt=0)  # failures: default as retain_s
     secret_key_file: Path | None = None  # seals secret_env; default: beside the SQLite file
 
     @field_validator("db", mode="before")
@@ -205,6 +207,8 @@ class Master:
                 forget_workers_after_s=config.forget_workers_after_s,
                 shares=dict(config.shares),
                 max_queued=config.max_queued,
+                retain_s=config.retain_s,
+                retain_failed_s=config.retain_failed_s,
             ),
             self.sessions,
             sealer=self.sealer,

@@ -32,6 +32,11 @@ class Metrics:
             "Tasks accepted (idempotent repeats not counted).",
             registry=r,
         )
+        self.collected = Counter(
+            "gridrun_tasks_collected",
+            "Ended tasks deleted by retention (--retain, --retain-failed, gridrun gc).",
+            registry=r,
+        )
         self.finished = Counter(
             "gridrun_tasks_finished", "Tasks that reached a terminal state.", ["state"], registry=r
         )

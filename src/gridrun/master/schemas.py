@@ -333,6 +333,23 @@ class QuotaIn(BaseModel):
     )
 
 
+class GcIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    older_than_s: Annotated[float, Field(ge=0, le=100 * 365 * 86400)] = Field(
+        description="Delete tasks that ended more than this many seconds ago."
+    )
+    states: list[str] | None = Field(
+        None, description="Only these (ended) states; default: every ended state."
+    )
+    dry_run: bool = Field(False, description="Count what would be deleted; delete nothing.")
+
+
+class GcOut(BaseModel):
+    deleted: int = Field(description="Tasks deleted (with dry_run: that would be).")
+    dry_run: bool
+
+
 class QuotaOut(BaseModel):
     scope: Literal["owner", "queue"]
     name: str

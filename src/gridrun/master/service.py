@@ -34,6 +34,7 @@ from gridrun.master.trust import Trust
 from gridrun.master.watchers import Watchers
 from gridrun.model import (
     ACTIVE,
+    TERMINAL,
     Attempt,
     AttemptRef,
     Outcome,
@@ -49,6 +50,7 @@ from gridrun.model import (
 )
 from gridrun.spec import resolve_after
 from gridrun.store import NewTask, Notice, Page, Quota, Store, TaskFilter, TaskOutput
+from gridrun.store.retention import GC_BATCH
 
 log = logging.getLogger("gridrun.master")
 
@@ -72,6 +74,13 @@ class ServiceConfig:
     # tasks the grid may hold queued (beyond it a submission is answered 429)
     shares: Mapping[str, float] = field(default_factory=dict)
     max_queued: int = 10_000_000
+    # retention: ended tasks are deleted this long after they end (failures: retain_failed_s)
+    retain_s: float = 14 * 86400.0
+    retain_failed_s: float | None = None  # None: as retain_s
+
+
+FAILURES = frozenset({TaskState.FAILED, TaskState.TIMED_OUT, TaskState.LOST, TaskState.REJECTED})
+RETENTION_BUDGET_S = 0.5  # a background pass deletes for at most this long, then yields
 
 
 def new_task_ids(count: int) -> list[str]:
@@ -132,6 +141,37 @@ class Service:
         added = [(t, t.id == p.id) for t, p in zip(tasks, proposed, strict=True)]
         self.metrics.submitted.inc(sum(new for _, new in added))
         return added
+
+    async def collect(
+        self, older_than_s: float, states: Iterable[TaskState], dry_run: bool = False,
+        budget_s: float | None = None,
+    ) -> int:  # fmt: skip
+        """Delete ended tasks in these states that ended more than `older_than_s` ago, batch
+        by batch (yielding to the event loop between them), for at most `budget_s`; return
+        how many (with `dry_run`, how many would be)."""
+        before = self.clock.now_ms() - round(older_than_s * 1000)
+        wanted = [s for s in states if s in TERMINAL]
+        if dry_run:
+            return await self.store.count_collectable(before, wanted)
+        deleted, began = 0, time.monotonic()
+        while budget_s is None or time.monotonic() - began < budget_s:
+            batch = await self.store.collect(before, wanted)
+            deleted += batch
+            if batch < GC_BATCH:
+                break
+            await asyncio.sleep(0)  # dispatch and reports go on between batches
+        if deleted:
+            await self.store.reclaim()
+            self.metrics.collected.inc(deleted)
+        return deleted
+
+    async def retention(self) -> int:
+        """The background pass: what --retain and --retain-failed say may go."""
+        failed = self.config.retain_failed_s or self.config.retain_s
+        kept_ok = [s for s in TERMINAL if s not in FAILURES]
+        deleted = await self.collect(self.config.retain_s, kept_ok, budget_s=RETENTION_BUDGET_S)
+        deleted += await self.collect(failed, FAILURES, budget_s=RETENTION_BUDGET_S)
+        return deleted
 
     async def set_quota(self, quota: Quota) -> None:
         await self.store.set_quota(quota)

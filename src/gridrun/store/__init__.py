@@ -220,6 +220,23 @@ class Store(Protocol):
 
     async def quotas(self) -> list[Quota]: ...
 
+    # -- retention
+    async def collect(
+        self, older_than: int, states: Sequence[TaskState], limit: int = 500,
+        dry_run: bool = False,
+    ) -> int:  # fmt: skip
+        """Delete up to `limit` ended tasks in these states that ended before `older_than`
+        (ms), with their attempts, output and dependency rows, in one short transaction; never
+        one another task still waits for. Returns how many (`dry_run`: would be)."""
+        ...
+
+    async def count_collectable(self, older_than: int, states: Sequence[TaskState]) -> int: ...
+
+    async def reclaim(self) -> None:
+        """Give space freed by deletions back to the file system, where the backend can
+        (SQLite's incremental vacuum; PostgreSQL's autovacuum does it by itself)."""
+        ...
+
     async def set_quota(self, quota: Quota) -> None:
         """Create or replace the quota of (scope, name); one with no limit is removed."""
         ...

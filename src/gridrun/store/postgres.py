@@ -133,6 +133,7 @@ class PostgresStore(RelationalStore):
         label_clause="(labels::jsonb ->> ?) = ?",
         count_by_state=ddl.COUNT_BY_STATE,
         claim_lock=ddl.TAKE_CLAIM_LOCK,
+        gc_lock=ddl.TRY_GC_LOCK,
     )
     shared = True
 

@@ -210,6 +210,7 @@ SCHEMA_VERSION = len(MIGRATIONS)
 MIGRATION_LOCK = 0x67726964  # "grid"
 TAKE_MIGRATION_LOCK = "SELECT pg_advisory_xact_lock($1)"
 TAKE_CLAIM_LOCK = "SELECT pg_advisory_xact_lock(1735551332)"  # "gr" "id": see Dialect.claim_lock
+TRY_GC_LOCK = "SELECT pg_try_advisory_xact_lock(1735551333)"  # see Dialect.gc_lock
 CREATE_VERSION_TABLE = "CREATE TABLE IF NOT EXISTS gridrun_schema (version INTEGER NOT NULL)"
 SELECT_VERSION = "SELECT coalesce(max(version), 0) FROM gridrun_schema"
 SET_VERSION = "DELETE FROM gridrun_schema; INSERT INTO gridrun_schema (version) VALUES ({version})"

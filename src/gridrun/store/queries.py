@@ -180,3 +180,18 @@ SELECT_DUE_SCHEDULES = (
 )
 SELECT_SCHEDULE_SLOT = "SELECT next_at FROM schedules WHERE id = ?"
 ADVANCE_SCHEDULE = "UPDATE schedules SET next_at = ?, last_fired = ?, last_task = ? WHERE id = ?"
+
+# retention (gridrun.store.retention): ended tasks past their time, not waited for by a task
+# that has not ended (a waiting task reads its dependencies' states)
+_COLLECTABLE = (
+    " FROM tasks t WHERE t.state IN ({states}) AND coalesce(t.finished_at, t.created_at) < ?"
+    " AND NOT EXISTS (SELECT 1 FROM deps d JOIN tasks w ON w.id = d.task_id"
+    " WHERE d.after_id = t.id AND w.state IN ('waiting', 'queued', 'assigned', 'running'))"
+)
+SELECT_COLLECTABLE = "SELECT t.id" + _COLLECTABLE + " ORDER BY t.seq LIMIT ?"
+COUNT_COLLECTABLE = "SELECT count(*)" + _COLLECTABLE
+DELETE_TASK_OUTPUT = "DELETE FROM output WHERE task_id = ?"
+DELETE_TASK_ATTEMPTS = "DELETE FROM attempts WHERE task_id = ?"
+DELETE_TASK_DEPS = "DELETE FROM deps WHERE task_id = ?"
+DELETE_DEPS_ON = "DELETE FROM deps WHERE after_id = ?"
+DELETE_TASK = "DELETE FROM tasks WHERE id = ?"

@@ -18,6 +18,7 @@ from gridrun.store import queries as sql
 from gridrun.store.attempts import AttemptVerbs
 from gridrun.store.dispatch import DispatchVerbs
 from gridrun.store.relational_tx import Dialect, Tx, marks
+from gridrun.store.retention import RetentionVerbs
 from gridrun.store.rows import attempt_from_row, task_from_row
 from gridrun.store.schedules import ScheduleVerbs
 from gridrun.store.workers import WorkerVerbs
@@ -25,7 +26,7 @@ from gridrun.store.workers import WorkerVerbs
 EXPIRE_BATCH = 1000
 
 
-class RelationalStore(DispatchVerbs, AttemptVerbs, ScheduleVerbs, WorkerVerbs):
+class RelationalStore(DispatchVerbs, AttemptVerbs, ScheduleVerbs, WorkerVerbs, RetentionVerbs):
     """`Store` over any backend providing `_read` and `_write` of one step."""
 
     dialect = Dialect()

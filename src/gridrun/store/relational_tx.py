@@ -53,6 +53,16 @@ class Dialect:
         if self.claim_lock:
             await tx.run(self.claim_lock)
 
+    # taken (try, not wait) by a retention step: one master deletes at a time
+    gc_lock: str = ""
+    reclaim: str = ""  # gives freed pages back to the file system
+
+    async def take_gc_lock(self, tx: Tx) -> bool:
+        if not self.gc_lock:
+            return True
+        row = await tx.one(self.gc_lock)
+        return bool(row is not None and row[0])
+
 
 TASKS_BY_ID = "sqlite_autoindex_tasks_1"  # SQLite's name for the index of tasks.id (UNIQUE)
 

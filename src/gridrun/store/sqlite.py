@@ -74,6 +74,7 @@ class SqliteStore(RelationalStore):
         label_clause=("EXISTS (SELECT 1 FROM json_each(labels) WHERE key = ? AND value = ?)"),
         index_hints=True,
         count_by_state="SELECT state, n FROM task_counts WHERE n > 0",  # kept by triggers
+        reclaim="PRAGMA incremental_vacuum(4096)",  # pages, per call
     )
 
     def __init__(

@@ -195,6 +195,9 @@ class SqliteDb:
     def _connect(self) -> sqlite3.Connection:
         self._path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        # space freed by retention goes back to the file system (`reclaim`); it takes only on
+        # a new database (an older one reuses freed pages, and never shrinks)
+        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {self._synchronous.upper()}")
         conn.execute("PRAGMA busy_timeout = 10000")

@@ -79,6 +79,7 @@ Submitter = Annotated[Principal, _allowed(Permission.SUBMIT)]
 Canceller = Annotated[Principal, _allowed(Permission.CANCEL_OWN)]
 Drainer = Annotated[Principal, _allowed(Permission.DRAIN)]
 QuotaSetter = Annotated[Principal, _allowed(Permission.QUOTAS)]
+Collector = Annotated[Principal, _allowed(Permission.GC)]
 
 
 def peer(request: Request) -> str:

@@ -1,0 +1,62 @@
+"""The store's retention verbs (a mixin of `RelationalStore`): deleting ended tasks, with
+their attempts, output and dependency rows, in small batches (one transaction each), never a
+task another one still waits for. The master runs it in the background (`--retain`); `gridrun
+gc` runs it by hand."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from gridrun.model import TERMINAL, TaskState
+from gridrun.store import queries as sql
+from gridrun.store.relational_tx import Tx, marks
+from gridrun.store.task_steps import TaskSteps
+
+GC_BATCH = 500  # tasks deleted per transaction: a short write, never one huge one
+
+
+class RetentionVerbs(TaskSteps):
+    async def collect(
+        self, older_than: int, states: Sequence[TaskState], limit: int = GC_BATCH,
+        dry_run: bool = False,
+    ) -> int:  # fmt: skip
+        """Delete up to `limit` tasks in these (ended) states that ended before `older_than`
+        (ms), with everything that is theirs; return how many (with `dry_run`, how many would
+        be, deleting nothing). On PostgreSQL one master at a time: another's call returns 0."""
+        ended = [str(s) for s in states if s in TERMINAL]
+        if not ended:
+            return 0
+
+        async def step(tx: Tx) -> int:
+            if not await self.dialect.take_gc_lock(tx):
+                return 0
+            query = sql.SELECT_COLLECTABLE.format(states=marks(len(ended)))
+            rows = await tx.all(query, *ended, older_than, limit)
+            ids = [r[0] for r in rows]
+            if dry_run or not ids:
+                return len(ids)
+            for statement in (
+                sql.DELETE_TASK_OUTPUT, sql.DELETE_TASK_ATTEMPTS, sql.DELETE_TASK_DEPS,
+                sql.DELETE_DEPS_ON, sql.DELETE_TASK,
+            ):  # fmt: skip
+                await tx.many(statement, [(i,) for i in ids])
+            return len(ids)
+
+        return await self._write(step)
+
+    async def reclaim(self) -> None:
+        if self.dialect.reclaim:
+            await self._write(lambda tx: tx.all(self.dialect.reclaim))
+
+    async def count_collectable(self, older_than: int, states: Sequence[TaskState]) -> int:
+        """How many tasks `collect` would delete, all batches together (a dry run)."""
+        ended = [str(s) for s in states if s in TERMINAL]
+        if not ended:
+            return 0
+        query = sql.COUNT_COLLECTABLE.format(states=marks(len(ended)))
+
+        async def read(tx: Tx) -> int:
+            row = await tx.one(query, *ended, older_than)
+            return int(row[0]) if row is not None else 0
+
+        return await self._read(read)

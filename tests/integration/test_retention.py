@@ -1,0 +1,112 @@
+"""Retention on a running grid: the master deletes ended tasks after --retain by itself (and
+failures after --retain-failed), in small batches; `POST /v1/gc` (`gridrun gc`) does it by
+hand; an SQLite database stays within bounds over a simulated week of work."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from gridrun.model import AttemptRef, Outcome, Report
+from gridrun.spec import make_spec
+from gridrun.store import NewTask
+from gridrun.store.sqlite import SqliteStore
+from tests.helpers import claim, eventually_async
+from tests.integration.conftest import Grid
+
+
+async def test_the_master_deletes_ended_tasks_after_their_time(tmp_path: Path) -> None:
+    grid = Grid(tmp=tmp_path, master_overrides={"retain_s": 1.0, "retain_failed_s": 600.0})
+    await grid.start_master()
+    try:
+        await grid.add_worker("w1")
+        ok = await grid.submit(cmd="true")
+        bad = await grid.submit(cmd="exit 3", shell=True)
+        running = await grid.submit(cmd="sleep 30", shell=True)
+        for task in (ok, bad):
+            await grid.wait(task["id"])
+        await grid.wait_state(running["id"], "running")
+
+        async def gone() -> bool:
+            return (await grid.api.get(f"/v1/tasks/{ok['id']}")).status_code == 404
+
+        assert await eventually_async(gone, 15)
+        assert (await grid.task(bad["id"]))["state"] == "failed"  # kept 600 s
+        assert (await grid.task(running["id"]))["state"] == "running"
+        metrics = (await grid.api.get("/metrics")).text
+        assert "gridrun_tasks_collected_total 1.0" in metrics
+    finally:
+        await grid.close()
+
+
+async def test_gc_by_hand_counts_then_deletes_and_refuses_what_is_not_ended(grid: Grid) -> None:
+    await grid.add_worker("w1")
+    done = [await grid.submit(cmd="true") for _ in range(3)]
+    for task in done:
+        await grid.wait(task["id"])
+    queued = await grid.submit(cmd="true", on="zone=nowhere")
+    dry = await grid.api.post("/v1/gc", json={"older_than_s": 0, "dry_run": True})
+    assert dry.json() == {"deleted": 3, "dry_run": True}
+    assert (await grid.task(done[0]["id"]))["state"] == "succeeded"
+    young = await grid.api.post("/v1/gc", json={"older_than_s": 3600})
+    assert young.json()["deleted"] == 0
+    wrong = await grid.api.post("/v1/gc", json={"older_than_s": 0, "states": ["queued"]})
+    assert wrong.status_code == 422
+    assert "only ended tasks" in wrong.json()["detail"]
+    assert await grid.client.gc(0, ["failed"]) == 0
+    assert await grid.client.gc(0) == 3
+    assert (await grid.api.get(f"/v1/tasks/{done[0]['id']}")).status_code == 404
+    assert (await grid.task(queued["id"]))["state"] == "queued"
+
+
+@pytest.mark.slow
+async def test_a_week_of_work_keeps_the_database_within_bounds(tmp_path: Path) -> None:
+    """7 simulated days of 5,000 tasks each (1 KiB of output apiece), retention 1 day: the
+    file after day 7 is within 10% of its size after day 2 (once a day is deleted per day)."""
+    db = tmp_path / "gridrun.db"
+    store = SqliteStore(db, synchronous="normal", origin="m1")
+    await store.open()
+    day_ms = 86_400_000
+    sizes = []
+    try:
+        await store.upsert_worker(_worker("w1"), lease_until=10**15)
+        for day in range(1, 8):
+            now = day * day_ms
+            ids = [f"d{day}-{i}" for i in range(5_000)]
+            await store.add_tasks([NewTask(i, make_spec(cmd="true")) for i in ids], now=now)
+            for start in range(0, len(ids), 1000):
+                chunk = ids[start : start + 1000]
+                await claim(store, [(i, "w1") for i in chunk], now=now)
+                for task_id in chunk:
+                    ref = AttemptRef(task_id, 1)
+                    await store.append_output(ref, "w1", [(1, 0, b"x" * 1024)], cap=4096)
+                    await store.record_finish(ref, "w1", Report(Outcome.EXITED, exit_code=0), now)
+            while await store.collect(now - day_ms + 1, _ended()):
+                pass
+            await store.reclaim()
+            sizes.append(os.path.getsize(db) + _wal(db))
+    finally:
+        await store.close()
+    assert sizes[6] <= sizes[1] * 1.10, [s // 1024 for s in sizes]
+
+
+def _ended() -> list:  # type: ignore[type-arg]
+    from gridrun.model import TERMINAL
+
+    return sorted(TERMINAL)
+
+
+def _wal(db: Path) -> int:
+    wal = db.with_name(db.name + "-wal")
+    return os.path.getsize(wal) if wal.exists() else 0
+
+
+def _worker(worker_id: str):  # type: ignore[no-untyped-def]
+    from gridrun.model import WorkerInfo, WorkerState
+
+    return WorkerInfo(
+        id=worker_id, hostname="h", labels={}, slots=10_000, state=WorkerState.ONLINE,
+        version="t", legacy=False, connected_at=1, last_seen=1,
+    )  # fmt: skip

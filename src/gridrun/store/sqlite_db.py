@@ -22,6 +22,7 @@ from typing import Any, Literal, TypeVar
 
 from gridrun.errors import InsufficientStorage, Unavailable
 from gridrun.model import TaskState
+from gridrun.store import sqlite_backup
 from gridrun.store import sqlite_sql as sql
 
 T = TypeVar("T")
@@ -65,6 +66,7 @@ class SqliteDb:
         self._lock = threading.Lock()
         self._pending: list[tuple[Callable[[sqlite3.Connection], Any], Any]] = []
         self._flushing = False
+        self._held: int | None = None  # the lock on <db>.lock (see sqlite_backup.hold)
         # why the last write failed for want of disk (None once a write commits again)
         self.write_failure: Unavailable | None = None
 
@@ -194,6 +196,16 @@ class SqliteDb:
 
     def _connect(self) -> sqlite3.Connection:
         self._path.parent.mkdir(parents=True, exist_ok=True)
+        if self._held is None:
+            self._held = sqlite_backup.hold(self._path)
+        try:
+            return self._open()
+        except BaseException:
+            os.close(self._held)
+            self._held = None
+            raise
+
+    def _open(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         # space freed by retention goes back to the file system (`reclaim`); it takes only on
         # a new database (an older one reuses freed pages, and never shrinks)
@@ -231,3 +243,6 @@ class SqliteDb:
         if conn is not None:
             await loop.run_in_executor(executor, conn.close)
         executor.shutdown(wait=True)
+        if self._held is not None:
+            os.close(self._held)
+            self._held = None

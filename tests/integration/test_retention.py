@@ -5,6 +5,7 @@ hand; an SQLite database stays within bounds over a simulated week of work."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -110,3 +111,23 @@ def _worker(worker_id: str):  # type: ignore[no-untyped-def]
         id=worker_id, hostname="h", labels={}, slots=10_000, state=WorkerState.ONLINE,
         version="t", legacy=False, connected_at=1, last_seen=1,
     )  # fmt: skip
+
+
+async def test_storage_figures_in_metrics(grid: Grid) -> None:
+    await grid.add_worker("w1")
+    tasks = [await grid.submit(cmd=f"printf %0{n}d 0", shell=True) for n in (100, 200, 300)]
+    for task in tasks:
+        await grid.wait(task["id"])
+    text = (await grid.api.get("/metrics")).text
+
+    def value(name: str) -> float:
+        match = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
+        assert match is not None, name
+        return float(match.group(1))
+
+    assert value("gridrun_output_bytes") == 600
+    assert value("gridrun_tasks_kept") == 3
+    assert value("gridrun_db_bytes") > 10_000
+    assert 0 <= value("gridrun_oldest_task_age_seconds") < 60
+    assert 0 < value("gridrun_db_disk_used_ratio") < 1
+    assert 0 <= value("gridrun_next_retention_seconds") <= 60

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import errno
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,13 +25,13 @@ from tests.system.conftest import SystemGrid
 pytestmark = [pytest.mark.system, pytest.mark.slow]
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 4 MiB tmpfs, unmounted afterwards (whatever happened)."""
+@contextlib.contextmanager
+def tmpfs(tmp_path: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of this size, unmounted afterwards (whatever happened)."""
     mount = tmp_path / "disk"
     mount.mkdir()
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(mount)],
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(mount)],
         capture_output=True,
         text=True,
     )
@@ -40,6 +41,19 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MiB tmpfs."""
+    with tmpfs(tmp_path, "4m") as mount:
+        yield mount
+
+
+@pytest.fixture
+def disk_64m(tmp_path: Path) -> Iterator[Path]:
+    with tmpfs(tmp_path, "64m") as mount:
+        yield mount
 
 
 def fill(directory: Path) -> Path:
@@ -198,3 +212,24 @@ def test_fill_really_fills(small_disk: Path) -> None:
     fill(small_disk)
     stat = os.statvfs(small_disk)
     assert stat.f_bavail * stat.f_frsize < 4096
+
+
+def test_a_nearly_full_disk_is_a_warning_before_it_is_an_outage(
+    system_grid: SystemGrid, disk_64m: Path
+) -> None:
+    small_disk = disk_64m
+    system_grid.db = str(small_disk / "gridrun.db")
+    system_grid.start_master()
+    url = system_grid.url
+    assert httpx.get(f"{url}/healthz", timeout=10).json()["warnings"] == []
+    disk = os.statvfs(small_disk)
+    total, free = disk.f_blocks * disk.f_frsize, disk.f_bavail * disk.f_frsize
+    (small_disk / "ballast").write_bytes(b"\0" * (free - int(total * 0.08)))  # 92% full
+    health = httpx.get(f"{url}/healthz", timeout=10)
+    assert health.status_code == 200  # still serving
+    (warning,) = health.json()["warnings"]
+    assert re.fullmatch(r"the disk holding the database is 9[0-9]% full", warning), warning
+    metrics = httpx.get(f"{url}/metrics", timeout=10).text
+    ratio = float(re.search(r"^gridrun_db_disk_used_ratio (\S+)$", metrics, re.M).group(1))  # type: ignore[union-attr]
+    assert ratio > 0.9
+    eventually(lambda: warning in (system_grid.tmp / "master.log").read_text(), 10)

@@ -37,6 +37,7 @@ class Liveness:
         self.judge_after = service.clock.monotonic() + self.timeout_s
         self.store_failed = False  # the last check could not reach or write the store
         self.next_retention = service.clock.monotonic()  # (clock seconds) its next pass
+        self.warned = ""  # the last storage warning logged (each is logged once)
         self._loop: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -136,6 +137,10 @@ class Liveness:
         await self.flag_unschedulable(now)
         await self.schedules.fire_due()
         await service.store.fold_counts()
+        for warning in service.storage_warnings():
+            if warning != self.warned:
+                log.warning("%s", warning)
+            self.warned = warning
         if service.clock.monotonic() >= self.next_retention:
             deleted = await service.retention()
             if deleted:
@@ -144,6 +149,7 @@ class Liveness:
             more = deleted >= GC_BATCH
             every = min(RETENTION_EVERY_S, service.config.retain_s / 4)
             self.next_retention = service.clock.monotonic() + (0 if more else every)
+            service.next_retention = self.next_retention
         forget_ms = round(service.config.forget_workers_after_s * 1000)
         connected = {s.worker_id for s in service.sessions if not s.closed}
         for worker_id in await service.store.forget_workers(now - forget_ms, connected):

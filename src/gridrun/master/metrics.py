@@ -11,6 +11,7 @@ from collections import deque
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from gridrun.model import Task, TaskState, Usage, WorkerState
+from gridrun.store import Storage
 
 # seconds: from a few milliseconds (an idle grid) to hours (a batch job)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
@@ -47,6 +48,18 @@ class Metrics:
         )
         self.workers = Gauge("gridrun_workers", "Workers per state.", ["state"], registry=r)
         self.streams = Gauge("gridrun_worker_streams", "Open worker gRPC streams.", registry=r)
+        self.db_bytes = Gauge("gridrun_db_bytes", "The database's size.", registry=r)
+        self.output_bytes = Gauge("gridrun_output_bytes", "Tasks' output kept.", registry=r)
+        self.tasks_kept = Gauge("gridrun_tasks_kept", "Tasks in the database.", registry=r)
+        self.oldest_task = Gauge(
+            "gridrun_oldest_task_age_seconds", "Age of the oldest task kept.", registry=r
+        )
+        self.disk_used = Gauge(
+            "gridrun_db_disk_used_ratio", "How full the disk holding the database is.", registry=r
+        )
+        self.next_retention = Gauge(
+            "gridrun_next_retention_seconds", "Seconds until the next retention pass.", registry=r
+        )
         self.dispatch_latency = Histogram(
             "gridrun_dispatch_latency_seconds",
             "From submission to the start of the attempt that ended the task.",
@@ -123,6 +136,18 @@ class Metrics:
                 counts[index] += n
         return counts
 
+    def storage(self, storage: Storage, now_ms: int, next_retention_s: float | None) -> None:
+        """Set the storage gauges (before `refresh` renders them)."""
+        if storage.db_bytes is not None:
+            self.db_bytes.set(storage.db_bytes)
+        self.output_bytes.set(storage.output_bytes)
+        if storage.oldest_task_ms is not None:
+            self.oldest_task.set(max(0, now_ms - storage.oldest_task_ms) / 1000)
+        if storage.disk_used is not None:
+            self.disk_used.set(storage.disk_used)
+        if next_retention_s is not None:
+            self.next_retention.set(max(0.0, next_retention_s))
+
     def refresh(
         self,
         tasks: dict[TaskState, int],
@@ -137,4 +162,5 @@ class Metrics:
         for wstate in WorkerState:
             self.workers.labels(state=str(wstate)).set(workers.get(wstate, 0))
         self.streams.set(streams)
+        self.tasks_kept.set(sum(tasks.values()))
         return generate_latest(self.registry)

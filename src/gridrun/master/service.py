@@ -49,7 +49,7 @@ from gridrun.model import (
     labels_match,
 )
 from gridrun.spec import resolve_after
-from gridrun.store import NewTask, Notice, Page, Quota, Store, TaskFilter, TaskOutput
+from gridrun.store import NewTask, Notice, Page, Quota, Storage, Store, TaskFilter, TaskOutput
 from gridrun.store.retention import GC_BATCH
 
 log = logging.getLogger("gridrun.master")
@@ -81,6 +81,8 @@ class ServiceConfig:
 
 FAILURES = frozenset({TaskState.FAILED, TaskState.TIMED_OUT, TaskState.LOST, TaskState.REJECTED})
 RETENTION_BUDGET_S = 0.5  # a background pass deletes for at most this long, then yields
+STORAGE_EVERY_S = 30.0  # how stale the storage figures may be
+DISK_WARN = 0.9
 
 
 def new_task_ids(count: int) -> list[str]:
@@ -119,6 +121,8 @@ class Service:
         self.dispatch_wanted = asyncio.Event()
         self.stopping = asyncio.Event()  # set when the master shuts down: followers end
         self.watchers = Watchers()
+        self._storage: tuple[float, Storage] | None = None  # (when, what) of the last look
+        self.next_retention: float | None = None  # (clock seconds) set by the liveness loop
 
     # ---- client use cases
 
@@ -164,6 +168,21 @@ class Service:
             await self.store.reclaim()
             self.metrics.collected.inc(deleted)
         return deleted
+
+    async def storage(self) -> Storage:
+        """What the database holds and takes, at most STORAGE_EVERY_S old (it reads every
+        output row, so it is looked at when asked: /metrics)."""
+        now = time.monotonic()
+        if self._storage is None or now - self._storage[0] > STORAGE_EVERY_S:
+            self._storage = (now, await self.store.storage())
+        return self._storage[1]
+
+    def storage_warnings(self) -> list[str]:
+        """What /healthz warns of, and the liveness loop logs: a disk nearly full."""
+        used = self.store.disk_used()
+        if used is not None and used > DISK_WARN:
+            return [f"the disk holding the database is {used:.0%} full"]
+        return []
 
     async def retention(self) -> int:
         """The background pass: what --retain and --retain-failed say may go."""

@@ -81,6 +81,14 @@ class Candidate:
 
 
 @dataclass(frozen=True, slots=True)
+class Storage:
+    db_bytes: int | None  # the database's size (SQLite: file and log; PostgreSQL: the database)
+    output_bytes: int  # tasks' stored output
+    oldest_task_ms: int | None  # when the oldest task kept was created
+    disk_used: float | None  # the fraction used of the disk holding it (SQLite only)
+
+
+@dataclass(frozen=True, slots=True)
 class Lane:
     """The queued tasks of one owner, in one queue, of one shape (what placement reads of a
     task: labels, selector, resources, class, pinned worker, concurrency key): its key (the
@@ -231,6 +239,14 @@ class Store(Protocol):
         ...
 
     async def count_collectable(self, older_than: int, states: Sequence[TaskState]) -> int: ...
+
+    async def storage(self) -> Storage:
+        """What the database holds and takes (reads every output row: call it seldom)."""
+        ...
+
+    def disk_used(self) -> float | None:
+        """How full the disk holding the database is (0-1), where it is on this machine."""
+        ...
 
     async def reclaim(self) -> None:
         """Give space freed by deletions back to the file system, where the backend can

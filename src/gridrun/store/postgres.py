@@ -134,6 +134,7 @@ class PostgresStore(RelationalStore):
         count_by_state=ddl.COUNT_BY_STATE,
         claim_lock=ddl.TAKE_CLAIM_LOCK,
         gc_lock=ddl.TRY_GC_LOCK,
+        db_size="SELECT pg_database_size(current_database())",
     )
     shared = True
 

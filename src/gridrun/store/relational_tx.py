@@ -56,6 +56,7 @@ class Dialect:
     # taken (try, not wait) by a retention step: one master deletes at a time
     gc_lock: str = ""
     reclaim: str = ""  # gives freed pages back to the file system
+    db_size: str = ""  # the database's size in bytes, where the server knows it
 
     async def take_gc_lock(self, tx: Tx) -> bool:
         if not self.gc_lock:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from gridrun.model import TERMINAL, TaskState
+from gridrun.store import Storage
 from gridrun.store import queries as sql
 from gridrun.store.relational_tx import Tx, marks
 from gridrun.store.task_steps import TaskSteps
@@ -43,6 +44,28 @@ class RetentionVerbs(TaskSteps):
             return len(ids)
 
         return await self._write(step)
+
+    async def storage(self) -> Storage:
+        async def read(tx: Tx) -> tuple[int, int | None, int | None]:
+            output = await tx.one(sql.SELECT_OUTPUT_BYTES)
+            oldest = await tx.one(sql.SELECT_OLDEST_TASK)
+            size = await tx.one(self.dialect.db_size) if self.dialect.db_size else None
+            return (
+                int(output[0]) if output else 0,
+                int(oldest[0]) if oldest else None,
+                int(size[0]) if size else None,
+            )
+
+        output, oldest, size = await self._read(read)
+        db_bytes, disk_used = self._files() if size is None else (size, None)
+        return Storage(db_bytes, output, oldest, disk_used)
+
+    def disk_used(self) -> float | None:
+        return self._files()[1]
+
+    def _files(self) -> tuple[int | None, float | None]:
+        """A file database's size and its disk's use (none here: see SqliteStore)."""
+        return None, None
 
     async def reclaim(self) -> None:
         if self.dialect.reclaim:

@@ -8,6 +8,8 @@ interleave, and nobody is answered before their write is committed.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
 import sqlite3
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -103,6 +105,20 @@ class SqliteStore(RelationalStore):
 
     async def open(self) -> None:
         await self._db.open()
+
+    def _files(self) -> tuple[int | None, float | None]:
+        path = self._db.path
+        size = 0
+        for name in (path, path.with_name(path.name + "-wal")):
+            with contextlib.suppress(OSError):
+                size += name.stat().st_size
+        try:
+            disk = os.statvfs(path.parent)
+        except OSError:
+            return size, None
+        total = disk.f_blocks * disk.f_frsize
+        free = disk.f_bavail * disk.f_frsize
+        return size, (1 - free / total) if total else None
 
     async def close(self) -> None:
         await self._db.close()

@@ -70,6 +70,10 @@ class SqliteDb:
         # why the last write failed for want of disk (None once a write commits again)
         self.write_failure: Unavailable | None = None
 
+    @property
+    def path(self) -> Path:
+        return self._path
+
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._executor is None:
             raise Unavailable("the store is closed")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import sys
 import time
@@ -247,17 +248,17 @@ def _follow(client: Client, task_id: str) -> TaskDict:
     """Print the task's output as it comes (stdout to stdout, stderr to stderr) until it ends;
     return the ended task. A stream cut off (a master restart) is resumed where it stopped;
     after FOLLOW_PATIENCE_S without a master, give up with a message (the task runs on)."""
-    outs = {"stdout": sys.stdout, "stderr": sys.stderr}
+    outs = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer}  # the bytes, exactly
     shown = {"stdout": 0, "stderr": 0}  # bytes of each stream shown or reported dropped
     delay, lost_since = 0.2, None
     while True:
         try:
             for event, data in client.follow(
-                task_id, stdout_from=shown["stdout"], stderr_from=shown["stderr"]
+                task_id, stdout_from=shown["stdout"], stderr_from=shown["stderr"], raw=True
             ):
                 lost_since, delay = None, 0.2
                 if event == "output":
-                    outs[data["stream"]].write(data["text"])
+                    outs[data["stream"]].write(base64.b64decode(data["data"]))
                     outs[data["stream"]].flush()
                     shown[data["stream"]] = data["offset"] + data["bytes"]
                 elif event == "gap":

@@ -151,13 +151,14 @@ class Client:
         return cast(TaskOutput, self._json("GET", f"/v1/tasks/{task_id}/output"))
 
     def follow(
-        self, task_id: str, *, stdout_from: int = 0, stderr_from: int = 0
+        self, task_id: str, *, stdout_from: int = 0, stderr_from: int = 0, raw: bool = False
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         """The task's live events, (event, data), until it ends: `state`, `output` (stream,
-        offset, bytes, text), `gap` (stream, dropped) and a last `end`. Returns without `end` if
+        offset, bytes, and text, or with `raw` data: the bytes exactly, base64), `gap` (stream,
+        dropped) and a last `end`. Returns without `end` if
         the stream was cut off (a master restart): follow again from the offsets reached."""
         path = f"/v1/tasks/{task_id}/output"
-        request = calls.follow_request(self._http, stdout_from, stderr_from)
+        request = calls.follow_request(self._http, stdout_from, stderr_from, raw)
         try:
             with self._http.stream("GET", path, **request) as response:
                 if response.status_code >= 400:

@@ -128,11 +128,14 @@ def wait_params(wait_s: float) -> dict[str, Any]:
 
 
 def follow_request(
-    client: httpx.Client | httpx.AsyncClient, stdout_from: int, stderr_from: int
+    client: httpx.Client | httpx.AsyncClient, stdout_from: int, stderr_from: int, raw: bool
 ) -> dict[str, Any]:
-    """The query and timeout of a followed output stream."""
+    """The query and timeout of a followed output stream (`raw`: bytes, base64 in `data`)."""
+    params = {"follow": "true", "stdout_from": stdout_from, "stderr_from": stderr_from}
+    if raw:
+        params["encoding"] = "base64"
     return {
-        "params": {"follow": "true", "stdout_from": stdout_from, "stderr_from": stderr_from},
+        "params": params,
         "timeout": httpx.Timeout(client.timeout.connect, read=FOLLOW_READ_TIMEOUT_S),
     }
 

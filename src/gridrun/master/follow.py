@@ -8,6 +8,7 @@ missed (a `gap` event) rather than being sent bytes that are no longer kept.
 from __future__ import annotations
 
 import asyncio
+import base64
 import codecs
 import json
 from collections.abc import AsyncIterator
@@ -24,10 +25,12 @@ def sse(event: str, data: dict[str, Any]) -> bytes:
 
 
 class _Stream:
-    """What one of stdout/stderr has sent so far; decodes UTF-8 across chunk boundaries."""
+    """What one of stdout/stderr has sent so far; decodes UTF-8 across chunk boundaries, or
+    (`raw`) sends the bytes themselves, base64-encoded."""
 
-    def __init__(self, name: str, start: int) -> None:
+    def __init__(self, name: str, start: int, raw: bool = False) -> None:
         self.name = name
+        self.raw = raw
         self.sent = start  # bytes of the stream delivered or reported as dropped
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
@@ -41,13 +44,12 @@ class _Stream:
         if out.total > self.sent:
             chunk = out.data[self.sent - first_kept :]
             offset, self.sent = self.sent, out.total
-            text = self._decoder.decode(chunk, final=final)
-            events.append(
-                sse(
-                    "output",
-                    {"stream": self.name, "offset": offset, "bytes": len(chunk), "text": text},
-                )
-            )
+            data: dict[str, Any] = {"stream": self.name, "offset": offset, "bytes": len(chunk)}
+            if self.raw:
+                data["data"] = base64.b64encode(chunk).decode()
+            else:
+                data["text"] = self._decoder.decode(chunk, final=final)
+            events.append(sse("output", data))
         return events
 
 
@@ -63,14 +65,15 @@ def _state(task: Task) -> dict[str, Any]:
 
 
 async def follow(
-    service: Service, task_id: str, stdout_from: int = 0, stderr_from: int = 0
+    service: Service, task_id: str, stdout_from: int = 0, stderr_from: int = 0, raw: bool = False
 ) -> AsyncIterator[bytes]:
     """Events for one task: `state` on every change; `output` chunks (byte offset and length
     in the stream, and the text: UTF-8, an invalid byte shown as U+FFFD); `gap` when bytes were
     dropped before they could be sent; a last `end` (the terminal state) before it closes.
     Ends early, without `end`, when the master shuts down. `*_from` resume a follow that was
-    cut off: bytes before those offsets are not sent again."""
-    streams = (_Stream("stdout", stdout_from), _Stream("stderr", stderr_from))
+    cut off: bytes before those offsets are not sent again. With `raw`, an output event carries
+    `data`, the bytes exactly (base64), instead of `text`: what `gridrun run` writes."""
+    streams = (_Stream("stdout", stdout_from, raw), _Stream("stderr", stderr_from, raw))
     last_state: dict[str, Any] | None = None
     with service.watch(task_id) as changed:
         while True:

@@ -3,7 +3,7 @@ JSON, raw bytes or live), cancel."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
 
@@ -198,10 +198,18 @@ async def get_output(
     stderr_from: Annotated[
         int, Query(ge=0, description="With follow: resume stderr at this byte offset.")
     ] = 0,
+    encoding: Annotated[
+        Literal["text", "base64"],
+        Query(
+            description="With follow: `text` (UTF-8, an invalid byte shown as U+FFFD), or"
+            " `base64`: each output event carries `data`, the bytes exactly."
+        ),
+    ] = "text",
 ) -> Any:
     task = await service.get(task_id)
     if follow:
-        return event_stream(follow_events(service, task_id, stdout_from, stderr_from))
+        raw = encoding == "base64"
+        return event_stream(follow_events(service, task_id, stdout_from, stderr_from, raw))
     out = await service.output(task_id)
     if stream is not None:
         chosen = out.stdout if stream == "stdout" else out.stderr

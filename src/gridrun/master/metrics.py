@@ -33,6 +33,11 @@ class Metrics:
             "Tasks accepted (idempotent repeats not counted).",
             registry=r,
         )
+        self.slots_skipped = Counter(
+            "gridrun_schedule_slots_skipped",
+            "Schedule slots passed over while no master fired them (a schedule catches up once).",
+            registry=r,
+        )
         self.collected = Counter(
             "gridrun_tasks_collected",
             "Ended tasks deleted by retention (--retain, --retain-failed, gridrun gc).",

@@ -81,6 +81,16 @@ class Candidate:
 
 
 @dataclass(frozen=True, slots=True)
+class Firing:
+    """One schedule's slot to fire: make `task`, move the schedule on to `next_at`."""
+
+    schedule_id: str
+    slot: int
+    task: NewTask
+    next_at: int
+
+
+@dataclass(frozen=True, slots=True)
 class Storage:
     db_bytes: int | None  # the database's size (SQLite: file and log; PostgreSQL: the database)
     output_bytes: int  # tasks' stored output
@@ -328,6 +338,10 @@ class Store(Protocol):
     async def fire_schedule(
         self, schedule_id: str, slot: int, task: NewTask, next_at: int, now: int
     ) -> Task | None: ...
+
+    async def fire_schedules(self, firings: Sequence[Firing], now: int) -> list[Task | None]:
+        """Fire many schedules' slots in one transaction; None for each already fired."""
+        ...
 
     # -- workers and their leases
     async def upsert_worker(self, worker: WorkerInfo, lease_until: int | None) -> None:

@@ -387,3 +387,15 @@ def parse_duration(text: str, what: str = "duration") -> float:
     if match is None:
         raise InvalidSpec(f"{what} {text!r}: give a number and a unit, e.g. 30s, 5m, 12h, 14d")
     return float(match.group(1)) * UNIT_S[match.group(2)]
+
+
+SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?B?)\s*", re.IGNORECASE)
+
+
+def parse_size(text: str, what: str = "size") -> int:
+    """Bytes from `10GiB`, `500MiB`, `64k`, `1G` (binary units) or a bare number of bytes."""
+    match = SIZE.fullmatch(text)
+    if match is None:
+        raise InvalidSpec(f"{what} {text!r}: give a number and a unit, e.g. 500MiB, 10GiB")
+    power = " KMGT".index(match.group(2).upper() or " ")
+    return int(float(match.group(1)) * 1024**power)

@@ -131,3 +131,38 @@ async def test_storage_figures_in_metrics(grid: Grid) -> None:
     assert 0 <= value("gridrun_oldest_task_age_seconds") < 60
     assert 0 < value("gridrun_db_disk_used_ratio") < 1
     assert 0 <= value("gridrun_next_retention_seconds") <= 60
+
+
+async def test_the_output_budget_drops_the_oldest_ended_tasks_output_first(
+    tmp_path: Path,
+) -> None:
+    grid = Grid(tmp=tmp_path, master_overrides={"output_budget": 2500})
+    master = await grid.start_master()
+    try:
+        await grid.add_worker("w1", slots=1)
+        tasks = []
+        for _ in range(5):  # 1,000 bytes each, one after the other: oldest first
+            task = await grid.submit(cmd="printf %01000d 0", shell=True)
+            await grid.wait(task["id"])
+            tasks.append(task)
+        running = await grid.submit(cmd="printf %01000d 0; sleep 10", shell=True)
+        await grid.wait_state(running["id"], "running")
+
+        async def stored() -> bool:
+            return len((await grid.output(running["id"]))["stdout"]["text"]) == 1000
+
+        await eventually_async(stored, 10)  # 6,000 kept, 2,500 allowed
+        freed = await master.service.keep_output_budget()
+        assert freed == 4000  # the four oldest; what is left (the last's and running's) fits
+        outputs = [await grid.output(t["id"]) for t in tasks]
+        assert [o["stdout"]["expired"] for o in outputs] == [True, True, True, True, False]
+        oldest = outputs[0]["stdout"]
+        assert (oldest["text"], oldest["bytes_total"], oldest["bytes_dropped"]) == ("", 1000, 1000)
+        assert (await grid.task(tasks[0]["id"]))["state"] == "succeeded"  # the task stays
+        assert len(outputs[4]["stdout"]["text"]) == 1000
+        assert await master.service.keep_output_budget() == 0  # within it now
+        metrics = (await grid.api.get("/metrics")).text
+        assert "gridrun_output_expired_bytes_total 4000.0" in metrics
+        assert len((await grid.output(running["id"]))["stdout"]["text"]) == 1000  # not ended
+    finally:
+        await grid.close()

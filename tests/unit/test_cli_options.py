@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import typer
 
 from gridrun.cli.main import app
+from gridrun.errors import InvalidSpec
+from gridrun.spec import parse_duration, parse_size
 
 
 def _options(*path: str) -> set[str]:
@@ -44,3 +47,31 @@ def test_each_short_flag_means_one_thing_across_every_command() -> None:
                 meaning.setdefault(short, set()).update(longs or [param.name or "?"])
     mixed = {short: sorted(longs) for short, longs in meaning.items() if len(longs) > 1}
     assert not mixed, mixed
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30s", 30), ("5m", 300), ("12h", 43_200), ("14d", 1_209_600), ("90", 90), ("1.5h", 5400)],
+)
+def test_durations_read_as_people_write_them(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("500MiB", 500 << 20), ("10GiB", 10 << 30), ("64k", 64 << 10), ("1G", 1 << 30), ("99", 99)],
+)
+def test_sizes_read_in_binary_units(text: str, size: int) -> None:
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("bad", ["a week", "5 minutes", "-1d", "", "3w"])
+def test_a_bad_duration_says_how_to_write_one(bad: str) -> None:
+    with pytest.raises(InvalidSpec, match=r"e\.g\. 30s, 5m, 12h, 14d"):
+        parse_duration(bad, "--retain")
+
+
+@pytest.mark.parametrize("bad", ["lots", "10 GB of it", "-5M", ""])
+def test_a_bad_size_says_how_to_write_one(bad: str) -> None:
+    with pytest.raises(InvalidSpec, match=r"e\.g\. 500MiB, 10GiB"):
+        parse_size(bad, "--output-budget")

@@ -11,7 +11,13 @@ import typer
 
 from gridrun.cli import render
 from gridrun.cli.common import LogFormat, LogLevel, app, fail, guard, setup_logging
-from gridrun.spec import parse_duration, parse_labels, parse_max_tasks, parse_shares
+from gridrun.spec import (
+    parse_duration,
+    parse_labels,
+    parse_max_tasks,
+    parse_shares,
+    parse_size,
+)
 
 # ---------------------------------------------------------------- processes
 
@@ -179,6 +185,14 @@ def master(
             help="The same for failed, timed-out, lost and rejected tasks (default: --retain).",
         ),
     ] = None,
+    output_budget: Annotated[
+        str | None,
+        typer.Option(
+            envvar="GRIDRUN_OUTPUT_BUDGET",
+            help="Most task output kept grid-wide (10GiB, 500MiB): beyond it the oldest ended"
+            " tasks' output is dropped (the tasks stay). Default: no budget.",
+        ),
+    ] = None,
     log_level: LogLevel = "info",
     log_format: LogFormat = "text",
 ) -> None:
@@ -228,6 +242,11 @@ def master(
                 retain_failed_s=(
                     parse_duration(s["retain_failed"], "--retain-failed")
                     if s["retain_failed"]
+                    else None
+                ),
+                output_budget=(
+                    parse_size(s["output_budget"], "--output-budget")
+                    if s["output_budget"]
                     else None
                 ),
             )

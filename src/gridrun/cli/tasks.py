@@ -359,6 +359,14 @@ def logs(
         if follow:
             _follow(client, task_id)
             return
+        output = client.output(task_id)
+        for name, kept in (("stdout", output["stdout"]), ("stderr", output["stderr"])):
+            if kept.get("expired") and stream in (name, "both"):
+                err.print(
+                    f"gridrun: the {name} of {task_id} expired ({kept['bytes_total']} bytes"
+                    " were dropped to keep within the grid's --output-budget)",
+                    highlight=False,
+                )
         if stream in ("stdout", "both"):
             sys.stdout.buffer.write(client.output_bytes(task_id, "stdout"))
             sys.stdout.flush()

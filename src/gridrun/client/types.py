@@ -127,6 +127,7 @@ class OutputStream(TypedDict):
     text: str
     bytes_total: int
     bytes_dropped: int
+    expired: NotRequired[bool]  # dropped to keep within the grid's --output-budget
 
 
 class TaskOutput(TypedDict):

@@ -90,6 +90,7 @@ class MasterConfig(BaseModel):
     max_queued: int = Field(10_000_000, ge=1)
     retain_s: float = Field(14 * 86400.0, gt=0)  # ended tasks are deleted this long after
     retain_failed_s: float | None = Field(None, gt=0)  # failures: default as retain_s
+    output_budget: int | None = Field(None, ge=0)  # bytes of output kept, grid-wide
     secret_key_file: Path | None = None  # seals secret_env; default: beside the SQLite file
 
     @field_validator("db", mode="before")
@@ -209,6 +210,7 @@ class Master:
                 max_queued=config.max_queued,
                 retain_s=config.retain_s,
                 retain_failed_s=config.retain_failed_s,
+                output_budget=config.output_budget,
             ),
             self.sessions,
             sealer=self.sealer,

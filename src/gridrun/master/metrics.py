@@ -38,6 +38,11 @@ class Metrics:
             "Schedule slots passed over while no master fired them (a schedule catches up once).",
             registry=r,
         )
+        self.output_expired = Counter(
+            "gridrun_output_expired_bytes",
+            "Output bytes dropped to keep the grid within --output-budget.",
+            registry=r,
+        )
         self.collected = Counter(
             "gridrun_tasks_collected",
             "Ended tasks deleted by retention (--retain, --retain-failed, gridrun gc).",

@@ -256,6 +256,9 @@ class StreamOut(BaseModel):
     text: str = Field(description="The kept tail, decoded as UTF-8 (invalid bytes replaced).")
     bytes_total: int
     bytes_dropped: int
+    expired: bool = Field(
+        False, description="All of it was dropped to keep within the grid's --output-budget."
+    )
 
     @classmethod
     def of(cls, out: StreamOutput) -> StreamOut:
@@ -263,6 +266,7 @@ class StreamOut(BaseModel):
             text=out.data.decode("utf-8", "replace"),
             bytes_total=out.total,
             bytes_dropped=out.dropped,
+            expired=out.total > 0 and not out.data,
         )
 
 

@@ -77,6 +77,7 @@ class ServiceConfig:
     # retention: ended tasks are deleted this long after they end (failures: retain_failed_s)
     retain_s: float = 14 * 86400.0
     retain_failed_s: float | None = None  # None: as retain_s
+    output_budget: int | None = None  # bytes of output kept grid-wide; beyond, the oldest go
 
 
 FAILURES = frozenset({TaskState.FAILED, TaskState.TIMED_OUT, TaskState.LOST, TaskState.REJECTED})
@@ -190,7 +191,26 @@ class Service:
         kept_ok = [s for s in TERMINAL if s not in FAILURES]
         deleted = await self.collect(self.config.retain_s, kept_ok, budget_s=RETENTION_BUDGET_S)
         deleted += await self.collect(failed, FAILURES, budget_s=RETENTION_BUDGET_S)
+        await self.keep_output_budget()
         return deleted
+
+    async def keep_output_budget(self) -> int:
+        """Drop the output of the oldest ended tasks until what is kept fits --output-budget;
+        the bytes freed."""
+        budget = self.config.output_budget
+        if budget is None:
+            return 0
+        kept, freed, began = await self.store.output_kept(), 0, time.monotonic()
+        while kept > budget and time.monotonic() - began < RETENTION_BUDGET_S:
+            batch = await self.store.expire_output(kept - budget)
+            if not batch:
+                break  # what is left belongs to tasks that have not ended
+            kept, freed = kept - batch, freed + batch
+            await asyncio.sleep(0)
+        if freed:
+            log.info("output budget: dropped %d bytes of the oldest ended tasks' output", freed)
+            self.metrics.output_expired.inc(freed)
+        return freed
 
     async def set_quota(self, quota: Quota) -> None:
         await self.store.set_quota(quota)

@@ -250,6 +250,16 @@ class Store(Protocol):
 
     async def count_collectable(self, older_than: int, states: Sequence[TaskState]) -> int: ...
 
+    async def output_kept(self) -> int:
+        """The bytes of output stored (reads every output row)."""
+        ...
+
+    async def expire_output(self, at_least: int, limit: int = 500) -> int:
+        """Drop the stored output of the oldest ended tasks that still have some until
+        `at_least` bytes are freed (at most `limit` tasks); the bytes freed. The tasks stay,
+        their output counted as dropped."""
+        ...
+
     async def storage(self) -> Storage:
         """What the database holds and takes (reads every output row: call it seldom)."""
         ...

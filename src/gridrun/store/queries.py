@@ -197,3 +197,11 @@ DELETE_DEPS_ON = "DELETE FROM deps WHERE after_id = ?"
 DELETE_TASK = "DELETE FROM tasks WHERE id = ?"
 SELECT_OUTPUT_BYTES = "SELECT coalesce(sum(length(data)), 0) FROM output"
 SELECT_OLDEST_TASK = "SELECT created_at FROM tasks ORDER BY seq LIMIT 1"
+# the output budget: the oldest ended tasks whose output is still kept, and dropping it (the
+# row stays, with its total: every byte then counts as dropped)
+SELECT_OUTPUT_TO_EXPIRE = (
+    "SELECT t.id, sum(length(o.data)) FROM tasks t JOIN output o ON o.task_id = t.id"
+    " WHERE t.state IN ({states}) AND length(o.data) > 0 GROUP BY t.id, t.seq ORDER BY t.seq"
+    " LIMIT ?"
+)
+EXPIRE_OUTPUT = "UPDATE output SET data = ? WHERE task_id = ?"

@@ -45,6 +45,34 @@ class RetentionVerbs(TaskSteps):
 
         return await self._write(step)
 
+    async def output_kept(self) -> int:
+        async def read(tx: Tx) -> int:
+            row = await tx.one(sql.SELECT_OUTPUT_BYTES)
+            return int(row[0]) if row else 0
+
+        return await self._read(read)
+
+    async def expire_output(self, at_least: int, limit: int = GC_BATCH) -> int:
+        """Drop the kept output of the oldest ended tasks that still have some, oldest first,
+        until `at_least` bytes are freed (at most `limit` tasks); the task and its byte counts
+        stay (all of it then counts as dropped). Returns the bytes freed."""
+        ended = [str(s) for s in TERMINAL]
+
+        async def step(tx: Tx) -> int:
+            if not await self.dialect.take_gc_lock(tx):
+                return 0
+            query = sql.SELECT_OUTPUT_TO_EXPIRE.format(states=marks(len(ended)))
+            chosen, freed = [], 0
+            for task_id, size in await tx.all(query, *ended, limit):
+                if freed >= at_least:
+                    break
+                chosen.append((b"", task_id))
+                freed += int(size)
+            await tx.many(sql.EXPIRE_OUTPUT, chosen)
+            return freed
+
+        return await self._write(step)
+
     async def storage(self) -> Storage:
         async def read(tx: Tx) -> tuple[int, int | None, int | None]:
             output = await tx.one(sql.SELECT_OUTPUT_BYTES)

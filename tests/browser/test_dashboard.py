@@ -215,3 +215,17 @@ def test_owners_and_queues_on_the_overview_and_as_filters(
         "waiting for concurrency key deploy (1/1 running)"
     )
     expect(page.locator('dd[data-field="concurrency"]')).to_have_text("deploy (at most 1 at once)")
+
+
+def test_the_overview_shows_what_the_database_holds(system_grid: SystemGrid, page: Page) -> None:
+    system_grid.start_master("--retain", "7d", "--output-budget", "1GiB")
+    system_grid.start_worker("w1")
+    task_id = system_grid.cli("submit", "--shell", "--", "printf %0100d 0").stdout.strip()
+    system_grid.task(task_id, wait=30)
+    page.goto(system_grid.url + "/")
+    expect(page.locator("#storage-tasks .n")).to_have_text("1")
+    expect(page.locator("#storage-output .n")).to_have_text("100 B")
+    expect(page.locator("#storage-output .k")).to_have_text("output kept of 1.0 GiB")
+    expect(page.locator("#storage-next .k")).to_have_text("next clean-up (keeps 7 d)")
+    expect(page.locator("#storage-disk .n")).to_have_text(re.compile(r"^\d+%$"))
+    expect(page.locator("#storage-skipped .n")).to_have_text("0")

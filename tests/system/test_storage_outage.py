@@ -174,6 +174,8 @@ def test_a_database_refusing_connections_is_503_on_every_route(system_grid: Syst
             ("GET", "/v1/quotas", None),
             ("PUT", "/v1/quotas/owner/o1", {"max_running": 1}),
             ("GET", "/v1/owners", None),
+            ("POST", "/v1/gc", {"older_than_s": 0}),
+            ("GET", "/v1/storage", None),
             ("GET", "/metrics", None),
             ("GET", "/healthz", None),
         ]

@@ -33,6 +33,7 @@ class Metrics:
             "Tasks accepted (idempotent repeats not counted).",
             registry=r,
         )
+        self.slots_skipped_total = 0  # (the counter's value, for the API)
         self.slots_skipped = Counter(
             "gridrun_schedule_slots_skipped",
             "Schedule slots passed over while no master fired them (a schedule catches up once).",

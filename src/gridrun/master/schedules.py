@@ -78,6 +78,7 @@ class Schedules:
                 skipped = skipped_slots(schedule.cron, firing.slot, firing.next_at)
                 if skipped:
                     self.service.metrics.slots_skipped.inc(skipped)
+                    self.service.metrics.slots_skipped_total += skipped
                     log.warning(
                         "schedule %s skipped %s slot(s) between %d and %d (no master fired"
                         " them in time); it fired once, for the first", firing.schedule_id,

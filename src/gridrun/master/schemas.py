@@ -21,6 +21,11 @@ from gridrun.model import (
 )
 
 
+def iso(ms: int | None) -> datetime | None:
+    """An epoch-ms time as the API's datetime."""
+    return _iso(ms)
+
+
 def _iso(ms: int | None) -> datetime | None:
     """A stored time as a date; None for none, or for one no date can hold (a record stored
     before reports were checked: reading a task must never fail)."""
@@ -335,6 +340,19 @@ class QuotaIn(BaseModel):
     max_running: Annotated[int, Field(ge=0, le=MAX_QUOTA)] | None = Field(
         None, description="Most tasks running at once; the rest wait in the queue."
     )
+
+
+class StorageOut(BaseModel):
+    db_bytes: int | None = Field(description="The database's size (None: not known here).")
+    output_bytes: int = Field(description="Tasks' output kept.")
+    tasks_kept: int
+    oldest_task_at: datetime | None = Field(description="When the oldest task kept was made.")
+    disk_used: float | None = Field(description="How full the database's disk is (SQLite).")
+    next_retention_in_s: float | None = Field(description="Seconds to the next retention pass.")
+    retain_s: float
+    retain_failed_s: float
+    output_budget: int | None
+    schedule_slots_skipped: int = Field(description="Schedule slots passed over, since start.")
 
 
 class GcIn(BaseModel):

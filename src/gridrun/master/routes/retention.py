@@ -6,8 +6,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from gridrun.errors import InvalidSpec
-from gridrun.master.routes.common import AuditDep, Collector, ServiceDep, peer
-from gridrun.master.schemas import GcIn, GcOut
+from gridrun.master.routes.common import AuditDep, Collector, Reader, ServiceDep, peer
+from gridrun.master.schemas import GcIn, GcOut, StorageOut, iso
 from gridrun.model import TERMINAL, TaskState
 
 router = APIRouter(tags=["retention"])
@@ -29,3 +29,29 @@ async def gc(
     if not body.dry_run:
         audit.record("task.gc", who, peer(request), deleted=deleted)
     return GcOut(deleted=deleted, dry_run=body.dry_run)
+
+
+@router.get(
+    "/v1/storage",
+    response_model=StorageOut,
+    summary="What the database holds and takes, and when retention next runs",
+)
+async def storage(who: Reader, service: ServiceDep) -> StorageOut:
+    kept = await service.storage()
+    counts = await service.count_by_state()
+    config = service.config
+    left = None
+    if service.next_retention is not None:
+        left = max(0.0, service.next_retention - service.clock.monotonic())
+    return StorageOut(
+        db_bytes=kept.db_bytes,
+        output_bytes=kept.output_bytes,
+        tasks_kept=sum(counts.values()),
+        oldest_task_at=iso(kept.oldest_task_ms),
+        disk_used=kept.disk_used,
+        next_retention_in_s=left,
+        retain_s=config.retain_s,
+        retain_failed_s=config.retain_failed_s or config.retain_s,
+        output_budget=config.output_budget,
+        schedule_slots_skipped=service.metrics.slots_skipped_total,
+    )

@@ -156,7 +156,26 @@ function overviewPage(signal) {
   // who holds the grid: tasks queued and running per owner and queue (a heavier read than
   // the overview's counts, so every 5 s rather than each second)
   const owners = h("table", {id: "owners"});
-  main.append(h("h2", {}, "Owners and queues"), owners);
+  const storage = h("div", {class: "cards", id: "storage"});
+  main.append(h("h2", {}, "Owners and queues"), owners, h("h2", {}, "Storage"), storage);
+  repeat(async () => {
+    const s = await api("/v1/storage");
+    const card = (k, n, id) => h("div", {class: "card", id}, h("div", {class: "n"}, n),
+      h("div", {class: "k"}, k));
+    const days = (secs) => secs >= 86400 ? (secs / 86400).toFixed(0) + " d" : secs + " s";
+    storage.replaceChildren(
+      card("database", s.db_bytes == null ? "?" : bytes(s.db_bytes), "storage-db"),
+      card("output kept" + (s.output_budget ? " of " + bytes(s.output_budget) : ""),
+        bytes(s.output_bytes), "storage-output"),
+      card("tasks kept", s.tasks_kept, "storage-tasks"),
+      card("oldest task", s.oldest_task_at ? new Date(s.oldest_task_at).toLocaleString() : "-",
+        "storage-oldest"),
+      card("disk used", s.disk_used == null ? "?" : Math.round(s.disk_used * 100) + "%",
+        "storage-disk"),
+      card("next clean-up (keeps " + days(s.retain_s) + ")", s.next_retention_in_s == null ? "-" :
+        Math.round(s.next_retention_in_s) + " s", "storage-next"),
+      card("schedule slots skipped", s.schedule_slots_skipped, "storage-skipped"));
+  }, 30000, signal);
   repeat(async () => {
     const list = (await api("/v1/owners")).owners;
     const link = (k, v) => h("a", {href: "#/tasks?" + new URLSearchParams({[k]: v})}, v);

@@ -90,8 +90,10 @@ class Grid:
         masters: int = 1,
         db_sync: str = "full",
         worker_args: tuple[str, ...] | None = None,
+        master_args: tuple[str, ...] = (),
     ) -> None:
         self.tmp = tmp
+        self.master_args = master_args
         # as root, tasks run as root unless a bench says otherwise (the worker's own default
         # is an unprivileged user: bench/run_as.py measures what that costs)
         if worker_args is None:
@@ -135,6 +137,7 @@ class Grid:
                     f"127.0.0.1:{grpc}",
                     "--log-level",
                     "warning",
+                    *self.master_args,
                 )
             )
 

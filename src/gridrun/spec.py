@@ -399,3 +399,15 @@ def parse_size(text: str, what: str = "size") -> int:
         raise InvalidSpec(f"{what} {text!r}: give a number and a unit, e.g. 500MiB, 10GiB")
     power = " KMGT".index(match.group(2).upper() or " ")
     return int(float(match.group(1)) * 1024**power)
+
+
+def parse_retain_queues(items: Sequence[str]) -> dict[str, float]:
+    """Parse ``QUEUE=D`` strings (master --retain-queue) into seconds by queue."""
+    retains: dict[str, float] = {}
+    for item in items:
+        queue, sep, duration = item.partition("=")
+        if not sep:
+            raise InvalidSpec(f"--retain-queue {item!r} must look like QUEUE=D, e.g. nightly=90d")
+        check_name("queue", queue.strip())
+        retains[queue.strip()] = parse_duration(duration, f"--retain-queue {queue.strip()}")
+    return retains

@@ -166,3 +166,26 @@ async def test_the_output_budget_drops_the_oldest_ended_tasks_output_first(
         assert len((await grid.output(running["id"]))["stdout"]["text"]) == 1000  # not ended
     finally:
         await grid.close()
+
+
+async def test_a_queue_can_keep_its_tasks_for_its_own_time(tmp_path: Path) -> None:
+    """--retain-queue fast=1s beside --retain 600s: the fast queue's ended tasks go after a
+    second, whatever their state; the others stay."""
+    grid = Grid(tmp=tmp_path, master_overrides={"retain_s": 600.0, "retain_queues": {"fast": 1.0}})
+    await grid.start_master()
+    try:
+        await grid.add_worker("w1")
+        fast_ok = await grid.submit(cmd="true", queue="fast")
+        fast_bad = await grid.submit(cmd="exit 2", shell=True, queue="fast")
+        slow = await grid.submit(cmd="true")
+        for task in (fast_ok, fast_bad, slow):
+            await grid.wait(task["id"])
+
+        async def gone(task_id: str) -> bool:
+            return (await grid.api.get(f"/v1/tasks/{task_id}")).status_code == 404
+
+        assert await eventually_async(lambda: gone(fast_ok["id"]), 15)
+        assert await eventually_async(lambda: gone(fast_bad["id"]), 15)
+        assert (await grid.task(slow["id"]))["state"] == "succeeded"
+    finally:
+        await grid.close()

@@ -15,6 +15,7 @@ from gridrun.spec import (
     parse_duration,
     parse_labels,
     parse_max_tasks,
+    parse_retain_queues,
     parse_shares,
     parse_size,
 )
@@ -185,6 +186,14 @@ def master(
             help="The same for failed, timed-out, lost and rejected tasks (default: --retain).",
         ),
     ] = None,
+    retain_queue: Annotated[
+        list[str] | None,
+        typer.Option(
+            envvar="GRIDRUN_RETAIN_QUEUES",
+            help="QUEUE=D: the ended tasks of this queue, whatever their state, are deleted D"
+            " after they end instead (repeatable; e.g. nightly=90d).",
+        ),
+    ] = None,
     output_budget: Annotated[
         str | None,
         typer.Option(
@@ -244,6 +253,7 @@ def master(
                     if s["retain_failed"]
                     else None
                 ),
+                retain_queues=parse_retain_queues(s["retain_queue"] or []),
                 output_budget=(
                     parse_size(s["output_budget"], "--output-budget")
                     if s["output_budget"]

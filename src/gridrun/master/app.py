@@ -91,6 +91,7 @@ class MasterConfig(BaseModel):
     retain_s: float = Field(14 * 86400.0, gt=0)  # ended tasks are deleted this long after
     retain_failed_s: float | None = Field(None, gt=0)  # failures: default as retain_s
     output_budget: int | None = Field(None, ge=0)  # bytes of output kept, grid-wide
+    retain_queues: dict[str, float] = Field(default_factory=dict)  # queue -> its retention
     secret_key_file: Path | None = None  # seals secret_env; default: beside the SQLite file
 
     @field_validator("db", mode="before")
@@ -211,6 +212,7 @@ class Master:
                 retain_s=config.retain_s,
                 retain_failed_s=config.retain_failed_s,
                 output_budget=config.output_budget,
+                retain_queues=dict(config.retain_queues),
             ),
             self.sessions,
             sealer=self.sealer,

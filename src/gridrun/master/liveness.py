@@ -147,7 +147,10 @@ class Liveness:
                 log.info("retention deleted %d ended task(s)", deleted)
             # a pass cut short by its time budget goes on at the next turn
             more = deleted >= GC_BATCH
-            every = min(RETENTION_EVERY_S, service.config.retain_s / 4)
+            config = service.config
+            retains = [config.retain_s, config.retain_failed_s or config.retain_s]
+            shortest = min(retains + list(config.retain_queues.values()))
+            every = min(RETENTION_EVERY_S, shortest / 4)
             self.next_retention = service.clock.monotonic() + (0 if more else every)
             service.next_retention = self.next_retention
         forget_ms = round(service.config.forget_workers_after_s * 1000)

@@ -78,6 +78,7 @@ class ServiceConfig:
     retain_s: float = 14 * 86400.0
     retain_failed_s: float | None = None  # None: as retain_s
     output_budget: int | None = None  # bytes of output kept grid-wide; beyond, the oldest go
+    retain_queues: Mapping[str, float] = field(default_factory=dict)  # queue -> its retention
 
 
 FAILURES = frozenset({TaskState.FAILED, TaskState.TIMED_OUT, TaskState.LOST, TaskState.REJECTED})
@@ -149,7 +150,7 @@ class Service:
 
     async def collect(
         self, older_than_s: float, states: Iterable[TaskState], dry_run: bool = False,
-        budget_s: float | None = None,
+        budget_s: float | None = None, queues: tuple[bool, Sequence[str]] = (False, ()),
     ) -> int:  # fmt: skip
         """Delete ended tasks in these states that ended more than `older_than_s` ago, batch
         by batch (yielding to the event loop between them), for at most `budget_s`; return
@@ -157,10 +158,10 @@ class Service:
         before = self.clock.now_ms() - round(older_than_s * 1000)
         wanted = [s for s in states if s in TERMINAL]
         if dry_run:
-            return await self.store.count_collectable(before, wanted)
+            return await self.store.count_collectable(before, wanted, queues)
         deleted, began = 0, time.monotonic()
         while budget_s is None or time.monotonic() - began < budget_s:
-            batch = await self.store.collect(before, wanted)
+            batch = await self.store.collect(before, wanted, queues=queues)
             deleted += batch
             if batch < GC_BATCH:
                 break
@@ -187,10 +188,14 @@ class Service:
 
     async def retention(self) -> int:
         """The background pass: what --retain and --retain-failed say may go."""
-        failed = self.config.retain_failed_s or self.config.retain_s
+        config, budget = self.config, RETENTION_BUDGET_S
+        failed = config.retain_failed_s or config.retain_s
         kept_ok = [s for s in TERMINAL if s not in FAILURES]
-        deleted = await self.collect(self.config.retain_s, kept_ok, budget_s=RETENTION_BUDGET_S)
-        deleted += await self.collect(failed, FAILURES, budget_s=RETENTION_BUDGET_S)
+        others = (False, sorted(config.retain_queues))  # queues with a retention of their own
+        deleted = await self.collect(config.retain_s, kept_ok, budget_s=budget, queues=others)
+        deleted += await self.collect(failed, FAILURES, budget_s=budget, queues=others)
+        for queue, retain in sorted(config.retain_queues.items()):
+            deleted += await self.collect(retain, TERMINAL, budget_s=budget, queues=(True, [queue]))
         await self.keep_output_budget()
         return deleted
 

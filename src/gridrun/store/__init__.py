@@ -241,14 +241,18 @@ class Store(Protocol):
     # -- retention
     async def collect(
         self, older_than: int, states: Sequence[TaskState], limit: int = 500,
-        dry_run: bool = False,
+        dry_run: bool = False, queues: tuple[bool, Sequence[str]] = (False, ()),
     ) -> int:  # fmt: skip
         """Delete up to `limit` ended tasks in these states that ended before `older_than`
         (ms), with their attempts, output and dependency rows, in one short transaction; never
-        one another task still waits for. Returns how many (`dry_run`: would be)."""
+        one another task still waits for. `queues`: (True, names) only in those queues,
+        (False, names) in all others. Returns how many (`dry_run`: would be)."""
         ...
 
-    async def count_collectable(self, older_than: int, states: Sequence[TaskState]) -> int: ...
+    async def count_collectable(
+        self, older_than: int, states: Sequence[TaskState],
+        queues: tuple[bool, Sequence[str]] = (False, ()),
+    ) -> int: ...  # fmt: skip
 
     async def output_kept(self) -> int:
         """The bytes of output stored (reads every output row)."""

@@ -185,6 +185,7 @@ ADVANCE_SCHEDULE = "UPDATE schedules SET next_at = ?, last_fired = ?, last_task 
 # that has not ended (a waiting task reads its dependencies' states)
 _COLLECTABLE = (
     " FROM tasks t WHERE t.state IN ({states}) AND coalesce(t.finished_at, t.created_at) < ?"
+    " {queues}"
     " AND NOT EXISTS (SELECT 1 FROM deps d JOIN tasks w ON w.id = d.task_id"
     " WHERE d.after_id = t.id AND w.state IN ('waiting', 'queued', 'assigned', 'running'))"
 )

@@ -14,12 +14,22 @@ from gridrun.store.relational_tx import Tx, marks
 from gridrun.store.task_steps import TaskSteps
 
 GC_BATCH = 500  # tasks deleted per transaction: a short write, never one huge one
+Queues = tuple[bool, Sequence[str]]  # (True: only these queues / False: all but these)
+ALL_QUEUES: Queues = (False, ())
+
+
+def _in_queues(queues: Queues) -> tuple[str, list[str]]:
+    only, names = queues
+    if not names:
+        return ("AND 1 = 0" if only else ""), []
+    clause = f"AND t.queue {'IN' if only else 'NOT IN'} ({marks(len(names))})"
+    return clause, list(names)
 
 
 class RetentionVerbs(TaskSteps):
     async def collect(
         self, older_than: int, states: Sequence[TaskState], limit: int = GC_BATCH,
-        dry_run: bool = False,
+        dry_run: bool = False, queues: Queues = ALL_QUEUES,
     ) -> int:  # fmt: skip
         """Delete up to `limit` tasks in these (ended) states that ended before `older_than`
         (ms), with everything that is theirs; return how many (with `dry_run`, how many would
@@ -31,8 +41,9 @@ class RetentionVerbs(TaskSteps):
         async def step(tx: Tx) -> int:
             if not await self.dialect.take_gc_lock(tx):
                 return 0
-            query = sql.SELECT_COLLECTABLE.format(states=marks(len(ended)))
-            rows = await tx.all(query, *ended, older_than, limit)
+            where, names = _in_queues(queues)
+            query = sql.SELECT_COLLECTABLE.format(states=marks(len(ended)), queues=where)
+            rows = await tx.all(query, *ended, older_than, *names, limit)
             ids = [r[0] for r in rows]
             if dry_run or not ids:
                 return len(ids)
@@ -99,15 +110,18 @@ class RetentionVerbs(TaskSteps):
         if self.dialect.reclaim:
             await self._write(lambda tx: tx.all(self.dialect.reclaim))
 
-    async def count_collectable(self, older_than: int, states: Sequence[TaskState]) -> int:
+    async def count_collectable(
+        self, older_than: int, states: Sequence[TaskState], queues: Queues = ALL_QUEUES
+    ) -> int:
         """How many tasks `collect` would delete, all batches together (a dry run)."""
         ended = [str(s) for s in states if s in TERMINAL]
         if not ended:
             return 0
-        query = sql.COUNT_COLLECTABLE.format(states=marks(len(ended)))
+        where, names = _in_queues(queues)
+        query = sql.COUNT_COLLECTABLE.format(states=marks(len(ended)), queues=where)
 
         async def read(tx: Tx) -> int:
-            row = await tx.one(query, *ended, older_than)
+            row = await tx.one(query, *ended, older_than, *names)
             return int(row[0]) if row is not None else 0
 
         return await self._read(read)

@@ -14,6 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from gridrun.clock import ShiftedClock
 from gridrun.master.app import Master, MasterConfig
 from gridrun.model import Schedule
 from gridrun.spec import make_spec
@@ -21,25 +22,9 @@ from gridrun.spec import make_spec
 MINUTE_MS = 60_000
 
 
-class MovableClock:
-    """The wall clock the master reads, moved by the bench; monotonic time stays real."""
-
-    def __init__(self, start_ms: int) -> None:
-        self._offset_ms = start_ms - time.time_ns() // 1_000_000
-
-    def now_ms(self) -> int:
-        return time.time_ns() // 1_000_000 + self._offset_ms
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    def advance_to(self, when_ms: int) -> None:
-        self._offset_ms += when_ms - self.now_ms()
-
-
 async def measure(count: int) -> float:
     slot = (time.time_ns() // 1_000_000 // MINUTE_MS + 10) * MINUTE_MS  # a minute to come
-    clock = MovableClock(slot - 30_000)
+    clock = ShiftedClock(slot - 30_000)
     with tempfile.TemporaryDirectory(prefix="gridrun-schedules-") as tmp:
         config = MasterConfig(db=str(Path(tmp) / "gridrun.db"), http_port=0, grpc_port=0)
         master = Master(config, clock=clock)

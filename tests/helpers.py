@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
+from gridrun.clock import ShiftedClock  # noqa: F401 (tests use it from here)
 from gridrun.model import Task
 from gridrun.store import Candidate, Placed, Store
 
@@ -88,23 +89,6 @@ def env_without_gridrun() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDRUN_")}
     env["GRIDRUN_CONFIG"] = NO_CLIENT_CONFIG
     return env
-
-
-class ShiftedClock:
-    """A wall clock a test moves forward (schedules, expiry); monotonic time stays real, so
-    timeouts and liveness behave as usual."""
-
-    def __init__(self, start_ms: int) -> None:
-        self._offset_ms = start_ms - time.time_ns() // 1_000_000
-
-    def now_ms(self) -> int:
-        return time.time_ns() // 1_000_000 + self._offset_ms
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    def advance_to(self, when_ms: int) -> None:
-        self._offset_ms += when_ms - self.now_ms()
 
 
 async def claim(store: Store, pairs: Sequence[tuple[str, str]], now: int) -> list[Task]:

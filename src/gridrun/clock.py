@@ -1,4 +1,5 @@
-"""Time as a seam: `Clock` is injected so tests can control it; `SystemClock` is the real one."""
+"""Time as a seam: `Clock` is injected so tests can control it; `SystemClock` is the real one,
+`ShiftedClock` a wall clock that tests and benches move forward."""
 
 from __future__ import annotations
 
@@ -22,3 +23,20 @@ class SystemClock:
 
     def monotonic(self) -> float:
         return time.monotonic()
+
+
+class ShiftedClock:
+    """A wall clock moved forward by hand (schedules, expiry, retention); monotonic time stays
+    real, so timeouts and liveness behave as usual."""
+
+    def __init__(self, start_ms: int) -> None:
+        self._offset_ms = start_ms - time.time_ns() // 1_000_000
+
+    def now_ms(self) -> int:
+        return time.time_ns() // 1_000_000 + self._offset_ms
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def advance_to(self, when_ms: int) -> None:
+        self._offset_ms += when_ms - self.now_ms()

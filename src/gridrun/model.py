@@ -286,6 +286,7 @@ class TaskSpec:
     secrets: Sealed | None = None  # secret_env: sent to the worker, never shown
     queue: str = DEFAULT_QUEUE  # a name, for quotas and for finding one's tasks
     concurrency: Concurrency | None = None
+    retain_s: float | None = None  # kept this long after it ends (None: the grid's rule)
 
     @property
     def owner(self) -> str:

@@ -43,6 +43,7 @@ MAX_MEMORY_MB = 1 << 40
 MAX_GPUS = 1024
 MAX_AFTER = 1000  # tasks one task may run after
 MAX_CONCURRENCY = 1_000_000
+MAX_RETAIN_S = 100 * 365 * 86400
 NAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")  # a queue's (as a token's)
 
 _KEY = r"[^\s=!(),]+"
@@ -105,6 +106,7 @@ def make_spec(
     queue: str = DEFAULT_QUEUE,
     concurrency_key: str | None = None,
     concurrency_limit: int | None = None,
+    retain_s: float | None = None,
 ) -> TaskSpec:
     """Validate a request and build its spec; raise InvalidSpec with a human message.
     `submitted_by` is the caller's token name, set by the master (never taken from a client)."""
@@ -169,6 +171,8 @@ def make_spec(
         if not idempotency_key:
             raise InvalidSpec("idempotency_key must not be empty when given")
     check_name("queue", queue)
+    if retain_s is not None and not 0 < retain_s <= MAX_RETAIN_S:
+        raise InvalidSpec(f"retain_s must be greater than 0 and at most {MAX_RETAIN_S:g}")
     return TaskSpec(
         argv=resolved,
         cmd=cmd,
@@ -191,6 +195,7 @@ def make_spec(
         secrets=secrets,
         queue=queue,
         concurrency=_checked_concurrency(concurrency_key, concurrency_limit),
+        retain_s=retain_s,
     )
 
 

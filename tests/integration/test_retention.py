@@ -189,3 +189,44 @@ async def test_a_queue_can_keep_its_tasks_for_its_own_time(tmp_path: Path) -> No
         assert (await grid.task(slow["id"]))["state"] == "succeeded"
     finally:
         await grid.close()
+
+
+async def test_a_task_can_say_how_long_it_is_kept(tmp_path: Path) -> None:
+    """A task submitted with retain_s goes by it, whatever the grid's --retain (longer or
+    shorter); `gridrun gc` by hand does not ask."""
+    grid = Grid(tmp=tmp_path, master_overrides={"retain_s": 1.0})
+    await grid.start_master()
+    try:
+        await grid.add_worker("w1")
+        brief = await grid.submit(cmd="true")
+        kept = await grid.submit(cmd="true", retain_s=3600)
+        assert kept["retain_s"] == 3600
+        for task in (brief, kept):
+            await grid.wait(task["id"])
+
+        async def gone(task_id: str) -> bool:
+            return (await grid.api.get(f"/v1/tasks/{task_id}")).status_code == 404
+
+        assert await eventually_async(lambda: gone(brief["id"]), 15)
+        assert (await grid.task(kept["id"]))["state"] == "succeeded"  # its own hour
+        bad = await grid.api.post("/v1/tasks", json={"cmd": "true", "retain_s": -1})
+        assert bad.status_code == 422
+        assert (await grid.api.post("/v1/gc", json={"older_than_s": 0})).json()["deleted"] == 1
+    finally:
+        await grid.close()
+
+
+async def test_a_tasks_own_short_retention_wins_over_the_grids(tmp_path: Path) -> None:
+    grid = Grid(tmp=tmp_path, master_overrides={"retain_s": 3600.0})
+    await grid.start_master()
+    try:
+        await grid.add_worker("w1")
+        brief = await grid.submit(cmd="true", retain_s=0.5)
+        await grid.wait(brief["id"])
+
+        async def gone() -> bool:
+            return (await grid.api.get(f"/v1/tasks/{brief['id']}")).status_code == 404
+
+        assert await eventually_async(gone, 70)  # (passes run each minute here)
+    finally:
+        await grid.close()

@@ -72,3 +72,12 @@ def test_gc_from_the_cli(system_grid: SystemGrid) -> None:
     running = system_grid.cli("gc", "--older-than", "0s", "--state", "running")
     assert running.returncode == 1
     assert "only ended tasks can be deleted" in running.stderr
+
+
+def test_a_task_kept_for_its_own_time_from_the_cli(system_grid: SystemGrid) -> None:
+    system_grid.start_master()
+    task_id = system_grid.cli("submit", "--retain", "30d", "--", "true").stdout.strip()
+    assert system_grid.cli_json("show", task_id)["retain_s"] == 30 * 86400
+    bad = system_grid.cli("submit", "--retain", "soon", "--", "true")
+    assert bad.returncode == 2
+    assert "--retain 'soon': give a number and a unit" in bad.stderr

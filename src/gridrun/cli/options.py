@@ -14,8 +14,9 @@ from typing import Annotated, Any, TypeVar, get_type_hints
 import typer
 
 from gridrun.cli.common import fail
+from gridrun.errors import InvalidSpec
 from gridrun.model import Placement
-from gridrun.spec import parse_labels
+from gridrun.spec import parse_duration, parse_labels
 
 
 def task_body(
@@ -43,6 +44,7 @@ def task_body(
     secret_env_file: Path | None = None,
     queue: str | None = None,
     concurrency: str | None = None,
+    retain: str | None = None,
 ) -> dict[str, Any]:
     """One task as POST /v1/tasks takes it, from the CLI's options."""
     one_line = len(command) == 1
@@ -72,7 +74,15 @@ def task_body(
         **({"secret_env": secrets} if secrets else {}),
         **({"queue": queue} if queue else {}),
         **parse_concurrency(concurrency),
+        **({"retain_s": _duration(retain, "--retain")} if retain else {}),
     )
+
+
+def _duration(text: str, what: str) -> float:
+    try:
+        return parse_duration(text, what)
+    except InvalidSpec as exc:
+        fail(exc.message, 2)
 
 
 def parse_concurrency(given: str | None) -> dict[str, Any]:
@@ -175,6 +185,12 @@ RetryOn = Annotated[
 QueueTimeout = Annotated[
     float | None, typer.Option("--queue-timeout", help="Expire if not started within seconds.")
 ]
+Retain = Annotated[
+    str | None,
+    typer.Option(
+        "--retain", help="Keep it this long after it ends (30d), whatever the grid's rule."
+    ),
+]
 Queue = Annotated[
     str | None,
     typer.Option(
@@ -219,6 +235,7 @@ class TaskOptions:
     placement: Placement = Placement.SPREAD
     queue: str | None = None
     concurrency: str | None = None
+    retain: str | None = None
 
     def body(self, command: list[str], **overrides: Any) -> dict[str, Any]:
         """The task as POST /v1/tasks takes it."""
@@ -234,6 +251,7 @@ OPTION_TYPES: dict[str, Any] = {
     "queue_timeout": QueueTimeout, "idempotency_key": IdempotencyKey, "cpu": Cpu,
     "memory_mb": MemoryMb, "gpus": Gpus, "after": After, "task_class": TaskClass,
     "placement": PlacementOption, "queue": Queue, "concurrency": ConcurrencyOption,
+    "retain": Retain,
 }  # fmt: skip
 NO_OPTIONS = TaskOptions()
 F = TypeVar("F", bound=Callable[..., Any])

@@ -38,6 +38,7 @@ class SubmitOptions(TypedDict, total=False):
     queue: str
     concurrency_key: str
     concurrency_limit: int
+    retain_s: float
 
 
 class AttemptDict(TypedDict):
@@ -87,6 +88,7 @@ class TaskDict(TypedDict):
     queue: NotRequired[str]
     concurrency_key: NotRequired[str | None]
     concurrency_limit: NotRequired[int | None]
+    retain_s: NotRequired[float | None]
     retry_at: str | None
     on: str | None
     cpu: float

@@ -28,6 +28,7 @@ from gridrun.spec import (
     MAX_GPUS,
     MAX_MEMORY_MB,
     MAX_PRIORITY,
+    MAX_RETAIN_S,
     check_env,
     make_spec,
 )
@@ -131,6 +132,10 @@ class TaskIn(_In):
         " whole grid; the rest wait in order.",
     )
     concurrency_limit: Annotated[int, Field(ge=1, le=MAX_CONCURRENCY)] | None = None
+    retain_s: Annotated[float, Field(gt=0, le=MAX_RETAIN_S)] | None = Field(
+        None,
+        description="Keep it this long after it ends (seconds), whatever the grid's --retain.",
+    )
 
     def to_spec(self, submitted_by: str | None = None, seal: Seal | None = None) -> TaskSpec:
         """The spec; `seal` seals secret_env (a master always passes its key's)."""
@@ -167,6 +172,7 @@ class TaskIn(_In):
             queue=self.queue,
             concurrency_key=self.concurrency_key,
             concurrency_limit=self.concurrency_limit,
+            retain_s=self.retain_s,
         )
 
     def _retry_policy(self) -> RetryPolicy:

@@ -107,6 +107,7 @@ class TaskOut(BaseModel):
     queue: str
     concurrency_key: str | None
     concurrency_limit: int | None
+    retain_s: float | None = Field(description="Its own retention after it ends, if any.")
     retry_at: datetime | None = Field(description="A retry waits in the queue until then.")
     on: str | None = Field(description="Its selector terms beyond `labels`.")
     cpu: float
@@ -169,6 +170,7 @@ class TaskOut(BaseModel):
             queue=spec.queue,
             concurrency_key=spec.concurrency.key if spec.concurrency else None,
             concurrency_limit=spec.concurrency.limit if spec.concurrency else None,
+            retain_s=spec.retain_s,
             retry_at=_iso(task.not_before) if task.state is TaskState.QUEUED else None,
             on=", ".join(map(str, spec.selector)) or None,
             cpu=spec.resources.cpu,

@@ -49,7 +49,17 @@ from gridrun.model import (
     labels_match,
 )
 from gridrun.spec import resolve_after
-from gridrun.store import NewTask, Notice, Page, Quota, Storage, Store, TaskFilter, TaskOutput
+from gridrun.store import (
+    NewTask,
+    Notice,
+    Own,
+    Page,
+    Quota,
+    Storage,
+    Store,
+    TaskFilter,
+    TaskOutput,
+)
 from gridrun.store.retention import GC_BATCH
 
 log = logging.getLogger("gridrun.master")
@@ -151,6 +161,7 @@ class Service:
     async def collect(
         self, older_than_s: float, states: Iterable[TaskState], dry_run: bool = False,
         budget_s: float | None = None, queues: tuple[bool, Sequence[str]] = (False, ()),
+        own: Own = "ignore",
     ) -> int:  # fmt: skip
         """Delete ended tasks in these states that ended more than `older_than_s` ago, batch
         by batch (yielding to the event loop between them), for at most `budget_s`; return
@@ -158,10 +169,10 @@ class Service:
         before = self.clock.now_ms() - round(older_than_s * 1000)
         wanted = [s for s in states if s in TERMINAL]
         if dry_run:
-            return await self.store.count_collectable(before, wanted, queues)
+            return await self.store.count_collectable(before, wanted, queues, own)
         deleted, began = 0, time.monotonic()
         while budget_s is None or time.monotonic() - began < budget_s:
-            batch = await self.store.collect(before, wanted, queues=queues)
+            batch = await self.store.collect(before, wanted, queues=queues, own=own)
             deleted += batch
             if batch < GC_BATCH:
                 break
@@ -192,10 +203,12 @@ class Service:
         failed = config.retain_failed_s or config.retain_s
         kept_ok = [s for s in TERMINAL if s not in FAILURES]
         others = (False, sorted(config.retain_queues))  # queues with a retention of their own
-        deleted = await self.collect(config.retain_s, kept_ok, budget_s=budget, queues=others)
-        deleted += await self.collect(failed, FAILURES, budget_s=budget, queues=others)
+        mine: Own = "exclude"  # (a task's own retention, if it has one, wins: last pass)
+        deleted = await self.collect(config.retain_s, kept_ok, False, budget, others, mine)
+        deleted += await self.collect(failed, FAILURES, False, budget, others, mine)
         for queue, retain in sorted(config.retain_queues.items()):
-            deleted += await self.collect(retain, TERMINAL, budget_s=budget, queues=(True, [queue]))
+            deleted += await self.collect(retain, TERMINAL, False, budget, (True, [queue]), mine)
+        deleted += await self.collect(0, TERMINAL, budget_s=budget, own="only")
         await self.keep_output_budget()
         return deleted
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 from gridrun.model import (
     ANONYMOUS,
@@ -78,6 +78,11 @@ class Candidate:
     concurrency: Concurrency | None = None
     owner: str = ANONYMOUS
     queue: str = DEFAULT_QUEUE
+
+
+# a task's own retention in a retention pass: "ignore" it, "exclude" tasks that have one,
+# or "only" those (see Store.collect)
+Own = Literal["ignore", "exclude", "only"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,16 +247,19 @@ class Store(Protocol):
     async def collect(
         self, older_than: int, states: Sequence[TaskState], limit: int = 500,
         dry_run: bool = False, queues: tuple[bool, Sequence[str]] = (False, ()),
+        own: Own = "ignore",
     ) -> int:  # fmt: skip
         """Delete up to `limit` ended tasks in these states that ended before `older_than`
         (ms), with their attempts, output and dependency rows, in one short transaction; never
         one another task still waits for. `queues`: (True, names) only in those queues,
-        (False, names) in all others. Returns how many (`dry_run`: would be)."""
+        (False, names) in all others. `own`, a task's own retention: "ignore" it, "exclude"
+        tasks that have one, or "only" those whose own retention is over by `older_than`
+        (then: now). Returns how many (`dry_run`: would be)."""
         ...
 
     async def count_collectable(
         self, older_than: int, states: Sequence[TaskState],
-        queues: tuple[bool, Sequence[str]] = (False, ()),
+        queues: tuple[bool, Sequence[str]] = (False, ()), own: Own = "ignore",
     ) -> int: ...  # fmt: skip
 
     async def output_kept(self) -> int:

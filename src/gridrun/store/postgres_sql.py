@@ -190,6 +190,9 @@ CREATE TABLE quotas (
 );
 """
 
+# v12: see the SQLite store's v15 (a task's own retention)
+SCHEMA_V12 = "ALTER TABLE tasks ADD COLUMN retain_ms BIGINT;"
+
 MIGRATIONS = [
     SCHEMA_V1,
     SCHEMA_V2,
@@ -202,6 +205,7 @@ MIGRATIONS = [
     SCHEMA_V9,
     SCHEMA_V10,
     SCHEMA_V11,
+    SCHEMA_V12,
 ]  # MIGRATIONS[n] brings a database from version n to n+1
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -217,13 +221,14 @@ SET_VERSION = "DELETE FROM gridrun_schema; INSERT INTO gridrun_schema (version) 
 
 INSERT_TASKS = (
     "WITH added AS (INSERT INTO tasks (id, name, spec, priority, labels, legacy_ok, state,"
-    " created_at, expires_at, idempotency_key, placement, job_id, owner, queue) SELECT id, name,"
-    " spec, priority, labels, legacy_ok, 'queued', created_at, expires_at, idempotency_key,"
-    " placement, job_id, owner, queue"
+    " created_at, expires_at, idempotency_key, placement, job_id, owner, queue, retain_ms)"
+    " SELECT id, name, spec, priority, labels, legacy_ok, 'queued', created_at, expires_at,"
+    " idempotency_key, placement, job_id, owner, queue, retain_ms"
     " FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::int[],"
     " $7::bigint[], $8::bigint[], $9::text[], $10::text[], $11::text[], $12::text[],"
-    " $13::text[]) AS t (id, name, spec, priority, labels, legacy_ok, created_at, expires_at,"
-    " idempotency_key, placement, job_id, owner, queue) RETURNING id, seq),"
+    " $13::text[], $14::bigint[]) AS t (id, name, spec, priority, labels, legacy_ok,"
+    " created_at, expires_at, idempotency_key, placement, job_id, owner, queue, retain_ms)"
+    " RETURNING id, seq),"
     " counted AS (INSERT INTO task_count_changes (state, delta)"
     " SELECT 'queued', count(*) FROM added)"
     " SELECT id, seq FROM added"

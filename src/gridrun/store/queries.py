@@ -12,8 +12,8 @@ TASK_COLUMNS = (
 SELECT_TASK = f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?"
 INSERT_TASK = (
     "INSERT INTO tasks (id, name, spec, priority, labels, legacy_ok, state, created_at,"
-    " expires_at, idempotency_key, placement, job_id, owner, queue)"
-    " VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)"
+    " expires_at, idempotency_key, placement, job_id, owner, queue, retain_ms)"
+    " VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 SELECT_TASK_BY_KEY = f"SELECT {TASK_COLUMNS} FROM tasks WHERE idempotency_key = ?"
 SELECT_QUEUED = (
@@ -184,7 +184,7 @@ ADVANCE_SCHEDULE = "UPDATE schedules SET next_at = ?, last_fired = ?, last_task 
 # retention (gridrun.store.retention): ended tasks past their time, not waited for by a task
 # that has not ended (a waiting task reads its dependencies' states)
 _COLLECTABLE = (
-    " FROM tasks t WHERE t.state IN ({states}) AND coalesce(t.finished_at, t.created_at) < ?"
+    " FROM tasks t WHERE t.state IN ({states}) AND {when} < ?"
     " {queues}"
     " AND NOT EXISTS (SELECT 1 FROM deps d JOIN tasks w ON w.id = d.task_id"
     " WHERE d.after_id = t.id AND w.state IN ('waiting', 'queued', 'assigned', 'running'))"
@@ -206,3 +206,7 @@ SELECT_OUTPUT_TO_EXPIRE = (
     " LIMIT ?"
 )
 EXPIRE_OUTPUT = "UPDATE output SET data = ? WHERE task_id = ?"
+# when a task ended, for retention: by the store-wide cutoff (`own`: not for tasks with a
+# retention of their own, or regardless), or by its own retention against now
+ENDED_AT = "coalesce(t.finished_at, t.created_at)"
+OWN_RETENTION_ENDS = "coalesce(t.finished_at, t.created_at) + t.retain_ms"

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from gridrun.model import TERMINAL, TaskState
-from gridrun.store import Storage
+from gridrun.store import Own, Storage
 from gridrun.store import queries as sql
 from gridrun.store.relational_tx import Tx, marks
 from gridrun.store.task_steps import TaskSteps
@@ -16,6 +16,17 @@ from gridrun.store.task_steps import TaskSteps
 GC_BATCH = 500  # tasks deleted per transaction: a short write, never one huge one
 Queues = tuple[bool, Sequence[str]]  # (True: only these queues / False: all but these)
 ALL_QUEUES: Queues = (False, ())
+
+
+def _scope(queues: Queues, own: Own) -> tuple[str, str, list[str]]:
+    """The {when} and {queues} of a retention query, and the queue names it takes."""
+    where, names = _in_queues(queues)
+    if own == "exclude":
+        where += " AND t.retain_ms IS NULL"
+    when = sql.ENDED_AT
+    if own == "only":
+        when, where = sql.OWN_RETENTION_ENDS, where + " AND t.retain_ms IS NOT NULL"
+    return when, where, names
 
 
 def _in_queues(queues: Queues) -> tuple[str, list[str]]:
@@ -29,7 +40,7 @@ def _in_queues(queues: Queues) -> tuple[str, list[str]]:
 class RetentionVerbs(TaskSteps):
     async def collect(
         self, older_than: int, states: Sequence[TaskState], limit: int = GC_BATCH,
-        dry_run: bool = False, queues: Queues = ALL_QUEUES,
+        dry_run: bool = False, queues: Queues = ALL_QUEUES, own: Own = "ignore",
     ) -> int:  # fmt: skip
         """Delete up to `limit` tasks in these (ended) states that ended before `older_than`
         (ms), with everything that is theirs; return how many (with `dry_run`, how many would
@@ -41,8 +52,8 @@ class RetentionVerbs(TaskSteps):
         async def step(tx: Tx) -> int:
             if not await self.dialect.take_gc_lock(tx):
                 return 0
-            where, names = _in_queues(queues)
-            query = sql.SELECT_COLLECTABLE.format(states=marks(len(ended)), queues=where)
+            when, where, names = _scope(queues, own)
+            query = sql.SELECT_COLLECTABLE.format(states=marks(len(ended)), when=when, queues=where)
             rows = await tx.all(query, *ended, older_than, *names, limit)
             ids = [r[0] for r in rows]
             if dry_run or not ids:
@@ -111,14 +122,15 @@ class RetentionVerbs(TaskSteps):
             await self._write(lambda tx: tx.all(self.dialect.reclaim))
 
     async def count_collectable(
-        self, older_than: int, states: Sequence[TaskState], queues: Queues = ALL_QUEUES
-    ) -> int:
+        self, older_than: int, states: Sequence[TaskState], queues: Queues = ALL_QUEUES,
+        own: Own = "ignore",
+    ) -> int:  # fmt: skip
         """How many tasks `collect` would delete, all batches together (a dry run)."""
         ended = [str(s) for s in states if s in TERMINAL]
         if not ended:
             return 0
-        where, names = _in_queues(queues)
-        query = sql.COUNT_COLLECTABLE.format(states=marks(len(ended)), queues=where)
+        when, where, names = _scope(queues, own)
+        query = sql.COUNT_COLLECTABLE.format(states=marks(len(ended)), when=when, queues=where)
 
         async def read(tx: Tx) -> int:
             row = await tx.one(query, *ended, older_than, *names)

@@ -78,6 +78,8 @@ def spec_to_json(spec: TaskSpec) -> str:
         raw["queue"] = spec.queue
     if spec.concurrency is not None:
         raw["concurrency"] = [spec.concurrency.key, spec.concurrency.limit]
+    if spec.retain_s is not None:
+        raw["retain_s"] = spec.retain_s
     return orjson.dumps(raw).decode()
 
 
@@ -110,6 +112,7 @@ def spec_from_json(text: str) -> TaskSpec:
         secrets=sealed_from_json(raw.get("secrets")),
         queue=raw.get("queue", DEFAULT_QUEUE),
         concurrency=concurrency_from_json(raw.get("concurrency")),
+        retain_s=raw.get("retain_s"),
     )
 
 

@@ -211,6 +211,9 @@ CREATE TABLE quotas (
 ) WITHOUT ROWID;
 """
 
+# v15: a task may say how long it is kept after it ends (its own retention)
+SCHEMA_V15 = "ALTER TABLE tasks ADD COLUMN retain_ms INTEGER;"
+
 MIGRATIONS = [
     SCHEMA_V1,
     SCHEMA_V2,
@@ -226,5 +229,6 @@ MIGRATIONS = [
     SCHEMA_V12,
     SCHEMA_V13,
     SCHEMA_V14,
+    SCHEMA_V15,
 ]  # MIGRATIONS[n] brings a database from version n to n+1
 SCHEMA_VERSION = len(MIGRATIONS)

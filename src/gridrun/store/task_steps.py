@@ -57,6 +57,7 @@ class TaskSteps(Steps):
                 t.spec.job,
                 t.spec.owner,
                 t.spec.queue,
+                round(t.spec.retain_s * 1000) if t.spec.retain_s is not None else None,
             )
             for t in tasks
         ]

@@ -230,3 +230,15 @@ async def test_a_tasks_own_short_retention_wins_over_the_grids(tmp_path: Path) -
         assert await eventually_async(gone, 70)  # (passes run each minute here)
     finally:
         await grid.close()
+
+
+async def test_a_job_says_how_many_of_its_tasks_expired(grid: Grid) -> None:
+    await grid.add_worker("w1")
+    await grid.add_worker("w2")
+    job = (await grid.api.post("/v1/jobs", json={"cmd": "true"})).json()
+    assert len(job["tasks"]) == 2
+    for task in job["tasks"]:
+        await grid.wait(task["id"])
+    await grid.client.gc(0, ["succeeded"])
+    after = (await grid.api.get(f"/v1/jobs/{job['id']}")).json()
+    assert (after["tasks"], after["expired"]) == ([], 2)  # not a 404: the job was, and ran

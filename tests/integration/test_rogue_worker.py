@@ -190,6 +190,7 @@ async def test_records_broken_before_the_checks_are_repaired_on_start(tmp_path: 
         for index in ("tasks_lanes", "tasks_owners", "tasks_queues", "tasks_by_owner"):
             conn.execute(f"DROP INDEX {index}")  # v14
         conn.execute("ALTER TABLE tasks DROP COLUMN retain_ms")  # v15
+        conn.execute("DROP TABLE expired")
         for column in ("lane", "queue", "owner"):
             conn.execute(f"ALTER TABLE tasks DROP COLUMN {column}")
         conn.execute("DROP TABLE quotas")

@@ -108,6 +108,7 @@ class TaskDict(TypedDict):
 class JobDict(TypedDict):
     id: str
     tasks: list[TaskDict]
+    expired: NotRequired[int]  # its tasks deleted by retention since (not listed)
 
 
 class WorkerDict(TypedDict):

@@ -237,6 +237,7 @@ class JobOut(BaseModel):
 
     id: str
     tasks: list[TaskOut]
+    expired: int = Field(0, description="Its tasks deleted by retention since (not listed).")
 
 
 class BatchOut(BaseModel):

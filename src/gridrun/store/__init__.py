@@ -262,6 +262,10 @@ class Store(Protocol):
         queues: tuple[bool, Sequence[str]] = (False, ()), own: Own = "ignore",
     ) -> int: ...  # fmt: skip
 
+    async def expired_count(self, kind: str, key: str) -> int:
+        """How many tasks of this job (`kind` "job") retention has deleted."""
+        ...
+
     async def output_kept(self) -> int:
         """The bytes of output stored (reads every output row)."""
         ...

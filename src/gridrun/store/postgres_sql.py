@@ -190,8 +190,16 @@ CREATE TABLE quotas (
 );
 """
 
-# v12: see the SQLite store's v15 (a task's own retention)
-SCHEMA_V12 = "ALTER TABLE tasks ADD COLUMN retain_ms BIGINT;"
+# v12: see the SQLite store's v15 (a task's own retention, what retention deleted by job)
+SCHEMA_V12 = """
+ALTER TABLE tasks ADD COLUMN retain_ms BIGINT;
+CREATE TABLE expired (
+    kind TEXT NOT NULL,
+    id   TEXT NOT NULL,
+    n    BIGINT NOT NULL,
+    PRIMARY KEY (kind, id)
+);
+"""
 
 MIGRATIONS = [
     SCHEMA_V1,

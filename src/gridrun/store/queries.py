@@ -210,3 +210,12 @@ EXPIRE_OUTPUT = "UPDATE output SET data = ? WHERE task_id = ?"
 # retention of their own, or regardless), or by its own retention against now
 ENDED_AT = "coalesce(t.finished_at, t.created_at)"
 OWN_RETENTION_ENDS = "coalesce(t.finished_at, t.created_at) + t.retain_ms"
+COUNT_JOBS_OF = (
+    "SELECT job_id, count(*) FROM tasks WHERE id IN ({marks}) AND job_id IS NOT NULL"
+    " GROUP BY job_id"
+)
+COUNT_EXPIRED = (
+    "INSERT INTO expired (kind, id, n) VALUES (?, ?, ?)"
+    " ON CONFLICT (kind, id) DO UPDATE SET n = expired.n + excluded.n"
+)
+SELECT_EXPIRED_COUNT = "SELECT n FROM expired WHERE kind = ? AND id = ?"

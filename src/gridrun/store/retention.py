@@ -58,6 +58,8 @@ class RetentionVerbs(TaskSteps):
             ids = [r[0] for r in rows]
             if dry_run or not ids:
                 return len(ids)
+            jobs = await tx.all(sql.COUNT_JOBS_OF.format(marks=marks(len(ids))), *ids)
+            await tx.many(sql.COUNT_EXPIRED, [("job", job, n) for job, n in jobs])
             for statement in (
                 sql.DELETE_TASK_OUTPUT, sql.DELETE_TASK_ATTEMPTS, sql.DELETE_TASK_DEPS,
                 sql.DELETE_DEPS_ON, sql.DELETE_TASK,
@@ -66,6 +68,13 @@ class RetentionVerbs(TaskSteps):
             return len(ids)
 
         return await self._write(step)
+
+    async def expired_count(self, kind: str, key: str) -> int:
+        async def read(tx: Tx) -> int:
+            row = await tx.one(sql.SELECT_EXPIRED_COUNT, kind, key)
+            return int(row[0]) if row else 0
+
+        return await self._read(read)
 
     async def output_kept(self) -> int:
         async def read(tx: Tx) -> int:

@@ -211,8 +211,17 @@ CREATE TABLE quotas (
 ) WITHOUT ROWID;
 """
 
-# v15: a task may say how long it is kept after it ends (its own retention)
-SCHEMA_V15 = "ALTER TABLE tasks ADD COLUMN retain_ms INTEGER;"
+# v15: a task may say how long it is kept after it ends (its own retention); what retention
+# deleted is counted by what it belonged to (a job: "n tasks expired")
+SCHEMA_V15 = """
+ALTER TABLE tasks ADD COLUMN retain_ms INTEGER;
+CREATE TABLE expired (
+    kind TEXT NOT NULL,
+    id   TEXT NOT NULL,
+    n    INTEGER NOT NULL,
+    PRIMARY KEY (kind, id)
+) WITHOUT ROWID;
+"""
 
 MIGRATIONS = [
     SCHEMA_V1,

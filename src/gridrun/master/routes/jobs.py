@@ -39,6 +39,8 @@ async def broadcast(
 async def get_job(who: Reader, service: ServiceDep, job_id: str) -> JobOut:
     """A job's tasks, one per worker, as they are now."""
     page = await service.list_tasks(TaskFilter(job=job_id), MAX_PAGE, None)
-    if not page.tasks:
+    expired = await service.store.expired_count("job", job_id)
+    if not page.tasks and not expired:
         raise JobNotFound(f"no job with id {job_id!r}")
-    return JobOut(id=job_id, tasks=[TaskOut.of(t) for t in reversed(page.tasks)])
+    tasks = [TaskOut.of(t) for t in reversed(page.tasks)]
+    return JobOut(id=job_id, tasks=tasks, expired=expired)

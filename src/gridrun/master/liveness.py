@@ -18,10 +18,8 @@ from gridrun.master import fairness, scheduler
 from gridrun.master.schedules import Schedules
 from gridrun.master.service import Service
 from gridrun.model import Task, WorkerState
-from gridrun.store.retention import GC_BATCH
 
 log = logging.getLogger("gridrun.master")
-RETENTION_EVERY_S = 60.0  # how often the background retention pass runs
 UNSCHEDULABLE_SCAN = 500  # queued tasks, from the head, checked each period
 
 
@@ -36,8 +34,6 @@ class Liveness:
         # masters holding those leases may not have renewed them yet.
         self.judge_after = service.clock.monotonic() + self.timeout_s
         self.store_failed = False  # the last check could not reach or write the store
-        self.next_retention = service.clock.monotonic()  # (clock seconds) its next pass
-        self.warned = ""  # the last storage warning logged (each is logged once)
         self._loop: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -137,22 +133,7 @@ class Liveness:
         await self.flag_unschedulable(now)
         await self.schedules.fire_due()
         await service.store.fold_counts()
-        for warning in service.storage_warnings():
-            if warning != self.warned:
-                log.warning("%s", warning)
-            self.warned = warning
-        if service.clock.monotonic() >= self.next_retention:
-            deleted = await service.retention()
-            if deleted:
-                log.info("retention deleted %d ended task(s)", deleted)
-            # a pass cut short by its time budget goes on at the next turn
-            more = deleted >= GC_BATCH
-            config = service.config
-            retains = [config.retain_s, config.retain_failed_s or config.retain_s]
-            shortest = min(retains + list(config.retain_queues.values()))
-            every = min(RETENTION_EVERY_S, shortest / 4)
-            self.next_retention = service.clock.monotonic() + (0 if more else every)
-            service.next_retention = self.next_retention
+        await service.retention.tick()
         forget_ms = round(service.config.forget_workers_after_s * 1000)
         connected = {s.worker_id for s in service.sessions if not s.closed}
         for worker_id in await service.store.forget_workers(now - forget_ms, connected):

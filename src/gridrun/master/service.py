@@ -22,6 +22,7 @@ from gridrun.clock import Clock
 from gridrun.errors import NoWorkerMatches, TooManyQueued, WorkerNotConnected
 from gridrun.master.dispatcher import Dispatcher
 from gridrun.master.metrics import Metrics
+from gridrun.master.retention import Retention
 from gridrun.master.sealing import Sealer
 from gridrun.master.sessions import (
     CancelCmd,
@@ -34,7 +35,6 @@ from gridrun.master.trust import Trust
 from gridrun.master.watchers import Watchers
 from gridrun.model import (
     ACTIVE,
-    TERMINAL,
     Attempt,
     AttemptRef,
     Outcome,
@@ -52,15 +52,12 @@ from gridrun.spec import resolve_after
 from gridrun.store import (
     NewTask,
     Notice,
-    Own,
     Page,
     Quota,
-    Storage,
     Store,
     TaskFilter,
     TaskOutput,
 )
-from gridrun.store.retention import GC_BATCH
 
 log = logging.getLogger("gridrun.master")
 
@@ -89,12 +86,6 @@ class ServiceConfig:
     retain_failed_s: float | None = None  # None: as retain_s
     output_budget: int | None = None  # bytes of output kept grid-wide; beyond, the oldest go
     retain_queues: Mapping[str, float] = field(default_factory=dict)  # queue -> its retention
-
-
-FAILURES = frozenset({TaskState.FAILED, TaskState.TIMED_OUT, TaskState.LOST, TaskState.REJECTED})
-RETENTION_BUDGET_S = 0.5  # a background pass deletes for at most this long, then yields
-STORAGE_EVERY_S = 30.0  # how stale the storage figures may be
-DISK_WARN = 0.9
 
 
 def new_task_ids(count: int) -> list[str]:
@@ -133,8 +124,7 @@ class Service:
         self.dispatch_wanted = asyncio.Event()
         self.stopping = asyncio.Event()  # set when the master shuts down: followers end
         self.watchers = Watchers()
-        self._storage: tuple[float, Storage] | None = None  # (when, what) of the last look
-        self.next_retention: float | None = None  # (clock seconds) set by the liveness loop
+        self.retention = Retention(self)
 
     # ---- client use cases
 
@@ -157,78 +147,6 @@ class Service:
         added = [(t, t.id == p.id) for t, p in zip(tasks, proposed, strict=True)]
         self.metrics.submitted.inc(sum(new for _, new in added))
         return added
-
-    async def collect(
-        self, older_than_s: float, states: Iterable[TaskState], dry_run: bool = False,
-        budget_s: float | None = None, queues: tuple[bool, Sequence[str]] = (False, ()),
-        own: Own = "ignore",
-    ) -> int:  # fmt: skip
-        """Delete ended tasks in these states that ended more than `older_than_s` ago, batch
-        by batch (yielding to the event loop between them), for at most `budget_s`; return
-        how many (with `dry_run`, how many would be)."""
-        before = self.clock.now_ms() - round(older_than_s * 1000)
-        wanted = [s for s in states if s in TERMINAL]
-        if dry_run:
-            return await self.store.count_collectable(before, wanted, queues, own)
-        deleted, began = 0, time.monotonic()
-        while budget_s is None or time.monotonic() - began < budget_s:
-            batch = await self.store.collect(before, wanted, queues=queues, own=own)
-            deleted += batch
-            if batch < GC_BATCH:
-                break
-            await asyncio.sleep(0)  # dispatch and reports go on between batches
-        if deleted:
-            await self.store.reclaim()
-            self.metrics.collected.inc(deleted)
-        return deleted
-
-    async def storage(self) -> Storage:
-        """What the database holds and takes, at most STORAGE_EVERY_S old (it reads every
-        output row, so it is looked at when asked: /metrics)."""
-        now = time.monotonic()
-        if self._storage is None or now - self._storage[0] > STORAGE_EVERY_S:
-            self._storage = (now, await self.store.storage())
-        return self._storage[1]
-
-    def storage_warnings(self) -> list[str]:
-        """What /healthz warns of, and the liveness loop logs: a disk nearly full."""
-        used = self.store.disk_used()
-        if used is not None and used > DISK_WARN:
-            return [f"the disk holding the database is {used:.0%} full"]
-        return []
-
-    async def retention(self) -> int:
-        """The background pass: what --retain and --retain-failed say may go."""
-        config, budget = self.config, RETENTION_BUDGET_S
-        failed = config.retain_failed_s or config.retain_s
-        kept_ok = [s for s in TERMINAL if s not in FAILURES]
-        others = (False, sorted(config.retain_queues))  # queues with a retention of their own
-        mine: Own = "exclude"  # (a task's own retention, if it has one, wins: last pass)
-        deleted = await self.collect(config.retain_s, kept_ok, False, budget, others, mine)
-        deleted += await self.collect(failed, FAILURES, False, budget, others, mine)
-        for queue, retain in sorted(config.retain_queues.items()):
-            deleted += await self.collect(retain, TERMINAL, False, budget, (True, [queue]), mine)
-        deleted += await self.collect(0, TERMINAL, budget_s=budget, own="only")
-        await self.keep_output_budget()
-        return deleted
-
-    async def keep_output_budget(self) -> int:
-        """Drop the output of the oldest ended tasks until what is kept fits --output-budget;
-        the bytes freed."""
-        budget = self.config.output_budget
-        if budget is None:
-            return 0
-        kept, freed, began = await self.store.output_kept(), 0, time.monotonic()
-        while kept > budget and time.monotonic() - began < RETENTION_BUDGET_S:
-            batch = await self.store.expire_output(kept - budget)
-            if not batch:
-                break  # what is left belongs to tasks that have not ended
-            kept, freed = kept - batch, freed + batch
-            await asyncio.sleep(0)
-        if freed:
-            log.info("output budget: dropped %d bytes of the oldest ended tasks' output", freed)
-            self.metrics.output_expired.inc(freed)
-        return freed
 
     async def set_quota(self, quota: Quota) -> None:
         await self.store.set_quota(quota)

@@ -59,21 +59,13 @@ class RelationalStore(DispatchVerbs, AttemptVerbs, ScheduleVerbs, WorkerVerbs, R
         if flt.states:
             where.append(f"state IN ({marks(len(flt.states))})")
             args.extend(str(s) for s in flt.states)
-        if flt.worker_id is not None:
-            where.append("worker_id = ?")
-            args.append(flt.worker_id)
-        if flt.name is not None:
-            where.append("name = ?")
-            args.append(flt.name)
-        if flt.job is not None:
-            where.append("job_id = ?")
-            args.append(flt.job)
-        if flt.owner is not None:
-            where.append("owner = ?")
-            args.append(flt.owner)
-        if flt.queue is not None:
-            where.append("queue = ?")
-            args.append(flt.queue)
+        for column, value in (
+            ("worker_id", flt.worker_id), ("name", flt.name), ("job_id", flt.job),
+            ("owner", flt.owner), ("queue", flt.queue),
+        ):  # fmt: skip
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
         for key, value in flt.labels.items():
             where.append(self.dialect.label_clause)
             args.extend((key, value))

@@ -207,7 +207,7 @@ class Cgroups(Containment):
     def __init__(self, name: str, hierarchies: list[Hierarchy], root: str | None) -> None:
         self.base: dict[str, Path] = {}  # "v2" or a v1 controller -> this worker's subtree
         self.v2: Path | None = None
-        self._home: dict[Path, Path] = {}  # a v1 base -> the worker's own group there
+        self._homes: list[Path] = []  # the worker's own group in each v1 hierarchy used
         v2 = next((h for h in hierarchies if h.version == 2), None)
         if v2 is not None and not self._keeps_v2(v2, hierarchies):
             v2 = None
@@ -231,7 +231,7 @@ class Cgroups(Containment):
             parent = h.mount / root.lstrip("/") if root else h.own
             base = parent / name
             if _mkdir(base):
-                self._home[base] = h.own
+                self._homes.append(h.own)
                 for controller in wanted:
                     self.base[controller] = base
         self.freezer = self.base.get("freezer")  # (only where there is no v2: see needless)
@@ -239,7 +239,6 @@ class Cgroups(Containment):
         self._busy: list[Path] = []  # attempts' directories to remove once they drain
         self._idle: list[Group] = []  # v1 groups an attempt used, ready for the next one
         self._home_files = cgroups.Files()
-        self._home_tasks: list[int] = []
         self._numbers = itertools.count(1)
         # the directories made above were a probe: `start` makes them again, under its
         # guardian, so a worker that fails before it starts leaves none behind
@@ -290,11 +289,8 @@ class Cgroups(Containment):
 
     def _leave(self) -> None:
         """Move the calling thread back into the worker's own v1 groups."""
-        if not self._home_tasks:
-            self._home_tasks = [
-                self._home_files.fd(d / "tasks", os.O_WRONLY) for d in self._home.values()
-            ]
-        cgroups.move_thread(self._home_tasks)
+        tasks = [self._home_files.fd(home / "tasks", os.O_WRONLY) for home in self._homes]
+        cgroups.move_thread(tasks)
 
     def _recycled(self) -> Group | None:
         """An idle group, if there is one still standing (a dead predecessor's guardian may
@@ -355,7 +351,6 @@ class Cgroups(Containment):
     def close(self) -> None:
         self._drop_idle()
         self._home_files.close()
-        self._home_tasks.clear()
         guardian, self._guardian = self._guardian, None
         if guardian is not None:
             assert guardian.stdin is not None

@@ -65,10 +65,9 @@ async def dashboard() -> FileResponse:
 )
 async def metrics(who: Reader, service: ServiceDep) -> Response:
     workers = await service.workers()
-    left = None
-    if service.next_retention is not None:
-        left = service.next_retention - service.clock.monotonic()
-    service.metrics.storage(await service.storage(), service.clock.now_ms(), left)
+    retention = service.retention
+    storage = await retention.storage()
+    service.metrics.storage(storage, service.clock.now_ms(), retention.seconds_to_next())
     body = service.metrics.refresh(
         await service.count_by_state(),
         workers_by_state(workers),
@@ -91,5 +90,5 @@ async def healthz(request: Request, service: ServiceDep) -> Any:
         status="ok",
         version=gridrun.__version__,
         workers_connected=len(service.sessions),
-        warnings=[*request.app.state.warnings, *service.storage_warnings()],
+        warnings=[*request.app.state.warnings, *service.retention.warnings()],
     )

@@ -1,5 +1,5 @@
 """Deleting ended tasks by hand (`gridrun gc`); the master also does it by itself
-(`--retain`, `--retain-failed`: Service.retention)."""
+(`--retain` and the rest: gridrun.master.retention)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ async def gc(
     if body.states is not None and not set(body.states) <= named:
         raise InvalidSpec("only ended tasks can be deleted: states " + ", ".join(sorted(named)))
     ended = [TaskState(s) for s in body.states] if body.states is not None else sorted(TERMINAL)
-    deleted = await service.collect(body.older_than_s, ended, dry_run=body.dry_run)
+    deleted = await service.retention.collect(body.older_than_s, ended, dry_run=body.dry_run)
     if not body.dry_run:
         audit.record("task.gc", who, peer(request), deleted=deleted)
     return GcOut(deleted=deleted, dry_run=body.dry_run)
@@ -37,19 +37,16 @@ async def gc(
     summary="What the database holds and takes, and when retention next runs",
 )
 async def storage(who: Reader, service: ServiceDep) -> StorageOut:
-    kept = await service.storage()
+    kept = await service.retention.storage()
     counts = await service.count_by_state()
     config = service.config
-    left = None
-    if service.next_retention is not None:
-        left = max(0.0, service.next_retention - service.clock.monotonic())
     return StorageOut(
         db_bytes=kept.db_bytes,
         output_bytes=kept.output_bytes,
         tasks_kept=sum(counts.values()),
         oldest_task_at=iso(kept.oldest_task_ms),
         disk_used=kept.disk_used,
-        next_retention_in_s=left,
+        next_retention_in_s=service.retention.seconds_to_next(),
         retain_s=config.retain_s,
         retain_failed_s=config.retain_failed_s or config.retain_s,
         output_budget=config.output_budget,

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from gridrun.worker.containment import descendants
+from gridrun.worker.proctree import descendants
 from tests.helpers import env_without_gridrun, eventually, free_port
 
 

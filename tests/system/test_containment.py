@@ -16,7 +16,8 @@ import httpx
 import pytest
 
 from gridrun.worker import cgroups
-from gridrun.worker.containment import descendants, subtree_name
+from gridrun.worker.containment import subtree_name
+from gridrun.worker.proctree import descendants
 from tests.helpers import eventually, pid_alive, read_pid
 from tests.system.conftest import SystemGrid, is_guardian
 

@@ -11,7 +11,6 @@ process outlives it.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import subprocess
@@ -25,8 +24,8 @@ import httpx
 
 from gridrun.cli.render import split_address
 from gridrun.errors import ClientError
+from gridrun.worker.proctree import PR_SET_PDEATHSIG, prctl
 
-PR_SET_PDEATHSIG = 1
 READY_TIMEOUT_S = 30.0
 DRAIN_GRACE_S = 10.0  # Ctrl-C: running tasks get this long to finish
 STOP_TIMEOUT_S = DRAIN_GRACE_S + 20.0
@@ -34,8 +33,7 @@ STOP_TIMEOUT_S = DRAIN_GRACE_S + 20.0
 
 def _die_with_parent() -> None:
     """Runs in the child before exec: ask the kernel for SIGTERM when the parent dies."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class Grid:

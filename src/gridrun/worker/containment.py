@@ -36,8 +36,6 @@ So a task retried elsewhere after its worker died never runs twice at once.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import hashlib
 import itertools
 import json
@@ -46,13 +44,19 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from gridrun.model import AttemptRef
 from gridrun.worker import cgroups
 from gridrun.worker.cgroups import Group, Hierarchy, Limits, Usage
+from gridrun.worker.proctree import (
+    PR_SET_CHILD_SUBREAPER,
+    prctl,
+    reap_orphans,
+    tagged_descendants,
+)
 
 log = logging.getLogger("gridrun.worker")
 
@@ -63,7 +67,6 @@ JOIN = (
     ' echo "gridrun: cannot put the task in its cgroup ($1)" >&2; exit 125; }; shift; done;'
     ' shift; exec "$@"'
 )
-PR_SET_CHILD_SUBREAPER = 36
 POOL_IDLE = 16  # v1 groups kept for the next attempts (a new one is made when none is idle)
 
 
@@ -186,7 +189,7 @@ class Subreaper(Containment):
     mode = "subreaper"
 
     def __init__(self) -> None:
-        self.ok = _prctl(PR_SET_CHILD_SUBREAPER, 1)
+        self.ok = prctl(PR_SET_CHILD_SUBREAPER, 1)
 
     def describe(self) -> str:
         return "subreaper" if self.ok else "none (no prctl: escaped processes are not caught)"
@@ -422,14 +425,6 @@ def _mkdir(path: Path) -> bool:
     return True
 
 
-def _prctl(option: int, value: int) -> bool:
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    prctl = getattr(ctypes.CDLL(name, use_errno=True), "prctl", None)
-    return prctl is not None and prctl(option, value, 0, 0, 0) == 0
-
-
 def start_guardian(
     bases: list[Path], v2: Path | None, freezer: Path | None
 ) -> subprocess.Popen[bytes]:
@@ -447,50 +442,3 @@ def start_guardian(
         stdin=subprocess.PIPE,
         start_new_session=True,  # a Ctrl-C meant for the worker does not stop it
     )
-
-
-def tagged_descendants(root: int, ref: AttemptRef) -> set[int]:
-    """Processes below `root` whose environment carries this attempt's tag."""
-    tag = (f"GRIDRUN_TASK_ID={ref.task_id}".encode(), f"GRIDRUN_ATTEMPT={ref.attempt}".encode())
-    found = set()
-    for pid in descendants(root):
-        try:
-            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if tag[0] in env and tag[1] in env:
-            found.add(pid)
-    return found
-
-
-def descendants(root: int) -> set[int]:
-    parents: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        fields = text[text.rfind(")") + 2 :].split()
-        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found: set[int] = set()
-    todo = [root]
-    while todo:
-        for child in parents.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
-
-
-def reap_orphans(ours: Collection[int] = ()) -> None:
-    """Reap children of ours that exited and that no Popen waits for (re-parented orphans);
-    `ours` are the attempts' main processes, which their executions reap (with their exit
-    status, which must not be taken from them)."""
-    for pid in descendants(os.getpid()) - set(ours):
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            continue
-        if state[state.rfind(")") + 2 :].startswith("Z"):
-            with contextlib.suppress(ChildProcessError, OSError):
-                os.waitpid(pid, os.WNOHANG)

@@ -13,7 +13,7 @@ from typing import TypeVar
 
 from gridrun.clock import ShiftedClock  # noqa: F401 (tests use it from here)
 from gridrun.model import Task
-from gridrun.store import Candidate, Placed, Store
+from gridrun.store import Active, Candidate, Placed, Quota, Store
 
 T = TypeVar("T")
 
@@ -92,12 +92,15 @@ def env_without_gridrun() -> dict[str, str]:
 
 
 async def claim(store: Store, pairs: Sequence[tuple[str, str]], now: int) -> list[Task]:
-    """Claim (task id, worker id) pairs the way dispatch does (`place_and_claim`), with a
-    placement that picks exactly these pairs among the queued tasks it reads."""
+    """Claim (task id, worker id) pairs the way dispatch does (`plan_and_claim` over the
+    queue's lanes), with a plan that picks exactly these pairs among the tasks it reads."""
     wanted = dict(pairs)
 
-    def place(candidates: list[Candidate]) -> Placed:
-        return [(c, wanted[c.task_id]) for c in candidates if c.task_id in wanted]
+    def plan(heads: dict[str, list[Candidate]], active: Active, quotas: Sequence[Quota]) -> Placed:
+        return [
+            (c, wanted[c.task_id]) for lane in heads.values() for c in lane if c.task_id in wanted
+        ]
 
-    _, _, claimed = await store.place_and_claim(10_000, None, now, place)
+    lanes = await store.queued_lanes("", 10_000)
+    _, _, claimed = await store.plan_and_claim(lanes, 10_000, now, plan)
     return claimed

@@ -138,7 +138,6 @@ Planner = Callable[[dict[str, list[Candidate]], Active, Sequence[Quota]], "Place
 
 
 Placed = list[tuple[Candidate, str]]  # (candidate, worker_id) pairs
-Placer = Callable[[list[Candidate]], Placed]  # placement over what was read of the queue
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,16 +313,8 @@ class Store(Protocol):
         """End as expired the queued tasks past their queue timeout."""
         ...
 
-    async def place_and_claim(
-        self, limit: int, after: tuple[int, int] | None, now: int, place: Placer
-    ) -> tuple[list[Candidate], Placed, list[Task]]:
-        """`queued`, then claim what `place` picks of them, in one transaction: a pair
-        (task, worker) is claimed if the task is still queued and the worker still leased to
-        this master (the attempt is bumped). Return the candidates read, those placed and the
-        tasks claimed."""
-        ...
-
     # -- worker reports (fenced by attempt and worker)
+
     async def record_start(self, ref: AttemptRef, worker_id: str, started_at: int) -> bool: ...
 
     async def append_output(

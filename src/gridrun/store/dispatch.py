@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from gridrun.model import Task, TaskState, transition
-from gridrun.store import Active, Candidate, Lane, Placed, Placer, Planner, Quota
+from gridrun.store import Active, Candidate, Lane, Placed, Planner, Quota
 from gridrun.store import queries as sql
 from gridrun.store.relational_tx import TASKS_BY_ID, Tx, marks
 from gridrun.store.rows import placement_from_json, task_from_row
@@ -20,22 +20,6 @@ from gridrun.store.task_steps import TaskSteps
 class DispatchVerbs(TaskSteps):
     async def queued(self, limit: int, after: tuple[int, int] | None, now: int) -> list[Candidate]:
         return await self._read(lambda tx: self._queued(tx, limit, after, now))
-
-    async def place_and_claim(
-        self, limit: int, after: tuple[int, int] | None, now: int, place: Placer
-    ) -> tuple[list[Candidate], Placed, list[Task]]:
-        """Read up to `limit` queued tasks (after (priority, seq)), claim what `place` picks,
-        in one transaction: a dispatch pass without a separate read."""
-
-        async def step(tx: Tx) -> tuple[list[Candidate], Placed, list[Task]]:
-            candidates = await self._queued(tx, limit, after, now)
-            placed = place(candidates)
-            if not placed:
-                return candidates, placed, []
-            claimed = await self._claim(tx, [(c.task_id, w) for c, w in placed], now)
-            return candidates, placed, claimed
-
-        return await self._write(step)
 
     async def queued_lanes(self, after: str, limit: int) -> list[Lane]:
         async def read(tx: Tx) -> list[Lane]:

@@ -88,6 +88,8 @@ def measure_grid(
         database(server, Path(tmp)) as db,
     ):
         grid = Grid(Path(tmp), db, masters, db_sync=args.db_sync)
+        if args.prefetch is not None:
+            grid.worker_args = (*grid.worker_args, "--prefetch", str(args.prefetch))
         try:
             grid.start_masters()
             grid.start_workers(2, args.slots)
@@ -103,6 +105,8 @@ def measure_grid(
             lat, to_start = latencies(grid.client, args.latency)
         finally:
             grid.stop()
+    if not lat:  # --latency 0
+        return result
     result.update(
         finished_p50=statistics.median(lat),
         finished_p99=percentile(lat, 0.99),
@@ -184,6 +188,9 @@ def main() -> None:
     parser.add_argument("--slots", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--db-sync", choices=["full", "normal"], default="full")
     parser.add_argument(
+        "--prefetch", type=int, help="worker --prefetch (default: the worker's own default)"
+    )
+    parser.add_argument(
         "--db", help="a PostgreSQL server URL (postgresql://user@host:port/db) to compare with"
     )
     parser.add_argument(
@@ -204,7 +211,9 @@ def main() -> None:
     for name, argv, n in _runs(args):
         limit[name].append(xargs_rate(argv, n, total))
 
-    print(f"machine: {os.cpu_count()} cores; 2 workers x {args.slots} slots; sqlite sync="
+    prefetch = "default" if args.prefetch is None else args.prefetch
+    print(f"machine: {os.cpu_count()} cores; 2 workers x {args.slots} slots, prefetch {prefetch};"
+          f" sqlite sync="
           f"{args.db_sync}; {args.tasks} x true, {args.sleep_tasks} x sleep 0.05")  # fmt: skip
     for name, _, _ in _runs(args):
         base = statistics.mean(limit[name])
@@ -225,6 +234,8 @@ def main() -> None:
             if r is not grids["sqlite, 1 master"]:
                 line += f", to sqlite {r[name] / first:.2f}"
             print(line)
+    if not args.latency:
+        return
     print(f"\n[one `true` at a time, {args.latency} tasks]")
     for label, r in grids.items():
         print(f"  gridrun, {label:22}: submit->started p50 {r['started_p50']:.1f} ms,"

@@ -199,6 +199,7 @@ async def test_records_broken_before_the_checks_are_repaired_on_start(tmp_path: 
         for column in ("cpu_s", "peak_memory_bytes", "io_read_bytes", "io_write_bytes"):
             conn.execute(f"ALTER TABLE attempts DROP COLUMN {column}")  # v13
         conn.execute("ALTER TABLE workers DROP COLUMN containment")
+        conn.execute("ALTER TABLE attempts DROP COLUMN announces")  # v16
         conn.execute("ALTER TABLE tasks DROP COLUMN cpu_s")
         conn.execute("ALTER TABLE tasks DROP COLUMN peak_memory_bytes")
         conn.execute("PRAGMA user_version = 10")

@@ -84,7 +84,7 @@ async def test_a_long_queue_head_nobody_can_take_does_not_hide_the_tasks_behind_
 async def test_higher_priority_first_then_fifo(grid: Grid, tmp_path: Path) -> None:
     gate = tmp_path / "gate"
     order = tmp_path / "order"
-    await grid.add_worker("w1", slots=1)
+    await grid.add_worker("w1", slots=1, prefetch=0)  # (holding one ahead: test_prefetch)
     blocker = await grid.submit(cmd=f"while [ ! -e {gate} ]; do sleep 0.01; done", shell=True)
     await grid.wait_state(blocker["id"], "running")
     labels = ["low-1", "high-1", "mid-1", "low-2", "high-2", "mid-2"]

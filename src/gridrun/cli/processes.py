@@ -279,6 +279,16 @@ def worker(
         int | None,
         typer.Option(envvar="GRIDRUN_SLOTS", help="Tasks run at once (default: CPU count)."),
     ] = None,
+    prefetch: Annotated[
+        int | None,
+        typer.Option(
+            envvar="GRIDRUN_PREFETCH",
+            min=0,
+            max=4096,
+            help="Assignments held beyond the free slots, started as one frees (default:"
+            " one per slot; 0: none).",
+        ),
+    ] = None,
     label: Annotated[
         list[str] | None,
         typer.Option(envvar="GRIDRUN_LABELS", help="k=v, repeatable (env: space-separated)."),
@@ -472,6 +482,7 @@ def worker(
         run_as = hardening.task_user(run_as)
         settings: dict[str, Any] = {
             "master": master,
+            "prefetch": prefetch,
             "labels": parse_labels(label or []),
             "name": name,
             "base_env": hardening.task_base_env(os.environ),

@@ -4,13 +4,14 @@ claims them in the store and sends each its Assign. What fits where is `schedule
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from gridrun.master import fairness, scheduler
 from gridrun.master.sealing import Unsealable
-from gridrun.master.sessions import AssignCmd
+from gridrun.master.sessions import AssignCmd, RevokeCmd, WorkerSession
 from gridrun.model import Outcome, Report, Task
 from gridrun.store import Active, Candidate, Placed, Quota
 
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("gridrun.master")
 
 LANES_PER_PASS = 1024  # a pass looks at this many lanes; the next goes on from there
+# a full grid looks for queued tasks that outrank held ones at most this often (two reads)
+ROOM_CHECK_S = 0.05
 
 
 class Dispatcher:
@@ -34,18 +37,25 @@ class Dispatcher:
     def __init__(self, service: Service) -> None:
         self.service = service
         self._after = ""  # where the next pass's look at the lanes starts
+        self._room_checked = float("-inf")  # (monotonic) see _make_room
+        self._room_timer = False
 
     async def dispatch(self) -> int:
         """Place queued tasks on free slots; return how many were assigned."""
-        capacities = [s.capacity() for s in self.service.sessions if s.reconciled and not s.closed]
+        sessions = [s for s in self.service.sessions if s.reconciled and not s.closed]
+        capacities = [s.capacity() for s in sessions]
         free = sum(c.free for c in capacities)
         if not free:
+            if any(s.prefetch for s in sessions):
+                await self._make_room_soon(sessions)
             return 0
         store = self.service.store
         lanes = await store.queued_lanes(self._after, LANES_PER_PASS)
         self._after = lanes[-1].key if len(lanes) == LANES_PER_PASS else ""
         runnable = [s for s in lanes if any(scheduler.eligible(s.probe, c) for c in capacities)]
         if not runnable:
+            if lanes and any(s.prefetch for s in sessions):
+                await self._make_room_soon(sessions)  # queued, and no place here takes it
             return 0
         shares = self.service.config.shares
         waiting: dict[str, str] = {}
@@ -62,6 +72,7 @@ class Dispatcher:
             free,
             self.service.clock.now_ms(),
             planned,  # enough to fill every slot
+            announcing={s.worker_id for s in sessions if s.announces},
         )
         for task in claimed:
             await self._send_assignment(task)
@@ -70,7 +81,63 @@ class Dispatcher:
             # free, so look again with fresh counts
             self.service.dispatch_wanted.set()
         await self._say_why_waiting(heads, waiting)
+        if len(placed) < sum(map(len, heads.values())) and any(s.prefetch for s in sessions):
+            await self._make_room_soon(sessions)  # some of the heads found no place
         return len(claimed)
+
+    async def _make_room_soon(self, sessions: list[WorkerSession]) -> None:
+        """_make_room, at most every ROOM_CHECK_S (a pass that comes sooner has a pass
+        follow once that time is up, so a task submitted meanwhile is looked at)."""
+        wait = self._room_checked + ROOM_CHECK_S - self.service.clock.monotonic()
+        if wait > 0:
+            if not self._room_timer:
+                self._room_timer = True
+                asyncio.get_running_loop().call_later(wait, self._room_due)
+            return
+        self._room_checked = self.service.clock.monotonic()
+        await self._make_room(sessions)
+
+    def _room_due(self) -> None:
+        self._room_timer = False
+        self.service.dispatch_wanted.set()
+
+    async def _make_room(self, sessions: list[WorkerSession]) -> None:
+        """Queued tasks found no place: where one outranks an assignment a worker holds
+        unstarted, revoke that one (it comes back NO_SLOT, not a try, and the next pass
+        places the higher one first). So a held task never delays one of higher priority by
+        more than a round trip."""
+        held = [
+            (spec.priority, ref, session)
+            for session in sessions
+            if session.batches and session.prefetch
+            for ref, spec in session.inflight.items()
+            if ref not in session.started and ref not in session.revoked
+        ]
+        if not held:
+            return
+        lowest = min(priority for priority, _, _ in held)
+        store = self.service.store
+        lanes = await store.queued_lanes("", LANES_PER_PASS)
+        heads = await store.lane_heads(lanes, self.service.clock.now_ms(), 1)
+        waiting = sorted(
+            (c for c in heads if c.priority > lowest and not fairness.is_waiting(c.unschedulable)),
+            key=lambda c: -c.priority,
+        )
+        held.sort(key=lambda h: h[0])
+        for candidate in waiting:
+            for i, (priority, ref, session) in enumerate(held):
+                if priority >= candidate.priority:
+                    break
+                if scheduler.could_run(candidate, session.capacity()):
+                    log.info(
+                        "revoking task %s attempt %d held on worker %s: task %s (priority %d)"
+                        " outranks it", ref.task_id, ref.attempt, session.worker_id,
+                        candidate.task_id, candidate.priority,
+                    )  # fmt: skip
+                    session.revoked.add(ref)
+                    session.send(RevokeCmd(ref, f"task {candidate.task_id} outranks it"))
+                    del held[i]
+                    break
 
     async def _say_why_waiting(
         self, heads: dict[str, list[Candidate]], waiting: dict[str, str]

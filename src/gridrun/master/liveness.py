@@ -114,7 +114,7 @@ class Liveness:
             )
         for task in lost:
             log.warning(
-                "task %s attempt %d lost: %s", task.id, task.attempt, task.error,
+                "task %s attempt %d %s: %s", task.id, task.attempt, task.state, task.error,
                 extra={"task_id": task.id, "attempt": task.attempt, "worker_id": task.worker_id},
             )  # fmt: skip
         service.settled(lost)

@@ -25,16 +25,21 @@ from gridrun.master.sessions import (
     CancelCmd,
     Command,
     DrainCmd,
+    RevokeCmd,
     WorkerSession,
 )
 from gridrun.model import WORKER_ID, WORKER_ID_RULE, AttemptRef, Outcome, Report, Stream, Usage
 from gridrun.spec import MAX_LABEL_BYTES, MAX_LABELS
+from gridrun.store import Finished, Output, Started, WorkerReport
 
 log = logging.getLogger("gridrun.master.rpc")
 
 HELLO_TIMEOUT_S = 10.0
 WRITE_DRAIN_S = 5.0  # how long a closing stream waits for a write already on the wire
 MAX_SLOTS = 4096
+MAX_PREFETCH = 4096
+MAX_BATCH = 10_000  # reports in one WorkerBatch
+BATCH_BYTES = 1 << 20  # a MasterBatch is cut at about this size
 
 OUTCOMES: dict[int, Outcome] = {
     pb.OUTCOME_EXITED: Outcome.EXITED,
@@ -102,6 +107,8 @@ def command_to_pb(command: Command) -> pb.MasterMessage:
             return pb.MasterMessage(ack=pb.Ack(refs=[ref_to_pb(ref) for ref in refs]))
         case DrainCmd(reason=reason):
             return pb.MasterMessage(drain=pb.Drain(reason=reason))
+        case RevokeCmd(ref=ref, reason=reason):
+            return pb.MasterMessage(revoke=pb.Revoke(ref=ref_to_pb(ref), reason=reason))
         case _:
             return pb.MasterMessage(
                 welcome=pb.Welcome(
@@ -109,6 +116,7 @@ def command_to_pb(command: Command) -> pb.MasterMessage:
                     heartbeat_interval_ms=round(command.heartbeat_interval_s * 1000),
                     output_cap_bytes=command.output_cap,
                     identity_secret=command.identity_secret,
+                    batches=True,
                 )
             )
 
@@ -124,6 +132,8 @@ def hello_problem(hello: pb.Hello) -> str | None:
         return f"worker_id must be {WORKER_ID_RULE}"
     if not 0 < hello.slots <= MAX_SLOTS:
         return f"slots must be 1..{MAX_SLOTS}"
+    if hello.prefetch > MAX_PREFETCH:
+        return f"prefetch must be 0..{MAX_PREFETCH}"
     if (
         not _printable(hello.hostname, 255)
         or not _printable(hello.version, 64)
@@ -224,9 +234,13 @@ class WorkerServicer:
             version=hello.version,
             containment=hello.containment,
             last_seen=self._clock.monotonic(),
-            queue_limit=hello.slots * 4 + 256,
+            queue_limit=(hello.slots + min(hello.prefetch, MAX_PREFETCH)) * 4 + 256,
             max_tasks=dict(hello.max_tasks),
             identity_secret=issued,
+            batches=hello.batches,
+            announces=hello.announces_starts,
+            # held assignments are given back unstarted only by a worker that announces
+            prefetch=hello.prefetch if hello.announces_starts else 0,
             resources={
                 "cpus": min(hello.resources.cpus, caps.cpus),
                 "memory_mb": min(hello.resources.memory_mb, caps.memory_mb),
@@ -281,8 +295,27 @@ class WorkerServicer:
                 log.warning("could not record worker %s offline: %s", session.worker_id, exc)
 
     async def _write(self, context: Context, session: WorkerSession) -> None:
-        while (command := await session.next_command()) is not None:
-            await context.write(command_to_pb(command))
+        # the Welcome goes out alone, first; then a worker older than batches gets one message
+        # per command, and one that takes them everything queued since the last write
+        welcome = await session.next_command()
+        if welcome is None:
+            return
+        await context.write(command_to_pb(welcome))
+        if not session.batches:
+            while (command := await session.next_command()) is not None:
+                await context.write(command_to_pb(command))
+            return
+        while (commands := await session.next_commands()) is not None:
+            batch: list[pb.MasterMessage] = []
+            size = 0
+            for message in map(command_to_pb, commands):
+                length = message.ByteSize()
+                if batch and size + length > BATCH_BYTES:
+                    await _write_batch(context, batch)
+                    batch, size = [], 0
+                batch.append(message)
+                size += length
+            await _write_batch(context, batch)
 
     async def _read(self, context: Context, session: WorkerSession) -> None:
         while True:
@@ -292,18 +325,15 @@ class WorkerServicer:
                 return
             session.last_seen = self._clock.monotonic()
             kind = msg.WhichOneof("msg")
-            if kind == "started":
+            if kind == "batch":
+                await self._batch(session, msg.batch)
+            elif kind == "started":
                 ref = reports.check_started(msg.started, self._clock.now_ms())
                 with logs.fields(task_id=ref.task_id, attempt=ref.attempt):
                     await self._service.started(session, ref, msg.started.started_at_ms)
             elif kind == "output":
-                out = msg.output
-                ref = reports.check_output(out)
-                chunks = []
-                if out.stdout:
-                    chunks.append((Stream.STDOUT, out.stdout_offset, out.stdout))
-                if out.stderr:
-                    chunks.append((Stream.STDERR, out.stderr_offset, out.stderr))
+                ref = reports.check_output(msg.output)
+                chunks = _chunks(msg.output)
                 if chunks:
                     with logs.fields(task_id=ref.task_id, attempt=ref.attempt):
                         await self._service.output_received(session, ref, chunks)
@@ -312,9 +342,56 @@ class WorkerServicer:
                 with logs.fields(task_id=ref.task_id, attempt=ref.attempt):
                     await self._service.finished(session, ref, report_from_pb(msg.finished))
             elif kind == "heartbeat":
-                reports.check_heartbeat(msg.heartbeat, MAX_SLOTS)
-                # last_seen is updated for every message; a heartbeat may announce a drain
-                if msg.heartbeat.draining and not session.draining:
-                    await self._service.draining(session, "the worker is shutting down")
+                await self._heartbeat(session, msg.heartbeat)
             else:
                 log.warning("worker %s sent an unexpected %s; ignored", session.worker_id, kind)
+
+    async def _batch(self, session: WorkerSession, batch: pb.WorkerBatch) -> None:
+        """A worker's batch: its reports are checked, then applied in one transaction."""
+        if not session.batches:
+            raise reports.BadReport("a batch from a worker whose Hello did not offer batches")
+        if len(batch.messages) > MAX_BATCH:
+            raise reports.BadReport(f"a batch may hold at most {MAX_BATCH} messages")
+        now = self._clock.now_ms()
+        applied: list[WorkerReport] = []
+        for msg in batch.messages:
+            kind = msg.WhichOneof("msg")
+            if kind == "started":
+                ref = reports.check_started(msg.started, now)
+                applied.append(Started(ref, msg.started.started_at_ms))
+            elif kind == "output":
+                ref = reports.check_output(msg.output)
+                chunks = _chunks(msg.output)
+                if chunks:
+                    applied.append(Output(ref, chunks))
+            elif kind == "finished":
+                ref = reports.check_finished(msg.finished, now)
+                applied.append(Finished(ref, report_from_pb(msg.finished)))
+            elif kind == "heartbeat":
+                await self._heartbeat(session, msg.heartbeat)
+            else:
+                raise reports.BadReport(f"a batch may not hold a {kind}")
+        if applied:
+            await self._service.reports(session, applied)
+
+    async def _heartbeat(self, session: WorkerSession, heartbeat: pb.Heartbeat) -> None:
+        reports.check_heartbeat(heartbeat, MAX_SLOTS)
+        # last_seen is updated for every message; a heartbeat may announce a drain
+        if heartbeat.draining and not session.draining:
+            await self._service.draining(session, "the worker is shutting down")
+
+
+async def _write_batch(context: Context, messages: list[pb.MasterMessage]) -> None:
+    if len(messages) == 1:
+        await context.write(messages[0])
+    else:
+        await context.write(pb.MasterMessage(batch=pb.MasterBatch(messages=messages)))
+
+
+def _chunks(out: pb.Output) -> list[tuple[Stream, int, bytes]]:
+    chunks = []
+    if out.stdout:
+        chunks.append((Stream.STDOUT, out.stdout_offset, out.stdout))
+    if out.stderr:
+        chunks.append((Stream.STDERR, out.stderr_offset, out.stderr))
+    return chunks

@@ -35,6 +35,9 @@ class Capacity:
     slots: int
     used: int
     legacy: bool = False
+    # assignments it holds beyond its slots, to start as one frees (see worker --prefetch):
+    # a place, but any free slot elsewhere comes first
+    prefetch: int = 0
     has: Resources | None = None  # what the worker has; None: it said nothing (old worker)
     taken: Resources = NO_RESOURCES  # asked for by the attempts it holds
     max_tasks: Mapping[str, int] = field(default_factory=dict)  # class -> at most at once
@@ -42,7 +45,12 @@ class Capacity:
 
     @property
     def free(self) -> int:
-        return max(self.slots - self.used, 0)
+        return max(self.slots + self.prefetch - self.used, 0)
+
+    @property
+    def holding(self) -> int:
+        """1 when what it would take next waits for a slot (prefetched), else 0."""
+        return int(self.used >= self.slots)
 
     def room(self, request: Resources) -> bool:
         if not request:
@@ -57,14 +65,22 @@ class Capacity:
         return request.fits(free)
 
 
-def _load(worker: Capacity) -> tuple[int, float, int, str]:
-    # spread: legacy last; then the lowest fraction of slots in use; then the most free slots
-    return (int(worker.legacy), worker.used / worker.slots, -worker.free, worker.worker_id)
+def _load(worker: Capacity) -> tuple[int, int, float, int, str]:
+    # spread: legacy last; a free slot before a prefetch place; then the lowest fraction of
+    # slots in use; then the most free slots
+    return (
+        int(worker.legacy),
+        worker.holding,
+        worker.used / worker.slots,
+        -worker.free,
+        worker.worker_id,
+    )
 
 
-def _fullness(worker: Capacity) -> tuple[int, float, str]:
-    # pack: legacy last; then the highest fraction of slots in use (fill it before the next)
-    return (int(worker.legacy), -worker.used / worker.slots, worker.worker_id)
+def _fullness(worker: Capacity) -> tuple[int, int, float, str]:
+    # pack: legacy last; a free slot before a prefetch place; then the highest fraction of
+    # slots in use (fill it before the next)
+    return (int(worker.legacy), worker.holding, -worker.used / worker.slots, worker.worker_id)
 
 
 def eligible(candidate: Candidate, worker: Capacity) -> bool:
@@ -80,6 +96,17 @@ def eligible(candidate: Candidate, worker: Capacity) -> bool:
     return labels_match(candidate.labels, worker.labels, candidate.selector) and worker.room(
         candidate.resources
     )
+
+
+def could_run(candidate: Candidate, worker: Capacity) -> bool:
+    """The worker could take the task once a place of its frees (what it holds aside)."""
+    if worker.legacy and not candidate.legacy_ok:
+        return False
+    if candidate.worker is not None and candidate.worker != worker.worker_id:
+        return False
+    if candidate.resources and (worker.has is None or not candidate.resources.fits(worker.has)):
+        return False
+    return labels_match(candidate.labels, worker.labels, candidate.selector)
 
 
 def _plain(candidate: Candidate) -> bool:

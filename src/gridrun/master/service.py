@@ -50,13 +50,17 @@ from gridrun.model import (
 )
 from gridrun.spec import resolve_after
 from gridrun.store import (
+    Finished,
     NewTask,
     Notice,
+    Output,
     Page,
     Quota,
+    Started,
     Store,
     TaskFilter,
     TaskOutput,
+    WorkerReport,
 )
 
 log = logging.getLogger("gridrun.master")
@@ -353,8 +357,9 @@ class Service:
         )
         for task in lost:
             log.warning(
-                "task %s attempt %d lost on worker %s", task.id, task.attempt, session.worker_id
-            )
+                "task %s attempt %d on worker %s: %s (the worker reconnected without it)",
+                task.id, task.attempt, session.worker_id, task.state,
+            )  # fmt: skip
         self.settled(lost)
         active = {t.ref: t for t in await self.store.active_attempts(session.worker_id)}
         for ref in running:
@@ -371,39 +376,53 @@ class Service:
         self.dispatch_wanted.set()
 
     async def started(self, session: WorkerSession, ref: AttemptRef, started_at: int) -> None:
-        session.began(ref)
-        if not await self.store.record_start(ref, session.worker_id, started_at):
-            self._stale(session, ref, "started")
-            session.send(CancelCmd(ref, "this attempt is no longer held by this worker"))
-        else:
-            self.watchers.touched(ref.task_id)
+        await self.reports(session, [Started(ref, started_at)])
 
     async def output_received(
         self, session: WorkerSession, ref: AttemptRef, chunks: Sequence[tuple[Stream, int, bytes]]
     ) -> None:
-        session.began(ref)  # output: it started, whatever its Started said
-        if not await self.store.append_output(
-            ref, session.worker_id, chunks, self.config.output_cap
-        ):
-            self._stale(session, ref, "output")
-        else:
-            self.watchers.touched(ref.task_id)
+        await self.reports(session, [Output(ref, chunks)])
 
     async def finished(self, session: WorkerSession, ref: AttemptRef, report: Report) -> None:
-        # The process has ended, so its slot is free now: let the next claim share this
-        # commit instead of waiting for it.
-        session.release(ref)
-        self.dispatch_wanted.set()
-        result = await self.store.record_finish(ref, session.worker_id, report, self.clock.now_ms())
-        session.ack(ref)  # durable now (or stale and dropped): the worker may forget it
-        self.dispatch_wanted.set()  # a requeued (no-slot) task is claimable only from here
-        if not result.applied:
-            self._stale(session, ref, "finished")
-            return
-        if report.usage is not None:
-            self.metrics.used(report.usage)
-        if result.task is not None:
-            self.settled([result.task])  # also when it went back to the queue for a retry
+        await self.reports(session, [Finished(ref, report)])
+
+    async def reports(self, session: WorkerSession, reports: Sequence[WorkerReport]) -> None:
+        """Apply what a worker reported (a batch of its messages, in order) in one
+        transaction; acknowledge its results once that is committed."""
+        ended = False
+        for report in reports:
+            if isinstance(report, Finished):
+                session.release(report.ref)
+                ended = True
+            else:
+                session.began(report.ref)  # output too: it started, whatever Started said
+        if ended:
+            # The process has ended, so its slot is free now: let the next claim share this
+            # commit instead of waiting for it.
+            self.dispatch_wanted.set()
+        results = await self.store.record_reports(
+            session.worker_id, reports, self.config.output_cap, self.clock.now_ms()
+        )
+        if ended:
+            self.dispatch_wanted.set()  # a requeued (no-slot) task is claimable only from here
+        settled = []
+        for report, result in zip(reports, results, strict=True):
+            if isinstance(report, Finished):
+                session.ack(report.ref)  # durable now (or stale and dropped): it may forget it
+            if not result.applied:
+                what = type(report).__name__.lower()
+                self._stale(session, report.ref, what)
+                if isinstance(report, Started):
+                    reason = "this attempt is no longer held by this worker"
+                    session.send(CancelCmd(report.ref, reason))
+                continue
+            self.watchers.touched(report.ref.task_id)
+            if isinstance(report, Finished):
+                if report.report.usage is not None:
+                    self.metrics.used(report.report.usage)
+                if result.task is not None:
+                    settled.append(result.task)  # also when it went back for a retry
+        self.settled(settled)
 
     async def delivered(self, session: WorkerSession, ref: AttemptRef) -> None:
         """A legacy worker was handed the command; it will never say more."""

@@ -56,7 +56,15 @@ class DrainCmd:
     reason: str
 
 
-Command = WelcomeCmd | AssignCmd | CancelCmd | AckCmd | DrainCmd
+@dataclass(frozen=True, slots=True)
+class RevokeCmd:
+    """Give back `ref` if it has not started (only to a worker that takes batches)."""
+
+    ref: AttemptRef
+    reason: str
+
+
+Command = WelcomeCmd | AssignCmd | CancelCmd | AckCmd | DrainCmd | RevokeCmd
 
 
 @dataclass(eq=False)
@@ -86,11 +94,17 @@ class WorkerSession:
     resources: Mapping[str, int] = field(default_factory=dict)
     max_tasks: Mapping[str, int] = field(default_factory=dict)  # class -> at most at once
     identity_secret: str = ""  # issued to it now (its first join): sent in the Welcome
+    # what its Hello says it speaks (see worker.proto): batched messages, Started written
+    # before each spawn, and how many assignments it holds beyond its free slots
+    batches: bool = False
+    announces: bool = False
+    prefetch: int = 0
     quarantined: str | None = None  # why it gets no new work (missed deadlines)
     # when each attempt it holds was sent (monotonic) and which of them it said have started:
     # the master's own clock for the deadlines it enforces (Liveness.enforce_deadlines)
     sent_at: dict[AttemptRef, float] = field(default_factory=dict)
     started: set[AttemptRef] = field(default_factory=set)
+    revoked: set[AttemptRef] = field(default_factory=set)  # asked back (RevokeCmd)
     _queue: asyncio.Queue[Command | None] = field(default_factory=asyncio.Queue)
     _acks: list[AttemptRef] = field(default_factory=list)  # durable, not yet acknowledged
     _ack_timer: asyncio.TimerHandle | None = None
@@ -118,6 +132,7 @@ class WorkerSession:
         self.inflight.pop(ref, None)
         self.sent_at.pop(ref, None)
         self.started.discard(ref)
+        self.revoked.discard(ref)
         self.reported.discard(ref)
 
     def send(self, command: Command) -> None:
@@ -156,6 +171,18 @@ class WorkerSession:
             return None
         return await self._queue.get()
 
+    async def next_commands(self) -> list[Command] | None:
+        """Every command queued (at least one, waiting for it), or None once the session is
+        closed: what a worker that takes batches gets in one message."""
+        first = await self.next_command()
+        commands: list[Command] = []
+        while first is not None:
+            commands.append(first)
+            if self._queue.empty():
+                return commands
+            first = self._queue.get_nowait()
+        return commands or None
+
     def info(self, state: WorkerState, last_seen: int) -> WorkerInfo:
         """The worker's row as this session knows it."""
         if state is WorkerState.ONLINE and self.draining:
@@ -181,10 +208,12 @@ class WorkerSession:
             taken = taken + spec.resources
             if spec.task_class is not None:
                 by_class[spec.task_class] = by_class.get(spec.task_class, 0) + 1
+        shut = self.draining or self.quarantined
         return Capacity(
             worker_id=self.worker_id,
             labels=self.labels,
-            slots=0 if self.draining or self.quarantined else self.slots,
+            slots=0 if shut else self.slots,
+            prefetch=0 if shut or not self.announces else self.prefetch,
             used=len(self.inflight),
             legacy=self.legacy,
             has=offered(self.resources) if self.resources else None,

@@ -149,6 +149,31 @@ class Finish:
 
 
 @dataclass(frozen=True, slots=True)
+class Started:
+    """A worker says an attempt started (or, if it announces starts, is about to)."""
+
+    ref: AttemptRef
+    started_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """Output of an attempt: (stream, offset, data) chunks."""
+
+    ref: AttemptRef
+    chunks: Sequence[tuple[Stream, int, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    ref: AttemptRef
+    report: Report
+
+
+WorkerReport = Started | Output | Finished
+
+
+@dataclass(frozen=True, slots=True)
 class TaskOutput:
     stdout: StreamOutput = field(default_factory=StreamOutput)
     stderr: StreamOutput = field(default_factory=StreamOutput)
@@ -231,13 +256,23 @@ class Store(Protocol):
         ...
 
     async def plan_and_claim(
-        self, lanes: Sequence[Lane], per_lane: int, now: int, plan: Planner
+        self,
+        lanes: Sequence[Lane],
+        per_lane: int,
+        now: int,
+        plan: Planner,
+        announcing: Collection[str] = (),
     ) -> tuple[dict[str, list[Candidate]], Placed, list[Task]]:
         """In one transaction: read the first `per_lane` claimable tasks of each lane
         (highest priority, then oldest), what runs across the grid and the quotas; claim
         what `plan` picks. Claims of tasks with a concurrency key are serialized across
-        masters, so a limit holds however many dispatch at once. Returns the heads read (by
-        lane key), what was placed and what was claimed."""
+        masters, so a limit holds however many dispatch at once. Attempts claimed for the
+        workers in `announcing` are recorded as such (see mark_lost). Returns the heads read
+        (by lane key), what was placed and what was claimed."""
+        ...
+
+    async def lane_heads(self, lanes: Sequence[Lane], now: int, per_lane: int) -> list[Candidate]:
+        """The first `per_lane` claimable tasks of each lane (a read: nothing is claimed)."""
         ...
 
     async def quotas(self) -> list[Quota]: ...
@@ -331,12 +366,22 @@ class Store(Protocol):
         self, ref: AttemptRef, worker_id: str, report: Report, now: int
     ) -> Finish: ...
 
+    async def record_reports(
+        self, worker_id: str, reports: Sequence[WorkerReport], cap: int, now: int
+    ) -> list[Finish]:
+        """Apply a worker's reports in order, in one transaction (as record_start,
+        append_output and record_finish would, one by one); for each, the task after it
+        (None for a Started or Output) and whether it applied (False: stale)."""
+        ...
+
     async def mark_delivered(self, ref: AttemptRef, worker_id: str, now: int) -> bool: ...
 
     async def mark_lost(
         self, worker_id: str, keep: Sequence[AttemptRef], now: int, reason: str
     ) -> list[Task]:
-        """End every active attempt held by `worker_id` except `keep` as lost."""
+        """End every active attempt held by `worker_id` except `keep` as lost; or, one that
+        was sent to a worker that announces its starts and never started, put it back in the
+        queue (not a try). Returns the tasks so changed."""
         ...
 
     async def active_attempts(self, worker_id: str) -> list[Task]: ...

@@ -20,7 +20,7 @@ from gridrun.model import (
     state_after,
     transition,
 )
-from gridrun.store import Finish
+from gridrun.store import Finish, Finished, Output, Started, WorkerReport
 from gridrun.store import queries as sql
 from gridrun.store.relational_tx import Tx
 from gridrun.store.rows import attempt_key, describe, task_from_row
@@ -29,18 +29,7 @@ from gridrun.store.task_steps import TaskSteps
 
 class AttemptVerbs(TaskSteps):
     async def record_start(self, ref: AttemptRef, worker_id: str, started_at: int) -> bool:
-        async def start(tx: Tx) -> bool:
-            task = await self._held(tx, ref, worker_id)
-            if task is None:
-                return False
-            if task.state is TaskState.ASSIGNED:
-                state = transition(task.state, TaskState.RUNNING)
-                await tx.run(sql.START, str(state), started_at, ref.task_id)
-                await tx.run(sql.START_ATTEMPT, str(state), started_at, *attempt_key(ref))
-                await self._notice(tx, "task", ref.task_id)
-            return True
-
-        return await self._write(start)
+        return await self._write(lambda tx: self._start(tx, ref, worker_id, started_at))
 
     async def append_output(
         self,
@@ -49,23 +38,59 @@ class AttemptVerbs(TaskSteps):
         chunks: Sequence[tuple[Stream, int, bytes]],
         cap: int,
     ) -> bool:
-        async def append(tx: Tx) -> bool:
-            if await self._held(tx, ref, worker_id) is None:
-                return False
-            streams = {
-                s: StreamOutput(bytes(d), t)
-                for s, d, t in await tx.all(sql.SELECT_OUTPUT, ref.task_id)
-            }
-            for stream, offset, data in chunks:
-                streams[stream] = streams.get(stream, StreamOutput()).append(offset, data, cap)
-            await tx.many(
-                sql.UPSERT_OUTPUT,
-                [(ref.task_id, s, out.data, out.total) for s, out in streams.items()],
-            )
-            await self._notice(tx, "task", ref.task_id)
-            return True
+        return await self._write(lambda tx: self._append(tx, ref, worker_id, chunks, cap))
 
-        return await self._write(append)
+    async def record_reports(
+        self, worker_id: str, reports: Sequence[WorkerReport], cap: int, now: int
+    ) -> list[Finish]:
+        async def apply(tx: Tx) -> list[Finish]:
+            results = []
+            for report in reports:
+                match report:
+                    case Started(ref=ref, started_at=at):
+                        applied = await self._start(tx, ref, worker_id, at)
+                        results.append(Finish(task=None, applied=applied))
+                    case Output(ref=ref, chunks=chunks):
+                        applied = await self._append(tx, ref, worker_id, chunks, cap)
+                        results.append(Finish(task=None, applied=applied))
+                    case Finished(ref=ref, report=ended):
+                        results.append(await self._finish(tx, ref, worker_id, ended, now))
+            return results
+
+        return await self._write(apply)
+
+    async def _start(self, tx: Tx, ref: AttemptRef, worker_id: str, started_at: int) -> bool:
+        task = await self._held(tx, ref, worker_id)
+        if task is None:
+            return False
+        if task.state is TaskState.ASSIGNED:
+            state = transition(task.state, TaskState.RUNNING)
+            await tx.run(sql.START, str(state), started_at, ref.task_id)
+            await tx.run(sql.START_ATTEMPT, str(state), started_at, *attempt_key(ref))
+            await self._notice(tx, "task", ref.task_id)
+        return True
+
+    async def _append(
+        self,
+        tx: Tx,
+        ref: AttemptRef,
+        worker_id: str,
+        chunks: Sequence[tuple[Stream, int, bytes]],
+        cap: int,
+    ) -> bool:
+        if await self._held(tx, ref, worker_id) is None:
+            return False
+        streams = {
+            s: StreamOutput(bytes(d), t) for s, d, t in await tx.all(sql.SELECT_OUTPUT, ref.task_id)
+        }
+        for stream, offset, data in chunks:
+            streams[stream] = streams.get(stream, StreamOutput()).append(offset, data, cap)
+        await tx.many(
+            sql.UPSERT_OUTPUT,
+            [(ref.task_id, s, out.data, out.total) for s, out in streams.items()],
+        )
+        await self._notice(tx, "task", ref.task_id)
+        return True
 
     async def _end_attempt(
         self, tx: Tx, task: Task, ended: TaskState, report: Report, now: int
@@ -103,17 +128,19 @@ class AttemptVerbs(TaskSteps):
     async def record_finish(
         self, ref: AttemptRef, worker_id: str, report: Report, now: int
     ) -> Finish:
-        async def finish(tx: Tx) -> Finish:
-            task = await self._held(tx, ref, worker_id)
-            if task is None:
-                return Finish(task=None, applied=False)
-            ended = state_after(report)
-            if ended is TaskState.QUEUED and task.cancel_requested:
-                ended = TaskState.CANCELLED
-            await self._end_attempt(tx, task, ended, report, now)
-            return Finish(task=await self._load(tx, ref.task_id), applied=True)
+        return await self._write(lambda tx: self._finish(tx, ref, worker_id, report, now))
 
-        return await self._write(finish)
+    async def _finish(
+        self, tx: Tx, ref: AttemptRef, worker_id: str, report: Report, now: int
+    ) -> Finish:
+        task = await self._held(tx, ref, worker_id)
+        if task is None:
+            return Finish(task=None, applied=False)
+        ended = state_after(report)
+        if ended is TaskState.QUEUED and task.cancel_requested:
+            ended = TaskState.CANCELLED
+        await self._end_attempt(tx, task, ended, report, now)
+        return Finish(task=await self._load(tx, ref.task_id), applied=True)
 
     async def mark_delivered(self, ref: AttemptRef, worker_id: str, now: int) -> bool:
         async def deliver(tx: Tx) -> bool:
@@ -154,10 +181,17 @@ class AttemptVerbs(TaskSteps):
                 task = task_from_row(row)
                 if task.ref in kept:
                     continue
-                # an attempt that never started and was asked to stop is simply cancelled
+                # an attempt that never started and was asked to stop is simply cancelled;
+                # one its worker would have announced before spawning it never ran: it goes
+                # back to the queue (not a try)
                 never_started = task.state is TaskState.ASSIGNED and task.cancel_requested
                 ended = TaskState.CANCELLED if never_started else TaskState.LOST
-                await self._end_attempt(tx, task, ended, Report(Outcome.EXITED, error=reason), now)
+                why = reason
+                if ended is TaskState.LOST and task.state is TaskState.ASSIGNED:
+                    announced = await tx.one(sql.SELECT_ANNOUNCES, *attempt_key(task.ref))
+                    if announced is not None and announced[0]:
+                        ended, why = TaskState.QUEUED, f"never started: {reason}"
+                await self._end_attempt(tx, task, ended, Report(Outcome.EXITED, error=why), now)
                 lost.append(await self._load(tx, task.id))
             return lost
 

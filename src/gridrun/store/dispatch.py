@@ -4,7 +4,7 @@ order and claiming what placement picked, in one transaction; marking why a task
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import orjson
@@ -29,7 +29,12 @@ class DispatchVerbs(TaskSteps):
         return await self._read(read)
 
     async def plan_and_claim(
-        self, lanes: Sequence[Lane], per_lane: int, now: int, plan: Planner
+        self,
+        lanes: Sequence[Lane],
+        per_lane: int,
+        now: int,
+        plan: Planner,
+        announcing: Collection[str] = (),
     ) -> tuple[dict[str, list[Candidate]], Placed, list[Task]]:
         async def step(tx: Tx) -> tuple[dict[str, list[Candidate]], Placed, list[Task]]:
             if any(lane.probe.concurrency is not None for lane in lanes):
@@ -42,10 +47,22 @@ class DispatchVerbs(TaskSteps):
             placed = plan(heads, await _active(tx), await _quotas(tx))
             if not placed:
                 return heads, placed, []
-            claimed = await self._claim(tx, [(c.task_id, w) for c, w in placed], now)
+            pairs = [(c.task_id, w) for c, w in placed]
+            claimed = await self._claim(tx, pairs, now, announcing)
             return heads, placed, claimed
 
         return await self._write(step)
+
+    async def lane_heads(self, lanes: Sequence[Lane], now: int, per_lane: int) -> list[Candidate]:
+        async def read(tx: Tx) -> list[Candidate]:
+            query = sql.SELECT_LANE_HEAD.format(index=self.dialect.use_index("tasks_lanes"))
+            return [
+                _candidate(r)
+                for lane in lanes
+                for r in await tx.all(query, lane.key, now, per_lane)
+            ]
+
+        return await self._read(read)
 
     async def quotas(self) -> list[Quota]:
         return await self._read(_quotas)
@@ -115,7 +132,13 @@ class DispatchVerbs(TaskSteps):
             )
         )
 
-    async def _claim(self, tx: Tx, assignments: Sequence[tuple[str, str]], now: int) -> list[Task]:
+    async def _claim(
+        self,
+        tx: Tx,
+        assignments: Sequence[tuple[str, str]],
+        now: int,
+        announcing: Collection[str] = (),
+    ) -> list[Task]:
         worker_ids = sorted({w for _, w in assignments})
         task_ids = [t for t, _ in assignments]
         query = sql.SELECT_WORKER_MASTERS.format(marks=marks(len(worker_ids)))
@@ -136,7 +159,10 @@ class DispatchVerbs(TaskSteps):
         state = str(transition(TaskState.QUEUED, TaskState.ASSIGNED))
         await tx.many(sql.CLAIM, [(state, w, now, t.id) for t, w in claims])
         await tx.many(sql.DELETE_OUTPUT, [(t.id,) for t, _ in claims])
-        await tx.many(sql.INSERT_ATTEMPT, [(t.id, t.attempt + 1, w, state, now) for t, w in claims])
+        await tx.many(
+            sql.INSERT_ATTEMPT,
+            [(t.id, t.attempt + 1, w, state, now, int(w in announcing)) for t, w in claims],
+        )
         if not claims:
             return []
         query = sql.SELECT_TASKS.format(marks=marks(len(claims)))

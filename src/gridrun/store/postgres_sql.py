@@ -201,6 +201,11 @@ CREATE TABLE expired (
 );
 """
 
+# v13: see the SQLite store's v16 (attempts of workers that announce their starts)
+SCHEMA_V13 = """
+ALTER TABLE attempts ADD COLUMN announces INTEGER NOT NULL DEFAULT 0;
+"""
+
 MIGRATIONS = [
     SCHEMA_V1,
     SCHEMA_V2,
@@ -214,6 +219,7 @@ MIGRATIONS = [
     SCHEMA_V10,
     SCHEMA_V11,
     SCHEMA_V12,
+    SCHEMA_V13,
 ]  # MIGRATIONS[n] brings a database from version n to n+1
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -76,8 +76,10 @@ SELECT_EXPIRED = (
     " AND expires_at <= ? ORDER BY expires_at LIMIT ?"
 )
 INSERT_ATTEMPT = (
-    "INSERT INTO attempts (task_id, attempt, worker_id, state, assigned_at) VALUES (?, ?, ?, ?, ?)"
+    "INSERT INTO attempts (task_id, attempt, worker_id, state, assigned_at, announces)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
 )
+SELECT_ANNOUNCES = "SELECT announces FROM attempts WHERE task_id = ? AND attempt = ?"
 START_ATTEMPT = "UPDATE attempts SET state = ?, started_at = ? WHERE task_id = ? AND attempt = ?"
 END_ATTEMPT = (
     "UPDATE attempts SET state = ?, started_at = coalesce(?, started_at), finished_at = ?,"

@@ -223,6 +223,12 @@ CREATE TABLE expired (
 ) WITHOUT ROWID;
 """
 
+# v16: an attempt sent to a worker that says Started before it spawns (`announces`): while it
+# is assigned and not started, it never ran, so a worker that is gone gives it back to the queue
+SCHEMA_V16 = """
+ALTER TABLE attempts ADD COLUMN announces INTEGER NOT NULL DEFAULT 0;
+"""
+
 MIGRATIONS = [
     SCHEMA_V1,
     SCHEMA_V2,
@@ -239,5 +245,6 @@ MIGRATIONS = [
     SCHEMA_V13,
     SCHEMA_V14,
     SCHEMA_V15,
+    SCHEMA_V16,
 ]  # MIGRATIONS[n] brings a database from version n to n+1
 SCHEMA_VERSION = len(MIGRATIONS)

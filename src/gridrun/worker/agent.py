@@ -13,6 +13,7 @@ import logging
 import random
 import shutil
 import socket
+import time
 
 import grpc
 
@@ -45,6 +46,7 @@ from gridrun.worker.executor import Execution
 from gridrun.worker.identity import Identity
 from gridrun.worker.machine import GpuPool, machine_resources
 from gridrun.worker.outbox import Outbox
+from gridrun.worker.outgoing import Outgoing
 from gridrun.worker.policy import Limits, Policy, Refused
 from gridrun.worker.replay import Replay
 from gridrun.worker.wire import assignment_from_pb, finished_to_pb, output_to_pb, ref_to_pb
@@ -112,7 +114,13 @@ class Agent:
         self._welcomed = False  # a master has welcomed this process (Hello.resumed)
         self._unacked: set[AttemptRef] = {ref for ref, _ in self.outbox.pending()}
         self._all_acked = asyncio.Event()
-        self._queue: asyncio.Queue[pb.WorkerMessage] | None = None
+        self._queue: Outgoing | None = None  # while a stream is open and welcomed
+        # Prefetch: assignments taken beyond the free slots, in the order they came, started
+        # as slots free; and the attempts whose Started is queued but not yet written (each
+        # spawns once it is: `_gates`). Neither has run anything, so both are given back
+        # (NO_SLOT, not a try) when the stream ends, on a drain or on a Revoke.
+        self._held: dict[AttemptRef, pb.Assign] = {}
+        self._gates: dict[AttemptRef, asyncio.Future[None]] = {}
         # output of attempts not yet acknowledged: sent again on every reconnect (see replay)
         self._replay = Replay(REPLAY_BYTES, DEFAULT_OUTPUT_CAP)
         self._heartbeat_s = 2.0  # as the master says, in its Welcome (again when it paces us)
@@ -214,8 +222,9 @@ class Agent:
         """Take nothing new; let running tasks finish for up to drain_grace_s, then stop the
         rest; deliver every result, waiting up to stop_grace_s for acknowledgements."""
         self._stopping = True
+        self._give_back_held("the worker is draining")
         if self._queue is not None:
-            self._queue.put_nowait(self._heartbeat_message())  # tell the master at once
+            self._queue.put(self._heartbeat_message())  # tell the master at once
         runs = list(self._runs.values())
         if runs:
             grace = self.config.drain_grace_s
@@ -266,6 +275,8 @@ class Agent:
                     self.connected.clear()
                     self._publish(Connected(False))
                 self._queue = None  # its output is sent again from the replay
+                # nothing may start without a stream to announce it on
+                self._give_back_held("the connection to the master ended before it started")
             if welcomed and loop.time() - began >= STABLE_SESSION_S:
                 failures = 0  # it may be back at once (a restart): try it first
             else:
@@ -293,6 +304,9 @@ class Agent:
             identity_secret=self.identity.secret,
             binds_identity=True,
             containment=self.containment.describe(),
+            batches=True,
+            announces_starts=True,
+            prefetch=self.config.prefetch_count,
         )
         try:
             await call.write(pb.WorkerMessage(hello=hello))
@@ -304,10 +318,10 @@ class Agent:
                 self.identity.keep_secret(first.welcome.identity_secret)
             self._heartbeat_s = max(first.welcome.heartbeat_interval_ms, 100) / 1000
             self._welcomed = True  # assignments may reach this process from here on
-            queue: asyncio.Queue[pb.WorkerMessage] = asyncio.Queue()
+            queue = Outgoing(batches=first.welcome.batches)
             for execution in self.executions.values():
                 if execution.pid is not None:
-                    queue.put_nowait(
+                    queue.put(
                         pb.WorkerMessage(
                             started=pb.Started(
                                 ref=ref_to_pb(execution.ref),
@@ -322,15 +336,15 @@ class Agent:
             for ref, stream, offset, data in self._replay.resend(
                 set(self.executions) | self._unacked
             ):
-                queue.put_nowait(pb.WorkerMessage(output=output_to_pb(ref, stream, offset, data)))
+                queue.put(pb.WorkerMessage(output=output_to_pb(ref, stream, offset, data)))
             for _, payload in self.outbox.pending():
-                queue.put_nowait(pb.WorkerMessage(finished=pb.Finished.FromString(payload)))
+                queue.put(pb.WorkerMessage(finished=pb.Finished.FromString(payload)))
             self._queue = queue
             self.connected.set()
             self._publish(Connected(True))
             log.info("connected to master %s as %s", self.master_address, self.id)
             parts = [
-                asyncio.create_task(self._write(call, queue)),
+                asyncio.create_task(queue.write_to(call)),
                 asyncio.create_task(self._read(call)),
                 asyncio.create_task(self._heartbeat(queue)),
             ]
@@ -349,11 +363,6 @@ class Agent:
         finally:
             call.cancel()
 
-    async def _write(self, call: object, queue: asyncio.Queue[pb.WorkerMessage]) -> None:
-        assert isinstance(call, grpc.aio.StreamStreamCall)
-        while True:
-            await call.write(await queue.get())
-
     def _heartbeat_message(self) -> pb.WorkerMessage:
         running = len(self.executions)
         free = 0 if self._stopping else max(self.config.slots - running, 0)
@@ -361,9 +370,9 @@ class Agent:
             heartbeat=pb.Heartbeat(free_slots=free, running=running, draining=self._stopping)
         )
 
-    async def _heartbeat(self, queue: asyncio.Queue[pb.WorkerMessage]) -> None:
+    async def _heartbeat(self, queue: Outgoing) -> None:
         while True:
-            queue.put_nowait(self._heartbeat_message())
+            queue.put(self._heartbeat_message())
             await asyncio.sleep(self._heartbeat_s)
 
     async def _read(self, call: object) -> None:
@@ -372,38 +381,54 @@ class Agent:
             msg = await call.read()
             if not isinstance(msg, pb.MasterMessage):
                 return  # the master closed the stream
-            kind = msg.WhichOneof("msg")
-            if kind == "assign":
-                self._assign(msg.assign)
-            elif kind == "cancel":
-                ref = AttemptRef(msg.cancel.ref.task_id, msg.cancel.ref.attempt)
-                execution = self.executions.get(ref)
-                if execution is not None:
-                    log.info(
-                        "cancelling task %s attempt %d: %s",
-                        ref.task_id,
-                        ref.attempt,
-                        msg.cancel.reason,
-                    )
-                    execution.cancel(msg.cancel.reason or "cancelled")
-            elif kind == "ack":
-                for r in msg.ack.refs:
-                    ref = AttemptRef(r.task_id, r.attempt)
-                    self.outbox.remove(ref)
-                    self._unacked.discard(ref)
-                    self._replay.forget(ref)
-                self._publish(Unacked(len(self._unacked)))
-                if not self._unacked:
-                    self._all_acked.set()
-            elif kind == "welcome":  # the fleet grew: the master paces us anew
-                self._heartbeat_s = max(msg.welcome.heartbeat_interval_ms, 100) / 1000
-                log.info("heartbeat every %gs from now on", self._heartbeat_s)
-            elif kind == "drain":
-                log.info("the master asked this worker to drain: %s", msg.drain.reason)
-                if self._stop is not None:
-                    self._stop.set()
+            if msg.WhichOneof("msg") == "batch":
+                for item in msg.batch.messages:
+                    self._command(item)
             else:
-                log.info("ignoring %s from the master", kind)
+                self._command(msg)
+
+    def _command(self, msg: pb.MasterMessage) -> None:
+        kind = msg.WhichOneof("msg")
+        if kind == "assign":
+            self._assign(msg.assign)
+        elif kind == "revoke":
+            ref = AttemptRef(msg.revoke.ref.task_id, msg.revoke.ref.attempt)
+            if self._held.pop(ref, None) is not None:  # not started: it goes back
+                reason = f"given back unstarted: {msg.revoke.reason or 'revoked'}"
+                self._emit(executor.Finished(ref, Report(Outcome.NO_SLOT, error=reason), 0, 0))
+        elif kind == "cancel":
+            ref = AttemptRef(msg.cancel.ref.task_id, msg.cancel.ref.attempt)
+            execution = self.executions.get(ref)
+            if self._held.pop(ref, None) is not None:
+                reason = msg.cancel.reason or "cancelled"
+                report = Report(Outcome.CANCELLED, error=f"{reason} (before it started)")
+                self._emit(executor.Finished(ref, report, 0, 0))
+            elif execution is not None:
+                log.info(
+                    "cancelling task %s attempt %d: %s",
+                    ref.task_id,
+                    ref.attempt,
+                    msg.cancel.reason,
+                )
+                execution.cancel(msg.cancel.reason or "cancelled")
+        elif kind == "ack":
+            for r in msg.ack.refs:
+                ref = AttemptRef(r.task_id, r.attempt)
+                self.outbox.remove(ref)
+                self._unacked.discard(ref)
+                self._replay.forget(ref)
+            self._publish(Unacked(len(self._unacked)))
+            if not self._unacked:
+                self._all_acked.set()
+        elif kind == "welcome":  # the fleet grew: the master paces us anew
+            self._heartbeat_s = max(msg.welcome.heartbeat_interval_ms, 100) / 1000
+            log.info("heartbeat every %gs from now on", self._heartbeat_s)
+        elif kind == "drain":
+            log.info("the master asked this worker to drain: %s", msg.drain.reason)
+            if self._stop is not None:
+                self._stop.set()
+        else:
+            log.info("ignoring %s from the master", kind)
 
     # ---- tasks
 
@@ -412,12 +437,45 @@ class Agent:
         if not TASK_ID.match(ref.task_id) or not msg.argv:
             log.error("refusing a malformed assignment %r", ref)
             return
-        if ref in self.executions or ref in self._unacked:
+        if ref in self.executions or ref in self._unacked or ref in self._held:
             return  # a duplicate
-        if self._stopping or len(self.executions) >= self.config.slots:
-            reason = "the worker is draining" if self._stopping else "no free slot"
-            self._emit(executor.Finished(ref, Report(Outcome.NO_SLOT, error=reason), 0, 0))
+        if self._stopping:
+            reason = "the worker is draining"
+        elif len(self.executions) < self.config.slots and not self._held:
+            self._begin(msg)
             return
+        elif len(self._held) < self.config.prefetch_count:
+            self._held[ref] = msg  # started the moment a slot frees (`_start_held`)
+            self._start_held()  # (a slot may be free: it waits on GPUs)
+            return
+        else:
+            reason = "no free slot"
+        self._emit(executor.Finished(ref, Report(Outcome.NO_SLOT, error=reason), 0, 0))
+
+    def _start_held(self) -> None:
+        """Start held assignments, in order, while slots (and the GPUs the next asks) are free."""
+        while self._held and not self._stopping and self._queue is not None:
+            ref, msg = next(iter(self._held.items()))
+            if len(self.executions) >= self.config.slots or msg.gpus > self._gpus.free:
+                return
+            del self._held[ref]
+            self._begin(msg)
+
+    def _give_back_held(self, reason: str) -> None:
+        """Nothing held or waiting for its Started to be written has run: report each NO_SLOT
+        (back to the queue, not a try)."""
+        for ref in list(self._held):
+            del self._held[ref]
+            self._emit(executor.Finished(ref, Report(Outcome.NO_SLOT, error=reason), 0, 0))
+        for ref, gate in list(self._gates.items()):
+            del self._gates[ref]
+            self.executions[ref].cancel(reason, Outcome.NO_SLOT)  # never spawned
+            gate.set_result(None)
+
+    def _begin(self, msg: pb.Assign) -> None:
+        """Take a slot for the assignment: check it, make its box, and announce it; the process
+        is spawned once its Started is written (never before: see Hello.announces_starts)."""
+        ref = AttemptRef(msg.ref.task_id, msg.ref.attempt)
         if msg.gpus > self._gpus.free:
             reason = f"{msg.gpus} GPUs asked, {self._gpus.free} free"
             self._emit(executor.Finished(ref, Report(Outcome.NO_SLOT, error=reason), 0, 0))
@@ -452,17 +510,32 @@ class Agent:
             error = f"cannot create the attempt's cgroup: {exc.strerror or exc}"
             self._emit(executor.Finished(ref, Report(Outcome.SPAWN_FAILED, error=error), 0, 0))
             return
+        queue = self._queue
+        assert queue is not None  # (assignments arrive, and held ones start, only on a stream)
         self._gpus.take(ref, msg.gpus)
-        execution = Execution(assignment, launch, self._emit, box=box)
+        execution = Execution(assignment, launch, self._emit, started_delay_s=None, box=box)
         self.executions[ref] = execution
         self._publish(Running(len(self.executions)))
-        execution.start()  # now, not on the run task's first turn
-        self._runs[ref] = asyncio.create_task(self._run(execution), name=f"task-{ref.task_id}")
+        gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._gates[ref] = gate
+        self._runs[ref] = asyncio.create_task(
+            self._run(execution, gate), name=f"task-{ref.task_id}"
+        )
+        started = pb.Started(ref=ref_to_pb(ref), started_at_ms=time.time_ns() // 1_000_000)
+        queue.put(pb.WorkerMessage(started=started), then=lambda: self._announced(ref))
 
-    async def _run(self, execution: Execution) -> None:
+    def _announced(self, ref: AttemptRef) -> None:
+        """Its Started is written: spawn it now (not on the run task's next turn)."""
+        gate = self._gates.pop(ref, None)
+        if gate is not None:
+            self.executions[ref].start()
+            gate.set_result(None)
+
+    async def _run(self, execution: Execution, gate: asyncio.Future[None]) -> None:
         ref = execution.ref
         logs.bind(task_id=ref.task_id, attempt=ref.attempt)  # this task's records
         try:
+            await gate
             await execution.run()
         except Exception:
             log.exception("task %s attempt %d failed inside the worker", ref.task_id, ref.attempt)
@@ -474,6 +547,7 @@ class Agent:
             self.containment.attempt_ended(e.pid for e in self.executions.values() if e.pid)
             if execution.launch.scratch is not None:
                 shutil.rmtree(execution.launch.scratch, ignore_errors=True)
+            self._start_held()
 
     def _emit(self, event: executor.Event) -> None:
         queue = self._queue
@@ -504,4 +578,4 @@ class Agent:
                     self._publish(Running(len(self.executions)))
                 message = pb.WorkerMessage(finished=finished)
         if queue is not None:
-            queue.put_nowait(message)
+            queue.put(message)

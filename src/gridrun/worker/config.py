@@ -21,6 +21,9 @@ class WorkerConfig(BaseModel):
 
     master: str = "127.0.0.1:50051"  # host:port, or several comma-separated to fail over
     slots: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=4096)
+    # assignments taken beyond the free slots, started the moment a slot frees; None: as
+    # many as slots (see `prefetch_count`)
+    prefetch: int | None = Field(None, ge=0, le=4096)
     labels: dict[str, str] = Field(default_factory=dict)
     data_dir: Path = Field(default_factory=default_data_dir)
     name: str | None = None
@@ -74,6 +77,13 @@ class WorkerConfig(BaseModel):
     def masters(self) -> list[str]:
         """The master addresses, in the order they are tried."""
         return [a.strip() for a in self.master.split(",") if a.strip()]
+
+    @property
+    def prefetch_count(self) -> int:
+        """Assignments held beyond the free slots: --prefetch, else one per slot (bench/
+        throughput.py: a slot that waits on the master after every task idles a round trip;
+        one held task each keeps it busy, more buys nothing measurable)."""
+        return self.slots if self.prefetch is None else self.prefetch
 
     @property
     def uses_tls(self) -> bool:

@@ -172,7 +172,7 @@ class Execution:
         assignment: Assignment,
         launch: Launch,
         emit: Callable[[Event], None],
-        started_delay_s: float = STARTED_DELAY_S,
+        started_delay_s: float | None = STARTED_DELAY_S,  # None: its Started was sent already
         box: Box | None = None,
     ) -> None:
         self.assignment = assignment
@@ -229,7 +229,8 @@ class Execution:
             return
         loop = asyncio.get_running_loop()
         self.pid = proc.pid
-        self._announce = loop.call_later(self._started_delay_s, self._started)
+        if self._started_delay_s is not None:
+            self._announce = loop.call_later(self._started_delay_s, self._started)
         self._stop = loop.create_future()
         self._pipes_closed = loop.create_future()
         assert proc.stdout is not None

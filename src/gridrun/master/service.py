@@ -129,6 +129,7 @@ class Service:
         self.stopping = asyncio.Event()  # set when the master shuts down: followers end
         self.watchers = Watchers()
         self.retention = Retention(self)
+        self._flushes: set[asyncio.Task[None]] = set()  # deferred Started being written
 
     # ---- client use cases
 
@@ -388,7 +389,35 @@ class Service:
 
     async def reports(self, session: WorkerSession, reports: Sequence[WorkerReport]) -> None:
         """Apply what a worker reported (a batch of its messages, in order) in one
-        transaction; acknowledge its results once that is committed."""
+        transaction; acknowledge its results once that is committed. The Started of a worker
+        that announces its starts waits up to STARTED_DEFER_S for what follows (see
+        WorkerSession.defer): in memory meanwhile, as the session's `started`."""
+        if session.announces and all(isinstance(r, Started) for r in reports):
+            started = [r for r in reports if isinstance(r, Started)]
+            for report in started:
+                session.began(report.ref)
+            session.defer(started, lambda: self._flush_deferred(session))
+            return
+        async with session.writing:
+            await self._apply(session, [*session.take_deferred(), *reports])
+
+    def _flush_deferred(self, session: WorkerSession) -> None:
+        async def flush() -> None:
+            async with session.writing:
+                deferred = session.take_deferred()
+                if deferred:
+                    await self._apply(session, deferred)
+
+        task = asyncio.create_task(flush())
+        self._flushes.add(task)
+        task.add_done_callback(self._flushed)
+
+    def _flushed(self, task: asyncio.Task[None]) -> None:
+        self._flushes.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("could not record a start: %r", task.exception())
+
+    async def _apply(self, session: WorkerSession, reports: Sequence[WorkerReport]) -> None:
         ended = False
         for report in reports:
             if isinstance(report, Finished):
@@ -433,6 +462,9 @@ class Service:
         self.settled([delivered])
 
     async def disconnected(self, session: WorkerSession) -> None:
+        async with session.writing:  # what it said started is recorded before it is judged
+            if deferred := session.take_deferred():
+                await self._apply(session, deferred)
         if not self.sessions.remove(session):
             return  # replaced by a newer connection of the same worker
         now = self.clock.now_ms()

@@ -8,7 +8,7 @@ scheduler can count free slots without a query.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from gridrun.master.scheduler import Capacity
@@ -21,8 +21,13 @@ from gridrun.model import (
     WorkerState,
     offered,
 )
+from gridrun.store import Started
 
 ACK_DELAY_S = 0.02  # results acknowledged within this long share one Ack message
+# A worker that announces its starts says Started before every spawn; most short tasks end
+# within milliseconds, so their Started is written with their Finished (one transaction, not
+# two in turn) unless this long passes first (see Service.reports).
+STARTED_DEFER_S = 0.01
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +110,11 @@ class WorkerSession:
     sent_at: dict[AttemptRef, float] = field(default_factory=dict)
     started: set[AttemptRef] = field(default_factory=set)
     revoked: set[AttemptRef] = field(default_factory=set)  # asked back (RevokeCmd)
+    # Started reports not yet written (STARTED_DEFER_S), and the lock that keeps this
+    # worker's writes in order (a deferred flush and the next batch never race)
+    deferred: list[Started] = field(default_factory=list)
+    writing: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _defer_timer: asyncio.TimerHandle | None = None
     _queue: asyncio.Queue[Command | None] = field(default_factory=asyncio.Queue)
     _acks: list[AttemptRef] = field(default_factory=list)  # durable, not yet acknowledged
     _ack_timer: asyncio.TimerHandle | None = None
@@ -156,6 +166,20 @@ class WorkerSession:
         refs, self._acks = tuple(self._acks), []
         if refs:
             self.send(AckCmd(refs))
+
+    def defer(self, started: Sequence[Started], flush: Callable[[], None]) -> None:
+        """Keep Started reports to write with the next batch; `flush` writes them if none
+        comes within STARTED_DEFER_S."""
+        self.deferred += started
+        if self._defer_timer is None:
+            self._defer_timer = asyncio.get_running_loop().call_later(STARTED_DEFER_S, flush)
+
+    def take_deferred(self) -> list[Started]:
+        if self._defer_timer is not None:
+            self._defer_timer.cancel()
+            self._defer_timer = None
+        taken, self.deferred = self.deferred, []
+        return taken
 
     def close(self, reason: str) -> None:
         if self.closed:

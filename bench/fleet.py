@@ -4,7 +4,10 @@ connection each, answering every assignment at once with a successful result).
 For each N (default 1000, then 5000): the master's CPU (share of one core) and RSS while idle
 (heartbeats only, as often as the master asks, after the fleet has settled), and its dispatch rate
 across the fleet (T tasks through the HTTP API, counted by the simulator as it answers them).
+Each size is measured with workers of the previous protocol (one message per report, nothing
+held) and of this one (batches, Started before each spawn, prefetch = slots), in the same run.
 Usage: python bench/fleet.py [--workers 1000,5000] [--tasks T] [--idle-seconds S]
+       [--protocols previous,batched]
        python bench/fleet.py --simulate N --address HOST:PORT [...]   (the simulator itself)
 """
 
@@ -31,14 +34,16 @@ from gridrun._proto import worker_pb2_grpc
 BENCH = Path(__file__).resolve().parent
 
 
-def succeeded(assign: pb.Assign) -> pb.WorkerMessage:
-    """The answer of a worker that ran the assignment at once, and it exited 0."""
+def succeeded(assign: pb.Assign, announce: bool) -> list[pb.WorkerMessage]:
+    """The answer of a worker that ran the assignment at once, and it exited 0 (announced by
+    a Started first, as a worker of this protocol does)."""
     now = time.time_ns() // 1_000_000
     finished = pb.Finished(
         ref=assign.ref, outcome=pb.OUTCOME_EXITED, has_exit_code=True,
         exit_code=0, started_at_ms=now, finished_at_ms=now,
     )  # fmt: skip
-    return pb.WorkerMessage(finished=finished)
+    started = pb.Started(ref=assign.ref, started_at_ms=now)
+    return [pb.WorkerMessage(started=started)] * announce + [pb.WorkerMessage(finished=finished)]
 
 
 class Tally:
@@ -59,7 +64,7 @@ class Tally:
 
 
 async def simulated_worker(
-    n: int, address: str, slots: int, tally: Tally, connected: asyncio.Queue[int]
+    n: int, address: str, slots: int, tally: Tally, connected: asyncio.Queue[int], batched: bool
 ) -> None:
     """Like a real worker: connect, and connect again after a short random backoff when the
     master refuses or drops the stream (a master taking thousands of Hellos at once may be
@@ -74,12 +79,12 @@ async def simulated_worker(
 
     while True:
         with contextlib.suppress(grpc.aio.AioRpcError):
-            await _session(n, address, slots, tally, welcomed)
+            await _session(n, address, slots, tally, welcomed, batched)
         await asyncio.sleep(random.uniform(0.5, 2.0))
 
 
 async def _session(
-    n: int, address: str, slots: int, tally: Tally, welcomed: Callable[[], None]
+    n: int, address: str, slots: int, tally: Tally, welcomed: Callable[[], None], batched: bool
 ) -> None:
     # a connection of its own, as a real worker has (channels to one address share one TCP
     # connection otherwise)
@@ -90,6 +95,7 @@ async def _session(
             worker_id=f"sim-{n:05}", hostname="fleet-sim", slots=slots,
             version=gridrun.__version__,
             resources=pb.Resources(cpus=slots, memory_mb=4096),
+            batches=batched, announces_starts=batched, prefetch=slots if batched else 0,
         )  # fmt: skip
         await call.write(pb.WorkerMessage(hello=hello))
         welcome = await call.read()
@@ -107,15 +113,25 @@ async def _session(
 
         async def writer() -> None:
             while True:
-                await call.write(await out.get())
+                messages = [await out.get()]
+                while batched and not out.empty():  # what accumulated: one batch
+                    messages.append(out.get_nowait())
+                if len(messages) == 1:
+                    await call.write(messages[0])
+                else:
+                    await call.write(pb.WorkerMessage(batch=pb.WorkerBatch(messages=messages)))
 
         async def reader() -> None:
             while isinstance(msg := await call.read(), pb.MasterMessage):
-                if msg.WhichOneof("msg") == "welcome":  # the fleet grew: beat less often
-                    pace[0] = max(msg.welcome.heartbeat_interval_ms, 100) / 1000
-                elif msg.WhichOneof("msg") == "assign":
-                    out.put_nowait(succeeded(msg.assign))
-                    tally.one()
+                kind = msg.WhichOneof("msg")
+                items = msg.batch.messages if kind == "batch" else [msg]
+                for item in items:
+                    if item.WhichOneof("msg") == "welcome":  # the fleet grew: beat less often
+                        pace[0] = max(item.welcome.heartbeat_interval_ms, 100) / 1000
+                    elif item.WhichOneof("msg") == "assign":
+                        for answer in succeeded(item.assign, batched):
+                            out.put_nowait(answer)
+                        tally.one()
 
         parts = [asyncio.create_task(p()) for p in (heartbeats, writer, reader)]
         try:
@@ -130,7 +146,9 @@ async def simulate(args: argparse.Namespace) -> None:
     tally = Tally(args.skip, args.count)
     connected: asyncio.Queue[int] = asyncio.Queue()
     fleet = [
-        asyncio.create_task(simulated_worker(n, args.address, args.slots, tally, connected))
+        asyncio.create_task(
+            simulated_worker(n, args.address, args.slots, tally, connected, args.batched)
+        )
         for n in range(args.simulate)
     ]
     for _ in range(args.simulate):
@@ -142,11 +160,13 @@ async def simulate(args: argparse.Namespace) -> None:
 class Simulator:
     """The simulator as a child process (so that its CPU is not counted as the master's)."""
 
-    def __init__(self, address: str, workers: int, slots: int, skip: int, count: int) -> None:
+    def __init__(
+        self, address: str, workers: int, slots: int, skip: int, count: int, batched: bool
+    ) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, str(BENCH / "fleet.py"), "--simulate", str(workers),
              "--address", address, "--slots", str(slots), "--skip", str(skip),
-             "--count", str(count)],
+             "--count", str(count), *(["--batched"] if batched else [])],
             stdout=subprocess.PIPE, text=True,
             env={k: v for k, v in os.environ.items() if not k.startswith("GRIDRUN_")},
         )  # fmt: skip
@@ -167,12 +187,12 @@ class Simulator:
             self.proc.wait()
 
 
-def measure(workers: int, args: argparse.Namespace) -> dict[str, float]:
+def measure(workers: int, args: argparse.Namespace, batched: bool) -> dict[str, float]:
     with one_master("gridrun-fleet-") as grid:
         master = grid.masters[0].pid
         address = f"127.0.0.1:{grid.ports[0][1]}"
         began = time.perf_counter()
-        sim = Simulator(address, workers, args.slots, skip=200, count=args.tasks - 400)
+        sim = Simulator(address, workers, args.slots, 200, args.tasks - 400, batched)
         try:
             sim.expect("ready")
 
@@ -209,7 +229,9 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=20_000)
     parser.add_argument("--idle-seconds", type=float, default=20.0)
     parser.add_argument("--settle", type=float, default=5.0, help="after the fleet joined")
+    parser.add_argument("--protocols", default="previous,batched")
     parser.add_argument("--simulate", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--batched", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--address", help=argparse.SUPPRESS)
     parser.add_argument("--skip", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)
@@ -222,13 +244,19 @@ def main() -> None:
           f" slots; {args.tasks} tasks (the middle"
           f" {args.tasks - 400} timed)")  # fmt: skip
     for size in (int(n) for n in args.workers.split(",")):
-        r = measure(size, args)
-        print(
-            f"{size:5} workers: joined in {r['joined_s']:.1f} s; idle master CPU"
-            f" {r['idle_cpu'] * 100:.1f}% of a core, RSS {r['idle_rss']:.0f} MB (simulator"
-            f" {r['sim_idle_cpu'] * 100:.1f}%); dispatch {r['rate']:.0f} tasks/s,"
-            f" RSS then {r['busy_rss']:.0f} MB"
-        )
+        rates: dict[str, float] = {}
+        for protocol in args.protocols.split(","):
+            r = measure(size, args, batched=protocol == "batched")
+            rates[protocol] = r["rate"]
+            print(
+                f"{size:5} workers, {protocol:8} protocol: joined in {r['joined_s']:.1f} s; idle"
+                f" master CPU"
+                f" {r['idle_cpu'] * 100:.1f}% of a core, RSS {r['idle_rss']:.0f} MB (simulator"
+                f" {r['sim_idle_cpu'] * 100:.1f}%); dispatch {r['rate']:.0f} tasks/s,"
+                f" RSS then {r['busy_rss']:.0f} MB"
+            )
+        if len(rates) == 2 and rates.get("previous"):
+            print(f"      dispatch, batched / previous: {rates['batched'] / rates['previous']:.2f}")
 
 
 if __name__ == "__main__":

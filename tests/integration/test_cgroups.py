@@ -143,7 +143,9 @@ def test_cpu_time_is_measured_for_the_whole_group(
     assert time.monotonic() - began < 30
     usage = box.usage()
     assert usage.cpu_s is not None
-    assert usage.cpu_s == pytest.approx(1.0, rel=0.3)  # two children, 0.5 s each
+    # two children, 0.5 s each, plus their interpreters' start (more on a loaded machine): one
+    # child alone would be about 0.6
+    assert 0.95 <= usage.cpu_s <= 2.0
     box.close()
 
 

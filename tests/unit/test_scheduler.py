@@ -147,3 +147,48 @@ def test_placement_agrees_with_a_scan_of_every_worker(
     ]
     got = [(c.task_id, w) for c, w in place(candidates, fleet())]
     assert got == _reference_place(tasks, workers)
+
+
+def test_a_free_slot_anywhere_comes_before_a_prefetch_place() -> None:
+    # "a" is full but may hold 4 more; "b" has one free slot: spread and pack both take b's
+    # slot first, then a's held places
+    for placement in (Placement.SPREAD, Placement.PACK):
+        workers = [
+            Capacity("a", {}, slots=2, used=2, prefetch=4),
+            Capacity("b", {}, slots=2, used=1, prefetch=0),
+        ]
+        tasks = [
+            Candidate(task_id=f"t{n}", priority=0, seq=n, labels={}, legacy_ok=True,
+                      placement=placement)
+            for n in range(6)
+        ]  # fmt: skip
+        placed = [w for _, w in place(tasks, workers)]
+        assert placed == ["b", "a", "a", "a", "a"], placement
+
+
+@given(
+    st.lists(st.tuples(st.integers(1, 4), st.integers(0, 6), st.integers(0, 3)), max_size=6),
+    st.integers(0, 30),
+)
+@settings(max_examples=200, deadline=None)
+def test_held_places_never_exceed_prefetch_and_slots_fill_first(
+    shapes: list[tuple[int, int, int]], n: int
+) -> None:
+    workers = [
+        Capacity(f"w{i}", {}, slots=slots, used=min(used, slots + prefetch), prefetch=prefetch)
+        for i, (slots, used, prefetch) in enumerate(shapes)
+    ]
+    before = {w.worker_id: (w.slots, w.used, w.prefetch) for w in workers}
+    placed = place([candidate(i) for i in range(n)], workers)
+    taken = {w: sum(1 for _, x in placed if x == w) for w in before}
+    for name, (slots, used, prefetch) in before.items():
+        assert used + taken[name] <= slots + prefetch
+    # a task goes to a held place only once no worker has a free slot left
+    slots_left = sum(max(s - u, 0) for s, u, _ in before.values())
+    counts = {name: used for name, (_, used, _) in before.items()}
+    for _, name in placed:
+        if counts[name] < before[name][0]:
+            slots_left -= 1
+        else:
+            assert slots_left == 0
+        counts[name] += 1

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import grpc
-from grid import cpu_seconds, one_master, rss_mb, wait_for
+from grid import cpu_seconds, one_master, rss_mb, start_profile, stop_profile, wait_for
 
 import gridrun
 from gridrun._proto import worker_pb2 as pb
@@ -208,14 +208,24 @@ def measure(workers: int, args: argparse.Namespace, batched: bool) -> dict[str, 
             idle_cpu = (cpu_seconds(master) - cpu0) / (time.perf_counter() - t0)
             sim_idle = (cpu_seconds(sim.proc.pid) - sim_cpu0) / (time.perf_counter() - t0)
             idle_rss = rss_mb(master)
+            out = f"{args.profile}.{workers}-{'batched' if batched else 'previous'}"
+            profile = start_profile(out, master) if args.profile else None
+            cpu1, t1, sim_cpu1 = cpu_seconds(master), time.perf_counter(), cpu_seconds(sim.proc.pid)
             grid.submit(["true"], args.tasks)
             rate = float(sim.expect("rate"))
+            busy = time.perf_counter() - t1
+            busy_cpu = (cpu_seconds(master) - cpu1) / busy
+            sim_busy = (cpu_seconds(sim.proc.pid) - sim_cpu1) / busy
+            if profile is not None:
+                stop_profile(profile, out)
             return {
                 "joined_s": joined,
                 "idle_cpu": idle_cpu,
                 "idle_rss": idle_rss,
                 "sim_idle_cpu": sim_idle,
                 "rate": rate,
+                "busy_cpu": busy_cpu,
+                "sim_busy_cpu": sim_busy,
                 "busy_rss": rss_mb(master),
             }
         finally:
@@ -230,6 +240,7 @@ def main() -> None:
     parser.add_argument("--idle-seconds", type=float, default=20.0)
     parser.add_argument("--settle", type=float, default=5.0, help="after the fleet joined")
     parser.add_argument("--protocols", default="previous,batched")
+    parser.add_argument("--profile", help="py-spy folded stacks of the master to PREFIX.*")
     parser.add_argument("--simulate", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--batched", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--address", help=argparse.SUPPRESS)
@@ -252,7 +263,8 @@ def main() -> None:
                 f"{size:5} workers, {protocol:8} protocol: joined in {r['joined_s']:.1f} s; idle"
                 f" master CPU"
                 f" {r['idle_cpu'] * 100:.1f}% of a core, RSS {r['idle_rss']:.0f} MB (simulator"
-                f" {r['sim_idle_cpu'] * 100:.1f}%); dispatch {r['rate']:.0f} tasks/s,"
+                f" {r['sim_idle_cpu'] * 100:.1f}%); dispatch {r['rate']:.0f} tasks/s (master CPU"
+                f" {r['busy_cpu'] * 100:.0f}%, simulator {r['sim_busy_cpu'] * 100:.0f}%),"
                 f" RSS then {r['busy_rss']:.0f} MB"
             )
         if len(rates) == 2 and rates.get("previous"):

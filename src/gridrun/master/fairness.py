@@ -92,8 +92,8 @@ def plan(
     heap = [(-t[0].priority, turn(t[0]), t[0].seq, key, 0) for key, t in heads.items() if t]
     heapq.heapify(heap)
     result = Plan()
-    free = sum(c.free for c in capacities)
-    while heap and free > 0:
+    placer = scheduler.Placer(capacities)
+    while heap and placer.free > 0:
         priority, owner_turn, seq, key, i = heapq.heappop(heap)
         task = heads[key][i]
         if owner_turn != turn(task):
@@ -104,12 +104,11 @@ def plan(
             for waiting in heads[key][i:]:
                 result.waiting[waiting.task_id] = why
             continue
-        placed = scheduler.place([task], capacities)
-        if not placed:
+        worker = placer.place(task)
+        if worker is None:
             continue  # no room for this shape any more: nor for the rest of its lane
-        result.placed.extend(placed)
+        result.placed.append((task, worker))
         running.add(task)
-        free -= 1
         if i + 1 < len(heads[key]):
             following = heads[key][i + 1]
             heapq.heappush(heap, (-following.priority, turn(following), following.seq, key, i + 1))

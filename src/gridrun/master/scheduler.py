@@ -149,36 +149,54 @@ class _Ranking:
             heapq.heappush(self._heap, (self._key(pool[i]), i, version))
 
 
-def place(candidates: Iterable[Candidate], workers: Iterable[Capacity]) -> Placed:
-    """Return (candidate, worker_id) pairs; candidates that fit nowhere now are left out."""
-    pool = [w for w in workers if w.slots > 0]
-    versions = [0] * len(pool)
-    free = sum(w.free for w in pool)
-    rankings: dict[Placement, _Ranking] = {}  # a ranking per placement, made when first needed
-    placed: Placed = []
-    for candidate in candidates:
-        if free <= 0:
-            break
+class Placer:
+    """Places tasks one at a time on a pool of workers, using it up; its rankings (a heap per
+    placement) are made once and kept up to date, so placing k plain tasks on W workers costs
+    O(W + k log W), not O(k W)."""
+
+    def __init__(self, workers: Iterable[Capacity]) -> None:
+        self.pool = [w for w in workers if w.slots > 0]
+        self._versions = [0] * len(self.pool)
+        self.free = sum(w.free for w in self.pool)
+        self._rankings: dict[Placement, _Ranking] = {}  # made when first needed
+
+    def place(self, candidate: Candidate) -> str | None:
+        """The worker the candidate goes to (its capacity taken), or None if none has room."""
+        if self.free <= 0:
+            return None
+        pool, versions = self.pool, self._versions
         key = _fullness if candidate.placement is Placement.PACK else _load
         if _plain(candidate):
-            if candidate.placement not in rankings:
-                rankings[candidate.placement] = _Ranking(pool, versions, key)
-            chosen = rankings[candidate.placement].best(pool, versions, candidate.legacy_ok)
+            if candidate.placement not in self._rankings:
+                self._rankings[candidate.placement] = _Ranking(pool, versions, key)
+            chosen = self._rankings[candidate.placement].best(pool, versions, candidate.legacy_ok)
         else:
             options = [i for i, w in enumerate(pool) if eligible(candidate, w)]
             chosen = min(options, key=lambda i: key(pool[i])) if options else None
         if chosen is None:
-            continue
+            return None
         best = pool[chosen]
         best.used += 1
-        free -= 1
+        self.free -= 1
         best.taken = best.taken + candidate.resources
         if candidate.task_class is not None:
             best.by_class[candidate.task_class] = best.by_class.get(candidate.task_class, 0) + 1
         versions[chosen] += 1
-        for ranking in rankings.values():
+        for ranking in self._rankings.values():
             ranking.update(pool, chosen, versions[chosen])
-        placed.append((candidate, best.worker_id))
+        return best.worker_id
+
+
+def place(candidates: Iterable[Candidate], workers: Iterable[Capacity]) -> Placed:
+    """Return (candidate, worker_id) pairs; candidates that fit nowhere now are left out."""
+    placer = Placer(workers)
+    placed: Placed = []
+    for candidate in candidates:
+        if placer.free <= 0:
+            break
+        worker = placer.place(candidate)
+        if worker is not None:
+            placed.append((candidate, worker))
     return placed
 
 

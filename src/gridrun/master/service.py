@@ -418,6 +418,11 @@ class Service:
             log.warning("could not record a start: %r", task.exception())
 
     async def _apply(self, session: WorkerSession, reports: Sequence[WorkerReport]) -> None:
+        # a Started followed by its attempt's Finished says nothing the Finished does not
+        # (it carries started_at): most short tasks are written once, not twice
+        finished = {r.ref for r in reports if isinstance(r, Finished)}
+        if finished:
+            reports = [r for r in reports if not (isinstance(r, Started) and r.ref in finished)]
         ended = False
         for report in reports:
             if isinstance(report, Finished):

@@ -12,7 +12,7 @@ import pytest
 from gridrun.errors import Unavailable
 from gridrun.model import AttemptRef, Outcome, Report, TaskState, WorkerInfo, WorkerState
 from gridrun.spec import make_spec
-from gridrun.store import NewTask, Notice, TaskFilter, postgres_sql
+from gridrun.store import NewTask, Notice, postgres_sql
 from gridrun.store.postgres import PostgresStore, numbered, redact
 from tests import pg
 from tests.helpers import claim, eventually_async
@@ -216,36 +216,3 @@ async def test_a_database_from_before_kept_counts_is_counted_as_it_migrates(url:
         assert await store.count_by_state() == {TaskState.QUEUED: 4, TaskState.SUCCEEDED: 7}
     finally:
         await store.close()
-
-
-async def test_writes_that_queue_up_share_a_transaction_and_fail_alone(url: str) -> None:
-    """Group commit: 200 submissions made at once take a handful of transactions, not 200; a
-    write that fails (cancelling a task that does not exist) undoes only itself."""
-    stats = "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
-    conn = await asyncpg.connect(url)
-    try:
-        before = await conn.fetchval(stats)
-        store = PostgresStore(url, origin="ma")
-        await store.open()
-        try:
-            specs = [make_spec(argv=["echo", str(i)]) for i in range(200)]
-            *added, missing = await asyncio.gather(
-                *(store.add_tasks([NewTask(f"{i:024x}", s)], 2) for i, s in enumerate(specs)),
-                store.request_cancel("f" * 24, 3),
-                return_exceptions=True,
-            )
-            assert isinstance(missing, Exception)  # failed alone ...
-            assert all(isinstance(r, list) for r in added), added  # ... the others committed
-            assert len((await store.list_tasks(TaskFilter(), 500, None)).tasks) == 200
-        finally:
-            await store.close()  # its connections end: the server counts their transactions
-
-        async def counted() -> int | None:
-            await conn.execute("SELECT pg_stat_clear_snapshot()")
-            commits = int(await conn.fetchval(stats)) - before
-            return commits if commits > 0 else None
-
-        commits = await eventually_async(counted, 10)
-        assert commits < 60, commits  # grouped: far fewer than one per write
-    finally:
-        await conn.close()

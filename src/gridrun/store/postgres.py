@@ -63,27 +63,6 @@ RECONNECT = (
     BrokenPipeError,
 )
 LISTEN_RETRY_S = 0.5
-GROUP_MAX = 500  # writes per group commit
-
-
-class _Uncertain(Exception):
-    """The connection was lost during COMMIT: the transaction may or may not have committed."""
-
-    def __init__(self, cause: BaseException) -> None:
-        super().__init__(str(cause))
-        self.cause = cause
-
-
-def _answer(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
-    """Answer a write's caller (one that gave up waiting has its write applied all the same)."""
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(value)
-
-
 Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
 
@@ -173,8 +152,6 @@ class PostgresStore(RelationalStore):
         self._timeout_s = timeout_s
         self._pool: asyncpg.Pool | None = None
         self._listening: asyncio.Task[None] | None = None
-        self._pending: list[tuple[Callable[[Tx], Awaitable[Any]], asyncio.Future[Any]]] = []
-        self._flusher: asyncio.Task[None] | None = None
 
     def _unavailable(self, exc: BaseException) -> Unavailable:
         if isinstance(exc, asyncpg.exceptions.DiskFullError):
@@ -219,11 +196,6 @@ class PostgresStore(RelationalStore):
                          ddl.SCHEMA_VERSION)  # fmt: skip
 
     async def close(self) -> None:
-        if self._flusher is not None:  # writes under way finish first
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait({self._flusher}, timeout=self._timeout_s)
-            self._flusher.cancel()
-            await asyncio.gather(self._flusher, return_exceptions=True)
         if self._listening is not None:
             self._listening.cancel()
             await asyncio.gather(self._listening, return_exceptions=True)
@@ -253,96 +225,6 @@ class PostgresStore(RelationalStore):
         raise AssertionError("unreachable")
 
     async def _write(self, step: Callable[[Tx], Awaitable[T]]) -> T:
-        """Run a write in the next group commit (see _flush_groups); return once committed."""
-        if self._pool is None:
-            raise Unavailable("the store is closed")
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending.append((step, future))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush_groups())
-        result: T = await future
-        return result
-
-    async def _flush_groups(self) -> None:
-        """Group commit, as the SQLite store has: the writes that queue up while a transaction
-        is under way run together in the next one, each in a savepoint of its own (one that
-        fails undoes only itself), and nobody is answered before the COMMIT. One transaction
-        at a time per master: its writes share commits (and the server's WAL flushes) instead
-        of each waiting for its own."""
-        batch: list[tuple[Callable[[Tx], Awaitable[Any]], asyncio.Future[Any]]] = []
-        try:
-            while self._pending:
-                batch, self._pending = self._pending[:GROUP_MAX], self._pending[GROUP_MAX:]
-                if len(batch) == 1:
-                    await self._alone(*batch[0])
-                    continue
-                try:
-                    outcomes = await self._group(batch)
-                except _Uncertain as exc:  # lost during COMMIT: it may or may not have committed
-                    for _, future in batch:
-                        _answer(future, None, self._unavailable(exc.cause))
-                    continue
-                except (*LOST, *RETRIED):  # lost before COMMIT: nothing of it is durable
-                    for step, future in batch:
-                        await self._alone(step, future)
-                    continue
-                except Exception as exc:  # e.g. Unavailable: the store was closed
-                    for _, future in batch:
-                        _answer(future, None, exc)
-                    continue
-                for (step, future), (value, error) in zip(batch, outcomes, strict=True):
-                    if isinstance(error, RETRIED):  # lost a race with another master: again
-                        await self._alone(step, future)
-                    else:
-                        _answer(future, value, error)
-        finally:  # (cancelled as the store closes) nobody is left waiting
-            for _, future in [*batch, *self._pending]:
-                _answer(future, None, Unavailable("the store is closed"))
-            self._pending = []
-
-    async def _alone(
-        self, step: Callable[[Tx], Awaitable[Any]], future: asyncio.Future[Any]
-    ) -> None:
-        try:
-            value = await self._write_alone(step)
-        except Exception as exc:
-            _answer(future, None, exc)
-        else:
-            _answer(future, value, None)
-
-    async def _group(
-        self, batch: list[tuple[Callable[[Tx], Awaitable[Any]], asyncio.Future[Any]]]
-    ) -> list[tuple[Any, Exception | None]]:
-        outcomes: list[tuple[Any, Exception | None]] = []
-        notices: list[str] = []
-        async with self._acquire() as conn:
-            transaction = conn.transaction()
-            await transaction.start()
-            try:
-                for step, _ in batch:
-                    tx = PgTx(conn)
-                    try:
-                        async with conn.transaction():  # a savepoint
-                            value = await step(tx)
-                    except LOST:
-                        raise
-                    except Exception as exc:  # undone alone; its caller is told
-                        outcomes.append((None, exc))
-                    else:
-                        outcomes.append((value, None))
-                        notices += [n for n in tx.notices if n not in notices]
-                if notices:
-                    await conn.execute(ddl.NOTIFY, notices)
-            except BaseException:
-                await transaction.rollback()
-                raise
-            try:
-                await transaction.commit()
-            except LOST as exc:
-                raise _Uncertain(exc) from None
-        return outcomes
-
-    async def _write_alone(self, step: Callable[[Tx], Awaitable[T]]) -> T:
         for attempt in range(1, RETRIES + 1):
             committing = False
             try:

@@ -149,3 +149,26 @@ async def test_an_unstarted_attempt_of_an_announcing_worker_goes_back_when_it_va
     back = await grid.wait(unstarted.ref.task_id)
     assert (back["state"], back["worker_id"]) == ("succeeded", "other")
     assert {t["id"] for t in tasks} == {started.ref.task_id, unstarted.ref.task_id}
+
+
+async def test_a_held_task_waits_past_the_start_deadline_without_being_lost(
+    grid: Grid, tmp_path: Path
+) -> None:
+    # a held task cannot start before a slot frees: its start deadline counts from then
+    await grid.stop_master()
+    await grid.start_master(start_deadline_s=1.0, quarantine_after=1)
+    gate = tmp_path / "gate"
+    await grid.add_worker("w1", slots=1, prefetch=1)
+    long = await grid.submit(cmd=gated(gate), shell=True, timeout_s=30)
+    await grid.wait_state(long["id"], "running")
+    held = await grid.submit(cmd="sleep 0.2", shell=True, timeout_s=30)
+    await grid.wait_state(held["id"], "assigned")
+    await asyncio.sleep(2.5)  # well past the start deadline, and the master's checks
+    assert (await grid.task(held["id"]))["state"] == "assigned"
+    gate.touch()
+    assert (await grid.wait(long["id"]))["state"] == "succeeded"
+    assert (await grid.wait(held["id"]))["state"] == "succeeded"
+    workers = {w["id"]: w for w in await grid.client.workers()}
+    assert workers["w1"]["state"] == "online"  # not quarantined
+    after = await grid.submit(argv=["true"])
+    assert (await grid.wait(after["id"]))["state"] == "succeeded"

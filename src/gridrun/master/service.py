@@ -395,7 +395,7 @@ class Service:
         if session.announces and all(isinstance(r, Started) for r in reports):
             started = [r for r in reports if isinstance(r, Started)]
             for report in started:
-                session.began(report.ref)
+                session.began(report.ref, self.clock.monotonic())
             session.defer(started, lambda: self._flush_deferred(session))
             return
         async with session.writing:
@@ -427,9 +427,10 @@ class Service:
         for report in reports:
             if isinstance(report, Finished):
                 session.release(report.ref)
+                session.freed_at = self.clock.monotonic()
                 ended = True
             else:
-                session.began(report.ref)  # output too: it started, whatever Started said
+                session.began(report.ref, self.clock.monotonic())  # output too: it started
         if ended:
             # The process has ended, so its slot is free now: let the next claim share this
             # commit instead of waiting for it.

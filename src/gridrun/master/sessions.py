@@ -110,6 +110,7 @@ class WorkerSession:
     sent_at: dict[AttemptRef, float] = field(default_factory=dict)
     started: set[AttemptRef] = field(default_factory=set)
     revoked: set[AttemptRef] = field(default_factory=set)  # asked back (RevokeCmd)
+    freed_at: float = float("-inf")  # (monotonic) when an attempt it held last ended
     # Started reports not yet written (STARTED_DEFER_S), and the lock that keeps this
     # worker's writes in order (a deferred flush and the next batch never race)
     deferred: list[Started] = field(default_factory=list)
@@ -132,10 +133,13 @@ class WorkerSession:
         if running:
             self.started.add(ref)
 
-    def began(self, ref: AttemptRef) -> None:
-        """It said `ref` started (a Started, or output)."""
-        if ref in self.sent_at:
+    def began(self, ref: AttemptRef, at: float) -> None:
+        """It said `ref` started (a Started, or output) at `at` (monotonic). One it held
+        (prefetch) is timed from its start, not from when it was sent (Trust.overdue)."""
+        if ref in self.sent_at and ref not in self.started:
             self.started.add(ref)
+            if self.prefetch:
+                self.sent_at[ref] = at
 
     def release(self, ref: AttemptRef) -> None:
         """It holds `ref` no more (ended, lost, delivered)."""

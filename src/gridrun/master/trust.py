@@ -41,11 +41,17 @@ class Trust:
         does not)."""
         late = []
         config = self.service.config
+        # Unstarted attempts beyond the slots its started ones leave are held (prefetch): they
+        # wait for a slot, and their deadline counts from when one last freed.
+        unstarted = sorted((t, r) for r, t in session.sent_at.items() if r not in session.started)
+        expected = max(session.slots - (len(session.sent_at) - len(unstarted)), 0)
+        for sent, ref in unstarted[:expected]:
+            since = max(sent, session.freed_at) if session.prefetch else sent
+            if now - since > config.start_deadline_s:
+                late.append((ref, f"not started within {config.start_deadline_s:g}s"))
         for ref, sent in session.sent_at.items():
             waited = now - sent
             if ref not in session.started:
-                if waited > config.start_deadline_s:
-                    late.append((ref, f"not started within {config.start_deadline_s:g}s"))
                 continue
             spec = session.inflight.get(ref)
             if spec is None or spec.timeout_s is None:

@@ -7,12 +7,14 @@ A grid of real processes (fresh database, free ports): one master and 2 workers 
   - the local limit: `xargs -P <2 x S> -n 1` running the same command N times;
   - Celery 5 + Redis (127.0.0.1): 2 Celery workers x S processes (prefork) and a task that runs
     the command with subprocess, N tasks sent with apply_async, timed until every result is in.
-Then one `true` task at a time (M tasks): submit->started as the master recorded it (created_at
+Then `true` on 2 workers x 1 slot against `xargs -P 2` (SQLite; each slot waits on the master
+after every task unless it holds one ahead: prefetch). Then one `true` task at a time (M
+tasks): submit->started as the master recorded it (created_at
 to started_at) and submit->finished as the client saw it, p50/p99.
 With --db postgresql://... the grid is measured, in the same run, on SQLite, on PostgreSQL with
 one master and with two (submissions alternate; each worker knows both).
 Usage: python bench/throughput.py [--tasks N] [--sleep-tasks K] [--latency M] [--slots S]
-       [--db postgresql://...] [--redis redis://...|none] [--profile PREFIX]
+       [--db postgresql://...] [--redis redis://...|none] [--profile PREFIX] [--prefetch P]
 """
 
 from __future__ import annotations
@@ -208,6 +210,12 @@ def main() -> None:
     limit = {name: [xargs_rate(argv, n, total)] for name, argv, n in _runs(args)}
     celery = celery_rates(args) if args.redis != "none" else "not measured (--redis none)"
     grids = {label: measure_grid(args, server, m, label) for label, server, m in configs}
+    one_slot: tuple[float, float] | None = None  # (xargs -P 2, gridrun) for `true`
+    if args.slots != 1 and args.tasks:  # each slot waits on the master in turn: the hard case
+        one = argparse.Namespace(**{**vars(args), "slots": 1, "sleep_tasks": 0, "latency": 0})
+        before = xargs_rate(["true"], args.tasks, 2)
+        rate = measure_grid(one, None, 1, "sqlite 1 slot")["true"]
+        one_slot = ((before + xargs_rate(["true"], args.tasks, 2)) / 2, rate)
     for name, argv, n in _runs(args):
         limit[name].append(xargs_rate(argv, n, total))
 
@@ -234,6 +242,11 @@ def main() -> None:
             if r is not grids["sqlite, 1 master"]:
                 line += f", to sqlite {r[name] / first:.2f}"
             print(line)
+    if one_slot is not None:
+        base, rate = one_slot
+        print(f"\n[true, 2 workers x 1 slot]\n  xargs -P 2              : {base:8.1f} tasks/s")
+        print(f"  gridrun, sqlite, 1 master      : {rate:8.1f} tasks/s  ratio to xargs"
+              f" {rate / base:.3f}")  # fmt: skip
     if not args.latency:
         return
     print(f"\n[one `true` at a time, {args.latency} tasks]")

@@ -87,3 +87,23 @@ def test_cancel_of_a_held_task_and_drain_with_held_tasks(
     assert system_grid.task(running["id"], wait=60)["state"] == "succeeded"
     counts = Counter(ran.read_text().split())
     assert counts == Counter({running["id"]: 1, held[1]: 1, held[2]: 1})  # cancelled: never ran
+
+
+def test_master_sigkill_while_a_worker_holds_prefetched_tasks(
+    system_grid: SystemGrid, tmp_path: Path
+) -> None:
+    ran, gate = tmp_path / "ran", tmp_path / "gate"
+    system_grid.start_master()
+    running, held = hold_three(system_grid, ran, gate)
+    system_grid.kill_master(signal.SIGKILL)
+    system_grid.start_master()
+    # the worker gave back what it held when its stream ended (kept in its outbox): the three
+    # run once each, as the running one goes on and is reported when the worker reconnects
+    gate.touch()
+    for task_id in [running["id"], *held]:
+        assert system_grid.task(task_id, wait=60)["state"] == "succeeded", task_id
+    for task_id in held:  # given back unstarted: not a try
+        first = system_grid.task(task_id)["attempts"][0]
+        assert (first["state"], first["started_at"]) == ("queued", None)
+    counts = Counter(ran.read_text().split())
+    assert counts == Counter({running["id"]: 1, **dict.fromkeys(held, 1)})

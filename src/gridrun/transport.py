@@ -3,8 +3,9 @@ a join token travels, and TLS credentials built from PEM files (`gridrun certs` 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import grpc
 
@@ -17,6 +18,25 @@ MESSAGE_LIMITS: Sequence[tuple[str, int]] = (
     ("grpc.max_receive_message_length", GRPC_MAX_MESSAGE),
     ("grpc.max_send_message_length", GRPC_MAX_MESSAGE),
 )
+BATCH_BYTES = 1 << 20  # a batch of messages (WorkerBatch, MasterBatch) is cut at about this size
+
+T = TypeVar("T")
+
+
+def batched(items: Iterable[T], size: Callable[[T], int]) -> Iterator[list[T]]:
+    """The items in order, in runs of at most BATCH_BYTES by `size` (an item larger than that
+    goes alone), each run to be sent as one message."""
+    run: list[T] = []
+    total = 0
+    for item in items:
+        length = size(item)
+        if run and total + length > BATCH_BYTES:
+            yield run
+            run, total = [], 0
+        run.append(item)
+        total += length
+    if run:
+        yield run
 
 
 def read_pem(path: Path, what: str) -> bytes:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from gridrun import logs
+from gridrun import logs, transport
 from gridrun._proto import worker_pb2 as pb
 from gridrun.clock import Clock
 from gridrun.errors import Unavailable
@@ -39,7 +39,7 @@ WRITE_DRAIN_S = 5.0  # how long a closing stream waits for a write already on th
 MAX_SLOTS = 4096
 MAX_PREFETCH = 4096
 MAX_BATCH = 10_000  # reports in one WorkerBatch
-BATCH_BYTES = 1 << 20  # a MasterBatch is cut at about this size
+REPORTS = ("started", "output", "finished")  # what a worker says about an attempt
 
 OUTCOMES: dict[int, Outcome] = {
     pb.OUTCOME_EXITED: Outcome.EXITED,
@@ -306,16 +306,9 @@ class WorkerServicer:
                 await context.write(command_to_pb(command))
             return
         while (commands := await session.next_commands()) is not None:
-            batch: list[pb.MasterMessage] = []
-            size = 0
-            for message in map(command_to_pb, commands):
-                length = message.ByteSize()
-                if batch and size + length > BATCH_BYTES:
-                    await _write_batch(context, batch)
-                    batch, size = [], 0
-                batch.append(message)
-                size += length
-            await _write_batch(context, batch)
+            messages = map(command_to_pb, commands)
+            for batch in transport.batched(messages, pb.MasterMessage.ByteSize):
+                await _write_batch(context, batch)
 
     async def _read(self, context: Context, session: WorkerSession) -> None:
         while True:
@@ -327,20 +320,11 @@ class WorkerServicer:
             kind = msg.WhichOneof("msg")
             if kind == "batch":
                 await self._batch(session, msg.batch)
-            elif kind == "started":
-                ref = reports.check_started(msg.started, self._clock.now_ms())
-                with logs.fields(task_id=ref.task_id, attempt=ref.attempt):
-                    await self._service.started(session, ref, msg.started.started_at_ms)
-            elif kind == "output":
-                ref = reports.check_output(msg.output)
-                chunks = _chunks(msg.output)
-                if chunks:
-                    with logs.fields(task_id=ref.task_id, attempt=ref.attempt):
-                        await self._service.output_received(session, ref, chunks)
-            elif kind == "finished":
-                ref = reports.check_finished(msg.finished, self._clock.now_ms())
-                with logs.fields(task_id=ref.task_id, attempt=ref.attempt):
-                    await self._service.finished(session, ref, report_from_pb(msg.finished))
+            elif kind in REPORTS:
+                report = _report(msg, self._clock.now_ms())
+                if report is not None:
+                    with logs.fields(task_id=report.ref.task_id, attempt=report.ref.attempt):
+                        await self._service.reports(session, [report])
             elif kind == "heartbeat":
                 await self._heartbeat(session, msg.heartbeat)
             else:
@@ -356,17 +340,9 @@ class WorkerServicer:
         applied: list[WorkerReport] = []
         for msg in batch.messages:
             kind = msg.WhichOneof("msg")
-            if kind == "started":
-                ref = reports.check_started(msg.started, now)
-                applied.append(Started(ref, msg.started.started_at_ms))
-            elif kind == "output":
-                ref = reports.check_output(msg.output)
-                chunks = _chunks(msg.output)
-                if chunks:
-                    applied.append(Output(ref, chunks))
-            elif kind == "finished":
-                ref = reports.check_finished(msg.finished, now)
-                applied.append(Finished(ref, report_from_pb(msg.finished)))
+            if kind in REPORTS:
+                if (report := _report(msg, now)) is not None:
+                    applied.append(report)
             elif kind == "heartbeat":
                 await self._heartbeat(session, msg.heartbeat)
             else:
@@ -388,10 +364,20 @@ async def _write_batch(context: Context, messages: list[pb.MasterMessage]) -> No
         await context.write(pb.MasterMessage(batch=pb.MasterBatch(messages=messages)))
 
 
-def _chunks(out: pb.Output) -> list[tuple[Stream, int, bytes]]:
-    chunks = []
-    if out.stdout:
-        chunks.append((Stream.STDOUT, out.stdout_offset, out.stdout))
-    if out.stderr:
-        chunks.append((Stream.STDERR, out.stderr_offset, out.stderr))
-    return chunks
+def _report(msg: pb.WorkerMessage, now_ms: int) -> WorkerReport | None:
+    """A Started, Output or Finished, checked (BadReport if it must not be believed); None
+    for output without bytes."""
+    if msg.HasField("started"):
+        ref = reports.check_started(msg.started, now_ms)
+        return Started(ref, msg.started.started_at_ms)
+    if msg.HasField("output"):
+        out = msg.output
+        ref = reports.check_output(out)
+        chunks = []
+        if out.stdout:
+            chunks.append((Stream.STDOUT, out.stdout_offset, out.stdout))
+        if out.stderr:
+            chunks.append((Stream.STDERR, out.stderr_offset, out.stderr))
+        return Output(ref, chunks) if chunks else None
+    ref = reports.check_finished(msg.finished, now_ms)
+    return Finished(ref, report_from_pb(msg.finished))

@@ -84,27 +84,26 @@ def _fullness(worker: Capacity) -> tuple[int, int, float, str]:
 
 
 def eligible(candidate: Candidate, worker: Capacity) -> bool:
-    if worker.free <= 0:
-        return False
-    if worker.legacy and not candidate.legacy_ok:
-        return False
-    if candidate.worker is not None and candidate.worker != worker.worker_id:
+    if worker.free <= 0 or not _suits(candidate, worker):
         return False
     limit = worker.max_tasks.get(candidate.task_class or "")
     if limit is not None and worker.by_class.get(candidate.task_class or "", 0) >= limit:
         return False
-    return labels_match(candidate.labels, worker.labels, candidate.selector) and worker.room(
-        candidate.resources
-    )
+    return worker.room(candidate.resources)
 
 
 def could_run(candidate: Candidate, worker: Capacity) -> bool:
     """The worker could take the task once a place of its frees (what it holds aside)."""
+    if candidate.resources and (worker.has is None or not candidate.resources.fits(worker.has)):
+        return False
+    return _suits(candidate, worker)
+
+
+def _suits(candidate: Candidate, worker: Capacity) -> bool:
+    """What a worker is, whatever it holds: legacy or not, its id, its labels."""
     if worker.legacy and not candidate.legacy_ok:
         return False
     if candidate.worker is not None and candidate.worker != worker.worker_id:
-        return False
-    if candidate.resources and (worker.has is None or not candidate.resources.fits(worker.has)):
         return False
     return labels_match(candidate.labels, worker.labels, candidate.selector)
 

@@ -39,7 +39,6 @@ from gridrun.model import (
     AttemptRef,
     Outcome,
     Report,
-    Stream,
     Task,
     TaskSpec,
     TaskState,
@@ -53,7 +52,6 @@ from gridrun.store import (
     Finished,
     NewTask,
     Notice,
-    Output,
     Page,
     Quota,
     Started,
@@ -375,17 +373,6 @@ class Service:
         session.quarantined = self.trust.quarantine_reason(session.worker_id)
         session.reconciled = True
         self.dispatch_wanted.set()
-
-    async def started(self, session: WorkerSession, ref: AttemptRef, started_at: int) -> None:
-        await self.reports(session, [Started(ref, started_at)])
-
-    async def output_received(
-        self, session: WorkerSession, ref: AttemptRef, chunks: Sequence[tuple[Stream, int, bytes]]
-    ) -> None:
-        await self.reports(session, [Output(ref, chunks)])
-
-    async def finished(self, session: WorkerSession, ref: AttemptRef, report: Report) -> None:
-        await self.reports(session, [Finished(ref, report)])
 
     async def reports(self, session: WorkerSession, reports: Sequence[WorkerReport]) -> None:
         """Apply what a worker reported (a batch of its messages, in order) in one

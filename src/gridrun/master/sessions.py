@@ -203,13 +203,12 @@ class WorkerSession:
         """Every command queued (at least one, waiting for it), or None once the session is
         closed: what a worker that takes batches gets in one message."""
         first = await self.next_command()
-        commands: list[Command] = []
-        while first is not None:
-            commands.append(first)
-            if self._queue.empty():
-                return commands
-            first = self._queue.get_nowait()
-        return commands or None
+        if first is None:
+            return None
+        commands = [first]
+        while not self._queue.empty() and (command := self._queue.get_nowait()) is not None:
+            commands.append(command)
+        return commands
 
     def info(self, state: WorkerState, last_seen: int) -> WorkerInfo:
         """The worker's row as this session knows it."""

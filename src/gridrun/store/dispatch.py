@@ -39,11 +39,7 @@ class DispatchVerbs(TaskSteps):
         async def step(tx: Tx) -> tuple[dict[str, list[Candidate]], Placed, list[Task]]:
             if any(lane.probe.concurrency is not None for lane in lanes):
                 await self.dialect.serialize_claims(tx)  # (the counts below are then exact)
-            query = sql.SELECT_LANE_HEAD.format(index=self.dialect.use_index("tasks_lanes"))
-            heads = {
-                lane.key: [_candidate(r) for r in await tx.all(query, lane.key, now, per_lane)]
-                for lane in lanes
-            }
+            heads = {lane.key: await self._head(tx, lane, now, per_lane) for lane in lanes}
             placed = plan(heads, await _active(tx), await _quotas(tx))
             if not placed:
                 return heads, placed, []
@@ -55,14 +51,14 @@ class DispatchVerbs(TaskSteps):
 
     async def lane_heads(self, lanes: Sequence[Lane], now: int, per_lane: int) -> list[Candidate]:
         async def read(tx: Tx) -> list[Candidate]:
-            query = sql.SELECT_LANE_HEAD.format(index=self.dialect.use_index("tasks_lanes"))
-            return [
-                _candidate(r)
-                for lane in lanes
-                for r in await tx.all(query, lane.key, now, per_lane)
-            ]
+            return [c for lane in lanes for c in await self._head(tx, lane, now, per_lane)]
 
         return await self._read(read)
+
+    async def _head(self, tx: Tx, lane: Lane, now: int, limit: int) -> list[Candidate]:
+        """The first `limit` claimable tasks of a lane (highest priority, then oldest)."""
+        query = sql.SELECT_LANE_HEAD.format(index=self.dialect.use_index("tasks_lanes"))
+        return [_candidate(r) for r in await tx.all(query, lane.key, now, limit)]
 
     async def quotas(self) -> list[Quota]:
         return await self._read(_quotas)

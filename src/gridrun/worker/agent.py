@@ -395,14 +395,13 @@ class Agent:
             ref = AttemptRef(msg.revoke.ref.task_id, msg.revoke.ref.attempt)
             if self._held.pop(ref, None) is not None:  # not started: it goes back
                 reason = f"given back unstarted: {msg.revoke.reason or 'revoked'}"
-                self._emit(executor.Finished(ref, Report(Outcome.NO_SLOT, error=reason), 0, 0))
+                self._not_run(ref, Outcome.NO_SLOT, reason)
         elif kind == "cancel":
             ref = AttemptRef(msg.cancel.ref.task_id, msg.cancel.ref.attempt)
             execution = self.executions.get(ref)
             if self._held.pop(ref, None) is not None:
                 reason = msg.cancel.reason or "cancelled"
-                report = Report(Outcome.CANCELLED, error=f"{reason} (before it started)")
-                self._emit(executor.Finished(ref, report, 0, 0))
+                self._not_run(ref, Outcome.CANCELLED, f"{reason} (before it started)")
             elif execution is not None:
                 log.info(
                     "cancelling task %s attempt %d: %s",
@@ -450,7 +449,11 @@ class Agent:
             return
         else:
             reason = "no free slot"
-        self._emit(executor.Finished(ref, Report(Outcome.NO_SLOT, error=reason), 0, 0))
+        self._not_run(ref, Outcome.NO_SLOT, reason)
+
+    def _not_run(self, ref: AttemptRef, outcome: Outcome, error: str) -> None:
+        """Report an attempt that ends without a process (nothing ran)."""
+        self._emit(executor.Finished(ref, Report(outcome, error=error), 0, 0))
 
     def _start_held(self) -> None:
         """Start held assignments, in order, while slots (and the GPUs the next asks) are free."""
@@ -466,7 +469,7 @@ class Agent:
         (back to the queue, not a try)."""
         for ref in list(self._held):
             del self._held[ref]
-            self._emit(executor.Finished(ref, Report(Outcome.NO_SLOT, error=reason), 0, 0))
+            self._not_run(ref, Outcome.NO_SLOT, reason)
         for ref, gate in list(self._gates.items()):
             del self._gates[ref]
             self.executions[ref].cancel(reason, Outcome.NO_SLOT)  # never spawned
@@ -478,7 +481,7 @@ class Agent:
         ref = AttemptRef(msg.ref.task_id, msg.ref.attempt)
         if msg.gpus > self._gpus.free:
             reason = f"{msg.gpus} GPUs asked, {self._gpus.free} free"
-            self._emit(executor.Finished(ref, Report(Outcome.NO_SLOT, error=reason), 0, 0))
+            self._not_run(ref, Outcome.NO_SLOT, reason)
             return
         assignment = assignment_from_pb(msg)
         task_env = {
@@ -500,7 +503,7 @@ class Agent:
                 "rejected task %s attempt %d: %s", ref.task_id, ref.attempt, refusal,
                 extra={"task_id": ref.task_id, "attempt": ref.attempt},
             )  # fmt: skip
-            self._emit(executor.Finished(ref, Report(Outcome.REJECTED, error=str(refusal)), 0, 0))
+            self._not_run(ref, Outcome.REJECTED, str(refusal))
             return
         config = self.config
         limits = limits_for(msg.memory_mb, msg.cpu, config.task_pids or None, config.enforce_asks)
@@ -508,7 +511,7 @@ class Agent:
             box = self.containment.box(ref, limits)
         except OSError as exc:
             error = f"cannot create the attempt's cgroup: {exc.strerror or exc}"
-            self._emit(executor.Finished(ref, Report(Outcome.SPAWN_FAILED, error=error), 0, 0))
+            self._not_run(ref, Outcome.SPAWN_FAILED, error)
             return
         queue = self._queue
         assert queue is not None  # (assignments arrive, and held ones start, only on a stream)

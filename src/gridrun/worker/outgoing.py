@@ -14,9 +14,8 @@ from collections.abc import Callable
 
 import grpc
 
+from gridrun import transport
 from gridrun._proto import worker_pb2 as pb
-
-BATCH_BYTES = 1 << 20  # a batch is cut at about this size (output chunks are up to 256 KiB)
 
 Then = Callable[[], None]
 
@@ -41,7 +40,7 @@ class Outgoing:
             await self._ready.wait()
             self._ready.clear()
             items, self._items = self._items, []
-            for chunk in self._chunks(items):
+            for chunk in transport.batched(items, lambda item: item[0].ByteSize()):
                 if len(chunk) == 1 or not self.batches:
                     for message, _ in chunk:
                         await call.write(message)
@@ -51,18 +50,3 @@ class Outgoing:
                 for _, then in chunk:
                     if then is not None:
                         then()
-
-    @staticmethod
-    def _chunks(
-        items: list[tuple[pb.WorkerMessage, Then | None]],
-    ) -> list[list[tuple[pb.WorkerMessage, Then | None]]]:
-        chunks: list[list[tuple[pb.WorkerMessage, Then | None]]] = [[]]
-        size = 0
-        for message, then in items:
-            length = message.ByteSize()
-            if chunks[-1] and size + length > BATCH_BYTES:
-                chunks.append([])
-                size = 0
-            chunks[-1].append((message, then))
-            size += length
-        return chunks

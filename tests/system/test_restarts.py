@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 from collections import Counter
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import eventually, pid_alive
+from tests.helpers import eventually, free_port, pid_alive
 from tests.system.conftest import SystemGrid
 
 pytestmark = [pytest.mark.system, pytest.mark.slow, pytest.mark.timeout(180)]
@@ -126,6 +127,13 @@ def test_gridrun_up_with_two_masters_goes_on_when_one_is_killed(tmp_path: Path) 
     SIGKILL the master a batch was submitted to while it runs: the other carries the grid,
     and every task ends succeeded, each run exactly once (by the tasks' own record)."""
     grid = SystemGrid(tmp_path)
+    # `up` gives master i the ports + i: both of each pair must be free (two independent free
+    # ports may be neighbours, or the second taken by a connection's ephemeral port)
+    grid.http_port = _free_pair()
+    while abs((grpc := _free_pair()) - grid.http_port) <= 1:
+        pass
+    grid.grpc_port = grpc
+    grid.url = f"http://127.0.0.1:{grid.http_port}"
     second = f"http://127.0.0.1:{grid.http_port + 1}"
     up = subprocess.Popen(
         [*grid.cli("--help").args[:3], "up", "--masters", "2", "--workers", "2",
@@ -181,3 +189,15 @@ def _stop_postgres(data: Path) -> None:
     """A test that failed before `up` stopped its PostgreSQL stops it (fast shutdown)."""
     with contextlib.suppress(OSError, ValueError, IndexError):
         os.kill(int((data / "postmaster.pid").read_text().split()[0]), signal.SIGINT)
+
+
+def _free_pair() -> int:
+    """A port p such that p and p + 1 are both free now."""
+    while True:
+        port = free_port()
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port

@@ -462,10 +462,12 @@ class WorkerInfo:
     legacy: bool = False
     connected_at: int | None = None
     last_seen: int | None = None
-    running: int = 0
+    running: int = 0  # its tasks that have started
     resources: Mapping[str, int] = field(default_factory=dict)  # cpus, memory_mb, gpus
     lease_until: int | None = None  # epoch ms: no master has heard from it since then
     containment: str = ""  # how it contains its tasks ("cgroup (...)", "subreaper", "none")
+    # its tasks not started yet: sent and on their way, or held (prefetched) for a free slot
+    assigned: int = 0
 
     def state_at(self, now_ms: int) -> WorkerState:
         """Its state, except that a worker whose lease ran out is offline whatever its row

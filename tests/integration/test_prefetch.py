@@ -13,6 +13,7 @@ import grpc
 import pytest
 
 from gridrun._proto import worker_pb2 as pb
+from gridrun.cli import render
 from tests.helpers import eventually_async
 from tests.integration.conftest import Grid
 from tests.integration.test_rogue_worker import Rogue, now_ms
@@ -59,6 +60,35 @@ async def test_a_free_slot_elsewhere_wins_over_a_held_place(grid: Grid, tmp_path
         task = await grid.submit(cmd="true", shell=True)
         assert (await grid.wait(task["id"]))["worker_id"] == "idle"
     gate.touch()
+
+
+async def test_the_workers_list_counts_held_tasks_as_assigned_not_running(
+    grid: Grid, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    await grid.add_worker("w1", slots=2, prefetch=2)
+    tasks = [await grid.submit(cmd=gated(gate), shell=True) for _ in range(5)]
+    for task in tasks[:2]:
+        await grid.wait_state(task["id"], "running")
+    for task in tasks[2:4]:
+        await grid.wait_state(task["id"], "assigned")  # held for a slot
+
+    async def listed() -> dict[str, object] | None:
+        (worker,) = (await grid.api.get("/v1/workers")).json()["workers"]
+        return worker if worker["assigned"] == 2 else None
+
+    worker = await eventually_async(listed, 10)
+    assert (worker["running"], worker["assigned"], worker["slots"]) == (2, 2, 2)
+    headers, rows = render.worker_rows([worker])  # type: ignore[list-item]
+    shown = dict(zip(headers, rows[0], strict=True))
+    assert (shown["RUNNING"], shown["ASSIGNED"], shown["SLOTS"]) == ("2", "2", "2")
+    stats = (await grid.api.get("/v1/stats")).json()
+    assert stats["tasks"]["running"] == 2
+    gate.touch()
+    for task in tasks:
+        assert (await grid.wait(task["id"]))["state"] == "succeeded"
+    (worker,) = (await grid.api.get("/v1/workers")).json()["workers"]
+    assert (worker["running"], worker["assigned"]) == (0, 0)
 
 
 async def test_held_tasks_count_against_quotas_and_resources(grid: Grid, tmp_path: Path) -> None:

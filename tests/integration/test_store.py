@@ -348,7 +348,10 @@ async def test_leases_lapse_and_are_renewed(store: Store) -> None:
     await store.renew_leases([("w1", 90, 190)])
     assert await store.lapsed(now=101) == {"w2"}
     (w1,) = [w for w in await store.list_workers() if w.id == "w1"]
-    assert (w1.last_seen, w1.running) == (90, 1)
+    assert (w1.last_seen, w1.running, w1.assigned) == (90, 0, 1)  # claimed, not started
+    assert await store.record_start(AttemptRef("a", 1), "w1", 95)
+    (w1,) = [w for w in await store.list_workers() if w.id == "w1"]
+    assert (w1.running, w1.assigned) == (1, 0)
 
 
 async def test_dependents_wait_then_run_or_are_skipped(store: Store) -> None:

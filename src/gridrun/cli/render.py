@@ -295,7 +295,7 @@ def worker_table(workers: list[WorkerDict]) -> Table:
     headers, rows = worker_rows(workers)
     table = Table(box=None, header_style="bold")
     for header in headers:
-        whole = header in ("ID", "STATE", "RUNNING", "SLOTS")
+        whole = header in ("ID", "STATE", "RUNNING", "ASSIGNED", "SLOTS")
         table.add_column(header, no_wrap=whole, overflow="ellipsis" if not whole else "fold")
     for w, row in zip(workers, rows, strict=True):
         cells = [escape(cell) for cell in row]
@@ -309,12 +309,15 @@ def worker_table(workers: list[WorkerDict]) -> Table:
 
 
 def worker_rows(workers: list[WorkerDict]) -> tuple[list[str], list[list[str]]]:
-    headers = ["ID", "STATE", "RUNNING", "SLOTS", "HOST", "LABELS", "CONTAINS", "LAST SEEN"]
+    headers = [
+        "ID", "STATE", "RUNNING", "ASSIGNED", "SLOTS", "HOST", "LABELS", "CONTAINS", "LAST SEEN"
+    ]  # fmt: skip
     rows = [
         [
             w["id"] + (" (legacy)" if w["legacy"] else ""),
             w["state"] + (f" (quarantined: {q})" if (q := w.get("quarantined")) else ""),
             str(w["running"]),
+            str(w.get("assigned", 0)),  # (a master of the previous version does not say)
             str(w["slots"]),
             w["hostname"],
             ", ".join(f"{k}={v}" for k, v in w["labels"].items()) or "-",

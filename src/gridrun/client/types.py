@@ -116,7 +116,8 @@ class WorkerDict(TypedDict):
     hostname: str
     labels: dict[str, str]
     slots: int
-    running: int
+    running: int  # started
+    assigned: NotRequired[int]  # not started yet: on their way, or held until a slot frees
     state: str
     version: str
     legacy: bool

@@ -290,7 +290,12 @@ class WorkerOut(BaseModel):
     hostname: str
     labels: dict[str, str]
     slots: int
-    running: int
+    running: int = Field(description="Its tasks that have started.")
+    assigned: int = Field(
+        0,
+        description="Its tasks not started yet: sent and on their way, or held (prefetched)"
+        " until a slot frees.",
+    )
     state: WorkerState
     version: str
     legacy: bool
@@ -316,6 +321,7 @@ class WorkerOut(BaseModel):
             labels=dict(worker.labels),
             slots=worker.slots,
             running=worker.running,
+            assigned=worker.assigned,
             state=worker.state,
             version=worker.version,
             legacy=worker.legacy,

@@ -152,10 +152,15 @@ SELECT_TASKS = f"SELECT {TASK_COLUMNS} FROM tasks WHERE id IN ({{marks}})"
 SELECT_CLAIMABLE = (
     f"SELECT {TASK_COLUMNS} FROM tasks {{index}} WHERE id IN ({{marks}}) AND state = 'queued'"
 )
+# the condition of the partial index tasks_active, as written there (SQLite uses the index
+# only for a query that says so)
+_ACTIVE = "t.state IN ('assigned', 'running')"
 SELECT_WORKERS = (
     "SELECT w.id, w.hostname, w.labels, w.slots, w.state, w.version, w.legacy, w.connected_at,"
     " w.last_seen, (SELECT count(*) FROM tasks t {index} WHERE t.worker_id = w.id"
-    " AND t.state IN ('assigned', 'running')), w.resources, w.lease_until, w.containment"
+    f" AND {_ACTIVE} AND t.state = 'running'), w.resources, w.lease_until, w.containment,"
+    " (SELECT count(*) FROM tasks t {index} WHERE t.worker_id = w.id"
+    f" AND {_ACTIVE} AND t.state = 'assigned')"
     " FROM workers w"
     " ORDER BY w.id"
 )

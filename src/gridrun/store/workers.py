@@ -133,6 +133,7 @@ class WorkerVerbs(Steps):
                     resources=json.loads(r[10]),
                     lease_until=r[11],
                     containment=r[12],
+                    assigned=r[13],
                 )
                 for r in await tx.all(
                     sql.SELECT_WORKERS.format(index=self.dialect.use_index("tasks_active"))

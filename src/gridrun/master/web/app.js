@@ -342,13 +342,16 @@ function workersPage(signal) {
     const canDrain = may(await whoami(), "drain workers");
     table.replaceChildren(
       h("tr", {}, ["id", "state", "host", "labels", "resources", "slots", "running",
-        "containment", "last heartbeat", "version", ""].map((c) => h("th", {}, c))),
+        "assigned", "containment", "last heartbeat", "version", ""].map((c) => h("th", {}, c))),
       ...list.workers.map((w) => h("tr", {"data-id": w.id},
         h("td", {class: "mono"}, w.id), h("td", {title: w.quarantined || ""}, badge(w.quarantined ? "quarantined" : w.state)), h("td", {}, w.hostname),
         h("td", {}, labelText(w.labels)), h("td", {class: "resources"}, resources(w.resources)),
         h("td", {}, w.slots),
         h("td", {}, h("a", {href: "#/tasks?state=running&worker=" + encodeURIComponent(w.id)},
           w.running)),
+        h("td", {title: "not started yet: on their way, or held until a slot frees"},
+          h("a", {href: "#/tasks?state=assigned&worker=" + encodeURIComponent(w.id)},
+            w.assigned)),
         h("td", {class: "containment"}, w.containment || ""),
         h("td", {}, when(w.last_seen)), h("td", {}, w.version),
         h("td", {}, !canDrain ? null : h("button", {type: "button", class: "danger",
@@ -357,7 +360,7 @@ function workersPage(signal) {
             try { await api("/v1/workers/" + encodeURIComponent(w.id) + "/drain",
               {method: "POST"}); await load(); } catch (e) { say(e.message); }
           }}, "Drain")))));
-    if (!list.workers.length) table.append(h("tr", {}, h("td", {colspan: 11, class: "muted"},
+    if (!list.workers.length) table.append(h("tr", {}, h("td", {colspan: 12, class: "muted"},
       "no workers yet: start one with `gridrun worker`")));
   };
   repeat(load, 2000, signal);

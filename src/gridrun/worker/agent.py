@@ -1,9 +1,10 @@
 """The worker process: one connection loop to the master, its slots, and its outbox.
 
 `Agent.run(stop)` keeps a `Connect` stream open (reconnecting with exponential backoff and
-jitter), runs what it is assigned in `Execution`s up to its slot count, and keeps every result
-in the on-disk outbox until the master acknowledges it. Running processes do not depend on the
-connection: they go on while the master is away and their results are delivered on reconnect.
+jitter), hands what it is assigned to its `Slots` (which run each in an `Execution`), and keeps
+every result in the on-disk outbox until the master acknowledges it. Running processes do not
+depend on the connection: they go on while the master is away and their results are delivered
+on reconnect.
 """
 
 from __future__ import annotations
@@ -11,9 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import shutil
 import socket
-import time
 
 import grpc
 
@@ -23,16 +22,10 @@ from gridrun._proto import worker_pb2 as pb
 from gridrun._proto import worker_pb2_grpc
 from gridrun.certs import common_name
 from gridrun.errors import ConfigError
-from gridrun.model import (
-    DEFAULT_OUTPUT_CAP,
-    TASK_ID,
-    AttemptRef,
-    Outcome,
-    Report,
-)
+from gridrun.model import DEFAULT_OUTPUT_CAP, TASK_ID, AttemptRef
 from gridrun.worker import executor
 from gridrun.worker.config import WorkerConfig
-from gridrun.worker.containment import choose, limits_for, subtree_name
+from gridrun.worker.containment import choose, subtree_name
 from gridrun.worker.events import (
     AgentEvent,
     AttemptEnded,
@@ -44,12 +37,12 @@ from gridrun.worker.events import (
 )
 from gridrun.worker.executor import Execution
 from gridrun.worker.identity import Identity
-from gridrun.worker.machine import GpuPool, machine_resources
+from gridrun.worker.machine import machine_resources
 from gridrun.worker.outbox import Outbox
 from gridrun.worker.outgoing import Outgoing
-from gridrun.worker.policy import Limits, Policy, Refused
 from gridrun.worker.replay import Replay
-from gridrun.worker.wire import assignment_from_pb, finished_to_pb, output_to_pb, ref_to_pb
+from gridrun.worker.slots import Slots, policy_of
+from gridrun.worker.wire import finished_to_pb, output_to_pb, ref_to_pb
 
 log = logging.getLogger("gridrun.worker")
 
@@ -72,22 +65,7 @@ def backoff(failures: int, rng: random.Random) -> float:
 class Agent:
     def __init__(self, config: WorkerConfig, rng: random.Random | None = None) -> None:
         self.config = config
-        self.policy = Policy(
-            allow=tuple(config.allow),
-            allow_shell=config.allow_shell,
-            run_as=config.run_as,
-            limits=Limits(
-                cpu_s=config.limit_cpu_s,
-                address_space_mb=config.limit_address_space_mb,
-                open_files=config.limit_open_files,
-                processes=config.limit_processes,
-            ),
-            cwd_mode=config.cwd_mode,
-            cwd_roots=tuple(config.cwd_roots),
-            env_allow=tuple(config.env_allow),
-            work_dir=config.data_dir / "work",
-        )
-        self.policy.check_startup()
+        policy = policy_of(config)  # (an impossible one fails before the data dir is locked)
         if config.uses_tls:  # fail at start, not at the first connection
             self._credentials: grpc.ChannelCredentials | None = transport.channel_credentials(
                 config.tls_ca, config.tls_cert, config.tls_key
@@ -108,40 +86,39 @@ class Agent:
                 f" is for {certified!r}; give this worker its own --data-dir"
             )
         self.outbox = Outbox(config.data_dir / "outbox")
-        self.executions: dict[AttemptRef, Execution] = {}
         self.connected = asyncio.Event()  # set while a stream is open and welcomed
-        self._runs: dict[AttemptRef, asyncio.Task[None]] = {}
         self._welcomed = False  # a master has welcomed this process (Hello.resumed)
         self._unacked: set[AttemptRef] = {ref for ref, _ in self.outbox.pending()}
         self._all_acked = asyncio.Event()
         self._queue: Outgoing | None = None  # while a stream is open and welcomed
-        # Prefetch: assignments taken beyond the free slots, in the order they came, started
-        # as slots free; and the attempts whose Started is queued but not yet written (each
-        # spawns once it is: `_gates`). Neither has run anything, so both are given back
-        # (NO_SLOT, not a try) when the stream ends, on a drain or on a Revoke.
-        self._held: dict[AttemptRef, pb.Assign] = {}
-        self._gates: dict[AttemptRef, asyncio.Future[None]] = {}
         # output of attempts not yet acknowledged: sent again on every reconnect (see replay)
         self._replay = Replay(REPLAY_BYTES, DEFAULT_OUTPUT_CAP)
         self._heartbeat_s = 2.0  # as the master says, in its Welcome (again when it paces us)
         self._unsendable = 0  # output bytes dropped because the master took them too slowly
-        self._stopping = False
         self._stop: asyncio.Event | None = None
         self._rng = rng or random.Random()
         self._listeners: list[Listener] = []
         self.refused: str | None = None  # why the master refused us, if it did
         self.resources = machine_resources(config)
-        self._gpus = GpuPool(self.resources.gpus)
         try:
             subtree = subtree_name(self.id, config.data_dir)
             self.containment = choose(subtree, config.containment, config.cgroup_root)
         except PermissionError as exc:
             raise ConfigError(str(exc)) from None
+        self.slots = Slots(
+            config, policy, self.id, self.containment, self.resources.gpus, self._emit,
+            self._publish,
+        )  # fmt: skip
         self.master_address = config.masters[0]  # the master this worker talks to now
 
     @property
     def id(self) -> str:
         return self.identity.id
+
+    @property
+    def executions(self) -> dict[AttemptRef, Execution]:
+        """The attempts it runs now."""
+        return self.slots.executions
 
     @property
     def heartbeat_s(self) -> float:
@@ -221,19 +198,18 @@ class Agent:
     async def _drain(self) -> None:
         """Take nothing new; let running tasks finish for up to drain_grace_s, then stop the
         rest; deliver every result, waiting up to stop_grace_s for acknowledgements."""
-        self._stopping = True
-        self._give_back_held("the worker is draining")
+        self.slots.stopping = True
+        self.slots.give_back_held("the worker is draining")
         if self._queue is not None:
             self._queue.put(self._heartbeat_message())  # tell the master at once
-        runs = list(self._runs.values())
+        runs = self.slots.runs()
         if runs:
             grace = self.config.drain_grace_s
             log.info("draining: waiting up to %gs for %d running task(s)", grace, len(runs))
             _, pending = await asyncio.wait(runs, timeout=grace)
             if pending:
                 log.warning("stopping %d task(s) still running after %gs", len(pending), grace)
-                for execution in list(self.executions.values()):
-                    execution.cancel("the worker is shutting down", Outcome.WORKER_STOPPED)
+                self.slots.stop_all("the worker is shutting down")
                 await asyncio.gather(*pending, return_exceptions=True)
         if self._unacked and self.connected.is_set():
             try:
@@ -274,9 +250,9 @@ class Agent:
                 if self.connected.is_set():
                     self.connected.clear()
                     self._publish(Connected(False))
-                self._queue = None  # its output is sent again from the replay
+                self._queue = self.slots.queue = None  # its output is sent again from the replay
                 # nothing may start without a stream to announce it on
-                self._give_back_held("the connection to the master ended before it started")
+                self.slots.give_back_held("the connection to the master ended before it started")
             if welcomed and loop.time() - began >= STABLE_SESSION_S:
                 failures = 0  # it may be back at once (a restart): try it first
             else:
@@ -339,7 +315,7 @@ class Agent:
                 queue.put(pb.WorkerMessage(output=output_to_pb(ref, stream, offset, data)))
             for _, payload in self.outbox.pending():
                 queue.put(pb.WorkerMessage(finished=pb.Finished.FromString(payload)))
-            self._queue = queue
+            self._queue = self.slots.queue = queue
             self.connected.set()
             self._publish(Connected(True))
             log.info("connected to master %s as %s", self.master_address, self.id)
@@ -365,9 +341,9 @@ class Agent:
 
     def _heartbeat_message(self) -> pb.WorkerMessage:
         running = len(self.executions)
-        free = 0 if self._stopping else max(self.config.slots - running, 0)
+        free = 0 if self.slots.stopping else max(self.config.slots - running, 0)
         return pb.WorkerMessage(
-            heartbeat=pb.Heartbeat(free_slots=free, running=running, draining=self._stopping)
+            heartbeat=pb.Heartbeat(free_slots=free, running=running, draining=self.slots.stopping)
         )
 
     async def _heartbeat(self, queue: Outgoing) -> None:
@@ -390,26 +366,17 @@ class Agent:
     def _command(self, msg: pb.MasterMessage) -> None:
         kind = msg.WhichOneof("msg")
         if kind == "assign":
-            self._assign(msg.assign)
+            ref = AttemptRef(msg.assign.ref.task_id, msg.assign.ref.attempt)
+            if not TASK_ID.match(ref.task_id) or not msg.assign.argv:
+                log.error("refusing a malformed assignment %r", ref)
+            elif ref not in self.slots and ref not in self._unacked:  # (else a duplicate)
+                self.slots.assign(msg.assign)
         elif kind == "revoke":
             ref = AttemptRef(msg.revoke.ref.task_id, msg.revoke.ref.attempt)
-            if self._held.pop(ref, None) is not None:  # not started: it goes back
-                reason = f"given back unstarted: {msg.revoke.reason or 'revoked'}"
-                self._not_run(ref, Outcome.NO_SLOT, reason)
+            self.slots.revoke(ref, msg.revoke.reason)
         elif kind == "cancel":
             ref = AttemptRef(msg.cancel.ref.task_id, msg.cancel.ref.attempt)
-            execution = self.executions.get(ref)
-            if self._held.pop(ref, None) is not None:
-                reason = msg.cancel.reason or "cancelled"
-                self._not_run(ref, Outcome.CANCELLED, f"{reason} (before it started)")
-            elif execution is not None:
-                log.info(
-                    "cancelling task %s attempt %d: %s",
-                    ref.task_id,
-                    ref.attempt,
-                    msg.cancel.reason,
-                )
-                execution.cancel(msg.cancel.reason or "cancelled")
+            self.slots.cancel(ref, msg.cancel.reason)
         elif kind == "ack":
             for r in msg.ack.refs:
                 ref = AttemptRef(r.task_id, r.attempt)
@@ -428,129 +395,6 @@ class Agent:
                 self._stop.set()
         else:
             log.info("ignoring %s from the master", kind)
-
-    # ---- tasks
-
-    def _assign(self, msg: pb.Assign) -> None:
-        ref = AttemptRef(msg.ref.task_id, msg.ref.attempt)
-        if not TASK_ID.match(ref.task_id) or not msg.argv:
-            log.error("refusing a malformed assignment %r", ref)
-            return
-        if ref in self.executions or ref in self._unacked or ref in self._held:
-            return  # a duplicate
-        if self._stopping:
-            reason = "the worker is draining"
-        elif len(self.executions) < self.config.slots and not self._held:
-            self._begin(msg)
-            return
-        elif len(self._held) < self.config.prefetch_count:
-            self._held[ref] = msg  # started the moment a slot frees (`_start_held`)
-            self._start_held()  # (a slot may be free: it waits on GPUs)
-            return
-        else:
-            reason = "no free slot"
-        self._not_run(ref, Outcome.NO_SLOT, reason)
-
-    def _not_run(self, ref: AttemptRef, outcome: Outcome, error: str) -> None:
-        """Report an attempt that ends without a process (nothing ran)."""
-        self._emit(executor.Finished(ref, Report(outcome, error=error), 0, 0))
-
-    def _start_held(self) -> None:
-        """Start held assignments, in order, while slots (and the GPUs the next asks) are free."""
-        while self._held and not self._stopping and self._queue is not None:
-            ref, msg = next(iter(self._held.items()))
-            if len(self.executions) >= self.config.slots or msg.gpus > self._gpus.free:
-                return
-            del self._held[ref]
-            self._begin(msg)
-
-    def _give_back_held(self, reason: str) -> None:
-        """Nothing held or waiting for its Started to be written has run: report each NO_SLOT
-        (back to the queue, not a try)."""
-        for ref in list(self._held):
-            del self._held[ref]
-            self._not_run(ref, Outcome.NO_SLOT, reason)
-        for ref, gate in list(self._gates.items()):
-            del self._gates[ref]
-            self.executions[ref].cancel(reason, Outcome.NO_SLOT)  # never spawned
-            gate.set_result(None)
-
-    def _begin(self, msg: pb.Assign) -> None:
-        """Take a slot for the assignment: check it, make its box, and announce it; the process
-        is spawned once its Started is written (never before: see Hello.announces_starts)."""
-        ref = AttemptRef(msg.ref.task_id, msg.ref.attempt)
-        if msg.gpus > self._gpus.free:
-            reason = f"{msg.gpus} GPUs asked, {self._gpus.free} free"
-            self._not_run(ref, Outcome.NO_SLOT, reason)
-            return
-        assignment = assignment_from_pb(msg)
-        task_env = {
-            **assignment.env,
-            **msg.secret_env,  # passed to the process only: never logged, never kept
-            "GRIDRUN_TASK_ID": ref.task_id,
-            "GRIDRUN_ATTEMPT": str(ref.attempt),
-            "GRIDRUN_WORKER_ID": self.id,
-        }
-        if msg.gpus:
-            task_env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, self._gpus.peek(msg.gpus)))
-        try:
-            launch = self.policy.admit(
-                ref.task_id, ref.attempt, assignment.argv, assignment.shell, assignment.cwd,
-                task_env, self.config.base_env,
-            )  # fmt: skip
-        except Refused as refusal:
-            log.warning(
-                "rejected task %s attempt %d: %s", ref.task_id, ref.attempt, refusal,
-                extra={"task_id": ref.task_id, "attempt": ref.attempt},
-            )  # fmt: skip
-            self._not_run(ref, Outcome.REJECTED, str(refusal))
-            return
-        config = self.config
-        limits = limits_for(msg.memory_mb, msg.cpu, config.task_pids or None, config.enforce_asks)
-        try:
-            box = self.containment.box(ref, limits)
-        except OSError as exc:
-            error = f"cannot create the attempt's cgroup: {exc.strerror or exc}"
-            self._not_run(ref, Outcome.SPAWN_FAILED, error)
-            return
-        queue = self._queue
-        assert queue is not None  # (assignments arrive, and held ones start, only on a stream)
-        self._gpus.take(ref, msg.gpus)
-        execution = Execution(assignment, launch, self._emit, started_delay_s=None, box=box)
-        self.executions[ref] = execution
-        self._publish(Running(len(self.executions)))
-        gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._gates[ref] = gate
-        self._runs[ref] = asyncio.create_task(
-            self._run(execution, gate), name=f"task-{ref.task_id}"
-        )
-        started = pb.Started(ref=ref_to_pb(ref), started_at_ms=time.time_ns() // 1_000_000)
-        queue.put(pb.WorkerMessage(started=started), then=lambda: self._announced(ref))
-
-    def _announced(self, ref: AttemptRef) -> None:
-        """Its Started is written: spawn it now (not on the run task's next turn)."""
-        gate = self._gates.pop(ref, None)
-        if gate is not None:
-            self.executions[ref].start()
-            gate.set_result(None)
-
-    async def _run(self, execution: Execution, gate: asyncio.Future[None]) -> None:
-        ref = execution.ref
-        logs.bind(task_id=ref.task_id, attempt=ref.attempt)  # this task's records
-        try:
-            await gate
-            await execution.run()
-        except Exception:
-            log.exception("task %s attempt %d failed inside the worker", ref.task_id, ref.attempt)
-        finally:
-            if self.executions.pop(ref, None) is not None:
-                self._publish(Running(len(self.executions)))
-            self._runs.pop(ref, None)
-            self._gpus.give_back(ref)
-            self.containment.attempt_ended(e.pid for e in self.executions.values() if e.pid)
-            if execution.launch.scratch is not None:
-                shutil.rmtree(execution.launch.scratch, ignore_errors=True)
-            self._start_held()
 
     def _emit(self, event: executor.Event) -> None:
         queue = self._queue
@@ -577,8 +421,7 @@ class Agent:
                 self._unacked.add(event.ref)
                 self._publish(AttemptEnded(event.report.outcome))
                 self._publish(Unacked(len(self._unacked)))
-                if self.executions.pop(event.ref, None) is not None:
-                    self._publish(Running(len(self.executions)))
+                self.slots.ended(event.ref)
                 message = pb.WorkerMessage(finished=finished)
         if queue is not None:
             queue.put(message)

@@ -99,13 +99,13 @@ class NodeServicer:
         )
         log.info("legacy worker %s connected from %s", session.worker_id, context.peer())
         try:
-            await self._service.hello(session, [], [])
+            await self._service.streams.hello(session, [], [])
             while (command := await session.next_command()) is not None:
                 if isinstance(command, AssignCmd):
                     yield node_pb2.Response(data=" ".join(command.task.spec.argv))
-                    await self._service.delivered(session, command.task.ref)
+                    await self._service.streams.delivered(session, command.task.ref)
                 session.last_seen = self._clock.monotonic()
         finally:
             session.close(session.close_reason or "stream ended")
             log.info("legacy worker %s disconnected", session.worker_id)
-            await self._service.disconnected(session)
+            await self._service.streams.disconnected(session)

@@ -95,7 +95,7 @@ class Liveness:
                 and s.lease_until - now_ms < (s.timeout_s - s.heartbeat_s / 2) * 1000
             ]
         )
-        await service.requeue_unsent(now_ms - round(timeout * 1000))
+        await service.streams.requeue_unsent(now_ms - round(timeout * 1000))
         lost: list[Task] = []
         if self.store_failed:  # the store is back from here
             self.store_failed = False

@@ -255,7 +255,7 @@ class WorkerServicer:
             session.slots,
         )
         try:
-            await self._service.hello(session, running, unacked, resumed=hello.resumed)
+            await self._service.streams.hello(session, running, unacked, resumed=hello.resumed)
             reader = asyncio.create_task(self._read(context, session))
             writer = asyncio.create_task(self._write(context, session))
             try:
@@ -290,7 +290,7 @@ class WorkerServicer:
             session.close(session.close_reason or "stream ended")
             log.info("worker %s disconnected: %s", session.worker_id, session.close_reason)
             try:
-                await self._service.disconnected(session)
+                await self._service.streams.disconnected(session)
             except Unavailable as exc:  # its lease runs out by itself; nothing to undo
                 log.warning("could not record worker %s offline: %s", session.worker_id, exc)
 
@@ -324,7 +324,7 @@ class WorkerServicer:
                 report = _report(msg, self._clock.now_ms())
                 if report is not None:
                     with logs.fields(task_id=report.ref.task_id, attempt=report.ref.attempt):
-                        await self._service.reports(session, [report])
+                        await self._service.streams.reports(session, [report])
             elif kind == "heartbeat":
                 await self._heartbeat(session, msg.heartbeat)
             else:
@@ -348,7 +348,7 @@ class WorkerServicer:
             else:
                 raise reports.BadReport(f"a batch may not hold a {kind}")
         if applied:
-            await self._service.reports(session, applied)
+            await self._service.streams.reports(session, applied)
 
     async def _heartbeat(self, session: WorkerSession, heartbeat: pb.Heartbeat) -> None:
         reports.check_heartbeat(heartbeat, MAX_SLOTS)

@@ -1,5 +1,6 @@
-"""The master's use cases: submit, cancel, and applying what workers report (dispatch is
-`Dispatcher`, trust in workers `Trust`, waiting and following `Watchers`: parts it owns).
+"""The master's use cases: submit, cancel, drain (parts it owns: dispatch is `Dispatcher`,
+workers joining, reporting and leaving `WorkerStreams`, trust in workers `Trust`, waiting and
+following `Watchers`, retention `Retention`).
 
 The only caller of the store. Knows nothing of HTTP or protobuf: the api and rpc edges translate
 into these verbs. Live state (open sessions, waiters for a task's end) is memory; everything a
@@ -33,12 +34,10 @@ from gridrun.master.sessions import (
 )
 from gridrun.master.trust import Trust
 from gridrun.master.watchers import Watchers
+from gridrun.master.worker_streams import WorkerStreams
 from gridrun.model import (
     ACTIVE,
     Attempt,
-    AttemptRef,
-    Outcome,
-    Report,
     Task,
     TaskSpec,
     TaskState,
@@ -49,16 +48,13 @@ from gridrun.model import (
 )
 from gridrun.spec import resolve_after
 from gridrun.store import (
-    Finished,
     NewTask,
     Notice,
     Page,
     Quota,
-    Started,
     Store,
     TaskFilter,
     TaskOutput,
-    WorkerReport,
 )
 
 log = logging.getLogger("gridrun.master")
@@ -127,7 +123,7 @@ class Service:
         self.stopping = asyncio.Event()  # set when the master shuts down: followers end
         self.watchers = Watchers()
         self.retention = Retention(self)
-        self._flushes: set[asyncio.Task[None]] = set()  # deferred Started being written
+        self.streams = WorkerStreams(self)  # hello, reports, disconnects
 
     # ---- client use cases
 
@@ -313,195 +309,7 @@ class Service:
                 self.metrics.settled(task, self.clock.now_ms())
                 self.watchers.ended(task.id)
 
-    # ---- worker reports
-
-    async def hello(
-        self,
-        session: WorkerSession,
-        running: Sequence[AttemptRef],
-        unacked: Sequence[AttemptRef],
-        *,
-        resumed: bool = False,
-    ) -> None:
-        """A worker (re)connected: register it and reconcile what it runs with what we recorded.
-
-        An attempt recorded for it that it neither runs nor has a result of ends `lost`: after
-        a restart, the worker's previous process may have started it. When the same process
-        reconnects (`resumed`), an attempt still `assigned` never reached it (a stream that
-        broke with the assignment in flight, or a claim whose commit was cut off): it goes
-        back to the queue instead."""
-        now = self.clock.now_ms()
-        session.reported = set(running) | set(unacked)  # before anyone can see the session
-        self.sessions.add(session)
-        session.connected_at = now
-        session.heartbeat_s, session.timeout_s = self.pace(len(self.sessions))
-        await self.store.upsert_worker(
-            session.info(WorkerState.ONLINE, last_seen=now), self.lease_until(now, session)
-        )
-        session.send(
-            WelcomeCmd(
-                session.worker_id,
-                session.heartbeat_s,
-                self.config.output_cap,
-                session.identity_secret,
-            )
-        )
-        held = set(running) | set(unacked)
-        if resumed:
-            for task in await self.store.active_attempts(session.worker_id):
-                if task.ref not in held and task.state is TaskState.ASSIGNED:
-                    await self._never_reached(task.ref, session.worker_id)
-        lost = await self.store.mark_lost(
-            session.worker_id, list(held), now, "the worker reconnected without this attempt"
-        )
-        for task in lost:
-            log.warning(
-                "task %s attempt %d on worker %s: %s (the worker reconnected without it)",
-                task.id, task.attempt, session.worker_id, task.state,
-            )  # fmt: skip
-        self.settled(lost)
-        active = {t.ref: t for t in await self.store.active_attempts(session.worker_id)}
-        for ref in running:
-            holding = active.get(ref)
-            if holding is None:
-                session.send(CancelCmd(ref, "this attempt is no longer held by this worker"))
-            else:
-                # its deadline counts from now
-                session.hold(ref, holding.spec, self.clock.monotonic(), running=True)
-                if holding.cancel_requested:
-                    session.send(CancelCmd(ref, "cancelled by request"))
-        session.quarantined = self.trust.quarantine_reason(session.worker_id)
-        session.reconciled = True
-        self.dispatch_wanted.set()
-
-    async def reports(self, session: WorkerSession, reports: Sequence[WorkerReport]) -> None:
-        """Apply what a worker reported (a batch of its messages, in order) in one
-        transaction; acknowledge its results once that is committed. The Started of a worker
-        that announces its starts waits up to STARTED_DEFER_S for what follows (see
-        WorkerSession.defer): in memory meanwhile, as the session's `started`."""
-        if session.announces and all(isinstance(r, Started) for r in reports):
-            started = [r for r in reports if isinstance(r, Started)]
-            for report in started:
-                session.began(report.ref, self.clock.monotonic())
-            session.defer(started, lambda: self._flush_deferred(session))
-            return
-        async with session.writing:
-            await self._apply(session, [*session.take_deferred(), *reports])
-
-    def _flush_deferred(self, session: WorkerSession) -> None:
-        async def flush() -> None:
-            async with session.writing:
-                deferred = session.take_deferred()
-                if deferred:
-                    await self._apply(session, deferred)
-
-        task = asyncio.create_task(flush())
-        self._flushes.add(task)
-        task.add_done_callback(self._flushed)
-
-    def _flushed(self, task: asyncio.Task[None]) -> None:
-        self._flushes.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("could not record a start: %r", task.exception())
-
-    async def _apply(self, session: WorkerSession, reports: Sequence[WorkerReport]) -> None:
-        # a Started followed by its attempt's Finished says nothing the Finished does not
-        # (it carries started_at): most short tasks are written once, not twice
-        finished = {r.ref for r in reports if isinstance(r, Finished)}
-        if finished:
-            reports = [r for r in reports if not (isinstance(r, Started) and r.ref in finished)]
-        ended = False
-        for report in reports:
-            if isinstance(report, Finished):
-                session.release(report.ref)
-                session.freed_at = self.clock.monotonic()
-                ended = True
-            else:
-                session.began(report.ref, self.clock.monotonic())  # output too: it started
-        if ended:
-            # The process has ended, so its slot is free now: let the next claim share this
-            # commit instead of waiting for it.
-            self.dispatch_wanted.set()
-        results = await self.store.record_reports(
-            session.worker_id, reports, self.config.output_cap, self.clock.now_ms()
-        )
-        if ended:
-            self.dispatch_wanted.set()  # a requeued (no-slot) task is claimable only from here
-        settled = []
-        for report, result in zip(reports, results, strict=True):
-            if isinstance(report, Finished):
-                session.ack(report.ref)  # durable now (or stale and dropped): it may forget it
-            if not result.applied:
-                what = type(report).__name__.lower()
-                self._stale(session, report.ref, what)
-                if isinstance(report, Started):
-                    reason = "this attempt is no longer held by this worker"
-                    session.send(CancelCmd(report.ref, reason))
-                continue
-            self.watchers.touched(report.ref.task_id)
-            if isinstance(report, Finished):
-                if report.report.usage is not None:
-                    self.metrics.used(report.report.usage)
-                if result.task is not None:
-                    settled.append(result.task)  # also when it went back for a retry
-        self.settled(settled)
-
-    async def delivered(self, session: WorkerSession, ref: AttemptRef) -> None:
-        """A legacy worker was handed the command; it will never say more."""
-        await self.store.mark_delivered(ref, session.worker_id, self.clock.now_ms())
-        session.release(ref)
-        self.dispatch_wanted.set()
-        delivered = await self.store.get_task(ref.task_id)
-        self.settled([delivered])
-
-    async def disconnected(self, session: WorkerSession) -> None:
-        async with session.writing:  # what it said started is recorded before it is judged
-            if deferred := session.take_deferred():
-                await self._apply(session, deferred)
-        if not self.sessions.remove(session):
-            return  # replaced by a newer connection of the same worker
-        now = self.clock.now_ms()
-        if session.legacy:
-            # never handed over: put back in the queue (a legacy worker holds nothing in flight)
-            for ref in list(session.inflight):
-                await self.store.record_finish(ref, session.worker_id, Report(Outcome.NO_SLOT), now)
-        # its lease runs on from its last word, so its attempts are judged a timeout after it
-        last_word = self.epoch_ms(session.last_seen)
-        await self.store.upsert_worker(
-            session.info(WorkerState.OFFLINE, last_seen=now), self.lease_until(last_word, session)
-        )
-        self.dispatch_wanted.set()
-
-    async def requeue_unsent(self, older_than_ms: int) -> list[Task]:
-        """Put back in the queue attempts assigned to our workers that no stream of ours
-        carried: a claim whose COMMIT was cut off (so we could not know it happened), or one
-        another master made as the worker moved here. The worker never had them."""
-        requeued = []
-        for ref, worker_id in await self.store.assigned_here(older_than_ms):
-            session = self.sessions.get(worker_id)
-            if session is None or session.closed or session.legacy:
-                continue  # judged by its lease instead
-            if ref in session.inflight or ref in session.reported:
-                continue
-            if (task := await self._never_reached(ref, worker_id)) is not None:
-                requeued.append(task)
-        return requeued
-
-    async def _never_reached(self, ref: AttemptRef, worker_id: str) -> Task | None:
-        """Put back in the queue an attempt its worker never received (not a try)."""
-        log.warning(
-            "task %s attempt %d was assigned to worker %s but never reached it; requeued",
-            ref.task_id, ref.attempt, worker_id,
-        )  # fmt: skip
-        result = await self.store.record_finish(
-            ref, worker_id, Report(Outcome.NO_SLOT, error="never reached the worker"),
-            self.clock.now_ms(),
-        )  # fmt: skip
-        if result.task is None:
-            return None
-        self.settled([result.task])
-        self.dispatch_wanted.set()
-        return result.task
+    # ---- worker pacing and leases
 
     def pace(self, fleet: int) -> tuple[float, float]:
         """(heartbeat interval, liveness timeout) for a worker joining a fleet of this size."""
@@ -527,13 +335,3 @@ class Service:
 
     def epoch_ms(self, monotonic: float) -> int:
         return self.clock.now_ms() - round((self.clock.monotonic() - monotonic) * 1000)
-
-    def _stale(self, session: WorkerSession, ref: AttemptRef, what: str) -> None:
-        self.metrics.stale_report()
-        log.info(
-            "dropped stale %s for task %s attempt %d from worker %s",
-            what,
-            ref.task_id,
-            ref.attempt,
-            session.worker_id,
-        )

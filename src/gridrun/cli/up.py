@@ -18,10 +18,12 @@ import sys
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
+import typer
 
+from gridrun.cli.common import LogLevel, app, guard
 from gridrun.cli.render import split_address
 from gridrun.errors import ClientError
 from gridrun.worker.proctree import PR_SET_PDEATHSIG, prctl
@@ -200,3 +202,38 @@ class Grid:
                     child.wait()
         if self._postgres is not None:
             self._postgres.cleanup()  # stops it; its data stays for the next `up`
+
+
+@app.command()
+def up(
+    workers: Annotated[int, typer.Option(envvar="GRIDRUN_WORKERS", min=0, max=64)] = 2,
+    masters: Annotated[
+        int,
+        typer.Option(
+            envvar="GRIDRUN_MASTERS",
+            min=1,
+            max=9,
+            help="Masters (more than 1: on an embedded PostgreSQL, ports counted up from"
+            " --http and --grpc; needs pip install 'gridrun[ha]').",
+        ),
+    ] = 1,
+    slots: Annotated[
+        int | None, typer.Option(envvar="GRIDRUN_SLOTS", help="Slots per worker.")
+    ] = None,
+    data_dir: Annotated[Path, typer.Option(envvar="GRIDRUN_DATA_DIR")] = Path("gridrun-data"),
+    http: Annotated[str, typer.Option(envvar="GRIDRUN_HTTP")] = "127.0.0.1:9092",
+    grpc: Annotated[str, typer.Option(envvar="GRIDRUN_GRPC")] = "127.0.0.1:50051",
+    log_level: LogLevel = "info",
+) -> None:
+    """Start a local grid in the foreground: one master and N workers. Ctrl-C stops all."""
+    with guard:
+        code = Grid(
+            workers=workers,
+            slots=slots,
+            data_dir=data_dir,
+            http=http,
+            grpc=grpc,
+            log_level=log_level,
+            masters=masters,
+        ).run()
+    raise typer.Exit(code)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from gridrun.errors import ConfigError
 from gridrun.worker.agent import Agent
 from gridrun.worker.config import WorkerConfig
+from gridrun.worker.policy import SETPRIV, Policy
 from tests.integration.conftest import Grid
 
 pytestmark = pytest.mark.timeout(60)
@@ -56,6 +58,33 @@ async def test_run_as_runs_tasks_as_that_user(grid: Grid) -> None:
     uid, gid, home = (await grid.output(task["id"]))["stdout"]["text"].split()
     assert (uid, gid) == ("65534", "65534")
     assert home == "/nonexistent"
+
+
+def test_run_as_the_workers_own_identity_costs_no_wrapper() -> None:
+    me = pwd.getpwuid(os.geteuid()).pw_name
+
+    def argv(run_as: str) -> tuple[str, ...]:
+        launch = Policy(run_as=run_as).admit("t", 1, ("true",), False, None, {}, {})
+        assert launch.env["USER"] == pwd.getpwnam(run_as.partition(":")[0]).pw_name
+        return launch.argv
+
+    assert argv("nobody")[:2] == (SETPRIV, "--reuid=65534")
+    assert argv(f"{me}:nogroup")[0] == SETPRIV  # another group: switched
+    if set(os.getgroups()) <= {os.getegid()}:  # no other groups to drop (CI, a service)
+        assert argv(me) == ("true",)
+    else:
+        assert argv(me)[0] == SETPRIV  # --clear-groups changes something
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="--run-as needs a root worker")
+async def test_run_as_root_on_a_root_worker_runs_as_root_with_no_other_groups(grid: Grid) -> None:
+    await grid.add_worker("root", run_as="root")
+    task = await grid.submit(cmd='echo "$(id -u) $(id -G) $USER"', shell=True)
+    done = await grid.wait(task["id"])
+    assert done["state"] == "succeeded", done
+    out = (await grid.output(task["id"]))["stdout"]["text"].split()
+    assert out[0] == "0" and out[-1] == "root"
+    assert set(out[1:-1]) <= {"0"} | {str(g) for g in os.getgroups()}
 
 
 async def test_cpu_limit_stops_a_busy_process(grid: Grid) -> None:

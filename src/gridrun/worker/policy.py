@@ -101,6 +101,16 @@ class Launch:
     executable: str | None = None  # the checked file to exec (argv[0] stays as the task gave it)
 
 
+def _already(uid: int, gid: int) -> bool:
+    """The worker runs as exactly that identity (real and effective ids, no other groups), so
+    the switch would change nothing: `--run-as root` on a root worker costs no extra exec."""
+    return (
+        os.getuid() == os.geteuid() == uid
+        and os.getgid() == os.getegid() == gid
+        and set(os.getgroups()) <= {gid}
+    )
+
+
 @functools.cache
 def _env_matcher(patterns: tuple[str, ...]) -> re.Pattern[str]:
     """One regex for the allowed names (checked for every variable of every task)."""
@@ -194,7 +204,7 @@ class Policy:
             cwd = str(scratch)
         full = argv
         wrappers: tuple[str, ...] = ()
-        if user is not None:
+        if user is not None and not _already(user, group):
             switch = (f"--reuid={user}", f"--regid={group}", "--clear-groups")
             wrappers = (SETPRIV, *switch, "--")
         if limits := self.limits.prlimit_args():  # set as root, then the switch to the user

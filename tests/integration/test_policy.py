@@ -83,7 +83,7 @@ async def test_run_as_root_on_a_root_worker_runs_as_root_with_no_other_groups(gr
     done = await grid.wait(task["id"])
     assert done["state"] == "succeeded", done
     out = (await grid.output(task["id"]))["stdout"]["text"].split()
-    assert out[0] == "0" and out[-1] == "root"
+    assert (out[0], out[-1]) == ("0", "root")
     assert set(out[1:-1]) <= {"0"} | {str(g) for g in os.getgroups()}
 
 

@@ -101,11 +101,12 @@ class Launch:
     executable: str | None = None  # the checked file to exec (argv[0] stays as the task gave it)
 
 
-def _already(uid: int, gid: int) -> bool:
+def _already(uid: int, gid: int | None) -> bool:
     """The worker runs as exactly that identity (real and effective ids, no other groups), so
     the switch would change nothing: `--run-as root` on a root worker costs no extra exec."""
     return (
         os.getuid() == os.geteuid() == uid
+        and gid is not None
         and os.getgid() == os.getegid() == gid
         and set(os.getgroups()) <= {gid}
     )

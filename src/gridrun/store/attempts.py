@@ -110,9 +110,12 @@ class AttemptVerbs(TaskSteps):
             await tx.run(sql.REQUEUE, str(transition(task.state, ended)), 0, error, task.id)
             await self._notice(tx, "queued")
             return
-        row = await tx.one(sql.COUNT_TRIES, task.id, task.attempt)
-        assert row is not None
-        state, delay = settle(task, ended, report.exit_code, row[0] + 1)
+        earlier = 0  # tries before this attempt: none before the first (no query)
+        if task.attempt > 1:
+            row = await tx.one(sql.COUNT_TRIES, task.id, task.attempt)
+            assert row is not None
+            earlier = row[0]
+        state, delay = settle(task, ended, report.exit_code, earlier + 1)
         if state is TaskState.QUEUED:
             assert delay is not None
             why = describe(ended, report)

@@ -3,6 +3,7 @@ order and claiming what placement picked, in one transaction; marking why a task
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Collection, Sequence
 from typing import Any
@@ -152,22 +153,35 @@ class DispatchVerbs(TaskSteps):
             for task_id, worker_id in assignments
             if task_id in queued and worker_id in owned
         ]
-        state = str(transition(TaskState.QUEUED, TaskState.ASSIGNED))
+        assigned = transition(TaskState.QUEUED, TaskState.ASSIGNED)
+        state = str(assigned)
         await tx.many(sql.CLAIM, [(state, w, now, t.id) for t, w in claims])
-        await tx.many(sql.DELETE_OUTPUT, [(t.id,) for t, _ in claims])
+        # the output of the attempt before (a first attempt has none: no statement)
+        await tx.many(sql.DELETE_OUTPUT, [(t.id,) for t, _ in claims if t.attempt > 0])
         await tx.many(
             sql.INSERT_ATTEMPT,
             [(t.id, t.attempt + 1, w, state, now, int(w in announcing)) for t, w in claims],
         )
-        if not claims:
-            return []
-        query = sql.SELECT_TASKS.format(marks=marks(len(claims)))
-        claimed = {
-            t.id: t for t in map(task_from_row, await tx.all(query, *(t.id for t, _ in claims)))
-        }
-        for task_id in claimed:
-            await self._notice(tx, "task", task_id)
-        return [claimed[t.id] for t, _ in claims]
+        # each row as CLAIM left it (read under the claim's lock: nothing else changed it)
+        claimed = [
+            dataclasses.replace(
+                t,
+                state=assigned,
+                attempt=t.attempt + 1,
+                worker_id=w,
+                assigned_at=now,
+                started_at=None,
+                finished_at=None,
+                exit_code=None,
+                signal=None,
+                error=None,
+                unschedulable=None,
+            )
+            for t, w in claims
+        ]
+        for task in claimed:
+            await self._notice(tx, "task", task.id)
+        return claimed
 
 
 def _candidate(r: Sequence[Any]) -> Candidate:

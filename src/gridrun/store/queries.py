@@ -148,7 +148,6 @@ SELECT_ASSIGNED_HERE = (
 )
 SELECT_WORKER_MASTERS = "SELECT id, master FROM workers WHERE id IN ({marks})"
 SELECT_WORKER_MASTER = "SELECT state, master, lease_until FROM workers WHERE id = ?"
-SELECT_TASKS = f"SELECT {TASK_COLUMNS} FROM tasks WHERE id IN ({{marks}})"
 SELECT_CLAIMABLE = (
     f"SELECT {TASK_COLUMNS} FROM tasks {{index}} WHERE id IN ({{marks}}) AND state = 'queued'"
 )

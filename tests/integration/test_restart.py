@@ -13,6 +13,7 @@ from tests.helpers import claim, eventually_async
 from tests.integration.conftest import Grid
 
 pytestmark = pytest.mark.timeout(90)
+PATIENT_LEASE_S = 20.0
 
 
 async def test_queued_tasks_survive_a_master_restart_and_workers_reconnect(grid: Grid) -> None:
@@ -36,7 +37,20 @@ async def ended_while_master_away(
 ) -> dict[str, Any]:
     """Submit a shell task that runs `before`, waits until the master is stopped, then runs
     `then` and ends: all of that last part happens with no master to tell. Returns the task,
-    with the master still down and the process ended."""
+    with the master still down and the process ended.
+
+    The worker's lease is made to outlast the master's absence plus the worker's reconnect
+    backoff (up to 3 s): with the grid's 3 s liveness timeout a slow run judged the task
+    `lost` before the worker was back, and these tests are about what arrives."""
+    grid.master_overrides["liveness_timeout_s"] = PATIENT_LEASE_S
+    await grid.stop_master()
+    await grid.start_master()
+
+    def back() -> bool:
+        session = grid.master.service.sessions.get(agent.id) if grid.master else None
+        return session is not None and session.reconciled and not session.closed
+
+    await eventually_async(back, 15)
     gate, started = tmp_path / "gate", tmp_path / "started"
     task = await grid.submit(
         cmd=f"{before}touch {started}; while [ ! -e {gate} ]; do sleep 0.01; done; {then}",

@@ -151,16 +151,15 @@ SELECT_WORKER_MASTER = "SELECT state, master, lease_until FROM workers WHERE id 
 SELECT_CLAIMABLE = (
     f"SELECT {TASK_COLUMNS} FROM tasks {{index}} WHERE id IN ({{marks}}) AND state = 'queued'"
 )
-# the condition of the partial index tasks_active, as written there (SQLite uses the index
-# only for a query that says so)
-_ACTIVE = "t.state IN ('assigned', 'running')"
+# a worker's started tasks and those not started yet, from one scan of the active tasks
 SELECT_WORKERS = (
     "SELECT w.id, w.hostname, w.labels, w.slots, w.state, w.version, w.legacy, w.connected_at,"
-    " w.last_seen, (SELECT count(*) FROM tasks t {index} WHERE t.worker_id = w.id"
-    f" AND {_ACTIVE} AND t.state = 'running'), w.resources, w.lease_until, w.containment,"
-    " (SELECT count(*) FROM tasks t {index} WHERE t.worker_id = w.id"
-    f" AND {_ACTIVE} AND t.state = 'assigned')"
-    " FROM workers w"
+    " w.last_seen, coalesce(a.running, 0), w.resources, w.lease_until, w.containment,"
+    " coalesce(a.assigned, 0) FROM workers w LEFT JOIN (SELECT worker_id,"
+    " sum(CASE WHEN state = 'running' THEN 1 ELSE 0 END) AS running,"
+    " sum(CASE WHEN state = 'assigned' THEN 1 ELSE 0 END) AS assigned"
+    " FROM tasks {index} WHERE state IN ('assigned', 'running') GROUP BY worker_id) a"
+    " ON a.worker_id = w.id"
     " ORDER BY w.id"
 )
 SELECT_STATES = "SELECT id, state FROM tasks WHERE id IN ({marks})"

@@ -107,7 +107,7 @@ class Agent:
             raise ConfigError(str(exc)) from None
         self.slots = Slots(
             config, policy, self.id, self.containment, self.resources.gpus, self._emit,
-            self._publish,
+            self._publish, lambda: self._queue,
         )  # fmt: skip
         self.master_address = config.masters[0]  # the master this worker talks to now
 
@@ -250,7 +250,7 @@ class Agent:
                 if self.connected.is_set():
                     self.connected.clear()
                     self._publish(Connected(False))
-                self._queue = self.slots.queue = None  # its output is sent again from the replay
+                self._queue = None  # its output is sent again from the replay
                 # nothing may start without a stream to announce it on
                 self.slots.give_back_held("the connection to the master ended before it started")
             if welcomed and loop.time() - began >= STABLE_SESSION_S:
@@ -315,7 +315,7 @@ class Agent:
                 queue.put(pb.WorkerMessage(output=output_to_pb(ref, stream, offset, data)))
             for _, payload in self.outbox.pending():
                 queue.put(pb.WorkerMessage(finished=pb.Finished.FromString(payload)))
-            self._queue = self.slots.queue = queue
+            self._queue = queue
             self.connected.set()
             self._publish(Connected(True))
             log.info("connected to master %s as %s", self.master_address, self.id)

@@ -63,13 +63,14 @@ class Slots:
         gpus: int,
         emit: Callable[[executor.Event], None],
         publish: Callable[[AgentEvent], None],
+        outgoing: Callable[[], Outgoing | None],
     ) -> None:
         self.config = config
         self.policy = policy
         self.executions: dict[AttemptRef, Execution] = {}
-        # the stream the Started of each attempt goes out on, while one is open and welcomed
-        # (assignments arrive, and held ones start, only then)
-        self.queue: Outgoing | None = None
+        # the agent's stream, which the Started of each attempt goes out on, while one is open
+        # and welcomed (assignments arrive, and held ones start, only then)
+        self._outgoing = outgoing
         self.stopping = False  # draining: nothing new starts
         self._worker_id = worker_id
         self._containment = containment
@@ -132,7 +133,7 @@ class Slots:
 
     def start_held(self) -> None:
         """Start held assignments, in order, while slots (and the GPUs the next asks) are free."""
-        while self._held and not self.stopping and self.queue is not None:
+        while self._held and not self.stopping and self._outgoing() is not None:
             ref, msg = next(iter(self._held.items()))
             if len(self.executions) >= self.config.slots or msg.gpus > self._gpus.free:
                 return
@@ -187,7 +188,7 @@ class Slots:
             error = f"cannot create the attempt's cgroup: {exc.strerror or exc}"
             self.not_run(ref, Outcome.SPAWN_FAILED, error)
             return
-        queue = self.queue
+        queue = self._outgoing()
         assert queue is not None
         self._gpus.take(ref, msg.gpus)
         execution = Execution(assignment, launch, self._emit, started_delay_s=None, box=box)

@@ -16,6 +16,8 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
+from gridrun.text import visible
+
 FORMATS = ("text", "json")
 ID_FIELDS = ("worker_id", "task_id", "attempt")
 _bound: ContextVar[dict[str, Any]] = ContextVar("gridrun_log_fields", default={})  # noqa: B039
@@ -63,6 +65,27 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(event, ensure_ascii=False, default=str)
 
 
+class TextFormatter(logging.Formatter):
+    """One line per record for people: time, level, logger, message. The message is escaped
+    (`visible`): it carries names, labels and errors that clients and workers wrote, and a
+    newline or an escape sequence in them must not forge a record or act on a terminal. A
+    traceback keeps its lines, each indented under its record, its characters escaped."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        record.message = visible(record.message)
+        return super().formatMessage(record)
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802
+        lines = super().formatException(ei).split("\n")
+        return "\n".join("    " + visible(line) for line in lines)
+
+    def formatStack(self, stack_info: str) -> str:  # noqa: N802
+        return "\n".join("    " + visible(line) for line in stack_info.split("\n"))
+
+
 def setup(level: str, fmt: str = "text") -> None:
     if fmt not in FORMATS:
         raise ValueError(f"--log-format must be one of {', '.join(FORMATS)}, not {fmt!r}")
@@ -70,7 +93,7 @@ def setup(level: str, fmt: str = "text") -> None:
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

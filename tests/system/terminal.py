@@ -23,6 +23,7 @@ class Terminal:
         )
         os.close(child)
         self.text = ""
+        self.raw = b""  # every byte written to the pty, escape sequences and all
 
     def read_until(self, pattern: str, timeout: float = 30) -> str:
         deadline = time.monotonic() + timeout
@@ -37,6 +38,7 @@ class Terminal:
                     chunk = b""
                 if not chunk and self.proc.poll() is not None:
                     assert re.search(pattern, self.text), self.text[-2000:]
+                self.raw += chunk
                 self.text += ANSI.sub("", chunk.decode(errors="replace"))
         return self.text
 

@@ -13,6 +13,7 @@ from rich.markup import escape
 from gridrun import logs
 from gridrun.client import Client
 from gridrun.errors import GridrunError, Unauthorized
+from gridrun.text import visible
 
 app = typer.Typer(
     name="gridrun",
@@ -71,8 +72,14 @@ LogFormat = Annotated[
 
 def fail(message: str, code: int = 1) -> NoReturn:
     """The message on one line of stderr (not wrapped: a log or a pipe keeps it whole)."""
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(visible(message))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def say(message: str) -> None:
+    """A line on stderr that may carry task data (names, errors, worker ids): shown as it is,
+    its control characters escaped and its brackets not read as markup."""
+    err.print(visible(message), markup=False, highlight=False, soft_wrap=True)
 
 
 def setup_logging(level: str, fmt: str = "text") -> None:

@@ -8,10 +8,10 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from gridrun.cli.common import JsonOut, Url, app, connect, guard, print_json
+from gridrun.cli.render import cell
 
 quota_app = typer.Typer(
     help="Quotas per owner (a token's name) and per queue; they apply at once.",
@@ -62,11 +62,11 @@ def show(url: Url = None, json_out: JsonOut = False) -> None:
         "SCOPE", "NAME", "MAX QUEUED", "MAX RUNNING", title="quotas", title_justify="left"
     )
     for q in quotas:
-        table.add_row(q["scope"], escape(q["name"]), _n(q["max_queued"]), _n(q["max_running"]))
+        table.add_row(q["scope"], cell(q["name"]), _n(q["max_queued"]), _n(q["max_running"]))
     console.print(table if quotas else "no quotas")
     table = Table("OWNER", "QUEUE", "QUEUED", "RUNNING", title="now", title_justify="left")
     for o in owners:
-        table.add_row(escape(o["owner"]), escape(o["queue"]), str(o["queued"]), str(o["running"]))
+        table.add_row(cell(o["owner"]), cell(o["queue"]), str(o["queued"]), str(o["running"]))
     console.print(table if owners else "nothing queued or running")
 
 

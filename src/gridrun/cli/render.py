@@ -7,13 +7,18 @@ import shlex
 from datetime import datetime
 from typing import Any
 
+from rich.console import Group
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from gridrun.client import TaskDict, WorkerDict
 from gridrun.model import TaskState, WorkerState
+from gridrun.text import visible
 
+# every state has a style (a test renders each one): an unknown state is shown unstyled
 STATE_STYLE: dict[str, str] = {
+    TaskState.WAITING: "dim cyan",
     TaskState.QUEUED: "cyan",
     TaskState.ASSIGNED: "blue",
     TaskState.RUNNING: "bold blue",
@@ -25,6 +30,7 @@ STATE_STYLE: dict[str, str] = {
     TaskState.DELIVERED: "dim green",
     TaskState.EXPIRED: "dim yellow",
     TaskState.REJECTED: "bold magenta",
+    TaskState.SKIPPED: "dim",
     WorkerState.DRAINING: "yellow",
     WorkerState.ONLINE: "green",
     WorkerState.OFFLINE: "dim",
@@ -73,7 +79,16 @@ def outcome(task: TaskDict) -> str:
 
 
 def styled_state(state: str) -> str:
-    return f"[{STATE_STYLE.get(state, '')}]{state}[/]"
+    """A state as Rich markup, in its colour; one the CLI does not know (a newer master's)
+    shown as it is."""
+    style = STATE_STYLE.get(state)
+    return f"[{style}]{state}[/]" if style else cell(state)
+
+
+def cell(text: str) -> str:
+    """Text from a task, a worker or a client as Rich markup that shows it literally: its
+    control characters escaped (`gridrun.text.visible`), its brackets not read as markup."""
+    return escape(visible(text))
 
 
 def _time(value: str | None) -> str:
@@ -151,10 +166,11 @@ def task_table(tasks: list[TaskDict], width: int, usage: bool = False) -> Table:
             header, no_wrap=True, overflow="ellipsis", max_width=size_, min_width=whole
         )
     for t, row in zip(tasks, rows, strict=True):
-        cells = [escape(cell) for cell in row]
+        cells = [escape(text) for text in row]  # (the rows are visible() already)
         cells[1] = styled_state(t["state"])
         if t["name"]:  # (the name in bold, then the command as in the plain row)
-            cells[-1] = f"[bold]{escape(t['name'])}[/]: " + escape(row[-1][len(t["name"]) + 2 :])
+            name = visible(t["name"])
+            cells[-1] = f"[bold]{escape(name)}[/]: " + escape(row[-1][len(name) + 2 :])
         table.add_row(*cells)
     if not tasks:
         table.caption = "no tasks"
@@ -162,8 +178,8 @@ def task_table(tasks: list[TaskDict], width: int, usage: bool = False) -> Table:
 
 
 def task_rows(tasks: list[TaskDict], usage: bool = False) -> tuple[list[str], list[list[str]]]:
-    """The task list as plain text: the headers, and one row per task (a command on one
-    line: its newlines and tabs shown as \\n and \\t)."""
+    """The task list as plain text: the headers, and one row per task, each cell on one
+    line with its control characters escaped (a newline shown as \\n, ESC as \\x1b)."""
     headers = ["ID", "STATE", "EXIT", "WORKER", "CREATED", "TOOK", "COMMAND"]
     if usage:
         headers[6:6] = ["CPU", "PEAK MEM"]
@@ -175,14 +191,21 @@ def task_rows(tasks: list[TaskDict], usage: bool = False) -> tuple[list[str], li
         command = (f"{t['name']}: " if t["name"] else "") + command_of(t)
         rows.append(
             [
-                t["id"],
-                t["state"],
-                exit_text,
-                t["worker_id"] or "-",
-                _time(t["created_at"]),
-                _duration(t["started_at"], t["finished_at"]),
-                *([cpu_time(t.get("cpu_s")), size(t.get("peak_memory_bytes"))] if usage else []),
-                command.replace("\n", "\\n").replace("\t", "\\t"),
+                visible(text)
+                for text in (
+                    t["id"],
+                    t["state"],
+                    exit_text,
+                    t["worker_id"] or "-",
+                    _time(t["created_at"]),
+                    _duration(t["started_at"], t["finished_at"]),
+                    *(
+                        [cpu_time(t.get("cpu_s")), size(t.get("peak_memory_bytes"))]
+                        if usage
+                        else []
+                    ),
+                    command,
+                )
             ]
         )
     return headers, rows
@@ -190,12 +213,9 @@ def task_rows(tasks: list[TaskDict], usage: bool = False) -> tuple[list[str], li
 
 def tsv(headers: list[str], rows: list[list[str]]) -> str:
     """Tab-separated lines with a header, nothing cut: what `ls` and `workers` print into a
-    pipe (as `kubectl get` does), for cut, awk and sort."""
-
-    def clean(cell: str) -> str:
-        return cell.replace("\t", " ").replace("\n", " ")
-
-    return "\n".join("\t".join(clean(c) for c in line) for line in [headers, *rows])
+    pipe (as `kubectl get` does), for cut, awk and sort. A cell's tabs, newlines and other
+    control characters are escaped, so each row is one line of whole fields."""
+    return "\n".join("\t".join(visible(c) for c in line) for line in [headers, *rows])
 
 
 def _needs(task: TaskDict) -> str:
@@ -246,7 +266,7 @@ def task_detail(task: TaskDict) -> Table:
     if task["unschedulable"]:
         rows.append(("unschedulable", task["unschedulable"]))
     for key, value in rows:
-        table.add_row(key, value if key == "state" else escape(value))
+        table.add_row(key, value if key == "state" else cell(value))
     return table
 
 
@@ -265,13 +285,13 @@ def attempt_table(task: TaskDict) -> Table | None:
             str(a["attempt"]),
             styled_state(a["state"]),
             "-" if a["exit_code"] is None else str(a["exit_code"]),
-            escape(a["worker_id"]),
+            cell(a["worker_id"]),
             _time(a["started_at"]),
             _duration(a["started_at"], a["finished_at"]),
         ]
         if measured:
             cells += [cpu_time(a.get("cpu_s")), size(a.get("peak_memory_bytes"))]
-        table.add_row(*cells, escape(a["error"] or ""))
+        table.add_row(*cells, cell(a["error"] or ""))
     return table
 
 
@@ -298,9 +318,9 @@ def worker_table(workers: list[WorkerDict]) -> Table:
         whole = header in ("ID", "STATE", "RUNNING", "ASSIGNED", "SLOTS")
         table.add_column(header, no_wrap=whole, overflow="ellipsis" if not whole else "fold")
     for w, row in zip(workers, rows, strict=True):
-        cells = [escape(cell) for cell in row]
+        cells = [cell(text) for text in row]
         cells[1] = styled_state(w["state"]) + (
-            f" [red](quarantined: {escape(q)})[/]" if (q := w.get("quarantined")) else ""
+            f" [red](quarantined: {cell(q)})[/]" if (q := w.get("quarantined")) else ""
         )
         table.add_row(*cells)
     if not workers:
@@ -333,7 +353,23 @@ def owner_table(owners: list[dict[str, Any]]) -> Table:
     """Tasks queued and running per owner and queue (GET /v1/owners)."""
     table = Table("OWNER", "QUEUE", "QUEUED", "RUNNING", box=None, header_style="bold")
     for o in owners:
-        table.add_row(
-            escape(o["owner"]), escape(o["queue"]), f"{o['queued']:,}", f"{o['running']:,}"
-        )
+        table.add_row(cell(o["owner"]), cell(o["queue"]), f"{o['queued']:,}", f"{o['running']:,}")
     return table
+
+
+def top_frame(
+    heading: str,
+    counts: dict[str, int],
+    workers: list[WorkerDict],
+    owners: list[dict[str, Any]],
+    recent: list[TaskDict],
+    width: int,
+) -> Group:
+    """One frame of `gridrun top`: tasks per state, workers, owners, the recent tasks."""
+    states = "  ".join(f"{styled_state(state)} {n}" for state, n in counts.items() if n)
+    return Group(
+        Text.from_markup(f"[bold]gridrun[/] {cell(heading)}  {states or 'no tasks'}"),
+        worker_table(workers),
+        owner_table(owners),
+        task_table(recent, width),
+    )

@@ -6,11 +6,11 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from gridrun.cli.common import COMMAND_CONTEXT, JsonOut, Url, app, connect, fail, guard, print_json
 from gridrun.cli.options import NO_OPTIONS, Command, TaskOptions, task_options
+from gridrun.cli.render import cell
 
 schedule_app = typer.Typer(help="Tasks made on a cron schedule (UTC).", no_args_is_help=True)
 app.add_typer(schedule_app, name="schedule")
@@ -50,8 +50,8 @@ def ls(url: Url = None, json_out: JsonOut = False) -> None:
     table = Table("id", "name", "cron", "command", "next (UTC)", "last task")
     for s in rows:
         table.add_row(
-            s["id"], escape(s["name"] or "-"), escape(s["cron"]),
-            escape(s["cmd"] or " ".join(s["argv"])), s["next_at"], s["last_task"] or "-",
+            s["id"], cell(s["name"] or "-"), cell(s["cron"]),
+            cell(s["cmd"] or " ".join(s["argv"])), s["next_at"], s["last_task"] or "-",
         )  # fmt: skip
     if not rows:
         table.caption = "no schedules"

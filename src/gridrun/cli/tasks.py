@@ -19,7 +19,6 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
-from rich.text import Text
 
 from gridrun.cli import render
 from gridrun.cli.common import (
@@ -32,12 +31,14 @@ from gridrun.cli.common import (
     fail,
     guard,
     print_json,
+    say,
 )
 from gridrun.cli.options import NO_OPTIONS, Command, Name, TaskOptions, task_options
 from gridrun.client import Client, TaskDict
 from gridrun.client.calls import TERMINAL
 from gridrun.errors import ClientError, GridrunError
 from gridrun.model import TaskState
+from gridrun.text import visible
 
 # ---------------------------------------------------------------- tasks
 
@@ -118,7 +119,7 @@ def run(
             and task["exit_code"] is not None
         )
         if not plain_exit or task["error"]:  # say why there is no ordinary exit code
-            err.print(f"gridrun: task {task['id']} {render.outcome(task)}", highlight=False)
+            say(f"gridrun: task {task['id']} {render.outcome(task)}")
     raise typer.Exit(code)
 
 
@@ -138,7 +139,7 @@ def _run_everywhere(client: Client, body: dict[str, Any]) -> int:
         err.print(f"cancelled job {job['id']}")
         return 130
     for task in ended:
-        sys.stdout.write(f"{task['pinned_worker']}:\n")
+        sys.stdout.write(f"{visible(task['pinned_worker'] or '-')}:\n")
         sys.stdout.flush()
         streams: tuple[tuple[Literal["stdout", "stderr"], Any], ...] = (
             ("stdout", sys.stdout),
@@ -154,7 +155,7 @@ def _run_everywhere(client: Client, body: dict[str, Any]) -> int:
     summary = f"{len(ended)} worker(s): {len(ok)} succeeded"
     if bad:
         summary += f", {len(bad)} did not (" + "; ".join(bad) + ")"
-    err.print(summary, highlight=False)
+    say(summary)
     return 0 if not bad else 1
 
 
@@ -211,7 +212,7 @@ def _submit_file(
         print_json(list(ended.values()))
     else:
         summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()) if n)
-        err.print(f"{len(ids)} tasks from {file}: {summary}", highlight=False)
+        say(f"{len(ids)} tasks from {file}: {summary}")
     failed = len(ids) - counts.get(TaskState.SUCCEEDED, 0)
     raise typer.Exit(1 if failed else 0)
 
@@ -413,19 +414,14 @@ def top(
     with guard, connect(url) as client:
 
         def frame() -> Group:
-            stats = client.stats()
-            counts = "  ".join(
-                f"{render.styled_state(state)} {n}" for state, n in stats["tasks"].items() if n
-            )
-            workers = client.workers()
-            owners = client.owners()
             recent, _ = client.list_tasks(limit=limit)
-            clock = time.strftime("%H:%M:%S")
-            return Group(
-                Text.from_markup(f"[bold]gridrun[/] {client.url}  {clock}  {counts or 'no tasks'}"),
-                render.worker_table(workers),
-                render.owner_table(owners),
-                render.task_table(recent, console.width),
+            return render.top_frame(
+                f"{client.url}  {time.strftime('%H:%M:%S')}",
+                client.stats()["tasks"],
+                client.workers(),
+                client.owners(),
+                recent,
+                console.width,
             )
 
         try:

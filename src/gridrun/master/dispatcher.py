@@ -13,7 +13,7 @@ from gridrun.master import fairness, scheduler
 from gridrun.master.sealing import Unsealable
 from gridrun.master.sessions import AssignCmd, RevokeCmd, WorkerSession
 from gridrun.model import Outcome, Report, Task
-from gridrun.store import Active, Candidate, Placed, Quota
+from gridrun.store import Active, Candidate, Lane, Placed, Quota
 
 if TYPE_CHECKING:
     from gridrun.master.service import Service
@@ -52,11 +52,28 @@ class Dispatcher:
         store = self.service.store
         lanes = await store.queued_lanes(self._after, LANES_PER_PASS)
         self._after = lanes[-1].key if len(lanes) == LANES_PER_PASS else ""
+        claimed = await self._pass(sessions, capacities, free, lanes)
+        if self._after and len(claimed) < free:
+            # lanes beyond these were not looked at, and slots are still free: the next pass
+            # goes on from here now, not when something next happens (10,000 lanes nothing
+            # could take stalled the tasks behind them while workers sat idle)
+            self.service.dispatch_wanted.set()
+        return len(claimed)
+
+    async def _pass(
+        self,
+        sessions: list[WorkerSession],
+        capacities: list[scheduler.Capacity],
+        free: int,
+        lanes: Sequence[Lane],
+    ) -> list[Task]:
+        """Place and claim what these lanes hold on the free capacities; the tasks claimed."""
+        store = self.service.store
         runnable = [s for s in lanes if any(scheduler.eligible(s.probe, c) for c in capacities)]
         if not runnable:
             if lanes and any(s.prefetch for s in sessions):
                 await self._make_room_soon(sessions)  # queued, and no place here takes it
-            return 0
+            return []
         shares = self.service.config.shares
         waiting: dict[str, str] = {}
 
@@ -83,7 +100,7 @@ class Dispatcher:
         await self._say_why_waiting(heads, waiting)
         if len(placed) < sum(map(len, heads.values())) and any(s.prefetch for s in sessions):
             await self._make_room_soon(sessions)  # some of the heads found no place
-        return len(claimed)
+        return claimed
 
     async def _make_room_soon(self, sessions: list[WorkerSession]) -> None:
         """_make_room, at most every ROOM_CHECK_S (a pass that comes sooner has a pass

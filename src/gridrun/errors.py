@@ -105,6 +105,14 @@ class WorkerNotConnected(GridrunError):
     title = "Worker not connected"
 
 
+class ConcurrencyConflict(GridrunError):
+    """A task names a concurrency key with a limit other than the key's (set once: by the
+    first task naming it in its owner's scope, or by an admin for a grid-wide key)."""
+
+    status = 409
+    title = "Concurrency limit conflict"
+
+
 class InvalidTransition(GridrunError):
     """A state change the task lifecycle does not allow (e.g. cancelling a finished task)."""
 

@@ -253,10 +253,20 @@ DEFAULT_QUEUE = "default"
 
 @dataclass(frozen=True, slots=True)
 class Concurrency:
-    """At most `limit` tasks with this key run at once, across the whole grid."""
+    """At most `limit` tasks with this key run at once, across the whole grid. A key is its
+    owner's (`scope`: the owner whose tasks it counts), unless an admin declared it grid-wide
+    (`scope` ""): then every owner's tasks naming it share it. The store sets the scope and
+    holds each key's one limit (see Store.add_tasks)."""
 
     key: str
     limit: int
+    scope: str = ""
+
+    @property
+    def counted(self) -> str:
+        """The name its running tasks are counted under: scope and key (an owner's name
+        holds no '/', so no two keys share one)."""
+        return f"{self.scope}/{self.key}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,8 @@ MAX_PRIORITY = 1_000_000
 MAX_ATTEMPTS = 100
 MAX_BACKOFF_S = 24 * 3600
 MAX_KEY_BYTES = 256
+# the idempotency keys the master gives the task of each schedule slot; no client may use one
+RESERVED_KEY_PREFIX = "schedule:"
 MAX_CPU = 4096
 MAX_MEMORY_MB = 1 << 40
 MAX_GPUS = 1024
@@ -170,6 +172,11 @@ def make_spec(
         _check_text("idempotency_key", idempotency_key, MAX_KEY_BYTES)
         if not idempotency_key:
             raise InvalidSpec("idempotency_key must not be empty when given")
+        if idempotency_key.startswith(RESERVED_KEY_PREFIX):
+            raise InvalidSpec(
+                f"idempotency_key {idempotency_key!r}: keys that begin with"
+                f" {RESERVED_KEY_PREFIX!r} are the master's own (one per schedule slot)"
+            )
     check_name("queue", queue)
     if retain_s is not None and not 0 < retain_s <= MAX_RETAIN_S:
         raise InvalidSpec(f"retain_s must be greater than 0 and at most {MAX_RETAIN_S:g}")
@@ -205,14 +212,18 @@ def check_name(what: str, name: str) -> None:
         raise InvalidSpec(f"{what} {name!r}: use 1-64 of A-Z a-z 0-9 _ . @ -")
 
 
+def check_concurrency_key(key: str) -> None:
+    _check_text("concurrency_key", key, MAX_LABEL_BYTES)
+    if not key:
+        raise InvalidSpec("concurrency_key must not be empty")
+
+
 def _checked_concurrency(key: str | None, limit: int | None) -> Concurrency | None:
     if key is None and limit is None:
         return None
     if key is None or limit is None:
         raise InvalidSpec("give both concurrency_key and concurrency_limit, or neither")
-    _check_text("concurrency_key", key, MAX_LABEL_BYTES)
-    if not key:
-        raise InvalidSpec("concurrency_key must not be empty")
+    check_concurrency_key(key)
     if not 1 <= limit <= MAX_CONCURRENCY:
         raise InvalidSpec(f"concurrency_limit must be between 1 and {MAX_CONCURRENCY}")
     return Concurrency(key, limit)

@@ -106,7 +106,7 @@ async def test_the_queue_by_lane(store: Store) -> None:
     assert by["anonymous", "default", 8, (), None]
     assert by["anonymous", "default", 0, ("zone",), None].probe.labels == {"zone": "b"}
     assert by["bob", "nightly", 0, (), None]
-    deploy = by["anonymous", "default", 0, (), Concurrency("deploy", 1)]
+    deploy = by["anonymous", "default", 0, (), Concurrency("deploy", 1, "anonymous")]
     rest = await store.queued_lanes(lanes[0].key, 10)
     assert [lane.key for lane in rest] == [lane.key for lane in lanes[1:]]
     assert len(await store.queued_lanes("", 2)) == 2
@@ -123,9 +123,10 @@ async def test_the_queue_by_lane(store: Store) -> None:
     assert [c.task_id for c in heads[plain.key]] == ["urgent", "plain1", "plain2"]
     assert [c.task_id for c in heads[deploy.key]] == ["deploy1", "deploy2"]
     assert [t.id for t in claimed] == ["urgent", "deploy1"]
-    assert seen[0] == (Active({}, {}, {}), [Quota("owner", "bob", 5, 2)])
+    limits = {"anonymous/deploy": 1}  # (the key is its owner's: counted under its scope)
+    assert seen[0] == (Active({}, {}, {}, limits), [Quota("owner", "bob", 5, 2)])
     _, _, claimed = await store.plan_and_claim([plain], 10, 10**13, first_two)
-    assert seen[1][0] == Active({"anonymous": 2}, {"default": 2}, {"deploy": 1})
+    assert seen[1][0] == Active({"anonymous": 2}, {"default": 2}, {"anonymous/deploy": 1})
     queued = 3000 + 3  # the gpu tasks, plain2, zoned, deploy2
     assert await store.queued_count("owner", "anonymous", 10_000) == queued
     assert await store.queued_count("owner", "anonymous", 100) == 100  # counts up to the limit

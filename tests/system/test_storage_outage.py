@@ -174,6 +174,9 @@ def test_a_database_refusing_connections_is_503_on_every_route(system_grid: Syst
             ("GET", "/v1/quotas", None),
             ("PUT", "/v1/quotas/owner/o1", {"max_running": 1}),
             ("GET", "/v1/owners", None),
+            ("GET", "/v1/concurrency", None),
+            ("PUT", "/v1/concurrency/k1", {"limit": 1}),
+            ("DELETE", "/v1/concurrency/k1", None),
             ("POST", "/v1/gc", {"older_than_s": 0}),
             ("GET", "/v1/storage", None),
             ("GET", "/metrics", None),
@@ -187,6 +190,7 @@ def test_a_database_refusing_connections_is_503_on_every_route(system_grid: Syst
         tried = {p.replace("/j1", "/{job_id}").replace("/s1", "/{schedule_id}") for p in tried}
         tried = {p.replace("/w1/", "/{worker_id}/") for p in tried}
         tried = {p.replace("/owner/o1", "/{scope}/{name}") for p in tried}
+        tried = {p.replace("/concurrency/k1", "/concurrency/{key}") for p in tried}
         assert documented <= tried, documented - tried
         for method, path, body in routes:
             response = httpx.request(method, url + path, json=body, timeout=30)

@@ -60,7 +60,7 @@ def test_priority_wins_over_turns() -> None:
 def test_a_concurrency_key_at_its_limit_waits_and_says_so() -> None:
     deploy = Concurrency("deploy", 2)
     heads = {"d": lane("a", 5, concurrency=deploy), "x": lane("b", 2)}
-    result = plan(heads, Active({}, {}, {"deploy": 1}), [], slots(8), {})
+    result = plan(heads, Active({}, {}, {deploy.counted: 1}), [], slots(8), {})
     assert Counter(owners_of(result.placed)) == {"a": 1, "b": 2}
     waiting = [heads["d"][i].task_id for i in range(1, 5)]
     assert set(result.waiting) == set(waiting)

@@ -3,6 +3,7 @@ owner and queue holds now."""
 
 from __future__ import annotations
 
+import sys
 from enum import StrEnum
 from typing import Annotated
 
@@ -11,7 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 from gridrun.cli.common import JsonOut, Url, app, connect, guard, print_json
-from gridrun.cli.render import cell
+from gridrun.cli.render import cell, tsv
+from gridrun.text import visible
 
 quota_app = typer.Typer(
     help="Quotas per owner (a token's name) and per queue; they apply at once.",
@@ -81,3 +83,56 @@ def _limits(max_queued: int | None, max_running: int | None) -> str:
     if max_running is not None:
         parts.append(f"at most {max_running:,} running")
     return ", ".join(parts)
+
+
+concurrency_app = typer.Typer(
+    help="Concurrency keys: each owner's own (set by its first task naming the key), or"
+    " grid-wide ones an admin declares here, shared by every owner.",
+    no_args_is_help=True,
+)
+app.add_typer(concurrency_app, name="concurrency")
+
+
+@concurrency_app.command("set")
+def concurrency_set(
+    key: Annotated[str, typer.Argument(help="The key, as tasks name it (--concurrency KEY=N).")],
+    limit: Annotated[int, typer.Argument(min=1, help="Most tasks naming it that run at once.")],
+    url: Url = None,
+    json_out: JsonOut = False,
+) -> None:
+    """Declare a grid-wide key (admin): every owner's tasks naming KEY share it, at LIMIT."""
+    with guard, connect(url) as client:
+        client.set_concurrency_key(key, limit)
+    if json_out:
+        print_json({"key": key, "owner": None, "limit": limit})
+    else:
+        print(f"concurrency key {visible(key)}: grid-wide, at most {limit:,} at once")
+
+
+@concurrency_app.command("rm")
+def concurrency_rm(
+    key: Annotated[str, typer.Argument(help="The grid-wide key.")],
+    url: Url = None,
+) -> None:
+    """Remove a grid-wide key: from now on each owner's tasks naming it have a key of their own."""
+    with guard, connect(url) as client:
+        client.set_concurrency_key(key, None)
+    print(f"concurrency key {visible(key)}: no longer grid-wide")
+
+
+@concurrency_app.command("ls")
+def concurrency_ls(url: Url = None, json_out: JsonOut = False) -> None:
+    """The keys declared: grid-wide ones, and each owner's."""
+    with guard, connect(url) as client:
+        keys = client.concurrency_keys()
+    if json_out:
+        print_json(keys)
+        return
+    rows = [[k["key"], k["owner"] or "(grid-wide)", str(k["limit"])] for k in keys]
+    if not sys.stdout.isatty():
+        print(tsv(["KEY", "OWNER", "LIMIT"], rows))
+        return
+    table = Table("KEY", "OWNER", "LIMIT", box=None, header_style="bold")
+    for row in rows:
+        table.add_row(*(cell(c) for c in row))
+    Console().print(table if keys else "no concurrency keys")

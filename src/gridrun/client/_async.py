@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Unpack, cast
+from urllib.parse import quote
 
 import httpx
 
@@ -213,6 +214,18 @@ class AsyncClient:
         body = {"max_queued": max_queued, "max_running": max_running}
         path = f"/v1/quotas/{scope}/{name}"
         return cast(dict[str, Any], await self._json("PUT", path, json=body))
+
+    async def concurrency_keys(self) -> list[dict[str, Any]]:
+        """The concurrency keys declared: key, owner (None: grid-wide), limit."""
+        return cast(list[dict[str, Any]], (await self._json("GET", "/v1/concurrency"))["keys"])
+
+    async def set_concurrency_key(self, key: str, limit: int | None) -> None:
+        """Declare a grid-wide concurrency key with its limit (admin); None removes it."""
+        path = f"/v1/concurrency/{quote(key, safe='')}"
+        if limit is None:
+            await self._request("DELETE", path)
+        else:
+            await self._json("PUT", path, json={"limit": limit})
 
     async def gc(
         self, older_than_s: float, states: Sequence[str] | None = None, dry_run: bool = False

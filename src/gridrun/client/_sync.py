@@ -7,6 +7,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Unpack, cast
+from urllib.parse import quote
 
 import httpx
 
@@ -200,6 +201,18 @@ class Client:
         body = {"max_queued": max_queued, "max_running": max_running}
         path = f"/v1/quotas/{scope}/{name}"
         return cast(dict[str, Any], self._json("PUT", path, json=body))
+
+    def concurrency_keys(self) -> list[dict[str, Any]]:
+        """The concurrency keys declared: key, owner (None: grid-wide), limit."""
+        return cast(list[dict[str, Any]], (self._json("GET", "/v1/concurrency"))["keys"])
+
+    def set_concurrency_key(self, key: str, limit: int | None) -> None:
+        """Declare a grid-wide concurrency key with its limit (admin); None removes it."""
+        path = f"/v1/concurrency/{quote(key, safe='')}"
+        if limit is None:
+            self._request("DELETE", path)
+        else:
+            self._json("PUT", path, json={"limit": limit})
 
     def gc(
         self, older_than_s: float, states: Sequence[str] | None = None, dry_run: bool = False

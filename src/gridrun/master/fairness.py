@@ -43,15 +43,19 @@ class _Running:
     owners: Counter[str]
     queues: Counter[str]
     keys: Counter[str]
+    key_limits: Mapping[str, int]
     owner_limits: Mapping[str, int]
     queue_limits: Mapping[str, int]
 
     def why_waiting(self, task: Candidate) -> str | None:
         """Why a limit holds this task back now, or None."""
         if task.concurrency is not None:
-            key, limit = task.concurrency.key, task.concurrency.limit
-            if self.keys[key] >= limit:
-                return f"{WAITING} for concurrency key {key} ({self.keys[key]}/{limit} running)"
+            counted = task.concurrency.counted
+            limit = self.key_limits.get(counted, task.concurrency.limit)
+            if self.keys[counted] >= limit:
+                running = self.keys[counted]
+                key = task.concurrency.key
+                return f"{WAITING} for concurrency key {key} ({running}/{limit} running)"
         limit_ = self.owner_limits.get(task.owner)
         if limit_ is not None and self.owners[task.owner] >= limit_:
             return f"{WAITING}: owner {task.owner} is at its quota of {limit_} running"
@@ -64,7 +68,7 @@ class _Running:
         self.owners[task.owner] += 1
         self.queues[task.queue] += 1
         if task.concurrency is not None:
-            self.keys[task.concurrency.key] += 1
+            self.keys[task.concurrency.counted] += 1
 
 
 def plan(
@@ -80,6 +84,7 @@ def plan(
         Counter(active.by_owner),
         Counter(active.by_queue),
         Counter(active.by_key),
+        active.key_limits,
         {q.name: q.max_running for q in quotas if q.scope == "owner" and q.max_running is not None},
         {q.name: q.max_running for q in quotas if q.scope == "queue" and q.max_running is not None},
     )

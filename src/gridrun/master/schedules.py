@@ -15,6 +15,7 @@ import logging
 from gridrun import cron
 from gridrun.master.service import Service, new_task_id
 from gridrun.model import Schedule, Task, TaskSpec
+from gridrun.spec import RESERVED_KEY_PREFIX
 from gridrun.store import Firing, NewTask
 from gridrun.store.schedules import DUE_BATCH
 
@@ -61,7 +62,7 @@ class Schedules:
                 slot = schedule.next_at
                 spec = dataclasses.replace(
                     schedule.spec,
-                    idempotency_key=f"schedule:{schedule.id}:{slot}",
+                    idempotency_key=f"{RESERVED_KEY_PREFIX}{schedule.id}:{slot}",
                     name=schedule.spec.name or schedule.name or f"schedule {schedule.id}",
                 )
                 next_at = cron.next_slot(schedule.cron, now)

@@ -392,6 +392,24 @@ class QuotaListOut(BaseModel):
     quotas: list[QuotaOut]
 
 
+class ConcurrencyKeyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    limit: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
+        description="Most tasks naming this key that run at once, across all owners."
+    )
+
+
+class ConcurrencyKeyOut(BaseModel):
+    key: str
+    owner: str | None = Field(description="Whose key it is; null: grid-wide (an admin's).")
+    limit: int
+
+
+class ConcurrencyKeyListOut(BaseModel):
+    keys: list[ConcurrencyKeyOut]
+
+
 class OwnerOut(BaseModel):
     owner: str
     queue: str

@@ -121,7 +121,10 @@ class Active:
 
     by_owner: Mapping[str, int]
     by_queue: Mapping[str, int]
-    by_key: Mapping[str, int]
+    by_key: Mapping[str, int]  # by Concurrency.counted
+    # the limit of each key among the tasks looked at (Concurrency.counted -> its limit as
+    # declared now; a task's own copy may be older)
+    key_limits: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,6 +328,16 @@ class Store(Protocol):
 
     async def set_quota(self, quota: Quota) -> None:
         """Create or replace the quota of (scope, name); one with no limit is removed."""
+        ...
+
+    async def concurrency_keys(self, limit: int) -> list[tuple[str, str, int]]:
+        """(scope, key, limit) of the concurrency keys declared: scope "" for a grid-wide
+        key, else the owner whose key it is."""
+        ...
+
+    async def set_grid_key(self, key: str, limit: int | None) -> None:
+        """Declare (or change, or with None remove) a grid-wide concurrency key: from now
+        on every owner's tasks naming it share it, with this limit."""
         ...
 
     async def owners(self) -> list[tuple[str, str, int, int]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -41,7 +41,7 @@ class DispatchVerbs(TaskSteps):
             if any(lane.probe.concurrency is not None for lane in lanes):
                 await self.dialect.serialize_claims(tx)  # (the counts below are then exact)
             heads = {lane.key: await self._head(tx, lane, now, per_lane) for lane in lanes}
-            placed = plan(heads, await _active(tx), await _quotas(tx))
+            placed = plan(heads, await _active(tx, heads.values()), await _quotas(tx))
             if not placed:
                 return heads, placed, []
             pairs = [(c.task_id, w) for c, w in placed]
@@ -71,6 +71,22 @@ class DispatchVerbs(TaskSteps):
                 await tx.run(
                     sql.INSERT_QUOTA, quota.scope, quota.name, quota.max_queued, quota.max_running
                 )
+            await self._notice(tx, "queued")  # a raised limit may let tasks run
+
+        await self._write(step)
+
+    async def concurrency_keys(self, limit: int) -> list[tuple[str, str, int]]:
+        async def read(tx: Tx) -> list[tuple[str, str, int]]:
+            rows = await tx.all(sql.SELECT_CONCURRENCY_KEYS, limit)
+            return [(scope, key, int(n)) for scope, key, n in rows]
+
+        return await self._read(read)
+
+    async def set_grid_key(self, key: str, limit: int | None) -> None:
+        async def step(tx: Tx) -> None:
+            await tx.run(sql.DELETE_CONCURRENCY_KEY, "", key)
+            if limit is not None:
+                await tx.run(sql.INSERT_CONCURRENCY_KEY, "", key, limit)
             await self._notice(tx, "queued")  # a raised limit may let tasks run
 
         await self._write(step)
@@ -198,9 +214,10 @@ def _candidate(r: Sequence[Any]) -> Candidate:
     )
 
 
-async def _active(tx: Tx) -> Active:
+async def _active(tx: Tx, heads: Iterable[Sequence[Candidate]] = ()) -> Active:
     """What is assigned or running, counted per owner, queue and concurrency key (a scan of
-    the active tasks only: at most the grid's slots)."""
+    the active tasks only: at most the grid's slots), and the limits of the keys `heads`
+    name (one read a key)."""
     owners: Counter[str] = Counter()
     queues: Counter[str] = Counter()
     keys: Counter[str] = Counter()
@@ -209,8 +226,14 @@ async def _active(tx: Tx) -> Active:
         queues[queue] += 1
         if '"concurrency"' in placement:
             concurrency = placement_from_json(placement)["concurrency"]
-            keys[concurrency.key] += 1
-    return Active(owners, queues, keys)
+            keys[concurrency.counted] += 1
+    named = {c.concurrency for lane in heads for c in lane if c.concurrency is not None}
+    limits: dict[str, int] = {}
+    for concurrency in named:
+        if concurrency.counted not in limits:
+            row = await tx.one(sql.SELECT_CONCURRENCY_LIMIT, concurrency.scope, concurrency.key)
+            limits[concurrency.counted] = int(row[0]) if row is not None else concurrency.limit
+    return Active(owners, queues, keys, limits)
 
 
 async def _quotas(tx: Tx) -> list[Quota]:

@@ -206,6 +206,19 @@ SCHEMA_V13 = """
 ALTER TABLE attempts ADD COLUMN announces INTEGER NOT NULL DEFAULT 0;
 """
 
+# v14: see the SQLite store's v17 (idempotency keys per owner, concurrency keys' limits)
+SCHEMA_V14 = """
+DROP INDEX tasks_by_key;
+CREATE UNIQUE INDEX tasks_by_key ON tasks (owner, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+CREATE TABLE concurrency_keys (
+    scope       TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    max_running INTEGER NOT NULL,
+    PRIMARY KEY (scope, key)
+);
+"""
+
 MIGRATIONS = [
     SCHEMA_V1,
     SCHEMA_V2,
@@ -220,6 +233,7 @@ MIGRATIONS = [
     SCHEMA_V11,
     SCHEMA_V12,
     SCHEMA_V13,
+    SCHEMA_V14,
 ]  # MIGRATIONS[n] brings a database from version n to n+1
 SCHEMA_VERSION = len(MIGRATIONS)
 

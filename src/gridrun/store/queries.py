@@ -15,7 +15,16 @@ INSERT_TASK = (
     " expires_at, idempotency_key, placement, job_id, owner, queue, retain_ms)"
     " VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-SELECT_TASK_BY_KEY = f"SELECT {TASK_COLUMNS} FROM tasks WHERE idempotency_key = ?"
+# concurrency keys: scope '' is a grid-wide key an admin declared, else the owner whose key it is
+SELECT_CONCURRENCY_LIMIT = "SELECT max_running FROM concurrency_keys WHERE scope = ? AND key = ?"
+INSERT_CONCURRENCY_KEY = "INSERT INTO concurrency_keys (scope, key, max_running) VALUES (?, ?, ?)"
+DELETE_CONCURRENCY_KEY = "DELETE FROM concurrency_keys WHERE scope = ? AND key = ?"
+SELECT_CONCURRENCY_KEYS = (
+    "SELECT scope, key, max_running FROM concurrency_keys ORDER BY scope, key LIMIT ?"
+)
+
+# an idempotency key is its owner's: another owner's task with the same key is not found
+SELECT_TASK_BY_KEY = f"SELECT {TASK_COLUMNS} FROM tasks WHERE owner = ? AND idempotency_key = ?"
 SELECT_QUEUED = (
     "SELECT id, priority, seq, labels, legacy_ok, placement, unschedulable, owner, queue"
     " FROM tasks {index} WHERE state = 'queued'"

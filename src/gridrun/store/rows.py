@@ -116,8 +116,13 @@ def spec_from_json(text: str) -> TaskSpec:
     )
 
 
+def concurrency_to_json(concurrency: Concurrency) -> list[Any]:
+    return [concurrency.key, concurrency.limit, concurrency.scope]
+
+
 def concurrency_from_json(raw: list[Any] | None) -> Concurrency | None:
-    return None if raw is None else Concurrency(raw[0], raw[1])
+    """[key, limit, scope]; written before keys had owners, [key, limit]: grid-wide."""
+    return None if raw is None else Concurrency(raw[0], raw[1], raw[2] if len(raw) > 2 else "")
 
 
 def sealed_from_json(raw: dict[str, Any] | None) -> Sealed | None:
@@ -163,7 +168,7 @@ def placement_to_json(spec: TaskSpec) -> str:
     if spec.placement is Placement.PACK:
         placement["pack"] = True
     if spec.concurrency is not None:
-        placement["concurrency"] = [spec.concurrency.key, spec.concurrency.limit]
+        placement["concurrency"] = concurrency_to_json(spec.concurrency)
     return orjson.dumps(placement).decode()
 
 

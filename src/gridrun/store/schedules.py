@@ -43,6 +43,8 @@ class ScheduleVerbs(TaskSteps):
         )  # fmt: skip
 
         async def add(tx: Tx) -> None:
+            if schedule.spec.concurrency is not None:  # its key's limit, checked or declared
+                await self._scope_keys(tx, [NewTask(schedule.id, schedule.spec)], False)
             await tx.run(sql.INSERT_SCHEDULE, *row)
 
         await self._write(add)
@@ -99,7 +101,7 @@ class ScheduleVerbs(TaskSteps):
                 if row is None or row[0] != f.slot:
                     made.append(None)
                     continue
-                (task,) = await self._insert(tx, [f.task], now)
+                (task,) = await self._insert(tx, [f.task], now, adopt_limits=True)
                 await tx.run(sql.ADVANCE_SCHEDULE, f.next_at, f.slot, task.id, f.schedule_id)
                 made.append(task)
             return made

@@ -229,6 +229,22 @@ SCHEMA_V16 = """
 ALTER TABLE attempts ADD COLUMN announces INTEGER NOT NULL DEFAULT 0;
 """
 
+# v17: tenants are apart. An idempotency key is its owner's (unique per owner, not grid-wide:
+# another owner's key neither finds nor blocks yours), and a concurrency key's limit is set
+# once, by the first task that names the key in its owner's scope, or by an admin for a key
+# shared grid-wide (scope ''); a task naming another limit is refused
+SCHEMA_V17 = """
+DROP INDEX tasks_by_key;
+CREATE UNIQUE INDEX tasks_by_key ON tasks (owner, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+CREATE TABLE concurrency_keys (
+    scope       TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    max_running INTEGER NOT NULL,
+    PRIMARY KEY (scope, key)
+) WITHOUT ROWID;
+"""
+
 MIGRATIONS = [
     SCHEMA_V1,
     SCHEMA_V2,
@@ -246,5 +262,6 @@ MIGRATIONS = [
     SCHEMA_V14,
     SCHEMA_V15,
     SCHEMA_V16,
+    SCHEMA_V17,
 ]  # MIGRATIONS[n] brings a database from version n to n+1
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -4,10 +4,11 @@ that tell other masters (and waiters here) what changed."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
-from gridrun.errors import TaskNotFound
-from gridrun.model import TERMINAL, AttemptRef, Task, TaskState
+from gridrun.errors import ConcurrencyConflict, TaskNotFound
+from gridrun.model import TERMINAL, AttemptRef, Concurrency, Task, TaskState
 from gridrun.store import NewTask, Notice, dependencies
 from gridrun.store import queries as sql
 from gridrun.store.relational_tx import Steps, Tx
@@ -41,7 +42,11 @@ class TaskSteps(Steps):
         await self._notice(tx, "task", task.id)
         return task
 
-    async def _insert(self, tx: Tx, tasks: Sequence[NewTask], now: int) -> list[Task]:
+    async def _insert(
+        self, tx: Tx, tasks: Sequence[NewTask], now: int, adopt_limits: bool = False
+    ) -> list[Task]:
+        if any(t.spec.concurrency is not None for t in tasks):
+            tasks = await self._scope_keys(tx, tasks, adopt_limits)
         rows = [
             (
                 t.id,
@@ -73,7 +78,7 @@ class TaskSteps(Steps):
             added = []
             for t, row in zip(tasks, rows, strict=True):
                 key = t.spec.idempotency_key
-                existing = key and await tx.one(sql.SELECT_TASK_BY_KEY, key)
+                existing = key and await tx.one(sql.SELECT_TASK_BY_KEY, t.spec.owner, key)
                 if existing:
                     added.append(task_from_row(existing))
                     continue
@@ -82,6 +87,39 @@ class TaskSteps(Steps):
         if any(t.spec.after for t in tasks):
             added = await self._link(tx, tasks, added, now)
         return added
+
+    async def _scope_keys(
+        self, tx: Tx, tasks: Sequence[NewTask], adopt_limits: bool
+    ) -> list[NewTask]:
+        """Each task's concurrency key made its owner's, or the grid-wide key an admin
+        declared under that name; a key first named here is declared with the task's limit.
+        A task naming another limit than its key's is refused (ConcurrencyConflict), unless
+        `adopt_limits` (a schedule's slot, whose spec was accepted when the schedule was
+        made): then it takes the key's limit."""
+        scoped: list[NewTask] = []
+        for t in tasks:
+            asked = t.spec.concurrency
+            if asked is None:
+                scoped.append(t)
+                continue
+            scope, row = "", await tx.one(sql.SELECT_CONCURRENCY_LIMIT, "", asked.key)
+            if row is None:
+                scope = t.spec.owner
+                row = await tx.one(sql.SELECT_CONCURRENCY_LIMIT, scope, asked.key)
+            if row is None:
+                await tx.run(sql.INSERT_CONCURRENCY_KEY, scope, asked.key, asked.limit)
+                limit = asked.limit
+            else:
+                limit = int(row[0])
+            if limit != asked.limit and not adopt_limits:
+                whose = "the grid-wide key" if not scope else f"owner {scope}'s key"
+                raise ConcurrencyConflict(
+                    f"concurrency key {asked.key!r} is {whose} with limit {limit}; this task"
+                    f" says {asked.limit} (give {limit}, or another key)"
+                )
+            concurrency = Concurrency(asked.key, limit, scope)
+            scoped.append(NewTask(t.id, dataclasses.replace(t.spec, concurrency=concurrency)))
+        return scoped
 
     async def _link(
         self, tx: Tx, tasks: Sequence[NewTask], added: list[Task], now: int

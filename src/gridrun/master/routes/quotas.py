@@ -9,13 +9,16 @@ from fastapi import APIRouter, Request
 
 from gridrun.master.routes.common import AuditDep, QuotaSetter, Reader, ServiceDep, peer
 from gridrun.master.schemas import (
+    ConcurrencyKeyIn,
+    ConcurrencyKeyListOut,
+    ConcurrencyKeyOut,
     OwnerListOut,
     OwnerOut,
     QuotaIn,
     QuotaListOut,
     QuotaOut,
 )
-from gridrun.spec import check_name
+from gridrun.spec import check_concurrency_key, check_name
 from gridrun.store import Quota
 
 router = APIRouter(tags=["quotas"])
@@ -45,6 +48,51 @@ async def set_quota(
     await service.set_quota(quota)
     audit.record("quota.set", who, peer(request), **vars_of(quota))
     return QuotaOut(**vars_of(quota))
+
+
+MAX_KEYS_LISTED = 10_000
+
+
+@router.get("/v1/concurrency", response_model=ConcurrencyKeyListOut, summary="The concurrency keys")
+async def concurrency_keys(who: Reader, service: ServiceDep) -> ConcurrencyKeyListOut:
+    rows = await service.store.concurrency_keys(MAX_KEYS_LISTED)
+    return ConcurrencyKeyListOut(
+        keys=[ConcurrencyKeyOut(key=k, owner=scope or None, limit=n) for scope, k, n in rows]
+    )
+
+
+@router.put(
+    "/v1/concurrency/{key:path}",
+    response_model=ConcurrencyKeyOut,
+    summary="Declare a grid-wide concurrency key (shared by every owner) with its limit",
+)
+async def set_grid_key(
+    request: Request,
+    key: str,
+    body: ConcurrencyKeyIn,
+    who: QuotaSetter,
+    service: ServiceDep,
+    audit: AuditDep,
+) -> ConcurrencyKeyOut:
+    check_concurrency_key(key)
+    await service.store.set_grid_key(key, body.limit)
+    service.dispatch_wanted.set()
+    audit.record("concurrency.set", who, peer(request), key=key, limit=body.limit)
+    return ConcurrencyKeyOut(key=key, owner=None, limit=body.limit)
+
+
+@router.delete(
+    "/v1/concurrency/{key:path}",
+    status_code=204,
+    summary="Remove a grid-wide concurrency key: its name is each owner's own again",
+)
+async def remove_grid_key(
+    request: Request, key: str, who: QuotaSetter, service: ServiceDep, audit: AuditDep
+) -> None:
+    check_concurrency_key(key)
+    await service.store.set_grid_key(key, None)
+    service.dispatch_wanted.set()
+    audit.record("concurrency.remove", who, peer(request), key=key)
 
 
 @router.get("/v1/owners", response_model=OwnerListOut, summary="Tasks queued and running per owner")

@@ -15,13 +15,23 @@ MAX_CRON_BYTES = 256
 
 
 def check(expr: str) -> str:
-    """The expression, if croniter accepts it (5 fields, or 6 with seconds); else InvalidSpec."""
+    """The expression, if it is five fields (minute hour day-of-month month day-of-week)
+    croniter accepts and that fires at some time; else InvalidSpec. A sixth field (seconds)
+    is refused: a schedule firing every second is a queue no quota was meant to meet, and
+    the master fires schedules once per liveness period anyway."""
     expr = " ".join(expr.split())
     if not expr or len(expr) > MAX_CRON_BYTES:
         raise InvalidSpec(f"cron must be a cron expression of at most {MAX_CRON_BYTES} bytes")
+    if len(expr.split(" ")) != 5 and not expr.startswith("@"):
+        raise InvalidSpec(
+            f"cron {expr!r}: give five fields, minute hour day-of-month month day-of-week"
+            " (UTC), e.g. '*/5 * * * *'"
+        )
     try:
-        croniter(expr)
-    except (CroniterBadCronError, CroniterBadDateError, ValueError, KeyError) as exc:
+        croniter(expr).get_next(float)
+    except CroniterBadDateError:
+        raise InvalidSpec(f"cron {expr!r} never fires (no such date)") from None
+    except (CroniterBadCronError, ValueError, KeyError) as exc:
         raise InvalidSpec(f"cron {expr!r} is not a valid cron expression: {exc}") from None
     return expr
 

@@ -442,6 +442,7 @@ class Schedule:
     name: str | None = None
     last_fired: int | None = None  # the slot it last fired for (epoch ms)
     last_task: str | None = None  # the task that slot made
+    over_quota: int = 0  # slots passed over because its owner or queue was at a quota
 
 
 @dataclass(frozen=True, slots=True)

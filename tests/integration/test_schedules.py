@@ -109,3 +109,48 @@ async def test_thousands_of_schedules_due_in_one_slot_fire_in_one_pass(grid: Gri
     assert await master.schedules.fire_due() == []  # each slot once
     stats = (await grid.api.get("/v1/stats")).json()
     assert stats["tasks"]["queued"] == 3000
+
+
+async def test_a_cron_that_never_fires_or_has_a_seconds_field_is_refused(grid: Grid) -> None:
+    for cron, why in (
+        ("0 0 30 2 *", "never fires"),  # 30 February (was a 500)
+        ("0 0 31 4 *", "never fires"),
+        ("* * * * * *", "five fields"),  # every second: a queue no quota was meant to meet
+        ("*/5 * * * * 0", "five fields"),
+    ):
+        response = await grid.api.post("/v1/schedules", json={"cron": cron, "cmd": "true"})
+        assert response.status_code == 422, (cron, response.text)
+        assert why in response.json()["detail"], cron
+
+
+async def test_schedule_slots_past_the_owners_quota_make_no_task_and_are_counted(
+    grid: Grid,
+) -> None:
+    """An owner at its max_queued could make schedules fire past it (101, then 201 queued
+    against 5): a slot over the quota now makes no task, and says so."""
+    clock = ShiftedClock(at("00:00:30"))
+    await grid.stop_master()
+    master = await grid.start_master(clock=clock)
+    await master.liveness.close()  # (the test looks at the clock itself)
+    quota = await grid.api.put("/v1/quotas/owner/anonymous", json={"max_queued": 5})
+    assert quota.status_code == 200
+    await grid.submit_many([{"cmd": "true"}] * 4)  # no worker: they stay queued
+    ids = []
+    for _ in range(3):
+        made = await grid.api.post("/v1/schedules", json={"cron": "* * * * *", "cmd": "true"})
+        assert made.status_code == 201, made.text
+        ids.append(made.json()["id"])
+    clock.advance_to(at("00:01:01"))
+    assert len(await master.schedules.fire_due()) == 1  # room for one more: the quota is 5
+    clock.advance_to(at("00:02:01"))
+    assert await master.schedules.fire_due() == []
+    stats = (await grid.api.get("/v1/stats")).json()
+    assert stats["tasks"]["queued"] == 5
+    listed = {s["id"]: s for s in (await grid.api.get("/v1/schedules")).json()["schedules"]}
+    assert sum(listed[i]["over_quota"] for i in ids) == 2 + 3  # every slot that made nothing
+    assert all(listed[i]["next_at"] > "" for i in ids)  # and each moved on to its next slot
+    metrics = (await grid.api.get("/metrics")).text
+    assert "gridrun_schedule_slots_over_quota_total 5.0" in metrics
+    await grid.api.put("/v1/quotas/owner/anonymous", json={"max_queued": 100})
+    clock.advance_to(at("00:03:01"))
+    assert len(await master.schedules.fire_due()) == 3  # room again: each fires

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
 from typing import Annotated
 
 import typer
@@ -10,7 +12,7 @@ from rich.table import Table
 
 from gridrun.cli.common import COMMAND_CONTEXT, JsonOut, Url, app, connect, fail, guard, print_json
 from gridrun.cli.options import NO_OPTIONS, Command, TaskOptions, task_options
-from gridrun.cli.render import cell
+from gridrun.cli.render import cell, tsv
 
 schedule_app = typer.Typer(help="Tasks made on a cron schedule (UTC).", no_args_is_help=True)
 app.add_typer(schedule_app, name="schedule")
@@ -41,18 +43,27 @@ def add(
 
 @schedule_app.command("ls")
 def ls(url: Url = None, json_out: JsonOut = False) -> None:
-    """List schedules: cron, command, next slot, last task."""
+    """List schedules: cron, command, next slot, last task, slots over quota."""
     with guard, connect(url) as client:
         rows = client.schedules()
     if json_out:
         print_json(rows)
         return
-    table = Table("id", "name", "cron", "command", "next (UTC)", "last task")
-    for s in rows:
-        table.add_row(
-            s["id"], cell(s["name"] or "-"), cell(s["cron"]),
-            cell(s["cmd"] or " ".join(s["argv"])), s["next_at"], s["last_task"] or "-",
-        )  # fmt: skip
+    headers = ["ID", "NAME", "CRON", "COMMAND", "NEXT (UTC)", "LAST TASK", "OVER QUOTA"]
+    cells = [
+        [
+            s["id"], s["name"] or "-", s["cron"], s["cmd"] or shlex.join(s["argv"]), s["next_at"],
+            s["last_task"] or "-", str(s.get("over_quota", 0)),
+        ]
+        for s in rows
+    ]  # fmt: skip
+    if not sys.stdout.isatty():  # a pipe: whole ids, one line each (for `schedule rm`)
+        print(tsv(headers, cells))
+        return
+    table = Table(*headers, box=None, header_style="bold")
+    table.columns[0].no_wrap = True
+    for row in cells:
+        table.add_row(*(cell(c) for c in row))
     if not rows:
         table.caption = "no schedules"
     Console().print(table)

@@ -39,6 +39,12 @@ class Metrics:
             "Schedule slots passed over while no master fired them (a schedule catches up once).",
             registry=r,
         )
+        self.slots_over_quota = Counter(
+            "gridrun_schedule_slots_over_quota",
+            "Schedule slots that made no task: the schedule's owner or queue was at its quota"
+            " of queued tasks (or the grid at --max-queued).",
+            registry=r,
+        )
         self.output_expired = Counter(
             "gridrun_output_expired_bytes",
             "Output bytes dropped to keep the grid within --output-budget.",

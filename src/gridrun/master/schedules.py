@@ -57,16 +57,28 @@ class Schedules:
         made: list[Task] = []
         while True:
             due = await self.store.due_schedules(now)
-            firings = []
-            for schedule in due:
-                slot = schedule.next_at
-                spec = dataclasses.replace(
+            specs = [
+                dataclasses.replace(
                     schedule.spec,
-                    idempotency_key=f"{RESERVED_KEY_PREFIX}{schedule.id}:{slot}",
+                    idempotency_key=f"{RESERVED_KEY_PREFIX}{schedule.id}:{schedule.next_at}",
                     name=schedule.spec.name or schedule.name or f"schedule {schedule.id}",
                 )
+                for schedule in due
+            ]
+            # quotas hold for schedules as for submissions: a slot that would take its owner
+            # or queue past what it may hold queued makes no task, and is counted
+            room = await self.service.room(specs) if specs else []
+            firings = []
+            for schedule, spec, why in zip(due, specs, room, strict=True):
                 next_at = cron.next_slot(schedule.cron, now)
-                firings.append(Firing(schedule.id, slot, NewTask(new_task_id(), spec), next_at))
+                new = NewTask(new_task_id(), spec) if why is None else None
+                if why is not None:
+                    self.service.metrics.slots_over_quota.inc()
+                    log.warning(
+                        "schedule %s made no task for slot %d: %s", schedule.id,
+                        schedule.next_at, why,
+                    )  # fmt: skip
+                firings.append(Firing(schedule.id, schedule.next_at, new, next_at))
             fired = await self.store.fire_schedules(firings, now) if firings else []
             for firing, task, schedule in zip(firings, fired, due, strict=True):
                 if task is None:

@@ -202,6 +202,9 @@ class ScheduleOut(BaseModel):
     next_at: datetime = Field(description="The next slot it fires for.")
     last_fired: datetime | None = Field(description="The slot it last fired for.")
     last_task: str | None = Field(description="The task that slot made.")
+    over_quota: int = Field(
+        0, description="Slots that made no task: its owner or queue was at a queued quota."
+    )
     submitted_by: str | None
 
     @classmethod
@@ -224,6 +227,7 @@ class ScheduleOut(BaseModel):
             next_at=next_at,
             last_fired=_iso(schedule.last_fired),
             last_task=schedule.last_task,
+            over_quota=schedule.over_quota,
             submitted_by=spec.submitted_by,
         )
 

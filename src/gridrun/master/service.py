@@ -154,31 +154,48 @@ class Service:
     async def _check_room(self, specs: Sequence[TaskSpec]) -> None:
         """Refuse (429) a batch that would take the grid, an owner or a queue past what it
         may hold queued. A soft limit: batches submitted at the same moment may each pass."""
+        for why in await self.room(specs):
+            if why is not None:
+                raise TooManyQueued(f"{why}: submit again once some have run")
+
+    async def room(self, specs: Sequence[TaskSpec]) -> list[str | None]:
+        """For each spec in turn, None if it fits in what the grid, its owner and its queue
+        may hold queued (counting the specs before it), else why not. What makes tasks
+        without a client asking (a schedule's slots) asks here, as submit does."""
         counts = await self.store.count_by_state()
         queued = counts.get(TaskState.QUEUED, 0)
-        if queued + len(specs) > self.config.max_queued:
-            raise TooManyQueued(
-                f"the grid holds {queued:,} queued tasks, its limit is {self.config.max_queued:,}"
-                " (master --max-queued): submit again once some have run"
-            )
-        quotas = [q for q in await self.store.quotas() if q.max_queued is not None]
-        if not quotas:
-            return
-        asked = {("owner", name): n for name, n in Counter(s.owner for s in specs).items()} | {
-            ("queue", name): n for name, n in Counter(s.queue for s in specs).items()
+        limits = {
+            (q.scope, q.name): q.max_queued
+            for q in await self.store.quotas()
+            if q.max_queued is not None
         }
-        for quota in quotas:
-            adding = asked.get((quota.scope, quota.name), 0)
-            assert quota.max_queued is not None
-            if not adding:
-                continue
-            held = await self.store.queued_count(quota.scope, quota.name, quota.max_queued + 1)
-            if held + adding > quota.max_queued:
-                raise TooManyQueued(
-                    f"{quota.scope} {quota.name} has {held:,} tasks queued; its quota is"
-                    f" {quota.max_queued:,} (gridrun quota show): submit again once some have"
-                    " run"
+        held: dict[tuple[str, str], int] = {}  # as stored, when first needed
+        adding: Counter[tuple[str, str]] = Counter()
+        answers: list[str | None] = []
+        for spec in specs:
+            why = None
+            if queued + 1 > self.config.max_queued:
+                why = (
+                    f"the grid holds {queued:,} queued tasks, its limit is"
+                    f" {self.config.max_queued:,} (master --max-queued)"
                 )
+            scopes = [("owner", spec.owner), ("queue", spec.queue)]
+            for scope in scopes:
+                limit = limits.get(scope)
+                if limit is None or why is not None:
+                    continue
+                if scope not in held:
+                    held[scope] = await self.store.queued_count(*scope, limit + 1)
+                if held[scope] + adding[scope] + 1 > limit:
+                    why = (
+                        f"{scope[0]} {scope[1]} has {held[scope]:,} tasks queued; its quota is"
+                        f" {limit:,} (gridrun quota show)"
+                    )
+            if why is None:
+                queued += 1
+                adding.update(scopes)
+            answers.append(why)
+        return answers
 
     async def broadcast(self, spec: TaskSpec) -> tuple[str, list[Task]]:
         """A job: the same command once on every live worker that matches the spec's labels

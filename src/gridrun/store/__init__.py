@@ -87,11 +87,12 @@ Own = Literal["ignore", "exclude", "only"]
 
 @dataclass(frozen=True, slots=True)
 class Firing:
-    """One schedule's slot to fire: make `task`, move the schedule on to `next_at`."""
+    """One schedule's slot to fire: make `task`, move the schedule on to `next_at`. With no
+    task (its owner or queue is at a quota), the slot is passed over and counted."""
 
     schedule_id: str
     slot: int
-    task: NewTask
+    task: NewTask | None
     next_at: int
 
 

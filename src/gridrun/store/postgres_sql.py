@@ -206,7 +206,8 @@ SCHEMA_V13 = """
 ALTER TABLE attempts ADD COLUMN announces INTEGER NOT NULL DEFAULT 0;
 """
 
-# v14: see the SQLite store's v17 (idempotency keys per owner, concurrency keys' limits)
+# v14: see the SQLite store's v17 (idempotency keys per owner, concurrency keys' limits,
+# schedule slots over quota)
 SCHEMA_V14 = """
 DROP INDEX tasks_by_key;
 CREATE UNIQUE INDEX tasks_by_key ON tasks (owner, idempotency_key)
@@ -217,6 +218,7 @@ CREATE TABLE concurrency_keys (
     max_running INTEGER NOT NULL,
     PRIMARY KEY (scope, key)
 );
+ALTER TABLE schedules ADD COLUMN over_quota BIGINT NOT NULL DEFAULT 0;
 """
 
 MIGRATIONS = [

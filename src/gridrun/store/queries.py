@@ -182,7 +182,7 @@ COUNT_UNMET = (
     "SELECT count(*) FROM deps d JOIN tasks t ON t.id = d.after_id"
     " WHERE d.task_id = ? AND t.state != 'succeeded'"
 )
-SCHEDULE_COLUMNS = "id, name, cron, spec, created_at, next_at, last_fired, last_task"
+SCHEDULE_COLUMNS = "id, name, cron, spec, created_at, next_at, last_fired, last_task, over_quota"
 INSERT_SCHEDULE = (
     "INSERT INTO schedules (id, name, cron, spec, created_at, next_at) VALUES (?, ?, ?, ?, ?, ?)"
 )
@@ -194,6 +194,7 @@ SELECT_DUE_SCHEDULES = (
 )
 SELECT_SCHEDULE_SLOT = "SELECT next_at FROM schedules WHERE id = ?"
 ADVANCE_SCHEDULE = "UPDATE schedules SET next_at = ?, last_fired = ?, last_task = ? WHERE id = ?"
+SKIP_SCHEDULE_SLOT = "UPDATE schedules SET next_at = ?, over_quota = over_quota + 1 WHERE id = ?"
 
 # retention (gridrun.store.retention): ended tasks past their time, not waited for by a task
 # that has not ended (a waiting task reads its dependencies' states)

@@ -32,6 +32,7 @@ def schedule_from_row(row: Sequence[Any]) -> Schedule:
         next_at=row[5],
         last_fired=row[6],
         last_task=row[7],
+        over_quota=int(row[8]),
     )
 
 
@@ -99,6 +100,10 @@ class ScheduleVerbs(TaskSteps):
             for f in firings:
                 row = await tx.one(sql.SELECT_SCHEDULE_SLOT + self.dialect.lock, f.schedule_id)
                 if row is None or row[0] != f.slot:
+                    made.append(None)
+                    continue
+                if f.task is None:  # over a quota: no task, the slot counted
+                    await tx.run(sql.SKIP_SCHEDULE_SLOT, f.next_at, f.schedule_id)
                     made.append(None)
                     continue
                 (task,) = await self._insert(tx, [f.task], now, adopt_limits=True)

@@ -232,7 +232,8 @@ ALTER TABLE attempts ADD COLUMN announces INTEGER NOT NULL DEFAULT 0;
 # v17: tenants are apart. An idempotency key is its owner's (unique per owner, not grid-wide:
 # another owner's key neither finds nor blocks yours), and a concurrency key's limit is set
 # once, by the first task that names the key in its owner's scope, or by an admin for a key
-# shared grid-wide (scope ''); a task naming another limit is refused
+# shared grid-wide (scope ''); a task naming another limit is refused. A schedule's slot that
+# would take its owner or queue past a quota makes no task: it is counted (over_quota)
 SCHEMA_V17 = """
 DROP INDEX tasks_by_key;
 CREATE UNIQUE INDEX tasks_by_key ON tasks (owner, idempotency_key)
@@ -243,6 +244,7 @@ CREATE TABLE concurrency_keys (
     max_running INTEGER NOT NULL,
     PRIMARY KEY (scope, key)
 ) WITHOUT ROWID;
+ALTER TABLE schedules ADD COLUMN over_quota INTEGER NOT NULL DEFAULT 0;
 """
 
 MIGRATIONS = [

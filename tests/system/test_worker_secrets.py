@@ -78,6 +78,61 @@ def test_a_task_cannot_read_the_workers_environment_data_dir_or_token(
     assert "Permission denied" in said
     assert "env: \n" in said or said.rstrip().endswith("env:")
     log = (system_grid.tmp / "worker-w1.log").read_text()
-    assert "tasks run as" in log
+    assert "each task runs as a uid of its own" in log
     assert data_dir.stat().st_mode & 0o777 == 0o700
     assert secret_file.stat().st_mode & 0o777 == 0o600
+
+
+def test_two_owners_tasks_on_one_worker_cannot_read_signal_or_trace_each_other(
+    system_grid: SystemGrid, open_dir: Path
+) -> None:
+    """A root worker with its defaults: the first task holds a secret and sleeps; the second,
+    on the same worker at the same time, tries to read its environ, ptrace it and kill it, and
+    fails each time; the first ends as it would alone. (Both ran as `nobody` before: the
+    second printed DB_PASSWORD=s3cret and killed the first.)"""
+    system_grid.start_master()
+    system_grid._spawn(
+        "worker-w1",
+        [
+            "worker", "--master", f"127.0.0.1:{system_grid.grpc_port}", "--name", "w1",
+            "--data-dir", str(open_dir / "worker-data"), "--allow-shell", "--slots", "2",
+        ],
+        cwd=open_dir,
+    )  # fmt: skip
+    eventually(lambda: system_grid.worker_state("w1") == "online", 20, 0.1)
+    url = system_grid.url
+    header, row = system_grid.cli("workers").stdout.strip().split("\n")  # (a pipe: TSV)
+    said_as = dict(zip(header.split("\t"), row.split("\t"), strict=True))["TASKS AS"]
+    assert said_as == "a uid each"
+    victim = httpx.post(
+        f"{url}/v1/tasks",
+        json={"cmd": "id -u; echo $TMPDIR; sleep 4; echo done", "shell": True,
+              "secret_env": {"DB_PASSWORD": "s3cret"}},
+        timeout=10,
+    ).json()  # fmt: skip
+    eventually(lambda: system_grid.task(victim["id"])["state"] == "running", 20, 0.1)
+    pids = (
+        "for p in $(pgrep -x sleep); do echo pid $p;"
+        " tr '\\0' '\\n' < /proc/$p/environ && echo read-environ;"
+        ' python3 -c "import ctypes,sys; sys.exit(ctypes.CDLL(None).ptrace(16, $p, 0, 0))"'
+        " && echo traced;"
+        " kill -9 $p && echo killed; done; id -u; echo $TMPDIR; exit 0"
+    )
+    attacker = httpx.post(f"{url}/v1/tasks", json={"cmd": pids, "shell": True}, timeout=10).json()
+    done = system_grid.task(attacker["id"], wait=30)
+    assert done["state"] == "succeeded", done
+    said = httpx.get(f"{url}/v1/tasks/{attacker['id']}/output", timeout=10).json()
+    text = said["stdout"]["text"] + said["stderr"]["text"]
+    assert "pid " in text  # it saw the other task's process (a shared /proc)
+    for what in ("s3cret", "read-environ", "traced", "killed"):
+        assert what not in text, text
+    ended = system_grid.task(victim["id"], wait=30)
+    assert (ended["state"], ended["exit_code"]) == ("succeeded", 0), ended
+    out = httpx.get(f"{url}/v1/tasks/{victim['id']}/output", timeout=10).json()["stdout"]["text"]
+    victim_uid, victim_tmp, _ = out.split("\n", 2)
+    attacker_uid, attacker_tmp = said["stdout"]["text"].strip().split("\n")[-2:]
+    assert victim_uid != attacker_uid
+    assert int(victim_uid) >= 2_000_000_000
+    assert int(attacker_uid) >= 2_000_000_000
+    assert victim_tmp != attacker_tmp  # a private TMPDIR each
+    assert not Path(victim_tmp).exists()  # removed when the attempt ended

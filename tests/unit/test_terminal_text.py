@@ -179,3 +179,16 @@ def test_setup_installs_a_formatter_that_keeps_one_record_a_line(fmt: str) -> No
         assert "\x1b" not in line
     finally:
         root.handlers[:], _ = saved[0], root.setLevel(saved[1])
+
+
+def test_gridrun_workers_says_who_tasks_run_as_and_whether_they_are_apart() -> None:
+    said = {
+        "cgroup (v2); tasks as a uid each (2000000000-2000065535)": "a uid each",
+        "subreaper; tasks as nobody, all alike (not apart from each other)": "nobody, all alike",
+        "cgroup (v2); tasks as the worker's user (not apart from each other or from the"
+        " worker)": "the worker's user",
+        "cgroup (v2)": "-",  # a worker of the previous version does not say
+    }
+    for containment, shown in said.items():
+        headers, rows = worker_rows([a_worker("online", containment=containment)])
+        assert dict(zip(headers, rows[0], strict=True))["TASKS AS"] == shown

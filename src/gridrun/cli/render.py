@@ -330,7 +330,8 @@ def worker_table(workers: list[WorkerDict]) -> Table:
 
 def worker_rows(workers: list[WorkerDict]) -> tuple[list[str], list[list[str]]]:
     headers = [
-        "ID", "STATE", "RUNNING", "ASSIGNED", "SLOTS", "HOST", "LABELS", "CONTAINS", "LAST SEEN"
+        "ID", "STATE", "RUNNING", "ASSIGNED", "SLOTS", "HOST", "LABELS", "CONTAINS", "TASKS AS",
+        "LAST SEEN",
     ]  # fmt: skip
     rows = [
         [
@@ -342,11 +343,18 @@ def worker_rows(workers: list[WorkerDict]) -> tuple[list[str], list[list[str]]]:
             w["hostname"],
             ", ".join(f"{k}={v}" for k, v in w["labels"].items()) or "-",
             (w.get("containment") or "-").split(" ")[0],  # the mode; --json: the detail
+            tasks_as(w.get("containment")),
             _time(w["last_seen"]),
         ]
         for w in workers
     ]
     return headers, rows
+
+
+def tasks_as(containment: str | None) -> str:
+    """Who a worker's tasks run as, from what its Hello said (an older worker: not said)."""
+    _, said, who = (containment or "").partition("; tasks as ")
+    return who.split(" (")[0] if said else "-"
 
 
 def owner_table(owners: list[dict[str, Any]]) -> Table:

@@ -74,9 +74,19 @@ def worker(
         typer.Option(
             "--run-as",
             envvar="GRIDRUN_RUN_AS",
-            help="user[:group] for every task (the worker must run as root). A root worker"
-            " runs tasks as an unprivileged user by default: `gridrun` if that user exists,"
-            " else `nobody`; give `--run-as root` to run them as root.",
+            help="user[:group] for every task (the worker must run as root); they then share"
+            " that identity. A root worker runs each task as a uid of its own by default"
+            " (--task-ids); give `--run-as root` to run them as root.",
+        ),
+    ] = None,
+    task_ids: Annotated[
+        str | None,
+        typer.Option(
+            "--task-ids",
+            envvar="GRIDRUN_TASK_IDS",
+            help="FIRST-LAST: the uids a root worker runs tasks as, one per running task"
+            " [default: 2000000000-2000065535; refused if an account uses any of them].",
+            show_default=False,
         ),
     ] = None,
     limit_cpu: Annotated[
@@ -230,7 +240,7 @@ def worker(
     setup_logging(log_level, log_format)
     with guard:
         hardening.undumpable()  # tasks of this user cannot read its memory or /proc files
-        run_as = hardening.task_user(run_as)
+        run_as, task_ids = hardening.task_identity(run_as, task_ids)
         settings: dict[str, Any] = {
             "master": master,
             "prefetch": prefetch,
@@ -241,6 +251,7 @@ def worker(
             "allow": allow or [],
             "allow_shell": allow_shell,
             "run_as": run_as,
+            "task_ids": task_ids,
             "limit_cpu_s": limit_cpu,
             "limit_address_space_mb": limit_memory,
             "limit_open_files": limit_files,

@@ -41,10 +41,12 @@ from gridrun.worker.machine import machine_resources
 from gridrun.worker.outbox import Outbox
 from gridrun.worker.outgoing import Outgoing
 from gridrun.worker.replay import Replay
-from gridrun.worker.slots import Slots, policy_of
+from gridrun.worker.slots import Slots, identities_of, policy_of
 from gridrun.worker.wire import finished_to_pb, output_to_pb, ref_to_pb
 
 log = logging.getLogger("gridrun.worker")
+# how Hello says who the tasks run as, after the containment (gridrun workers shows it)
+TASKS_AS = "; tasks as "
 
 OUTPUT_QUEUE_LIMIT = 512  # messages; beyond it output is dropped (the master records the gap)
 REPLAY_BYTES = 8 * 1024 * 1024  # output kept until its attempt's result is acknowledged
@@ -66,6 +68,7 @@ class Agent:
     def __init__(self, config: WorkerConfig, rng: random.Random | None = None) -> None:
         self.config = config
         policy = policy_of(config)  # (an impossible one fails before the data dir is locked)
+        identities = identities_of(config)
         if config.uses_tls:  # fail at start, not at the first connection
             self._credentials: grpc.ChannelCredentials | None = transport.channel_credentials(
                 config.tls_ca, config.tls_cert, config.tls_key
@@ -107,7 +110,7 @@ class Agent:
             raise ConfigError(str(exc)) from None
         self.slots = Slots(
             config, policy, self.id, self.containment, self.resources.gpus, self._emit,
-            self._publish, lambda: self._queue,
+            self._publish, lambda: self._queue, identities,
         )  # fmt: skip
         self.master_address = config.masters[0]  # the master this worker talks to now
 
@@ -279,7 +282,7 @@ class Agent:
             resumed=self._welcomed,
             identity_secret=self.identity.secret,
             binds_identity=True,
-            containment=self.containment.describe(),
+            containment=f"{self.containment.describe()}{TASKS_AS}{self.slots.tasks_as()}",
             batches=True,
             announces_starts=True,
             prefetch=self.config.prefetch_count,

@@ -34,6 +34,9 @@ class WorkerConfig(BaseModel):
     allow: list[str] = Field(default_factory=list)
     allow_shell: bool = False
     run_as: str | None = None
+    # a root worker with no run_as: each attempt as a uid of its own from this range
+    # (gridrun.worker.identities); None: tasks run as the worker or as run_as
+    task_ids: str | None = None
     limit_cpu_s: int | None = Field(None, ge=1)
     limit_address_space_mb: int | None = Field(None, ge=1)
     limit_open_files: int | None = Field(None, ge=1)

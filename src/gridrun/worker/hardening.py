@@ -3,9 +3,9 @@
 - The worker process is made non-dumpable (prctl PR_SET_DUMPABLE 0): the kernel then owns its
   /proc files as root and refuses ptrace, so a task running as the same user cannot read
   /proc/<worker>/environ (the join token) or attach to it.
-- A worker running as root runs tasks as an unprivileged user unless told otherwise, as
-  Nomad's exec driver does: `gridrun` if that user exists, else `nobody`. Its data dir (0700)
-  and token files (0600) are then out of their reach.
+- A worker running as root runs each task as an unprivileged uid of its own unless told
+  otherwise (gridrun.worker.identities), so tasks are apart from each other as well as from
+  the worker. Its data dir (0700) and token files (0600) are then out of their reach.
 - Secrets the worker holds in its environment are never handed to tasks, whatever --env-allow
   says.
 """
@@ -16,17 +16,15 @@ import ctypes
 import ctypes.util
 import logging
 import os
-import pwd
 import stat
 from collections.abc import Mapping
 from pathlib import Path
 
-from gridrun.errors import ConfigError
+from gridrun.worker.identities import DEFAULT_RANGE as DEFAULT_TASK_IDS
 
 log = logging.getLogger("gridrun.worker")
 
 PR_SET_DUMPABLE = 4
-TASK_USERS = ("gridrun", "nobody")  # the first that exists runs a root worker's tasks
 WORKER_SECRETS = ("GRIDRUN_JOIN_TOKEN", "GRIDRUN_TOKEN", "GRIDRUN_TLS_KEY")
 
 
@@ -43,28 +41,27 @@ def undumpable() -> bool:
     return True
 
 
-def task_user(run_as: str | None) -> str | None:
-    """Who runs the tasks: as given; for a root worker given nothing, an unprivileged user."""
-    if os.geteuid() != 0:
-        return run_as
+def task_identity(run_as: str | None, task_ids: str | None) -> tuple[str | None, str | None]:
+    """Who runs the tasks, as (run_as, task_ids): a root worker given neither runs each
+    attempt as a uid of its own (gridrun.worker.identities); `--run-as USER` runs them all as
+    USER, who then share one identity (each can read, signal and trace the others)."""
+    if os.geteuid() != 0 or task_ids is not None:
+        return run_as, task_ids
     if run_as is not None:
         if run_as.partition(":")[0] in ("root", "0"):
             log.warning(
                 "tasks run as root (--run-as root): a task can read this worker's secrets and"
                 " act as it"
             )
-        return run_as
-    for user in TASK_USERS:
-        try:
-            pwd.getpwnam(user)
-        except KeyError:
-            continue
-        log.info("the worker runs as root: tasks run as %s (--run-as to choose)", user)
-        return user
-    raise ConfigError(
-        "the worker runs as root and this machine has neither a `gridrun` nor a `nobody` user:"
-        " give --run-as USER (or --run-as root to run tasks as root)"
-    )
+        else:
+            log.warning(
+                "every task runs as %s (--run-as): tasks of different owners share that"
+                " identity, and each can read, signal and trace the others", run_as,
+            )  # fmt: skip
+        return run_as, None
+    log.info("the worker runs as root: each task runs as a uid of its own (--task-ids %s)",
+             DEFAULT_TASK_IDS)  # fmt: skip
+    return None, DEFAULT_TASK_IDS
 
 
 def task_base_env(environ: Mapping[str, str]) -> dict[str, str]:

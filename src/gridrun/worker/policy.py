@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Literal
 
 from gridrun.errors import ConfigError
+from gridrun.worker.identities import Identity
 
 DEFAULT_ENV_ALLOW = ("PATH", "HOME", "LANG", "LC_*", "TZ", "USER", "LOGNAME", "TERM", "TMPDIR")
 # Variables that make glibc's dynamic loader (or libc itself) load code from a path: refused in
@@ -167,8 +168,11 @@ class Policy:
         cwd: str | None,
         task_env: Mapping[str, str],
         base_env: Mapping[str, str],
+        identity: Identity | None = None,
     ) -> Launch:
-        """Decide and prepare; raise Refused with a reason a user can act on."""
+        """Decide and prepare; raise Refused with a reason a user can act on. With an
+        `identity`, the attempt runs as its uid (and that gid alone), HOME and TMPDIR its
+        private directory."""
         if shell and not self.allow_shell:
             raise Refused("this worker does not run shell tasks (start it with --allow-shell)")
         denied = _env_matcher(CODE_LOADING_ENV if self.allow else LOADER_ENV)
@@ -190,7 +194,12 @@ class Policy:
                 )
             executable = resolved  # what was checked is what runs, never the name again
         user = group = None
-        if self.run_as is not None:
+        if identity is not None:
+            user = group = identity.uid
+            name = f"gridrun-task-{identity.uid}"
+            home = str(identity.home)
+            env.update(HOME=home, TMPDIR=home, USER=name, LOGNAME=name)
+        elif self.run_as is not None:
             user, group, entry = self._identity()
             env.update(HOME=entry.pw_dir, USER=entry.pw_name, LOGNAME=entry.pw_name)
         scratch = None

@@ -12,18 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import time
 from collections.abc import Callable
 
 from gridrun import logs
 from gridrun._proto import worker_pb2 as pb
+from gridrun.errors import ConfigError
 from gridrun.model import AttemptRef, Outcome, Report
 from gridrun.worker import executor
 from gridrun.worker.config import WorkerConfig
 from gridrun.worker.containment import Containment, limits_for
 from gridrun.worker.events import AgentEvent, Running
 from gridrun.worker.executor import Execution
+from gridrun.worker.identities import Identity, TaskIdentities, parse_range
 from gridrun.worker.machine import GpuPool
 from gridrun.worker.outgoing import Outgoing
 from gridrun.worker.policy import Limits, Policy, Refused
@@ -53,6 +56,22 @@ def policy_of(config: WorkerConfig) -> Policy:
     return policy
 
 
+def identities_of(config: WorkerConfig) -> TaskIdentities | None:
+    """The pool of per-attempt uids, if this worker runs each attempt as its own (checked
+    against the machine's accounts)."""
+    if config.task_ids is None:
+        return None
+    if config.run_as is not None:
+        raise ConfigError(
+            "--task-ids and --run-as exclude each other: tasks run as one or the other"
+        )
+    if os.geteuid() != 0:
+        raise ConfigError("--task-ids needs the worker to run as root")
+    identities = TaskIdentities(*parse_range(config.task_ids))
+    identities.check_startup()
+    return identities
+
+
 class Slots:
     def __init__(
         self,
@@ -64,8 +83,11 @@ class Slots:
         emit: Callable[[executor.Event], None],
         publish: Callable[[AgentEvent], None],
         outgoing: Callable[[], Outgoing | None],
+        identities: TaskIdentities | None = None,
     ) -> None:
         self.config = config
+        self._identities = identities
+        self._identity: dict[AttemptRef, Identity] = {}  # each running attempt's own uid
         self.policy = policy
         self.executions: dict[AttemptRef, Execution] = {}
         # the agent's stream, which the Started of each attempt goes out on, while one is open
@@ -82,6 +104,14 @@ class Slots:
         # whose Started is queued but not yet written (each spawns once it is)
         self._held: dict[AttemptRef, pb.Assign] = {}
         self._gates: dict[AttemptRef, asyncio.Future[None]] = {}
+
+    def tasks_as(self) -> str:
+        """Who the tasks run as, and whether they are apart from each other, in words."""
+        if self._identities is not None:
+            return f"a uid each ({self._identities.first}-{self._identities.last})"
+        if self.config.run_as is not None:
+            return f"{self.config.run_as}, all alike (not apart from each other)"
+        return "the worker's user (not apart from each other or from the worker)"
 
     def __contains__(self, ref: AttemptRef) -> bool:
         return ref in self.executions or ref in self._held
@@ -168,12 +198,21 @@ class Slots:
         }
         if msg.gpus:
             task_env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, self._gpus.peek(msg.gpus)))
+        identity, pool = None, self._identities
+        if pool is not None:
+            try:
+                identity = pool.take(f"{ref.task_id}-{ref.attempt}")
+            except OSError as exc:
+                self.not_run(ref, Outcome.NO_SLOT, f"no identity for the task: {exc}")
+                return
         try:
             launch = self.policy.admit(
                 ref.task_id, ref.attempt, assignment.argv, assignment.shell, assignment.cwd,
-                task_env, self.config.base_env,
+                task_env, self.config.base_env, identity,
             )  # fmt: skip
         except Refused as refusal:
+            if pool is not None and identity is not None:
+                pool.give_back(identity)
             log.warning(
                 "rejected task %s attempt %d: %s", ref.task_id, ref.attempt, refusal,
                 extra={"task_id": ref.task_id, "attempt": ref.attempt},
@@ -185,9 +224,13 @@ class Slots:
         try:
             box = self._containment.box(ref, limits)
         except OSError as exc:
+            if pool is not None and identity is not None:
+                pool.give_back(identity)
             error = f"cannot create the attempt's cgroup: {exc.strerror or exc}"
             self.not_run(ref, Outcome.SPAWN_FAILED, error)
             return
+        if identity is not None:
+            self._identity[ref] = identity
         queue = self._outgoing()
         assert queue is not None
         self._gpus.take(ref, msg.gpus)
@@ -224,4 +267,8 @@ class Slots:
             self._containment.attempt_ended(e.pid for e in self.executions.values() if e.pid)
             if execution.launch.scratch is not None:
                 shutil.rmtree(execution.launch.scratch, ignore_errors=True)
+            identity = self._identity.pop(ref, None)
+            if identity is not None and self._identities is not None:
+                # its box has ended everything it ran: the uid may serve another attempt
+                self._identities.give_back(identity)
             self.start_held()

@@ -1,0 +1,135 @@
+"""An identity of its own for every running task on a root worker.
+
+Tasks that share a uid can read each other's /proc/PID/environ (secrets included), signal and
+ptrace each other. So a root worker given no --run-as runs each attempt as a uid of its own,
+taken from a range no account uses (systemd's DynamicUser and Slurm's per-job users are the
+models), with the same number as its only group, a private HOME and TMPDIR (0700, removed when
+the attempt ends), and no other groups.
+
+The range: `--task-ids FIRST-LAST`, by default 2000000000-2000065535 (above the ranges of
+accounts, systemd's dynamic users and the usual container and subordinate ranges). The worker
+refuses to start if an account, a group or an /etc/subuid or /etc/subgid range uses any of it.
+A uid is held by an flock on /run/gridrun/task-ids/UID for as long as its attempt runs, so
+several workers on one host share the range without ever handing out one uid twice, and a
+worker that dies lets go of its uids with its file descriptors (its guardian kills what they
+ran). An attempt's uid is given back only after its box (cgroup) has ended everything in it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import grp
+import os
+import pwd
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from gridrun.errors import ConfigError
+
+DEFAULT_RANGE = "2000000000-2000065535"
+STATE_DIR = Path("/run/gridrun")
+
+
+def parse_range(text: str) -> tuple[int, int]:
+    first, sep, last = text.partition("-")
+    if not sep or not first.isdigit() or not last.isdigit():
+        raise ConfigError(f"--task-ids {text!r}: give FIRST-LAST, e.g. {DEFAULT_RANGE}")
+    low, high = int(first), int(last)
+    if not 1000 <= low <= high < 2**31 - 1:
+        raise ConfigError(f"--task-ids {text!r}: a range within 1000 .. {2**31 - 2}")
+    return low, high
+
+
+def _subordinate_ranges(path: Path) -> list[tuple[int, int]]:
+    """(first, last) of each range in /etc/subuid or /etc/subgid (user:first:count)."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return []
+    ranges = []
+    for line in lines:
+        parts = line.strip().split(":")
+        if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+            start = int(parts[1])
+            ranges.append((start, start + int(parts[2]) - 1))
+    return ranges
+
+
+@dataclass
+class Identity:
+    """The uid (and gid) an attempt runs as, and its private directory."""
+
+    uid: int
+    home: Path
+
+
+class TaskIdentities:
+    def __init__(self, first: int, last: int, state_dir: Path = STATE_DIR) -> None:
+        self.first, self.last = first, last
+        self._locks = state_dir / "task-ids"
+        self._homes = state_dir / "task-homes"
+        self._held: dict[int, int] = {}  # uid -> the fd holding its lock
+        self._next = first
+
+    def check_startup(self) -> None:
+        """Refuse a range that an account, a group or a subordinate range uses; make the
+        directories (root's, reachable but not listable by the tasks)."""
+        inside = range(self.first, self.last + 1)
+        users = [p.pw_name for p in pwd.getpwall() if p.pw_uid in inside]
+        groups = [g.gr_name for g in grp.getgrall() if g.gr_gid in inside]
+        taken = [f"user {u}" for u in users] + [f"group {g}" for g in groups]
+        for path in (Path("/etc/subuid"), Path("/etc/subgid")):
+            for low, high in _subordinate_ranges(path):
+                if low <= self.last and high >= self.first:
+                    taken.append(f"{path} range {low}-{high}")
+        if taken:
+            raise ConfigError(
+                f"--task-ids {self.first}-{self.last} collides with {', '.join(taken[:5])}:"
+                " give another range (tasks must not share an identity with anyone)"
+            )
+        try:
+            self._locks.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._homes.mkdir(mode=0o711, parents=True, exist_ok=True)
+            for made, mode in ((self._locks, 0o700), (self._homes, 0o711)):
+                info = made.lstat()
+                if made.is_symlink() or info.st_uid != 0:
+                    raise ConfigError(f"{made} must be a directory of root's, not a link")
+                made.chmod(mode)
+        except OSError as exc:
+            raise ConfigError(f"cannot make {self._locks.parent}: {exc}") from None
+
+    def take(self, name: str) -> Identity:
+        """A uid no other running attempt (of any worker on this host) has, and a fresh
+        private directory it owns; OSError if the whole range is in use."""
+        size = self.last - self.first + 1
+        for step in range(size):
+            uid = self.first + (self._next - self.first + step) % size
+            if uid in self._held:
+                continue
+            fd = os.open(self._locks / str(uid), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            self._held[uid] = fd
+            self._next = uid + 1 if uid < self.last else self.first
+            home = self._homes / name
+            shutil.rmtree(home, ignore_errors=True)
+            home.mkdir(mode=0o700)
+            os.chown(home, uid, uid)
+            return Identity(uid, home)
+        raise OSError(f"all {size} task ids ({self.first}-{self.last}) are in use")
+
+    def give_back(self, identity: Identity) -> None:
+        """The attempt has ended and its box holds nothing: its directory goes, its uid is
+        free for another attempt."""
+        shutil.rmtree(identity.home, ignore_errors=True)
+        fd = self._held.pop(identity.uid, None)
+        if fd is not None:
+            os.close(fd)  # (closing it lets go of the lock)
+
+    @property
+    def in_use(self) -> int:
+        return len(self._held)

@@ -3,6 +3,7 @@ a join token travels, and TLS credentials built from PEM files (`gridrun certs` 
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -49,9 +50,22 @@ def read_pem(path: Path, what: str) -> bytes:
     return data
 
 
+def check_key_pair(cert: Path, key: Path) -> None:
+    """ConfigError unless `key` is the private key of `cert` (grpc only says it cannot bind,
+    which read as 'address in use?')."""
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
+    except ssl.SSLError as exc:
+        why = "is not the key of" if "KEY_VALUES_MISMATCH" in str(exc) else "does not go with"
+        raise ConfigError(f"TLS key {key} {why} the certificate {cert} ({exc.reason})") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the TLS certificate or key: {exc}") from None
+
+
 def server_credentials(cert: Path, key: Path, client_ca: Path | None) -> grpc.ServerCredentials:
     """TLS for the gRPC port; with `client_ca`, every worker must present a certificate it
     signed (mTLS), checked during the handshake before any message is read."""
+    check_key_pair(cert, key)
     return grpc.ssl_server_credentials(
         [(read_pem(key, "TLS key"), read_pem(cert, "TLS certificate"))],
         root_certificates=read_pem(client_ca, "client CA") if client_ca else None,
@@ -65,6 +79,8 @@ def channel_credentials(
     """TLS to the master, verified against `ca` (or the system roots); `cert`/`key` for mTLS."""
     if (cert is None) != (key is None):
         raise ConfigError("give both --tls-cert and --tls-key, or neither")
+    if cert is not None and key is not None:
+        check_key_pair(cert, key)
     return grpc.ssl_channel_credentials(
         root_certificates=read_pem(ca, "CA certificate") if ca else None,
         private_key=read_pem(key, "TLS key") if key else None,

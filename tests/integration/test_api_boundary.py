@@ -204,3 +204,22 @@ async def test_no_route_answers_5xx_to_hostile_input(grid: Grid) -> None:
                 checked += 1
     assert checked >= 20 * len(hostile_text) // 2
     assert await _count(grid) == 0
+
+
+async def test_a_body_with_a_key_twice_is_refused_on_every_route(grid: Grid) -> None:
+    """Parsers disagree on which of two equal keys wins (ours took the last): a body that
+    names one twice, at any depth, is a 400, not whichever the master happened to read."""
+    json_type = {"content-type": "application/json"}
+    for method, path, body in (
+        ("POST", "/v1/tasks", b'{"cmd": "echo safe", "cmd": "rm -rf /srv"}'),
+        ("POST", "/v1/tasks", b'{"tasks": [{"cmd": "a", "env": {"X": "1", "X": "2"}}]}'),
+        ("POST", "/tasks", b'{"cmd": "a", "cmd": "b"}'),
+        ("POST", "/v1/jobs", b'{"cmd": "a", "cmd": "b"}'),
+        ("POST", "/v1/schedules", b'{"cron": "* * * * *", "cron": "0 0 * * *", "cmd": "a"}'),
+        ("PUT", "/v1/quotas/owner/x", b'{"max_running": 1, "max_running": 9}'),
+        ("POST", "/v1/gc", b'{"older_than_s": 9999, "older_than_s": 0}'),
+    ):
+        response = await grid.api.request(method, path, content=body, headers=json_type)
+        assert response.status_code == 400, (path, response.text)
+        assert "twice" in response.json()["detail"], path
+    assert (await grid.api.get("/v1/stats")).json()["tasks"]["queued"] == 0  # nothing made

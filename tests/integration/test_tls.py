@@ -145,3 +145,18 @@ async def test_a_worker_id_is_bound_to_its_certificate(tls_grid: Grid) -> None:
     assert agent.id == "w3"
     workers = (await tls_grid.api.get("/v1/workers")).json()["workers"]
     assert [w["id"] for w in workers] == ["w3"]
+
+
+async def test_a_key_that_is_not_the_certificates_is_said_plainly(tmp_path: Path) -> None:
+    """A master given another certificate's key said 'cannot listen ... (in use?)'."""
+    pki = tmp_path / "pki"
+    certs.init_ca(pki)
+    master = certs.issue_master(pki, ["127.0.0.1"])
+    other = certs.issue_worker(pki, "w1")
+    grid = Grid(tmp=tmp_path, master_overrides={"tls_cert": master.cert, "tls_key": other.key})
+    with pytest.raises(ConfigError, match="is not the key of the certificate") as refused:
+        await grid.start_master()
+    assert "in use" not in str(refused.value)
+    with pytest.raises(ConfigError, match="is not the key of the certificate"):
+        transport.channel_credentials(pki / certs.CA_CERT, other.cert, master.key)
+    await grid.close()

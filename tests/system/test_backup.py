@@ -41,6 +41,7 @@ def test_a_backup_of_a_busy_grid_restores_every_task(system_grid: SystemGrid) ->
     made = system_grid.cli("backup", str(copy), "--db", system_grid.db)
     assert made.returncode == 0, made.stderr
     assert made.stdout.startswith(f"backed up {system_grid.db} to {copy}")
+    assert copy.stat().st_mode & 0o777 == 0o600  # every task's spec and output: not for others
     states = httpx.get(f"{system_grid.url}/v1/stats", timeout=10).json()["tasks"]
     assert states["queued"] > 0  # it was copied mid-run
     again = system_grid.cli("backup", str(copy), "--db", system_grid.db)

@@ -21,6 +21,7 @@ from gridrun.master.requests import LegacyTaskIn
 from gridrun.master.routes.common import (
     AuditDep,
     ServiceDep,
+    StrictJsonRoute,
     Submitter,
     audit_submit,
     json_body,
@@ -32,7 +33,7 @@ from gridrun.master.sessions import AssignCmd, WorkerSession
 from gridrun.spec import make_spec
 
 log = logging.getLogger("gridrun.master.compat")
-router = APIRouter(tags=["the article"])
+router = APIRouter(route_class=StrictJsonRoute, tags=["the article"])
 
 
 @router.post(

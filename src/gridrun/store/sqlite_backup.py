@@ -44,6 +44,10 @@ def backup(db: Path, to: Path) -> int:
         raise ConfigError(f"{db} does not exist")
     if to.exists():
         raise ConfigError(f"{to} exists: give a new file")
+    try:  # the backup holds every task's spec and output: the owner's alone, from the start
+        os.close(os.open(to, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError as exc:
+        raise ConfigError(f"cannot create {to}: {exc.strerror}") from None
     source = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         target = sqlite3.connect(to)

@@ -12,6 +12,7 @@ from gridrun.master.routes.common import (
     AuditDep,
     Reader,
     ServiceDep,
+    StrictJsonRoute,
     Submitter,
     audit_submit,
     json_body,
@@ -20,7 +21,7 @@ from gridrun.master.routes.common import (
 from gridrun.master.schemas import JobOut, TaskOut
 from gridrun.store import TaskFilter
 
-router = APIRouter(tags=["jobs"])
+router = APIRouter(route_class=StrictJsonRoute, tags=["jobs"])
 
 
 @router.post("/v1/jobs", status_code=201, response_model=JobOut, responses=CONFLICT)

@@ -14,11 +14,11 @@ from gridrun.auth import Permission
 from gridrun.errors import GridrunError
 from gridrun.master.dashboard import WEB, overview_events
 from gridrun.master.problems import problem
-from gridrun.master.routes.common import Reader, ServiceDep, event_stream
+from gridrun.master.routes.common import Reader, ServiceDep, StrictJsonRoute, event_stream
 from gridrun.master.schemas import HealthOut, MeOut, Problem, StatsOut
 from gridrun.model import TaskState, workers_by_state
 
-router = APIRouter(tags=["observe"])
+router = APIRouter(route_class=StrictJsonRoute, tags=["observe"])
 
 
 @router.get("/v1/stats", response_model=StatsOut, summary="Tasks per state, workers per state")

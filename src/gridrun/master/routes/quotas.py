@@ -7,7 +7,14 @@ from typing import Literal
 
 from fastapi import APIRouter, Request
 
-from gridrun.master.routes.common import AuditDep, QuotaSetter, Reader, ServiceDep, peer
+from gridrun.master.routes.common import (
+    AuditDep,
+    QuotaSetter,
+    Reader,
+    ServiceDep,
+    StrictJsonRoute,
+    peer,
+)
 from gridrun.master.schemas import (
     ConcurrencyKeyIn,
     ConcurrencyKeyListOut,
@@ -21,7 +28,7 @@ from gridrun.master.schemas import (
 from gridrun.spec import check_concurrency_key, check_name
 from gridrun.store import Quota
 
-router = APIRouter(tags=["quotas"])
+router = APIRouter(route_class=StrictJsonRoute, tags=["quotas"])
 
 
 @router.get("/v1/quotas", response_model=QuotaListOut, summary="The quotas set")

@@ -6,11 +6,18 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from gridrun.errors import InvalidSpec
-from gridrun.master.routes.common import AuditDep, Collector, Reader, ServiceDep, peer
+from gridrun.master.routes.common import (
+    AuditDep,
+    Collector,
+    Reader,
+    ServiceDep,
+    StrictJsonRoute,
+    peer,
+)
 from gridrun.master.schemas import GcIn, GcOut, StorageOut, iso
 from gridrun.model import TERMINAL, TaskState
 
-router = APIRouter(tags=["retention"])
+router = APIRouter(route_class=StrictJsonRoute, tags=["retention"])
 
 
 @router.post(

@@ -11,6 +11,7 @@ from gridrun.master.routes.common import (
     Reader,
     SchedulesDep,
     ServiceDep,
+    StrictJsonRoute,
     Submitter,
     check_owner,
     json_body,
@@ -19,7 +20,7 @@ from gridrun.master.routes.common import (
 )
 from gridrun.master.schemas import ScheduleListOut, ScheduleOut
 
-router = APIRouter(tags=["schedules"])
+router = APIRouter(route_class=StrictJsonRoute, tags=["schedules"])
 
 
 @router.post("/v1/schedules", status_code=201, response_model=ScheduleOut)

@@ -18,6 +18,7 @@ from gridrun.master.routes.common import (
     Canceller,
     Reader,
     ServiceDep,
+    StrictJsonRoute,
     Submitter,
     answer,
     audit_submit,
@@ -32,7 +33,7 @@ from gridrun.model import TaskState
 from gridrun.spec import parse_labels
 from gridrun.store import TaskFilter
 
-router = APIRouter(tags=["tasks"])
+router = APIRouter(route_class=StrictJsonRoute, tags=["tasks"])
 
 
 def _minimal(prefer: list[str] | None) -> bool:

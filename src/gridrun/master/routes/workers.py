@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from gridrun.master.routes.common import CONFLICT, AuditDep, Drainer, Reader, ServiceDep, peer
+from gridrun.master.routes.common import (
+    CONFLICT,
+    AuditDep,
+    Drainer,
+    Reader,
+    ServiceDep,
+    StrictJsonRoute,
+    peer,
+)
 from gridrun.master.schemas import WorkerListOut, WorkerOut
 
-router = APIRouter(tags=["workers"])
+router = APIRouter(route_class=StrictJsonRoute, tags=["workers"])
 
 
 @router.post(

@@ -175,7 +175,14 @@ async def test_openapi_spec_is_served(grid: Grid) -> None:
     spec = (await grid.api.get("/openapi.json")).json()
     assert "/v1/tasks" in spec["paths"]
     assert "TaskIn" in spec["components"]["schemas"]
-    assert (await grid.api.get("/docs")).status_code == 200
+    docs = await grid.api.get("/docs")  # served whole by the master: nothing from a CDN
+    assert docs.status_code == 200
+    assert "<script" not in docs.text
+    assert "cdn" not in docs.text.lower()
+    assert "href=/openapi.json" in docs.text
+    assert "<code>/v1/tasks</code>" in docs.text
+    assert "<code>/v1/concurrency/{key}</code>" in docs.text
+    assert "default-src 'self'" in docs.headers["content-security-policy"]  # and it holds
 
 
 async def test_a_batch_over_10000_tasks_is_refused(grid: Grid) -> None:

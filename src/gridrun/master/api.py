@@ -9,12 +9,13 @@ whether they have it. The objects the routes use live in the app's state, set he
 
 from __future__ import annotations
 
+from html import escape
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -65,6 +66,10 @@ def create_api(
         version=gridrun.__version__,
         description="Run commands on a fleet of workers: submit, follow, cancel.",
         responses={status: {"model": Problem} for status in ERROR_STATUSES},
+        # FastAPI's pages load their scripts from a CDN, which the master's CSP (and an
+        # offline host) blocks: /docs is ours, plain HTML from the spec (see api_reference)
+        docs_url=None,
+        redoc_url=None,
     )
     app.add_middleware(BodyLimit, limit=max_body)
     app.add_middleware(BrowserGuard, allowed_hosts=allowed_hosts or AllowedHosts())
@@ -122,4 +127,32 @@ def create_api(
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+    @app.get("/docs", include_in_schema=False, response_class=HTMLResponse)
+    async def docs() -> HTMLResponse:
+        return HTMLResponse(api_reference(app.openapi()))
+
     return app
+
+
+def api_reference(spec: dict[str, Any]) -> str:
+    """The API as one page of plain HTML (no script, nothing fetched): every operation with
+    its summary, and the whole spec at /openapi.json for tools."""
+    rows = []
+    for path, operations in sorted(spec["paths"].items()):
+        for method, op in operations.items():
+            summary = op.get("summary") or op.get("description", "").split("\n")[0]
+            rows.append(
+                f"<tr><td><code>{escape(method.upper())}</code></td>"
+                f"<td><code>{escape(path)}</code></td><td>{escape(summary)}</td></tr>"
+            )
+    title = escape(f"{spec['info']['title']} {spec['info']['version']} API")
+    return (
+        f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{title}</title>"
+        "<link rel=stylesheet href=/static/app.css></head><body><main>"
+        f"<h1>{title}</h1><p>The whole specification, for clients and tools:"
+        " <a href=/openapi.json>/openapi.json</a> (OpenAPI 3). Errors are"
+        " <code>application/problem+json</code>.</p>"
+        "<table><thead><tr><th>method</th><th>path</th><th>what it does</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table></main></body></html>"
+    )

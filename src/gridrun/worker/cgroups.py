@@ -23,9 +23,9 @@ from pathlib import Path
 
 from gridrun import model
 
-# blkio (v1) is left out: a group in one more hierarchy for each attempt (a mkdir, a join, an
-# rmdir) cost more than the I/O figures are worth; v2's io controller gives them for free
-WANTED = ("memory", "pids", "cpu", "cpuacct", "freezer", "io")
+# blkio (v1) gives what an attempt read and wrote, as v2's io does: since v1 groups serve
+# attempt after attempt (see Group.recycle), it costs a join per attempt, not a mkdir/rmdir
+WANTED = ("memory", "pids", "cpu", "cpuacct", "freezer", "io", "blkio")
 KILL_WAIT_S = 2.0  # a freeze or a kill takes effect within this
 CPU_PERIOD_US = 100_000
 RECYCLE_CHARGED_MAX = 1 << 20  # a group left holding more memory is removed, not recycled
@@ -232,6 +232,7 @@ class Group:
     dirs: dict[str, Path]  # controller (or "v2") -> directory
     limits: Limits = field(default_factory=Limits)  # as written (a new group has none)
     oom_base: int = 0  # OOM kills counted before this attempt (a recycled group)
+    io_base: tuple[int, int] = (0, 0)  # v1 bytes read and written before it, likewise
     thaw: bool = False  # a kill froze it: thawed before it serves again
     files: Files = field(default_factory=Files, repr=False)
 
@@ -290,6 +291,8 @@ class Group:
             self.oom_base = _keyed(memory / "memory.oom_control", self.files.read).get(
                 "oom_kill", 0
             )
+        if "blkio" in self.dirs:  # (blkio.reset_stats leaves the throttle counts as they are)
+            self.io_base = self._blkio_bytes()
         return cpuacct is None or self.files.write(cpuacct / "cpuacct.usage", "0")
 
     @property
@@ -368,14 +371,30 @@ class Group:
                 _keyed(memory / "memory.oom_control", self.files.read).get("oom_kill", 0)
                 - self.oom_base
             )
-        io = self.dirs.get("io")
-        if io is not None:  # (v2 only: v1 blkio is not used, see WANTED)
+        io, blkio = self.dirs.get("io"), self.dirs.get("blkio")
+        if io is not None:
             read = written = 0
             for line in _lines(io / "io.stat", self.files.read):
                 values = dict(f.split("=", 1) for f in line.split()[1:] if "=" in f)
                 read += int(values.get("rbytes", 0))
                 written += int(values.get("wbytes", 0))
+        elif blkio is not None:
+            read, written = self._blkio_bytes()
+            read, written = read - self.io_base[0], written - self.io_base[1]
         return Usage(cpu_s, peak, read, written, oom)
+
+    def _blkio_bytes(self) -> tuple[int, int]:
+        """(read, written) as v1 blkio counts them: "MAJ:MIN Read N" / "MAJ:MIN Write N"."""
+        read = written = 0
+        stats = self.dirs["blkio"] / "blkio.throttle.io_service_bytes_recursive"
+        for line in _lines(stats, self.files.read):
+            fields = line.split()
+            if len(fields) == 3 and fields[2].isdigit():
+                if fields[1] == "Read":
+                    read += int(fields[2])
+                elif fields[1] == "Write":
+                    written += int(fields[2])
+        return read, written
 
     def join_thread(self) -> None:
         """Move the calling thread into the group (see move_thread)."""
@@ -396,6 +415,31 @@ def move_thread(tasks: Iterable[int]) -> None:
     the groups. v2 moves whole processes only."""
     for fd in tasks:
         os.pwrite(fd, b"0", 0)
+
+
+# a throttle rule no device reaches (bytes a second): see count_io
+NO_THROTTLE = 1 << 62
+
+
+def disks(block: Path = Path("/sys/block")) -> list[str]:
+    """MAJ:MIN of this machine's disks (loop, ram and zram devices left out)."""
+    found = []
+    for device in sorted(block.glob("*")):
+        if device.name.startswith(("loop", "ram", "zram")):
+            continue
+        with contextlib.suppress(OSError):
+            found.append((device / "dev").read_text().strip())
+    return found
+
+
+def count_io(blkio: Path, devices: Iterable[str]) -> None:
+    """Make a v1 group count its I/O. Current kernels count a group's bytes on a device in
+    blkio.throttle.io_service_bytes only while a throttle rule names that device (with none,
+    8 MiB written read 'Total 0' here): so a rule no disk can reach, for each disk, once per
+    group (v1 groups serve attempt after attempt)."""
+    for device in devices:
+        for rule in ("blkio.throttle.read_bps_device", "blkio.throttle.write_bps_device"):
+            write(blkio / rule, f"{device} {NO_THROTTLE}")
 
 
 def rmdirs(directories: Iterable[Path]) -> list[Path]:

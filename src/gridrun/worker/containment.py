@@ -243,6 +243,7 @@ class Cgroups(Containment):
         self._idle: list[Group] = []  # v1 groups an attempt used, ready for the next one
         self._home_files = cgroups.Files()
         self._numbers = itertools.count(1)
+        self._disks = cgroups.disks() if "blkio" in self.base else []
         # the directories made above were a probe: `start` makes them again, under its
         # guardian, so a worker that fails before it starts leaves none behind
         cgroups.rmdirs(self._bases())
@@ -322,6 +323,8 @@ class Cgroups(Containment):
             for key, owner in owners:
                 if owner == base:
                     dirs[key] = directory
+        if "blkio" in dirs:
+            cgroups.count_io(dirs["blkio"], self._disks)
         return Group(dirs=dirs)
 
     def _release(self, group: Group) -> None:

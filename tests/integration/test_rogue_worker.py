@@ -187,6 +187,13 @@ async def test_records_broken_before_the_checks_are_repaired_on_start(tmp_path: 
             "UPDATE attempts SET finished_at = -9000000000000000000, error = 'a' || char(0)"
         )
         conn.execute("UPDATE tasks SET finished_at = 9000000000000000000")
+        conn.execute("DROP INDEX tasks_by_key")  # v17
+        conn.execute("DROP TABLE concurrency_keys")
+        conn.execute("ALTER TABLE schedules DROP COLUMN over_quota")
+        conn.execute(
+            "CREATE UNIQUE INDEX tasks_by_key ON tasks (idempotency_key)"
+            " WHERE idempotency_key IS NOT NULL"
+        )
         for index in ("tasks_lanes", "tasks_owners", "tasks_queues", "tasks_by_owner"):
             conn.execute(f"DROP INDEX {index}")  # v14
         conn.execute("ALTER TABLE tasks DROP COLUMN retain_ms")  # v15
@@ -305,3 +312,116 @@ async def test_a_worker_that_joined_once_and_vanished_is_forgotten(tmp_path: Pat
 
 async def _without(listed: Any, worker_id: str) -> bool:
     return worker_id not in await listed()
+
+
+async def test_a_quarantined_worker_back_under_a_new_id_is_still_quarantined(
+    tmp_path: Path,
+) -> None:
+    """Quarantine follows the credential: a rogue that missed its deadlines comes back with
+    the same join token from the same host under another id, and gets no work (it black-holed
+    8 of the next 10 tasks); the honest worker already there keeps working."""
+    token = new_token()
+    grid = Grid(tmp=tmp_path)
+    await grid.start_master(
+        tokens=[TokenEntry.of("fleet", "worker", digest(token))],
+        start_deadline_s=1.0,
+        quarantine_after=1,
+    )
+    rogues: list[Rogue] = []
+    assigned: dict[str, list[str]] = {}
+
+    async def swallowing(worker_id: str) -> asyncio.Task[None]:
+        rogue = Rogue(grid.grpc_port, token)
+        rogues.append(rogue)
+        welcome = await rogue.hello(worker_id=worker_id, slots=4, binds_identity=True)
+        assert welcome.WhichOneof("msg") == "welcome"
+        taken = assigned.setdefault(worker_id, [])
+
+        async def swallow() -> None:
+            while (msg := await rogue.call.read()) is not grpc.aio.EOF:
+                if msg.WhichOneof("msg") == "assign":
+                    taken.append(msg.assign.ref.task_id)
+
+        return asyncio.create_task(swallow())
+
+    parts = []
+    try:
+        parts.append(await swallowing("blackhole"))
+        first = await grid.submit_many([{"cmd": "true", "max_attempts": 2}] * 4)
+        await eventually_async(lambda: len(assigned["blackhole"]) >= 4, 10)
+        await grid.add_worker("honest", slots=2, join_token=token)
+        for task in first:
+            assert (await grid.wait(task["id"], timeout=30))["worker_id"] == "honest"
+
+        async def reason(worker_id: str) -> str | None:
+            workers = (await grid.api.get("/v1/workers")).json()["workers"]
+            return next((w["quarantined"] for w in workers if w["id"] == worker_id), None)
+
+        assert "missed" in (await eventually_async(lambda: reason("blackhole"), 10) or "")
+        await rogues[0].close()
+        parts.append(await swallowing("blackhole-2"))  # the same rogue, a new id
+        said = await eventually_async(lambda: reason("blackhole-2"), 10)
+        assert "credential and host of a quarantined worker" in (said or "")
+        more = await grid.submit_many([{"cmd": "true"}] * 10)
+        for task in more:
+            assert (await grid.wait(task["id"], timeout=30))["worker_id"] == "honest"
+        assert assigned["blackhole-2"] == []
+    finally:
+        for part in parts:
+            part.cancel()
+        await asyncio.gather(*parts, return_exceptions=True)
+        for rogue in rogues:
+            await rogue.close()
+        await grid.close()
+
+
+async def test_the_ids_a_join_token_mints_are_bounded_and_unused_ones_forgotten_soon(
+    tmp_path: Path,
+) -> None:
+    """1,500 fake ids from one token stayed bound and listed for 7 days: now a token may have
+    `max_workers_per_token` bound, and an id that never ran anything is forgotten once
+    offline for `forget_unused_workers_after_s` (one that ran something is kept)."""
+    token = new_token()
+    grid = Grid(tmp=tmp_path)
+    await grid.start_master(
+        tokens=[TokenEntry.of("fleet", "worker", digest(token))],
+        max_workers_per_token=3,
+        forget_unused_workers_after_s=1.0,
+        liveness_timeout_s=1.0,
+    )
+    try:
+        await grid.add_worker("real", slots=1, join_token=token)
+        done = await grid.wait((await grid.submit(cmd="true"))["id"])
+        assert done["worker_id"] == "real"
+        fakes = []
+        for i in range(2):
+            fake = Rogue(grid.grpc_port, token)
+            welcome = await fake.hello(worker_id=f"fake-{i}", slots=1, binds_identity=True)
+            assert welcome.WhichOneof("msg") == "welcome"
+            fakes.append(fake)
+        over = Rogue(grid.grpc_port, token)
+        await over.call.write(
+            pb.WorkerMessage(hello=pb.Hello(worker_id="fake-2", slots=1, binds_identity=True))
+        )
+        assert await over.ended_with() == grpc.StatusCode.PERMISSION_DENIED
+        assert "max-workers-per-token" in (await over.call.details() or "")
+        await over.close()
+        for fake in fakes:
+            await fake.close()
+        real = grid.agents[0].agent
+        await grid.stop_worker(real)
+
+        async def listed() -> set[str]:
+            return {w["id"] for w in (await grid.api.get("/v1/workers")).json()["workers"]}
+
+        await eventually_async(lambda: _without(listed, "fake-0"), 20, 0.2)
+        assert "fake-1" not in await listed()
+        assert "real" in await listed()  # it ran a task: kept (for forget_workers_after_s)
+        again = Rogue(grid.grpc_port, token)  # room again for a new id
+        try:
+            welcome = await again.hello(worker_id="fake-3", slots=1, binds_identity=True)
+            assert welcome.WhichOneof("msg") == "welcome"
+        finally:
+            await again.close()
+    finally:
+        await grid.close()

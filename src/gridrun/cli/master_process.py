@@ -150,6 +150,23 @@ def master(
             " longer listed, and its id may be taken anew.",
         ),
     ] = 7 * 24 * 3600.0,
+    forget_unused_workers: Annotated[
+        float,
+        typer.Option(
+            envvar="GRIDRUN_FORGET_UNUSED_WORKERS",
+            help="Seconds after which a worker id that never ran anything, not heard from,"
+            " is forgotten (its binding too): ids minted and left cost nothing for long.",
+        ),
+    ] = 600.0,
+    max_workers_per_token: Annotated[
+        int,
+        typer.Option(
+            envvar="GRIDRUN_MAX_WORKERS_PER_TOKEN",
+            min=1,
+            help="Most worker ids one join token may have bound at once; a new id beyond"
+            " is refused.",
+        ),
+    ] = 10_000,
     share: Annotated[
         list[str] | None,
         typer.Option(
@@ -240,6 +257,8 @@ def master(
                 max_worker_slots=s["max_worker_slots"],
                 max_worker_gpus=s["max_worker_gpus"],
                 forget_workers_after_s=s["forget_workers_after"],
+                forget_unused_workers_after_s=s["forget_unused_workers"],
+                max_workers_per_token=s["max_workers_per_token"],
                 shares=parse_shares(s["share"] or []),
                 max_queued=s["max_queued"],
                 retain_s=parse_duration(s["retain"], "--retain"),

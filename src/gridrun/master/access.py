@@ -60,6 +60,15 @@ class Access:
         self.audit.record("worker.refused", None, peer, reason=reason)
         return reason
 
+    def credential(self, metadata: Iterable[tuple[str, str | bytes]]) -> str:
+        """The name of the join token a worker connected with ("" without join tokens)."""
+        if not self.tokens.join_required:
+            return ""
+        values = [v for k, v in metadata if k == JOIN_TOKEN_KEY and isinstance(v, str)]
+        token = values[0] if len(values) == 1 else ""
+        principal = self.tokens.authenticate(token[len(BEARER) :].strip()) if token else None
+        return principal.name if principal is not None else ""
+
     def identity_refusal(
         self, worker_id: str, auth_context: Mapping[str, Iterable[bytes]], peer: str
     ) -> str | None:

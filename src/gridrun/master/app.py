@@ -82,6 +82,8 @@ class MasterConfig(BaseModel):
     quarantine_after: int = Field(3, ge=1)
     quarantine_s: float = Field(3600.0, gt=0)
     forget_workers_after_s: float = Field(7 * 24 * 3600.0, gt=0)
+    forget_unused_workers_after_s: float = Field(600.0, gt=0)
+    max_workers_per_token: int = Field(10_000, ge=1)
     max_worker_slots: int = Field(MAX_SLOTS, ge=1, le=MAX_SLOTS)
     max_worker_gpus: int = Field(MAX_GPUS, ge=0, le=MAX_GPUS)
     max_worker_cpus: int = Field(65536, ge=0)
@@ -207,6 +209,8 @@ class Master:
                 quarantine_after=config.quarantine_after,
                 quarantine_s=config.quarantine_s,
                 forget_workers_after_s=config.forget_workers_after_s,
+                forget_unused_workers_after_s=config.forget_unused_workers_after_s,
+                max_workers_per_token=config.max_workers_per_token,
                 shares=dict(config.shares),
                 max_queued=config.max_queued,
                 retain_s=config.retain_s,

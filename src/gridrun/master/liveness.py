@@ -80,7 +80,7 @@ class Liveness:
                 # a worker that heartbeats but never reports cannot hold tasks for good
                 for ref, why in service.trust.overdue(session, now):
                     await service.trust.missed_deadline(session, ref, why)
-                service.trust.quarantine_reason(session.worker_id)  # lifts one that ran out
+                service.trust.quarantine_reason(session)  # lifts one that ran out
         service.repace()
         now_ms = service.clock.now_ms()
         # A lease (as long as its worker's timeout) is renewed once half a heartbeat interval
@@ -136,9 +136,13 @@ class Liveness:
         await service.retention.tick()
         forget_ms = round(service.config.forget_workers_after_s * 1000)
         connected = {s.worker_id for s in service.sessions if not s.closed}
-        for worker_id in await service.store.forget_workers(now - forget_ms, connected):
-            log.info("forgot worker %s: not heard from for %gs", worker_id,
-                     service.config.forget_workers_after_s)  # fmt: skip
+        unused_ms = round(service.config.forget_unused_workers_after_s * 1000)
+        for worker_id in await service.store.forget_workers(
+            now - forget_ms, connected, now - unused_ms
+        ):
+            log.info("forgot worker %s: not heard from for a while (--forget-workers, or"
+                     " --forget-unused-workers for one that never ran anything)",
+                     worker_id)  # fmt: skip
 
     async def flag_unschedulable(self, now: int) -> None:
         """Say, on each task at the head of the queue, why no live worker could ever take it

@@ -167,6 +167,15 @@ class Caps:
     gpus: int = 1024
 
 
+def peer_host(peer: str) -> str:
+    """The address of a gRPC peer ('ipv4:10.0.0.5:41234' -> 'ipv4:10.0.0.5'; a Unix socket
+    as it is)."""
+    kind, _, rest = peer.partition(":")
+    if kind in ("ipv4", "ipv6"):
+        return f"{kind}:{rest.rsplit(':', 1)[0]}"
+    return peer
+
+
 class WorkerServicer:
     """Implements gridrun.v1.WorkerService (registered with add_WorkerServiceServicer_to_server)."""
 
@@ -205,10 +214,14 @@ class WorkerServicer:
         if refusal is not None:
             log.warning("refused a worker from %s: %s", context.peer(), refusal)
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, refusal)
+        credential = self._access.credential(context.invocation_metadata() or ())
         if not self._access.bind_worker_certs:  # with mTLS, its certificate is its identity
             try:
                 refusal, issued = await self._service.trust.bind_identity(
-                    hello.worker_id, hello.identity_secret, binds=hello.binds_identity
+                    hello.worker_id,
+                    hello.identity_secret,
+                    binds=hello.binds_identity,
+                    credential=credential,
                 )
             except Unavailable as exc:
                 await context.abort(grpc.StatusCode.UNAVAILABLE, exc.message)
@@ -239,6 +252,9 @@ class WorkerServicer:
             identity_secret=issued,
             batches=hello.batches,
             announces=hello.announces_starts,
+            credential=credential or (hello.worker_id if self._access.bind_worker_certs else ""),
+            host=peer_host(context.peer()),
+            joined_at=self._clock.monotonic(),
             # held assignments are given back unstarted only by a worker that announces
             prefetch=hello.prefetch if hello.announces_starts else 0,
             resources={

@@ -75,6 +75,8 @@ class ServiceConfig:
     quarantine_after: int = 3  # deadlines missed before a worker is quarantined
     quarantine_s: float = 3600.0
     forget_workers_after_s: float = 7 * 24 * 3600.0  # offline this long: no longer listed
+    forget_unused_workers_after_s: float = 600.0  # likewise, an id that never ran anything
+    max_workers_per_token: int = 10_000  # worker ids one join token may have bound at once
     # a shared grid (see gridrun.master.fairness): owner -> weight (default 1), and the most
     # tasks the grid may hold queued (beyond it a submission is answered 429)
     shares: Mapping[str, float] = field(default_factory=dict)

@@ -105,6 +105,11 @@ class WorkerSession:
     announces: bool = False
     prefetch: int = 0
     quarantined: str | None = None  # why it gets no new work (missed deadlines)
+    # what it joined with and from where: a quarantine follows these, not only the id (a
+    # worker quarantined under one id must not come back clean under another)
+    credential: str = ""  # its join token's name ("" without join tokens; mTLS: the id)
+    host: str = ""  # the address it connected from
+    joined_at: float = 0.0  # (monotonic) when this stream opened
     # when each attempt it holds was sent (monotonic) and which of them it said have started:
     # the master's own clock for the deadlines it enforces (Liveness.enforce_deadlines)
     sent_at: dict[AttemptRef, float] = field(default_factory=dict)

@@ -4,7 +4,10 @@ missing them. A broken or hostile worker holding only the join token can neither
 worker's place nor hold the queue in `assigned` forever.
 
 Quarantine is this master's (in memory): a worker that reconnects to it stays quarantined; a
-restart, or another master, starts it afresh.
+restart, or another master, starts it afresh. It follows the credential, not only the id: a
+worker that joins with the join token of a quarantined one, from the same host, is
+quarantined too (a rogue that comes back under a new id gets no work either), and the ids a
+join token may mint are bounded (`max_workers_per_token`).
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ class Trust:
         self.service = service
         self._missed: dict[str, int] = {}  # worker id -> deadlines missed
         self._quarantine: dict[str, tuple[float, str]] = {}  # worker id -> (until, why)
+        # (credential, host) -> (since, until, why): where quarantined workers joined from
+        self._sources: dict[tuple[str, str], tuple[float, float, str]] = {}
 
     def overdue(self, session: WorkerSession, now: float) -> list[tuple[AttemptRef, str]]:
         """The attempts `session` holds past a deadline: not started within start_deadline_s
@@ -81,6 +86,8 @@ class Trust:
             why_q = f"missed {missed} deadlines (last: {why})"
             until = self.service.clock.monotonic() + self.service.config.quarantine_s
             self._quarantine[session.worker_id] = (until, why_q)
+            now = self.service.clock.monotonic()
+            self._sources[session.credential, session.host] = (now, until, why_q)
             session.quarantined = why_q
             log.warning(
                 "worker %s quarantined for %gs: %s",
@@ -89,24 +96,49 @@ class Trust:
                 why_q,
             )
 
-    def quarantine_reason(self, worker_id: str) -> str | None:
-        """Why a worker gets no new work now (None: it does)."""
+    def reason_for(self, worker_id: str) -> str | None:
+        """Why the worker with this id gets no new work (None: it does, or it is away)."""
+        session = self.service.sessions.get(worker_id)
+        if session is not None and not session.closed:
+            return self.quarantine_reason(session)
         held = self._quarantine.get(worker_id)
-        if held is None:
-            return None
-        until, why = held
-        if self.service.clock.monotonic() >= until:
+        return held[1] if held is not None and self.service.clock.monotonic() < held[0] else None
+
+    def quarantine_reason(self, session: WorkerSession) -> str | None:
+        """Why a worker gets no new work now (None: it does): its id is quarantined, or it
+        joined with the credential of a quarantined worker from the same host."""
+        now = self.service.clock.monotonic()
+        source = (session.credential, session.host)
+        held = self._sources.get(source)
+        if held is not None and now >= held[1]:
+            del self._sources[source]
+            held = None
+        worker_id = session.worker_id
+        mine = self._quarantine.get(worker_id)
+        if mine is not None and now >= mine[0]:
             del self._quarantine[worker_id]
             self._missed.pop(worker_id, None)
-            session = self.service.sessions.get(worker_id)
-            if session is not None:
-                session.quarantined = None
-                self.service.dispatch_wanted.set()
-            return None
+            mine = None
+        why = mine[1] if mine is not None else None
+        if why is None and held is not None and session.joined_at >= held[0]:
+            # joined since: as a quarantined worker would come back, under a new id (those
+            # of the same credential and host already connected keep their work)
+            why = f"it joined with the credential and host of a quarantined worker ({held[2]})"
+        if why is None and session.quarantined is not None:
+            session.quarantined = None  # lifted: it may take work again
+            self.service.dispatch_wanted.set()
         return why
 
+    def _too_many(self, credential: str) -> str:
+        most = self.service.config.max_workers_per_token
+        return (
+            f"the join token {credential or '(none)'} has {most:,} worker ids bound already"
+            " (master --max-workers-per-token); an id that never ran anything is forgotten"
+            " once offline for --forget-unused-workers"
+        )
+
     async def bind_identity(
-        self, worker_id: str, presented: str, *, binds: bool
+        self, worker_id: str, presented: str, *, binds: bool, credential: str = ""
     ) -> tuple[str | None, str]:
         """Tie a worker id to the process that first joined with it. Returns why a worker is
         refused (None if it is not) and, on its first join, the secret to hand it: a second
@@ -119,12 +151,21 @@ class Trust:
         now = self.service.clock.now_ms()
         if presented:
             wanted = _secret_hash(presented)
-            stored = await self.service.store.bind_worker(worker_id, wanted, now)
+            stored = await self.service.store.bind_worker(
+                worker_id, wanted, now, credential, self.service.config.max_workers_per_token
+            )
+            if stored is None:
+                return self._too_many(credential), ""
             return (None, "") if hmac.compare_digest(stored, wanted) else (refusal, "")
         if not binds:  # an older worker keeps no secret: it may use only an unbound id
             return (refusal if await self.service.store.worker_secret(worker_id) else None), ""
         issued = secrets.token_urlsafe(32)
-        stored = await self.service.store.bind_worker(worker_id, _secret_hash(issued), now)
+        most = self.service.config.max_workers_per_token
+        stored = await self.service.store.bind_worker(
+            worker_id, _secret_hash(issued), now, credential, most
+        )
+        if stored is None:
+            return self._too_many(credential), ""
         if not hmac.compare_digest(stored, _secret_hash(issued)):
             return refusal, ""
         log.info("worker %s joined for the first time: its id is bound to it", worker_id)

@@ -84,7 +84,7 @@ class WorkerStreams:
                 session.hold(ref, holding.spec, self.clock.monotonic(), running=True)
                 if holding.cancel_requested:
                     session.send(CancelCmd(ref, "cancelled by request"))
-        session.quarantined = self.service.trust.quarantine_reason(session.worker_id)
+        session.quarantined = self.service.trust.quarantine_reason(session)
         session.reconciled = True
         self.service.dispatch_wanted.set()
 

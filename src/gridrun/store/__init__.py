@@ -427,17 +427,27 @@ class Store(Protocol):
 
     async def renew_leases(self, seen: Sequence[tuple[str, int, int]]) -> None: ...
 
-    async def bind_worker(self, worker_id: str, secret_hash: str, now: int) -> str:
-        """Bind a worker id to a secret's hash on first join; the hash it is bound to."""
+    async def bind_worker(
+        self,
+        worker_id: str,
+        secret_hash: str,
+        now: int,
+        credential: str = "",
+        most: int | None = None,
+    ) -> str | None:
+        """Bind a worker id to a secret's hash on first join; the hash it is bound to. None:
+        the id was free and its join token (`credential`) has `most` ids bound already."""
         ...
 
     async def worker_secret(self, worker_id: str) -> str | None:
         """The secret hash a worker id is bound to, if any."""
         ...
 
-    async def forget_workers(self, before: int, keep: Collection[str] = ()) -> list[str]:
-        """Delete workers unheard of since `before` that hold no attempt, but those in
-        `keep`; their ids."""
+    async def forget_workers(
+        self, before: int, keep: Collection[str] = (), unused_before: int | None = None
+    ) -> list[str]:
+        """Delete workers unheard of since `before` that hold no attempt, and those that
+        never ran anything unheard of since `unused_before`, but those in `keep`; their ids."""
         ...
 
     async def lapsed(self, now: int) -> set[str]:

@@ -219,6 +219,8 @@ CREATE TABLE concurrency_keys (
     PRIMARY KEY (scope, key)
 );
 ALTER TABLE schedules ADD COLUMN over_quota BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE worker_secrets ADD COLUMN credential TEXT NOT NULL DEFAULT '';
+CREATE INDEX worker_secrets_by_credential ON worker_secrets (credential);
 """
 
 MIGRATIONS = [

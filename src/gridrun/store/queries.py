@@ -134,8 +134,18 @@ UPSERT_WORKER = (
     " OR workers.master = excluded.master"
 )
 BIND_WORKER = (
-    "INSERT INTO worker_secrets (worker_id, secret_hash, bound_at) VALUES (?, ?, ?)"
-    " ON CONFLICT (worker_id) DO NOTHING"
+    "INSERT INTO worker_secrets (worker_id, secret_hash, bound_at, credential)"
+    " VALUES (?, ?, ?, ?) ON CONFLICT (worker_id) DO NOTHING"
+)
+# the ids bound under one join token, counted up to a limit (an index range, not a scan)
+COUNT_BOUND = (
+    "SELECT count(*) FROM (SELECT 1 FROM worker_secrets WHERE credential = ? LIMIT ?) AS b"
+)
+# workers unheard of since then that no task ever named (a task's worker_id stays on it)
+SELECT_UNUSED = (
+    "SELECT id FROM workers WHERE (lease_until IS NULL OR lease_until < ?)"
+    " AND (last_seen IS NULL OR last_seen < ?)"
+    " AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.worker_id = workers.id)"
 )
 SELECT_WORKER_SECRET = "SELECT secret_hash FROM worker_secrets WHERE worker_id = ?"
 SELECT_FORGOTTEN = (

@@ -233,7 +233,9 @@ ALTER TABLE attempts ADD COLUMN announces INTEGER NOT NULL DEFAULT 0;
 # another owner's key neither finds nor blocks yours), and a concurrency key's limit is set
 # once, by the first task that names the key in its owner's scope, or by an admin for a key
 # shared grid-wide (scope ''); a task naming another limit is refused. A schedule's slot that
-# would take its owner or queue past a quota makes no task: it is counted (over_quota)
+# would take its owner or queue past a quota makes no task: it is counted (over_quota). A
+# worker id is bound with the join token it first joined with, so the ids a token mints are
+# bounded
 SCHEMA_V17 = """
 DROP INDEX tasks_by_key;
 CREATE UNIQUE INDEX tasks_by_key ON tasks (owner, idempotency_key)
@@ -245,6 +247,8 @@ CREATE TABLE concurrency_keys (
     PRIMARY KEY (scope, key)
 ) WITHOUT ROWID;
 ALTER TABLE schedules ADD COLUMN over_quota INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE worker_secrets ADD COLUMN credential TEXT NOT NULL DEFAULT '';
+CREATE INDEX worker_secrets_by_credential ON worker_secrets (credential);
 """
 
 MIGRATIONS = [

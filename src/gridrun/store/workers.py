@@ -38,12 +38,27 @@ class WorkerVerbs(Steps):
 
         await self._write(upsert)
 
-    async def bind_worker(self, worker_id: str, secret_hash: str, now: int) -> str:
+    async def bind_worker(
+        self,
+        worker_id: str,
+        secret_hash: str,
+        now: int,
+        credential: str = "",
+        most: int | None = None,
+    ) -> str | None:
         """Bind `worker_id` to `secret_hash` unless it is bound already; the hash it is bound
-        to (the caller's when it was free)."""
+        to (the caller's when it was free). None: it was free, and `credential` (a join
+        token's name) has `most` ids bound already."""
 
-        async def bind(tx: Tx) -> str:
-            await tx.run(sql.BIND_WORKER, worker_id, secret_hash, now)
+        async def bind(tx: Tx) -> str | None:
+            row = await tx.one(sql.SELECT_WORKER_SECRET, worker_id)
+            if row is not None:
+                return str(row[0])
+            if most is not None:
+                (bound,) = await tx.one(sql.COUNT_BOUND, credential, most) or (0,)
+                if int(bound) >= most:
+                    return None
+            await tx.run(sql.BIND_WORKER, worker_id, secret_hash, now, credential)
             row = await tx.one(sql.SELECT_WORKER_SECRET, worker_id)
             assert row is not None
             return str(row[0])
@@ -59,13 +74,18 @@ class WorkerVerbs(Steps):
 
         return await self._read(read)
 
-    async def forget_workers(self, before: int, keep: Collection[str] = ()) -> list[str]:
+    async def forget_workers(
+        self, before: int, keep: Collection[str] = (), unused_before: int | None = None
+    ) -> list[str]:
         """Delete the workers no master has heard from since `before` and that hold no
-        attempt (except those in `keep`: connected here), with their identity bindings."""
+        attempt (except those in `keep`: connected here), with their identity bindings; and
+        those that never ran anything, once unheard of since `unused_before`."""
 
         async def forget(tx: Tx) -> list[str]:
             rows = await tx.all(sql.SELECT_FORGOTTEN, before, before)
-            gone = [str(r[0]) for r in rows if str(r[0]) not in keep]
+            if unused_before is not None:
+                rows += await tx.all(sql.SELECT_UNUSED, unused_before, unused_before)
+            gone = sorted({str(r[0]) for r in rows} - set(keep))
             for worker_id in gone:
                 await tx.run(sql.FORGET_WORKER, worker_id)
                 await tx.run(sql.FORGET_SECRET, worker_id)

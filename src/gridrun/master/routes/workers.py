@@ -32,7 +32,7 @@ async def drain(
 
 @router.get("/v1/workers", response_model=WorkerListOut)
 async def workers(who: Reader, service: ServiceDep) -> WorkerListOut:
-    quarantined = service.trust.quarantine_reason
+    quarantined = service.trust.reason_for
     return WorkerListOut(
         workers=[WorkerOut.of(w, quarantined(w.id)) for w in await service.workers()]
     )

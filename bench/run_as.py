@@ -1,9 +1,12 @@
 """What running tasks as another user costs: `true` tasks per second, and submit->finished of
 one task at a time (p50), on a grid of real processes (one master, 2 workers x S slots) whose
-root workers run tasks as root (no user switch) or with their default (an unprivileged user,
-switched to by util-linux setpriv right before the task's exec). Alternating A/B rounds on
-fresh grids; prints each round and the median ratios. Needs root.
-Usage: python bench/run_as.py [--tasks N] [--rounds R] [--slots S]
+root workers run tasks as root (no user switch) or with their default (a uid of its own for
+each task, switched to by util-linux setpriv right before the task's exec). With
+`--against shared`, the default is measured against every task as one shared user
+(`--run-as nobody`, the default before tasks had an identity each): what the per-task uid,
+its lock and its private HOME/TMPDIR cost. Alternating A/B rounds on fresh grids; prints each
+round and the median ratios. Needs root.
+Usage: python bench/run_as.py [--tasks N] [--rounds R] [--slots S] [--against root|shared]
 """
 
 from __future__ import annotations
@@ -69,12 +72,16 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--slots", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--against", choices=["root", "shared"], default="root")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run it as root: a worker switches users only as root")
-    compare(
-        ("as root", ("--run-as", "root")), ("default user", ()), args.rounds, args.tasks, args.slots
+    base = (
+        ("as root", ("--run-as", "root"))
+        if args.against == "root"
+        else ("shared user nobody", ("--run-as", "nobody"))
     )
+    compare(base, ("a uid each", ()), args.rounds, args.tasks, args.slots)
 
 
 if __name__ == "__main__":

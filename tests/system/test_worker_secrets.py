@@ -106,7 +106,8 @@ def test_two_owners_tasks_on_one_worker_cannot_read_signal_or_trace_each_other(
     assert said_as == "a uid each"
     victim = httpx.post(
         f"{url}/v1/tasks",
-        json={"cmd": "id -u; echo $TMPDIR; sleep 4; echo done", "shell": True,
+        json={"cmd": "id -u; echo $TMPDIR; echo x > /tmp/left-by-victim; sleep 4; echo done",
+              "shell": True,
               "secret_env": {"DB_PASSWORD": "s3cret"}},
         timeout=10,
     ).json()  # fmt: skip
@@ -116,7 +117,8 @@ def test_two_owners_tasks_on_one_worker_cannot_read_signal_or_trace_each_other(
         " tr '\\0' '\\n' < /proc/$p/environ && echo read-environ;"
         ' python3 -c "import ctypes,sys; sys.exit(ctypes.CDLL(None).ptrace(16, $p, 0, 0))"'
         " && echo traced;"
-        " kill -9 $p && echo killed; done; id -u; echo $TMPDIR; exit 0"
+        " kill -9 $p && echo killed; done; cat /tmp/left-by-victim && echo saw-tmp;"
+        " id -u; echo $TMPDIR; exit 0"
     )
     attacker = httpx.post(f"{url}/v1/tasks", json={"cmd": pids, "shell": True}, timeout=10).json()
     done = system_grid.task(attacker["id"], wait=30)
@@ -124,7 +126,7 @@ def test_two_owners_tasks_on_one_worker_cannot_read_signal_or_trace_each_other(
     said = httpx.get(f"{url}/v1/tasks/{attacker['id']}/output", timeout=10).json()
     text = said["stdout"]["text"] + said["stderr"]["text"]
     assert "pid " in text  # it saw the other task's process (a shared /proc)
-    for what in ("s3cret", "read-environ", "traced", "killed"):
+    for what in ("s3cret", "read-environ", "traced", "killed", "saw-tmp"):
         assert what not in text, text
     ended = system_grid.task(victim["id"], wait=30)
     assert (ended["state"], ended["exit_code"]) == ("succeeded", 0), ended
@@ -136,3 +138,4 @@ def test_two_owners_tasks_on_one_worker_cannot_read_signal_or_trace_each_other(
     assert int(attacker_uid) >= 2_000_000_000
     assert victim_tmp != attacker_tmp  # a private TMPDIR each
     assert not Path(victim_tmp).exists()  # removed when the attempt ended
+    assert not Path("/tmp/left-by-victim").exists()  # its /tmp was its own, not the host's

@@ -4,7 +4,8 @@ Tasks that share a uid can read each other's /proc/PID/environ (secrets included
 ptrace each other. So a root worker given no --run-as runs each attempt as a uid of its own,
 taken from a range no account uses (systemd's DynamicUser and Slurm's per-job users are the
 models), with the same number as its only group, a private HOME and TMPDIR (0700, removed when
-the attempt ends), and no other groups.
+the attempt ends), and no other groups. Where the worker may make mount namespaces, that
+directory is also the task's /tmp: what one task leaves in /tmp no other task sees.
 
 The range: `--task-ids FIRST-LAST`, by default 2000000000-2000065535 (above the ranges of
 accounts, systemd's dynamic users and the usual container and subordinate ranges). The worker
@@ -17,11 +18,14 @@ ran). An attempt's uid is given back only after its box (cgroup) has ended every
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import fcntl
 import grp
 import os
 import pwd
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,10 +62,12 @@ def _subordinate_ranges(path: Path) -> list[tuple[int, int]]:
 
 @dataclass
 class Identity:
-    """The uid (and gid) an attempt runs as, and its private directory."""
+    """The uid (and gid) an attempt runs as, and its private directory (also its /tmp where
+    `private_tmp`)."""
 
     uid: int
     home: Path
+    private_tmp: bool = False
 
 
 class TaskIdentities:
@@ -71,6 +77,7 @@ class TaskIdentities:
         self._homes = state_dir / "task-homes"
         self._held: dict[int, int] = {}  # uid -> the fd holding its lock
         self._next = first
+        self.private_tmp = False  # its home is also its /tmp (see check_startup)
 
     def check_startup(self) -> None:
         """Refuse a range that an account, a group or a subordinate range uses; make the
@@ -98,6 +105,7 @@ class TaskIdentities:
                 made.chmod(mode)
         except OSError as exc:
             raise ConfigError(f"cannot make {self._locks.parent}: {exc}") from None
+        self.private_tmp = private_tmp_works()
 
     def take(self, name: str) -> Identity:
         """A uid no other running attempt (of any worker on this host) has, and a fresh
@@ -119,7 +127,7 @@ class TaskIdentities:
             shutil.rmtree(home, ignore_errors=True)
             home.mkdir(mode=0o700)
             os.chown(home, uid, uid)
-            return Identity(uid, home)
+            return Identity(uid, home, self.private_tmp)
         raise OSError(f"all {size} task ids ({self.first}-{self.last}) are in use")
 
     def give_back(self, identity: Identity) -> None:
@@ -133,3 +141,53 @@ class TaskIdentities:
     @property
     def in_use(self) -> int:
         return len(self._held)
+
+
+CLONE_NEWNS = 0x00020000
+MS_BIND = 0x1000
+MS_REC = 0x4000
+MS_SLAVE = 1 << 19
+
+
+def _libc_call(name: str, *args: object) -> None:
+    result = getattr(ctypes.CDLL(None, use_errno=True), name)(*args)
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{name}: {os.strerror(err)}")
+
+
+def private_tmp_works() -> bool:
+    """Whether this process may give a task a /tmp of its own (a mount namespace: root with
+    CAP_SYS_ADMIN, not in a container that forbids it). Tried once, in a child."""
+    pid = os.fork()
+    if pid == 0:  # (a fresh child of a process that has not started its threads yet)
+        try:
+            _libc_call("unshare", CLONE_NEWNS)
+            _libc_call("mount", b"none", b"/", None, MS_REC | MS_SLAVE, None)
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0
+
+
+@contextlib.contextmanager
+def private_tmp(home: Path) -> Iterator[None]:
+    """While the block runs, the calling thread, and so what it spawns, sees `home` at /tmp:
+    a mount namespace of its own (unshare), its mounts made slaves of the host's (so nothing
+    done in it reaches the host), `home` bound onto /tmp. Afterwards the thread goes back to
+    the worker's namespace and directory (setns resets the directory to the root)."""
+    own_ns = os.open("/proc/thread-self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    own_cwd = os.open(".", os.O_RDONLY | os.O_CLOEXEC | os.O_DIRECTORY)
+    try:
+        _libc_call("unshare", CLONE_NEWNS)
+        try:
+            _libc_call("mount", b"none", b"/", None, MS_REC | MS_SLAVE, None)
+            _libc_call("mount", os.fsencode(home), b"/tmp", None, MS_BIND, None)
+            yield
+        finally:
+            _libc_call("setns", own_ns, CLONE_NEWNS)
+            os.fchdir(own_cwd)
+    finally:
+        os.close(own_ns)
+        os.close(own_cwd)

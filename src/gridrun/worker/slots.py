@@ -107,8 +107,10 @@ class Slots:
 
     def tasks_as(self) -> str:
         """Who the tasks run as, and whether they are apart from each other, in words."""
-        if self._identities is not None:
-            return f"a uid each ({self._identities.first}-{self._identities.last})"
+        pool = self._identities
+        if pool is not None:
+            tmp = ", a /tmp each" if pool.private_tmp else ", a TMPDIR each (/tmp shared)"
+            return f"a uid each ({pool.first}-{pool.last}{tmp})"
         if self.config.run_as is not None:
             return f"{self.config.run_as}, all alike (not apart from each other)"
         return "the worker's user (not apart from each other or from the worker)"

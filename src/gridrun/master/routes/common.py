@@ -122,8 +122,8 @@ def refuse_duplicate_keys(raw: bytes) -> None:
     would see another request than the one run. (About 1 us a task of a batch.)"""
     try:
         json.loads(raw, object_pairs_hook=_no_duplicate_keys)
-    except ValueError:
-        return  # not JSON: the route's own parsing says so
+    except (ValueError, RecursionError):
+        return  # not JSON, or nested past what the route's parser takes: it says so
 
 
 class StrictJsonRoute(APIRoute):

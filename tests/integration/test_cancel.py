@@ -69,6 +69,11 @@ async def test_cancel_of_a_finished_task_is_a_conflict(grid: Grid) -> None:
     assert response.status_code == 409
     assert response.headers["content-type"] == "application/problem+json"
     assert "succeeded" in response.json()["detail"]
+    queued = await grid.submit(cmd="true", labels={"nowhere": "1"})
+    assert (await grid.api.post(f"/v1/tasks/{queued['id']}/cancel")).status_code == 200
+    again = await grid.api.post(f"/v1/tasks/{queued['id']}/cancel")  # a second cancel
+    assert again.status_code == 409
+    assert again.json()["detail"] == f"task {queued['id']} has already ended (cancelled)"
 
 
 async def test_cancel_sends_sigterm_to_the_whole_group_first(grid: Grid, tmp_path: Path) -> None:

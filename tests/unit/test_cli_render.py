@@ -31,7 +31,8 @@ def task(**fields: Any) -> Any:
         ({"state": "succeeded", "exit_code": 0}, 0),
         ({"state": "failed", "exit_code": 3}, 3),
         ({"state": "failed", "signal": 9}, 137),
-        ({"state": "timed_out", "signal": 15}, 143),
+        ({"state": "timed_out", "signal": 15}, 124),  # as GNU timeout, not 128+15
+        ({"state": "timed_out", "exit_code": 143}, 124),
         ({"state": "timed_out"}, 124),
         ({"state": "cancelled"}, 130),
         ({"state": "lost"}, 255),

@@ -46,7 +46,10 @@ def split_address(address: str) -> tuple[str, int]:
 
 
 def exit_status(task: TaskDict) -> int:
-    """The CLI's exit status for a finished task, following ssh and timeout(1) conventions."""
+    """The CLI's exit status for a finished task, following ssh and timeout(1) conventions:
+    a task that timed out exits 124 as `timeout` does, whatever signal ended it."""
+    if task["state"] == TaskState.TIMED_OUT:
+        return 124
     if task["exit_code"] is not None:
         return task["exit_code"]
     if task["signal"]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -107,12 +108,15 @@ def run(
             raise typer.Exit(_run_everywhere(client, options.body(command)))
     with guard, connect(url) as client:
         task = _submit(client, command or [], options)
+        watching = _WhyItWaits(client.url, task["id"])
         try:
             task = _follow(client, task["id"])
         except KeyboardInterrupt:
             client.cancel(task["id"])
             err.print(f"cancelled task {task['id']}")
             raise typer.Exit(130) from None
+        finally:
+            watching.stop()
         code = render.exit_status(task)
         plain_exit = (
             task["state"] in (TaskState.SUCCEEDED, TaskState.FAILED)
@@ -121,6 +125,43 @@ def run(
         if not plain_exit or task["error"]:  # say why there is no ordinary exit code
             say(f"gridrun: task {task['id']} {render.outcome(task)}")
     raise typer.Exit(code)
+
+
+WAIT_POLL_S = 1.0
+
+
+class _WhyItWaits:
+    """While `run` follows a task that has not started: say on stderr why it waits (no live
+    worker has what it asks, a quota, a concurrency key, the tasks it runs after), once, and
+    again when the reason changes. A thread of its own with a client of its own, so the
+    output is followed meanwhile as ever; it reads the task once a second until it starts."""
+
+    def __init__(self, url: str, task_id: str) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, args=(url, task_id), daemon=True)
+        self._thread.start()
+
+    def _watch(self, url: str, task_id: str) -> None:
+        said: str | None = None
+        with contextlib.suppress(GridrunError), Client(url) as client:
+            while not self._stop.wait(WAIT_POLL_S):
+                task = client.get(task_id)
+                if task["state"] not in (TaskState.QUEUED, TaskState.WAITING):
+                    return
+                why = task["unschedulable"]
+                if task["state"] == TaskState.WAITING:
+                    why = (
+                        "it runs after "
+                        + ", ".join(task["after"])
+                        + ", which have not succeeded yet"
+                    )
+                if why and why != said and not self._stop.is_set():
+                    say(f"gridrun: task {task_id} is {task['state']}: {why}")
+                    said = why
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
 
 
 def _run_everywhere(client: Client, body: dict[str, Any]) -> int:

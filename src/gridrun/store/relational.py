@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from gridrun.errors import InvalidTransition
 from gridrun.model import ACTIVE, Attempt, Stream, StreamOutput, Task, TaskState, transition
 from gridrun.store import NewTask, Page, TaskFilter, TaskOutput
 from gridrun.store import queries as sql
@@ -103,6 +104,8 @@ class RelationalStore(DispatchVerbs, AttemptVerbs, ScheduleVerbs, WorkerVerbs, R
     async def request_cancel(self, task_id: str, now: int) -> Task:
         async def cancel(tx: Tx) -> Task:
             task = await self._load(tx, task_id, self.dialect.lock)
+            if task.terminal:  # (a second cancel said "a cancelled task cannot become cancelled")
+                raise InvalidTransition(f"task {task_id} has already ended ({task.state})")
             if task.state in ACTIVE:
                 await tx.run(sql.FLAG_CANCEL, task_id)
                 await self._notice(tx, "cancel", task_id)  # whichever master holds the worker

@@ -1,0 +1,54 @@
+"""`gridrun run` as people use it like ssh: the exit statuses it documents, and a word on stderr
+when the task cannot start, instead of silence."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.system.conftest import SystemGrid
+
+pytestmark = [pytest.mark.system]
+
+
+def test_run_exits_124_when_the_task_times_out_as_gnu_timeout_does(
+    system_grid: SystemGrid,
+) -> None:
+    system_grid.start_master()
+    system_grid.start_worker("w1", slots=1)
+    result = system_grid.cli("run", "--timeout", "1", "--", "sleep", "5")
+    assert result.returncode == 124, (result.returncode, result.stderr)  # it was 143
+    assert "timed_out" in result.stderr
+
+
+def test_run_says_why_a_task_waits_and_again_when_the_reason_changes(
+    system_grid: SystemGrid,
+) -> None:
+    system_grid.start_master()
+    system_grid.start_worker("w1", slots=1, labels=("zone=a",))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gridrun", "run", "--on", "zone=b", "--", "true"],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env={**system_grid.env, "GRIDRUN_URL": system_grid.url},
+    )
+    try:
+        assert proc.stderr is not None
+        deadline = time.monotonic() + 30
+        line = ""
+        while "is queued" not in line and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+        assert "is queued: " in line, line  # before, it waited without a word
+        assert "zone" in line  # the reason the master gave: no worker has zone=b
+        assert proc.poll() is None  # and it still waits for the task
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

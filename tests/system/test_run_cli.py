@@ -52,3 +52,29 @@ def test_run_says_why_a_task_waits_and_again_when_the_reason_changes(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_top_into_a_pipe_prints_a_whole_frame_each_interval(system_grid: SystemGrid) -> None:
+    system_grid.start_master()
+    system_grid.start_worker("w1", slots=1)
+    system_grid.cli("submit", "--name", "piped-one", "--", "true")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gridrun", "top", "--interval", "0.3"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**system_grid.env, "GRIDRUN_URL": system_grid.url},
+    )
+    try:
+        assert proc.stdout is not None
+        frames, seen = 0, []
+        deadline = time.monotonic() + 30
+        while frames < 2 and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            seen.append(line)
+            frames += line.startswith("gridrun http")  # each frame's first line
+        assert frames == 2, "".join(seen)  # it printed nothing into a pipe before
+        assert any("piped-one" in line for line in seen)
+        assert not any("\x1b" in line for line in seen)  # no cursor movement, no colour
+    finally:
+        proc.terminate()
+        proc.wait(10)

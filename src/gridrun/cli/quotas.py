@@ -59,6 +59,16 @@ def show(url: Url = None, json_out: JsonOut = False) -> None:
     if json_out:
         print_json({"quotas": quotas, "owners": owners})
         return
+    if not sys.stdout.isatty():  # a pipe: the two lists as TSV, each under its header
+        print(tsv(["SCOPE", "NAME", "MAX QUEUED", "MAX RUNNING"], [
+            [q["scope"], q["name"], _n(q["max_queued"], ""), _n(q["max_running"], "")]
+            for q in quotas
+        ]))  # fmt: skip
+        print()
+        print(tsv(["OWNER", "QUEUE", "QUEUED", "RUNNING"], [
+            [o["owner"], o["queue"], str(o["queued"]), str(o["running"])] for o in owners
+        ]))  # fmt: skip
+        return
     console = Console()
     table = Table(
         "SCOPE", "NAME", "MAX QUEUED", "MAX RUNNING", title="quotas", title_justify="left"
@@ -72,8 +82,11 @@ def show(url: Url = None, json_out: JsonOut = False) -> None:
     console.print(table if owners else "nothing queued or running")
 
 
-def _n(value: int | None) -> str:
-    return "-" if value is None else f"{value:,}"
+def _n(value: int | None, none: str = "-") -> str:
+    """A limit for people (1,000; '-' for none), or for a pipe (1000; '' for none)."""
+    if value is None:
+        return none
+    return f"{value:,}" if none == "-" else str(value)
 
 
 def _limits(max_queued: int | None, max_running: int | None) -> str:

@@ -466,11 +466,17 @@ def top(
             )
 
         try:
+            if not sys.stdout.isatty():  # a pipe or a file: one whole frame per interval
+                plain = Console(width=max(console.width, 160), color_system=None)
+                while True:
+                    plain.print(frame())
+                    print(flush=True)
+                    time.sleep(interval)
             with Live(frame(), console=console, auto_refresh=False) as live:
                 while True:
                     time.sleep(interval)
                     live.update(frame(), refresh=True)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, BrokenPipeError):
             pass
 
 

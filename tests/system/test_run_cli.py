@@ -3,6 +3,7 @@ when the task cannot start, instead of silence."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -78,3 +79,14 @@ def test_top_into_a_pipe_prints_a_whole_frame_each_interval(system_grid: SystemG
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_errors_under_json_are_json(system_grid: SystemGrid) -> None:
+    system_grid.start_master()
+    missing = system_grid.cli("show", "no-such-task", "--json")
+    assert missing.returncode == 1
+    said = json.loads(missing.stderr)  # it was "error: ..." text
+    assert said["exit"] == 1
+    assert "no-such-task" in said["error"]
+    plain = system_grid.cli("show", "no-such-task")
+    assert plain.stderr.startswith("error: ")

@@ -71,8 +71,14 @@ LogFormat = Annotated[
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    """The message on one line of stderr (not wrapped: a log or a pipe keeps it whole)."""
-    err.print(f"[bold red]error:[/] {escape(visible(message))}", highlight=False, soft_wrap=True)
+    """The message on one line of stderr (not wrapped: a log or a pipe keeps it whole); under
+    --json, a JSON object ({"error": message, "exit": code}) that a script can parse."""
+    if "--json" in sys.argv[1:]:
+        sys.stderr.write(json.dumps({"error": message, "exit": code}) + "\n")
+    else:
+        err.print(
+            f"[bold red]error:[/] {escape(visible(message))}", highlight=False, soft_wrap=True
+        )
     raise typer.Exit(code)
 
 

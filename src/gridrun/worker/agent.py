@@ -195,6 +195,7 @@ class Agent:
             await asyncio.gather(connection, return_exceptions=True)
             await asyncio.gather(*(c.close() for c in channels), return_exceptions=True)
             self.containment.close()
+            self.slots.close()
             self.identity.release()
         log.info("worker %s stopped", self.id)
 

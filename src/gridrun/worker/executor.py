@@ -23,7 +23,7 @@ from typing import IO, Any
 from gridrun.model import AttemptRef, Outcome, Report, Stream
 from gridrun.worker.cgroups import Usage
 from gridrun.worker.containment import Box
-from gridrun.worker.identities import private_tmp
+from gridrun.worker.identities import entered
 from gridrun.worker.policy import Launch
 
 READ_SIZE = 64 * 1024
@@ -107,7 +107,7 @@ def _spawn(launch: Launch, box: Box) -> subprocess.Popen[bytes]:
     if wrapped[0] != (executable or argv[0]):  # a wrapper execs the checked file by path
         _check_program(executable or argv[0], launch.env)  # as Popen would, before the wrapper
         argv, executable = wrapped, None
-    tmp = private_tmp(launch.private_tmp) if launch.private_tmp else contextlib.nullcontext()
+    tmp = entered(launch.namespace) if launch.namespace is not None else contextlib.nullcontext()
     with box.spawning(), tmp:
         return subprocess.Popen(
             argv,

@@ -3,7 +3,7 @@
 Tasks that share a uid can read each other's /proc/PID/environ (secrets included), signal and
 ptrace each other. So a root worker given no --run-as runs each attempt as a uid of its own,
 taken from a range no account uses (systemd's DynamicUser and Slurm's per-job users are the
-models), with the same number as its only group, a private HOME and TMPDIR (0700, removed when
+models), with the same number as its only group, a private HOME and TMPDIR (0700, emptied when
 the attempt ends), and no other groups. Where the worker may make mount namespaces, that
 directory is also the task's /tmp: what one task leaves in /tmp no other task sees.
 
@@ -22,6 +22,7 @@ import contextlib
 import ctypes
 import fcntl
 import grp
+import itertools
 import os
 import pwd
 import shutil
@@ -62,12 +63,26 @@ def _subordinate_ranges(path: Path) -> list[tuple[int, int]]:
 
 @dataclass
 class Identity:
-    """The uid (and gid) an attempt runs as, and its private directory (also its /tmp where
-    `private_tmp`)."""
+    """The uid (and gid) an attempt runs as; its private directory, HOME and TMPDIR (and its
+    /tmp, seen through `namespace`: a mount namespace of its own, an open fd, where the
+    worker may make them)."""
 
     uid: int
     home: Path
-    private_tmp: bool = False
+    lock: int  # the fd holding the uid's flock
+    namespace: int | None = None
+
+
+@dataclass
+class _Place:
+    """A private directory and the namespace that shows it at /tmp: made once (~0.3 ms),
+    emptied and handed to another uid for each attempt."""
+
+    home: Path
+    namespace: int | None
+
+
+IDLE_MAX = 64  # places a worker keeps ready between attempts (each: a dir and a namespace)
 
 
 class TaskIdentities:
@@ -75,8 +90,12 @@ class TaskIdentities:
         self.first, self.last = first, last
         self._locks = state_dir / "task-ids"
         self._homes = state_dir / "task-homes"
-        self._held: dict[int, int] = {}  # uid -> the fd holding its lock
+        self._held: set[int] = set()  # uids running attempts of this worker have
+        # A uid is not reused at once: the next attempt gets the next uid of the range (what
+        # one left in /dev/shm or a shared directory stays the old uid's); only its place is
         self._next = first
+        self._idle: list[_Place] = []
+        self._places = itertools.count(1)
         self.private_tmp = False  # its home is also its /tmp (see check_startup)
 
     def check_startup(self) -> None:
@@ -107,9 +126,9 @@ class TaskIdentities:
             raise ConfigError(f"cannot make {self._locks.parent}: {exc}") from None
         self.private_tmp = private_tmp_works()
 
-    def take(self, name: str) -> Identity:
-        """A uid no other running attempt (of any worker on this host) has, and a fresh
-        private directory it owns; OSError if the whole range is in use."""
+    def take(self) -> Identity:
+        """A uid no other running attempt (of any worker on this host) has, with a private
+        directory it owns, empty; OSError if the whole range is in use."""
         size = self.last - self.first + 1
         for step in range(size):
             uid = self.first + (self._next - self.first + step) % size
@@ -121,26 +140,63 @@ class TaskIdentities:
             except BlockingIOError:
                 os.close(fd)
                 continue
-            self._held[uid] = fd
+            self._held.add(uid)
             self._next = uid + 1 if uid < self.last else self.first
-            home = self._homes / name
-            shutil.rmtree(home, ignore_errors=True)
-            home.mkdir(mode=0o700)
-            os.chown(home, uid, uid)
-            return Identity(uid, home, self.private_tmp)
+            try:
+                place = self._idle.pop() if self._idle else self._new_place()
+                os.chown(place.home, uid, uid)
+                os.chmod(place.home, 0o700)
+            except OSError:
+                self._held.discard(uid)
+                os.close(fd)
+                raise
+            return Identity(uid, place.home, fd, place.namespace)
         raise OSError(f"all {size} task ids ({self.first}-{self.last}) are in use")
 
+    def _new_place(self) -> _Place:
+        home = self._homes / f"{os.getpid()}.{next(self._places)}"
+        shutil.rmtree(home, ignore_errors=True)  # (a dead worker's of the same pid)
+        home.mkdir(mode=0o700)
+        return _Place(home, tmp_namespace(home) if self.private_tmp else None)
+
     def give_back(self, identity: Identity) -> None:
-        """The attempt has ended and its box holds nothing: its directory goes, its uid is
-        free for another attempt."""
-        shutil.rmtree(identity.home, ignore_errors=True)
-        fd = self._held.pop(identity.uid, None)
-        if fd is not None:
-            os.close(fd)  # (closing it lets go of the lock)
+        """The attempt has ended and its box holds nothing: its uid is free, and its place,
+        emptied, waits for the next attempt (or goes, beyond IDLE_MAX)."""
+        self._held.discard(identity.uid)
+        os.close(identity.lock)  # (closing it lets go of the lock)
+        place = _Place(identity.home, identity.namespace)
+        if len(self._idle) < IDLE_MAX and _emptied(place.home):
+            os.chown(place.home, 0, 0)  # nobody's between attempts
+            self._idle.append(place)
+        else:
+            _remove(place)
+
+    def close(self) -> None:
+        while self._idle:
+            _remove(self._idle.pop())
 
     @property
     def in_use(self) -> int:
         return len(self._held)
+
+
+def _remove(place: _Place) -> None:
+    shutil.rmtree(place.home, ignore_errors=True)
+    if place.namespace is not None:
+        os.close(place.namespace)
+
+
+def _emptied(home: Path) -> bool:
+    """Remove what is in `home` (not `home` itself: a namespace has it bound on /tmp)."""
+    try:
+        for entry in os.scandir(home):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+    except OSError:
+        return False
+    return True
 
 
 CLONE_NEWNS = 0x00020000
@@ -171,23 +227,37 @@ def private_tmp_works() -> bool:
     return os.waitstatus_to_exitcode(status) == 0
 
 
+def tmp_namespace(home: Path) -> int:
+    """A mount namespace in which `home` is bound on /tmp (its mounts slaves of the host's,
+    so nothing done in it reaches the host): an fd that keeps it, for `entered`. Made by the
+    calling thread, which then goes back to where it was."""
+    with _returning():
+        _libc_call("unshare", CLONE_NEWNS)
+        _libc_call("mount", b"none", b"/", None, MS_REC | MS_SLAVE, None)
+        _libc_call("mount", os.fsencode(home), b"/tmp", None, MS_BIND, None)
+        return os.open("/proc/thread-self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+
+
 @contextlib.contextmanager
-def private_tmp(home: Path) -> Iterator[None]:
-    """While the block runs, the calling thread, and so what it spawns, sees `home` at /tmp:
-    a mount namespace of its own (unshare), its mounts made slaves of the host's (so nothing
-    done in it reaches the host), `home` bound onto /tmp. Afterwards the thread goes back to
-    the worker's namespace and directory (setns resets the directory to the root)."""
+def entered(namespace: int) -> Iterator[None]:
+    """While the block runs, the calling thread, and so what it spawns, is in `namespace`."""
+    with _returning():
+        _libc_call("setns", namespace, CLONE_NEWNS)
+        yield
+
+
+@contextlib.contextmanager
+def _returning() -> Iterator[None]:
+    """The calling thread back in this process's mount namespace and directory afterwards
+    (setns resets the directory to the namespace's root)."""
     own_ns = os.open("/proc/thread-self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
     own_cwd = os.open(".", os.O_RDONLY | os.O_CLOEXEC | os.O_DIRECTORY)
     try:
-        _libc_call("unshare", CLONE_NEWNS)
+        yield
+    finally:
         try:
-            _libc_call("mount", b"none", b"/", None, MS_REC | MS_SLAVE, None)
-            _libc_call("mount", os.fsencode(home), b"/tmp", None, MS_BIND, None)
-            yield
-        finally:
             _libc_call("setns", own_ns, CLONE_NEWNS)
             os.fchdir(own_cwd)
-    finally:
-        os.close(own_ns)
-        os.close(own_cwd)
+        finally:
+            os.close(own_ns)
+            os.close(own_cwd)

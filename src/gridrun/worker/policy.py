@@ -99,7 +99,7 @@ class Launch:
     env: dict[str, str]
     cwd: str | None
     scratch: Path | None = None  # a fresh directory to remove when the attempt ends
-    private_tmp: Path | None = None  # what the process sees at /tmp (its own mount namespace)
+    namespace: int | None = None  # a mount namespace to spawn it in (its own /tmp)
     executable: str | None = None  # the checked file to exec (argv[0] stays as the task gave it)
 
 
@@ -223,10 +223,9 @@ class Policy:
         if wrappers:  # a wrapper execs by path: give it the checked file, not the name
             full = (*wrappers, executable or argv[0], *argv[1:])
             executable = None
-        private_tmp = identity.home if identity is not None and identity.private_tmp else None
         return Launch(
             argv=full, env=env, cwd=cwd, scratch=scratch, executable=executable,
-            private_tmp=private_tmp,
+            namespace=identity.namespace if identity is not None else None,
         )  # fmt: skip
 
     def _env_allowed(self, name: str) -> bool:

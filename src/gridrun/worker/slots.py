@@ -105,6 +105,11 @@ class Slots:
         self._held: dict[AttemptRef, pb.Assign] = {}
         self._gates: dict[AttemptRef, asyncio.Future[None]] = {}
 
+    def close(self) -> None:
+        """The worker is stopping: let go of the task ids it keeps between attempts."""
+        if self._identities is not None:
+            self._identities.close()
+
     def tasks_as(self) -> str:
         """Who the tasks run as, and whether they are apart from each other, in words."""
         pool = self._identities
@@ -203,7 +208,7 @@ class Slots:
         identity, pool = None, self._identities
         if pool is not None:
             try:
-                identity = pool.take(f"{ref.task_id}-{ref.attempt}")
+                identity = pool.take()
             except OSError as exc:
                 self.not_run(ref, Outcome.NO_SLOT, f"no identity for the task: {exc}")
                 return

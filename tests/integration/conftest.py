@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from gridrun import model
+from gridrun.auth import Role, TokenEntry, digest, new_token
 from gridrun.client import AsyncClient
 from gridrun.clock import Clock
 from gridrun.master.app import Master, MasterConfig
@@ -201,3 +202,23 @@ async def grid(tmp_path: Path) -> AsyncIterator[Grid]:
         yield g
     finally:
         await g.close()
+
+
+# a shared grid's callers: ops (admin), alice and bob (submitters), each a token of its own
+TOKENS = {name: new_token() for name in ("ops", "alice", "bob")}
+
+
+@pytest.fixture
+async def shared(tmp_path: Path) -> AsyncIterator[Grid]:
+    """A grid with tokens: ops (admin), alice and bob (submit); the grid's helpers are ops."""
+    grid = Grid(tmp=tmp_path)
+    roles = {"ops": Role.ADMIN, "alice": Role.SUBMIT, "bob": Role.SUBMIT}
+    grid.master_overrides = {
+        "tokens": [TokenEntry(n, roles[n], digest(t)) for n, t in TOKENS.items()]
+    }
+    await grid.start_master()
+    grid.use_token(TOKENS["ops"])
+    try:
+        yield grid
+    finally:
+        await grid.close()

@@ -7,16 +7,15 @@ import contextlib
 import itertools
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from gridrun.auth import Role, TokenEntry, digest, new_token
+from gridrun.auth import Role, TokenEntry, digest
 from gridrun.errors import InvalidTransition
 from tests.helpers import eventually_async
-from tests.integration.conftest import Grid
+from tests.integration.conftest import TOKENS, Grid
 
 pytestmark = pytest.mark.slow
 
@@ -39,25 +38,6 @@ async def test_thousands_of_unplaceable_tasks_do_not_hold_up_plain_ones(grid: Gr
     assert time.monotonic() - began < 15
     counts = (await grid.api.get("/v1/stats")).json()
     assert counts["tasks"]["queued"] == 12_000  # the rest still wait, untouched
-
-
-TOKENS = {name: new_token() for name in ("ops", "alice", "bob")}
-
-
-@pytest.fixture
-async def shared(tmp_path: Path) -> AsyncIterator[Grid]:
-    """A grid with tokens: ops (admin), alice and bob (submit)."""
-    grid = Grid(tmp=tmp_path)
-    roles = {"ops": Role.ADMIN, "alice": Role.SUBMIT, "bob": Role.SUBMIT}
-    grid.master_overrides = {
-        "tokens": [TokenEntry(n, roles[n], digest(t)) for n, t in TOKENS.items()]
-    }
-    await grid.start_master()
-    grid.use_token(TOKENS["ops"])
-    try:
-        yield grid
-    finally:
-        await grid.close()
 
 
 async def submit_as(grid: Grid, who: str, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:

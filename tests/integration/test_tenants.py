@@ -4,34 +4,12 @@ slots are the master's alone; only an admin makes a key shared by all."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
-from gridrun.auth import Role, TokenEntry, digest, new_token
 from tests.helpers import eventually_async
-from tests.integration.conftest import Grid
-
-TOKENS = {name: new_token() for name in ("ops", "alice", "bob")}
-ROLES = {"ops": Role.ADMIN, "alice": Role.SUBMIT, "bob": Role.SUBMIT}
-
-
-@pytest.fixture
-async def shared(tmp_path: Path) -> AsyncIterator[Grid]:
-    """A grid with tokens: ops (admin), alice and bob (submit)."""
-    grid = Grid(tmp=tmp_path)
-    grid.master_overrides = {
-        "tokens": [TokenEntry(n, ROLES[n], digest(t)) for n, t in TOKENS.items()]
-    }
-    await grid.start_master()
-    grid.use_token(TOKENS["ops"])
-    try:
-        yield grid
-    finally:
-        await grid.close()
+from tests.integration.conftest import TOKENS, Grid
 
 
 def as_(who: str) -> dict[str, str]:

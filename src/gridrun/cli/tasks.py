@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -34,6 +32,7 @@ from gridrun.cli.common import (
     print_json,
     say,
 )
+from gridrun.cli.follow import WhyItWaits, follow_output
 from gridrun.cli.options import NO_OPTIONS, Command, Name, TaskOptions, task_options
 from gridrun.client import Client, TaskDict
 from gridrun.client.calls import TERMINAL
@@ -42,8 +41,6 @@ from gridrun.model import TaskState
 from gridrun.text import visible
 
 # ---------------------------------------------------------------- tasks
-
-FOLLOW_PATIENCE_S = 300.0  # how long `run` and `logs -f` wait for a master that went away
 
 
 def _submit(client: Client, command: list[str], options: TaskOptions) -> TaskDict:
@@ -108,9 +105,9 @@ def run(
             raise typer.Exit(_run_everywhere(client, options.body(command)))
     with guard, connect(url) as client:
         task = _submit(client, command or [], options)
-        watching = _WhyItWaits(client.url, task["id"])
+        watching = WhyItWaits(client.url, task["id"])
         try:
-            task = _follow(client, task["id"])
+            task = follow_output(client, task["id"])
         except KeyboardInterrupt:
             client.cancel(task["id"])
             err.print(f"cancelled task {task['id']}")
@@ -125,43 +122,6 @@ def run(
         if not plain_exit or task["error"]:  # say why there is no ordinary exit code
             say(f"gridrun: task {task['id']} {render.outcome(task)}")
     raise typer.Exit(code)
-
-
-WAIT_POLL_S = 1.0
-
-
-class _WhyItWaits:
-    """While `run` follows a task that has not started: say on stderr why it waits (no live
-    worker has what it asks, a quota, a concurrency key, the tasks it runs after), once, and
-    again when the reason changes. A thread of its own with a client of its own, so the
-    output is followed meanwhile as ever; it reads the task once a second until it starts."""
-
-    def __init__(self, url: str, task_id: str) -> None:
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, args=(url, task_id), daemon=True)
-        self._thread.start()
-
-    def _watch(self, url: str, task_id: str) -> None:
-        said: str | None = None
-        with contextlib.suppress(GridrunError), Client(url) as client:
-            while not self._stop.wait(WAIT_POLL_S):
-                task = client.get(task_id)
-                if task["state"] not in (TaskState.QUEUED, TaskState.WAITING):
-                    return
-                why = task["unschedulable"]
-                if task["state"] == TaskState.WAITING:
-                    why = (
-                        "it runs after "
-                        + ", ".join(task["after"])
-                        + ", which have not succeeded yet"
-                    )
-                if why and why != said and not self._stop.is_set():
-                    say(f"gridrun: task {task_id} is {task['state']}: {why}")
-                    said = why
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2)
 
 
 def _run_everywhere(client: Client, body: dict[str, Any]) -> int:
@@ -286,44 +246,6 @@ def _progress(client: Client, name: str, ids: list[str]) -> dict[str, TaskDict]:
     return ended
 
 
-def _follow(client: Client, task_id: str) -> TaskDict:
-    """Print the task's output as it comes (stdout to stdout, stderr to stderr) until it ends;
-    return the ended task. A stream cut off (a master restart) is resumed where it stopped;
-    after FOLLOW_PATIENCE_S without a master, give up with a message (the task runs on)."""
-    outs = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer}  # the bytes, exactly
-    shown = {"stdout": 0, "stderr": 0}  # bytes of each stream shown or reported dropped
-    delay, lost_since = 0.2, None
-    while True:
-        try:
-            for event, data in client.follow(
-                task_id, stdout_from=shown["stdout"], stderr_from=shown["stderr"], raw=True
-            ):
-                lost_since, delay = None, 0.2
-                if event == "output":
-                    outs[data["stream"]].write(base64.b64decode(data["data"]))
-                    outs[data["stream"]].flush()
-                    shown[data["stream"]] = data["offset"] + data["bytes"]
-                elif event == "gap":
-                    shown[data["stream"]] += data["dropped"]
-                    err.print(
-                        f"gridrun: {data['dropped']} bytes of {data['stream']} were not kept"
-                        " (the master's --output-cap)",
-                        highlight=False,
-                    )
-                elif event == "end":
-                    return client.get(task_id)
-        except ClientError:
-            if lost_since is None:
-                lost_since = time.monotonic()
-            elif time.monotonic() - lost_since > FOLLOW_PATIENCE_S:
-                raise ClientError(
-                    f"lost the master for {FOLLOW_PATIENCE_S:.0f}s; task {task_id} goes on:"
-                    f" follow it with `gridrun logs -f {task_id}`"
-                ) from None
-        time.sleep(delay)
-        delay = min(delay * 2, 3.0)
-
-
 @app.command("ls")
 def list_tasks(
     state: Annotated[
@@ -399,7 +321,7 @@ def logs(
             print_json(client.output(task_id))
             return
         if follow:
-            _follow(client, task_id)
+            follow_output(client, task_id)
             return
         output = client.output(task_id)
         for name, kept in (("stdout", output["stdout"]), ("stderr", output["stderr"])):

@@ -84,9 +84,9 @@ class Trust:
         missed = self._missed[session.worker_id] = self._missed.get(session.worker_id, 0) + 1
         if missed >= self.service.config.quarantine_after and session.quarantined is None:
             why_q = f"missed {missed} deadlines (last: {why})"
-            until = self.service.clock.monotonic() + self.service.config.quarantine_s
-            self._quarantine[session.worker_id] = (until, why_q)
             now = self.service.clock.monotonic()
+            until = now + self.service.config.quarantine_s
+            self._quarantine[session.worker_id] = (until, why_q)
             self._sources[session.credential, session.host] = (now, until, why_q)
             session.quarantined = why_q
             log.warning(
@@ -149,18 +149,16 @@ class Trust:
             " secret in its data dir); give this worker its own --name or --data-dir"
         )
         now = self.service.clock.now_ms()
+        most = self.service.config.max_workers_per_token
         if presented:
             wanted = _secret_hash(presented)
-            stored = await self.service.store.bind_worker(
-                worker_id, wanted, now, credential, self.service.config.max_workers_per_token
-            )
+            stored = await self.service.store.bind_worker(worker_id, wanted, now, credential, most)
             if stored is None:
                 return self._too_many(credential), ""
             return (None, "") if hmac.compare_digest(stored, wanted) else (refusal, "")
         if not binds:  # an older worker keeps no secret: it may use only an unbound id
             return (refusal if await self.service.store.worker_secret(worker_id) else None), ""
         issued = secrets.token_urlsafe(32)
-        most = self.service.config.max_workers_per_token
         stored = await self.service.store.bind_worker(
             worker_id, _secret_hash(issued), now, credential, most
         )

@@ -97,20 +97,15 @@ class TaskSteps(Steps):
         `adopt_limits` (a schedule's slot, whose spec was accepted when the schedule was
         made): then it takes the key's limit."""
         scoped: list[NewTask] = []
+        known: dict[tuple[str, str], tuple[str, int]] = {}  # (owner, key) -> (scope, limit)
         for t in tasks:
             asked = t.spec.concurrency
             if asked is None:
                 scoped.append(t)
                 continue
-            scope, row = "", await tx.one(sql.SELECT_CONCURRENCY_LIMIT, "", asked.key)
-            if row is None:
-                scope = t.spec.owner
-                row = await tx.one(sql.SELECT_CONCURRENCY_LIMIT, scope, asked.key)
-            if row is None:
-                await tx.run(sql.INSERT_CONCURRENCY_KEY, scope, asked.key, asked.limit)
-                limit = asked.limit
-            else:
-                limit = int(row[0])
+            if (t.spec.owner, asked.key) not in known:  # (a batch shares its keys' reads)
+                known[t.spec.owner, asked.key] = await self._key(tx, t.spec.owner, asked)
+            scope, limit = known[t.spec.owner, asked.key]
             if limit != asked.limit and not adopt_limits:
                 whose = "the grid-wide key" if not scope else f"owner {scope}'s key"
                 raise ConcurrencyConflict(
@@ -120,6 +115,18 @@ class TaskSteps(Steps):
             concurrency = Concurrency(asked.key, limit, scope)
             scoped.append(NewTask(t.id, dataclasses.replace(t.spec, concurrency=concurrency)))
         return scoped
+
+    async def _key(self, tx: Tx, owner: str, asked: Concurrency) -> tuple[str, int]:
+        """(scope, limit) of the key a task of `owner` names: the grid-wide one, else the
+        owner's, declared now with the task's limit if it is new."""
+        row = await tx.one(sql.SELECT_CONCURRENCY_LIMIT, "", asked.key)
+        if row is not None:
+            return "", int(row[0])
+        row = await tx.one(sql.SELECT_CONCURRENCY_LIMIT, owner, asked.key)
+        if row is not None:
+            return owner, int(row[0])
+        await tx.run(sql.INSERT_CONCURRENCY_KEY, owner, asked.key, asked.limit)
+        return owner, asked.limit
 
     async def _link(
         self, tx: Tx, tasks: Sequence[NewTask], added: list[Task], now: int

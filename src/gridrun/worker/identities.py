@@ -175,10 +175,6 @@ class TaskIdentities:
         while self._idle:
             _remove(self._idle.pop())
 
-    @property
-    def in_use(self) -> int:
-        return len(self._held)
-
 
 def _remove(place: _Place) -> None:
     shutil.rmtree(place.home, ignore_errors=True)

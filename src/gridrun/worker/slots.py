@@ -205,10 +205,10 @@ class Slots:
         }
         if msg.gpus:
             task_env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, self._gpus.peek(msg.gpus)))
-        identity, pool = None, self._identities
-        if pool is not None:
+        identity = None
+        if self._identities is not None:
             try:
-                identity = pool.take()
+                identity = self._identities.take()
             except OSError as exc:
                 self.not_run(ref, Outcome.NO_SLOT, f"no identity for the task: {exc}")
                 return
@@ -218,8 +218,7 @@ class Slots:
                 task_env, self.config.base_env, identity,
             )  # fmt: skip
         except Refused as refusal:
-            if pool is not None and identity is not None:
-                pool.give_back(identity)
+            self._give_back(identity)
             log.warning(
                 "rejected task %s attempt %d: %s", ref.task_id, ref.attempt, refusal,
                 extra={"task_id": ref.task_id, "attempt": ref.attempt},
@@ -231,8 +230,7 @@ class Slots:
         try:
             box = self._containment.box(ref, limits)
         except OSError as exc:
-            if pool is not None and identity is not None:
-                pool.give_back(identity)
+            self._give_back(identity)
             error = f"cannot create the attempt's cgroup: {exc.strerror or exc}"
             self.not_run(ref, Outcome.SPAWN_FAILED, error)
             return
@@ -274,8 +272,10 @@ class Slots:
             self._containment.attempt_ended(e.pid for e in self.executions.values() if e.pid)
             if execution.launch.scratch is not None:
                 shutil.rmtree(execution.launch.scratch, ignore_errors=True)
-            identity = self._identity.pop(ref, None)
-            if identity is not None and self._identities is not None:
-                # its box has ended everything it ran: the uid may serve another attempt
-                self._identities.give_back(identity)
+            # its box has ended everything it ran: the uid may serve another attempt
+            self._give_back(self._identity.pop(ref, None))
             self.start_held()
+
+    def _give_back(self, identity: Identity | None) -> None:
+        if identity is not None and self._identities is not None:
+            self._identities.give_back(identity)

@@ -1,8 +1,8 @@
 """What containment costs, in one run:
   1. at the worker: the wall time of one `true` attempt (spawn, run, reap, kill what is left,
      read its usage, remove its cgroup), one after another, N times, for each mode: none (a
-     process group only), cgroup (a group in each hierarchy: v1 groups are reused, the spawning
-     thread joins them; v2 groups are new, joined by a wrapper) and subreaper;
+     process group only), cgroup (a group in each hierarchy: v1 groups are reused, the spawner's
+     thread joins them for the fork; v2 groups are new, the child writes itself in) and subreaper;
   2. on a grid of real processes (one master, 2 workers x S slots, tasks as root): `true` tasks
      per second and p50 submit->finished with --containment none and with the default (cgroup
      as root), alternating rounds on fresh grids.
@@ -26,9 +26,10 @@ from gridrun.worker import containment
 from gridrun.worker.cgroups import Limits
 from gridrun.worker.executor import Assignment, Execution
 from gridrun.worker.policy import Launch
+from gridrun.worker.spawning import Spawner
 
 
-async def attempt_ms(box_of: containment.Containment, n: int) -> float:
+async def attempt_ms(box_of: containment.Containment, n: int, spawner: Spawner) -> float:
     """Median wall time of one `true` attempt, in ms."""
     times = []
     launch = Launch(argv=("true",), env={"PATH": os.environ["PATH"]}, cwd=None)
@@ -36,7 +37,10 @@ async def attempt_ms(box_of: containment.Containment, n: int) -> float:
         ref = AttemptRef(f"bench{i}", 1)
         began = time.perf_counter()
         box = box_of.box(ref, Limits(pids=4096))
-        await Execution(Assignment(ref, ("true",)), launch, lambda e: None, box=box).run()
+        execution = Execution(
+            Assignment(ref, ("true",)), launch, lambda e: None, box=box, spawner=spawner
+        )
+        await execution.run()
         times.append((time.perf_counter() - began) * 1000)
     return statistics.median(times)
 
@@ -49,10 +53,12 @@ async def per_attempt(n: int) -> dict[str, float]:
     found = {}
     for name, mode in modes.items():
         mode.start()
+        spawner = Spawner(mode.home())
         try:
-            await attempt_ms(mode, 20)  # warm up
-            found[name] = await attempt_ms(mode, n)
+            await attempt_ms(mode, 20, spawner)  # warm up
+            found[name] = await attempt_ms(mode, n, spawner)
         finally:
+            spawner.close()
             mode.close()
     return found
 

@@ -1,7 +1,7 @@
 """What running tasks as another user costs: `true` tasks per second, and submit->finished of
 one task at a time (p50), on a grid of real processes (one master, 2 workers x S slots) whose
 root workers run tasks as root (no user switch) or with their default (a uid of its own for
-each task, switched to by util-linux setpriv right before the task's exec). With
+each task, switched to by the spawner's child right before the task's exec). With
 `--against shared`, the default is measured against every task as one shared user
 (`--run-as nobody`, the default before tasks had an identity each): what the per-task uid,
 its lock and its private HOME/TMPDIR cost. Alternating A/B rounds on fresh grids; prints each

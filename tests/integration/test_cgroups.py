@@ -5,10 +5,12 @@ inside, a kill leaves nothing, limits and usage are read and written where they 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
-import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ import pytest
 from gridrun.model import AttemptRef
 from gridrun.worker import cgroups, containment
 from gridrun.worker.cgroups import Hierarchy, Limits
+from gridrun.worker.spawning import Process, Request, Spawner, SpawnError
 from tests.helpers import eventually, pid_alive
 
 HYBRID = """\
@@ -82,21 +85,61 @@ def groups(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[containme
         eventually(lambda b=base: not b.exists(), 10)  # type: ignore[misc]
 
 
-def run_boxed(box: containment.Box, script: str, tmp_path: Path) -> subprocess.Popen[bytes]:
-    argv = box.wrap(("/bin/sh", "-c", script))
-    with box.spawning():
-        return subprocess.Popen(argv, start_new_session=True, cwd=tmp_path)
+@dataclass
+class Boxed:
+    """A process the worker's spawner started in a box, waited for on a private loop."""
+
+    loop: asyncio.AbstractEventLoop
+    process: Process
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def wait(self, timeout: float) -> int | None:
+        ended = self.loop.run_until_complete(asyncio.wait_for(self.process.exited, timeout))
+        for fd in (self.process.stdout, self.process.stderr):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        return ended.code
+
+
+Loop = tuple[asyncio.AbstractEventLoop, Spawner]
+
+
+@pytest.fixture
+def spawner(groups: containment.Cgroups) -> Iterator[tuple[asyncio.AbstractEventLoop, Spawner]]:
+    loop = asyncio.new_event_loop()
+    made = Spawner(groups.home())
+    yield loop, made
+    made.close()
+    loop.close()
+
+
+def run_boxed(
+    spawner: tuple[asyncio.AbstractEventLoop, Spawner],
+    box: containment.Box,
+    script: str,
+    tmp_path: Path,
+) -> Boxed:
+    loop, made = spawner
+    request = Request(("/bin/sh", "-c", script), {"PATH": os.environ["PATH"]}, str(tmp_path))
+
+    async def spawn() -> Process:
+        return await made.spawn(request, box.placement(), box.populated)
+
+    return Boxed(loop, loop.run_until_complete(spawn()))
 
 
 def test_everything_an_attempt_forks_is_in_its_group_and_one_kill_ends_it(
-    groups: containment.Cgroups, tmp_path: Path
+    groups: containment.Cgroups, spawner: Loop, tmp_path: Path
 ) -> None:
     box = groups.box(AttemptRef("t1", 1), Limits(pids=100))
     assert isinstance(box, containment.CgroupBox)
     script = (
         f"setsid sh -c 'sleep 300 & sleep 300' & sleep 300 & echo ready > {tmp_path}/ready; wait"
     )
-    proc = run_boxed(box, script, tmp_path)
+    proc = run_boxed(spawner, box, script, tmp_path)
     eventually((tmp_path / "ready").exists, 10)
     inside = eventually(lambda: len(box.group.pids()) >= 5 and box.group.pids(), 10)
     assert proc.pid in inside
@@ -105,7 +148,7 @@ def test_everything_an_attempt_forks_is_in_its_group_and_one_kill_ends_it(
     eventually(lambda: not box.group.populated(), 10)
     assert not any(pid_alive(pid) for pid in inside)
     box.close()
-    if box.leave is None:  # v2: a group serves once
+    if box.group.v2 is not None:  # v2: a group serves once
         assert not any(p.exists() for p in box.group.paths)
     else:  # v1: kept for the next attempt, thawed
         assert groups.box(AttemptRef("t1", 2), Limits()).group is box.group
@@ -113,13 +156,13 @@ def test_everything_an_attempt_forks_is_in_its_group_and_one_kill_ends_it(
 
 
 def test_a_memory_limit_is_kept_and_its_kill_is_counted(
-    groups: containment.Cgroups, tmp_path: Path
+    groups: containment.Cgroups, spawner: Loop, tmp_path: Path
 ) -> None:
     box = groups.box(AttemptRef("t2", 1), Limits(memory_bytes=32 * 1024 * 1024))
     if "memory" not in box.group.dirs:
         pytest.skip("no memory controller in this kind of hierarchy")
     hog = "python3 -c \"b = b'x' * (256 * 1024 * 1024)\""
-    proc = run_boxed(box, hog, tmp_path)
+    proc = run_boxed(spawner, box, hog, tmp_path)
     assert proc.wait(30) != 0
     box.kill()
     usage = box.usage()
@@ -130,7 +173,7 @@ def test_a_memory_limit_is_kept_and_its_kill_is_counted(
 
 
 def test_cpu_time_is_measured_for_the_whole_group(
-    groups: containment.Cgroups, tmp_path: Path
+    groups: containment.Cgroups, spawner: Loop, tmp_path: Path
 ) -> None:
     box = groups.box(AttemptRef("t3", 1), Limits())
     burn = (
@@ -138,7 +181,7 @@ def test_cpu_time_is_measured_for_the_whole_group(
         "while time.process_time() < end: pass'"
     )
     began = time.monotonic()
-    proc = run_boxed(box, f"{burn} & {burn}; wait", tmp_path)
+    proc = run_boxed(spawner, box, f"{burn} & {burn}; wait", tmp_path)
     proc.wait(30)
     assert time.monotonic() - began < 30
     usage = box.usage()
@@ -150,22 +193,31 @@ def test_cpu_time_is_measured_for_the_whole_group(
 
 
 def test_the_first_process_is_born_in_its_group_and_the_spawner_goes_back(
-    groups: containment.Cgroups, tmp_path: Path
+    groups: containment.Cgroups, spawner: Loop, tmp_path: Path
 ) -> None:
-    """v1 groups take the spawning thread for the moment of the spawn (no wrapper); v2 needs
-    the wrapper. Either way the child is inside from its first instruction, and the worker's
-    threads are where they were."""
+    """v1 groups take the spawner's thread for the moment of the fork; in v2 the child writes
+    itself in before exec. Either way the child is inside before the task's first
+    instruction, and the spawner and the worker are where they were."""
     box = groups.box(AttemptRef("t4", 1), Limits(pids=100))
-    v1_only = box.group.v2 is None
-    assert (box.leave is not None) == v1_only
-    assert (box.wrap(("true",)) == ("true",)) == v1_only
+    placement = box.placement()
+    if box.group.v2 is None:
+        assert placement.join
+        assert not placement.enter
+    else:
+        assert placement.enter
+        assert not placement.join
     before = Path("/proc/thread-self/cgroup").read_text()
-    proc = run_boxed(box, "cat /proc/self/cgroup > born; sleep 300", tmp_path)
+    proc = run_boxed(spawner, box, "cat /proc/self/cgroup > born; sleep 300", tmp_path)
+    helper = spawner[1].pid
+    assert helper is not None
+    spawner_groups = Path(f"/proc/{helper}/cgroup").read_text()
+    assert spawner_groups == Path("/proc/self/cgroup").read_text()  # back home
     assert Path("/proc/thread-self/cgroup").read_text() == before
     born = eventually(lambda: (tmp_path / "born").exists() and (tmp_path / "born").read_text())
     for directory in box.group.paths:  # each of the group's directories is in the child's list
         assert any(directory.as_posix().endswith(line.split(":", 2)[2]) for line in born.split())
     assert os.getpid() not in box.group.pids()
+    assert helper not in box.group.pids()
     box.kill()
     proc.wait(10)
     eventually(lambda: not box.group.populated(), 10)
@@ -173,16 +225,15 @@ def test_the_first_process_is_born_in_its_group_and_the_spawner_goes_back(
 
 
 def test_a_spawn_into_a_group_that_is_gone_fails_and_leaves_the_spawner_home(
-    groups: containment.Cgroups, tmp_path: Path
+    groups: containment.Cgroups, spawner: Loop, tmp_path: Path
 ) -> None:
     box = groups.box(AttemptRef("t5", 1), Limits())
-    if box.leave is None:
-        pytest.skip("v2 groups are joined by the wrapper (its failure: exit 125)")
-    before = Path("/proc/thread-self/cgroup").read_text()
     assert not box.group.remove()  # its directories are gone
-    with pytest.raises(OSError, match="cannot put the task in its cgroup"):
-        run_boxed(box, "true", tmp_path)
-    assert Path("/proc/thread-self/cgroup").read_text() == before
+    with pytest.raises(SpawnError, match="cannot put the task in its cgroup"):
+        run_boxed(spawner, box, "true", tmp_path)
+    helper = spawner[1].pid
+    assert helper is not None
+    assert Path(f"/proc/{helper}/cgroup").read_text() == Path("/proc/self/cgroup").read_text()
 
 
 def test_a_hybrid_hosts_bare_v2_is_left_for_the_v1_controllers() -> None:
@@ -196,19 +247,23 @@ def test_a_hybrid_hosts_bare_v2_is_left_for_the_v1_controllers() -> None:
     assert containment.Cgroups._keeps_v2(bare[0], bare)  # no v1 freezer: v2 kills
 
 
-def test_a_recycled_group_is_as_good_as_new(groups: containment.Cgroups, tmp_path: Path) -> None:
+def test_a_recycled_group_is_as_good_as_new(
+    groups: containment.Cgroups, spawner: Loop, tmp_path: Path
+) -> None:
     """A v1 group serves the next attempt with its usage counted from zero and that attempt's
     limits (one lifted, one raised); a group left holding much file cache is removed."""
     first = groups.box(AttemptRef("t6", 1), Limits(memory_bytes=32 << 20, pids=100))
-    if first.leave is None:
+    if first.group.v2 is not None:
         pytest.skip("v2 groups serve once")
     hog = "python3 -c \"b = b'x' * (256 << 20)\""
-    assert run_boxed(first, hog, tmp_path).wait(30) != 0
+    assert run_boxed(spawner, first, hog, tmp_path).wait(30) != 0
     assert first.usage().oom_kills == 1
     first.close()
     second = groups.box(AttemptRef("t7", 1), Limits(memory_bytes=512 << 20))
     assert second.group is first.group
-    assert run_boxed(second, "python3 -c \"b = b'x' * (100 << 20)\"", tmp_path).wait(30) == 0
+    assert (
+        run_boxed(spawner, second, "python3 -c \"b = b'x' * (100 << 20)\"", tmp_path).wait(30) == 0
+    )
     usage = second.usage()
     assert usage.oom_kills == 0  # the first attempt's kill is not counted again
     assert usage.peak_memory_bytes is not None
@@ -221,13 +276,13 @@ def test_a_recycled_group_is_as_good_as_new(groups: containment.Cgroups, tmp_pat
     assert third.usage().peak_memory_bytes < 1 << 20  # (some kernel memory may stay charged)
     assert third.usage().cpu_s == 0
     cache = "head -c 20000000 /dev/zero > cache.bin"  # 20 MB of page cache charged to it
-    assert run_boxed(third, cache, tmp_path).wait(30) == 0
+    assert run_boxed(spawner, third, cache, tmp_path).wait(30) == 0
     third.close()
     assert not any(p.exists() for p in third.group.paths)  # removed, not recycled
 
 
 def test_disk_io_is_recorded_on_a_v1_host_with_blkio_and_counted_per_attempt(
-    groups: containment.Cgroups, tmp_path: Path
+    groups: containment.Cgroups, spawner: Loop, tmp_path: Path
 ) -> None:
     """On a v1 (or hybrid) host whose io is not on v2, blkio gives what an attempt wrote
     and read; the next attempt in the same (recycled) group counts from zero. (It recorded
@@ -247,14 +302,14 @@ def test_disk_io_is_recorded_on_a_v1_host_with_blkio_and_counted_per_attempt(
         pytest.skip("no disk")
     box = groups.box(AttemptRef("t9", 1), Limits())
     write = f"dd if=/dev/zero of={tmp_path}/io.bin bs=1M count=8 oflag=direct 2>/dev/null"
-    assert run_boxed(box, write, tmp_path).wait(30) == 0
+    assert run_boxed(spawner, box, write, tmp_path).wait(30) == 0
     usage = box.usage()
     assert usage.io_write_bytes is not None
     assert usage.io_write_bytes >= 8 << 20
     box.close()
     again = groups.box(AttemptRef("t10", 1), Limits())
     read = f"dd if={tmp_path}/io.bin of=/dev/null bs=1M iflag=direct 2>/dev/null"
-    assert run_boxed(again, read, tmp_path).wait(30) == 0
+    assert run_boxed(spawner, again, read, tmp_path).wait(30) == 0
     usage = again.usage()
     assert usage.io_read_bytes is not None
     assert usage.io_read_bytes >= 8 << 20

@@ -13,6 +13,7 @@ from gridrun.model import AttemptRef, Outcome, Stream
 from gridrun.worker import executor
 from gridrun.worker.executor import Assignment, Execution, Finished, OutputChunk, Started
 from gridrun.worker.policy import Launch
+from gridrun.worker.spawning import Spawner
 
 WIDE_WINDOW_S = 3.0  # `true` ends well within it, however loaded the machine
 
@@ -21,7 +22,13 @@ async def run(*argv: str, window_s: float = executor.STARTED_DELAY_S) -> list[ex
     events: list[executor.Event] = []
     ref = AttemptRef("0123456789abcdef", 1)
     launch = Launch(argv=argv, env={"PATH": os.environ["PATH"]}, cwd=None)
-    await Execution(Assignment(ref, argv), launch, events.append, window_s).run()
+    spawner = Spawner()
+    try:
+        await Execution(
+            Assignment(ref, argv), launch, events.append, window_s, spawner=spawner
+        ).run()
+    finally:
+        spawner.close()
     return events
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import grp
 import os
 import pwd
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 from gridrun.errors import ConfigError
 from gridrun.worker.agent import Agent
 from gridrun.worker.config import WorkerConfig
-from gridrun.worker.policy import SETPRIV, Policy
+from gridrun.worker.policy import Policy
 from tests.integration.conftest import Grid
 
 pytestmark = pytest.mark.timeout(60)
@@ -60,20 +61,22 @@ async def test_run_as_runs_tasks_as_that_user(grid: Grid) -> None:
     assert home == "/nonexistent"
 
 
-def test_run_as_the_workers_own_identity_costs_no_wrapper() -> None:
+def test_run_as_is_a_switch_of_ids_in_the_child_and_none_for_the_workers_own() -> None:
     me = pwd.getpwuid(os.geteuid()).pw_name
+    nogroup = grp.getgrnam("nogroup").gr_gid
 
-    def argv(run_as: str) -> tuple[str, ...]:
+    def ids(run_as: str) -> tuple[int, int] | None:
         launch = Policy(run_as=run_as).admit("t", 1, ("true",), False, None, {}, {})
         assert launch.env["USER"] == pwd.getpwnam(run_as.partition(":")[0]).pw_name
-        return launch.argv
+        assert launch.argv == ("true",)  # no wrapper: the spawner's child switches
+        return launch.ids
 
-    assert argv("nobody")[:2] == (SETPRIV, "--reuid=65534")
-    assert argv(f"{me}:nogroup")[0] == SETPRIV  # another group: switched
+    assert ids("nobody") == (65534, 65534)
+    assert ids(f"{me}:nogroup") == (os.geteuid(), nogroup)  # another group: switched
     if set(os.getgroups()) <= {os.getegid()}:  # no other groups to drop (CI, a service)
-        assert argv(me) == ("true",)
+        assert ids(me) is None
     else:
-        assert argv(me)[0] == SETPRIV  # --clear-groups changes something
+        assert ids(me) == (os.geteuid(), os.getegid())  # dropping the groups changes something
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="--run-as needs a root worker")

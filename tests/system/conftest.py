@@ -176,6 +176,14 @@ class SystemGrid:
                 os.killpg(pid, signal.SIGKILL)
 
 
+def is_spawner(pid: int) -> bool:
+    """A worker's spawner (gridrun.worker.spawner), by its command line."""
+    try:
+        return b"gridrun/worker/spawner.py" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 def is_guardian(pid: int) -> bool:
     """A worker's guardian (gridrun.worker.guardian), by its command line."""
     try:

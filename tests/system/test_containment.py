@@ -19,7 +19,7 @@ from gridrun.worker import cgroups
 from gridrun.worker.containment import subtree_name
 from gridrun.worker.proctree import descendants
 from tests.helpers import eventually, pid_alive, read_pid
-from tests.system.conftest import SystemGrid, is_guardian
+from tests.system.conftest import SystemGrid, is_guardian, is_spawner
 
 pytestmark = [pytest.mark.system, pytest.mark.slow, pytest.mark.timeout(180)]
 ROOT = os.geteuid() == 0
@@ -134,6 +134,26 @@ def test_a_killed_worker_takes_its_tasks_with_it_so_a_retry_never_runs_beside_th
     assert contained.task(task_id)["attempt"] == 2
     contained.cli("cancel", task_id)
     contained.task(task_id, wait=30)
+
+
+def test_a_killed_worker_takes_its_spawner_and_its_tasks_with_it(
+    contained: SystemGrid, mode: str, tmp_path: Path
+) -> None:
+    """The spawner (the parent of every task) dies with its worker, and so does the task
+    it started (the spawner kills it, and in cgroup mode the guardian its whole group)."""
+    contained.start_master()
+    worker = contained.start_worker("w1", extra=mode_args(mode))
+    pidfile = tmp_path / "task.pid"
+    tmp_path.chmod(0o777)
+    submit(contained, f"echo $$ > {pidfile}; exec sleep 300")
+    eventually(pidfile.exists, 20)
+    task = read_pid(pidfile)
+    (spawner,) = [pid for pid in descendants(worker.pid) if is_spawner(pid)]
+    assert task in descendants(spawner)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(10)
+    eventually(lambda: not pid_alive(spawner), 10)
+    eventually(lambda: not pid_alive(task), 10)
 
 
 @pytest.mark.skipif(not ROOT, reason="cgroups need root here")

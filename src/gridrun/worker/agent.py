@@ -42,6 +42,7 @@ from gridrun.worker.outbox import Outbox
 from gridrun.worker.outgoing import Outgoing
 from gridrun.worker.replay import Replay
 from gridrun.worker.slots import Slots, identities_of, policy_of
+from gridrun.worker.spawning import Spawner
 from gridrun.worker.wire import finished_to_pb, output_to_pb, ref_to_pb
 
 log = logging.getLogger("gridrun.worker")
@@ -108,9 +109,11 @@ class Agent:
             self.containment = choose(subtree, config.containment, config.cgroup_root)
         except PermissionError as exc:
             raise ConfigError(str(exc)) from None
+        # what starts each attempt's process (a small process of its own: see spawner)
+        self.spawner = Spawner(self.containment.home())
         self.slots = Slots(
             config, policy, self.id, self.containment, self.resources.gpus, self._emit,
-            self._publish, lambda: self._queue, identities,
+            self._publish, lambda: self._queue, self.spawner, identities,
         )  # fmt: skip
         self.master_address = config.masters[0]  # the master this worker talks to now
 
@@ -179,6 +182,7 @@ class Agent:
             self.containment.describe(),
         )
         self.containment.start()
+        self.spawner.start()
         self._stop = stop
         channels = [
             grpc.aio.secure_channel(address, self._credentials, options)
@@ -194,6 +198,7 @@ class Agent:
             connection.cancel()
             await asyncio.gather(connection, return_exceptions=True)
             await asyncio.gather(*(c.close() for c in channels), return_exceptions=True)
+            self.spawner.close()
             self.containment.close()
             self.slots.close()
             self.identity.release()

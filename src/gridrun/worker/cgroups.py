@@ -396,25 +396,11 @@ class Group:
                     written += int(fields[2])
         return read, written
 
-    def join_thread(self) -> None:
-        """Move the calling thread into the group (see move_thread)."""
-        move_thread([self.files.fd(d / "tasks", os.O_WRONLY) for d in self.paths])
-
     def remove(self) -> list[Path]:
         """Remove the directories of an empty group, at once (an attempt's group has no
         children); those still busy are returned (see `rmdirs`)."""
         self.files.close()
         return rmdirs(self.paths)
-
-
-def move_thread(tasks: Iterable[int]) -> None:
-    """Move the calling thread (not its process) into the v1 groups whose `tasks` files these
-    are (open for writing). Writing `0` to a v1 `tasks` file moves just the writer, without
-    the global lock a process's move takes (that lock waits out an RCU grace period, ~10 ms
-    here, unless another move happened moments before); a child it then starts is born in
-    the groups. v2 moves whole processes only."""
-    for fd in tasks:
-        os.pwrite(fd, b"0", 0)
 
 
 # a throttle rule no device reaches (bytes a second): see count_io

@@ -5,17 +5,16 @@ Two modes, chosen at start and announced (log, `gridrun workers`, the dashboard)
 - **cgroup** (root, or a delegated subtree): each attempt is a control group of its own,
   under `gridrun.<worker id>.<data dir hash>` in the worker's own group (or `--cgroup-root`),
   in every hierarchy that is useful (see gridrun.worker.cgroups). The attempt's first process
-  is born inside its group, so not one instruction of the task runs outside it, and
-  everything it forks, `setsid` or not, is inside. Where the groups are v1 (a hybrid host,
-  whose v2 hierarchy has no controllers, uses v1 alone), the thread that spawns moves itself
-  into them for the moment of the spawn and back (`CgroupBox.spawning`): a v1 group takes a
-  single thread, cheaply, and the child inherits the thread's groups. A v1 group then serves
-  attempt after attempt, emptied and its counters zeroed in between (`Group.recycle`; making
-  and removing a memory group costs more than a `true` task). Where the groups are v2, which
-  moves whole processes only, the first process is a two-line `/bin/sh` that writes its own
-  pid into a new group and then execs the task (the worker has gRPC threads, so it cannot
-  run Python in a forked child; see gridrun.worker.policy): one more exec of dash, and the
-  move waits out an RCU grace period (see cgroups.move_thread). Asks become limits
+  is in its group before it execs the task, so not one instruction of the task runs outside
+  it, and everything it forks, `setsid` or not, is inside (`CgroupBox.placement`, carried out
+  by the worker's spawner, gridrun.worker.spawner). Where the groups are v1 (a hybrid host,
+  whose v2 hierarchy has no controllers, uses v1 alone), the spawner's one thread moves into
+  them for the moment of the fork and back: a v1 group takes a single thread, cheaply, and
+  the child is born in the thread's groups. A v1 group then serves attempt after attempt,
+  emptied and its counters zeroed in between (`Group.recycle`; making and removing a memory
+  group costs more than a `true` task). Where the groups are v2, which moves whole processes
+  only, the forked child writes itself into its new group before exec (the move waits out
+  an RCU grace period: see gridrun.worker.spawner). Asks become limits
   (`memory_mb` -> memory limit, `cpu` -> CPU quota, a process cap), and usage is read from
   the group when the attempt ends.
 - **subreaper** (no cgroup can be made): the worker is a child subreaper, so processes that
@@ -44,7 +43,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,29 +56,18 @@ from gridrun.worker.proctree import (
     reap_orphans,
     tagged_descendants,
 )
+from gridrun.worker.spawning import Placement
 
 log = logging.getLogger("gridrun.worker")
 
-SH = "/bin/sh"
-# the attempt's first process: join every group named before `--`, then become the task
-JOIN = (
-    'while [ "$1" != -- ]; do echo "$$" > "$1" || {'
-    ' echo "gridrun: cannot put the task in its cgroup ($1)" >&2; exit 125; }; shift; done;'
-    ' shift; exec "$@"'
-)
 POOL_IDLE = 16  # v1 groups kept for the next attempts (a new one is made when none is idle)
 
 
 class Box:
-    """What contains one attempt: its first process is spawned within `spawning()`, from the
-    argv `wrap` gives."""
+    """What contains one attempt: its first process is started where `placement` says."""
 
-    def wrap(self, argv: Sequence[str]) -> tuple[str, ...]:
-        return tuple(argv)
-
-    @contextlib.contextmanager
-    def spawning(self) -> Iterator[None]:
-        yield
+    def placement(self) -> Placement:
+        return Placement()
 
     def kill(self) -> None:
         """Kill everything of the attempt that is still running."""
@@ -102,36 +90,13 @@ class Box:
 class CgroupBox(Box):
     group: Group
     release: Callable[[Group], object] = Group.remove  # (keeps a group to recycle, or removes it)
-    # v1 groups: moves the spawning thread back to the worker's own groups
-    leave: Callable[[], None] | None = None
 
-    def wrap(self, argv: Sequence[str]) -> tuple[str, ...]:
-        if self.leave is not None:
-            return tuple(argv)  # born inside: see spawning
-        files = [str(p) for p in self.group.procs_files]
-        return (SH, "-c", JOIN, "gridrun-join", *files, "--", *argv)
-
-    @contextlib.contextmanager
-    def spawning(self) -> Iterator[None]:
-        """v1: the calling thread is in the attempt's groups while the block runs, so the
-        process it starts is born there."""
-        if self.leave is None:
-            yield
-            return
-        try:
-            try:
-                self.group.join_thread()
-            except OSError as exc:
-                raise OSError(exc.errno, f"cannot put the task in its cgroup: {exc}") from exc
-            yield
-        finally:
-            try:
-                self.leave()
-            except OSError:
-                # a thread of the worker left in an attempt's group would be frozen with it
-                # at its kill; ending now leaves the attempts to the guardian
-                log.critical("cannot move back out of %s; stopping", self.group.paths)
-                os._exit(70)
+    def placement(self) -> Placement:
+        """v1: the spawner forks from inside the groups (the child is born there); v2: the
+        child writes itself into the group before it execs the task."""
+        if self.group.v2 is None:
+            return Placement(join=tuple(str(d / "tasks") for d in self.group.paths))
+        return Placement(enter=tuple(str(p) for p in self.group.procs_files))
 
     def kill(self) -> None:
         self.group.kill()
@@ -173,6 +138,11 @@ class Containment:
 
     def box(self, ref: AttemptRef, limits: Limits) -> Box:
         return Box()
+
+    def home(self) -> list[Path]:
+        """The `tasks` files of the worker's own v1 groups, where the spawner goes back to
+        after each fork from inside an attempt's groups."""
+        return []
 
     def start(self) -> None:
         """Take over from a previous worker process and guard against this one dying."""
@@ -241,7 +211,6 @@ class Cgroups(Containment):
         self._guardian: subprocess.Popen[bytes] | None = None
         self._busy: list[Path] = []  # attempts' directories to remove once they drain
         self._idle: list[Group] = []  # v1 groups an attempt used, ready for the next one
-        self._home_files = cgroups.Files()
         self._numbers = itertools.count(1)
         self._disks = cgroups.disks() if "blkio" in self.base else []
         # the directories made above were a probe: `start` makes them again, under its
@@ -251,7 +220,7 @@ class Cgroups(Containment):
     @staticmethod
     def _keeps_v2(v2: Hierarchy, hierarchies: list[Hierarchy]) -> bool:
         """A hybrid's bare v2 (no controllers) is left out where a v1 freezer can kill:
-        groups that are all v1 let the spawning thread join (see CgroupBox.spawning)."""
+        groups that are all v1 let the spawner's thread join (see CgroupBox.placement)."""
         bare = not v2.controllers & set(cgroups.WANTED)
         v1_freezer = any("freezer" in h.controllers for h in hierarchies if h.version == 1)
         return not (bare and v1_freezer)
@@ -289,12 +258,10 @@ class Cgroups(Containment):
         else:  # (memory.peak cannot be reset before Linux 6.12: a v2 group serves once)
             group = self._group(f"{ref.task_id}.{ref.attempt}", {"pids", "cpu"} - _asked(limits))
         group.set_limits(limits)
-        return CgroupBox(group, self._release, None if self.v2 is not None else self._leave)
+        return CgroupBox(group, self._release)
 
-    def _leave(self) -> None:
-        """Move the calling thread back into the worker's own v1 groups."""
-        tasks = [self._home_files.fd(home / "tasks", os.O_WRONLY) for home in self._homes]
-        cgroups.move_thread(tasks)
+    def home(self) -> list[Path]:
+        return [home / "tasks" for home in self._homes]
 
     def _recycled(self) -> Group | None:
         """An idle group, if there is one still standing (a dead predecessor's guardian may
@@ -356,7 +323,6 @@ class Cgroups(Containment):
 
     def close(self) -> None:
         self._drop_idle()
-        self._home_files.close()
         guardian, self._guardian = self._guardian, None
         if guardian is not None:
             assert guardian.stdin is not None

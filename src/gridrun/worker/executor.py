@@ -1,5 +1,6 @@
-"""One running process: spawn it in its own process group, stream its output, enforce its
-timeout, and kill the whole group (SIGTERM, grace, SIGKILL) on cancel or timeout.
+"""One running process: started by the worker's spawner (gridrun.worker.spawning) in a
+session and process group of its own, inside its box; stream its output, enforce its timeout,
+and kill the whole group (SIGTERM, grace, SIGKILL) on cancel or timeout.
 
 A task's background processes do not outlive it: when the main process ends, whatever is left
 of its process group is killed.
@@ -9,22 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import os
-import resource
-import shutil
 import signal
-import subprocess
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import Any
 
 from gridrun.model import AttemptRef, Outcome, Report, Stream
 from gridrun.worker.cgroups import Usage
 from gridrun.worker.containment import Box
-from gridrun.worker.identities import entered
 from gridrun.worker.policy import Launch
+from gridrun.worker.spawning import Exit, Process, Request, Spawner, SpawnError
 
 READ_SIZE = 64 * 1024
 FLUSH_BYTES = 256 * 1024
@@ -97,77 +94,6 @@ class _Stream:
         return chunk
 
 
-def _spawn(launch: Launch, box: Box) -> subprocess.Popen[bytes]:
-    """Start the process in a session (and process group) of its own, inside its box. Without
-    preexec_fn CPython starts it with vfork: quick, even from a large worker (asyncio's
-    subprocesses call the same Popen, plus a transport, protocol and watcher thread this module
-    does without)."""
-    argv, executable = launch.argv, launch.executable
-    wrapped = box.wrap((executable or argv[0], *argv[1:]))
-    if wrapped[0] != (executable or argv[0]):  # a wrapper execs the checked file by path
-        _check_program(executable or argv[0], launch.env)  # as Popen would, before the wrapper
-        argv, executable = wrapped, None
-    tmp = entered(launch.namespace) if launch.namespace is not None else contextlib.nullcontext()
-    with box.spawning(), tmp:
-        return subprocess.Popen(
-            argv,
-            executable=executable,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=launch.env,
-            cwd=launch.cwd,
-            start_new_session=True,
-        )
-
-
-def _check_program(program: str, env: dict[str, str]) -> None:
-    """Raise what exec would for a program that cannot run (missing, not executable), so a
-    task in a box fails to spawn with the reason, as one started directly does, rather than
-    exiting 127 from the wrapper's shell."""
-    found = program if "/" in program else shutil.which(program, path=env.get("PATH", os.defpath))
-    if found is None or not os.path.isfile(found):
-        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
-    if not os.access(found, os.X_OK):
-        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), program)
-
-
-def _exit_of(
-    loop: asyncio.AbstractEventLoop,
-    proc: subprocess.Popen[bytes],
-    on_rusage: Callable[[resource.struct_rusage], None],
-) -> asyncio.Future[int]:
-    """A future for the process's exit status. On Linux a pidfd tells the event loop when it
-    has exited (no thread, no signal handler), and wait4 reaps it with what it used (it and
-    the children it waited for); elsewhere a thread waits for it."""
-    try:
-        pidfd = os.pidfd_open(proc.pid)
-    except (AttributeError, OSError):
-        return loop.run_in_executor(None, proc.wait)
-    exited: asyncio.Future[int] = loop.create_future()
-
-    def ready() -> None:
-        try:
-            pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
-        except ChildProcessError:
-            pid, status, rusage = proc.pid, 0, None  # reaped elsewhere: poll() says how
-        if pid == 0:
-            return
-        if rusage is not None:
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            on_rusage(rusage)
-        code = proc.poll()
-        if code is None:
-            return
-        loop.remove_reader(pidfd)
-        os.close(pidfd)
-        if not exited.done():
-            exited.set_result(code)
-
-    loop.add_reader(pidfd, ready)
-    return exited
-
-
 class Execution:
     def __init__(
         self,
@@ -176,9 +102,12 @@ class Execution:
         emit: Callable[[Event], None],
         started_delay_s: float | None = STARTED_DELAY_S,  # None: its Started was sent already
         box: Box | None = None,
+        *,
+        spawner: Spawner,
     ) -> None:
         self.assignment = assignment
         self._box = box or Box()
+        self._spawner = spawner
         self._started_delay_s = started_delay_s
         self._launch = launch
         self._emit = emit
@@ -189,14 +118,12 @@ class Execution:
         self._streams = {n: _Stream(assignment.ref, n) for n in Stream}
         self.pid: int | None = None
         self.started_at = 0
-        self._exited: asyncio.Future[int] | None = None  # set once the process has started
-        self._spawn_error = ""
+        self._spawning: asyncio.Future[Process] | None = None  # asked of the spawner
         self._announce: asyncio.TimerHandle | None = None  # sends Started, unless it ends first
         self._flush_timer: asyncio.TimerHandle | None = None
         self._pipes_open = 0
         self._pipes_closed: asyncio.Future[None] | None = None
-        self._pipes: tuple[IO[bytes], ...] = ()
-        self._rusage: Usage | None = None
+        self._pipes: list[int] = []  # output pipes still open (fds)
 
     @property
     def launch(self) -> Launch:
@@ -215,34 +142,18 @@ class Execution:
                 self._stop.set_result(None)
 
     def start(self) -> None:
-        """Start the process now, without waiting for it (`run` then waits for its end). The
-        worker calls this as it takes the assignment, so the spawn does not wait for a turn of
-        the event loop. A failure to spawn is kept for `run` to report."""
-        if self._exited is not None or self._spawn_error or self._cancelled:
+        """Ask the spawner for the process now, without waiting for it (`run` then waits for
+        it and its end). The worker calls this as it takes the assignment, so the launch does
+        not wait for a turn of the event loop."""
+        if self._spawning is not None or self._cancelled:
             return
         self.started_at = now_ms()
         launch = self._launch
-        try:
-            proc = _spawn(launch, self._box)
-        except (OSError, ValueError) as exc:  # ValueError: a NUL byte the checks let through
-            detail = getattr(exc, "strerror", None) or str(exc)
-            target = getattr(exc, "filename", None) or self.assignment.argv[0]
-            self._spawn_error = f"cannot run {target!r}: {detail}"
-            return
-        loop = asyncio.get_running_loop()
-        self.pid = proc.pid
-        if self._started_delay_s is not None:
-            self._announce = loop.call_later(self._started_delay_s, self._started)
-        self._stop = loop.create_future()
-        self._pipes_closed = loop.create_future()
-        assert proc.stdout is not None
-        assert proc.stderr is not None
-        self._pipes = (proc.stdout, proc.stderr)
-        for pipe, number in ((proc.stdout, Stream.STDOUT), (proc.stderr, Stream.STDERR)):
-            os.set_blocking(pipe.fileno(), False)
-            loop.add_reader(pipe.fileno(), self._readable, loop, pipe, self._streams[number])
-            self._pipes_open += 1
-        self._exited = _exit_of(loop, proc, self._rusage_of)
+        request = Request(
+            argv=launch.argv, env=launch.env, cwd=launch.cwd, executable=launch.executable,
+            ids=launch.ids, rlimits=launch.rlimits, namespace=launch.namespace,
+        )  # fmt: skip
+        self._spawning = self._spawner.spawn(request, self._box.placement(), self._box.populated)
 
     async def run(self) -> Finished:
         """Run the process (started here unless `start` did) to its end and return (and emit)
@@ -254,34 +165,41 @@ class Execution:
 
     async def _run(self) -> Finished:
         self.start()
-        pid, exited = self.pid, self._exited
-        if self._spawn_error:
+        if self._spawning is None:  # cancelled before it started
+            return self._finish(Report(self._outcome_on_kill, error=self._error))
+        try:
+            process = await self._spawning
+        except SpawnError as exc:
+            if self._box.populated():  # (the spawner died mid-launch: nothing may go on)
+                self._box.kill()
             report = Report(
                 Outcome.SPAWN_FAILED,
                 started_at=self.started_at,
                 finished_at=now_ms(),
-                error=self._spawn_error,
+                error=exc.strerror or str(exc),
             )
             return self._finish(report)
-        if pid is None or exited is None:  # cancelled before it started
-            return self._finish(Report(self._outcome_on_kill, error=self._error))
-        assert self._pipes_closed is not None
+        self._watch(process)
+        pid, exited = process.pid, process.exited
         outcome = Outcome.EXITED
         try:
             outcome = await self._wait(pid, exited)
         finally:
             await self._end_all(pid, exited)
-        code = exited.result()
-        usage = self._box.usage() or self._rusage
+        end = exited.result()
+        usage = self._box.usage() or (Usage(cpu_s=end.cpu_s) if end.cpu_s is not None else None)
         error = self._error if outcome is not Outcome.EXITED else ""
-        if usage is not None and usage.oom_kills and code != 0:
+        code = end.code
+        if code is None:
+            error = error or "its exit status was lost with the worker's spawner"
+        elif usage is not None and usage.oom_kills and code != 0:
             limit = self._box.memory_limit_mb()
             error = f"out of memory: limit {limit} MiB" if limit else "out of memory"
         return self._finish(
             Report(
                 outcome,
-                exit_code=code if code >= 0 else None,
-                signal=-code if code < 0 else None,
+                exit_code=code if code is not None and code >= 0 else None,
+                signal=-code if code is not None and code < 0 else None,
                 started_at=self.started_at,
                 finished_at=now_ms(),
                 error=error,
@@ -289,7 +207,23 @@ class Execution:
             )
         )
 
-    async def _end_all(self, pid: int, exited: asyncio.Future[int]) -> None:
+    def _watch(self, process: Process) -> None:
+        """Read its output and wait for its end (or a cancel) from now on."""
+        loop = asyncio.get_running_loop()
+        self.pid = process.pid
+        if self._started_delay_s is not None:
+            self._announce = loop.call_later(self._started_delay_s, self._started)
+        self._stop = loop.create_future()
+        if self._cancelled:  # while it was being started
+            self._stop.set_result(None)
+        self._pipes_closed = loop.create_future()
+        self._pipes = [process.stdout, process.stderr]
+        for fd, number in ((process.stdout, Stream.STDOUT), (process.stderr, Stream.STDERR)):
+            os.set_blocking(fd, False)
+            loop.add_reader(fd, self._readable, loop, fd, self._streams[number])
+            self._pipes_open += 1
+
+    async def _end_all(self, pid: int, exited: asyncio.Future[Exit]) -> None:
         """The attempt is over (its main process exited, or it was stopped): kill whatever
         of it is left, and read the output to its end. Never waits for long on processes
         that escaped the box: their pipes are closed PIPE_GRACE_S after the kill."""
@@ -310,7 +244,7 @@ class Execution:
             self._flush_timer.cancel()
         self._flush()
 
-    async def _wait(self, pid: int, exited: asyncio.Future[int]) -> Outcome:
+    async def _wait(self, pid: int, exited: asyncio.Future[Exit]) -> Outcome:
         assert self._stop is not None
         either: set[asyncio.Future[Any]] = {exited, self._stop}
         done, _ = await asyncio.wait(
@@ -328,7 +262,7 @@ class Execution:
         await self._terminate(pid, exited)
         return outcome
 
-    async def _terminate(self, pid: int, exited: asyncio.Future[int]) -> None:
+    async def _terminate(self, pid: int, exited: asyncio.Future[Exit]) -> None:
         self._kill_group(pid, signal.SIGTERM)
         done, _ = await asyncio.wait({exited}, timeout=self.assignment.kill_grace_s)
         if not done:
@@ -341,33 +275,28 @@ class Execution:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, sig)
 
-    def _rusage_of(self, rusage: resource.struct_rusage) -> None:
-        """Usage where no cgroup measures it: the CPU of the main process and the children it
-        waited for. Not its memory: a child started with vfork counts the worker's own RSS in
-        ru_maxrss (the high-water mark of the mm it shared until exec)."""
-        self._rusage = Usage(cpu_s=rusage.ru_utime + rusage.ru_stime)
-
     def _close_pipes(self) -> None:
         """Stop reading output held open by processes outside the box (no cgroup here)."""
         loop = asyncio.get_running_loop()
-        for pipe in self._pipes:
-            if not pipe.closed:
-                loop.remove_reader(pipe.fileno())
-                pipe.close()
+        for fd in self._pipes:
+            loop.remove_reader(fd)
+            os.close(fd)
+        self._pipes.clear()
         self._pipes_open = 0
         if self._pipes_closed is not None and not self._pipes_closed.done():
             self._pipes_closed.set_result(None)
 
-    def _readable(self, loop: asyncio.AbstractEventLoop, pipe: IO[bytes], stream: _Stream) -> None:
+    def _readable(self, loop: asyncio.AbstractEventLoop, fd: int, stream: _Stream) -> None:
         try:
-            chunk = os.read(pipe.fileno(), READ_SIZE)
+            chunk = os.read(fd, READ_SIZE)
         except BlockingIOError:
             return
         except OSError:
             chunk = b""
         if not chunk:  # end of file: nothing in the group holds the pipe any more
-            loop.remove_reader(pipe.fileno())
-            pipe.close()
+            loop.remove_reader(fd)
+            os.close(fd)
+            self._pipes.remove(fd)
             self._pipes_open -= 1
             if self._pipes_open == 0 and self._pipes_closed is not None:
                 self._pipes_closed.set_result(None)

@@ -225,21 +225,13 @@ def private_tmp_works() -> bool:
 
 def tmp_namespace(home: Path) -> int:
     """A mount namespace in which `home` is bound on /tmp (its mounts slaves of the host's,
-    so nothing done in it reaches the host): an fd that keeps it, for `entered`. Made by the
-    calling thread, which then goes back to where it was."""
+    so nothing done in it reaches the host): an fd that keeps it, for the spawner to enter.
+    Made by the calling thread, which then goes back to where it was."""
     with _returning():
         _libc_call("unshare", CLONE_NEWNS)
         _libc_call("mount", b"none", b"/", None, MS_REC | MS_SLAVE, None)
         _libc_call("mount", os.fsencode(home), b"/tmp", None, MS_BIND, None)
         return os.open("/proc/thread-self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
-
-
-@contextlib.contextmanager
-def entered(namespace: int) -> Iterator[None]:
-    """While the block runs, the calling thread, and so what it spawns, is in `namespace`."""
-    with _returning():
-        _libc_call("setns", namespace, CLONE_NEWNS)
-        yield
 
 
 @contextlib.contextmanager

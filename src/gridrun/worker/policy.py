@@ -13,14 +13,11 @@ says. A refused assignment is never started: it ends `rejected` with the reason.
   Python's, Perl's, Ruby's, Node's and Java's, and PATH (see CODE_LOADING_ENV);
 - shell: `shell: true` tasks are refused unless allow_shell (a shell runs anything, so the
   allowlist cannot see inside it);
-- run-as: a user (and group) for every task, when the worker runs as root, switched to by
-  util-linux `setpriv` right before exec;
-- limits: CPU seconds, address space, open files, processes, applied with util-linux `prlimit`
-  (setrlimit before exec).
-
-Both are small exec wrappers rather than work done in a forked child: the worker has gRPC
-threads, and a child that must run Python code or setuid before exec cannot be started with
-vfork (forking instead crashed children now and then, SIGSEGV in gRPC's fork handlers).
+- run-as: a user (and group) for every task, when the worker runs as root, or a uid of its
+  own for each attempt (gridrun.worker.identities): the spawner's child drops to it, with no
+  other groups, right before exec (gridrun.worker.spawner);
+- limits: CPU seconds, address space, open files, processes: rlimits the child sets, as root,
+  before it drops its privileges.
 - working directory: the task's own `cwd` only under the allowed roots; otherwise the worker's
   directory, or a fresh directory per attempt under the work dir (removed afterwards);
 - environment: the worker's own variables filtered by an allowlist of globs, plus the task's.
@@ -34,6 +31,7 @@ import grp
 import os
 import pwd
 import re
+import resource
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -45,7 +43,7 @@ from gridrun.worker.identities import Identity
 
 DEFAULT_ENV_ALLOW = ("PATH", "HOME", "LANG", "LC_*", "TZ", "USER", "LOGNAME", "TERM", "TMPDIR")
 # Variables that make glibc's dynamic loader (or libc itself) load code from a path: refused in
-# any task's env, since they reach every program it starts, the root-run wrappers included.
+# any task's env, since they reach every program it starts.
 LOADER_ENV = (
     "LD_*", "GCONV_PATH", "GLIBC_TUNABLES", "HOSTALIASES", "LOCPATH", "NLSPATH",
     "MALLOC_TRACE", "RESOLV_HOST_CONF", "GETCONF_DIR",
@@ -63,8 +61,6 @@ CODE_LOADING_ENV = (
     "CLASSPATH", "LUA_PATH*", "LUA_CPATH*", "LUA_INIT*", "TCLLIBPATH", "GIT_EXEC_PATH",
     "GIT_CONFIG*", "GIT_SSH*", "EDITOR", "VISUAL", "PAGER", "IFS",
 )  # fmt: skip
-PRLIMIT = "/usr/bin/prlimit"
-SETPRIV = "/usr/bin/setpriv"
 
 
 class Refused(Exception):
@@ -78,22 +74,20 @@ class Limits:
     open_files: int | None = None
     processes: int | None = None
 
-    def prlimit_args(self) -> list[str]:
-        args = []
-        if self.cpu_s is not None:
-            args.append(f"--cpu={self.cpu_s}")
-        if self.address_space_mb is not None:
-            args.append(f"--as={self.address_space_mb * 1024 * 1024}")
-        if self.open_files is not None:
-            args.append(f"--nofile={self.open_files}")
-        if self.processes is not None:
-            args.append(f"--nproc={self.processes}")
-        return args
+    def rlimits(self) -> tuple[tuple[int, int], ...]:
+        """(RLIMIT_*, value) of each limit set: soft and hard alike."""
+        limits = (
+            (resource.RLIMIT_CPU, self.cpu_s),
+            (resource.RLIMIT_AS, self.address_space_mb and self.address_space_mb * 1024 * 1024),
+            (resource.RLIMIT_NOFILE, self.open_files),
+            (resource.RLIMIT_NPROC, self.processes),
+        )
+        return tuple((number, value) for number, value in limits if value is not None)
 
 
 @dataclass(frozen=True, slots=True)
 class Launch:
-    """How to start an admitted attempt (argv already wrapped for limits and run-as)."""
+    """How to start an admitted attempt (see gridrun.worker.spawning.Request)."""
 
     argv: tuple[str, ...]
     env: dict[str, str]
@@ -101,6 +95,8 @@ class Launch:
     scratch: Path | None = None  # a fresh directory to remove when the attempt ends
     namespace: int | None = None  # a mount namespace to spawn it in (its own /tmp)
     executable: str | None = None  # the checked file to exec (argv[0] stays as the task gave it)
+    ids: tuple[int, int] | None = None  # (uid, gid) it runs as, no other groups; None: ours
+    rlimits: tuple[tuple[int, int], ...] = ()
 
 
 def _already(uid: int, gid: int | None) -> bool:
@@ -136,14 +132,7 @@ class Policy:
         if self.run_as is not None:
             if os.geteuid() != 0:
                 raise ConfigError("--run-as needs the worker to run as root")
-            if not os.access(SETPRIV, os.X_OK):
-                raise ConfigError(f"--run-as needs {SETPRIV} (util-linux)")
             self._identity()
-        if any(v is not None for v in (
-            self.limits.cpu_s, self.limits.address_space_mb, self.limits.open_files,
-            self.limits.processes,
-        )) and not os.access(PRLIMIT, os.X_OK):  # fmt: skip
-            raise ConfigError(f"resource limits need {PRLIMIT} (util-linux)")
 
     def _identity(self) -> tuple[int, int, pwd.struct_passwd]:
         assert self.run_as is not None
@@ -213,19 +202,13 @@ class Policy:
             if user is not None:
                 os.chown(scratch, user, group if group is not None else -1)
             cwd = str(scratch)
-        full = argv
-        wrappers: tuple[str, ...] = ()
+        ids = None
         if user is not None and not _already(user, group):
-            switch = (f"--reuid={user}", f"--regid={group}", "--clear-groups")
-            wrappers = (SETPRIV, *switch, "--")
-        if limits := self.limits.prlimit_args():  # set as root, then the switch to the user
-            wrappers = (PRLIMIT, *limits, "--", *wrappers)
-        if wrappers:  # a wrapper execs by path: give it the checked file, not the name
-            full = (*wrappers, executable or argv[0], *argv[1:])
-            executable = None
+            ids = (user, group if group is not None else user)
         return Launch(
-            argv=full, env=env, cwd=cwd, scratch=scratch, executable=executable,
+            argv=argv, env=env, cwd=cwd, scratch=scratch, executable=executable,
             namespace=identity.namespace if identity is not None else None,
+            ids=ids, rlimits=self.limits.rlimits(),
         )  # fmt: skip
 
     def _env_allowed(self, name: str) -> bool:

@@ -30,6 +30,7 @@ from gridrun.worker.identities import Identity, TaskIdentities, parse_range
 from gridrun.worker.machine import GpuPool
 from gridrun.worker.outgoing import Outgoing
 from gridrun.worker.policy import Limits, Policy, Refused
+from gridrun.worker.spawning import Spawner
 from gridrun.worker.wire import assignment_from_pb, ref_to_pb
 
 log = logging.getLogger("gridrun.worker")
@@ -83,9 +84,11 @@ class Slots:
         emit: Callable[[executor.Event], None],
         publish: Callable[[AgentEvent], None],
         outgoing: Callable[[], Outgoing | None],
+        spawner: Spawner,
         identities: TaskIdentities | None = None,
     ) -> None:
         self.config = config
+        self._spawner = spawner
         self._identities = identities
         self._identity: dict[AttemptRef, Identity] = {}  # each running attempt's own uid
         self.policy = policy
@@ -239,7 +242,9 @@ class Slots:
         queue = self._outgoing()
         assert queue is not None
         self._gpus.take(ref, msg.gpus)
-        execution = Execution(assignment, launch, self._emit, started_delay_s=None, box=box)
+        execution = Execution(
+            assignment, launch, self._emit, started_delay_s=None, box=box, spawner=self._spawner
+        )
         self.executions[ref] = execution
         self._publish(Running(len(self.executions)))
         gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()

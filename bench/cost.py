@@ -1,0 +1,148 @@
+"""The CPU one task costs, and where it goes: N `true` tasks (batched submit) on a grid of 2
+workers x S slots (default 1) whose root workers run tasks with their default identity (a uid
+of its own for each, contained in cgroups: what a user gets), against `xargs -P 2S true` on the
+same machine in the same run. For each: tasks per second, the whole machine's CPU a task
+(/proc/stat, every process counted), and for gridrun the share of the master, the workers,
+their spawners and the tasks' own processes (what the workers and spawners reaped).
+With `--against DIR` (another checkout's src directory), the same grid runs that code too,
+alternating rounds, so a change is measured against what it replaced in one run.
+Usage: python bench/cost.py [--tasks N] [--rounds R] [--slots S] [--against SRC]
+       [--cmd 'sleep 0.05']
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from grid import Grid, cpu_seconds
+from throughput import gridrun_rate
+
+HZ = os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy() -> float:
+    """CPU seconds the whole machine has spent busy (all but idle and iowait)."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / HZ
+
+
+def reaped(pid: int) -> float:
+    """CPU of the children a process has reaped (cutime + cstime)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[13]) + int(fields[14])) / HZ
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def is_spawner(pid: int) -> bool:
+    try:
+        return b"spawner.py" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def xargs(argv: list[str], n: int, parallel: int) -> dict[str, float]:
+    program, arg = (argv[:-1], argv[-1]) if len(argv) > 1 else (argv, "1")
+    busy, began = machine_busy(), time.perf_counter()
+    subprocess.run(
+        ["xargs", "-P", str(parallel), "-n", "1", *program],
+        input=f"{arg}\n".encode() * n, check=True, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    elapsed = time.perf_counter() - began
+    return {"rate": n / elapsed, "machine": (machine_busy() - busy) / n * 1000}
+
+
+def gridrun(argv: list[str], n: int, slots: int, src: str | None) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="gridrun-bench-") as tmp:
+        grid = Grid(Path(tmp), str(Path(tmp) / "gridrun.db"), worker_args=())
+        if src is not None:
+            grid.env["PYTHONPATH"] = src
+        try:
+            grid.start_masters()
+            grid.start_workers(2, slots)
+            gridrun_rate(grid, ["true"], 200)  # warm up
+            master = grid.masters[0].pid
+            workers = [w.pid for w in grid.workers]
+            spawners = [c for w in workers for c in children(w) if is_spawner(c)]
+            helpers = [c for w in workers for c in children(w) if c not in spawners]
+
+            def sample() -> dict[str, float]:
+                return {
+                    "machine": machine_busy(),
+                    "master": cpu_seconds(master),
+                    "workers": sum(cpu_seconds(w) for w in workers),
+                    "spawners": sum(cpu_seconds(s) for s in spawners),
+                    "tasks": sum(reaped(p) for p in [*workers, *spawners]),
+                    "others": sum(cpu_seconds(h) for h in helpers),
+                }
+
+            before, began = sample(), time.perf_counter()
+            gridrun_rate(grid, argv, n)
+            elapsed = time.perf_counter() - began
+            after = sample()
+            found = {k: (after[k] - before[k]) / n * 1000 for k in before}
+            found["rate"] = n / elapsed
+            return found
+        finally:
+            grid.stop()
+
+
+def show(label: str, found: dict[str, float], floor: dict[str, float]) -> None:
+    parts = [f"{label:9} {found['rate']:7.1f}/s ({found['rate'] / floor['rate']:.3f} x xargs)",
+             f"machine {found['machine']:.2f} ms/task"]  # fmt: skip
+    for key in ("master", "workers", "spawners", "tasks", "others"):
+        if key in found:
+            parts.append(f"{key} {found[key]:.2f}")
+    print("; ".join(parts))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=3000)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--slots", type=int, default=1)
+    parser.add_argument("--against", help="another checkout's src directory, measured too")
+    parser.add_argument("--cmd", default="true", help="the task (split like a shell would)")
+    args = parser.parse_args()
+    argv = shlex.split(args.cmd)
+    print(f"{os.cpu_count()} cores; 2 workers x {args.slots}; {args.tasks} x {args.cmd!r}"
+          f" a round; CPU in ms a task")  # fmt: skip
+    ratios: dict[str, list[float]] = {"rate": [], "machine": []}
+    for n in range(1, args.rounds + 1):
+        floor = xargs(argv, args.tasks, 2 * args.slots)
+        print(f"round {n}")
+        show("xargs", floor, floor)
+        now = gridrun(argv, args.tasks, args.slots, None)
+        show("gridrun", now, floor)
+        if args.against:
+            then = gridrun(argv, args.tasks, args.slots, args.against)
+            show("against", then, floor)
+            ratios["rate"].append(now["rate"] / then["rate"])
+            ratios["machine"].append(now["machine"] / then["machine"])
+    if args.against:
+        print(
+            f"this code / --against, median of {args.rounds}: throughput"
+            f" {statistics.median(ratios['rate']):.3f}, machine CPU a task"
+            f" {statistics.median(ratios['machine']):.3f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

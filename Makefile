@@ -40,6 +40,7 @@ proto: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/throughput.py $(if $(PG),--db $(PG))
+	$(BIN)/python bench/cost.py --peers
 	$(BIN)/python bench/ingest.py $(if $(PG),--db $(PG))
 	$(BIN)/python bench/depth.py $(if $(PG),--db $(PG))
 	$(BIN)/python bench/fleet.py

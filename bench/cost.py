@@ -6,8 +6,10 @@ same machine in the same run. For each: tasks per second, the whole machine's CP
 their spawners and the tasks' own processes (what the workers and spawners reaped).
 With `--against DIR` (another checkout's src directory), the same grid runs that code too,
 alternating rounds, so a change is measured against what it replaced in one run.
+With `--peers`, Celery 5 + Redis (2 prefork workers x S) and HyperQueue (its LocalCluster, 2
+workers x S cores) run the same tasks in the same round.
 Usage: python bench/cost.py [--tasks N] [--rounds R] [--slots S] [--against SRC]
-       [--cmd 'sleep 0.05']
+       [--cmd 'sleep 0.05'] [--peers] [--redis URL]
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ import os
 import shlex
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from grid import Grid, cpu_seconds
@@ -69,6 +73,98 @@ def xargs(argv: list[str], n: int, parallel: int) -> dict[str, float]:
     return {"rate": n / elapsed, "machine": (machine_busy() - busy) / n * 1000}
 
 
+def measured(n: int, run: Callable[[], None]) -> dict[str, float]:
+    busy, began = machine_busy(), time.perf_counter()
+    run()
+    elapsed = time.perf_counter() - began
+    return {"rate": n / elapsed, "machine": (machine_busy() - busy) / n * 1000}
+
+
+def celery(argv: list[str], n: int, slots: int, redis_url: str) -> dict[str, float] | str:
+    """Celery 5 + Redis, 2 prefork workers x `slots` (bench/celery_app.py)."""
+    try:
+        import redis
+        from celery_app import app, run
+    except ImportError as exc:
+        return f"not measured ({exc}; pip install -e '.[bench]')"
+    try:
+        redis.Redis.from_url(redis_url).ping()
+    except redis.RedisError as exc:
+        return f"not measured (Redis at {redis_url}: {exc})"
+    app.conf.update(broker_url=redis_url, result_backend=redis_url)
+    redis.Redis.from_url(redis_url).flushdb()  # the bench's own database number
+    env = {**os.environ, "GRIDRUN_BENCH_REDIS": redis_url}
+    workers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "celery_app",
+                "worker",
+                "-c",
+                str(slots),
+                "-n",
+                f"cost{i}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "-l",
+                "warning",
+            ],
+            cwd=Path(__file__).parent,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for i in range(2)
+    ]
+    try:
+        for r in [run.delay(["true"]) for _ in range(40)]:  # warm up: both workers ready
+            r.get(timeout=120)
+
+        def all_of_them() -> None:
+            codes = [r.get(timeout=600) for r in [run.delay(argv) for _ in range(n)]]
+            if any(codes):
+                raise SystemExit(f"Celery: {sum(1 for c in codes if c)} commands failed")
+
+        return measured(n, all_of_them)
+    finally:
+        for w in workers:
+            w.terminate()
+        for w in workers:
+            w.wait(timeout=30)
+        redis.Redis.from_url(redis_url).flushdb()
+
+
+def hyperqueue(argv: list[str], n: int, slots: int) -> dict[str, float] | str:
+    """HyperQueue's LocalCluster (pip package `hyperqueue`): a server and 2 workers x `slots`
+    cores; one job of n tasks, submitted and waited for."""
+    try:
+        from hyperqueue import Job, LocalCluster
+        from hyperqueue.cluster import WorkerConfig
+    except ImportError as exc:
+        return f"not measured ({exc}; pip install hyperqueue)"
+    with tempfile.TemporaryDirectory(prefix="gridrun-bench-hq-") as tmp:
+        cluster = LocalCluster(tmp)  # type: ignore[arg-type]  # (it wants a str)
+        try:
+            for _ in range(2):
+                cluster.start_worker(WorkerConfig(cores=slots))
+            client = cluster.client()
+
+            def one_job(count: int) -> None:
+                job = Job()
+                for _ in range(count):
+                    job.program(argv, stdout=None, stderr=None)
+                client.wait_for_jobs([client.submit(job)])
+
+            one_job(40)  # warm up
+            return measured(n, lambda: one_job(n))
+        finally:
+            cluster.stop()
+
+
 def gridrun(argv: list[str], n: int, slots: int, src: str | None) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="gridrun-bench-") as tmp:
         grid = Grid(Path(tmp), str(Path(tmp) / "gridrun.db"), worker_args=())
@@ -104,7 +200,10 @@ def gridrun(argv: list[str], n: int, slots: int, src: str | None) -> dict[str, f
             grid.stop()
 
 
-def show(label: str, found: dict[str, float], floor: dict[str, float]) -> None:
+def show(label: str, found: dict[str, float] | str, floor: dict[str, float]) -> None:
+    if isinstance(found, str):
+        print(f"{label:9} {found}")
+        return
     parts = [f"{label:9} {found['rate']:7.1f}/s ({found['rate'] / floor['rate']:.3f} x xargs)",
              f"machine {found['machine']:.2f} ms/task"]  # fmt: skip
     for key in ("master", "workers", "spawners", "tasks", "others"):
@@ -120,6 +219,8 @@ def main() -> None:
     parser.add_argument("--slots", type=int, default=1)
     parser.add_argument("--against", help="another checkout's src directory, measured too")
     parser.add_argument("--cmd", default="true", help="the task (split like a shell would)")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/15", help="for Celery")
+    parser.add_argument("--peers", action="store_true", help="Celery + Redis and HyperQueue too")
     args = parser.parse_args()
     argv = shlex.split(args.cmd)
     print(f"{os.cpu_count()} cores; 2 workers x {args.slots}; {args.tasks} x {args.cmd!r}"
@@ -129,6 +230,9 @@ def main() -> None:
         floor = xargs(argv, args.tasks, 2 * args.slots)
         print(f"round {n}")
         show("xargs", floor, floor)
+        if args.peers:
+            show("celery", celery(argv, args.tasks, args.slots, args.redis), floor)
+            show("hq", hyperqueue(argv, args.tasks, args.slots), floor)
         now = gridrun(argv, args.tasks, args.slots, None)
         show("gridrun", now, floor)
         if args.against:

@@ -14,6 +14,7 @@ v1 freezer to kill a group without a race where v2 cannot.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import time
@@ -304,12 +305,17 @@ class Group:
         """The v1 freezer group, where v2 cannot kill."""
         return self.dirs.get("freezer") if self.v2 is None else None
 
-    @property
-    def procs_files(self) -> list[Path]:
-        """Where the first process writes itself, so all it starts stays inside."""
-        return [d / "cgroup.procs" for d in self.paths]
+    @functools.cached_property
+    def procs_files(self) -> tuple[str, ...]:
+        """Where the first process writes itself, so all it starts stays inside (v2)."""
+        return tuple(str(d / "cgroup.procs") for d in self.paths)
 
-    @property
+    @functools.cached_property
+    def tasks_files(self) -> tuple[str, ...]:
+        """What the spawner's thread writes itself into for a child's birth (v1)."""
+        return tuple(str(d / "tasks") for d in self.paths)
+
+    @functools.cached_property
     def paths(self) -> list[Path]:
         return list(dict.fromkeys(self.dirs.values()))
 

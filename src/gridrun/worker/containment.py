@@ -95,8 +95,8 @@ class CgroupBox(Box):
         """v1: the spawner forks from inside the groups (the child is born there); v2: the
         child writes itself into the group before it execs the task."""
         if self.group.v2 is None:
-            return Placement(join=tuple(str(d / "tasks") for d in self.group.paths))
-        return Placement(enter=tuple(str(p) for p in self.group.procs_files))
+            return Placement(join=self.group.tasks_files)
+        return Placement(enter=self.group.procs_files)
 
     def kill(self) -> None:
         self.group.kill()

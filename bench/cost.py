@@ -8,8 +8,11 @@ With `--against DIR` (another checkout's src directory), the same grid runs that
 alternating rounds, so a change is measured against what it replaced in one run.
 With `--peers`, Celery 5 + Redis (2 prefork workers x S) and HyperQueue (its LocalCluster, 2
 workers x S cores) run the same tasks in the same round.
+With `--db URL` (PostgreSQL), the grid runs on a database of its own there too, with 1 master
+and with `--masters` (default 2): "master" is then a master's average, "postgres" the server's
+processes together.
 Usage: python bench/cost.py [--tasks N] [--rounds R] [--slots S] [--against SRC]
-       [--cmd 'sleep 0.05'] [--peers] [--redis URL]
+       [--cmd 'sleep 0.05'] [--peers] [--redis URL] [--db URL [--masters N]]
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from grid import Grid, cpu_seconds
+from grid import Grid, cpu_seconds, database
 from throughput import gridrun_rate
 
 HZ = os.sysconf("SC_CLK_TCK")
@@ -165,16 +168,34 @@ def hyperqueue(argv: list[str], n: int, slots: int) -> dict[str, float] | str:
             cluster.stop()
 
 
-def gridrun(argv: list[str], n: int, slots: int, src: str | None) -> dict[str, float]:
-    with tempfile.TemporaryDirectory(prefix="gridrun-bench-") as tmp:
-        grid = Grid(Path(tmp), str(Path(tmp) / "gridrun.db"), worker_args=())
+def postgres_servers() -> list[int]:
+    """The PostgreSQL server's processes on this machine (the postmaster and its children)."""
+    found = []
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if comm.read_text().strip() == "postgres":
+                found.append(int(comm.parent.name))
+        except OSError:
+            continue
+    return found
+
+
+def gridrun(
+    argv: list[str], n: int, slots: int, src: str | None, db: str | None = None, masters: int = 1
+) -> dict[str, float]:
+    with (
+        tempfile.TemporaryDirectory(prefix="gridrun-bench-") as tmp,
+        database(db, Path(tmp)) as url,
+    ):
+        grid = Grid(Path(tmp), url, masters, worker_args=())
         if src is not None:
             grid.env["PYTHONPATH"] = src
         try:
             grid.start_masters()
             grid.start_workers(2, slots)
             gridrun_rate(grid, ["true"], 200)  # warm up
-            master = grid.masters[0].pid
+            heads = [m.pid for m in grid.masters]
+            servers = postgres_servers() if db is not None else []
             workers = [w.pid for w in grid.workers]
             spawners = [c for w in workers for c in children(w) if is_spawner(c)]
             helpers = [c for w in workers for c in children(w) if c not in spawners]
@@ -182,7 +203,8 @@ def gridrun(argv: list[str], n: int, slots: int, src: str | None) -> dict[str, f
             def sample() -> dict[str, float]:
                 return {
                     "machine": machine_busy(),
-                    "master": cpu_seconds(master),
+                    "master": sum(cpu_seconds(m) for m in heads) / len(heads),
+                    "postgres": sum(_cpu_or_zero(p) for p in servers),
                     "workers": sum(cpu_seconds(w) for w in workers),
                     "spawners": sum(cpu_seconds(s) for s in spawners),
                     "tasks": sum(reaped(p) for p in [*workers, *spawners]),
@@ -200,14 +222,21 @@ def gridrun(argv: list[str], n: int, slots: int, src: str | None) -> dict[str, f
             grid.stop()
 
 
+def _cpu_or_zero(pid: int) -> float:
+    try:
+        return cpu_seconds(pid)
+    except OSError:  # (a backend that has ended)
+        return 0.0
+
+
 def show(label: str, found: dict[str, float] | str, floor: dict[str, float]) -> None:
     if isinstance(found, str):
         print(f"{label:9} {found}")
         return
     parts = [f"{label:9} {found['rate']:7.1f}/s ({found['rate'] / floor['rate']:.3f} x xargs)",
              f"machine {found['machine']:.2f} ms/task"]  # fmt: skip
-    for key in ("master", "workers", "spawners", "tasks", "others"):
-        if key in found:
+    for key in ("master", "postgres", "workers", "spawners", "tasks", "others"):
+        if found.get(key):
             parts.append(f"{key} {found[key]:.2f}")
     print("; ".join(parts))
 
@@ -221,6 +250,8 @@ def main() -> None:
     parser.add_argument("--cmd", default="true", help="the task (split like a shell would)")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/15", help="for Celery")
     parser.add_argument("--peers", action="store_true", help="Celery + Redis and HyperQueue too")
+    parser.add_argument("--db", help="a PostgreSQL URL: also a grid on a database of its own there")
+    parser.add_argument("--masters", type=int, default=2, help="with --db: this many masters too")
     args = parser.parse_args()
     argv = shlex.split(args.cmd)
     print(f"{os.cpu_count()} cores; 2 workers x {args.slots}; {args.tasks} x {args.cmd!r}"
@@ -235,6 +266,13 @@ def main() -> None:
             show("hq", hyperqueue(argv, args.tasks, args.slots), floor)
         now = gridrun(argv, args.tasks, args.slots, None)
         show("gridrun", now, floor)
+        if args.db:
+            show("pg", gridrun(argv, args.tasks, args.slots, None, args.db), floor)
+            if args.masters > 1:
+                label = f"pg x{args.masters}"
+                show(
+                    label, gridrun(argv, args.tasks, args.slots, None, args.db, args.masters), floor
+                )
         if args.against:
             then = gridrun(argv, args.tasks, args.slots, args.against)
             show("against", then, floor)

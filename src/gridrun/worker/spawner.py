@@ -50,6 +50,7 @@ from typing import Any
 
 CLONE_NEWNS = 0x00020000
 PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
 MAX_FDS = 4
 MAX_MESSAGE = 16 * 1024 * 1024  # the socket buffers, and so the largest request
@@ -370,6 +371,9 @@ class Server:
 
 def main(argv: list[str]) -> None:
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    # it holds the tasks' environments (their secrets) on the way: like the worker, it may
+    # not be read or traced by a task of its user (gridrun.worker.hardening)
+    _libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
     _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     fd, expected_parent = int(argv[0]), int(argv[1])
     if os.getppid() != expected_parent:

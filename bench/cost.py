@@ -22,7 +22,6 @@ import os
 import shlex
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -87,58 +86,21 @@ def celery(argv: list[str], n: int, slots: int, redis_url: str) -> dict[str, flo
     """Celery 5 + Redis, 2 prefork workers x `slots` (bench/celery_app.py)."""
     try:
         import redis
-        from celery_app import app, run
+        from celery_app import run, workers
     except ImportError as exc:
         return f"not measured ({exc}; pip install -e '.[bench]')"
     try:
         redis.Redis.from_url(redis_url).ping()
     except redis.RedisError as exc:
         return f"not measured (Redis at {redis_url}: {exc})"
-    app.conf.update(broker_url=redis_url, result_backend=redis_url)
-    redis.Redis.from_url(redis_url).flushdb()  # the bench's own database number
-    env = {**os.environ, "GRIDRUN_BENCH_REDIS": redis_url}
-    workers = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "celery_app",
-                "worker",
-                "-c",
-                str(slots),
-                "-n",
-                f"cost{i}@%h",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "-l",
-                "warning",
-            ],
-            cwd=Path(__file__).parent,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for i in range(2)
-    ]
-    try:
-        for r in [run.delay(["true"]) for _ in range(40)]:  # warm up: both workers ready
-            r.get(timeout=120)
 
-        def all_of_them() -> None:
-            codes = [r.get(timeout=600) for r in [run.delay(argv) for _ in range(n)]]
-            if any(codes):
-                raise SystemExit(f"Celery: {sum(1 for c in codes if c)} commands failed")
+    def all_of_them() -> None:
+        codes = [r.get(timeout=600) for r in [run.delay(argv) for _ in range(n)]]
+        if any(codes):
+            raise SystemExit(f"Celery: {sum(1 for c in codes if c)} commands failed")
 
+    with workers(2, slots, redis_url, name="cost"):
         return measured(n, all_of_them)
-    finally:
-        for w in workers:
-            w.terminate()
-        for w in workers:
-            w.wait(timeout=30)
-        redis.Redis.from_url(redis_url).flushdb()
 
 
 def hyperqueue(argv: list[str], n: int, slots: int) -> dict[str, float] | str:

@@ -23,7 +23,6 @@ import argparse
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from datetime import datetime
@@ -122,45 +121,14 @@ def celery_rates(args: argparse.Namespace) -> dict[str, float] | str:
     """Celery 5 + Redis running the same commands; or why it could not be measured."""
     try:
         import redis
-        from celery_app import app, run
+        from celery_app import run, workers
     except ImportError as exc:
         return f"not measured ({exc}; pip install -e '.[bench]')"
     try:
         redis.Redis.from_url(args.redis).ping()
     except redis.RedisError as exc:
         return f"not measured (Redis at {args.redis}: {exc})"
-    env = {**os.environ, "GRIDRUN_BENCH_REDIS": args.redis}
-    app.conf.update(broker_url=args.redis, result_backend=args.redis)
-    redis.Redis.from_url(args.redis).flushdb()  # the bench's own database number
-    workers = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "celery_app",
-                "worker",
-                "-c",
-                str(args.slots),
-                "-n",
-                f"bench{i}@%h",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "-l",
-                "warning",
-            ],
-            cwd=BENCH,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for i in range(2)
-    ]
-    try:
-        for r in [run.delay(["true"]) for _ in range(40)]:  # warm up: both workers ready
-            r.get(timeout=120)
+    with workers(2, args.slots, args.redis):
         rates = {}
         for name, argv, n in _runs(args):
             start = time.perf_counter()
@@ -170,16 +138,6 @@ def celery_rates(args: argparse.Namespace) -> dict[str, float] | str:
             if any(codes):
                 raise SystemExit(f"Celery: {sum(1 for c in codes if c)} commands failed")
         return rates
-    finally:
-        for w in workers:
-            w.terminate()
-        for w in workers:
-            try:
-                w.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                w.kill()
-                w.wait()
-        redis.Redis.from_url(args.redis).flushdb()
 
 
 def main() -> None:

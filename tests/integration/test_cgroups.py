@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from gridrun.model import AttemptRef
-from gridrun.worker import cgroups, containment
-from gridrun.worker.cgroups import Hierarchy, Limits
+from gridrun.worker import containment
+from gridrun.worker.cgroups import Limits
+from gridrun.worker.hierarchies import Hierarchy, discover
 from gridrun.worker.spawning import Process, Request, Spawner, SpawnError
 from tests.helpers import eventually, pid_alive
 
@@ -43,7 +44,7 @@ HYBRID_SELF = """\
 
 
 def test_hierarchies_are_found_from_mountinfo_and_our_own_groups() -> None:
-    found = cgroups.discover(HYBRID, HYBRID_SELF)
+    found = discover(HYBRID, HYBRID_SELF)
     by_controllers = {(h.version, tuple(sorted(h.controllers))): h for h in found}
     assert set(by_controllers) == {
         (1, ("cpu",)), (1, ("memory",)), (1, ("freezer",)), (1, ("pids",)),
@@ -57,7 +58,7 @@ def test_hierarchies_are_found_from_mountinfo_and_our_own_groups() -> None:
 def kinds() -> list[str]:
     if os.geteuid() != 0:
         return []
-    found = cgroups.discover()
+    found = discover()
     have = []
     if any(h.version == 2 for h in found):
         have.append("v2")
@@ -70,7 +71,7 @@ def kinds() -> list[str]:
 
 @pytest.fixture(params=kinds() or [pytest.param("none", marks=pytest.mark.skip("no cgroups"))])
 def groups(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[containment.Cgroups]:
-    found = cgroups.discover()
+    found = discover()
     chosen: list[Hierarchy] = {
         "v2": [h for h in found if h.version == 2],
         "v1": [h for h in found if h.version == 1],
@@ -239,7 +240,7 @@ def test_a_spawn_into_a_group_that_is_gone_fails_and_leaves_the_spawner_home(
 def test_a_hybrid_hosts_bare_v2_is_left_for_the_v1_controllers() -> None:
     """A v2 hierarchy with no controllers, beside a v1 freezer: the v1 groups alone (a thread
     can join them); a v2 with controllers is used."""
-    found = cgroups.discover(HYBRID, HYBRID_SELF)
+    found = discover(HYBRID, HYBRID_SELF)
     bare = [h for h in found if h.version == 2]
     with_controllers = [Hierarchy(2, bare[0].mount, frozenset({"memory"}), bare[0].own)]
     assert containment.Cgroups._keeps_v2(with_controllers[0], found)

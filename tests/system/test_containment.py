@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gridrun.worker import cgroups
 from gridrun.worker.containment import subtree_name
+from gridrun.worker.hierarchies import discover
 from gridrun.worker.proctree import descendants
 from tests.helpers import eventually, pid_alive, read_pid
 from tests.system.conftest import SystemGrid, is_guardian, is_spawner
@@ -34,7 +34,7 @@ def submit(grid: SystemGrid, cmd: str, **body: object) -> str:
 def leftover_groups(grid: SystemGrid) -> list[Path]:
     """The subtrees of this grid's workers (w1, w2) in every hierarchy we can see."""
     names = [subtree_name(w, grid.tmp / "workers" / w) for w in ("w1", "w2")]
-    return [h.own / n for h in cgroups.discover() for n in names if (h.own / n).exists()]
+    return [h.own / n for h in discover() for n in names if (h.own / n).exists()]
 
 
 @pytest.fixture

@@ -49,7 +49,8 @@ from pathlib import Path
 
 from gridrun.model import AttemptRef
 from gridrun.worker import cgroups
-from gridrun.worker.cgroups import Group, Hierarchy, Limits, Usage
+from gridrun.worker.cgroups import Group, Limits, Usage
+from gridrun.worker.hierarchies import WANTED, Hierarchy, discover
 from gridrun.worker.proctree import (
     PR_SET_CHILD_SUBREAPER,
     prctl,
@@ -221,7 +222,7 @@ class Cgroups(Containment):
     def _keeps_v2(v2: Hierarchy, hierarchies: list[Hierarchy]) -> bool:
         """A hybrid's bare v2 (no controllers) is left out where a v1 freezer can kill:
         groups that are all v1 let the spawner's thread join (see CgroupBox.placement)."""
-        bare = not v2.controllers & set(cgroups.WANTED)
+        bare = not v2.controllers & set(WANTED)
         v1_freezer = any("freezer" in h.controllers for h in hierarchies if h.version == 1)
         return not (bare and v1_freezer)
 
@@ -345,7 +346,7 @@ def choose(
     subreaper; `cgroup` insists; `subreaper` and `none` as named."""
     if wanted in ("auto", "cgroup"):
         try:
-            found = cgroups.discover() if hierarchies is None else hierarchies
+            found = discover() if hierarchies is None else hierarchies
         except OSError:
             found = []
         groups = Cgroups(name, found, root)

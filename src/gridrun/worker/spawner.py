@@ -4,18 +4,21 @@ A worker is a large process with gRPC threads: it cannot fork safely (a child th
 before exec crashed now and then in gRPC's fork handlers), so it used to start each task
 through exec wrappers (util-linux `setpriv` for the identity, `prlimit` for the limits, a
 shell that wrote itself into a v2 cgroup), from vfork: three execs for one `true`. This
-process, started by the worker before it grows (`python -I spawner.py FD HOME...`, the
-standard library only, ~10 MB), can fork: for each launch request on its socket it
+process, started by the worker (`python -I -S spawner.py FD PPID HOME...`, the standard
+library only, ~13 MB), has one thread, so it may change its own ids, namespace and groups for
+a moment. For each launch request on its socket it
 
-- joins the attempt's v1 groups with its one thread and forks, so the child is born inside
-  them, then goes back (HOME). A write of `0` to a v1 `tasks` file moves just the writer,
-  without the global lock a process's move takes (that lock waits out an RCU grace period,
-  ~10 ms here, unless another move happened moments before), and a child born in its group
-  does not pay the ~11 ms a moved process loses over its first sleep on this kernel;
-- in the child: starts a session of its own, enters the attempt's mount namespace (its own
-  /tmp), writes itself into the attempt's v2 group (where there is one), changes directory,
-  sets the rlimits, drops to the attempt's uid and gid with no other groups, and execs the
-  program: one exec;
+- joins the attempt's v1 groups with its one thread, so the child is born inside them, then
+  goes back (HOME). A write of `0` to a v1 `tasks` file moves just the writer, without the
+  global lock a process's move takes (that lock waits out an RCU grace period, ~10 ms here,
+  unless another move happened moments before), and a child born in its group does not pay
+  the ~11 ms a moved process loses over its first sleep on this kernel;
+- enters the attempt's mount namespace (its own /tmp) and its directory, and goes back;
+- starts the program with posix_spawn (vfork and exec, what `xargs` costs): a session of its
+  own, stdin /dev/null, the output pipes, and the attempt's uid and gid by
+  POSIX_SPAWN_RESETIDS (see Server.spawn): one exec, nothing run in between;
+- where that cannot do it (rlimits; a v2 group, which the child must write itself into), forks
+  a child that does those steps in Python, then execs;
 - hands back the child's pid, its output pipes and a pidfd (SCM_RIGHTS), or why it could not
   start (errno, and what failed: the same words as an exec from the worker would give);
 - reaps it (it is the parent, and a subreaper: what a task leaves behind is re-parented here,
@@ -28,7 +31,7 @@ worker's children, which reaps them itself (gridrun.worker.spawning).
 
 Messages are JSON, one a datagram (SOCK_SEQPACKET):
   -> {"id", "argv", "exe", "env", "cwd", "ids": [uid, gid] | null, "rlimits": [[n, value]],
-      "join": [v1 tasks files], "enter": [v2 cgroup.procs files], "ns": bool} (+ the ns fd)
+      "join": [v1 tasks files], "enter": [v2 cgroup.procs files]} (+ its namespace fd, if any)
   <- {"id", "pid"} (+ stdout, stderr, pidfd) | {"id", "errno", "what", "detail"}
   <- {"exit": id, "status": wait status, "cpu": seconds}
 """

@@ -19,7 +19,8 @@ from gridrun.model import AttemptRef
 from gridrun.worker import containment
 from gridrun.worker.cgroups import Limits
 from gridrun.worker.hierarchies import Hierarchy, discover
-from gridrun.worker.spawning import Process, Request, Spawner, SpawnError
+from gridrun.worker.policy import Launch
+from gridrun.worker.spawning import Process, Spawner, SpawnError
 from tests.helpers import eventually, pid_alive
 
 HYBRID = """\
@@ -124,7 +125,7 @@ def run_boxed(
     tmp_path: Path,
 ) -> Boxed:
     loop, made = spawner
-    request = Request(("/bin/sh", "-c", script), {"PATH": os.environ["PATH"]}, str(tmp_path))
+    request = Launch(("/bin/sh", "-c", script), {"PATH": os.environ["PATH"]}, str(tmp_path))
 
     async def spawn() -> Process:
         return await made.spawn(request, box.placement(), box.populated)

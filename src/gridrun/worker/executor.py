@@ -21,7 +21,7 @@ from gridrun.model import AttemptRef, Outcome, Report, Stream
 from gridrun.worker.cgroups import Usage
 from gridrun.worker.containment import Box
 from gridrun.worker.policy import Launch
-from gridrun.worker.spawning import Exit, Process, Request, Spawner, SpawnError
+from gridrun.worker.spawning import Exit, Process, Spawner, SpawnError
 
 READ_SIZE = 64 * 1024
 FLUSH_BYTES = 256 * 1024
@@ -148,12 +148,9 @@ class Execution:
         if self._spawning is not None or self._cancelled:
             return
         self.started_at = now_ms()
-        launch = self._launch
-        request = Request(
-            argv=launch.argv, env=launch.env, cwd=launch.cwd, executable=launch.executable,
-            ids=launch.ids, rlimits=launch.rlimits, namespace=launch.namespace,
-        )  # fmt: skip
-        self._spawning = self._spawner.spawn(request, self._box.placement(), self._box.populated)
+        self._spawning = self._spawner.spawn(
+            self._launch, self._box.placement(), self._box.populated
+        )
 
     async def run(self) -> Finished:
         """Run the process (started here unless `start` did) to its end and return (and emit)

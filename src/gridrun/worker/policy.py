@@ -87,7 +87,8 @@ class Limits:
 
 @dataclass(frozen=True, slots=True)
 class Launch:
-    """How to start an admitted attempt (see gridrun.worker.spawning.Request)."""
+    """How to start an admitted attempt: what the worker asks of its spawner
+    (gridrun.worker.spawning)."""
 
     argv: tuple[str, ...]
     env: dict[str, str]

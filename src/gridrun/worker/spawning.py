@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from gridrun.worker import spawner
+from gridrun.worker.policy import Launch
 from gridrun.worker.proctree import PR_SET_CHILD_SUBREAPER, prctl, reap_orphans
 
 log = logging.getLogger("gridrun.worker")
@@ -48,19 +49,6 @@ class Placement:
 
 
 @dataclass(frozen=True, slots=True)
-class Request:
-    """One process to start: the program as checked (see gridrun.worker.policy.Launch)."""
-
-    argv: tuple[str, ...]
-    env: dict[str, str]
-    cwd: str | None = None
-    executable: str | None = None
-    ids: tuple[int, int] | None = None  # (uid, gid) to drop to, no other groups
-    rlimits: tuple[tuple[int, int], ...] = ()  # (RLIMIT_*, soft = hard)
-    namespace: int | None = None  # a mount namespace to start it in (an fd)
-
-
-@dataclass(frozen=True, slots=True)
 class Exit:
     code: int | None  # the exit code, or minus the signal that killed it; None: not known
     cpu_s: float | None  # its CPU and that of the children it waited for
@@ -79,7 +67,7 @@ class Process:
 
 @dataclass
 class _Pending:
-    request: Request
+    request: Launch
     placement: Placement
     started: asyncio.Future[Process]
     populated: Callable[[], bool] | None  # the attempt's box holds something
@@ -134,7 +122,7 @@ class Spawner:
 
     def spawn(
         self,
-        request: Request,
+        request: Launch,
         placement: Placement,
         populated: Callable[[], bool] | None = None,
     ) -> asyncio.Future[Process]:

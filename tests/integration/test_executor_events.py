@@ -80,3 +80,24 @@ async def test_a_command_that_cannot_be_spawned_is_reported_as_spawn_failed() ->
         assert isinstance(finished, Finished)
         assert finished.report.outcome is Outcome.SPAWN_FAILED
         assert finished.report.error.startswith("cannot run "), finished.report.error
+
+
+async def test_a_variable_that_is_not_utf8_reaches_the_process_as_it_was() -> None:
+    """The worker's environment may hold bytes that are not UTF-8 (os.environ keeps them as
+    surrogates); they travel to the spawner and the task unchanged."""
+    raw = b"caf\xe9"
+    events: list[executor.Event] = []
+    ref = AttemptRef("0123456789abcdef", 1)
+    argv = ("printenv", "ODD")
+    env = {"PATH": os.environ["PATH"], "ODD": os.fsdecode(raw)}
+    spawner = Spawner()
+    try:
+        launch = Launch(argv=argv, env=env, cwd=None)
+        await Execution(Assignment(ref, argv), launch, events.append, spawner=spawner).run()
+    finally:
+        spawner.close()
+    out = b"".join(e.data for e in events if isinstance(e, OutputChunk))
+    assert out == raw + b"\n"
+    finished = events[-1]
+    assert isinstance(finished, Finished)
+    assert finished.report.exit_code == 0

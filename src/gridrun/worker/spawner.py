@@ -180,7 +180,8 @@ class Server:
         for level, kind, payload in ancillary:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                 fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
-        request = json.loads(data)
+        # (surrogates: what of the worker's environment is not UTF-8 travels as it was)
+        request = json.loads(data.decode("utf-8", "surrogateescape"))
         try:
             self.launch(request, fds[0] if fds else None)
         except Exception as exc:  # a bug of ours: that launch fails, with why; we go on

@@ -15,6 +15,7 @@ from __future__ import annotations
 import array
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -67,7 +68,7 @@ class Process:
 
 @dataclass
 class _Pending:
-    request: Launch
+    launch: Launch
     placement: Placement
     started: asyncio.Future[Process]
     populated: Callable[[], bool] | None  # the attempt's box holds something
@@ -122,7 +123,7 @@ class Spawner:
 
     def spawn(
         self,
-        request: Launch,
+        launch: Launch,
         placement: Placement,
         populated: Callable[[], bool] | None = None,
     ) -> asyncio.Future[Process]:
@@ -130,7 +131,7 @@ class Spawner:
         loop = asyncio.get_running_loop()
         started: asyncio.Future[Process] = loop.create_future()
         self._ids += 1
-        pending = _Pending(request, placement, started, populated)
+        pending = _Pending(launch, placement, started, populated)
         self._pending[self._ids] = pending
         try:
             self._attach(loop)
@@ -148,7 +149,7 @@ class Spawner:
             loop.add_reader(self._sock.fileno(), self._readable)
 
     def _send(self, number: int, pending: _Pending) -> None:
-        request, placement = pending.request, pending.placement
+        request, placement = pending.launch, pending.placement
         message = {
             "id": number,
             "argv": list(request.argv),
@@ -169,7 +170,7 @@ class Spawner:
         try:
             self._sock.sendmsg([data], ancillary)
         except OSError as exc:
-            if exc.errno == 90:  # EMSGSIZE
+            if exc.errno == errno.EMSGSIZE:
                 raise OSError(exc.errno, f"the command and its environment are too large"
                               f" ({len(data)} bytes)") from None  # fmt: skip
             raise
@@ -316,9 +317,9 @@ class Spawner:
 def _why(pending: _Pending, message: dict[str, Any]) -> str:
     """Why a process did not start, in the words the worker reported before the spawner
     (an exec's error on the program, a chdir's on the directory)."""
-    request, what, detail = pending.request, message["what"], message["detail"]
-    errno = message["errno"]
-    reason = os.strerror(errno) if errno else detail
+    request, what, detail = pending.launch, message["what"], message["detail"]
+    number = message["errno"]
+    reason = os.strerror(number) if number else detail
     if what == "cgroup":
         return f"cannot put the task in its cgroup: {detail}"
     if what == "chdir":

@@ -102,5 +102,4 @@ async def claim(store: Store, pairs: Sequence[tuple[str, str]], now: int) -> lis
         ]
 
     lanes = await store.queued_lanes("", 10_000)
-    _, _, claimed = await store.plan_and_claim(lanes, 10_000, now, plan)
-    return claimed
+    return (await store.plan_and_claim(lanes, 10_000, now, plan)).claimed

@@ -21,12 +21,26 @@ from gridrun.model import (
     Resources,
     RetryPolicy,
     Schedule,
+    Stream,
     TaskState,
+    Usage,
     WorkerInfo,
     WorkerState,
 )
 from gridrun.spec import make_spec
-from gridrun.store import Active, Candidate, NewTask, Placed, Quota, Store, TaskFilter
+from gridrun.store import (
+    Active,
+    Candidate,
+    Finished,
+    LaneRead,
+    NewTask,
+    Output,
+    Placed,
+    Quota,
+    Started,
+    Store,
+    TaskFilter,
+)
 from gridrun.store.postgres import PostgresStore
 from gridrun.store.sqlite import SqliteStore
 from tests import pg
@@ -119,13 +133,13 @@ async def test_the_queue_by_lane(store: Store) -> None:
         seen.append((active, list(quotas)))
         return [(lane[0], "w1") for lane in heads.values()]
 
-    heads, _, claimed = await store.plan_and_claim([plain, deploy], 10, 10**13, first_two)
-    assert [c.task_id for c in heads[plain.key]] == ["urgent", "plain1", "plain2"]
-    assert [c.task_id for c in heads[deploy.key]] == ["deploy1", "deploy2"]
-    assert [t.id for t in claimed] == ["urgent", "deploy1"]
+    done = await store.plan_and_claim([plain, deploy], 10, 10**13, first_two)
+    assert [c.task_id for c in done.heads[plain.key]] == ["urgent", "plain1", "plain2"]
+    assert [c.task_id for c in done.heads[deploy.key]] == ["deploy1", "deploy2"]
+    assert [t.id for t in done.claimed] == ["urgent", "deploy1"]
     limits = {"anonymous/deploy": 1}  # (the key is its owner's: counted under its scope)
     assert seen[0] == (Active({}, {}, {}, limits), [Quota("owner", "bob", 5, 2)])
-    _, _, claimed = await store.plan_and_claim([plain], 10, 10**13, first_two)
+    await store.plan_and_claim([plain], 10, 10**13, first_two)
     assert seen[1][0] == Active({"anonymous": 2}, {"default": 2}, {"anonymous/deploy": 1})
     queued = 3000 + 3  # the gpu tasks, plain2, zoned, deploy2
     assert await store.queued_count("owner", "anonymous", 10_000) == queued
@@ -136,6 +150,15 @@ async def test_the_queue_by_lane(store: Store) -> None:
     await store.request_cancel("zoned", now=2)
     left = {lane.probe.labels.get("zone") for lane in await store.queued_lanes("", 10)}
     assert "b" not in left
+    # a pass lists the lanes and looks into those it can take, in the same transaction
+    listed = await store.queued_lanes("", 10)
+    bobs = LaneRead("", 10, lambda lane: lane.probe.owner == "bob")
+    done = await store.plan_and_claim(bobs, 10, 10**13, first_two)
+    assert [lane.key for lane in done.lanes] == [lane.key for lane in listed]
+    assert [lane.probe.owner for lane in listed if lane.key in done.heads] == ["bob"]
+    assert [t.id for t in done.claimed] == ["bobs"]
+    nothing = await store.plan_and_claim(LaneRead("", 10, lambda _: False), 10, 10**13, first_two)
+    assert (len(nothing.lanes), nothing.heads, nothing.claimed) == (len(listed) - 1, {}, [])
 
 
 async def test_claim_only_takes_queued_tasks_and_bumps_the_attempt(store: Store) -> None:
@@ -435,3 +458,49 @@ async def test_retention_deletes_exactly_the_ended_tasks_past_their_time(store: 
     assert counts.get(TaskState.FAILED, 0) == before[TaskState.FAILED] - 1
     await store.request_cancel("blocked", now=2)  # now nothing waits for old_dep
     assert await store.collect(5_000, ok) == 1
+
+
+async def test_the_task_a_report_leaves_is_its_row_as_stored(store: Store) -> None:
+    """A batch reads each attempt it names once and the settled task is made, not read again:
+    whatever the way an attempt ends, that task is the row as a reader finds it."""
+    retry = RetryPolicy(max_attempts=2, initial_s=5)
+    await add(store, "ok", "slotless", "cancelled")
+    await add(store, "flaky", retry=retry)
+    await add(store, "gone", "hurt")
+    await claim(store, [(t, "w1") for t in ("ok", "slotless", "cancelled", "flaky")], now=2)
+    await claim(store, [("gone", "w2"), ("hurt", "w2")], now=2)
+    await store.request_cancel("cancelled", now=3)
+    usage = Usage(cpu_s=0.25, peak_memory_bytes=1 << 20, io_read_bytes=7, io_write_bytes=9)
+    ok, flaky = AttemptRef("ok", 1), AttemptRef("flaky", 1)
+    results = await store.record_reports(
+        "w1",
+        [
+            Started(ok, 4),
+            Output(ok, [(Stream.STDOUT, 0, b"hi\n")]),
+            Finished(ok, Report(Outcome.EXITED, 0, started_at=4, finished_at=5, usage=usage)),
+            Finished(ok, Report(Outcome.EXITED, 1, finished_at=6)),  # a second: stale
+            Started(ok, 7),  # stale too: that attempt is over
+            Finished(AttemptRef("slotless", 1), Report(Outcome.NO_SLOT, error="full")),
+            Finished(AttemptRef("cancelled", 1), Report(Outcome.NO_SLOT)),
+            Started(flaky, 4),
+            Finished(flaky, Report(Outcome.EXITED, 3, started_at=4, finished_at=8)),
+        ],
+        cap=1 << 20,
+        now=10,
+    )
+    assert [r.applied for r in results] == [True, True, True, False, False, True, True, True, True]
+    settled = {r.task.id: r.task for r in results if r.task is not None}
+    assert {t: s.state for t, s in settled.items()} == {
+        "ok": TaskState.SUCCEEDED, "slotless": TaskState.QUEUED,
+        "cancelled": TaskState.CANCELLED, "flaky": TaskState.QUEUED,
+    }  # fmt: skip
+    assert settled["ok"].usage == Usage(cpu_s=0.25, peak_memory_bytes=1 << 20)
+    assert settled["flaky"].not_before == 10 + 5000
+    for task_id, task in settled.items():
+        assert task == await store.get_task(task_id), task_id
+    assert (await store.get_output("ok")).stdout.data == b"hi\n"
+    await store.record_start(AttemptRef("hurt", 1), "w2", 3)
+    lost = await store.mark_lost("w2", [], now=11, reason="worker w2 is gone")
+    assert {t.id: t.state for t in lost} == {"gone": TaskState.LOST, "hurt": TaskState.LOST}
+    for task in lost:
+        assert task == await store.get_task(task.id), task.id

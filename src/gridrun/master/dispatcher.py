@@ -13,7 +13,7 @@ from gridrun.master import fairness, scheduler
 from gridrun.master.sealing import Unsealable
 from gridrun.master.sessions import AssignCmd, RevokeCmd, WorkerSession
 from gridrun.model import Outcome, Report, Task
-from gridrun.store import Active, Candidate, Lane, Placed, Quota
+from gridrun.store import Active, Candidate, Lane, LaneRead, Placed, Quota
 
 if TYPE_CHECKING:
     from gridrun.master.service import Service
@@ -49,10 +49,7 @@ class Dispatcher:
             if any(s.prefetch for s in sessions):
                 await self._make_room_soon(sessions)
             return 0
-        store = self.service.store
-        lanes = await store.queued_lanes(self._after, LANES_PER_PASS)
-        self._after = lanes[-1].key if len(lanes) == LANES_PER_PASS else ""
-        claimed = await self._pass(sessions, capacities, free, lanes)
+        claimed = await self._pass(sessions, capacities, free)
         if self._after and len(claimed) < free:
             # lanes beyond these were not looked at, and slots are still free: the next pass
             # goes on from here now, not when something next happens (10,000 lanes nothing
@@ -61,21 +58,15 @@ class Dispatcher:
         return len(claimed)
 
     async def _pass(
-        self,
-        sessions: list[WorkerSession],
-        capacities: list[scheduler.Capacity],
-        free: int,
-        lanes: Sequence[Lane],
+        self, sessions: list[WorkerSession], capacities: list[scheduler.Capacity], free: int
     ) -> list[Task]:
-        """Place and claim what these lanes hold on the free capacities; the tasks claimed."""
-        store = self.service.store
-        runnable = [s for s in lanes if any(scheduler.eligible(s.probe, c) for c in capacities)]
-        if not runnable:
-            if lanes and any(s.prefetch for s in sessions):
-                await self._make_room_soon(sessions)  # queued, and no place here takes it
-            return []
+        """List the lanes, place and claim what those a free capacity could take hold, in
+        one store transaction; the tasks claimed."""
         shares = self.service.config.shares
         waiting: dict[str, str] = {}
+
+        def takes(lane: Lane) -> bool:
+            return any(scheduler.eligible(lane.probe, c) for c in capacities)
 
         def planned(
             heads: dict[str, list[Candidate]], active: Active, quotas: Sequence[Quota]
@@ -84,23 +75,29 @@ class Dispatcher:
             waiting.update(result.waiting)
             return result.placed
 
-        heads, placed, claimed = await store.plan_and_claim(
-            runnable,
-            free,
+        done = await self.service.store.plan_and_claim(
+            LaneRead(self._after, LANES_PER_PASS, takes),
+            free,  # enough to fill every slot
             self.service.clock.now_ms(),
-            planned,  # enough to fill every slot
+            planned,
             announcing={s.worker_id for s in sessions if s.announces},
         )
-        for task in claimed:
+        self._after = done.lanes[-1].key if len(done.lanes) == LANES_PER_PASS else ""
+        if not done.heads:
+            if done.lanes and any(s.prefetch for s in sessions):
+                await self._make_room_soon(sessions)  # queued, and no place here takes it
+            return []
+        for task in done.claimed:
             await self._send_assignment(task)
-        if len(claimed) < len(placed):
+        if len(done.claimed) < len(done.placed):
             # another master claimed some first: the slots this pass counted as taken are
             # free, so look again with fresh counts
             self.service.dispatch_wanted.set()
-        await self._say_why_waiting(heads, waiting)
-        if len(placed) < sum(map(len, heads.values())) and any(s.prefetch for s in sessions):
+        await self._say_why_waiting(done.heads, waiting)
+        in_heads = sum(map(len, done.heads.values()))
+        if len(done.placed) < in_heads and any(s.prefetch for s in sessions):
             await self._make_room_soon(sessions)  # some of the heads found no place
-        return claimed
+        return done.claimed
 
     async def _make_room_soon(self, sessions: list[WorkerSession]) -> None:
         """_make_room, at most every ROOM_CHECK_S (a pass that comes sooner has a pass

@@ -145,6 +145,27 @@ Placed = list[tuple[Candidate, str]]  # (candidate, worker_id) pairs
 
 
 @dataclass(frozen=True, slots=True)
+class LaneRead:
+    """The lanes a dispatch pass reads in its own transaction: at most `limit` after the key
+    `after` ("": from the first), of which it looks into those `takes` accepts."""
+
+    after: str
+    limit: int
+    takes: Callable[[Lane], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class Pass:
+    """What one dispatch pass read and did: the lanes listed, the heads read of those it
+    looked into (by lane key), what the plan placed and what was claimed."""
+
+    lanes: list[Lane]
+    heads: dict[str, list[Candidate]]
+    placed: Placed
+    claimed: list[Task]
+
+
+@dataclass(frozen=True, slots=True)
 class Finish:
     """The result of applying a worker's report: the task after it, or None if it was stale."""
 
@@ -261,18 +282,18 @@ class Store(Protocol):
 
     async def plan_and_claim(
         self,
-        lanes: Sequence[Lane],
+        lanes: Sequence[Lane] | LaneRead,
         per_lane: int,
         now: int,
         plan: Planner,
         announcing: Collection[str] = (),
-    ) -> tuple[dict[str, list[Candidate]], Placed, list[Task]]:
-        """In one transaction: read the first `per_lane` claimable tasks of each lane
-        (highest priority, then oldest), what runs across the grid and the quotas; claim
-        what `plan` picks. Claims of tasks with a concurrency key are serialized across
-        masters, so a limit holds however many dispatch at once. Attempts claimed for the
-        workers in `announcing` are recorded as such (see mark_lost). Returns the heads read
-        (by lane key), what was placed and what was claimed."""
+    ) -> Pass:
+        """In one transaction: list the lanes (a `LaneRead`; or take those given), read the
+        first `per_lane` claimable tasks of each lane looked into (highest priority, then
+        oldest), what runs across the grid and the quotas; claim what `plan` picks. Claims
+        of tasks with a concurrency key are serialized across masters, so a limit holds
+        however many dispatch at once. Attempts claimed for the workers in `announcing` are
+        recorded as such (see mark_lost)."""
         ...
 
     async def lane_heads(self, lanes: Sequence[Lane], now: int, per_lane: int) -> list[Candidate]:

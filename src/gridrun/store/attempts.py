@@ -5,6 +5,7 @@ nothing."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 from gridrun.model import (
@@ -44,17 +45,27 @@ class AttemptVerbs(TaskSteps):
         self, worker_id: str, reports: Sequence[WorkerReport], cap: int, now: int
     ) -> list[Finish]:
         async def apply(tx: Tx) -> list[Finish]:
+            # the attempts this batch names, each read (and locked) once: a batch usually
+            # holds an attempt's Started and its Finished, or its output and its Finished
+            known: dict[AttemptRef, Task | None] = {}
             results = []
             for report in reports:
+                ref = report.ref
+                if ref not in known:
+                    known[ref] = await self._held(tx, ref, worker_id)
+                task = known[ref]
                 match report:
-                    case Started(ref=ref, started_at=at):
-                        applied = await self._start(tx, ref, worker_id, at)
-                        results.append(Finish(task=None, applied=applied))
-                    case Output(ref=ref, chunks=chunks):
-                        applied = await self._append(tx, ref, worker_id, chunks, cap)
-                        results.append(Finish(task=None, applied=applied))
-                    case Finished(ref=ref, report=ended):
-                        results.append(await self._finish(tx, ref, worker_id, ended, now))
+                    case Started(started_at=at):
+                        if task is not None:
+                            known[ref] = await self._started(tx, task, at)
+                        results.append(Finish(task=None, applied=task is not None))
+                    case Output(chunks=chunks):
+                        if task is not None:
+                            await self._output(tx, ref, chunks, cap)
+                        results.append(Finish(task=None, applied=task is not None))
+                    case Finished(report=ended):
+                        known[ref] = None  # (the attempt is over: a second Finished is stale)
+                        results.append(await self._settle(tx, task, ended, now))
             return results
 
         return await self._write(apply)
@@ -63,12 +74,18 @@ class AttemptVerbs(TaskSteps):
         task = await self._held(tx, ref, worker_id)
         if task is None:
             return False
-        if task.state is TaskState.ASSIGNED:
-            state = transition(task.state, TaskState.RUNNING)
-            await tx.run(sql.START, str(state), started_at, ref.task_id)
-            await tx.run(sql.START_ATTEMPT, str(state), started_at, *attempt_key(ref))
-            await self._notice(tx, "task", ref.task_id)
+        await self._started(tx, task, started_at)
         return True
+
+    async def _started(self, tx: Tx, task: Task, started_at: int) -> Task:
+        """The held attempt has started (a second Started changes nothing): the task now."""
+        if task.state is not TaskState.ASSIGNED:
+            return task
+        state = transition(task.state, TaskState.RUNNING)
+        await tx.run(sql.START, str(state), started_at, task.id)
+        await tx.run(sql.START_ATTEMPT, str(state), started_at, *attempt_key(task.ref))
+        await self._notice(tx, "task", task.id)
+        return dataclasses.replace(task, state=state, started_at=started_at)
 
     async def _append(
         self,
@@ -80,6 +97,13 @@ class AttemptVerbs(TaskSteps):
     ) -> bool:
         if await self._held(tx, ref, worker_id) is None:
             return False
+        await self._output(tx, ref, chunks, cap)
+        return True
+
+    async def _output(
+        self, tx: Tx, ref: AttemptRef, chunks: Sequence[tuple[Stream, int, bytes]], cap: int
+    ) -> None:
+        """Append output to the held attempt's streams (kept within `cap` bytes each)."""
         streams = {
             s: StreamOutput(bytes(d), t) for s, d, t in await tx.all(sql.SELECT_OUTPUT, ref.task_id)
         }
@@ -90,12 +114,12 @@ class AttemptVerbs(TaskSteps):
             [(ref.task_id, s, out.data, out.total) for s, out in streams.items()],
         )
         await self._notice(tx, "task", ref.task_id)
-        return True
 
     async def _end_attempt(
         self, tx: Tx, task: Task, ended: TaskState, report: Report, now: int
-    ) -> None:
-        """Record how the current attempt ended; move the task on (maybe back to the queue)."""
+    ) -> Task:
+        """Record how the current attempt ended; move the task on (maybe back to the queue).
+        Returns the task as its row now is (made here, not read again)."""
         ref = task.ref
         finished_at = report.finished_at or now
         error = report.error or None
@@ -107,9 +131,10 @@ class AttemptVerbs(TaskSteps):
         )  # fmt: skip
         await self._notice(tx, "task", task.id)
         if ended is TaskState.QUEUED:  # nothing ran (no free slot): back in line, not a try
-            await tx.run(sql.REQUEUE, str(transition(task.state, ended)), 0, error, task.id)
+            state = transition(task.state, ended)
+            await tx.run(sql.REQUEUE, str(state), 0, error, task.id)
             await self._notice(tx, "queued")
-            return
+            return _requeued(task, state, None, error)
         earlier = 0  # tries before this attempt: none before the first (no query)
         if task.attempt > 1:
             row = await tx.one(sql.COUNT_TRIES, task.id, task.attempt)
@@ -120,30 +145,45 @@ class AttemptVerbs(TaskSteps):
             assert delay is not None
             why = describe(ended, report)
             note = f"attempt {task.attempt} {why}; retrying in {delay:g}s"
-            await tx.run(sql.REQUEUE, str(state), now + round(delay * 1000), note, task.id)
-        else:
-            await tx.run(
-                sql.FINISH, str(state), report.started_at, finished_at, report.exit_code,
-                report.signal, error, used.cpu_s, used.peak_memory_bytes, task.id,
-            )  # fmt: skip
+            not_before = now + round(delay * 1000)
+            await tx.run(sql.REQUEUE, str(state), not_before, note, task.id)
+            return _requeued(task, state, not_before, note)
+        followed = await tx.one(
+            sql.FINISH, str(state), report.started_at, finished_at, report.exit_code,
+            report.signal, error, used.cpu_s, used.peak_memory_bytes, task.id,
+        )  # fmt: skip
+        if followed is not None and followed[0]:
             await self._ended(tx, task.id, state, now)
+        measured = used.cpu_s is not None or used.peak_memory_bytes is not None
+        return dataclasses.replace(
+            task,
+            state=state,
+            started_at=task.started_at if report.started_at is None else report.started_at,
+            finished_at=finished_at,
+            exit_code=report.exit_code,
+            signal=report.signal,
+            error=error,
+            usage=Usage(cpu_s=used.cpu_s, peak_memory_bytes=used.peak_memory_bytes)
+            if measured
+            else None,
+        )
 
     async def record_finish(
         self, ref: AttemptRef, worker_id: str, report: Report, now: int
     ) -> Finish:
-        return await self._write(lambda tx: self._finish(tx, ref, worker_id, report, now))
+        async def finish(tx: Tx) -> Finish:
+            return await self._settle(tx, await self._held(tx, ref, worker_id), report, now)
 
-    async def _finish(
-        self, tx: Tx, ref: AttemptRef, worker_id: str, report: Report, now: int
-    ) -> Finish:
-        task = await self._held(tx, ref, worker_id)
+        return await self._write(finish)
+
+    async def _settle(self, tx: Tx, task: Task | None, report: Report, now: int) -> Finish:
+        """End the held attempt as `report` says (None: the report was stale)."""
         if task is None:
             return Finish(task=None, applied=False)
         ended = state_after(report)
         if ended is TaskState.QUEUED and task.cancel_requested:
             ended = TaskState.CANCELLED
-        await self._end_attempt(tx, task, ended, report, now)
-        return Finish(task=await self._load(tx, ref.task_id), applied=True)
+        return Finish(task=await self._end_attempt(tx, task, ended, report, now), applied=True)
 
     async def mark_delivered(self, ref: AttemptRef, worker_id: str, now: int) -> bool:
         async def deliver(tx: Tx) -> bool:
@@ -194,8 +234,8 @@ class AttemptVerbs(TaskSteps):
                     announced = await tx.one(sql.SELECT_ANNOUNCES, *attempt_key(task.ref))
                     if announced is not None and announced[0]:
                         ended, why = TaskState.QUEUED, f"never started: {reason}"
-                await self._end_attempt(tx, task, ended, Report(Outcome.EXITED, error=why), now)
-                lost.append(await self._load(tx, task.id))
+                report = Report(Outcome.EXITED, error=why)
+                lost.append(await self._end_attempt(tx, task, ended, report, now))
             return lost
 
         return await self._write(lose)
@@ -205,3 +245,16 @@ class AttemptVerbs(TaskSteps):
             return [task_from_row(r) for r in await tx.all(self._select_active(), worker_id)]
 
         return await self._read(read)
+
+
+def _requeued(task: Task, state: TaskState, not_before: int | None, error: str | None) -> Task:
+    """The task as REQUEUE leaves its row: back in the queue, held by nobody."""
+    return dataclasses.replace(
+        task,
+        state=state,
+        worker_id=None,
+        assigned_at=None,
+        started_at=None,
+        not_before=not_before,
+        error=error,
+    )

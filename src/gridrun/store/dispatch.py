@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from gridrun.model import Task, TaskState, transition
-from gridrun.store import Active, Candidate, Lane, Placed, Planner, Quota
+from gridrun.store import Active, Candidate, Lane, LaneRead, Pass, Planner, Quota
 from gridrun.store import queries as sql
 from gridrun.store.relational_tx import TASKS_BY_ID, Tx, marks
 from gridrun.store.rows import placement_from_json, task_from_row
@@ -23,30 +23,37 @@ class DispatchVerbs(TaskSteps):
         return await self._read(lambda tx: self._queued(tx, limit, after, now))
 
     async def queued_lanes(self, after: str, limit: int) -> list[Lane]:
-        async def read(tx: Tx) -> list[Lane]:
-            query = sql.SELECT_LANES.format(index=self.dialect.use_index("tasks_lanes"))
-            return [lane_from_key(r[0]) for r in await tx.all(query, after, limit)]
+        return await self._read(lambda tx: self._lanes(tx, after, limit))
 
-        return await self._read(read)
+    async def _lanes(self, tx: Tx, after: str, limit: int) -> list[Lane]:
+        query = sql.SELECT_LANES.format(index=self.dialect.use_index("tasks_lanes"))
+        return [lane_from_key(r[0]) for r in await tx.all(query, after, limit)]
 
     async def plan_and_claim(
         self,
-        lanes: Sequence[Lane],
+        lanes: Sequence[Lane] | LaneRead,
         per_lane: int,
         now: int,
         plan: Planner,
         announcing: Collection[str] = (),
-    ) -> tuple[dict[str, list[Candidate]], Placed, list[Task]]:
-        async def step(tx: Tx) -> tuple[dict[str, list[Candidate]], Placed, list[Task]]:
-            if any(lane.probe.concurrency is not None for lane in lanes):
+    ) -> Pass:
+        async def step(tx: Tx) -> Pass:
+            if isinstance(lanes, LaneRead):
+                listed = await self._lanes(tx, lanes.after, lanes.limit)
+                taken = [lane for lane in listed if lanes.takes(lane)]
+            else:
+                listed = taken = list(lanes)
+            if not taken:
+                return Pass(listed, {}, [], [])
+            if any(lane.probe.concurrency is not None for lane in taken):
                 await self.dialect.serialize_claims(tx)  # (the counts below are then exact)
-            heads = {lane.key: await self._head(tx, lane, now, per_lane) for lane in lanes}
+            heads = {lane.key: await self._head(tx, lane, now, per_lane) for lane in taken}
             placed = plan(heads, await _active(tx, heads.values()), await _quotas(tx))
             if not placed:
-                return heads, placed, []
+                return Pass(listed, heads, placed, [])
             pairs = [(c.task_id, w) for c, w in placed]
             claimed = await self._claim(tx, pairs, now, announcing)
-            return heads, placed, claimed
+            return Pass(listed, heads, placed, claimed)
 
         return await self._write(step)
 

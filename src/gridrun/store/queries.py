@@ -71,9 +71,11 @@ CLAIM = (
 )
 MARK_UNSCHEDULABLE = "UPDATE tasks SET unschedulable = ? WHERE id = ? AND state = 'queued'"
 START = "UPDATE tasks SET state = ?, started_at = ? WHERE id = ?"
+# (and whether any task runs after it: only then are its dependents looked for)
 FINISH = (
     "UPDATE tasks SET state = ?, started_at = coalesce(?, started_at), finished_at = ?,"
     " exit_code = ?, signal = ?, error = ?, cpu_s = ?, peak_memory_bytes = ? WHERE id = ?"
+    " RETURNING EXISTS (SELECT 1 FROM deps WHERE deps.after_id = tasks.id)"
 )
 REQUEUE = (
     "UPDATE tasks SET state = ?, worker_id = NULL, assigned_at = NULL, started_at = NULL,"

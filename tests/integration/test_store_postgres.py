@@ -4,6 +4,7 @@ migrating together, racing for the same tasks, and hearing each other's notices.
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -13,7 +14,7 @@ from gridrun.errors import Unavailable
 from gridrun.model import AttemptRef, Outcome, Report, TaskState, WorkerInfo, WorkerState
 from gridrun.spec import make_spec
 from gridrun.store import NewTask, Notice, postgres_sql
-from gridrun.store.postgres import PostgresStore, numbered, redact
+from gridrun.store.postgres import PostgresStore, commit, literal, numbered, redact
 from tests import pg
 from tests.helpers import claim, eventually_async
 
@@ -216,3 +217,36 @@ async def test_a_database_from_before_kept_counts_is_counted_as_it_migrates(url:
         assert await store.count_by_state() == {TaskState.QUEUED: 4, TaskState.SUCCEEDED: 7}
     finally:
         await store.close()
+
+
+NASTY = ["plain", "it's", "back\\slash", "\\'; SELECT 1; --", "$$", "ünï\ncode\t", "E'x'", "\\\\''"]
+
+
+@pytest.mark.parametrize("conforming", ["on", "off"])
+async def test_notices_ride_their_commit_byte_exact(url: str, conforming: str) -> None:
+    """A step's notices go with its COMMIT in one round trip, as literals: whatever a payload
+    holds (quotes, backslashes, SQL), it is read back as it was, and nothing else runs."""
+    rng = random.Random(7)
+    texts = NASTY + ["".join(chr(rng.randrange(1, 0x3000)) for _ in range(40)) for _ in range(20)]
+    texts = [t for t in texts if not any(0xD800 <= ord(c) < 0xE000 for c in t)]
+    sender, listener = await asyncpg.connect(url), await asyncpg.connect(url)
+    heard: list[str] = []
+    try:
+        await sender.execute(f"SET standard_conforming_strings = {conforming}")
+        for text in texts:
+            assert await sender.fetchval(f"SELECT {literal(text)}") == text
+        await listener.add_listener("gridrun", lambda *args: heard.append(args[3]))
+        await sender.execute("BEGIN")
+        await sender.execute(commit(texts))
+        assert not sender.is_in_transaction()
+        await eventually_async(lambda: len(heard) == len(texts), 10)
+        assert heard == texts
+        await sender.execute("BEGIN")
+        with pytest.raises(asyncpg.PostgresError):  # (over pg_notify's 8000 bytes)
+            await sender.execute(commit(["x" * 9000, "never sent"]))
+        await sender.execute("ROLLBACK")
+        await asyncio.sleep(0.2)
+        assert heard == texts
+    finally:
+        await sender.close()
+        await listener.close()

@@ -97,6 +97,21 @@ def numbered(query: str) -> str:
     return "".join(out)
 
 
+def literal(text: str) -> str:
+    """A string as an SQL literal, in the E'' form (read the same whatever
+    standard_conforming_strings says)."""
+    return "E'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def commit(notices: Sequence[str]) -> str:
+    """COMMIT, with the step's notices sent in the same round trip (one simple query: a
+    notice that fails aborts the transaction, and the COMMIT is not run)."""
+    if not notices:
+        return "COMMIT"
+    payloads = ", ".join(map(literal, notices))
+    return f"SELECT pg_notify('gridrun', p) FROM unnest(ARRAY[{payloads}]) AS p; COMMIT"
+
+
 class PgTx:
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
@@ -228,12 +243,13 @@ class PostgresStore(RelationalStore):
         for attempt in range(1, RETRIES + 1):
             committing = False
             try:
-                async with self._acquire() as conn, conn.transaction():
+                async with self._acquire() as conn:
+                    # (a step that raises leaves its transaction to the pool's reset: ROLLBACK)
+                    await conn.execute("BEGIN")
                     tx = PgTx(conn)
                     result = await step(tx)
-                    if tx.notices:
-                        await conn.execute(ddl.NOTIFY, tx.notices)
                     committing = True
+                    await conn.execute(commit(tx.notices))
                 return result
             except RETRIED:
                 if attempt == RETRIES:

@@ -266,7 +266,6 @@ INSERT_TASKS = (
     " SELECT id, seq FROM added"
 )
 CHANNEL = "gridrun"
-NOTIFY = "SELECT pg_notify('gridrun', payload) FROM unnest($1::text[]) AS payload"
 
 COUNT_BY_STATE = (
     "SELECT state, sum(n)::bigint FROM (SELECT state, n FROM task_counts"

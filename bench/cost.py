@@ -218,7 +218,7 @@ def main() -> None:
     argv = shlex.split(args.cmd)
     print(f"{os.cpu_count()} cores; 2 workers x {args.slots}; {args.tasks} x {args.cmd!r}"
           f" a round; CPU in ms a task")  # fmt: skip
-    ratios: dict[str, list[float]] = {"rate": [], "machine": []}
+    ratios: dict[str, list[tuple[float, float]]] = {"sqlite": [], "pg": []}
     for n in range(1, args.rounds + 1):
         floor = xargs(argv, args.tasks, 2 * args.slots)
         print(f"round {n}")
@@ -228,24 +228,29 @@ def main() -> None:
             show("hq", hyperqueue(argv, args.tasks, args.slots), floor)
         now = gridrun(argv, args.tasks, args.slots, None)
         show("gridrun", now, floor)
+        if args.against:
+            then = gridrun(argv, args.tasks, args.slots, args.against)
+            show("against", then, floor)
+            ratios["sqlite"].append((now["rate"] / then["rate"], now["machine"] / then["machine"]))
         if args.db:
-            show("pg", gridrun(argv, args.tasks, args.slots, None, args.db), floor)
+            pg = gridrun(argv, args.tasks, args.slots, None, args.db)
+            show("pg", pg, floor)
+            if args.against:
+                then = gridrun(argv, args.tasks, args.slots, args.against, args.db)
+                show("pg against", then, floor)
+                ratios["pg"].append((pg["rate"] / then["rate"], pg["machine"] / then["machine"]))
             if args.masters > 1:
                 label = f"pg x{args.masters}"
                 show(
                     label, gridrun(argv, args.tasks, args.slots, None, args.db, args.masters), floor
                 )
-        if args.against:
-            then = gridrun(argv, args.tasks, args.slots, args.against)
-            show("against", then, floor)
-            ratios["rate"].append(now["rate"] / then["rate"])
-            ratios["machine"].append(now["machine"] / then["machine"])
-    if args.against:
-        print(
-            f"this code / --against, median of {args.rounds}: throughput"
-            f" {statistics.median(ratios['rate']):.3f}, machine CPU a task"
-            f" {statistics.median(ratios['machine']):.3f}"
-        )
+    for backend, found in ratios.items():
+        if found:
+            print(
+                f"{backend}: this code / --against, median of {len(found)}: throughput"
+                f" {statistics.median(r for r, _ in found):.3f}, machine CPU a task"
+                f" {statistics.median(m for _, m in found):.3f}"
+            )
 
 
 if __name__ == "__main__":

@@ -94,6 +94,7 @@ class Grid:
     ) -> None:
         self.tmp = tmp
         self.master_args = master_args
+        self.master_command: tuple[str, ...] = (sys.executable, "-m", "gridrun")
         # as root, tasks run as root unless a bench says otherwise (the worker's own default
         # is an unprivileged user: bench/run_as.py measures what that costs)
         if worker_args is None:
@@ -114,10 +115,10 @@ class Grid:
     def client(self) -> httpx.Client:
         return self.clients[0]
 
-    def spawn(self, *args: str) -> subprocess.Popen[bytes]:
+    def spawn(self, *args: str, command: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gridrun", *args], cwd=self.tmp, env=self.env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [*(command or (sys.executable, "-m", "gridrun")), *args], cwd=self.tmp,
+            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         self.procs.append(proc)
         return proc
@@ -138,6 +139,7 @@ class Grid:
                     "--log-level",
                     "warning",
                     *self.master_args,
+                    command=self.master_command,
                 )
             )
 

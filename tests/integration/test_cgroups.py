@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import resource
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from gridrun.worker import containment
 from gridrun.worker.cgroups import Limits
 from gridrun.worker.hierarchies import Hierarchy, discover
 from gridrun.worker.policy import Launch
-from gridrun.worker.spawning import Process, Spawner, SpawnError
+from gridrun.worker.spawning import Placement, Process, Spawner, SpawnError
 from tests.helpers import eventually, pid_alive
 
 HYBRID = """\
@@ -197,19 +198,18 @@ def test_cpu_time_is_measured_for_the_whole_group(
 def test_the_first_process_is_born_in_its_group_and_the_spawner_goes_back(
     groups: containment.Cgroups, spawner: Loop, tmp_path: Path
 ) -> None:
-    """v1 groups take the spawner's thread for the moment of the fork; in v2 the child writes
-    itself in before exec. Either way the child is inside before the task's first
-    instruction, and the spawner and the worker are where they were."""
+    """v1 groups take the spawner's thread for the moment of the fork; into a v2 group the
+    child is cloned (clone3 CLONE_INTO_CGROUP), not moved. Either way the child is inside
+    before the task's first instruction, and the spawner and the worker are where they
+    were."""
     box = groups.box(AttemptRef("t4", 1), Limits(pids=100))
     placement = box.placement()
-    if box.group.v2 is None:
-        assert placement.join
-        assert not placement.enter
-    else:
-        assert placement.enter
-        assert not placement.join
+    v1 = [d for d in box.group.paths if d != box.group.v2]
+    assert placement.join == tuple(str(d / "tasks") for d in v1)
+    assert placement.into == (str(box.group.v2) if box.group.v2 is not None else None)
     before = Path("/proc/thread-self/cgroup").read_text()
     proc = run_boxed(spawner, box, "cat /proc/self/cgroup > born; sleep 300", tmp_path)
+    assert not proc.process.moved  # (this kernel has clone3: born there, not moved)
     helper = spawner[1].pid
     assert helper is not None
     spawner_groups = Path(f"/proc/{helper}/cgroup").read_text()
@@ -224,6 +224,64 @@ def test_the_first_process_is_born_in_its_group_and_the_spawner_goes_back(
     proc.wait(10)
     eventually(lambda: not box.group.populated(), 10)
     box.close()
+
+
+def test_where_the_kernel_will_not_clone_into_the_group_the_child_moves_itself_in(
+    groups: containment.Cgroups, spawner: Loop, tmp_path: Path
+) -> None:
+    """clone3 refuses a group it cannot clone into (here a v1 directory, as an older kernel or
+    a seccomp filter refuses any): the child is forked and writes itself into the group's
+    cgroup.procs before exec, still before the task's first instruction; the spawner stops
+    trying clone3."""
+    box = groups.box(AttemptRef("t9", 1), Limits())
+    if box.group.v2 is not None:
+        pytest.skip("needs a v1 directory, which clone3 refuses")
+    target = box.group.dirs["freezer"]
+    loop, made = spawner
+    launch = Launch(("/bin/sh", "-c", "cat /proc/self/cgroup > born"), {}, str(tmp_path))
+
+    async def spawn() -> Process:
+        return await made.spawn(launch, Placement(into=str(target)), box.populated)
+
+    for _ in range(2):  # (the second goes straight to fork)
+        boxed = Boxed(loop, loop.run_until_complete(spawn()))
+        assert boxed.process.moved
+        assert boxed.wait(10) == 0
+        born = (tmp_path / "born").read_text()
+        assert any(
+            target.as_posix().endswith(line.split(":", 2)[2])
+            for line in born.split()
+            if "freezer" in line
+        )
+    box.close()
+
+
+def test_a_low_open_file_limit_is_the_tasks_not_the_spawners(
+    groups: containment.Cgroups, spawner: Loop, tmp_path: Path
+) -> None:
+    """The spawner keeps a descriptor open for each v1 group it joined; a task with an
+    open-file limit below that many still starts (its streams are set before its limits)
+    and meets the limit itself."""
+    boxes = [groups.box(AttemptRef(f"many{i}", 1), Limits()) for i in range(40)]
+    if boxes[0].group.v2 is not None:
+        pytest.skip("v2 groups are not joined by the spawner's thread")
+    for box in boxes:  # 40 groups in turn at once: 40 open `tasks` files in the spawner
+        assert run_boxed(spawner, box, "true", tmp_path).wait(10) == 0
+    loop, made = spawner
+    helper = made.pid
+    assert helper is not None
+    assert len(os.listdir(f"/proc/{helper}/fd")) > 40
+    script = "exec 3</dev/null; python3 -c \"[open('/dev/null') for _ in range(64)]\""
+    limited = Launch(("/bin/sh", "-c", script), {"PATH": os.environ["PATH"]}, str(tmp_path),
+                     rlimits=((resource.RLIMIT_NOFILE, 16),))  # fmt: skip
+
+    async def spawn() -> Process:
+        return await made.spawn(limited, boxes[0].placement(), boxes[0].populated)
+
+    boxed = Boxed(loop, loop.run_until_complete(spawn()))  # (SpawnError before the fix)
+    assert boxed.wait(10) == 1  # python3's own OSError: too many open files
+    for box in boxes:
+        box.close()
 
 
 def test_a_spawn_into_a_group_that_is_gone_fails_and_leaves_the_spawner_home(

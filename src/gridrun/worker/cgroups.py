@@ -216,14 +216,10 @@ class Group:
         return self.dirs.get("freezer") if self.v2 is None else None
 
     @functools.cached_property
-    def procs_files(self) -> tuple[str, ...]:
-        """Where the first process writes itself, so all it starts stays inside (v2)."""
-        return tuple(str(d / "cgroup.procs") for d in self.paths)
-
-    @functools.cached_property
     def tasks_files(self) -> tuple[str, ...]:
-        """What the spawner's thread writes itself into for a child's birth (v1)."""
-        return tuple(str(d / "tasks") for d in self.paths)
+        """What the spawner's thread writes itself into for a child's birth: the `tasks`
+        file of each v1 directory (v2 has none: its child is cloned into the group)."""
+        return tuple(str(d / "tasks") for d in self.paths if d != self.v2)
 
     @functools.cached_property
     def paths(self) -> list[Path]:

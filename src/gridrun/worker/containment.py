@@ -13,8 +13,9 @@ Two modes, chosen at start and announced (log, `gridrun workers`, the dashboard)
   the child is born in the thread's groups. A v1 group then serves attempt after attempt,
   emptied and its counters zeroed in between (`Group.recycle`; making and removing a memory
   group costs more than a `true` task). Where the groups are v2, which moves whole processes
-  only, the forked child writes itself into its new group before exec (the move waits out
-  an RCU grace period: see gridrun.worker.spawner). Asks become limits
+  only, the child is cloned into its new group (clone3 CLONE_INTO_CGROUP), or where the
+  kernel refuses that, writes itself in before exec (a move, which waits out an RCU grace
+  period: see gridrun.worker.spawner). Asks become limits
   (`memory_mb` -> memory limit, `cpu` -> CPU quota, a process cap), and usage is read from
   the group when the attempt ends.
 - **subreaper** (no cgroup can be made): the worker is a child subreaper, so processes that
@@ -93,11 +94,10 @@ class CgroupBox(Box):
     release: Callable[[Group], object] = Group.remove  # (keeps a group to recycle, or removes it)
 
     def placement(self) -> Placement:
-        """v1: the spawner forks from inside the groups (the child is born there); v2: the
-        child writes itself into the group before it execs the task."""
-        if self.group.v2 is None:
-            return Placement(join=self.group.tasks_files)
-        return Placement(enter=self.group.procs_files)
+        """v1: the spawner forks from inside the groups; v2: it clones the child into its
+        group. Either way the child is born there."""
+        v2 = self.group.v2
+        return Placement(join=self.group.tasks_files, into=str(v2) if v2 is not None else None)
 
     def kill(self) -> None:
         self.group.kill()

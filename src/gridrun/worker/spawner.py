@@ -17,8 +17,11 @@ a moment. For each launch request on its socket it
 - starts the program with posix_spawn (vfork and exec, what `xargs` costs): a session of its
   own, stdin /dev/null, the output pipes, and the attempt's uid and gid by
   POSIX_SPAWN_RESETIDS (see Server.spawn): one exec, nothing run in between;
-- where that cannot do it (rlimits; a v2 group, which the child must write itself into), forks
-  a child that does those steps in Python, then execs;
+- where that cannot do it (rlimits; a v2 group), forks a child that does those steps in
+  Python, then execs. Into a v2 group the child is cloned (clone3 with CLONE_INTO_CGROUP,
+  Linux 5.7), so it too is born there and pays for no move; where clone3 is refused (an
+  older kernel, a seccomp filter) it is forked and writes itself into the group's
+  `cgroup.procs` before exec (that move waits out the grace period above);
 - hands back the child's pid, its output pipes and a pidfd (SCM_RIGHTS), or why it could not
   start (errno, and what failed: the same words as an exec from the worker would give);
 - reaps it (it is the parent, and a subreaper: what a task leaves behind is re-parented here,
@@ -31,8 +34,8 @@ worker's children, which reaps them itself (gridrun.worker.spawning).
 
 Messages are JSON, one a datagram (SOCK_SEQPACKET):
   -> {"id", "argv", "exe", "env", "cwd", "ids": [uid, gid] | null, "rlimits": [[n, value]],
-      "join": [v1 tasks files], "enter": [v2 cgroup.procs files]} (+ its namespace fd, if any)
-  <- {"id", "pid"} (+ stdout, stderr, pidfd) | {"id", "errno", "what", "detail"}
+      "join": [v1 tasks files], "into": v2 group directory | null} (+ its namespace fd, if any)
+  <- {"id", "pid", "moved"} (+ stdout, stderr, pidfd) | {"id", "errno", "what", "detail"}
   <- {"exit": id, "status": wait status, "cpu": seconds}
 """
 
@@ -48,10 +51,12 @@ import selectors
 import signal
 import socket
 import sys
-from errno import ENOENT
+from errno import ENODEV, ENOENT
 from typing import Any
 
 CLONE_NEWNS = 0x00020000
+CLONE_INTO_CGROUP = 0x200000000
+SYS_CLONE3 = 435  # (x86-64's number, and the generic table's: arm64, riscv64)
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
@@ -77,20 +82,53 @@ def _write(path: str, value: bytes) -> None:
         os.close(fd)
 
 
+class _CloneArgs(ctypes.Structure):
+    """struct clone_args, as far as CLONE_INTO_CGROUP (its size says which fields we give)."""
+
+    _fields_ = [
+        (name, ctypes.c_uint64)
+        for name in (
+            "flags", "pidfd", "child_tid", "parent_tid", "exit_signal", "stack",
+            "stack_size", "tls", "set_tid", "set_tid_size", "cgroup",
+        )
+    ]  # fmt: skip
+
+
+def _clone_into(group: int) -> int:
+    """fork(), the child born in the v2 group whose directory `group` is open on: 0 in the
+    child, its pid in the parent. OSError where clone3 or the flag is refused."""
+    args = _CloneArgs(flags=CLONE_INTO_CGROUP, exit_signal=signal.SIGCHLD, cgroup=group)
+    size = ctypes.c_long(ctypes.sizeof(args))
+    pid = int(_libc.syscall(ctypes.c_long(SYS_CLONE3), ctypes.byref(args), size))
+    if pid < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return pid
+
+
 class _Failed(Exception):
     """A step before exec failed: (errno, what, detail) for the worker's report."""
 
 
-def _child(request: dict[str, Any], out: int, err: int, report: int) -> None:
-    """In the forked child: become the task (never returns)."""
+def _child(request: dict[str, Any], out: int, err: int, report: int, move_into: str | None) -> None:
+    """In the forked child (signals blocked): become the task (never returns). `move_into`:
+    the v2 group it was not born in, to write itself into."""
     what, detail = "exec", ""
     try:
         for number in (signal.SIGINT, signal.SIGCHLD, signal.SIGTERM):
             signal.signal(number, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
         os.setsid()
-        for path in request["enter"]:
-            what, detail = "cgroup", path
-            _write(path, b"0")
+        if move_into is not None:
+            what, detail = "cgroup", move_into
+            _write(os.path.join(move_into, "cgroup.procs"), b"0")
+        # its standard streams before its limits: under a low open-file limit the spawner's
+        # own descriptors (closed at exec) may hold every number below it
+        what, detail = "exec", ""
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(out, 1)
+        os.dup2(err, 2)
         cwd = request["cwd"]
         if cwd is not None:
             what, detail = "chdir", cwd
@@ -105,10 +143,6 @@ def _child(request: dict[str, Any], out: int, err: int, report: int) -> None:
             os.setgroups([])
             os.setresgid(gid, gid, gid)
             os.setresuid(uid, uid, uid)
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        os.dup2(out, 1)
-        os.dup2(err, 2)
         what, detail = "exec", ""
         argv, env = request["argv"], request["env"]
         exe = request["exe"]
@@ -135,6 +169,8 @@ class Server:
         self.tasks: dict[str, int] = {}  # v1 `tasks` files of attempts' groups, open
         self.own_ns = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
         self.own_cwd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.clone3 = True  # until the kernel says otherwise (see clone)
+        self.moved = False  # the last child wrote itself into its v2 group (not cloned there)
 
     def serve(self) -> None:
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -198,7 +234,8 @@ class Server:
             try:
                 self.enter(ns)
                 try:
-                    if request["rlimits"] or request["enter"]:
+                    self.moved = False
+                    if request["rlimits"] or request["into"]:
                         pid, out, err = self.fork(request)
                     else:
                         pid, out, err = self.spawn(request)
@@ -218,7 +255,8 @@ class Server:
         pidfd = os.pidfd_open(pid)
         self.children[pid] = request["id"]
         try:
-            self.send({"id": request["id"], "pid": pid}, [out, err, pidfd])
+            answer = {"id": request["id"], "pid": pid, "moved": self.moved}
+            self.send(answer, [out, err, pidfd])
         finally:
             for fd in (out, err, pidfd):
                 os.close(fd)
@@ -324,19 +362,29 @@ class Server:
         raise _Failed(failed.errno or 0, "exec", failed.strerror or str(failed))
 
     def fork(self, request: dict[str, Any]) -> tuple[int, int, int]:
-        """What CPython's spawn cannot do (rlimits, writing itself into a v2 group) is done
-        by Python code in a forked child."""
+        """What CPython's spawn cannot do (rlimits, a v2 group) is done by Python code in a
+        child forked, or cloned into its v2 group, with every signal blocked (our handlers
+        must not run in it: it sets them to the default, then unblocks)."""
+        into = request["into"]
+        group = self.open_group(into) if into is not None else None
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         report_r, report_w = os.pipe2(os.O_CLOEXEC)
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
         try:
-            pid = os.fork()
-        except OSError as exc:
+            pid, move_into = self.clone(group, into)
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
             for fd in (out_r, out_w, err_r, err_w, report_r, report_w):
                 os.close(fd)
-            raise _Failed(exc.errno or 0, "fork", exc.strerror or str(exc)) from None
+            raise
+        finally:
+            if group is not None:
+                os.close(group)
         if pid == 0:
-            _child(request, out_w, err_w, report_w)
+            _child(request, out_w, err_w, report_w, move_into)
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        self.moved = move_into is not None
         for fd in (out_w, err_w, report_w):
             os.close(fd)
         failure = b""
@@ -350,6 +398,28 @@ class Server:
             reason = json.loads(failure)
             raise _Failed(reason["errno"], reason["what"], reason["detail"])
         return pid, out_r, err_r
+
+    @staticmethod
+    def open_group(into: str) -> int:
+        try:
+            return os.open(into, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise _Failed(exc.errno or 0, "cgroup", exc.strerror or str(exc)) from None
+
+    def clone(self, group: int | None, into: str | None) -> tuple[int, str | None]:
+        """(pid, the v2 group the child must still move into): cloned into `group` where
+        clone3 takes it, else forked (and after one refusal, forked from then on)."""
+        if group is not None and self.clone3:
+            try:
+                return _clone_into(group), None
+            except OSError as exc:
+                if exc.errno in (ENOENT, ENODEV):  # the group is gone: say so
+                    raise _Failed(exc.errno, "cgroup", exc.strerror or str(exc)) from None
+                self.clone3 = False  # (ENOSYS, E2BIG, EINVAL: an older kernel; EPERM: seccomp)
+        try:
+            return os.fork(), into
+        except OSError as exc:
+            raise _Failed(exc.errno or 0, "fork", exc.strerror or str(exc)) from None
 
     def reap(self) -> None:
         while True:

@@ -46,7 +46,9 @@ class Placement:
     """Where an attempt's first process must be, from its birth (gridrun.worker.containment)."""
 
     join: tuple[str, ...] = ()  # v1 `tasks` files: the spawner forks from inside them
-    enter: tuple[str, ...] = ()  # v2 `cgroup.procs` files: the child writes itself in
+    # the v2 group: the child is born in it (clone3 CLONE_INTO_CGROUP), or where the kernel
+    # or a seccomp filter refuses clone3, writes itself into it before exec
+    into: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +66,8 @@ class Process:
     stderr: int
     exited: asyncio.Future[Exit]
     pidfd: int = field(repr=False, default=-1)
+    # it wrote itself into its v2 group before exec (the kernel refused to clone it there)
+    moved: bool = False
 
 
 @dataclass
@@ -159,7 +163,7 @@ class Spawner:
             "ids": list(request.ids) if request.ids is not None else None,
             "rlimits": [list(r) for r in request.rlimits],
             "join": list(placement.join),
-            "enter": list(placement.enter),
+            "into": placement.into,
         }
         fds = [request.namespace] if request.namespace is not None else []
         ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
@@ -211,7 +215,7 @@ class Spawner:
             out, err, pidfd = fds
             assert self._loop is not None
             exited: asyncio.Future[Exit] = self._loop.create_future()
-            process = Process(message["pid"], out, err, exited, pidfd)
+            process = Process(message["pid"], out, err, exited, pidfd, message.get("moved", False))
             self._running[message["id"]] = process
             pending.started.set_result(process)
             return

@@ -6,10 +6,14 @@ from __future__ import annotations
 import asyncio
 from typing import cast
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from gridrun.clock import SystemClock
 from gridrun.master.service import Service, ServiceConfig
 from gridrun.master.sessions import ACK_DELAY_S, AckCmd, CancelCmd, Sessions, WorkerSession
-from gridrun.model import AttemptRef
+from gridrun.model import AttemptRef, Resources
+from gridrun.spec import make_spec
 from gridrun.store import Store
 
 
@@ -48,3 +52,36 @@ def test_a_fleet_over_the_heartbeat_budget_beats_less_often_with_longer_timeouts
     assert service.pace(200) == (2.0, 10.0)  # 100 a second exactly
     assert service.pace(1000) == (10.0, 50.0)
     assert service.pace(5000) == (50.0, 250.0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    slots=st.integers(0, 6),
+    prefetch=st.integers(0, 4),
+    held=st.integers(0, 12),
+    announces=st.booleans(),
+    draining=st.booleans(),
+    quarantined=st.sampled_from([None, "missed deadlines"]),
+    gpus=st.lists(st.integers(0, 2), max_size=12),
+)
+def test_the_places_a_worker_has_are_its_capacitys_free_places(
+    slots: int,
+    prefetch: int,
+    held: int,
+    announces: bool,
+    draining: bool,
+    quarantined: str | None,
+    gpus: list[int],
+) -> None:
+    """Dispatch skips workers with no place free without making their Capacity: the count
+    it reads must be the one placement would have found."""
+    s = WorkerSession(
+        worker_id="w1", hostname="h", labels={}, slots=slots, last_seen=0.0,
+        announces=announces, prefetch=prefetch, draining=draining, quarantined=quarantined,
+    )  # fmt: skip
+    for i in range(held):
+        asks = Resources(gpus=gpus[i]) if i < len(gpus) else Resources()
+        s.inflight[AttemptRef(f"{i:016x}", 1)] = make_spec(cmd="true", resources=asks)
+    capacity = s.capacity()
+    assert s.places() == capacity.free
+    assert capacity.taken == Resources(gpus=sum(gpus[:held]))

@@ -43,7 +43,8 @@ class Dispatcher:
     async def dispatch(self) -> int:
         """Place queued tasks on free slots; return how many were assigned."""
         sessions = [s for s in self.service.sessions if s.reconciled and not s.closed]
-        capacities = [s.capacity() for s in sessions]
+        # (only workers with a place free can take anything: a fleet's full ones cost nothing)
+        capacities = [s.capacity() for s in sessions if s.places()]
         free = sum(c.free for c in capacities)
         if not free:
             if any(s.prefetch for s in sessions):

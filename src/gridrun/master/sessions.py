@@ -233,11 +233,18 @@ class WorkerSession:
             containment=self.containment,
         )
 
+    def places(self) -> int:
+        """How many more assignments it takes now (Capacity.free, without making one)."""
+        if self.draining or self.quarantined:
+            return 0
+        return max(self.slots + (self.prefetch if self.announces else 0) - len(self.inflight), 0)
+
     def capacity(self) -> Capacity:
         taken = NO_RESOURCES
         by_class: dict[str, int] = {}
         for spec in self.inflight.values():
-            taken = taken + spec.resources
+            if spec.resources:  # (most ask for nothing: no sum to make)
+                taken = taken + spec.resources
             if spec.task_class is not None:
                 by_class[spec.task_class] = by_class.get(spec.task_class, 0) + 1
         shut = self.draining or self.quarantined

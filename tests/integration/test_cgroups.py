@@ -158,6 +158,44 @@ def test_everything_an_attempt_forks_is_in_its_group_and_one_kill_ends_it(
         assert (box.group.dirs["freezer"] / "freezer.state").read_text().strip() == "THAWED"
 
 
+def test_a_group_that_held_a_hundred_forks_serves_the_next_attempt_as_new(
+    groups: containment.Cgroups, spawner: Loop, tmp_path: Path
+) -> None:
+    """An attempt forks a hundred children (half in sessions of their own) and is killed; the
+    next attempt's group (that one kept, or where the hundred left more than
+    RECYCLE_CHARGED_MAX charged to it, a new one) holds none of them, counts that attempt's
+    CPU from zero and holds it to its own, lower process limit."""
+    first = groups.box(AttemptRef("f1", 1), Limits(pids=300))
+    if first.group.v2 is not None:
+        pytest.skip("v2 groups serve once")
+    forks = "for i in $(seq 50); do sleep 300 & setsid sleep 300 & done; echo up > ready; wait"
+    proc = run_boxed(spawner, first, forks, tmp_path)
+    eventually(lambda: len(first.group.pids()) >= 101, 20)
+    inside = first.group.pids()
+    first.kill()
+    proc.wait(10)
+    eventually(lambda: not first.group.populated(), 10)
+    assert not any(pid_alive(pid) for pid in inside)
+    first.close()
+    second = groups.box(AttemptRef("f2", 1), Limits(pids=10))
+    assert second.group.pids() == set()
+    assert second.usage().cpu_s == 0
+    forker = (
+        "import os, time\nn = 0\nfor _ in range(20):\n    try:\n        pid = os.fork()\n"
+        "    except OSError:\n        continue\n    if pid == 0:\n        time.sleep(1)\n"
+        "        os._exit(0)\n    n += 1\nprint(n)"
+    )
+    out = run_boxed(spawner, second, f"exec python3 -c '{forker}' > forked", tmp_path)
+    assert out.wait(30) == 0
+    forked = int((tmp_path / "forked").read_text())
+    assert 1 <= forked <= 9  # python3 itself is the tenth (none of the first attempt's is left)
+    usage = second.usage()
+    assert usage.cpu_s is not None
+    assert usage.cpu_s < 0.5  # its own, not the hundred's
+    assert (second.group.dirs["pids"] / "pids.max").read_text().strip() == "10"
+    second.close()
+
+
 def test_a_memory_limit_is_kept_and_its_kill_is_counted(
     groups: containment.Cgroups, spawner: Loop, tmp_path: Path
 ) -> None:

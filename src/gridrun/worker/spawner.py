@@ -1,12 +1,10 @@
 """The worker's spawner: a small single-threaded process that starts every attempt's process.
 
-A worker is a large process with gRPC threads: it cannot fork safely (a child that runs code
-before exec crashed now and then in gRPC's fork handlers), so it used to start each task
-through exec wrappers (util-linux `setpriv` for the identity, `prlimit` for the limits, a
-shell that wrote itself into a v2 cgroup), from vfork: three execs for one `true`. This
-process, started by the worker (`python -I -S spawner.py FD PPID HOME...`, the standard
-library only, ~13 MB), has one thread, so it may change its own ids, namespace and groups for
-a moment. For each launch request on its socket it
+A worker is a large process with gRPC threads: it cannot fork safely (gRPC's fork handlers),
+and exec wrappers (`setpriv`, `prlimit`, a shell for the cgroup) made a task three execs. This
+process (`python -I -S spawner.py FD PPID HOME...`, the standard library only, ~13 MB) has one
+thread, so it may change its own ids, namespace and groups for a moment. For each launch
+request on its socket it
 
 - joins the attempt's v1 groups with its one thread, so the child is born inside them, then
   goes back (HOME). A write of `0` to a v1 `tasks` file moves just the writer, without the
@@ -85,13 +83,9 @@ def _write(path: str, value: bytes) -> None:
 class _CloneArgs(ctypes.Structure):
     """struct clone_args, as far as CLONE_INTO_CGROUP (its size says which fields we give)."""
 
-    _fields_ = [
-        (name, ctypes.c_uint64)
-        for name in (
-            "flags", "pidfd", "child_tid", "parent_tid", "exit_signal", "stack",
-            "stack_size", "tls", "set_tid", "set_tid_size", "cgroup",
-        )
-    ]  # fmt: skip
+    _fields_ = [(name, ctypes.c_uint64) for name in [
+        "flags", "pidfd", "child_tid", "parent_tid", "exit_signal", "stack", "stack_size",
+        "tls", "set_tid", "set_tid_size", "cgroup"]]  # fmt: skip
 
 
 def _clone_into(group: int) -> int:
@@ -100,9 +94,7 @@ def _clone_into(group: int) -> int:
     args = _CloneArgs(flags=CLONE_INTO_CGROUP, exit_signal=signal.SIGCHLD, cgroup=group)
     size = ctypes.c_long(ctypes.sizeof(args))
     pid = int(_libc.syscall(ctypes.c_long(SYS_CLONE3), ctypes.byref(args), size))
-    if pid < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
+    _check(min(pid, 0), "clone3")
     return pid
 
 
@@ -170,7 +162,6 @@ class Server:
         self.own_ns = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
         self.own_cwd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         self.clone3 = True  # until the kernel says otherwise (see clone)
-        self.moved = False  # the last child wrote itself into its v2 group (not cloned there)
 
     def serve(self) -> None:
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -234,11 +225,10 @@ class Server:
             try:
                 self.enter(ns)
                 try:
-                    self.moved = False
                     if request["rlimits"] or request["into"]:
-                        pid, out, err = self.fork(request)
+                        pid, out, err, moved = self.fork(request)
                     else:
-                        pid, out, err = self.spawn(request)
+                        (pid, out, err), moved = self.spawn(request), False
                 finally:
                     if ns is not None:
                         _check(_libc.setns(self.own_ns, CLONE_NEWNS), "setns")
@@ -255,8 +245,7 @@ class Server:
         pidfd = os.pidfd_open(pid)
         self.children[pid] = request["id"]
         try:
-            answer = {"id": request["id"], "pid": pid, "moved": self.moved}
-            self.send(answer, [out, err, pidfd])
+            self.send({"id": request["id"], "pid": pid, "moved": moved}, [out, err, pidfd])
         finally:
             for fd in (out, err, pidfd):
                 os.close(fd)
@@ -361,30 +350,25 @@ class Server:
         failed = denied or missing
         raise _Failed(failed.errno or 0, "exec", failed.strerror or str(failed))
 
-    def fork(self, request: dict[str, Any]) -> tuple[int, int, int]:
+    def fork(self, request: dict[str, Any]) -> tuple[int, int, int, bool]:
         """What CPython's spawn cannot do (rlimits, a v2 group) is done by Python code in a
         child forked, or cloned into its v2 group, with every signal blocked (our handlers
-        must not run in it: it sets them to the default, then unblocks)."""
-        into = request["into"]
-        group = self.open_group(into) if into is not None else None
+        must not run in it: it sets them to the default, then unblocks). The last value:
+        it moved itself into its v2 group (clone3 was refused)."""
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         report_r, report_w = os.pipe2(os.O_CLOEXEC)
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
         try:
-            pid, move_into = self.clone(group, into)
+            pid, move_into = self.clone(request["into"])
         except BaseException:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
             for fd in (out_r, out_w, err_r, err_w, report_r, report_w):
                 os.close(fd)
             raise
-        finally:
-            if group is not None:
-                os.close(group)
         if pid == 0:
             _child(request, out_w, err_w, report_w, move_into)
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-        self.moved = move_into is not None
         for fd in (out_w, err_w, report_w):
             os.close(fd)
         failure = b""
@@ -397,21 +381,18 @@ class Server:
             os.waitpid(pid, 0)
             reason = json.loads(failure)
             raise _Failed(reason["errno"], reason["what"], reason["detail"])
-        return pid, out_r, err_r
+        return pid, out_r, err_r, move_into is not None
 
-    @staticmethod
-    def open_group(into: str) -> int:
-        try:
-            return os.open(into, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except OSError as exc:
-            raise _Failed(exc.errno or 0, "cgroup", exc.strerror or str(exc)) from None
-
-    def clone(self, group: int | None, into: str | None) -> tuple[int, str | None]:
-        """(pid, the v2 group the child must still move into): cloned into `group` where
-        clone3 takes it, else forked (and after one refusal, forked from then on)."""
-        if group is not None and self.clone3:
+    def clone(self, into: str | None) -> tuple[int, str | None]:
+        """(pid, the v2 group the child must still move into): cloned into the group `into`
+        where clone3 takes it, else forked (and after one refusal, forked from then on)."""
+        if into is not None and self.clone3:
             try:
-                return _clone_into(group), None
+                group = os.open(into, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                try:
+                    return _clone_into(group), None
+                finally:
+                    os.close(group)  # (in the child too)
             except OSError as exc:
                 if exc.errno in (ENOENT, ENODEV):  # the group is gone: say so
                     raise _Failed(exc.errno, "cgroup", exc.strerror or str(exc)) from None

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import TypeVar
 
 from gridrun.clock import ShiftedClock  # noqa: F401 (tests use it from here)
+from gridrun.dispatching import Active, Candidate, Placed, Quota
 from gridrun.model import Task
-from gridrun.store import Active, Candidate, Placed, Quota, Store
+from gridrun.store import Store
 
 T = TypeVar("T")
 

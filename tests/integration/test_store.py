@@ -12,6 +12,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from gridrun.dispatching import Active, Candidate, Placed, Quota
 from gridrun.errors import InvalidTransition, ScheduleNotFound, TaskNotFound, WorkerNotFound
 from gridrun.model import (
     AttemptRef,
@@ -28,19 +29,7 @@ from gridrun.model import (
     WorkerState,
 )
 from gridrun.spec import make_spec
-from gridrun.store import (
-    Active,
-    Candidate,
-    Finished,
-    LaneRead,
-    NewTask,
-    Output,
-    Placed,
-    Quota,
-    Started,
-    Store,
-    TaskFilter,
-)
+from gridrun.store import Finished, LaneRead, NewTask, Output, Started, Store, TaskFilter
 from gridrun.store.postgres import PostgresStore
 from gridrun.store.sqlite import SqliteStore
 from tests import pg

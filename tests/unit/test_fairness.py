@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections import Counter
 from itertools import count
 
+from gridrun.dispatching import Active, Candidate, Quota
 from gridrun.master.fairness import is_waiting, plan
 from gridrun.master.scheduler import Capacity
 from gridrun.model import Concurrency, Resources
-from gridrun.store import Active, Candidate, Quota
 
 NOBODY_RUNS = Active({}, {}, {})
 _seq = count(1)

@@ -7,11 +7,11 @@ import dataclasses
 
 import pytest
 
+from gridrun.dispatching import Candidate
 from gridrun.errors import InvalidSpec
 from gridrun.master.scheduler import Capacity, place, why_unschedulable
 from gridrun.model import Op, Placement, Resources, Term, WorkerInfo, WorkerState
 from gridrun.spec import parse_selector
-from gridrun.store import Candidate
 
 LABELS = {"zone": "a", "gpu": "a100", "ssd": ""}
 

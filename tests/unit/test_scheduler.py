@@ -7,9 +7,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gridrun.dispatching import Candidate
 from gridrun.master.scheduler import Capacity, place
 from gridrun.model import Placement, Resources
-from gridrun.store import Candidate
 
 
 def candidate(n: int, labels: dict[str, str] | None = None, legacy_ok: bool = True) -> Candidate:

@@ -9,11 +9,12 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from gridrun.dispatching import Active, Candidate, Lane, Placed, Quota
 from gridrun.master import fairness, scheduler
 from gridrun.master.sealing import Unsealable
 from gridrun.master.sessions import AssignCmd, RevokeCmd, WorkerSession
 from gridrun.model import Outcome, Report, Task
-from gridrun.store import Active, Candidate, Lane, LaneRead, Placed, Quota
+from gridrun.store import LaneRead
 
 if TYPE_CHECKING:
     from gridrun.master.service import Service

@@ -20,9 +20,9 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from gridrun.dispatching import Active, Candidate, Placed, Quota
 from gridrun.master import scheduler
 from gridrun.master.scheduler import Capacity
-from gridrun.store import Active, Candidate, Placed, Quota
 
 WAITING = "waiting"  # how a reason given by a limit begins
 

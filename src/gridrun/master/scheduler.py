@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gridrun.dispatching import Candidate, Placed
 from gridrun.model import (
     NO_RESOURCES,
     Placement,
@@ -23,7 +24,6 @@ from gridrun.model import (
     capacity_of,
     labels_match,
 )
-from gridrun.store import Candidate, Placed
 
 
 @dataclass(slots=True)

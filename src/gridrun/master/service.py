@@ -20,6 +20,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 from gridrun.clock import Clock
+from gridrun.dispatching import Quota
 from gridrun.errors import NoWorkerMatches, TooManyQueued, WorkerNotConnected
 from gridrun.master.dispatcher import Dispatcher
 from gridrun.master.metrics import Metrics
@@ -47,15 +48,7 @@ from gridrun.model import (
     labels_match,
 )
 from gridrun.spec import resolve_after
-from gridrun.store import (
-    NewTask,
-    Notice,
-    Page,
-    Quota,
-    Store,
-    TaskFilter,
-    TaskOutput,
-)
+from gridrun.store import NewTask, Notice, Page, Store, TaskFilter, TaskOutput
 
 log = logging.getLogger("gridrun.master")
 

@@ -15,23 +15,17 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from gridrun.dispatching import Candidate, Lane, Placed, Planner, Quota
 from gridrun.model import (
-    ANONYMOUS,
-    DEFAULT_QUEUE,
-    NO_RESOURCES,
     Attempt,
     AttemptRef,
-    Concurrency,
-    Placement,
     Report,
-    Resources,
     Schedule,
     Stream,
     StreamOutput,
     Task,
     TaskSpec,
     TaskState,
-    Term,
     WorkerInfo,
     WorkerState,
 )
@@ -60,26 +54,6 @@ class Page:
     next_cursor: int | None  # the seq to continue below (newest first), None at the end
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    """A queued task as the scheduler needs to see it."""
-
-    task_id: str
-    priority: int
-    seq: int
-    labels: Mapping[str, str]  # required, with these values
-    legacy_ok: bool
-    selector: tuple[Term, ...] = ()  # terms beyond `labels`
-    resources: Resources = NO_RESOURCES
-    unschedulable: str | None = None  # as last recorded
-    worker: str | None = None  # pinned to this worker (a broadcast job's task)
-    task_class: str | None = None
-    placement: Placement = Placement.SPREAD
-    concurrency: Concurrency | None = None
-    owner: str = ANONYMOUS
-    queue: str = DEFAULT_QUEUE
-
-
 # a task's own retention in a retention pass: "ignore" it, "exclude" tasks that have one,
 # or "only" those (see Store.collect)
 Own = Literal["ignore", "exclude", "only"]
@@ -102,46 +76,6 @@ class Storage:
     output_bytes: int  # tasks' stored output
     oldest_task_ms: int | None  # when the oldest task kept was created
     disk_used: float | None  # the fraction used of the disk holding it (SQLite only)
-
-
-@dataclass(frozen=True, slots=True)
-class Lane:
-    """The queued tasks of one owner, in one queue, of one shape (what placement reads of a
-    task: labels, selector, resources, class, pinned worker, concurrency key): its key (the
-    stored `lane`), and a probe candidate (its owner, queue and shape) to test it against
-    the free slots, the quotas and the concurrency limits without reading a row."""
-
-    key: str
-    probe: Candidate
-
-
-@dataclass(frozen=True, slots=True)
-class Active:
-    """What runs (assigned or running) across the grid, as quotas and concurrency limits
-    count it."""
-
-    by_owner: Mapping[str, int]
-    by_queue: Mapping[str, int]
-    by_key: Mapping[str, int]  # by Concurrency.counted
-    # the limit of each key among the tasks looked at (Concurrency.counted -> its limit as
-    # declared now; a task's own copy may be older)
-    key_limits: Mapping[str, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Quota:
-    """Limits for one owner or one queue (None: no limit)."""
-
-    scope: str  # "owner" or "queue"
-    name: str
-    max_queued: int | None = None
-    max_running: int | None = None
-
-
-Planner = Callable[[dict[str, list[Candidate]], Active, Sequence[Quota]], "Placed"]
-
-
-Placed = list[tuple[Candidate, str]]  # (candidate, worker_id) pairs
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,8 +10,9 @@ from typing import Any
 
 import orjson
 
+from gridrun.dispatching import Active, Candidate, Lane, Planner, Quota
 from gridrun.model import Task, TaskState, transition
-from gridrun.store import Active, Candidate, Lane, LaneRead, Pass, Planner, Quota
+from gridrun.store import LaneRead, Pass
 from gridrun.store import queries as sql
 from gridrun.store.relational_tx import TASKS_BY_ID, Tx, marks
 from gridrun.store.rows import placement_from_json, task_from_row

@@ -7,6 +7,7 @@ from typing import Literal
 
 from fastapi import APIRouter, Request
 
+from gridrun.dispatching import Quota
 from gridrun.master.routes.common import (
     AuditDep,
     QuotaSetter,
@@ -26,7 +27,6 @@ from gridrun.master.schemas import (
     QuotaOut,
 )
 from gridrun.spec import check_concurrency_key, check_name
-from gridrun.store import Quota
 
 router = APIRouter(route_class=StrictJsonRoute, tags=["quotas"])
 

@@ -1,6 +1,7 @@
 """The error hierarchy of gridrun.
 
-Each class carries the HTTP status it maps to; the API edge turns them into problem+json once, and
+Each class carries the HTTP status it maps to (and the gRPC status, by name, that a worker's
+stream ends with for it); the API edge turns them into problem+json once, and
 the SDK turns problem+json back into the same classes, so callers catch domain errors, not strings.
 """
 
@@ -15,6 +16,9 @@ class GridrunError(Exception):
     """Base of every error gridrun raises on purpose."""
 
     status: int = 500
+    # the gRPC status a worker's stream ends with for it (a grpc.StatusCode's name: this
+    # module imports nothing, so the edge looks the code up)
+    grpc_code: str = "INTERNAL"
     title: str = "Internal error"
     retry_after_s: int | None = None  # a passing condition: sent as Retry-After (seconds)
 
@@ -33,6 +37,7 @@ class BadRequest(GridrunError):
     """A request the API cannot read (malformed JSON, bad parameters)."""
 
     status = 400
+    grpc_code = "INVALID_ARGUMENT"
     title = "Bad request"
 
 
@@ -40,6 +45,7 @@ class InvalidSpec(GridrunError):
     """A task spec or request that can never be valid (empty command, bad quoting, limits)."""
 
     status = 422
+    grpc_code = "INVALID_ARGUMENT"
     title = "Invalid request"
 
 
@@ -47,6 +53,7 @@ class Unauthorized(GridrunError):
     """No token, or a token the master does not know."""
 
     status = 401
+    grpc_code = "UNAUTHENTICATED"
     title = "Unauthorized"
 
 
@@ -54,26 +61,31 @@ class Forbidden(GridrunError):
     """A known token whose role does not allow the call."""
 
     status = 403
+    grpc_code = "PERMISSION_DENIED"
     title = "Forbidden"
 
 
 class TaskNotFound(GridrunError):
     status = 404
+    grpc_code = "NOT_FOUND"
     title = "Task not found"
 
 
 class WorkerNotFound(GridrunError):
     status = 404
+    grpc_code = "NOT_FOUND"
     title = "Worker not found"
 
 
 class ScheduleNotFound(GridrunError):
     status = 404
+    grpc_code = "NOT_FOUND"
     title = "Schedule not found"
 
 
 class JobNotFound(GridrunError):
     status = 404
+    grpc_code = "NOT_FOUND"
     title = "Job not found"
 
 
@@ -81,6 +93,7 @@ class UnsupportedMediaType(GridrunError):
     """A request body that is not application/json."""
 
     status = 415
+    grpc_code = "INVALID_ARGUMENT"
     title = "Unsupported media type"
 
 
@@ -88,6 +101,7 @@ class NotFound(GridrunError):
     """No such route or resource of another kind (an unknown path)."""
 
     status = 404
+    grpc_code = "NOT_FOUND"
     title = "Not found"
 
 
@@ -95,6 +109,7 @@ class NoWorkerMatches(GridrunError):
     """No live worker can take what was asked (a job with nobody to run on)."""
 
     status = 409
+    grpc_code = "FAILED_PRECONDITION"
     title = "No worker matches"
 
 
@@ -102,6 +117,7 @@ class WorkerNotConnected(GridrunError):
     """The worker is not connected (or is a legacy worker) so it cannot be told anything."""
 
     status = 409
+    grpc_code = "FAILED_PRECONDITION"
     title = "Worker not connected"
 
 
@@ -110,6 +126,7 @@ class ConcurrencyConflict(GridrunError):
     first task naming it in its owner's scope, or by an admin for a grid-wide key)."""
 
     status = 409
+    grpc_code = "FAILED_PRECONDITION"
     title = "Concurrency limit conflict"
 
 
@@ -117,11 +134,21 @@ class InvalidTransition(GridrunError):
     """A state change the task lifecycle does not allow (e.g. cancelling a finished task)."""
 
     status = 409
+    grpc_code = "FAILED_PRECONDITION"
     title = "Invalid state transition"
+
+
+class RequestTimeout(GridrunError):
+    """The other side did not say what it must within the time it has (a worker's Hello)."""
+
+    status = 408
+    grpc_code = "DEADLINE_EXCEEDED"
+    title = "Request timeout"
 
 
 class PayloadTooLarge(GridrunError):
     status = 413
+    grpc_code = "RESOURCE_EXHAUSTED"
     title = "Payload too large"
 
 
@@ -131,6 +158,7 @@ class Unavailable(GridrunError):
     retry_after_s = 5
 
     status = 503
+    grpc_code = "UNAVAILABLE"
     title = "Service unavailable"
 
 
@@ -141,6 +169,7 @@ class TooManyQueued(GridrunError):
     retry_after_s = 10
 
     status = 429
+    grpc_code = "RESOURCE_EXHAUSTED"
     title = "Too many tasks queued"
 
 
@@ -150,6 +179,7 @@ class InsufficientStorage(Unavailable):
     store waits this out too."""
 
     status = 507
+    grpc_code = "UNAVAILABLE"  # (a worker backs off and keeps its results, as for 503)
     title = "Insufficient storage"
     retry_after_s = 30
 
@@ -158,6 +188,7 @@ class ConfigError(GridrunError):
     """A setting that cannot work (e.g. a public listen address without --insecure)."""
 
     status = 400
+    grpc_code = "INVALID_ARGUMENT"
     title = "Configuration error"
 
 
@@ -165,6 +196,7 @@ class ClientError(GridrunError):
     """The SDK could not reach the master or understand its answer."""
 
     status = 0
+    grpc_code = "UNKNOWN"
     title = "Client error"
 
 

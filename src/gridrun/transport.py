@@ -6,11 +6,11 @@ from __future__ import annotations
 import ssl
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 
-from gridrun.errors import ConfigError
+from gridrun.errors import ConfigError, GridrunError
 
 GRPC_MAX_MESSAGE = 8 * 1024 * 1024  # bytes, both directions; output batches stay far below
 JOIN_TOKEN_KEY = "authorization"  # gRPC metadata, value "Bearer <token>"
@@ -38,6 +38,12 @@ def batched(items: Iterable[T], size: Callable[[T], int]) -> Iterator[list[T]]:
         total += length
     if run:
         yield run
+
+
+async def abort(context: grpc.aio.ServicerContext[Any, Any], error: GridrunError) -> NoReturn:
+    """End a call with the gRPC status the error's class names, and its message."""
+    await context.abort(grpc.StatusCode[error.grpc_code], error.message)
+    raise AssertionError("unreachable: abort raises")
 
 
 def read_pem(path: Path, what: str) -> bytes:

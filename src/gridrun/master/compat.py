@@ -14,8 +14,10 @@ from collections.abc import AsyncIterator
 import grpc
 from fastapi import APIRouter, Request
 
+from gridrun import transport
 from gridrun._proto import node_pb2
 from gridrun.clock import Clock
+from gridrun.errors import Unauthorized
 from gridrun.master.access import Access
 from gridrun.master.requests import LegacyTaskIn
 from gridrun.master.routes.common import (
@@ -73,7 +75,7 @@ class NodeServicer:
         refusal = self._access.join_refusal(context.invocation_metadata() or (), context.peer())
         if refusal is not None:
             log.warning("refused a legacy worker from %s: %s", context.peer(), refusal)
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, refusal)
+            await transport.abort(context, Unauthorized(refusal))
 
     async def ReportStatus(  # noqa: N802 (the article's method name)
         self,

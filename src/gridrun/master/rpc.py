@@ -15,7 +15,7 @@ import grpc
 from gridrun import logs, transport
 from gridrun._proto import worker_pb2 as pb
 from gridrun.clock import Clock
-from gridrun.errors import Unavailable
+from gridrun.errors import BadRequest, Forbidden, RequestTimeout, Unauthorized, Unavailable
 from gridrun.master import reports
 from gridrun.master.access import Access
 from gridrun.master.service import Service
@@ -191,14 +191,14 @@ class WorkerServicer:
         refusal = self._access.join_refusal(context.invocation_metadata() or (), context.peer())
         if refusal is not None:
             log.warning("refused a worker from %s: %s", context.peer(), refusal)
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, refusal)
+            await transport.abort(context, Unauthorized(refusal))
         try:
             async with asyncio.timeout(HELLO_TIMEOUT_S):
                 first = await context.read()
         except TimeoutError:
-            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "no Hello within 10s")
+            await transport.abort(context, RequestTimeout(f"no Hello within {HELLO_TIMEOUT_S:g}s"))
         if not isinstance(first, pb.WorkerMessage) or first.WhichOneof("msg") != "hello":
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must be Hello")
+            await transport.abort(context, BadRequest("the first message must be Hello"))
         hello = first.hello
         problem = hello_problem(hello)
         try:
@@ -207,13 +207,13 @@ class WorkerServicer:
             problem = str(exc)
         if problem is not None:
             log.warning("refused a Hello from %s: %s", context.peer(), problem)
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+            await transport.abort(context, BadRequest(problem))
         refusal = self._access.identity_refusal(
             hello.worker_id, context.auth_context(), context.peer()
         )
         if refusal is not None:
             log.warning("refused a worker from %s: %s", context.peer(), refusal)
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED, refusal)
+            await transport.abort(context, Forbidden(refusal))
         credential = self._access.credential(context.invocation_metadata() or ())
         if not self._access.bind_worker_certs:  # with mTLS, its certificate is its identity
             try:
@@ -224,13 +224,13 @@ class WorkerServicer:
                     credential=credential,
                 )
             except Unavailable as exc:
-                await context.abort(grpc.StatusCode.UNAVAILABLE, exc.message)
+                await transport.abort(context, exc)
             if refusal is not None:
                 log.warning("refused a worker from %s: %s", context.peer(), refusal)
                 self._access.audit.record(
                     "worker.refused", None, context.peer(), worker=hello.worker_id, reason=refusal
                 )
-                await context.abort(grpc.StatusCode.PERMISSION_DENIED, refusal)
+                await transport.abort(context, Forbidden(refusal))
         else:
             issued = ""
         caps = self._caps
@@ -294,14 +294,14 @@ class WorkerServicer:
         except reports.BadReport as exc:
             log.warning("worker %s sent a bad report: %s", session.worker_id, exc)
             session.close(f"it sent a bad report: {exc}")
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad report: {exc}")
+            await transport.abort(context, BadRequest(f"bad report: {exc}"))
         except Unavailable as exc:
             # The store cannot take what the worker reports (unreachable, disk full): end the
             # stream as UNAVAILABLE, so the worker backs off before it tries again (an ended
             # stream would have it reconnect at once) and keeps its results meanwhile.
             log.warning("worker %s: %s", session.worker_id, exc.message)
             session.close(f"the store is unavailable: {exc.message}")
-            await context.abort(grpc.StatusCode.UNAVAILABLE, exc.message)
+            await transport.abort(context, exc)
         finally:
             session.close(session.close_reason or "stream ended")
             log.info("worker %s disconnected: %s", session.worker_id, session.close_reason)

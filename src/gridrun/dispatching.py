@@ -7,15 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from gridrun.model import (
-    ANONYMOUS,
-    DEFAULT_QUEUE,
-    NO_RESOURCES,
-    Concurrency,
-    Placement,
-    Resources,
-    Term,
-)
+from gridrun.model import ANONYMOUS, DEFAULT_QUEUE, Concurrency, Placement
+from gridrun.resources import NO_RESOURCES, Resources, Term
 
 
 @dataclass(frozen=True, slots=True)

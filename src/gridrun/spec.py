@@ -12,17 +12,14 @@ from graphlib import CycleError, TopologicalSorter
 from gridrun.errors import InvalidSpec
 from gridrun.model import (
     DEFAULT_QUEUE,
-    NO_RESOURCES,
     SHELL,
     Concurrency,
-    Op,
     Placement,
-    Resources,
     RetryPolicy,
     Sealed,
     TaskSpec,
-    Term,
 )
+from gridrun.resources import NO_RESOURCES, Op, Resources, Term
 
 # Field limits: generous for real commands, small enough that no request can hurt the master.
 MAX_CMD_BYTES = 128 * 1024

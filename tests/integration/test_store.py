@@ -19,7 +19,6 @@ from gridrun.model import (
     Concurrency,
     Outcome,
     Report,
-    Resources,
     RetryPolicy,
     Schedule,
     Stream,
@@ -28,6 +27,7 @@ from gridrun.model import (
     WorkerInfo,
     WorkerState,
 )
+from gridrun.resources import Resources
 from gridrun.spec import make_spec
 from gridrun.store import Finished, LaneRead, NewTask, Output, Started, Store, TaskFilter
 from gridrun.store.postgres import PostgresStore

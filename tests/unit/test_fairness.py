@@ -9,7 +9,8 @@ from itertools import count
 from gridrun.dispatching import Active, Candidate, Quota
 from gridrun.master.fairness import is_waiting, plan
 from gridrun.master.scheduler import Capacity
-from gridrun.model import Concurrency, Resources
+from gridrun.model import Concurrency
+from gridrun.resources import Resources
 
 NOBODY_RUNS = Active({}, {}, {})
 _seq = count(1)

@@ -17,10 +17,10 @@ from gridrun.model import (
     StreamOutput,
     Task,
     TaskState,
-    labels_match,
     state_after,
     transition,
 )
+from gridrun.resources import labels_match
 from gridrun.spec import make_spec, parse_labels
 
 

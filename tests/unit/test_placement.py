@@ -10,7 +10,8 @@ import pytest
 from gridrun.dispatching import Candidate
 from gridrun.errors import InvalidSpec
 from gridrun.master.scheduler import Capacity, place, why_unschedulable
-from gridrun.model import Op, Placement, Resources, Term, WorkerInfo, WorkerState
+from gridrun.model import Placement, WorkerInfo, WorkerState
+from gridrun.resources import Op, Resources, Term
 from gridrun.spec import parse_selector
 
 LABELS = {"zone": "a", "gpu": "a100", "ssd": ""}

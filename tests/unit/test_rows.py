@@ -6,7 +6,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gridrun.model import Op, Placement, Resources, RetryPolicy, TaskSpec, Term
+from gridrun.model import Placement, RetryPolicy, TaskSpec
+from gridrun.resources import Op, Resources, Term
 from gridrun.store.rows import spec_from_json, spec_to_json
 
 text = st.text(max_size=8)

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from gridrun.dispatching import Candidate
 from gridrun.master.scheduler import Capacity, place
-from gridrun.model import Placement, Resources
+from gridrun.model import Placement
+from gridrun.resources import Resources
 
 
 def candidate(n: int, labels: dict[str, str] | None = None, legacy_ok: bool = True) -> Candidate:

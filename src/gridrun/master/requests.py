@@ -10,15 +10,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from gridrun.errors import InvalidSpec
-from gridrun.model import (
-    DEFAULT_QUEUE,
-    NO_RESOURCES,
-    Placement,
-    Resources,
-    RetryPolicy,
-    Sealed,
-    TaskSpec,
-)
+from gridrun.model import DEFAULT_QUEUE, Placement, RetryPolicy, Sealed, TaskSpec
+from gridrun.resources import NO_RESOURCES, Resources
 from gridrun.spec import (
     MAX_AFTER,
     MAX_ATTEMPTS,

@@ -16,14 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gridrun.dispatching import Candidate, Placed
-from gridrun.model import (
-    NO_RESOURCES,
-    Placement,
-    Resources,
-    WorkerInfo,
-    capacity_of,
-    labels_match,
-)
+from gridrun.model import Placement, WorkerInfo, capacity_of
+from gridrun.resources import NO_RESOURCES, Resources, labels_match
 
 
 @dataclass(slots=True)

@@ -45,8 +45,8 @@ from gridrun.model import (
     WorkerInfo,
     WorkerState,
     capacity_of,
-    labels_match,
 )
+from gridrun.resources import labels_match
 from gridrun.spec import resolve_after
 from gridrun.store import NewTask, Notice, Page, Store, TaskFilter, TaskOutput
 

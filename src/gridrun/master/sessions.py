@@ -12,15 +12,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from gridrun.master.scheduler import Capacity
-from gridrun.model import (
-    NO_RESOURCES,
-    AttemptRef,
-    Task,
-    TaskSpec,
-    WorkerInfo,
-    WorkerState,
-    offered,
-)
+from gridrun.model import AttemptRef, Task, TaskSpec, WorkerInfo, WorkerState
+from gridrun.resources import NO_RESOURCES, offered
 from gridrun.store import Started
 
 ACK_DELAY_S = 0.02  # results acknowledged within this long share one Ack message

@@ -13,18 +13,16 @@ from gridrun.model import (
     Attempt,
     AttemptRef,
     Concurrency,
-    Op,
     Placement,
     Report,
-    Resources,
     RetryPolicy,
     Sealed,
     Task,
     TaskSpec,
     TaskState,
-    Term,
     Usage,
 )
+from gridrun.resources import Op, Resources, Term
 
 
 def spec_to_json(spec: TaskSpec) -> str:

@@ -204,3 +204,37 @@ class ScheduleIn(TaskIn):
         " with seconds first.",
         examples=["*/5 * * * *"],
     )
+
+
+MAX_QUOTA = 10**12
+
+
+class QuotaIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    max_queued: Annotated[int, Field(ge=0, le=MAX_QUOTA)] | None = Field(
+        None, description="Most tasks queued at once; beyond it a submission is answered 429."
+    )
+    max_running: Annotated[int, Field(ge=0, le=MAX_QUOTA)] | None = Field(
+        None, description="Most tasks running at once; the rest wait in the queue."
+    )
+
+
+class GcIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    older_than_s: Annotated[float, Field(ge=0, le=100 * 365 * 86400)] = Field(
+        description="Delete tasks that ended more than this many seconds ago."
+    )
+    states: list[str] | None = Field(
+        None, description="Only these (ended) states; default: every ended state."
+    )
+    dry_run: bool = Field(False, description="Count what would be deleted; delete nothing.")
+
+
+class ConcurrencyKeyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    limit: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
+        description="Most tasks naming this key that run at once, across all owners."
+    )

@@ -4,9 +4,9 @@ it takes is `requests`."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from gridrun.model import (
     Attempt,
@@ -341,20 +341,6 @@ class WorkerListOut(BaseModel):
     workers: list[WorkerOut]
 
 
-MAX_QUOTA = 10**12
-
-
-class QuotaIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    max_queued: Annotated[int, Field(ge=0, le=MAX_QUOTA)] | None = Field(
-        None, description="Most tasks queued at once; beyond it a submission is answered 429."
-    )
-    max_running: Annotated[int, Field(ge=0, le=MAX_QUOTA)] | None = Field(
-        None, description="Most tasks running at once; the rest wait in the queue."
-    )
-
-
 class StorageOut(BaseModel):
     db_bytes: int | None = Field(description="The database's size (None: not known here).")
     output_bytes: int = Field(description="Tasks' output kept.")
@@ -366,18 +352,6 @@ class StorageOut(BaseModel):
     retain_failed_s: float
     output_budget: int | None
     schedule_slots_skipped: int = Field(description="Schedule slots passed over, since start.")
-
-
-class GcIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    older_than_s: Annotated[float, Field(ge=0, le=100 * 365 * 86400)] = Field(
-        description="Delete tasks that ended more than this many seconds ago."
-    )
-    states: list[str] | None = Field(
-        None, description="Only these (ended) states; default: every ended state."
-    )
-    dry_run: bool = Field(False, description="Count what would be deleted; delete nothing.")
 
 
 class GcOut(BaseModel):
@@ -394,14 +368,6 @@ class QuotaOut(BaseModel):
 
 class QuotaListOut(BaseModel):
     quotas: list[QuotaOut]
-
-
-class ConcurrencyKeyIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    limit: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
-        description="Most tasks naming this key that run at once, across all owners."
-    )
 
 
 class ConcurrencyKeyOut(BaseModel):

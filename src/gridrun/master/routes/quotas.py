@@ -8,6 +8,7 @@ from typing import Literal
 from fastapi import APIRouter, Request
 
 from gridrun.dispatching import Quota
+from gridrun.master.requests import ConcurrencyKeyIn, QuotaIn
 from gridrun.master.routes.common import (
     AuditDep,
     QuotaSetter,
@@ -17,12 +18,10 @@ from gridrun.master.routes.common import (
     peer,
 )
 from gridrun.master.schemas import (
-    ConcurrencyKeyIn,
     ConcurrencyKeyListOut,
     ConcurrencyKeyOut,
     OwnerListOut,
     OwnerOut,
-    QuotaIn,
     QuotaListOut,
     QuotaOut,
 )

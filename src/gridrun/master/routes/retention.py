@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from gridrun.errors import InvalidSpec
+from gridrun.master.requests import GcIn
 from gridrun.master.routes.common import (
     AuditDep,
     Collector,
@@ -14,7 +15,7 @@ from gridrun.master.routes.common import (
     StrictJsonRoute,
     peer,
 )
-from gridrun.master.schemas import GcIn, GcOut, StorageOut, iso
+from gridrun.master.schemas import GcOut, StorageOut, iso
 from gridrun.model import TERMINAL, TaskState
 
 router = APIRouter(route_class=StrictJsonRoute, tags=["retention"])

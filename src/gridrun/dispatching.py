@@ -1,4 +1,4 @@
-"""The queue as dispatch sees it, the vocabulary placement (gridrun.master.scheduler and
+"""The queue as dispatch sees it, the vocabulary placement (gridrun.master.core.scheduler and
 fairness, pure) and the store's claims share: a queued task as a `Candidate`, its `Lane`,
 what runs (`Active`), the `Quota`s, and a plan's `Placed` pairs."""
 

@@ -155,7 +155,7 @@ class RetryPolicy:
 @dataclass(frozen=True, slots=True)
 class Sealed:
     """A task's secret_env as the master keeps it: the variables' names, and their values in a
-    token only the master's key opens (see gridrun.master.sealing)."""
+    token only the master's key opens (see gridrun.master.core.sealing)."""
 
     names: tuple[str, ...]
     token: str

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from gridrun.master.dispatcher import LANES_PER_PASS
+from gridrun.master.core.dispatcher import LANES_PER_PASS
 from tests import pg
 from tests.integration.conftest import Grid
 

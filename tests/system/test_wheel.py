@@ -31,7 +31,7 @@ def test_the_wheel_installs_alone_and_runs_a_grid(tmp_path: Path) -> None:
     (wheel,) = dist.glob(f"gridrun-{__version__}-py3-none-any.whl")
     assert list(dist.glob(f"gridrun-{__version__}.tar.gz"))
     names = zipfile.ZipFile(wheel).namelist()
-    for inside in ("gridrun/master/web/app.js", "gridrun/_proto/worker_pb2.py"):
+    for inside in ("gridrun/master/http/web/app.js", "gridrun/_proto/worker_pb2.py"):
         assert inside in names
 
     env_dir = tmp_path / "venv"

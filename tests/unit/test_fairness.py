@@ -1,4 +1,4 @@
-"""Who goes next on a shared grid (gridrun.master.fairness): priority, then each owner in turn
+"""Who goes next on a shared grid (gridrun.master.core.fairness): priority, then each owner in turn
 by running / share, then age; quotas and concurrency limits hold lanes back, with a reason."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ from collections import Counter
 from itertools import count
 
 from gridrun.dispatching import Active, Candidate, Quota
-from gridrun.master.fairness import is_waiting, plan
-from gridrun.master.scheduler import Capacity
+from gridrun.master.core.fairness import is_waiting, plan
+from gridrun.master.core.scheduler import Capacity
 from gridrun.model import Concurrency
 from gridrun.resources import Resources
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gridrun._proto import worker_pb2 as pb
-from gridrun.master.rpc import hello_problem
+from gridrun.master.wire.rpc import hello_problem
 
 
 def test_a_normal_hello_passes() -> None:

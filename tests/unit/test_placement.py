@@ -9,7 +9,7 @@ import pytest
 
 from gridrun.dispatching import Candidate
 from gridrun.errors import InvalidSpec
-from gridrun.master.scheduler import Capacity, place, why_unschedulable
+from gridrun.master.core.scheduler import Capacity, place, why_unschedulable
 from gridrun.model import Placement, WorkerInfo, WorkerState
 from gridrun.resources import Op, Resources, Term
 from gridrun.spec import parse_selector

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gridrun.dispatching import Candidate
-from gridrun.master.scheduler import Capacity, place
+from gridrun.master.core.scheduler import Capacity, place
 from gridrun.model import Placement
 from gridrun.resources import Resources
 

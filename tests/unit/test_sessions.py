@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gridrun.clock import SystemClock
-from gridrun.master.service import Service, ServiceConfig
-from gridrun.master.sessions import ACK_DELAY_S, AckCmd, CancelCmd, Sessions, WorkerSession
+from gridrun.master.core.service import Service, ServiceConfig
+from gridrun.master.core.sessions import ACK_DELAY_S, AckCmd, CancelCmd, Sessions, WorkerSession
 from gridrun.model import AttemptRef
 from gridrun.resources import Resources
 from gridrun.spec import make_spec

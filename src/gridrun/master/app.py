@@ -28,18 +28,18 @@ from gridrun.auth import Role, TokenEntry, Tokens
 from gridrun.certs import dns_names
 from gridrun.clock import Clock, SystemClock
 from gridrun.errors import ConfigError, Unavailable
-from gridrun.master.access import Access
-from gridrun.master.api import create_api
-from gridrun.master.audit import Audit
 from gridrun.master.compat import NodeServicer
-from gridrun.master.guard import AllowedHosts
-from gridrun.master.liveness import Liveness
-from gridrun.master.peers import Peers
-from gridrun.master.rpc import MAX_SLOTS, Caps, WorkerServicer
-from gridrun.master.schedules import Schedules
-from gridrun.master.sealing import Sealer
-from gridrun.master.service import Service, ServiceConfig
-from gridrun.master.sessions import Sessions
+from gridrun.master.core.access import Access
+from gridrun.master.core.audit import Audit
+from gridrun.master.core.liveness import Liveness
+from gridrun.master.core.peers import Peers
+from gridrun.master.core.schedules import Schedules
+from gridrun.master.core.sealing import Sealer
+from gridrun.master.core.service import Service, ServiceConfig
+from gridrun.master.core.sessions import Sessions
+from gridrun.master.http.api import create_api
+from gridrun.master.http.guard import AllowedHosts
+from gridrun.master.wire.rpc import MAX_SLOTS, Caps, WorkerServicer
 from gridrun.model import DEFAULT_OUTPUT_CAP
 from gridrun.spec import MAX_GPUS
 from gridrun.store import Store

@@ -18,9 +18,11 @@ from gridrun import transport
 from gridrun._proto import node_pb2
 from gridrun.clock import Clock
 from gridrun.errors import Unauthorized
-from gridrun.master.access import Access
-from gridrun.master.requests import LegacyTaskIn
-from gridrun.master.routes.common import (
+from gridrun.master.core.access import Access
+from gridrun.master.core.service import Service
+from gridrun.master.core.sessions import AssignCmd, WorkerSession
+from gridrun.master.http.requests import LegacyTaskIn
+from gridrun.master.http.routes.common import (
     AuditDep,
     ServiceDep,
     StrictJsonRoute,
@@ -29,9 +31,7 @@ from gridrun.master.routes.common import (
     json_body,
     parse,
 )
-from gridrun.master.schemas import LegacyTaskOut
-from gridrun.master.service import Service
-from gridrun.master.sessions import AssignCmd, WorkerSession
+from gridrun.master.http.schemas import LegacyTaskOut
 from gridrun.spec import make_spec
 
 log = logging.getLogger("gridrun.master.compat")

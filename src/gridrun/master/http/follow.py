@@ -14,7 +14,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from gridrun.master.service import Service
+from gridrun.master.core.service import Service
 from gridrun.model import StreamOutput, Task
 
 KEEPALIVE_S = 15.0  # a comment line now and then keeps proxies from closing an idle stream

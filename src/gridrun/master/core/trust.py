@@ -18,11 +18,11 @@ import logging
 import secrets
 from typing import TYPE_CHECKING
 
-from gridrun.master.sessions import CancelCmd, WorkerSession
+from gridrun.master.core.sessions import CancelCmd, WorkerSession
 from gridrun.model import AttemptRef, Outcome, Report
 
 if TYPE_CHECKING:
-    from gridrun.master.service import Service
+    from gridrun.master.core.service import Service
 
 log = logging.getLogger("gridrun.master")
 

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gridrun.errors import Forbidden, UnsupportedMediaType
-from gridrun.master.problems import problem
+from gridrun.master.http.problems import problem
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 LOOPBACK_NAMES = ("localhost",)

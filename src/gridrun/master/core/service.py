@@ -22,20 +22,20 @@ from dataclasses import dataclass, field
 from gridrun.clock import Clock
 from gridrun.dispatching import Quota
 from gridrun.errors import NoWorkerMatches, TooManyQueued, WorkerNotConnected
-from gridrun.master.dispatcher import Dispatcher
-from gridrun.master.metrics import Metrics
-from gridrun.master.retention import Retention
-from gridrun.master.sealing import Sealer
-from gridrun.master.sessions import (
+from gridrun.master.core.dispatcher import Dispatcher
+from gridrun.master.core.metrics import Metrics
+from gridrun.master.core.retention import Retention
+from gridrun.master.core.sealing import Sealer
+from gridrun.master.core.sessions import (
     CancelCmd,
     DrainCmd,
     Sessions,
     WelcomeCmd,
     WorkerSession,
 )
-from gridrun.master.trust import Trust
-from gridrun.master.watchers import Watchers
-from gridrun.master.worker_streams import WorkerStreams
+from gridrun.master.core.trust import Trust
+from gridrun.master.core.watchers import Watchers
+from gridrun.master.core.worker_streams import WorkerStreams
 from gridrun.model import (
     ACTIVE,
     Attempt,
@@ -70,7 +70,7 @@ class ServiceConfig:
     forget_workers_after_s: float = 7 * 24 * 3600.0  # offline this long: no longer listed
     forget_unused_workers_after_s: float = 600.0  # likewise, an id that never ran anything
     max_workers_per_token: int = 10_000  # worker ids one join token may have bound at once
-    # a shared grid (see gridrun.master.fairness): owner -> weight (default 1), and the most
+    # a shared grid (see gridrun.master.core.fairness): owner -> weight (default 1), and the most
     # tasks the grid may hold queued (beyond it a submission is answered 429)
     shares: Mapping[str, float] = field(default_factory=dict)
     max_queued: int = 10_000_000
@@ -297,7 +297,7 @@ class Service:
         """An event set whenever the task changes while the block runs (see Watchers)."""
         return self.watchers.watch(task_id)
 
-    # ---- what other masters on the same database say (see gridrun.master.peers)
+    # ---- what other masters on the same database say (see gridrun.master.core.peers)
 
     def changed_elsewhere(self, task_id: str) -> None:
         """Another master changed this task: followers and waiters here read it again."""

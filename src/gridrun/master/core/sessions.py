@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from gridrun.master.scheduler import Capacity
+from gridrun.master.core.scheduler import Capacity
 from gridrun.model import AttemptRef, Task, TaskSpec, WorkerInfo, WorkerState
 from gridrun.resources import NO_RESOURCES, offered
 from gridrun.store import Started

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from gridrun.master.routes.common import (
+from gridrun.master.http.routes.common import (
     CONFLICT,
     AuditDep,
     Drainer,
@@ -13,7 +13,7 @@ from gridrun.master.routes.common import (
     StrictJsonRoute,
     peer,
 )
-from gridrun.master.schemas import WorkerListOut, WorkerOut
+from gridrun.master.http.schemas import WorkerListOut, WorkerOut
 
 router = APIRouter(route_class=StrictJsonRoute, tags=["workers"])
 

@@ -15,7 +15,7 @@ from gridrun.store import Own, Storage
 from gridrun.store.retention import GC_BATCH
 
 if TYPE_CHECKING:
-    from gridrun.master.service import Service
+    from gridrun.master.core.service import Service
 
 log = logging.getLogger("gridrun.master")
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 
 from gridrun.auth import ANONYMOUS, Permission, Principal, Tokens
 from gridrun.errors import Forbidden, Unauthorized
-from gridrun.master.audit import Audit
+from gridrun.master.core.audit import Audit
 from gridrun.transport import JOIN_TOKEN_KEY
 
 BEARER = "bearer "

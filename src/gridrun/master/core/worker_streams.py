@@ -13,12 +13,12 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from gridrun.master.sessions import CancelCmd, WelcomeCmd, WorkerSession
+from gridrun.master.core.sessions import CancelCmd, WelcomeCmd, WorkerSession
 from gridrun.model import AttemptRef, Outcome, Report, Task, TaskState, WorkerState
 from gridrun.store import Finished, Started, WorkerReport
 
 if TYPE_CHECKING:
-    from gridrun.master.service import Service
+    from gridrun.master.core.service import Service
 
 log = logging.getLogger("gridrun.master")
 

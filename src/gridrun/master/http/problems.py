@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gridrun.errors import BadRequest, GridrunError, PayloadTooLarge
-from gridrun.master.schemas import Problem
+from gridrun.master.http.schemas import Problem
 
 PROBLEM = "application/problem+json"
 

@@ -16,10 +16,9 @@ from gridrun import logs, transport
 from gridrun._proto import worker_pb2 as pb
 from gridrun.clock import Clock
 from gridrun.errors import BadRequest, Forbidden, RequestTimeout, Unauthorized, Unavailable
-from gridrun.master import reports
-from gridrun.master.access import Access
-from gridrun.master.service import Service
-from gridrun.master.sessions import (
+from gridrun.master.core.access import Access
+from gridrun.master.core.service import Service
+from gridrun.master.core.sessions import (
     AckCmd,
     AssignCmd,
     CancelCmd,
@@ -28,6 +27,7 @@ from gridrun.master.sessions import (
     RevokeCmd,
     WorkerSession,
 )
+from gridrun.master.wire import reports
 from gridrun.model import WORKER_ID, WORKER_ID_RULE, AttemptRef, Outcome, Report, Stream, Usage
 from gridrun.spec import MAX_LABEL_BYTES, MAX_LABELS
 from gridrun.store import Finished, Output, Started, WorkerReport

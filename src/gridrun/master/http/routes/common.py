@@ -17,12 +17,12 @@ from pydantic import BaseModel, ValidationError
 
 from gridrun.auth import Permission, Principal
 from gridrun.errors import BadRequest, Forbidden, InvalidSpec
-from gridrun.master.access import Access
-from gridrun.master.audit import Audit
-from gridrun.master.problems import validation_errors
-from gridrun.master.schedules import Schedules
-from gridrun.master.schemas import Problem
-from gridrun.master.service import Service
+from gridrun.master.core.access import Access
+from gridrun.master.core.audit import Audit
+from gridrun.master.core.schedules import Schedules
+from gridrun.master.core.service import Service
+from gridrun.master.http.problems import validation_errors
+from gridrun.master.http.schemas import Problem
 from gridrun.model import Task
 
 CONFLICT: dict[int | str, dict[str, Any]] = {409: {"model": Problem}}  # a state that forbids it

@@ -12,10 +12,10 @@ from prometheus_client import CONTENT_TYPE_LATEST
 import gridrun
 from gridrun.auth import Permission
 from gridrun.errors import GridrunError
-from gridrun.master.dashboard import WEB, overview_events
-from gridrun.master.problems import problem
-from gridrun.master.routes.common import Reader, ServiceDep, StrictJsonRoute, event_stream
-from gridrun.master.schemas import HealthOut, MeOut, Problem, StatsOut
+from gridrun.master.http.dashboard import WEB, overview_events
+from gridrun.master.http.problems import problem
+from gridrun.master.http.routes.common import Reader, ServiceDep, StrictJsonRoute, event_stream
+from gridrun.master.http.schemas import HealthOut, MeOut, Problem, StatsOut
 from gridrun.model import TaskState, workers_by_state
 
 router = APIRouter(route_class=StrictJsonRoute, tags=["observe"])

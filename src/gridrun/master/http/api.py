@@ -1,4 +1,4 @@
-"""The HTTP edge (FastAPI): assembles the routers of `gridrun.master.routes` (tasks, jobs,
+"""The HTTP edge (FastAPI): assembles the routers of `gridrun.master.http.routes` (tasks, jobs,
 schedules, workers, observe) and the article's `POST /tasks` (`compat`) behind the browser
 guard and the body limit, and maps every error once to application/problem+json.
 
@@ -23,22 +23,22 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import gridrun
 from gridrun.errors import GridrunError, InvalidSpec, NotFound
 from gridrun.master import compat
-from gridrun.master.access import Access
-from gridrun.master.dashboard import WEB
-from gridrun.master.guard import AllowedHosts, BrowserGuard
-from gridrun.master.problems import (
+from gridrun.master.core.access import Access
+from gridrun.master.core.schedules import Schedules
+from gridrun.master.core.service import Service
+from gridrun.master.http.dashboard import WEB
+from gridrun.master.http.guard import AllowedHosts, BrowserGuard
+from gridrun.master.http.problems import (
     PROBLEM,
     BodyLimit,
     error_problem,
     problem,
     validation_errors,
 )
-from gridrun.master.requests import BatchIn, LegacyTaskIn, TaskIn
-from gridrun.master.routes import jobs, observe, quotas, retention, tasks, workers
-from gridrun.master.routes import schedules as schedule_routes
-from gridrun.master.schedules import Schedules
-from gridrun.master.schemas import Problem
-from gridrun.master.service import Service
+from gridrun.master.http.requests import BatchIn, LegacyTaskIn, TaskIn
+from gridrun.master.http.routes import jobs, observe, quotas, retention, tasks, workers
+from gridrun.master.http.routes import schedules as schedule_routes
+from gridrun.master.http.schemas import Problem
 
 ERROR_STATUSES = (400, 401, 403, 404, 413, 415, 422, 503, 507)
 

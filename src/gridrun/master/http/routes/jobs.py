@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from gridrun.errors import JobNotFound
-from gridrun.master.requests import TaskIn
-from gridrun.master.routes.common import (
+from gridrun.master.http.requests import TaskIn
+from gridrun.master.http.routes.common import (
     CONFLICT,
     MAX_PAGE,
     AuditDep,
@@ -18,7 +18,7 @@ from gridrun.master.routes.common import (
     json_body,
     parse,
 )
-from gridrun.master.schemas import JobOut, TaskOut
+from gridrun.master.http.schemas import JobOut, TaskOut
 from gridrun.store import TaskFilter
 
 router = APIRouter(route_class=StrictJsonRoute, tags=["jobs"])

@@ -21,8 +21,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from gridrun.dispatching import Active, Candidate, Placed, Quota
-from gridrun.master import scheduler
-from gridrun.master.scheduler import Capacity
+from gridrun.master.core import scheduler
+from gridrun.master.core.scheduler import Capacity
 
 WAITING = "waiting"  # how a reason given by a limit begins
 

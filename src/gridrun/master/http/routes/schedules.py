@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from gridrun.master.requests import ScheduleIn
-from gridrun.master.routes.common import (
+from gridrun.master.http.requests import ScheduleIn
+from gridrun.master.http.routes.common import (
     AuditDep,
     Canceller,
     Reader,
@@ -18,7 +18,7 @@ from gridrun.master.routes.common import (
     parse,
     peer,
 )
-from gridrun.master.schemas import ScheduleListOut, ScheduleOut
+from gridrun.master.http.schemas import ScheduleListOut, ScheduleOut
 
 router = APIRouter(route_class=StrictJsonRoute, tags=["schedules"])
 

@@ -10,14 +10,14 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from gridrun.dispatching import Active, Candidate, Lane, Placed, Quota
-from gridrun.master import fairness, scheduler
-from gridrun.master.sealing import Unsealable
-from gridrun.master.sessions import AssignCmd, RevokeCmd, WorkerSession
+from gridrun.master.core import fairness, scheduler
+from gridrun.master.core.sealing import Unsealable
+from gridrun.master.core.sessions import AssignCmd, RevokeCmd, WorkerSession
 from gridrun.model import Outcome, Report, Task
 from gridrun.store import LaneRead
 
 if TYPE_CHECKING:
-    from gridrun.master.service import Service
+    from gridrun.master.core.service import Service
 
 log = logging.getLogger("gridrun.master")
 
@@ -31,7 +31,7 @@ class Dispatcher:
     reads of them: labels, resources, class, pinned worker, concurrency key; see
     Store.queued_lanes). A pass lists the lanes in the queue, one seek each, drops those no
     free slot here can take, reads only the heads of the rest, and serves them by
-    gridrun.master.fairness (priority, then each owner in turn, within quotas and
+    gridrun.master.core.fairness (priority, then each owner in turn, within quotas and
     concurrency limits). So tasks that cannot run now, however many, cost a seek per lane,
     never a row each, and no one submitter holds up the others."""
 

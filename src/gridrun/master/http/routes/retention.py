@@ -1,13 +1,13 @@
 """Deleting ended tasks by hand (`gridrun gc`); the master also does it by itself
-(`--retain` and the rest: gridrun.master.retention)."""
+(`--retain` and the rest: gridrun.master.core.retention)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
 from gridrun.errors import InvalidSpec
-from gridrun.master.requests import GcIn
-from gridrun.master.routes.common import (
+from gridrun.master.http.requests import GcIn
+from gridrun.master.http.routes.common import (
     AuditDep,
     Collector,
     Reader,
@@ -15,7 +15,7 @@ from gridrun.master.routes.common import (
     StrictJsonRoute,
     peer,
 )
-from gridrun.master.schemas import GcOut, StorageOut, iso
+from gridrun.master.http.schemas import GcOut, StorageOut, iso
 from gridrun.model import TERMINAL, TaskState
 
 router = APIRouter(route_class=StrictJsonRoute, tags=["retention"])

@@ -13,7 +13,7 @@ import dataclasses
 import logging
 
 from gridrun import cron
-from gridrun.master.service import Service, new_task_id
+from gridrun.master.core.service import Service, new_task_id
 from gridrun.model import Schedule, Task, TaskSpec
 from gridrun.spec import RESERVED_KEY_PREFIX
 from gridrun.store import Firing, NewTask

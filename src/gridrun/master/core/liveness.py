@@ -14,9 +14,9 @@ import asyncio
 import logging
 
 from gridrun.errors import Unavailable
-from gridrun.master import fairness, scheduler
-from gridrun.master.schedules import Schedules
-from gridrun.master.service import Service
+from gridrun.master.core import fairness, scheduler
+from gridrun.master.core.schedules import Schedules
+from gridrun.master.core.service import Service
 from gridrun.model import Task, WorkerState
 
 log = logging.getLogger("gridrun.master")

@@ -8,9 +8,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Query, Request, Response
 
 from gridrun.errors import InvalidSpec
-from gridrun.master.follow import follow as follow_events
-from gridrun.master.requests import BatchIn, TaskIn
-from gridrun.master.routes.common import (
+from gridrun.master.http.follow import follow as follow_events
+from gridrun.master.http.requests import BatchIn, TaskIn
+from gridrun.master.http.routes.common import (
     CONFLICT,
     MAX_PAGE,
     MAX_WAIT_S,
@@ -28,7 +28,7 @@ from gridrun.master.routes.common import (
     parse,
     peer,
 )
-from gridrun.master.schemas import BatchOut, IdsOut, OutputOut, StreamOut, TaskListOut, TaskOut
+from gridrun.master.http.schemas import BatchOut, IdsOut, OutputOut, StreamOut, TaskListOut, TaskOut
 from gridrun.model import TaskState
 from gridrun.spec import parse_labels
 from gridrun.store import TaskFilter

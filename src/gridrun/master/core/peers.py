@@ -15,7 +15,7 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
-from gridrun.master.service import Service
+from gridrun.master.core.service import Service
 from gridrun.store import Notice
 
 log = logging.getLogger("gridrun.master")

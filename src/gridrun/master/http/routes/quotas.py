@@ -8,8 +8,8 @@ from typing import Literal
 from fastapi import APIRouter, Request
 
 from gridrun.dispatching import Quota
-from gridrun.master.requests import ConcurrencyKeyIn, QuotaIn
-from gridrun.master.routes.common import (
+from gridrun.master.http.requests import ConcurrencyKeyIn, QuotaIn
+from gridrun.master.http.routes.common import (
     AuditDep,
     QuotaSetter,
     Reader,
@@ -17,7 +17,7 @@ from gridrun.master.routes.common import (
     StrictJsonRoute,
     peer,
 )
-from gridrun.master.schemas import (
+from gridrun.master.http.schemas import (
     ConcurrencyKeyListOut,
     ConcurrencyKeyOut,
     OwnerListOut,

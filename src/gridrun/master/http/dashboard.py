@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from gridrun.master.follow import sse
-from gridrun.master.service import Service
+from gridrun.master.core.service import Service
+from gridrun.master.http.follow import sse
 from gridrun.model import TaskState, WorkerState, workers_by_state
 
 WEB = Path(__file__).with_name("web")

@@ -28,7 +28,6 @@ from gridrun.auth import Role, TokenEntry, Tokens
 from gridrun.certs import dns_names
 from gridrun.clock import Clock, SystemClock
 from gridrun.errors import ConfigError, Unavailable
-from gridrun.master.compat import NodeServicer
 from gridrun.master.core.access import Access
 from gridrun.master.core.audit import Audit
 from gridrun.master.core.liveness import Liveness
@@ -39,6 +38,7 @@ from gridrun.master.core.service import Service, ServiceConfig
 from gridrun.master.core.sessions import Sessions
 from gridrun.master.http.api import create_api
 from gridrun.master.http.guard import AllowedHosts
+from gridrun.master.wire.compat import NodeServicer
 from gridrun.master.wire.rpc import MAX_SLOTS, Caps, WorkerServicer
 from gridrun.model import DEFAULT_OUTPUT_CAP
 from gridrun.spec import MAX_GPUS

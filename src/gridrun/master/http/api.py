@@ -1,5 +1,5 @@
 """The HTTP edge (FastAPI): assembles the routers of `gridrun.master.http.routes` (tasks, jobs,
-schedules, workers, observe) and the article's `POST /tasks` (`compat`) behind the browser
+schedules, workers, observe) and the article's `POST /tasks` (`routes.legacy`) behind the browser
 guard and the body limit, and maps every error once to application/problem+json.
 
 Bodies are bounded before they are parsed; nothing a client sends reaches the service
@@ -22,7 +22,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import gridrun
 from gridrun.errors import GridrunError, InvalidSpec, NotFound
-from gridrun.master import compat
 from gridrun.master.core.access import Access
 from gridrun.master.core.schedules import Schedules
 from gridrun.master.core.service import Service
@@ -36,7 +35,7 @@ from gridrun.master.http.problems import (
     validation_errors,
 )
 from gridrun.master.http.requests import BatchIn, LegacyTaskIn, TaskIn
-from gridrun.master.http.routes import jobs, observe, quotas, retention, tasks, workers
+from gridrun.master.http.routes import jobs, legacy, observe, quotas, retention, tasks, workers
 from gridrun.master.http.routes import schedules as schedule_routes
 from gridrun.master.http.schemas import Problem
 
@@ -103,7 +102,7 @@ def create_api(
             response.headers["Allow"] = ", ".join(sorted(methods))
         return response
 
-    for module in (tasks, jobs, schedule_routes, workers, quotas, retention, observe, compat):
+    for module in (tasks, jobs, schedule_routes, workers, quotas, retention, observe, legacy):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=WEB), name="static")
 

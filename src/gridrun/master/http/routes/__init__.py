@@ -2,6 +2,6 @@
 what observes the grid (stats, events, metrics, health, the dashboard). `common` holds what
 they share: who the caller is, the objects a route uses, reading bodies, audit.
 
-`gridrun.master.http.api.create_api` assembles them with the middleware and the error handlers; the
-article's `POST /tasks` is served by `gridrun.master.compat`.
+`gridrun.master.http.api.create_api` assembles them with the middleware and the error
+handlers; the article's `POST /tasks` is `legacy`.
 """

@@ -1,4 +1,5 @@
-"""The article's interfaces, served unchanged: gRPC `core.NodeService` and HTTP `POST /tasks`.
+"""The article's gRPC `core.NodeService`, served unchanged (its HTTP `POST /tasks` is
+gridrun.master.http.routes.legacy).
 
 A legacy worker calls `AssignTask` and receives command lines, which it splits on single spaces
 and runs without reporting back. So it gets only tasks that survive that split (see
@@ -12,7 +13,6 @@ import secrets
 from collections.abc import AsyncIterator
 
 import grpc
-from fastapi import APIRouter, Request
 
 from gridrun import transport
 from gridrun._proto import node_pb2
@@ -21,45 +21,8 @@ from gridrun.errors import Unauthorized
 from gridrun.master.core.access import Access
 from gridrun.master.core.service import Service
 from gridrun.master.core.sessions import AssignCmd, WorkerSession
-from gridrun.master.http.requests import LegacyTaskIn
-from gridrun.master.http.routes.common import (
-    AuditDep,
-    ServiceDep,
-    StrictJsonRoute,
-    Submitter,
-    audit_submit,
-    json_body,
-    parse,
-)
-from gridrun.master.http.schemas import LegacyTaskOut
-from gridrun.spec import make_spec
 
 log = logging.getLogger("gridrun.master.compat")
-router = APIRouter(route_class=StrictJsonRoute, tags=["the article"])
-
-
-@router.post(
-    "/tasks",
-    response_model=LegacyTaskOut,
-    summary="The article's endpoint",
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/LegacyTaskIn"}}
-            },
-        }
-    },
-)
-async def legacy_submit(
-    request: Request, who: Submitter, service: ServiceDep, audit: AuditDep
-) -> LegacyTaskOut:
-    """`{"cmd": "..."}`, split like a shell would; answered with the task's id and state."""
-    body = parse(LegacyTaskIn, await json_body(request))
-    added = await service.submit([make_spec(cmd=body.cmd, submitted_by=who.name)])
-    audit_submit(request, audit, who, added)
-    ((task, _),) = added
-    return LegacyTaskOut(id=task.id, state=task.state)
 
 
 class NodeServicer:

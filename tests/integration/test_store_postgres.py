@@ -13,7 +13,7 @@ import pytest
 from gridrun.errors import Unavailable
 from gridrun.model import AttemptRef, Outcome, Report, TaskState, WorkerInfo, WorkerState
 from gridrun.spec import make_spec
-from gridrun.store import NewTask, Notice, postgres_sql
+from gridrun.store import NewTask, Notice, NoticeKind, postgres_sql
 from gridrun.store.postgres import PostgresStore, commit, literal, numbered, redact
 from tests import pg
 from tests.helpers import claim, eventually_async
@@ -96,7 +96,7 @@ async def test_notices_reach_the_other_masters_only_on_commit(
     await a.add_tasks([NewTask("x", make_spec(cmd="true"))], now=1)
     with pytest.raises(asyncpg.exceptions.UniqueViolationError):  # rolled back: no notice
         await a.add_tasks([NewTask("x", make_spec(cmd="true"))], now=2)
-    await a.notify(Notice("ma", "drain", "w1"))
+    await a.notify(Notice("ma", NoticeKind.DRAIN, "w1"))
     await eventually_async(lambda: len(heard) >= 2, 5)
     assert [(n.origin, n.kind, n.subject) for n in heard] == [
         ("ma", "queued", ""),

@@ -11,6 +11,7 @@ LISTEN/NOTIFY), and judge each other's workers by leases kept in the workers tab
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -138,14 +139,28 @@ class TaskOutput:
     stderr: StreamOutput = field(default_factory=StreamOutput)
 
 
+class NoticeKind(enum.StrEnum):
+    """What a notice says: there is work to claim (`queued`); a task changed: wake its waiters
+    and followers (`task ID`); stop a task, if your worker runs it (`cancel ID`); drain a
+    worker, if it is connected to you (`drain WORKER`); and, made by a store itself after its
+    listening connection came back, notices may have been missed (`resync`)."""
+
+    QUEUED = "queued"
+    TASK = "task"
+    CANCEL = "cancel"
+    DRAIN = "drain"
+    RESYNC = "resync"
+
+
+NOTICE_KINDS = frozenset(NoticeKind)
+
+
 @dataclass(frozen=True, slots=True)
 class Notice:
-    """What one master tells the others: `queued` (there is work to claim), `task ID` (it
-    changed: wake its waiters and followers), `cancel ID` (stop it, if your worker runs it),
-    `drain WORKER` (drain it, if it is connected to you)."""
+    """What one master tells the others (see NoticeKind)."""
 
     origin: str  # the master that sent it
-    kind: str
+    kind: NoticeKind
     subject: str = ""
 
     def __str__(self) -> str:
@@ -153,10 +168,12 @@ class Notice:
 
     @classmethod
     def parse(cls, text: str) -> Notice | None:
+        """A notice as another master sent it; None for one this master cannot read (a
+        newer master's kind, or not a notice)."""
         parts = text.split(" ", 2)
-        if len(parts) != 3:
+        if len(parts) != 3 or parts[1] not in NOTICE_KINDS:
             return None
-        return cls(*parts)
+        return cls(parts[0], NoticeKind(parts[1]), parts[2])
 
 
 class Store(Protocol):

@@ -21,7 +21,7 @@ from gridrun.model import (
     state_after,
     transition,
 )
-from gridrun.store import Finish, Finished, Output, Started, WorkerReport
+from gridrun.store import Finish, Finished, NoticeKind, Output, Started, WorkerReport
 from gridrun.store import queries as sql
 from gridrun.store.relational_tx import Tx
 from gridrun.store.rows import attempt_key, describe, task_from_row
@@ -84,7 +84,7 @@ class AttemptVerbs(TaskSteps):
         state = transition(task.state, TaskState.RUNNING)
         await tx.run(sql.START, str(state), started_at, task.id)
         await tx.run(sql.START_ATTEMPT, str(state), started_at, *attempt_key(task.ref))
-        await self._notice(tx, "task", task.id)
+        await self._notice(tx, NoticeKind.TASK, task.id)
         return dataclasses.replace(task, state=state, started_at=started_at)
 
     async def _append(
@@ -113,7 +113,7 @@ class AttemptVerbs(TaskSteps):
             sql.UPSERT_OUTPUT,
             [(ref.task_id, s, out.data, out.total) for s, out in streams.items()],
         )
-        await self._notice(tx, "task", ref.task_id)
+        await self._notice(tx, NoticeKind.TASK, ref.task_id)
 
     async def _end_attempt(
         self, tx: Tx, task: Task, ended: TaskState, report: Report, now: int
@@ -129,11 +129,11 @@ class AttemptVerbs(TaskSteps):
             report.signal, error, used.cpu_s, used.peak_memory_bytes, used.io_read_bytes,
             used.io_write_bytes, *attempt_key(ref),
         )  # fmt: skip
-        await self._notice(tx, "task", task.id)
+        await self._notice(tx, NoticeKind.TASK, task.id)
         if ended is TaskState.QUEUED:  # nothing ran (no free slot): back in line, not a try
             state = transition(task.state, ended)
             await tx.run(sql.REQUEUE, str(state), 0, error, task.id)
-            await self._notice(tx, "queued")
+            await self._notice(tx, NoticeKind.QUEUED)
             return _requeued(task, state, None, error)
         earlier = 0  # tries before this attempt: none before the first (no query)
         if task.attempt > 1:
@@ -208,7 +208,7 @@ class AttemptVerbs(TaskSteps):
                 *attempt_key(ref),
             )
             await self._ended(tx, ref.task_id, state, now)
-            await self._notice(tx, "task", ref.task_id)
+            await self._notice(tx, NoticeKind.TASK, ref.task_id)
             return True
 
         return await self._write(deliver)

@@ -14,10 +14,11 @@ from graphlib import TopologicalSorter
 
 from gridrun.errors import InvalidSpec
 from gridrun.model import TERMINAL, TaskState, transition
+from gridrun.store import NoticeKind
 from gridrun.store import queries as sql
 from gridrun.store.relational_tx import TASKS_BY_ID, Dialect, Tx, marks
 
-Notify = Callable[[Tx, str, str], Awaitable[None]]
+Notify = Callable[[Tx, NoticeKind, str], Awaitable[None]]
 
 
 async def link(
@@ -62,7 +63,7 @@ def _blocks(state: TaskState) -> bool:
 
 async def _skip(tx: Tx, task_id: str, why: str, now: int, notify: Notify) -> None:
     await tx.run(sql.END, str(TaskState.SKIPPED), now, f"skipped: {why}", task_id)
-    await notify(tx, "task", task_id)
+    await notify(tx, NoticeKind.TASK, task_id)
 
 
 async def ended(
@@ -85,8 +86,8 @@ async def ended(
             if row[0] == 0:
                 state_now = transition(TaskState.WAITING, TaskState.QUEUED)
                 await tx.run(sql.SET_STATE, str(state_now), dependent)
-                await notify(tx, "task", dependent)
-                await notify(tx, "queued", "")
+                await notify(tx, NoticeKind.TASK, dependent)
+                await notify(tx, NoticeKind.QUEUED, "")
 
 
 def in_order(ids: Sequence[str], after: Sequence[tuple[str, ...]]) -> dict[str, tuple[str, ...]]:

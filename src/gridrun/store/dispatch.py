@@ -12,7 +12,7 @@ import orjson
 
 from gridrun.dispatching import Active, Candidate, Lane, Planner, Quota
 from gridrun.model import Task, TaskState, transition
-from gridrun.store import LaneRead, Pass
+from gridrun.store import LaneRead, NoticeKind, Pass
 from gridrun.store import queries as sql
 from gridrun.store.relational_tx import TASKS_BY_ID, Tx, marks
 from gridrun.store.rows import placement_from_json, task_from_row
@@ -79,7 +79,7 @@ class DispatchVerbs(TaskSteps):
                 await tx.run(
                     sql.INSERT_QUOTA, quota.scope, quota.name, quota.max_queued, quota.max_running
                 )
-            await self._notice(tx, "queued")  # a raised limit may let tasks run
+            await self._notice(tx, NoticeKind.QUEUED)  # a raised limit may let tasks run
 
         await self._write(step)
 
@@ -95,7 +95,7 @@ class DispatchVerbs(TaskSteps):
             await tx.run(sql.DELETE_CONCURRENCY_KEY, "", key)
             if limit is not None:
                 await tx.run(sql.INSERT_CONCURRENCY_KEY, "", key, limit)
-            await self._notice(tx, "queued")  # a raised limit may let tasks run
+            await self._notice(tx, NoticeKind.QUEUED)  # a raised limit may let tasks run
 
         await self._write(step)
 
@@ -141,7 +141,7 @@ class DispatchVerbs(TaskSteps):
         async def mark(tx: Tx) -> None:
             await tx.many(sql.MARK_UNSCHEDULABLE, [(why, task_id) for task_id, why in reasons])
             for task_id, _ in reasons:
-                await self._notice(tx, "task", task_id)
+                await self._notice(tx, NoticeKind.TASK, task_id)
 
         await self._write(mark)
 
@@ -204,7 +204,7 @@ class DispatchVerbs(TaskSteps):
             for t, w in claims
         ]
         for task in claimed:
-            await self._notice(tx, "task", task.id)
+            await self._notice(tx, NoticeKind.TASK, task.id)
         return claimed
 
 

@@ -22,7 +22,7 @@ from typing import Any, TypeVar, cast
 import asyncpg
 
 from gridrun.errors import InsufficientStorage, Unavailable
-from gridrun.store import Notice
+from gridrun.store import Notice, NoticeKind
 from gridrun.store import postgres_sql as ddl
 from gridrun.store.relational import RelationalStore
 from gridrun.store.relational_tx import Dialect, Row, Tx
@@ -304,7 +304,7 @@ class PostgresStore(RelationalStore):
                 await conn.add_listener(ddl.CHANNEL, heard)
                 if missed:
                     log.info("listening for other masters again")
-                    handler(Notice("", "resync"))
+                    handler(Notice("", NoticeKind.RESYNC))
                 missed = False
                 connected.set()
                 while not lost.is_set() and not conn.is_closed():

@@ -14,7 +14,7 @@ from typing import Any
 
 from gridrun.errors import InvalidTransition
 from gridrun.model import ACTIVE, Attempt, Stream, StreamOutput, Task, TaskState, transition
-from gridrun.store import NewTask, Page, TaskFilter, TaskOutput
+from gridrun.store import NewTask, NoticeKind, Page, TaskFilter, TaskOutput
 from gridrun.store import queries as sql
 from gridrun.store.attempts import AttemptVerbs
 from gridrun.store.dispatch import DispatchVerbs
@@ -108,7 +108,9 @@ class RelationalStore(DispatchVerbs, AttemptVerbs, ScheduleVerbs, WorkerVerbs, R
                 raise InvalidTransition(f"task {task_id} has already ended ({task.state})")
             if task.state in ACTIVE:
                 await tx.run(sql.FLAG_CANCEL, task_id)
-                await self._notice(tx, "cancel", task_id)  # whichever master holds the worker
+                await self._notice(
+                    tx, NoticeKind.CANCEL, task_id
+                )  # whichever master holds the worker
             else:
                 state = transition(task.state, TaskState.CANCELLED)
                 await tx.run(sql.END, str(state), now, "cancelled before it started", task_id)

@@ -9,14 +9,14 @@ from collections.abc import Sequence
 
 from gridrun.errors import ConcurrencyConflict, TaskNotFound
 from gridrun.model import TERMINAL, AttemptRef, Concurrency, Task, TaskState
-from gridrun.store import NewTask, Notice, dependencies
+from gridrun.store import NewTask, Notice, NoticeKind, dependencies
 from gridrun.store import queries as sql
 from gridrun.store.relational_tx import Steps, Tx
 from gridrun.store.rows import labels_to_json, placement_to_json, spec_to_json, task_from_row
 
 
 class TaskSteps(Steps):
-    async def _notice(self, tx: Tx, kind: str, subject: str = "") -> None:
+    async def _notice(self, tx: Tx, kind: NoticeKind, subject: str = "") -> None:
         await tx.notify(str(Notice(self.origin, kind, subject)))
 
     async def _load(self, tx: Tx, task_id: str, lock: str = "") -> Task:
@@ -39,7 +39,7 @@ class TaskSteps(Steps):
         return sql.SELECT_ACTIVE.format(index=self.dialect.use_index("tasks_active"))
 
     async def _changed(self, tx: Tx, task: Task) -> Task:
-        await self._notice(tx, "task", task.id)
+        await self._notice(tx, NoticeKind.TASK, task.id)
         return task
 
     async def _insert(
@@ -70,7 +70,7 @@ class TaskSteps(Steps):
         def fresh(t: NewTask, seq: int) -> Task:
             return Task(id=t.id, seq=seq, spec=t.spec, state=TaskState.QUEUED, created_at=now)
 
-        await self._notice(tx, "queued")
+        await self._notice(tx, NoticeKind.QUEUED)
         if not any(t.spec.idempotency_key is not None for t in tasks):
             seqs = await tx.insert_tasks(rows)
             added = [fresh(t, seq) for t, seq in zip(tasks, seqs, strict=True)]

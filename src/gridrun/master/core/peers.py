@@ -16,15 +16,14 @@ from collections.abc import Coroutine
 from typing import Any
 
 from gridrun.master.core.service import Service
-from gridrun.store import Notice
+from gridrun.store import Notice, NoticeKind
 
 log = logging.getLogger("gridrun.master")
 
-RESYNC = "resync"  # a notice the store makes itself after its listening connection came back
 # Wake-ups acted on even when they are this master's own: a step can change tasks besides the
 # one it was asked about (tasks waiting for it are released or skipped), and the store says so
 # only by notices.
-OWN_TOO = frozenset({"queued", "task"})
+OWN_TOO = frozenset({NoticeKind.QUEUED, NoticeKind.TASK})
 
 
 class Peers:
@@ -44,17 +43,17 @@ class Peers:
         service = self.service
         if notice.origin == service.store.origin and notice.kind not in OWN_TOO:
             return  # our own, already acted on
-        if notice.kind == "queued":
+        if notice.kind is NoticeKind.QUEUED:
             service.dispatch_wanted.set()
-        elif notice.kind == "task":
+        elif notice.kind is NoticeKind.TASK:
             service.changed_elsewhere(notice.subject)
-        elif notice.kind == "cancel":
+        elif notice.kind is NoticeKind.CANCEL:
             self._spawn(service.cancel_here(notice.subject), f"cancel {notice.subject}")
-        elif notice.kind == "drain":
+        elif notice.kind is NoticeKind.DRAIN:
             session = service.sessions.get(notice.subject)
             if session is not None and not session.closed:
                 self._spawn(service.drain(notice.subject), f"drain {notice.subject}")
-        elif notice.kind == RESYNC:
+        elif notice.kind is NoticeKind.RESYNC:
             service.resync()
         else:
             log.warning("ignoring an unknown notice from master %s: %s", notice.origin, notice)

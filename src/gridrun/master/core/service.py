@@ -48,7 +48,7 @@ from gridrun.model import (
 )
 from gridrun.resources import labels_match
 from gridrun.spec import resolve_after
-from gridrun.store import NewTask, Notice, Page, Store, TaskFilter, TaskOutput
+from gridrun.store import NewTask, Notice, NoticeKind, Page, Store, TaskFilter, TaskOutput
 
 log = logging.getLogger("gridrun.master")
 
@@ -265,7 +265,7 @@ class Service:
         _, master = await self.store.worker_master(worker_id, self.clock.now_ms())
         if master in (None, self.store.origin):
             raise WorkerNotConnected(f"worker {worker_id} is not connected; nothing to drain")
-        await self.store.notify(Notice(self.store.origin, "drain", worker_id))
+        await self.store.notify(Notice(self.store.origin, NoticeKind.DRAIN, worker_id))
         worker = next(w for w in await self.store.list_workers() if w.id == worker_id)
         return dataclasses.replace(worker, state=WorkerState.DRAINING)
 

@@ -25,7 +25,7 @@ from run_as import compare
 
 from gridrun.model import AttemptRef
 from gridrun.worker import containment
-from gridrun.worker.cgroups import Limits
+from gridrun.worker.cgroups import GroupLimits
 from gridrun.worker.executor import Assignment, Execution
 from gridrun.worker.hierarchies import discover
 from gridrun.worker.policy import Launch
@@ -41,7 +41,7 @@ async def attempt_ms(
     for i in range(n):
         ref = AttemptRef(f"bench{i}", 1)
         began = time.perf_counter()
-        box = box_of.box(ref, Limits(pids=4096))
+        box = box_of.box(ref, GroupLimits(pids=4096))
         execution = Execution(
             Assignment(ref, argv), launch, lambda e: None, box=box, spawner=spawner
         )

@@ -18,7 +18,7 @@ import pytest
 
 from gridrun.model import AttemptRef
 from gridrun.worker import containment
-from gridrun.worker.cgroups import Limits
+from gridrun.worker.cgroups import GroupLimits
 from gridrun.worker.hierarchies import Hierarchy, discover
 from gridrun.worker.policy import Launch
 from gridrun.worker.spawning import Placement, Process, Spawner, SpawnError
@@ -137,7 +137,7 @@ def run_boxed(
 def test_everything_an_attempt_forks_is_in_its_group_and_one_kill_ends_it(
     groups: containment.Cgroups, spawner: Loop, tmp_path: Path
 ) -> None:
-    box = groups.box(AttemptRef("t1", 1), Limits(pids=100))
+    box = groups.box(AttemptRef("t1", 1), GroupLimits(pids=100))
     assert isinstance(box, containment.CgroupBox)
     script = (
         f"setsid sh -c 'sleep 300 & sleep 300' & sleep 300 & echo ready > {tmp_path}/ready; wait"
@@ -154,7 +154,7 @@ def test_everything_an_attempt_forks_is_in_its_group_and_one_kill_ends_it(
     if box.group.v2 is not None:  # v2: a group serves once
         assert not any(p.exists() for p in box.group.paths)
     else:  # v1: kept for the next attempt, thawed
-        assert groups.box(AttemptRef("t1", 2), Limits()).group is box.group
+        assert groups.box(AttemptRef("t1", 2), GroupLimits()).group is box.group
         assert (box.group.dirs["freezer"] / "freezer.state").read_text().strip() == "THAWED"
 
 
@@ -165,7 +165,7 @@ def test_a_group_that_held_a_hundred_forks_serves_the_next_attempt_as_new(
     next attempt's group (that one kept, or where the hundred left more than
     RECYCLE_CHARGED_MAX charged to it, a new one) holds none of them, counts that attempt's
     CPU from zero and holds it to its own, lower process limit."""
-    first = groups.box(AttemptRef("f1", 1), Limits(pids=300))
+    first = groups.box(AttemptRef("f1", 1), GroupLimits(pids=300))
     if first.group.v2 is not None:
         pytest.skip("v2 groups serve once")
     forks = "for i in $(seq 50); do sleep 300 & setsid sleep 300 & done; echo up > ready; wait"
@@ -177,7 +177,7 @@ def test_a_group_that_held_a_hundred_forks_serves_the_next_attempt_as_new(
     eventually(lambda: not first.group.populated(), 10)
     assert not any(pid_alive(pid) for pid in inside)
     first.close()
-    second = groups.box(AttemptRef("f2", 1), Limits(pids=10))
+    second = groups.box(AttemptRef("f2", 1), GroupLimits(pids=10))
     assert second.group.pids() == set()
     assert second.usage().cpu_s == 0
     forker = (
@@ -199,7 +199,7 @@ def test_a_group_that_held_a_hundred_forks_serves_the_next_attempt_as_new(
 def test_a_memory_limit_is_kept_and_its_kill_is_counted(
     groups: containment.Cgroups, spawner: Loop, tmp_path: Path
 ) -> None:
-    box = groups.box(AttemptRef("t2", 1), Limits(memory_bytes=32 * 1024 * 1024))
+    box = groups.box(AttemptRef("t2", 1), GroupLimits(memory_bytes=32 * 1024 * 1024))
     if "memory" not in box.group.dirs:
         pytest.skip("no memory controller in this kind of hierarchy")
     hog = "python3 -c \"b = b'x' * (256 * 1024 * 1024)\""
@@ -216,7 +216,7 @@ def test_a_memory_limit_is_kept_and_its_kill_is_counted(
 def test_cpu_time_is_measured_for_the_whole_group(
     groups: containment.Cgroups, spawner: Loop, tmp_path: Path
 ) -> None:
-    box = groups.box(AttemptRef("t3", 1), Limits())
+    box = groups.box(AttemptRef("t3", 1), GroupLimits())
     burn = (
         "python3 -c 'import time\nend = time.process_time() + 0.5\n"
         "while time.process_time() < end: pass'"
@@ -240,7 +240,7 @@ def test_the_first_process_is_born_in_its_group_and_the_spawner_goes_back(
     child is cloned (clone3 CLONE_INTO_CGROUP), not moved. Either way the child is inside
     before the task's first instruction, and the spawner and the worker are where they
     were."""
-    box = groups.box(AttemptRef("t4", 1), Limits(pids=100))
+    box = groups.box(AttemptRef("t4", 1), GroupLimits(pids=100))
     placement = box.placement()
     v1 = [d for d in box.group.paths if d != box.group.v2]
     assert placement.join == tuple(str(d / "tasks") for d in v1)
@@ -271,7 +271,7 @@ def test_where_the_kernel_will_not_clone_into_the_group_the_child_moves_itself_i
     a seccomp filter refuses any): the child is forked and writes itself into the group's
     cgroup.procs before exec, still before the task's first instruction; the spawner stops
     trying clone3."""
-    box = groups.box(AttemptRef("t9", 1), Limits())
+    box = groups.box(AttemptRef("t9", 1), GroupLimits())
     if box.group.v2 is not None:
         pytest.skip("needs a v1 directory, which clone3 refuses")
     target = box.group.dirs["freezer"]
@@ -300,7 +300,7 @@ def test_a_low_open_file_limit_is_the_tasks_not_the_spawners(
     """The spawner keeps a descriptor open for each v1 group it joined; a task with an
     open-file limit below that many still starts (its streams are set before its limits)
     and meets the limit itself."""
-    boxes = [groups.box(AttemptRef(f"many{i}", 1), Limits()) for i in range(40)]
+    boxes = [groups.box(AttemptRef(f"many{i}", 1), GroupLimits()) for i in range(40)]
     if boxes[0].group.v2 is not None:
         pytest.skip("v2 groups are not joined by the spawner's thread")
     for box in boxes:  # 40 groups in turn at once: 40 open `tasks` files in the spawner
@@ -325,7 +325,7 @@ def test_a_low_open_file_limit_is_the_tasks_not_the_spawners(
 def test_a_spawn_into_a_group_that_is_gone_fails_and_leaves_the_spawner_home(
     groups: containment.Cgroups, spawner: Loop, tmp_path: Path
 ) -> None:
-    box = groups.box(AttemptRef("t5", 1), Limits())
+    box = groups.box(AttemptRef("t5", 1), GroupLimits())
     assert not box.group.remove()  # its directories are gone
     with pytest.raises(SpawnError, match="cannot put the task in its cgroup"):
         run_boxed(spawner, box, "true", tmp_path)
@@ -350,14 +350,14 @@ def test_a_recycled_group_is_as_good_as_new(
 ) -> None:
     """A v1 group serves the next attempt with its usage counted from zero and that attempt's
     limits (one lifted, one raised); a group left holding much file cache is removed."""
-    first = groups.box(AttemptRef("t6", 1), Limits(memory_bytes=32 << 20, pids=100))
+    first = groups.box(AttemptRef("t6", 1), GroupLimits(memory_bytes=32 << 20, pids=100))
     if first.group.v2 is not None:
         pytest.skip("v2 groups serve once")
     hog = "python3 -c \"b = b'x' * (256 << 20)\""
     assert run_boxed(spawner, first, hog, tmp_path).wait(30) != 0
     assert first.usage().oom_kills == 1
     first.close()
-    second = groups.box(AttemptRef("t7", 1), Limits(memory_bytes=512 << 20))
+    second = groups.box(AttemptRef("t7", 1), GroupLimits(memory_bytes=512 << 20))
     assert second.group is first.group
     assert (
         run_boxed(spawner, second, "python3 -c \"b = b'x' * (100 << 20)\"", tmp_path).wait(30) == 0
@@ -369,7 +369,7 @@ def test_a_recycled_group_is_as_good_as_new(
     pids = second.group.dirs["pids"]
     assert (pids / "pids.max").read_text().strip() == "max"  # lifted
     second.close()
-    third = groups.box(AttemptRef("t8", 1), Limits())
+    third = groups.box(AttemptRef("t8", 1), GroupLimits())
     assert third.group is first.group
     assert third.usage().peak_memory_bytes < 1 << 20  # (some kernel memory may stay charged)
     assert third.usage().cpu_s == 0
@@ -398,14 +398,14 @@ def test_disk_io_is_recorded_on_a_v1_host_with_blkio_and_counted_per_attempt(
         pytest.skip("no v1 blkio here (v2's io gives the figures)")
     if not [d for d in Path("/sys/block").glob("*") if not d.name.startswith(("loop", "ram"))]:
         pytest.skip("no disk")
-    box = groups.box(AttemptRef("t9", 1), Limits())
+    box = groups.box(AttemptRef("t9", 1), GroupLimits())
     write = f"dd if=/dev/zero of={tmp_path}/io.bin bs=1M count=8 oflag=direct 2>/dev/null"
     assert run_boxed(spawner, box, write, tmp_path).wait(30) == 0
     usage = box.usage()
     assert usage.io_write_bytes is not None
     assert usage.io_write_bytes >= 8 << 20
     box.close()
-    again = groups.box(AttemptRef("t10", 1), Limits())
+    again = groups.box(AttemptRef("t10", 1), GroupLimits())
     read = f"dd if={tmp_path}/io.bin of=/dev/null bs=1M iflag=direct 2>/dev/null"
     assert run_boxed(spawner, again, read, tmp_path).wait(30) == 0
     usage = again.usage()

@@ -101,8 +101,9 @@ class Pass:
 
 
 @dataclass(frozen=True, slots=True)
-class Finish:
-    """The result of applying a worker's report: the task after it, or None if it was stale."""
+class Applied:
+    """What applying one worker report did: `applied` (False: it was stale, nothing changed)
+    and, for a Finished, the task after it."""
 
     task: Task | None
     applied: bool
@@ -350,11 +351,11 @@ class Store(Protocol):
 
     async def record_finish(
         self, ref: AttemptRef, worker_id: str, report: Report, now: int
-    ) -> Finish: ...
+    ) -> Applied: ...
 
     async def record_reports(
         self, worker_id: str, reports: Sequence[WorkerReport], cap: int, now: int
-    ) -> list[Finish]:
+    ) -> list[Applied]:
         """Apply a worker's reports in order, in one transaction (as record_start,
         append_output and record_finish would, one by one); for each, the task after it
         (None for a Started or Output) and whether it applied (False: stale)."""

@@ -21,7 +21,7 @@ from gridrun.model import (
     state_after,
     transition,
 )
-from gridrun.store import Finish, Finished, NoticeKind, Output, Started, WorkerReport
+from gridrun.store import Applied, Finished, NoticeKind, Output, Started, WorkerReport
 from gridrun.store import queries as sql
 from gridrun.store.relational_tx import Tx
 from gridrun.store.rows import attempt_key, describe, task_from_row
@@ -43,8 +43,8 @@ class AttemptVerbs(TaskSteps):
 
     async def record_reports(
         self, worker_id: str, reports: Sequence[WorkerReport], cap: int, now: int
-    ) -> list[Finish]:
-        async def apply(tx: Tx) -> list[Finish]:
+    ) -> list[Applied]:
+        async def apply(tx: Tx) -> list[Applied]:
             # the attempts this batch names, each read (and locked) once: a batch usually
             # holds an attempt's Started and its Finished, or its output and its Finished
             known: dict[AttemptRef, Task | None] = {}
@@ -58,11 +58,11 @@ class AttemptVerbs(TaskSteps):
                     case Started(started_at=at):
                         if task is not None:
                             known[ref] = await self._started(tx, task, at)
-                        results.append(Finish(task=None, applied=task is not None))
+                        results.append(Applied(task=None, applied=task is not None))
                     case Output(chunks=chunks):
                         if task is not None:
                             await self._output(tx, ref, chunks, cap)
-                        results.append(Finish(task=None, applied=task is not None))
+                        results.append(Applied(task=None, applied=task is not None))
                     case Finished(report=ended):
                         known[ref] = None  # (the attempt is over: a second Finished is stale)
                         results.append(await self._settle(tx, task, ended, now))
@@ -170,20 +170,20 @@ class AttemptVerbs(TaskSteps):
 
     async def record_finish(
         self, ref: AttemptRef, worker_id: str, report: Report, now: int
-    ) -> Finish:
-        async def finish(tx: Tx) -> Finish:
+    ) -> Applied:
+        async def finish(tx: Tx) -> Applied:
             return await self._settle(tx, await self._held(tx, ref, worker_id), report, now)
 
         return await self._write(finish)
 
-    async def _settle(self, tx: Tx, task: Task | None, report: Report, now: int) -> Finish:
+    async def _settle(self, tx: Tx, task: Task | None, report: Report, now: int) -> Applied:
         """End the held attempt as `report` says (None: the report was stale)."""
         if task is None:
-            return Finish(task=None, applied=False)
+            return Applied(task=None, applied=False)
         ended = state_after(report)
         if ended is TaskState.QUEUED and task.cancel_requested:
             ended = TaskState.CANCELLED
-        return Finish(task=await self._end_attempt(tx, task, ended, report, now), applied=True)
+        return Applied(task=await self._end_attempt(tx, task, ended, report, now), applied=True)
 
     async def mark_delivered(self, ref: AttemptRef, worker_id: str, now: int) -> bool:
         async def deliver(tx: Tx) -> bool:

@@ -115,14 +115,14 @@ class Files:
 
 
 @dataclass(frozen=True, slots=True)
-class Limits:
+class GroupLimits:
     memory_bytes: int | None = None
     cpu: float | None = None  # CPUs (a quota of cpu x the period)
     pids: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class Usage:
+class GroupUsage:
     cpu_s: float | None = None  # user + system
     peak_memory_bytes: int | None = None
     io_read_bytes: int | None = None
@@ -141,13 +141,13 @@ class Group:
     group may serve attempt after attempt (see `recycle`)."""
 
     dirs: dict[str, Path]  # controller (or "v2") -> directory
-    limits: Limits = field(default_factory=Limits)  # as written (a new group has none)
+    limits: GroupLimits = field(default_factory=GroupLimits)  # as written (a new group has none)
     oom_base: int = 0  # OOM kills counted before this attempt (a recycled group)
     io_base: tuple[int, int] = (0, 0)  # v1 bytes read and written before it, likewise
     thaw: bool = False  # a kill froze it: thawed before it serves again
     files: Files = field(default_factory=Files, repr=False)
 
-    def set_limits(self, limits: Limits) -> None:
+    def set_limits(self, limits: GroupLimits) -> None:
         """Write the limits that differ from the group's."""
         old, self.limits = self.limits, limits
         memory, pids, cpu, v2 = (
@@ -263,7 +263,7 @@ class Group:
             _kill_all(pids)
             time.sleep(0.005)
 
-    def usage(self) -> Usage:
+    def usage(self) -> GroupUsage:
         cpu_s = peak = read = written = None
         oom = 0
         memory, cpuacct = self.dirs.get("memory"), self.dirs.get("cpuacct")
@@ -293,7 +293,7 @@ class Group:
         elif blkio is not None:
             read, written = self._blkio_bytes()
             read, written = read - self.io_base[0], written - self.io_base[1]
-        return Usage(cpu_s, peak, read, written, oom)
+        return GroupUsage(cpu_s, peak, read, written, oom)
 
     def _blkio_bytes(self) -> tuple[int, int]:
         """(read, written) as v1 blkio counts them: "MAJ:MIN Read N" / "MAJ:MIN Write N"."""

@@ -50,7 +50,7 @@ from pathlib import Path
 
 from gridrun.model import AttemptRef
 from gridrun.worker import cgroups
-from gridrun.worker.cgroups import Group, Limits, Usage
+from gridrun.worker.cgroups import Group, GroupLimits, GroupUsage
 from gridrun.worker.hierarchies import WANTED, Hierarchy, discover
 from gridrun.worker.proctree import (
     PR_SET_CHILD_SUBREAPER,
@@ -74,7 +74,7 @@ class Box:
     def kill(self) -> None:
         """Kill everything of the attempt that is still running."""
 
-    def usage(self) -> Usage | None:
+    def usage(self) -> GroupUsage | None:
         return None
 
     def populated(self) -> bool:
@@ -102,7 +102,7 @@ class CgroupBox(Box):
     def kill(self) -> None:
         self.group.kill()
 
-    def usage(self) -> Usage:
+    def usage(self) -> GroupUsage:
         return self.group.usage()
 
     def populated(self) -> bool:
@@ -137,7 +137,7 @@ class Containment:
     def describe(self) -> str:
         return self.mode
 
-    def box(self, ref: AttemptRef, limits: Limits) -> Box:
+    def box(self, ref: AttemptRef, limits: GroupLimits) -> Box:
         return Box()
 
     def home(self) -> list[Path]:
@@ -165,7 +165,7 @@ class Subreaper(Containment):
     def describe(self) -> str:
         return "subreaper" if self.ok else "none (no prctl: escaped processes are not caught)"
 
-    def box(self, ref: AttemptRef, limits: Limits) -> Box:
+    def box(self, ref: AttemptRef, limits: GroupLimits) -> Box:
         return ReaperBox(ref)
 
     def start(self) -> None:
@@ -252,7 +252,7 @@ class Cgroups(Containment):
     def _bases(self) -> list[Path]:
         return list(dict.fromkeys([*([self.v2] if self.v2 else []), *self.base.values()]))
 
-    def box(self, ref: AttemptRef, limits: Limits) -> Box:
+    def box(self, ref: AttemptRef, limits: GroupLimits) -> Box:
         self._retry_removals()
         if self.v2 is None:
             group = self._recycled() or self._group(f"pool.{next(self._numbers)}", set())
@@ -362,17 +362,17 @@ def choose(
     return Subreaper()
 
 
-def limits_for(memory_mb: int, cpu: float, pids: int | None, enforce: bool) -> Limits:
+def limits_for(memory_mb: int, cpu: float, pids: int | None, enforce: bool) -> GroupLimits:
     if not enforce:
-        return Limits(pids=pids)
-    return Limits(
+        return GroupLimits(pids=pids)
+    return GroupLimits(
         memory_bytes=memory_mb * 1024 * 1024 if memory_mb else None,
         cpu=cpu or None,
         pids=pids,
     )
 
 
-def _asked(limits: Limits) -> set[str]:
+def _asked(limits: GroupLimits) -> set[str]:
     """The controllers these limits need."""
     return {name for name, limit in (("pids", limits.pids), ("cpu", limits.cpu)) if limit}
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gridrun.model import AttemptRef, Outcome, Report, Stream
-from gridrun.worker.cgroups import Usage
+from gridrun.worker.cgroups import GroupUsage
 from gridrun.worker.containment import Box
 from gridrun.worker.policy import Launch
 from gridrun.worker.spawning import Exit, Process, Spawner, SpawnError
@@ -76,7 +76,7 @@ class Finished:
 Event = Started | OutputChunk | Finished
 
 
-class _Stream:
+class _Capture:
     """Collects one pipe's bytes between flushes, remembering the stream offset."""
 
     def __init__(self, ref: AttemptRef, number: Stream) -> None:
@@ -115,7 +115,7 @@ class Execution:
         self._stop: asyncio.Future[None] | None = None  # resolved by cancel() while it runs
         self._outcome_on_kill = Outcome.CANCELLED
         self._error = ""
-        self._streams = {n: _Stream(assignment.ref, n) for n in Stream}
+        self._streams = {n: _Capture(assignment.ref, n) for n in Stream}
         self.pid: int | None = None
         self.started_at = 0
         self._spawning: asyncio.Future[Process] | None = None  # asked of the spawner
@@ -184,7 +184,9 @@ class Execution:
         finally:
             await self._end_all(pid, exited)
         end = exited.result()
-        usage = self._box.usage() or (Usage(cpu_s=end.cpu_s) if end.cpu_s is not None else None)
+        usage = self._box.usage() or (
+            GroupUsage(cpu_s=end.cpu_s) if end.cpu_s is not None else None
+        )
         error = self._error if outcome is not Outcome.EXITED else ""
         code = end.code
         if code is None:
@@ -283,7 +285,7 @@ class Execution:
         if self._pipes_closed is not None and not self._pipes_closed.done():
             self._pipes_closed.set_result(None)
 
-    def _readable(self, loop: asyncio.AbstractEventLoop, fd: int, stream: _Stream) -> None:
+    def _readable(self, loop: asyncio.AbstractEventLoop, fd: int, stream: _Capture) -> None:
         try:
             chunk = os.read(fd, READ_SIZE)
         except BlockingIOError:

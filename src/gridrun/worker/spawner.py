@@ -54,7 +54,7 @@ from typing import Any
 
 CLONE_NEWNS = 0x00020000
 CLONE_INTO_CGROUP = 0x200000000
-SYS_CLONE3 = 435  # (x86-64's number, and the generic table's: arm64, riscv64)
+SYS_CLONE3 = 435  # (one number on every architecture: syscalls since Linux 5.1 share theirs)
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36

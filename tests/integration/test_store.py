@@ -493,3 +493,37 @@ async def test_the_task_a_report_leaves_is_its_row_as_stored(store: Store) -> No
     assert {t.id: t.state for t in lost} == {"gone": TaskState.LOST, "hurt": TaskState.LOST}
     for task in lost:
         assert task == await store.get_task(task.id), task.id
+
+
+async def test_a_claim_takes_its_pairs_in_order_and_starts_each_attempt_afresh(
+    store: Store,
+) -> None:
+    """In placement's order, not the queue's; a retried task's earlier output is gone; each
+    attempt is recorded as announced where its worker announces its starts (so losing that
+    worker puts it back in the queue, never started). PostgreSQL does it in one statement."""
+    await add(store, "r", retry=RetryPolicy(max_attempts=3, initial_s=1))
+    await claim(store, [("r", "w1")], now=2)
+    assert await store.append_output(AttemptRef("r", 1), "w1", [(Stream.STDOUT, 0, b"old")], 99)
+    await store.record_finish(AttemptRef("r", 1), "w1", Report(Outcome.EXITED, 1), now=3)
+    await add(store, "a", "b", "c")
+    order = [("c", "w2"), ("r", "w1"), ("a", "w2")]
+
+    def placed(
+        heads: dict[str, list[Candidate]], active: Active, quotas: Sequence[Quota]
+    ) -> Placed:
+        by_id = {c.task_id: c for lane in heads.values() for c in lane}
+        return [(by_id[t], w) for t, w in order if t in by_id]
+
+    lanes = await store.queued_lanes("", 100)
+    done = await store.plan_and_claim(lanes, 100, 5000, placed, announcing={"w2"})
+    assert [(t.id, t.attempt, t.worker_id) for t in done.claimed] == [
+        ("c", 1, "w2"), ("r", 2, "w1"), ("a", 1, "w2"),
+    ]  # fmt: skip
+    for task in done.claimed:
+        assert task == await store.get_task(task.id)
+    assert (await store.get_output("r")).stdout.data == b""
+    back = await store.mark_lost("w2", [], now=5001, reason="w2 is gone")
+    assert {t.id: t.state for t in back} == {"a": TaskState.QUEUED, "c": TaskState.QUEUED}
+    lost = await store.mark_lost("w1", [], now=5002, reason="w1 is gone")
+    assert [(t.id, t.state) for t in lost] == [("r", TaskState.QUEUED)]  # (a try left)
+    assert (await store.get_task("b")).state is TaskState.QUEUED

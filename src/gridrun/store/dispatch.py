@@ -160,8 +160,19 @@ class DispatchVerbs(TaskSteps):
         now: int,
         announcing: Collection[str] = (),
     ) -> list[Task]:
-        worker_ids = sorted({w for _, w in assignments})
         task_ids = [t for t, _ in assignments]
+        if self.dialect.claim_batch:  # one round trip
+            assigned = str(transition(TaskState.QUEUED, TaskState.ASSIGNED))
+            workers = [w for _, w in assignments]
+            rows = await tx.all(
+                self.dialect.claim_batch, task_ids, workers, self.origin, assigned, now,
+                sorted(announcing),
+            )  # fmt: skip
+            claimed = [task_from_row(r) for r in rows]
+            for task in claimed:
+                await self._notice(tx, NoticeKind.TASK, task.id)
+            return claimed
+        worker_ids = sorted({w for _, w in assignments})
         query = sql.SELECT_WORKER_MASTERS.format(marks=marks(len(worker_ids)))
         owned = {
             w

@@ -148,6 +148,7 @@ class PostgresStore(RelationalStore):
         label_clause="(labels::jsonb ->> ?) = ?",
         count_by_state=ddl.COUNT_BY_STATE,
         claim_lock=ddl.TAKE_CLAIM_LOCK,
+        claim_batch=ddl.CLAIM_BATCH,
         gc_lock=ddl.TRY_GC_LOCK,
         db_size="SELECT pg_database_size(current_database())",
     )

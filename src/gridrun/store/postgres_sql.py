@@ -4,6 +4,8 @@ The queries both stores run are in `queries`. Times are epoch milliseconds (BIGI
 INTEGER 0/1 so that rows read the same from either backend.
 """
 
+from gridrun.store.queries import TASK_COLUMNS
+
 SCHEMA_V1 = """
 CREATE TABLE tasks (
     seq              BIGSERIAL PRIMARY KEY,
@@ -281,3 +283,37 @@ FOLD_COUNTS = (
     " INSERT INTO task_counts AS c (state, n) SELECT state, sum(delta) FROM moved"
     " GROUP BY state ON CONFLICT (state) DO UPDATE SET n = c.n + excluded.n"
 )
+
+
+def _qualified(columns: str, table: str) -> str:
+    return ", ".join(f"{table}.{column.strip()}" for column in columns.split(","))
+
+
+# A dispatch pass's claim in one round trip: DispatchVerbs._claim's four statements as one.
+# The workers must be this master's ($3; locked FOR SHARE), the tasks still queued (locked;
+# those another master's step holds are skipped); each claimed row comes back as the claim
+# left it, in the order of the pairs ($1 task ids, $2 worker ids); the attempt before's output
+# goes, the new attempt is recorded ($4 its state, $5 now, $6 the workers that announce).
+CLAIM_BATCH = f"""
+WITH pairs AS (
+    SELECT t, w, n FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS p(t, w, n)
+), owned AS (
+    SELECT id FROM workers WHERE id IN (SELECT w FROM pairs) AND master = $3 FOR SHARE
+), claimable AS (
+    SELECT tasks.id, pairs.w, pairs.n FROM tasks JOIN pairs ON pairs.t = tasks.id
+    WHERE tasks.state = 'queued' AND pairs.w IN (SELECT id FROM owned)
+    FOR UPDATE OF tasks SKIP LOCKED
+), claimed AS (
+    UPDATE tasks SET state = $4, attempt = tasks.attempt + 1, worker_id = claimable.w,
+        assigned_at = $5, started_at = NULL, finished_at = NULL, exit_code = NULL,
+        signal = NULL, error = NULL, unschedulable = NULL
+    FROM claimable WHERE tasks.id = claimable.id
+    RETURNING claimable.n, {_qualified(TASK_COLUMNS, "tasks")}
+), dropped AS (
+    DELETE FROM output WHERE task_id IN (SELECT id FROM claimed WHERE attempt > 1)
+), recorded AS (
+    INSERT INTO attempts (task_id, attempt, worker_id, state, assigned_at, announces)
+    SELECT id, attempt, worker_id, $4, $5, (worker_id = ANY($6::text[]))::int FROM claimed
+)
+SELECT {TASK_COLUMNS} FROM claimed ORDER BY n
+"""

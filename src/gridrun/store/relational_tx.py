@@ -45,6 +45,9 @@ class Dialect:
     # taken by a step that claims tasks with a concurrency key, held until it commits: one
     # such step at a time across masters (SQLite's one writer needs nothing)
     claim_lock: str = ""
+    # a dispatch pass's claim as one statement (see postgres_sql.CLAIM_BATCH); "": the
+    # claim's statements one by one
+    claim_batch: str = ""
 
     def use_index(self, name: str) -> str:
         return f"INDEXED BY {name}" if self.index_hints else ""

@@ -160,19 +160,41 @@ class DispatchVerbs(TaskSteps):
         now: int,
         announcing: Collection[str] = (),
     ) -> list[Task]:
-        task_ids = [t for t, _ in assignments]
+        """Claim these (task id, worker id) pairs where the task is still queued and the
+        worker this master's: the tasks as the claim left them, in the pairs' order."""
+        assigned = transition(TaskState.QUEUED, TaskState.ASSIGNED)
         if self.dialect.claim_batch:  # one round trip
-            assigned = str(transition(TaskState.QUEUED, TaskState.ASSIGNED))
-            workers = [w for _, w in assignments]
-            rows = await tx.all(
-                self.dialect.claim_batch, task_ids, workers, self.origin, assigned, now,
-                sorted(announcing),
-            )  # fmt: skip
-            claimed = [task_from_row(r) for r in rows]
-            for task in claimed:
-                await self._notice(tx, NoticeKind.TASK, task.id)
-            return claimed
+            claimed = await self._claim_at_once(tx, assignments, now, announcing, assigned)
+        else:
+            claimed = await self._claim_by_steps(tx, assignments, now, announcing, assigned)
+        for task in claimed:
+            await self._notice(tx, NoticeKind.TASK, task.id)
+        return claimed
+
+    async def _claim_at_once(
+        self,
+        tx: Tx,
+        assignments: Sequence[tuple[str, str]],
+        now: int,
+        announcing: Collection[str],
+        assigned: TaskState,
+    ) -> list[Task]:
+        rows = await tx.all(
+            self.dialect.claim_batch, [t for t, _ in assignments], [w for _, w in assignments],
+            self.origin, str(assigned), now, sorted(announcing),
+        )  # fmt: skip
+        return [task_from_row(r) for r in rows]
+
+    async def _claim_by_steps(
+        self,
+        tx: Tx,
+        assignments: Sequence[tuple[str, str]],
+        now: int,
+        announcing: Collection[str],
+        assigned: TaskState,
+    ) -> list[Task]:
         worker_ids = sorted({w for _, w in assignments})
+        task_ids = [t for t, _ in assignments]
         query = sql.SELECT_WORKER_MASTERS.format(marks=marks(len(worker_ids)))
         owned = {
             w
@@ -188,7 +210,6 @@ class DispatchVerbs(TaskSteps):
             for task_id, worker_id in assignments
             if task_id in queued and worker_id in owned
         ]
-        assigned = transition(TaskState.QUEUED, TaskState.ASSIGNED)
         state = str(assigned)
         await tx.many(sql.CLAIM, [(state, w, now, t.id) for t, w in claims])
         # the output of the attempt before (a first attempt has none: no statement)
@@ -198,7 +219,7 @@ class DispatchVerbs(TaskSteps):
             [(t.id, t.attempt + 1, w, state, now, int(w in announcing)) for t, w in claims],
         )
         # each row as CLAIM left it (read under the claim's lock: nothing else changed it)
-        claimed = [
+        return [
             dataclasses.replace(
                 t,
                 state=assigned,
@@ -214,9 +235,6 @@ class DispatchVerbs(TaskSteps):
             )
             for t, w in claims
         ]
-        for task in claimed:
-            await self._notice(tx, NoticeKind.TASK, task.id)
-        return claimed
 
 
 def _candidate(r: Sequence[Any]) -> Candidate:

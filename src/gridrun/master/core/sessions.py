@@ -226,11 +226,17 @@ class WorkerSession:
             containment=self.containment,
         )
 
+    def _open(self) -> tuple[int, int]:
+        """(slots, prefetch) it offers now: none while draining or quarantined; prefetch
+        only where it announces its starts."""
+        if self.draining or self.quarantined:
+            return 0, 0
+        return self.slots, self.prefetch if self.announces else 0
+
     def places(self) -> int:
         """How many more assignments it takes now (Capacity.free, without making one)."""
-        if self.draining or self.quarantined:
-            return 0
-        return max(self.slots + (self.prefetch if self.announces else 0) - len(self.inflight), 0)
+        slots, prefetch = self._open()
+        return max(slots + prefetch - len(self.inflight), 0)
 
     def capacity(self) -> Capacity:
         taken = NO_RESOURCES
@@ -240,12 +246,12 @@ class WorkerSession:
                 taken = taken + spec.resources
             if spec.task_class is not None:
                 by_class[spec.task_class] = by_class.get(spec.task_class, 0) + 1
-        shut = self.draining or self.quarantined
+        slots, prefetch = self._open()
         return Capacity(
             worker_id=self.worker_id,
             labels=self.labels,
-            slots=0 if shut else self.slots,
-            prefetch=0 if shut or not self.announces else self.prefetch,
+            slots=slots,
+            prefetch=prefetch,
             used=len(self.inflight),
             legacy=self.legacy,
             has=offered(self.resources) if self.resources else None,

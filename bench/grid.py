@@ -23,6 +23,7 @@ import httpx
 from gridrun import model
 
 TERMINAL = tuple(str(state) for state in model.TERMINAL)
+GRIDRUN: tuple[str, ...] = (sys.executable, "-m", "gridrun")  # how a bench starts gridrun
 
 
 def free_port() -> int:
@@ -94,7 +95,7 @@ class Grid:
     ) -> None:
         self.tmp = tmp
         self.master_args = master_args
-        self.master_command: tuple[str, ...] = (sys.executable, "-m", "gridrun")
+        self.master_command = GRIDRUN  # (bench/statements.py runs it through sqltrace.py)
         # as root, tasks run as root unless a bench says otherwise (the worker's own default
         # is an unprivileged user: bench/run_as.py measures what that costs)
         if worker_args is None:
@@ -115,9 +116,9 @@ class Grid:
     def client(self) -> httpx.Client:
         return self.clients[0]
 
-    def spawn(self, *args: str, command: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
+    def spawn(self, *args: str, command: tuple[str, ...] = GRIDRUN) -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(
-            [*(command or (sys.executable, "-m", "gridrun")), *args], cwd=self.tmp,
+            [*command, *args], cwd=self.tmp,
             env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         self.procs.append(proc)

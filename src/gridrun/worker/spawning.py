@@ -215,7 +215,7 @@ class Spawner:
             out, err, pidfd = fds
             assert self._loop is not None
             exited: asyncio.Future[Exit] = self._loop.create_future()
-            process = Process(message["pid"], out, err, exited, pidfd, message.get("moved", False))
+            process = Process(message["pid"], out, err, exited, pidfd, message["moved"])
             self._running[message["id"]] = process
             pending.started.set_result(process)
             return

@@ -152,7 +152,7 @@ async def test_the_output_budget_drops_the_oldest_ended_tasks_output_first(
             return len((await grid.output(running["id"]))["stdout"]["text"]) == 1000
 
         await eventually_async(stored, 10)  # 6,000 kept, 2,500 allowed
-        freed = await master.service.retention.keep_output_budget()
+        freed = await master.core.retention.keep_output_budget()
         assert freed == 4000  # the four oldest; what is left (the last's and running's) fits
         outputs = [await grid.output(t["id"]) for t in tasks]
         assert [o["stdout"]["expired"] for o in outputs] == [True, True, True, True, False]
@@ -160,7 +160,7 @@ async def test_the_output_budget_drops_the_oldest_ended_tasks_output_first(
         assert (oldest["text"], oldest["bytes_total"], oldest["bytes_dropped"]) == ("", 1000, 1000)
         assert (await grid.task(tasks[0]["id"]))["state"] == "succeeded"  # the task stays
         assert len(outputs[4]["stdout"]["text"]) == 1000
-        assert await master.service.retention.keep_output_budget() == 0  # within it now
+        assert await master.core.retention.keep_output_budget() == 0  # within it now
         metrics = (await grid.api.get("/metrics")).text
         assert "gridrun_output_expired_bytes_total 4000.0" in metrics
         assert len((await grid.output(running["id"]))["stdout"]["text"]) == 1000  # not ended

@@ -49,13 +49,13 @@ async def test_a_schedule_fires_once_per_slot_across_a_restart(grid: Grid) -> No
 
     await grid.stop_master()  # a restart within the same slot fires nothing more
     master = await grid.start_master(clock=clock)
-    assert await master.schedules.fire_due() == []
+    assert await master.core.schedules.fire_due() == []
     assert len(await made_by(grid, schedule["id"])) == 1
     listed = (await grid.api.get(f"/v1/schedules/{schedule['id']}")).json()
     assert (listed["next_at"], listed["last_task"]) == (f"{DAY}T00:02:00Z", first["id"])
 
     clock.advance_to(at("00:09:30"))  # slots 00:02 .. 00:09 missed: caught up once
-    await master.schedules.fire_due()
+    await master.core.schedules.fire_due()
     assert len(await made_by(grid, schedule["id"])) == 2
     after = (await grid.api.get(f"/v1/schedules/{schedule['id']}")).json()
     assert (after["last_fired"], after["next_at"]) == (
@@ -69,7 +69,7 @@ async def test_a_schedule_fires_once_per_slot_across_a_restart(grid: Grid) -> No
     assert removed.status_code == 200
     assert (await grid.api.get("/v1/schedules")).json()["schedules"] == []
     clock.advance_to(at("00:11:00"))
-    await master.schedules.fire_due()
+    await master.core.schedules.fire_due()
     assert len(await made_by(grid, schedule["id"])) == 2
     assert (await grid.api.delete(f"/v1/schedules/{schedule['id']}")).status_code == 404
 
@@ -101,12 +101,12 @@ async def test_thousands_of_schedules_due_in_one_slot_fire_in_one_pass(grid: Gri
                     name=None,
                 )
             )
-    await master.liveness.close()  # (the test looks at the clock itself)
+    await master.core.liveness.close()  # (the test looks at the clock itself)
     clock.advance_to(at("00:01:01"))
-    made = await master.schedules.fire_due()
+    made = await master.core.schedules.fire_due()
     assert len(made) == 3000
     assert len({t.spec.idempotency_key for t in made}) == 3000
-    assert await master.schedules.fire_due() == []  # each slot once
+    assert await master.core.schedules.fire_due() == []  # each slot once
     stats = (await grid.api.get("/v1/stats")).json()
     assert stats["tasks"]["queued"] == 3000
 
@@ -131,7 +131,7 @@ async def test_schedule_slots_past_the_owners_quota_make_no_task_and_are_counted
     clock = ShiftedClock(at("00:00:30"))
     await grid.stop_master()
     master = await grid.start_master(clock=clock)
-    await master.liveness.close()  # (the test looks at the clock itself)
+    await master.core.liveness.close()  # (the test looks at the clock itself)
     quota = await grid.api.put("/v1/quotas/owner/anonymous", json={"max_queued": 5})
     assert quota.status_code == 200
     await grid.submit_many([{"cmd": "true"}] * 4)  # no worker: they stay queued
@@ -141,9 +141,9 @@ async def test_schedule_slots_past_the_owners_quota_make_no_task_and_are_counted
         assert made.status_code == 201, made.text
         ids.append(made.json()["id"])
     clock.advance_to(at("00:01:01"))
-    assert len(await master.schedules.fire_due()) == 1  # room for one more: the quota is 5
+    assert len(await master.core.schedules.fire_due()) == 1  # room for one more: the quota is 5
     clock.advance_to(at("00:02:01"))
-    assert await master.schedules.fire_due() == []
+    assert await master.core.schedules.fire_due() == []
     stats = (await grid.api.get("/v1/stats")).json()
     assert stats["tasks"]["queued"] == 5
     listed = {s["id"]: s for s in (await grid.api.get("/v1/schedules")).json()["schedules"]}
@@ -153,4 +153,4 @@ async def test_schedule_slots_past_the_owners_quota_make_no_task_and_are_counted
     assert "gridrun_schedule_slots_over_quota_total 5.0" in metrics
     await grid.api.put("/v1/quotas/owner/anonymous", json={"max_queued": 100})
     clock.advance_to(at("00:03:01"))
-    assert len(await master.schedules.fire_due()) == 3  # room again: each fires
+    assert len(await master.core.schedules.fire_due()) == 3  # room again: each fires

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 
-from gridrun.master.core.service import new_task_id, new_task_ids
+from gridrun.master.core.ids import new_task_id, new_task_ids
 
 
 def test_ids_are_unique_hex_and_start_with_the_time_in_ms() -> None:

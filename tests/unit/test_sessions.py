@@ -4,18 +4,17 @@ fleet is paced to the heartbeat budget."""
 from __future__ import annotations
 
 import asyncio
-from typing import cast
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gridrun.clock import SystemClock
-from gridrun.master.core.service import Service, ServiceConfig
+from gridrun.master.core.config import ServiceConfig
+from gridrun.master.core.pacing import Pacing
 from gridrun.master.core.sessions import ACK_DELAY_S, AckCmd, CancelCmd, Sessions, WorkerSession
 from gridrun.model import AttemptRef
 from gridrun.resources import Resources
 from gridrun.spec import make_spec
-from gridrun.store import Store
 
 
 def session() -> WorkerSession:
@@ -48,11 +47,11 @@ async def test_a_closed_session_sends_no_pending_acks() -> None:
 
 def test_a_fleet_over_the_heartbeat_budget_beats_less_often_with_longer_timeouts() -> None:
     config = ServiceConfig(heartbeat_interval_s=2.0, liveness_timeout_s=10.0)
-    service = Service(cast(Store, None), SystemClock(), config, Sessions())
-    assert service.pace(1) == (2.0, 10.0)
-    assert service.pace(200) == (2.0, 10.0)  # 100 a second exactly
-    assert service.pace(1000) == (10.0, 50.0)
-    assert service.pace(5000) == (50.0, 250.0)
+    pacing = Pacing(config, SystemClock(), Sessions())
+    assert pacing.pace(1) == (2.0, 10.0)
+    assert pacing.pace(200) == (2.0, 10.0)  # 100 a second exactly
+    assert pacing.pace(1000) == (10.0, 50.0)
+    assert pacing.pace(5000) == (50.0, 250.0)
 
 
 @settings(max_examples=300, deadline=None)

@@ -30,12 +30,10 @@ from gridrun.clock import Clock, SystemClock
 from gridrun.errors import ConfigError, Unavailable
 from gridrun.master.core.access import Access
 from gridrun.master.core.audit import Audit
-from gridrun.master.core.liveness import Liveness
-from gridrun.master.core.peers import Peers
-from gridrun.master.core.schedules import Schedules
+from gridrun.master.core.config import ServiceConfig
 from gridrun.master.core.sealing import Sealer
-from gridrun.master.core.service import Service, ServiceConfig
 from gridrun.master.core.sessions import Sessions
+from gridrun.master.core.wiring import wire
 from gridrun.master.http.api import create_api
 from gridrun.master.http.guard import AllowedHosts
 from gridrun.master.wire.compat import NodeServicer
@@ -196,7 +194,7 @@ class Master:
             self.store = SqliteStore(Path(config.db), synchronous=config.db_sync)
         self.sessions = Sessions()
         self.sealer = Sealer.from_file(secret_key_file(config))
-        self.service = Service(
+        self.core = wire(
             self.store,
             self.clock,
             ServiceConfig(
@@ -221,9 +219,7 @@ class Master:
             self.sessions,
             sealer=self.sealer,
         )
-        self.peers = Peers(self.service)
-        self.schedules = Schedules(self.service)
-        self.liveness = Liveness(self.service, self.schedules)
+        self.service = self.core.service
         self.http_port = config.http_port
         self.grpc_port = config.grpc_port
         self._grpc: grpc.aio.Server | None = None
@@ -235,7 +231,7 @@ class Master:
             log.warning(warning)
         await self.store.open()
         try:
-            await self.peers.start()
+            await self.core.peers.start()
             await self._start_servers()
         except BaseException:
             await self.close()
@@ -243,8 +239,8 @@ class Master:
         self._tasks += [
             asyncio.create_task(self._dispatch_loop(), name="dispatch"),
         ]
-        self.liveness.start()
-        self.service.dispatch_wanted.set()  # tasks queued before a restart
+        self.core.liveness.start()
+        self.core.signals.wake()  # tasks queued before a restart
         log.info(
             "master ready: %s://%s:%d  grpc%s %s  db %s  auth %s",
             "https" if self.config.tls_cert else "http",
@@ -289,7 +285,8 @@ class Master:
         self._grpc = grpc.aio.server(options=[*transport.MESSAGE_LIMITS, ("grpc.so_reuseport", 0)])
         worker_pb2_grpc.add_WorkerServiceServicer_to_server(
             WorkerServicer(
-                self.service,
+                self.core.streams,
+                self.core.trust,
                 self.clock,
                 self.access,
                 Caps(
@@ -302,7 +299,7 @@ class Master:
             self._grpc,
         )
         node_pb2_grpc.add_NodeServiceServicer_to_server(
-            NodeServicer(self.service, self.clock, self.access), self._grpc
+            NodeServicer(self.core.streams, self.clock, self.access), self._grpc
         )
         address = _grpc_address(config.grpc_host, config.grpc_port)
         try:
@@ -322,9 +319,8 @@ class Master:
         await self._grpc.start()
 
         api = create_api(
-            self.service,
+            self.core,
             self.access,
-            self.schedules,
             max_body=config.max_body,
             warnings=self.warnings,
             allowed_hosts=allowed_hosts(config),
@@ -345,7 +341,7 @@ class Master:
 
     async def close(self) -> None:
         """Stop accepting, end worker streams, stop loops, close the store — in that order."""
-        self.service.stopping.set()
+        self.core.signals.stopping.set()
         if self._http is not None:
             self._http.should_exit = True
         for session in self.sessions:
@@ -358,8 +354,8 @@ class Master:
                 task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
-        await self.liveness.close()
-        await self.peers.close()
+        await self.core.liveness.close()
+        await self.core.peers.close()
         await self.store.close()
         self.audit.close()
         log.info("master stopped")
@@ -392,12 +388,12 @@ class Master:
         await self.close()
 
     async def _dispatch_loop(self) -> None:
-        wanted = self.service.dispatch_wanted
+        wanted = self.core.signals.dispatch_wanted
         while True:
             await wanted.wait()
             wanted.clear()
             try:
-                await self.service.dispatcher.dispatch()
+                await self.core.dispatcher.dispatch()
             except Unavailable as exc:  # the store cannot serve now: said once a second
                 log.warning("dispatch pass failed; retrying in 1s: %s", exc.message)
                 await asyncio.sleep(1)

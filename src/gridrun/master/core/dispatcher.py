@@ -7,17 +7,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
+from gridrun.clock import Clock
 from gridrun.dispatching import Active, Candidate, Lane, Placed, Quota
 from gridrun.master.core import fairness, scheduler
-from gridrun.master.core.sealing import Unsealable
-from gridrun.master.core.sessions import AssignCmd, RevokeCmd, WorkerSession
+from gridrun.master.core.config import ServiceConfig
+from gridrun.master.core.sealing import Sealer, Unsealable
+from gridrun.master.core.sessions import AssignCmd, RevokeCmd, Sessions, WorkerSession
+from gridrun.master.core.signals import Signals
 from gridrun.model import Outcome, Report, Task
-from gridrun.store import LaneRead
-
-if TYPE_CHECKING:
-    from gridrun.master.core.service import Service
+from gridrun.store import LaneRead, Store
 
 log = logging.getLogger("gridrun.master")
 
@@ -35,15 +34,19 @@ class Dispatcher:
     concurrency limits). So tasks that cannot run now, however many, cost a seek per lane,
     never a row each, and no one submitter holds up the others."""
 
-    def __init__(self, service: Service) -> None:
-        self.service = service
+    def __init__(
+        self, store: Store, clock: Clock, config: ServiceConfig, sessions: Sessions,
+        signals: Signals, sealer: Sealer,
+    ) -> None:  # fmt: skip
+        self.store, self.clock, self.config, self.sessions = store, clock, config, sessions
+        self.signals, self.sealer = signals, sealer
         self._after = ""  # where the next pass's look at the lanes starts
         self._room_checked = float("-inf")  # (monotonic) see _make_room
         self._room_timer = False
 
     async def dispatch(self) -> int:
         """Place queued tasks on free slots; return how many were assigned."""
-        sessions = [s for s in self.service.sessions if s.reconciled and not s.closed]
+        sessions = [s for s in self.sessions if s.reconciled and not s.closed]
         # (only workers with a place free can take anything: a fleet's full ones cost nothing)
         capacities = [s.capacity() for s in sessions if s.places()]
         free = sum(c.free for c in capacities)
@@ -56,7 +59,7 @@ class Dispatcher:
             # lanes beyond these were not looked at, and slots are still free: the next pass
             # goes on from here now, not when something next happens (10,000 lanes nothing
             # could take stalled the tasks behind them while workers sat idle)
-            self.service.dispatch_wanted.set()
+            self.signals.wake()
         return len(claimed)
 
     async def _pass(
@@ -64,7 +67,7 @@ class Dispatcher:
     ) -> list[Task]:
         """List the lanes, place and claim what those a free capacity could take hold, in
         one store transaction; the tasks claimed."""
-        shares = self.service.config.shares
+        shares = self.config.shares
         waiting: dict[str, str] = {}
 
         def takes(lane: Lane) -> bool:
@@ -77,10 +80,10 @@ class Dispatcher:
             waiting.update(result.waiting)
             return result.placed
 
-        done = await self.service.store.plan_and_claim(
+        done = await self.store.plan_and_claim(
             LaneRead(self._after, LANES_PER_PASS, takes),
             free,  # enough to fill every slot
-            self.service.clock.now_ms(),
+            self.clock.now_ms(),
             planned,
             announcing={s.worker_id for s in sessions if s.announces},
         )
@@ -94,7 +97,7 @@ class Dispatcher:
         if len(done.claimed) < len(done.placed):
             # another master claimed some first: the slots this pass counted as taken are
             # free, so look again with fresh counts
-            self.service.dispatch_wanted.set()
+            self.signals.wake()
         await self._say_why_waiting(done.heads, waiting)
         in_heads = sum(map(len, done.heads.values()))
         if len(done.placed) < in_heads and any(s.prefetch for s in sessions):
@@ -104,18 +107,18 @@ class Dispatcher:
     async def _make_room_soon(self, sessions: list[WorkerSession]) -> None:
         """_make_room, at most every ROOM_CHECK_S (a pass that comes sooner has a pass
         follow once that time is up, so a task submitted meanwhile is looked at)."""
-        wait = self._room_checked + ROOM_CHECK_S - self.service.clock.monotonic()
+        wait = self._room_checked + ROOM_CHECK_S - self.clock.monotonic()
         if wait > 0:
             if not self._room_timer:
                 self._room_timer = True
                 asyncio.get_running_loop().call_later(wait, self._room_due)
             return
-        self._room_checked = self.service.clock.monotonic()
+        self._room_checked = self.clock.monotonic()
         await self._make_room(sessions)
 
     def _room_due(self) -> None:
         self._room_timer = False
-        self.service.dispatch_wanted.set()
+        self.signals.wake()
 
     async def _make_room(self, sessions: list[WorkerSession]) -> None:
         """Queued tasks found no place: where one outranks an assignment a worker holds
@@ -132,9 +135,9 @@ class Dispatcher:
         if not held:
             return
         lowest = min(priority for priority, _, _ in held)
-        store = self.service.store
+        store = self.store
         lanes = await store.queued_lanes("", LANES_PER_PASS)
-        heads = await store.lane_heads(lanes, self.service.clock.now_ms(), 1)
+        heads = await store.lane_heads(lanes, self.clock.now_ms(), 1)
         waiting = sorted(
             (c for c in heads if c.priority > lowest and not fairness.is_waiting(c.unschedulable)),
             key=lambda c: -c.priority,
@@ -167,35 +170,35 @@ class Dispatcher:
             if why != candidate.unschedulable:
                 changes.append((candidate.task_id, why))
         if changes:
-            await self.service.store.mark_unschedulable(changes)
+            await self.store.mark_unschedulable(changes)
             for task_id, _ in changes:
-                self.service.changed_elsewhere(task_id)
+                self.signals.changed(task_id)
 
     async def _send_assignment(self, task: Task) -> None:
-        session = self.service.sessions.get(task.worker_id)
+        session = self.sessions.get(task.worker_id)
         if session is None or session.closed:
             # The worker left while we claimed: nothing was sent, so the task simply goes back.
             assert task.worker_id is not None
-            await self.service.store.record_finish(
-                task.ref, task.worker_id, Report(Outcome.NO_SLOT), self.service.clock.now_ms()
+            await self.store.record_finish(
+                task.ref, task.worker_id, Report(Outcome.NO_SLOT), self.clock.now_ms()
             )
-            self.service.dispatch_wanted.set()
+            self.signals.wake()
             return
         secret_env: dict[str, str] = {}
         if task.spec.secrets is not None:
             try:
-                secret_env = self.service.sealer.unseal(task.spec.secrets)
+                secret_env = self.sealer.unseal(task.spec.secrets)
             except Unsealable as exc:
                 # never sent without its secrets: the attempt fails, saying why
                 assert task.worker_id is not None
                 log.error("task %s cannot be sent: %s", task.id, exc)
                 report = Report(Outcome.REJECTED, error=f"not run: {exc}")
-                result = await self.service.store.record_finish(
-                    task.ref, task.worker_id, report, self.service.clock.now_ms()
+                result = await self.store.record_finish(
+                    task.ref, task.worker_id, report, self.clock.now_ms()
                 )
                 if result.task is not None:
-                    self.service.settled([result.task])
+                    self.signals.settled([result.task])
                 return
-        session.hold(task.ref, task.spec, self.service.clock.monotonic())
-        session.send(AssignCmd(task, self.service.config.kill_grace_s, secret_env))
-        self.service.watchers.touched(task.id)
+        session.hold(task.ref, task.spec, self.clock.monotonic())
+        session.send(AssignCmd(task, self.config.kill_grace_s, secret_env))
+        self.signals.touched(task.id)

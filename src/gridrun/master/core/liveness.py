@@ -13,26 +13,39 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from gridrun.clock import Clock
 from gridrun.errors import Unavailable
 from gridrun.master.core import fairness, scheduler
+from gridrun.master.core.config import ServiceConfig
+from gridrun.master.core.pacing import Pacing
+from gridrun.master.core.retention import Retention
 from gridrun.master.core.schedules import Schedules
-from gridrun.master.core.service import Service
+from gridrun.master.core.sessions import Sessions
+from gridrun.master.core.signals import Signals
+from gridrun.master.core.trust import Trust
+from gridrun.master.core.worker_streams import WorkerStreams
 from gridrun.model import Task, WorkerState
+from gridrun.store import Store
 
 log = logging.getLogger("gridrun.master")
 UNSCHEDULABLE_SCAN = 500  # queued tasks, from the head, checked each period
 
 
 class Liveness:
-    def __init__(self, service: Service, schedules: Schedules) -> None:
-        self.service = service
-        self.schedules = schedules
-        self.timeout_s = service.config.liveness_timeout_s
+    def __init__(
+        self, store: Store, clock: Clock, config: ServiceConfig, sessions: Sessions,
+        signals: Signals, pacing: Pacing, trust: Trust, streams: WorkerStreams,
+        retention: Retention, schedules: Schedules,
+    ) -> None:  # fmt: skip
+        self.store, self.clock, self.config, self.sessions = store, clock, config, sessions
+        self.signals, self.pacing, self.trust, self.streams = signals, pacing, trust, streams
+        self.retention, self.schedules = retention, schedules
+        self.timeout_s = config.liveness_timeout_s
         self.period_s = min(1.0, self.timeout_s / 4)
         # Leases of other masters' workers are judged only after this master has seen the store
         # healthy for a whole timeout: after its own start, or after losing the store, the
         # masters holding those leases may not have renewed them yet.
-        self.judge_after = service.clock.monotonic() + self.timeout_s
+        self.judge_after = clock.monotonic() + self.timeout_s
         self.store_failed = False  # the last check could not reach or write the store
         self._loop: asyncio.Task[None] | None = None
 
@@ -46,12 +59,11 @@ class Liveness:
             self._loop = None
 
     async def _run(self) -> None:
-        service = self.service
         while True:
             await asyncio.sleep(self.period_s)
-            if service.store.shared:
+            if self.store.shared:
                 # a missed notice from another master delays a dispatch by one period at most
-                service.dispatch_wanted.set()
+                self.signals.wake()
             try:
                 await self.check()
                 await self.housekeeping()
@@ -67,10 +79,9 @@ class Liveness:
     async def check(self) -> list[Task]:
         """Close silent sessions, renew the leases of the rest, requeue assignments our workers
         never got, and end as lost the attempts of workers whose lease ran out."""
-        service = self.service
-        now = service.clock.monotonic()
+        now = self.clock.monotonic()
         timeout = self.timeout_s
-        for session in service.sessions:
+        for session in self.sessions:
             # legacy workers never speak after connecting and hold nothing once delivered
             silent = now - session.last_seen
             if not session.closed and not session.legacy and silent > session.timeout_s:
@@ -78,35 +89,35 @@ class Liveness:
                 session.close(f"silent for more than {session.timeout_s:g}s")
             if not session.closed and not session.legacy:
                 # a worker that heartbeats but never reports cannot hold tasks for good
-                for ref, why in service.trust.overdue(session, now):
-                    await service.trust.missed_deadline(session, ref, why)
-                service.trust.quarantine_reason(session)  # lifts one that ran out
-        service.repace()
-        now_ms = service.clock.now_ms()
+                for ref, why in self.trust.overdue(session, now):
+                    await self.trust.missed_deadline(session, ref, why)
+                self.trust.quarantine_reason(session)  # lifts one that ran out
+        self.pacing.repace()
+        now_ms = self.clock.now_ms()
         # A lease (as long as its worker's timeout) is renewed once half a heartbeat interval
         # of it is spent: every round for a small fleet, as a master that dies leaves its
         # workers the whole timeout to reach another master before their attempts are lost;
         # every few seconds for a large one, whose timeouts are long.
-        await service.store.renew_leases(
+        await self.store.renew_leases(
             [
-                (s.worker_id, service.epoch_ms(s.last_seen), service.lease_until(now_ms, s))
-                for s in service.sessions
+                (s.worker_id, self.pacing.epoch_ms(s.last_seen), self.pacing.lease_until(now_ms, s))
+                for s in self.sessions
                 if not s.closed
                 and s.lease_until - now_ms < (s.timeout_s - s.heartbeat_s / 2) * 1000
             ]
         )
-        await service.streams.requeue_unsent(now_ms - round(timeout * 1000))
+        await self.streams.requeue_unsent(now_ms - round(timeout * 1000))
         lost: list[Task] = []
         if self.store_failed:  # the store is back from here
             self.store_failed = False
             self.judge_after = now + timeout
         if now < self.judge_after:
             return lost
-        for worker_id in await service.store.lapsed(now_ms):
-            current = service.sessions.get(worker_id)
+        for worker_id in await self.store.lapsed(now_ms):
+            current = self.sessions.get(worker_id)
             if current is not None and not current.closed:
                 continue
-            lost += await service.store.mark_lost(
+            lost += await self.store.mark_lost(
                 worker_id,
                 [],
                 now_ms,
@@ -117,27 +128,26 @@ class Liveness:
                 "task %s attempt %d %s: %s", task.id, task.attempt, task.state, task.error,
                 extra={"task_id": task.id, "attempt": task.attempt, "worker_id": task.worker_id},
             )  # fmt: skip
-        service.settled(lost)
+        self.signals.settled(lost)
         return lost
 
     async def housekeeping(self) -> None:
         """Expire tasks past their queue timeout; wake dispatch when a retry backoff ends."""
-        service = self.service
-        now = service.clock.now_ms()
-        expired = await service.store.expire(now)
+        now = self.clock.now_ms()
+        expired = await self.store.expire(now)
         for task in expired:
             log.info("task %s expired: %s", task.id, task.error, extra={"task_id": task.id})
-        service.settled(expired)
-        if await service.store.retry_due(now):
-            service.dispatch_wanted.set()
+        self.signals.settled(expired)
+        if await self.store.retry_due(now):
+            self.signals.wake()
         await self.flag_unschedulable(now)
         await self.schedules.fire_due()
-        await service.store.fold_counts()
-        await service.retention.tick()
-        forget_ms = round(service.config.forget_workers_after_s * 1000)
-        connected = {s.worker_id for s in service.sessions if not s.closed}
-        unused_ms = round(service.config.forget_unused_workers_after_s * 1000)
-        for worker_id in await service.store.forget_workers(
+        await self.store.fold_counts()
+        await self.retention.tick()
+        forget_ms = round(self.config.forget_workers_after_s * 1000)
+        connected = {s.worker_id for s in self.sessions if not s.closed}
+        unused_ms = round(self.config.forget_unused_workers_after_s * 1000)
+        for worker_id in await self.store.forget_workers(
             now - forget_ms, connected, now - unused_ms
         ):
             log.info("forgot worker %s: not heard from for a while (--forget-workers, or"
@@ -148,11 +158,15 @@ class Liveness:
         """Say, on each task at the head of the queue, why no live worker could ever take it
         (no worker matches its selector, or none has the CPUs, memory or GPUs it asks), and
         clear that once one could. Only the first UNSCHEDULABLE_SCAN queued tasks are looked at."""
-        store = self.service.store
+        store = self.store
         candidates = await store.queued(UNSCHEDULABLE_SCAN, None, now)
         if not candidates:
             return
-        live = [w for w in await self.service.workers() if w.state is WorkerState.ONLINE]
+        live = [
+            w
+            for w in self.pacing.as_seen(await self.store.list_workers())
+            if w.state is WorkerState.ONLINE
+        ]
         changes = []
         for candidate in candidates:
             why = scheduler.why_unschedulable(candidate, live)
@@ -165,4 +179,4 @@ class Liveness:
                              extra={"task_id": candidate.task_id})  # fmt: skip
         await store.mark_unschedulable(changes)
         for task_id, _ in changes:
-            self.service.changed_elsewhere(task_id)  # followers and waiters see the reason
+            self.signals.changed(task_id)  # followers and waiters see the reason

@@ -4,8 +4,9 @@ own that tell of changes a step made besides the one it was asked for).
 A task submitted to master A must start on a worker connected to master B, a cancel sent to A
 must stop the process on B's worker, and a client waiting on A must learn that B's worker
 finished. The store carries `Notice`s between masters (PostgreSQL LISTEN/NOTIFY); this module
-turns them into the service's local wake-ups. Notices only wake: the database stays the truth,
-so a lost notice delays, never corrupts (and a periodic dispatch pass covers it).
+turns them into this master's local wake-ups (`Signals`) and use cases. Notices only wake: the
+database stays the truth, so a lost notice delays, never corrupts (and a periodic dispatch pass
+covers it).
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from collections.abc import Coroutine
 from typing import Any
 
 from gridrun.master.core.service import Service
-from gridrun.store import Notice, NoticeKind
+from gridrun.master.core.sessions import Sessions
+from gridrun.master.core.signals import Signals
+from gridrun.store import Notice, NoticeKind, Store
 
 log = logging.getLogger("gridrun.master")
 
@@ -27,12 +30,15 @@ OWN_TOO = frozenset({NoticeKind.QUEUED, NoticeKind.TASK})
 
 
 class Peers:
-    def __init__(self, service: Service) -> None:
-        self.service = service
+    def __init__(
+        self, store: Store, sessions: Sessions, signals: Signals, service: Service
+    ) -> None:
+        self.store, self.sessions, self.signals = store, sessions, signals
+        self.service = service  # (cancel and drain are use cases: a peer asks, as a client would)
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        await self.service.store.listen(self.heard)
+        await self.store.listen(self.heard)
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -41,20 +47,20 @@ class Peers:
 
     def heard(self, notice: Notice) -> None:
         service = self.service
-        if notice.origin == service.store.origin and notice.kind not in OWN_TOO:
+        if notice.origin == self.store.origin and notice.kind not in OWN_TOO:
             return  # our own, already acted on
         if notice.kind is NoticeKind.QUEUED:
-            service.dispatch_wanted.set()
+            self.signals.wake()
         elif notice.kind is NoticeKind.TASK:
-            service.changed_elsewhere(notice.subject)
+            self.signals.changed(notice.subject)
         elif notice.kind is NoticeKind.CANCEL:
             self._spawn(service.cancel_here(notice.subject), f"cancel {notice.subject}")
         elif notice.kind is NoticeKind.DRAIN:
-            session = service.sessions.get(notice.subject)
+            session = self.sessions.get(notice.subject)
             if session is not None and not session.closed:
                 self._spawn(service.drain(notice.subject), f"drain {notice.subject}")
         elif notice.kind is NoticeKind.RESYNC:
-            service.resync()
+            self.signals.resync()
         else:
             log.warning("ignoring an unknown notice from master %s: %s", notice.origin, notice)
 

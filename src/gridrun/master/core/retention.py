@@ -8,14 +8,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
 
+from gridrun.clock import Clock
+from gridrun.master.core.config import ServiceConfig
+from gridrun.master.core.metrics import Metrics
 from gridrun.model import TERMINAL, TaskState
-from gridrun.store import Own, Storage
+from gridrun.store import Own, Storage, Store
 from gridrun.store.retention import GC_BATCH
-
-if TYPE_CHECKING:
-    from gridrun.master.core.service import Service
 
 log = logging.getLogger("gridrun.master")
 
@@ -27,9 +26,9 @@ DISK_WARN = 0.9
 
 
 class Retention:
-    def __init__(self, service: Service) -> None:
-        self.service = service
-        self.next_at = service.clock.monotonic()  # (clock seconds) the next background pass
+    def __init__(self, store: Store, clock: Clock, config: ServiceConfig, metrics: Metrics) -> None:
+        self.store, self.clock, self.config, self.metrics = store, clock, config, metrics
+        self.next_at = clock.monotonic()  # (clock seconds) the next background pass
         self._storage: tuple[float, Storage] | None = None  # (when, what) of the last look
         self._warned = ""  # the last storage warning logged (each is logged once)
 
@@ -41,8 +40,8 @@ class Retention:
         """Delete ended tasks in these states that ended more than `older_than_s` ago, batch
         by batch (yielding to the event loop between them), for at most `budget_s`; return
         how many (with `dry_run`, how many would be)."""
-        store = self.service.store
-        before = self.service.clock.now_ms() - round(older_than_s * 1000)
+        store = self.store
+        before = self.clock.now_ms() - round(older_than_s * 1000)
         wanted = [s for s in states if s in TERMINAL]
         if dry_run:
             return await store.count_collectable(before, wanted, queues, own)
@@ -55,7 +54,7 @@ class Retention:
             await asyncio.sleep(0)  # dispatch and reports go on between batches
         if deleted:
             await store.reclaim()
-            self.service.metrics.collected.inc(deleted)
+            self.metrics.collected.inc(deleted)
         return deleted
 
     async def tick(self) -> None:
@@ -65,24 +64,24 @@ class Retention:
             if warning != self._warned:
                 log.warning("%s", warning)
             self._warned = warning
-        clock = self.service.clock
+        clock = self.clock
         if clock.monotonic() < self.next_at:
             return
         deleted = await self.run()
         if deleted:
             log.info("retention deleted %d ended task(s)", deleted)
-        config = self.service.config
+        config = self.config
         retains = [config.retain_s, config.retain_failed_s or config.retain_s]
         every = min(EVERY_S, min(retains + list(config.retain_queues.values())) / 4)
         self.next_at = clock.monotonic() + (0 if deleted >= GC_BATCH else every)
 
     def seconds_to_next(self) -> float:
-        return max(0.0, self.next_at - self.service.clock.monotonic())
+        return max(0.0, self.next_at - self.clock.monotonic())
 
     async def run(self) -> int:
         """The background pass: what --retain, --retain-failed, --retain-queue and each
         task's own retain_s say may go; then the output budget."""
-        config, budget = self.service.config, BUDGET_S
+        config, budget = self.config, BUDGET_S
         failed = config.retain_failed_s or config.retain_s
         kept_ok = [s for s in TERMINAL if s not in FAILURES]
         others = (False, sorted(config.retain_queues))  # queues with a retention of their own
@@ -98,7 +97,7 @@ class Retention:
     async def keep_output_budget(self) -> int:
         """Drop the output of the oldest ended tasks until what is kept fits --output-budget;
         the bytes freed."""
-        budget, store = self.service.config.output_budget, self.service.store
+        budget, store = self.config.output_budget, self.store
         if budget is None:
             return 0
         kept, freed, began = await store.output_kept(), 0, time.monotonic()
@@ -110,7 +109,7 @@ class Retention:
             await asyncio.sleep(0)
         if freed:
             log.info("output budget: dropped %d bytes of the oldest ended tasks' output", freed)
-            self.service.metrics.output_expired.inc(freed)
+            self.metrics.output_expired.inc(freed)
         return freed
 
     async def storage(self) -> Storage:
@@ -118,12 +117,12 @@ class Retention:
         output row, so it is looked at when asked: /metrics, /v1/storage)."""
         now = time.monotonic()
         if self._storage is None or now - self._storage[0] > STORAGE_EVERY_S:
-            self._storage = (now, await self.service.store.storage())
+            self._storage = (now, await self.store.storage())
         return self._storage[1]
 
     def warnings(self) -> list[str]:
         """What /healthz warns of, and `tick` logs: a disk nearly full."""
-        used = self.service.store.disk_used()
+        used = self.store.disk_used()
         if used is not None and used > DISK_WARN:
             return [f"the disk holding the database is {used:.0%} full"]
         return []

@@ -13,20 +13,21 @@ import dataclasses
 import logging
 
 from gridrun import cron
-from gridrun.master.core.service import Service, new_task_id
+from gridrun.clock import Clock
+from gridrun.master.core.admission import Admission
+from gridrun.master.core.ids import new_task_id
+from gridrun.master.core.signals import Signals
 from gridrun.model import Schedule, Task, TaskSpec
 from gridrun.spec import RESERVED_KEY_PREFIX
-from gridrun.store import Firing, NewTask
+from gridrun.store import Firing, NewTask, Store
 from gridrun.store.schedules import DUE_BATCH
 
 log = logging.getLogger("gridrun.master")
 
 
 class Schedules:
-    def __init__(self, service: Service) -> None:
-        self.service = service
-        self.store = service.store
-        self.clock = service.clock
+    def __init__(self, store: Store, clock: Clock, admission: Admission, signals: Signals) -> None:
+        self.store, self.clock, self.admission, self.signals = store, clock, admission, signals
 
     async def add(self, expr: str, spec: TaskSpec, name: str | None) -> Schedule:
         expr = cron.check(expr)
@@ -67,13 +68,13 @@ class Schedules:
             ]
             # quotas hold for schedules as for submissions: a slot that would take its owner
             # or queue past what it may hold queued makes no task, and is counted
-            room = await self.service.room(specs) if specs else []
+            room = await self.admission.room(specs) if specs else []
             firings = []
             for schedule, spec, why in zip(due, specs, room, strict=True):
                 next_at = cron.next_slot(schedule.cron, now)
                 new = NewTask(new_task_id(), spec) if why is None else None
                 if why is not None:
-                    self.service.metrics.slots_over_quota.inc()
+                    self.signals.metrics.slots_over_quota.inc()
                     log.warning(
                         "schedule %s made no task for slot %d: %s", schedule.id,
                         schedule.next_at, why,
@@ -90,8 +91,8 @@ class Schedules:
                 )  # fmt: skip
                 skipped = skipped_slots(schedule.cron, firing.slot, firing.next_at)
                 if skipped:
-                    self.service.metrics.slots_skipped.inc(skipped)
-                    self.service.metrics.slots_skipped_total += skipped
+                    self.signals.metrics.slots_skipped.inc(skipped)
+                    self.signals.metrics.slots_skipped_total += skipped
                     log.warning(
                         "schedule %s skipped %s slot(s) between %d and %d (no master fired"
                         " them in time); it fired once, for the first", firing.schedule_id,
@@ -101,7 +102,7 @@ class Schedules:
             if len(due) < DUE_BATCH:
                 break
         if made:
-            self.service.dispatch_wanted.set()
+            self.signals.wake()
         return made
 
 

@@ -19,7 +19,7 @@ from gridrun.store import Started
 ACK_DELAY_S = 0.02  # results acknowledged within this long share one Ack message
 # A worker that announces its starts says Started before every spawn; most short tasks end
 # within milliseconds, so their Started is written with their Finished (one transaction, not
-# two in turn) unless this long passes first (see Service.reports).
+# two in turn) unless this long passes first (see WorkerStreams.reports).
 STARTED_DEFER_S = 0.01
 
 
@@ -86,7 +86,7 @@ class WorkerSession:
     # its Hello is reconciled with the store: until then nothing is placed on it (a claim made
     # meanwhile would be ended `lost` by that reconciliation, as an attempt the worker lacks)
     reconciled: bool = False
-    heartbeat_s: float = 2.0  # how often it was asked to beat (Service.pace)
+    heartbeat_s: float = 2.0  # how often it was asked to beat (Pacing.pace)
     timeout_s: float = 10.0  # silent this long: its stream is closed and its lease runs out
     lease_until: int = 0  # epoch ms, as last written to the store
     resources: Mapping[str, int] = field(default_factory=dict)

@@ -16,13 +16,13 @@ import hashlib
 import hmac
 import logging
 import secrets
-from typing import TYPE_CHECKING
 
-from gridrun.master.core.sessions import CancelCmd, WorkerSession
+from gridrun.clock import Clock
+from gridrun.master.core.config import ServiceConfig
+from gridrun.master.core.sessions import CancelCmd, Sessions, WorkerSession
+from gridrun.master.core.signals import Signals
 from gridrun.model import AttemptRef, Outcome, Report
-
-if TYPE_CHECKING:
-    from gridrun.master.core.service import Service
+from gridrun.store import Store
 
 log = logging.getLogger("gridrun.master")
 
@@ -32,8 +32,16 @@ def _secret_hash(secret: str) -> str:
 
 
 class Trust:
-    def __init__(self, service: Service) -> None:
-        self.service = service
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        config: ServiceConfig,
+        sessions: Sessions,
+        signals: Signals,
+    ) -> None:
+        self.store, self.clock, self.config = store, clock, config
+        self.sessions, self.signals = sessions, signals
         self._missed: dict[str, int] = {}  # worker id -> deadlines missed
         self._quarantine: dict[str, tuple[float, str]] = {}  # worker id -> (until, why)
         # (credential, host) -> (since, until, why): where quarantined workers joined from
@@ -45,7 +53,7 @@ class Trust:
         liveness timeout (the worker kills a timed-out task itself; this catches one that
         does not)."""
         late = []
-        config = self.service.config
+        config = self.config
         # Unstarted attempts beyond the slots its started ones leave are held (prefetch): they
         # wait for a slot, and their deadline counts from when one last freed.
         unstarted = sorted((t, r) for r, t in session.sent_at.items() if r not in session.started)
@@ -74,40 +82,40 @@ class Trust:
         session.release(ref)
         reason = f"worker {session.worker_id} missed a deadline: {why}"
         session.send(CancelCmd(ref, reason))
-        result = await self.service.store.record_finish(
-            ref, session.worker_id, Report(Outcome.LOST, error=reason), self.service.clock.now_ms()
+        result = await self.store.record_finish(
+            ref, session.worker_id, Report(Outcome.LOST, error=reason), self.clock.now_ms()
         )
         if result.applied and result.task is not None:
             log.warning("task %s attempt %d lost: %s", ref.task_id, ref.attempt, reason)
-            self.service.settled([result.task])
-        self.service.dispatch_wanted.set()
+            self.signals.settled([result.task])
+        self.signals.wake()
         missed = self._missed[session.worker_id] = self._missed.get(session.worker_id, 0) + 1
-        if missed >= self.service.config.quarantine_after and session.quarantined is None:
+        if missed >= self.config.quarantine_after and session.quarantined is None:
             why_q = f"missed {missed} deadlines (last: {why})"
-            now = self.service.clock.monotonic()
-            until = now + self.service.config.quarantine_s
+            now = self.clock.monotonic()
+            until = now + self.config.quarantine_s
             self._quarantine[session.worker_id] = (until, why_q)
             self._sources[session.credential, session.host] = (now, until, why_q)
             session.quarantined = why_q
             log.warning(
                 "worker %s quarantined for %gs: %s",
                 session.worker_id,
-                self.service.config.quarantine_s,
+                self.config.quarantine_s,
                 why_q,
             )
 
     def reason_for(self, worker_id: str) -> str | None:
         """Why the worker with this id gets no new work (None: it does, or it is away)."""
-        session = self.service.sessions.get(worker_id)
+        session = self.sessions.get(worker_id)
         if session is not None and not session.closed:
             return self.quarantine_reason(session)
         held = self._quarantine.get(worker_id)
-        return held[1] if held is not None and self.service.clock.monotonic() < held[0] else None
+        return held[1] if held is not None and self.clock.monotonic() < held[0] else None
 
     def quarantine_reason(self, session: WorkerSession) -> str | None:
         """Why a worker gets no new work now (None: it does): its id is quarantined, or it
         joined with the credential of a quarantined worker from the same host."""
-        now = self.service.clock.monotonic()
+        now = self.clock.monotonic()
         source = (session.credential, session.host)
         held = self._sources.get(source)
         if held is not None and now >= held[1]:
@@ -126,11 +134,11 @@ class Trust:
             why = f"it joined with the credential and host of a quarantined worker ({held[2]})"
         if why is None and session.quarantined is not None:
             session.quarantined = None  # lifted: it may take work again
-            self.service.dispatch_wanted.set()
+            self.signals.wake()
         return why
 
     def _too_many(self, credential: str) -> str:
-        most = self.service.config.max_workers_per_token
+        most = self.config.max_workers_per_token
         return (
             f"the join token {credential or '(none)'} has {most:,} worker ids bound already"
             " (master --max-workers-per-token); an id that never ran anything is forgotten"
@@ -148,18 +156,18 @@ class Trust:
             f"worker id {worker_id!r} is bound to the worker that first joined with it (the"
             " secret in its data dir); give this worker its own --name or --data-dir"
         )
-        now = self.service.clock.now_ms()
-        most = self.service.config.max_workers_per_token
+        now = self.clock.now_ms()
+        most = self.config.max_workers_per_token
         if presented:
             wanted = _secret_hash(presented)
-            stored = await self.service.store.bind_worker(worker_id, wanted, now, credential, most)
+            stored = await self.store.bind_worker(worker_id, wanted, now, credential, most)
             if stored is None:
                 return self._too_many(credential), ""
             return (None, "") if hmac.compare_digest(stored, wanted) else (refusal, "")
         if not binds:  # an older worker keeps no secret: it may use only an unbound id
-            return (refusal if await self.service.store.worker_secret(worker_id) else None), ""
+            return (refusal if await self.store.worker_secret(worker_id) else None), ""
         issued = secrets.token_urlsafe(32)
-        stored = await self.service.store.bind_worker(
+        stored = await self.store.bind_worker(
             worker_id, _secret_hash(issued), now, credential, most
         )
         if stored is None:

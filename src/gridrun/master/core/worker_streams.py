@@ -1,6 +1,6 @@
 """The master's end of its workers' streams: a worker joins (its Hello: registered, and what
 it runs reconciled with what was recorded), reports (applied in one transaction per batch,
-results acknowledged once committed) and leaves. A part of `Service`, like `Trust`.
+results acknowledged once committed), drains and leaves: the gRPC edge's use cases.
 
 The Started of a worker that announces its starts waits up to STARTED_DEFER_S for what follows
 (see WorkerSession.defer): a short task's Started and Finished are then written once, not twice.
@@ -11,22 +11,27 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-from gridrun.master.core.sessions import CancelCmd, WelcomeCmd, WorkerSession
+from gridrun.clock import Clock
+from gridrun.master.core.config import ServiceConfig
+from gridrun.master.core.pacing import Pacing
+from gridrun.master.core.sessions import CancelCmd, Sessions, WelcomeCmd, WorkerSession
+from gridrun.master.core.signals import Signals
+from gridrun.master.core.trust import Trust
 from gridrun.model import AttemptRef, Outcome, Report, Task, TaskState, WorkerState
-from gridrun.store import Finished, Started, WorkerReport
-
-if TYPE_CHECKING:
-    from gridrun.master.core.service import Service
+from gridrun.store import Finished, Started, Store, WorkerReport
 
 log = logging.getLogger("gridrun.master")
 
 
 class WorkerStreams:
-    def __init__(self, service: Service) -> None:
-        self.service = service
-        self.store, self.clock, self.sessions = service.store, service.clock, service.sessions
+    def __init__(
+        self, store: Store, clock: Clock, config: ServiceConfig, sessions: Sessions,
+        pacing: Pacing, trust: Trust, signals: Signals,
+    ) -> None:  # fmt: skip
+        self.store, self.clock, self.config, self.sessions = store, clock, config, sessions
+        self.pacing, self.trust, self.signals = pacing, trust, signals
+        self.metrics = signals.metrics
         self._flushes: set[asyncio.Task[None]] = set()  # deferred Started being written
 
     async def hello(
@@ -48,15 +53,15 @@ class WorkerStreams:
         session.reported = set(running) | set(unacked)  # before anyone can see the session
         self.sessions.add(session)
         session.connected_at = now
-        session.heartbeat_s, session.timeout_s = self.service.pace(len(self.sessions))
+        session.heartbeat_s, session.timeout_s = self.pacing.pace(len(self.sessions))
         await self.store.upsert_worker(
-            session.info(WorkerState.ONLINE, last_seen=now), self.service.lease_until(now, session)
+            session.info(WorkerState.ONLINE, last_seen=now), self.pacing.lease_until(now, session)
         )
         session.send(
             WelcomeCmd(
                 session.worker_id,
                 session.heartbeat_s,
-                self.service.config.output_cap,
+                self.config.output_cap,
                 session.identity_secret,
             )
         )
@@ -73,7 +78,7 @@ class WorkerStreams:
                 "task %s attempt %d on worker %s: %s (the worker reconnected without it)",
                 task.id, task.attempt, session.worker_id, task.state,
             )  # fmt: skip
-        self.service.settled(lost)
+        self.signals.settled(lost)
         active = {t.ref: t for t in await self.store.active_attempts(session.worker_id)}
         for ref in running:
             holding = active.get(ref)
@@ -84,9 +89,9 @@ class WorkerStreams:
                 session.hold(ref, holding.spec, self.clock.monotonic(), running=True)
                 if holding.cancel_requested:
                     session.send(CancelCmd(ref, "cancelled by request"))
-        session.quarantined = self.service.trust.quarantine_reason(session)
+        session.quarantined = self.trust.quarantine_reason(session)
         session.reconciled = True
-        self.service.dispatch_wanted.set()
+        self.signals.wake()
 
     async def reports(self, session: WorkerSession, reports: Sequence[WorkerReport]) -> None:
         """Apply what a worker reported (a batch of its messages, in order) in one
@@ -135,13 +140,13 @@ class WorkerStreams:
         if ended:
             # The process has ended, so its slot is free now: let the next claim share this
             # commit instead of waiting for it.
-            self.service.dispatch_wanted.set()
+            self.signals.wake()
         results = await self.store.record_reports(
-            session.worker_id, reports, self.service.config.output_cap, self.clock.now_ms()
+            session.worker_id, reports, self.config.output_cap, self.clock.now_ms()
         )
         if ended:
             # a requeued (no-slot) task is claimable only from here
-            self.service.dispatch_wanted.set()
+            self.signals.wake()
         settled = []
         for report, result in zip(reports, results, strict=True):
             if isinstance(report, Finished):
@@ -153,21 +158,21 @@ class WorkerStreams:
                     reason = "this attempt is no longer held by this worker"
                     session.send(CancelCmd(report.ref, reason))
                 continue
-            self.service.watchers.touched(report.ref.task_id)
+            self.signals.touched(report.ref.task_id)
             if isinstance(report, Finished):
                 if report.report.usage is not None:
-                    self.service.metrics.used(report.report.usage)
+                    self.metrics.used(report.report.usage)
                 if result.task is not None:
                     settled.append(result.task)  # also when it went back for a retry
-        self.service.settled(settled)
+        self.signals.settled(settled)
 
     async def delivered(self, session: WorkerSession, ref: AttemptRef) -> None:
         """A legacy worker was handed the command; it will never say more."""
         await self.store.mark_delivered(ref, session.worker_id, self.clock.now_ms())
         session.release(ref)
-        self.service.dispatch_wanted.set()
+        self.signals.wake()
         delivered = await self.store.get_task(ref.task_id)
-        self.service.settled([delivered])
+        self.signals.settled([delivered])
 
     async def disconnected(self, session: WorkerSession) -> None:
         async with session.writing:  # what it said started is recorded before it is judged
@@ -181,12 +186,21 @@ class WorkerStreams:
             for ref in list(session.inflight):
                 await self.store.record_finish(ref, session.worker_id, Report(Outcome.NO_SLOT), now)
         # its lease runs on from its last word, so its attempts are judged a timeout after it
-        last_word = self.service.epoch_ms(session.last_seen)
+        last_word = self.pacing.epoch_ms(session.last_seen)
         await self.store.upsert_worker(
             session.info(WorkerState.OFFLINE, last_seen=now),
-            self.service.lease_until(last_word, session),
+            self.pacing.lease_until(last_word, session),
         )
-        self.service.dispatch_wanted.set()
+        self.signals.wake()
+
+    async def draining(self, session: WorkerSession, reason: str) -> None:
+        """From now on nothing is placed on this worker; its running tasks finish."""
+        session.draining = True
+        log.info("worker %s is draining: %s", session.worker_id, reason)
+        now = self.clock.now_ms()
+        await self.store.upsert_worker(
+            session.info(WorkerState.DRAINING, now), self.pacing.lease_until(now, session)
+        )
 
     async def requeue_unsent(self, older_than_ms: int) -> list[Task]:
         """Put back in the queue attempts assigned to our workers that no stream of ours
@@ -215,12 +229,12 @@ class WorkerStreams:
         )  # fmt: skip
         if result.task is None:
             return None
-        self.service.settled([result.task])
-        self.service.dispatch_wanted.set()
+        self.signals.settled([result.task])
+        self.signals.wake()
         return result.task
 
     def _stale(self, session: WorkerSession, ref: AttemptRef, what: str) -> None:
-        self.service.metrics.stale_report()
+        self.metrics.stale_report()
         log.info(
             "dropped stale %s for task %s attempt %d from worker %s",
             what,

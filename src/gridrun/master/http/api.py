@@ -23,8 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import gridrun
 from gridrun.errors import GridrunError, InvalidSpec, NotFound
 from gridrun.master.core.access import Access
-from gridrun.master.core.schedules import Schedules
-from gridrun.master.core.service import Service
+from gridrun.master.core.wiring import Core
 from gridrun.master.http.dashboard import WEB
 from gridrun.master.http.guard import AllowedHosts, BrowserGuard
 from gridrun.master.http.problems import (
@@ -52,9 +51,8 @@ def _problems_documented(spec: dict[str, Any]) -> None:
 
 
 def create_api(
-    service: Service,
+    core: Core,
     access: Access,
-    schedules: Schedules,
     *,
     max_body: int,
     warnings: list[str] | None = None,
@@ -72,9 +70,13 @@ def create_api(
     )
     app.add_middleware(BodyLimit, limit=max_body)
     app.add_middleware(BrowserGuard, allowed_hosts=allowed_hosts or AllowedHosts())
-    app.state.service = service
+    # what the routes call (see routes.common): the use cases, and the parts they show
+    app.state.service = core.service
+    app.state.schedules = core.schedules
+    app.state.retention = core.retention
+    app.state.metrics = core.metrics
+    app.state.trust = core.trust
     app.state.access = access
-    app.state.schedules = schedules
     app.state.warnings = list(warnings or [])
 
     @app.exception_handler(GridrunError)

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from gridrun.master.core.metrics import Metrics
 from gridrun.master.core.service import Service
 from gridrun.master.http.follow import sse
 from gridrun.model import TaskState, WorkerState, workers_by_state
@@ -21,7 +22,7 @@ OVERVIEW_EVERY_S = 1.0
 SPARK_BUCKETS, SPARK_BUCKET_S = 30, 10  # the sparkline: five minutes in ten-second buckets
 
 
-async def overview(service: Service) -> dict[str, Any]:
+async def overview(service: Service, metrics: Metrics) -> dict[str, Any]:
     counts = await service.count_by_state()
     workers = await service.workers()
     live = [w for w in workers if w.state is not WorkerState.OFFLINE]
@@ -33,18 +34,16 @@ async def overview(service: Service) -> dict[str, Any]:
         "slots_used": sum(w.running for w in live),
         "throughput": {
             "bucket_s": SPARK_BUCKET_S,
-            "finished": service.metrics.throughput(
-                service.clock.now_ms(), SPARK_BUCKETS, SPARK_BUCKET_S
-            ),
+            "finished": metrics.throughput(service.clock.now_ms(), SPARK_BUCKETS, SPARK_BUCKET_S),
         },
         "at": time.time(),
     }
 
 
-async def overview_events(service: Service) -> AsyncIterator[bytes]:
+async def overview_events(service: Service, metrics: Metrics) -> AsyncIterator[bytes]:
     """An `overview` event now and every second after, until the master stops."""
     while not service.stopping.is_set():
-        yield sse("overview", await overview(service))
+        yield sse("overview", await overview(service, metrics))
         try:
             async with asyncio.timeout(OVERVIEW_EVERY_S):
                 await service.stopping.wait()

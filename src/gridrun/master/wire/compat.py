@@ -19,8 +19,8 @@ from gridrun._proto import node_pb2
 from gridrun.clock import Clock
 from gridrun.errors import Unauthorized
 from gridrun.master.core.access import Access
-from gridrun.master.core.service import Service
 from gridrun.master.core.sessions import AssignCmd, WorkerSession
+from gridrun.master.core.worker_streams import WorkerStreams
 
 log = logging.getLogger("gridrun.master.compat")
 
@@ -28,8 +28,8 @@ log = logging.getLogger("gridrun.master.compat")
 class NodeServicer:
     """Implements core.NodeService (registered with add_NodeServiceServicer_to_server)."""
 
-    def __init__(self, service: Service, clock: Clock, access: Access) -> None:
-        self._service = service
+    def __init__(self, streams: WorkerStreams, clock: Clock, access: Access) -> None:
+        self._streams = streams
         self._clock = clock
         self._access = access
 
@@ -65,13 +65,13 @@ class NodeServicer:
         )
         log.info("legacy worker %s connected from %s", session.worker_id, context.peer())
         try:
-            await self._service.streams.hello(session, [], [])
+            await self._streams.hello(session, [], [])
             while (command := await session.next_command()) is not None:
                 if isinstance(command, AssignCmd):
                     yield node_pb2.Response(data=" ".join(command.task.spec.argv))
-                    await self._service.streams.delivered(session, command.task.ref)
+                    await self._streams.delivered(session, command.task.ref)
                 session.last_seen = self._clock.monotonic()
         finally:
             session.close(session.close_reason or "stream ended")
             log.info("legacy worker %s disconnected", session.worker_id)
-            await self._service.streams.disconnected(session)
+            await self._streams.disconnected(session)

@@ -17,7 +17,6 @@ from gridrun._proto import worker_pb2 as pb
 from gridrun.clock import Clock
 from gridrun.errors import BadRequest, Forbidden, RequestTimeout, Unauthorized, Unavailable
 from gridrun.master.core.access import Access
-from gridrun.master.core.service import Service
 from gridrun.master.core.sessions import (
     AckCmd,
     AssignCmd,
@@ -27,6 +26,8 @@ from gridrun.master.core.sessions import (
     RevokeCmd,
     WorkerSession,
 )
+from gridrun.master.core.trust import Trust
+from gridrun.master.core.worker_streams import WorkerStreams
 from gridrun.master.wire import reports
 from gridrun.model import WORKER_ID, WORKER_ID_RULE, AttemptRef, Outcome, Report, Stream, Usage
 from gridrun.spec import MAX_LABEL_BYTES, MAX_LABELS
@@ -179,8 +180,15 @@ def peer_host(peer: str) -> str:
 class WorkerServicer:
     """Implements gridrun.v1.WorkerService (registered with add_WorkerServiceServicer_to_server)."""
 
-    def __init__(self, service: Service, clock: Clock, access: Access, caps: Caps = Caps()) -> None:
-        self._service = service
+    def __init__(
+        self,
+        streams: WorkerStreams,
+        trust: Trust,
+        clock: Clock,
+        access: Access,
+        caps: Caps = Caps(),
+    ) -> None:
+        self._streams, self._trust = streams, trust
         self._clock = clock
         self._access = access
         self._caps = caps
@@ -217,7 +225,7 @@ class WorkerServicer:
         credential = self._access.credential(context.invocation_metadata() or ())
         if not self._access.bind_worker_certs:  # with mTLS, its certificate is its identity
             try:
-                refusal, issued = await self._service.trust.bind_identity(
+                refusal, issued = await self._trust.bind_identity(
                     hello.worker_id,
                     hello.identity_secret,
                     binds=hello.binds_identity,
@@ -271,7 +279,7 @@ class WorkerServicer:
             session.slots,
         )
         try:
-            await self._service.streams.hello(session, running, unacked, resumed=hello.resumed)
+            await self._streams.hello(session, running, unacked, resumed=hello.resumed)
             reader = asyncio.create_task(self._read(context, session))
             writer = asyncio.create_task(self._write(context, session))
             try:
@@ -306,7 +314,7 @@ class WorkerServicer:
             session.close(session.close_reason or "stream ended")
             log.info("worker %s disconnected: %s", session.worker_id, session.close_reason)
             try:
-                await self._service.streams.disconnected(session)
+                await self._streams.disconnected(session)
             except Unavailable as exc:  # its lease runs out by itself; nothing to undo
                 log.warning("could not record worker %s offline: %s", session.worker_id, exc)
 
@@ -340,7 +348,7 @@ class WorkerServicer:
                 report = _report(msg, self._clock.now_ms())
                 if report is not None:
                     with logs.fields(task_id=report.ref.task_id, attempt=report.ref.attempt):
-                        await self._service.streams.reports(session, [report])
+                        await self._streams.reports(session, [report])
             elif kind == "heartbeat":
                 await self._heartbeat(session, msg.heartbeat)
             else:
@@ -364,13 +372,13 @@ class WorkerServicer:
             else:
                 raise reports.BadReport(f"a batch may not hold a {kind}")
         if applied:
-            await self._service.streams.reports(session, applied)
+            await self._streams.reports(session, applied)
 
     async def _heartbeat(self, session: WorkerSession, heartbeat: pb.Heartbeat) -> None:
         reports.check_heartbeat(heartbeat, MAX_SLOTS)
         # last_seen is updated for every message; a heartbeat may announce a drain
         if heartbeat.draining and not session.draining:
-            await self._service.draining(session, "the worker is shutting down")
+            await self._streams.draining(session, "the worker is shutting down")
 
 
 async def _write_batch(context: Context, messages: list[pb.MasterMessage]) -> None:

@@ -19,8 +19,11 @@ from gridrun.auth import Permission, Principal
 from gridrun.errors import BadRequest, Forbidden, InvalidSpec
 from gridrun.master.core.access import Access
 from gridrun.master.core.audit import Audit
+from gridrun.master.core.metrics import Metrics
+from gridrun.master.core.retention import Retention
 from gridrun.master.core.schedules import Schedules
 from gridrun.master.core.service import Service
+from gridrun.master.core.trust import Trust
 from gridrun.master.http.problems import validation_errors
 from gridrun.master.http.schemas import Problem
 from gridrun.model import Task
@@ -42,6 +45,21 @@ def _schedules(request: Request) -> Schedules:
     return schedules
 
 
+def _retention(request: Request) -> Retention:
+    retention: Retention = request.app.state.retention
+    return retention
+
+
+def _metrics(request: Request) -> Metrics:
+    metrics: Metrics = request.app.state.metrics
+    return metrics
+
+
+def _trust(request: Request) -> Trust:
+    trust: Trust = request.app.state.trust
+    return trust
+
+
 def _audit(request: Request) -> Audit:
     access: Access = request.app.state.access
     return access.audit
@@ -49,6 +67,9 @@ def _audit(request: Request) -> Audit:
 
 ServiceDep = Annotated[Service, Depends(_service)]
 SchedulesDep = Annotated[Schedules, Depends(_schedules)]
+RetentionDep = Annotated[Retention, Depends(_retention)]
+MetricsDep = Annotated[Metrics, Depends(_metrics)]
+TrustDep = Annotated[Trust, Depends(_trust)]
 AuditDep = Annotated[Audit, Depends(_audit)]
 
 _bearer = HTTPBearer(

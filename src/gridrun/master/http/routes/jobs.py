@@ -31,7 +31,7 @@ async def broadcast(
     """Run one command once on every live worker matching `labels` and `on` (and able to
     hold what it asks): one task per worker, grouped as a job. 409 if none matches."""
     one = parse(TaskIn, await json_body(request))
-    job, tasks = await service.broadcast(one.to_spec(who.name, service.sealer.seal))
+    job, tasks = await service.broadcast(one.to_spec(who.name, service.seal))
     audit_submit(request, audit, who, [(t, True) for t in tasks])
     return JobOut(id=job, tasks=[TaskOut.of(t) for t in tasks])
 
@@ -40,7 +40,7 @@ async def broadcast(
 async def get_job(who: Reader, service: ServiceDep, job_id: str) -> JobOut:
     """A job's tasks, one per worker, as they are now."""
     page = await service.list_tasks(TaskFilter(job=job_id), MAX_PAGE, None)
-    expired = await service.store.expired_count("job", job_id)
+    expired = await service.expired_count(job_id)
     if not page.tasks and not expired:
         raise JobNotFound(f"no job with id {job_id!r}")
     tasks = [TaskOut.of(t) for t in reversed(page.tasks)]

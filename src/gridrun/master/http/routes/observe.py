@@ -14,7 +14,14 @@ from gridrun.auth import Permission
 from gridrun.errors import GridrunError
 from gridrun.master.http.dashboard import WEB, overview_events
 from gridrun.master.http.problems import problem
-from gridrun.master.http.routes.common import Reader, ServiceDep, StrictJsonRoute, event_stream
+from gridrun.master.http.routes.common import (
+    MetricsDep,
+    Reader,
+    RetentionDep,
+    ServiceDep,
+    StrictJsonRoute,
+    event_stream,
+)
 from gridrun.master.http.schemas import HealthOut, MeOut, Problem, StatsOut
 from gridrun.model import TaskState, workers_by_state
 
@@ -22,13 +29,13 @@ router = APIRouter(route_class=StrictJsonRoute, tags=["observe"])
 
 
 @router.get("/v1/stats", response_model=StatsOut, summary="Tasks per state, workers per state")
-async def stats(who: Reader, service: ServiceDep) -> StatsOut:
+async def stats(who: Reader, service: ServiceDep, metrics: MetricsDep) -> StatsOut:
     counts = await service.count_by_state()
     workers = await service.workers()
     return StatsOut(
         tasks={state: counts.get(state, 0) for state in TaskState},
         workers=workers_by_state(workers),
-        stale_reports_dropped=service.metrics.stale_reports_dropped(),
+        stale_reports_dropped=metrics.stale_reports_dropped(),
     )
 
 
@@ -48,8 +55,8 @@ async def me(who: Reader) -> MeOut:
     summary="The dashboard's overview (tasks and workers per state, slots, throughput),"
     " as Server-Sent Events every second",
 )
-async def events(who: Reader, service: ServiceDep) -> StreamingResponse:
-    return event_stream(overview_events(service))
+async def events(who: Reader, service: ServiceDep, metrics: MetricsDep) -> StreamingResponse:
+    return event_stream(overview_events(service, metrics))
 
 
 @router.get("/", include_in_schema=False)
@@ -63,21 +70,20 @@ async def dashboard() -> FileResponse:
     responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
     summary="Prometheus metrics",
 )
-async def metrics(who: Reader, service: ServiceDep) -> Response:
+async def prometheus(
+    who: Reader, service: ServiceDep, metrics: MetricsDep, retention: RetentionDep
+) -> Response:
     workers = await service.workers()
-    retention = service.retention
     storage = await retention.storage()
-    service.metrics.storage(storage, service.clock.now_ms(), retention.seconds_to_next())
-    body = service.metrics.refresh(
-        await service.count_by_state(),
-        workers_by_state(workers),
-        len(service.sessions),
+    metrics.storage(storage, service.clock.now_ms(), retention.seconds_to_next())
+    body = metrics.refresh(
+        await service.count_by_state(), workers_by_state(workers), service.connected()
     )
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/healthz", response_model=HealthOut, responses={503: {"model": Problem}})
-async def healthz(request: Request, service: ServiceDep) -> Any:
+async def healthz(request: Request, service: ServiceDep, retention: RetentionDep) -> Any:
     try:
         await service.ping()
     except GridrunError as exc:  # the store cannot serve (unreachable, disk full, read-only)
@@ -89,6 +95,6 @@ async def healthz(request: Request, service: ServiceDep) -> Any:
     return HealthOut(
         status="ok",
         version=gridrun.__version__,
-        workers_connected=len(service.sessions),
-        warnings=[*request.app.state.warnings, *service.retention.warnings()],
+        workers_connected=service.connected(),
+        warnings=[*request.app.state.warnings, *retention.warnings()],
     )

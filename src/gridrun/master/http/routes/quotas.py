@@ -32,7 +32,7 @@ router = APIRouter(route_class=StrictJsonRoute, tags=["quotas"])
 
 @router.get("/v1/quotas", response_model=QuotaListOut, summary="The quotas set")
 async def quotas(who: Reader, service: ServiceDep) -> QuotaListOut:
-    return QuotaListOut(quotas=[QuotaOut(**vars_of(q)) for q in await service.store.quotas()])
+    return QuotaListOut(quotas=[QuotaOut(**vars_of(q)) for q in await service.quotas()])
 
 
 @router.put(
@@ -61,7 +61,7 @@ MAX_KEYS_LISTED = 10_000
 
 @router.get("/v1/concurrency", response_model=ConcurrencyKeyListOut, summary="The concurrency keys")
 async def concurrency_keys(who: Reader, service: ServiceDep) -> ConcurrencyKeyListOut:
-    rows = await service.store.concurrency_keys(MAX_KEYS_LISTED)
+    rows = await service.concurrency_keys(MAX_KEYS_LISTED)
     return ConcurrencyKeyListOut(
         keys=[ConcurrencyKeyOut(key=k, owner=scope or None, limit=n) for scope, k, n in rows]
     )
@@ -81,8 +81,7 @@ async def set_grid_key(
     audit: AuditDep,
 ) -> ConcurrencyKeyOut:
     check_concurrency_key(key)
-    await service.store.set_grid_key(key, body.limit)
-    service.dispatch_wanted.set()
+    await service.set_grid_key(key, body.limit)
     audit.record("concurrency.set", who, peer(request), key=key, limit=body.limit)
     return ConcurrencyKeyOut(key=key, owner=None, limit=body.limit)
 
@@ -96,8 +95,7 @@ async def remove_grid_key(
     request: Request, key: str, who: QuotaSetter, service: ServiceDep, audit: AuditDep
 ) -> None:
     check_concurrency_key(key)
-    await service.store.set_grid_key(key, None)
-    service.dispatch_wanted.set()
+    await service.set_grid_key(key, None)
     audit.record("concurrency.remove", who, peer(request), key=key)
 
 
@@ -106,7 +104,7 @@ async def owners(who: Reader, service: ServiceDep) -> OwnerListOut:
     return OwnerListOut(
         owners=[
             OwnerOut(owner=o, queue=q, queued=queued, running=running)
-            for o, q, queued, running in await service.store.owners()
+            for o, q, queued, running in await service.owners()
         ]
     )
 

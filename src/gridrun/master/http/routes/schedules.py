@@ -34,7 +34,7 @@ async def add_schedule(
     """Make this task on a cron schedule (UTC), once per slot, until the schedule is
     removed. The body is a task with `cron`."""
     body = parse(ScheduleIn, await json_body(request))
-    spec = body.to_spec(who.name, service.sealer.seal)
+    spec = body.to_spec(who.name, service.seal)
     schedule = await schedules.add(body.cron, spec, body.name)
     audit.record("schedule.add", who, peer(request), schedule=schedule.id, cron=schedule.cron)
     return ScheduleOut.of(schedule)

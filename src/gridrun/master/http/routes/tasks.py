@@ -90,7 +90,7 @@ async def submit(
 ) -> TaskOut | BatchOut | IdsOut | Response:
     minimal = _minimal(prefer)
     body = await json_body(request)
-    seal = service.sealer.seal
+    seal = service.seal
     if isinstance(body, dict) and "tasks" in body:
         batch = parse(BatchIn, body)
         specs = []

@@ -11,6 +11,7 @@ from gridrun.master.http.routes.common import (
     Reader,
     ServiceDep,
     StrictJsonRoute,
+    TrustDep,
     peer,
 )
 from gridrun.master.http.schemas import WorkerListOut, WorkerOut
@@ -31,8 +32,8 @@ async def drain(
 
 
 @router.get("/v1/workers", response_model=WorkerListOut)
-async def workers(who: Reader, service: ServiceDep) -> WorkerListOut:
-    quarantined = service.trust.reason_for
+async def workers(who: Reader, service: ServiceDep, trust: TrustDep) -> WorkerListOut:
+    quarantined = trust.reason_for
     return WorkerListOut(
         workers=[WorkerOut.of(w, quarantined(w.id)) for w in await service.workers()]
     )

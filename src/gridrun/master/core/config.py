@@ -1,0 +1,36 @@
+"""The master core's settings: what its parts are tuned by (heartbeats, deadlines, quarantine,
+fair shares, queue limits, retention). Made once by the master process from its own settings;
+each part is handed this object and reads only its own fields."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceConfig:
+    heartbeat_interval_s: float = 2.0
+    liveness_timeout_s: float = 10.0
+    # A large fleet beats less often (as Nomad paces its clients): each worker is given an
+    # interval that keeps the fleet under this many heartbeats a second, never shorter than
+    # heartbeat_interval_s, and its liveness timeout grows in proportion.
+    max_heartbeats_per_s: float = 100.0
+    output_cap: int = 1024 * 1024
+    kill_grace_s: float = 5.0
+    # a distrusted worker: deadlines on the master's own clock, then no new work for a while
+    start_deadline_s: float = 60.0  # from an Assign sent to its Started
+    quarantine_after: int = 3  # deadlines missed before a worker is quarantined
+    quarantine_s: float = 3600.0
+    forget_workers_after_s: float = 7 * 24 * 3600.0  # offline this long: no longer listed
+    forget_unused_workers_after_s: float = 600.0  # likewise, an id that never ran anything
+    max_workers_per_token: int = 10_000  # worker ids one join token may have bound at once
+    # a shared grid (see gridrun.master.core.fairness): owner -> weight (default 1), and the most
+    # tasks the grid may hold queued (beyond it a submission is answered 429)
+    shares: Mapping[str, float] = field(default_factory=dict)
+    max_queued: int = 10_000_000
+    # retention: ended tasks are deleted this long after they end (failures: retain_failed_s)
+    retain_s: float = 14 * 86400.0
+    retain_failed_s: float | None = None  # None: as retain_s
+    output_budget: int | None = None  # bytes of output kept grid-wide; beyond, the oldest go
+    retain_queues: Mapping[str, float] = field(default_factory=dict)  # queue -> its retention

@@ -11,7 +11,7 @@ import os
 
 from gridrun.model import AttemptRef, Outcome, Stream
 from gridrun.worker import executor
-from gridrun.worker.executor import Assignment, Execution, Finished, OutputChunk, Started
+from gridrun.worker.executor import Assignment, Ended, Execution, OutputChunk, Spawned
 from gridrun.worker.policy import Launch
 from gridrun.worker.spawning import Spawner
 
@@ -34,9 +34,9 @@ async def run(*argv: str, window_s: float = executor.STARTED_DELAY_S) -> list[ex
 
 async def test_a_process_that_ends_at_once_is_reported_by_its_finished_alone() -> None:
     events = await run("true", window_s=WIDE_WINDOW_S)
-    assert [type(e) for e in events] == [Finished]
+    assert [type(e) for e in events] == [Ended]
     finished = events[0]
-    assert isinstance(finished, Finished)
+    assert isinstance(finished, Ended)
     report = finished.report
     assert report.outcome is Outcome.EXITED
     assert report.exit_code == 0
@@ -47,10 +47,10 @@ async def test_a_process_that_ends_at_once_is_reported_by_its_finished_alone() -
 
 async def test_a_longer_process_is_announced_by_started_with_its_pid() -> None:
     events = await run("sleep", str(executor.STARTED_DELAY_S * 10))
-    assert [type(e) for e in events] == [Started, Finished]
+    assert [type(e) for e in events] == [Spawned, Ended]
     started, finished = events
-    assert isinstance(started, Started)
-    assert isinstance(finished, Finished)
+    assert isinstance(started, Spawned)
+    assert isinstance(finished, Ended)
     assert started.pid > 0
     assert started.started_at == finished.report.started_at
 
@@ -58,8 +58,8 @@ async def test_a_longer_process_is_announced_by_started_with_its_pid() -> None:
 async def test_started_comes_before_the_first_output_however_quick_the_process() -> None:
     events = await run("sh", "-c", "echo hello; echo oops >&2")
     kinds = [type(e) for e in events]
-    assert kinds[0] is Started, kinds
-    assert kinds[-1] is Finished
+    assert kinds[0] is Spawned, kinds
+    assert kinds[-1] is Ended
     out = {e.stream: e.data for e in events if isinstance(e, OutputChunk)}
     assert out == {Stream.STDOUT: b"hello\n", Stream.STDERR: b"oops\n"}
 
@@ -67,7 +67,7 @@ async def test_started_comes_before_the_first_output_however_quick_the_process()
 async def test_no_started_is_sent_after_the_finished() -> None:
     events = await run("true", window_s=0.5)
     await asyncio.sleep(0.5 * 3)  # the announcement would be due by now
-    assert [type(e) for e in events] == [Finished]
+    assert [type(e) for e in events] == [Ended]
 
 
 async def test_a_command_that_cannot_be_spawned_is_reported_as_spawn_failed() -> None:
@@ -75,9 +75,9 @@ async def test_a_command_that_cannot_be_spawned_is_reported_as_spawn_failed() ->
     # a result, not an exception that would leave the attempt unanswered
     for argv in (("/nonexistent/program",), ("echo", "a\x00b")):
         events = await run(*argv)
-        assert [type(e) for e in events] == [Finished], argv
+        assert [type(e) for e in events] == [Ended], argv
         finished = events[0]
-        assert isinstance(finished, Finished)
+        assert isinstance(finished, Ended)
         assert finished.report.outcome is Outcome.SPAWN_FAILED
         assert finished.report.error.startswith("cannot run "), finished.report.error
 
@@ -99,5 +99,5 @@ async def test_a_variable_that_is_not_utf8_reaches_the_process_as_it_was() -> No
     out = b"".join(e.data for e in events if isinstance(e, OutputChunk))
     assert out == raw + b"\n"
     finished = events[-1]
-    assert isinstance(finished, Finished)
+    assert isinstance(finished, Ended)
     assert finished.report.exit_code == 0

@@ -1,6 +1,7 @@
 """The options every command that makes a task takes (`submit`, `run`, `schedule add`),
-declared once: each is an `Annotated` Typer option, `task_options` adds them all to a command
-and hands it one `TaskOptions`, and `task_body` turns that into what POST /v1/tasks takes."""
+declared once: each is a field of `TaskOptions` annotated with its Typer option,
+`task_options` adds them all to a command and hands it one `TaskOptions`, and `task_body`
+turns that into what POST /v1/tasks takes."""
 
 from __future__ import annotations
 
@@ -19,62 +20,36 @@ from gridrun.model import Placement
 from gridrun.spec import parse_duration, parse_labels
 
 
-def task_body(
-    command: list[str],
-    *,
-    shell: bool,
-    env: list[str] | None,
-    cwd: str | None,
-    timeout: float | None,
-    priority: int,
-    on: list[str] | None,
-    name: str | None,
-    max_attempts: int,
-    retry_delay: float,
-    retry_on: list[int] | None,
-    queue_timeout: float | None,
-    idempotency_key: str | None,
-    cpu: float = 0,
-    memory_mb: int = 0,
-    gpus: int = 0,
-    after: list[str] | None = None,
-    task_class: str | None = None,
-    placement: str = "spread",
-    secret_env: list[str] | None = None,
-    secret_env_file: Path | None = None,
-    queue: str | None = None,
-    concurrency: str | None = None,
-    retain: str | None = None,
-) -> dict[str, Any]:
+def task_body(command: list[str], o: TaskOptions) -> dict[str, Any]:
     """One task as POST /v1/tasks takes it, from the CLI's options."""
     one_line = len(command) == 1
-    secrets = dict(read_env_file(secret_env_file)) if secret_env_file is not None else {}
-    secrets.update(parse_labels(secret_env or []))
-    retry = {"initial_s": retry_delay, **({"on_exit_codes": retry_on} if retry_on else {})}
+    secrets = dict(read_env_file(o.secret_env_file)) if o.secret_env_file is not None else {}
+    secrets.update(parse_labels(o.secret_env or []))
+    retry = {"initial_s": o.retry_delay, **({"on_exit_codes": o.retry_on} if o.retry_on else {})}
     return dict(
         cmd=command[0] if one_line else None,
         argv=None if one_line else command,
-        shell=shell,
-        env=parse_labels(env or []),
-        cwd=cwd,
-        timeout_s=timeout,
-        priority=priority,
-        on=", ".join(on) if on else None,
-        name=name,
-        max_attempts=max_attempts,
+        shell=o.shell,
+        env=parse_labels(o.env or []),
+        cwd=o.cwd,
+        timeout_s=o.timeout,
+        priority=o.priority,
+        on=", ".join(o.on) if o.on else None,
+        name=o.name,
+        max_attempts=o.max_attempts,
         retry=retry,
-        queue_timeout_s=queue_timeout,
-        idempotency_key=idempotency_key,
-        cpu=cpu,
-        memory_mb=memory_mb,
-        gpus=gpus,
-        after=after or [],
-        task_class=task_class,
-        placement=str(placement),
+        queue_timeout_s=o.queue_timeout,
+        idempotency_key=o.idempotency_key,
+        cpu=o.cpu,
+        memory_mb=o.memory_mb,
+        gpus=o.gpus,
+        after=o.after or [],
+        task_class=o.task_class,
+        placement=str(o.placement),
         **({"secret_env": secrets} if secrets else {}),
-        **({"queue": queue} if queue else {}),
-        **parse_concurrency(concurrency),
-        **({"retain_s": _duration(retain, "--retain")} if retain else {}),
+        **({"queue": o.queue} if o.queue else {}),
+        **parse_concurrency(o.concurrency),
+        **({"retain_s": _duration(o.retain, "--retain")} if o.retain else {}),
     )
 
 
@@ -123,136 +98,113 @@ Command = Annotated[
     list[str] | None,
     typer.Argument(help="The command: one quoted command line, or a program and its arguments."),
 ]
-Shell = Annotated[bool, typer.Option("--shell", help="Run with /bin/sh -c.")]
-Env = Annotated[list[str] | None, typer.Option("--env", "-e", help="K=V, repeatable.")]
-SecretEnv = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--secret-env",
-        help="K=V for the process that is never shown (names only) and is stored sealed;"
-        " repeatable. A command line is visible to other users of this machine: prefer"
-        " --secret-env-file.",
-    ),
-]
-SecretEnvFile = Annotated[
-    Path | None,
-    typer.Option("--secret-env-file", help="A file of NAME=VALUE lines, each a --secret-env."),
-]
-Cwd = Annotated[str | None, typer.Option("--cwd", help="Working directory on the worker.")]
-Timeout = Annotated[float | None, typer.Option("--timeout", help="Seconds before it is killed.")]
-Priority = Annotated[int, typer.Option("--priority", "-p", help="Higher runs first.")]
-On = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--on",
-        help="Only on workers whose labels match: k=v, k!=v, 'k in (a,b)', 'k notin (a,b)',"
-        " k (has it), !k (has it not). Comma-separated or repeated: all must hold.",
-    ),
-]
-Cpu = Annotated[float, typer.Option("--cpu", min=0, help="CPU cores it needs free.")]
-MemoryMb = Annotated[int, typer.Option("--memory-mb", min=0, help="Memory (MiB) it needs free.")]
-After = Annotated[
-    list[str] | None,
-    typer.Option("--after", help="Run once this task has succeeded (repeatable; task id)."),
-]
-TaskClass = Annotated[
-    str | None,
-    typer.Option("--class", help="Its class (workers may cap a class: --max-tasks CLASS=N)."),
-]
-
-
-PlacementOption = Annotated[
-    Placement,
-    typer.Option(
-        "--placement",
-        help="spread: least loaded worker (default); pack: fill a worker before the next.",
-    ),
-]
-Gpus = Annotated[
-    int, typer.Option("--gpus", min=0, help="GPUs it needs (indices in CUDA_VISIBLE_DEVICES).")
-]
 Name = Annotated[str | None, typer.Option("--name", help="A name to find the task by.")]
-MaxAttempts = Annotated[
-    int, typer.Option("--max-attempts", min=1, max=100, help="Tries in all (default 1).")
-]
-RetryDelay = Annotated[
-    float, typer.Option("--retry-delay", min=0, help="First backoff, seconds; doubles each try.")
-]
-RetryOn = Annotated[
-    list[int] | None,
-    typer.Option("--retry-on", help="Retry a failure only for this exit code (repeatable)."),
-]
-QueueTimeout = Annotated[
-    float | None, typer.Option("--queue-timeout", help="Expire if not started within seconds.")
-]
-Retain = Annotated[
-    str | None,
-    typer.Option(
-        "--retain", help="Keep it this long after it ends (30d), whatever the grid's rule."
-    ),
-]
-Queue = Annotated[
-    str | None,
-    typer.Option(
-        "--queue", help="A queue name, for quotas and for finding tasks (default: default)."
-    ),
-]
-ConcurrencyOption = Annotated[
-    str | None,
-    typer.Option(
-        "--concurrency",
-        help="KEY=N: at most N tasks with this key run at once across the whole grid.",
-    ),
-]
-IdempotencyKey = Annotated[
-    str | None, typer.Option("--idempotency-key", help="Resubmitting it returns the same task.")
-]
 
 
 @dataclasses.dataclass(frozen=True)
 class TaskOptions:
-    """What a user can say about a task on the command line (one field per option)."""
+    """What a user can say about a task on the command line: one field per option, its flag
+    and help on the field (`task_options` gives a command all of them). Adding an option is
+    this field and its line in `task_body`."""
 
-    shell: bool = False
-    env: list[str] | None = None
-    secret_env: list[str] | None = None
-    secret_env_file: Path | None = None
-    cwd: str | None = None
-    timeout: float | None = None
-    priority: int = 0
-    on: list[str] | None = None
-    name: str | None = None
-    max_attempts: int = 1
-    retry_delay: float = 1.0
-    retry_on: list[int] | None = None
-    queue_timeout: float | None = None
-    idempotency_key: str | None = None
-    cpu: float = 0
-    memory_mb: int = 0
-    gpus: int = 0
-    after: list[str] | None = None
-    task_class: str | None = None
-    placement: Placement = Placement.SPREAD
-    queue: str | None = None
-    concurrency: str | None = None
-    retain: str | None = None
+    shell: Annotated[bool, typer.Option("--shell", help="Run with /bin/sh -c.")] = False
+    env: Annotated[list[str] | None, typer.Option("--env", "-e", help="K=V, repeatable.")] = None
+    secret_env: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--secret-env",
+            help="K=V for the process that is never shown (names only) and is stored sealed;"
+            " repeatable. A command line is visible to other users of this machine: prefer"
+            " --secret-env-file.",
+        ),
+    ] = None
+    secret_env_file: Annotated[
+        Path | None,
+        typer.Option("--secret-env-file", help="A file of NAME=VALUE lines, each a --secret-env."),
+    ] = None
+    cwd: Annotated[str | None, typer.Option("--cwd", help="Working directory on the worker.")] = (
+        None
+    )
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", help="Seconds before it is killed.")
+    ] = None
+    priority: Annotated[int, typer.Option("--priority", "-p", help="Higher runs first.")] = 0
+    on: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--on",
+            help="Only on workers whose labels match: k=v, k!=v, 'k in (a,b)', 'k notin (a,b)',"
+            " k (has it), !k (has it not). Comma-separated or repeated: all must hold.",
+        ),
+    ] = None
+    name: Name = None
+    max_attempts: Annotated[
+        int, typer.Option("--max-attempts", min=1, max=100, help="Tries in all (default 1).")
+    ] = 1
+    retry_delay: Annotated[
+        float,
+        typer.Option("--retry-delay", min=0, help="First backoff, seconds; doubles each try."),
+    ] = 1.0
+    retry_on: Annotated[
+        list[int] | None,
+        typer.Option("--retry-on", help="Retry a failure only for this exit code (repeatable)."),
+    ] = None
+    queue_timeout: Annotated[
+        float | None,
+        typer.Option("--queue-timeout", help="Expire if not started within seconds."),
+    ] = None
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option("--idempotency-key", help="Resubmitting it returns the same task."),
+    ] = None
+    cpu: Annotated[float, typer.Option("--cpu", min=0, help="CPU cores it needs free.")] = 0
+    memory_mb: Annotated[
+        int, typer.Option("--memory-mb", min=0, help="Memory (MiB) it needs free.")
+    ] = 0
+    gpus: Annotated[
+        int,
+        typer.Option("--gpus", min=0, help="GPUs it needs (indices in CUDA_VISIBLE_DEVICES)."),
+    ] = 0
+    after: Annotated[
+        list[str] | None,
+        typer.Option("--after", help="Run once this task has succeeded (repeatable; task id)."),
+    ] = None
+    task_class: Annotated[
+        str | None,
+        typer.Option("--class", help="Its class (workers may cap a class: --max-tasks CLASS=N)."),
+    ] = None
+    placement: Annotated[
+        Placement,
+        typer.Option(
+            "--placement",
+            help="spread: least loaded worker (default); pack: fill a worker before the next.",
+        ),
+    ] = Placement.SPREAD
+    queue: Annotated[
+        str | None,
+        typer.Option(
+            "--queue", help="A queue name, for quotas and for finding tasks (default: default)."
+        ),
+    ] = None
+    concurrency: Annotated[
+        str | None,
+        typer.Option(
+            "--concurrency",
+            help="KEY=N: at most N tasks with this key run at once across the whole grid.",
+        ),
+    ] = None
+    retain: Annotated[
+        str | None,
+        typer.Option(
+            "--retain", help="Keep it this long after it ends (30d), whatever the grid's rule."
+        ),
+    ] = None
 
     def body(self, command: list[str], **overrides: Any) -> dict[str, Any]:
         """The task as POST /v1/tasks takes it."""
-        given = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        return task_body(command, **{**given, **overrides})
+        return task_body(command, dataclasses.replace(self, **overrides))
 
 
-# the Typer option of each field of TaskOptions
-OPTION_TYPES: dict[str, Any] = {
-    "shell": Shell, "env": Env, "secret_env": SecretEnv, "secret_env_file": SecretEnvFile,
-    "cwd": Cwd, "timeout": Timeout, "priority": Priority, "on": On, "name": Name,
-    "max_attempts": MaxAttempts, "retry_delay": RetryDelay, "retry_on": RetryOn,
-    "queue_timeout": QueueTimeout, "idempotency_key": IdempotencyKey, "cpu": Cpu,
-    "memory_mb": MemoryMb, "gpus": Gpus, "after": After, "task_class": TaskClass,
-    "placement": PlacementOption, "queue": Queue, "concurrency": ConcurrencyOption,
-    "retain": Retain,
-}  # fmt: skip
 NO_OPTIONS = TaskOptions()
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -262,6 +214,7 @@ def task_options(command: F) -> F:
     parameter, and call it with them gathered in one TaskOptions (as rq's shared_options
     does for click): one declaration for every command that makes a task."""
     hints = get_type_hints(command, include_extras=True)
+    flags = get_type_hints(TaskOptions, include_extras=True)  # each field's Typer option
     fields = dataclasses.fields(TaskOptions)
     params: list[inspect.Parameter] = []
     for param in inspect.signature(command).parameters.values():
@@ -274,7 +227,7 @@ def task_options(command: F) -> F:
                     f.name,
                     inspect.Parameter.POSITIONAL_OR_KEYWORD,
                     default=f.default,
-                    annotation=OPTION_TYPES[f.name],
+                    annotation=flags[f.name],
                 )
             )
 

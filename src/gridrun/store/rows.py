@@ -24,6 +24,22 @@ from gridrun.model import (
 )
 from gridrun.resources import Op, Resources, Term
 
+# the spec's fields that are a JSON scalar or None (None: not written): (key in the column,
+# field); a new option of that kind is one line here
+OPTIONAL_SCALARS = (
+    ("cmd", "cmd"),
+    ("cwd", "cwd"),
+    ("timeout_s", "timeout_s"),
+    ("name", "name"),
+    ("queue_timeout_s", "queue_timeout_s"),
+    ("idempotency_key", "idempotency_key"),
+    ("submitted_by", "submitted_by"),
+    ("worker", "worker"),
+    ("job", "job"),
+    ("class", "task_class"),
+    ("retain_s", "retain_s"),
+)
+
 
 def spec_to_json(spec: TaskSpec) -> str:
     """The `spec` column: only what differs from the defaults (a plain task is about 40 bytes
@@ -31,18 +47,8 @@ def spec_to_json(spec: TaskSpec) -> str:
     faster than the standard encoder). `spec_from_json` reads this and the full form that
     earlier versions wrote."""
     raw: dict[str, Any] = {"argv": spec.argv}
-    for key, value in (
-        ("cmd", spec.cmd),
-        ("cwd", spec.cwd),
-        ("timeout_s", spec.timeout_s),
-        ("name", spec.name),
-        ("queue_timeout_s", spec.queue_timeout_s),
-        ("idempotency_key", spec.idempotency_key),
-        ("submitted_by", spec.submitted_by),
-        ("worker", spec.worker),
-        ("job", spec.job),
-        ("class", spec.task_class),
-    ):
+    for key, name in OPTIONAL_SCALARS:
+        value = getattr(spec, name)
         if value is not None:
             raw[key] = value
     if spec.shell:
@@ -76,8 +82,6 @@ def spec_to_json(spec: TaskSpec) -> str:
         raw["queue"] = spec.queue
     if spec.concurrency is not None:
         raw["concurrency"] = [spec.concurrency.key, spec.concurrency.limit]
-    if spec.retain_s is not None:
-        raw["retain_s"] = spec.retain_s
     return orjson.dumps(raw).decode()
 
 
@@ -88,29 +92,19 @@ def spec_from_json(text: str) -> TaskSpec:
     raw = orjson.loads(text)
     return TaskSpec(
         argv=tuple(raw["argv"]),
-        cmd=raw.get("cmd"),
         shell=raw.get("shell", False),
         env=raw.get("env", {}),
-        cwd=raw.get("cwd"),
-        timeout_s=raw.get("timeout_s"),
         priority=raw.get("priority", 0),
         labels=raw.get("labels", {}),
-        name=raw.get("name"),
         retry=retry_from_json(raw.get("retry")),
-        queue_timeout_s=raw.get("queue_timeout_s"),
-        idempotency_key=raw.get("idempotency_key"),
-        submitted_by=raw.get("submitted_by"),
         selector=terms_from_json(raw.get("selector", [])),
         resources=resources_from_json(raw.get("resources", {})),
         after=tuple(raw.get("after", ())),
-        worker=raw.get("worker"),
-        job=raw.get("job"),
-        task_class=raw.get("class"),
         placement=Placement.PACK if raw.get("pack") else Placement.SPREAD,
         secrets=sealed_from_json(raw.get("secrets")),
         queue=raw.get("queue", DEFAULT_QUEUE),
         concurrency=concurrency_from_json(raw.get("concurrency")),
-        retain_s=raw.get("retain_s"),
+        **{name: raw.get(key) for key, name in OPTIONAL_SCALARS},
     )
 
 

@@ -408,7 +408,7 @@ class Agent:
     def _emit(self, event: executor.Event) -> None:
         queue = self._queue
         match event:
-            case executor.Started(ref=ref, started_at=at, pid=pid):
+            case executor.Spawned(ref=ref, started_at=at, pid=pid):
                 message = pb.WorkerMessage(
                     started=pb.Started(ref=ref_to_pb(ref), started_at_ms=at, pid=pid)
                 )
@@ -424,7 +424,7 @@ class Agent:
                     self._publish(OutputDropped(len(data)))
                     return
                 message = pb.WorkerMessage(output=output_to_pb(ref, stream, offset, data))
-            case executor.Finished():
+            case executor.Ended():
                 finished = finished_to_pb(event)
                 self.outbox.put(event.ref, finished.SerializeToString())
                 self._unacked.add(event.ref)

@@ -51,7 +51,9 @@ class Assignment:
 
 
 @dataclass(frozen=True, slots=True)
-class Started:
+class Spawned:
+    """The process runs (sent on as the attempt's Started report)."""
+
     ref: AttemptRef
     started_at: int
     pid: int
@@ -66,14 +68,16 @@ class OutputChunk:
 
 
 @dataclass(frozen=True, slots=True)
-class Finished:
+class Ended:
+    """The attempt is over, however (sent on as its Finished report)."""
+
     ref: AttemptRef
     report: Report
     stdout_bytes: int
     stderr_bytes: int
 
 
-Event = Started | OutputChunk | Finished
+Event = Spawned | OutputChunk | Ended
 
 
 class _Capture:
@@ -152,7 +156,7 @@ class Execution:
             self._launch, self._box.placement(), self._box.populated
         )
 
-    async def run(self) -> Finished:
+    async def run(self) -> Ended:
         """Run the process (started here unless `start` did) to its end and return (and emit)
         how it finished; its box is released however that went."""
         try:
@@ -160,7 +164,7 @@ class Execution:
         finally:
             self._box.close()
 
-    async def _run(self) -> Finished:
+    async def _run(self) -> Ended:
         self.start()
         if self._spawning is None:  # cancelled before it started
             return self._finish(Report(self._outcome_on_kill, error=self._error))
@@ -317,7 +321,7 @@ class Execution:
         self._announce.cancel()
         self._announce = None
         assert self.pid is not None
-        self._emit(Started(self.assignment.ref, self.started_at, self.pid))
+        self._emit(Spawned(self.assignment.ref, self.started_at, self.pid))
 
     def _flush(self) -> None:
         for stream in self._streams.values():
@@ -327,11 +331,11 @@ class Execution:
             if chunk is not None:
                 self._emit(chunk)
 
-    def _finish(self, report: Report) -> Finished:
+    def _finish(self, report: Report) -> Ended:
         if self._announce is not None:  # it ended before Started was due: Finished says it all
             self._announce.cancel()
             self._announce = None
-        finished = Finished(
+        finished = Ended(
             self.assignment.ref,
             report,
             stdout_bytes=self._streams[Stream.STDOUT].sent,

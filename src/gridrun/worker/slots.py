@@ -169,7 +169,7 @@ class Slots:
 
     def not_run(self, ref: AttemptRef, outcome: Outcome, error: str) -> None:
         """Report an attempt that ends without a process (nothing ran)."""
-        self._emit(executor.Finished(ref, Report(outcome, error=error), 0, 0))
+        self._emit(executor.Ended(ref, Report(outcome, error=error), 0, 0))
 
     def start_held(self) -> None:
         """Start held assignments, in order, while slots (and the GPUs the next asks) are free."""

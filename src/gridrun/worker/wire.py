@@ -30,7 +30,7 @@ def output_to_pb(ref: AttemptRef, stream: Stream, offset: int, data: bytes) -> p
     return pb.Output(ref=ref_to_pb(ref), stderr_offset=offset, stderr=data)
 
 
-def finished_to_pb(event: executor.Finished) -> pb.Finished:
+def finished_to_pb(event: executor.Ended) -> pb.Finished:
     r = event.report
     return pb.Finished(
         ref=ref_to_pb(event.ref),

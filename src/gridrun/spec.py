@@ -424,3 +424,11 @@ def parse_retain_queues(items: Sequence[str]) -> dict[str, float]:
         check_name("queue", queue.strip())
         retains[queue.strip()] = parse_duration(duration, f"--retain-queue {queue.strip()}")
     return retains
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """'host:port' or '[v6]:port' -> (host, port); raise ValueError with a readable message."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise ValueError(f"{address!r} is not host:port")
+    return host.strip("[]"), int(port)

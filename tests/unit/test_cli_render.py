@@ -13,11 +13,11 @@ from gridrun.cli.render import (
     exit_status,
     size,
     sorted_tasks,
-    split_address,
     task_rows,
     task_table,
     tsv,
 )
+from gridrun.spec import split_address
 
 
 def task(**fields: Any) -> Any:

@@ -18,8 +18,6 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-import typer
-
 from gridrun.auth import TokenEntry, parse_toml_tokens
 from gridrun.errors import ConfigError
 
@@ -35,25 +33,14 @@ def load(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
 
 
-def merge(
-    ctx: typer.Context, given: dict[str, Any], path: Path | None
-) -> tuple[dict[str, Any], list[TokenEntry]]:
-    """The settings to use: each flag's value unless it was left at its default and the file
-    sets it. Returns them with the file's tokens."""
-    if path is None:
-        return given, []
+def read(path: Path, settable: set[str]) -> tuple[dict[str, Any], list[TokenEntry]]:
+    """The file's settings (by name) and its tokens; an unknown name is an error."""
     data = load(path)
     tokens = parse_toml_tokens(data.pop("tokens", []))
-    settable = set(given) - {"config", "log_level", "log_format", "tokens"}
     unknown = sorted(set(data) - settable)
     if unknown:
         raise ConfigError(
             f"{path}: unknown setting(s) {', '.join(unknown)};"
             f" known: {', '.join(sorted(settable))}, tokens"
         )
-    merged = dict(given)
-    for key, value in data.items():
-        source = ctx.get_parameter_source(key)
-        if source is None or source.name == "DEFAULT":
-            merged[key] = value
-    return merged, tokens
+    return data, tokens

@@ -37,14 +37,6 @@ STATE_STYLE: dict[str, str] = {
 }
 
 
-def split_address(address: str) -> tuple[str, int]:
-    """'host:port' or '[v6]:port' -> (host, port); raise ValueError with a readable message."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit() or not host:
-        raise ValueError(f"{address!r} is not host:port")
-    return host.strip("[]"), int(port)
-
-
 def exit_status(task: TaskDict) -> int:
     """The CLI's exit status for a finished task, following ssh and timeout(1) conventions:
     a task that timed out exits 124 as `timeout` does, whatever signal ended it."""

@@ -24,8 +24,8 @@ import httpx
 import typer
 
 from gridrun.cli.common import LogLevel, app, guard
-from gridrun.cli.render import split_address
 from gridrun.errors import ClientError
+from gridrun.spec import split_address
 from gridrun.worker.proctree import PR_SET_PDEATHSIG, prctl
 
 READY_TIMEOUT_S = 30.0

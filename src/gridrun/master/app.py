@@ -16,96 +16,32 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
 
 import grpc
 import uvicorn
-from pydantic import BaseModel, Field, field_validator, model_validator
 
 from gridrun import transport
 from gridrun._proto import node_pb2_grpc, worker_pb2_grpc
-from gridrun.auth import Role, TokenEntry, Tokens
+from gridrun.auth import Role, Tokens
 from gridrun.certs import dns_names
 from gridrun.clock import Clock, SystemClock
 from gridrun.errors import ConfigError, Unavailable
 from gridrun.master.core.access import Access
 from gridrun.master.core.audit import Audit
-from gridrun.master.core.config import ServiceConfig
 from gridrun.master.core.sealing import Sealer
 from gridrun.master.core.sessions import Sessions
 from gridrun.master.core.wiring import wire
 from gridrun.master.http.api import create_api
 from gridrun.master.http.guard import AllowedHosts
+from gridrun.master.settings import MasterConfig
 from gridrun.master.wire.compat import NodeServicer
-from gridrun.master.wire.rpc import MAX_SLOTS, Caps, WorkerServicer
-from gridrun.model import DEFAULT_OUTPUT_CAP
-from gridrun.spec import MAX_GPUS
+from gridrun.master.wire.rpc import Caps, WorkerServicer
 from gridrun.store import Store
 from gridrun.store.postgres import PostgresStore, is_postgres_url, redact
 from gridrun.store.sqlite import SqliteStore
 
 log = logging.getLogger("gridrun.master")
 SECRET_KEY_NAME = "secret.key"
-
-
-class MasterConfig(BaseModel):
-    """Every setting of a master; the CLI fills it from flags and GRIDRUN_* variables."""
-
-    db: str = "gridrun-data/gridrun.db"  # a SQLite file, or a postgresql:// URL
-    db_pool: int = Field(10, ge=1, le=1000)  # PostgreSQL connections per master
-    db_sync: Literal["full", "normal"] = "full"
-    http_host: str = "127.0.0.1"
-    http_port: int = Field(9092, ge=0, le=65535)
-    grpc_host: str = "127.0.0.1"
-    grpc_port: int = Field(50051, ge=0, le=65535)
-    insecure: bool = False
-    heartbeat_interval_s: float = Field(2.0, gt=0)
-    liveness_timeout_s: float = Field(10.0, gt=0)
-    max_heartbeats_per_s: float = Field(100.0, gt=0)
-    kill_grace_s: float = Field(5.0, ge=0)
-    output_cap: int = Field(DEFAULT_OUTPUT_CAP, ge=0)
-    max_body: int = Field(16 * 1024 * 1024, gt=0)
-    shutdown_grace_s: float = Field(5.0, ge=0)
-    # security (see gridrun.auth, gridrun.transport, `gridrun certs`)
-    tokens: list[TokenEntry] = Field(default_factory=list)
-    tls_cert: Path | None = None  # serves HTTPS and gRPC over TLS
-    tls_key: Path | None = None
-    client_ca: Path | None = None  # mTLS: workers need a certificate from this CA
-    audit_log: Path | None = None
-    # names (beyond IP addresses, localhost and the TLS certificate's) that browsers and
-    # clients use for this master, e.g. a load balancer's; "*" turns the Host check off
-    allowed_hosts: list[str] = Field(default_factory=list)
-    # distrust of workers: deadlines on the master's clock, quarantine, caps on what they claim
-    start_deadline_s: float = Field(60.0, gt=0)
-    quarantine_after: int = Field(3, ge=1)
-    quarantine_s: float = Field(3600.0, gt=0)
-    forget_workers_after_s: float = Field(7 * 24 * 3600.0, gt=0)
-    forget_unused_workers_after_s: float = Field(600.0, gt=0)
-    max_workers_per_token: int = Field(10_000, ge=1)
-    max_worker_slots: int = Field(MAX_SLOTS, ge=1, le=MAX_SLOTS)
-    max_worker_gpus: int = Field(MAX_GPUS, ge=0, le=MAX_GPUS)
-    max_worker_cpus: int = Field(65536, ge=0)
-    max_worker_memory_mb: int = Field(1 << 30, ge=0)
-    shares: dict[str, float] = Field(default_factory=dict)  # owner -> fair-share weight
-    max_queued: int = Field(10_000_000, ge=1)
-    retain_s: float = Field(14 * 86400.0, gt=0)  # ended tasks are deleted this long after
-    retain_failed_s: float | None = Field(None, gt=0)  # failures: default as retain_s
-    output_budget: int | None = Field(None, ge=0)  # bytes of output kept, grid-wide
-    retain_queues: dict[str, float] = Field(default_factory=dict)  # queue -> its retention
-    secret_key_file: Path | None = None  # seals secret_env; default: beside the SQLite file
-
-    @field_validator("db", mode="before")
-    @classmethod
-    def _db(cls, db: object) -> object:
-        return str(db) if isinstance(db, Path) else db
-
-    @model_validator(mode="after")
-    def _tls_pairs(self) -> MasterConfig:
-        if (self.tls_cert is None) != (self.tls_key is None):
-            raise ValueError("give both tls_cert and tls_key, or neither")
-        if self.client_ca is not None and self.tls_cert is None:
-            raise ValueError("client_ca (mTLS) needs tls_cert and tls_key")
-        return self
 
 
 def is_loopback(host: str) -> bool:
@@ -197,25 +133,7 @@ class Master:
         self.core = wire(
             self.store,
             self.clock,
-            ServiceConfig(
-                heartbeat_interval_s=config.heartbeat_interval_s,
-                liveness_timeout_s=config.liveness_timeout_s,
-                max_heartbeats_per_s=config.max_heartbeats_per_s,
-                output_cap=config.output_cap,
-                kill_grace_s=config.kill_grace_s,
-                start_deadline_s=config.start_deadline_s,
-                quarantine_after=config.quarantine_after,
-                quarantine_s=config.quarantine_s,
-                forget_workers_after_s=config.forget_workers_after_s,
-                forget_unused_workers_after_s=config.forget_unused_workers_after_s,
-                max_workers_per_token=config.max_workers_per_token,
-                shares=dict(config.shares),
-                max_queued=config.max_queued,
-                retain_s=config.retain_s,
-                retain_failed_s=config.retain_failed_s,
-                output_budget=config.output_budget,
-                retain_queues=dict(config.retain_queues),
-            ),
+            config.core(),
             self.sessions,
             sealer=self.sealer,
         )

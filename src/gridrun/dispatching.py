@@ -29,6 +29,7 @@ class Candidate:
     concurrency: Concurrency | None = None
     owner: str = ANONYMOUS
     queue: str = DEFAULT_QUEUE
+    stdin: bool = False  # it has a stdin: only a worker that feeds it may take it
 
 
 @dataclass(frozen=True, slots=True)

@@ -211,6 +211,7 @@ class TaskSpec:
     queue: str = DEFAULT_QUEUE  # a name, for quotas and for finding one's tasks
     concurrency: Concurrency | None = None
     retain_s: float | None = None  # kept this long after it ends (None: the grid's rule)
+    stdin: bytes | None = None  # what the process reads on its standard input (None: nothing)
 
     @property
     def owner(self) -> str:
@@ -230,6 +231,7 @@ class TaskSpec:
             and not self.selector
             and not self.resources
             and self.worker is None
+            and self.stdin is None
             and all(arg.split() == [arg] for arg in self.argv)  # non-empty, no whitespace
         )
 

@@ -43,6 +43,7 @@ MAX_GPUS = 1024
 MAX_AFTER = 1000  # tasks one task may run after
 MAX_CONCURRENCY = 1_000_000
 MAX_RETAIN_S = 100 * 365 * 86400
+MAX_STDIN_BYTES = 1024 * 1024  # a task's standard input, stored with it
 NAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")  # a queue's (as a token's)
 
 _KEY = r"[^\s=!(),]+"
@@ -106,6 +107,7 @@ def make_spec(
     concurrency_key: str | None = None,
     concurrency_limit: int | None = None,
     retain_s: float | None = None,
+    stdin: bytes | None = None,
 ) -> TaskSpec:
     """Validate a request and build its spec; raise InvalidSpec with a human message.
     `submitted_by` is the caller's token name, set by the master (never taken from a client)."""
@@ -177,6 +179,11 @@ def make_spec(
     check_name("queue", queue)
     if retain_s is not None and not 0 < retain_s <= MAX_RETAIN_S:
         raise InvalidSpec(f"retain_s must be greater than 0 and at most {MAX_RETAIN_S:g}")
+    if stdin is not None and len(stdin) > MAX_STDIN_BYTES:
+        raise InvalidSpec(
+            f"stdin is {len(stdin):,} bytes; a task's stdin may be at most {MAX_STDIN_BYTES:,}"
+            " (ship larger inputs as files the task reads)"
+        )
     return TaskSpec(
         argv=resolved,
         cmd=cmd,
@@ -200,6 +207,7 @@ def make_spec(
         queue=queue,
         concurrency=_checked_concurrency(concurrency_key, concurrency_limit),
         retain_s=retain_s,
+        stdin=stdin or None,  # (empty: nothing to read, as without)
     )
 
 

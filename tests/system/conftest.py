@@ -125,7 +125,11 @@ class SystemGrid:
                 return str(worker["state"])
         return None
 
-    def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, timeout: float = 60, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """The CLI, its stdin `stdin` through a pipe (None: /dev/null, as a terminal-less
+        job has)."""
         return subprocess.run(
             [sys.executable, "-m", "gridrun", *args],
             capture_output=True,
@@ -133,6 +137,7 @@ class SystemGrid:
             timeout=timeout,
             env={**self.env, "GRIDRUN_URL": self.url},
             cwd=self.tmp,
+            **({"input": stdin} if stdin is not None else {"stdin": subprocess.DEVNULL}),
         )
 
     def cli_json(self, *args: str) -> Any:

@@ -90,3 +90,31 @@ def test_errors_under_json_are_json(system_grid: SystemGrid) -> None:
     assert "no-such-task" in said["error"]
     plain = system_grid.cli("show", "no-such-task")
     assert plain.stderr.startswith("error: ")
+
+
+def test_run_passes_its_stdin_on_as_ssh_does(system_grid: SystemGrid) -> None:
+    system_grid.start_master()
+    system_grid.start_worker("w1", slots=1, run_as=None)  # (the worker's default identity)
+    piped = system_grid.cli("run", "--", "wc", "-l", stdin="a\nb\n")
+    assert (piped.returncode, piped.stdout.strip()) == (0, "2"), piped.stderr
+    kept = system_grid.cli("run", "--no-stdin", "--", "wc", "-l", stdin="a\nb\n")
+    assert kept.stdout.strip() == "0"  # as ssh -n
+    none = system_grid.cli("run", "--", "cat")  # stdin /dev/null: nothing, and it ends
+    assert (none.returncode, none.stdout) == (0, "")
+
+
+def test_submit_stdin_from_a_file_and_a_clear_error_when_it_is_too_large(
+    system_grid: SystemGrid,
+) -> None:
+    system_grid.start_master()
+    system_grid.start_worker("w1", slots=1)
+    (system_grid.tmp / "input.txt").write_text("x\ny\nz\n")
+    task_id = system_grid.cli("submit", "--stdin", "input.txt", "--", "sort", "-r").stdout.strip()
+    logs = system_grid.cli("logs", "-f", task_id)
+    assert logs.stdout == "z\ny\nx\n", logs.stderr
+    big = system_grid.tmp / "big.bin"
+    big.write_bytes(b"\0" * (2 << 20))
+    refused = system_grid.cli("submit", "--stdin", str(big), "--", "wc", "-c")
+    assert refused.returncode == 2
+    assert "larger than a task's stdin may be (1,048,576 bytes)" in refused.stderr
+    assert len(system_grid.cli_json("ls")) == 1  # nothing more was queued

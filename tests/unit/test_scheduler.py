@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from hypothesis import given, settings
@@ -193,3 +194,12 @@ def test_held_places_never_exceed_prefetch_and_slots_fill_first(
         else:
             assert slots_left == 0
         counts[name] += 1
+
+
+def test_a_task_with_stdin_goes_only_to_a_worker_that_feeds_it() -> None:
+    """A worker older than stdin would run the task with stdin closed: never placed there."""
+    old = Capacity("old", {}, slots=4, used=0, takes_stdin=False)
+    new = Capacity("new", {}, slots=1, used=0)
+    reading = dataclasses.replace(candidate(0), stdin=True)
+    assert place([reading], [old]) == []
+    assert [w for _, w in place([reading, candidate(1)], [old, new])] == ["new", "old"]

@@ -49,6 +49,7 @@ EVERY_OPTION: dict[str, Any] = {
     "concurrency_key": "db",
     "concurrency_limit": 2,
     "retain_s": 86_400.0,
+    "stdin_base64": "YQpiCg==",  # a\nb\n
 }
 # (the master sets these itself: a client cannot)
 SET_BY_THE_MASTER = {"submitted_by", "worker", "job"}
@@ -75,7 +76,7 @@ def test_every_http_option_has_its_cli_flag(tmp_path: Path) -> None:
         on=["a=b"], name="n", max_attempts=2, retry_delay=2, retry_on=[3], queue_timeout=4,
         idempotency_key="k", cpu=1, memory_mb=1, gpus=1, after=["t"], task_class="c",
         placement=Placement.PACK, queue="q", concurrency="k=2", retain="1d",
-        secret_env_file=secrets,
+        secret_env_file=secrets, stdin=str(secrets),
     )  # fmt: skip
     defaults = TaskOptions()
     fields = [f.name for f in dataclasses.fields(TaskOptions)]
@@ -109,11 +110,13 @@ async def test_every_option_given_over_http_is_stored_and_shown_as_given(tmp_pat
     differ = {
         key: (value, shown[key])
         for key, value in EVERY_OPTION.items()
-        if key not in ("argv", "secret_env", "retry", "on") and shown[key] != value
+        if key not in ("argv", "secret_env", "retry", "on", "stdin_base64") and shown[key] != value
     }
     assert not differ
     assert shown["argv"] == ["/bin/sh", "-c", "python3 train.py --epochs 3"]  # (shell: true)
     assert shown["secret_env"] == ["TOKEN"]  # names only, never the value
+    assert shown["stdin_bytes"] == 4  # its size only
+    assert spec.stdin == b"a\nb\n"
     assert shown["on"] == "gpu, zone in (a,b)"
     assert spec.retry.on_exit_codes == (75,)
     assert (spec.retry.initial_s, spec.retry.factor, spec.retry.max_s) == (2.0, 3.0, 30.0)
@@ -122,15 +125,16 @@ async def test_every_option_given_over_http_is_stored_and_shown_as_given(tmp_pat
 def test_a_worker_is_sent_every_option_it_acts_on() -> None:
     spec = TaskIn.model_validate(EVERY_OPTION).to_spec("alice", Sealer.ephemeral().seal)
     sent = set(TaskSpec.__dataclass_fields__) - MASTER_ONLY
-    assert sent == {"argv", "shell", "env", "cwd", "timeout_s", "resources", "secrets"}
+    assert sent == {"argv", "shell", "env", "cwd", "timeout_s", "resources", "secrets", "stdin"}
     assert set(pb.Assign.DESCRIPTOR.fields_by_name) == {
         "ref", "argv", "shell", "env", "cwd", "timeout_ms", "kill_grace_ms", "gpus",
-        "secret_env", "cpu", "memory_mb",
+        "secret_env", "cpu", "memory_mb", "stdin",
     }  # fmt: skip
     task = Task(id="t1", spec=spec, state=TaskState.ASSIGNED, attempt=1, seq=1, created_at=1)
     message = command_to_pb(AssignCmd(task, 5.0, {"TOKEN": "s3cret"})).assign
     assert (message.gpus, message.cpu, message.memory_mb) == (1, 2.0, 512)
     assert dict(message.secret_env) == {"TOKEN": "s3cret"}
+    assert message.stdin == b"a\nb\n"
     got = assignment_from_pb(message)
     assert (got.argv, got.shell, got.env, got.cwd, got.timeout_s) == (
         spec.argv, True, {"MODE": "fast"}, "/srv/data", 90.0,

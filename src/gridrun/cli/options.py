@@ -5,9 +5,13 @@ turns that into what POST /v1/tasks takes."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import functools
 import inspect
+import os
+import stat
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar, get_type_hints
@@ -17,7 +21,7 @@ import typer
 from gridrun.cli.common import fail
 from gridrun.errors import InvalidSpec
 from gridrun.model import Placement
-from gridrun.spec import parse_duration, parse_labels
+from gridrun.spec import MAX_STDIN_BYTES, parse_duration, parse_labels
 
 
 def task_body(command: list[str], o: TaskOptions) -> dict[str, Any]:
@@ -50,7 +54,44 @@ def task_body(command: list[str], o: TaskOptions) -> dict[str, Any]:
         **({"queue": o.queue} if o.queue else {}),
         **parse_concurrency(o.concurrency),
         **({"retain_s": _duration(o.retain, "--retain")} if o.retain else {}),
+        **({"stdin_base64": _base64(read_stdin(o.stdin))} if o.stdin else {}),
     )
+
+
+def _base64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+@functools.lru_cache(maxsize=4)  # read once for all the lines of a --file
+def read_stdin(source: str) -> bytes:
+    """The bytes a task is to read on its stdin: a file, or (`-`) this command's own stdin;
+    at most MAX_STDIN_BYTES, else a clear error before anything is submitted."""
+    try:
+        if source == "-":
+            data = sys.stdin.buffer.read(MAX_STDIN_BYTES + 1)
+        else:
+            with open(source, "rb") as file:
+                data = file.read(MAX_STDIN_BYTES + 1)
+    except OSError as exc:
+        fail(f"cannot read --stdin {source}: {exc.strerror or exc}", 2)
+    if len(data) > MAX_STDIN_BYTES:
+        what = "this command's stdin" if source == "-" else source
+        fail(
+            f"{what} is larger than a task's stdin may be ({MAX_STDIN_BYTES:,} bytes): ship"
+            " it as a file the task reads instead",
+            2,
+        )
+    return data
+
+
+def stdin_is_given() -> bool:
+    """Whether this command's stdin carries something to pass on: a pipe or a file (not a
+    terminal, not /dev/null), as `ssh host cmd` reads its own."""
+    try:
+        mode = os.fstat(0).st_mode
+    except OSError:
+        return False  # closed
+    return stat.S_ISFIFO(mode) or stat.S_ISREG(mode)
 
 
 def _duration(text: str, what: str) -> float:
@@ -197,6 +238,16 @@ class TaskOptions:
         str | None,
         typer.Option(
             "--retain", help="Keep it this long after it ends (30d), whatever the grid's rule."
+        ),
+    ] = None
+    stdin: Annotated[
+        str | None,
+        typer.Option(
+            "--stdin",
+            metavar="FILE",
+            help="Give the task this file on its standard input (- : this command's own;"
+            " at most 1 MiB, stored with the task, the same for every attempt). `run` passes"
+            " on a pipe or file it is given by itself.",
         ),
     ] = None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -33,7 +34,14 @@ from gridrun.cli.common import (
     say,
 )
 from gridrun.cli.follow import WhyItWaits, follow_output
-from gridrun.cli.options import NO_OPTIONS, Command, Name, TaskOptions, task_options
+from gridrun.cli.options import (
+    NO_OPTIONS,
+    Command,
+    Name,
+    TaskOptions,
+    stdin_is_given,
+    task_options,
+)
 from gridrun.client import Client, TaskDict
 from gridrun.client.calls import TERMINAL
 from gridrun.errors import ClientError, GridrunError
@@ -73,6 +81,8 @@ def submit(
     if file is not None:
         if command:
             fail("give either --file or a command, not both", 2)
+        if str(file) == "-" and options.stdin == "-":
+            fail("--file - and --stdin - cannot both read this command's stdin", 2)
         lines = _command_lines(file)
         with guard, connect(url) as client:
             _submit_file(client, file, lines, options, no_wait, json_out)
@@ -95,9 +105,20 @@ def run(
             " worker's output under its name and a summary; exit 1 if any did not succeed.",
         ),
     ] = False,
+    no_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--no-stdin",
+            help="Do not pass on this command's stdin (as ssh -n), e.g. in a loop that reads"
+            " a file.",
+        ),
+    ] = False,
     url: Url = None,
 ) -> None:
-    """Run a command on the grid, print its stdout and stderr, exit with its exit code."""
+    """Run a command on the grid, print its stdout and stderr, exit with its exit code. A
+    pipe or file on its stdin is the task's stdin (printf 'a\\nb\\n' | gridrun run -- wc -l)."""
+    if options.stdin is None and not no_stdin and stdin_is_given():
+        options = dataclasses.replace(options, stdin="-")
     if everywhere:
         if not command:
             fail("give a command, e.g. gridrun run --all -- uptime", 2)

@@ -13,7 +13,8 @@ class SubmitOptions(TypedDict, total=False):
     worker; `after` the task ids it runs after; `secret_env` variables that are passed to the
     process and never shown; `retry` a policy ({"initial_s": 1, "on_exit_codes": [75]});
     `queue` a name for quotas; `concurrency_key` + `concurrency_limit`: at most that many
-    tasks with the key run at once across the grid."""
+    tasks with the key run at once across the grid; `stdin_base64` what the process reads on
+    its standard input (base64 of the bytes)."""
 
     argv: Sequence[str]
     shell: bool
@@ -39,6 +40,7 @@ class SubmitOptions(TypedDict, total=False):
     concurrency_key: str
     concurrency_limit: int
     retain_s: float
+    stdin_base64: str
 
 
 class AttemptDict(TypedDict):
@@ -89,6 +91,7 @@ class TaskDict(TypedDict):
     concurrency_key: NotRequired[str | None]
     concurrency_limit: NotRequired[int | None]
     retain_s: NotRequired[float | None]
+    stdin_bytes: NotRequired[int]  # the size of its stdin (absent from older masters)
     retry_at: str | None
     on: str | None
     cpu: float

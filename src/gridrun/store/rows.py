@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -82,6 +83,8 @@ def spec_to_json(spec: TaskSpec) -> str:
         raw["queue"] = spec.queue
     if spec.concurrency is not None:
         raw["concurrency"] = [spec.concurrency.key, spec.concurrency.limit]
+    if spec.stdin is not None:
+        raw["stdin"] = base64.b64encode(spec.stdin).decode("ascii")
     return orjson.dumps(raw).decode()
 
 
@@ -104,6 +107,7 @@ def spec_from_json(text: str) -> TaskSpec:
         secrets=sealed_from_json(raw.get("secrets")),
         queue=raw.get("queue", DEFAULT_QUEUE),
         concurrency=concurrency_from_json(raw.get("concurrency")),
+        stdin=base64.b64decode(raw["stdin"]) if "stdin" in raw else None,
         **{name: raw.get(key) for key, name in OPTIONAL_SCALARS},
     )
 
@@ -161,11 +165,14 @@ def placement_to_json(spec: TaskSpec) -> str:
         placement["pack"] = True
     if spec.concurrency is not None:
         placement["concurrency"] = concurrency_to_json(spec.concurrency)
+    if spec.stdin is not None:
+        placement["stdin"] = True  # only a worker that feeds stdin may take it
     return orjson.dumps(placement).decode()
 
 
 def placement_from_json(text: str) -> dict[str, Any]:
-    """The `placement` column as Candidate fields: terms, resources, worker, task_class, pack."""
+    """The `placement` column as Candidate fields: terms, resources, worker, task_class, pack,
+    concurrency, stdin."""
     raw = orjson.loads(text)
     return {
         "selector": terms_from_json(raw.get("on", [])),
@@ -174,6 +181,7 @@ def placement_from_json(text: str) -> dict[str, Any]:
         "task_class": raw.get("class"),
         "placement": Placement.PACK if raw.get("pack") else Placement.SPREAD,
         "concurrency": concurrency_from_json(raw.get("concurrency")),
+        "stdin": bool(raw.get("stdin")),
     }
 
 

@@ -291,6 +291,7 @@ class Agent:
             containment=f"{self.containment.describe()}{TASKS_AS}{self.slots.tasks_as()}",
             batches=True,
             announces_starts=True,
+            takes_stdin=True,
             prefetch=self.config.prefetch_count,
         )
         try:

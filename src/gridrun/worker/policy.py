@@ -98,6 +98,7 @@ class Launch:
     executable: str | None = None  # the checked file to exec (argv[0] stays as the task gave it)
     ids: tuple[int, int] | None = None  # (uid, gid) it runs as, no other groups; None: ours
     rlimits: tuple[tuple[int, int], ...] = ()
+    stdin: bytes | None = None  # what it reads on fd 0 (None: /dev/null)
 
 
 def _already(uid: int, gid: int | None) -> bool:

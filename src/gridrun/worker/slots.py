@@ -11,6 +11,7 @@ or when the master revokes it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import shutil
@@ -228,6 +229,8 @@ class Slots:
             )  # fmt: skip
             self.not_run(ref, Outcome.REJECTED, str(refusal))
             return
+        if msg.stdin:
+            launch = dataclasses.replace(launch, stdin=msg.stdin)
         config = self.config
         limits = limits_for(msg.memory_mb, msg.cpu, config.task_pids or None, config.enforce_asks)
         try:

@@ -13,8 +13,9 @@ request on its socket it
   the ~11 ms a moved process loses over its first sleep on this kernel;
 - enters the attempt's mount namespace (its own /tmp) and its directory, and goes back;
 - starts the program with posix_spawn (vfork and exec, what `xargs` costs): a session of its
-  own, stdin /dev/null, the output pipes, and the attempt's uid and gid by
-  POSIX_SPAWN_RESETIDS (see Server.spawn): one exec, nothing run in between;
+  own, stdin /dev/null (or the file holding the task's stdin), the output pipes, and the
+  attempt's uid and gid by POSIX_SPAWN_RESETIDS (see Server.spawn): one exec, nothing run
+  in between;
 - where that cannot do it (rlimits; a v2 group), forks a child that does those steps in
   Python, then execs. Into a v2 group the child is cloned (clone3 with CLONE_INTO_CGROUP,
   Linux 5.7), so it too is born there and pays for no move; where clone3 is refused (an
@@ -117,8 +118,8 @@ def _child(request: dict[str, Any], out: int, err: int, report: int, move_into: 
         # its standard streams before its limits: under a low open-file limit the spawner's
         # own descriptors (closed at exec) may hold every number below it
         what, detail = "exec", ""
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
+        stdin = request["stdin_fd"]
+        os.dup2(stdin if stdin is not None else os.open(os.devnull, os.O_RDONLY), 0)
         os.dup2(out, 1)
         os.dup2(err, 2)
         cwd = request["cwd"]
@@ -209,8 +210,11 @@ class Server:
                 fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
         # (surrogates: what of the worker's environment is not UTF-8 travels as it was)
         request = json.loads(data.decode("utf-8", "surrogateescape"))
+        given = list(fds)  # the namespace (if "ns"), then the stdin file (if "stdin")
+        ns = given.pop(0) if request["ns"] else None
+        request["stdin_fd"] = given.pop(0) if request["stdin"] else None
         try:
-            self.launch(request, fds[0] if fds else None)
+            self.launch(request, ns)
         except Exception as exc:  # a bug of ours: that launch fails, with why; we go on
             self.send({"id": request["id"], "errno": 0, "what": "spawner", "detail": repr(exc)})
         finally:
@@ -297,8 +301,11 @@ class Server:
                 raise _Failed(exc.errno or 0, "chdir", exc.strerror or str(exc)) from None
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        stdin = request["stdin_fd"]
         actions = [
-            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_DUP2, stdin, 0)
+            if stdin is not None
+            else (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
             (os.POSIX_SPAWN_DUP2, out_w, 1),
             (os.POSIX_SPAWN_DUP2, err_w, 2),
         ]

@@ -166,6 +166,11 @@ class Spawner:
             "into": placement.into,
         }
         fds = [request.namespace] if request.namespace is not None else []
+        message["ns"] = request.namespace is not None
+        message["stdin"] = request.stdin is not None
+        stdin = _holding(request.stdin) if request.stdin is not None else None
+        if stdin is not None:
+            fds.append(stdin)  # (last: the spawner reads the flags to know which is which)
         ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
         assert self._sock is not None
         data = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode(
@@ -178,6 +183,9 @@ class Spawner:
                 raise OSError(exc.errno, f"the command and its environment are too large"
                               f" ({len(data)} bytes)") from None  # fmt: skip
             raise
+        finally:
+            if stdin is not None:
+                os.close(stdin)  # (the spawner holds its own copy now, the child one more)
 
     def _readable(self) -> None:
         assert self._sock is not None
@@ -332,3 +340,19 @@ def _why(pending: _Pending, message: dict[str, Any]) -> str:
     if what == "exec":
         return f"cannot run {target!r}: {reason}"
     return f"cannot run {target!r}: cannot set its {what}: {reason}"
+
+
+def _holding(data: bytes) -> int:
+    """A descriptor of an anonymous file (memfd) holding `data`, read from its start: the
+    child's stdin. A file, not a pipe: the worker never has to write while the task runs, and
+    a task that reads nothing blocks nobody."""
+    fd = os.memfd_create("gridrun-stdin", os.MFD_CLOEXEC)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.lseek(fd, 0, os.SEEK_SET)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd

@@ -36,6 +36,7 @@ class Capacity:
     taken: Resources = NO_RESOURCES  # asked for by the attempts it holds
     max_tasks: Mapping[str, int] = field(default_factory=dict)  # class -> at most at once
     by_class: dict[str, int] = field(default_factory=dict)  # class -> attempts it holds
+    takes_stdin: bool = True  # it feeds a task's stdin (a worker older than that: False)
 
     @property
     def free(self) -> int:
@@ -94,9 +95,12 @@ def could_run(candidate: Candidate, worker: Capacity) -> bool:
 
 
 def _suits(candidate: Candidate, worker: Capacity) -> bool:
-    """What a worker is, whatever it holds: legacy or not, its id, its labels."""
+    """What a worker is, whatever it holds: legacy or not, what it can feed a task, its id,
+    its labels."""
     if worker.legacy and not candidate.legacy_ok:
         return False
+    if candidate.stdin and not worker.takes_stdin:
+        return False  # it would run with stdin closed
     if candidate.worker is not None and candidate.worker != worker.worker_id:
         return False
     return labels_match(candidate.labels, worker.labels, candidate.selector)
@@ -110,6 +114,7 @@ def _plain(candidate: Candidate) -> bool:
         or candidate.resources
         or candidate.worker is not None
         or candidate.task_class is not None
+        or candidate.stdin  # (a worker must feed it)
     )
 
 

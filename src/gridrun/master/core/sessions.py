@@ -97,6 +97,7 @@ class WorkerSession:
     batches: bool = False
     announces: bool = False
     prefetch: int = 0
+    takes_stdin: bool = False  # it feeds an Assign's stdin to the process
     quarantined: str | None = None  # why it gets no new work (missed deadlines)
     # what it joined with and from where: a quarantine follows these, not only the id (a
     # worker quarantined under one id must not come back clean under another)
@@ -258,6 +259,7 @@ class WorkerSession:
             taken=taken,
             max_tasks=self.max_tasks,
             by_class=by_class,
+            takes_stdin=self.takes_stdin,
         )
 
 

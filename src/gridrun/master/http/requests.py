@@ -3,6 +3,8 @@ domain (`TaskIn.to_spec`). What it answers is `schemas`."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 from collections.abc import Callable, Mapping
 from typing import Annotated, Literal
@@ -22,12 +24,22 @@ from gridrun.spec import (
     MAX_MEMORY_MB,
     MAX_PRIORITY,
     MAX_RETAIN_S,
+    MAX_STDIN_BYTES,
     check_env,
     make_spec,
 )
 
 MAX_BATCH = 10_000
 Seal = Callable[[Mapping[str, str]], Sealed]
+
+
+def _decoded(text: str | None) -> bytes | None:
+    if text is None:
+        return None
+    try:
+        return base64.b64decode(text, validate=True)
+    except binascii.Error:
+        raise InvalidSpec("stdin_base64 is not base64 (RFC 4648, with padding)") from None
 
 
 class _In(BaseModel):
@@ -129,6 +141,12 @@ class TaskIn(_In):
         None,
         description="Keep it this long after it ends (seconds), whatever the grid's --retain.",
     )
+    stdin_base64: Annotated[str, Field(max_length=(MAX_STDIN_BYTES + 2) // 3 * 4)] | None = Field(
+        None,
+        description="What the process reads on its standard input, base64 (at most"
+        f" {MAX_STDIN_BYTES:,} bytes once decoded); stored with the task and given to"
+        " every attempt. Without it, stdin is /dev/null.",
+    )
 
     def to_spec(self, submitted_by: str | None = None, seal: Seal | None = None) -> TaskSpec:
         """The spec; `seal` seals secret_env (a master always passes its key's)."""
@@ -166,6 +184,7 @@ class TaskIn(_In):
             concurrency_key=self.concurrency_key,
             concurrency_limit=self.concurrency_limit,
             retain_s=self.retain_s,
+            stdin=_decoded(self.stdin_base64),
         )
 
     def _retry_policy(self) -> RetryPolicy:

@@ -100,6 +100,7 @@ def command_to_pb(command: Command) -> pb.MasterMessage:
                     cpu=spec.resources.cpu,
                     memory_mb=spec.resources.memory_mb,
                     secret_env=secret_env,
+                    stdin=spec.stdin or b"",
                 )
             )
         case CancelCmd(ref=ref, reason=reason):
@@ -260,6 +261,7 @@ class WorkerServicer:
             identity_secret=issued,
             batches=hello.batches,
             announces=hello.announces_starts,
+            takes_stdin=hello.takes_stdin,
             credential=credential or (hello.worker_id if self._access.bind_worker_certs else ""),
             host=peer_host(context.peer()),
             joined_at=self._clock.monotonic(),

@@ -527,3 +527,11 @@ async def test_a_claim_takes_its_pairs_in_order_and_starts_each_attempt_afresh(
     lost = await store.mark_lost("w1", [], now=5002, reason="w1 is gone")
     assert [(t.id, t.state) for t in lost] == [("r", TaskState.QUEUED)]  # (a try left)
     assert (await store.get_task("b")).state is TaskState.QUEUED
+
+
+async def test_owners_counts_assigned_and_running_apart(store: Store) -> None:
+    """`top` and GET /v1/owners showed a task sent but not started as running."""
+    await add(store, "a", "b", "c", submitted_by="alice")
+    await claim(store, [("a", "w1"), ("b", "w1")], now=2)
+    assert await store.record_start(AttemptRef("a", 1), "w1", 3)
+    assert await store.owners() == [("alice", "default", 1, 1, 1)]  # queued, assigned, running

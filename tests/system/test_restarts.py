@@ -89,6 +89,10 @@ def test_gridrun_up_starts_a_grid_and_ctrl_c_leaves_no_process(tmp_path: Path) -
         assert up.wait(timeout=60) == 0
         for pid in [*children, task_pid]:
             eventually(lambda pid=pid: not pid_alive(pid), 10)
+        assert up.stdout is not None
+        banner = up.stdout.read().decode()
+        # on a port of its own, the banner's example says where the grid is
+        assert f"try:  GRIDRUN_URL={grid.url} gridrun run -- echo hello" in banner
     finally:
         if up.poll() is None:
             up.kill()

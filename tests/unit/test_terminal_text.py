@@ -192,3 +192,17 @@ def test_gridrun_workers_says_who_tasks_run_as_and_whether_they_are_apart() -> N
     for containment, shown in said.items():
         headers, rows = worker_rows([a_worker("online", containment=containment)])
         assert dict(zip(headers, rows[0], strict=True))["TASKS AS"] == shown
+
+
+def test_show_says_waiting_for_a_task_a_limit_holds_and_unschedulable_only_otherwise() -> None:
+    held = a_task("queued", unschedulable="waiting for concurrency key db (2/2 running)")
+    never = a_task("queued", unschedulable="no live worker matches gpu=a100")
+    console = Console(file=io.StringIO(), width=120, record=True)
+    console.print(task_detail(held))
+    console.print(task_detail(never))
+    lines = console.export_text().splitlines()
+    assert any(line.split()[:2] == ["waiting", "waiting"] for line in lines)  # label, reason
+    assert any(line.split()[:1] == ["unschedulable"] and "gpu=a100" in line for line in lines)
+    assert not any(
+        line.split()[:1] == ["unschedulable"] and "concurrency" in line for line in lines
+    )

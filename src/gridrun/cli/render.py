@@ -259,7 +259,10 @@ def task_detail(task: TaskDict) -> Table:
     if task["retry_at"]:
         rows.append(("retry at", task["retry_at"]))
     if task["unschedulable"]:
-        rows.append(("unschedulable", task["unschedulable"]))
+        # a limit's reason (a quota, a concurrency key) says the task waits its turn: it is
+        # not unschedulable, and the row says so
+        why = task["unschedulable"]
+        rows.append(("waiting" if why.startswith("waiting") else "unschedulable", why))
     for key, value in rows:
         table.add_row(key, value if key == "state" else cell(value))
     return table
@@ -354,9 +357,12 @@ def tasks_as(containment: str | None) -> str:
 
 def owner_table(owners: list[dict[str, Any]]) -> Table:
     """Tasks queued and running per owner and queue (GET /v1/owners)."""
-    table = Table("OWNER", "QUEUE", "QUEUED", "RUNNING", box=None, header_style="bold")
+    table = Table("OWNER", "QUEUE", "QUEUED", "ASSIGNED", "RUNNING", box=None, header_style="bold")
     for o in owners:
-        table.add_row(cell(o["owner"]), cell(o["queue"]), f"{o['queued']:,}", f"{o['running']:,}")
+        table.add_row(
+            cell(o["owner"]), cell(o["queue"]), f"{o['queued']:,}",
+            f"{o.get('assigned', 0):,}", f"{o['running']:,}",  # (no assigned: an older master)
+        )  # fmt: skip
     return table
 
 

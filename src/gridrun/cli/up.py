@@ -24,6 +24,7 @@ import httpx
 import typer
 
 from gridrun.cli.common import LogLevel, app, guard
+from gridrun.client.settings import DEFAULT_URL
 from gridrun.errors import ClientError
 from gridrun.spec import split_address
 from gridrun.worker.proctree import PR_SET_PDEATHSIG, prctl
@@ -121,10 +122,12 @@ class Grid:
                 args += ["--slots", str(self.slots)]
             self._spawn(*args)
         masters = ", ".join(urls) + " on PostgreSQL" if len(urls) > 1 else f"{url} (gRPC {target})"
+        # the CLI dials DEFAULT_URL unless told: say where this grid is when it is elsewhere
+        where = "" if url == DEFAULT_URL else f"GRIDRUN_URL={url} "
         print(
             f"\ngridrun is up: master {masters}, {self.workers} worker(s).\n"
             f"  dashboard: {url}/   metrics: {url}/metrics\n"
-            f"  try:  gridrun run -- echo hello\n"
+            f"  try:  {where}gridrun run -- echo hello\n"
             f"        curl -X POST -H 'Content-Type: application/json'"
             f' -d \'{{"cmd": "touch test.txt"}}\' {url}/tasks\n'
             f"  Ctrl-C stops the grid.\n",

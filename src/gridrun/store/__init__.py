@@ -314,7 +314,7 @@ class Store(Protocol):
         on every owner's tasks naming it share it, with this limit."""
         ...
 
-    async def owners(self) -> list[tuple[str, str, int, int]]:
+    async def owners(self) -> list[tuple[str, str, int, int, int]]:
         """(owner, queue, queued, running) for each owner and queue with tasks queued or
         running (reads every queued task's index entry: for a look, not for each second)."""
         ...

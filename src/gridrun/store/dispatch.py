@@ -99,15 +99,16 @@ class DispatchVerbs(TaskSteps):
 
         await self._write(step)
 
-    async def owners(self) -> list[tuple[str, str, int, int]]:
-        async def read(tx: Tx) -> list[tuple[str, str, int, int]]:
+    async def owners(self) -> list[tuple[str, str, int, int, int]]:
+        async def read(tx: Tx) -> list[tuple[str, str, int, int, int]]:
             query = sql.QUEUED_BY_OWNER.format(index=self.dialect.use_index("tasks_owners"))
             counts: dict[tuple[str, str], list[int]] = {}
             for owner, queue, n in await tx.all(query):
-                counts.setdefault((owner, queue), [0, 0])[0] = n
-            for owner, queue, n in await tx.all(sql.RUNNING_BY_OWNER):
-                counts.setdefault((owner, queue), [0, 0])[1] = n
-            return [(o, q, queued, running) for (o, q), (queued, running) in sorted(counts.items())]
+                counts.setdefault((owner, queue), [0, 0, 0])[0] = n
+            for owner, queue, state, n in await tx.all(sql.RUNNING_BY_OWNER):
+                column = 1 if state == TaskState.ASSIGNED else 2
+                counts.setdefault((owner, queue), [0, 0, 0])[column] = n
+            return [(o, q, *c) for (o, q), c in sorted(counts.items())]  # type: ignore[misc]
 
         return await self._read(read)
 

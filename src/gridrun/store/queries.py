@@ -52,8 +52,8 @@ QUEUED_BY_OWNER = (
     "SELECT owner, queue, count(*) FROM tasks {index} WHERE state = 'queued' GROUP BY owner, queue"
 )
 RUNNING_BY_OWNER = (
-    "SELECT owner, queue, count(*) FROM tasks WHERE state IN ('assigned', 'running')"
-    " GROUP BY owner, queue"
+    "SELECT owner, queue, state, count(*) FROM tasks WHERE state IN ('assigned', 'running')"
+    " GROUP BY owner, queue, state"
 )
 SELECT_QUOTAS = "SELECT scope, name, max_queued, max_running FROM quotas ORDER BY scope, name"
 DELETE_QUOTA = "DELETE FROM quotas WHERE scope = ? AND name = ?"

@@ -100,8 +100,9 @@ class Service:
     async def quotas(self) -> list[Quota]:
         return await self.store.quotas()
 
-    async def owners(self) -> list[tuple[str, str, int, int]]:
-        """(owner, queue, queued, running) for every owner and queue with tasks."""
+    async def owners(self) -> list[tuple[str, str, int, int, int]]:
+        """(owner, queue, queued, assigned, running) for every owner and queue with tasks
+        (assigned: sent to a worker, not started yet)."""
         return await self.store.owners()
 
     async def concurrency_keys(self, limit: int) -> list[tuple[str, str, int]]:

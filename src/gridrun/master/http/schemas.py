@@ -386,7 +386,8 @@ class OwnerOut(BaseModel):
     owner: str
     queue: str
     queued: int
-    running: int
+    assigned: int = Field(0, description="Sent to a worker, not started yet.")
+    running: int = Field(description="Started (assigned ones are not counted here).")
 
 
 class OwnerListOut(BaseModel):

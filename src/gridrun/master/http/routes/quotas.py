@@ -103,8 +103,8 @@ async def remove_grid_key(
 async def owners(who: Reader, service: ServiceDep) -> OwnerListOut:
     return OwnerListOut(
         owners=[
-            OwnerOut(owner=o, queue=q, queued=queued, running=running)
-            for o, q, queued, running in await service.owners()
+            OwnerOut(owner=o, queue=q, queued=queued, assigned=assigned, running=running)
+            for o, q, queued, assigned, running in await service.owners()
         ]
     )
 

@@ -535,3 +535,20 @@ async def test_owners_counts_assigned_and_running_apart(store: Store) -> None:
     await claim(store, [("a", "w1"), ("b", "w1")], now=2)
     assert await store.record_start(AttemptRef("a", 1), "w1", 3)
     assert await store.owners() == [("alice", "default", 1, 1, 1)]  # queued, assigned, running
+
+
+async def test_a_listing_by_duration_is_the_top_of_all_not_of_the_newest(store: Store) -> None:
+    """`ls --sort duration --limit 2` sorted the 2 newest; it is the 2 longest of all now,
+    those never run last; and since/until bound the time of creation."""
+    await add(store, "old_long", "mid_short", "new_short", "never")
+    claimed = await claim(store, [("old_long", "w1"), ("mid_short", "w2"), ("new_short", "w3")], 2)
+    took = {"old_long": 50, "mid_short": 5, "new_short": 1}
+    for task in claimed:
+        report = Report(Outcome.EXITED, exit_code=0, started_at=10, finished_at=10 + took[task.id])
+        await store.record_finish(task.ref, str(task.worker_id), report, now=100)
+    top = await store.list_tasks(TaskFilter(), 2, None, "duration")
+    assert ([t.id for t in top.tasks], top.next_cursor) == (["old_long", "mid_short"], None)
+    every = await store.list_tasks(TaskFilter(), 10, None, "duration")
+    assert [t.id for t in every.tasks][-1] == "never"
+    assert (await store.list_tasks(TaskFilter(since=2), 10, None)).tasks == []  # all made at 1
+    assert len((await store.list_tasks(TaskFilter(since=1, until=2), 10, None)).tasks) == 4

@@ -33,6 +33,8 @@ def test_submit_file_shows_progress_until_every_task_has_ended(system_grid: Syst
         gate.touch()
         term.read_until(r"3/3 +2 ok 1 failed")
         term.read_until(r"3 tasks from .*commands\.txt: 1 failed, 2 succeeded")
+        # which line failed, how, and its task: to look at it or fix the file
+        term.read_until(r"commands\.txt:4: failed exit 3: exit 3  \([0-9a-f]{24}\)")
     finally:
         code = term.close()
     assert code == 1  # not every task succeeded
@@ -112,3 +114,23 @@ def test_ls_and_workers_fit_80_columns_and_print_plain_lines_into_a_pipe(
     workers = system_grid.cli("workers").stdout.rstrip("\n").split("\n")
     assert workers[0].split("\t")[:2] == ["ID", "STATE"]
     assert workers[1].split("\t")[:2] == ["a-worker-with-a-rather-long-name", "online"]
+
+
+def test_ls_sort_limit_and_filters_pick_from_every_task_not_the_newest(
+    system_grid: SystemGrid,
+) -> None:
+    system_grid.start_master()
+    system_grid.start_worker("w1", slots=1)
+    slow = system_grid.cli("submit", "--", "sleep", "0.6").stdout.strip()
+    system_grid.task(slow, wait=30)
+    quick = []
+    for _ in range(3):
+        quick.append(system_grid.cli("submit", "--", "true").stdout.strip())
+        system_grid.task(quick[-1], wait=30)
+    longest = system_grid.cli_json("ls", "--sort", "duration", "--limit", "1")
+    assert [t["id"] for t in longest] == [slow]  # the oldest, though only 1 was asked for
+    assert system_grid.cli_json("ls", "--since", "1h", "--limit", "10") != []
+    assert system_grid.cli_json("ls", "--until", "1h") == []  # none made over an hour ago
+    bad = system_grid.cli("ls", "--since", "last tuesday")
+    assert bad.returncode == 2
+    assert "--since 'last tuesday': give a duration ago" in bad.stderr

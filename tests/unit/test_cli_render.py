@@ -8,11 +8,9 @@ import pytest
 from rich.console import Console
 
 from gridrun.cli.render import (
-    SortKey,
     attempt_table,
     exit_status,
     size,
-    sorted_tasks,
     task_rows,
     task_table,
     tsv,
@@ -106,22 +104,6 @@ def test_an_attempt_that_was_measured_shows_its_cpu_and_peak_memory() -> None:
     for shown in ("CPU", "PEAK MEM", "1.23s", "70.0 MiB"):
         assert shown in text, text
     assert attempt_table(task(attempts=[{**attempt, "cpu_s": None}])) is None  # one, unmeasured
-
-
-def test_ls_sorts_by_what_was_used_largest_first_and_unmeasured_last() -> None:
-    def listed(n: int, cpu: float | None, memory: int | None, took: int | None) -> Any:
-        end = None if took is None else f"2026-01-01T00:00:{took:02d}+00:00"
-        return task(id=f"t{n}", cpu_s=cpu, peak_memory_bytes=memory,
-                    started_at="2026-01-01T00:00:00+00:00", finished_at=end)  # fmt: skip
-
-    tasks = [listed(1, 0.5, 10, 3), listed(2, None, None, None), listed(3, 2.0, 5, 9)]
-    ids = {key: [t["id"] for t in sorted_tasks(tasks, key)] for key in SortKey}
-    assert ids == {
-        SortKey.CREATED: ["t1", "t2", "t3"],
-        SortKey.DURATION: ["t3", "t1", "t2"],
-        SortKey.CPU: ["t3", "t1", "t2"],
-        SortKey.MEMORY: ["t1", "t3", "t2"],
-    }
 
 
 def listed(task_id: str, state: str, **fields: Any) -> Any:

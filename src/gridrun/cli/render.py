@@ -119,25 +119,6 @@ class SortKey(enum.StrEnum):
 USAGE_KEYS = (SortKey.CPU, SortKey.MEMORY)
 
 
-def sorted_tasks(tasks: list[TaskDict], key: SortKey) -> list[TaskDict]:
-    """The tasks by `key`, largest first; those without it (not run, not measured) last, in
-    the order they came (newest first)."""
-    if key is SortKey.CREATED:
-        return tasks
-
-    def value(task: TaskDict) -> float | None:
-        if key is SortKey.DURATION:
-            return _seconds(task["started_at"], task["finished_at"])
-        if key is SortKey.CPU:
-            return task.get("cpu_s")
-        memory = task.get("peak_memory_bytes")
-        return float(memory) if memory is not None else None
-
-    known = [t for t in tasks if value(t) is not None]
-    known.sort(key=lambda t: value(t) or 0.0, reverse=True)
-    return known + [t for t in tasks if value(t) is None]
-
-
 WORKER_WIDTH = 16  # a worker's name beyond this is cut (`--json` and a pipe have it whole)
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import shlex
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -44,8 +46,9 @@ from gridrun.cli.options import (
 )
 from gridrun.client import Client, TaskDict
 from gridrun.client.calls import TERMINAL
-from gridrun.errors import ClientError, GridrunError
+from gridrun.errors import ClientError, GridrunError, InvalidSpec
 from gridrun.model import TaskState
+from gridrun.spec import parse_duration
 from gridrun.text import visible
 
 # ---------------------------------------------------------------- tasks
@@ -235,8 +238,33 @@ def _submit_file(
     else:
         summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()) if n)
         say(f"{len(ids)} tasks from {file}: {summary}")
+        _say_failed_lines(file, label, lines, ids, ended)
     failed = len(ids) - counts.get(TaskState.SUCCEEDED, 0)
     raise typer.Exit(1 if failed else 0)
+
+
+FAILED_LINES_SHOWN = 10
+
+
+def _say_failed_lines(
+    file: Path,
+    label: str,
+    lines: list[tuple[int, str]],
+    ids: list[str],
+    ended: dict[str, TaskDict],
+) -> None:
+    """Which lines did not succeed (the first FAILED_LINES_SHOWN), as FILE:LINE: how, the
+    command, and the task id, so a user can look at one or fix the file."""
+    failed = [
+        (number, command, ended[task_id])
+        for (number, command), task_id in zip(lines, ids, strict=True)
+        if ended[task_id]["state"] != TaskState.SUCCEEDED
+    ]
+    for number, command, task in failed[:FAILED_LINES_SHOWN]:
+        say(f"  {file}:{number}: {render.outcome(task)}: {visible(command)}  ({task['id']})")
+    if len(failed) > FAILED_LINES_SHOWN:
+        more = len(failed) - FAILED_LINES_SHOWN
+        say(f"  and {more:,} more (gridrun ls --name {shlex.quote(visible(label))})")
 
 
 def _progress(client: Client, name: str, ids: list[str]) -> dict[str, TaskDict]:
@@ -276,12 +304,22 @@ def list_tasks(
     name: Name = None,
     owner: Annotated[str | None, typer.Option("--owner", help="Submitted by this token.")] = None,
     queue: Annotated[str | None, typer.Option("--queue", help="In this queue.")] = None,
+    job: Annotated[str | None, typer.Option("--job", help="Of this job.")] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since", metavar="WHEN", help="Created since: 90m, 2d (ago), or a UTC time."
+        ),
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", metavar="WHEN", help="Created before (as --since).")
+    ] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1000)] = 20,
     sort: Annotated[
         render.SortKey,
         typer.Option(
-            help="Order the tasks listed (the newest --limit) by this, largest first:"
-            " duration, cpu or memory (peak; the last two where measured).",
+            help="The --limit largest of all that match, by duration, cpu or memory (peak;"
+            " the last two where measured); default: the newest.",
         ),
     ] = render.SortKey.CREATED,
     url: Url = None,
@@ -295,9 +333,12 @@ def list_tasks(
             name=name,
             owner=owner,
             queue=queue,
+            job=job,
+            since=_when(since, "--since"),
+            until=_when(until, "--until"),
+            sort=str(sort) if sort is not render.SortKey.CREATED else None,
             limit=limit,
         )
-    tasks = render.sorted_tasks(tasks, sort)
     usage = sort in render.USAGE_KEYS
     if json_out:
         print_json(tasks)
@@ -306,6 +347,22 @@ def list_tasks(
     else:
         console = Console()
         console.print(render.task_table(tasks, console.width, usage=usage))
+
+
+def _when(given: str | None, flag: str) -> str | None:
+    """A --since/--until as the API takes it: a duration ago (90m, 2d) or a time (UTC unless
+    it says otherwise), as ISO 8601."""
+    if given is None:
+        return None
+    try:
+        ago = parse_duration(given, flag)
+    except InvalidSpec:
+        try:
+            at = datetime.fromisoformat(given)
+        except ValueError:
+            fail(f"{flag} {given!r}: give a duration ago (90m, 2d) or a time (2026-12-07T06:00)", 2)
+        return (at if at.tzinfo else at.replace(tzinfo=UTC)).isoformat()
+    return (datetime.now(UTC) - timedelta(seconds=ago)).isoformat()
 
 
 @app.command()

@@ -131,12 +131,21 @@ class Client:
         name: str | None = None,
         owner: str | None = None,
         queue: str | None = None,
+        job: str | None = None,
+        labels: Sequence[str] = (),
+        since: str | None = None,
+        until: str | None = None,
+        sort: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> tuple[list[TaskDict], str | None]:
+        """A page of tasks, newest first; `labels` k=v, `since`/`until` ISO 8601 times of
+        creation, `sort` duration, cpu or memory for the top `limit` by that (no cursor)."""
         params = calls.list_params(
-            states, limit, cursor, worker=worker, name=name, owner=owner, queue=queue
-        )
+            states, limit, cursor, worker=worker, name=name, owner=owner, queue=queue, job=job,
+            since=since, until=until, sort=sort,
+        )  # fmt: skip
+        params += [("label", label) for label in labels]
         page = self._json("GET", "/v1/tasks", params=params)
         return cast(list[TaskDict], page["tasks"]), page["next_cursor"]
 

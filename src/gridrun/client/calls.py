@@ -110,7 +110,8 @@ def submit_body(cmd: str | None, options: SubmitOptions) -> dict[str, Any]:
 def list_params(
     states: Sequence[str], limit: int, cursor: str | None, **filters: str | None
 ) -> list[tuple[str, str | int]]:
-    """The query of GET /v1/tasks; `filters`: worker, name, owner, queue."""
+    """The query of GET /v1/tasks; `filters`: worker, name, owner, queue, job, since, until,
+    sort."""
     params: list[tuple[str, str | int]] = [("limit", limit)]
     params += [("state", state) for state in states]
     for key, value in (*filters.items(), ("cursor", cursor)):

@@ -47,6 +47,13 @@ class TaskFilter:
     owner: str | None = None
     queue: str | None = None
     job: str | None = None
+    since: int | None = None  # created at or after (epoch ms)
+    until: int | None = None  # created before (epoch ms)
+
+
+# how a listing is ordered: newest first (paged), or the largest first by what it took (the
+# top `limit` of all that match; those not run or not measured last)
+TaskOrder = Literal["created", "duration", "cpu", "memory"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,7 +213,12 @@ class Store(Protocol):
 
     async def get_attempts(self, task_id: str) -> list[Attempt]: ...
 
-    async def list_tasks(self, flt: TaskFilter, limit: int, before: int | None) -> Page: ...
+    async def list_tasks(
+        self, flt: TaskFilter, limit: int, before: int | None, order: TaskOrder = "created"
+    ) -> Page:
+        """A page of the tasks that match, newest first (`before`: a cursor), or by `order`
+        the top `limit` (no cursor: next_cursor is None)."""
+        ...
 
     async def get_output(self, task_id: str) -> TaskOutput: ...
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from gridrun.errors import InvalidTransition
 from gridrun.model import ACTIVE, Attempt, Stream, StreamOutput, Task, TaskState, transition
-from gridrun.store import NewTask, NoticeKind, Page, TaskFilter, TaskOutput
+from gridrun.store import NewTask, NoticeKind, Page, TaskFilter, TaskOrder, TaskOutput
 from gridrun.store import queries as sql
 from gridrun.store.attempts import AttemptVerbs
 from gridrun.store.dispatch import DispatchVerbs
@@ -25,6 +25,12 @@ from gridrun.store.schedules import ScheduleVerbs
 from gridrun.store.workers import WorkerVerbs
 
 EXPIRE_BATCH = 1000
+# what a listing by `order` sorts on (a column expression of tasks)
+ORDERS = {
+    "duration": "finished_at - started_at",
+    "cpu": "cpu_s",
+    "memory": "peak_memory_bytes",
+}
 
 
 class RelationalStore(DispatchVerbs, AttemptVerbs, ScheduleVerbs, WorkerVerbs, RetentionVerbs):
@@ -54,7 +60,9 @@ class RelationalStore(DispatchVerbs, AttemptVerbs, ScheduleVerbs, WorkerVerbs, R
 
         return await self._read(read)
 
-    async def list_tasks(self, flt: TaskFilter, limit: int, before: int | None) -> Page:
+    async def list_tasks(
+        self, flt: TaskFilter, limit: int, before: int | None, order: TaskOrder = "created"
+    ) -> Page:
         where: list[str] = []
         args: list[Any] = []
         if flt.states:
@@ -70,18 +78,26 @@ class RelationalStore(DispatchVerbs, AttemptVerbs, ScheduleVerbs, WorkerVerbs, R
         for key, value in flt.labels.items():
             where.append(self.dialect.label_clause)
             args.extend((key, value))
-        if before is not None:
+        for bound, at in (("created_at >= ?", flt.since), ("created_at < ?", flt.until)):
+            if at is not None:
+                where.append(bound)
+                args.append(at)
+        if before is not None and order == "created":
             where.append("seq < ?")
             args.append(before)
         query = f"SELECT {sql.TASK_COLUMNS} FROM tasks"
         if where:
             query += " WHERE " + " AND ".join(where)
-        query += " ORDER BY seq DESC LIMIT ?"
+        if order == "created":
+            query += " ORDER BY seq DESC LIMIT ?"
+        else:  # the largest first; those without the figure (not run, not measured) last
+            taken = ORDERS[order]
+            query += f" ORDER BY ({taken}) IS NULL, {taken} DESC, seq DESC LIMIT ?"
         args.append(limit + 1)
 
         async def page(tx: Tx) -> Page:
             tasks = [task_from_row(r) for r in await tx.all(query, *args)]
-            more = len(tasks) > limit
+            more = len(tasks) > limit and order == "created"
             tasks = tasks[:limit]
             return Page(tasks=tasks, next_cursor=tasks[-1].seq if more else None)
 

@@ -42,7 +42,16 @@ from gridrun.model import (
 )
 from gridrun.resources import labels_match
 from gridrun.spec import resolve_after
-from gridrun.store import NewTask, Notice, NoticeKind, Page, Store, TaskFilter, TaskOutput
+from gridrun.store import (
+    NewTask,
+    Notice,
+    NoticeKind,
+    Page,
+    Store,
+    TaskFilter,
+    TaskOrder,
+    TaskOutput,
+)
 
 log = logging.getLogger("gridrun.master")
 
@@ -147,8 +156,10 @@ class Service:
     async def get(self, task_id: str) -> Task:
         return await self.store.get_task(task_id)
 
-    async def list_tasks(self, flt: TaskFilter, limit: int, before: int | None) -> Page:
-        return await self.store.list_tasks(flt, limit, before)
+    async def list_tasks(
+        self, flt: TaskFilter, limit: int, before: int | None, order: TaskOrder = "created"
+    ) -> Page:
+        return await self.store.list_tasks(flt, limit, before, order)
 
     async def attempts(self, task_id: str) -> list[Attempt]:
         return await self.store.get_attempts(task_id)

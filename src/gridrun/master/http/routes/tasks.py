@@ -3,6 +3,7 @@ JSON, raw bytes or live), cancel."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -31,7 +32,7 @@ from gridrun.master.http.routes.common import (
 from gridrun.master.http.schemas import BatchOut, IdsOut, OutputOut, StreamOut, TaskListOut, TaskOut
 from gridrun.model import TaskState
 from gridrun.spec import parse_labels
-from gridrun.store import TaskFilter
+from gridrun.store import TaskFilter, TaskOrder
 
 router = APIRouter(route_class=StrictJsonRoute, tags=["tasks"])
 
@@ -131,10 +132,23 @@ async def list_tasks(
         list[str] | None,
         Query(description="k=v: tasks whose labels include it; repeat for several."),
     ] = None,
+    since: Annotated[
+        datetime | None, Query(description="Created at or after this time (ISO 8601).")
+    ] = None,
+    until: Annotated[datetime | None, Query(description="Created before this time.")] = None,
+    sort: Annotated[
+        TaskOrder,
+        Query(
+            description="created: newest first, in pages. duration, cpu, memory: the top"
+            " `limit` of all that match, largest first (no cursor).",
+        ),
+    ] = "created",
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     cursor: Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$")] = None,
 ) -> TaskListOut | Response:
     labels = parse_labels(label or [])  # 422 for anything but k=v
+    if cursor is not None and sort != "created":
+        raise InvalidSpec("a cursor pages a listing by creation only (sort=created)")
     page = await service.list_tasks(
         TaskFilter(
             states=state or (),
@@ -144,15 +158,26 @@ async def list_tasks(
             job=job,
             owner=owner,
             queue=queue,
+            since=_epoch_ms(since),
+            until=_epoch_ms(until),
         ),
         limit,
         int(cursor) if cursor else None,
+        sort,
     )
     listing = TaskListOut(
         tasks=[TaskOut.of(t) for t in page.tasks],
         next_cursor=str(page.next_cursor) if page.next_cursor is not None else None,
     )
     return answer(listing, 200)
+
+
+def _epoch_ms(at: datetime | None) -> int | None:
+    if at is None:
+        return None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)  # (a time without a zone is UTC, as the CLI shows times)
+    return round(at.timestamp() * 1000)
 
 
 @router.get("/v1/tasks/{task_id}", response_model=TaskOut)

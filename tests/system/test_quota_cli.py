@@ -39,7 +39,7 @@ def test_quotas_from_the_cli(system_grid: SystemGrid) -> None:
     piped = system_grid.cli("quota", "show").stdout  # into a pipe: TSV, each list under its header
     quotas, owners = piped.strip().split("\n\n")
     assert quotas.split("\n") == ["SCOPE\tNAME\tMAX QUEUED\tMAX RUNNING", "queue\tnightly\t2\t"]
-    assert "anonymous\tnightly\t2\t0" in owners.split("\n")
+    assert "anonymous\tnightly\t2\t0\t0" in owners.split("\n")
     concurrency = system_grid.cli("concurrency", "ls").stdout.strip().split("\n")
     assert concurrency == ["KEY\tOWNER\tLIMIT", "etl\tanonymous\t1"]
     removed = system_grid.cli("quota", "set", "queue", "nightly")

@@ -3,6 +3,7 @@ terminal (a pty), as a user sees it."""
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 
@@ -134,3 +135,21 @@ def test_ls_sort_limit_and_filters_pick_from_every_task_not_the_newest(
     bad = system_grid.cli("ls", "--since", "last tuesday")
     assert bad.returncode == 2
     assert "--since 'last tuesday': give a duration ago" in bad.stderr
+
+
+def test_top_once_and_json_serve_a_script(system_grid: SystemGrid) -> None:
+    system_grid.start_master()
+    system_grid.start_worker("w1", slots=1)
+    done = system_grid.cli("submit", "--", "true").stdout.strip()
+    system_grid.task(done, wait=30)
+    framed = system_grid.cli("top", "--once", timeout=30)
+    assert framed.returncode == 0
+    assert "w1" in framed.stdout
+    assert done in framed.stdout
+    line = system_grid.cli("top", "--json", "--once", timeout=30)
+    assert line.returncode == 0, line.stderr
+    (frame,) = [json.loads(text) for text in line.stdout.splitlines()]
+    assert frame["tasks"]["succeeded"] == 1
+    assert [w["id"] for w in frame["workers"]] == ["w1"]
+    assert [t["id"] for t in frame["recent"]] == [done]
+    assert frame["owners"] == []  # nothing queued or running now

@@ -65,8 +65,10 @@ def show(url: Url = None, json_out: JsonOut = False) -> None:
             for q in quotas
         ]))  # fmt: skip
         print()
-        print(tsv(["OWNER", "QUEUE", "QUEUED", "RUNNING"], [
-            [o["owner"], o["queue"], str(o["queued"]), str(o["running"])] for o in owners
+        print(tsv(["OWNER", "QUEUE", "QUEUED", "ASSIGNED", "RUNNING"], [
+            [o["owner"], o["queue"], str(o["queued"]), str(o.get("assigned", 0)),
+             str(o["running"])]
+            for o in owners
         ]))  # fmt: skip
         return
     console = Console()
@@ -76,9 +78,14 @@ def show(url: Url = None, json_out: JsonOut = False) -> None:
     for q in quotas:
         table.add_row(q["scope"], cell(q["name"]), _n(q["max_queued"]), _n(q["max_running"]))
     console.print(table if quotas else "no quotas")
-    table = Table("OWNER", "QUEUE", "QUEUED", "RUNNING", title="now", title_justify="left")
+    table = Table(
+        "OWNER", "QUEUE", "QUEUED", "ASSIGNED", "RUNNING", title="now", title_justify="left"
+    )
     for o in owners:
-        table.add_row(cell(o["owner"]), cell(o["queue"]), str(o["queued"]), str(o["running"]))
+        table.add_row(
+            cell(o["owner"]), cell(o["queue"]), str(o["queued"]), str(o.get("assigned", 0)),
+            str(o["running"]),
+        )  # fmt: skip
     console.print(table if owners else "nothing queued or running")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import shlex
 import sys
 import time
@@ -447,30 +448,54 @@ def top(
         float, typer.Option("--interval", "-i", min=0.2, help="Seconds between refreshes.")
     ] = 1.0,
     limit: Annotated[int, typer.Option("--limit", min=1, max=200, help="Recent tasks.")] = 15,
+    once: Annotated[bool, typer.Option("--once", help="One frame, then exit.")] = False,
     url: Url = None,
+    json_out: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="One JSON object a frame, one a line (at, tasks, workers, owners, recent).",
+        ),
+    ] = False,
 ) -> None:
     """A live view of the grid: tasks per state, workers, tasks queued and running per owner
-    and queue, the most recent tasks. Ctrl-C quits."""
+    and queue, the most recent tasks. Ctrl-C quits. Into a pipe: a whole frame each
+    interval; --json: a JSON line each."""
     console = Console()
     with guard, connect(url) as client:
 
-        def frame() -> Group:
+        def snapshot() -> dict[str, Any]:
             recent, _ = client.list_tasks(limit=limit)
+            return {
+                "at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "tasks": client.stats()["tasks"],
+                "workers": client.workers(),
+                "owners": client.owners(),
+                "recent": recent,
+            }
+
+        def frame() -> Group:
+            now = snapshot()
             return render.top_frame(
                 f"{client.url}  {time.strftime('%H:%M:%S')}",
-                client.stats()["tasks"],
-                client.workers(),
-                client.owners(),
-                recent,
-                console.width,
-            )
+                now["tasks"], now["workers"], now["owners"], now["recent"], console.width,
+            )  # fmt: skip
 
         try:
-            if not sys.stdout.isatty():  # a pipe or a file: one whole frame per interval
+            if json_out:
+                while True:
+                    print(json.dumps(snapshot(), separators=(",", ":")), flush=True)
+                    if once:
+                        return
+                    time.sleep(interval)
+            if once or not sys.stdout.isatty():  # a pipe or a file: one whole frame per interval
                 plain = Console(width=max(console.width, 160), color_system=None)
+                plain = plain if not sys.stdout.isatty() else console
                 while True:
                     plain.print(frame())
                     print(flush=True)
+                    if once:
+                        return
                     time.sleep(interval)
             with Live(frame(), console=console, auto_refresh=False) as live:
                 while True:

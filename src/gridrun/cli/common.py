@@ -21,6 +21,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=True,  # --install-completion: bash, zsh, fish
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 
 
@@ -50,8 +51,8 @@ Url = Annotated[
     typer.Option(
         "--url",
         envvar="GRIDRUN_URL",
-        help="The master's HTTP(S) address \\[default: the config file's url, else"
-        " http://127.0.0.1:9092]. The token and CA come from GRIDRUN_TOKEN and GRIDRUN_CA or"
+        help="The master's HTTP(S) address (default: the config file's url, else"
+        " http://127.0.0.1:9092). The token and CA come from GRIDRUN_TOKEN and GRIDRUN_CA or"
         " the config file (~/.config/gridrun/config.toml).",
         show_default=False,
     ),

@@ -23,7 +23,7 @@ ConfigFile = Annotated[
     typer.Option(
         "--config",
         envvar="GRIDRUN_CONFIG_FILE",
-        help="TOML file with any of these settings (by name, with underscores) and \\[\\[tokens]].",
+        help="TOML file with any of these settings (by name, with underscores) and [[tokens]].",
     ),
 ]
 TokensOption = Annotated[

@@ -299,7 +299,13 @@ def _progress(client: Client, name: str, ids: list[str]) -> dict[str, TaskDict]:
 @app.command("ls")
 def list_tasks(
     state: Annotated[
-        list[TaskState] | None, typer.Option("--state", "-s", help="Repeatable.")
+        list[TaskState] | None,
+        typer.Option(
+            "--state",
+            "-s",
+            metavar="STATE",
+            help="In this state (repeatable): " + ", ".join(TaskState) + ".",
+        ),
     ] = None,
     worker: Annotated[str | None, typer.Option("--worker", "-w")] = None,
     name: Name = None,

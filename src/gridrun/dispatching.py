@@ -30,6 +30,7 @@ class Candidate:
     owner: str = ANONYMOUS
     queue: str = DEFAULT_QUEUE
     stdin: bool = False  # it has a stdin: only a worker that feeds it may take it
+    script: bool = False  # it ships a script: only a worker that runs one may take it
 
 
 @dataclass(frozen=True, slots=True)

@@ -212,6 +212,7 @@ class TaskSpec:
     concurrency: Concurrency | None = None
     retain_s: float | None = None  # kept this long after it ends (None: the grid's rule)
     stdin: bytes | None = None  # what the process reads on its standard input (None: nothing)
+    script: bytes | None = None  # a script the worker runs as a file, `argv` its arguments
 
     @property
     def owner(self) -> str:
@@ -232,6 +233,7 @@ class TaskSpec:
             and not self.resources
             and self.worker is None
             and self.stdin is None
+            and self.script is None
             and all(arg.split() == [arg] for arg in self.argv)  # non-empty, no whitespace
         )
 

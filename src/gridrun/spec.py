@@ -44,6 +44,7 @@ MAX_AFTER = 1000  # tasks one task may run after
 MAX_CONCURRENCY = 1_000_000
 MAX_RETAIN_S = 100 * 365 * 86400
 MAX_STDIN_BYTES = 1024 * 1024  # a task's standard input, stored with it
+MAX_SCRIPT_BYTES = 1024 * 1024  # a script shipped with a task
 NAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")  # a queue's (as a token's)
 
 _KEY = r"[^\s=!(),]+"
@@ -108,17 +109,30 @@ def make_spec(
     concurrency_limit: int | None = None,
     retain_s: float | None = None,
     stdin: bytes | None = None,
+    script: bytes | None = None,
 ) -> TaskSpec:
     """Validate a request and build its spec; raise InvalidSpec with a human message.
     `submitted_by` is the caller's token name, set by the master (never taken from a client)."""
-    if (cmd is None) == (argv is None):
+    if script is not None:
+        if not script:
+            raise InvalidSpec("script is empty")
+        if len(script) > MAX_SCRIPT_BYTES:
+            raise InvalidSpec(
+                f"script is {len(script):,} bytes; a script may be at most {MAX_SCRIPT_BYTES:,}"
+            )
+        if cmd is not None or shell:
+            raise InvalidSpec("a script takes its arguments as argv, not cmd or shell")
+        argv = list(argv or ())
+        _check_argv(argv)
+        resolved: tuple[str, ...] = tuple(argv)
+    elif (cmd is None) == (argv is None):
         raise InvalidSpec("give exactly one of 'cmd' (a command line) or 'argv' (a list)")
-    if cmd is not None:
+    elif cmd is not None:
         _check_text("cmd", cmd, MAX_CMD_BYTES)
         if not cmd.strip():
             raise InvalidSpec("cmd must not be empty")
         if shell:
-            resolved: tuple[str, ...] = (SHELL, "-c", cmd)
+            resolved = (SHELL, "-c", cmd)
         else:
             try:
                 resolved = tuple(shlex.split(cmd))
@@ -130,14 +144,7 @@ def make_spec(
         assert argv is not None
         if not argv or not argv[0]:
             raise InvalidSpec("argv must be a non-empty list whose first item is the program")
-        if len(argv) > MAX_ARGV_ITEMS:
-            raise InvalidSpec(f"argv has more than {MAX_ARGV_ITEMS} items")
-        total = 0
-        for item in argv:
-            _check_text("argv item", item, MAX_CMD_BYTES)
-            total += len(item)
-        if total > MAX_CMD_BYTES:
-            raise InvalidSpec(f"argv is longer than {MAX_CMD_BYTES} bytes in all")
+        _check_argv(argv)
         resolved = (SHELL, "-c", shlex.join(argv)) if shell else tuple(argv)
     env = check_env(env or {})
     if cwd is not None:
@@ -208,7 +215,19 @@ def make_spec(
         concurrency=_checked_concurrency(concurrency_key, concurrency_limit),
         retain_s=retain_s,
         stdin=stdin or None,  # (empty: nothing to read, as without)
+        script=script,
     )
+
+
+def _check_argv(argv: Sequence[str]) -> None:
+    if len(argv) > MAX_ARGV_ITEMS:
+        raise InvalidSpec(f"argv has more than {MAX_ARGV_ITEMS} items")
+    total = 0
+    for item in argv:
+        _check_text("argv item", item, MAX_CMD_BYTES)
+        total += len(item)
+    if total > MAX_CMD_BYTES:
+        raise InvalidSpec(f"argv is longer than {MAX_CMD_BYTES} bytes in all")
 
 
 def check_name(what: str, name: str) -> None:

@@ -67,6 +67,8 @@ async def test_stdin_that_is_not_base64_or_too_large_is_refused(grid: Grid) -> N
     bad = await grid.api.post("/v1/tasks", json={"argv": ["cat"], "stdin_base64": "not base64!"})
     assert bad.status_code == 422, bad.text
     assert "stdin_base64 is not base64" in bad.text
+    beyond = await grid.api.post("/v1/tasks", json={"argv": ["cat"], "stdin_base64": "\u00f1"})
+    assert beyond.status_code == 422, beyond.text  # (a character beyond ASCII: it was a 500)
     big = b64(b"x" * (MAX_STDIN_BYTES + 1))
     large = await grid.api.post("/v1/tasks", json={"argv": ["cat"], "stdin_base64": big})
     assert large.status_code in (400, 422), large.text

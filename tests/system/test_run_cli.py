@@ -118,3 +118,18 @@ def test_submit_stdin_from_a_file_and_a_clear_error_when_it_is_too_large(
     assert refused.returncode == 2
     assert "larger than a task's stdin may be (1,048,576 bytes)" in refused.stderr
     assert len(system_grid.cli_json("ls")) == 1  # nothing more was queued
+
+
+def test_run_script_ships_a_local_script_with_its_arguments(system_grid: SystemGrid) -> None:
+    system_grid.start_master()
+    system_grid.start_worker("w1", slots=1, run_as=None)  # its default: a uid per task
+    script = system_grid.tmp / "fix.sh"
+    script.write_text('#!/bin/sh\necho "fixing $1 as $(id -u)"\nexit 3\n')  # (not executable)
+    ran = system_grid.cli("run", "--script", str(script), "--", "disk-1")
+    assert ran.returncode == 3, ran.stderr
+    said, uid = ran.stdout.strip().rsplit(" ", 1)
+    assert said == "fixing disk-1 as"
+    assert uid != "0"  # the task's own identity, not the worker's
+    missing = system_grid.cli("run", "--script", "nope.sh")
+    assert missing.returncode == 2
+    assert "cannot read --script nope.sh" in missing.stderr

@@ -65,7 +65,8 @@ MASTER_ONLY = {
 def test_the_sdk_and_the_http_schema_name_the_same_options() -> None:
     assert set(TaskIn.model_fields) == set(SubmitOptions.__annotations__) | {"cmd"}
     assert set(TaskOut.model_fields) == set(TaskDict.__annotations__)
-    assert set(EVERY_OPTION) == set(TaskIn.model_fields)  # (this test covers each of them)
+    # (this test covers each of them; a script takes argv as its arguments, not shell or cmd)
+    assert set(EVERY_OPTION) | {"script_base64"} == set(TaskIn.model_fields)
 
 
 def test_every_http_option_has_its_cli_flag(tmp_path: Path) -> None:
@@ -80,8 +81,11 @@ def test_every_http_option_has_its_cli_flag(tmp_path: Path) -> None:
     )  # fmt: skip
     defaults = TaskOptions()
     fields = [f.name for f in dataclasses.fields(TaskOptions)]
-    assert [n for n in fields if getattr(given, n) == getattr(defaults, n)] == []  # each given
-    produced = set(given.body(["a"])) | set(given.body(["a", "b"]))
+    # each given (the script below: it takes no --shell)
+    assert [n for n in fields if getattr(given, n) == getattr(defaults, n)] == ["script"]
+    scripted = dataclasses.replace(given, shell=False, script=secrets).body(["a"])
+    assert (scripted["argv"], scripted["cmd"]) == (["a"], None)
+    produced = set(given.body(["a"])) | set(given.body(["a", "b"])) | set(scripted)
     # labels: the CLI says them as --on k=v (a selector term), which the master reads the same
     assert set(TaskIn.model_fields) - produced == {"labels"}
     assert produced <= set(TaskIn.model_fields)
@@ -93,8 +97,12 @@ async def test_every_option_given_over_http_is_stored_and_shown_as_given(tmp_pat
     spec = TaskIn.model_validate(EVERY_OPTION).to_spec("alice", Sealer.ephemeral().seal)
     given = {f.name for f in dataclasses.fields(TaskSpec) if f.name not in SET_BY_THE_MASTER}
     default = TaskSpec(argv=())
-    # (cmd stays None: argv is given; a command line is the other way to say it)
-    assert {n for n in given if getattr(spec, n) == getattr(default, n)} == {"cmd"}
+    # (cmd stays None: argv is given; a command line is the other way to say it; a script,
+    # the third, is below)
+    assert {n for n in given if getattr(spec, n) == getattr(default, n)} == {"cmd", "script"}
+    scripted = TaskIn(argv=["x"], script_base64="ZWNobyBoaQo=").to_spec()  # echo hi
+    assert (scripted.script, scripted.argv) == (b"echo hi\n", ("x",))
+    assert spec_from_json(spec_to_json(scripted)) == scripted
     assert TaskIn(cmd="echo hi").to_spec().cmd == "echo hi"
     assert spec_from_json(spec_to_json(spec)) == spec  # the stored form keeps every field
 
@@ -125,10 +133,12 @@ async def test_every_option_given_over_http_is_stored_and_shown_as_given(tmp_pat
 def test_a_worker_is_sent_every_option_it_acts_on() -> None:
     spec = TaskIn.model_validate(EVERY_OPTION).to_spec("alice", Sealer.ephemeral().seal)
     sent = set(TaskSpec.__dataclass_fields__) - MASTER_ONLY
-    assert sent == {"argv", "shell", "env", "cwd", "timeout_s", "resources", "secrets", "stdin"}
+    assert sent == {
+        "argv", "shell", "env", "cwd", "timeout_s", "resources", "secrets", "stdin", "script",
+    }  # fmt: skip
     assert set(pb.Assign.DESCRIPTOR.fields_by_name) == {
         "ref", "argv", "shell", "env", "cwd", "timeout_ms", "kill_grace_ms", "gpus",
-        "secret_env", "cpu", "memory_mb", "stdin",
+        "secret_env", "cpu", "memory_mb", "stdin", "script",
     }  # fmt: skip
     task = Task(id="t1", spec=spec, state=TaskState.ASSIGNED, attempt=1, seq=1, created_at=1)
     message = command_to_pb(AssignCmd(task, 5.0, {"TOKEN": "s3cret"})).assign

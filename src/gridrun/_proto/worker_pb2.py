@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17gridrun/v1/worker.proto\x12\ngridrun.v1\".\n\nAttemptRef\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\":\n\tResources\x12\x0c\n\x04\x63pus\x18\x01 \x01(\r\x12\x11\n\tmemory_mb\x18\x02 \x01(\x04\x12\x0c\n\x04gpus\x18\x03 \x01(\r\"\x88\x02\n\rWorkerMessage\x12\"\n\x05hello\x18\x01 \x01(\x0b\x32\x11.gridrun.v1.HelloH\x00\x12*\n\theartbeat\x18\x02 \x01(\x0b\x32\x15.gridrun.v1.HeartbeatH\x00\x12&\n\x07started\x18\x03 \x01(\x0b\x32\x13.gridrun.v1.StartedH\x00\x12$\n\x06output\x18\x04 \x01(\x0b\x32\x12.gridrun.v1.OutputH\x00\x12(\n\x08\x66inished\x18\x05 \x01(\x0b\x32\x14.gridrun.v1.FinishedH\x00\x12(\n\x05\x62\x61tch\x18\x06 \x01(\x0b\x32\x17.gridrun.v1.WorkerBatchH\x00\x42\x05\n\x03msg\":\n\x0bWorkerBatch\x12+\n\x08messages\x18\x01 \x03(\x0b\x32\x19.gridrun.v1.WorkerMessage\"\xb4\x04\n\x05Hello\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12-\n\x06labels\x18\x03 \x03(\x0b\x32\x1d.gridrun.v1.Hello.LabelsEntry\x12\r\n\x05slots\x18\x04 \x01(\r\x12(\n\tresources\x18\x05 \x01(\x0b\x32\x15.gridrun.v1.Resources\x12\x0f\n\x07version\x18\x06 \x01(\t\x12\'\n\x07running\x18\x07 \x03(\x0b\x32\x16.gridrun.v1.AttemptRef\x12\'\n\x07unacked\x18\x08 \x03(\x0b\x32\x16.gridrun.v1.AttemptRef\x12\x32\n\tmax_tasks\x18\t \x03(\x0b\x32\x1f.gridrun.v1.Hello.MaxTasksEntry\x12\x0f\n\x07resumed\x18\n \x01(\x08\x12\x17\n\x0fidentity_secret\x18\x0b \x01(\t\x12\x16\n\x0e\x62inds_identity\x18\x0c \x01(\x08\x12\x13\n\x0b\x63ontainment\x18\r \x01(\t\x12\x0f\n\x07\x62\x61tches\x18\x0e \x01(\x08\x12\x18\n\x10\x61nnounces_starts\x18\x0f \x01(\x08\x12\x10\n\x08prefetch\x18\x10 \x01(\r\x12\x13\n\x0btakes_stdin\x18\x11 \x01(\x08\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a/\n\rMaxTasksEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"B\n\tHeartbeat\x12\x12\n\nfree_slots\x18\x01 \x01(\r\x12\x0f\n\x07running\x18\x02 \x01(\r\x12\x10\n\x08\x64raining\x18\x03 \x01(\x08\"R\n\x07Started\x12#\n\x03ref\x18\x01 \x01(\x0b\x32\x16.gridrun.v1.AttemptRef\x12\x15\n\rstarted_at_ms\x18\x02 \x01(\x03\x12\x0b\n\x03pid\x18\x03 \x01(\x05\"{\n\x06Output\x12#\n\x03ref\x18\x01 \x01(\x0b\x32\x16.gridrun.v1.AttemptRef\x12\x15\n\rstdout_offset\x18\x02 \x01(\x04\x12\x0e\n\x06stdout\x18\x03 \x01(\x0c\x12\x15\n\rstderr_offset\x18\x04 \x01(\x04\x12\x0e\n\x06stderr\x18\x05 \x01(\x0c\"\x9b\x02\n\x08\x46inished\x12#\n\x03ref\x18\x01 \x01(\x0b\x32\x16.gridrun.v1.AttemptRef\x12$\n\x07outcome\x18\x02 \x01(\x0e\x32\x13.gridrun.v1.Outcome\x12\x15\n\rhas_exit_code\x18\x03 \x01(\x08\x12\x11\n\texit_code\x18\x04 \x01(\x05\x12\x0e\n\x06signal\x18\x05 \x01(\x05\x12\x15\n\rstarted_at_ms\x18\x06 \x01(\x03\x12\x16\n\x0e\x66inished_at_ms\x18\x07 \x01(\x03\x12\r\n\x05\x65rror\x18\x08 \x01(\t\x12\x14\n\x0cstdout_bytes\x18\t \x01(\x04\x12\x14\n\x0cstderr_bytes\x18\n \x01(\x04\x12 \n\x05usage\x18\x0b \x01(\x0b\x32\x11.gridrun.v1.Usage\"\xb9\x01\n\x05Usage\x12\x12\n\x05\x63pu_s\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x1e\n\x11peak_memory_bytes\x18\x02 \x01(\x04H\x01\x88\x01\x01\x12\x1a\n\rio_read_bytes\x18\x03 \x01(\x04H\x02\x88\x01\x01\x12\x1b\n\x0eio_write_bytes\x18\x04 \x01(\x04H\x03\x88\x01\x01\x42\x08\n\x06_cpu_sB\x14\n\x12_peak_memory_bytesB\x10\n\x0e_io_read_bytesB\x11\n\x0f_io_write_bytes\"\x9e\x02\n\rMasterMessage\x12&\n\x07welcome\x18\x01 \x01(\x0b\x32\x13.gridrun.v1.WelcomeH\x00\x12$\n\x06\x61ssign\x18\x02 \x01(\x0b\x32\x12.gridrun.v1.AssignH\x00\x12$\n\x06\x63\x61ncel\x18\x03 \x01(\x0b\x32\x12.gridrun.v1.CancelH\x00\x12\x1e\n\x03\x61\x63k\x18\x04 \x01(\x0b\x32\x0f.gridrun.v1.AckH\x00\x12\"\n\x05\x64rain\x18\x05 \x01(\x0b\x32\x11.gridrun.v1.DrainH\x00\x12(\n\x05\x62\x61tch\x18\x06 \x01(\x0b\x32\x17.gridrun.v1.MasterBatchH\x00\x12$\n\x06revoke\x18\x07 \x01(\x0b\x32\x12.gridrun.v1.RevokeH\x00\x42\x05\n\x03msg\":\n\x0bMasterBatch\x12+\n\x08messages\x18\x01 \x03(\x0b\x32\x19.gridrun.v1.MasterMessage\"=\n\x06Revoke\x12#\n\x03ref\x18\x01 \x01(\x0b\x32\x16.gridrun.v1.AttemptRef\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x7f\n\x07Welcome\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x1d\n\x15heartbeat_interval_ms\x18\x02 \x01(\r\x12\x18\n\x10output_cap_bytes\x18\x03 \x01(\x04\x12\x17\n\x0fidentity_secret\x18\x04 \x01(\t\x12\x0f\n\x07\x62\x61tches\x18\x05 \x01(\x08\"\xfe\x02\n\x06\x41ssign\x12#\n\x03ref\x18\x01 \x01(\x0b\x32\x16.gridrun.v1.AttemptRef\x12\x0c\n\x04\x61rgv\x18\x02 \x03(\t\x12\r\n\x05shell\x18\x03 \x01(\x08\x12(\n\x03\x65nv\x18\x04 \x03(\x0b\x32\x1b.gridrun.v1.Assign.EnvEntry\x12\x0b\n\x03\x63wd\x18\x05 \x01(\t\x12\x12\n\ntimeout_ms\x18\x06 \x01(\r\x12\x15\n\rkill_grace_ms\x18\x07 \x01(\r\x12\x0c\n\x04gpus\x18\x08 \x01(\r\x12\x35\n\nsecret_env\x18\t \x03(\x0b\x32!.gridrun.v1.Assign.SecretEnvEntry\x12\x0b\n\x03\x63pu\x18\n \x01(\x01\x12\x11\n\tmemory_mb\x18\x0b \x01(\r\x12\r\n\x05stdin\x18\x0c \x01(\x0c\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x30\n\x0eSecretEnvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"=\n\x06\x43\x61ncel\x12#\n\x03ref\x18\x01 \x01(\x0b\x32\x16.gridrun.v1.AttemptRef\x12\x0e\n\x06reason\x18\x02 \x01(\t\"+\n\x03\x41\x63k\x12$\n\x04refs\x18\x01 \x03(\x0b\x32\x16.gridrun.v1.AttemptRef\"\x17\n\x05\x44rain\x12\x0e\n\x06reason\x18\x01 \x01(\t*\xc5\x01\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x12\n\x0eOUTCOME_EXITED\x10\x01\x12\x15\n\x11OUTCOME_TIMED_OUT\x10\x02\x12\x15\n\x11OUTCOME_CANCELLED\x10\x03\x12\x18\n\x14OUTCOME_SPAWN_FAILED\x10\x04\x12\x13\n\x0fOUTCOME_NO_SLOT\x10\x05\x12\x1a\n\x16OUTCOME_WORKER_STOPPED\x10\x06\x12\x14\n\x10OUTCOME_REJECTED\x10\x07\x32T\n\rWorkerService\x12\x43\n\x07\x43onnect\x12\x19.gridrun.v1.WorkerMessage\x1a\x19.gridrun.v1.MasterMessage(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17gridrun/v1/worker.proto\x12\ngridrun.v1\".\n\nAttemptRef\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\":\n\tResources\x12\x0c\n\x04\x63pus\x18\x01 \x01(\r\x12\x11\n\tmemory_mb\x18\x02 \x01(\x04\x12\x0c\n\x04gpus\x18\x03 \x01(\r\"\x88\x02\n\rWorkerMessage\x12\"\n\x05hello\x18\x01 \x01(\x0b\x32\x11.gridrun.v1.HelloH\x00\x12*\n\theartbeat\x18\x02 \x01(\x0b\x32\x15.gridrun.v1.HeartbeatH\x00\x12&\n\x07started\x18\x03 \x01(\x0b\x32\x13.gridrun.v1.StartedH\x00\x12$\n\x06output\x18\x04 \x01(\x0b\x32\x12.gridrun.v1.OutputH\x00\x12(\n\x08\x66inished\x18\x05 \x01(\x0b\x32\x14.gridrun.v1.FinishedH\x00\x12(\n\x05\x62\x61tch\x18\x06 \x01(\x0b\x32\x17.gridrun.v1.WorkerBatchH\x00\x42\x05\n\x03msg\":\n\x0bWorkerBatch\x12+\n\x08messages\x18\x01 \x03(\x0b\x32\x19.gridrun.v1.WorkerMessage\"\xca\x04\n\x05Hello\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12-\n\x06labels\x18\x03 \x03(\x0b\x32\x1d.gridrun.v1.Hello.LabelsEntry\x12\r\n\x05slots\x18\x04 \x01(\r\x12(\n\tresources\x18\x05 \x01(\x0b\x32\x15.gridrun.v1.Resources\x12\x0f\n\x07version\x18\x06 \x01(\t\x12\'\n\x07running\x18\x07 \x03(\x0b\x32\x16.gridrun.v1.AttemptRef\x12\'\n\x07unacked\x18\x08 \x03(\x0b\x32\x16.gridrun.v1.AttemptRef\x12\x32\n\tmax_tasks\x18\t \x03(\x0b\x32\x1f.gridrun.v1.Hello.MaxTasksEntry\x12\x0f\n\x07resumed\x18\n \x01(\x08\x12\x17\n\x0fidentity_secret\x18\x0b \x01(\t\x12\x16\n\x0e\x62inds_identity\x18\x0c \x01(\x08\x12\x13\n\x0b\x63ontainment\x18\r \x01(\t\x12\x0f\n\x07\x62\x61tches\x18\x0e \x01(\x08\x12\x18\n\x10\x61nnounces_starts\x18\x0f \x01(\x08\x12\x10\n\x08prefetch\x18\x10 \x01(\r\x12\x13\n\x0btakes_stdin\x18\x11 \x01(\x08\x12\x14\n\x0ctakes_script\x18\x12 \x01(\x08\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a/\n\rMaxTasksEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"B\n\tHeartbeat\x12\x12\n\nfree_slots\x18\x01 \x01(\r\x12\x0f\n\x07running\x18\x02 \x01(\r\x12\x10\n\x08\x64raining\x18\x03 \x01(\x08\"R\n\x07Started\x12#\n\x03ref\x18\x01 \x01(\x0b\x32\x16.gridrun.v1.AttemptRef\x12\x15\n\rstarted_at_ms\x18\x02 \x01(\x03\x12\x0b\n\x03pid\x18\x03 \x01(\x05\"{\n\x06Output\x12#\n\x03ref\x18\x01 \x01(\x0b\x32\x16.gridrun.v1.AttemptRef\x12\x15\n\rstdout_offset\x18\x02 \x01(\x04\x12\x0e\n\x06stdout\x18\x03 \x01(\x0c\x12\x15\n\rstderr_offset\x18\x04 \x01(\x04\x12\x0e\n\x06stderr\x18\x05 \x01(\x0c\"\x9b\x02\n\x08\x46inished\x12#\n\x03ref\x18\x01 \x01(\x0b\x32\x16.gridrun.v1.AttemptRef\x12$\n\x07outcome\x18\x02 \x01(\x0e\x32\x13.gridrun.v1.Outcome\x12\x15\n\rhas_exit_code\x18\x03 \x01(\x08\x12\x11\n\texit_code\x18\x04 \x01(\x05\x12\x0e\n\x06signal\x18\x05 \x01(\x05\x12\x15\n\rstarted_at_ms\x18\x06 \x01(\x03\x12\x16\n\x0e\x66inished_at_ms\x18\x07 \x01(\x03\x12\r\n\x05\x65rror\x18\x08 \x01(\t\x12\x14\n\x0cstdout_bytes\x18\t \x01(\x04\x12\x14\n\x0cstderr_bytes\x18\n \x01(\x04\x12 \n\x05usage\x18\x0b \x01(\x0b\x32\x11.gridrun.v1.Usage\"\xb9\x01\n\x05Usage\x12\x12\n\x05\x63pu_s\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x1e\n\x11peak_memory_bytes\x18\x02 \x01(\x04H\x01\x88\x01\x01\x12\x1a\n\rio_read_bytes\x18\x03 \x01(\x04H\x02\x88\x01\x01\x12\x1b\n\x0eio_write_bytes\x18\x04 \x01(\x04H\x03\x88\x01\x01\x42\x08\n\x06_cpu_sB\x14\n\x12_peak_memory_bytesB\x10\n\x0e_io_read_bytesB\x11\n\x0f_io_write_bytes\"\x9e\x02\n\rMasterMessage\x12&\n\x07welcome\x18\x01 \x01(\x0b\x32\x13.gridrun.v1.WelcomeH\x00\x12$\n\x06\x61ssign\x18\x02 \x01(\x0b\x32\x12.gridrun.v1.AssignH\x00\x12$\n\x06\x63\x61ncel\x18\x03 \x01(\x0b\x32\x12.gridrun.v1.CancelH\x00\x12\x1e\n\x03\x61\x63k\x18\x04 \x01(\x0b\x32\x0f.gridrun.v1.AckH\x00\x12\"\n\x05\x64rain\x18\x05 \x01(\x0b\x32\x11.gridrun.v1.DrainH\x00\x12(\n\x05\x62\x61tch\x18\x06 \x01(\x0b\x32\x17.gridrun.v1.MasterBatchH\x00\x12$\n\x06revoke\x18\x07 \x01(\x0b\x32\x12.gridrun.v1.RevokeH\x00\x42\x05\n\x03msg\":\n\x0bMasterBatch\x12+\n\x08messages\x18\x01 \x03(\x0b\x32\x19.gridrun.v1.MasterMessage\"=\n\x06Revoke\x12#\n\x03ref\x18\x01 \x01(\x0b\x32\x16.gridrun.v1.AttemptRef\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x7f\n\x07Welcome\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x1d\n\x15heartbeat_interval_ms\x18\x02 \x01(\r\x12\x18\n\x10output_cap_bytes\x18\x03 \x01(\x04\x12\x17\n\x0fidentity_secret\x18\x04 \x01(\t\x12\x0f\n\x07\x62\x61tches\x18\x05 \x01(\x08\"\x8e\x03\n\x06\x41ssign\x12#\n\x03ref\x18\x01 \x01(\x0b\x32\x16.gridrun.v1.AttemptRef\x12\x0c\n\x04\x61rgv\x18\x02 \x03(\t\x12\r\n\x05shell\x18\x03 \x01(\x08\x12(\n\x03\x65nv\x18\x04 \x03(\x0b\x32\x1b.gridrun.v1.Assign.EnvEntry\x12\x0b\n\x03\x63wd\x18\x05 \x01(\t\x12\x12\n\ntimeout_ms\x18\x06 \x01(\r\x12\x15\n\rkill_grace_ms\x18\x07 \x01(\r\x12\x0c\n\x04gpus\x18\x08 \x01(\r\x12\x35\n\nsecret_env\x18\t \x03(\x0b\x32!.gridrun.v1.Assign.SecretEnvEntry\x12\x0b\n\x03\x63pu\x18\n \x01(\x01\x12\x11\n\tmemory_mb\x18\x0b \x01(\r\x12\r\n\x05stdin\x18\x0c \x01(\x0c\x12\x0e\n\x06script\x18\r \x01(\x0c\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x30\n\x0eSecretEnvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"=\n\x06\x43\x61ncel\x12#\n\x03ref\x18\x01 \x01(\x0b\x32\x16.gridrun.v1.AttemptRef\x12\x0e\n\x06reason\x18\x02 \x01(\t\"+\n\x03\x41\x63k\x12$\n\x04refs\x18\x01 \x03(\x0b\x32\x16.gridrun.v1.AttemptRef\"\x17\n\x05\x44rain\x12\x0e\n\x06reason\x18\x01 \x01(\t*\xc5\x01\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x12\n\x0eOUTCOME_EXITED\x10\x01\x12\x15\n\x11OUTCOME_TIMED_OUT\x10\x02\x12\x15\n\x11OUTCOME_CANCELLED\x10\x03\x12\x18\n\x14OUTCOME_SPAWN_FAILED\x10\x04\x12\x13\n\x0fOUTCOME_NO_SLOT\x10\x05\x12\x1a\n\x16OUTCOME_WORKER_STOPPED\x10\x06\x12\x14\n\x10OUTCOME_REJECTED\x10\x07\x32T\n\rWorkerService\x12\x43\n\x07\x43onnect\x12\x19.gridrun.v1.WorkerMessage\x1a\x19.gridrun.v1.MasterMessage(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,8 +39,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ASSIGN_ENVENTRY']._serialized_options = b'8\001'
   _globals['_ASSIGN_SECRETENVENTRY']._loaded_options = None
   _globals['_ASSIGN_SECRETENVENTRY']._serialized_options = b'8\001'
-  _globals['_OUTCOME']._serialized_start=2852
-  _globals['_OUTCOME']._serialized_end=3049
+  _globals['_OUTCOME']._serialized_start=2890
+  _globals['_OUTCOME']._serialized_end=3087
   _globals['_ATTEMPTREF']._serialized_start=39
   _globals['_ATTEMPTREF']._serialized_end=85
   _globals['_RESOURCES']._serialized_start=87
@@ -50,41 +50,41 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WORKERBATCH']._serialized_start=414
   _globals['_WORKERBATCH']._serialized_end=472
   _globals['_HELLO']._serialized_start=475
-  _globals['_HELLO']._serialized_end=1039
-  _globals['_HELLO_LABELSENTRY']._serialized_start=945
-  _globals['_HELLO_LABELSENTRY']._serialized_end=990
-  _globals['_HELLO_MAXTASKSENTRY']._serialized_start=992
-  _globals['_HELLO_MAXTASKSENTRY']._serialized_end=1039
-  _globals['_HEARTBEAT']._serialized_start=1041
-  _globals['_HEARTBEAT']._serialized_end=1107
-  _globals['_STARTED']._serialized_start=1109
-  _globals['_STARTED']._serialized_end=1191
-  _globals['_OUTPUT']._serialized_start=1193
-  _globals['_OUTPUT']._serialized_end=1316
-  _globals['_FINISHED']._serialized_start=1319
-  _globals['_FINISHED']._serialized_end=1602
-  _globals['_USAGE']._serialized_start=1605
-  _globals['_USAGE']._serialized_end=1790
-  _globals['_MASTERMESSAGE']._serialized_start=1793
-  _globals['_MASTERMESSAGE']._serialized_end=2079
-  _globals['_MASTERBATCH']._serialized_start=2081
-  _globals['_MASTERBATCH']._serialized_end=2139
-  _globals['_REVOKE']._serialized_start=2141
-  _globals['_REVOKE']._serialized_end=2202
-  _globals['_WELCOME']._serialized_start=2204
-  _globals['_WELCOME']._serialized_end=2331
-  _globals['_ASSIGN']._serialized_start=2334
-  _globals['_ASSIGN']._serialized_end=2716
-  _globals['_ASSIGN_ENVENTRY']._serialized_start=2624
-  _globals['_ASSIGN_ENVENTRY']._serialized_end=2666
-  _globals['_ASSIGN_SECRETENVENTRY']._serialized_start=2668
-  _globals['_ASSIGN_SECRETENVENTRY']._serialized_end=2716
-  _globals['_CANCEL']._serialized_start=2718
-  _globals['_CANCEL']._serialized_end=2779
-  _globals['_ACK']._serialized_start=2781
-  _globals['_ACK']._serialized_end=2824
-  _globals['_DRAIN']._serialized_start=2826
-  _globals['_DRAIN']._serialized_end=2849
-  _globals['_WORKERSERVICE']._serialized_start=3051
-  _globals['_WORKERSERVICE']._serialized_end=3135
+  _globals['_HELLO']._serialized_end=1061
+  _globals['_HELLO_LABELSENTRY']._serialized_start=967
+  _globals['_HELLO_LABELSENTRY']._serialized_end=1012
+  _globals['_HELLO_MAXTASKSENTRY']._serialized_start=1014
+  _globals['_HELLO_MAXTASKSENTRY']._serialized_end=1061
+  _globals['_HEARTBEAT']._serialized_start=1063
+  _globals['_HEARTBEAT']._serialized_end=1129
+  _globals['_STARTED']._serialized_start=1131
+  _globals['_STARTED']._serialized_end=1213
+  _globals['_OUTPUT']._serialized_start=1215
+  _globals['_OUTPUT']._serialized_end=1338
+  _globals['_FINISHED']._serialized_start=1341
+  _globals['_FINISHED']._serialized_end=1624
+  _globals['_USAGE']._serialized_start=1627
+  _globals['_USAGE']._serialized_end=1812
+  _globals['_MASTERMESSAGE']._serialized_start=1815
+  _globals['_MASTERMESSAGE']._serialized_end=2101
+  _globals['_MASTERBATCH']._serialized_start=2103
+  _globals['_MASTERBATCH']._serialized_end=2161
+  _globals['_REVOKE']._serialized_start=2163
+  _globals['_REVOKE']._serialized_end=2224
+  _globals['_WELCOME']._serialized_start=2226
+  _globals['_WELCOME']._serialized_end=2353
+  _globals['_ASSIGN']._serialized_start=2356
+  _globals['_ASSIGN']._serialized_end=2754
+  _globals['_ASSIGN_ENVENTRY']._serialized_start=2662
+  _globals['_ASSIGN_ENVENTRY']._serialized_end=2704
+  _globals['_ASSIGN_SECRETENVENTRY']._serialized_start=2706
+  _globals['_ASSIGN_SECRETENVENTRY']._serialized_end=2754
+  _globals['_CANCEL']._serialized_start=2756
+  _globals['_CANCEL']._serialized_end=2817
+  _globals['_ACK']._serialized_start=2819
+  _globals['_ACK']._serialized_end=2862
+  _globals['_DRAIN']._serialized_start=2864
+  _globals['_DRAIN']._serialized_end=2887
+  _globals['_WORKERSERVICE']._serialized_start=3089
+  _globals['_WORKERSERVICE']._serialized_end=3173
 # @@protoc_insertion_point(module_scope)

@@ -67,7 +67,7 @@ class WorkerBatch(_message.Message):
     def __init__(self, messages: _Optional[_Iterable[_Union[WorkerMessage, _Mapping]]] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("worker_id", "hostname", "labels", "slots", "resources", "version", "running", "unacked", "max_tasks", "resumed", "identity_secret", "binds_identity", "containment", "batches", "announces_starts", "prefetch", "takes_stdin")
+    __slots__ = ("worker_id", "hostname", "labels", "slots", "resources", "version", "running", "unacked", "max_tasks", "resumed", "identity_secret", "binds_identity", "containment", "batches", "announces_starts", "prefetch", "takes_stdin", "takes_script")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -99,6 +99,7 @@ class Hello(_message.Message):
     ANNOUNCES_STARTS_FIELD_NUMBER: _ClassVar[int]
     PREFETCH_FIELD_NUMBER: _ClassVar[int]
     TAKES_STDIN_FIELD_NUMBER: _ClassVar[int]
+    TAKES_SCRIPT_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     hostname: str
     labels: _containers.ScalarMap[str, str]
@@ -116,7 +117,8 @@ class Hello(_message.Message):
     announces_starts: bool
     prefetch: int
     takes_stdin: bool
-    def __init__(self, worker_id: _Optional[str] = ..., hostname: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., slots: _Optional[int] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., version: _Optional[str] = ..., running: _Optional[_Iterable[_Union[AttemptRef, _Mapping]]] = ..., unacked: _Optional[_Iterable[_Union[AttemptRef, _Mapping]]] = ..., max_tasks: _Optional[_Mapping[str, int]] = ..., resumed: _Optional[bool] = ..., identity_secret: _Optional[str] = ..., binds_identity: _Optional[bool] = ..., containment: _Optional[str] = ..., batches: _Optional[bool] = ..., announces_starts: _Optional[bool] = ..., prefetch: _Optional[int] = ..., takes_stdin: _Optional[bool] = ...) -> None: ...
+    takes_script: bool
+    def __init__(self, worker_id: _Optional[str] = ..., hostname: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., slots: _Optional[int] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., version: _Optional[str] = ..., running: _Optional[_Iterable[_Union[AttemptRef, _Mapping]]] = ..., unacked: _Optional[_Iterable[_Union[AttemptRef, _Mapping]]] = ..., max_tasks: _Optional[_Mapping[str, int]] = ..., resumed: _Optional[bool] = ..., identity_secret: _Optional[str] = ..., binds_identity: _Optional[bool] = ..., containment: _Optional[str] = ..., batches: _Optional[bool] = ..., announces_starts: _Optional[bool] = ..., prefetch: _Optional[int] = ..., takes_stdin: _Optional[bool] = ..., takes_script: _Optional[bool] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
     __slots__ = ("free_slots", "running", "draining")
@@ -237,7 +239,7 @@ class Welcome(_message.Message):
     def __init__(self, worker_id: _Optional[str] = ..., heartbeat_interval_ms: _Optional[int] = ..., output_cap_bytes: _Optional[int] = ..., identity_secret: _Optional[str] = ..., batches: _Optional[bool] = ...) -> None: ...
 
 class Assign(_message.Message):
-    __slots__ = ("ref", "argv", "shell", "env", "cwd", "timeout_ms", "kill_grace_ms", "gpus", "secret_env", "cpu", "memory_mb", "stdin")
+    __slots__ = ("ref", "argv", "shell", "env", "cwd", "timeout_ms", "kill_grace_ms", "gpus", "secret_env", "cpu", "memory_mb", "stdin", "script")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -264,6 +266,7 @@ class Assign(_message.Message):
     CPU_FIELD_NUMBER: _ClassVar[int]
     MEMORY_MB_FIELD_NUMBER: _ClassVar[int]
     STDIN_FIELD_NUMBER: _ClassVar[int]
+    SCRIPT_FIELD_NUMBER: _ClassVar[int]
     ref: AttemptRef
     argv: _containers.RepeatedScalarFieldContainer[str]
     shell: bool
@@ -276,7 +279,8 @@ class Assign(_message.Message):
     cpu: float
     memory_mb: int
     stdin: bytes
-    def __init__(self, ref: _Optional[_Union[AttemptRef, _Mapping]] = ..., argv: _Optional[_Iterable[str]] = ..., shell: _Optional[bool] = ..., env: _Optional[_Mapping[str, str]] = ..., cwd: _Optional[str] = ..., timeout_ms: _Optional[int] = ..., kill_grace_ms: _Optional[int] = ..., gpus: _Optional[int] = ..., secret_env: _Optional[_Mapping[str, str]] = ..., cpu: _Optional[float] = ..., memory_mb: _Optional[int] = ..., stdin: _Optional[bytes] = ...) -> None: ...
+    script: bytes
+    def __init__(self, ref: _Optional[_Union[AttemptRef, _Mapping]] = ..., argv: _Optional[_Iterable[str]] = ..., shell: _Optional[bool] = ..., env: _Optional[_Mapping[str, str]] = ..., cwd: _Optional[str] = ..., timeout_ms: _Optional[int] = ..., kill_grace_ms: _Optional[int] = ..., gpus: _Optional[int] = ..., secret_env: _Optional[_Mapping[str, str]] = ..., cpu: _Optional[float] = ..., memory_mb: _Optional[int] = ..., stdin: _Optional[bytes] = ..., script: _Optional[bytes] = ...) -> None: ...
 
 class Cancel(_message.Message):
     __slots__ = ("ref", "reason")

@@ -27,7 +27,7 @@ EXAMPLES: dict[str, list[str]] = {
     "run": [
         "gridrun run -- uname -a                     # its output, its exit code",
         "printf 'a\\nb\\n' | gridrun run -- wc -l      # stdin goes to the task",
-        "gridrun run -- bash -s < fix.sh             # a local script, as ssh does",
+        "gridrun run --script fix.sh -- disk-1       # ship a local script, its args",
         "gridrun run --all --on zone=a -- uptime     # once on every zone=a worker",
     ],
     "ls": [

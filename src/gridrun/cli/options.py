@@ -21,11 +21,14 @@ import typer
 from gridrun.cli.common import fail
 from gridrun.errors import InvalidSpec
 from gridrun.model import Placement
-from gridrun.spec import MAX_STDIN_BYTES, parse_duration, parse_labels
+from gridrun.spec import MAX_SCRIPT_BYTES, MAX_STDIN_BYTES, parse_duration, parse_labels
 
 
 def task_body(command: list[str], o: TaskOptions) -> dict[str, Any]:
     """One task as POST /v1/tasks takes it, from the CLI's options."""
+    if o.script is not None:  # the command's words are the script's arguments
+        return {**task_body(["-"], dataclasses.replace(o, script=None)), "cmd": None,
+                "argv": command, "script_base64": _base64(read_script(o.script))}  # fmt: skip
     one_line = len(command) == 1
     secrets = dict(read_env_file(o.secret_env_file)) if o.secret_env_file is not None else {}
     secrets.update(parse_labels(o.secret_env or []))
@@ -81,6 +84,20 @@ def read_stdin(source: str) -> bytes:
             " it as a file the task reads instead",
             2,
         )
+    return data
+
+
+@functools.lru_cache(maxsize=4)
+def read_script(path: Path) -> bytes:
+    try:
+        with path.open("rb") as file:
+            data = file.read(MAX_SCRIPT_BYTES + 1)
+    except OSError as exc:
+        fail(f"cannot read --script {path}: {exc.strerror or exc}", 2)
+    if not data:
+        fail(f"--script {path} is empty", 2)
+    if len(data) > MAX_SCRIPT_BYTES:
+        fail(f"--script {path} is larger than a script may be ({MAX_SCRIPT_BYTES:,} bytes)", 2)
     return data
 
 
@@ -238,6 +255,15 @@ class TaskOptions:
         str | None,
         typer.Option(
             "--retain", help="Keep it this long after it ends (30d), whatever the grid's rule."
+        ),
+    ] = None
+    script: Annotated[
+        Path | None,
+        typer.Option(
+            "--script",
+            help="Ship this local script and run it on the worker, the command's words its"
+            " arguments (its #! line names the interpreter, else /bin/sh; at most 1 MiB; a"
+            " worker runs it only with --allow-shell).",
         ),
     ] = None
     stdin: Annotated[

@@ -57,7 +57,7 @@ from gridrun.text import visible
 
 def _submit(client: Client, command: list[str], options: TaskOptions) -> TaskDict:
     """Submit one command with the CLI's options."""
-    if not command:
+    if not command and options.script is None:
         fail("give a command, e.g. gridrun submit -- echo hello", 2)
     return client.submit(**options.body(command))
 
@@ -124,10 +124,10 @@ def run(
     if options.stdin is None and not no_stdin and stdin_is_given():
         options = dataclasses.replace(options, stdin="-")
     if everywhere:
-        if not command:
+        if not command and options.script is None:
             fail("give a command, e.g. gridrun run --all -- uptime", 2)
         with guard, connect(url) as client:
-            raise typer.Exit(_run_everywhere(client, options.body(command)))
+            raise typer.Exit(_run_everywhere(client, options.body(command or [])))
     with guard, connect(url) as client:
         task = _submit(client, command or [], options)
         watching = WhyItWaits(client.url, task["id"])

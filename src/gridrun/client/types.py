@@ -41,6 +41,7 @@ class SubmitOptions(TypedDict, total=False):
     concurrency_limit: int
     retain_s: float
     stdin_base64: str
+    script_base64: str
 
 
 class AttemptDict(TypedDict):
@@ -92,6 +93,7 @@ class TaskDict(TypedDict):
     concurrency_limit: NotRequired[int | None]
     retain_s: NotRequired[float | None]
     stdin_bytes: NotRequired[int]  # the size of its stdin (absent from older masters)
+    script_bytes: NotRequired[int]  # the size of the script it runs
     retry_at: str | None
     on: str | None
     cpu: float

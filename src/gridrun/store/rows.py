@@ -83,8 +83,9 @@ def spec_to_json(spec: TaskSpec) -> str:
         raw["queue"] = spec.queue
     if spec.concurrency is not None:
         raw["concurrency"] = [spec.concurrency.key, spec.concurrency.limit]
-    if spec.stdin is not None:
-        raw["stdin"] = base64.b64encode(spec.stdin).decode("ascii")
+    for key, data in (("stdin", spec.stdin), ("script", spec.script)):
+        if data is not None:
+            raw[key] = base64.b64encode(data).decode("ascii")
     return orjson.dumps(raw).decode()
 
 
@@ -108,6 +109,7 @@ def spec_from_json(text: str) -> TaskSpec:
         queue=raw.get("queue", DEFAULT_QUEUE),
         concurrency=concurrency_from_json(raw.get("concurrency")),
         stdin=base64.b64decode(raw["stdin"]) if "stdin" in raw else None,
+        script=base64.b64decode(raw["script"]) if "script" in raw else None,
         **{name: raw.get(key) for key, name in OPTIONAL_SCALARS},
     )
 
@@ -167,6 +169,8 @@ def placement_to_json(spec: TaskSpec) -> str:
         placement["concurrency"] = concurrency_to_json(spec.concurrency)
     if spec.stdin is not None:
         placement["stdin"] = True  # only a worker that feeds stdin may take it
+    if spec.script is not None:
+        placement["script"] = True  # only a worker that runs scripts may take it
     return orjson.dumps(placement).decode()
 
 
@@ -182,6 +186,7 @@ def placement_from_json(text: str) -> dict[str, Any]:
         "placement": Placement.PACK if raw.get("pack") else Placement.SPREAD,
         "concurrency": concurrency_from_json(raw.get("concurrency")),
         "stdin": bool(raw.get("stdin")),
+        "script": bool(raw.get("script")),
     }
 
 

@@ -292,6 +292,7 @@ class Agent:
             batches=True,
             announces_starts=True,
             takes_stdin=True,
+            takes_script=True,
             prefetch=self.config.prefetch_count,
         )
         try:
@@ -377,7 +378,7 @@ class Agent:
         kind = msg.WhichOneof("msg")
         if kind == "assign":
             ref = AttemptRef(msg.assign.ref.task_id, msg.assign.ref.attempt)
-            if not TASK_ID.match(ref.task_id) or not msg.assign.argv:
+            if not TASK_ID.match(ref.task_id) or not (msg.assign.argv or msg.assign.script):
                 log.error("refusing a malformed assignment %r", ref)
             elif ref not in self.slots and ref not in self._unacked:  # (else a duplicate)
                 self.slots.assign(msg.assign)

@@ -40,6 +40,7 @@ from typing import Literal
 
 from gridrun.errors import ConfigError
 from gridrun.worker.identities import Identity
+from gridrun.worker.spawner import SCRIPT_FD  # (its interpreter reads the script there)
 
 DEFAULT_ENV_ALLOW = ("PATH", "HOME", "LANG", "LC_*", "TZ", "USER", "LOGNAME", "TERM", "TMPDIR")
 # Variables that make glibc's dynamic loader (or libc itself) load code from a path: refused in
@@ -85,6 +86,23 @@ class Limits:
         return tuple((number, value) for number, value in limits if value is not None)
 
 
+SCRIPT_PATH = f"/dev/fd/{SCRIPT_FD}"
+
+
+def script_argv(script: bytes, args: tuple[str, ...]) -> tuple[str, ...]:
+    """How a shipped script runs, as the kernel would run a file of it: its #! line names the
+    interpreter (and at most one argument), else /bin/sh reads it. The worker starts the
+    interpreter itself with the script as SCRIPT_PATH, so the script need not be executable
+    (or on a file system that allows exec) anywhere."""
+    if script.startswith(b"#!"):
+        line = script[2:].split(b"\n", 1)[0].decode("utf-8", "surrogateescape").strip()
+        interpreter, _, argument = line.partition(" ")
+        if interpreter:
+            extra = (argument.strip(),) if argument.strip() else ()
+            return (interpreter, *extra, SCRIPT_PATH, *args)
+    return ("/bin/sh", SCRIPT_PATH, *args)
+
+
 @dataclass(frozen=True, slots=True)
 class Launch:
     """How to start an admitted attempt: what the worker asks of its spawner
@@ -99,6 +117,7 @@ class Launch:
     ids: tuple[int, int] | None = None  # (uid, gid) it runs as, no other groups; None: ours
     rlimits: tuple[tuple[int, int], ...] = ()
     stdin: bytes | None = None  # what it reads on fd 0 (None: /dev/null)
+    script: bytes | None = None  # a script its argv runs as SCRIPT_PATH (held on SCRIPT_FD)
 
 
 def _already(uid: int, gid: int | None) -> bool:

@@ -30,7 +30,7 @@ from gridrun.worker.executor import Execution
 from gridrun.worker.identities import Identity, TaskIdentities, parse_range
 from gridrun.worker.machine import GpuPool
 from gridrun.worker.outgoing import Outgoing
-from gridrun.worker.policy import Limits, Policy, Refused
+from gridrun.worker.policy import Limits, Policy, Refused, script_argv
 from gridrun.worker.spawning import Spawner
 from gridrun.worker.wire import assignment_from_pb, ref_to_pb
 
@@ -216,9 +216,12 @@ class Slots:
             except OSError as exc:
                 self.not_run(ref, Outcome.NO_SLOT, f"no identity for the task: {exc}")
                 return
+        argv, shell = assignment.argv, assignment.shell
+        if msg.script:  # counted as a shell task: the worker runs what the script says
+            argv, shell = script_argv(msg.script, argv), True
         try:
             launch = self.policy.admit(
-                ref.task_id, ref.attempt, assignment.argv, assignment.shell, assignment.cwd,
+                ref.task_id, ref.attempt, argv, shell, assignment.cwd,
                 task_env, self.config.base_env, identity,
             )  # fmt: skip
         except Refused as refusal:
@@ -229,8 +232,8 @@ class Slots:
             )  # fmt: skip
             self.not_run(ref, Outcome.REJECTED, str(refusal))
             return
-        if msg.stdin:
-            launch = dataclasses.replace(launch, stdin=msg.stdin)
+        if msg.stdin or msg.script:
+            launch = dataclasses.replace(launch, stdin=msg.stdin or None, script=msg.script or None)
         config = self.config
         limits = limits_for(msg.memory_mb, msg.cpu, config.task_pids or None, config.enforce_asks)
         try:

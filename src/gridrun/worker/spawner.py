@@ -53,6 +53,7 @@ import sys
 from errno import ENODEV, ENOENT
 from typing import Any
 
+SCRIPT_FD = 3  # a task's shipped script: this descriptor of its process (see policy)
 CLONE_NEWNS = 0x00020000
 CLONE_INTO_CGROUP = 0x200000000
 SYS_CLONE3 = 435  # (one number on every architecture: syscalls since Linux 5.1 share theirs)
@@ -120,6 +121,8 @@ def _child(request: dict[str, Any], out: int, err: int, report: int, move_into: 
         what, detail = "exec", ""
         stdin = request["stdin_fd"]
         os.dup2(stdin if stdin is not None else os.open(os.devnull, os.O_RDONLY), 0)
+        if request["script_fd"] is not None:
+            os.dup2(request["script_fd"], SCRIPT_FD)  # (what its interpreter reads)
         os.dup2(out, 1)
         os.dup2(err, 2)
         cwd = request["cwd"]
@@ -213,6 +216,7 @@ class Server:
         given = list(fds)  # the namespace (if "ns"), then the stdin file (if "stdin")
         ns = given.pop(0) if request["ns"] else None
         request["stdin_fd"] = given.pop(0) if request["stdin"] else None
+        request["script_fd"] = given.pop(0) if request["script"] else None
         try:
             self.launch(request, ns)
         except Exception as exc:  # a bug of ours: that launch fails, with why; we go on
@@ -309,6 +313,8 @@ class Server:
             (os.POSIX_SPAWN_DUP2, out_w, 1),
             (os.POSIX_SPAWN_DUP2, err_w, 2),
         ]
+        if request["script_fd"] is not None:
+            actions.append((os.POSIX_SPAWN_DUP2, request["script_fd"], SCRIPT_FD))
         try:
             if ids is not None:
                 os.setresgid(ids[1], 0, 0)

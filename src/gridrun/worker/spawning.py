@@ -168,9 +168,9 @@ class Spawner:
         fds = [request.namespace] if request.namespace is not None else []
         message["ns"] = request.namespace is not None
         message["stdin"] = request.stdin is not None
-        stdin = _holding(request.stdin) if request.stdin is not None else None
-        if stdin is not None:
-            fds.append(stdin)  # (last: the spawner reads the flags to know which is which)
+        message["script"] = request.script is not None
+        held = [_holding(data) for data in (request.stdin, request.script) if data is not None]
+        fds += held  # (in this order: the spawner reads the flags to know which is which)
         ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
         assert self._sock is not None
         data = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode(
@@ -184,8 +184,8 @@ class Spawner:
                               f" ({len(data)} bytes)") from None  # fmt: skip
             raise
         finally:
-            if stdin is not None:
-                os.close(stdin)  # (the spawner holds its own copy now, the child one more)
+            for fd in held:
+                os.close(fd)  # (the spawner holds its own copy now, the child one more)
 
     def _readable(self) -> None:
         assert self._sock is not None
@@ -344,8 +344,8 @@ def _why(pending: _Pending, message: dict[str, Any]) -> str:
 
 def _holding(data: bytes) -> int:
     """A descriptor of an anonymous file (memfd) holding `data`, read from its start: the
-    child's stdin. A file, not a pipe: the worker never has to write while the task runs, and
-    a task that reads nothing blocks nobody."""
+    child's stdin, or its script. A file, not a pipe: the worker never has to write while the
+    task runs, and a task that reads nothing blocks nobody."""
     fd = os.memfd_create("gridrun-stdin", os.MFD_CLOEXEC)
     try:
         view = memoryview(data)

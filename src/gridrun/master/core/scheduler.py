@@ -37,6 +37,7 @@ class Capacity:
     max_tasks: Mapping[str, int] = field(default_factory=dict)  # class -> at most at once
     by_class: dict[str, int] = field(default_factory=dict)  # class -> attempts it holds
     takes_stdin: bool = True  # it feeds a task's stdin (a worker older than that: False)
+    takes_script: bool = True  # it runs a task's script (likewise)
 
     @property
     def free(self) -> int:
@@ -101,6 +102,8 @@ def _suits(candidate: Candidate, worker: Capacity) -> bool:
         return False
     if candidate.stdin and not worker.takes_stdin:
         return False  # it would run with stdin closed
+    if candidate.script and not worker.takes_script:
+        return False  # it would run the arguments as the program
     if candidate.worker is not None and candidate.worker != worker.worker_id:
         return False
     return labels_match(candidate.labels, worker.labels, candidate.selector)
@@ -115,6 +118,7 @@ def _plain(candidate: Candidate) -> bool:
         or candidate.worker is not None
         or candidate.task_class is not None
         or candidate.stdin  # (a worker must feed it)
+        or candidate.script
     )
 
 

@@ -98,6 +98,7 @@ class WorkerSession:
     announces: bool = False
     prefetch: int = 0
     takes_stdin: bool = False  # it feeds an Assign's stdin to the process
+    takes_script: bool = False  # it runs an Assign's script
     quarantined: str | None = None  # why it gets no new work (missed deadlines)
     # what it joined with and from where: a quarantine follows these, not only the id (a
     # worker quarantined under one id must not come back clean under another)
@@ -260,6 +261,7 @@ class WorkerSession:
             max_tasks=self.max_tasks,
             by_class=by_class,
             takes_stdin=self.takes_stdin,
+            takes_script=self.takes_script,
         )
 
 

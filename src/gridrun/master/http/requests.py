@@ -24,6 +24,7 @@ from gridrun.spec import (
     MAX_MEMORY_MB,
     MAX_PRIORITY,
     MAX_RETAIN_S,
+    MAX_SCRIPT_BYTES,
     MAX_STDIN_BYTES,
     check_env,
     make_spec,
@@ -33,13 +34,13 @@ MAX_BATCH = 10_000
 Seal = Callable[[Mapping[str, str]], Sealed]
 
 
-def _decoded(text: str | None) -> bytes | None:
+def _decoded(text: str | None, field: str) -> bytes | None:
     if text is None:
         return None
     try:
         return base64.b64decode(text, validate=True)
-    except binascii.Error:
-        raise InvalidSpec("stdin_base64 is not base64 (RFC 4648, with padding)") from None
+    except (binascii.Error, ValueError):  # (ValueError: a character beyond ASCII)
+        raise InvalidSpec(f"{field} is not base64 (RFC 4648, with padding)") from None
 
 
 class _In(BaseModel):
@@ -147,6 +148,13 @@ class TaskIn(_In):
         f" {MAX_STDIN_BYTES:,} bytes once decoded); stored with the task and given to"
         " every attempt. Without it, stdin is /dev/null.",
     )
+    script_base64: Annotated[str, Field(max_length=(MAX_SCRIPT_BYTES + 2) // 3 * 4)] | None = Field(
+        None,
+        description="A script to run as a file on the worker, base64 (at most"
+        f" {MAX_SCRIPT_BYTES:,} bytes); `argv` are its arguments (none: []), no `cmd`."
+        " Its #! line names the interpreter, else /bin/sh runs it. Counted as a shell task"
+        " by worker policy (a worker runs it only with --allow-shell).",
+    )
 
     def to_spec(self, submitted_by: str | None = None, seal: Seal | None = None) -> TaskSpec:
         """The spec; `seal` seals secret_env (a master always passes its key's)."""
@@ -184,7 +192,8 @@ class TaskIn(_In):
             concurrency_key=self.concurrency_key,
             concurrency_limit=self.concurrency_limit,
             retain_s=self.retain_s,
-            stdin=_decoded(self.stdin_base64),
+            stdin=_decoded(self.stdin_base64, "stdin_base64"),
+            script=_decoded(self.script_base64, "script_base64"),
         )
 
     def _retry_policy(self) -> RetryPolicy:

@@ -109,6 +109,7 @@ class TaskOut(BaseModel):
     concurrency_limit: int | None
     retain_s: float | None = Field(description="Its own retention after it ends, if any.")
     stdin_bytes: int = Field(0, description="The size of its stdin (0: none; never shown).")
+    script_bytes: int = Field(0, description="The size of the script it runs (0: none).")
     retry_at: datetime | None = Field(description="A retry waits in the queue until then.")
     on: str | None = Field(description="Its selector terms beyond `labels`.")
     cpu: float
@@ -173,6 +174,7 @@ class TaskOut(BaseModel):
             concurrency_limit=spec.concurrency.limit if spec.concurrency else None,
             retain_s=spec.retain_s,
             stdin_bytes=len(spec.stdin) if spec.stdin is not None else 0,
+            script_bytes=len(spec.script) if spec.script is not None else 0,
             retry_at=_iso(task.not_before) if task.state is TaskState.QUEUED else None,
             on=", ".join(map(str, spec.selector)) or None,
             cpu=spec.resources.cpu,

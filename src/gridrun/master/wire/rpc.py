@@ -101,6 +101,7 @@ def command_to_pb(command: Command) -> pb.MasterMessage:
                     memory_mb=spec.resources.memory_mb,
                     secret_env=secret_env,
                     stdin=spec.stdin or b"",
+                    script=spec.script or b"",
                 )
             )
         case CancelCmd(ref=ref, reason=reason):
@@ -262,6 +263,7 @@ class WorkerServicer:
             batches=hello.batches,
             announces=hello.announces_starts,
             takes_stdin=hello.takes_stdin,
+            takes_script=hello.takes_script,
             credential=credential or (hello.worker_id if self._access.bind_worker_certs else ""),
             host=peer_host(context.peer()),
             joined_at=self._clock.monotonic(),

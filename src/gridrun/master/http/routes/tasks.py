@@ -133,9 +133,13 @@ async def list_tasks(
         Query(description="k=v: tasks whose labels include it; repeat for several."),
     ] = None,
     since: Annotated[
-        datetime | None, Query(description="Created at or after this time (ISO 8601).")
+        str | None,
+        Query(
+            description="Created at or after this time (ISO 8601; UTC without a zone).",
+            examples=["2026-12-07T06:00:00Z"],
+        ),
     ] = None,
-    until: Annotated[datetime | None, Query(description="Created before this time.")] = None,
+    until: Annotated[str | None, Query(description="Created before this time (as since).")] = None,
     sort: Annotated[
         TaskOrder,
         Query(
@@ -158,8 +162,8 @@ async def list_tasks(
             job=job,
             owner=owner,
             queue=queue,
-            since=_epoch_ms(since),
-            until=_epoch_ms(until),
+            since=_epoch_ms(since, "since"),
+            until=_epoch_ms(until, "until"),
         ),
         limit,
         int(cursor) if cursor else None,
@@ -172,9 +176,13 @@ async def list_tasks(
     return answer(listing, 200)
 
 
-def _epoch_ms(at: datetime | None) -> int | None:
-    if at is None:
+def _epoch_ms(text: str | None, what: str) -> int | None:
+    if text is None:
         return None
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidSpec(f"{what} {text!r} is not an ISO 8601 time (2026-12-07T06:00Z)") from None
     if at.tzinfo is None:
         at = at.replace(tzinfo=UTC)  # (a time without a zone is UTC, as the CLI shows times)
     return round(at.timestamp() * 1000)

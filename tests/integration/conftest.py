@@ -106,6 +106,11 @@ class Grid:
         await asyncio.wait_for(agent.connected.wait(), 10)
         return agent
 
+    async def raw_output(self, task_id: str, stream: str = "stdout") -> bytes:
+        """A stream of a task's stored output, byte-exact."""
+        raw = await self.api.get(f"/v1/tasks/{task_id}/output", params={"stream": stream})
+        return raw.content
+
     async def vanish(self, agent: Agent) -> None:
         """The worker disappears without a word, as if its machine died: its stream drops, it
         never reconnects, and (to clean up after the test) its processes are stopped."""

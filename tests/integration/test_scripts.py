@@ -18,11 +18,6 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-async def stdout_of(grid: Grid, task_id: str) -> bytes:
-    raw = await grid.api.get(f"/v1/tasks/{task_id}/output", params={"stream": "stdout"})
-    return raw.content
-
-
 async def test_a_script_runs_by_its_interpreter_with_its_arguments_and_stdin(grid: Grid) -> None:
     await grid.add_worker("w1")
     script = b'#!/bin/sh -e\nprintf "%s|" "$@"\necho "uid $(id -u)"\nwc -l\n'
@@ -36,7 +31,7 @@ async def test_a_script_runs_by_its_interpreter_with_its_arguments_and_stdin(gri
     )
     done = await grid.wait(task["id"])
     assert done["state"] == "succeeded", done
-    out = (await stdout_of(grid, task["id"])).decode()
+    out = (await grid.raw_output(task["id"])).decode()
     first, count = out.splitlines()
     assert first.startswith("one|two words|uid ")
     assert count.strip() == "2"
@@ -46,7 +41,7 @@ async def test_a_script_without_a_hashbang_line_is_read_by_sh(grid: Grid) -> Non
     await grid.add_worker("w1")
     task = await grid.submit(argv=[], script_base64=b64(b'echo "no #! line, $# args"\n'))
     await grid.wait(task["id"])
-    assert await stdout_of(grid, task["id"]) == b"no #! line, 0 args\n"
+    assert await grid.raw_output(task["id"]) == b"no #! line, 0 args\n"
 
 
 async def test_a_worker_that_runs_no_shell_tasks_rejects_a_script(grid: Grid) -> None:

@@ -20,11 +20,6 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-async def stdout_of(grid: Grid, task_id: str) -> bytes:
-    raw = await grid.api.get(f"/v1/tasks/{task_id}/output", params={"stream": "stdout"})
-    return raw.content
-
-
 async def test_a_task_reads_its_stdin_byte_exact(grid: Grid) -> None:
     await grid.add_worker("w1")
     task = await grid.submit(argv=["cat"], stdin_base64=b64(DATA))
@@ -32,7 +27,7 @@ async def test_a_task_reads_its_stdin_byte_exact(grid: Grid) -> None:
     assert "stdin_base64" not in task  # (its content is never shown)
     done = await grid.wait(task["id"])
     assert done["state"] == "succeeded"
-    assert await stdout_of(grid, task["id"]) == DATA
+    assert await grid.raw_output(task["id"]) == DATA
 
 
 async def test_every_attempt_reads_the_whole_stdin_again(grid: Grid) -> None:
@@ -43,7 +38,7 @@ async def test_every_attempt_reads_the_whole_stdin_again(grid: Grid) -> None:
     )  # fmt: skip
     done = await grid.wait(task["id"])
     assert (done["state"], done["attempt"]) == ("succeeded", 2)
-    assert await stdout_of(grid, task["id"]) == DATA  # the second attempt read it all
+    assert await grid.raw_output(task["id"]) == DATA  # the second attempt read it all
 
 
 async def test_stdin_reaches_a_process_the_spawner_forks_as_well(grid: Grid) -> None:
@@ -51,7 +46,7 @@ async def test_stdin_reaches_a_process_the_spawner_forks_as_well(grid: Grid) -> 
     await grid.add_worker("w1", limit_open_files=64)
     task = await grid.submit(argv=["wc", "-l"], stdin_base64=b64(b"a\nb\nc\n"))
     await grid.wait(task["id"])
-    assert (await stdout_of(grid, task["id"])).strip() == b"3"
+    assert (await grid.raw_output(task["id"])).strip() == b"3"
 
 
 async def test_without_stdin_a_task_reads_nothing_and_ends(grid: Grid) -> None:
@@ -60,7 +55,7 @@ async def test_without_stdin_a_task_reads_nothing_and_ends(grid: Grid) -> None:
     assert task["stdin_bytes"] == 0
     done = await grid.wait(task["id"])
     assert done["state"] == "succeeded"
-    assert await stdout_of(grid, task["id"]) == b""
+    assert await grid.raw_output(task["id"]) == b""
 
 
 async def test_stdin_that_is_not_base64_or_too_large_is_refused(grid: Grid) -> None:

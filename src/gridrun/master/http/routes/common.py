@@ -35,29 +35,13 @@ AUDIT_IDS = 100  # task ids named in one audit line; every task also records its
 M = TypeVar("M", bound=BaseModel)
 
 
-def _service(request: Request) -> Service:
-    service: Service = request.app.state.service
-    return service
+def _state(name: str) -> Callable[[Request], Any]:
+    """A dependency: the object `create_api` put on the app's state under this name."""
 
+    def get(request: Request) -> Any:
+        return getattr(request.app.state, name)
 
-def _schedules(request: Request) -> Schedules:
-    schedules: Schedules = request.app.state.schedules
-    return schedules
-
-
-def _retention(request: Request) -> Retention:
-    retention: Retention = request.app.state.retention
-    return retention
-
-
-def _metrics(request: Request) -> Metrics:
-    metrics: Metrics = request.app.state.metrics
-    return metrics
-
-
-def _trust(request: Request) -> Trust:
-    trust: Trust = request.app.state.trust
-    return trust
+    return get
 
 
 def _audit(request: Request) -> Audit:
@@ -65,11 +49,11 @@ def _audit(request: Request) -> Audit:
     return access.audit
 
 
-ServiceDep = Annotated[Service, Depends(_service)]
-SchedulesDep = Annotated[Schedules, Depends(_schedules)]
-RetentionDep = Annotated[Retention, Depends(_retention)]
-MetricsDep = Annotated[Metrics, Depends(_metrics)]
-TrustDep = Annotated[Trust, Depends(_trust)]
+ServiceDep = Annotated[Service, Depends(_state("service"))]
+SchedulesDep = Annotated[Schedules, Depends(_state("schedules"))]
+RetentionDep = Annotated[Retention, Depends(_state("retention"))]
+MetricsDep = Annotated[Metrics, Depends(_state("metrics"))]
+TrustDep = Annotated[Trust, Depends(_state("trust"))]
 AuditDep = Annotated[Audit, Depends(_audit)]
 
 _bearer = HTTPBearer(

@@ -76,7 +76,7 @@ def test_top_shows_workers_and_tasks_live_and_quits_on_ctrl_c(system_grid: Syste
         second = system_grid.cli("submit", "--name", "second-one", "--", "sleep", "600")
         term.read_until(r"second-one")  # appears without restarting top
         term.read_until(r"running 1")
-        term.read_until(r"anonymous +default +0 +1")  # per owner and queue: queued, running
+        term.read_until(r"anonymous +default +0 +0 +1")  # queued, assigned, running
         term.interrupt()
     finally:
         code = term.close()

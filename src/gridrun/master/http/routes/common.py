@@ -29,6 +29,10 @@ from gridrun.master.http.schemas import Problem
 from gridrun.model import Task
 
 CONFLICT: dict[int | str, dict[str, Any]] = {409: {"model": Problem}}  # a state that forbids it
+# what a submission may be answered besides: the grid, an owner or a queue holds too many
+FULL: dict[int | str, dict[str, Any]] = {
+    429: {"model": Problem, "description": "Too many tasks queued (the grid's limit or a quota)"}
+}
 MAX_WAIT_S = 60.0
 MAX_PAGE = 1000
 AUDIT_IDS = 100  # task ids named in one audit line; every task also records its submitter

@@ -8,6 +8,7 @@ from gridrun.errors import JobNotFound
 from gridrun.master.http.requests import TaskIn
 from gridrun.master.http.routes.common import (
     CONFLICT,
+    FULL,
     MAX_PAGE,
     AuditDep,
     Reader,
@@ -24,7 +25,7 @@ from gridrun.store import TaskFilter
 router = APIRouter(route_class=StrictJsonRoute, tags=["jobs"])
 
 
-@router.post("/v1/jobs", status_code=201, response_model=JobOut, responses=CONFLICT)
+@router.post("/v1/jobs", status_code=201, response_model=JobOut, responses={**CONFLICT, **FULL})
 async def broadcast(
     request: Request, who: Submitter, service: ServiceDep, audit: AuditDep
 ) -> JobOut:

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Request
 
 from gridrun.master.http.requests import LegacyTaskIn
 from gridrun.master.http.routes.common import (
+    FULL,
     AuditDep,
     ServiceDep,
     StrictJsonRoute,
@@ -25,6 +26,7 @@ router = APIRouter(route_class=StrictJsonRoute, tags=["the article"])
     "/tasks",
     response_model=LegacyTaskOut,
     summary="The article's endpoint",
+    responses=FULL,
     openapi_extra={
         "requestBody": {
             "required": True,

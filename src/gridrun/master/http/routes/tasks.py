@@ -13,6 +13,7 @@ from gridrun.master.http.follow import follow as follow_events
 from gridrun.master.http.requests import BatchIn, TaskIn
 from gridrun.master.http.routes.common import (
     CONFLICT,
+    FULL,
     MAX_PAGE,
     MAX_WAIT_S,
     AuditDep,
@@ -56,7 +57,8 @@ def _minimal(prefer: list[str] | None) -> bool:
         200: {
             "model": TaskOut | IdsOut,
             "description": "Its idempotency_key was taken: the task that holds it, as it is now",
-        }
+        },
+        **FULL,
     },
     openapi_extra={
         "requestBody": {

@@ -26,10 +26,8 @@ from gridrun.spec import MAX_SCRIPT_BYTES, MAX_STDIN_BYTES, parse_duration, pars
 
 def task_body(command: list[str], o: TaskOptions) -> dict[str, Any]:
     """One task as POST /v1/tasks takes it, from the CLI's options."""
-    if o.script is not None:  # the command's words are the script's arguments
-        return {**task_body(["-"], dataclasses.replace(o, script=None)), "cmd": None,
-                "argv": command, "script_base64": _base64(read_script(o.script))}  # fmt: skip
-    one_line = len(command) == 1
+    # one command line, or a program and its arguments (with a script: its arguments)
+    one_line = len(command) == 1 and o.script is None
     secrets = dict(read_env_file(o.secret_env_file)) if o.secret_env_file is not None else {}
     secrets.update(parse_labels(o.secret_env or []))
     retry = {"initial_s": o.retry_delay, **({"on_exit_codes": o.retry_on} if o.retry_on else {})}
@@ -58,6 +56,7 @@ def task_body(command: list[str], o: TaskOptions) -> dict[str, Any]:
         **parse_concurrency(o.concurrency),
         **({"retain_s": _duration(o.retain, "--retain")} if o.retain else {}),
         **({"stdin_base64": _base64(read_stdin(o.stdin))} if o.stdin else {}),
+        **({"script_base64": _base64(read_script(o.script))} if o.script else {}),
     )
 
 
@@ -69,14 +68,7 @@ def _base64(data: bytes) -> str:
 def read_stdin(source: str) -> bytes:
     """The bytes a task is to read on its stdin: a file, or (`-`) this command's own stdin;
     at most MAX_STDIN_BYTES, else a clear error before anything is submitted."""
-    try:
-        if source == "-":
-            data = sys.stdin.buffer.read(MAX_STDIN_BYTES + 1)
-        else:
-            with open(source, "rb") as file:
-                data = file.read(MAX_STDIN_BYTES + 1)
-    except OSError as exc:
-        fail(f"cannot read --stdin {source}: {exc.strerror or exc}", 2)
+    data = _read_at_most(source, MAX_STDIN_BYTES, "--stdin")
     if len(data) > MAX_STDIN_BYTES:
         what = "this command's stdin" if source == "-" else source
         fail(
@@ -89,16 +81,24 @@ def read_stdin(source: str) -> bytes:
 
 @functools.lru_cache(maxsize=4)
 def read_script(path: Path) -> bytes:
-    try:
-        with path.open("rb") as file:
-            data = file.read(MAX_SCRIPT_BYTES + 1)
-    except OSError as exc:
-        fail(f"cannot read --script {path}: {exc.strerror or exc}", 2)
+    data = _read_at_most(str(path), MAX_SCRIPT_BYTES, "--script")
     if not data:
         fail(f"--script {path} is empty", 2)
     if len(data) > MAX_SCRIPT_BYTES:
         fail(f"--script {path} is larger than a script may be ({MAX_SCRIPT_BYTES:,} bytes)", 2)
     return data
+
+
+def _read_at_most(source: str, limit: int, flag: str) -> bytes:
+    """Up to `limit` + 1 bytes of a file or (`-`) of this command's stdin: one more than
+    allowed says it is too large without reading it all."""
+    try:
+        if source == "-":
+            return sys.stdin.buffer.read(limit + 1)
+        with open(source, "rb") as file:
+            return file.read(limit + 1)
+    except OSError as exc:
+        fail(f"cannot read {flag} {source}: {exc.strerror or exc}", 2)
 
 
 def stdin_is_given() -> bool:

@@ -34,7 +34,9 @@ async def prefill(db: Path, ended: int) -> None:
         spec = make_spec(cmd="true")
         for start in range(0, ended, 10_000):
             count = min(10_000, ended - start)
-            await store.add_tasks([NewTask(f"old{start + i:08}", spec) for i in range(count)], 1)
+            await store.tasks.add_tasks(
+                [NewTask(f"old{start + i:08}", spec) for i in range(count)], 1
+            )
     finally:
         await store.close()
     with sqlite3.connect(db) as conn:  # ended long ago (the counts follow by their trigger)

@@ -33,7 +33,7 @@ async def measure(count: int) -> float:
             await master.core.liveness.close()  # the bench looks at the clock itself
             spec = make_spec(cmd="true")
             for i in range(count):
-                await master.service.store.add_schedule(
+                await master.service.store.schedules.add_schedule(
                     Schedule(f"s{i:06}", "* * * * *", spec, slot - 30_000, slot)
                 )
             clock.advance_to(slot + 1)

@@ -102,5 +102,5 @@ async def claim(store: Store, pairs: Sequence[tuple[str, str]], now: int) -> lis
             (c, wanted[c.task_id]) for lane in heads.values() for c in lane if c.task_id in wanted
         ]
 
-    lanes = await store.queued_lanes("", 10_000)
-    return (await store.plan_and_claim(lanes, 10_000, now, plan)).claimed
+    lanes = await store.dispatch.queued_lanes("", 10_000)
+    return (await store.dispatch.plan_and_claim(lanes, 10_000, now, plan)).claimed

@@ -170,7 +170,7 @@ class Concurrency:
     """At most `limit` tasks with this key run at once, across the whole grid. A key is its
     owner's (`scope`: the owner whose tasks it counts), unless an admin declared it grid-wide
     (`scope` ""): then every owner's tasks naming it share it. The store sets the scope and
-    holds each key's one limit (see Store.add_tasks)."""
+    holds each key's one limit (see TaskStore.add_tasks)."""
 
     key: str
     limit: int

@@ -72,21 +72,23 @@ async def test_a_week_of_work_keeps_the_database_within_bounds(tmp_path: Path) -
     day_ms = 86_400_000
     sizes = []
     try:
-        await store.upsert_worker(_worker("w1"), lease_until=10**15)
+        await store.workers.upsert_worker(_worker("w1"), lease_until=10**15)
         for day in range(1, 8):
             now = day * day_ms
             ids = [f"d{day}-{i}" for i in range(5_000)]
-            await store.add_tasks([NewTask(i, make_spec(cmd="true")) for i in ids], now=now)
+            await store.tasks.add_tasks([NewTask(i, make_spec(cmd="true")) for i in ids], now=now)
             for start in range(0, len(ids), 1000):
                 chunk = ids[start : start + 1000]
                 await claim(store, [(i, "w1") for i in chunk], now=now)
                 for task_id in chunk:
                     ref = AttemptRef(task_id, 1)
-                    await store.append_output(ref, "w1", [(1, 0, b"x" * 1024)], cap=4096)
-                    await store.record_finish(ref, "w1", Report(Outcome.EXITED, exit_code=0), now)
-            while await store.collect(now - day_ms + 1, _ended()):
+                    await store.attempts.append_output(ref, "w1", [(1, 0, b"x" * 1024)], cap=4096)
+                    await store.attempts.record_finish(
+                        ref, "w1", Report(Outcome.EXITED, exit_code=0), now
+                    )
+            while await store.retention.collect(now - day_ms + 1, _ended()):
                 pass
-            await store.reclaim()
+            await store.retention.reclaim()
             sizes.append(os.path.getsize(db) + _wal(db))
     finally:
         await store.close()

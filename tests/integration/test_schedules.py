@@ -91,7 +91,7 @@ async def test_thousands_of_schedules_due_in_one_slot_fire_in_one_pass(grid: Gri
     spec = make_spec(cmd="true")
     for start in range(0, 3000, 500):
         for i in range(start, start + 500):
-            await master.service.store.add_schedule(
+            await master.service.store.schedules.add_schedule(
                 Schedule(
                     id=f"s{i:05}",
                     cron="* * * * *",

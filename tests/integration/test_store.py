@@ -61,7 +61,7 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         await s.open()
         try:
             for w in WORKERS:
-                await s.upsert_worker(worker(w), lease_until=100)
+                await s.workers.upsert_worker(worker(w), lease_until=100)
             yield s
         finally:
             await s.close()
@@ -69,12 +69,12 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 
 async def add(store: Store, *ids: str, priority: int = 0, **spec: object) -> None:
     task_spec = make_spec(cmd="true", priority=priority, **spec)  # type: ignore[arg-type]
-    await store.add_tasks([NewTask(i, task_spec) for i in ids], now=1)
+    await store.tasks.add_tasks([NewTask(i, task_spec) for i in ids], now=1)
 
 
 async def test_tasks_keep_their_spec_and_order(store: Store) -> None:
     await add(store, "a", "b", labels={"gpu": "yes"}, name="job")
-    a, b = await store.get_task("a"), await store.get_task("b")
+    a, b = await store.tasks.get_task("a"), await store.tasks.get_task("b")
     assert (a.spec.labels, a.spec.name, a.state) == ({"gpu": "yes"}, "job", TaskState.QUEUED)
     assert a.seq < b.seq
 
@@ -82,9 +82,9 @@ async def test_tasks_keep_their_spec_and_order(store: Store) -> None:
 async def test_queue_order_and_resume_after(store: Store) -> None:
     await add(store, "low1", "low2")
     await add(store, "high", priority=5)
-    first = await store.queued(2, None, now=10**13)
+    first = await store.dispatch.queued(2, None, now=10**13)
     assert [c.task_id for c in first] == ["high", "low1"]
-    rest = await store.queued(10, (first[-1].priority, first[-1].seq), now=10**13)
+    rest = await store.dispatch.queued(10, (first[-1].priority, first[-1].seq), now=10**13)
     assert [c.task_id for c in rest] == ["low2"]
 
 
@@ -94,13 +94,13 @@ async def test_the_queue_by_lane(store: Store) -> None:
     planner sees what runs (per owner, queue, concurrency key) and the quotas; claiming the
     head of one lane leaves the others untouched; a lane with nothing queued is gone."""
     gpu = make_spec(cmd="true", resources=Resources(gpus=8))
-    await store.add_tasks([NewTask(f"gpu{i}", gpu) for i in range(3000)], now=1)
+    await store.tasks.add_tasks([NewTask(f"gpu{i}", gpu) for i in range(3000)], now=1)
     await add(store, "plain1", "plain2")
     await add(store, "urgent", priority=5)
     await add(store, "zoned", labels={"zone": "b"})
     await add(store, "bobs", submitted_by="bob", queue="nightly")
     await add(store, "deploy1", "deploy2", concurrency_key="deploy", concurrency_limit=1)
-    lanes = await store.queued_lanes("", 10)
+    lanes = await store.dispatch.queued_lanes("", 10)
     assert len(lanes) == 5
     assert [lane.key for lane in lanes] == sorted(lane.key for lane in lanes)
     by = {(lane.probe.owner, lane.probe.queue, lane.probe.resources.gpus,
@@ -110,10 +110,10 @@ async def test_the_queue_by_lane(store: Store) -> None:
     assert by["anonymous", "default", 0, ("zone",), None].probe.labels == {"zone": "b"}
     assert by["bob", "nightly", 0, (), None]
     deploy = by["anonymous", "default", 0, (), Concurrency("deploy", 1, "anonymous")]
-    rest = await store.queued_lanes(lanes[0].key, 10)
+    rest = await store.dispatch.queued_lanes(lanes[0].key, 10)
     assert [lane.key for lane in rest] == [lane.key for lane in lanes[1:]]
-    assert len(await store.queued_lanes("", 2)) == 2
-    await store.set_quota(Quota("owner", "bob", max_queued=5, max_running=2))
+    assert len(await store.dispatch.queued_lanes("", 2)) == 2
+    await store.dispatch.set_quota(Quota("owner", "bob", max_queued=5, max_running=2))
     seen: list[tuple[Active, list[Quota]]] = []
 
     def first_two(
@@ -122,37 +122,41 @@ async def test_the_queue_by_lane(store: Store) -> None:
         seen.append((active, list(quotas)))
         return [(lane[0], "w1") for lane in heads.values()]
 
-    done = await store.plan_and_claim([plain, deploy], 10, 10**13, first_two)
+    done = await store.dispatch.plan_and_claim([plain, deploy], 10, 10**13, first_two)
     assert [c.task_id for c in done.heads[plain.key]] == ["urgent", "plain1", "plain2"]
     assert [c.task_id for c in done.heads[deploy.key]] == ["deploy1", "deploy2"]
     assert [t.id for t in done.claimed] == ["urgent", "deploy1"]
     limits = {"anonymous/deploy": 1}  # (the key is its owner's: counted under its scope)
     assert seen[0] == (Active({}, {}, {}, limits), [Quota("owner", "bob", 5, 2)])
-    await store.plan_and_claim([plain], 10, 10**13, first_two)
+    await store.dispatch.plan_and_claim([plain], 10, 10**13, first_two)
     assert seen[1][0] == Active({"anonymous": 2}, {"default": 2}, {"anonymous/deploy": 1})
     queued = 3000 + 3  # the gpu tasks, plain2, zoned, deploy2
-    assert await store.queued_count("owner", "anonymous", 10_000) == queued
-    assert await store.queued_count("owner", "anonymous", 100) == 100  # counts up to the limit
-    assert await store.queued_count("queue", "nightly", 10) == 1
-    await store.set_quota(Quota("owner", "bob"))  # no limit left: removed
-    assert await store.quotas() == []
-    await store.request_cancel("zoned", now=2)
-    left = {lane.probe.labels.get("zone") for lane in await store.queued_lanes("", 10)}
+    assert await store.dispatch.queued_count("owner", "anonymous", 10_000) == queued
+    assert (
+        await store.dispatch.queued_count("owner", "anonymous", 100) == 100
+    )  # counts up to the limit
+    assert await store.dispatch.queued_count("queue", "nightly", 10) == 1
+    await store.dispatch.set_quota(Quota("owner", "bob"))  # no limit left: removed
+    assert await store.dispatch.quotas() == []
+    await store.tasks.request_cancel("zoned", now=2)
+    left = {lane.probe.labels.get("zone") for lane in await store.dispatch.queued_lanes("", 10)}
     assert "b" not in left
     # a pass lists the lanes and looks into those it can take, in the same transaction
-    listed = await store.queued_lanes("", 10)
+    listed = await store.dispatch.queued_lanes("", 10)
     bobs = LaneRead("", 10, lambda lane: lane.probe.owner == "bob")
-    done = await store.plan_and_claim(bobs, 10, 10**13, first_two)
+    done = await store.dispatch.plan_and_claim(bobs, 10, 10**13, first_two)
     assert [lane.key for lane in done.lanes] == [lane.key for lane in listed]
     assert [lane.probe.owner for lane in listed if lane.key in done.heads] == ["bob"]
     assert [t.id for t in done.claimed] == ["bobs"]
-    nothing = await store.plan_and_claim(LaneRead("", 10, lambda _: False), 10, 10**13, first_two)
+    nothing = await store.dispatch.plan_and_claim(
+        LaneRead("", 10, lambda _: False), 10, 10**13, first_two
+    )
     assert (len(nothing.lanes), nothing.heads, nothing.claimed) == (len(listed) - 1, {}, [])
 
 
 async def test_claim_only_takes_queued_tasks_and_bumps_the_attempt(store: Store) -> None:
     await add(store, "a", "b")
-    await store.request_cancel("b", now=2)
+    await store.tasks.request_cancel("b", now=2)
     claimed = await claim(store, [("a", "w1"), ("b", "w1")], now=3)
     assert [(t.id, t.attempt, t.worker_id, t.state) for t in claimed] == [
         ("a", 1, "w1", TaskState.ASSIGNED)
@@ -164,29 +168,33 @@ async def test_reports_are_fenced_by_attempt_and_worker(store: Store) -> None:
     await add(store, "a")
     await claim(store, [("a", "w1")], now=1)
     ref = AttemptRef("a", 1)
-    assert not await store.record_start(ref, "w2", 5)
-    assert not await store.record_start(AttemptRef("a", 2), "w1", 5)
-    assert await store.record_start(ref, "w1", 5)
-    assert not await store.append_output(ref, "w2", [(1, 0, b"x")], cap=100)
-    assert await store.append_output(ref, "w1", [(1, 0, b"hi")], cap=100)
-    stale = await store.record_finish(ref, "w2", Report(Outcome.EXITED, exit_code=0), now=6)
+    assert not await store.attempts.record_start(ref, "w2", 5)
+    assert not await store.attempts.record_start(AttemptRef("a", 2), "w1", 5)
+    assert await store.attempts.record_start(ref, "w1", 5)
+    assert not await store.attempts.append_output(ref, "w2", [(1, 0, b"x")], cap=100)
+    assert await store.attempts.append_output(ref, "w1", [(1, 0, b"hi")], cap=100)
+    stale = await store.attempts.record_finish(
+        ref, "w2", Report(Outcome.EXITED, exit_code=0), now=6
+    )
     assert not stale.applied
-    done = await store.record_finish(ref, "w1", Report(Outcome.EXITED, exit_code=4), now=7)
+    done = await store.attempts.record_finish(ref, "w1", Report(Outcome.EXITED, exit_code=4), now=7)
     assert done.applied
     assert done.task is not None
     assert done.task.state is TaskState.FAILED
     assert done.task.exit_code == 4
-    again = await store.record_finish(ref, "w1", Report(Outcome.EXITED, exit_code=0), now=8)
+    again = await store.attempts.record_finish(
+        ref, "w1", Report(Outcome.EXITED, exit_code=0), now=8
+    )
     assert not again.applied  # a duplicate Finished is dropped
-    task = await store.get_task("a")
+    task = await store.tasks.get_task("a")
     assert task.state is TaskState.FAILED
     assert task.exit_code == 4
-    assert (await store.get_output("a")).stdout.data == b"hi"
+    assert (await store.tasks.get_output("a")).stdout.data == b"hi"
 
 
 async def test_counts_by_state_follow_every_transition(store: Store) -> None:
     async def counts() -> dict[TaskState, int]:
-        counted = await store.count_by_state()
+        counted = await store.tasks.count_by_state()
         assert all(n > 0 for n in counted.values()), counted  # only states that have tasks
         return counted
 
@@ -198,18 +206,24 @@ async def test_counts_by_state_follow_every_transition(store: Store) -> None:
     await store.fold_counts()  # PostgreSQL: the changes so far move into the totals
     assert await counts() == {TaskState.QUEUED: 5}
     await claim(store, [("a", "w1"), ("b", "w1"), ("c", "w2")], now=2)
-    await store.record_start(AttemptRef("a", 1), "w1", 3)
-    await store.request_cancel("d", 3)
+    await store.attempts.record_start(AttemptRef("a", 1), "w1", 3)
+    await store.tasks.request_cancel("d", 3)
     assert await counts() == {
         TaskState.QUEUED: 1,
         TaskState.ASSIGNED: 2,
         TaskState.RUNNING: 1,
         TaskState.CANCELLED: 1,
     }
-    await store.record_finish(AttemptRef("a", 1), "w1", Report(Outcome.EXITED, exit_code=0), 4)
-    await store.record_finish(AttemptRef("b", 1), "w1", Report(Outcome.EXITED, exit_code=2), 4)
-    await store.record_finish(AttemptRef("c", 1), "w2", Report(Outcome.NO_SLOT), 4)
-    await store.mark_lost("w9", [], now=5, reason="never here")  # nothing of its own: no change
+    await store.attempts.record_finish(
+        AttemptRef("a", 1), "w1", Report(Outcome.EXITED, exit_code=0), 4
+    )
+    await store.attempts.record_finish(
+        AttemptRef("b", 1), "w1", Report(Outcome.EXITED, exit_code=2), 4
+    )
+    await store.attempts.record_finish(AttemptRef("c", 1), "w2", Report(Outcome.NO_SLOT), 4)
+    await store.attempts.mark_lost(
+        "w9", [], now=5, reason="never here"
+    )  # nothing of its own: no change
     expected = {
         TaskState.QUEUED: 2,
         TaskState.SUCCEEDED: 1,
@@ -221,14 +235,16 @@ async def test_counts_by_state_follow_every_transition(store: Store) -> None:
     assert await counts() == expected
     await store.fold_counts()  # nothing left to fold
     assert await counts() == expected
-    listed = (await store.list_tasks(TaskFilter(), limit=100, before=None)).tasks
+    listed = (await store.tasks.list_tasks(TaskFilter(), limit=100, before=None)).tasks
     assert {s: sum(t.state is s for t in listed) for s in expected} == expected
 
 
 async def test_no_slot_puts_the_task_back_in_the_queue(store: Store) -> None:
     await add(store, "a")
     await claim(store, [("a", "w1")], now=1)
-    result = await store.record_finish(AttemptRef("a", 1), "w1", Report(Outcome.NO_SLOT), 2)
+    result = await store.attempts.record_finish(
+        AttemptRef("a", 1), "w1", Report(Outcome.NO_SLOT), 2
+    )
     assert result.task is not None
     assert result.task.state is TaskState.QUEUED
     assert [t.attempt for t in await claim(store, [("a", "w2")], now=3)] == [2]
@@ -237,32 +253,34 @@ async def test_no_slot_puts_the_task_back_in_the_queue(store: Store) -> None:
 async def test_mark_lost_keeps_the_attempts_the_worker_still_holds(store: Store) -> None:
     await add(store, "a", "b", "c")
     await claim(store, [("a", "w1"), ("b", "w1"), ("c", "w2")], now=1)
-    lost = await store.mark_lost("w1", [AttemptRef("a", 1)], now=2, reason="gone")
+    lost = await store.attempts.mark_lost("w1", [AttemptRef("a", 1)], now=2, reason="gone")
     assert [t.id for t in lost] == ["b"]
-    assert (await store.get_task("b")).state is TaskState.LOST
-    assert (await store.get_task("a")).state is TaskState.ASSIGNED
-    assert (await store.get_task("c")).state is TaskState.ASSIGNED
+    assert (await store.tasks.get_task("b")).state is TaskState.LOST
+    assert (await store.tasks.get_task("a")).state is TaskState.ASSIGNED
+    assert (await store.tasks.get_task("c")).state is TaskState.ASSIGNED
 
 
 async def test_cancel_rules(store: Store) -> None:
     await add(store, "q", "r")
-    assert (await store.request_cancel("q", 1)).state is TaskState.CANCELLED
+    assert (await store.tasks.request_cancel("q", 1)).state is TaskState.CANCELLED
     await claim(store, [("r", "w1")], now=1)
-    flagged = await store.request_cancel("r", 2)
+    flagged = await store.tasks.request_cancel("r", 2)
     assert flagged.state is TaskState.ASSIGNED
     assert flagged.cancel_requested
     with pytest.raises(InvalidTransition):
-        await store.request_cancel("q", 3)
+        await store.tasks.request_cancel("q", 3)
     with pytest.raises(TaskNotFound):
-        await store.request_cancel("nope", 3)
+        await store.tasks.request_cancel("nope", 3)
 
 
 async def test_list_filters(store: Store) -> None:
     await add(store, "a", "b", "c")
     await claim(store, [("b", "w1")], now=1)
-    page = await store.list_tasks(TaskFilter(states=[TaskState.QUEUED]), limit=10, before=None)
+    page = await store.tasks.list_tasks(
+        TaskFilter(states=[TaskState.QUEUED]), limit=10, before=None
+    )
     assert [t.id for t in page.tasks] == ["c", "a"]
-    page = await store.list_tasks(TaskFilter(worker_id="w1"), limit=10, before=None)
+    page = await store.tasks.list_tasks(TaskFilter(worker_id="w1"), limit=10, before=None)
     assert [t.id for t in page.tasks] == ["b"]
 
 
@@ -270,15 +288,17 @@ async def test_label_filter(store: Store) -> None:
     await add(store, "gpu", labels={"gpu": "yes", "zone": "a"})
     await add(store, "cpu", labels={"zone": "a"})
     flt = TaskFilter(labels={"zone": "a", "gpu": "yes"})
-    assert [t.id for t in (await store.list_tasks(flt, limit=10, before=None)).tasks] == ["gpu"]
+    assert [t.id for t in (await store.tasks.list_tasks(flt, limit=10, before=None)).tasks] == [
+        "gpu"
+    ]
     flt = TaskFilter(labels={"zone": "a"})
-    assert [t.id for t in (await store.list_tasks(flt, 10, None)).tasks] == ["cpu", "gpu"]
+    assert [t.id for t in (await store.tasks.list_tasks(flt, 10, None)).tasks] == ["cpu", "gpu"]
 
 
 async def test_idempotency_keys_name_the_existing_task(store: Store) -> None:
     spec = make_spec(cmd="true", idempotency_key="k1")
-    first = await store.add_tasks([NewTask("a", spec)], now=1)
-    again = await store.add_tasks(
+    first = await store.tasks.add_tasks([NewTask("a", spec)], now=1)
+    again = await store.tasks.add_tasks(
         [
             NewTask("b", spec),
             NewTask("c", make_spec(cmd="x")),
@@ -288,27 +308,29 @@ async def test_idempotency_keys_name_the_existing_task(store: Store) -> None:
     assert [t.id for t in first] == ["a"]
     assert [t.id for t in again] == ["a", "c"]
     with pytest.raises(TaskNotFound):
-        await store.get_task("b")
+        await store.tasks.get_task("b")
 
 
 async def test_retry_backoff_and_attempt_history(store: Store) -> None:
     await add(store, "r", retry=RetryPolicy(max_attempts=2, initial_s=5))
     await claim(store, [("r", "w1")], now=1)
-    await store.record_start(AttemptRef("r", 1), "w1", 2)
-    failed = await store.record_finish(
+    await store.attempts.record_start(AttemptRef("r", 1), "w1", 2)
+    failed = await store.attempts.record_finish(
         AttemptRef("r", 1), "w1", Report(Outcome.EXITED, exit_code=1), now=1000
     )
     assert failed.task is not None
     assert failed.task.state is TaskState.QUEUED
     assert failed.task.not_before == 6000
-    assert await store.queued(10, None, now=5999) == []
-    assert not await store.retry_due(5999)
-    assert await store.retry_due(6000)
+    assert await store.dispatch.queued(10, None, now=5999) == []
+    assert not await store.dispatch.retry_due(5999)
+    assert await store.dispatch.retry_due(6000)
     await claim(store, [("r", "w2")], now=6000)
-    done = await store.record_finish(AttemptRef("r", 2), "w2", Report(Outcome.EXITED, 0), 6001)
+    done = await store.attempts.record_finish(
+        AttemptRef("r", 2), "w2", Report(Outcome.EXITED, 0), 6001
+    )
     assert done.task is not None
     assert done.task.state is TaskState.SUCCEEDED
-    attempts = await store.get_attempts("r")
+    attempts = await store.tasks.get_attempts("r")
     assert [(a.attempt, a.worker_id, a.state) for a in attempts] == [
         (1, "w1", TaskState.FAILED),
         (2, "w2", TaskState.SUCCEEDED),
@@ -318,8 +340,8 @@ async def test_retry_backoff_and_attempt_history(store: Store) -> None:
 async def test_queue_timeouts_expire(store: Store) -> None:
     await add(store, "e", queue_timeout_s=2)
     await add(store, "keep")
-    assert await store.expire(now=2000) == []
-    (expired,) = await store.expire(now=3001)
+    assert await store.tasks.expire(now=2000) == []
+    (expired,) = await store.tasks.expire(now=3001)
     assert (expired.id, expired.state) == ("e", TaskState.EXPIRED)
     assert "queue timeout of 2s" in (expired.error or "")
 
@@ -328,9 +350,9 @@ async def test_output_is_kept_per_stream_up_to_the_cap(store: Store) -> None:
     await add(store, "o")
     await claim(store, [("o", "w1")], now=1)
     ref = AttemptRef("o", 1)
-    assert await store.append_output(ref, "w1", [(1, 0, b"abc"), (2, 0, b"err")], cap=4)
-    assert await store.append_output(ref, "w1", [(1, 3, b"def")], cap=4)
-    out = await store.get_output("o")
+    assert await store.attempts.append_output(ref, "w1", [(1, 0, b"abc"), (2, 0, b"err")], cap=4)
+    assert await store.attempts.append_output(ref, "w1", [(1, 3, b"def")], cap=4)
+    out = await store.tasks.get_output("o")
     assert (out.stdout.total, out.stderr.data) == (6, b"err")
     assert len(out.stdout.data) <= 4
 
@@ -338,77 +360,83 @@ async def test_output_is_kept_per_stream_up_to_the_cap(store: Store) -> None:
 async def test_claims_only_for_workers_leased_to_this_master(store: Store) -> None:
     await add(store, "a", "b")
     other = worker("w9")
-    await store.upsert_worker(other, lease_until=100)
+    await store.workers.upsert_worker(other, lease_until=100)
     assert [t.id for t in await claim(store, [("a", "w9"), ("b", "nobody")], now=2)] == ["a"]
     # w9 moves to another master (its Hello there takes the lease): no more claims here for it
     store.origin, mine = "m2", store.origin
-    await store.upsert_worker(other, lease_until=200)
+    await store.workers.upsert_worker(other, lease_until=200)
     store.origin = mine
     assert await claim(store, [("b", "w9")], now=3) == []
     # and this master may not mark it offline any more, only its new master may
-    await store.upsert_worker(worker("w9", WorkerState.OFFLINE), lease_until=50)
-    assert await store.worker_master("w9", now=150) == (WorkerState.ONLINE, "m2")
-    assert await store.worker_master("w9", now=201) == (WorkerState.ONLINE, None)  # lapsed
+    await store.workers.upsert_worker(worker("w9", WorkerState.OFFLINE), lease_until=50)
+    assert await store.workers.worker_master("w9", now=150) == (WorkerState.ONLINE, "m2")
+    assert await store.workers.worker_master("w9", now=201) == (WorkerState.ONLINE, None)  # lapsed
     with pytest.raises(WorkerNotFound):
-        await store.worker_master("nobody", now=1)
+        await store.workers.worker_master("nobody", now=1)
 
 
 async def test_leases_lapse_and_are_renewed(store: Store) -> None:
     await add(store, "a", "b")
     await claim(store, [("a", "w1"), ("b", "w2")], now=2)
-    assert await store.lapsed(now=50) == set()
-    assert await store.lapsed(now=101) == {"w1", "w2"}
-    await store.renew_leases([("w1", 90, 190)])
-    assert await store.lapsed(now=101) == {"w2"}
-    (w1,) = [w for w in await store.list_workers() if w.id == "w1"]
+    assert await store.workers.lapsed(now=50) == set()
+    assert await store.workers.lapsed(now=101) == {"w1", "w2"}
+    await store.workers.renew_leases([("w1", 90, 190)])
+    assert await store.workers.lapsed(now=101) == {"w2"}
+    (w1,) = [w for w in await store.workers.list_workers() if w.id == "w1"]
     assert (w1.last_seen, w1.running, w1.assigned) == (90, 0, 1)  # claimed, not started
-    assert await store.record_start(AttemptRef("a", 1), "w1", 95)
-    (w1,) = [w for w in await store.list_workers() if w.id == "w1"]
+    assert await store.attempts.record_start(AttemptRef("a", 1), "w1", 95)
+    (w1,) = [w for w in await store.workers.list_workers() if w.id == "w1"]
     assert (w1.running, w1.assigned) == (1, 0)
 
 
 async def test_dependents_wait_then_run_or_are_skipped(store: Store) -> None:
     await add(store, "a", "b")
-    (c,) = await store.add_tasks([NewTask("c", make_spec(cmd="c", after=["a", "b"]))], now=1)
-    (d,) = await store.add_tasks([NewTask("d", make_spec(cmd="d", after=["c"]))], now=1)
+    (c,) = await store.tasks.add_tasks([NewTask("c", make_spec(cmd="c", after=["a", "b"]))], now=1)
+    (d,) = await store.tasks.add_tasks([NewTask("d", make_spec(cmd="d", after=["c"]))], now=1)
     assert (c.state, d.state) == (TaskState.WAITING, TaskState.WAITING)
-    assert [x.task_id for x in await store.queued(10, None, now=2)] == ["a", "b"]
+    assert [x.task_id for x in await store.dispatch.queued(10, None, now=2)] == ["a", "b"]
     await claim(store, [("a", "w1"), ("b", "w2")], now=2)
-    await store.record_finish(AttemptRef("a", 1), "w1", Report(Outcome.EXITED, 0), now=3)
-    assert (await store.get_task("c")).state is TaskState.WAITING  # b is still running
-    await store.record_finish(AttemptRef("b", 1), "w2", Report(Outcome.EXITED, 0), now=4)
-    assert (await store.get_task("c")).state is TaskState.QUEUED
+    await store.attempts.record_finish(AttemptRef("a", 1), "w1", Report(Outcome.EXITED, 0), now=3)
+    assert (await store.tasks.get_task("c")).state is TaskState.WAITING  # b is still running
+    await store.attempts.record_finish(AttemptRef("b", 1), "w2", Report(Outcome.EXITED, 0), now=4)
+    assert (await store.tasks.get_task("c")).state is TaskState.QUEUED
     await claim(store, [("c", "w1")], now=5)
-    await store.record_finish(AttemptRef("c", 1), "w1", Report(Outcome.EXITED, 9), now=6)
-    skipped = await store.get_task("d")
+    await store.attempts.record_finish(AttemptRef("c", 1), "w1", Report(Outcome.EXITED, 9), now=6)
+    skipped = await store.tasks.get_task("d")
     assert (skipped.state, skipped.error) == (TaskState.SKIPPED, "skipped: task c ended failed")
 
 
 async def test_schedules_are_kept_and_each_slot_fires_once(store: Store) -> None:
     spec = make_spec(cmd="true", name="nightly")
-    await store.add_schedule(Schedule("s1", "0 2 * * *", spec, created_at=1, next_at=1000))
-    assert await store.due_schedules(now=999) == []
-    (due,) = await store.due_schedules(now=1000)
+    await store.schedules.add_schedule(
+        Schedule("s1", "0 2 * * *", spec, created_at=1, next_at=1000)
+    )
+    assert await store.schedules.due_schedules(now=999) == []
+    (due,) = await store.schedules.due_schedules(now=1000)
     assert (due.cron, due.spec.name, due.next_at) == ("0 2 * * *", "nightly", 1000)
-    made = await store.fire_schedule("s1", 1000, NewTask("t1", spec), next_at=5000, now=1001)
+    made = await store.schedules.fire_schedule(
+        "s1", 1000, NewTask("t1", spec), next_at=5000, now=1001
+    )
     assert made is not None
     assert made.id == "t1"
-    again = await store.fire_schedule("s1", 1000, NewTask("t2", spec), next_at=5000, now=1002)
+    again = await store.schedules.fire_schedule(
+        "s1", 1000, NewTask("t2", spec), next_at=5000, now=1002
+    )
     assert again is None  # that slot is done
-    (kept,) = await store.list_schedules()
+    (kept,) = await store.schedules.list_schedules()
     assert (kept.next_at, kept.last_fired, kept.last_task) == (5000, 1000, "t1")
-    await store.delete_schedule("s1")
+    await store.schedules.delete_schedule("s1")
     with pytest.raises(ScheduleNotFound):
-        await store.get_schedule("s1")
+        await store.schedules.get_schedule("s1")
 
 
 async def run_to_end(store: Store, task_id: str, worker_id: str, code: int, now: int) -> None:
     """Claim, start, write output and finish a task the way a worker's reports do."""
     await claim(store, [(task_id, worker_id)], now=now)
     ref = AttemptRef(task_id, 1)
-    await store.record_start(ref, worker_id, now)
-    await store.append_output(ref, worker_id, [(1, 0, b"out")], cap=1024)
-    await store.record_finish(ref, worker_id, Report(Outcome.EXITED, exit_code=code), now)
+    await store.attempts.record_start(ref, worker_id, now)
+    await store.attempts.append_output(ref, worker_id, [(1, 0, b"out")], cap=1024)
+    await store.attempts.record_finish(ref, worker_id, Report(Outcome.EXITED, exit_code=code), now)
 
 
 async def test_retention_deletes_exactly_the_ended_tasks_past_their_time(store: Store) -> None:
@@ -416,37 +444,43 @@ async def test_retention_deletes_exactly_the_ended_tasks_past_their_time(store: 
     await claim(store, [("running", "w3")], now=1_000)
     # `blocked` waits for old_dep (which will have succeeded) and `running` (which has not)
     after = ["old_dep", "running"]
-    await store.add_tasks([NewTask("blocked", make_spec(cmd="true", after=after))], now=1)
+    await store.tasks.add_tasks([NewTask("blocked", make_spec(cmd="true", after=after))], now=1)
     await run_to_end(store, "old_ok", "w1", 0, now=1_000)
     await run_to_end(store, "old_bad", "w1", 3, now=1_000)
     await run_to_end(store, "old_dep", "w2", 0, now=1_000)
     await run_to_end(store, "new_ok", "w2", 0, now=9_000)
-    assert (await store.get_task("blocked")).state is TaskState.WAITING
-    before = await store.count_by_state()
+    assert (await store.tasks.get_task("blocked")).state is TaskState.WAITING
+    before = await store.tasks.count_by_state()
     ok = [TaskState.SUCCEEDED]
-    assert await store.count_collectable(5_000, ok) == 1  # old_ok; not old_dep, not new_ok
-    assert await store.collect(5_000, ok, dry_run=True) == 1
-    assert await store.get_task("old_ok")  # a dry run deletes nothing
-    assert await store.collect(5_000, [TaskState.SUCCEEDED, TaskState.FAILED], limit=1) == 1
-    assert await store.collect(5_000, [TaskState.SUCCEEDED, TaskState.FAILED]) == 1  # batches
+    assert (
+        await store.retention.count_collectable(5_000, ok) == 1
+    )  # old_ok; not old_dep, not new_ok
+    assert await store.retention.collect(5_000, ok, dry_run=True) == 1
+    assert await store.tasks.get_task("old_ok")  # a dry run deletes nothing
+    assert (
+        await store.retention.collect(5_000, [TaskState.SUCCEEDED, TaskState.FAILED], limit=1) == 1
+    )
+    assert (
+        await store.retention.collect(5_000, [TaskState.SUCCEEDED, TaskState.FAILED]) == 1
+    )  # batches
     for gone in ("old_ok", "old_bad"):
         with pytest.raises(TaskNotFound):
-            await store.get_task(gone)
+            await store.tasks.get_task(gone)
         for table in ("output", "attempts", "deps"):  # nothing of it is left behind
-            row = await store._read(  # type: ignore[attr-defined]
+            row = await store.read(  # type: ignore[attr-defined]
                 lambda tx, t=table, g=gone: tx.one(f"SELECT count(*) FROM {t} WHERE task_id = ?", g)
             )
             assert row[0] == 0, table
     # what is young, not ended, or asked for by a task that waits is kept
     for kept in ("new_ok", "running", "queued", "old_dep", "blocked"):
-        assert (await store.get_task(kept)).id == kept
-    assert await store.collect(5_000, [TaskState.RUNNING, TaskState.QUEUED]) == 0
-    assert await store.collect(10**13, [TaskState.WAITING, TaskState.ASSIGNED]) == 0
-    counts = await store.count_by_state()
+        assert (await store.tasks.get_task(kept)).id == kept
+    assert await store.retention.collect(5_000, [TaskState.RUNNING, TaskState.QUEUED]) == 0
+    assert await store.retention.collect(10**13, [TaskState.WAITING, TaskState.ASSIGNED]) == 0
+    counts = await store.tasks.count_by_state()
     assert counts.get(TaskState.SUCCEEDED, 0) == before[TaskState.SUCCEEDED] - 1  # counts follow
     assert counts.get(TaskState.FAILED, 0) == before[TaskState.FAILED] - 1
-    await store.request_cancel("blocked", now=2)  # now nothing waits for old_dep
-    assert await store.collect(5_000, ok) == 1
+    await store.tasks.request_cancel("blocked", now=2)  # now nothing waits for old_dep
+    assert await store.retention.collect(5_000, ok) == 1
 
 
 async def test_the_task_a_report_leaves_is_its_row_as_stored(store: Store) -> None:
@@ -458,10 +492,10 @@ async def test_the_task_a_report_leaves_is_its_row_as_stored(store: Store) -> No
     await add(store, "gone", "hurt")
     await claim(store, [(t, "w1") for t in ("ok", "slotless", "cancelled", "flaky")], now=2)
     await claim(store, [("gone", "w2"), ("hurt", "w2")], now=2)
-    await store.request_cancel("cancelled", now=3)
+    await store.tasks.request_cancel("cancelled", now=3)
     usage = Usage(cpu_s=0.25, peak_memory_bytes=1 << 20, io_read_bytes=7, io_write_bytes=9)
     ok, flaky = AttemptRef("ok", 1), AttemptRef("flaky", 1)
-    results = await store.record_reports(
+    results = await store.attempts.record_reports(
         "w1",
         [
             Started(ok, 4),
@@ -486,13 +520,13 @@ async def test_the_task_a_report_leaves_is_its_row_as_stored(store: Store) -> No
     assert settled["ok"].usage == Usage(cpu_s=0.25, peak_memory_bytes=1 << 20)
     assert settled["flaky"].not_before == 10 + 5000
     for task_id, task in settled.items():
-        assert task == await store.get_task(task_id), task_id
-    assert (await store.get_output("ok")).stdout.data == b"hi\n"
-    await store.record_start(AttemptRef("hurt", 1), "w2", 3)
-    lost = await store.mark_lost("w2", [], now=11, reason="worker w2 is gone")
+        assert task == await store.tasks.get_task(task_id), task_id
+    assert (await store.tasks.get_output("ok")).stdout.data == b"hi\n"
+    await store.attempts.record_start(AttemptRef("hurt", 1), "w2", 3)
+    lost = await store.attempts.mark_lost("w2", [], now=11, reason="worker w2 is gone")
     assert {t.id: t.state for t in lost} == {"gone": TaskState.LOST, "hurt": TaskState.LOST}
     for task in lost:
-        assert task == await store.get_task(task.id), task.id
+        assert task == await store.tasks.get_task(task.id), task.id
 
 
 async def test_a_claim_takes_its_pairs_in_order_and_starts_each_attempt_afresh(
@@ -503,8 +537,10 @@ async def test_a_claim_takes_its_pairs_in_order_and_starts_each_attempt_afresh(
     worker puts it back in the queue, never started). PostgreSQL does it in one statement."""
     await add(store, "r", retry=RetryPolicy(max_attempts=3, initial_s=1))
     await claim(store, [("r", "w1")], now=2)
-    assert await store.append_output(AttemptRef("r", 1), "w1", [(Stream.STDOUT, 0, b"old")], 99)
-    await store.record_finish(AttemptRef("r", 1), "w1", Report(Outcome.EXITED, 1), now=3)
+    assert await store.attempts.append_output(
+        AttemptRef("r", 1), "w1", [(Stream.STDOUT, 0, b"old")], 99
+    )
+    await store.attempts.record_finish(AttemptRef("r", 1), "w1", Report(Outcome.EXITED, 1), now=3)
     await add(store, "a", "b", "c")
     order = [("c", "w2"), ("r", "w1"), ("a", "w2")]
 
@@ -514,27 +550,29 @@ async def test_a_claim_takes_its_pairs_in_order_and_starts_each_attempt_afresh(
         by_id = {c.task_id: c for lane in heads.values() for c in lane}
         return [(by_id[t], w) for t, w in order if t in by_id]
 
-    lanes = await store.queued_lanes("", 100)
-    done = await store.plan_and_claim(lanes, 100, 5000, placed, announcing={"w2"})
+    lanes = await store.dispatch.queued_lanes("", 100)
+    done = await store.dispatch.plan_and_claim(lanes, 100, 5000, placed, announcing={"w2"})
     assert [(t.id, t.attempt, t.worker_id) for t in done.claimed] == [
         ("c", 1, "w2"), ("r", 2, "w1"), ("a", 1, "w2"),
     ]  # fmt: skip
     for task in done.claimed:
-        assert task == await store.get_task(task.id)
-    assert (await store.get_output("r")).stdout.data == b""
-    back = await store.mark_lost("w2", [], now=5001, reason="w2 is gone")
+        assert task == await store.tasks.get_task(task.id)
+    assert (await store.tasks.get_output("r")).stdout.data == b""
+    back = await store.attempts.mark_lost("w2", [], now=5001, reason="w2 is gone")
     assert {t.id: t.state for t in back} == {"a": TaskState.QUEUED, "c": TaskState.QUEUED}
-    lost = await store.mark_lost("w1", [], now=5002, reason="w1 is gone")
+    lost = await store.attempts.mark_lost("w1", [], now=5002, reason="w1 is gone")
     assert [(t.id, t.state) for t in lost] == [("r", TaskState.QUEUED)]  # (a try left)
-    assert (await store.get_task("b")).state is TaskState.QUEUED
+    assert (await store.tasks.get_task("b")).state is TaskState.QUEUED
 
 
 async def test_owners_counts_assigned_and_running_apart(store: Store) -> None:
     """`top` and GET /v1/owners showed a task sent but not started as running."""
     await add(store, "a", "b", "c", submitted_by="alice")
     await claim(store, [("a", "w1"), ("b", "w1")], now=2)
-    assert await store.record_start(AttemptRef("a", 1), "w1", 3)
-    assert await store.owners() == [("alice", "default", 1, 1, 1)]  # queued, assigned, running
+    assert await store.attempts.record_start(AttemptRef("a", 1), "w1", 3)
+    assert await store.dispatch.owners() == [
+        ("alice", "default", 1, 1, 1)
+    ]  # queued, assigned, running
 
 
 async def test_a_listing_by_duration_is_the_top_of_all_not_of_the_newest(store: Store) -> None:
@@ -545,10 +583,12 @@ async def test_a_listing_by_duration_is_the_top_of_all_not_of_the_newest(store: 
     took = {"old_long": 50, "mid_short": 5, "new_short": 1}
     for task in claimed:
         report = Report(Outcome.EXITED, exit_code=0, started_at=10, finished_at=10 + took[task.id])
-        await store.record_finish(task.ref, str(task.worker_id), report, now=100)
-    top = await store.list_tasks(TaskFilter(), 2, None, "duration")
+        await store.attempts.record_finish(task.ref, str(task.worker_id), report, now=100)
+    top = await store.tasks.list_tasks(TaskFilter(), 2, None, "duration")
     assert ([t.id for t in top.tasks], top.next_cursor) == (["old_long", "mid_short"], None)
-    every = await store.list_tasks(TaskFilter(), 10, None, "duration")
+    every = await store.tasks.list_tasks(TaskFilter(), 10, None, "duration")
     assert [t.id for t in every.tasks][-1] == "never"
-    assert (await store.list_tasks(TaskFilter(since=2), 10, None)).tasks == []  # all made at 1
-    assert len((await store.list_tasks(TaskFilter(since=1, until=2), 10, None)).tasks) == 4
+    assert (
+        await store.tasks.list_tasks(TaskFilter(since=2), 10, None)
+    ).tasks == []  # all made at 1
+    assert len((await store.tasks.list_tasks(TaskFilter(since=1, until=2), 10, None)).tasks) == 4

@@ -38,8 +38,8 @@ async def two(url: str) -> AsyncIterator[tuple[PostgresStore, PostgresStore]]:
     await a.open()
     await b.open()
     try:
-        await a.upsert_worker(online("wa"), lease_until=10**13)
-        await b.upsert_worker(online("wb"), lease_until=10**13)
+        await a.workers.upsert_worker(online("wa"), lease_until=10**13)
+        await b.workers.upsert_worker(online("wb"), lease_until=10**13)
         yield a, b
     finally:
         await a.close()
@@ -62,8 +62,8 @@ async def test_masters_starting_together_migrate_once(url: str) -> None:
             assert [tuple(r) for r in rows] == [(postgres_sql.SCHEMA_VERSION,)]
         finally:
             await conn.close()
-        await stores[0].add_tasks([NewTask("a", make_spec(cmd="true"))], now=1)
-        assert (await stores[3].get_task("a")).id == "a"
+        await stores[0].tasks.add_tasks([NewTask("a", make_spec(cmd="true"))], now=1)
+        assert (await stores[3].tasks.get_task("a")).id == "a"
     finally:
         await asyncio.gather(*(s.close() for s in stores))
 
@@ -73,7 +73,7 @@ async def test_racing_masters_never_claim_a_task_twice(
 ) -> None:
     a, b = two
     ids = [f"t{i}" for i in range(200)]
-    await a.add_tasks([NewTask(i, make_spec(cmd="true")) for i in ids], now=1)
+    await a.tasks.add_tasks([NewTask(i, make_spec(cmd="true")) for i in ids], now=1)
     # both try to claim every task, in many small concurrent batches, in opposite orders
     claims = [claim(a, [(i, "wa") for i in ids[k : k + 10]], now=2) for k in range(0, 200, 10)]
     claims += [
@@ -84,7 +84,7 @@ async def test_racing_masters_never_claim_a_task_twice(
     assert sorted(claimed) == sorted(ids)  # each exactly once
     by_a = {t.id for batch in results[:20] for t in batch}
     for i in ids:
-        assert (await b.get_task(i)).worker_id == ("wa" if i in by_a else "wb")
+        assert (await b.tasks.get_task(i)).worker_id == ("wa" if i in by_a else "wb")
 
 
 async def test_notices_reach_the_other_masters_only_on_commit(
@@ -93,9 +93,9 @@ async def test_notices_reach_the_other_masters_only_on_commit(
     a, b = two
     heard: list[Notice] = []
     await b.listen(heard.append)
-    await a.add_tasks([NewTask("x", make_spec(cmd="true"))], now=1)
+    await a.tasks.add_tasks([NewTask("x", make_spec(cmd="true"))], now=1)
     with pytest.raises(asyncpg.exceptions.UniqueViolationError):  # rolled back: no notice
-        await a.add_tasks([NewTask("x", make_spec(cmd="true"))], now=2)
+        await a.tasks.add_tasks([NewTask("x", make_spec(cmd="true"))], now=2)
     await a.notify(Notice("ma", NoticeKind.DRAIN, "w1"))
     await eventually_async(lambda: len(heard) >= 2, 5)
     assert [(n.origin, n.kind, n.subject) for n in heard] == [
@@ -118,7 +118,7 @@ async def test_prerequisites_finishing_at_once_on_two_masters_release_their_depe
     a, b = two
     for n in range(15):
         x, y, z = f"x{n}", f"y{n}", f"z{n}"
-        await a.add_tasks(
+        await a.tasks.add_tasks(
             [NewTask(x, make_spec(cmd="x")), NewTask(y, make_spec(cmd="y")),
              NewTask(z, make_spec(cmd="z", after=[x, y]))],
             now=1,
@@ -127,10 +127,10 @@ async def test_prerequisites_finishing_at_once_on_two_masters_release_their_depe
         await claim(b, [(y, "wb")], now=2)
         ok = Report(Outcome.EXITED, exit_code=0)
         await asyncio.gather(
-            a.record_finish(AttemptRef(x, 1), "wa", ok, now=3),
-            b.record_finish(AttemptRef(y, 1), "wb", ok, now=3),
+            a.attempts.record_finish(AttemptRef(x, 1), "wa", ok, now=3),
+            b.attempts.record_finish(AttemptRef(y, 1), "wb", ok, now=3),
         )
-        assert (await a.get_task(z)).state is TaskState.QUEUED, n
+        assert (await a.tasks.get_task(z)).state is TaskState.QUEUED, n
 
 
 async def test_masters_firing_one_schedule_slot_at_once_make_one_task(url: str) -> None:
@@ -140,13 +140,13 @@ async def test_masters_firing_one_schedule_slot_at_once_make_one_task(url: str) 
     await asyncio.gather(*(s.open() for s in stores))
     try:
         spec = make_spec(cmd="true")
-        await stores[0].add_schedule(
+        await stores[0].schedules.add_schedule(
             Schedule("s1", "* * * * *", spec, created_at=0, next_at=60_000)
         )
         for slot in (60_000, 120_000, 180_000):
             fired = await asyncio.gather(
                 *(
-                    s.fire_schedule(
+                    s.schedules.fire_schedule(
                         "s1", slot,
                         NewTask(f"t{slot}-{i}", make_spec(cmd="true", idempotency_key=f"k{slot}")),
                         slot + 60_000, slot + 1,
@@ -155,9 +155,9 @@ async def test_masters_firing_one_schedule_slot_at_once_make_one_task(url: str) 
                 )
             )  # fmt: skip
             assert sum(task is not None for task in fired) == 1, slot
-        (schedule,) = await stores[1].list_schedules()
+        (schedule,) = await stores[1].schedules.list_schedules()
         assert (schedule.next_at, schedule.last_fired) == (240_000, 180_000)
-        assert sum((await stores[2].count_by_state()).values()) == 3
+        assert sum((await stores[2].tasks.count_by_state()).values()) == 3
     finally:
         await asyncio.gather(*(s.close() for s in stores))
 
@@ -167,8 +167,8 @@ async def test_counts_stay_exact_while_two_masters_change_tasks_and_fold_at_once
 ) -> None:
     a, b = two
     ids = [f"t{i}" for i in range(100)]
-    await a.add_tasks([NewTask(i, make_spec(cmd="true")) for i in ids[:50]], now=1)
-    await b.add_tasks([NewTask(i, make_spec(cmd="true")) for i in ids[50:]], now=1)
+    await a.tasks.add_tasks([NewTask(i, make_spec(cmd="true")) for i in ids[:50]], now=1)
+    await b.tasks.add_tasks([NewTask(i, make_spec(cmd="true")) for i in ids[50:]], now=1)
     ok = Report(Outcome.EXITED, exit_code=0)
 
     async def work(store: PostgresStore, worker: str, mine: list[str]) -> None:
@@ -176,7 +176,7 @@ async def test_counts_stay_exact_while_two_masters_change_tasks_and_fold_at_once
             await claim(store, [(i, worker) for i in mine[k : k + 5]], now=2)
             await asyncio.gather(
                 *(
-                    store.record_finish(AttemptRef(i, 1), worker, ok, now=3)
+                    store.attempts.record_finish(AttemptRef(i, 1), worker, ok, now=3)
                     for i in mine[k : k + 3]
                 ),
                 store.fold_counts(),
@@ -188,10 +188,10 @@ async def test_counts_stay_exact_while_two_masters_change_tasks_and_fold_at_once
 
     await asyncio.gather(work(a, "wa", ids[::2]), work(b, "wb", ids[1::2]), folding())
     expected = {TaskState.SUCCEEDED: 60, TaskState.ASSIGNED: 40}
-    assert await a.count_by_state() == expected
+    assert await a.tasks.count_by_state() == expected
     await b.fold_counts()
-    assert await a.count_by_state() == expected
-    assert await b.count_by_state() == expected
+    assert await a.tasks.count_by_state() == expected
+    assert await b.tasks.count_by_state() == expected
 
 
 async def test_a_database_from_before_kept_counts_is_counted_as_it_migrates(url: str) -> None:
@@ -212,9 +212,9 @@ async def test_a_database_from_before_kept_counts_is_counted_as_it_migrates(url:
     store = PostgresStore(url, origin="m1")
     await store.open()
     try:
-        assert await store.count_by_state() == {TaskState.QUEUED: 3, TaskState.SUCCEEDED: 7}
-        await store.add_tasks([NewTask("new", make_spec(cmd="true"))], now=2)
-        assert await store.count_by_state() == {TaskState.QUEUED: 4, TaskState.SUCCEEDED: 7}
+        assert await store.tasks.count_by_state() == {TaskState.QUEUED: 3, TaskState.SUCCEEDED: 7}
+        await store.tasks.add_tasks([NewTask("new", make_spec(cmd="true"))], now=2)
+        assert await store.tasks.count_by_state() == {TaskState.QUEUED: 4, TaskState.SUCCEEDED: 7}
     finally:
         await store.close()
 

@@ -24,7 +24,9 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
     s = SqliteStore(tmp_path / "db" / "gridrun.db", origin="m1")
     await s.open()
     try:
-        await s.upsert_worker(WorkerInfo("w1", "h", {}, 2, WorkerState.ONLINE), lease_until=100)
+        await s.workers.upsert_worker(
+            WorkerInfo("w1", "h", {}, 2, WorkerState.ONLINE), lease_until=100
+        )
         yield s
     finally:
         await s.close()
@@ -32,7 +34,7 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
 
 async def add(store: SqliteStore, *ids: str, priority: int = 0) -> None:
     spec = make_spec(cmd="true", priority=priority)
-    await store.add_tasks([NewTask(i, spec) for i in ids], now=1)
+    await store.tasks.add_tasks([NewTask(i, spec) for i in ids], now=1)
 
 
 async def test_tasks_survive_reopening_the_file(tmp_path: Path) -> None:
@@ -44,7 +46,7 @@ async def test_tasks_survive_reopening_the_file(tmp_path: Path) -> None:
     second = SqliteStore(path)
     await second.open()
     try:
-        assert [c.task_id for c in await second.queued(10, None, now=10**13)] == ["a", "b"]
+        assert [c.task_id for c in await second.dispatch.queued(10, None, now=10**13)] == ["a", "b"]
     finally:
         await second.close()
 
@@ -55,14 +57,19 @@ async def test_group_commit_isolates_a_failing_write_from_its_batch(tmp_path: Pa
     path = tmp_path / "g.db"
     store = SqliteStore(path, origin="m1")
     await store.open()
-    await store.upsert_worker(WorkerInfo("w1", "h", {}, 2, WorkerState.ONLINE), lease_until=100)
+    await store.workers.upsert_worker(
+        WorkerInfo("w1", "h", {}, 2, WorkerState.ONLINE), lease_until=100
+    )
     await add(store, "a", "b")
-    await store.request_cancel("b", now=1)
+    await store.tasks.request_cancel("b", now=1)
     results = await asyncio.gather(
-        *(store.add_tasks([NewTask(f"n{i}", make_spec(cmd="true"))], now=2) for i in range(50)),
-        store.request_cancel("b", now=3),  # already cancelled: InvalidTransition
+        *(
+            store.tasks.add_tasks([NewTask(f"n{i}", make_spec(cmd="true"))], now=2)
+            for i in range(50)
+        ),
+        store.tasks.request_cancel("b", now=3),  # already cancelled: InvalidTransition
         claim(store, [("a", "w1")], now=3),
-        store.request_cancel("missing", now=3),  # TaskNotFound
+        store.tasks.request_cancel("missing", now=3),  # TaskNotFound
         return_exceptions=True,
     )
     assert isinstance(results[50], InvalidTransition)
@@ -72,10 +79,10 @@ async def test_group_commit_isolates_a_failing_write_from_its_batch(tmp_path: Pa
     reopened = SqliteStore(path)
     await reopened.open()
     try:
-        queued = await reopened.queued(100, None, now=10**13)
+        queued = await reopened.dispatch.queued(100, None, now=10**13)
         assert sorted(c.task_id for c in queued) == sorted(f"n{i}" for i in range(50))
-        assert (await reopened.get_task("a")).state is TaskState.ASSIGNED
-        assert (await reopened.get_task("b")).state is TaskState.CANCELLED
+        assert (await reopened.tasks.get_task("a")).state is TaskState.ASSIGNED
+        assert (await reopened.tasks.get_task("b")).state is TaskState.CANCELLED
     finally:
         await reopened.close()
 
@@ -88,10 +95,12 @@ async def test_a_cancelled_writer_neither_loses_its_write_nor_wedges_the_store(
     # Queue writes behind a big one, cancel some of their callers while they wait: their writes
     # still land, and the store keeps taking writes (a cancelled caller once wedged it for good).
     big = asyncio.create_task(
-        store.add_tasks([NewTask(f"big{i}", make_spec(cmd="true")) for i in range(3000)], now=1)
+        store.tasks.add_tasks(
+            [NewTask(f"big{i}", make_spec(cmd="true")) for i in range(3000)], now=1
+        )
     )
     waiting = [
-        asyncio.create_task(store.add_tasks([NewTask(f"c{i}", make_spec(cmd="true"))], now=1))
+        asyncio.create_task(store.tasks.add_tasks([NewTask(f"c{i}", make_spec(cmd="true"))], now=1))
         for i in range(20)
     ]
     await asyncio.sleep(0)
@@ -99,10 +108,10 @@ async def test_a_cancelled_writer_neither_loses_its_write_nor_wedges_the_store(
         task.cancel()
     await asyncio.wait_for(asyncio.gather(big, *waiting, return_exceptions=True), 10)
     after = await asyncio.wait_for(
-        store.add_tasks([NewTask("after", make_spec(cmd="true"))], now=2), 5
+        store.tasks.add_tasks([NewTask("after", make_spec(cmd="true"))], now=2), 5
     )
     assert [t.id for t in after] == ["after"]
-    ids = {c.task_id for c in await store.queued(5000, None, now=10**13)}
+    ids = {c.task_id for c in await store.dispatch.queued(5000, None, now=10**13)}
     assert {f"c{i}" for i in range(20)} <= ids
     assert "after" in ids
 
@@ -136,17 +145,17 @@ async def test_a_version_1_database_is_migrated_in_place(tmp_path: Path) -> None
     store = SqliteStore(path, origin="m1")
     await store.open()
     try:
-        await store.upsert_worker(WorkerInfo("w1", "h", {}, 2, WorkerState.ONLINE), 100)
-        task = await store.get_task("old")
+        await store.workers.upsert_worker(WorkerInfo("w1", "h", {}, 2, WorkerState.ONLINE), 100)
+        task = await store.tasks.get_task("old")
         assert task.spec.retry.max_attempts == 1
-        assert await store.count_by_state() == {TaskState.QUEUED: 1}  # v10: counted as it was
-        worker, _ = await store.list_workers()
+        assert await store.tasks.count_by_state() == {TaskState.QUEUED: 1}  # v10: counted as it was
+        worker, _ = await store.workers.list_workers()
         assert (worker.id, dict(worker.resources)) == ("w0", {})  # v3: resources, none known
-        (old,) = await store.queued(10, None, now=2)
+        (old,) = await store.dispatch.queued(10, None, now=2)
         assert (old.task_id, dict(old.labels)) == ("old", {"zone": "a"})  # v12: column renamed
         claimed = await claim(store, [("old", "w1")], now=3)
-        assert await store.count_by_state() == {TaskState.ASSIGNED: 1}
-        assert [a.attempt for a in await store.get_attempts("old")] == [claimed[0].attempt]
+        assert await store.tasks.count_by_state() == {TaskState.ASSIGNED: 1}
+        assert [a.attempt for a in await store.tasks.get_attempts("old")] == [claimed[0].attempt]
     finally:
         await store.close()
     check = sqlite3.connect(path)
@@ -200,10 +209,10 @@ async def test_reads_of_the_queue_use_its_index_not_a_scan(tmp_path: Path) -> No
     reopened = SqliteStore(path)
     await reopened.open()
     try:
-        head = await reopened.queued(8, None, now=10)
+        head = await reopened.dispatch.queued(8, None, now=10)
         expected = [*(f"p{i:04}" for i in range(5)), "q0300", "q0301", "q0302"]
         assert [c.task_id for c in head] == expected
-        page = await reopened.queued(3, (head[-1].priority, head[-1].seq), now=10)
+        page = await reopened.dispatch.queued(3, (head[-1].priority, head[-1].seq), now=10)
         assert [c.task_id for c in page] == ["q0303", "q0304", "q0305"]
     finally:
         await reopened.close()

@@ -62,7 +62,7 @@ def connected(worker_id: str = "w1", slots: int = 1) -> WorkerSession:
 async def join(store: Store, session: WorkerSession, sessions: Sessions, now: int) -> None:
     """What WorkerStreams.hello leaves: the session held here, the worker leased to us."""
     sessions.add(session)
-    await store.upsert_worker(
+    await store.workers.upsert_worker(
         WorkerInfo(
             id=session.worker_id, hostname="h", labels={}, slots=session.slots,
             state=WorkerState.ONLINE, version="t", legacy=False, connected_at=now, last_seen=now,
@@ -73,7 +73,7 @@ async def join(store: Store, session: WorkerSession, sessions: Sessions, now: in
 
 async def queue(store: Store, *ids: str, now: int, owner: str | None = None) -> None:
     spec = make_spec(cmd="true", submitted_by=owner)
-    await store.add_tasks([NewTask(i, spec) for i in ids], now=now)
+    await store.tasks.add_tasks([NewTask(i, spec) for i in ids], now=now)
 
 
 async def test_dispatch_claims_a_queued_task_for_a_free_worker_and_sends_its_assign(
@@ -90,8 +90,8 @@ async def test_dispatch_claims_a_queued_task_for_a_free_worker_and_sends_its_ass
     command = await asyncio.wait_for(session.next_command(), 1)
     assert isinstance(command, AssignCmd)
     assert command.task.id == "a"
-    assert (await store.get_task("a")).state is TaskState.ASSIGNED
-    assert (await store.get_task("b")).state is TaskState.QUEUED
+    assert (await store.tasks.get_task("a")).state is TaskState.ASSIGNED
+    assert (await store.tasks.get_task("b")).state is TaskState.QUEUED
     assert list(session.inflight) == [AttemptRef("a", 1)]
     assert await dispatcher.dispatch() == 0  # the slot is held now
 
@@ -110,7 +110,7 @@ async def test_dispatch_puts_back_a_task_claimed_for_a_worker_that_left_meanwhil
 
     signals.dispatch_wanted.clear()
     await dispatcher._send_assignment(task)
-    assert (await store.get_task("a")).state is TaskState.QUEUED  # not a try, nothing lost
+    assert (await store.tasks.get_task("a")).state is TaskState.QUEUED  # not a try, nothing lost
     assert signals.dispatch_wanted.is_set()  # and dispatch looks again
 
 
@@ -128,7 +128,7 @@ async def test_a_worker_that_keeps_missing_deadlines_is_quarantined_and_told_to_
 
     await trust.missed_deadline(session, AttemptRef("a", 1), "not started within 60s")
     assert session.quarantined is None  # one miss: not yet
-    assert (await store.get_task("a")).state is TaskState.LOST
+    assert (await store.tasks.get_task("a")).state is TaskState.LOST
     await trust.missed_deadline(session, AttemptRef("b", 1), "not started within 60s")
     assert session.quarantined is not None
     assert "missed 2 deadlines" in session.quarantined
@@ -145,7 +145,7 @@ async def test_a_worker_that_keeps_missing_deadlines_is_quarantined_and_told_to_
 
 async def test_admission_counts_a_batch_against_its_owners_quota(store: Store) -> None:
     admission = Admission(store, max_queued=1_000)
-    await store.set_quota(Quota("owner", "alice", max_queued=2))
+    await store.dispatch.set_quota(Quota("owner", "alice", max_queued=2))
     await queue(store, "a", now=1, owner="alice")
     alice, bob = (
         make_spec(cmd="true", submitted_by="alice"),
@@ -172,11 +172,11 @@ async def test_admission_refuses_what_would_take_the_grid_past_its_limit(store: 
 async def test_retention_deletes_ended_tasks_only_once_they_are_old_enough(store: Store) -> None:
     clock, sessions = ManualClock(), Sessions()
     metrics = Metrics()
-    retention = Retention(store, clock, ServiceConfig(), metrics)
+    retention = Retention(store.retention, clock, ServiceConfig(), metrics)
     await join(store, connected(), sessions, clock.now_ms())
     await queue(store, "a", "b", now=clock.now_ms())
     await claim(store, [("a", "w1")], clock.now_ms())
-    await store.record_finish(
+    await store.attempts.record_finish(
         AttemptRef("a", 1), "w1", Report(Outcome.EXITED, exit_code=0), clock.now_ms()
     )
 
@@ -184,4 +184,4 @@ async def test_retention_deletes_ended_tasks_only_once_they_are_old_enough(store
     clock.advance(3601)
     assert await retention.collect(3600, [TaskState.SUCCEEDED], dry_run=True) == 1
     assert await retention.collect(3600, [TaskState.SUCCEEDED]) == 1
-    assert (await store.count_by_state()) == {TaskState.QUEUED: 1}  # b was never ended
+    assert (await store.tasks.count_by_state()) == {TaskState.QUEUED: 1}  # b was never ended

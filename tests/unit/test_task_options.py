@@ -110,9 +110,9 @@ async def test_every_option_given_over_http_is_stored_and_shown_as_given(tmp_pat
     await store.open()
     try:
         first = TaskIn(cmd="true").to_spec()  # the task it runs after
-        await store.add_tasks([NewTask("0" * 24, first)], now=1)
-        await store.add_tasks([NewTask("0" * 24 + "1", spec)], now=1)
-        shown = TaskOut.of(await store.get_task("0" * 24 + "1")).model_dump(mode="json")
+        await store.tasks.add_tasks([NewTask("0" * 24, first)], now=1)
+        await store.tasks.add_tasks([NewTask("0" * 24 + "1", spec)], now=1)
+        shown = TaskOut.of(await store.tasks.get_task("0" * 24 + "1")).model_dump(mode="json")
     finally:
         await store.close()
     differ = {

@@ -1,6 +1,6 @@
-"""The store's attempt verbs (a mixin of `RelationalStore`): what a worker reports about the
-attempts it holds (started, output, finished, delivered) and losing the attempts of a worker
-that is gone. Every report is checked against the attempt it names: a stale one changes
+"""The store's attempt verbs (`store.attempts`, one object over the backend): what a worker reports
+about the attempts it holds (started, output, finished, delivered) and losing the attempts of a
+worker that is gone. Every report is checked against the attempt it names: a stale one changes
 nothing."""
 
 from __future__ import annotations
@@ -23,14 +23,18 @@ from gridrun.model import (
 )
 from gridrun.store import Applied, Finished, NoticeKind, Output, Started, WorkerReport
 from gridrun.store import queries as sql
-from gridrun.store.relational_tx import Tx
+from gridrun.store.relational_tx import Db, Tx
 from gridrun.store.rows import attempt_key, describe, task_from_row
 from gridrun.store.task_steps import TaskSteps
 
 
-class AttemptVerbs(TaskSteps):
+class AttemptVerbs:
+    def __init__(self, db: Db, steps: TaskSteps) -> None:
+        self._db = db
+        self._steps = steps
+
     async def record_start(self, ref: AttemptRef, worker_id: str, started_at: int) -> bool:
-        return await self._write(lambda tx: self._start(tx, ref, worker_id, started_at))
+        return await self._db.write(lambda tx: self._start(tx, ref, worker_id, started_at))
 
     async def append_output(
         self,
@@ -39,7 +43,7 @@ class AttemptVerbs(TaskSteps):
         chunks: Sequence[tuple[Stream, int, bytes]],
         cap: int,
     ) -> bool:
-        return await self._write(lambda tx: self._append(tx, ref, worker_id, chunks, cap))
+        return await self._db.write(lambda tx: self._append(tx, ref, worker_id, chunks, cap))
 
     async def record_reports(
         self, worker_id: str, reports: Sequence[WorkerReport], cap: int, now: int
@@ -52,7 +56,7 @@ class AttemptVerbs(TaskSteps):
             for report in reports:
                 ref = report.ref
                 if ref not in known:
-                    known[ref] = await self._held(tx, ref, worker_id)
+                    known[ref] = await self._steps.held(tx, ref, worker_id)
                 task = known[ref]
                 match report:
                     case Started(started_at=at):
@@ -68,10 +72,10 @@ class AttemptVerbs(TaskSteps):
                         results.append(await self._settle(tx, task, ended, now))
             return results
 
-        return await self._write(apply)
+        return await self._db.write(apply)
 
     async def _start(self, tx: Tx, ref: AttemptRef, worker_id: str, started_at: int) -> bool:
-        task = await self._held(tx, ref, worker_id)
+        task = await self._steps.held(tx, ref, worker_id)
         if task is None:
             return False
         await self._started(tx, task, started_at)
@@ -84,7 +88,7 @@ class AttemptVerbs(TaskSteps):
         state = transition(task.state, TaskState.RUNNING)
         await tx.run(sql.START, str(state), started_at, task.id)
         await tx.run(sql.START_ATTEMPT, str(state), started_at, *attempt_key(task.ref))
-        await self._notice(tx, NoticeKind.TASK, task.id)
+        await self._steps.notice(tx, NoticeKind.TASK, task.id)
         return dataclasses.replace(task, state=state, started_at=started_at)
 
     async def _append(
@@ -95,7 +99,7 @@ class AttemptVerbs(TaskSteps):
         chunks: Sequence[tuple[Stream, int, bytes]],
         cap: int,
     ) -> bool:
-        if await self._held(tx, ref, worker_id) is None:
+        if await self._steps.held(tx, ref, worker_id) is None:
             return False
         await self._output(tx, ref, chunks, cap)
         return True
@@ -113,7 +117,7 @@ class AttemptVerbs(TaskSteps):
             sql.UPSERT_OUTPUT,
             [(ref.task_id, s, out.data, out.total) for s, out in streams.items()],
         )
-        await self._notice(tx, NoticeKind.TASK, ref.task_id)
+        await self._steps.notice(tx, NoticeKind.TASK, ref.task_id)
 
     async def _end_attempt(
         self, tx: Tx, task: Task, ended: TaskState, report: Report, now: int
@@ -129,11 +133,11 @@ class AttemptVerbs(TaskSteps):
             report.signal, error, used.cpu_s, used.peak_memory_bytes, used.io_read_bytes,
             used.io_write_bytes, *attempt_key(ref),
         )  # fmt: skip
-        await self._notice(tx, NoticeKind.TASK, task.id)
+        await self._steps.notice(tx, NoticeKind.TASK, task.id)
         if ended is TaskState.QUEUED:  # nothing ran (no free slot): back in line, not a try
             state = transition(task.state, ended)
             await tx.run(sql.REQUEUE, str(state), 0, error, task.id)
-            await self._notice(tx, NoticeKind.QUEUED)
+            await self._steps.notice(tx, NoticeKind.QUEUED)
             return _requeued(task, state, None, error)
         earlier = 0  # tries before this attempt: none before the first (no query)
         if task.attempt > 1:
@@ -153,7 +157,7 @@ class AttemptVerbs(TaskSteps):
             report.signal, error, used.cpu_s, used.peak_memory_bytes, task.id,
         )  # fmt: skip
         if followed is not None and followed[0]:
-            await self._ended(tx, task.id, state, now)
+            await self._steps.ended(tx, task.id, state, now)
         measured = used.cpu_s is not None or used.peak_memory_bytes is not None
         return dataclasses.replace(
             task,
@@ -172,9 +176,9 @@ class AttemptVerbs(TaskSteps):
         self, ref: AttemptRef, worker_id: str, report: Report, now: int
     ) -> Applied:
         async def finish(tx: Tx) -> Applied:
-            return await self._settle(tx, await self._held(tx, ref, worker_id), report, now)
+            return await self._settle(tx, await self._steps.held(tx, ref, worker_id), report, now)
 
-        return await self._write(finish)
+        return await self._db.write(finish)
 
     async def _settle(self, tx: Tx, task: Task | None, report: Report, now: int) -> Applied:
         """End the held attempt as `report` says (None: the report was stale)."""
@@ -187,7 +191,7 @@ class AttemptVerbs(TaskSteps):
 
     async def mark_delivered(self, ref: AttemptRef, worker_id: str, now: int) -> bool:
         async def deliver(tx: Tx) -> bool:
-            task = await self._held(tx, ref, worker_id)
+            task = await self._steps.held(tx, ref, worker_id)
             if task is None:
                 return False
             state = transition(task.state, TaskState.DELIVERED)
@@ -207,11 +211,11 @@ class AttemptVerbs(TaskSteps):
                 None,
                 *attempt_key(ref),
             )
-            await self._ended(tx, ref.task_id, state, now)
-            await self._notice(tx, NoticeKind.TASK, ref.task_id)
+            await self._steps.ended(tx, ref.task_id, state, now)
+            await self._steps.notice(tx, NoticeKind.TASK, ref.task_id)
             return True
 
-        return await self._write(deliver)
+        return await self._db.write(deliver)
 
     async def mark_lost(
         self, worker_id: str, keep: Sequence[AttemptRef], now: int, reason: str
@@ -220,7 +224,7 @@ class AttemptVerbs(TaskSteps):
 
         async def lose(tx: Tx) -> list[Task]:
             lost: list[Task] = []
-            for row in await tx.all(self._select_active() + self.dialect.lock, worker_id):
+            for row in await tx.all(self._steps.select_active() + self._db.dialect.lock, worker_id):
                 task = task_from_row(row)
                 if task.ref in kept:
                     continue
@@ -238,13 +242,13 @@ class AttemptVerbs(TaskSteps):
                 lost.append(await self._end_attempt(tx, task, ended, report, now))
             return lost
 
-        return await self._write(lose)
+        return await self._db.write(lose)
 
     async def active_attempts(self, worker_id: str) -> list[Task]:
         async def read(tx: Tx) -> list[Task]:
-            return [task_from_row(r) for r in await tx.all(self._select_active(), worker_id)]
+            return [task_from_row(r) for r in await tx.all(self._steps.select_active(), worker_id)]
 
-        return await self._read(read)
+        return await self._db.read(read)
 
 
 def _requeued(task: Task, state: TaskState, not_before: int | None, error: str | None) -> Task:

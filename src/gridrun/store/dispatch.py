@@ -1,5 +1,5 @@
-"""The store's dispatch verbs (a mixin of `RelationalStore`): reading the queue in priority
-order and claiming what placement picked, in one transaction; marking why a task waits."""
+"""The store's dispatch verbs (`store.dispatch`, one object over the backend): reading the queue in
+priority order and claiming what placement picked, in one transaction; marking why a task waits."""
 
 from __future__ import annotations
 
@@ -14,20 +14,24 @@ from gridrun.dispatching import Active, Candidate, Lane, Planner, Quota
 from gridrun.model import Task, TaskState, transition
 from gridrun.store import LaneRead, NoticeKind, Pass
 from gridrun.store import queries as sql
-from gridrun.store.relational_tx import TASKS_BY_ID, Tx, marks
+from gridrun.store.relational_tx import TASKS_BY_ID, Db, Tx, marks
 from gridrun.store.rows import placement_from_json, task_from_row
 from gridrun.store.task_steps import TaskSteps
 
 
-class DispatchVerbs(TaskSteps):
+class DispatchVerbs:
+    def __init__(self, db: Db, steps: TaskSteps) -> None:
+        self._db = db
+        self._steps = steps
+
     async def queued(self, limit: int, after: tuple[int, int] | None, now: int) -> list[Candidate]:
-        return await self._read(lambda tx: self._queued(tx, limit, after, now))
+        return await self._db.read(lambda tx: self._queued(tx, limit, after, now))
 
     async def queued_lanes(self, after: str, limit: int) -> list[Lane]:
-        return await self._read(lambda tx: self._lanes(tx, after, limit))
+        return await self._db.read(lambda tx: self._lanes(tx, after, limit))
 
     async def _lanes(self, tx: Tx, after: str, limit: int) -> list[Lane]:
-        query = sql.SELECT_LANES.format(index=self.dialect.use_index("tasks_lanes"))
+        query = sql.SELECT_LANES.format(index=self._db.dialect.use_index("tasks_lanes"))
         return [lane_from_key(r[0]) for r in await tx.all(query, after, limit)]
 
     async def plan_and_claim(
@@ -47,7 +51,7 @@ class DispatchVerbs(TaskSteps):
             if not taken:
                 return Pass(listed, {}, [], [])
             if any(lane.probe.concurrency is not None for lane in taken):
-                await self.dialect.serialize_claims(tx)  # (the counts below are then exact)
+                await self._db.dialect.serialize_claims(tx)  # (the counts below are then exact)
             heads = {lane.key: await self._head(tx, lane, now, per_lane) for lane in taken}
             placed = plan(heads, await _active(tx, heads.values()), await _quotas(tx))
             if not placed:
@@ -56,21 +60,21 @@ class DispatchVerbs(TaskSteps):
             claimed = await self._claim(tx, pairs, now, announcing)
             return Pass(listed, heads, placed, claimed)
 
-        return await self._write(step)
+        return await self._db.write(step)
 
     async def lane_heads(self, lanes: Sequence[Lane], now: int, per_lane: int) -> list[Candidate]:
         async def read(tx: Tx) -> list[Candidate]:
             return [c for lane in lanes for c in await self._head(tx, lane, now, per_lane)]
 
-        return await self._read(read)
+        return await self._db.read(read)
 
     async def _head(self, tx: Tx, lane: Lane, now: int, limit: int) -> list[Candidate]:
         """The first `limit` claimable tasks of a lane (highest priority, then oldest)."""
-        query = sql.SELECT_LANE_HEAD.format(index=self.dialect.use_index("tasks_lanes"))
+        query = sql.SELECT_LANE_HEAD.format(index=self._db.dialect.use_index("tasks_lanes"))
         return [_candidate(r) for r in await tx.all(query, lane.key, now, limit)]
 
     async def quotas(self) -> list[Quota]:
-        return await self._read(_quotas)
+        return await self._db.read(_quotas)
 
     async def set_quota(self, quota: Quota) -> None:
         async def step(tx: Tx) -> None:
@@ -79,29 +83,29 @@ class DispatchVerbs(TaskSteps):
                 await tx.run(
                     sql.INSERT_QUOTA, quota.scope, quota.name, quota.max_queued, quota.max_running
                 )
-            await self._notice(tx, NoticeKind.QUEUED)  # a raised limit may let tasks run
+            await self._steps.notice(tx, NoticeKind.QUEUED)  # a raised limit may let tasks run
 
-        await self._write(step)
+        await self._db.write(step)
 
     async def concurrency_keys(self, limit: int) -> list[tuple[str, str, int]]:
         async def read(tx: Tx) -> list[tuple[str, str, int]]:
             rows = await tx.all(sql.SELECT_CONCURRENCY_KEYS, limit)
             return [(scope, key, int(n)) for scope, key, n in rows]
 
-        return await self._read(read)
+        return await self._db.read(read)
 
     async def set_grid_key(self, key: str, limit: int | None) -> None:
         async def step(tx: Tx) -> None:
             await tx.run(sql.DELETE_CONCURRENCY_KEY, "", key)
             if limit is not None:
                 await tx.run(sql.INSERT_CONCURRENCY_KEY, "", key, limit)
-            await self._notice(tx, NoticeKind.QUEUED)  # a raised limit may let tasks run
+            await self._steps.notice(tx, NoticeKind.QUEUED)  # a raised limit may let tasks run
 
-        await self._write(step)
+        await self._db.write(step)
 
     async def owners(self) -> list[tuple[str, str, int, int, int]]:
         async def read(tx: Tx) -> list[tuple[str, str, int, int, int]]:
-            query = sql.QUEUED_BY_OWNER.format(index=self.dialect.use_index("tasks_owners"))
+            query = sql.QUEUED_BY_OWNER.format(index=self._db.dialect.use_index("tasks_owners"))
             counts: dict[tuple[str, str], list[int]] = {}
             for owner, queue, n in await tx.all(query):
                 counts.setdefault((owner, queue), [0, 0, 0])[0] = n
@@ -110,7 +114,7 @@ class DispatchVerbs(TaskSteps):
                 counts.setdefault((owner, queue), [0, 0, 0])[column] = n
             return [(o, q, *c) for (o, q), c in sorted(counts.items())]  # type: ignore[misc]
 
-        return await self._read(read)
+        return await self._db.read(read)
 
     async def queued_count(self, scope: str, name: str, limit: int) -> int:
         query = sql.COUNT_QUEUED_OWNER if scope == "owner" else sql.COUNT_QUEUED_QUEUE
@@ -119,18 +123,20 @@ class DispatchVerbs(TaskSteps):
             row = await tx.one(query, name, limit)
             return int(row[0]) if row is not None else 0
 
-        return await self._read(read)
+        return await self._db.read(read)
 
     async def _queued(
         self, tx: Tx, limit: int, after: tuple[int, int] | None, now: int
     ) -> list[Candidate]:
         if after is None:
-            query = sql.SELECT_QUEUED.format(index=self.dialect.use_index("tasks_queue"), after="")
+            query = sql.SELECT_QUEUED.format(
+                index=self._db.dialect.use_index("tasks_queue"), after=""
+            )
             args: tuple[int, ...] = (now, limit)
         else:
             priority, seq = after
             query = sql.SELECT_QUEUED.format(
-                index=self.dialect.use_index("tasks_queue"), after=sql.QUEUED_AFTER
+                index=self._db.dialect.use_index("tasks_queue"), after=sql.QUEUED_AFTER
             )
             args = (now, priority, priority, seq, limit)
         return [_candidate(r) for r in await tx.all(query, *args)]
@@ -142,15 +148,15 @@ class DispatchVerbs(TaskSteps):
         async def mark(tx: Tx) -> None:
             await tx.many(sql.MARK_UNSCHEDULABLE, [(why, task_id) for task_id, why in reasons])
             for task_id, _ in reasons:
-                await self._notice(tx, NoticeKind.TASK, task_id)
+                await self._steps.notice(tx, NoticeKind.TASK, task_id)
 
-        await self._write(mark)
+        await self._db.write(mark)
 
     async def retry_due(self, now: int) -> bool:
         """True if a task waiting out a retry backoff may be claimed now."""
-        return await self._read(
+        return await self._db.read(
             lambda tx: _exists(
-                tx, sql.SELECT_DUE.format(index=self.dialect.use_index("tasks_retry")), now
+                tx, sql.SELECT_DUE.format(index=self._db.dialect.use_index("tasks_retry")), now
             )
         )
 
@@ -164,12 +170,12 @@ class DispatchVerbs(TaskSteps):
         """Claim these (task id, worker id) pairs where the task is still queued and the
         worker this master's: the tasks as the claim left them, in the pairs' order."""
         assigned = transition(TaskState.QUEUED, TaskState.ASSIGNED)
-        if self.dialect.claim_batch:  # one round trip
+        if self._db.dialect.claim_batch:  # one round trip
             claimed = await self._claim_at_once(tx, assignments, now, announcing, assigned)
         else:
             claimed = await self._claim_by_steps(tx, assignments, now, announcing, assigned)
         for task in claimed:
-            await self._notice(tx, NoticeKind.TASK, task.id)
+            await self._steps.notice(tx, NoticeKind.TASK, task.id)
         return claimed
 
     async def _claim_at_once(
@@ -181,8 +187,8 @@ class DispatchVerbs(TaskSteps):
         assigned: TaskState,
     ) -> list[Task]:
         rows = await tx.all(
-            self.dialect.claim_batch, [t for t, _ in assignments], [w for _, w in assignments],
-            self.origin, str(assigned), now, sorted(announcing),
+            self._db.dialect.claim_batch, [t for t, _ in assignments], [w for _, w in assignments],
+            self._db.origin, str(assigned), now, sorted(announcing),
         )  # fmt: skip
         return [task_from_row(r) for r in rows]
 
@@ -199,12 +205,12 @@ class DispatchVerbs(TaskSteps):
         query = sql.SELECT_WORKER_MASTERS.format(marks=marks(len(worker_ids)))
         owned = {
             w
-            for w, master in await tx.all(query + self.dialect.share_lock, *worker_ids)
-            if master == self.origin
+            for w, master in await tx.all(query + self._db.dialect.share_lock, *worker_ids)
+            if master == self._db.origin
         }
-        by_id = self.dialect.use_index(TASKS_BY_ID)
+        by_id = self._db.dialect.use_index(TASKS_BY_ID)
         query = sql.SELECT_CLAIMABLE.format(index=by_id, marks=marks(len(task_ids)))
-        rows = await tx.all(query + self.dialect.skip_locked, *task_ids)
+        rows = await tx.all(query + self._db.dialect.skip_locked, *task_ids)
         queued = {t.id: t for t in map(task_from_row, rows)}
         claims = [
             (queued[task_id], worker_id)

@@ -228,7 +228,7 @@ class PostgresStore(RelationalStore):
             raise Unavailable("the store is closed")
         return self._pool.acquire(timeout=self._timeout_s)
 
-    async def _read(self, step: Callable[[Tx], Awaitable[T]]) -> T:
+    async def read(self, step: Callable[[Tx], Awaitable[T]]) -> T:
         for attempt in range(1, RETRIES + 1):
             try:
                 async with self._acquire() as conn:
@@ -240,7 +240,7 @@ class PostgresStore(RelationalStore):
                     raise self._unavailable(exc) from None
         raise AssertionError("unreachable")
 
-    async def _write(self, step: Callable[[Tx], Awaitable[T]]) -> T:
+    async def write(self, step: Callable[[Tx], Awaitable[T]]) -> T:
         for attempt in range(1, RETRIES + 1):
             committing = False
             try:
@@ -271,16 +271,16 @@ class PostgresStore(RelationalStore):
             if row is not None and row[0]:
                 await tx.run(ddl.FOLD_COUNTS)
 
-        await self._write(fold)
+        await self.write(fold)
 
     async def ping(self) -> None:
-        await self._read(lambda tx: tx.one("SELECT 1"))
+        await self.read(lambda tx: tx.one("SELECT 1"))
 
     async def notify(self, notice: Notice) -> None:
         async def send(tx: Tx) -> None:
             await tx.notify(str(notice))
 
-        await self._write(send)
+        await self.write(send)
 
     async def listen(self, handler: Callable[[Notice], None]) -> None:
         """LISTEN on a connection of its own; after losing it, listen again and tell `handler`

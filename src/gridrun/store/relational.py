@@ -5,158 +5,59 @@ group commit, or a connection pool), in their DDL, and in a `Dialect`: the row l
 needs because several masters write at once (`FOR UPDATE`, `SKIP LOCKED` for claims). Each verb
 runs as one transaction given by the backend; its notices (`Tx.notify`) reach other masters
 only if it commits.
+
+A store is its backend (`read`, `write`: the `Db` the verbs use) and six groups of verbs, each
+an object of its own module over that backend: `tasks`, `dispatch`, `attempts`, `schedules`,
+`workers`, `retention`. The steps several groups take (loading a task, inserting tasks with
+their dependencies, notices) are one shared `TaskSteps`. A verb reads in its group's module,
+the steps it takes there, and its SQL (`queries`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
-from gridrun.errors import InvalidTransition
-from gridrun.model import ACTIVE, Attempt, Stream, StreamOutput, Task, TaskState, transition
-from gridrun.store import NewTask, NoticeKind, Page, TaskFilter, TaskOrder, TaskOutput
-from gridrun.store import queries as sql
 from gridrun.store.attempts import AttemptVerbs
 from gridrun.store.dispatch import DispatchVerbs
-from gridrun.store.relational_tx import Dialect, Tx, marks
+from gridrun.store.relational_tx import Dialect, Tx
 from gridrun.store.retention import RetentionVerbs
-from gridrun.store.rows import attempt_from_row, task_from_row
 from gridrun.store.schedules import ScheduleVerbs
+from gridrun.store.task_steps import TaskSteps
+from gridrun.store.tasks import TaskVerbs
 from gridrun.store.workers import WorkerVerbs
 
-EXPIRE_BATCH = 1000
-# what a listing by `order` sorts on (a column expression of tasks)
-ORDERS = {
-    "duration": "finished_at - started_at",
-    "cpu": "cpu_s",
-    "memory": "peak_memory_bytes",
-}
+T = TypeVar("T")
 
 
-class RelationalStore(DispatchVerbs, AttemptVerbs, ScheduleVerbs, WorkerVerbs, RetentionVerbs):
-    """`Store` over any backend providing `_read` and `_write` of one step."""
+class RelationalStore(ABC):
+    """`Store` over any backend providing `read` and `write` of one step."""
 
     dialect = Dialect()
     shared = False  # True where several masters may use one database at once
 
     def __init__(self, origin: str) -> None:
         self.origin = origin  # this master, in notices and worker leases
+        steps = TaskSteps(self)
+        self.tasks = TaskVerbs(self, steps)
+        self.dispatch = DispatchVerbs(self, steps)
+        self.attempts = AttemptVerbs(self, steps)
+        self.schedules = ScheduleVerbs(self, steps)
+        self.workers = WorkerVerbs(self)
+        self.retention = RetentionVerbs(self, steps)
 
-    # ---- tasks, client side
+    @abstractmethod
+    async def read(self, step: Callable[[Tx], Awaitable[T]]) -> T:
+        """Run `step` on a connection, outside any write transaction."""
 
-    async def add_tasks(self, tasks: Sequence[NewTask], now: int) -> list[Task]:
-        """Insert the tasks in one transaction. A task whose idempotency key is already taken
-        (earlier, or by another task of this batch) is not inserted: the existing task stands in
-        its place in the answer, so callers see a different id than they proposed."""
-        return await self._write(lambda tx: self._insert(tx, tasks, now))
+    @abstractmethod
+    async def write(self, step: Callable[[Tx], Awaitable[T]]) -> T:
+        """Run `step` as one transaction, committed when it returns."""
 
-    async def get_task(self, task_id: str) -> Task:
-        return await self._read(lambda tx: self._load(tx, task_id))
+    def files(self) -> tuple[int | None, float | None]:
+        """A file database's size and its disk's use (none here: see SqliteStore)."""
+        return None, None
 
-    async def get_attempts(self, task_id: str) -> list[Attempt]:
-        async def read(tx: Tx) -> list[Attempt]:
-            await self._load(tx, task_id)
-            return [attempt_from_row(r) for r in await tx.all(sql.SELECT_ATTEMPTS, task_id)]
-
-        return await self._read(read)
-
-    async def list_tasks(
-        self, flt: TaskFilter, limit: int, before: int | None, order: TaskOrder = "created"
-    ) -> Page:
-        where: list[str] = []
-        args: list[Any] = []
-        if flt.states:
-            where.append(f"state IN ({marks(len(flt.states))})")
-            args.extend(str(s) for s in flt.states)
-        for column, value in (
-            ("worker_id", flt.worker_id), ("name", flt.name), ("job_id", flt.job),
-            ("owner", flt.owner), ("queue", flt.queue),
-        ):  # fmt: skip
-            if value is not None:
-                where.append(f"{column} = ?")
-                args.append(value)
-        for key, value in flt.labels.items():
-            where.append(self.dialect.label_clause)
-            args.extend((key, value))
-        for bound, at in (("created_at >= ?", flt.since), ("created_at < ?", flt.until)):
-            if at is not None:
-                where.append(bound)
-                args.append(at)
-        if before is not None and order == "created":
-            where.append("seq < ?")
-            args.append(before)
-        query = f"SELECT {sql.TASK_COLUMNS} FROM tasks"
-        if where:
-            query += " WHERE " + " AND ".join(where)
-        if order == "created":
-            query += " ORDER BY seq DESC LIMIT ?"
-        else:  # the largest first; those without the figure (not run, not measured) last
-            taken = ORDERS[order]
-            query += f" ORDER BY ({taken}) IS NULL, {taken} DESC, seq DESC LIMIT ?"
-        args.append(limit + 1)
-
-        async def page(tx: Tx) -> Page:
-            tasks = [task_from_row(r) for r in await tx.all(query, *args)]
-            more = len(tasks) > limit and order == "created"
-            tasks = tasks[:limit]
-            return Page(tasks=tasks, next_cursor=tasks[-1].seq if more else None)
-
-        return await self._read(page)
-
-    async def get_output(self, task_id: str) -> TaskOutput:
-        async def read(tx: Tx) -> TaskOutput:
-            await self._load(tx, task_id)
-            streams = {
-                stream: StreamOutput(bytes(data), total)
-                for stream, data, total in await tx.all(sql.SELECT_OUTPUT, task_id)
-            }
-            return TaskOutput(
-                stdout=streams.get(Stream.STDOUT, StreamOutput()),
-                stderr=streams.get(Stream.STDERR, StreamOutput()),
-            )
-
-        return await self._read(read)
-
-    async def request_cancel(self, task_id: str, now: int) -> Task:
-        async def cancel(tx: Tx) -> Task:
-            task = await self._load(tx, task_id, self.dialect.lock)
-            if task.terminal:  # (a second cancel said "a cancelled task cannot become cancelled")
-                raise InvalidTransition(f"task {task_id} has already ended ({task.state})")
-            if task.state in ACTIVE:
-                await tx.run(sql.FLAG_CANCEL, task_id)
-                await self._notice(
-                    tx, NoticeKind.CANCEL, task_id
-                )  # whichever master holds the worker
-            else:
-                state = transition(task.state, TaskState.CANCELLED)
-                await tx.run(sql.END, str(state), now, "cancelled before it started", task_id)
-                await self._ended(tx, task_id, state, now)
-            return await self._changed(tx, await self._load(tx, task_id))
-
-        return await self._write(cancel)
-
-    async def count_by_state(self) -> dict[TaskState, int]:
-        async def count(tx: Tx) -> dict[TaskState, int]:
-            return {TaskState(s): n for s, n in await tx.all(self.dialect.count_by_state)}
-
-        return await self._read(count)
-
-    async def fold_counts(self) -> None:
+    async def fold_counts(self) -> None:  # noqa: B027 (a backend may override it)
         """Nothing to fold where the counts are kept in place (SQLite)."""
-
-    async def expire(self, now: int) -> list[Task]:
-        async def expire(tx: Tx) -> list[Task]:
-            expired: list[Task] = []
-            index = self.dialect.use_index("tasks_expiry")
-            query = sql.SELECT_EXPIRED.format(index=index) + self.dialect.skip_locked
-            for row in await tx.all(query, now, EXPIRE_BATCH):
-                task = task_from_row(row)
-                state = transition(task.state, TaskState.EXPIRED)
-                limit = task.spec.queue_timeout_s or 0
-                reason = f"not started within its queue timeout of {limit:g}s"
-                await tx.run(sql.END, str(state), now, reason, task.id)
-                await self._ended(tx, task.id, state, now)
-                expired.append(await self._changed(tx, await self._load(tx, task.id)))
-            return expired
-
-        return await self._write(expire)

@@ -3,7 +3,6 @@ differences between the backends."""
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -75,17 +74,22 @@ def marks(n: int) -> str:
     return ", ".join("?" * n)
 
 
-class Steps(ABC):
-    """What the verbs need of a backend: run a step on a connection (`_read`), or as one
-    transaction that is committed when it returns (`_write`)."""
+class Db(Protocol):
+    """What the verbs need of a backend: run a step on a connection (`read`), or as one
+    transaction that is committed when it returns (`write`); its dialect; the master using
+    it (named in notices and leases); and, for a file database, its size and disk."""
 
     origin: str
     dialect: Dialect
 
-    @abstractmethod
-    async def _read(self, step: Callable[[Tx], Awaitable[T]]) -> T:
+    async def read(self, step: Callable[[Tx], Awaitable[T]]) -> T:
         """Run `step` on a connection, outside any write transaction."""
+        ...
 
-    @abstractmethod
-    async def _write(self, step: Callable[[Tx], Awaitable[T]]) -> T:
+    async def write(self, step: Callable[[Tx], Awaitable[T]]) -> T:
         """Run `step` as one transaction, committed when it returns."""
+        ...
+
+    def files(self) -> tuple[int | None, float | None]:
+        """A file database's size and its disk's use (None, None for a server's)."""
+        ...

@@ -1,7 +1,7 @@
-"""The store's retention verbs (a mixin of `RelationalStore`): deleting ended tasks, with
-their attempts, output and dependency rows, in small batches (one transaction each), never a
-task another one still waits for. The master runs it in the background (`--retain`); `gridrun
-gc` runs it by hand."""
+"""The store's retention verbs (`store.retention`, one object over the backend): deleting ended
+tasks, with their attempts, output and dependency rows, in small batches (one transaction each),
+never a task another one still waits for. The master runs it in the background (`--retain`);
+`gridrun gc` runs it by hand."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from gridrun.model import TERMINAL, TaskState
 from gridrun.store import Own, Storage
 from gridrun.store import queries as sql
-from gridrun.store.relational_tx import Tx, marks
+from gridrun.store.relational_tx import Db, Tx, marks
 from gridrun.store.task_steps import TaskSteps
 
 GC_BATCH = 500  # tasks deleted per transaction: a short write, never one huge one
@@ -37,7 +37,11 @@ def _in_queues(queues: Queues) -> tuple[str, list[str]]:
     return clause, list(names)
 
 
-class RetentionVerbs(TaskSteps):
+class RetentionVerbs:
+    def __init__(self, db: Db, steps: TaskSteps) -> None:
+        self._db = db
+        self._steps = steps
+
     async def collect(
         self, older_than: int, states: Sequence[TaskState], limit: int = GC_BATCH,
         dry_run: bool = False, queues: Queues = ALL_QUEUES, own: Own = "ignore",
@@ -50,7 +54,7 @@ class RetentionVerbs(TaskSteps):
             return 0
 
         async def step(tx: Tx) -> int:
-            if not await self.dialect.take_gc_lock(tx):
+            if not await self._db.dialect.take_gc_lock(tx):
                 return 0
             when, where, names = _scope(queues, own)
             query = sql.SELECT_COLLECTABLE.format(states=marks(len(ended)), when=when, queues=where)
@@ -67,21 +71,21 @@ class RetentionVerbs(TaskSteps):
                 await tx.many(statement, [(i,) for i in ids])
             return len(ids)
 
-        return await self._write(step)
+        return await self._db.write(step)
 
     async def expired_count(self, kind: str, key: str) -> int:
         async def read(tx: Tx) -> int:
             row = await tx.one(sql.SELECT_EXPIRED_COUNT, kind, key)
             return int(row[0]) if row else 0
 
-        return await self._read(read)
+        return await self._db.read(read)
 
     async def output_kept(self) -> int:
         async def read(tx: Tx) -> int:
             row = await tx.one(sql.SELECT_OUTPUT_BYTES)
             return int(row[0]) if row else 0
 
-        return await self._read(read)
+        return await self._db.read(read)
 
     async def expire_output(self, at_least: int, limit: int = GC_BATCH) -> int:
         """Drop the kept output of the oldest ended tasks that still have some, oldest first,
@@ -90,7 +94,7 @@ class RetentionVerbs(TaskSteps):
         ended = [str(s) for s in TERMINAL]
 
         async def step(tx: Tx) -> int:
-            if not await self.dialect.take_gc_lock(tx):
+            if not await self._db.dialect.take_gc_lock(tx):
                 return 0
             query = sql.SELECT_OUTPUT_TO_EXPIRE.format(states=marks(len(ended)))
             chosen, freed = [], 0
@@ -102,33 +106,29 @@ class RetentionVerbs(TaskSteps):
             await tx.many(sql.EXPIRE_OUTPUT, chosen)
             return freed
 
-        return await self._write(step)
+        return await self._db.write(step)
 
     async def storage(self) -> Storage:
         async def read(tx: Tx) -> tuple[int, int | None, int | None]:
             output = await tx.one(sql.SELECT_OUTPUT_BYTES)
             oldest = await tx.one(sql.SELECT_OLDEST_TASK)
-            size = await tx.one(self.dialect.db_size) if self.dialect.db_size else None
+            size = await tx.one(self._db.dialect.db_size) if self._db.dialect.db_size else None
             return (
                 int(output[0]) if output else 0,
                 int(oldest[0]) if oldest else None,
                 int(size[0]) if size else None,
             )
 
-        output, oldest, size = await self._read(read)
-        db_bytes, disk_used = self._files() if size is None else (size, None)
+        output, oldest, size = await self._db.read(read)
+        db_bytes, disk_used = self._db.files() if size is None else (size, None)
         return Storage(db_bytes, output, oldest, disk_used)
 
     def disk_used(self) -> float | None:
-        return self._files()[1]
-
-    def _files(self) -> tuple[int | None, float | None]:
-        """A file database's size and its disk's use (none here: see SqliteStore)."""
-        return None, None
+        return self._db.files()[1]
 
     async def reclaim(self) -> None:
-        if self.dialect.reclaim:
-            await self._write(lambda tx: tx.all(self.dialect.reclaim))
+        if self._db.dialect.reclaim:
+            await self._db.write(lambda tx: tx.all(self._db.dialect.reclaim))
 
     async def count_collectable(
         self, older_than: int, states: Sequence[TaskState], queues: Queues = ALL_QUEUES,
@@ -145,4 +145,4 @@ class RetentionVerbs(TaskSteps):
             row = await tx.one(query, *ended, older_than, *names)
             return int(row[0]) if row is not None else 0
 
-        return await self._read(read)
+        return await self._db.read(read)

@@ -1,4 +1,5 @@
-"""The store's schedule verbs (a mixin of `RelationalStore`): schedules and firing them.
+"""The store's schedule verbs (`store.schedules`, one object over the backend): schedules and
+firing them.
 
 Firing a slot is one transaction: the schedule's row is locked, the slot checked to be still
 the one to fire (another master, or this one before a restart, may have fired it), the task
@@ -15,7 +16,7 @@ from gridrun.errors import ScheduleNotFound
 from gridrun.model import Schedule, Task
 from gridrun.store import Firing, NewTask
 from gridrun.store import queries as sql
-from gridrun.store.relational_tx import Tx
+from gridrun.store.relational_tx import Db, Tx
 from gridrun.store.rows import spec_from_json, spec_to_json
 from gridrun.store.task_steps import TaskSteps
 
@@ -36,7 +37,11 @@ def schedule_from_row(row: Sequence[Any]) -> Schedule:
     )
 
 
-class ScheduleVerbs(TaskSteps):
+class ScheduleVerbs:
+    def __init__(self, db: Db, steps: TaskSteps) -> None:
+        self._db = db
+        self._steps = steps
+
     async def add_schedule(self, schedule: Schedule) -> Schedule:
         row = (
             schedule.id, schedule.name, schedule.cron, spec_to_json(schedule.spec),
@@ -45,17 +50,17 @@ class ScheduleVerbs(TaskSteps):
 
         async def add(tx: Tx) -> None:
             if schedule.spec.concurrency is not None:  # its key's limit, checked or declared
-                await self._scope_keys(tx, [NewTask(schedule.id, schedule.spec)], False)
+                await self._steps.scope_keys(tx, [NewTask(schedule.id, schedule.spec)], False)
             await tx.run(sql.INSERT_SCHEDULE, *row)
 
-        await self._write(add)
+        await self._db.write(add)
         return schedule
 
     async def list_schedules(self) -> list[Schedule]:
         async def read(tx: Tx) -> list[Schedule]:
             return [schedule_from_row(r) for r in await tx.all(sql.SELECT_SCHEDULES)]
 
-        return await self._read(read)
+        return await self._db.read(read)
 
     async def get_schedule(self, schedule_id: str) -> Schedule:
         async def read(tx: Tx) -> Schedule:
@@ -64,24 +69,24 @@ class ScheduleVerbs(TaskSteps):
                 raise ScheduleNotFound(f"no schedule with id {schedule_id!r}")
             return schedule_from_row(row)
 
-        return await self._read(read)
+        return await self._db.read(read)
 
     async def delete_schedule(self, schedule_id: str) -> Schedule:
         async def delete(tx: Tx) -> Schedule:
-            row = await tx.one(sql.SELECT_SCHEDULE + self.dialect.lock, schedule_id)
+            row = await tx.one(sql.SELECT_SCHEDULE + self._db.dialect.lock, schedule_id)
             if row is None:
                 raise ScheduleNotFound(f"no schedule with id {schedule_id!r}")
             await tx.run(sql.DELETE_SCHEDULE, schedule_id)
             return schedule_from_row(row)
 
-        return await self._write(delete)
+        return await self._db.write(delete)
 
     async def due_schedules(self, now: int) -> list[Schedule]:
         async def read(tx: Tx) -> list[Schedule]:
             rows = await tx.all(sql.SELECT_DUE_SCHEDULES, now, DUE_BATCH)
             return [schedule_from_row(r) for r in rows]
 
-        return await self._read(read)
+        return await self._db.read(read)
 
     async def fire_schedule(
         self, schedule_id: str, slot: int, task: NewTask, next_at: int, now: int
@@ -98,7 +103,7 @@ class ScheduleVerbs(TaskSteps):
         async def fire(tx: Tx) -> list[Task | None]:
             made: list[Task | None] = []
             for f in firings:
-                row = await tx.one(sql.SELECT_SCHEDULE_SLOT + self.dialect.lock, f.schedule_id)
+                row = await tx.one(sql.SELECT_SCHEDULE_SLOT + self._db.dialect.lock, f.schedule_id)
                 if row is None or row[0] != f.slot:
                     made.append(None)
                     continue
@@ -106,9 +111,9 @@ class ScheduleVerbs(TaskSteps):
                     await tx.run(sql.SKIP_SCHEDULE_SLOT, f.next_at, f.schedule_id)
                     made.append(None)
                     continue
-                (task,) = await self._insert(tx, [f.task], now, adopt_limits=True)
+                (task,) = await self._steps.insert(tx, [f.task], now, adopt_limits=True)
                 await tx.run(sql.ADVANCE_SCHEDULE, f.next_at, f.slot, task.id, f.schedule_id)
                 made.append(task)
             return made
 
-        return await self._write(fire)
+        return await self._db.write(fire)

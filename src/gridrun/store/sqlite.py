@@ -86,10 +86,10 @@ class SqliteStore(RelationalStore):
         self._db = SqliteDb(path, synchronous=synchronous)
         self._heard: Callable[[Notice], None] | None = None
 
-    async def _read(self, step: Callable[[Tx], Awaitable[T]]) -> T:
+    async def read(self, step: Callable[[Tx], Awaitable[T]]) -> T:
         return await self._db.run(lambda conn: _drive(step(SqliteTx(conn))))
 
-    async def _write(self, step: Callable[[Tx], Awaitable[T]]) -> T:
+    async def write(self, step: Callable[[Tx], Awaitable[T]]) -> T:
         def write(conn: sqlite3.Connection) -> tuple[T, list[str]]:
             tx = SqliteTx(conn)
             with self._db.tx(conn):
@@ -106,7 +106,7 @@ class SqliteStore(RelationalStore):
     async def open(self) -> None:
         await self._db.open()
 
-    def _files(self) -> tuple[int | None, float | None]:
+    def files(self) -> tuple[int | None, float | None]:
         path = self._db.path
         size = 0
         for name in (path, path.with_name(path.name + "-wal")):

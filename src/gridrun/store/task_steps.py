@@ -1,4 +1,4 @@
-"""The steps every group of store verbs builds on (a base of the verb mixins): loading a task
+"""The steps every group of store verbs builds on (one object the groups share): loading a task
 and checking who holds its attempt, inserting tasks with their dependencies, and the notices
 that tell other masters (and waiters here) what changed."""
 
@@ -11,42 +11,47 @@ from gridrun.errors import ConcurrencyConflict, TaskNotFound
 from gridrun.model import TERMINAL, AttemptRef, Concurrency, Task, TaskState
 from gridrun.store import NewTask, Notice, NoticeKind, dependencies
 from gridrun.store import queries as sql
-from gridrun.store.relational_tx import Steps, Tx
+from gridrun.store.relational_tx import Db, Tx
 from gridrun.store.rows import labels_to_json, placement_to_json, spec_to_json, task_from_row
 
 
-class TaskSteps(Steps):
-    async def _notice(self, tx: Tx, kind: NoticeKind, subject: str = "") -> None:
-        await tx.notify(str(Notice(self.origin, kind, subject)))
+class TaskSteps:
+    """Steps several groups of verbs take inside their transactions."""
 
-    async def _load(self, tx: Tx, task_id: str, lock: str = "") -> Task:
+    def __init__(self, db: Db) -> None:
+        self._db = db
+
+    async def notice(self, tx: Tx, kind: NoticeKind, subject: str = "") -> None:
+        await tx.notify(str(Notice(self._db.origin, kind, subject)))
+
+    async def load(self, tx: Tx, task_id: str, lock: str = "") -> Task:
         row = await tx.one(sql.SELECT_TASK + lock, task_id)
         if row is None:
             raise TaskNotFound(f"no task with id {task_id!r}")
         return task_from_row(row)
 
-    async def _held(self, tx: Tx, ref: AttemptRef, worker_id: str) -> Task | None:
+    async def held(self, tx: Tx, ref: AttemptRef, worker_id: str) -> Task | None:
         """The task, if this worker holds the current attempt named; a report naming any
         other attempt, or a task that does not exist, is stale."""
-        row = await tx.one(sql.SELECT_TASK + self.dialect.lock, ref.task_id)
+        row = await tx.one(sql.SELECT_TASK + self._db.dialect.lock, ref.task_id)
         if row is None:
             return None
         task = task_from_row(row)
         return task if task.held_by(ref, worker_id) else None
 
-    def _select_active(self) -> str:
+    def select_active(self) -> str:
         """A worker's assigned and running tasks, read through their partial index."""
-        return sql.SELECT_ACTIVE.format(index=self.dialect.use_index("tasks_active"))
+        return sql.SELECT_ACTIVE.format(index=self._db.dialect.use_index("tasks_active"))
 
-    async def _changed(self, tx: Tx, task: Task) -> Task:
-        await self._notice(tx, NoticeKind.TASK, task.id)
+    async def changed(self, tx: Tx, task: Task) -> Task:
+        await self.notice(tx, NoticeKind.TASK, task.id)
         return task
 
-    async def _insert(
+    async def insert(
         self, tx: Tx, tasks: Sequence[NewTask], now: int, adopt_limits: bool = False
     ) -> list[Task]:
         if any(t.spec.concurrency is not None for t in tasks):
-            tasks = await self._scope_keys(tx, tasks, adopt_limits)
+            tasks = await self.scope_keys(tx, tasks, adopt_limits)
         rows = [
             (
                 t.id,
@@ -70,7 +75,7 @@ class TaskSteps(Steps):
         def fresh(t: NewTask, seq: int) -> Task:
             return Task(id=t.id, seq=seq, spec=t.spec, state=TaskState.QUEUED, created_at=now)
 
-        await self._notice(tx, NoticeKind.QUEUED)
+        await self.notice(tx, NoticeKind.QUEUED)
         if not any(t.spec.idempotency_key is not None for t in tasks):
             seqs = await tx.insert_tasks(rows)
             added = [fresh(t, seq) for t, seq in zip(tasks, seqs, strict=True)]
@@ -88,7 +93,7 @@ class TaskSteps(Steps):
             added = await self._link(tx, tasks, added, now)
         return added
 
-    async def _scope_keys(
+    async def scope_keys(
         self, tx: Tx, tasks: Sequence[NewTask], adopt_limits: bool
     ) -> list[NewTask]:
         """Each task's concurrency key made its owner's, or the grid-wide key an admin
@@ -139,9 +144,9 @@ class TaskSteps(Steps):
             [a.id for _, a in inserted],
             [tuple(actual.get(x, x) for x in t.spec.after) for t, _ in inserted],
         )
-        starts = await dependencies.link(tx, self.dialect.lock, order, now, self._notice)
-        return [await self._load(tx, a.id) if a.id in starts else a for a in added]
+        starts = await dependencies.link(tx, self._db.dialect.lock, order, now, self.notice)
+        return [await self.load(tx, a.id) if a.id in starts else a for a in added]
 
-    async def _ended(self, tx: Tx, task_id: str, state: TaskState, now: int) -> None:
+    async def ended(self, tx: Tx, task_id: str, state: TaskState, now: int) -> None:
         if state in TERMINAL:
-            await dependencies.ended(tx, self.dialect, task_id, state, now, self._notice)
+            await dependencies.ended(tx, self._db.dialect, task_id, state, now, self.notice)

@@ -1,4 +1,5 @@
-"""The store's worker verbs (a mixin of `RelationalStore`): worker rows and their leases.
+"""The store's worker verbs (`store.workers`, one object over the backend): worker rows and their
+leases.
 
 The master holding a worker's stream holds its lease (`workers.master`, `lease_until`) and
 renews it; any master reads the leases to judge whether a worker is alive.
@@ -12,10 +13,13 @@ from collections.abc import Collection, Sequence
 from gridrun.errors import WorkerNotFound
 from gridrun.model import AttemptRef, WorkerInfo, WorkerState
 from gridrun.store import queries as sql
-from gridrun.store.relational_tx import Steps, Tx
+from gridrun.store.relational_tx import Db, Tx
 
 
-class WorkerVerbs(Steps):
+class WorkerVerbs:
+    def __init__(self, db: Db) -> None:
+        self._db = db
+
     async def upsert_worker(self, worker: WorkerInfo, lease_until: int | None) -> None:
         row = (
             worker.id,
@@ -28,7 +32,7 @@ class WorkerVerbs(Steps):
             worker.connected_at,
             worker.last_seen,
             json.dumps(dict(worker.resources)),
-            self.origin,
+            self._db.origin,
             lease_until,
             worker.containment,
         )
@@ -36,7 +40,7 @@ class WorkerVerbs(Steps):
         async def upsert(tx: Tx) -> None:
             await tx.run(sql.UPSERT_WORKER, *row)
 
-        await self._write(upsert)
+        await self._db.write(upsert)
 
     async def bind_worker(
         self,
@@ -63,7 +67,7 @@ class WorkerVerbs(Steps):
             assert row is not None
             return str(row[0])
 
-        return await self._write(bind)
+        return await self._db.write(bind)
 
     async def worker_secret(self, worker_id: str) -> str | None:
         """The hash a worker id is bound to, if any."""
@@ -72,7 +76,7 @@ class WorkerVerbs(Steps):
             row = await tx.one(sql.SELECT_WORKER_SECRET, worker_id)
             return None if row is None else str(row[0])
 
-        return await self._read(read)
+        return await self._db.read(read)
 
     async def forget_workers(
         self, before: int, keep: Collection[str] = (), unused_before: int | None = None
@@ -91,7 +95,7 @@ class WorkerVerbs(Steps):
                 await tx.run(sql.FORGET_SECRET, worker_id)
             return gone
 
-        return await self._write(forget)
+        return await self._db.write(forget)
 
     async def renew_leases(self, seen: Sequence[tuple[str, int, int]]) -> None:
         """Extend the leases of workers connected to this master: (worker id, last seen,
@@ -100,10 +104,10 @@ class WorkerVerbs(Steps):
             return
 
         async def renew(tx: Tx) -> None:
-            rows = [(last, until, w, self.origin) for w, last, until in seen]
+            rows = [(last, until, w, self._db.origin) for w, last, until in seen]
             await tx.many(sql.RENEW_LEASE, rows)
 
-        await self._write(renew)
+        await self._db.write(renew)
 
     async def lapsed(self, now: int) -> set[str]:
         """Workers holding active attempts whose lease has run out (or who never had one)."""
@@ -111,16 +115,16 @@ class WorkerVerbs(Steps):
         async def read(tx: Tx) -> set[str]:
             return {r[0] for r in await tx.all(sql.SELECT_LAPSED, now)}
 
-        return await self._read(read)
+        return await self._db.read(read)
 
     async def assigned_here(self, before: int) -> list[tuple[AttemptRef, str]]:
         """Attempts assigned before `before`, not started, on workers leased to this master."""
 
         async def read(tx: Tx) -> list[tuple[AttemptRef, str]]:
-            rows = await tx.all(sql.SELECT_ASSIGNED_HERE, before, self.origin)
+            rows = await tx.all(sql.SELECT_ASSIGNED_HERE, before, self._db.origin)
             return [(AttemptRef(r[0], r[1]), r[2]) for r in rows]
 
-        return await self._read(read)
+        return await self._db.read(read)
 
     async def worker_master(self, worker_id: str, now: int) -> tuple[WorkerState, str | None]:
         """A worker's state and the master holding its lease (None if nobody holds a live
@@ -134,7 +138,7 @@ class WorkerVerbs(Steps):
             live = state != WorkerState.OFFLINE and lease_until is not None and lease_until >= now
             return WorkerState(state), master if live else None
 
-        return await self._read(read)
+        return await self._db.read(read)
 
     async def list_workers(self) -> list[WorkerInfo]:
         async def read(tx: Tx) -> list[WorkerInfo]:
@@ -156,8 +160,8 @@ class WorkerVerbs(Steps):
                     assigned=r[13],
                 )
                 for r in await tx.all(
-                    sql.SELECT_WORKERS.format(index=self.dialect.use_index("tasks_active"))
+                    sql.SELECT_WORKERS.format(index=self._db.dialect.use_index("tasks_active"))
                 )
             ]
 
-        return await self._read(read)
+        return await self._db.read(read)

@@ -27,11 +27,11 @@ class Admission:
     async def room(self, specs: Sequence[TaskSpec]) -> list[str | None]:
         """For each spec in turn, None if it fits in what the grid, its owner and its queue
         may hold queued (counting the specs before it), else why not."""
-        counts = await self.store.count_by_state()
+        counts = await self.store.tasks.count_by_state()
         queued = counts.get(TaskState.QUEUED, 0)
         limits = {
             (q.scope, q.name): q.max_queued
-            for q in await self.store.quotas()
+            for q in await self.store.dispatch.quotas()
             if q.max_queued is not None
         }
         if not limits and queued + len(specs) <= self.max_queued:
@@ -52,7 +52,7 @@ class Admission:
                 if limit is None or why is not None:
                     continue
                 if scope not in held:
-                    held[scope] = await self.store.queued_count(*scope, limit + 1)
+                    held[scope] = await self.store.dispatch.queued_count(*scope, limit + 1)
                 if held[scope] + adding[scope] + 1 > limit:
                     why = (
                         f"{scope[0]} {scope[1]} has {held[scope]:,} tasks queued; its quota is"

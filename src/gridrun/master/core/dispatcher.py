@@ -28,7 +28,7 @@ ROOM_CHECK_S = 0.05
 class Dispatcher:
     """Tasks are read by lane: one owner's tasks in one queue of one shape (what placement
     reads of them: labels, resources, class, pinned worker, concurrency key; see
-    Store.queued_lanes). A pass lists the lanes in the queue, one seek each, drops those no
+    DispatchStore.queued_lanes). A pass lists the lanes in the queue, one seek each, drops those no
     free slot here can take, reads only the heads of the rest, and serves them by
     gridrun.master.core.fairness (priority, then each owner in turn, within quotas and
     concurrency limits). So tasks that cannot run now, however many, cost a seek per lane,
@@ -80,7 +80,7 @@ class Dispatcher:
             waiting.update(result.waiting)
             return result.placed
 
-        done = await self.store.plan_and_claim(
+        done = await self.store.dispatch.plan_and_claim(
             LaneRead(self._after, LANES_PER_PASS, takes),
             free,  # enough to fill every slot
             self.clock.now_ms(),
@@ -136,8 +136,8 @@ class Dispatcher:
             return
         lowest = min(priority for priority, _, _ in held)
         store = self.store
-        lanes = await store.queued_lanes("", LANES_PER_PASS)
-        heads = await store.lane_heads(lanes, self.clock.now_ms(), 1)
+        lanes = await store.dispatch.queued_lanes("", LANES_PER_PASS)
+        heads = await store.dispatch.lane_heads(lanes, self.clock.now_ms(), 1)
         waiting = sorted(
             (c for c in heads if c.priority > lowest and not fairness.is_waiting(c.unschedulable)),
             key=lambda c: -c.priority,
@@ -170,7 +170,7 @@ class Dispatcher:
             if why != candidate.unschedulable:
                 changes.append((candidate.task_id, why))
         if changes:
-            await self.store.mark_unschedulable(changes)
+            await self.store.dispatch.mark_unschedulable(changes)
             for task_id, _ in changes:
                 self.signals.changed(task_id)
 
@@ -179,7 +179,7 @@ class Dispatcher:
         if session is None or session.closed:
             # The worker left while we claimed: nothing was sent, so the task simply goes back.
             assert task.worker_id is not None
-            await self.store.record_finish(
+            await self.store.attempts.record_finish(
                 task.ref, task.worker_id, Report(Outcome.NO_SLOT), self.clock.now_ms()
             )
             self.signals.wake()
@@ -193,7 +193,7 @@ class Dispatcher:
                 assert task.worker_id is not None
                 log.error("task %s cannot be sent: %s", task.id, exc)
                 report = Report(Outcome.REJECTED, error=f"not run: {exc}")
-                result = await self.store.record_finish(
+                result = await self.store.attempts.record_finish(
                     task.ref, task.worker_id, report, self.clock.now_ms()
                 )
                 if result.task is not None:

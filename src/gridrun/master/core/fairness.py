@@ -1,5 +1,5 @@
 """Who goes next on a shared grid. Pure: the dispatcher applies it to the heads of the lanes
-it read (see Store.plan_and_claim).
+it read (see DispatchStore.plan_and_claim).
 
 The rule, in order:
 1. Priority wins: a task of higher priority goes before any of lower priority, whoever owns

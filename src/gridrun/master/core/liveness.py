@@ -98,7 +98,7 @@ class Liveness:
         # of it is spent: every round for a small fleet, as a master that dies leaves its
         # workers the whole timeout to reach another master before their attempts are lost;
         # every few seconds for a large one, whose timeouts are long.
-        await self.store.renew_leases(
+        await self.store.workers.renew_leases(
             [
                 (s.worker_id, self.pacing.epoch_ms(s.last_seen), self.pacing.lease_until(now_ms, s))
                 for s in self.sessions
@@ -113,11 +113,11 @@ class Liveness:
             self.judge_after = now + timeout
         if now < self.judge_after:
             return lost
-        for worker_id in await self.store.lapsed(now_ms):
+        for worker_id in await self.store.workers.lapsed(now_ms):
             current = self.sessions.get(worker_id)
             if current is not None and not current.closed:
                 continue
-            lost += await self.store.mark_lost(
+            lost += await self.store.attempts.mark_lost(
                 worker_id,
                 [],
                 now_ms,
@@ -134,11 +134,11 @@ class Liveness:
     async def housekeeping(self) -> None:
         """Expire tasks past their queue timeout; wake dispatch when a retry backoff ends."""
         now = self.clock.now_ms()
-        expired = await self.store.expire(now)
+        expired = await self.store.tasks.expire(now)
         for task in expired:
             log.info("task %s expired: %s", task.id, task.error, extra={"task_id": task.id})
         self.signals.settled(expired)
-        if await self.store.retry_due(now):
+        if await self.store.dispatch.retry_due(now):
             self.signals.wake()
         await self.flag_unschedulable(now)
         await self.schedules.fire_due()
@@ -147,7 +147,7 @@ class Liveness:
         forget_ms = round(self.config.forget_workers_after_s * 1000)
         connected = {s.worker_id for s in self.sessions if not s.closed}
         unused_ms = round(self.config.forget_unused_workers_after_s * 1000)
-        for worker_id in await self.store.forget_workers(
+        for worker_id in await self.store.workers.forget_workers(
             now - forget_ms, connected, now - unused_ms
         ):
             log.info("forgot worker %s: not heard from for a while (--forget-workers, or"
@@ -159,12 +159,12 @@ class Liveness:
         (no worker matches its selector, or none has the CPUs, memory or GPUs it asks), and
         clear that once one could. Only the first UNSCHEDULABLE_SCAN queued tasks are looked at."""
         store = self.store
-        candidates = await store.queued(UNSCHEDULABLE_SCAN, None, now)
+        candidates = await store.dispatch.queued(UNSCHEDULABLE_SCAN, None, now)
         if not candidates:
             return
         live = [
             w
-            for w in self.pacing.as_seen(await self.store.list_workers())
+            for w in self.pacing.as_seen(await self.store.workers.list_workers())
             if w.state is WorkerState.ONLINE
         ]
         changes = []
@@ -177,6 +177,6 @@ class Liveness:
                 if why is not None:
                     log.info("task %s is unschedulable: %s", candidate.task_id, why,
                              extra={"task_id": candidate.task_id})  # fmt: skip
-        await store.mark_unschedulable(changes)
+        await store.dispatch.mark_unschedulable(changes)
         for task_id, _ in changes:
             self.signals.changed(task_id)  # followers and waiters see the reason

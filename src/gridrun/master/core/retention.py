@@ -13,7 +13,7 @@ from gridrun.clock import Clock
 from gridrun.master.core.config import ServiceConfig
 from gridrun.master.core.metrics import Metrics
 from gridrun.model import TERMINAL, TaskState
-from gridrun.store import Own, Storage, Store
+from gridrun.store import Own, RetentionStore, Storage
 from gridrun.store.retention import GC_BATCH
 
 log = logging.getLogger("gridrun.master")
@@ -26,7 +26,9 @@ DISK_WARN = 0.9
 
 
 class Retention:
-    def __init__(self, store: Store, clock: Clock, config: ServiceConfig, metrics: Metrics) -> None:
+    def __init__(
+        self, store: RetentionStore, clock: Clock, config: ServiceConfig, metrics: Metrics
+    ) -> None:
         self.store, self.clock, self.config, self.metrics = store, clock, config, metrics
         self.next_at = clock.monotonic()  # (clock seconds) the next background pass
         self._storage: tuple[float, Storage] | None = None  # (when, what) of the last look

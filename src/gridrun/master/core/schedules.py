@@ -19,14 +19,16 @@ from gridrun.master.core.ids import new_task_id
 from gridrun.master.core.signals import Signals
 from gridrun.model import Schedule, Task, TaskSpec
 from gridrun.spec import RESERVED_KEY_PREFIX
-from gridrun.store import Firing, NewTask, Store
+from gridrun.store import Firing, NewTask, ScheduleStore
 from gridrun.store.schedules import DUE_BATCH
 
 log = logging.getLogger("gridrun.master")
 
 
 class Schedules:
-    def __init__(self, store: Store, clock: Clock, admission: Admission, signals: Signals) -> None:
+    def __init__(
+        self, store: ScheduleStore, clock: Clock, admission: Admission, signals: Signals
+    ) -> None:
         self.store, self.clock, self.admission, self.signals = store, clock, admission, signals
 
     async def add(self, expr: str, spec: TaskSpec, name: str | None) -> Schedule:

@@ -96,30 +96,30 @@ class Service:
         # (created->assigned: ~1.3 ms -> ~0.1 ms at light load). A store with concurrent
         # writers (PostgreSQL) may not see the insert yet: the wake after it covers that.
         self.signals.wake()
-        tasks = await self.store.add_tasks(proposed, self.clock.now_ms())
+        tasks = await self.store.tasks.add_tasks(proposed, self.clock.now_ms())
         self.signals.wake()
         added = [(t, t.id == p.id) for t, p in zip(tasks, proposed, strict=True)]
         self.signals.metrics.submitted.inc(sum(new for _, new in added))
         return added
 
     async def set_quota(self, quota: Quota) -> None:
-        await self.store.set_quota(quota)
+        await self.store.dispatch.set_quota(quota)
         self.signals.wake()  # a limit raised lets tasks run now
 
     async def quotas(self) -> list[Quota]:
-        return await self.store.quotas()
+        return await self.store.dispatch.quotas()
 
     async def owners(self) -> list[tuple[str, str, int, int, int]]:
         """(owner, queue, queued, assigned, running) for every owner and queue with tasks
         (assigned: sent to a worker, not started yet)."""
-        return await self.store.owners()
+        return await self.store.dispatch.owners()
 
     async def concurrency_keys(self, limit: int) -> list[tuple[str, str, int]]:
-        return await self.store.concurrency_keys(limit)
+        return await self.store.dispatch.concurrency_keys(limit)
 
     async def set_grid_key(self, key: str, limit: int | None) -> None:
         """Declare, change or (None) remove a grid-wide concurrency key."""
-        await self.store.set_grid_key(key, limit)
+        await self.store.dispatch.set_grid_key(key, limit)
         self.signals.wake()  # a limit raised or removed lets tasks run now
 
     def seal(self, env: Mapping[str, str]) -> Sealed:
@@ -151,25 +151,25 @@ class Service:
 
     async def expired_count(self, job_id: str) -> int:
         """How many tasks of this job retention has deleted."""
-        return await self.store.expired_count("job", job_id)
+        return await self.store.retention.expired_count("job", job_id)
 
     async def get(self, task_id: str) -> Task:
-        return await self.store.get_task(task_id)
+        return await self.store.tasks.get_task(task_id)
 
     async def list_tasks(
         self, flt: TaskFilter, limit: int, before: int | None, order: TaskOrder = "created"
     ) -> Page:
-        return await self.store.list_tasks(flt, limit, before, order)
+        return await self.store.tasks.list_tasks(flt, limit, before, order)
 
     async def attempts(self, task_id: str) -> list[Attempt]:
-        return await self.store.get_attempts(task_id)
+        return await self.store.tasks.get_attempts(task_id)
 
     async def output(self, task_id: str) -> TaskOutput:
-        return await self.store.get_output(task_id)
+        return await self.store.tasks.get_output(task_id)
 
     async def workers(self) -> list[WorkerInfo]:
         """Workers as stored, as this master sees them (see Pacing.as_seen)."""
-        return self.pacing.as_seen(await self.store.list_workers())
+        return self.pacing.as_seen(await self.store.workers.list_workers())
 
     def connected(self) -> int:
         """How many workers hold a stream to this master."""
@@ -181,7 +181,7 @@ class Service:
         return self.signals.stopping
 
     async def count_by_state(self) -> dict[TaskState, int]:
-        return await self.store.count_by_state()
+        return await self.store.tasks.count_by_state()
 
     async def ping(self) -> None:
         await self.store.ping()
@@ -199,15 +199,15 @@ class Service:
 
     async def _drain_elsewhere(self, worker_id: str) -> WorkerInfo:
         """A worker connected to another master on this database is drained by that master."""
-        _, master = await self.store.worker_master(worker_id, self.clock.now_ms())
+        _, master = await self.store.workers.worker_master(worker_id, self.clock.now_ms())
         if master in (None, self.store.origin):
             raise WorkerNotConnected(f"worker {worker_id} is not connected; nothing to drain")
         await self.store.notify(Notice(self.store.origin, NoticeKind.DRAIN, worker_id))
-        worker = next(w for w in await self.store.list_workers() if w.id == worker_id)
+        worker = next(w for w in await self.store.workers.list_workers() if w.id == worker_id)
         return dataclasses.replace(worker, state=WorkerState.DRAINING)
 
     async def cancel(self, task_id: str) -> Task:
-        task = await self.store.request_cancel(task_id, self.clock.now_ms())
+        task = await self.store.tasks.request_cancel(task_id, self.clock.now_ms())
         if task.state in ACTIVE:
             session = self.sessions.get(task.worker_id)
             if session is not None:
@@ -220,7 +220,7 @@ class Service:
     async def wait(self, task_id: str, timeout_s: float) -> Task:
         """Return the task once it is terminal, or as it is after `timeout_s`."""
         return await self.signals.watchers.wait(
-            task_id, timeout_s, lambda: self.store.get_task(task_id)
+            task_id, timeout_s, lambda: self.store.tasks.get_task(task_id)
         )
 
     def watch(self, task_id: str) -> AbstractContextManager[asyncio.Event]:
@@ -231,7 +231,7 @@ class Service:
 
     async def cancel_here(self, task_id: str) -> None:
         """Cancel was requested on another master: stop the attempt if our worker runs it."""
-        task = await self.store.get_task(task_id)
+        task = await self.store.tasks.get_task(task_id)
         session = self.sessions.get(task.worker_id)
         if task.state in ACTIVE and session is not None and not session.closed:
             session.send(CancelCmd(task.ref, "cancelled by request"))

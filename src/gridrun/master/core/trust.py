@@ -82,7 +82,7 @@ class Trust:
         session.release(ref)
         reason = f"worker {session.worker_id} missed a deadline: {why}"
         session.send(CancelCmd(ref, reason))
-        result = await self.store.record_finish(
+        result = await self.store.attempts.record_finish(
             ref, session.worker_id, Report(Outcome.LOST, error=reason), self.clock.now_ms()
         )
         if result.applied and result.task is not None:
@@ -160,14 +160,14 @@ class Trust:
         most = self.config.max_workers_per_token
         if presented:
             wanted = _secret_hash(presented)
-            stored = await self.store.bind_worker(worker_id, wanted, now, credential, most)
+            stored = await self.store.workers.bind_worker(worker_id, wanted, now, credential, most)
             if stored is None:
                 return self._too_many(credential), ""
             return (None, "") if hmac.compare_digest(stored, wanted) else (refusal, "")
         if not binds:  # an older worker keeps no secret: it may use only an unbound id
-            return (refusal if await self.store.worker_secret(worker_id) else None), ""
+            return (refusal if await self.store.workers.worker_secret(worker_id) else None), ""
         issued = secrets.token_urlsafe(32)
-        stored = await self.store.bind_worker(
+        stored = await self.store.workers.bind_worker(
             worker_id, _secret_hash(issued), now, credential, most
         )
         if stored is None:

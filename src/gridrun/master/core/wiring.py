@@ -64,9 +64,9 @@ def wire(
     trust = Trust(store, clock, config, sessions, signals)
     dispatcher = Dispatcher(store, clock, config, sessions, signals, sealer)
     streams = WorkerStreams(store, clock, config, sessions, pacing, trust, signals)
-    retention = Retention(store, clock, config, metrics)
+    retention = Retention(store.retention, clock, config, metrics)
     service = Service(store, clock, sessions, signals, pacing, admission, streams, sealer)
-    schedules = Schedules(store, clock, admission, signals)
+    schedules = Schedules(store.schedules, clock, admission, signals)
     liveness = Liveness(
         store, clock, config, sessions, signals, pacing, trust, streams, retention, schedules
     )

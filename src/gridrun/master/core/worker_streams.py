@@ -54,7 +54,7 @@ class WorkerStreams:
         self.sessions.add(session)
         session.connected_at = now
         session.heartbeat_s, session.timeout_s = self.pacing.pace(len(self.sessions))
-        await self.store.upsert_worker(
+        await self.store.workers.upsert_worker(
             session.info(WorkerState.ONLINE, last_seen=now), self.pacing.lease_until(now, session)
         )
         session.send(
@@ -67,10 +67,10 @@ class WorkerStreams:
         )
         held = set(running) | set(unacked)
         if resumed:
-            for task in await self.store.active_attempts(session.worker_id):
+            for task in await self.store.attempts.active_attempts(session.worker_id):
                 if task.ref not in held and task.state is TaskState.ASSIGNED:
                     await self._never_reached(task.ref, session.worker_id)
-        lost = await self.store.mark_lost(
+        lost = await self.store.attempts.mark_lost(
             session.worker_id, list(held), now, "the worker reconnected without this attempt"
         )
         for task in lost:
@@ -79,7 +79,7 @@ class WorkerStreams:
                 task.id, task.attempt, session.worker_id, task.state,
             )  # fmt: skip
         self.signals.settled(lost)
-        active = {t.ref: t for t in await self.store.active_attempts(session.worker_id)}
+        active = {t.ref: t for t in await self.store.attempts.active_attempts(session.worker_id)}
         for ref in running:
             holding = active.get(ref)
             if holding is None:
@@ -141,7 +141,7 @@ class WorkerStreams:
             # The process has ended, so its slot is free now: let the next claim share this
             # commit instead of waiting for it.
             self.signals.wake()
-        results = await self.store.record_reports(
+        results = await self.store.attempts.record_reports(
             session.worker_id, reports, self.config.output_cap, self.clock.now_ms()
         )
         if ended:
@@ -168,10 +168,10 @@ class WorkerStreams:
 
     async def delivered(self, session: WorkerSession, ref: AttemptRef) -> None:
         """A legacy worker was handed the command; it will never say more."""
-        await self.store.mark_delivered(ref, session.worker_id, self.clock.now_ms())
+        await self.store.attempts.mark_delivered(ref, session.worker_id, self.clock.now_ms())
         session.release(ref)
         self.signals.wake()
-        delivered = await self.store.get_task(ref.task_id)
+        delivered = await self.store.tasks.get_task(ref.task_id)
         self.signals.settled([delivered])
 
     async def disconnected(self, session: WorkerSession) -> None:
@@ -184,10 +184,12 @@ class WorkerStreams:
         if session.legacy:
             # never handed over: put back in the queue (a legacy worker holds nothing in flight)
             for ref in list(session.inflight):
-                await self.store.record_finish(ref, session.worker_id, Report(Outcome.NO_SLOT), now)
+                await self.store.attempts.record_finish(
+                    ref, session.worker_id, Report(Outcome.NO_SLOT), now
+                )
         # its lease runs on from its last word, so its attempts are judged a timeout after it
         last_word = self.pacing.epoch_ms(session.last_seen)
-        await self.store.upsert_worker(
+        await self.store.workers.upsert_worker(
             session.info(WorkerState.OFFLINE, last_seen=now),
             self.pacing.lease_until(last_word, session),
         )
@@ -198,7 +200,7 @@ class WorkerStreams:
         session.draining = True
         log.info("worker %s is draining: %s", session.worker_id, reason)
         now = self.clock.now_ms()
-        await self.store.upsert_worker(
+        await self.store.workers.upsert_worker(
             session.info(WorkerState.DRAINING, now), self.pacing.lease_until(now, session)
         )
 
@@ -207,7 +209,7 @@ class WorkerStreams:
         carried: a claim whose COMMIT was cut off (so we could not know it happened), or one
         another master made as the worker moved here. The worker never had them."""
         requeued = []
-        for ref, worker_id in await self.store.assigned_here(older_than_ms):
+        for ref, worker_id in await self.store.workers.assigned_here(older_than_ms):
             session = self.sessions.get(worker_id)
             if session is None or session.closed or session.legacy:
                 continue  # judged by its lease instead
@@ -223,7 +225,7 @@ class WorkerStreams:
             "task %s attempt %d was assigned to worker %s but never reached it; requeued",
             ref.task_id, ref.attempt, worker_id,
         )  # fmt: skip
-        result = await self.store.record_finish(
+        result = await self.store.attempts.record_finish(
             ref, worker_id, Report(Outcome.NO_SLOT, error="never reached the worker"),
             self.clock.now_ms(),
         )  # fmt: skip

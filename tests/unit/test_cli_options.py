@@ -9,7 +9,7 @@ import typer
 
 from gridrun.cli.main import app
 from gridrun.errors import InvalidSpec
-from gridrun.spec import parse_duration, parse_size
+from gridrun.forms import parse_duration, parse_size
 
 
 def _options(*path: str) -> set[str]:

@@ -15,7 +15,7 @@ from gridrun.cli.render import (
     task_table,
     tsv,
 )
-from gridrun.spec import split_address
+from gridrun.forms import split_address
 
 
 def task(**fields: Any) -> Any:

@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gridrun.errors import InvalidSpec, InvalidTransition
+from gridrun.forms import parse_labels
 from gridrun.model import (
     TERMINAL,
     TRANSITIONS,
@@ -21,7 +22,7 @@ from gridrun.model import (
     transition,
 )
 from gridrun.resources import labels_match
-from gridrun.spec import make_spec, parse_labels
+from gridrun.spec import make_spec
 
 
 def test_terminal_states_have_no_way_out() -> None:

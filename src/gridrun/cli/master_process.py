@@ -6,17 +6,16 @@ config-file key at once."""
 from __future__ import annotations
 
 import asyncio
-import functools
-import inspect
-import typing
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from gridrun.auth import TokenEntry
+from gridrun.cli import settings_command
 from gridrun.cli.common import LogFormat, LogLevel, app, fail, guard, setup_logging
-from gridrun.master.settings import Form, MasterConfig, Setting, from_user, settings
+from gridrun.cli.settings_command import own
+from gridrun.master.settings import MasterConfig, from_user, settings
 
 ConfigFile = Annotated[
     Path | None,
@@ -37,34 +36,6 @@ TokensOption = Annotated[
 ]
 
 
-KEYWORD = inspect.Parameter.KEYWORD_ONLY
-METAVARS = {
-    Form.SECONDS: "DURATION", Form.SIZE: "SIZE", Form.ADDRESS: "HOST:PORT",
-    Form.PAIRS_WEIGHT: "OWNER=W", Form.PAIRS_SECONDS: "QUEUE=D", Form.LIST: "HOST",
-}  # fmt: skip
-
-
-def _option(field: str, about: Setting) -> inspect.Parameter:
-    """The Typer option of one setting: text for what has a form of its own, else the field's
-    type; its default as a user would write it."""
-    info = MasterConfig.model_fields[field]
-    kind: Any
-    default: Any
-    if about.form in (Form.PAIRS_WEIGHT, Form.PAIRS_SECONDS, Form.LIST):
-        kind, default = list[str] | None, None
-    elif about.form is Form.AS_IS:
-        kind, default = info.annotation, info.default
-        if typing.get_origin(kind) is typing.Literal:
-            kind = str  # (Typer reads no Literal: MasterConfig checks the value)
-    else:  # read from text (seconds, sizes, host:port)
-        kind, default = (str, about.shown) if about.shown else (str | None, None)
-    option = typer.Option(
-        about.flag, envvar=about.envvar, help=about.help, show_default=bool(about.shown),
-        metavar=METAVARS.get(about.form),
-    )  # fmt: skip
-    return inspect.Parameter(field, KEYWORD, default=default, annotation=Annotated[kind, option])
-
-
 def _given(
     ctx: typer.Context, params: dict[str, Any], config: Path | None
 ) -> tuple[dict[str, Any], list[TokenEntry]]:
@@ -73,15 +44,11 @@ def _given(
     defaults). And the file's tokens."""
     from gridrun.cli import master_file
 
-    names = {field: about.name for field, about in settings().items()}
-    chosen = {}
-    for field, value in params.items():
-        source = ctx.get_parameter_source(field)
-        if source is not None and source.name != "DEFAULT":
-            chosen[names[field]] = value
+    chosen = settings_command.given(ctx, MasterConfig, params)
     if config is None:
         return chosen, []
-    from_file, tokens = master_file.read(config, set(names.values()))
+    names = {about.name for about in settings().values()}
+    from_file, tokens = master_file.read(config, names)
     return {**from_file, **chosen}, tokens
 
 
@@ -107,29 +74,12 @@ def _master(ctx: typer.Context, **params: Any) -> None:
         asyncio.run(run_master(config))
 
 
-def _command() -> Any:
-    """`_master` with one keyword parameter per setting."""
-
-    def own(name: str, default: Any, annotation: Any) -> inspect.Parameter:
-        return inspect.Parameter(name, KEYWORD, default=default, annotation=annotation)
-
-    params = [
-        inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
-        own("config", None, ConfigFile),
-        *(_option(field, about) for field, about in settings().items()),
-        own("tokens", None, TokensOption),
-        own("log_level", "info", LogLevel),
-        own("log_format", "text", LogFormat),
-    ]
-
-    @functools.wraps(_master)
-    def master(ctx: typer.Context, **params: Any) -> None:
-        _master(ctx, **params)
-
-    master.__signature__ = inspect.Signature(params, return_annotation=None)  # type: ignore[attr-defined]
-    master.__annotations__ = {p.name: p.annotation for p in params}
-    master.__name__ = "master"
-    return master
-
-
-app.command(name="master")(_command())
+master = settings_command.command(
+    "master",
+    MasterConfig,
+    _master,
+    before=[own("config", None, ConfigFile)],
+    after=[own("tokens", None, TokensOption), own("log_level", "info", LogLevel),
+           own("log_format", "text", LogFormat)],
+)  # fmt: skip
+app.command(name="master")(master)

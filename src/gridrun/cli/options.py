@@ -20,8 +20,9 @@ import typer
 
 from gridrun.cli.common import fail
 from gridrun.errors import InvalidSpec
+from gridrun.forms import parse_duration, parse_labels
 from gridrun.model import Placement
-from gridrun.spec import MAX_SCRIPT_BYTES, MAX_STDIN_BYTES, parse_duration, parse_labels
+from gridrun.spec import MAX_SCRIPT_BYTES, MAX_STDIN_BYTES
 
 
 def task_body(command: list[str], o: TaskOptions) -> dict[str, Any]:

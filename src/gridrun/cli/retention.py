@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 
 from gridrun.cli.common import JsonOut, Url, app, connect, fail, guard, print_json
+from gridrun.forms import parse_duration
 from gridrun.model import TERMINAL, TaskState
-from gridrun.spec import parse_duration
 
 
 @app.command()

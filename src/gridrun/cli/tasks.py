@@ -40,8 +40,8 @@ from gridrun.cli.options import (
 )
 from gridrun.client import Client, TaskDict
 from gridrun.errors import GridrunError, InvalidSpec
+from gridrun.forms import parse_duration
 from gridrun.model import TaskState
-from gridrun.spec import parse_duration
 from gridrun.text import visible
 
 # ---------------------------------------------------------------- tasks

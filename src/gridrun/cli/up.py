@@ -26,7 +26,7 @@ import typer
 from gridrun.cli.common import LogLevel, app, guard
 from gridrun.client.settings import DEFAULT_URL
 from gridrun.errors import ClientError
-from gridrun.spec import split_address
+from gridrun.forms import split_address
 from gridrun.worker.proctree import PR_SET_PDEATHSIG, prctl
 
 READY_TIMEOUT_S = 30.0

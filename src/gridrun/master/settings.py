@@ -1,16 +1,15 @@
 """Every setting of a master, declared once: each field of `MasterConfig` carries the name a
 user gives it (the flag `--NAME`, the variable `GRIDRUN_NAME`, the config file's key `NAME` with
 underscores), its help, and how its text is read (seconds as 30s/5m/14d, sizes as 10GiB,
-OWNER=W pairs, host:port). `gridrun master` makes its options from these fields
-(gridrun.cli.master_process); tests and programs that embed a master build a `MasterConfig`
-directly. The core's tunables default to `ServiceConfig`'s values: no default is written twice.
+OWNER=W pairs, host:port), as `gridrun.setting` declares. `gridrun master` makes its options
+from these fields (gridrun.cli.master_process); tests and programs that embed a master build a
+`MasterConfig` directly. The core's tunables default to `ServiceConfig`'s values: no default is
+written twice.
 """
 
 from __future__ import annotations
 
-import enum
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,93 +19,11 @@ from gridrun.auth import TokenEntry
 from gridrun.master.core.config import ServiceConfig
 from gridrun.master.wire.rpc import MAX_SLOTS
 from gridrun.model import DEFAULT_OUTPUT_CAP
-from gridrun.spec import (
-    MAX_GPUS,
-    parse_duration,
-    parse_retain_queues,
-    parse_shares,
-    parse_size,
-    split_address,
-)
+from gridrun.setting import Form, Setting, setting, settings_of
+from gridrun.setting import from_user as read_settings
+from gridrun.spec import MAX_GPUS
 
 CORE = ServiceConfig()  # the core's defaults
-
-
-class Form(enum.Enum):
-    """How a setting's text (a flag, a variable, a config file's string) is read."""
-
-    AS_IS = "as is"  # the field's own type (numbers, paths, true/false)
-    SECONDS = "seconds"  # a duration: 30s, 5m, 12h, 14d, or a number of seconds
-    SIZE = "size"  # 500MiB, 10GiB, or a number of bytes
-    PAIRS_WEIGHT = "OWNER=W"  # repeatable: an owner's fair-share weight
-    PAIRS_SECONDS = "QUEUE=D"  # repeatable: a queue's retention
-    LIST = "list"  # repeatable text
-    ADDRESS = "host:port"  # sets two fields: <field>_host and <field>_port
-
-
-READERS: Mapping[Form, Callable[[Any, str], Any]] = {
-    Form.SECONDS: lambda text, flag: parse_duration(str(text), flag),
-    Form.SIZE: lambda text, flag: parse_size(str(text), flag),
-    Form.PAIRS_WEIGHT: lambda items, flag: parse_shares(list(items)),
-    Form.PAIRS_SECONDS: lambda items, flag: parse_retain_queues(list(items)),
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Setting:
-    """What users call a field and how they write it."""
-
-    name: str  # the flag without its dashes, with underscores (also the file's key)
-    form: Form
-    help: str
-    envvar: str  # GRIDRUN_...
-    shown: str  # the default as a user would write it ("" for none)
-
-    @property
-    def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
-
-
-def setting(
-    default: Any,
-    help: str,
-    *,
-    name: str,
-    form: Form = Form.AS_IS,
-    envvar: str | None = None,
-    shown: str | None = None,
-    **constraints: Any,
-) -> Any:
-    """A field of MasterConfig with what users call it (see Setting)."""
-    about = Setting(
-        name=name,
-        form=form,
-        help=help,
-        envvar=envvar or "GRIDRUN_" + name.upper(),
-        shown=shown if shown is not None else ("" if default in (None, [], {}) else str(default)),
-    )
-    said = {"name": about.name, "form": about.form.value, "envvar": about.envvar}
-    return Field(
-        default,
-        description=help,
-        json_schema_extra={"setting": {**said, "shown": about.shown}},
-        **constraints,
-    )
-
-
-def setting_of(field_info: Any) -> Setting | None:
-    """The Setting a field was declared with (None: not set by name)."""
-    extra = field_info.json_schema_extra
-    said = extra.get("setting") if isinstance(extra, dict) else None
-    if not isinstance(said, dict):
-        return None
-    return Setting(
-        name=str(said["name"]),
-        form=Form(said["form"]),
-        help=field_info.description or "",
-        envvar=str(said["envvar"]),
-        shown=str(said["shown"]),
-    )
 
 
 class MasterConfig(BaseModel):
@@ -290,32 +207,10 @@ class MasterConfig(BaseModel):
 
 
 def settings() -> dict[str, Setting]:
-    """Field name -> what users call it, for every field users set by name."""
-    found = {}
-    for name, info in MasterConfig.model_fields.items():
-        about = setting_of(info)
-        if about is not None:
-            found[name] = about
-    return found
+    """Field name -> what users call it, for every master setting users set by name."""
+    return settings_of(MasterConfig)
 
 
 def from_user(given: Mapping[str, Any]) -> dict[str, Any]:
-    """MasterConfig's fields from settings as users write them (keyed by Setting.name; text
-    or the field's own type), each read by its form. Errors name the flag."""
-    by_name = {about.name: (field, about) for field, about in settings().items()}
-    fields: dict[str, Any] = {}
-    for name, value in given.items():
-        field, about = by_name[name]
-        if about.form is Form.ADDRESS:
-            prefix = field.removesuffix("_host")
-            try:
-                fields[prefix + "_host"], fields[prefix + "_port"] = split_address(str(value))
-            except ValueError as exc:
-                raise ValueError(f"{about.flag}: {exc}") from None
-        elif about.form in READERS and value is not None:
-            fields[field] = READERS[about.form](value, about.flag)
-        elif about.form is Form.LIST:
-            fields[field] = list(value or [])
-        else:
-            fields[field] = value
-    return fields
+    """MasterConfig's fields from settings as users write them (see gridrun.setting)."""
+    return read_settings(MasterConfig, given)

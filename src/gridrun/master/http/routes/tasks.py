@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Query, Request, Response
 
 from gridrun.errors import InvalidSpec
+from gridrun.forms import parse_labels
 from gridrun.master.http.follow import follow as follow_events
 from gridrun.master.http.requests import BatchIn, TaskIn
 from gridrun.master.http.routes.common import (
@@ -32,7 +33,6 @@ from gridrun.master.http.routes.common import (
 )
 from gridrun.master.http.schemas import BatchOut, IdsOut, OutputOut, StreamOut, TaskListOut, TaskOut
 from gridrun.model import TaskState
-from gridrun.spec import parse_labels
 from gridrun.store import TaskFilter, TaskOrder
 
 router = APIRouter(route_class=StrictJsonRoute, tags=["tasks"])

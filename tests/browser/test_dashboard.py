@@ -66,6 +66,12 @@ def test_the_dashboard_end_to_end(system_grid: SystemGrid, page: Page) -> None:
     gate.touch()
     expect(page.locator("#task-state .state")).to_have_text("succeeded")
     expect(page.locator("#output")).to_have_text("start\nwarn\ndone\n")
+    # the output first, the spec folded under it; each raw stream downloads byte-exact
+    expect(page.locator("#spec-fold")).not_to_have_attribute("open", "")
+    with page.expect_download() as saved:
+        page.locator("#download-stderr").click()
+    assert Path(saved.value.path()).read_bytes() == b"warn\n"
+    assert saved.value.suggested_filename == f"{task_id}.stderr"
     expect(page.locator("#cancel")).to_be_disabled()
     expect(page.locator("#attempts .state")).to_have_text("succeeded")
     if os.geteuid() == 0:  # its cgroup measured what it used

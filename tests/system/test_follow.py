@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 import sys
 
@@ -115,3 +116,56 @@ def test_run_prints_binary_output_byte_for_byte_across_a_master_restart(
             run.wait()
     assert run.returncode == 0, errors
     assert hashlib.sha256(out).digest() == hashlib.sha256(blob.read_bytes()).digest()
+
+
+def merged(grid: SystemGrid, *args: str) -> str:
+    """A CLI command's stdout and stderr as one pipe (`2>&1`): the order it wrote them in."""
+    result = subprocess.run(
+        [sys.executable, "-m", "gridrun", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        timeout=60,
+        env={**grid.env, "GRIDRUN_URL": grid.url},
+    )
+    assert result.returncode == 0, result.stdout
+    return result.stdout
+
+
+def test_logs_print_both_streams_in_the_order_written_with_times_and_a_tail(
+    system_grid: SystemGrid,
+) -> None:
+    system_grid.start_master()
+    system_grid.start_worker("w1")
+    pause = "sleep 0.3"
+    script = f"echo o1; {pause}; echo e1 >&2; {pause}; echo o2; {pause}; echo e2 >&2"
+    task_id = system_grid.cli("submit", "--shell", script).stdout.strip()
+    assert system_grid.task(task_id, wait=30)["state"] == "succeeded"
+    assert merged(system_grid, "logs", task_id) == "o1\ne1\no2\ne2\n"  # not o1 o2 e1 e2
+    assert merged(system_grid, "logs", task_id, "--tail", "2") == "o2\ne2\n"
+    assert merged(system_grid, "logs", task_id, "--stream", "stdout", "--tail", "1") == "o2\n"
+    stamped = merged(system_grid, "logs", task_id, "-t").splitlines()
+    assert [line.split(" ", 1)[1] for line in stamped] == ["o1", "e1", "o2", "e2"]
+    times = [line.split(" ", 1)[0] for line in stamped]
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", t) for t in times), times
+    assert times == sorted(times)
+    assert times[0] != times[-1]
+    # with -f, the tail and then what comes, as it comes
+    gate = system_grid.tmp / "gate"
+    script = f"echo a; echo b; while [ ! -e {gate} ]; do sleep 0.05; done; echo c"
+    running = system_grid.cli("submit", "--shell", script).stdout.strip()
+    eventually(lambda: b"b" in _stdout(system_grid, running), 20)
+    follower = gridrun_process(system_grid, "logs", "-f", "--tail", "1", running)
+    try:
+        assert follower.stdout is not None
+        assert follower.stdout.readline() == "b\n"
+        gate.touch()
+        rest, _ = follower.communicate(timeout=30)
+    finally:
+        stop(follower)
+    assert (follower.returncode, rest) == (0, "c\n")
+
+
+def _stdout(grid: SystemGrid, task_id: str) -> bytes:
+    return grid.cli("logs", task_id, "--stream", "stdout").stdout.encode()

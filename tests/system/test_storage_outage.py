@@ -163,6 +163,7 @@ def test_a_database_refusing_connections_is_503_on_every_route(system_grid: Syst
             ("GET", "/v1/tasks", None),
             ("GET", f"/v1/tasks/{kept}", None),
             ("GET", f"/v1/tasks/{kept}/output", None),
+            ("GET", f"/v1/tasks/{kept}/output/segments", None),
             ("POST", f"/v1/tasks/{kept}/cancel", None),
             ("GET", "/v1/jobs/j1", None),
             ("GET", "/v1/schedules", None),

@@ -141,18 +141,20 @@ class Started(_message.Message):
     def __init__(self, ref: _Optional[_Union[AttemptRef, _Mapping]] = ..., started_at_ms: _Optional[int] = ..., pid: _Optional[int] = ...) -> None: ...
 
 class Output(_message.Message):
-    __slots__ = ("ref", "stdout_offset", "stdout", "stderr_offset", "stderr")
+    __slots__ = ("ref", "stdout_offset", "stdout", "stderr_offset", "stderr", "written_at_ms")
     REF_FIELD_NUMBER: _ClassVar[int]
     STDOUT_OFFSET_FIELD_NUMBER: _ClassVar[int]
     STDOUT_FIELD_NUMBER: _ClassVar[int]
     STDERR_OFFSET_FIELD_NUMBER: _ClassVar[int]
     STDERR_FIELD_NUMBER: _ClassVar[int]
+    WRITTEN_AT_MS_FIELD_NUMBER: _ClassVar[int]
     ref: AttemptRef
     stdout_offset: int
     stdout: bytes
     stderr_offset: int
     stderr: bytes
-    def __init__(self, ref: _Optional[_Union[AttemptRef, _Mapping]] = ..., stdout_offset: _Optional[int] = ..., stdout: _Optional[bytes] = ..., stderr_offset: _Optional[int] = ..., stderr: _Optional[bytes] = ...) -> None: ...
+    written_at_ms: int
+    def __init__(self, ref: _Optional[_Union[AttemptRef, _Mapping]] = ..., stdout_offset: _Optional[int] = ..., stdout: _Optional[bytes] = ..., stderr_offset: _Optional[int] = ..., stderr: _Optional[bytes] = ..., written_at_ms: _Optional[int] = ...) -> None: ...
 
 class Finished(_message.Message):
     __slots__ = ("ref", "outcome", "has_exit_code", "exit_code", "signal", "started_at_ms", "finished_at_ms", "error", "stdout_bytes", "stderr_bytes", "usage")

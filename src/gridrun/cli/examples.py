@@ -36,7 +36,12 @@ EXAMPLES: dict[str, list[str]] = {
         "gridrun ls --json | jq -r '.[].id'",
     ],
     "show": ["gridrun show 019ac4a3f2b75c0e7d1a9f3b"],
-    "logs": ["gridrun logs -f ID", "gridrun logs ID --stream stderr"],
+    "logs": [
+        "gridrun logs ID                     # both streams, in the order written",
+        "gridrun logs -t --tail 20 ID        # the last 20 lines, with their times",
+        "gridrun logs -f --tail 5 ID         # from the last 5 lines, then live",
+        "gridrun logs ID --stream stderr",
+    ],
     "cancel": ["gridrun cancel ID"],
     "top": ["gridrun top", "gridrun top --json --once | jq .tasks"],
     "workers": ["gridrun workers", "gridrun drain WORKER_ID"],

@@ -8,6 +8,7 @@ import contextlib
 import sys
 import threading
 import time
+from datetime import datetime
 
 from gridrun.cli.common import err, say
 from gridrun.client import Client, TaskDict
@@ -54,12 +55,60 @@ class WhyItWaits:
         self._thread.join(timeout=2)
 
 
-def follow_output(client: Client, task_id: str) -> TaskDict:
-    """Print the task's output as it comes (stdout to stdout, stderr to stderr) until it ends;
-    return the ended task. A stream cut off (a master restart) is resumed where it stopped;
-    after FOLLOW_PATIENCE_S without a master, give up with a message (the task runs on)."""
-    outs = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer}  # the bytes, exactly
-    shown = {"stdout": 0, "stderr": 0}  # bytes of each stream shown or reported dropped
+UNKNOWN_TIME = b"-".ljust(25)  # the stamp of a line whose time the worker did not say
+
+
+def stamp(at_ms: int | None) -> bytes:
+    """A line's time as `logs --timestamps` prints it: UTC, to the millisecond."""
+    if at_ms is None:
+        return UNKNOWN_TIME
+    seconds, ms = divmod(at_ms, 1000)
+    return (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{ms:03d}Z ").encode()
+
+
+def epoch_ms(iso: str | None) -> int | None:
+    """An API time (ISO 8601) as epoch ms."""
+    if iso is None:
+        return None
+    return round(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+class Printer:
+    """Writes a task's output as it wrote it: stdout's bytes to stdout, stderr's to stderr,
+    exactly; with `stamps`, each line begun with when the worker read it."""
+
+    def __init__(self, stamps: bool = False) -> None:
+        self.stamps = stamps
+        self._outs = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer}
+        self._line_start = {"stdout": True, "stderr": True}
+
+    def write(self, stream: str, data: bytes, at_ms: int | None = None) -> None:
+        if self.stamps and data:
+            lines = data.split(b"\n")
+            pieces = [line + b"\n" for line in lines[:-1]] + ([lines[-1]] if lines[-1] else [])
+            stamped = bytearray()
+            for piece in pieces:
+                if self._line_start[stream]:
+                    stamped += stamp(at_ms)
+                stamped += piece
+                self._line_start[stream] = piece.endswith(b"\n")
+            data = bytes(stamped)
+        self._outs[stream].write(data)
+        self._outs[stream].flush()
+
+
+def follow_output(
+    client: Client,
+    task_id: str,
+    start: dict[str, int] | None = None,
+    printer: Printer | None = None,
+) -> TaskDict:
+    """Print the task's output as it comes (stdout to stdout, stderr to stderr, in the order
+    written) until it ends, from `start` (bytes of each stream already shown); return the
+    ended task. A stream cut off (a master restart) is resumed where it stopped; after
+    FOLLOW_PATIENCE_S without a master, give up with a message (the task runs on)."""
+    printer = printer or Printer()
+    shown = dict(start or {"stdout": 0, "stderr": 0})  # bytes shown or reported dropped
     delay, lost_since = 0.2, None
     while True:
         try:
@@ -68,8 +117,7 @@ def follow_output(client: Client, task_id: str) -> TaskDict:
             ):
                 lost_since, delay = None, 0.2
                 if event == "output":
-                    outs[data["stream"]].write(base64.b64decode(data["data"]))
-                    outs[data["stream"]].flush()
+                    printer.write(data["stream"], base64.b64decode(data["data"]), data.get("at"))
                     shown[data["stream"]] = data["offset"] + data["bytes"]
                 elif event == "gap":
                     shown[data["stream"]] += data["dropped"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import json
@@ -29,7 +30,7 @@ from gridrun.cli.common import (
     print_json,
     say,
 )
-from gridrun.cli.follow import WhyItWaits, follow_output
+from gridrun.cli.follow import Printer, WhyItWaits, epoch_ms, follow_output
 from gridrun.cli.options import (
     NO_OPTIONS,
     Command,
@@ -38,10 +39,11 @@ from gridrun.cli.options import (
     stdin_is_given,
     task_options,
 )
-from gridrun.client import Client, TaskDict
+from gridrun.client import Client, TaskDict, TaskOutput
 from gridrun.errors import GridrunError, InvalidSpec
 from gridrun.forms import parse_duration
-from gridrun.model import TaskState
+from gridrun.model import Stream, TaskState
+from gridrun.output import Segment, last_lines
 from gridrun.text import visible
 
 # ---------------------------------------------------------------- tasks
@@ -274,35 +276,59 @@ def logs(
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing as it runs, until it ends.")
     ] = False,
+    timestamps: Annotated[
+        bool,
+        typer.Option("--timestamps", "-t", help="Begin each line with when it was written (UTC)."),
+    ] = False,
+    tail: Annotated[
+        int | None,
+        typer.Option(min=0, metavar="N", help="Only the last N lines (with -f: then follow)."),
+    ] = None,
     url: Url = None,
     json_out: JsonOut = False,
 ) -> None:
-    """Print a task's stored output (stdout to stdout, stderr to stderr)."""
+    """Print a task's stored output in the order it was written: stdout's to stdout, stderr's
+    to stderr, the bytes exactly."""
     if stream not in ("stdout", "stderr", "both"):
         fail("--stream must be stdout, stderr or both", 2)
     if follow and (json_out or stream != "both"):
         fail("--follow prints both streams as text; it takes neither --json nor --stream", 2)
     with guard, connect(url) as client:
         if json_out:
-            print_json(client.output(task_id))
+            print_json(client.output(task_id) if tail is None else client.segments(task_id, tail))
             return
+        printer = Printer(timestamps)
+        if stream != "both" and tail is None and not timestamps:
+            raw: Literal["stdout", "stderr"] = "stdout" if stream == "stdout" else "stderr"
+            _say_expired(task_id, client.output(task_id), stream)
+            printer.write(stream, client.output_bytes(task_id, raw))
+            return
+        got = client.segments(task_id, tail if stream == "both" else None)
+        _say_expired(task_id, got, stream)
+        segments = [
+            Segment(Stream.STDOUT if s["stream"] == "stdout" else Stream.STDERR, s["offset"],
+                    base64.b64decode(s["data_base64"]), epoch_ms(s["at"]))
+            for s in got["segments"] if stream in (s["stream"], "both")
+        ]  # fmt: skip
+        if tail is not None and stream != "both":
+            segments = last_lines(segments, tail)
+        for segment in segments:
+            name = "stdout" if segment.stream is Stream.STDOUT else "stderr"
+            printer.write(name, segment.data, segment.at)
         if follow:
-            follow_output(client, task_id)
-            return
-        output = client.output(task_id)
-        for name, kept in (("stdout", output["stdout"]), ("stderr", output["stderr"])):
-            if kept.get("expired") and stream in (name, "both"):
-                err.print(
-                    f"gridrun: the {name} of {task_id} expired ({kept['bytes_total']} bytes"
-                    " were dropped to keep within the grid's --output-budget)",
-                    highlight=False,
-                )
-        if stream in ("stdout", "both"):
-            sys.stdout.buffer.write(client.output_bytes(task_id, "stdout"))
-            sys.stdout.flush()
-        if stream in ("stderr", "both"):
-            sys.stderr.buffer.write(client.output_bytes(task_id, "stderr"))
-            sys.stderr.flush()
+            start = {"stdout": got["stdout"]["bytes_total"], "stderr": got["stderr"]["bytes_total"]}
+            follow_output(client, task_id, start, printer)
+
+
+def _say_expired(task_id: str, output: TaskOutput, stream: str) -> None:
+    for name in ("stdout", "stderr"):
+        kept = output["stdout"] if name == "stdout" else output["stderr"]
+        if kept.get("expired") and stream in (name, "both"):
+            err.print(
+                f"gridrun: the {name} of {task_id} expired ({kept['bytes_total']} bytes"
+                " were dropped to keep within the grid's --output-budget)",
+                highlight=False,
+            )
 
 
 @app.command()

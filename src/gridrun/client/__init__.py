@@ -19,10 +19,12 @@ from gridrun.client._sync import Client
 from gridrun.client.types import (
     AttemptDict,
     JobDict,
+    OutputSegment,
     OutputStream,
     SubmitOptions,
     TaskDict,
     TaskOutput,
+    TaskSegments,
     WorkerDict,
 )
 
@@ -31,9 +33,11 @@ __all__ = [
     "AttemptDict",
     "Client",
     "JobDict",
+    "OutputSegment",
     "OutputStream",
     "SubmitOptions",
     "TaskDict",
     "TaskOutput",
+    "TaskSegments",
     "WorkerDict",
 ]

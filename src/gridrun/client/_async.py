@@ -14,7 +14,14 @@ import httpx
 
 from gridrun.client import calls
 from gridrun.client.settings import DEFAULT_URL
-from gridrun.client.types import JobDict, SubmitOptions, TaskDict, TaskOutput, WorkerDict
+from gridrun.client.types import (
+    JobDict,
+    SubmitOptions,
+    TaskDict,
+    TaskOutput,
+    TaskSegments,
+    WorkerDict,
+)
 
 __all__ = ["DEFAULT_URL", "AsyncClient"]
 
@@ -167,6 +174,12 @@ class AsyncClient:
 
     async def output(self, task_id: str) -> TaskOutput:
         return cast(TaskOutput, await self._json("GET", f"/v1/tasks/{task_id}/output"))
+
+    async def segments(self, task_id: str, tail: int | None = None) -> TaskSegments:
+        """Both streams in the order they were written (`tail`: only the last N lines)."""
+        params = {"tail": tail} if tail is not None else None
+        path = f"/v1/tasks/{task_id}/output/segments"
+        return cast(TaskSegments, await self._json("GET", path, params=params))
 
     async def follow(
         self, task_id: str, *, stdout_from: int = 0, stderr_from: int = 0, raw: bool = False

@@ -13,7 +13,14 @@ import httpx
 
 from gridrun.client import calls
 from gridrun.client.settings import DEFAULT_URL
-from gridrun.client.types import JobDict, SubmitOptions, TaskDict, TaskOutput, WorkerDict
+from gridrun.client.types import (
+    JobDict,
+    SubmitOptions,
+    TaskDict,
+    TaskOutput,
+    TaskSegments,
+    WorkerDict,
+)
 
 __all__ = ["DEFAULT_URL", "Client"]
 
@@ -159,6 +166,12 @@ class Client:
 
     def output(self, task_id: str) -> TaskOutput:
         return cast(TaskOutput, self._json("GET", f"/v1/tasks/{task_id}/output"))
+
+    def segments(self, task_id: str, tail: int | None = None) -> TaskSegments:
+        """Both streams in the order they were written (`tail`: only the last N lines)."""
+        params = {"tail": tail} if tail is not None else None
+        path = f"/v1/tasks/{task_id}/output/segments"
+        return cast(TaskSegments, self._json("GET", path, params=params))
 
     def follow(
         self, task_id: str, *, stdout_from: int = 0, stderr_from: int = 0, raw: bool = False

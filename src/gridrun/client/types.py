@@ -144,3 +144,16 @@ class TaskOutput(TypedDict):
     state: str
     stdout: OutputStream
     stderr: OutputStream
+
+
+class OutputSegment(TypedDict):
+    stream: str  # stdout or stderr
+    offset: int  # of its first byte, in its stream
+    at: str | None  # when the worker read it (ISO 8601, UTC), if it said
+    data_base64: str
+
+
+class TaskSegments(TaskOutput):
+    """Both streams in the order written: a segment per run (GET .../output/segments)."""
+
+    segments: list[OutputSegment]

@@ -26,6 +26,7 @@ from gridrun.model import (
     WorkerInfo,
     WorkerState,
 )
+from gridrun.output import Mark
 from gridrun.store.values import (
     NOTICE_KINDS,
     Applied,
@@ -183,8 +184,10 @@ class AttemptStore(Protocol):
         worker_id: str,
         chunks: Sequence[tuple[Stream, int, bytes]],
         cap: int,
+        marks: Sequence[Mark] = (),
     ) -> bool:
-        """Append (stream, offset, data) chunks, stream 1 = stdout and 2 = stderr."""
+        """Append (stream, offset, data) chunks, stream 1 = stdout and 2 = stderr, and the
+        `marks` of the runs they begin (the order across streams: gridrun.output)."""
         ...
 
     async def record_finish(

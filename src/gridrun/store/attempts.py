@@ -21,10 +21,18 @@ from gridrun.model import (
     state_after,
     transition,
 )
+from gridrun.output import Mark
 from gridrun.store import Applied, Finished, NoticeKind, Output, Started, WorkerReport
 from gridrun.store import queries as sql
 from gridrun.store.relational_tx import Db, Tx
-from gridrun.store.rows import attempt_key, describe, task_from_row
+from gridrun.store.rows import (
+    attempt_key,
+    describe,
+    kept_marks,
+    marks_from_json,
+    marks_to_json,
+    task_from_row,
+)
 from gridrun.store.task_steps import TaskSteps
 
 
@@ -42,8 +50,9 @@ class AttemptVerbs:
         worker_id: str,
         chunks: Sequence[tuple[Stream, int, bytes]],
         cap: int,
+        marks: Sequence[Mark] = (),
     ) -> bool:
-        return await self._db.write(lambda tx: self._append(tx, ref, worker_id, chunks, cap))
+        return await self._db.write(lambda tx: self._append(tx, ref, worker_id, chunks, cap, marks))
 
     async def record_reports(
         self, worker_id: str, reports: Sequence[WorkerReport], cap: int, now: int
@@ -63,9 +72,9 @@ class AttemptVerbs:
                         if task is not None:
                             known[ref] = await self._started(tx, task, at)
                         results.append(Applied(task=None, applied=task is not None))
-                    case Output(chunks=chunks):
+                    case Output(chunks=chunks, marks=marks):
                         if task is not None:
-                            await self._output(tx, ref, chunks, cap)
+                            await self._output(tx, ref, chunks, cap, marks)
                         results.append(Applied(task=None, applied=task is not None))
                     case Finished(report=ended):
                         known[ref] = None  # (the attempt is over: a second Finished is stale)
@@ -98,25 +107,43 @@ class AttemptVerbs:
         worker_id: str,
         chunks: Sequence[tuple[Stream, int, bytes]],
         cap: int,
+        marks: Sequence[Mark] = (),
     ) -> bool:
         if await self._steps.held(tx, ref, worker_id) is None:
             return False
-        await self._output(tx, ref, chunks, cap)
+        await self._output(tx, ref, chunks, cap, marks)
         return True
 
     async def _output(
-        self, tx: Tx, ref: AttemptRef, chunks: Sequence[tuple[Stream, int, bytes]], cap: int
+        self,
+        tx: Tx,
+        ref: AttemptRef,
+        chunks: Sequence[tuple[Stream, int, bytes]],
+        cap: int,
+        marks: Sequence[Mark] = (),
     ) -> None:
-        """Append output to the held attempt's streams (kept within `cap` bytes each)."""
-        streams = {
-            s: StreamOutput(bytes(d), t) for s, d, t in await tx.all(sql.SELECT_OUTPUT, ref.task_id)
-        }
+        """Append output to the held attempt's streams (kept within `cap` bytes each), and
+        the marks of the runs it begins (the order across streams: gridrun.output)."""
+        rows = await tx.all(sql.SELECT_OUTPUT, ref.task_id)
+        streams = {s: StreamOutput(bytes(d), t) for s, d, t, _ in rows}
+        runs = {s: marks_from_json(m) for s, _, _, m in rows}
+        n = max((mark[0] for kept in runs.values() for mark in kept), default=0)
+        begun = {(m.stream, m.offset): m.at for m in marks}
         for stream, offset, data in chunks:
-            streams[stream] = streams.get(stream, StreamOutput()).append(offset, data, cap)
+            before = streams.get(stream, StreamOutput())
+            streams[stream] = before.append(offset, data, cap)
+            at = begun.get((stream, offset))
+            if at is not None and offset + len(data) > before.total:  # (not a re-sent chunk)
+                n += 1
+                runs.setdefault(stream, []).append([n, max(offset, before.total), at])
         await tx.many(
             sql.UPSERT_OUTPUT,
-            [(ref.task_id, s, out.data, out.total) for s, out in streams.items()],
-        )
+            [
+                (ref.task_id, s, out.data, out.total,
+                 marks_to_json(kept_marks(runs.get(s, []), out.dropped)))
+                for s, out in streams.items()
+            ],
+        )  # fmt: skip
         await self._steps.notice(tx, NoticeKind.TASK, ref.task_id)
 
     async def _end_attempt(

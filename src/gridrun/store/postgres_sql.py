@@ -225,6 +225,11 @@ ALTER TABLE worker_secrets ADD COLUMN credential TEXT NOT NULL DEFAULT '';
 CREATE INDEX worker_secrets_by_credential ON worker_secrets (credential);
 """
 
+# v15: see the SQLite store's v18 (the marks of a task's output: the order it was written)
+SCHEMA_V15 = """
+ALTER TABLE output ADD COLUMN marks TEXT NOT NULL DEFAULT '';
+"""
+
 MIGRATIONS = [
     SCHEMA_V1,
     SCHEMA_V2,
@@ -240,6 +245,7 @@ MIGRATIONS = [
     SCHEMA_V12,
     SCHEMA_V13,
     SCHEMA_V14,
+    SCHEMA_V15,
 ]  # MIGRATIONS[n] brings a database from version n to n+1
 SCHEMA_VERSION = len(MIGRATIONS)
 

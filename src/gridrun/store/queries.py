@@ -115,10 +115,11 @@ SELECT_ACTIVE = (
     f"SELECT {TASK_COLUMNS} FROM tasks {{index}}"
     " WHERE worker_id = ? AND state IN ('assigned', 'running') ORDER BY seq"
 )
-SELECT_OUTPUT = "SELECT stream, data, total FROM output WHERE task_id = ?"
+SELECT_OUTPUT = "SELECT stream, data, total, marks FROM output WHERE task_id = ?"
 UPSERT_OUTPUT = (
-    "INSERT INTO output (task_id, stream, data, total) VALUES (?, ?, ?, ?)"
-    " ON CONFLICT (task_id, stream) DO UPDATE SET data = excluded.data, total = excluded.total"
+    "INSERT INTO output (task_id, stream, data, total, marks) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT (task_id, stream) DO UPDATE SET data = excluded.data, total = excluded.total,"
+    " marks = excluded.marks"
 )
 DELETE_OUTPUT = "DELETE FROM output WHERE task_id = ?"
 UPSERT_WORKER = (

@@ -18,11 +18,13 @@ from gridrun.model import (
     Report,
     RetryPolicy,
     Sealed,
+    Stream,
     Task,
     TaskSpec,
     TaskState,
     Usage,
 )
+from gridrun.output import Mark
 from gridrun.resources import Op, Resources, Term
 
 # the spec's fields that are a JSON scalar or None (None: not written): (key in the column,
@@ -255,3 +257,33 @@ def task_from_row(row: Sequence[Any]) -> Task:
         if row[16] is not None or row[17] is not None
         else None,
     )
+
+
+# the marks of one stream's output row: [[n, offset, at], ...], n their order across streams
+MAX_MARKS = 20_000  # per stream: past it the oldest go (their bytes then show first)
+RunMarks = list[list[int]]
+
+
+def marks_from_json(text: str) -> RunMarks:
+    return list(orjson.loads(text)) if text else []
+
+
+def marks_to_json(marks: RunMarks) -> str:
+    return orjson.dumps(marks).decode() if marks else ""
+
+
+def output_marks(rows: Sequence[tuple[Stream, RunMarks]]) -> tuple[Mark, ...]:
+    """The marks of a task's output rows, in the order they were made."""
+    every = sorted((n, stream, offset, at) for stream, marks in rows for n, offset, at in marks)
+    return tuple(Mark(Stream(stream), offset, at) for _, stream, offset, at in every)
+
+
+def kept_marks(marks: RunMarks, first_kept: int) -> RunMarks:
+    """Those that still say something of the kept bytes: from the last one at or before the
+    first byte kept; at most MAX_MARKS."""
+    start = 0
+    for i, (_, offset, _) in enumerate(marks):
+        if offset <= first_kept:
+            start = i
+    kept = marks[start:]
+    return kept[-MAX_MARKS:]

@@ -251,6 +251,12 @@ ALTER TABLE worker_secrets ADD COLUMN credential TEXT NOT NULL DEFAULT '';
 CREATE INDEX worker_secrets_by_credential ON worker_secrets (credential);
 """
 
+# v18: where each run of a task's output began and when it was read, so its two streams can
+# be shown in the order they were written (gridrun.output): [[n, offset, at], ...] as JSON
+SCHEMA_V18 = """
+ALTER TABLE output ADD COLUMN marks TEXT NOT NULL DEFAULT '';
+"""
+
 MIGRATIONS = [
     SCHEMA_V1,
     SCHEMA_V2,
@@ -269,5 +275,6 @@ MIGRATIONS = [
     SCHEMA_V15,
     SCHEMA_V16,
     SCHEMA_V17,
+    SCHEMA_V18,
 ]  # MIGRATIONS[n] brings a database from version n to n+1
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -11,7 +11,7 @@ from gridrun.model import ACTIVE, Attempt, Stream, StreamOutput, Task, TaskState
 from gridrun.store import NewTask, NoticeKind, Page, TaskFilter, TaskOrder, TaskOutput
 from gridrun.store import queries as sql
 from gridrun.store.relational_tx import Db, Tx, marks
-from gridrun.store.rows import attempt_from_row, task_from_row
+from gridrun.store.rows import attempt_from_row, marks_from_json, output_marks, task_from_row
 from gridrun.store.task_steps import TaskSteps
 
 EXPIRE_BATCH = 1000
@@ -90,13 +90,12 @@ class TaskVerbs:
     async def get_output(self, task_id: str) -> TaskOutput:
         async def read(tx: Tx) -> TaskOutput:
             await self._steps.load(tx, task_id)
-            streams = {
-                stream: StreamOutput(bytes(data), total)
-                for stream, data, total in await tx.all(sql.SELECT_OUTPUT, task_id)
-            }
+            rows = await tx.all(sql.SELECT_OUTPUT, task_id)
+            streams = {stream: StreamOutput(bytes(data), total) for stream, data, total, _ in rows}
             return TaskOutput(
                 stdout=streams.get(Stream.STDOUT, StreamOutput()),
                 stderr=streams.get(Stream.STDERR, StreamOutput()),
+                marks=output_marks([(s, marks_from_json(m)) for s, _, _, m in rows]),
             )
 
         return await self._db.read(read)

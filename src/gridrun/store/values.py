@@ -9,6 +9,7 @@ from typing import Literal
 
 from gridrun.dispatching import Candidate, Lane, Placed
 from gridrun.model import AttemptRef, Report, Stream, StreamOutput, Task, TaskSpec, TaskState
+from gridrun.output import Mark, Segment, interleave
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +110,7 @@ class Output:
 
     ref: AttemptRef
     chunks: Sequence[tuple[Stream, int, bytes]]
+    marks: Sequence[Mark] = ()  # where runs began, in the order read (see gridrun.output)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +126,11 @@ WorkerReport = Started | Output | Finished
 class TaskOutput:
     stdout: StreamOutput = field(default_factory=StreamOutput)
     stderr: StreamOutput = field(default_factory=StreamOutput)
+    marks: tuple[Mark, ...] = ()  # how the two interleave (see gridrun.output)
+
+    def in_order(self) -> list[Segment]:
+        """The kept output as it was written, across both streams."""
+        return interleave(self.stdout, self.stderr, self.marks)
 
 
 class NoticeKind(enum.StrEnum):

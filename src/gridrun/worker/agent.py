@@ -320,10 +320,10 @@ class Agent:
             if first.welcome.output_cap_bytes:
                 self._replay.cap = first.welcome.output_cap_bytes
             # before any Finished: the attempt must still be active when its output arrives
-            for ref, stream, offset, data in self._replay.resend(
+            for ref, stream, offset, data, at in self._replay.resend(
                 set(self.executions) | self._unacked
             ):
-                queue.put(pb.WorkerMessage(output=output_to_pb(ref, stream, offset, data)))
+                queue.put(pb.WorkerMessage(output=output_to_pb(ref, stream, offset, data, at)))
             for _, payload in self.outbox.pending():
                 queue.put(pb.WorkerMessage(finished=pb.Finished.FromString(payload)))
             self._queue = queue
@@ -414,9 +414,11 @@ class Agent:
                 message = pb.WorkerMessage(
                     started=pb.Started(ref=ref_to_pb(ref), started_at_ms=at, pid=pid)
                 )
-            case executor.OutputChunk(ref=ref, stream=stream, offset=offset, data=data):
+            case executor.OutputChunk(
+                ref=ref, stream=stream, offset=offset, data=data, written_at=written_at
+            ):
                 dropped = self._replay.dropped
-                self._replay.record(ref, stream, offset, data, sent=queue is not None)
+                self._replay.record(ref, stream, offset, data, queue is not None, written_at)
                 if self._replay.dropped > dropped:
                     self._publish(OutputDropped(self._replay.dropped - dropped))
                 if queue is None:
@@ -425,7 +427,8 @@ class Agent:
                     self._unsendable += len(data)
                     self._publish(OutputDropped(len(data)))
                     return
-                message = pb.WorkerMessage(output=output_to_pb(ref, stream, offset, data))
+                output = output_to_pb(ref, stream, offset, data, written_at)
+                message = pb.WorkerMessage(output=output)
             case executor.Ended():
                 finished = finished_to_pb(event)
                 self.outbox.put(event.ref, finished.SerializeToString())

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gridrun.model import AttemptRef, Outcome, Report, Stream
+from gridrun.output import RUN_SPLIT_MS
 from gridrun.worker.cgroups import GroupUsage
 from gridrun.worker.containment import Box
 from gridrun.worker.policy import Launch
@@ -65,6 +66,7 @@ class OutputChunk:
     stream: Stream
     offset: int
     data: bytes
+    written_at: int = 0  # epoch ms the run this chunk begins was read; 0: it continues one
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,13 +91,36 @@ class _Capture:
         self.sent = 0
         self.pending = bytearray()
 
-    def take(self) -> OutputChunk | None:
-        if not self.pending:
+    @property
+    def end(self) -> int:
+        return self.sent + len(self.pending)
+
+    def take(self, upto: int, written_at: int = 0) -> OutputChunk | None:
+        """The pending bytes before stream offset `upto`, as one chunk."""
+        size = upto - self.sent
+        if size <= 0:
             return None
-        chunk = OutputChunk(self.ref, self.number, self.sent, bytes(self.pending))
-        self.sent += len(self.pending)
-        self.pending.clear()
+        chunk = OutputChunk(
+            self.ref, self.number, self.sent, bytes(self.pending[:size]), written_at
+        )
+        self.sent += size
+        del self.pending[:size]
         return chunk
+
+
+class _Runs:
+    """The order output was read in across the two pipes: a run begins where the stream read
+    changes, or RUN_SPLIT_MS after the run's start (so a long run still has timestamps)."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[Stream, int, int]] = []  # (stream, offset, at) since a flush
+        self._last: tuple[Stream, int] | None = None  # the stream and start of the current run
+
+    def read(self, stream: Stream, offset: int, now_ms: int) -> None:
+        last = self._last
+        if last is None or last[0] is not stream or now_ms - last[1] >= RUN_SPLIT_MS:
+            self.pending.append((stream, offset, now_ms))
+            self._last = (stream, now_ms)
 
 
 class Execution:
@@ -120,6 +145,7 @@ class Execution:
         self._outcome_on_kill = Outcome.CANCELLED
         self._error = ""
         self._streams = {n: _Capture(assignment.ref, n) for n in Stream}
+        self._runs = _Runs()
         self.pid: int | None = None
         self.started_at = 0
         self._spawning: asyncio.Future[Process] | None = None  # asked of the spawner
@@ -304,6 +330,7 @@ class Execution:
             if self._pipes_open == 0 and self._pipes_closed is not None:
                 self._pipes_closed.set_result(None)
             return
+        self._runs.read(stream.number, stream.end, time.time_ns() // 1_000_000)
         stream.pending += chunk
         if len(stream.pending) >= FLUSH_BYTES:
             self._flush()
@@ -324,10 +351,20 @@ class Execution:
         self._emit(Spawned(self.assignment.ref, self.started_at, self.pid))
 
     def _flush(self) -> None:
-        for stream in self._streams.values():
-            if stream.pending:
-                self._started()
-            chunk = stream.take()
+        """Send what was read, in the order it was read: first what continues the run before
+        this flush, then each run begun since (its chunk carries when it was read)."""
+        streams = self._streams
+        if any(s.pending for s in streams.values()):
+            self._started()
+        runs, self._runs.pending = self._runs.pending, []
+        for stream in streams.values():  # (a continued run: the earliest bytes of this flush)
+            first = next((offset for s, offset, _ in runs if s is stream.number), stream.end)
+            chunk = stream.take(first)
+            if chunk is not None:
+                self._emit(chunk)
+        for i, (number, _, at) in enumerate(runs):
+            upto = next((o for s, o, _ in runs[i + 1 :] if s is number), streams[number].end)
+            chunk = streams[number].take(upto, at)
             if chunk is not None:
                 self._emit(chunk)
 

@@ -6,7 +6,9 @@ nowhere to go. So the worker keeps the tail of each stream of each attempt, up t
 output cap, until the attempt's Finished is acknowledged, and sends those tails again on every
 reconnect, before any Finished. The master skips bytes it already holds (by offset), so
 sending twice is harmless. All tails together are bounded by `budget` bytes: beyond it the
-oldest bytes go, and those that no stream ever carried are counted as dropped.
+oldest bytes go, and those that no stream ever carried are counted as dropped. The marks of
+the runs (gridrun.output) are kept with the tails, so what is sent again goes in the order it
+was written, across both streams, as it did the first time.
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from gridrun.model import AttemptRef, Stream
+from gridrun.model import AttemptRef, Stream, StreamOutput
+from gridrun.output import Mark, interleave
+
+MAX_MARKS = 20_000  # per attempt kept to send again (as the master keeps per stream)
 
 
 @dataclass
@@ -34,10 +39,24 @@ class Replay:
         self.cap = cap  # per stream, as the master keeps
         self.dropped = 0  # bytes no stream ever carried, trimmed away
         self._tails: OrderedDict[AttemptRef, dict[Stream, Tail]] = OrderedDict()
+        self._marks: dict[AttemptRef, list[Mark]] = {}
         self._size = 0
 
-    def record(self, ref: AttemptRef, stream: Stream, offset: int, data: bytes, sent: bool) -> None:
+    def record(
+        self,
+        ref: AttemptRef,
+        stream: Stream,
+        offset: int,
+        data: bytes,
+        sent: bool,
+        written_at: int = 0,
+    ) -> None:
         tail = self._tails.setdefault(ref, {}).setdefault(stream, Tail(bytearray()))
+        if written_at:
+            marks = self._marks.setdefault(ref, [])
+            marks.append(Mark(stream, offset, written_at))
+            if len(marks) > MAX_MARKS:  # (their bytes then go first, unordered)
+                del marks[: len(marks) - MAX_MARKS]
         if offset != tail.end:  # a gap (chunks dropped before us): what we held is not contiguous
             self._trim(tail, len(tail.data))
             tail.end = tail.sent = offset
@@ -61,19 +80,28 @@ class Replay:
         self._size -= n
 
     def forget(self, ref: AttemptRef) -> None:
+        self._marks.pop(ref, None)
         for tail in self._tails.pop(ref, {}).values():
             self._size -= len(tail.data)
 
-    def resend(self, refs: set[AttemptRef]) -> list[tuple[AttemptRef, Stream, int, bytes]]:
-        """(ref, stream, offset, bytes) to send on a new stream for the attempts in `refs`;
-        attempts not among them are settled elsewhere and forgotten."""
+    def resend(self, refs: set[AttemptRef]) -> list[tuple[AttemptRef, Stream, int, bytes, int]]:
+        """(ref, stream, offset, bytes, written_at) to send on a new stream for the attempts
+        in `refs`, in the order written; attempts not among them are settled elsewhere and
+        forgotten."""
         chunks = []
         for ref in list(self._tails):
             if ref not in refs:
                 self.forget(ref)
                 continue
-            for stream, tail in self._tails[ref].items():
-                if tail.data:
-                    chunks.append((ref, stream, tail.start, bytes(tail.data)))
+            tails = self._tails[ref]
+            kept = {s: StreamOutput(bytes(tail.data), tail.end) for s, tail in tails.items()}
+            empty = StreamOutput()
+            segments = interleave(
+                kept.get(Stream.STDOUT, empty), kept.get(Stream.STDERR, empty),
+                self._marks.get(ref, []),
+            )  # fmt: skip
+            for segment in segments:
+                chunks.append((ref, segment.stream, segment.offset, segment.data, segment.at or 0))
+            for tail in tails.values():
                 tail.sent = tail.end
         return chunks

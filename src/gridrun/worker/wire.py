@@ -24,10 +24,16 @@ def ref_to_pb(ref: AttemptRef) -> pb.AttemptRef:
     return pb.AttemptRef(task_id=ref.task_id, attempt=ref.attempt)
 
 
-def output_to_pb(ref: AttemptRef, stream: Stream, offset: int, data: bytes) -> pb.Output:
+def output_to_pb(
+    ref: AttemptRef, stream: Stream, offset: int, data: bytes, written_at: int = 0
+) -> pb.Output:
     if stream == Stream.STDOUT:
-        return pb.Output(ref=ref_to_pb(ref), stdout_offset=offset, stdout=data)
-    return pb.Output(ref=ref_to_pb(ref), stderr_offset=offset, stderr=data)
+        return pb.Output(
+            ref=ref_to_pb(ref), stdout_offset=offset, stdout=data, written_at_ms=written_at
+        )
+    return pb.Output(
+        ref=ref_to_pb(ref), stderr_offset=offset, stderr=data, written_at_ms=written_at
+    )
 
 
 def finished_to_pb(event: executor.Ended) -> pb.Finished:

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from gridrun.master.core.service import Service
-from gridrun.model import StreamOutput, Task
+from gridrun.model import Stream, StreamOutput, Task
 
 KEEPALIVE_S = 15.0  # a comment line now and then keeps proxies from closing an idle stream
 
@@ -34,21 +34,28 @@ class _Stream:
         self.sent = start  # bytes of the stream delivered or reported as dropped
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
-    def news(self, out: StreamOutput, final: bool) -> list[bytes]:
+    def news(
+        self, out: StreamOutput, final: bool, upto: int | None = None, at: int | None = None
+    ) -> list[bytes]:
+        """What is new of this stream, up to stream offset `upto` (None: its end); `at`, when
+        the worker read those bytes (epoch ms), is sent with them."""
         events = []
         first_kept = out.total - len(out.data)
         if first_kept > self.sent:
             events.append(sse("gap", {"stream": self.name, "dropped": first_kept - self.sent}))
             self.sent = first_kept
             self._decoder.reset()
-        if out.total > self.sent:
-            chunk = out.data[self.sent - first_kept :]
-            offset, self.sent = self.sent, out.total
+        end = out.total if upto is None else min(upto, out.total)
+        if end > self.sent:
+            chunk = out.data[self.sent - first_kept : end - first_kept]
+            offset, self.sent = self.sent, end
             data: dict[str, Any] = {"stream": self.name, "offset": offset, "bytes": len(chunk)}
+            if at is not None:
+                data["at"] = at
             if self.raw:
                 data["data"] = base64.b64encode(chunk).decode()
             else:
-                data["text"] = self._decoder.decode(chunk, final=final)
+                data["text"] = self._decoder.decode(chunk, final=final and end == out.total)
             events.append(sse("output", data))
         return events
 
@@ -72,7 +79,9 @@ async def follow(
     dropped before they could be sent; a last `end` (the terminal state) before it closes.
     Ends early, without `end`, when the master shuts down. `*_from` resume a follow that was
     cut off: bytes before those offsets are not sent again. With `raw`, an output event carries
-    `data`, the bytes exactly (base64), instead of `text`: what `gridrun run` writes."""
+    `data`, the bytes exactly (base64), instead of `text`: what `gridrun run` writes. Output
+    events come in the order the output was written across both streams (gridrun.output),
+    with `at` (epoch ms the worker read them) where the worker said."""
     streams = (_Stream("stdout", stdout_from, raw), _Stream("stderr", stderr_from, raw))
     last_state: dict[str, Any] | None = None
     with service.watch(task_id) as changed:
@@ -84,8 +93,16 @@ async def follow(
             if state != last_state:
                 yield sse("state", state)
                 last_state = state
-            for stream, kept in zip(streams, (out.stdout, out.stderr), strict=True):
-                for event in stream.news(kept, final=task.terminal):
+            kept = {Stream.STDOUT: out.stdout, Stream.STDERR: out.stderr}
+            by_number = {Stream.STDOUT: streams[0], Stream.STDERR: streams[1]}
+            for segment in out.in_order():  # (in the order written, across both streams)
+                end = segment.offset + len(segment.data)
+                for event in by_number[segment.stream].news(
+                    kept[segment.stream], task.terminal, end, segment.at
+                ):
+                    yield event
+            for number, stream in by_number.items():  # (a gap at the end; the decoder's last)
+                for event in stream.news(kept[number], final=task.terminal):
                     yield event
             if task.terminal:
                 yield sse("end", state)

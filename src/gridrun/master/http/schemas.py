@@ -12,7 +12,6 @@ from gridrun.model import (
     Attempt,
     Placement,
     Schedule,
-    StreamOutput,
     Task,
     TaskState,
     Usage,
@@ -266,31 +265,6 @@ class TaskListOut(BaseModel):
     next_cursor: str | None = Field(
         description="Pass as `cursor` to get the next (older) page; null on the last page."
     )
-
-
-class StreamOut(BaseModel):
-    text: str = Field(description="The kept tail, decoded as UTF-8 (invalid bytes replaced).")
-    bytes_total: int
-    bytes_dropped: int
-    expired: bool = Field(
-        False, description="All of it was dropped to keep within the grid's --output-budget."
-    )
-
-    @classmethod
-    def of(cls, out: StreamOutput) -> StreamOut:
-        return cls(
-            text=out.data.decode("utf-8", "replace"),
-            bytes_total=out.total,
-            bytes_dropped=out.dropped,
-            expired=out.total > 0 and not out.data,
-        )
-
-
-class OutputOut(BaseModel):
-    task_id: str
-    state: TaskState
-    stdout: StreamOut
-    stderr: StreamOut
 
 
 class WorkerOut(BaseModel):

@@ -30,6 +30,7 @@ from gridrun.master.core.trust import Trust
 from gridrun.master.core.worker_streams import WorkerStreams
 from gridrun.master.wire import reports
 from gridrun.model import WORKER_ID, WORKER_ID_RULE, AttemptRef, Outcome, Report, Stream, Usage
+from gridrun.output import Mark
 from gridrun.spec import MAX_LABEL_BYTES, MAX_LABELS
 from gridrun.store import Finished, Output, Started, WorkerReport
 
@@ -392,6 +393,9 @@ async def _write_batch(context: Context, messages: list[pb.MasterMessage]) -> No
         await context.write(pb.MasterMessage(batch=pb.MasterBatch(messages=messages)))
 
 
+MAX_EPOCH_MS = 253402300800000  # 10000-01-01: a time a worker gives past it is not kept
+
+
 def _report(msg: pb.WorkerMessage, now_ms: int) -> WorkerReport | None:
     """A Started, Output or Finished, checked (BadReport if it must not be believed); None
     for output without bytes."""
@@ -402,10 +406,16 @@ def _report(msg: pb.WorkerMessage, now_ms: int) -> WorkerReport | None:
         out = msg.output
         ref = reports.check_output(out)
         chunks = []
+        marks = []
+        at = out.written_at_ms if out.written_at_ms < MAX_EPOCH_MS else 0  # (shown, not trusted)
         if out.stdout:
             chunks.append((Stream.STDOUT, out.stdout_offset, out.stdout))
+            if at:
+                marks.append(Mark(Stream.STDOUT, out.stdout_offset, at))
         if out.stderr:
             chunks.append((Stream.STDERR, out.stderr_offset, out.stderr))
-        return Output(ref, chunks) if chunks else None
+            if at:
+                marks.append(Mark(Stream.STDERR, out.stderr_offset, at))
+        return Output(ref, chunks, marks) if chunks else None
     ref = reports.check_finished(msg.finished, now_ms)
     return Finished(ref, report_from_pb(msg.finished))

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from gridrun.errors import InvalidSpec
 from gridrun.forms import parse_labels
 from gridrun.master.http.follow import follow as follow_events
+from gridrun.master.http.output_schemas import OutputOut, SegmentsOut, StreamOut
 from gridrun.master.http.requests import BatchIn, TaskIn
 from gridrun.master.http.routes.common import (
     CONFLICT,
@@ -31,7 +32,7 @@ from gridrun.master.http.routes.common import (
     parse,
     peer,
 )
-from gridrun.master.http.schemas import BatchOut, IdsOut, OutputOut, StreamOut, TaskListOut, TaskOut
+from gridrun.master.http.schemas import BatchOut, IdsOut, TaskListOut, TaskOut
 from gridrun.model import TaskState
 from gridrun.store import TaskFilter, TaskOrder
 
@@ -264,6 +265,26 @@ async def get_output(
         stdout=StreamOut.of(out.stdout),
         stderr=StreamOut.of(out.stderr),
     )
+
+
+@router.get(
+    "/v1/tasks/{task_id}/output/segments",
+    response_model=SegmentsOut,
+    summary="Output of both streams in the order it was written, a segment per run",
+)
+async def get_segments(
+    who: Reader,
+    service: ServiceDep,
+    task_id: str,
+    tail: Annotated[
+        int | None, Query(ge=0, le=1_000_000, description="Only the last N lines.")
+    ] = None,
+) -> SegmentsOut:
+    """Each segment is a run of one stream with when the worker read it; together they are
+    the kept output in write order (as the worker read its two pipes). Output of a worker
+    that does not mark its runs comes as all of stdout, then all of stderr."""
+    task = await service.get(task_id)
+    return SegmentsOut.of(task, await service.output(task_id), tail)
 
 
 @router.post("/v1/tasks/{task_id}/cancel", response_model=TaskOut, responses=CONFLICT)

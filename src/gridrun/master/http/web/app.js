@@ -55,6 +55,18 @@ async function api(path, options) {
   return response.json();
 }
 
+// A stream's raw bytes saved as a file (fetched with the token, then handed to the browser).
+async function download(path, name) {
+  const response = await fetch(path, {headers: headers()});
+  if (!response.ok) { say("download failed: " + response.statusText); return; }
+  const url = URL.createObjectURL(await response.blob());
+  const link = h("a", {href: url, download: name});
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
 // Server-Sent Events over fetch, so the bearer token can go in a header (EventSource can't).
 async function events(path, onEvent, signal) {
   const response = await fetch(path, {headers: headers(), signal});
@@ -276,8 +288,15 @@ function taskPage(signal, id) {
   const attempts = h("table", {id: "attempts"});
   const output = h("pre", {class: "output", id: "output"});
   const state = h("span", {id: "task-state"});
-  main.replaceChildren(h("div", {}, title, state, " ", cancel), h("h2", {}, "Spec"), spec,
-    h("h2", {}, "Attempts"), attempts, h("h2", {}, "Output"), output);
+  const raw = (stream) => h("button", {type: "button", class: "small", id: "download-" + stream,
+    onclick: () => download("/v1/tasks/" + id + "/output?stream=" + stream,
+      id + "." + stream)}, stream);
+  // the output first, as it was written across both streams; the spec folded below it
+  main.replaceChildren(h("div", {}, title, state, " ", cancel),
+    h("h2", {}, "Output ", h("span", {class: "downloads"}, "download: ", raw("stdout"), " ",
+      raw("stderr"))), output,
+    h("details", {id: "spec-fold"}, h("summary", {}, "Spec"), spec),
+    h("h2", {}, "Attempts"), attempts);
   cancel.addEventListener("click", async () => {
     cancel.disabled = true;
     try { await api("/v1/tasks/" + id + "/cancel", {method: "POST"}); await refresh(); }

@@ -159,3 +159,25 @@ def test_impossible_policies_are_refused_at_start(tmp_path: Path) -> None:
         Agent(WorkerConfig(data_dir=tmp_path / "w", run_as="no-such-user-gridrun"))
     # the data dir is not left locked by the failed start
     Agent(WorkerConfig(data_dir=tmp_path / "w")).identity.release()
+
+
+async def test_asks_a_worker_cannot_limit_are_refused_unless_it_places_by_asks_only(
+    grid: Grid,
+) -> None:
+    # a worker without cgroups (subreaper) could not hold a task to its memory_mb or cpu:
+    # it says so in its Hello and refuses such a task with the reason, instead of a wish
+    await grid.add_worker("w1", containment="subreaper")
+    (worker,) = (await grid.api.get("/v1/workers")).json()["workers"]
+    assert "cannot limit cpu or memory" in worker["containment"]
+    asked = await grid.submit(cmd="echo hi", memory_mb=64)
+    done = await grid.wait(asked["id"])
+    assert done["state"] == "rejected"
+    assert "cannot limit memory" in done["error"]
+    assert "--no-enforce-asks" in done["error"]
+    plain = await grid.submit(cmd="echo plain")  # asking nothing, it runs as ever
+    assert (await grid.wait(plain["id"]))["state"] == "succeeded"
+    # started to place by asks only, it runs them (and says nothing of limits)
+    await grid.add_worker("w2", containment="subreaper", enforce_asks=False)
+    await grid.stop_worker(grid.agents[0].agent)
+    again = await grid.submit(cmd="echo hi", memory_mb=64, cpu=0.5)
+    assert (await grid.wait(again["id"]))["state"] == "succeeded"

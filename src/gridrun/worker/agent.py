@@ -109,6 +109,13 @@ class Agent:
             self.containment = choose(subtree, config.containment, config.cgroup_root)
         except PermissionError as exc:
             raise ConfigError(str(exc)) from None
+        unenforced = self.slots_unenforced(config)
+        if unenforced:  # (said loudly: a task's memory_mb or cpu would otherwise be a wish)
+            log.warning(
+                "this worker cannot limit a task's %s (containment: %s): it refuses tasks that"
+                " ask for them; --no-enforce-asks places by the asks without limits",
+                " or ".join(unenforced), self.containment.describe(),
+            )  # fmt: skip
         # what starts each attempt's process (a small process of its own: see spawner)
         self.spawner = Spawner(self.containment.home())
         self.slots = Slots(
@@ -116,6 +123,21 @@ class Agent:
             self._publish, lambda: self._queue, self.spawner, identities,
         )  # fmt: skip
         self.master_address = config.masters[0]  # the master this worker talks to now
+
+    def slots_unenforced(self, config: WorkerConfig) -> list[str]:
+        """The asks this worker would have to make limits of but cannot (see Slots.admit)."""
+        if not config.enforce_asks:
+            return []
+        return sorted({"memory", "cpu"} - self.containment.enforced())
+
+    def _containment_said(self) -> str:
+        """How Hello says this worker contains tasks: the mode and its detail, what it cannot
+        limit, and who tasks run as (`gridrun workers` and the dashboard show it)."""
+        said = self.containment.describe()
+        unenforced = self.slots_unenforced(self.config)
+        if unenforced:
+            said += f", cannot limit {' or '.join(unenforced)}: refuses such asks"
+        return f"{said}{TASKS_AS}{self.slots.tasks_as()}"
 
     @property
     def id(self) -> str:
@@ -288,7 +310,7 @@ class Agent:
             resumed=self._welcomed,
             identity_secret=self.identity.secret,
             binds_identity=True,
-            containment=f"{self.containment.describe()}{TASKS_AS}{self.slots.tasks_as()}",
+            containment=self._containment_said(),
             batches=True,
             announces_starts=True,
             takes_stdin=True,

@@ -140,6 +140,10 @@ class Containment:
     def box(self, ref: AttemptRef, limits: GroupLimits) -> Box:
         return Box()
 
+    def enforced(self) -> frozenset[str]:
+        """Which of a task's asks ("memory", "cpu") this containment can make limits of."""
+        return frozenset()
+
     def home(self) -> list[Path]:
         """The `tasks` files of the worker's own v1 groups, where the spawner goes back to
         after each fork from inside an attempt's groups."""
@@ -248,6 +252,9 @@ class Cgroups(Containment):
         if v1:
             parts.append("v1 " + ",".join(v1))
         return f"cgroup ({'; '.join(parts)})"
+
+    def enforced(self) -> frozenset[str]:
+        return frozenset({"memory", "cpu"} & set(self.base))
 
     def _bases(self) -> list[Path]:
         return list(dict.fromkeys([*([self.v2] if self.v2 else []), *self.base.values()]))

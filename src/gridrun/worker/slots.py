@@ -235,6 +235,18 @@ class Slots:
         if msg.stdin or msg.script:
             launch = dataclasses.replace(launch, stdin=msg.stdin or None, script=msg.script or None)
         config = self.config
+        if config.enforce_asks:  # an ask this worker cannot make a limit of is refused
+            asked = [n for n, v in (("cpu", msg.cpu), ("memory", msg.memory_mb)) if v]
+            cannot = [n for n in asked if n not in self._containment.enforced()]
+            if cannot:
+                self._give_back(identity)
+                self.not_run(
+                    ref, Outcome.REJECTED,
+                    f"this worker cannot limit {' or '.join(cannot)} (containment:"
+                    f" {self._containment.describe()}); run it where cgroups can, or start the"
+                    " worker with --no-enforce-asks to place by asks without limits",
+                )  # fmt: skip
+                return
         limits = limits_for(msg.memory_mb, msg.cpu, config.task_pids or None, config.enforce_asks)
         try:
             box = self._containment.box(ref, limits)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import os
 import socket
@@ -104,3 +105,20 @@ async def claim(store: Store, pairs: Sequence[tuple[str, str]], now: int) -> lis
 
     lanes = await store.dispatch.queued_lanes("", 10_000)
     return (await store.dispatch.plan_and_claim(lanes, 10_000, now, plan)).claimed
+
+
+NO_CGROUPS = "no usable cgroups here (a root worker and a cgroup file system it can write)"
+
+
+@functools.cache
+def cgroups_usable() -> bool:
+    """Whether a worker here would contain its tasks in cgroups that limit memory and CPU
+    (root alone is not enough: a network namespace, a container may hide or lock them).
+    Tests of what only cgroups do skip elsewhere, with NO_CGROUPS as the reason."""
+    from gridrun.worker.containment import choose
+
+    try:
+        found = choose(f"gridrun-probe-{os.getpid()}", "auto", None)
+    except OSError:
+        return False
+    return found.mode == "cgroup" and found.enforced() >= {"memory", "cpu"}

@@ -135,3 +135,43 @@ async def terminate_connections(url: str) -> int:
         return ended
     finally:
         await conn.close()
+
+
+def _major(version_text: str) -> int:
+    """16 of "pg_dump (PostgreSQL) 16.2" or of "16.2 (Debian ...)"."""
+    for word in version_text.split():
+        head = word.split(".")[0]
+        if head.isdigit():
+            return int(head)
+    return 0
+
+
+def client_tool(name: str) -> str | None:
+    """A PostgreSQL client program (pg_dump, pg_restore) that can talk to the test server:
+    of its major version or newer (pg_dump refuses a newer server). The `pgserver` wheel's
+    own first (a dev dependency, so on every machine), else the one on PATH; None if
+    neither can."""
+    import subprocess
+
+    async def server_major() -> int:
+        conn = await asyncpg.connect(server(), timeout=10)
+        try:
+            return _major(str(await conn.fetchval("SHOW server_version")))
+        finally:
+            await conn.close()
+
+    wanted = asyncio.run(server_major())
+    candidates = [shutil.which(name)]
+    try:
+        from pgserver._commands import POSTGRES_BIN_PATH
+
+        candidates.insert(0, str(POSTGRES_BIN_PATH / name))
+    except ImportError:
+        pass
+    for tool in candidates:
+        if tool is None or not os.access(tool, os.X_OK):
+            continue
+        said = subprocess.run([tool, "--version"], capture_output=True, text=True).stdout
+        if _major(said) >= wanted:
+            return tool
+    return None

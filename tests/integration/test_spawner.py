@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gridrun.worker.identities import DEFAULT_RANGE
-from tests.helpers import eventually_async, pid_alive
+from tests.helpers import NO_CGROUPS, cgroups_usable, eventually_async, pid_alive
 from tests.integration.conftest import Grid
 
 ROOT = os.geteuid() == 0
@@ -112,7 +112,7 @@ async def test_a_killed_spawner_is_replaced_and_what_it_started_ends_exactly_onc
     assert (await grid.output(third["id"]))["stdout"]["text"] == "fresh\n"
 
 
-@pytest.mark.skipif(not ROOT, reason="cgroups need root here")
+@pytest.mark.skipif(not cgroups_usable(), reason=NO_CGROUPS)
 async def test_pooled_groups_keep_limits_and_usage_exact_attempt_after_attempt(
     grid: Grid,
 ) -> None:

@@ -18,11 +18,10 @@ import pytest
 from gridrun.worker.containment import subtree_name
 from gridrun.worker.hierarchies import discover
 from gridrun.worker.proctree import descendants
-from tests.helpers import eventually, pid_alive, read_pid
+from tests.helpers import NO_CGROUPS, cgroups_usable, eventually, pid_alive, read_pid
 from tests.system.conftest import SystemGrid, is_guardian, is_spawner
 
 pytestmark = [pytest.mark.system, pytest.mark.slow, pytest.mark.timeout(180)]
-ROOT = os.geteuid() == 0
 
 
 def submit(grid: SystemGrid, cmd: str, **body: object) -> str:
@@ -47,8 +46,8 @@ def contained(system_grid: SystemGrid) -> Iterator[SystemGrid]:
 
 @pytest.fixture(params=["cgroup", "subreaper"])
 def mode(request: pytest.FixtureRequest) -> str:
-    if request.param == "cgroup" and not ROOT:
-        pytest.skip("cgroups need root here")  # CI runs as root: both modes run there
+    if request.param == "cgroup" and not cgroups_usable():
+        pytest.skip(NO_CGROUPS)  # CI runs as root with cgroups: both modes run there
     return str(request.param)
 
 
@@ -108,7 +107,7 @@ def test_a_timeout_is_kept_whatever_an_escaped_child_does_with_stdout(
     eventually(lambda: not pid_alive(read_pid(pidfile)), 5)
 
 
-@pytest.mark.skipif(not ROOT, reason="cgroups need root here")
+@pytest.mark.skipif(not cgroups_usable(), reason=NO_CGROUPS)
 def test_a_killed_worker_takes_its_tasks_with_it_so_a_retry_never_runs_beside_them(
     contained: SystemGrid, tmp_path: Path
 ) -> None:
@@ -156,7 +155,7 @@ def test_a_killed_worker_takes_its_spawner_and_its_tasks_with_it(
     eventually(lambda: not pid_alive(task), 10)
 
 
-@pytest.mark.skipif(not ROOT, reason="cgroups need root here")
+@pytest.mark.skipif(not cgroups_usable(), reason=NO_CGROUPS)
 def test_a_restarted_worker_kills_what_its_previous_process_left(
     contained: SystemGrid, tmp_path: Path
 ) -> None:
@@ -178,7 +177,7 @@ def test_a_restarted_worker_kills_what_its_previous_process_left(
     eventually(lambda: not pid_alive(child), 10)
 
 
-@pytest.mark.skipif(not ROOT, reason="cgroups need root here")
+@pytest.mark.skipif(not cgroups_usable(), reason=NO_CGROUPS)
 def test_a_task_over_its_memory_ask_is_stopped_with_the_reason_and_the_worker_lives(
     contained: SystemGrid,
 ) -> None:
@@ -194,7 +193,7 @@ def test_a_task_over_its_memory_ask_is_stopped_with_the_reason_and_the_worker_li
     assert contained.task(ok, wait=30)["state"] == "succeeded"
 
 
-@pytest.mark.skipif(not ROOT, reason="cgroups need root here")
+@pytest.mark.skipif(not cgroups_usable(), reason=NO_CGROUPS)
 def test_a_fork_bomb_stops_at_its_own_process_cap(contained: SystemGrid) -> None:
     contained.start_master()
     contained.start_worker("w1", extra=("--task-pids", "40"))
@@ -243,7 +242,7 @@ def test_an_attempt_records_the_cpu_and_memory_it_used(contained: SystemGrid, mo
     assert "CPU" in shown.stdout, shown.stdout  # the usage columns are shown
 
 
-@pytest.mark.skipif(not ROOT, reason="cgroups need root here")
+@pytest.mark.skipif(not cgroups_usable(), reason=NO_CGROUPS)
 def test_a_worker_that_fails_before_it_starts_leaves_no_cgroup(system_grid: SystemGrid) -> None:
     """Its containment is chosen (a probe makes and removes the subtree) before a bad option
     stops it: nothing is left, since only a started worker, with its guardian, keeps one."""

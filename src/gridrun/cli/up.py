@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
@@ -161,7 +162,9 @@ class Grid:
     def _start_postgres(self) -> str:
         """An embedded PostgreSQL for the masters (data under the data dir, kept); its URL."""
         try:
-            from pgserver import get_server  # type: ignore[attr-defined]
+            with warnings.catch_warnings():  # (platformdirs warns of XDG_RUNTIME_DIR unset:
+                warnings.simplefilter("ignore")  # a worry of its, not of the user's)
+                from pgserver import get_server  # type: ignore[attr-defined]
         except ImportError:
             raise ClientError(
                 "gridrun up --masters needs an embedded PostgreSQL: pip install 'gridrun[ha]'"

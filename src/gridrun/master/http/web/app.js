@@ -314,7 +314,9 @@ function taskPage(signal, id) {
       ["secret env", (t.secret_env || []).join(" ")], ["cwd", t.cwd || ""],
       ["labels", labelText(t.labels)], ["on", t.on || ""], ["needs", needs(t)],
       ["after", (t.after || []).join(" ")], ["job", t.job ? t.job + " (on " + t.pinned_worker + ")" : ""],
-      ["unschedulable", t.unschedulable || ""], ["priority", t.priority],
+      // a limit's reason (a quota, a concurrency key) says the task waits its turn (as `show`)
+      [(t.unschedulable || "").startsWith("waiting") ? "waiting" : "unschedulable",
+        t.unschedulable || ""], ["priority", t.priority],
       ["queue", t.queue || ""],
       ["concurrency", t.concurrency_key ? t.concurrency_key + " (at most " + t.concurrency_limit + " at once)" : ""],
       ["timeout", t.timeout_s ? t.timeout_s + " s" : ""], ["submitted by", t.submitted_by || ""],

@@ -1,6 +1,6 @@
 """The master's parts, each on its own: built from exactly what it uses (a real SQLite store in
 a temporary directory, a clock the test moves, the `Signals` the parts share), with no master,
-no sockets and no other part behind them."""
+no sockets and no other part behind them (liveness: beside the few parts it calls)."""
 
 from __future__ import annotations
 
@@ -14,12 +14,16 @@ from gridrun.dispatching import Quota
 from gridrun.master.core.admission import Admission
 from gridrun.master.core.config import ServiceConfig
 from gridrun.master.core.dispatcher import Dispatcher
+from gridrun.master.core.liveness import Liveness
 from gridrun.master.core.metrics import Metrics
+from gridrun.master.core.pacing import Pacing
 from gridrun.master.core.retention import Retention
+from gridrun.master.core.schedules import Schedules
 from gridrun.master.core.sealing import Sealer
 from gridrun.master.core.sessions import AssignCmd, CancelCmd, Sessions, WorkerSession
 from gridrun.master.core.signals import Signals
 from gridrun.master.core.trust import Trust
+from gridrun.master.core.worker_streams import WorkerStreams
 from gridrun.model import AttemptRef, Outcome, Report, TaskState, WorkerInfo, WorkerState
 from gridrun.spec import make_spec
 from gridrun.store import NewTask, Store
@@ -185,3 +189,40 @@ async def test_retention_deletes_ended_tasks_only_once_they_are_old_enough(store
     assert await retention.collect(3600, [TaskState.SUCCEEDED], dry_run=True) == 1
     assert await retention.collect(3600, [TaskState.SUCCEEDED]) == 1
     assert (await store.tasks.count_by_state()) == {TaskState.QUEUED: 1}  # b was never ended
+
+
+async def test_liveness_ends_the_attempts_of_a_worker_whose_lease_ran_out_but_not_too_soon(
+    store: Store,
+) -> None:
+    clock, sessions = ManualClock(), Sessions()
+    config = ServiceConfig(liveness_timeout_s=10.0)
+    metrics = Metrics()
+    signals = Signals(clock, metrics)
+    pacing = Pacing(config, clock, sessions)
+    admission = Admission(store, config.max_queued)
+    trust = Trust(store, clock, config, sessions, signals)
+    streams = WorkerStreams(store, clock, config, sessions, pacing, trust, signals)
+    retention = Retention(store.retention, clock, config, metrics)
+    schedules = Schedules(store.schedules, clock, admission, signals)
+    liveness = Liveness(
+        store, clock, config, sessions, signals, pacing, trust, streams, retention, schedules
+    )
+    session = connected()
+    await join(store, session, sessions, clock.now_ms())  # leased until now + 60 s
+    await queue(store, "a", now=clock.now_ms())
+    await claim(store, [("a", "w1")], clock.now_ms())
+    sessions.remove(session)  # its stream is gone; its lease runs on
+    clock.advance(61)  # the lease has run out, but this master started only now...
+    liveness.judge_after = clock.monotonic() + config.liveness_timeout_s
+    assert await liveness.check() == []  # ...so it has not seen the store healthy long enough
+    assert (await store.tasks.get_task("a")).state is TaskState.ASSIGNED
+    clock.advance(config.liveness_timeout_s + 1)
+    (lost,) = await liveness.check()
+    assert (lost.id, lost.state) == ("a", TaskState.LOST)
+    assert "w1 was unreachable for more than 10s" in (lost.error or "")
+    # and housekeeping ends a queued task past its queue timeout as expired
+    spec = make_spec(cmd="true", queue_timeout_s=5)
+    await store.tasks.add_tasks([NewTask("q", spec)], now=clock.now_ms())
+    clock.advance(6)
+    await liveness.housekeeping()
+    assert (await store.tasks.get_task("q")).state is TaskState.EXPIRED

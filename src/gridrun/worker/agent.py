@@ -109,7 +109,7 @@ class Agent:
             self.containment = choose(subtree, config.containment, config.cgroup_root)
         except PermissionError as exc:
             raise ConfigError(str(exc)) from None
-        unenforced = self.slots_unenforced(config)
+        unenforced = self.containment.unenforced(config.enforce_asks)
         if unenforced:  # (said loudly: a task's memory_mb or cpu would otherwise be a wish)
             log.warning(
                 "this worker cannot limit a task's %s (containment: %s): it refuses tasks that"
@@ -124,18 +124,11 @@ class Agent:
         )  # fmt: skip
         self.master_address = config.masters[0]  # the master this worker talks to now
 
-    def slots_unenforced(self, config: WorkerConfig) -> list[str]:
-        """The asks this worker would have to make limits of but cannot (see Slots.admit)."""
-        if not config.enforce_asks:
-            return []
-        return sorted({"memory", "cpu"} - self.containment.enforced())
-
     def _containment_said(self) -> str:
         """How Hello says this worker contains tasks: the mode and its detail, what it cannot
         limit, and who tasks run as (`gridrun workers` and the dashboard show it)."""
         said = self.containment.describe()
-        unenforced = self.slots_unenforced(self.config)
-        if unenforced:
+        if unenforced := self.containment.unenforced(self.config.enforce_asks):
             said += f", cannot limit {' or '.join(unenforced)}: refuses such asks"
         return f"{said}{TASKS_AS}{self.slots.tasks_as()}"
 

@@ -144,6 +144,11 @@ class Containment:
         """Which of a task's asks ("memory", "cpu") this containment can make limits of."""
         return frozenset()
 
+    def unenforced(self, enforce_asks: bool) -> list[str]:
+        """The asks a worker that makes limits of them (`enforce_asks`) cannot: it refuses
+        tasks that ask them (Slots), and says so (its Hello, its log)."""
+        return sorted({"memory", "cpu"} - self.enforced()) if enforce_asks else []
+
     def home(self) -> list[Path]:
         """The `tasks` files of the worker's own v1 groups, where the spawner goes back to
         after each fork from inside an attempt's groups."""

@@ -235,9 +235,10 @@ class Slots:
         if msg.stdin or msg.script:
             launch = dataclasses.replace(launch, stdin=msg.stdin or None, script=msg.script or None)
         config = self.config
-        if config.enforce_asks:  # an ask this worker cannot make a limit of is refused
+        unenforced = self._containment.unenforced(config.enforce_asks)
+        if unenforced:  # an ask this worker cannot make a limit of is refused
             asked = [n for n, v in (("cpu", msg.cpu), ("memory", msg.memory_mb)) if v]
-            cannot = [n for n in asked if n not in self._containment.enforced()]
+            cannot = [n for n in asked if n in unenforced]
             if cannot:
                 self._give_back(identity)
                 self.not_run(

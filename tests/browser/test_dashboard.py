@@ -217,9 +217,11 @@ def test_owners_and_queues_on_the_overview_and_as_filters(
         timeout=10,
     ).json()["tasks"]
     page.goto(f"{system_grid.url}/#/task/{waiting[0]['id']}")
-    expect(page.locator('dd[data-field="unschedulable"]')).to_have_text(
+    # a limit's reason: the task waits its turn, it is not unschedulable (as `gridrun show`)
+    expect(page.locator('dd[data-field="waiting"]')).to_have_text(
         "waiting for concurrency key deploy (1/1 running)"
     )
+    expect(page.locator('dd[data-field="unschedulable"]')).to_have_count(0)
     expect(page.locator('dd[data-field="concurrency"]')).to_have_text("deploy (at most 1 at once)")
 
 

@@ -82,7 +82,10 @@ async def follow(
     `data`, the bytes exactly (base64), instead of `text`: what `gridrun run` writes. Output
     events come in the order the output was written across both streams (gridrun.output),
     with `at` (epoch ms the worker read them) where the worker said."""
-    streams = (_Stream("stdout", stdout_from, raw), _Stream("stderr", stderr_from, raw))
+    by_number = {
+        Stream.STDOUT: _Stream("stdout", stdout_from, raw),
+        Stream.STDERR: _Stream("stderr", stderr_from, raw),
+    }
     last_state: dict[str, Any] | None = None
     with service.watch(task_id) as changed:
         while True:
@@ -94,7 +97,6 @@ async def follow(
                 yield sse("state", state)
                 last_state = state
             kept = {Stream.STDOUT: out.stdout, Stream.STDERR: out.stderr}
-            by_number = {Stream.STDOUT: streams[0], Stream.STDERR: streams[1]}
             for segment in out.in_order():  # (in the order written, across both streams)
                 end = segment.offset + len(segment.data)
                 for event in by_number[segment.stream].news(

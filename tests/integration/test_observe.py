@@ -195,3 +195,24 @@ async def test_the_overview_stream_and_the_dashboard_page(grid: Grid) -> None:
     script = await grid.api.get("/static/app.js")
     assert script.status_code == 200
     assert "innerHTML" not in script.text  # user text only ever goes in as text
+
+
+async def test_the_history_the_charts_draw(grid: Grid) -> None:
+    """GET /v1/history: the grid now as the live end of the samples, what ended in them
+    (failures apart), and the latency and duration of each end in the metrics' buckets."""
+    await grid.add_worker("w1", slots=3)
+    done = [await grid.submit(cmd="true"), await grid.submit(cmd="exit 3", shell=True)]
+    for task in done:
+        await grid.wait(task["id"])
+    await grid.submit(cmd="true", labels={"nowhere": "1"})
+    history = (await grid.api.get("/v1/history")).json()
+    assert history["step_s"] == 5
+    now = history["samples"][-1]
+    assert (now["queued"], now["running"], now["slots"], now["slots_used"]) == (1, 0, 3, 0)
+    assert sum(s["finished"] for s in history["samples"]) == 2
+    assert sum(s["failed"] for s in history["samples"]) == 1
+    for name in ("latency", "duration"):
+        distribution = history[name]
+        assert len(distribution["counts"]) == len(distribution["bounds_s"]) + 1
+        assert sum(distribution["counts"]) == 2
+    assert history["samples"] == sorted(history["samples"], key=lambda s: s["at"])

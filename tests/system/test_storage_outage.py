@@ -180,6 +180,7 @@ def test_a_database_refusing_connections_is_503_on_every_route(system_grid: Syst
             ("DELETE", "/v1/concurrency/k1", None),
             ("POST", "/v1/gc", {"older_than_s": 0}),
             ("GET", "/v1/storage", None),
+            ("GET", "/v1/history", None),
             ("GET", "/metrics", None),
             ("GET", "/healthz", None),
         ]

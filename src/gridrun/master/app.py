@@ -156,6 +156,7 @@ class Master:
             raise
         self._tasks += [
             asyncio.create_task(self._dispatch_loop(), name="dispatch"),
+            asyncio.create_task(self._history_loop(), name="history"),
         ]
         self.core.liveness.start()
         self.core.signals.wake()  # tasks queued before a restart
@@ -320,6 +321,21 @@ class Master:
                 log.exception("dispatch pass failed; retrying in 1s")
                 await asyncio.sleep(1)
                 wanted.set()
+
+    async def _history_loop(self) -> None:
+        """A sample of the grid for the dashboard's charts every step, on the step's
+        boundaries of the clock (so the samples of two masters line up)."""
+        history = self.core.metrics.history
+        step_ms = max(1, round(history.step_s * 1000))
+        while True:
+            await asyncio.sleep((step_ms - self.clock.now_ms() % step_ms) / 1000)
+            try:
+                counts = await self.service.count_by_state()
+                workers = await self.service.workers()
+            except Exception as exc:  # the store cannot answer now: this step is a gap
+                log.debug("no history sample this step: %r", exc)
+                continue
+            history.sample(self.clock.now_ms(), counts, workers)
 
 
 async def run_master(config: MasterConfig) -> None:

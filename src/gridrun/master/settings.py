@@ -179,6 +179,12 @@ class MasterConfig(BaseModel):
         " they end instead (repeatable; e.g. nightly=90d).",
         name="retain_queue", form=Form.PAIRS_SECONDS, envvar="GRIDRUN_RETAIN_QUEUES",
     )  # fmt: skip
+    history_step_s: float = setting(
+        CORE.history_step_s,
+        "How often the dashboard's charts sample the grid, seconds (720 samples are kept:"
+        " an hour at 5 s).",
+        name="history_step", form=Form.SECONDS, gt=0, le=3600,
+    )  # fmt: skip
     secret_key_file: Path | None = setting(
         None,
         "The key that seals tasks' secret_env in the database (made 0600 if missing; every"

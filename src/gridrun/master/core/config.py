@@ -34,3 +34,4 @@ class ServiceConfig:
     retain_failed_s: float | None = None  # None: as retain_s
     output_budget: int | None = None  # bytes of output kept grid-wide; beyond, the oldest go
     retain_queues: Mapping[str, float] = field(default_factory=dict)  # queue -> its retention
+    history_step_s: float = 5.0  # the dashboard's charts: one sample of the grid this often

@@ -10,6 +10,7 @@ from collections import deque
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from gridrun.master.core.history import History
 from gridrun.model import Task, TaskState, Usage, WorkerState
 from gridrun.store import Storage
 
@@ -24,7 +25,8 @@ RECENT_S = 600  # finishes per second are kept this long, for the dashboard's sp
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, history_step_s: float = 5.0) -> None:
+        self.history = History(LATENCY_BUCKETS, DURATION_BUCKETS, history_step_s)
         self._recent: deque[list[int]] = deque()  # [epoch second, tasks finished in it]
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
@@ -131,6 +133,7 @@ class Metrics:
     def settled(self, task: Task, now_ms: int) -> None:
         """A task just reached its terminal state."""
         self.finished.labels(state=str(task.state)).inc()
+        self.history.settled(task)
         second = now_ms // 1000
         if self._recent and self._recent[-1][0] == second:
             self._recent[-1][1] += 1

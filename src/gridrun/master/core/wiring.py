@@ -56,7 +56,7 @@ def wire(
     sealer: Sealer | None = None,
 ) -> Core:
     sessions = sessions if sessions is not None else Sessions()
-    metrics = metrics or Metrics()
+    metrics = metrics or Metrics(config.history_step_s)
     sealer = sealer or Sealer.ephemeral()
     signals = Signals(clock, metrics)
     pacing = Pacing(config, clock, sessions)

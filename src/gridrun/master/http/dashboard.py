@@ -15,6 +15,7 @@ from typing import Any
 from gridrun.master.core.metrics import Metrics
 from gridrun.master.core.service import Service
 from gridrun.master.http.follow import sse
+from gridrun.master.http.schemas import Distribution, HistoryOut, SampleOut
 from gridrun.model import TaskState, WorkerState, workers_by_state
 
 WEB = Path(__file__).with_name("web")
@@ -38,6 +39,38 @@ async def overview(service: Service, metrics: Metrics) -> dict[str, Any]:
         },
         "at": time.time(),
     }
+
+
+async def history(service: Service, metrics: Metrics) -> HistoryOut:
+    """The charts' data: the samples kept and one taken now, and the distributions of
+    what ended within them."""
+    kept = metrics.history
+    live = kept.now(service.clock.now_ms(), await service.count_by_state(), await service.workers())
+    samples = kept.window(live)
+    return HistoryOut(
+        step_s=kept.step_s,
+        samples=[
+            SampleOut(
+                at=s.at_ms,
+                queued=s.queued,
+                assigned=s.assigned,
+                running=s.running,
+                slots=s.slots,
+                slots_used=s.slots_used,
+                finished=s.finished,
+                failed=s.failed,
+            )
+            for s in samples
+        ],
+        latency=Distribution(
+            bounds_s=list(kept.latency_bounds),
+            counts=[sum(column) for column in zip(*(s.latency for s in samples), strict=True)],
+        ),
+        duration=Distribution(
+            bounds_s=list(kept.duration_bounds),
+            counts=[sum(column) for column in zip(*(s.duration for s in samples), strict=True)],
+        ),
+    )
 
 
 async def overview_events(service: Service, metrics: Metrics) -> AsyncIterator[bytes]:

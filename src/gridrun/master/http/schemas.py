@@ -383,6 +383,34 @@ class StatsOut(BaseModel):
     )
 
 
+class SampleOut(BaseModel):
+    at: int = Field(description="When it was taken, ms since the epoch (UTC).")
+    queued: int
+    assigned: int = Field(description="Sent to a worker, not started yet.")
+    running: int
+    slots: int = Field(description="Slots of the workers online or draining.")
+    slots_used: int
+    finished: int = Field(description="Tasks that ended in the step before it (this master's).")
+    failed: int = Field(description="Of them, ended failed, timed out, lost or rejected.")
+
+
+class Distribution(BaseModel):
+    bounds_s: list[float] = Field(description="Upper bounds of the buckets, seconds.")
+    counts: list[int] = Field(description="Tasks per bucket; one more than bounds: above them.")
+
+
+class HistoryOut(BaseModel):
+    step_s: float = Field(description="Seconds between samples.")
+    samples: list[SampleOut] = Field(
+        description="Oldest first; the last one is now (its step not yet closed)."
+    )
+    latency: Distribution = Field(
+        description="From submission to the start of the attempt that ended the task, of the"
+        " tasks that ended within the samples."
+    )
+    duration: Distribution = Field(description="How long their final attempt ran.")
+
+
 class MeOut(BaseModel):
     name: str = Field(description="The token's name (`anonymous` when the master has no tokens).")
     role: str

@@ -12,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 import gridrun
 from gridrun.auth import Permission
 from gridrun.errors import GridrunError
-from gridrun.master.http.dashboard import WEB, overview_events
+from gridrun.master.http.dashboard import WEB, history, overview_events
 from gridrun.master.http.problems import problem
 from gridrun.master.http.routes.common import (
     MetricsDep,
@@ -22,7 +22,7 @@ from gridrun.master.http.routes.common import (
     StrictJsonRoute,
     event_stream,
 )
-from gridrun.master.http.schemas import HealthOut, MeOut, Problem, StatsOut
+from gridrun.master.http.schemas import HealthOut, HistoryOut, MeOut, Problem, StatsOut
 from gridrun.model import TaskState, workers_by_state
 
 router = APIRouter(route_class=StrictJsonRoute, tags=["observe"])
@@ -57,6 +57,17 @@ async def me(who: Reader) -> MeOut:
 )
 async def events(who: Reader, service: ServiceDep, metrics: MetricsDep) -> StreamingResponse:
     return event_stream(overview_events(service, metrics))
+
+
+@router.get(
+    "/v1/history",
+    response_model=HistoryOut,
+    summary="The dashboard's charts: the grid sampled every step for the last hour (queue"
+    " depth, running vs slots, finished and failed), and the latency and duration of what"
+    " ended in it",
+)
+async def grid_history(who: Reader, service: ServiceDep, metrics: MetricsDep) -> HistoryOut:
+    return await history(service, metrics)
 
 
 @router.get("/", include_in_schema=False)

@@ -96,7 +96,20 @@ async function events(path, onEvent, signal) {
 }
 
 function badge(state) { return h("span", {class: "state " + state, "data-state": state}, state); }
-function when(iso) { return iso ? new Date(iso).toLocaleTimeString() : ""; }
+// Times in one format, 24 h, UTC unless this browser was told to use its own zone (the
+// header's button), as the CLI prints them.
+const TZ_KEY = "gridrun.tz";
+function utc() { return localStorage.getItem(TZ_KEY) !== "local"; }
+function stamp(date) {
+  const p = (n) => String(n).padStart(2, "0");
+  const [y, mo, d, hh, mm, ss] = utc()
+    ? [date.getUTCFullYear(), date.getUTCMonth() + 1, date.getUTCDate(), date.getUTCHours(),
+      date.getUTCMinutes(), date.getUTCSeconds()]
+    : [date.getFullYear(), date.getMonth() + 1, date.getDate(), date.getHours(),
+      date.getMinutes(), date.getSeconds()];
+  return `${y}-${p(mo)}-${p(d)} ${p(hh)}:${p(mm)}:${p(ss)}`;
+}
+function when(iso) { return iso ? stamp(new Date(iso)) : ""; }
 function needs(t) {
   const parts = [];
   if (t.cpu) parts.push(t.cpu + " CPU");
@@ -123,9 +136,24 @@ function bytes(n) {
   return (i ? n.toFixed(1) : String(n)) + " " + units[i];
 }
 function command(task) { return task.shell ? task.cmd : (task.argv || []).join(" "); }
-function seconds(a, b) {
-  return a && b ? ((new Date(b) - new Date(a)) / 1000).toFixed(2) + " s" : "";
+function span2(secs) {
+  if (secs < 60) return secs.toFixed(2) + " s";
+  const m = Math.floor(secs / 60), s2 = Math.floor(secs % 60);
+  if (m < 60) return `${m}m ${String(s2).padStart(2, "0")}s`;
+  return `${Math.floor(m / 60)}h ${String(m % 60).padStart(2, "0")}m`;
 }
+function seconds(a, b) { return a && b ? span2((new Date(b) - new Date(a)) / 1000) : ""; }
+// how long a task ran, or has been running (…)
+function took(t) {
+  if (!t.started_at) return "";
+  if (t.finished_at) return seconds(t.started_at, t.finished_at);
+  return TERMINAL.has(t.state) ? "" : span2(Math.max(0, (Date.now() -
+    new Date(t.started_at)) / 1000)) + "…";
+}
+// why a task ended as it did, or why it waits: its error, else its limit or unschedulable reason
+function reason(t) { return t.error || (t.state === "queued" ? t.unschedulable : "") || ""; }
+// a table that scrolls sideways on a narrow screen rather than widening the page
+function scroll(table) { return h("div", {class: "scroll"}, table); }
 
 function repeat(fn, ms, signal) {
   const run = async () => {
@@ -152,24 +180,23 @@ function overviewPage(signal) {
         card("offline", o.workers.offline, "workers-offline"),
         card("slots used", o.slots_used + " / " + o.slots, "slots"),
         card("queued", o.queue_depth, "queue-depth")),
-      h("h2", {}, "Tasks finished, last " + (o.throughput.finished.length *
-        o.throughput.bucket_s / 60) + " minutes (per " + o.throughput.bucket_s + " s)"),
-      sparkline(o.throughput.finished),
       h("h2", {}, "Tasks per state"),
-      h("table", {id: "states"},
+      scroll(h("table", {id: "states"},
         h("tr", {}, states.map(([s]) => h("th", {}, badge(s)))),
         h("tr", {}, states.map(([s, n]) => h("td", {"data-count": s},
-          h("a", {href: "#/tasks?state=" + s}, n))))));
+          h("a", {href: "#/tasks?state=" + s}, n)))))));
   };
   events("/v1/events", (name, data) => { if (name === "overview") { live.classList.add("on");
     say(""); draw(data); } }, signal)
     .catch((e) => { if (!signal.aborted) say(e.message); })
     .finally(() => live.classList.remove("on"));
+  main.append(h("h2", {}, "The last hour ", h("span", {class: "muted", id: "charts-note"})),
+    charts(signal));
   // who holds the grid: tasks queued and running per owner and queue (a heavier read than
   // the overview's counts, so every 5 s rather than each second)
   const owners = h("table", {id: "owners"});
   const storage = h("div", {class: "cards", id: "storage"});
-  main.append(h("h2", {}, "Owners and queues"), owners, h("h2", {}, "Storage"), storage);
+  main.append(h("h2", {}, "Owners and queues"), scroll(owners), h("h2", {}, "Storage"), storage);
   repeat(async () => {
     const s = await api("/v1/storage");
     const card = (k, n, id) => h("div", {class: "card", id}, h("div", {class: "n"}, n),
@@ -180,7 +207,7 @@ function overviewPage(signal) {
       card("output kept" + (s.output_budget ? " of " + bytes(s.output_budget) : ""),
         bytes(s.output_bytes), "storage-output"),
       card("tasks kept", s.tasks_kept, "storage-tasks"),
-      card("oldest task", s.oldest_task_at ? new Date(s.oldest_task_at).toLocaleString() : "-",
+      card("oldest task", s.oldest_task_at ? when(s.oldest_task_at) : "-",
         "storage-oldest"),
       card("disk used", s.disk_used == null ? "?" : Math.round(s.disk_used * 100) + "%",
         "storage-disk"),
@@ -202,32 +229,116 @@ function overviewPage(signal) {
   }, 5000, signal);
 }
 
-function sparkline(values) {
-  const w = 600, hgt = 80, max = Math.max(1, ...values);
-  const step = w / Math.max(1, values.length - 1);
-  const points = values.map((v, i) => (i * step).toFixed(1) + "," +
-    (hgt - 4 - (v / max) * (hgt - 8)).toFixed(1)).join(" ");
-  const ns = "http://www.w3.org/2000/svg";
-  const svg = document.createElementNS(ns, "svg");
-  svg.setAttribute("class", "spark");
-  svg.setAttribute("width", w);
-  svg.setAttribute("height", hgt);
-  svg.setAttribute("viewBox", `0 0 ${w} ${hgt}`);
-  svg.setAttribute("data-values", values.join(","));
-  const line = document.createElementNS(ns, "polyline");
-  line.setAttribute("points", points);
-  line.setAttribute("fill", "none");
-  line.setAttribute("stroke", "#2457c5");
-  line.setAttribute("stroke-width", "2");
-  svg.append(line);
-  const peak = document.createElementNS(ns, "text");
-  peak.setAttribute("x", 4);
-  peak.setAttribute("y", 14);
-  peak.setAttribute("font-size", 11);
-  peak.setAttribute("fill", "#667085");
-  peak.textContent = "peak " + max;
-  svg.append(peak);
-  return svg;
+// ---- the overview's charts (uPlot, served by the master): the grid sampled every step
+// (GET /v1/history), redrawn every 2 s; each chart's element carries its series' last
+// values and sums (data-last, data-sum) for whoever reads the page without eyes.
+
+const COLORS = ["#2457c5", "#b54708", "#c0362c", "#1a7f37"];
+
+function span(s) {
+  if (s < 1) return Math.round(s * 1000) + "ms";
+  if (s < 60) return s + "s";
+  if (s < 3600) return s / 60 + "m";
+  return s / 3600 + "h";
+}
+
+function chart(id, title) {
+  const box = h("div", {class: "chart", id}, h("div", {class: "chart-title"}, title));
+  return {box, plot: null, opts: null};
+}
+
+function plotData(c, opts, data, counted) {
+  const box = c.box;
+  const raw = (counted || data).slice(1); // counts, where the chart draws rates
+  box.dataset.last = raw.map((ys) => ys.length ? ys[ys.length - 1] : 0).join(",");
+  box.dataset.sum = raw.map((ys) => ys.reduce((a, b) => a + b, 0)).join(",");
+  box.dataset.points = data[0].length;
+  if (!c.plot) {
+    c.plot = new uPlot(Object.assign({width: Math.max(200, box.clientWidth - 16), height: 170},
+      opts), data, box);
+  } else {
+    c.plot.setData(data);
+  }
+}
+
+function lines(labels, perMinute) {
+  const tz = utc() ? (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC") : undefined;
+  return {
+    tzDate: tz,
+    scales: {x: {time: true}, y: {range: (u, min, max) => [0, Math.max(perMinute ? 1 : 2, max)]}},
+    // the time axis in the dashboard's one format (24 h; UTC unless asked otherwise)
+    axes: [{values: (u, splits) => {
+      const fine = splits.length > 1 && splits[1] - splits[0] < 60; // ticks within a minute
+      return splits.map((v) => stamp(new Date(v * 1e3)).slice(11, fine ? 19 : 16));
+    }},
+      {size: 44}],
+    series: [{label: utc() ? "UTC" : "time", value: (u, v) => v == null ? "-" :
+      stamp(new Date(v * 1e3)).slice(11)}, ...labels.map((label, i) => ({label,
+      stroke: COLORS[i], width: 2, fill: i === 0 ? COLORS[i] + "1a" : undefined,
+      points: {show: false}, value: (u, v) => v == null ? "-" : (perMinute ? v.toFixed(1) : v)}))],
+  };
+}
+
+function bars(bounds) {
+  const names = [...bounds.map((b) => "≤" + span(b)), ">" + span(bounds[bounds.length - 1])];
+  return {
+    scales: {x: {time: false, range: [-0.5, names.length - 0.5]}, y: {range: (u, min, max) =>
+      [0, Math.max(1, max)]}},
+    // a label on every few bars, as many as the width holds
+    axes: [{splits: () => names.map((_, i) => i), values: (u, splits) => {
+      const every = Math.max(1, Math.ceil(names.length * 48 / Math.max(1, u.bbox.width /
+        devicePixelRatio)));
+      return splits.map((i) => i % every === 0 ? names[i] : "");
+    }, gap: 4}, {size: 44}],
+    series: [{label: "bucket", value: (u, v) => v == null ? "-" : names[v]},
+      {label: "tasks", stroke: COLORS[0], fill: COLORS[0] + "99",
+        paths: uPlot.paths.bars({size: [0.8, 40]}), points: {show: false}}],
+    cursor: {points: {show: false}},
+  };
+}
+
+function charts(signal) {
+  const made = {
+    queue: chart("chart-queue", "Queue depth (and sent to workers, not started)"),
+    running: chart("chart-running", "Running vs slots"),
+    finished: chart("chart-finished", "Finished and failed per minute"),
+    latency: chart("chart-latency", "Dispatch latency (submitted to started)"),
+    duration: chart("chart-duration", "Run duration"),
+  };
+  const panel = h("div", {class: "charts", id: "charts"}, Object.values(made).map((c) => c.box));
+  const resize = () => {
+    for (const c of Object.values(made)) {
+      if (c.plot) c.plot.setSize({width: Math.max(200, c.box.clientWidth - 16), height: 170});
+    }
+  };
+  window.addEventListener("resize", resize);
+  signal.addEventListener("abort", () => {
+    window.removeEventListener("resize", resize);
+    for (const c of Object.values(made)) if (c.plot) c.plot.destroy();
+  });
+  repeat(async () => {
+    const got = await api("/v1/history");
+    if (signal.aborted) return;
+    const xs = got.samples.map((p) => p.at / 1000);
+    const col = (k) => got.samples.map((p) => p[k]);
+    const rate = (k) => got.samples.map((p, i) => {
+      // the live end's step is still open: its rate is of the part of the step gone by
+      const took = i === got.samples.length - 1 && i > 0
+        ? Math.max(1, (p.at - got.samples[i - 1].at) / 1000) : got.step_s;
+      return p[k] * 60 / took;
+    });
+    const note = document.getElementById("charts-note");
+    if (note) note.textContent = `(a sample every ${got.step_s} s; finishes as this master saw them)`;
+    plotData(made.queue, lines(["queued", "assigned"]), [xs, col("queued"), col("assigned")]);
+    plotData(made.running, lines(["running", "slots"]), [xs, col("running"), col("slots")]);
+    plotData(made.finished, lines(["finished", "failed"], true),
+      [xs, rate("finished"), rate("failed")], [xs, col("finished"), col("failed")]);
+    const idx = (d) => d.counts.map((_, i) => i);
+    plotData(made.latency, bars(got.latency.bounds_s), [idx(got.latency), got.latency.counts]);
+    plotData(made.duration, bars(got.duration.bounds_s), [idx(got.duration),
+      got.duration.counts]);
+  }, 2000, signal);
+  return panel;
 }
 
 function tasksPage(signal, query) {
@@ -239,19 +350,20 @@ function tasksPage(signal, query) {
     h("label", {}, "name", h("input", {name: "name", size: 12})),
     h("label", {}, "owner", h("input", {name: "owner", size: 10})),
     h("label", {}, "queue", h("input", {name: "queue", size: 10})),
+    h("label", {}, "job", h("input", {name: "job", size: 12})),
     h("button", {type: "submit"}, "Filter"));
   for (const [k, v] of query) if (form.elements[k]) form.elements[k].value = v;
   form.addEventListener("submit", (ev) => {
     ev.preventDefault();
     const q = new URLSearchParams();
-    for (const k of ["state", "worker", "label", "name", "owner", "queue"]) {
+    for (const k of ["state", "worker", "label", "name", "owner", "queue", "job"]) {
       if (form.elements[k].value.trim()) q.set(k, form.elements[k].value.trim());
     }
     location.hash = "#/tasks" + (q.toString() ? "?" + q : "");
   });
   const table = h("table", {id: "tasks"});
   const pager = h("div", {class: "pager"});
-  main.replaceChildren(h("h1", {}, "Tasks"), form, table, pager);
+  main.replaceChildren(h("h1", {}, "Tasks"), form, scroll(table), pager);
   const cursors = [null]; // cursors of the pages seen, to go back
   const load = async () => {
     const q = new URLSearchParams(query);
@@ -260,16 +372,18 @@ function tasksPage(signal, query) {
     if (cursor) q.set("cursor", cursor);
     const list = await api("/v1/tasks?" + q);
     table.replaceChildren(
-      h("tr", {}, ["id", "name", "state", "command", "owner", "worker", "created", "exit"].map(
-        (c) => h("th", {}, c))),
+      h("tr", {}, ["id", "name", "state", "command", "owner", "worker", "created", "took",
+        "exit", "reason"].map((c) => h("th", {}, c))),
       ...list.tasks.map((t) => h("tr", {"data-id": t.id},
         h("td", {class: "mono"}, h("a", {href: "#/task/" + t.id}, t.id)),
         h("td", {}, t.name || ""), h("td", {}, badge(t.state)),
         h("td", {class: "cmd", title: command(t)}, command(t)),
         h("td", {"data-field": "owner"}, t.owner || ""),
-        h("td", {}, t.worker_id || ""), h("td", {}, when(t.created_at)),
-        h("td", {}, t.exit_code ?? (t.signal ? "signal " + t.signal : "")))));
-    if (!list.tasks.length) table.append(h("tr", {}, h("td", {colspan: 8, class: "muted"},
+        h("td", {}, t.worker_id || ""), h("td", {class: "when"}, when(t.created_at)),
+        h("td", {"data-field": "took", class: "when"}, took(t)),
+        h("td", {"data-field": "exit"}, t.exit_code ?? (t.signal ? "signal " + t.signal : "")),
+        h("td", {"data-field": "reason", class: "reason", title: reason(t)}, reason(t)))));
+    if (!list.tasks.length) table.append(h("tr", {}, h("td", {colspan: 10, class: "muted"},
       "no tasks")));
     pager.replaceChildren(
       h("button", {type: "button", disabled: cursors.length === 1, onclick: () => {
@@ -296,7 +410,7 @@ function taskPage(signal, id) {
     h("h2", {}, "Output ", h("span", {class: "downloads"}, "download: ", raw("stdout"), " ",
       raw("stderr"))), output,
     h("details", {id: "spec-fold"}, h("summary", {}, "Spec"), spec),
-    h("h2", {}, "Attempts"), attempts);
+    h("h2", {}, "Attempts"), scroll(attempts));
   cancel.addEventListener("click", async () => {
     cancel.disabled = true;
     try { await api("/v1/tasks/" + id + "/cancel", {method: "POST"}); await refresh(); }
@@ -324,7 +438,9 @@ function taskPage(signal, id) {
       ["signal", t.signal ?? ""], ["error", t.error || ""], ["created", when(t.created_at)],
       ["started", when(t.started_at)], ["finished", when(t.finished_at)],
       ["ran for", seconds(t.started_at, t.finished_at)]];
-    spec.replaceChildren(...rows.flatMap(([k, v]) => [h("dt", {}, k),
+    // only what the task has: an empty row says nothing
+    const said = rows.filter(([, v]) => v !== "" && v !== null && v !== undefined);
+    spec.replaceChildren(...said.flatMap(([k, v]) => [h("dt", {}, k),
       h("dd", {"data-field": k, class: k === "command" ? "mono" : ""}, String(v))]));
     attempts.replaceChildren(
       h("tr", {}, ["#", "worker", "state", "started", "finished", "took", "exit", "cpu",
@@ -357,7 +473,7 @@ function taskPage(signal, id) {
 
 function workersPage(signal) {
   const table = h("table", {id: "workers"});
-  main.replaceChildren(h("h1", {}, "Workers"), table);
+  main.replaceChildren(h("h1", {}, "Workers"), scroll(table));
   const load = async () => {
     const list = await api("/v1/workers");
     const canDrain = may(await whoami(), "drain workers");
@@ -389,15 +505,25 @@ function workersPage(signal) {
 
 function submitPage(signal) {
   const known = h("div", {id: "known-labels", class: "muted"});
+  const field = (label, attrs) => h("label", {}, label, h("input", attrs));
   const form = h("form", {class: "submit", id: "submit-form"},
-    h("label", {}, "command", h("input", {name: "cmd", class: "wide", required: true,
-      placeholder: "python3 etl.py --day 2026-11-24"})),
+    h("label", {class: "full"}, "command", h("input", {name: "cmd", class: "wide",
+      required: true, placeholder: "python3 etl.py --day 2026-11-24"})),
     h("label", {class: "inline"}, h("input", {type: "checkbox", name: "shell"}),
       " run with /bin/sh"),
-    h("label", {}, "labels (k=v, space-separated)", h("input", {name: "labels", size: 24})),
-    h("label", {}, "name", h("input", {name: "name", size: 14})),
-    h("label", {}, "timeout (s)", h("input", {name: "timeout", type: "number", min: 0,
-      step: "any", size: 6})),
+    h("label", {class: "inline"}, h("input", {type: "checkbox", name: "all"}),
+      " once on every matching worker"),
+    field("name", {name: "name", size: 14}),
+    field("labels (k=v, space-separated)", {name: "labels", size: 24}),
+    field("on (selector: k!=v, 'k in (a,b)', !k)", {name: "on", size: 24,
+      placeholder: "zone in (a,b), !spot"}),
+    field("env (K=V, space-separated)", {name: "env", size: 24}),
+    field("cwd", {name: "cwd", size: 16, placeholder: "/srv/etl"}),
+    field("priority", {name: "priority", type: "number", step: 1, value: 0, size: 5}),
+    field("tries in all", {name: "max_attempts", type: "number", min: 1, max: 100, step: 1,
+      value: 1, size: 4}),
+    field("timeout (s)", {name: "timeout", type: "number", min: 0, step: "any", size: 6}),
+    field("queue", {name: "queue", size: 10, placeholder: "default"}),
     h("button", {type: "submit", class: "primary"}, "Submit"));
   main.replaceChildren(h("h1", {}, "Submit a command"), form, known);
   whoami().then((who) => {
@@ -421,14 +547,33 @@ function submitPage(signal) {
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const f = form.elements;
-    const body = {cmd: f.cmd.value, shell: f.shell.checked, labels: {}};
-    for (const item of f.labels.value.split(/[\s,]+/).filter(Boolean)) {
-      const at = item.indexOf("=");
-      if (at < 1) { say(`label ${item} must look like key=value`); return; }
-      body.labels[item.slice(0, at)] = item.slice(at + 1);
+    const body = {cmd: f.cmd.value, shell: f.shell.checked, labels: {}, env: {}};
+    const pairs = (text, into, what) => { // env values may hold commas, labels may not
+      for (const item of text.split(what === "env" ? /\s+/ : /[\s,]+/).filter(Boolean)) {
+        const at = item.indexOf("=");
+        if (at < 1) { say(`${what} ${item} must look like ${what === "env" ? "K=V" : "key=value"}`);
+          return false; }
+        into[item.slice(0, at)] = item.slice(at + 1);
+      }
+      return true;
+    };
+    if (!pairs(f.labels.value, body.labels, "label") || !pairs(f.env.value, body.env, "env")) {
+      return;
     }
-    if (f.name.value.trim()) body.name = f.name.value.trim();
+    for (const k of ["name", "on", "cwd", "queue"]) {
+      if (f[k].value.trim()) body[k] = f[k].value.trim();
+    }
+    if (f.priority.value) body.priority = Number(f.priority.value);
+    if (f.max_attempts.value) body.max_attempts = Number(f.max_attempts.value);
     if (f.timeout.value) body.timeout_s = Number(f.timeout.value);
+    if (f.all.checked) {
+      try {
+        const job = await api("/v1/jobs", {method: "POST", body: JSON.stringify(body),
+          headers: {"Content-Type": "application/json"}});
+        location.hash = "#/tasks?job=" + encodeURIComponent(job.id);
+      } catch (e) { say(e.message); }
+      return;
+    }
     try {
       const task = await api("/v1/tasks", {method: "POST", body: JSON.stringify(body),
         headers: {"Content-Type": "application/json"}});
@@ -456,6 +601,14 @@ function route() {
   else overviewPage(page.signal);
 }
 
+const tzButton = document.getElementById("tz-button");
+tzButton.textContent = utc() ? "UTC" : "local time";
+tzButton.addEventListener("click", () => {
+  if (utc()) localStorage.setItem(TZ_KEY, "local");
+  else localStorage.removeItem(TZ_KEY);
+  tzButton.textContent = utc() ? "UTC" : "local time";
+  route();
+});
 document.getElementById("token-button").addEventListener("click", () => {
   const token = prompt("API token (kept in this browser's local storage; empty to forget it)",
     localStorage.getItem(TOKEN_KEY) || "");

@@ -92,3 +92,76 @@ def channel_credentials(
         private_key=read_pem(key, "TLS key") if key else None,
         certificate_chain=read_pem(cert, "TLS certificate") if cert else None,
     )
+
+
+# TLS alerts a master (or a proxy before it) may send a client whose certificate it will not
+# take, as OpenSSL/BoringSSL name them (lower-cased)
+_CERT_ALERTS = (
+    "certificate_required", "certificate required", "unknown_ca", "unknown ca",
+    "bad_certificate", "bad certificate", "certificate_unknown", "certificate unknown",
+    "certificate_expired", "certificate expired", "certificate_revoked", "decrypt_error",
+)  # fmt: skip
+
+
+def tls_refusal(
+    address: str, ca: Path | None, cert: Path | None, key: Path | None, timeout_s: float = 3.0
+) -> str | None:
+    """Why a master at `address` (host:port) will not take this client's certificate (or its
+    lack of one), when that is so; None otherwise (the caller's own error stands).
+
+    gRPC reports such a master as "Socket closed", the same as a master that went away: under
+    TLS 1.3 the client's handshake is over before the master checks its certificate, and a
+    gRPC master then closes the connection without a word. So this handshakes by hand and
+    listens: a master that took the certificate opens HTTP/2 at once (its SETTINGS frame); one
+    that closes the connection straight after a handshake that succeeded, twice running, or
+    sends a certificate alert, refused the certificate."""
+    import socket  # (here only: the worker's usual path never needs it)
+
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    try:
+        context = ssl.create_default_context(cafile=str(ca) if ca else None)
+        context.set_alpn_protocols(["h2"])
+        if cert is not None and key is not None:
+            context.load_cert_chain(str(cert), str(key))
+    except (OSError, ssl.SSLError):
+        return None  # the worker's own files: its start-up checks say what is wrong
+    closed = 0
+    while closed < 2:
+        try:
+            with (
+                socket.create_connection((host, int(port)), timeout=timeout_s) as raw,
+                context.wrap_socket(
+                    raw,
+                    server_hostname=host,
+                    do_handshake_on_connect=False,
+                    suppress_ragged_eofs=False,
+                ) as tls,
+            ):
+                tls.do_handshake()  # (an end here, before it is done, says nothing)
+                try:
+                    if tls.recv(1):
+                        return None  # the master speaks HTTP/2 to us: it took the certificate
+                except ssl.SSLEOFError:
+                    pass
+                closed += 1  # the handshake succeeded; then the master closed the connection
+        except ssl.SSLError as exc:
+            said = f"{exc.reason or ''} {exc}".lower()
+            if not any(alert in said for alert in _CERT_ALERTS) or "verify_failed" in said:
+                return None  # (this worker not trusting the master is gRPC's to say)
+            return _refused(cert, str(exc.reason))
+        except (OSError, ValueError):
+            return None  # not reached, or not TLS: nothing to say of certificates
+    return _refused(cert, "the master closed the connection after the TLS handshake")
+
+
+def _refused(cert: Path | None, why: str) -> str:
+    if cert is None:
+        return (
+            f"the master requires a client certificate and this worker has none ({why}): give"
+            " it --tls-cert and --tls-key (`gridrun certs issue --worker NAME` makes them)"
+        )
+    return (
+        f"the master does not accept this worker's certificate {cert} ({why}): is it issued"
+        " by the CA that the master's --client-ca names, and still valid?"
+    )

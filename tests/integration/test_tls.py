@@ -160,3 +160,49 @@ async def test_a_key_that_is_not_the_certificates_is_said_plainly(tmp_path: Path
     with pytest.raises(ConfigError, match="is not the key of the certificate"):
         transport.channel_credentials(pki / certs.CA_CERT, other.cert, master.key)
     await grid.close()
+
+
+async def test_a_worker_whose_certificate_the_master_refuses_says_why_and_stops(
+    tls_grid: Grid,
+) -> None:
+    """gRPC calls both "Socket closed": a master requiring a client certificate the worker
+    lacks, and one that does not take the certificate the worker has. The worker says which
+    (not "Socket closed" for ever) and stops, as for a refused join token."""
+    import os
+
+    pki = tls_grid.tmp / "pki"
+    stranger = tls_grid.tmp / "stranger"
+    certs.init_ca(stranger)
+    foreign = certs.issue_worker(stranger, "w9")
+    tries: list[tuple[dict[str, Path], str]] = [
+        ({}, "the master requires a client certificate and this worker has none"),
+        (
+            {"tls_cert": foreign.cert, "tls_key": foreign.key},
+            f"the master does not accept this worker's certificate {foreign.cert}",
+        ),
+    ]
+    for files, said in tries:
+        agent = Agent(
+            WorkerConfig(
+                master=f"127.0.0.1:{tls_grid.grpc_port}",
+                data_dir=tls_grid.tmp / "workers" / "w9",
+                name="w9",
+                base_env=dict(os.environ),
+                tls_ca=pki / certs.CA_CERT,
+                **files,
+            )
+        )
+        await asyncio.wait_for(agent.run(asyncio.Event()), 30)  # it ends by itself
+        assert agent.refused is not None
+        assert agent.refused.startswith(said), agent.refused
+    workers = (await tls_grid.api.get("/v1/workers")).json()["workers"]
+    assert workers == []
+    # and one that is taken is not refused by the diagnosis
+    ours = certs.issue_worker(pki, "w8")
+    address = f"127.0.0.1:{tls_grid.grpc_port}"
+    assert (
+        await asyncio.to_thread(
+            transport.tls_refusal, address, pki / certs.CA_CERT, ours.cert, ours.key
+        )
+        is None
+    )

@@ -137,6 +137,30 @@ def test_ls_sort_limit_and_filters_pick_from_every_task_not_the_newest(
     assert "--since 'last tuesday': give a duration ago" in bad.stderr
 
 
+def test_submit_label_and_ls_label_find_tasks_by_their_labels(system_grid: SystemGrid) -> None:
+    system_grid.start_master()
+    system_grid.start_worker("w1", slots=2, labels=("team=data", "zone=a"))
+    tagged = system_grid.cli(
+        "submit", "--label", "team=data", "--label", "zone=a", "--", "true"
+    ).stdout.strip()
+    other = system_grid.cli("submit", "--label", "team=data", "--", "true").stdout.strip()
+    plain = system_grid.cli("submit", "--", "true").stdout.strip()
+    for task_id in (tagged, other, plain):
+        assert system_grid.task(task_id, wait=30)["state"] == "succeeded"
+    assert system_grid.task(tagged)["labels"] == {"team": "data", "zone": "a"}
+    found = system_grid.cli_json("ls", "--label", "team=data")
+    assert {t["id"] for t in found} == {tagged, other}
+    both = system_grid.cli_json("ls", "-l", "team=data", "-l", "zone=a")
+    assert [t["id"] for t in both] == [tagged]  # every label given must hold
+    assert system_grid.cli_json("ls", "--label", "team=ml") == []
+    # a label is also where the task may run: no worker labelled so, none runs it
+    elsewhere = system_grid.cli("submit", "--label", "team=ml", "--", "true").stdout.strip()
+    assert system_grid.task(elsewhere, wait=1)["state"] == "queued"
+    bad = system_grid.cli("ls", "--label", "team")
+    assert bad.returncode == 2
+    assert "--label 'team' must look like K=V" in bad.stderr
+
+
 def test_top_once_and_json_serve_a_script(system_grid: SystemGrid) -> None:
     system_grid.start_master()
     system_grid.start_worker("w1", slots=1)

@@ -74,7 +74,8 @@ def test_every_http_option_has_its_cli_flag(tmp_path: Path) -> None:
     secrets.write_text("S2=2\n")
     given = TaskOptions(
         shell=True, env=["A=1"], secret_env=["S=1"], cwd="/x", timeout=1, priority=1,
-        on=["a=b"], name="n", max_attempts=2, retry_delay=2, retry_on=[3], queue_timeout=4,
+        on=["a=b"], label=["team=x"], name="n", max_attempts=2, retry_delay=2, retry_on=[3],
+        queue_timeout=4,
         idempotency_key="k", cpu=1, memory_mb=1, gpus=1, after=["t"], task_class="c",
         placement=Placement.PACK, queue="q", concurrency="k=2", retain="1d",
         secret_env_file=secrets, stdin=str(secrets),
@@ -86,8 +87,8 @@ def test_every_http_option_has_its_cli_flag(tmp_path: Path) -> None:
     scripted = dataclasses.replace(given, shell=False, script=secrets).body(["a"])
     assert (scripted["argv"], scripted["cmd"]) == (["a"], None)
     produced = set(given.body(["a"])) | set(given.body(["a", "b"])) | set(scripted)
-    # labels: the CLI says them as --on k=v (a selector term), which the master reads the same
-    assert set(TaskIn.model_fields) - produced == {"labels"}
+    assert set(TaskIn.model_fields) == produced  # every option of the API has its flag
+    assert given.body(["a"])["labels"] == {"team": "x"}
     assert produced <= set(TaskIn.model_fields)
     body = TaskIn.model_validate(given.body(["a", "b"]))  # and the API takes what it sends
     assert (body.argv, body.retain_s, body.concurrency_limit) == (["a", "b"], 86_400.0, 2)

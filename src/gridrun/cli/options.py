@@ -41,6 +41,7 @@ def task_body(command: list[str], o: TaskOptions) -> dict[str, Any]:
         timeout_s=o.timeout,
         priority=o.priority,
         on=", ".join(o.on) if o.on else None,
+        labels=parse_labels(o.label or []),
         name=o.name,
         max_attempts=o.max_attempts,
         retry=retry,
@@ -194,6 +195,15 @@ class TaskOptions:
             "--on",
             help="Only on workers whose labels match: k=v, k!=v, 'k in (a,b)', 'k notin (a,b)',"
             " k (has it), !k (has it not). Comma-separated or repeated: all must hold.",
+        ),
+    ] = None
+    label: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--label",
+            metavar="K=V",
+            help="A label to find the task by (`ls --label K=V`); it also runs only on"
+            " workers labelled K=V, as --on K=V does. Repeatable.",
         ),
     ] = None
     name: Name = None

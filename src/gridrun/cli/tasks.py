@@ -195,6 +195,15 @@ def list_tasks(
     owner: Annotated[str | None, typer.Option("--owner", help="Submitted by this token.")] = None,
     queue: Annotated[str | None, typer.Option("--queue", help="In this queue.")] = None,
     job: Annotated[str | None, typer.Option("--job", help="Of this job.")] = None,
+    label: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--label",
+            "-l",
+            metavar="K=V",
+            help="Whose labels include K=V (repeatable: all of them; submit --label sets them).",
+        ),
+    ] = None,
     since: Annotated[
         str | None,
         typer.Option(
@@ -224,6 +233,7 @@ def list_tasks(
             owner=owner,
             queue=queue,
             job=job,
+            labels=_labels(label or []),
             since=_when(since, "--since"),
             until=_when(until, "--until"),
             sort=str(sort) if sort is not render.SortKey.CREATED else None,
@@ -237,6 +247,15 @@ def list_tasks(
     else:
         console = Console()
         console.print(render.task_table(tasks, console.width, usage=usage))
+
+
+def _labels(given: list[str]) -> list[str]:
+    """--label K=V, each checked here (a clear error, not the API's 422)."""
+    for item in given:
+        key, sep, _ = item.partition("=")
+        if not sep or not key:
+            fail(f"--label {item!r} must look like K=V", 2)
+    return given
 
 
 def _when(given: str | None, flag: str) -> str | None:

@@ -206,6 +206,7 @@ class Agent:
             for address in self.config.masters
         ]
         connection = asyncio.create_task(self._connect_loop(channels), name="connection")
+        connection.add_done_callback(self._connection_ended)
         try:
             await stop.wait()
             await self._drain()
@@ -218,6 +219,16 @@ class Agent:
             self.slots.close()
             self.identity.release()
         log.info("worker %s stopped", self.id)
+
+    def _connection_ended(self, connection: asyncio.Task[None]) -> None:
+        """A connection loop that fails stops the worker, loudly: without it the worker would
+        sit with no master, running nothing, for ever."""
+        if connection.cancelled() or connection.exception() is None:
+            return
+        log.error("the connection to the masters failed; stopping", exc_info=connection.exception())
+        self.refused = f"the connection to the masters failed: {connection.exception()!r}"
+        if self._stop is not None:
+            self._stop.set()
 
     async def _drain(self) -> None:
         """Take nothing new; let running tasks finish for up to drain_grace_s, then stop the
@@ -261,8 +272,9 @@ class Agent:
                 welcomed = await self._session(stubs[current])
                 log.warning("connection to master %s ended; reconnecting", self.master_address)
             except grpc.aio.AioRpcError as exc:
-                if exc.code() in REFUSALS:
-                    self.refused = f"the master refused this worker: {exc.details()}"
+                refusal = await self._refusal(exc)
+                if refusal is not None:
+                    self.refused = refusal
                     log.error("%s; stopping", self.refused)
                     if self._stop is not None:
                         self._stop.set()
@@ -284,6 +296,26 @@ class Agent:
                 current = (current + 1) % len(stubs)  # fail over
             if failures % len(stubs) == 0:  # every master tried once: back off
                 await asyncio.sleep(backoff(failures // len(stubs), self._rng))
+
+    async def _refusal(self, exc: grpc.aio.AioRpcError) -> str | None:
+        """Why the master will not have this worker, if that is what `exc` means: a refused
+        join token or id, or (what gRPC calls "Socket closed") a refused certificate."""
+        if exc.code() in REFUSALS:
+            return f"the master refused this worker: {exc.details()}"
+        config = self.config
+        if (
+            exc.code() is grpc.StatusCode.UNAVAILABLE
+            and "Socket closed" in (exc.details() or "")
+            and config.uses_tls
+        ):
+            return await asyncio.to_thread(
+                transport.tls_refusal,
+                self.master_address,
+                config.tls_ca,
+                config.tls_cert,
+                config.tls_key,
+            )
+        return None
 
     async def _session(self, stub: worker_pb2_grpc.WorkerServiceStub) -> bool:
         token = self.config.join_token

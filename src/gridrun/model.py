@@ -204,7 +204,8 @@ class TaskSpec:
     resources: Resources = NO_RESOURCES
     after: tuple[str, ...] = ()  # task ids that must succeed before it runs
     worker: str | None = None  # run on this worker only (a broadcast job's tasks)
-    job: str | None = None  # the broadcast job it belongs to
+    job: str | None = None  # the job it belongs to (an array, a --file batch, a broadcast)
+    job_index: int | None = None  # its index in its job (an array's; a --file's line)
     task_class: str | None = None  # workers may cap how many of a class run at once
     placement: Placement = Placement.SPREAD
     secrets: Sealed | None = None  # secret_env: sent to the worker, never shown

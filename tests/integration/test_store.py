@@ -4,6 +4,7 @@ leases."""
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -13,7 +14,13 @@ import asyncpg
 import pytest
 
 from gridrun.dispatching import Active, Candidate, Placed, Quota
-from gridrun.errors import InvalidTransition, ScheduleNotFound, TaskNotFound, WorkerNotFound
+from gridrun.errors import (
+    InvalidTransition,
+    JobNotFound,
+    ScheduleNotFound,
+    TaskNotFound,
+    WorkerNotFound,
+)
 from gridrun.model import (
     AttemptRef,
     Concurrency,
@@ -592,3 +599,39 @@ async def test_a_listing_by_duration_is_the_top_of_all_not_of_the_newest(store: 
         await store.tasks.list_tasks(TaskFilter(since=2), 10, None)
     ).tasks == []  # all made at 1
     assert len((await store.tasks.list_tasks(TaskFilter(since=1, until=2), 10, None)).tasks) == 4
+
+
+async def test_a_job_read_cancelled_and_run_again_as_one(store: Store) -> None:
+    """store.jobs on each backend: a job's counts and first task, a filter's cancel in one
+    step (active tasks flagged for their workers), its ended tasks queued again."""
+    spec = make_spec(cmd="true")
+    job = [NewTask(f"j{i}", dataclasses.replace(spec, job="J", job_index=i)) for i in range(4)]
+    await store.tasks.add_tasks(job, now=1)
+    await store.tasks.add_tasks(
+        [NewTask("k0", dataclasses.replace(spec, job="K", job_index=0))], now=2
+    )
+    await claim(store, [("j2", "w1")], now=3)
+    summary = await store.jobs.summary("J")
+    assert (summary.first.id, summary.size, summary.counts) == (
+        "j0",
+        4,
+        {TaskState.QUEUED: 3, TaskState.ASSIGNED: 1},
+    )
+    assert [j.id for j in await store.jobs.list_jobs(10)] == ["K", "J"]  # newest first
+    page = await store.tasks.list_tasks(TaskFilter(job="J", job_index=2), 10, None)
+    assert [t.id for t in page.tasks] == ["j2"]
+    found = await store.jobs.cancel(TaskFilter(job="J"), now=4)
+    assert sorted(t.id for t in found) == ["j0", "j1", "j2", "j3"]
+    flagged = await store.tasks.get_task("j2")
+    assert (flagged.state, flagged.cancel_requested) == (TaskState.ASSIGNED, True)
+    after = await store.jobs.summary("J")
+    assert after.counts == {TaskState.CANCELLED: 3, TaskState.ASSIGNED: 1}
+    assert [t.spec.job_index for t in after.unsuccessful] == [0, 1, 3]
+    assert (await store.tasks.get_task("k0")).state is TaskState.QUEUED  # another job's
+    _, again = await store.jobs.rerun("J", [TaskState.CANCELLED], now=5)
+    assert sorted(t.id for t in again) == ["j0", "j1", "j3"]
+    back = await store.tasks.get_task("j1")
+    assert (back.state, back.finished_at, back.error) == (TaskState.QUEUED, None, None)
+    assert (await store.tasks.count_by_state())[TaskState.QUEUED] == 4  # the counts follow
+    with pytest.raises(JobNotFound):
+        await store.jobs.summary("nope")

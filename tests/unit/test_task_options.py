@@ -52,12 +52,13 @@ EVERY_OPTION: dict[str, Any] = {
     "stdin_base64": "YQpiCg==",  # a\nb\n
 }
 # (the master sets these itself: a client cannot)
-SET_BY_THE_MASTER = {"submitted_by", "worker", "job"}
+SET_BY_THE_MASTER = {"submitted_by", "worker", "job", "job_index"}
 # fields of TaskSpec a worker is not sent: the master alone acts on them
 MASTER_ONLY = {
     "cmd",  # the worker runs argv (a shell task arrives as /bin/sh -c)
     "priority", "labels", "name", "retry", "queue_timeout_s", "idempotency_key", "submitted_by",
-    "selector", "after", "worker", "job", "task_class", "placement", "queue", "concurrency",
+    "selector", "after", "worker", "job", "job_index", "task_class", "placement", "queue",
+    "concurrency",
     "retain_s",
 }  # fmt: skip
 

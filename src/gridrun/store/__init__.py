@@ -32,6 +32,7 @@ from gridrun.store.values import (
     Applied,
     Finished,
     Firing,
+    JobSummary,
     LaneRead,
     NewTask,
     Notice,
@@ -55,6 +56,8 @@ __all__ = [
     "DispatchStore",
     "Finished",
     "Firing",
+    "JobStore",
+    "JobSummary",
     "LaneRead",
     "NewTask",
     "Notice",
@@ -103,6 +106,28 @@ class TaskStore(Protocol):
 
     async def expire(self, now: int) -> list[Task]:
         """End as expired the queued tasks past their queue timeout."""
+        ...
+
+
+class JobStore(Protocol):
+    """Jobs (arrays, --file batches, broadcasts) as a whole, and cancelling by filter."""
+
+    async def summary(self, job_id: str, unsuccessful: int = 1000) -> JobSummary:
+        """Counts per state, its first task, the first `unsuccessful` ended tasks that did
+        not succeed (by index). JobNotFound if it has no task."""
+        ...
+
+    async def list_jobs(self, limit: int, owner: str | None = None) -> list[JobSummary]: ...
+
+    async def cancel(self, flt: TaskFilter, now: int) -> list[Task]:
+        """Cancel each task that matches and has not ended (active ones: flagged for their
+        workers); the tasks as they were."""
+        ...
+
+    async def rerun(
+        self, job_id: str, states: Collection[TaskState], now: int
+    ) -> tuple[JobSummary, list[Task]]:
+        """Queue again the job's ended tasks in these states, for a new attempt each."""
         ...
 
 
@@ -343,6 +368,9 @@ class Store(Protocol):
 
     @property
     def tasks(self) -> TaskStore: ...
+
+    @property
+    def jobs(self) -> JobStore: ...
 
     @property
     def dispatch(self) -> DispatchStore: ...

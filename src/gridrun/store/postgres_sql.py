@@ -230,6 +230,12 @@ SCHEMA_V15 = """
 ALTER TABLE output ADD COLUMN marks TEXT NOT NULL DEFAULT '';
 """
 
+# v16: see the SQLite store's v19 (a task's index in its job)
+SCHEMA_V16 = """
+ALTER TABLE tasks ADD COLUMN job_index BIGINT;
+CREATE INDEX tasks_by_job_index ON tasks (job_id, job_index) WHERE job_id IS NOT NULL;
+"""
+
 MIGRATIONS = [
     SCHEMA_V1,
     SCHEMA_V2,
@@ -246,6 +252,7 @@ MIGRATIONS = [
     SCHEMA_V13,
     SCHEMA_V14,
     SCHEMA_V15,
+    SCHEMA_V16,
 ]  # MIGRATIONS[n] brings a database from version n to n+1
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -261,13 +268,15 @@ SET_VERSION = "DELETE FROM gridrun_schema; INSERT INTO gridrun_schema (version) 
 
 INSERT_TASKS = (
     "WITH added AS (INSERT INTO tasks (id, name, spec, priority, labels, legacy_ok, state,"
-    " created_at, expires_at, idempotency_key, placement, job_id, owner, queue, retain_ms)"
+    " created_at, expires_at, idempotency_key, placement, job_id, owner, queue, retain_ms,"
+    " job_index)"
     " SELECT id, name, spec, priority, labels, legacy_ok, 'queued', created_at, expires_at,"
-    " idempotency_key, placement, job_id, owner, queue, retain_ms"
+    " idempotency_key, placement, job_id, owner, queue, retain_ms, job_index"
     " FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::int[],"
     " $7::bigint[], $8::bigint[], $9::text[], $10::text[], $11::text[], $12::text[],"
-    " $13::text[], $14::bigint[]) AS t (id, name, spec, priority, labels, legacy_ok,"
-    " created_at, expires_at, idempotency_key, placement, job_id, owner, queue, retain_ms)"
+    " $13::text[], $14::bigint[], $15::bigint[]) AS t (id, name, spec, priority, labels,"
+    " legacy_ok, created_at, expires_at, idempotency_key, placement, job_id, owner, queue,"
+    " retain_ms, job_index)"
     " RETURNING id, seq),"
     " counted AS (INSERT INTO task_count_changes (state, delta)"
     " SELECT 'queued', count(*) FROM added)"

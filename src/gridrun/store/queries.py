@@ -12,8 +12,8 @@ TASK_COLUMNS = (
 SELECT_TASK = f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?"
 INSERT_TASK = (
     "INSERT INTO tasks (id, name, spec, priority, labels, legacy_ok, state, created_at,"
-    " expires_at, idempotency_key, placement, job_id, owner, queue, retain_ms)"
-    " VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)"
+    " expires_at, idempotency_key, placement, job_id, owner, queue, retain_ms, job_index)"
+    " VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 # concurrency keys: scope '' is a grid-wide key an admin declared, else the owner whose key it is
 SELECT_CONCURRENCY_LIMIT = "SELECT max_running FROM concurrency_keys WHERE scope = ? AND key = ?"

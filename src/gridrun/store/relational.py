@@ -6,11 +6,11 @@ needs because several masters write at once (`FOR UPDATE`, `SKIP LOCKED` for cla
 runs as one transaction given by the backend; its notices (`Tx.notify`) reach other masters
 only if it commits.
 
-A store is its backend (`read`, `write`: the `Db` the verbs use) and six groups of verbs, each
-an object of its own module over that backend: `tasks`, `dispatch`, `attempts`, `schedules`,
-`workers`, `retention`. The steps several groups take (loading a task, inserting tasks with
-their dependencies, notices) are one shared `TaskSteps`. A verb reads in its group's module,
-the steps it takes there, and its SQL (`queries`).
+A store is its backend (`read`, `write`: the `Db` the verbs use) and seven groups of verbs,
+each an object of its own module over that backend: `tasks`, `jobs`, `dispatch`, `attempts`,
+`schedules`, `workers`, `retention`. The steps several groups take (loading a task,
+inserting tasks with their dependencies, notices) are one shared `TaskSteps`. A verb reads in
+its group's module, the steps it takes there, and its SQL (`queries`).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import TypeVar
 
 from gridrun.store.attempts import AttemptVerbs
 from gridrun.store.dispatch import DispatchVerbs
+from gridrun.store.jobs import JobVerbs
 from gridrun.store.relational_tx import Dialect, Tx
 from gridrun.store.retention import RetentionVerbs
 from gridrun.store.schedules import ScheduleVerbs
@@ -41,6 +42,7 @@ class RelationalStore(ABC):
         self.origin = origin  # this master, in notices and worker leases
         steps = TaskSteps(self)
         self.tasks = TaskVerbs(self, steps)
+        self.jobs = JobVerbs(self, steps)
         self.dispatch = DispatchVerbs(self, steps)
         self.attempts = AttemptVerbs(self, steps)
         self.schedules = ScheduleVerbs(self, steps)

@@ -39,6 +39,7 @@ OPTIONAL_SCALARS = (
     ("submitted_by", "submitted_by"),
     ("worker", "worker"),
     ("job", "job"),
+    ("index", "job_index"),
     ("class", "task_class"),
     ("retain_s", "retain_s"),
 )

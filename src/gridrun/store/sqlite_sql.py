@@ -257,6 +257,12 @@ SCHEMA_V18 = """
 ALTER TABLE output ADD COLUMN marks TEXT NOT NULL DEFAULT '';
 """
 
+# v19: arrays and jobs (gridrun.arrays): a task's index in its job, to find one by it
+SCHEMA_V19 = """
+ALTER TABLE tasks ADD COLUMN job_index INTEGER;
+CREATE INDEX tasks_by_job_index ON tasks (job_id, job_index) WHERE job_id IS NOT NULL;
+"""
+
 MIGRATIONS = [
     SCHEMA_V1,
     SCHEMA_V2,
@@ -276,5 +282,6 @@ MIGRATIONS = [
     SCHEMA_V16,
     SCHEMA_V17,
     SCHEMA_V18,
+    SCHEMA_V19,
 ]  # MIGRATIONS[n] brings a database from version n to n+1
 SCHEMA_VERSION = len(MIGRATIONS)

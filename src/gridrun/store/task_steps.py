@@ -68,6 +68,7 @@ class TaskSteps:
                 t.spec.owner,
                 t.spec.queue,
                 round(t.spec.retain_s * 1000) if t.spec.retain_s is not None else None,
+                t.spec.job_index,
             )
             for t in tasks
         ]

@@ -10,7 +10,7 @@ from gridrun.errors import InvalidTransition
 from gridrun.model import ACTIVE, Attempt, Stream, StreamOutput, Task, TaskState, transition
 from gridrun.store import NewTask, NoticeKind, Page, TaskFilter, TaskOrder, TaskOutput
 from gridrun.store import queries as sql
-from gridrun.store.relational_tx import Db, Tx, marks
+from gridrun.store.relational_tx import Db, Dialect, Tx, marks
 from gridrun.store.rows import attempt_from_row, marks_from_json, output_marks, task_from_row
 from gridrun.store.task_steps import TaskSteps
 
@@ -21,6 +21,30 @@ ORDERS = {
     "cpu": "cpu_s",
     "memory": "peak_memory_bytes",
 }
+
+
+def matching(flt: TaskFilter, dialect: Dialect) -> tuple[list[str], list[Any]]:
+    """The WHERE terms (ANDed) and their arguments of the tasks a filter matches."""
+    where: list[str] = []
+    args: list[Any] = []
+    if flt.states:
+        where.append(f"state IN ({marks(len(flt.states))})")
+        args.extend(str(s) for s in flt.states)
+    for column, value in (
+        ("worker_id", flt.worker_id), ("name", flt.name), ("job_id", flt.job),
+        ("job_index", flt.job_index), ("owner", flt.owner), ("queue", flt.queue),
+    ):  # fmt: skip
+        if value is not None:
+            where.append(f"{column} = ?")
+            args.append(value)
+    for key, value in flt.labels.items():
+        where.append(dialect.label_clause)
+        args.extend((key, value))
+    for bound, at in (("created_at >= ?", flt.since), ("created_at < ?", flt.until)):
+        if at is not None:
+            where.append(bound)
+            args.append(at)
+    return where, args
 
 
 class TaskVerbs:
@@ -47,25 +71,7 @@ class TaskVerbs:
     async def list_tasks(
         self, flt: TaskFilter, limit: int, before: int | None, order: TaskOrder = "created"
     ) -> Page:
-        where: list[str] = []
-        args: list[Any] = []
-        if flt.states:
-            where.append(f"state IN ({marks(len(flt.states))})")
-            args.extend(str(s) for s in flt.states)
-        for column, value in (
-            ("worker_id", flt.worker_id), ("name", flt.name), ("job_id", flt.job),
-            ("owner", flt.owner), ("queue", flt.queue),
-        ):  # fmt: skip
-            if value is not None:
-                where.append(f"{column} = ?")
-                args.append(value)
-        for key, value in flt.labels.items():
-            where.append(self._db.dialect.label_clause)
-            args.extend((key, value))
-        for bound, at in (("created_at >= ?", flt.since), ("created_at < ?", flt.until)):
-            if at is not None:
-                where.append(bound)
-                args.append(at)
+        where, args = matching(flt, self._db.dialect)
         if before is not None and order == "created":
             where.append("seq < ?")
             args.append(before)

@@ -27,8 +27,22 @@ class TaskFilter:
     owner: str | None = None
     queue: str | None = None
     job: str | None = None
+    job_index: int | None = None  # (with `job`) the one at this index
     since: int | None = None  # created at or after (epoch ms)
     until: int | None = None  # created before (epoch ms)
+
+
+@dataclass(frozen=True, slots=True)
+class JobSummary:
+    """A job as a whole: its first task (what it runs, whose, when: the template every task
+    of an array shares), how many tasks it has and in which states, and (`unsuccessful`, by
+    index, up to the number asked) the ended tasks that did not succeed."""
+
+    id: str
+    first: Task
+    size: int
+    counts: Mapping[TaskState, int]
+    unsuccessful: Sequence[Task] = ()
 
 
 # how a listing is ordered: newest first (paged), or the largest first by what it took (the

@@ -26,7 +26,7 @@ log = logging.getLogger("gridrun.master")
 # Wake-ups acted on even when they are this master's own: a step can change tasks besides the
 # one it was asked about (tasks waiting for it are released or skipped), and the store says so
 # only by notices.
-OWN_TOO = frozenset({NoticeKind.QUEUED, NoticeKind.TASK})
+OWN_TOO = frozenset({NoticeKind.QUEUED, NoticeKind.TASK, NoticeKind.RESYNC})
 
 
 class Peers:

@@ -12,6 +12,7 @@ from gridrun.clock import Clock
 from gridrun.master.core.admission import Admission
 from gridrun.master.core.config import ServiceConfig
 from gridrun.master.core.dispatcher import Dispatcher
+from gridrun.master.core.jobs import Jobs
 from gridrun.master.core.liveness import Liveness
 from gridrun.master.core.metrics import Metrics
 from gridrun.master.core.pacing import Pacing
@@ -42,6 +43,7 @@ class Core:
     streams: WorkerStreams
     retention: Retention
     service: Service
+    jobs: Jobs
     schedules: Schedules
     liveness: Liveness
     peers: Peers
@@ -66,6 +68,7 @@ def wire(
     streams = WorkerStreams(store, clock, config, sessions, pacing, trust, signals)
     retention = Retention(store.retention, clock, config, metrics)
     service = Service(store, clock, sessions, signals, pacing, admission, streams, sealer)
+    jobs = Jobs(store, clock, sessions, signals, admission, service)
     schedules = Schedules(store.schedules, clock, admission, signals)
     liveness = Liveness(
         store, clock, config, sessions, signals, pacing, trust, streams, retention, schedules
@@ -73,5 +76,5 @@ def wire(
     peers = Peers(store, sessions, signals, service)
     return Core(
         store, clock, config, sessions, metrics, signals, pacing, admission, trust,
-        dispatcher, streams, retention, service, schedules, liveness, peers,
+        dispatcher, streams, retention, service, jobs, schedules, liveness, peers,
     )  # fmt: skip

@@ -72,6 +72,7 @@ def create_api(
     app.add_middleware(BrowserGuard, allowed_hosts=allowed_hosts or AllowedHosts())
     # what the routes call (see routes.common): the use cases, and the parts they show
     app.state.service = core.service
+    app.state.jobs = core.jobs
     app.state.schedules = core.schedules
     app.state.retention = core.retention
     app.state.metrics = core.metrics

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import functools
 from collections.abc import Callable, Mapping
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gridrun.arrays import MAX_ARRAY
 from gridrun.errors import InvalidSpec
 from gridrun.model import DEFAULT_QUEUE, Placement, RetryPolicy, Sealed, TaskSpec
 from gridrun.resources import NO_RESOURCES, Resources
@@ -216,6 +218,73 @@ def _default_retry(max_attempts: int) -> RetryPolicy:
 
 class BatchIn(_In):
     tasks: Annotated[list[TaskIn], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+class ArrayIn(_In):
+    """Many tasks of one template as one job, stored in one transaction (all or none)."""
+
+    task: TaskIn = Field(
+        description="The template. With `commands` it has no cmd or argv: each command is"
+        " one task's `cmd`."
+    )
+    array: str | None = Field(
+        None,
+        description="Its indexes as Slurm's --array: 1-100, 0-10:2, 2,8-10, optionally with"
+        " %N (at most N run at once); with items or commands, which of them (numbered from"
+        " 0). Default: one task per item or command.",
+        examples=["1-100%10"],
+    )
+    items: Annotated[list[str], Field(max_length=MAX_ARRAY)] | None = Field(
+        None,
+        description="One task per item, given it in GRIDRUN_ARRAY_ITEM as it is (a file's"
+        " line without its newline; a JSON item as JSON).",
+    )
+    commands: Annotated[list[str], Field(max_length=MAX_ARRAY)] | None = Field(
+        None, description="One task per command line (gridrun submit --file)."
+    )
+
+    def specs(self, submitted_by: str, seal: Seal) -> tuple[TaskSpec, list[TaskSpec] | None]:
+        """The template's spec, and (with commands) each command's."""
+        if self.items is not None and self.commands is not None:
+            raise InvalidSpec("give items or commands, not both")
+        if self.commands is None:
+            return self.task.to_spec(submitted_by, seal), None
+        if self.task.cmd is not None or self.task.argv is not None:
+            raise InvalidSpec("with commands, the template has no cmd or argv of its own")
+        if not self.commands:
+            raise InvalidSpec("commands is empty")
+        # (secret_env sealed once, for all of them)
+        base = self.task.model_copy(update={"cmd": self.commands[0]}).to_spec(submitted_by, seal)
+        each = [base]
+        for line in self.commands[1:]:
+            spec = self.task.model_copy(update={"cmd": line, "secret_env": {}}).to_spec(
+                submitted_by, seal
+            )
+            each.append(dataclasses.replace(spec, secrets=base.secrets))
+        return base, each
+
+
+class RetryJobIn(_In):
+    states: list[Literal["failed", "timed_out", "lost", "cancelled", "rejected", "expired",
+                         "skipped"]] | None = Field(
+        None, description="Run again its tasks in these states (default: failed, timed_out,"
+        " lost, cancelled)."
+    )  # fmt: skip
+
+
+class CancelIn(_In):
+    """Which tasks to cancel: all that match every field given."""
+
+    state: list[Literal["waiting", "queued", "assigned", "running"]] = Field(
+        default_factory=list, description="In these states (default: any not ended)."
+    )
+    owner: str | None = None
+    queue: str | None = None
+    job: str | None = None
+    label: list[str] = Field(default_factory=list, description="k=v: labels it has, each.")
+    name: str | None = None
+    worker: str | None = None
+    all: bool = Field(False, description="With no other field: every task (the caller's own).")
 
 
 class LegacyTaskIn(_In):

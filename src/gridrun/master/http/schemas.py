@@ -21,11 +21,6 @@ from gridrun.model import (
 
 
 def iso(ms: int | None) -> datetime | None:
-    """An epoch-ms time as the API's datetime."""
-    return _iso(ms)
-
-
-def _iso(ms: int | None) -> datetime | None:
     """A stored time as a date; None for none, or for one no date can hold (a record stored
     before reports were checked: reading a task must never fail)."""
     if ms is None:
@@ -54,15 +49,15 @@ class AttemptOut(BaseModel):
     @classmethod
     def of(cls, attempt: Attempt) -> AttemptOut:
         used = attempt.usage or Usage()
-        assigned = _iso(attempt.assigned_at)
+        assigned = iso(attempt.assigned_at)
         assert assigned is not None
         return cls(
             attempt=attempt.attempt,
             worker_id=attempt.worker_id,
             state=attempt.state,
             assigned_at=assigned,
-            started_at=_iso(attempt.started_at),
-            finished_at=_iso(attempt.finished_at),
+            started_at=iso(attempt.started_at),
+            finished_at=iso(attempt.finished_at),
             exit_code=attempt.exit_code,
             signal=attempt.signal,
             error=attempt.error,
@@ -138,7 +133,7 @@ class TaskOut(BaseModel):
         is about 2.5x faster than `model_construct`'s Python loop over the fields (a batch answer
         holds up to 10,000 of them)."""
         spec = task.spec
-        created = _iso(task.created_at)
+        created = iso(task.created_at)
         assert created is not None
         return cls(
             id=task.id,
@@ -157,9 +152,9 @@ class TaskOut(BaseModel):
             worker_id=task.worker_id,
             cancel_requested=task.cancel_requested,
             created_at=created,
-            assigned_at=_iso(task.assigned_at),
-            started_at=_iso(task.started_at),
-            finished_at=_iso(task.finished_at),
+            assigned_at=iso(task.assigned_at),
+            started_at=iso(task.started_at),
+            finished_at=iso(task.finished_at),
             exit_code=task.exit_code,
             signal=task.signal,
             error=task.error,
@@ -174,7 +169,7 @@ class TaskOut(BaseModel):
             retain_s=spec.retain_s,
             stdin_bytes=len(spec.stdin) if spec.stdin is not None else 0,
             script_bytes=len(spec.script) if spec.script is not None else 0,
-            retry_at=_iso(task.not_before) if task.state is TaskState.QUEUED else None,
+            retry_at=iso(task.not_before) if task.state is TaskState.QUEUED else None,
             on=", ".join(map(str, spec.selector)) or None,
             cpu=spec.resources.cpu,
             memory_mb=spec.resources.memory_mb,
@@ -213,7 +208,7 @@ class ScheduleOut(BaseModel):
     @classmethod
     def of(cls, schedule: Schedule) -> ScheduleOut:
         spec = schedule.spec
-        created, next_at = _iso(schedule.created_at), _iso(schedule.next_at)
+        created, next_at = iso(schedule.created_at), iso(schedule.next_at)
         assert created is not None
         assert next_at is not None
         return cls(
@@ -228,7 +223,7 @@ class ScheduleOut(BaseModel):
             labels=dict(spec.labels),
             created_at=created,
             next_at=next_at,
-            last_fired=_iso(schedule.last_fired),
+            last_fired=iso(schedule.last_fired),
             last_task=schedule.last_task,
             over_quota=schedule.over_quota,
             submitted_by=spec.submitted_by,
@@ -237,14 +232,6 @@ class ScheduleOut(BaseModel):
 
 class ScheduleListOut(BaseModel):
     schedules: list[ScheduleOut]
-
-
-class JobOut(BaseModel):
-    """A broadcast job: the same command once on each matching live worker."""
-
-    id: str
-    tasks: list[TaskOut]
-    expired: int = Field(0, description="Its tasks deleted by retention since (not listed).")
 
 
 class BatchOut(BaseModel):
@@ -307,8 +294,8 @@ class WorkerOut(BaseModel):
             state=worker.state,
             version=worker.version,
             legacy=worker.legacy,
-            connected_at=_iso(worker.connected_at),
-            last_seen=_iso(worker.last_seen),
+            connected_at=iso(worker.connected_at),
+            last_seen=iso(worker.last_seen),
             resources=dict(worker.resources),
             quarantined=quarantined,
             containment=worker.containment,

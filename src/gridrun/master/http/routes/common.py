@@ -19,6 +19,7 @@ from gridrun.auth import Permission, Principal
 from gridrun.errors import BadRequest, Forbidden, InvalidSpec
 from gridrun.master.core.access import Access
 from gridrun.master.core.audit import Audit
+from gridrun.master.core.jobs import Jobs
 from gridrun.master.core.metrics import Metrics
 from gridrun.master.core.retention import Retention
 from gridrun.master.core.schedules import Schedules
@@ -54,6 +55,7 @@ def _audit(request: Request) -> Audit:
 
 
 ServiceDep = Annotated[Service, Depends(_state("service"))]
+JobsDep = Annotated[Jobs, Depends(_state("jobs"))]
 SchedulesDep = Annotated[Schedules, Depends(_state("schedules"))]
 RetentionDep = Annotated[Retention, Depends(_state("retention"))]
 MetricsDep = Annotated[Metrics, Depends(_state("metrics"))]

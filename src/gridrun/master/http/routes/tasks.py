@@ -129,6 +129,9 @@ async def list_tasks(
     worker: str | None = None,
     name: str | None = None,
     job: str | None = None,
+    index: Annotated[
+        int | None, Query(ge=0, description="(with job) its task at this index.")
+    ] = None,
     owner: str | None = None,
     queue: str | None = None,
     label: Annotated[
@@ -154,6 +157,8 @@ async def list_tasks(
     cursor: Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$")] = None,
 ) -> TaskListOut | Response:
     labels = parse_labels(label or [])  # 422 for anything but k=v
+    if index is not None and job is None:
+        raise InvalidSpec("index names a task of a job: give job too")
     if cursor is not None and sort != "created":
         raise InvalidSpec("a cursor pages a listing by creation only (sort=created)")
     page = await service.list_tasks(
@@ -163,6 +168,7 @@ async def list_tasks(
             name=name,
             labels=labels,
             job=job,
+            job_index=index,
             owner=owner,
             queue=queue,
             since=_epoch_ms(since, "since"),

@@ -20,7 +20,8 @@ def _options(*path: str) -> set[str]:
 
 
 def test_every_task_option_of_submit_exists_on_run_and_schedule_add() -> None:
-    own = {"--file", "--no-wait", "--json", "--url", "--all", "--cron", "--help"}
+    own = {"--file", "--no-wait", "--json", "--url", "--all", "--cron", "--help", "--array",
+           "--each-line", "--from-json", "--wait"}  # fmt: skip
     submit = _options("submit") - own
     assert {"--retry-delay", "--retry-on", "--queue-timeout", "--idempotency-key", "--after",
             "--secret-env", "--secret-env-file", "--placement", "--class"} <= submit  # fmt: skip

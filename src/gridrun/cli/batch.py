@@ -1,33 +1,20 @@
-"""`gridrun submit --file`: a file of commands, one task a line, submitted in batches, with a
+"""`gridrun submit --file`: a file of commands, one task a line, submitted as one job, with a
 progress bar until all have ended and, at the end, which lines did not succeed."""
 
 from __future__ import annotations
 
-import shlex
 import sys
-import time
 from pathlib import Path
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
 from gridrun.cli import render
 from gridrun.cli.common import err, fail, print_json, say
+from gridrun.cli.jobs import follow_job
 from gridrun.cli.options import TaskOptions
-from gridrun.client import Client, TaskDict
-from gridrun.client.calls import TERMINAL
+from gridrun.client import Client, JobDict
 from gridrun.errors import ClientError, GridrunError
-from gridrun.model import TaskState
 from gridrun.text import visible
-
-FILE_BATCH = 1000  # tasks per POST: each batch is one transaction on the master
-PROGRESS_EVERY_S = 0.5
 
 
 def command_lines(file: Path) -> list[tuple[int, str]]:
@@ -54,84 +41,45 @@ def submit_file(
     no_wait: bool,
     json_out: bool,
 ) -> None:
-    """Submit the lines in batches; unless told not to, show progress until all have ended.
-    With --idempotency-key K, line N gets K-N: submitting the same file again is harmless."""
+    """Submit the lines as one job (one transaction: all of them or none); unless told not
+    to, show progress until all have ended, then which lines did not succeed. With
+    --idempotency-key K, the command at index N gets K-N: submitting the same file again is
+    harmless."""
     label = options.name or file.name
-    key = options.idempotency_key
-    bodies = [
-        options.body([cmd], name=label, idempotency_key=f"{key}-{n}" if key else None)
-        for n, cmd in lines
-    ]
-    ids: list[str] = []
-    for start in range(0, len(bodies), FILE_BATCH):
-        try:
-            ids += client.submit_ids(bodies[start : start + FILE_BATCH])
-        except GridrunError as exc:
-            first, last = lines[start][0], lines[min(start + FILE_BATCH, len(lines)) - 1][0]
-            done = f"; lines before {first} were submitted" if start else ""
-            raise ClientError(f"lines {first}-{last} of {file}: {exc.message}{done}") from None
+    template = {
+        k: v for k, v in options.body(["-"], name=label).items() if k not in ("cmd", "argv")
+    }
+    try:
+        made = client.submit_array(template, commands=[cmd for _, cmd in lines])
+    except GridrunError as exc:
+        raise ClientError(f"{file}: {exc.message} (nothing was submitted)") from None
+    job_id = made["id"]
     if no_wait:
+        tasks = sorted(client.iter_tasks(job=job_id), key=lambda t: t["job_index"] or 0)
+        ids = [t["id"] for t in tasks]
         print_json(ids) if json_out else print("\n".join(ids))
+        err.print(f"job {job_id} (gridrun job show {job_id})", highlight=False)
         return
-    ended = _progress(client, label, ids)
-    counts = {state: sum(t["state"] == state for t in ended.values()) for state in TERMINAL}
+    job = follow_job(client, job_id, label)
     if json_out:
-        print_json(list(ended.values()))
+        print_json(job)
     else:
-        summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()) if n)
-        say(f"{len(ids)} tasks from {file}: {summary}")
-        _say_failed_lines(file, label, lines, ids, ended)
-    failed = len(ids) - counts.get(TaskState.SUCCEEDED, 0)
-    raise typer.Exit(1 if failed else 0)
+        counts = ", ".join(f"{n} {state}" for state, n in sorted(job["counts"].items()) if n)
+        say(f"{job['size']} tasks from {file}: {counts}")
+        _say_failed_lines(file, lines, job)
+    raise typer.Exit(0 if job["succeeded"] == job["size"] else 1)
 
 
 FAILED_LINES_SHOWN = 10
 
 
-def _say_failed_lines(
-    file: Path,
-    label: str,
-    lines: list[tuple[int, str]],
-    ids: list[str],
-    ended: dict[str, TaskDict],
-) -> None:
+def _say_failed_lines(file: Path, lines: list[tuple[int, str]], job: JobDict) -> None:
     """Which lines did not succeed (the first FAILED_LINES_SHOWN), as FILE:LINE: how, the
     command, and the task id, so a user can look at one or fix the file."""
-    failed = [
-        (number, command, ended[task_id])
-        for (number, command), task_id in zip(lines, ids, strict=True)
-        if ended[task_id]["state"] != TaskState.SUCCEEDED
-    ]
-    for number, command, task in failed[:FAILED_LINES_SHOWN]:
+    bad = job["unsuccessful"]
+    for task in bad[:FAILED_LINES_SHOWN]:
+        number, command = lines[task["index"] or 0]
         say(f"  {file}:{number}: {render.outcome(task)}: {visible(command)}  ({task['id']})")
-    if len(failed) > FAILED_LINES_SHOWN:
-        more = len(failed) - FAILED_LINES_SHOWN
-        say(f"  and {more:,} more (gridrun ls --name {shlex.quote(visible(label))})")
-
-
-def _progress(client: Client, name: str, ids: list[str]) -> dict[str, TaskDict]:
-    """A progress bar (on stderr) of the tasks ended, succeeded and failed; the ended tasks."""
-    mine, ended = set(ids), dict[str, TaskDict]()
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("[green]{task.fields[ok]} ok[/] [red]{task.fields[bad]} failed[/]"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=err, transient=False) as progress:
-        bar = progress.add_task(name, total=len(ids), ok=0, bad=0)
-        while len(ended) < len(ids):
-            cursor = None
-            while True:  # every page of tasks with this name; ours are picked by id
-                page, cursor = client.list_tasks(name=name, limit=1000, cursor=cursor)
-                for task in page:
-                    if task["id"] in mine and task["state"] in TERMINAL:
-                        ended[task["id"]] = task
-                if cursor is None:
-                    break
-            ok = sum(t["state"] == TaskState.SUCCEEDED for t in ended.values())
-            progress.update(bar, completed=len(ended), ok=ok, bad=len(ended) - ok)
-            if len(ended) < len(ids):
-                time.sleep(PROGRESS_EVERY_S)
-    return ended
+    more = job["ended"] - job["succeeded"] - min(len(bad), FAILED_LINES_SHOWN)
+    if more > 0:
+        say(f"  and {more:,} more (gridrun job show {job['id']})")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import shlex
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -62,7 +63,8 @@ EXIT_STATUS: dict[str, int] = {
 }
 
 
-def outcome(task: TaskDict) -> str:
+def outcome(task: Mapping[str, Any]) -> str:
+    """How a task ended: its state, exit code or signal, and error."""
     parts = [task["state"]]
     if task["exit_code"] is not None:
         parts.append(f"exit {task['exit_code']}")
@@ -86,7 +88,7 @@ def cell(text: str) -> str:
     return escape(visible(text))
 
 
-def _time(value: str | None) -> str:
+def when(value: str | None) -> str:
     if not value:
         return "-"
     return datetime.fromisoformat(value).astimezone().strftime("%H:%M:%S")
@@ -173,13 +175,9 @@ def task_rows(tasks: list[TaskDict], usage: bool = False) -> tuple[list[str], li
                     t["state"],
                     exit_text,
                     t["worker_id"] or "-",
-                    _time(t["created_at"]),
+                    when(t["created_at"]),
                     _duration(t["started_at"], t["finished_at"]),
-                    *(
-                        [cpu_time(t.get("cpu_s")), size(t.get("peak_memory_bytes"))]
-                        if usage
-                        else []
-                    ),
+                    *([cpuwhen(t.get("cpu_s")), size(t.get("peak_memory_bytes"))] if usage else []),
                     command,
                 )
             ]
@@ -265,16 +263,16 @@ def attempt_table(task: TaskDict) -> Table | None:
             styled_state(a["state"]),
             "-" if a["exit_code"] is None else str(a["exit_code"]),
             cell(a["worker_id"]),
-            _time(a["started_at"]),
+            when(a["started_at"]),
             _duration(a["started_at"], a["finished_at"]),
         ]
         if measured:
-            cells += [cpu_time(a.get("cpu_s")), size(a.get("peak_memory_bytes"))]
+            cells += [cpuwhen(a.get("cpu_s")), size(a.get("peak_memory_bytes"))]
         table.add_row(*cells, cell(a["error"] or ""))
     return table
 
 
-def cpu_time(seconds: float | None) -> str:
+def cpuwhen(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds:.2f}s"
 
 
@@ -323,7 +321,7 @@ def worker_rows(workers: list[WorkerDict]) -> tuple[list[str], list[list[str]]]:
             ", ".join(f"{k}={v}" for k, v in w["labels"].items()) or "-",
             (w.get("containment") or "-").split(" ")[0],  # the mode; --json: the detail
             tasks_as(w.get("containment")),
-            _time(w["last_seen"]),
+            when(w["last_seen"]),
         ]
         for w in workers
     ]

@@ -31,6 +31,7 @@ from gridrun.cli.common import (
     say,
 )
 from gridrun.cli.follow import Printer, WhyItWaits, epoch_ms, follow_output
+from gridrun.cli.jobs import read_items, submit_array
 from gridrun.cli.options import (
     NO_OPTIONS,
     Command,
@@ -72,10 +73,53 @@ def submit(
     no_wait: Annotated[
         bool, typer.Option("--no-wait", help="With --file: print the ids and return.")
     ] = False,
+    array: Annotated[
+        str | None,
+        typer.Option(
+            "--array",
+            metavar="SPEC",
+            help="An array job: one task per index, as Slurm's --array (1-100, 0-10:2,"
+            " 2,8-10; %N: at most N at once), each given $GRIDRUN_ARRAY_INDEX. With"
+            " --each-line/--from-json: which items. Prints the job's id.",
+        ),
+    ] = None,
+    each_line: Annotated[
+        Path | None,
+        typer.Option(
+            "--each-line",
+            metavar="FILE",
+            help="An array job: one task per line of FILE (- : stdin), given it in"
+            " $GRIDRUN_ARRAY_ITEM as it is, without its newline.",
+        ),
+    ] = None,
+    from_json: Annotated[
+        Path | None,
+        typer.Option(
+            "--from-json",
+            metavar="FILE",
+            help="An array job: one task per item of the JSON array in FILE, given it in"
+            " $GRIDRUN_ARRAY_ITEM as JSON.",
+        ),
+    ] = None,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait",
+            help="Show progress until every task has ended; exit 0 if all succeeded, else 1.",
+        ),
+    ] = False,
     url: Url = None,
     json_out: JsonOut = False,
 ) -> None:
-    """Queue a command and print its task id (or a file of commands, with a progress bar)."""
+    """Queue a command and print its task id (or a file of commands, with a progress bar; or
+    an array of them, printing the job id)."""
+    if array is not None or each_line is not None or from_json is not None:
+        if file is not None:
+            fail("give --file or an array (--array, --each-line, --from-json), not both", 2)
+        items = read_items(each_line, from_json)
+        with guard, connect(url) as client:
+            submit_array(client, command or [], options, array, items, wait, json_out)
+        return
     if file is not None:
         if command:
             fail("give either --file or a command, not both", 2)
@@ -87,7 +131,13 @@ def submit(
         return
     with guard, connect(url) as client:
         task = _submit(client, command or [], options)
+        if wait:
+            task = client.wait(task["id"])
         print_json(task) if json_out else print(task["id"])
+    if wait:
+        if not json_out and task["state"] != TaskState.SUCCEEDED:
+            say(f"{task['id']}: {render.outcome(task)}")
+        raise typer.Exit(0 if task["state"] == TaskState.SUCCEEDED else 1)
 
 
 @app.command(context_settings=COMMAND_CONTEXT)
@@ -303,6 +353,10 @@ def logs(
         int | None,
         typer.Option(min=0, metavar="N", help="Only the last N lines (with -f: then follow)."),
     ] = None,
+    index: Annotated[
+        int | None,
+        typer.Option("--index", min=0, metavar="N", help="The ID is a job's: its task at index N."),
+    ] = None,
     url: Url = None,
     json_out: JsonOut = False,
 ) -> None:
@@ -313,6 +367,12 @@ def logs(
     if follow and (json_out or stream != "both"):
         fail("--follow prints both streams as text; it takes neither --json nor --stream", 2)
     with guard, connect(url) as client:
+        if index is not None:
+            found, _ = client.list_tasks(job=task_id, index=index, limit=1)
+            if not found:
+                client.job(task_id, tasks=False)  # (no such job: its own error)
+                fail(f"job {task_id} has no task at index {index}")
+            task_id = found[0]["id"]
         if json_out:
             print_json(client.output(task_id) if tail is None else client.segments(task_id, tail))
             return

@@ -100,8 +100,43 @@ class Client:
         matches its `labels` and `on`; the job lists one task per worker."""
         return cast(JobDict, self._json("POST", "/v1/jobs", json=task))
 
-    def job(self, job_id: str) -> JobDict:
-        return cast(JobDict, self._json("GET", f"/v1/jobs/{job_id}"))
+    def job(self, job_id: str, *, tasks: bool = True) -> JobDict:
+        """A job as a whole: counts per state, progress, its unsuccessful tasks by index,
+        and (unless tasks=False) its first 1,000 tasks."""
+        params = {} if tasks else {"tasks": "false"}
+        return cast(JobDict, self._json("GET", f"/v1/jobs/{job_id}", params=params))
+
+    def jobs(self, limit: int = 20, owner: str | None = None) -> list[JobDict]:
+        """The newest jobs first, each with its counts."""
+        params: dict[str, Any] = {"limit": limit, **({"owner": owner} if owner else {})}
+        return cast(list[JobDict], (self._json("GET", "/v1/jobs", params=params))["jobs"])
+
+    def submit_array(
+        self,
+        task: Mapping[str, Any],
+        array: str | None = None,
+        items: Sequence[str] | None = None,
+        commands: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        """An array job (one durable submission): one task per index of `array` (Slurm's
+        syntax, %N capping how many run at once), per item, or per command; {id, size}."""
+        body = calls.array_body(task, array, items, commands)
+        return cast(dict[str, Any], self._json("POST", "/v1/arrays", json=body))
+
+    def cancel_job(self, job_id: str) -> dict[str, int]:
+        """Cancel every task of the job that has not ended: {cancelled, stopping}."""
+        return cast(dict[str, int], self._json("POST", f"/v1/jobs/{job_id}/cancel"))
+
+    def retry_job(self, job_id: str, states: Sequence[str] | None = None) -> dict[str, int]:
+        """Run the job's failed, timed-out, lost and cancelled tasks (or those in `states`)
+        again, each as a new attempt: {retried}."""
+        body = {"states": list(states)} if states else {}
+        return cast(dict[str, int], self._json("POST", f"/v1/jobs/{job_id}/retry", json=body))
+
+    def cancel_matching(self, **filters: Any) -> dict[str, int]:
+        """Cancel, in one request, the tasks matching every filter given (state, owner,
+        queue, job, label, name, worker; all=True with none): {cancelled, stopping}."""
+        return cast(dict[str, int], self._json("POST", "/v1/tasks/cancel", json=filters))
 
     def add_schedule(self, cron: str, **task: Any) -> dict[str, Any]:
         """Make a task (a body as POST /v1/tasks takes it) on a cron schedule, in UTC."""
@@ -139,6 +174,7 @@ class Client:
         owner: str | None = None,
         queue: str | None = None,
         job: str | None = None,
+        index: int | None = None,
         labels: Sequence[str] = (),
         since: str | None = None,
         until: str | None = None,
@@ -153,6 +189,8 @@ class Client:
             since=since, until=until, sort=sort,
         )  # fmt: skip
         params += [("label", label) for label in labels]
+        if index is not None:  # (of the job: its task at this index)
+            params.append(("index", index))
         page = self._json("GET", "/v1/tasks", params=params)
         return cast(list[TaskDict], page["tasks"]), page["next_cursor"]
 

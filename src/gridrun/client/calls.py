@@ -158,3 +158,17 @@ class EventReader:
     def read(self, lines: Iterable[str]) -> Iterator[tuple[str, dict[str, Any]]]:
         for line in lines:
             yield from self.feed(line)
+
+
+def array_body(
+    task: Mapping[str, Any],
+    array: str | None,
+    items: Sequence[str] | None,
+    commands: Sequence[str] | None,
+) -> dict[str, Any]:
+    """POST /v1/arrays's body: the template and what makes its tasks."""
+    body: dict[str, Any] = {"task": dict(task)}
+    for key, value in (("array", array), ("items", items), ("commands", commands)):
+        if value is not None:
+            body[key] = value if isinstance(value, str) else list(value)
+    return body

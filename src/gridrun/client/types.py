@@ -101,6 +101,7 @@ class TaskDict(TypedDict):
     gpus: int
     after: list[str]
     job: str | None
+    job_index: int | None  # its index in its job (an array's; a --file's command)
     pinned_worker: str | None
     task_class: str | None
     placement: str
@@ -110,9 +111,32 @@ class TaskDict(TypedDict):
     attempts: list[AttemptDict] | None
 
 
-class JobDict(TypedDict):
+class JobTaskDict(TypedDict):
     id: str
-    tasks: list[TaskDict]
+    index: int | None
+    state: str
+    exit_code: int | None
+    signal: int | None
+    error: str | None
+    worker_id: str | None
+
+
+class JobDict(TypedDict):
+    """A job as GET /v1/jobs/ID answers (see its schema)."""
+
+    id: str
+    kind: str  # array (an array, a --file batch) or broadcast
+    name: str | None
+    owner: str | None
+    command: str
+    created_at: str | None
+    size: int
+    ended: int
+    succeeded: int
+    max_running: int | None
+    counts: dict[str, int]
+    unsuccessful: list[JobTaskDict]  # by index, the first 1,000
+    tasks: list[TaskDict]  # the first 1,000 (none when asked tasks=False)
     expired: NotRequired[int]  # its tasks deleted by retention since (not listed)
 
 

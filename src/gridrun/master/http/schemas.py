@@ -110,7 +110,8 @@ class TaskOut(BaseModel):
     memory_mb: int
     gpus: int
     after: list[str] = Field(description="The tasks it runs after.")
-    job: str | None = Field(description="The broadcast job it belongs to.")
+    job: str | None = Field(description="The job it belongs to (an array, a batch, a broadcast).")
+    job_index: int | None = Field(None, description="Its index in its job.")
     task_class: str | None
     placement: Placement
     pinned_worker: str | None = Field(description="The only worker it may run on (a job's).")
@@ -176,6 +177,7 @@ class TaskOut(BaseModel):
             gpus=spec.resources.gpus,
             after=list(spec.after),
             job=spec.job,
+            job_index=spec.job_index,
             pinned_worker=spec.worker,
             task_class=spec.task_class,
             placement=spec.placement,

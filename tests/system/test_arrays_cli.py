@@ -5,13 +5,16 @@ across a master SIGKILL."""
 from __future__ import annotations
 
 import json
+import os
 import signal
+import sys
 import time
 
 import pytest
 
 from tests.helpers import eventually
 from tests.system.conftest import SystemGrid
+from tests.system.terminal import Terminal
 
 pytestmark = [pytest.mark.system]
 
@@ -145,3 +148,30 @@ def test_the_cap_holds_across_a_master_sigkill(system_grid: SystemGrid) -> None:
         running += change
         most = max(most, running)
     assert most == 2
+
+
+def test_cancel_by_filter_asks_in_a_terminal_and_counts(system_grid: SystemGrid) -> None:
+    system_grid.start_master()
+    for queue in ("nightly", "adhoc"):
+        for _ in range(3):
+            made = system_grid.cli("submit", "--queue", queue, "--on", "zone=nowhere", "--", "true")
+            assert made.returncode == 0, made.stderr
+    env = {**system_grid.env, "GRIDRUN_URL": system_grid.url}
+    term = Terminal(
+        [sys.executable, "-m", "gridrun", "cancel", "--queue", "nightly"], env, str(system_grid.tmp)
+    )
+    try:
+        term.read_until(r"cancel 3 task\(s\) not ended that match --queue nightly\? \[y/N\]")
+        os.write(term.fd, b"n\n")
+    finally:
+        code = term.close()
+    assert code == 1  # said no: nothing cancelled
+    queued = system_grid.cli_json("ls", "--state", "queued")
+    assert len(queued) == 6
+    done = system_grid.cli("cancel", "--queue", "nightly")  # no terminal: no question
+    assert (done.returncode, done.stdout) == (0, "3 cancelled, 0 stopping\n")
+    left = system_grid.cli_json("ls", "--state", "queued")
+    assert {t["queue"] for t in left} == {"adhoc"}
+    both = system_grid.cli("cancel", left[0]["id"], "--queue", "adhoc")
+    assert both.returncode == 2
+    assert "not both" in both.stderr

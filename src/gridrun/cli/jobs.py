@@ -256,6 +256,38 @@ def job_retry(
         print(f"job {job_id}: {done['retried']:,} tasks queued again")
 
 
+# ---- gridrun cancel --job/--state/...
+
+
+def cancel_matching(filters: dict[str, Any], yes: bool, url: str | None, json_out: bool) -> None:
+    """Cancel what matches, in one request; in a terminal, after saying how many and asking."""
+    with guard, connect(url) as client:
+        if not yes and sys.stdin.isatty() and sys.stdout.isatty():
+            query = {k: v for k, v in filters.items() if k != "label"}
+            many = _count_active(client, query, filters.get("label", []))
+            said = " ".join(f"--{k} {v}" for k, v in filters.items())
+            if not typer.confirm(f"cancel {many} task(s) not ended that match {said}?"):
+                raise typer.Exit(1)
+        done = client.cancel_matching(**filters)
+    if json_out:
+        print_json(done)
+    else:
+        print(f"{done['cancelled']:,} cancelled, {done['stopping']:,} stopping")
+
+
+def _count_active(client: Client, query: dict[str, Any], labels: list[str]) -> str:
+    """How many tasks not ended match (as the master will count them), for the question."""
+    states = query.pop("state", None) or ["waiting", "queued", "assigned", "running"]
+    total, cursor = 0, None
+    while True:
+        page, cursor = client.list_tasks(
+            states=states, labels=labels, limit=1000, cursor=cursor, **query
+        )
+        total += len(page)
+        if cursor is None or total >= 100_000:
+            return f"{total:,}" + ("+" if cursor else "")
+
+
 # ---- gridrun wait
 
 

@@ -31,7 +31,7 @@ from gridrun.cli.common import (
     say,
 )
 from gridrun.cli.follow import Printer, WhyItWaits, epoch_ms, follow_output
-from gridrun.cli.jobs import read_items, submit_array
+from gridrun.cli.jobs import cancel_matching, read_items, submit_array
 from gridrun.cli.options import (
     NO_OPTIONS,
     Command,
@@ -411,8 +411,38 @@ def _say_expired(task_id: str, output: TaskOutput, stream: str) -> None:
 
 
 @app.command()
-def cancel(task_id: str, url: Url = None, json_out: JsonOut = False) -> None:
-    """Cancel a task: a queued one at once, a running one by killing its process group."""
+def cancel(
+    task_id: Annotated[str | None, typer.Argument(help="A task's id.")] = None,
+    job: Annotated[str | None, typer.Option("--job", help="Every task of this job.")] = None,
+    state: Annotated[
+        list[str] | None,
+        typer.Option("--state", "-s", help="In this state (waiting, queued, assigned, running)."),
+    ] = None,
+    owner: Annotated[str | None, typer.Option("--owner", help="Submitted by this token.")] = None,
+    queue: Annotated[str | None, typer.Option("--queue", help="In this queue.")] = None,
+    label: Annotated[
+        list[str] | None, typer.Option("--label", "-l", metavar="K=V", help="With this label.")
+    ] = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Do not ask (a terminal asks before a filter).")
+    ] = False,
+    url: Url = None,
+    json_out: JsonOut = False,
+) -> None:
+    """Cancel a task: a queued one at once, a running one by killing its process group. Or,
+    with --job/--state/--owner/--queue/--label, every task that matches them all, in one
+    request (your own unless you are an admin)."""
+    filters = {
+        "job": job, "state": state, "owner": owner, "queue": queue, "label": _labels(label or [])
+    }  # fmt: skip
+    given = {k: v for k, v in filters.items() if v}
+    if given:
+        if task_id is not None:
+            fail("give a task id or filters (--job, --state, ...), not both", 2)
+        cancel_matching(given, yes, url, json_out)
+        return
+    if task_id is None:
+        fail("give a task id, or filters: gridrun cancel --job JOB | --state queued ...", 2)
     with guard, connect(url) as client:
         task = client.cancel(task_id)
     if json_out:

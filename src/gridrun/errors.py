@@ -89,6 +89,14 @@ class JobNotFound(GridrunError):
     title = "Job not found"
 
 
+class AmbiguousId(GridrunError):
+    """A short id (a prefix or the tail of an id) that more than one task or job has."""
+
+    status = 409
+    grpc_code = "FAILED_PRECONDITION"
+    title = "Ambiguous id"
+
+
 class UnsupportedMediaType(GridrunError):
     """A request body that is not application/json."""
 

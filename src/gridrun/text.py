@@ -31,3 +31,12 @@ def visible(text: str) -> str:
     """`text` with every control or invisible character written as an escape (`\\n`, `\\t`,
     `\\x1b`, `\\u202e`): one line, and nothing in it acts on the terminal."""
     return _HIDDEN.sub(_escaped, text)
+
+
+SHORT_ID = 8  # the digits of an id's tail a terminal shows (its random part; see short_ids)
+
+
+def short_id(whole: str) -> str:
+    """How a terminal shows a task's or a job's id: its last digits, which every command
+    takes back (a unique prefix or tail of 6 digits or more names it)."""
+    return whole[-SHORT_ID:] if len(whole) == 24 else whole

@@ -206,3 +206,31 @@ async def test_a_broadcast_is_a_job_like_any(grid: Grid) -> None:
     assert (done["kind"], done["size"], done["succeeded"]) == ("broadcast", 2, 2)
     brief = await job(grid, made["id"], tasks="false")
     assert (brief["tasks"], brief["size"]) == ([], 2)
+
+
+async def test_short_ids_name_a_task_or_a_job_and_ambiguity_is_said(grid: Grid) -> None:
+    await grid.add_worker("w1", slots=2)
+    made = await array(grid, task={"cmd": "echo hi", "shell": True}, array="1-2")
+    done = await ended(grid, made["id"])
+    one, two = (t["id"] for t in done["tasks"])
+    # a tail (what a terminal shows) or a prefix, of 6 digits or more
+    for short in (one[-8:], one[-6:], one[:20]):
+        got = await grid.api.get(f"/v1/tasks/{short}")
+        assert got.status_code == 200, (short, got.text)
+        assert got.json()["id"] == one
+    out = await grid.api.get(f"/v1/tasks/{one[-8:]}/output", params={"stream": "stdout"})
+    assert out.content == b"hi\n"
+    assert (await job(grid, made["id"][-8:]))["id"] == made["id"]
+    listed = await grid.api.get("/v1/tasks", params={"job": made["id"][-8:], "index": 2})
+    assert [t["id"] for t in listed.json()["tasks"]] == [two]
+    # the tasks of one submission share their first 12 digits (the time they were made)
+    shared = await grid.api.get(f"/v1/tasks/{one[:12]}")
+    assert shared.status_code == 409
+    detail = shared.json()["detail"]
+    assert one in detail
+    assert two in detail
+    assert "give more digits" in detail
+    for unknown in ("abcdef", one[:5], "not-hex-at-all"):
+        assert (await grid.api.get(f"/v1/tasks/{unknown}")).status_code == 404, unknown
+    cancelled = await grid.api.post(f"/v1/jobs/{made['id'][-8:]}/cancel")
+    assert cancelled.json() == {"cancelled": 0, "stopping": 0}  # (all ended: nothing to do)

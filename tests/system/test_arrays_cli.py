@@ -175,3 +175,23 @@ def test_cancel_by_filter_asks_in_a_terminal_and_counts(system_grid: SystemGrid)
     both = system_grid.cli("cancel", left[0]["id"], "--queue", "adhoc")
     assert both.returncode == 2
     assert "not both" in both.stderr
+
+
+def test_every_command_takes_the_short_id_a_terminal_shows(system_grid: SystemGrid) -> None:
+    system_grid.start_master()
+    system_grid.start_worker("w1", slots=2)
+    task_id = system_grid.cli("submit", "--", "echo", "short").stdout.strip()
+    job_id = system_grid.cli("submit", "--array", "0-1", "--", "echo", "arr").stdout.strip()
+    assert system_grid.cli("wait", task_id[-8:], job_id[-8:]).returncode == 0
+    assert system_grid.cli("logs", task_id[-8:]).stdout == "short\n"
+    assert system_grid.cli_json("show", task_id[-8:])["id"] == task_id
+    assert system_grid.cli_json("job", "show", job_id[-8:])["id"] == job_id
+    assert system_grid.cli("logs", job_id[-8:], "--index", "1").stdout == "arr\n"
+    tasks = system_grid.cli_json("ls", "--job", job_id[-8:])
+    assert {t["job"] for t in tasks} == {job_id}
+    # ids begin with the time they were made: one array's tasks share their first 12 digits
+    ambiguous = system_grid.cli("show", tasks[0]["id"][:12])
+    assert ambiguous.returncode == 1
+    assert "names more than one task" in ambiguous.stderr
+    assert tasks[0]["id"] in ambiguous.stderr
+    assert tasks[1]["id"] in ambiguous.stderr

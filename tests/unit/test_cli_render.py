@@ -66,7 +66,7 @@ def test_reconnect_backoff_has_full_jitter_and_a_cap() -> None:
     assert len({round(x, 6) for x in late}) > 150
 
 
-def test_the_task_table_never_cuts_an_id_even_when_narrow() -> None:
+def test_the_task_table_never_cuts_a_short_id_even_when_narrow() -> None:
     row = {
         "id": "019ac4a3f2b75c0e7d1a9f3b",
         "state": "queued",
@@ -81,6 +81,11 @@ def test_the_task_table_never_cuts_an_id_even_when_narrow() -> None:
     }
     console = Console(width=60, record=True)
     console.print(task_table([row], console.width))
+    shown = console.export_text()
+    assert "7d1a9f3b " in shown  # its short id: the tail of its digits (every command takes it)
+    assert "019ac4a3f2b7" not in shown
+    console = Console(width=60, record=True)  # whole where asked (top into a pipe)
+    console.print(task_table([row], console.width, short=False))
     assert "019ac4a3f2b75c0e7d1a9f3b" in console.export_text()
 
 
@@ -132,7 +137,7 @@ def test_at_80_columns_ids_states_and_exits_are_whole_and_a_row_is_one_line(widt
     assert len(lines) == 1 + len(ROWS)  # a header, then one line per task
     assert all(len(line) <= width for line in lines)
     for line, row, exit_text in zip(lines[1:], ROWS, ["0", "sig 15", "124"], strict=True):
-        assert line.startswith(row["id"] + " ")
+        assert line.startswith(row["id"][-8:] + " ")  # its short id, whole
         assert f" {row['state']} " in line
         assert f" {exit_text} " in line
     assert lines[1].rstrip().endswith("…")  # the long command is cut, on its one line

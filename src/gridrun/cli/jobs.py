@@ -20,7 +20,7 @@ from gridrun.client import Client, JobDict
 from gridrun.client.calls import TERMINAL
 from gridrun.errors import TaskNotFound
 from gridrun.model import TaskState
-from gridrun.text import visible
+from gridrun.text import short_id, visible
 
 POLL_S = 0.5
 SHOWN = 10  # unsuccessful tasks named in a summary, the rest counted
@@ -187,10 +187,14 @@ def job_ls(
     if not sys.stdout.isatty():
         print(render.tsv(headers, rows))
         return
-    for line in render.tsv(headers, rows).splitlines():
-        print(line.replace("\t", "  "))
     if not jobs:
         print("no jobs")
+        return
+    for row in rows:  # a terminal: short ids (every command takes them back)
+        row[0] = short_id(row[0])
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    for line in [headers, *rows]:
+        print("  ".join(visible(c).ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
 
 
 @job_app.command("show")

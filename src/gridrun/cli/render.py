@@ -15,7 +15,7 @@ from rich.text import Text
 
 from gridrun.client import TaskDict, WorkerDict
 from gridrun.model import TaskState, WorkerState
-from gridrun.text import visible
+from gridrun.text import short_id, visible
 
 # every state has a style (a test renders each one): an unknown state is shown unstyled
 STATE_STYLE: dict[str, str] = {
@@ -124,11 +124,13 @@ USAGE_KEYS = (SortKey.CPU, SortKey.MEMORY)
 WORKER_WIDTH = 16  # a worker's name beyond this is cut (`--json` and a pipe have it whole)
 
 
-def task_table(tasks: list[TaskDict], width: int, usage: bool = False) -> Table:
-    """The tasks for a terminal `width` columns wide: the id, state and exit are never cut
-    (they are what a user reads and copies); each task is one line, its command cut with an
-    ellipsis where it does not fit."""
+def task_table(tasks: list[TaskDict], width: int, usage: bool = False, short: bool = True) -> Table:
+    """The tasks for a terminal `width` columns wide: the id (`short`: its short form, which
+    every command takes back), state and exit are never cut (they are what a user reads and
+    copies); each task is one line, its command cut with an ellipsis where it does not fit."""
     headers, rows = task_rows(tasks, usage)
+    for row in rows if short else ():
+        row[0] = short_id(row[0])
     widths = [
         max([len(header)] + [len(row[i]) for row in rows]) for i, header in enumerate(headers)
     ]
@@ -352,6 +354,7 @@ def top_frame(
     owners: list[dict[str, Any]],
     recent: list[TaskDict],
     width: int,
+    short: bool = True,
 ) -> Group:
     """One frame of `gridrun top`: tasks per state, workers, owners, the recent tasks."""
     states = "  ".join(f"{styled_state(state)} {n}" for state, n in counts.items() if n)
@@ -359,5 +362,5 @@ def top_frame(
         Text.from_markup(f"[bold]gridrun[/] {cell(heading)}  {states or 'no tasks'}"),
         worker_table(workers),
         owner_table(owners),
-        task_table(recent, width),
+        task_table(recent, width, short=short),
     )

@@ -501,6 +501,7 @@ def top(
             return render.top_frame(
                 f"{client.url}  {time.strftime('%H:%M:%S')}",
                 now["tasks"], now["workers"], now["owners"], now["recent"], console.width,
+                short=sys.stdout.isatty(),  # (a pipe, a file: whole ids)
             )  # fmt: skip
 
         try:

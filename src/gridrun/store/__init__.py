@@ -85,6 +85,11 @@ class TaskStore(Protocol):
 
     async def add_tasks(self, tasks: Sequence[NewTask], now: int) -> list[Task]: ...
 
+    async def resolve_id(self, given: str) -> str:
+        """The whole id a unique prefix or tail (6 digits or more) names; `given` itself when
+        none matches; AmbiguousId when several do."""
+        ...
+
     async def get_task(self, task_id: str) -> Task: ...
 
     async def get_attempts(self, task_id: str) -> list[Attempt]: ...
@@ -111,6 +116,10 @@ class TaskStore(Protocol):
 
 class JobStore(Protocol):
     """Jobs (arrays, --file batches, broadcasts) as a whole, and cancelling by filter."""
+
+    async def resolve_id(self, given: str) -> str:
+        """As TaskStore.resolve_id, of jobs."""
+        ...
 
     async def summary(self, job_id: str, unsuccessful: int = 1000) -> JobSummary:
         """Counts per state, its first task, the first `unsuccessful` ended tasks that did

@@ -9,7 +9,7 @@ from collections.abc import Collection
 
 from gridrun.errors import JobNotFound
 from gridrun.model import ACTIVE, TERMINAL, Task, TaskState
-from gridrun.store import JobSummary, NoticeKind, TaskFilter
+from gridrun.store import JobSummary, NoticeKind, TaskFilter, short_ids
 from gridrun.store import queries as sql
 from gridrun.store.relational_tx import Db, Tx, marks
 from gridrun.store.rows import task_from_row
@@ -35,6 +35,10 @@ class JobVerbs:
     def __init__(self, db: Db, steps: TaskSteps) -> None:
         self._db = db
         self._steps = steps
+
+    async def resolve_id(self, given: str) -> str:
+        """The whole id of the job a unique prefix or tail names (see short_ids)."""
+        return await self._db.read(lambda tx: short_ids.resolve(tx, given, "job_id", "job"))
 
     async def summary(self, job_id: str, unsuccessful: int = 1000) -> JobSummary:
         """The job's counts per state and its first task; the first `unsuccessful` of its

@@ -8,7 +8,7 @@ from typing import Any
 
 from gridrun.errors import InvalidTransition
 from gridrun.model import ACTIVE, Attempt, Stream, StreamOutput, Task, TaskState, transition
-from gridrun.store import NewTask, NoticeKind, Page, TaskFilter, TaskOrder, TaskOutput
+from gridrun.store import NewTask, NoticeKind, Page, TaskFilter, TaskOrder, TaskOutput, short_ids
 from gridrun.store import queries as sql
 from gridrun.store.relational_tx import Db, Dialect, Tx, marks
 from gridrun.store.rows import attempt_from_row, marks_from_json, output_marks, task_from_row
@@ -57,6 +57,10 @@ class TaskVerbs:
         (earlier, or by another task of this batch) is not inserted: the existing task stands in
         its place in the answer, so callers see a different id than they proposed."""
         return await self._db.write(lambda tx: self._steps.insert(tx, tasks, now))
+
+    async def resolve_id(self, given: str) -> str:
+        """The whole id of the task a unique prefix or tail names (see short_ids)."""
+        return await self._db.read(lambda tx: short_ids.resolve(tx, given, "id", "task"))
 
     async def get_task(self, task_id: str) -> Task:
         return await self._db.read(lambda tx: self._steps.load(tx, task_id))

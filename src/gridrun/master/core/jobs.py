@@ -49,6 +49,10 @@ class Jobs:
         added = await self.service.submit(specs)
         return added[0][0].spec.job or job, len(added)
 
+    async def resolve(self, given: str) -> str:
+        """The whole id of the job a short id (a unique prefix or tail) names."""
+        return await self.store.jobs.resolve_id(given)
+
     async def summary(self, job_id: str, unsuccessful: int = 1000) -> JobSummary:
         return await self.store.jobs.summary(job_id, unsuccessful)
 

@@ -153,6 +153,10 @@ class Service:
         """How many tasks of this job retention has deleted."""
         return await self.store.retention.expired_count("job", job_id)
 
+    async def resolve(self, given: str) -> str:
+        """The whole id of the task a short id (a unique prefix or tail) names."""
+        return await self.store.tasks.resolve_id(given)
+
     async def get(self, task_id: str) -> Task:
         return await self.store.tasks.get_task(task_id)
 

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Annotated, Any, TypeVar
 
 import orjson
-from fastapi import Depends, Request, Response
+from fastapi import Depends, Path, Request, Response
 from fastapi.responses import StreamingResponse
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -61,6 +61,22 @@ RetentionDep = Annotated[Retention, Depends(_state("retention"))]
 MetricsDep = Annotated[Metrics, Depends(_state("metrics"))]
 TrustDep = Annotated[Trust, Depends(_state("trust"))]
 AuditDep = Annotated[Audit, Depends(_audit)]
+
+
+async def _task_id(request: Request, task_id: Annotated[str, Path()]) -> str:
+    service: Service = request.app.state.service
+    return await service.resolve(task_id)
+
+
+async def _job_id(request: Request, job_id: Annotated[str, Path()]) -> str:
+    jobs: Jobs = request.app.state.jobs
+    return await jobs.resolve(job_id)
+
+
+# a path's task or job id, whole, or a short id (a unique prefix or tail of 6+ digits: 409 if
+# several have it) made whole
+TaskId = Annotated[str, Depends(_task_id)]
+JobId = Annotated[str, Depends(_job_id)]
 
 _bearer = HTTPBearer(
     auto_error=False,

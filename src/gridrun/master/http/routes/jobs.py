@@ -26,6 +26,7 @@ from gridrun.master.http.routes.common import (
     MAX_PAGE,
     AuditDep,
     Canceller,
+    JobId,
     JobsDep,
     Reader,
     ServiceDep,
@@ -89,7 +90,7 @@ async def get_job(
     who: Reader,
     service: ServiceDep,
     jobs: JobsDep,
-    job_id: str,
+    job_id: JobId,
     tasks: Annotated[bool, Query(description="List its tasks (the first 1,000).")] = True,
 ) -> JobOut:
     """A job as a whole: counts per state, progress, its unsuccessful tasks by index."""
@@ -109,7 +110,7 @@ async def get_job(
 
 @router.post("/v1/jobs/{job_id}/cancel", response_model=CancelledOut)
 async def cancel_job(
-    request: Request, job_id: str, who: Canceller, jobs: JobsDep, audit: AuditDep
+    request: Request, job_id: JobId, who: Canceller, jobs: JobsDep, audit: AuditDep
 ) -> CancelledOut:
     """Cancel every task of the job that has not ended (admins: any job; a submit token: its
     own)."""
@@ -124,7 +125,7 @@ async def cancel_job(
 
 @router.post("/v1/jobs/{job_id}/retry", response_model=RetriedOut, responses=FULL)
 async def retry_job(
-    request: Request, job_id: str, who: Canceller, jobs: JobsDep, audit: AuditDep
+    request: Request, job_id: JobId, who: Canceller, jobs: JobsDep, audit: AuditDep
 ) -> RetriedOut:
     """Run the job's failed, timed-out, lost and cancelled tasks again (or those in `states`),
     each as a new attempt, within the quotas (429 past them). Its own or, for admins, any."""

@@ -20,10 +20,12 @@ from gridrun.master.http.routes.common import (
     MAX_WAIT_S,
     AuditDep,
     Canceller,
+    JobsDep,
     Reader,
     ServiceDep,
     StrictJsonRoute,
     Submitter,
+    TaskId,
     answer,
     audit_submit,
     check_owner,
@@ -125,6 +127,7 @@ async def submit(
 async def list_tasks(
     who: Reader,
     service: ServiceDep,
+    jobs: JobsDep,
     state: Annotated[list[TaskState] | None, Query()] = None,
     worker: str | None = None,
     name: str | None = None,
@@ -157,6 +160,8 @@ async def list_tasks(
     cursor: Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$")] = None,
 ) -> TaskListOut | Response:
     labels = parse_labels(label or [])  # 422 for anything but k=v
+    if job is not None:
+        job = await jobs.resolve(job)  # (a short id made whole)
     if index is not None and job is None:
         raise InvalidSpec("index names a task of a job: give job too")
     if cursor is not None and sort != "created":
@@ -201,7 +206,7 @@ def _epoch_ms(text: str | None, what: str) -> int | None:
 async def get_task(
     who: Reader,
     service: ServiceDep,
-    task_id: str,
+    task_id: TaskId,
     wait: Annotated[
         float,
         Query(
@@ -225,7 +230,7 @@ async def get_task(
 async def get_output(
     who: Reader,
     service: ServiceDep,
-    task_id: str,
+    task_id: TaskId,
     stream: Annotated[str | None, Query(pattern="^(stdout|stderr)$")] = None,
     follow: Annotated[
         bool,
@@ -281,7 +286,7 @@ async def get_output(
 async def get_segments(
     who: Reader,
     service: ServiceDep,
-    task_id: str,
+    task_id: TaskId,
     tail: Annotated[
         int | None, Query(ge=0, le=1_000_000, description="Only the last N lines.")
     ] = None,
@@ -295,7 +300,7 @@ async def get_segments(
 
 @router.post("/v1/tasks/{task_id}/cancel", response_model=TaskOut, responses=CONFLICT)
 async def cancel(
-    request: Request, task_id: str, who: Canceller, service: ServiceDep, audit: AuditDep
+    request: Request, task_id: TaskId, who: Canceller, service: ServiceDep, audit: AuditDep
 ) -> TaskOut:
     """Admins cancel any task; a submit token cancels the tasks it submitted."""
 

@@ -83,6 +83,7 @@ def test_every_page_is_usable_at_700_px(system_grid: SystemGrid, page: Page) -> 
         "#/": "#chart-duration canvas",
         "#/tasks": f'#tasks tr[data-id="{task_id}"]',
         "#/workers": '#workers tr[data-id="w1"]',
+        "#/jobs": "#jobs td.muted",
         "#/submit": '#known-labels button:text("zone=a")',
         f"#/task/{task_id}": '#attempts .state:text("succeeded")',
     }

@@ -128,6 +128,10 @@ class JobStore(Protocol):
 
     async def list_jobs(self, limit: int, owner: str | None = None) -> list[JobSummary]: ...
 
+    async def cells(self, job_id: str, limit: int) -> list[tuple[str, int | None, TaskState]]:
+        """(id, index, state) of its first `limit` tasks by index."""
+        ...
+
     async def cancel(self, flt: TaskFilter, now: int) -> list[Task]:
         """Cancel each task that matches and has not ended (active ones: flagged for their
         workers); the tasks as they were."""

@@ -77,6 +77,21 @@ class JobVerbs:
             ]
         return JobSummary(job_id, task_from_row(row), sum(counts.values()), counts, bad)
 
+    async def cells(self, job_id: str, limit: int) -> list[tuple[str, int | None, TaskState]]:
+        """(id, index, state) of the job's first `limit` tasks by index (a broadcast's, which
+        have none, by creation): what the dashboard draws one cell each."""
+
+        async def read(tx: Tx) -> list[tuple[str, int | None, TaskState]]:
+            rows = await tx.all(
+                "SELECT id, job_index, state FROM tasks WHERE job_id = ?"
+                " ORDER BY job_index, seq LIMIT ?",
+                job_id,
+                limit,
+            )
+            return [(i, None if n is None else int(n), TaskState(s)) for i, n, s in rows]
+
+        return await self._db.read(read)
+
     async def list_jobs(self, limit: int, owner: str | None = None) -> list[JobSummary]:
         """The newest jobs first (by their first task), each summed up (no unsuccessful)."""
 

@@ -56,6 +56,9 @@ class Jobs:
     async def summary(self, job_id: str, unsuccessful: int = 1000) -> JobSummary:
         return await self.store.jobs.summary(job_id, unsuccessful)
 
+    async def cells(self, job_id: str, limit: int) -> list[tuple[str, int | None, TaskState]]:
+        return await self.store.jobs.cells(job_id, limit)
+
     async def list_jobs(self, limit: int, owner: str | None = None) -> list[JobSummary]:
         return await self.store.jobs.list_jobs(limit, owner)
 

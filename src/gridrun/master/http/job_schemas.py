@@ -85,6 +85,15 @@ class JobOut(BaseModel):
         )
 
 
+class CellsOut(BaseModel):
+    """One entry per task, by index (what the dashboard's job page draws a cell each)."""
+
+    ids: list[str]
+    indexes: list[int | None]
+    states: list[TaskState]
+    more: int = Field(description="Tasks of the job past these (not listed).")
+
+
 class JobListOut(BaseModel):
     jobs: list[JobOut]
 

@@ -15,6 +15,7 @@ from gridrun.forms import parse_labels
 from gridrun.master.http.job_schemas import (
     ArrayOut,
     CancelledOut,
+    CellsOut,
     JobListOut,
     JobOut,
     RetriedOut,
@@ -43,6 +44,7 @@ from gridrun.model import ACTIVE, Task, TaskState
 from gridrun.store import TaskFilter
 
 router = APIRouter(route_class=StrictJsonRoute, tags=["jobs"])
+MAX_CELLS = 10_000
 
 
 @router.post("/v1/jobs", status_code=201, response_model=JobOut, responses={**CONFLICT, **FULL})
@@ -106,6 +108,24 @@ async def get_job(
         page = await service.list_tasks(TaskFilter(job=job_id), MAX_PAGE, None)
         listed = [TaskOut.of(t) for t in reversed(page.tasks)]
     return JobOut.of(job, listed, expired)
+
+
+@router.get("/v1/jobs/{job_id}/cells", response_model=CellsOut)
+async def job_cells(
+    who: Reader,
+    jobs: JobsDep,
+    job_id: JobId,
+    limit: Annotated[int, Query(ge=1, le=MAX_CELLS)] = MAX_CELLS,
+) -> CellsOut:
+    """Each task's state, by index (the first `limit`): the dashboard's matrix of the job."""
+    job = await jobs.summary(job_id, 0)
+    cells = await jobs.cells(job_id, limit)
+    return CellsOut(
+        ids=[c[0] for c in cells],
+        indexes=[c[1] for c in cells],
+        states=[c[2] for c in cells],
+        more=max(0, job.size - len(cells)),
+    )
 
 
 @router.post("/v1/jobs/{job_id}/cancel", response_model=CancelledOut)

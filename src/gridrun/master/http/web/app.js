@@ -406,7 +406,8 @@ function taskPage(signal, id) {
     onclick: () => download("/v1/tasks/" + id + "/output?stream=" + stream,
       id + "." + stream)}, stream);
   // the output first, as it was written across both streams; the spec folded below it
-  main.replaceChildren(h("div", {}, title, state, " ", cancel),
+  const jobLink = h("span", {id: "job-link"});
+  main.replaceChildren(h("div", {}, title, state, " ", cancel, " ", jobLink),
     h("h2", {}, "Output ", h("span", {class: "downloads"}, "download: ", raw("stdout"), " ",
       raw("stderr"))), output,
     h("details", {id: "spec-fold"}, h("summary", {}, "Spec"), spec),
@@ -419,6 +420,8 @@ function taskPage(signal, id) {
   const refresh = async () => {
     const t = await api("/v1/tasks/" + id);
     state.replaceChildren(badge(t.state));
+    jobLink.replaceChildren(...(t.job ? [h("a", {href: "#/job/" + t.job}, "job " + t.job +
+      (t.job_index == null ? "" : ", index " + t.job_index))] : []));
     const who = await whoami();
     cancel.hidden = !(may(who, "cancel any task") ||
       (may(who, "cancel own tasks") && who.name === t.submitted_by));
@@ -469,6 +472,92 @@ function taskPage(signal, id) {
     }
   }, signal).catch((e) => { if (!signal.aborted) say(e.message); })
     .finally(() => live.classList.remove("on"));
+}
+
+// ---- jobs: arrays, --file batches and broadcasts, each as one
+
+function progress(j) {
+  const pct = j.size ? Math.round(100 * j.ended / j.size) : 0;
+  return h("span", {class: "progress"}, h("progress", {max: j.size || 1, value: j.ended}),
+    ` ${j.ended.toLocaleString("en")} / ${j.size.toLocaleString("en")} (${pct}%)`);
+}
+
+function jobsPage(signal) {
+  const table = h("table", {id: "jobs"});
+  main.replaceChildren(h("h1", {}, "Jobs"), scroll(table));
+  repeat(async () => {
+    const list = (await api("/v1/jobs?limit=50")).jobs;
+    table.replaceChildren(
+      h("tr", {}, ["id", "kind", "name", "progress", "succeeded", "not succeeded", "owner",
+        "created", "command"].map((c) => h("th", {}, c))),
+      ...list.map((j) => h("tr", {"data-id": j.id},
+        h("td", {class: "mono"}, h("a", {href: "#/job/" + j.id}, j.id)),
+        h("td", {}, j.kind), h("td", {}, j.name || ""), h("td", {}, progress(j)),
+        h("td", {"data-count": "succeeded"}, j.succeeded),
+        h("td", {"data-count": "unsuccessful"}, j.ended - j.succeeded),
+        h("td", {}, j.owner || ""), h("td", {class: "when"}, when(j.created_at)),
+        h("td", {class: "cmd", title: j.command}, j.command))));
+    if (!list.length) table.append(h("tr", {}, h("td", {colspan: 9, class: "muted"},
+      "no jobs yet: gridrun submit --array 1-10 -- CMD")));
+  }, 3000, signal);
+}
+
+function jobPage(signal, id) {
+  const head = h("div", {id: "job-head"});
+  const counts = h("div", {id: "job-counts", class: "counts"});
+  const matrix = h("div", {id: "matrix", class: "matrix"});
+  const failed = h("table", {id: "unsuccessful"});
+  const cancel = h("button", {type: "button", class: "danger", id: "job-cancel", hidden: true},
+    "Cancel");
+  const retry = h("button", {type: "button", id: "job-retry", hidden: true}, "Retry failed");
+  main.replaceChildren(h("h1", {}, "Job ", h("span", {class: "mono"}, id), " "),
+    h("div", {class: "actions"}, cancel, " ", retry), head, counts,
+    h("h2", {}, "Tasks ", h("span", {class: "muted"}, "(one cell each, by index)")), matrix,
+    h("h2", {}, "Did not succeed"), scroll(failed));
+  const act = (button, path) => button.addEventListener("click", async () => {
+    button.disabled = true;
+    try { await api("/v1/jobs/" + id + path, {method: "POST"}); await load(); }
+    catch (e) { say(e.message); }
+    button.disabled = false;
+  });
+  act(cancel, "/cancel");
+  act(retry, "/retry");
+  const load = async () => {
+    const [j, cells, who] = await Promise.all([api("/v1/jobs/" + id + "?tasks=false"),
+      api("/v1/jobs/" + id + "/cells"), whoami()]);
+    const mine = who && who.name === j.owner;
+    cancel.hidden = !(may(who, "cancel any task") || (may(who, "cancel own tasks") && mine));
+    retry.hidden = cancel.hidden || !may(who, "submit");
+    cancel.disabled = j.ended === j.size;
+    retry.disabled = j.ended === j.succeeded;
+    head.replaceChildren(h("dl", {class: "spec"},
+      h("dt", {}, "kind"), h("dd", {"data-field": "kind"}, j.kind),
+      ...(j.name ? [h("dt", {}, "name"), h("dd", {}, j.name)] : []),
+      h("dt", {}, "command"), h("dd", {class: "mono"}, j.command),
+      h("dt", {}, "owner"), h("dd", {}, j.owner || ""),
+      h("dt", {}, "created"), h("dd", {}, when(j.created_at)),
+      ...(j.max_running ? [h("dt", {}, "at most"), h("dd", {}, j.max_running + " at once")] : []),
+      h("dt", {}, "progress"), h("dd", {"data-field": "progress"}, progress(j))));
+    counts.replaceChildren(...Object.entries(j.counts).filter(([, n]) => n).map(([s, n]) =>
+      h("span", {class: "count", "data-count": s}, badge(s), " ", n.toLocaleString("en"))));
+    matrix.classList.toggle("few", cells.ids.length <= 400); // bigger cells for a small job
+    matrix.replaceChildren(...cells.ids.map((taskId, i) => {
+      const state = cells.states[i], index = cells.indexes[i];
+      return h("a", {href: "#/task/" + taskId, class: "cell " + state, "data-state": state,
+        "data-index": index ?? "", title: (index == null ? "" : "index " + index + ": ") + state});
+    }));
+    if (cells.more) matrix.append(h("span", {class: "muted"}, ` and ${cells.more} more`));
+    failed.replaceChildren(
+      h("tr", {}, ["index", "task", "state", "exit", "error"].map((c) => h("th", {}, c))),
+      ...j.unsuccessful.map((t) => h("tr", {"data-index": t.index ?? ""},
+        h("td", {}, t.index ?? ""), h("td", {class: "mono"}, h("a", {href: "#/task/" + t.id},
+          t.id)), h("td", {}, badge(t.state)),
+        h("td", {}, t.exit_code ?? (t.signal ? "signal " + t.signal : "")),
+        h("td", {}, t.error || ""))));
+    if (!j.unsuccessful.length) failed.append(h("tr", {}, h("td", {colspan: 5, class: "muted"},
+      "none")));
+  };
+  repeat(load, 2000, signal);
 }
 
 function workersPage(signal) {
@@ -591,10 +680,13 @@ function route() {
   const parts = (path || "/").split("/").filter(Boolean);
   const name = parts[0] || "overview";
   for (const a of document.querySelectorAll("nav a")) {
-    a.classList.toggle("active", a.dataset.page === (name === "task" ? "tasks" : name));
+    const nav = name === "task" ? "tasks" : name === "job" ? "jobs" : name;
+    a.classList.toggle("active", a.dataset.page === nav);
   }
   const query = new URLSearchParams(qs || "");
   if (name === "tasks") tasksPage(page.signal, query);
+  else if (name === "jobs") jobsPage(page.signal);
+  else if (name === "job" && parts[1]) jobPage(page.signal, decodeURIComponent(parts[1]));
   else if (name === "task" && parts[1]) taskPage(page.signal, decodeURIComponent(parts[1]));
   else if (name === "workers") workersPage(page.signal);
   else if (name === "submit") submitPage(page.signal);

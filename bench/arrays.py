@@ -15,15 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
-from grid import database, free_port, wait_for
+from grid import database, lone_master
 
 
 def timed(call: object) -> float:
@@ -42,69 +39,48 @@ def best_ms(client: httpx.Client, path: str, params: dict[str, object], runs: in
 
 
 def measure(db: str, tasks: int, tmp: str) -> dict[str, float]:
-    http = free_port()
-    url = f"http://127.0.0.1:{http}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDRUN_")}
-    master = subprocess.Popen(
-        [sys.executable, "-m", "gridrun", "master", "--db", db, "--db-sync", "full",
-         "--http", f"127.0.0.1:{http}", "--grpc", f"127.0.0.1:{free_port()}",
-         "--log-level", "warning", "--max-body", "64MiB"],
-        cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
     figures: dict[str, float] = {}
-    try:
-        with httpx.Client(base_url=url, timeout=600) as client:
+    with lone_master(db, tmp, "--max-body", "64MiB") as client:
+        batch = json.dumps({"tasks": [{"argv": ["true"]}] * 1000}).encode()
+        headers = {"content-type": "application/json", "prefer": "return=minimal"}
+        client.post("/v1/tasks", content=batch, headers=headers).raise_for_status()  # warm
 
-            def ready() -> bool:
-                try:
-                    return client.get("/healthz").status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            wait_for(ready, 60, "the master to start")
-            batch = json.dumps({"tasks": [{"argv": ["true"]}] * 1000}).encode()
-            headers = {"content-type": "application/json", "prefer": "return=minimal"}
-            client.post("/v1/tasks", content=batch, headers=headers).raise_for_status()  # warm
-
-            def batches() -> None:
-                for _ in range(tasks // 1000):
-                    r = client.post("/v1/tasks", content=batch, headers=headers)
-                    r.raise_for_status()
-
-            figures["batches"] = tasks // 1000 * 1000 / timed(batches)
-            made: dict[str, str] = {}
-
-            def array() -> None:
-                body = {"task": {"argv": ["true"]}, "array": f"0-{tasks - 1}"}
-                r = client.post("/v1/arrays", json=body)
+        def batches() -> None:
+            for _ in range(tasks // 1000):
+                r = client.post("/v1/tasks", content=batch, headers=headers)
                 r.raise_for_status()
-                made["array"] = r.json()["id"]
 
-            figures["array"] = tasks / timed(array)
-            items = [f"/data/shard-{i:07d}.parquet --lr 0.{i % 97}" for i in range(tasks)]
+        figures["batches"] = tasks // 1000 * 1000 / timed(batches)
+        made: dict[str, str] = {}
 
-            def with_items() -> None:
-                body = {"task": {"argv": ["true"]}, "items": items}
-                r = client.post("/v1/arrays", json=body)
-                r.raise_for_status()
-                made["items"] = r.json()["id"]
+        def array() -> None:
+            body = {"task": {"argv": ["true"]}, "array": f"0-{tasks - 1}"}
+            r = client.post("/v1/arrays", json=body)
+            r.raise_for_status()
+            made["array"] = r.json()["id"]
 
-            figures["items"] = tasks / timed(with_items)
-            job = made["array"]
-            shown = client.get(f"/v1/jobs/{job}", params={"tasks": "false"}).json()
-            if shown["size"] != tasks:
-                raise SystemExit(f"expected {tasks} tasks in the array, got {shown['size']}")
-            figures["job_ms"] = best_ms(client, f"/v1/jobs/{job}", {"tasks": "false"})
-            figures["index_ms"] = best_ms(
-                client, "/v1/tasks", {"job": job, "index": tasks // 2, "limit": 1}
-            )
-            figures["jobs_ms"] = best_ms(client, "/v1/jobs", {})
-            figures["stats_ms"] = best_ms(client, "/v1/stats", {})
-            figures["queued"] = client.get("/v1/stats").json()["tasks"]["queued"]
-        return figures
-    finally:
-        master.send_signal(signal.SIGINT)
-        master.wait(timeout=120)
+        figures["array"] = tasks / timed(array)
+        items = [f"/data/shard-{i:07d}.parquet --lr 0.{i % 97}" for i in range(tasks)]
+
+        def with_items() -> None:
+            body = {"task": {"argv": ["true"]}, "items": items}
+            r = client.post("/v1/arrays", json=body)
+            r.raise_for_status()
+            made["items"] = r.json()["id"]
+
+        figures["items"] = tasks / timed(with_items)
+        job = made["array"]
+        shown = client.get(f"/v1/jobs/{job}", params={"tasks": "false"}).json()
+        if shown["size"] != tasks:
+            raise SystemExit(f"expected {tasks} tasks in the array, got {shown['size']}")
+        figures["job_ms"] = best_ms(client, f"/v1/jobs/{job}", {"tasks": "false"})
+        figures["index_ms"] = best_ms(
+            client, "/v1/tasks", {"job": job, "index": tasks // 2, "limit": 1}
+        )
+        figures["jobs_ms"] = best_ms(client, "/v1/jobs", {})
+        figures["stats_ms"] = best_ms(client, "/v1/stats", {})
+        figures["queued"] = client.get("/v1/stats").json()["tasks"]["queued"]
+    return figures
 
 
 def main() -> None:

@@ -57,6 +57,34 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
+@contextlib.contextmanager
+def lone_master(db: str, tmp: str, *extra: str) -> Iterator[httpx.Client]:
+    """A master with no workers on `db` (sync=full), ready; a client of its HTTP API. Stopped
+    (SIGINT) afterwards."""
+    http = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDRUN_")}
+    master = subprocess.Popen(
+        [*GRIDRUN, "master", "--db", db, "--db-sync", "full",
+         "--http", f"127.0.0.1:{http}", "--grpc", f"127.0.0.1:{free_port()}",
+         "--log-level", "warning", *extra],
+        cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{http}", timeout=600) as client:
+
+            def ready() -> bool:
+                try:
+                    return client.get("/healthz").status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            wait_for(ready, 60, "the master to start")
+            yield client
+    finally:
+        master.send_signal(signal.SIGINT)
+        master.wait(timeout=120)
+
+
 async def _admin(server: str, statement: str) -> None:
     conn = await asyncpg.connect(server, timeout=10)
     try:

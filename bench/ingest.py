@@ -16,16 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-from grid import database, free_port, wait_for
+from grid import database, lone_master
 
 ANSWERS = {"tasks": None, "ids": "return=minimal"}
 
@@ -55,39 +52,19 @@ def post_all(url: str, body: bytes, prefer: str | None, posts: int, clients: int
 def ingest_rates(
     db: str, tasks: int, batch: int, runs: list[tuple[str, int]], tmp: str
 ) -> dict[tuple[str, int], float]:
-    http = free_port()
-    url = f"http://127.0.0.1:{http}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDRUN_")}
-    master = subprocess.Popen(
-        [sys.executable, "-m", "gridrun", "master", "--db", db, "--db-sync", "full",
-         "--http", f"127.0.0.1:{http}", "--grpc", f"127.0.0.1:{free_port()}",
-         "--log-level", "warning"],
-        cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        with httpx.Client(base_url=url, timeout=120) as client:
-
-            def ready() -> bool:
-                try:
-                    return client.get("/healthz").status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            wait_for(ready, 60, "the master to start")
-            body = json.dumps({"tasks": [{"argv": ["true"]}] * batch}).encode()
-            posts = tasks // batch
-            rates = {}
-            for answer, clients in runs:
-                elapsed = post_all(url, body, ANSWERS[answer], posts, clients)
-                rates[answer, clients] = posts * batch / elapsed
-            queued = client.get("/v1/stats").json()["tasks"]["queued"]
-            expected = sum(posts + clients for _, clients in runs) * batch
-            if queued != expected:
-                raise SystemExit(f"expected {expected} queued, got {queued}")
-            return rates
-    finally:
-        master.send_signal(signal.SIGINT)
-        master.wait(timeout=60)
+    with lone_master(db, tmp) as client:
+        url = str(client.base_url)
+        body = json.dumps({"tasks": [{"argv": ["true"]}] * batch}).encode()
+        posts = tasks // batch
+        rates = {}
+        for answer, clients in runs:
+            elapsed = post_all(url, body, ANSWERS[answer], posts, clients)
+            rates[answer, clients] = posts * batch / elapsed
+        queued = client.get("/v1/stats").json()["tasks"]["queued"]
+        expected = sum(posts + clients for _, clients in runs) * batch
+        if queued != expected:
+            raise SystemExit(f"expected {expected} queued, got {queued}")
+        return rates
 
 
 def main() -> None:

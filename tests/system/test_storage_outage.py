@@ -166,6 +166,13 @@ def test_a_database_refusing_connections_is_503_on_every_route(system_grid: Syst
             ("GET", f"/v1/tasks/{kept}/output/segments", None),
             ("POST", f"/v1/tasks/{kept}/cancel", None),
             ("GET", "/v1/jobs/j1", None),
+            ("GET", "/v1/jobs", None),
+            ("GET", "/v1/jobs/j1/cells", None),
+            ("POST", "/v1/jobs/j1/cancel", None),
+            ("POST", "/v1/jobs/j1/retry", None),
+            ("POST", "/v1/arrays", {"task": {"cmd": "true"}, "array": "1-3"}),
+            ("POST", "/v1/tasks/cancel", {"queue": "nightly"}),
+            ("GET", f"/v1/tasks/{kept[-8:]}", None),  # (a short id: its lookup fails too)
             ("GET", "/v1/schedules", None),
             ("GET", "/v1/schedules/s1", None),
             ("DELETE", "/v1/schedules/s1", None),

@@ -90,3 +90,23 @@ async def test_drain_of_unknown_or_gone_workers_is_refused(grid: Grid) -> None:
     response = await grid.api.post("/v1/workers/w1/drain")
     assert response.status_code == 409
     assert "not connected" in response.json()["detail"]
+
+
+async def test_a_worker_with_an_idle_timeout_leaves_once_nothing_runs(grid: Grid) -> None:
+    """--idle-timeout: not while a task runs (nor while one waits for it), but that long
+    after the last one ended, as a drain: the master sees it go."""
+    agent = await grid.add_worker("w1", slots=1, idle_timeout_s=1.0)
+    (running,) = [r for r in grid.agents if r.agent is agent]
+    loop = asyncio.get_running_loop()
+    task = await grid.submit(cmd="sleep 2", shell=True)
+    done = await grid.wait(task["id"], timeout=30)
+    ended_at = loop.time()
+    assert done["state"] == "succeeded"
+    assert not running.task.done()  # (busy for 2 s: longer than its idle timeout)
+    await asyncio.wait_for(asyncio.shield(running.task), 10)
+    assert loop.time() - ended_at >= 0.7  # it waited its idle timeout after the task
+    workers = (await grid.api.get("/v1/workers")).json()["workers"]
+    assert [(w["id"], w["state"]) for w in workers] == [("w1", "offline")]
+    # a task submitted now waits for a worker (none is left)
+    later = await grid.submit(cmd="true")
+    assert (await grid.task(later["id"]))["state"] == "queued"

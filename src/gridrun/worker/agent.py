@@ -37,6 +37,7 @@ from gridrun.worker.events import (
 )
 from gridrun.worker.executor import Execution
 from gridrun.worker.identity import Identity
+from gridrun.worker.leaving import leave_when_idle
 from gridrun.worker.machine import machine_resources
 from gridrun.worker.outbox import Outbox
 from gridrun.worker.outgoing import Outgoing
@@ -207,12 +208,17 @@ class Agent:
         ]
         connection = asyncio.create_task(self._connect_loop(channels), name="connection")
         connection.add_done_callback(self._connection_ended)
+        idle = self.config.idle_timeout_s
+        leaving = asyncio.create_task(
+            leave_when_idle(idle, self.slots, stop) if idle else stop.wait(), name="leaving"
+        )
         try:
             await stop.wait()
             await self._drain()
         finally:
             connection.cancel()
-            await asyncio.gather(connection, return_exceptions=True)
+            leaving.cancel()
+            await asyncio.gather(connection, leaving, return_exceptions=True)
             await asyncio.gather(*(c.close() for c in channels), return_exceptions=True)
             self.spawner.close()
             self.containment.close()

@@ -54,6 +54,11 @@ class WorkerConfig(BaseModel):
         30.0, "On SIGTERM or drain, seconds running tasks may take to finish before they are"
         " stopped.", name="drain_grace", form=Form.SECONDS, ge=0,
     )  # fmt: skip
+    idle_timeout_s: float | None = setting(
+        None, "Leave (exit 0) after this long with nothing to run, e.g. 5m: as a worker of a"
+        " cluster's allocation gives its node back.", name="idle_timeout", form=Form.SECONDS,
+        gt=0,
+    )  # fmt: skip
     # the policy: what this worker agrees to run (see gridrun.worker.policy)
     allow: list[str] = setting(
         None, "Executables this worker runs: globs on the resolved path (/usr/bin/*) or names"

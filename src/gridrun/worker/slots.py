@@ -104,6 +104,7 @@ class Slots:
         self._emit = emit
         self._publish = publish
         self._runs: dict[AttemptRef, asyncio.Task[None]] = {}
+        self.started = 0  # attempts started since the worker began (what ran, however briefly)
         # assignments taken beyond the free slots, in the order they came; and the attempts
         # whose Started is queued but not yet written (each spawns once it is)
         self._held: dict[AttemptRef, pb.Assign] = {}
@@ -126,6 +127,10 @@ class Slots:
 
     def __contains__(self, ref: AttemptRef) -> bool:
         return ref in self.executions or ref in self._held
+
+    def busy(self) -> bool:
+        """Whether it runs anything, or holds an assignment for a slot."""
+        return bool(self._runs or self._held)
 
     def runs(self) -> list[asyncio.Task[None]]:
         """The attempts running now, each until its result is emitted and its slot free."""
@@ -265,6 +270,7 @@ class Slots:
             assignment, launch, self._emit, started_delay_s=None, box=box, spawner=self._spawner
         )
         self.executions[ref] = execution
+        self.started += 1
         self._publish(Running(len(self.executions)))
         gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._gates[ref] = gate

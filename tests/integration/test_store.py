@@ -15,6 +15,7 @@ import pytest
 
 from gridrun.dispatching import Active, Candidate, Placed, Quota
 from gridrun.errors import (
+    AmbiguousId,
     InvalidTransition,
     JobNotFound,
     ScheduleNotFound,
@@ -635,3 +636,20 @@ async def test_a_job_read_cancelled_and_run_again_as_one(store: Store) -> None:
     assert (await store.tasks.count_by_state())[TaskState.QUEUED] == 4  # the counts follow
     with pytest.raises(JobNotFound):
         await store.jobs.summary("nope")
+
+
+async def test_a_short_id_is_made_whole_on_each_backend(store: Store) -> None:
+    spec = make_spec(cmd="true")
+    ids = ["01a2500000aa" + "0123456789ab", "01a2500000aa" + "fedcba987654"]
+    await store.tasks.add_tasks(
+        [NewTask(i, dataclasses.replace(spec, job="01a2500000bbcafe01234567")) for i in ids],
+        now=1,
+    )
+    assert await store.tasks.resolve_id(ids[0][:14]) == ids[0]  # a unique prefix
+    assert await store.tasks.resolve_id("456789ab") == ids[0]  # a unique tail
+    assert await store.tasks.resolve_id(ids[1].upper()[-8:]) == ids[1]
+    with pytest.raises(AmbiguousId, match="names more than one task"):
+        await store.tasks.resolve_id(ids[0][:12])
+    assert await store.tasks.resolve_id("abc") == "abc"  # too short: left for the lookup
+    assert await store.tasks.resolve_id("999999") == "999999"  # none: likewise
+    assert await store.jobs.resolve_id("cafe01234567") == "01a2500000bbcafe01234567"

@@ -23,6 +23,8 @@ EXAMPLES: dict[str, list[str]] = {
         "gridrun submit --on gpu=a100 --gpus 1 --timeout 3600 -- python3 train.py",
         "gridrun submit --file nightly.txt --shell  # a task a line, a progress bar",
         "gridrun submit --stdin rows.csv -- ./load.py",
+        "gridrun submit --array 1-100%10 -- ./step.sh  # a job: $GRIDRUN_ARRAY_INDEX",
+        "gridrun submit --each-line shards.txt --wait -- ./prep.sh  # a task a line",
     ],
     "run": [
         "gridrun run -- uname -a                     # its output, its exit code",
@@ -41,8 +43,10 @@ EXAMPLES: dict[str, list[str]] = {
         "gridrun logs -t --tail 20 ID        # the last 20 lines, with their times",
         "gridrun logs -f --tail 5 ID         # from the last 5 lines, then live",
         "gridrun logs ID --stream stderr",
+        "gridrun logs JOB --index 17         # one index of an array",
     ],
-    "cancel": ["gridrun cancel ID"],
+    "cancel": ["gridrun cancel ID", "gridrun cancel --job JOB", "gridrun cancel --queue nightly"],
+    "wait": ["gridrun wait ID JOB --timeout 1h  # exit 0 if all succeeded"],
     "top": ["gridrun top", "gridrun top --json --once | jq .tasks"],
     "workers": ["gridrun workers", "gridrun drain WORKER_ID"],
 }

@@ -10,7 +10,7 @@ from __future__ import annotations
 # `gridrun --help` lists the commands as they are defined: starting processes first
 # isort: off
 from gridrun.cli import master_process, worker_process, up
-from gridrun.cli import tasks, jobs, retention, quotas, schedules, security
+from gridrun.cli import tasks, fleet, jobs, retention, quotas, schedules, security
 
 # isort: on
 import types
@@ -23,8 +23,8 @@ from gridrun.cli.common import app
 from gridrun.cli.examples import add_examples
 
 __all__ = [  # noqa: RUF022
-    "app", "main", "master_process", "worker_process", "up", "tasks", "jobs", "retention",
-    "quotas", "schedules", "security",
+    "app", "main", "master_process", "worker_process", "up", "tasks", "fleet", "jobs",
+    "retention", "quotas", "schedules", "security",
 ]  # fmt: skip
 
 

@@ -1,23 +1,27 @@
-"""The client commands: submit, run, ls, show, logs, cancel, drain, workers."""
+"""The client commands of tasks: submit, run, ls, show, logs, cancel (the fleet's are in
+`fleet`, the jobs' in `jobs`)."""
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import dataclasses
-import json
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import typer
-from rich.console import Console, Group
-from rich.live import Live
+from rich.console import Console
 
 from gridrun.cli import render
-from gridrun.cli.batch import command_lines, submit_file
+from gridrun.cli.batch import (
+    cancel_matching,
+    command_lines,
+    read_items,
+    run_everywhere,
+    submit_array,
+    submit_file,
+)
 from gridrun.cli.common import (
     COMMAND_CONTEXT,
     JsonOut,
@@ -31,7 +35,6 @@ from gridrun.cli.common import (
     say,
 )
 from gridrun.cli.follow import Printer, WhyItWaits, epoch_ms, follow_output
-from gridrun.cli.jobs import cancel_matching, read_items, submit_array
 from gridrun.cli.options import (
     NO_OPTIONS,
     Command,
@@ -41,11 +44,10 @@ from gridrun.cli.options import (
     task_options,
 )
 from gridrun.client import Client, TaskDict, TaskOutput
-from gridrun.errors import GridrunError, InvalidSpec
+from gridrun.errors import InvalidSpec
 from gridrun.forms import parse_duration
 from gridrun.model import Stream, TaskState
 from gridrun.output import Segment, last_lines
-from gridrun.text import visible
 
 # ---------------------------------------------------------------- tasks
 
@@ -171,7 +173,7 @@ def run(
         if not command and options.script is None:
             fail("give a command, e.g. gridrun run --all -- uptime", 2)
         with guard, connect(url) as client:
-            raise typer.Exit(_run_everywhere(client, options.body(command or [])))
+            raise typer.Exit(run_everywhere(client, options.body(command or [])))
     with guard, connect(url) as client:
         task = _submit(client, command or [], options)
         watching = WhyItWaits(client.url, task["id"])
@@ -191,42 +193,6 @@ def run(
         if not plain_exit or task["error"]:  # say why there is no ordinary exit code
             say(f"gridrun: task {task['id']} {render.outcome(task)}")
     raise typer.Exit(code)
-
-
-def _run_everywhere(client: Client, body: dict[str, Any]) -> int:
-    """Broadcast, wait for every worker's task, print outputs by worker and a summary."""
-    job = client.broadcast(**body)
-    tasks = sorted(job["tasks"], key=lambda t: t["pinned_worker"] or "")
-    err.print(f"job {job['id']}: {len(tasks)} worker(s)", highlight=False)
-    ended = []
-    try:
-        for task in tasks:
-            ended.append(client.wait(task["id"]))
-    except KeyboardInterrupt:
-        for task in tasks:
-            with contextlib.suppress(GridrunError):
-                client.cancel(task["id"])
-        err.print(f"cancelled job {job['id']}")
-        return 130
-    for task in ended:
-        sys.stdout.write(f"{visible(task['pinned_worker'] or '-')}:\n")
-        sys.stdout.flush()
-        streams: tuple[tuple[Literal["stdout", "stderr"], Any], ...] = (
-            ("stdout", sys.stdout),
-            ("stderr", sys.stderr),
-        )
-        for stream, sink in streams:
-            data = client.output_bytes(task["id"], stream)
-            if data:
-                sink.buffer.write(data if data.endswith(b"\n") else data + b"\n")
-                sink.buffer.flush()
-    ok = [t for t in ended if t["state"] == TaskState.SUCCEEDED]
-    bad = [f"{t['pinned_worker']}: {render.outcome(t)}" for t in ended if t not in ok]
-    summary = f"{len(ended)} worker(s): {len(ok)} succeeded"
-    if bad:
-        summary += f", {len(bad)} did not (" + "; ".join(bad) + ")"
-    say(summary)
-    return 0 if not bad else 1
 
 
 @app.command("ls")
@@ -451,91 +417,3 @@ def cancel(
         print(f"{task_id} cancelled")
     else:
         print(f"{task_id} is {task['state']}: cancel sent to worker {task['worker_id']}")
-
-
-@app.command()
-def drain(worker_id: str, url: Url = None, json_out: JsonOut = False) -> None:
-    """Drain a worker: it takes nothing new, finishes its tasks, then exits."""
-    with guard, connect(url) as client:
-        worker_row = client.drain(worker_id)
-    if json_out:
-        print_json(worker_row)
-    else:
-        print(f"{worker_id} is draining: it finishes its running tasks, then exits")
-
-
-@app.command()
-def top(
-    interval: Annotated[
-        float, typer.Option("--interval", "-i", min=0.2, help="Seconds between refreshes.")
-    ] = 1.0,
-    limit: Annotated[int, typer.Option("--limit", min=1, max=200, help="Recent tasks.")] = 15,
-    once: Annotated[bool, typer.Option("--once", help="One frame, then exit.")] = False,
-    url: Url = None,
-    json_out: Annotated[
-        bool,
-        typer.Option(
-            "--json",
-            help="One JSON object a frame, one a line (at, tasks, workers, owners, recent).",
-        ),
-    ] = False,
-) -> None:
-    """A live view of the grid: tasks per state, workers, tasks queued and running per owner
-    and queue, the most recent tasks. Ctrl-C quits. Into a pipe: a whole frame each
-    interval; --json: a JSON line each."""
-    console = Console()
-    with guard, connect(url) as client:
-
-        def snapshot() -> dict[str, Any]:
-            recent, _ = client.list_tasks(limit=limit)
-            return {
-                "at": datetime.now(UTC).isoformat(timespec="seconds"),
-                "tasks": client.stats()["tasks"],
-                "workers": client.workers(),
-                "owners": client.owners(),
-                "recent": recent,
-            }
-
-        def frame() -> Group:
-            now = snapshot()
-            return render.top_frame(
-                f"{client.url}  {time.strftime('%H:%M:%S')}",
-                now["tasks"], now["workers"], now["owners"], now["recent"], console.width,
-                short=sys.stdout.isatty(),  # (a pipe, a file: whole ids)
-            )  # fmt: skip
-
-        try:
-            if json_out:
-                while True:
-                    print(json.dumps(snapshot(), separators=(",", ":")), flush=True)
-                    if once:
-                        return
-                    time.sleep(interval)
-            if once or not sys.stdout.isatty():  # a pipe or a file: one whole frame per interval
-                plain = Console(width=max(console.width, 160), color_system=None)
-                plain = plain if not sys.stdout.isatty() else console
-                while True:
-                    plain.print(frame())
-                    print(flush=True)
-                    if once:
-                        return
-                    time.sleep(interval)
-            with Live(frame(), console=console, auto_refresh=False) as live:
-                while True:
-                    time.sleep(interval)
-                    live.update(frame(), refresh=True)
-        except (KeyboardInterrupt, BrokenPipeError):
-            pass
-
-
-@app.command()
-def workers(url: Url = None, json_out: JsonOut = False) -> None:
-    """List workers: state, slots, running tasks, labels."""
-    with guard, connect(url) as client:
-        rows = client.workers()
-    if json_out:
-        print_json(rows)
-    elif not sys.stdout.isatty():  # a pipe or a file: plain lines, nothing cut
-        print(render.tsv(*render.worker_rows(rows)))
-    else:
-        Console().print(render.worker_table(rows))

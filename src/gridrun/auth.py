@@ -40,6 +40,7 @@ class Permission(StrEnum):
     DRAIN = "drain workers"
     QUOTAS = "set quotas"
     GC = "delete ended tasks"
+    ALLOCATE = "manage allocation queues"
     JOIN = "join as a worker"
 
 
@@ -53,6 +54,7 @@ GRANTS: Mapping[Role, frozenset[Permission]] = {
             Permission.DRAIN,
             Permission.QUOTAS,
             Permission.GC,
+            Permission.ALLOCATE,
         }
     ),
     Role.SUBMIT: frozenset({Permission.READ, Permission.SUBMIT, Permission.CANCEL_OWN}),

@@ -31,12 +31,15 @@ class Candidate:
     queue: str = DEFAULT_QUEUE
     stdin: bool = False  # it has a stdin: only a worker that feeds it may take it
     script: bool = False  # it ships a script: only a worker that runs one may take it
+    # its timeout (None: none, or queued by a master older than the field): a worker that
+    # leaves at a time limit takes it only if it ends before then
+    timeout_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Lane:
     """The queued tasks of one owner, in one queue, of one shape (what placement reads of a
-    task: labels, selector, resources, class, pinned worker, concurrency key): its key (the
+    task: labels, selector, resources, class, pinned worker, concurrency key, timeout): its key (the
     stored `lane`), and a probe candidate (its owner, queue and shape) to test it against
     the free slots, the quotas and the concurrency limits without reading a row."""
 

@@ -89,6 +89,26 @@ class JobNotFound(GridrunError):
     title = "Job not found"
 
 
+class AllocQueueNotFound(GridrunError):
+    status = 404
+    grpc_code = "NOT_FOUND"
+    title = "Allocation queue not found"
+
+
+class AllocQueueExists(GridrunError):
+    status = 409
+    grpc_code = "ALREADY_EXISTS"
+    title = "Allocation queue exists"
+
+
+class AllocRefused(GridrunError):
+    """The cluster's scheduler refused an allocation (sbatch's error, a dry run's)."""
+
+    status = 422
+    grpc_code = "FAILED_PRECONDITION"
+    title = "Allocation refused"
+
+
 class AmbiguousId(GridrunError):
     """A short id (a prefix or the tail of an id) that more than one task or job has."""
 

@@ -67,7 +67,7 @@ class WorkerBatch(_message.Message):
     def __init__(self, messages: _Optional[_Iterable[_Union[WorkerMessage, _Mapping]]] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("worker_id", "hostname", "labels", "slots", "resources", "version", "running", "unacked", "max_tasks", "resumed", "identity_secret", "binds_identity", "containment", "batches", "announces_starts", "prefetch", "takes_stdin", "takes_script")
+    __slots__ = ("worker_id", "hostname", "labels", "slots", "resources", "version", "running", "unacked", "max_tasks", "resumed", "identity_secret", "binds_identity", "containment", "batches", "announces_starts", "prefetch", "takes_stdin", "takes_script", "time_left_ms")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -100,6 +100,7 @@ class Hello(_message.Message):
     PREFETCH_FIELD_NUMBER: _ClassVar[int]
     TAKES_STDIN_FIELD_NUMBER: _ClassVar[int]
     TAKES_SCRIPT_FIELD_NUMBER: _ClassVar[int]
+    TIME_LEFT_MS_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     hostname: str
     labels: _containers.ScalarMap[str, str]
@@ -118,7 +119,8 @@ class Hello(_message.Message):
     prefetch: int
     takes_stdin: bool
     takes_script: bool
-    def __init__(self, worker_id: _Optional[str] = ..., hostname: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., slots: _Optional[int] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., version: _Optional[str] = ..., running: _Optional[_Iterable[_Union[AttemptRef, _Mapping]]] = ..., unacked: _Optional[_Iterable[_Union[AttemptRef, _Mapping]]] = ..., max_tasks: _Optional[_Mapping[str, int]] = ..., resumed: _Optional[bool] = ..., identity_secret: _Optional[str] = ..., binds_identity: _Optional[bool] = ..., containment: _Optional[str] = ..., batches: _Optional[bool] = ..., announces_starts: _Optional[bool] = ..., prefetch: _Optional[int] = ..., takes_stdin: _Optional[bool] = ..., takes_script: _Optional[bool] = ...) -> None: ...
+    time_left_ms: int
+    def __init__(self, worker_id: _Optional[str] = ..., hostname: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., slots: _Optional[int] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., version: _Optional[str] = ..., running: _Optional[_Iterable[_Union[AttemptRef, _Mapping]]] = ..., unacked: _Optional[_Iterable[_Union[AttemptRef, _Mapping]]] = ..., max_tasks: _Optional[_Mapping[str, int]] = ..., resumed: _Optional[bool] = ..., identity_secret: _Optional[str] = ..., binds_identity: _Optional[bool] = ..., containment: _Optional[str] = ..., batches: _Optional[bool] = ..., announces_starts: _Optional[bool] = ..., prefetch: _Optional[int] = ..., takes_stdin: _Optional[bool] = ..., takes_script: _Optional[bool] = ..., time_left_ms: _Optional[int] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
     __slots__ = ("free_slots", "running", "draining")

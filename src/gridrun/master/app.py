@@ -14,6 +14,7 @@ import logging
 import signal
 import socket
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 
@@ -82,6 +83,12 @@ def public_bind_warnings(config: MasterConfig) -> list[str]:
     return [f"INSECURE: {gap}" for gap in gaps]
 
 
+def data_dir(config: MasterConfig) -> Path:
+    """Where the master keeps its files: beside the SQLite file (PostgreSQL: gridrun-data/
+    of the working directory)."""
+    return Path("gridrun-data") if is_postgres_url(config.db) else Path(config.db).parent
+
+
 def secret_key_file(config: MasterConfig) -> Path:
     """Where the key that seals secret_env lives: as given, else beside the SQLite file (with
     PostgreSQL, in gridrun-data/ of the working directory: give every master the same file)."""
@@ -133,9 +140,10 @@ class Master:
         self.core = wire(
             self.store,
             self.clock,
-            config.core(),
+            replace(config.core(), alloc_dir=config.alloc_dir or str(data_dir(config) / "alloc")),
             self.sessions,
             sealer=self.sealer,
+            grants=self.access.grants,
         )
         self.service = self.core.service
         self.http_port = config.http_port
@@ -154,9 +162,13 @@ class Master:
         except BaseException:
             await self.close()
             raise
+        self.core.allocator.address = self.config.advertise or advertised(
+            self.config.grpc_host, self.grpc_port
+        )
         self._tasks += [
             asyncio.create_task(self._dispatch_loop(), name="dispatch"),
             asyncio.create_task(self._history_loop(), name="history"),
+            asyncio.create_task(self._alloc_loop(), name="allocations"),
         ]
         self.core.liveness.start()
         self.core.signals.wake()  # tasks queued before a restart
@@ -336,6 +348,24 @@ class Master:
                 log.debug("no history sample this step: %r", exc)
                 continue
             history.sample(self.clock.now_ms(), counts, workers)
+
+    async def _alloc_loop(self) -> None:
+        """The allocation queues looked at every --alloc-interval (see core.allocator)."""
+        while True:
+            try:
+                await self.core.allocator.tick()
+            except Unavailable as exc:
+                log.warning("the allocation queues could not be looked at: %s", exc.message)
+            except Exception:
+                log.exception("the allocation queues could not be looked at")
+            await asyncio.sleep(self.config.alloc_interval_s)
+
+
+def advertised(host: str, port: int) -> str:
+    """The gRPC address to give workers elsewhere: a wildcard listen address names this host."""
+    if host in ("0.0.0.0", "::", ""):
+        host = socket.getfqdn()
+    return _grpc_address(host, port)
 
 
 async def run_master(config: MasterConfig) -> None:

@@ -185,6 +185,30 @@ class MasterConfig(BaseModel):
         " an hour at 5 s).",
         name="history_step", form=Form.SECONDS, gt=0, le=3600,
     )  # fmt: skip
+    alloc_interval_s: float = setting(
+        CORE.alloc_interval_s,
+        "How often the allocation queues are looked at (submissions, states), seconds.",
+        name="alloc_interval", form=Form.SECONDS, gt=0, le=3600,
+    )  # fmt: skip
+    alloc_connect_timeout_s: float = setting(
+        CORE.alloc_connect_timeout_s,
+        "A running allocation none of whose workers joined within this long is cancelled"
+        " and counts as a failure.",
+        name="alloc_connect_timeout", form=Form.SECONDS, gt=0,
+    )  # fmt: skip
+    advertise: str = setting(
+        CORE.advertise,
+        "The gRPC host:port the workers of allocation queues dial (default: --grpc, with this"
+        " host's name in place of a wildcard address).",
+        name="advertise",
+    )  # fmt: skip
+    alloc_dir: str = setting(
+        CORE.alloc_dir,
+        "Where allocation queues keep their batch jobs' files, each queue's in a directory"
+        " of its own (the jobs' output too: a directory the nodes share, for it to be read"
+        " here). Default: alloc/ beside the SQLite file.",
+        name="alloc_dir", shown="",
+    )  # fmt: skip
     secret_key_file: Path | None = setting(
         None,
         "The key that seals tasks' secret_env in the database (made 0600 if missing; every"

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Sequence
 from typing import Protocol
 
+from gridrun.allocating import Allocation, AllocQueue
 from gridrun.dispatching import Candidate, Lane, Planner, Quota
 from gridrun.model import (
     Attempt,
@@ -373,6 +374,34 @@ class RetentionStore(Protocol):
         ...
 
 
+class AllocationStore(Protocol):
+    """Allocation queues, their allocations, and the lease to act on them."""
+
+    async def add_queue(self, queue: AllocQueue) -> AllocQueue:
+        """Raises AllocQueueExists (409) if one of that name exists."""
+        ...
+
+    async def list_queues(self) -> list[AllocQueue]: ...
+
+    async def get_queue(self, name: str) -> AllocQueue: ...
+
+    async def update_queue(self, queue: AllocQueue) -> AllocQueue: ...
+
+    async def remove_queue(self, name: str) -> AllocQueue: ...
+
+    async def save_allocation(self, allocation: Allocation) -> Allocation: ...
+
+    async def allocations(self, queue: str, limit: int = 100) -> list[Allocation]: ...
+
+    async def active_allocations(self) -> list[Allocation]: ...
+
+    async def get_allocation(self, allocation_id: str) -> Allocation | None: ...
+
+    async def lead(self, now: int, until: int) -> bool:
+        """Take or renew this master's lease to act on the queues; True if it holds it."""
+        ...
+
+
 class Store(Protocol):
     """A backend: its lifecycle and notices here, its verbs in groups (`store.tasks`,
     `store.dispatch`, ...), each group one object over the backend's transactions."""
@@ -399,6 +428,9 @@ class Store(Protocol):
 
     @property
     def retention(self) -> RetentionStore: ...
+
+    @property
+    def allocations(self) -> AllocationStore: ...
 
     @property
     def shared(self) -> bool:

@@ -236,6 +236,39 @@ ALTER TABLE tasks ADD COLUMN job_index BIGINT;
 CREATE INDEX tasks_by_job_index ON tasks (job_id, job_index) WHERE job_id IS NOT NULL;
 """
 
+# v17: see the SQLite store's v20 (allocation queues)
+SCHEMA_V17 = """
+CREATE TABLE alloc_queues (
+    name       TEXT PRIMARY KEY,
+    config     TEXT NOT NULL,
+    state      TEXT NOT NULL,
+    reason     TEXT,
+    failures   BIGINT NOT NULL DEFAULT 0,
+    created_at BIGINT NOT NULL,
+    next_at    BIGINT NOT NULL DEFAULT 0
+);
+CREATE TABLE allocations (
+    id           TEXT PRIMARY KEY,
+    queue        TEXT NOT NULL,
+    state        TEXT NOT NULL,
+    workers      BIGINT NOT NULL,
+    created_at   BIGINT NOT NULL,
+    backend_id   TEXT NOT NULL DEFAULT '',
+    token_hash   TEXT NOT NULL DEFAULT '',
+    started_at   BIGINT,
+    connected_at BIGINT,
+    ended_at     BIGINT,
+    error        TEXT
+);
+CREATE INDEX allocations_by_queue ON allocations (queue, created_at);
+CREATE INDEX allocations_active ON allocations (state) WHERE state IN ('queued', 'running');
+CREATE TABLE alloc_leader (
+    id       BIGINT PRIMARY KEY,
+    master   TEXT NOT NULL,
+    until_ms BIGINT NOT NULL
+);
+"""
+
 MIGRATIONS = [
     SCHEMA_V1,
     SCHEMA_V2,
@@ -253,6 +286,7 @@ MIGRATIONS = [
     SCHEMA_V14,
     SCHEMA_V15,
     SCHEMA_V16,
+    SCHEMA_V17,
 ]  # MIGRATIONS[n] brings a database from version n to n+1
 SCHEMA_VERSION = len(MIGRATIONS)
 

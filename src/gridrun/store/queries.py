@@ -247,3 +247,42 @@ COUNT_EXPIRED = (
     " ON CONFLICT (kind, id) DO UPDATE SET n = expired.n + excluded.n"
 )
 SELECT_EXPIRED_COUNT = "SELECT n FROM expired WHERE kind = ? AND id = ?"
+
+# allocation queues (store.allocations)
+QUEUE_COLUMNS = "name, config, state, reason, failures, created_at, next_at"
+INSERT_QUEUE = (
+    f"INSERT INTO alloc_queues ({QUEUE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (name) DO NOTHING"
+)
+SELECT_QUEUES = f"SELECT {QUEUE_COLUMNS} FROM alloc_queues ORDER BY name"
+SELECT_QUEUE = f"SELECT {QUEUE_COLUMNS} FROM alloc_queues WHERE name = ?"
+UPDATE_QUEUE = (
+    "UPDATE alloc_queues SET state = ?, reason = ?, failures = ?, next_at = ? WHERE name = ?"
+)
+DELETE_QUEUE = "DELETE FROM alloc_queues WHERE name = ?"
+ALLOC_COLUMNS = (
+    "id, queue, state, workers, created_at, backend_id, token_hash, started_at, connected_at,"
+    " ended_at, error"
+)
+SAVE_ALLOCATION = (
+    f"INSERT INTO allocations ({ALLOC_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (id) DO UPDATE SET state = excluded.state, backend_id = excluded.backend_id,"
+    " started_at = excluded.started_at, connected_at = excluded.connected_at,"
+    " ended_at = excluded.ended_at, error = excluded.error"
+)
+SELECT_ALLOCATIONS_OF = (
+    f"SELECT {ALLOC_COLUMNS} FROM allocations WHERE queue = ? ORDER BY created_at DESC, id LIMIT ?"
+)
+SELECT_ACTIVE_ALLOCATIONS = (
+    f"SELECT {ALLOC_COLUMNS} FROM allocations WHERE state IN ('queued', 'running')"
+    " ORDER BY created_at, id"
+)
+SELECT_ALLOCATION = f"SELECT {ALLOC_COLUMNS} FROM allocations WHERE id = ?"
+DELETE_ALLOCATIONS_OF = "DELETE FROM allocations WHERE queue = ?"
+# one master acts on the queues at a time: it holds this lease and renews it
+TAKE_ALLOC_LEAD = (
+    "INSERT INTO alloc_leader (id, master, until_ms) VALUES (1, ?, ?)"
+    " ON CONFLICT (id) DO UPDATE SET master = excluded.master, until_ms = excluded.until_ms"
+    " WHERE alloc_leader.master = excluded.master OR alloc_leader.until_ms < ?"
+)
+SELECT_ALLOC_LEAD = "SELECT master, until_ms FROM alloc_leader WHERE id = 1"

@@ -6,9 +6,9 @@ needs because several masters write at once (`FOR UPDATE`, `SKIP LOCKED` for cla
 runs as one transaction given by the backend; its notices (`Tx.notify`) reach other masters
 only if it commits.
 
-A store is its backend (`read`, `write`: the `Db` the verbs use) and seven groups of verbs,
+A store is its backend (`read`, `write`: the `Db` the verbs use) and eight groups of verbs,
 each an object of its own module over that backend: `tasks`, `jobs`, `dispatch`, `attempts`,
-`schedules`, `workers`, `retention`. The steps several groups take (loading a task,
+`schedules`, `workers`, `retention`, `allocations`. The steps several groups take (loading a task,
 inserting tasks with their dependencies, notices) are one shared `TaskSteps`. A verb reads in
 its group's module, the steps it takes there, and its SQL (`queries`).
 """
@@ -19,6 +19,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from gridrun.store.allocations import AllocationVerbs
 from gridrun.store.attempts import AttemptVerbs
 from gridrun.store.dispatch import DispatchVerbs
 from gridrun.store.jobs import JobVerbs
@@ -48,6 +49,7 @@ class RelationalStore(ABC):
         self.schedules = ScheduleVerbs(self, steps)
         self.workers = WorkerVerbs(self)
         self.retention = RetentionVerbs(self, steps)
+        self.allocations = AllocationVerbs(self)
 
     @abstractmethod
     async def read(self, step: Callable[[Tx], Awaitable[T]]) -> T:

@@ -174,12 +174,14 @@ def placement_to_json(spec: TaskSpec) -> str:
         placement["stdin"] = True  # only a worker that feeds stdin may take it
     if spec.script is not None:
         placement["script"] = True  # only a worker that runs scripts may take it
+    if spec.timeout_s is not None:
+        placement["timeout"] = spec.timeout_s  # a worker that leaves sooner may not take it
     return orjson.dumps(placement).decode()
 
 
 def placement_from_json(text: str) -> dict[str, Any]:
     """The `placement` column as Candidate fields: terms, resources, worker, task_class, pack,
-    concurrency, stdin."""
+    concurrency, stdin, script, timeout."""
     raw = orjson.loads(text)
     return {
         "selector": terms_from_json(raw.get("on", [])),
@@ -190,6 +192,7 @@ def placement_from_json(text: str) -> dict[str, Any]:
         "concurrency": concurrency_from_json(raw.get("concurrency")),
         "stdin": bool(raw.get("stdin")),
         "script": bool(raw.get("script")),
+        "timeout_s": raw.get("timeout"),
     }
 
 

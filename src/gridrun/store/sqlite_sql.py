@@ -263,6 +263,40 @@ ALTER TABLE tasks ADD COLUMN job_index INTEGER;
 CREATE INDEX tasks_by_job_index ON tasks (job_id, job_index) WHERE job_id IS NOT NULL;
 """
 
+# v20: allocation queues (gridrun.allocating): the queues, their allocations, and which
+# master acts on them (a lease: one at a time)
+SCHEMA_V20 = """
+CREATE TABLE alloc_queues (
+    name       TEXT PRIMARY KEY,
+    config     TEXT NOT NULL,
+    state      TEXT NOT NULL,
+    reason     TEXT,
+    failures   INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    next_at    INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE TABLE allocations (
+    id           TEXT PRIMARY KEY,
+    queue        TEXT NOT NULL,
+    state        TEXT NOT NULL,
+    workers      INTEGER NOT NULL,
+    created_at   INTEGER NOT NULL,
+    backend_id   TEXT NOT NULL DEFAULT '',
+    token_hash   TEXT NOT NULL DEFAULT '',
+    started_at   INTEGER,
+    connected_at INTEGER,
+    ended_at     INTEGER,
+    error        TEXT
+) WITHOUT ROWID;
+CREATE INDEX allocations_by_queue ON allocations (queue, created_at);
+CREATE INDEX allocations_active ON allocations (state) WHERE state IN ('queued', 'running');
+CREATE TABLE alloc_leader (
+    id       INTEGER PRIMARY KEY,
+    master   TEXT NOT NULL,
+    until_ms INTEGER NOT NULL
+);
+"""
+
 MIGRATIONS = [
     SCHEMA_V1,
     SCHEMA_V2,
@@ -283,5 +317,6 @@ MIGRATIONS = [
     SCHEMA_V17,
     SCHEMA_V18,
     SCHEMA_V19,
+    SCHEMA_V20,
 ]  # MIGRATIONS[n] brings a database from version n to n+1
 SCHEMA_VERSION = len(MIGRATIONS)

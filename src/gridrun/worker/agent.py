@@ -13,6 +13,7 @@ import asyncio
 import logging
 import random
 import socket
+import time
 
 import grpc
 
@@ -37,7 +38,7 @@ from gridrun.worker.events import (
 )
 from gridrun.worker.executor import Execution
 from gridrun.worker.identity import Identity
-from gridrun.worker.leaving import leave_when_idle
+from gridrun.worker.leaving import leave_by_itself
 from gridrun.worker.machine import machine_resources
 from gridrun.worker.outbox import Outbox
 from gridrun.worker.outgoing import Outgoing
@@ -69,6 +70,8 @@ def backoff(failures: int, rng: random.Random) -> float:
 class Agent:
     def __init__(self, config: WorkerConfig, rng: random.Random | None = None) -> None:
         self.config = config
+        limit = config.time_limit_s
+        self._leaves_at = None if limit is None else time.monotonic() + limit
         policy = policy_of(config)  # (an impossible one fails before the data dir is locked)
         identities = identities_of(config)
         if config.uses_tls:  # fail at start, not at the first connection
@@ -208,9 +211,9 @@ class Agent:
         ]
         connection = asyncio.create_task(self._connect_loop(channels), name="connection")
         connection.add_done_callback(self._connection_ended)
-        idle = self.config.idle_timeout_s
         leaving = asyncio.create_task(
-            leave_when_idle(idle, self.slots, stop) if idle else stop.wait(), name="leaving"
+            leave_by_itself(self.config.idle_timeout_s, self._leaves_at, self.slots, stop),
+            name="leaving",
         )
         try:
             await stop.wait()
@@ -225,6 +228,12 @@ class Agent:
             self.slots.close()
             self.identity.release()
         log.info("worker %s stopped", self.id)
+
+    def _time_left_ms(self) -> int:
+        """Until it leaves at its time limit (0: it has none; at least 1 while it has one)."""
+        if self._leaves_at is None:
+            return 0
+        return max(1, int((self._leaves_at - time.monotonic()) * 1000))
 
     def _connection_ended(self, connection: asyncio.Task[None]) -> None:
         """A connection loop that fails stops the worker, loudly: without it the worker would
@@ -347,6 +356,7 @@ class Agent:
             takes_stdin=True,
             takes_script=True,
             prefetch=self.config.prefetch_count,
+            time_left_ms=self._time_left_ms(),
         )
         try:
             await call.write(pb.WorkerMessage(hello=hello))

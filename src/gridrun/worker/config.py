@@ -59,6 +59,11 @@ class WorkerConfig(BaseModel):
         " cluster's allocation gives its node back.", name="idle_timeout", form=Form.SECONDS,
         gt=0,
     )  # fmt: skip
+    time_limit_s: float | None = setting(
+        None, "Leave (exit 0) this long after starting, e.g. 55m (an allocation's walltime less"
+        " a margin); until then it is sent only tasks whose timeout ends before it.",
+        name="time_limit", form=Form.SECONDS, gt=0,
+    )  # fmt: skip
     # the policy: what this worker agrees to run (see gridrun.worker.policy)
     allow: list[str] = setting(
         None, "Executables this worker runs: globs on the resolved path (/usr/bin/*) or names"

@@ -35,3 +35,11 @@ class ServiceConfig:
     output_budget: int | None = None  # bytes of output kept grid-wide; beyond, the oldest go
     retain_queues: Mapping[str, float] = field(default_factory=dict)  # queue -> its retention
     history_step_s: float = 5.0  # the dashboard's charts: one sample of the grid this often
+    # allocation queues (gridrun.master.core.allocator): how often they are looked at; how
+    # long a running allocation's workers have to join before it counts as failed; the gRPC
+    # address its workers dial ("": the master's own, made by the master process); the
+    # directory its backends keep files in
+    alloc_interval_s: float = 5.0
+    alloc_connect_timeout_s: float = 300.0
+    advertise: str = ""
+    alloc_dir: str = ""  # "": alloc/ in the master's data directory

@@ -48,7 +48,8 @@ class Dispatcher:
         """Place queued tasks on free slots; return how many were assigned."""
         sessions = [s for s in self.sessions if s.reconciled and not s.closed]
         # (only workers with a place free can take anything: a fleet's full ones cost nothing)
-        capacities = [s.capacity() for s in sessions if s.places()]
+        now = self.clock.monotonic()
+        capacities = [s.capacity(now) for s in sessions if s.places()]
         free = sum(c.free for c in capacities)
         if not free:
             if any(s.prefetch for s in sessions):
@@ -147,7 +148,7 @@ class Dispatcher:
             for i, (priority, ref, session) in enumerate(held):
                 if priority >= candidate.priority:
                     break
-                if scheduler.could_run(candidate, session.capacity()):
+                if scheduler.could_run(candidate, session.capacity(self.clock.monotonic())):
                     log.info(
                         "revoking task %s attempt %d held on worker %s: task %s (priority %d)"
                         " outranks it", ref.task_id, ref.attempt, session.worker_id,

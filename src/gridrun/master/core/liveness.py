@@ -14,8 +14,10 @@ import asyncio
 import logging
 
 from gridrun.clock import Clock
+from gridrun.dispatching import Candidate
 from gridrun.errors import Unavailable
 from gridrun.master.core import fairness, scheduler
+from gridrun.master.core.alloc_fit import QueueBook
 from gridrun.master.core.config import ServiceConfig
 from gridrun.master.core.pacing import Pacing
 from gridrun.master.core.retention import Retention
@@ -35,11 +37,12 @@ class Liveness:
     def __init__(
         self, store: Store, clock: Clock, config: ServiceConfig, sessions: Sessions,
         signals: Signals, pacing: Pacing, trust: Trust, streams: WorkerStreams,
-        retention: Retention, schedules: Schedules,
+        retention: Retention, schedules: Schedules, book: QueueBook | None = None,
     ) -> None:  # fmt: skip
         self.store, self.clock, self.config, self.sessions = store, clock, config, sessions
         self.signals, self.pacing, self.trust, self.streams = signals, pacing, trust, streams
         self.retention, self.schedules = retention, schedules
+        self.book = book if book is not None else QueueBook()  # the allocation queues
         self.timeout_s = config.liveness_timeout_s
         self.period_s = min(1.0, self.timeout_s / 4)
         # Leases of other masters' workers are judged only after this master has seen the store
@@ -154,6 +157,19 @@ class Liveness:
                      " --forget-unused-workers for one that never ran anything)",
                      worker_id)  # fmt: skip
 
+    def _allocations_say(self, candidate: Candidate, why: str | None) -> str | None:
+        """The reason no live worker could take a task, with what the allocation queues can
+        do about it: bring one up, or not (and why not)."""
+        if why is None or not self.book.queues:
+            return why
+        queue = self.book.bringing(candidate)
+        if queue is not None:
+            return f"{why}; allocation queue {queue} brings workers up for it"
+        none = self.book.why_none(candidate)
+        return (
+            f"{why}, and {none}" if none is not None else f"{why} (its allocation queue is paused)"
+        )
+
     async def flag_unschedulable(self, now: int) -> None:
         """Say, on each task at the head of the queue, why no live worker could ever take it
         (no worker matches its selector, or none has the CPUs, memory or GPUs it asks), and
@@ -169,7 +185,7 @@ class Liveness:
         ]
         changes = []
         for candidate in candidates:
-            why = scheduler.why_unschedulable(candidate, live)
+            why = self._allocations_say(candidate, scheduler.why_unschedulable(candidate, live))
             if why is None and fairness.is_waiting(candidate.unschedulable):
                 continue  # a limit holds it back: dispatch says so, and clears it
             if why != candidate.unschedulable:

@@ -60,6 +60,24 @@ class Metrics:
         self.finished = Counter(
             "gridrun_tasks_finished", "Tasks that reached a terminal state.", ["state"], registry=r
         )
+        self.alloc_submitted = Counter(
+            "gridrun_allocations_submitted",
+            "Allocations submitted to a cluster's scheduler, by queue.",
+            ["queue"],
+            registry=r,
+        )
+        self.alloc_failures = Counter(
+            "gridrun_allocation_failures",
+            "Allocations refused, failed, or whose workers never joined, by queue.",
+            ["queue"],
+            registry=r,
+        )
+        self.alloc_paused = Gauge(
+            "gridrun_allocation_queue_paused",
+            "1 while an allocation queue is paused (by a user, or after failures).",
+            ["queue"],
+            registry=r,
+        )
         self.tasks = Gauge("gridrun_tasks", "Tasks per state, now.", ["state"], registry=r)
         self.queue_depth = Gauge("gridrun_queue_depth", "Tasks waiting to be placed.", registry=r)
         self.running = Gauge(

@@ -38,6 +38,9 @@ class Capacity:
     by_class: dict[str, int] = field(default_factory=dict)  # class -> attempts it holds
     takes_stdin: bool = True  # it feeds a task's stdin (a worker older than that: False)
     takes_script: bool = True  # it runs a task's script (likewise)
+    # seconds until it leaves at its time limit (worker --time-limit; None: it has none): it
+    # takes only tasks whose timeout ends before then
+    time_left: float | None = None
 
     @property
     def free(self) -> int:
@@ -106,7 +109,17 @@ def _suits(candidate: Candidate, worker: Capacity) -> bool:
         return False  # it would run the arguments as the program
     if candidate.worker is not None and candidate.worker != worker.worker_id:
         return False
+    if not fits_in_time(candidate, worker.time_left):
+        return False
     return labels_match(candidate.labels, worker.labels, candidate.selector)
+
+
+def fits_in_time(candidate: Candidate, time_left: float | None) -> bool:
+    """A task ends before a worker leaves at its time limit: it has a timeout, and the
+    timeout fits in what is left (a task without one could outlast it, and be killed)."""
+    if time_left is None:
+        return True
+    return candidate.timeout_s is not None and candidate.timeout_s <= time_left
 
 
 def _plain(candidate: Candidate) -> bool:
@@ -158,6 +171,8 @@ class Placer:
 
     def __init__(self, workers: Iterable[Capacity]) -> None:
         self.pool = [w for w in workers if w.slots > 0]
+        # a worker that leaves at a time limit takes only tasks that fit: no task is plain
+        self._timed = any(w.time_left is not None for w in self.pool)
         self._versions = [0] * len(self.pool)
         self.free = sum(w.free for w in self.pool)
         self._rankings: dict[Placement, _Ranking] = {}  # made when first needed
@@ -168,7 +183,7 @@ class Placer:
             return None
         pool, versions = self.pool, self._versions
         key = _fullness if candidate.placement is Placement.PACK else _load
-        if _plain(candidate):
+        if _plain(candidate) and not self._timed:
             if candidate.placement not in self._rankings:
                 self._rankings[candidate.placement] = _Ranking(pool, versions, key)
             chosen = self._rankings[candidate.placement].best(pool, versions, candidate.legacy_ok)

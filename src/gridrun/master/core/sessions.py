@@ -99,6 +99,7 @@ class WorkerSession:
     prefetch: int = 0
     takes_stdin: bool = False  # it feeds an Assign's stdin to the process
     takes_script: bool = False  # it runs an Assign's script
+    leaves_at: float | None = None  # (monotonic) when it leaves at its time limit, if it has one
     quarantined: str | None = None  # why it gets no new work (missed deadlines)
     # what it joined with and from where: a quarantine follows these, not only the id (a
     # worker quarantined under one id must not come back clean under another)
@@ -240,7 +241,8 @@ class WorkerSession:
         slots, prefetch = self._open()
         return max(slots + prefetch - len(self.inflight), 0)
 
-    def capacity(self) -> Capacity:
+    def capacity(self, now: float = 0.0) -> Capacity:
+        """As placement sees it at `now` (monotonic: what is left of its time limit)."""
         taken = NO_RESOURCES
         by_class: dict[str, int] = {}
         for spec in self.inflight.values():
@@ -262,6 +264,7 @@ class WorkerSession:
             by_class=by_class,
             takes_stdin=self.takes_stdin,
             takes_script=self.takes_script,
+            time_left=None if self.leaves_at is None else self.leaves_at - now,
         )
 
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gridrun.clock import Clock
+from gridrun.master.core.access import Grants
 from gridrun.master.core.admission import Admission
+from gridrun.master.core.alloc_fit import QueueBook
+from gridrun.master.core.allocator import Allocator
 from gridrun.master.core.config import ServiceConfig
 from gridrun.master.core.dispatcher import Dispatcher
 from gridrun.master.core.jobs import Jobs
@@ -47,6 +50,7 @@ class Core:
     schedules: Schedules
     liveness: Liveness
     peers: Peers
+    allocator: Allocator
 
 
 def wire(
@@ -56,6 +60,7 @@ def wire(
     sessions: Sessions | None = None,
     metrics: Metrics | None = None,
     sealer: Sealer | None = None,
+    grants: Grants | None = None,
 ) -> Core:
     sessions = sessions if sessions is not None else Sessions()
     metrics = metrics or Metrics(config.history_step_s)
@@ -70,11 +75,14 @@ def wire(
     service = Service(store, clock, sessions, signals, pacing, admission, streams, sealer)
     jobs = Jobs(store, clock, sessions, signals, admission, service)
     schedules = Schedules(store.schedules, clock, admission, signals)
+    book = QueueBook()
     liveness = Liveness(
-        store, clock, config, sessions, signals, pacing, trust, streams, retention, schedules
-    )
+        store, clock, config, sessions, signals, pacing, trust, streams, retention, schedules,
+        book,
+    )  # fmt: skip
     peers = Peers(store, sessions, signals, service)
+    allocator = Allocator(store, clock, config, metrics, book, grants or Grants())
     return Core(
         store, clock, config, sessions, metrics, signals, pacing, admission, trust,
-        dispatcher, streams, retention, service, jobs, schedules, liveness, peers,
+        dispatcher, streams, retention, service, jobs, schedules, liveness, peers, allocator,
     )  # fmt: skip

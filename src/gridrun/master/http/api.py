@@ -34,7 +34,16 @@ from gridrun.master.http.problems import (
     validation_errors,
 )
 from gridrun.master.http.requests import BatchIn, LegacyTaskIn, TaskIn
-from gridrun.master.http.routes import jobs, legacy, observe, quotas, retention, tasks, workers
+from gridrun.master.http.routes import (
+    allocations,
+    jobs,
+    legacy,
+    observe,
+    quotas,
+    retention,
+    tasks,
+    workers,
+)
 from gridrun.master.http.routes import schedules as schedule_routes
 from gridrun.master.http.schemas import Problem
 
@@ -77,6 +86,7 @@ def create_api(
     app.state.retention = core.retention
     app.state.metrics = core.metrics
     app.state.trust = core.trust
+    app.state.allocator = core.allocator
     app.state.access = access
     app.state.warnings = list(warnings or [])
 
@@ -105,7 +115,9 @@ def create_api(
             response.headers["Allow"] = ", ".join(sorted(methods))
         return response
 
-    for module in (tasks, jobs, schedule_routes, workers, quotas, retention, observe, legacy):
+    for module in (
+        tasks, jobs, schedule_routes, workers, quotas, retention, allocations, observe, legacy
+    ):  # fmt: skip
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=WEB), name="static")
 

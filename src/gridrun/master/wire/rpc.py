@@ -226,6 +226,10 @@ class WorkerServicer:
             log.warning("refused a worker from %s: %s", context.peer(), refusal)
             await transport.abort(context, Forbidden(refusal))
         credential = self._access.credential(context.invocation_metadata() or ())
+        refusal = self._access.allocation_refusal(hello.worker_id, credential, context.peer())
+        if refusal is not None:
+            log.warning("refused a worker from %s: %s", context.peer(), refusal)
+            await transport.abort(context, Forbidden(refusal))
         if not self._access.bind_worker_certs:  # with mTLS, its certificate is its identity
             try:
                 refusal, issued = await self._trust.bind_identity(
@@ -265,6 +269,9 @@ class WorkerServicer:
             announces=hello.announces_starts,
             takes_stdin=hello.takes_stdin,
             takes_script=hello.takes_script,
+            leaves_at=(
+                self._clock.monotonic() + hello.time_left_ms / 1000 if hello.time_left_ms else None
+            ),
             credential=credential or (hello.worker_id if self._access.bind_worker_certs else ""),
             host=peer_host(context.peer()),
             joined_at=self._clock.monotonic(),

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 from gridrun.auth import Permission, Principal
 from gridrun.errors import BadRequest, Forbidden, InvalidSpec
 from gridrun.master.core.access import Access
+from gridrun.master.core.allocator import Allocator
 from gridrun.master.core.audit import Audit
 from gridrun.master.core.jobs import Jobs
 from gridrun.master.core.metrics import Metrics
@@ -60,6 +61,7 @@ SchedulesDep = Annotated[Schedules, Depends(_state("schedules"))]
 RetentionDep = Annotated[Retention, Depends(_state("retention"))]
 MetricsDep = Annotated[Metrics, Depends(_state("metrics"))]
 TrustDep = Annotated[Trust, Depends(_state("trust"))]
+AllocatorDep = Annotated[Allocator, Depends(_state("allocator"))]
 AuditDep = Annotated[Audit, Depends(_audit)]
 
 
@@ -109,6 +111,7 @@ Canceller = Annotated[Principal, _allowed(Permission.CANCEL_OWN)]
 Drainer = Annotated[Principal, _allowed(Permission.DRAIN)]
 QuotaSetter = Annotated[Principal, _allowed(Permission.QUOTAS)]
 Collector = Annotated[Principal, _allowed(Permission.GC)]
+Allocating = Annotated[Principal, _allowed(Permission.ALLOCATE)]
 
 
 def peer(request: Request) -> str:

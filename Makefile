@@ -19,6 +19,7 @@ up: $(STAMP)
 ## test: every test (unit, integration, system, browser)
 test: $(STAMP)
 	bash scripts/ensure_chromium.sh
+	bash scripts/ensure_slurm.sh
 	$(BIN)/python -m pytest
 
 ## lint: what CI enforces besides the tests

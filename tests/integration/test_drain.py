@@ -110,3 +110,32 @@ async def test_a_worker_with_an_idle_timeout_leaves_once_nothing_runs(grid: Grid
     # a task submitted now waits for a worker (none is left)
     later = await grid.submit(cmd="true")
     assert (await grid.task(later["id"]))["state"] == "queued"
+
+
+async def test_a_worker_near_its_time_limit_takes_only_tasks_that_fit(grid: Grid) -> None:
+    """--time-limit: the master sends it only tasks whose timeout ends before it leaves
+    (one without a timeout could outlast it); those wait for another worker, which takes
+    them. At its limit it leaves."""
+    agent = await grid.add_worker("short", slots=2, time_limit_s=6.0)
+    (running,) = [r for r in grid.agents if r.agent is agent]
+    too_long = await grid.submit(cmd="true", shell=True, timeout_s=60)
+    no_timeout = await grid.submit(cmd="true", shell=True)
+    fits = await grid.submit(cmd="true", shell=True, timeout_s=2)
+    assert (await grid.wait(fits["id"], timeout=20))["state"] == "succeeded"
+    assert (await grid.task(fits["id"]))["worker_id"] == "short"
+    for waiting in (too_long, no_timeout):
+        assert (await grid.task(waiting["id"]))["state"] == "queued"
+    # a worker without a limit takes them
+    await grid.add_worker("long", slots=2)
+    for waiting in (too_long, no_timeout):
+        done = await grid.wait(waiting["id"], timeout=20)
+        assert done["state"] == "succeeded"
+        assert done["worker_id"] == "long"
+    # at its limit it leaves, as a drain: the master sees it go
+    await asyncio.wait_for(asyncio.shield(running.task), 15)
+
+    async def short_offline() -> bool:
+        workers = (await grid.api.get("/v1/workers")).json()["workers"]
+        return {w["id"]: w["state"] for w in workers}.get("short") == "offline"
+
+    await eventually_async(short_offline, 10)

@@ -8,13 +8,17 @@ import dataclasses
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import asyncpg
 import pytest
 
+from gridrun.allocating import Allocation, AllocQueue, AllocState, QueueConfig, QueueState
 from gridrun.dispatching import Active, Candidate, Placed, Quota
 from gridrun.errors import (
+    AllocQueueExists,
+    AllocQueueNotFound,
     AmbiguousId,
     InvalidTransition,
     JobNotFound,
@@ -653,3 +657,55 @@ async def test_a_short_id_is_made_whole_on_each_backend(store: Store) -> None:
     assert await store.tasks.resolve_id("abc") == "abc"  # too short: left for the lookup
     assert await store.tasks.resolve_id("999999") == "999999"  # none: likewise
     assert await store.jobs.resolve_id("cafe01234567") == "01a2500000bbcafe01234567"
+
+
+async def test_allocation_queues_and_their_allocations(store: Store, tmp_path: Path) -> None:
+    """Queues are kept with their config, one name once; allocations saved and updated;
+    the lease to act on them is one master's until it runs out."""
+    config = QueueConfig(
+        time_limit_s=600, backlog=2, max_workers=4, slots=3, labels={"zone": "a"},
+        resources=Resources(2, 1024, 0), worker_args=("--allow-shell",), args=("-p", "debug"),
+    )  # fmt: skip
+    queue = AllocQueue("cpu", config, created_at=5)
+    await store.allocations.add_queue(queue)
+    with pytest.raises(AllocQueueExists):
+        await store.allocations.add_queue(queue)
+    assert await store.allocations.get_queue("cpu") == queue
+    paused = replace(queue, state=QueueState.PAUSED, reason="why", failures=3, next_at=9)
+    await store.allocations.update_queue(paused)
+    assert await store.allocations.list_queues() == [paused]
+    one = Allocation("a1", "cpu", AllocState.QUEUED, 1, created_at=10, token_hash="h1")
+    two = Allocation("a2", "cpu", AllocState.QUEUED, 1, created_at=11, token_hash="h2")
+    await store.allocations.save_allocation(one)
+    await store.allocations.save_allocation(two)
+    running = replace(one, state=AllocState.RUNNING, backend_id="17", started_at=12)
+    await store.allocations.save_allocation(running)
+    ended = replace(two, state=AllocState.FAILED, ended_at=13, error="refused")
+    await store.allocations.save_allocation(ended)
+    assert await store.allocations.active_allocations() == [running]
+    assert await store.allocations.allocations("cpu") == [ended, running]  # newest first
+    assert await store.allocations.lead(now=100, until=200)
+    assert await store.allocations.lead(now=150, until=250)  # renewed by its holder
+    removed = await store.allocations.remove_queue("cpu")
+    assert removed == paused
+    assert await store.allocations.allocations("cpu") == []
+    with pytest.raises(AllocQueueNotFound):
+        await store.allocations.get_queue("cpu")
+
+
+@pytest.mark.pg
+async def test_one_master_at_a_time_acts_on_the_allocation_queues() -> None:
+    async with pg.database() as url:
+        first, second = PostgresStore(url, origin="m1"), PostgresStore(url, origin="m2")
+        await first.open()
+        await second.open()
+        try:
+            assert await first.allocations.lead(now=100, until=200)
+            assert not await second.allocations.lead(now=150, until=250)  # m1's runs
+            assert await first.allocations.lead(now=190, until=290)  # renewed
+            assert not await second.allocations.lead(now=250, until=350)
+            assert await second.allocations.lead(now=291, until=391)  # m1's ran out
+            assert not await first.allocations.lead(now=300, until=400)
+        finally:
+            await first.close()
+            await second.close()

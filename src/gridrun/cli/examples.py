@@ -49,6 +49,12 @@ EXAMPLES: dict[str, list[str]] = {
     "wait": ["gridrun wait ID JOB --timeout 1h  # exit 0 if all succeeded"],
     "top": ["gridrun top", "gridrun top --json --once | jq .tasks"],
     "workers": ["gridrun workers", "gridrun drain WORKER_ID"],
+    "add": [
+        "gridrun alloc add slurm --name cpu --time-limit 1h --max-workers 8 -- -p batch",
+        "gridrun alloc add slurm --name gpu --time-limit 4h -l gpu=1 -- --gres=gpu:1",
+    ],
+    "dry-run": ["gridrun alloc dry-run slurm --time-limit 1h -- -p batch -A myproj"],
+    "info": ["gridrun alloc info cpu   # its allocations, Slurm job ids, errors"],
 }
 
 

@@ -238,6 +238,37 @@ class Client:
     def cancel(self, task_id: str) -> TaskDict:
         return cast(TaskDict, self._json("POST", f"/v1/tasks/{task_id}/cancel"))
 
+    # ---- allocation queues (admin)
+
+    def alloc_queues(self) -> list[dict[str, Any]]:
+        """The allocation queues, each with its config, state and active allocations."""
+        return cast(list[dict[str, Any]], self._json("GET", "/v1/alloc/queues")["queues"])
+
+    def alloc_add(
+        self, name: str, config: Mapping[str, Any], dry_run: bool = True
+    ) -> dict[str, Any]:
+        """Add an allocation queue (`config` as POST /v1/alloc/queues takes it)."""
+        body = {**config, "name": name, "dry_run": dry_run}
+        return cast(dict[str, Any], self._json("POST", "/v1/alloc/queues", json=body))
+
+    def alloc_info(self, name: str) -> dict[str, Any]:
+        """A queue with its allocations, newest first."""
+        return cast(dict[str, Any], self._json("GET", f"/v1/alloc/queues/{quote(name, safe='')}"))
+
+    def alloc_pause(self, name: str, paused: bool = True) -> dict[str, Any]:
+        verb = "pause" if paused else "resume"
+        path = f"/v1/alloc/queues/{quote(name, safe='')}/{verb}"
+        return cast(dict[str, Any], self._json("POST", path))
+
+    def alloc_remove(self, name: str) -> None:
+        """Remove a queue, cancelling the allocations it started."""
+        self._request("DELETE", f"/v1/alloc/queues/{quote(name, safe='')}")
+
+    def alloc_dry_run(self, config: Mapping[str, Any]) -> str:
+        """Submit a held test allocation and cancel it; what the scheduler said (AllocRefused
+        with its reason when it refuses)."""
+        return str(self._json("POST", "/v1/alloc/dry-run", json=dict(config))["message"])
+
     # ---- workers and health
 
     def workers(self) -> list[WorkerDict]:

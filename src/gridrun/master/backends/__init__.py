@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import shlex
 import sys
 from collections.abc import Mapping, Sequence
@@ -86,6 +87,13 @@ def shell_line(argv: Sequence[str]) -> str:
     return " ".join(shlex.quote(a) for a in argv)
 
 
+def job_env() -> dict[str, str]:
+    """The environment a scheduler's command runs with, and so (Slurm exports it) the jobs
+    it starts: the master's, without its GRIDRUN_* settings (its tokens, its database URL):
+    a job's workers get only what their batch script gives them."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("GRIDRUN_")}
+
+
 async def run_command(argv: Sequence[str], *, cwd: Path | None = None) -> tuple[int, str, str]:
     """(exit status, stdout, stderr) of a scheduler's command; a missing one or one that
     hangs past COMMAND_TIMEOUT_S is an AllocRefused that says so."""
@@ -93,6 +101,7 @@ async def run_command(argv: Sequence[str], *, cwd: Path | None = None) -> tuple[
         proc = await asyncio.create_subprocess_exec(
             *argv,
             cwd=cwd,
+            env=job_env(),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,

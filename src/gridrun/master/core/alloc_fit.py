@@ -40,11 +40,11 @@ def why_not(queue: AllocQueue, candidate: Candidate) -> str | None:
 
 
 def first_taker(queues: Sequence[AllocQueue], candidate: Candidate) -> AllocQueue | None:
-    """The first active queue (by name) whose workers could take the task."""
-    for queue in queues:
-        if queue.state is QueueState.ACTIVE and why_not(queue, candidate) is None:
-            return queue
-    return None
+    """The active queue whose workers could take the task, the plainest first (the fewest
+    labels: a task that asks for no GPU does not bring up a GPU node while a plain queue
+    could take it), then by name."""
+    takers = [q for q in queues if q.state is QueueState.ACTIVE and why_not(q, candidate) is None]
+    return min(takers, key=lambda q: (len(q.config.labels), q.name), default=None)
 
 
 class QueueBook:

@@ -13,7 +13,7 @@ store's lease (one at a time: `store.allocations.lead`) then acts:
   now and no worker on its way (an allocation of the queue not joined yet) will: tasks waiting
   on dependencies, held by a quota or a concurrency key, pinned to a worker, or that no queue
   could take (labels, resources, a timeout beyond its workers' time) count for none. Each
-  task counts for the first queue (by name) that could take it;
+  task counts for the plainest queue that could take it (the fewest labels, then by name);
 - it submits enough allocations for them, never more than `backlog` waiting in the cluster's
   queue nor beyond `max_workers`, and cancels waiting ones no longer needed;
 - a failure backs its queue off (1, 2, 4 ... intervals) and, MAX_FAILURES in a row, pauses it
@@ -67,7 +67,7 @@ def demand(
 ) -> dict[str, int]:
     """Queue name -> the tasks its workers are wanted for: queued tasks that no live worker
     with a free slot takes now (each free slot absorbs one) and no joined-not-yet allocation
-    of the queue will, counted for the first queue that could take each."""
+    of the queue will, each counted for the plainest queue that could take it."""
     free = {i: w.slots - w.running - w.assigned for i, w in enumerate(workers)}
     free = {i: n for i, n in free.items() if n > 0}
     wanted: Counter[str] = Counter()

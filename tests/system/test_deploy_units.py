@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import typer.main
+import yaml
 
 from gridrun.cli.main import app
 
@@ -48,3 +49,25 @@ def test_every_variable_of_the_env_files_is_read_by_its_command(command: str) ->
     assert set(names) <= known, set(names) - known
     unit = (UNITS / f"gridrun-{command}.service").read_text()
     assert f"EnvironmentFile=/etc/gridrun/{command}.env" in unit
+
+
+KUBERNETES = UNITS.parent / "kubernetes"
+
+
+@pytest.mark.parametrize("command", ["master", "worker"])
+def test_the_kubernetes_manifests_set_only_what_their_command_reads(command: str) -> None:
+    """Each parses; its Deployment runs `gridrun COMMAND`, and every GRIDRUN_* variable it
+    sets is one that command reads (not checked: a cluster applying them; none is here)."""
+    docs = list(yaml.safe_load_all((KUBERNETES / f"{command}.yaml").read_text()))
+    kinds = [d["kind"] for d in docs]
+    assert "Deployment" in kinds
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == [command]
+    click_group = typer.main.get_command(app)
+    params = click_group.commands[command].params  # type: ignore[attr-defined]
+    known = {p.envvar for p in params if p.envvar} | {"GRIDRUN_LOG_FORMAT", "GRIDRUN_LOG_LEVEL"}
+    names = {e["name"] for e in container["env"]}
+    assert names <= known, names - known
+    if command == "worker":
+        assert "HorizontalPodAutoscaler" in kinds

@@ -279,7 +279,7 @@ def _summary(queue: dict[str, Any]) -> str:
     c = queue["config"]
     parts = [
         c["backend"], f"time limit {_secs(c['time_limit'])}", f"backlog {c['backlog']}",
-        f"max workers {_n(c['max_workers'])}", f"{c['workers_per_alloc']} a allocation",
+        f"max workers {_n(c['max_workers'])}", f"{c['workers_per_alloc']} worker{'s' if c['workers_per_alloc'] > 1 else ''} each",
         f"idle {_secs(c['idle_timeout'])}",
     ]  # fmt: skip
     if c["slots"]:

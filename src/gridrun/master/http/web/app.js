@@ -671,6 +671,63 @@ function submitPage(signal) {
   });
 }
 
+// Allocation queues (admin): each with its caps, state and reason, pause/resume, and its
+// allocations (Slurm job ids, states, workers online, errors).
+function allocPage(signal) {
+  const body = h("div", {id: "alloc-queues"});
+  main.replaceChildren(h("h1", {}, "Allocation queues"), body);
+  const secs = (s) => s % 3600 === 0 ? s / 3600 + "h" : s % 60 === 0 ? s / 60 + "m" : s + "s";
+  repeat(async () => {
+    const who = await whoami();
+    if (who && !may(who, "manage allocation queues")) {
+      body.replaceChildren(h("p", {class: "muted", id: "alloc-denied"},
+        `this token (${who.name}, role ${who.role}) may not see the allocation queues:`
+        + " an admin token may"));
+      return;
+    }
+    const list = (await api("/v1/alloc/queues")).queues;
+    const queues = await Promise.all(list.map((q) => api("/v1/alloc/queues/"
+      + encodeURIComponent(q.name))));
+    if (!queues.length) {
+      body.replaceChildren(h("p", {class: "muted"}, "no allocation queues: gridrun alloc add"
+        + " slurm --name Q --time-limit 1h -- SBATCH-ARGS"));
+      return;
+    }
+    body.replaceChildren(...queues.map((q) => {
+      const paused = q.state === "paused";
+      const toggle = h("button", {type: "button", class: "alloc-toggle", "data-queue": q.name},
+        paused ? "Resume" : "Pause");
+      toggle.addEventListener("click", async () => {
+        toggle.disabled = true;
+        try {
+          await api("/v1/alloc/queues/" + encodeURIComponent(q.name)
+            + (paused ? "/resume" : "/pause"), {method: "POST"});
+        } catch (e) { say(e.message); }
+      });
+      const c = q.config;
+      const caps = [c.backend, "time limit " + secs(c.time_limit), "backlog " + c.backlog,
+        "max workers " + (c.max_workers ?? "-"), c.workers_per_alloc + (c.workers_per_alloc === 1 ? " worker" : " workers") + " each",
+        "idle " + secs(c.idle_timeout)].concat(c.slots ? [c.slots + " slots"] : [],
+        Object.entries(c.labels).map(([k, v]) => k + "=" + v),
+        c.args.length ? ["arguments: " + c.args.join(" ")] : []);
+      const rows = (q.allocations || []).map((a) => h("tr", {"data-alloc": a.id},
+        h("td", {class: "mono"}, a.id), h("td", {class: "mono"}, a.backend_id || "-"),
+        h("td", {}, badge(a.state)), h("td", {}, a.workers_online + " / " + a.workers),
+        h("td", {class: "when"}, when(a.created_at)), h("td", {class: "when"},
+          when(a.ended_at)), h("td", {}, a.error || "")));
+      const table = h("table", {class: "allocations"}, h("tr", {}, ["allocation", "job",
+        "state", "online", "created", "ended", "error"].map((t) => h("th", {}, t))), ...rows);
+      if (!rows.length) table.append(h("tr", {}, h("td", {colspan: 7, class: "muted"},
+        "no allocations yet")));
+      return h("section", {class: "alloc-queue", "data-queue": q.name},
+        h("h2", {}, q.name, " ", badge(q.state), " ", toggle),
+        h("p", {class: "muted"}, caps.join(", ")),
+        q.reason ? h("p", {class: "reason", "data-field": "reason"}, q.reason) : null,
+        scroll(table));
+    }));
+  }, 3000, signal);
+}
+
 function route() {
   if (page) page.abort();
   page = new AbortController();
@@ -689,6 +746,7 @@ function route() {
   else if (name === "job" && parts[1]) jobPage(page.signal, decodeURIComponent(parts[1]));
   else if (name === "task" && parts[1]) taskPage(page.signal, decodeURIComponent(parts[1]));
   else if (name === "workers") workersPage(page.signal);
+  else if (name === "alloc") allocPage(page.signal);
   else if (name === "submit") submitPage(page.signal);
   else overviewPage(page.signal);
 }

@@ -279,7 +279,7 @@ def _summary(queue: dict[str, Any]) -> str:
     c = queue["config"]
     parts = [
         c["backend"], f"time limit {_secs(c['time_limit'])}", f"backlog {c['backlog']}",
-        f"max workers {_n(c['max_workers'])}", f"{c['workers_per_alloc']} worker{'s' if c['workers_per_alloc'] > 1 else ''} each",
+        f"max workers {_n(c['max_workers'])}", _each(c["workers_per_alloc"]),
         f"idle {_secs(c['idle_timeout'])}",
     ]  # fmt: skip
     if c["slots"]:
@@ -287,6 +287,10 @@ def _summary(queue: dict[str, Any]) -> str:
     if c["labels"]:
         parts.append(" ".join(f"{k}={v}" for k, v in c["labels"].items()))
     return ", ".join(parts)
+
+
+def _each(workers: int) -> str:
+    return f"{workers} worker{'s' if workers > 1 else ''} each"
 
 
 def _secs(seconds: float) -> str:

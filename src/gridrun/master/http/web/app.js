@@ -706,7 +706,8 @@ function allocPage(signal) {
       });
       const c = q.config;
       const caps = [c.backend, "time limit " + secs(c.time_limit), "backlog " + c.backlog,
-        "max workers " + (c.max_workers ?? "-"), c.workers_per_alloc + (c.workers_per_alloc === 1 ? " worker" : " workers") + " each",
+        "max workers " + (c.max_workers ?? "-"),
+        c.workers_per_alloc + (c.workers_per_alloc === 1 ? " worker" : " workers") + " each",
         "idle " + secs(c.idle_timeout)].concat(c.slots ? [c.slots + " slots"] : [],
         Object.entries(c.labels).map(([k, v]) => k + "=" + v),
         c.args.length ? ["arguments: " + c.args.join(" ")] : []);

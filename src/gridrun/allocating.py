@@ -49,7 +49,8 @@ class QueueConfig:
     worker_args: tuple[str, ...] = ()  # more arguments for `gridrun worker`
     worker_command: tuple[str, ...] = ()  # () the master's own executable's `gridrun worker`
     master: str = ""  # the address the workers dial ("" the master's own gRPC address)
-    args: tuple[str, ...] = ()  # raw arguments of the backend (sbatch's, or the commands)
+    args: tuple[str, ...] = ()  # raw arguments of the backend (sbatch's, or the start command)
+    stop: tuple[str, ...] = ()  # the command backend's stop command (the id appended)
 
     @property
     def worker_time_s(self) -> float:

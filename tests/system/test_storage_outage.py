@@ -188,18 +188,26 @@ def test_a_database_refusing_connections_is_503_on_every_route(system_grid: Syst
             ("POST", "/v1/gc", {"older_than_s": 0}),
             ("GET", "/v1/storage", None),
             ("GET", "/v1/history", None),
+            ("GET", "/v1/alloc/queues", None),
+            ("POST", "/v1/alloc/queues", {"name": "q1", "time_limit": 60, "dry_run": False}),
+            ("GET", "/v1/alloc/queues/q1", None),
+            ("POST", "/v1/alloc/queues/q1/pause", None),
+            ("POST", "/v1/alloc/queues/q1/resume", None),
+            ("DELETE", "/v1/alloc/queues/q1", None),
             ("GET", "/metrics", None),
             ("GET", "/healthz", None),
         ]
         spec = httpx.get(f"{url}/openapi.json", timeout=10).json()
         # every route that reads or writes the store (/v1/me answers from the token alone,
-        # /v1/events is a stream whose every event reads it)
-        documented = {p for p in spec["paths"] if p not in ("/v1/events", "/v1/me")}
+        # /v1/events is a stream whose every event reads it, /v1/alloc/dry-run asks sbatch)
+        unread = ("/v1/events", "/v1/me", "/v1/alloc/dry-run")
+        documented = {p for p in spec["paths"] if p not in unread}
         tried = {path.replace(kept, "{task_id}") for _, path, _ in routes}
         tried = {p.replace("/j1", "/{job_id}").replace("/s1", "/{schedule_id}") for p in tried}
         tried = {p.replace("/w1/", "/{worker_id}/") for p in tried}
         tried = {p.replace("/owner/o1", "/{scope}/{name}") for p in tried}
         tried = {p.replace("/concurrency/k1", "/concurrency/{key}") for p in tried}
+        tried = {p.replace("/queues/q1", "/queues/{name}") for p in tried}
         assert documented <= tried, documented - tried
         for method, path, body in routes:
             response = httpx.request(method, url + path, json=body, timeout=30)

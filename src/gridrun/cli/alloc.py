@@ -28,12 +28,23 @@ app.add_typer(alloc_app, name="alloc")
 
 class BackendName(StrEnum):
     SLURM = "slurm"
+    COMMAND = "command"
 
 
-BackendArg = Annotated[BackendName, typer.Argument(help="The cluster's scheduler: slurm.")]
+BackendArg = Annotated[
+    BackendName,
+    typer.Argument(help="slurm (sbatch), or command (a command of yours starts the workers)."),
+]
 RawArgs = Annotated[
     list[str] | None,
-    typer.Argument(help="Raw arguments of the scheduler after --: sbatch's (-p, -A, --qos...)."),
+    typer.Argument(
+        help="After --: sbatch's arguments (-p, -A, --qos...), or the command that starts the"
+        " workers (it reads their script on stdin)."
+    ),
+]
+StopCommand = Annotated[
+    str | None,
+    typer.Option(help="The command backend's: what cancels an allocation (its id appended)."),
 ]
 TimeLimit = Annotated[
     str, typer.Option("--time-limit", help="Each allocation's walltime (1h, 30m); required.")
@@ -72,7 +83,7 @@ def _config(
     backend: BackendName, time_limit: str, backlog: int, max_workers: int | None,
     workers_per_alloc: int, idle_timeout: str, slots: int | None, label: list[str] | None,
     worker_args: list[str] | None, worker_command: str | None, master: str | None,
-    args: list[str] | None,
+    args: list[str] | None, stop_command: str | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     try:
         body: dict[str, Any] = {
@@ -88,6 +99,7 @@ def _config(
             "worker_command": shlex.split(worker_command) if worker_command else [],
             "master": master or "",
             "args": list(args or []),
+            "stop_command": shlex.split(stop_command) if stop_command else [],
         }
     except (InvalidSpec, ValueError) as exc:
         fail(str(exc), 2)
@@ -109,6 +121,7 @@ def add(
     worker_args: WorkerArgs = None,
     worker_command: WorkerCommand = None,
     master: MasterAddress = None,
+    stop_command: StopCommand = None,
     no_dry_run: Annotated[
         bool, typer.Option("--no-dry-run", help="Add it without first testing it on sbatch.")
     ] = False,
@@ -119,7 +132,7 @@ def add(
     as queued tasks that fit them wait, within its caps."""
     body = _config(
         backend, time_limit, backlog, max_workers, workers_per_alloc, idle_timeout, slots,
-        label, worker_args, worker_command, master, args,
+        label, worker_args, worker_command, master, args, stop_command,
     )  # fmt: skip
     with guard, connect(url) as client:
         queue = client.alloc_add(name, body, dry_run=not no_dry_run)

@@ -209,6 +209,13 @@ class MasterConfig(BaseModel):
         " here). Default: alloc/ beside the SQLite file.",
         name="alloc_dir", shown="",
     )  # fmt: skip
+    alloc_backends: list[str] = setting(
+        CORE.alloc_backends,
+        "A backend allocation queues may use (repeat; default: slurm): slurm, command."
+        " command runs the queue's start command on this host as this master's user, so it"
+        " is off unless listed here.",
+        name="alloc_backend", form=Form.LIST, envvar="GRIDRUN_ALLOC_BACKENDS", shown="",
+    )  # fmt: skip
     secret_key_file: Path | None = setting(
         None,
         "The key that seals tasks' secret_env in the database (made 0600 if missing; every"

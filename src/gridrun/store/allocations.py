@@ -33,6 +33,7 @@ def config_to_json(config: QueueConfig) -> str:
             "worker_command": list(config.worker_command),
             "master": config.master,
             "args": list(config.args),
+            "stop": list(config.stop),
         }
     ).decode()
 
@@ -53,6 +54,7 @@ def config_from_json(text: str) -> QueueConfig:
         worker_command=tuple(raw["worker_command"]),
         master=raw["master"],
         args=tuple(raw["args"]),
+        stop=tuple(raw.get("stop", ())),
     )
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from gridrun.allocating import Allocation, AllocQueue, AllocState
+from gridrun.allocating import BACKENDS, Allocation, AllocQueue, AllocState, QueueConfig
 from gridrun.errors import AllocRefused, BadRequest
 
 COMMAND_TIMEOUT_S = 30.0
@@ -42,6 +42,9 @@ class Status:
 
 class Backend(Protocol):
     name: str
+    # it knows its allocations' states (a scheduler's queue); False: an allocation runs from
+    # its start until its workers, once joined, are all gone (the command backend)
+    tracks: bool
 
     async def submit(self, submission: Submission, *, hold: bool = False) -> str:
         """Submit the allocation; its id in the scheduler. `hold`: submitted held (never to
@@ -94,15 +97,22 @@ def job_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("GRIDRUN_")}
 
 
-async def run_command(argv: Sequence[str], *, cwd: Path | None = None) -> tuple[int, str, str]:
-    """(exit status, stdout, stderr) of a scheduler's command; a missing one or one that
-    hangs past COMMAND_TIMEOUT_S is an AllocRefused that says so."""
+async def run_command(
+    argv: Sequence[str],
+    *,
+    cwd: Path | None = None,
+    stdin: bytes | None = None,
+    env: Mapping[str, str] | None = None,
+) -> tuple[int, str, str]:
+    """(exit status, stdout, stderr) of a scheduler's command (`stdin` its input, `env`
+    added to job_env()); a missing one or one that hangs past COMMAND_TIMEOUT_S is an
+    AllocRefused that says so."""
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv,
             cwd=cwd,
-            env=job_env(),
-            stdin=asyncio.subprocess.DEVNULL,
+            env={**job_env(), **(env or {})},
+            stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
@@ -113,7 +123,7 @@ async def run_command(argv: Sequence[str], *, cwd: Path | None = None) -> tuple[
     except OSError as exc:
         raise AllocRefused(f"cannot run {argv[0]}: {exc.strerror}") from None
     try:
-        out, err = await asyncio.wait_for(proc.communicate(), COMMAND_TIMEOUT_S)
+        out, err = await asyncio.wait_for(proc.communicate(stdin), COMMAND_TIMEOUT_S)
     except TimeoutError:
         proc.kill()
         await proc.wait()
@@ -122,9 +132,40 @@ async def run_command(argv: Sequence[str], *, cwd: Path | None = None) -> tuple[
     return code, out.decode(errors="replace"), err.decode(errors="replace")
 
 
-def backend_for(name: str) -> Backend:
+def credential_lines(submission: Submission) -> list[str]:
+    """The shell lines that give the allocation's workers its credential (in the script, not
+    in their arguments: ps shows those)."""
+    allocation = submission.allocation
+    return [
+        f"# gridrun allocation {allocation.id} of queue {submission.queue.name}: its credential",
+        "# joins this allocation's workers only, and is revoked when the allocation ends",
+        f"GRIDRUN_JOIN_TOKEN={submission.token}",
+        "export GRIDRUN_JOIN_TOKEN",
+    ]
+
+
+def worker_lines(submission: Submission) -> list[str]:
+    """The shell lines that start the allocation's workers with its credential: one `exec`d,
+    or several in the background, waited for."""
+    allocation = submission.allocation
+    lines = credential_lines(submission)
+    for n in range(allocation.workers):
+        data = f'"${{TMPDIR:-/tmp}}/gridrun-{allocation.worker_name(n)}"'
+        line = f"{shell_line(worker_argv(submission, n))} --data-dir {data}"
+        lines.append(f"exec {line}" if allocation.workers == 1 else f"{line} &")
+    if allocation.workers > 1:
+        lines.append("wait")
+    return lines
+
+
+def backend_for(config: QueueConfig) -> Backend:
+    """The backend of a queue's config."""
+    from gridrun.master.backends.command import Command
     from gridrun.master.backends.slurm import Slurm
 
-    if name == "slurm":
+    if config.backend == "slurm":
         return Slurm()
-    raise BadRequest(f"unknown allocation backend {name!r} (known: slurm)")
+    if config.backend == "command":
+        return Command(config.stop)
+    known = ", ".join(BACKENDS)
+    raise BadRequest(f"unknown allocation backend {config.backend!r} (known: {known})")

@@ -16,7 +16,15 @@ from collections.abc import Mapping, Sequence
 
 from gridrun.allocating import AllocState
 from gridrun.errors import AllocRefused
-from gridrun.master.backends import Status, Submission, run_command, shell_line, worker_argv
+from gridrun.master.backends import (
+    Status,
+    Submission,
+    credential_lines,
+    run_command,
+    shell_line,
+    worker_argv,
+    worker_lines,
+)
 
 STATES = {
     "PENDING": AllocState.QUEUED,
@@ -62,17 +70,10 @@ def batch_script(submission: Submission) -> str:
     ]
     if allocation.workers > 1:
         lines += [f"#SBATCH --nodes={allocation.workers}", "#SBATCH --ntasks-per-node=1"]
-    lines += [
-        f"# gridrun allocation {allocation.id} of queue {queue.name}: its credential joins",
-        "# this allocation's workers only, and is revoked when the allocation ends",
-        f"GRIDRUN_JOIN_TOKEN={submission.token}",
-        "export GRIDRUN_JOIN_TOKEN",
-    ]
     if allocation.workers == 1:
-        argv = worker_argv(submission, 0)
-        data = f'"${{TMPDIR:-/tmp}}/gridrun-{allocation.worker_name(0)}"'
-        lines.append(f"exec {shell_line(argv)} --data-dir {data}")
+        lines += worker_lines(submission)
     else:  # one a node, each named by its rank
+        lines += credential_lines(submission)
         argv = worker_argv(submission, 0)
         name = allocation.worker_name(0)
         at = argv.index(name)
@@ -87,6 +88,7 @@ def batch_script(submission: Submission) -> str:
 
 class Slurm:
     name = "slurm"
+    tracks = True
 
     async def submit(self, submission: Submission, *, hold: bool = False) -> str:
         workdir = submission.workdir

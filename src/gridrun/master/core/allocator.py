@@ -42,7 +42,7 @@ from gridrun.allocating import (
 from gridrun.auth import digest, new_token
 from gridrun.clock import Clock
 from gridrun.dispatching import Candidate
-from gridrun.errors import AllocRefused, BadRequest, Unavailable
+from gridrun.errors import AllocRefused, BadRequest, Forbidden, Unavailable
 from gridrun.master.backends import Backend, Status, Submission, backend_for
 from gridrun.master.core import fairness
 from gridrun.master.core.access import Grants
@@ -114,7 +114,7 @@ class Allocator:
         metrics: Metrics,
         book: QueueBook,
         grants: Grants,
-        backends: Callable[[str], Backend] = backend_for,
+        backends: Callable[[QueueConfig], Backend] = backend_for,
     ) -> None:
         self.store, self.clock, self.config, self.metrics = store, clock, config, metrics
         self.book, self.grants, self._backend = book, grants, backends
@@ -139,6 +139,7 @@ class Allocator:
         self.leading = await allocations.lead(now, now + lease_ms)
         if not self.leading:
             return
+        queues = [q for q in queues if q.config.backend in self.config.alloc_backends]
         by_name = {q.name: q for q in queues}
         workers = [
             w
@@ -161,17 +162,14 @@ class Allocator:
         """The active allocations as their backend sees them now; those that ended are
         recorded (and fail their queue where they failed)."""
         still = []
-        by_backend: dict[str, list[Allocation]] = {}
+        by_queue: dict[str, list[Allocation]] = {}
         for allocation in active:
-            queue = by_name.get(allocation.queue)
-            if queue is None:  # its queue was removed meanwhile
-                continue
-            by_backend.setdefault(queue.config.backend, []).append(allocation)
-        for name, group in by_backend.items():
+            if allocation.queue in by_name:  # (not: its queue was removed meanwhile)
+                by_queue.setdefault(allocation.queue, []).append(allocation)
+        for name, group in by_queue.items():
+            backend = self._backend(by_name[name].config)
             try:
-                statuses = await self._backend(name).statuses(
-                    [a.backend_id for a in group if a.backend_id]
-                )
+                statuses = await backend.statuses([a.backend_id for a in group if a.backend_id])
             except (AllocRefused, BadRequest) as exc:
                 log.warning("cannot read the allocations' states: %s", exc.message)
                 still += group
@@ -194,6 +192,10 @@ class Allocator:
                     )  # fmt: skip
                 elif status is None or not status.state.active:
                     changed = await self._ended(changed, status, by_name)
+                elif not backend.tracks and changed.connected_at and not joined.get(changed.id):
+                    # no scheduler to ask: its workers joined, and all are gone
+                    gone = Status(AllocState.ENDED, "its workers left")
+                    changed = await self._ended(changed, gone, by_name)
                 elif status.state is AllocState.RUNNING:
                     changed = replace(
                         changed, state=AllocState.RUNNING, started_at=changed.started_at or now
@@ -238,7 +240,7 @@ class Allocator:
             return allocation
         queue = by_name[allocation.queue]
         try:
-            await self._backend(queue.config.backend).cancel([allocation.backend_id])
+            await self._backend(queue.config).cancel([allocation.backend_id])
         except AllocRefused as exc:
             log.warning("cannot cancel allocation %s: %s", allocation.id, exc.message)
             return allocation
@@ -303,7 +305,7 @@ class Allocator:
     async def _cancel(self, queue: AllocQueue, allocation: Allocation, why: str) -> None:
         try:
             if allocation.backend_id:
-                await self._backend(queue.config.backend).cancel([allocation.backend_id])
+                await self._backend(queue.config).cancel([allocation.backend_id])
         except AllocRefused as exc:
             log.warning("cannot cancel allocation %s: %s", allocation.id, exc.message)
             return
@@ -328,7 +330,7 @@ class Allocator:
         await self.store.allocations.save_allocation(allocation)
         self.grants.add(allocation.token_hash, allocation.id)
         try:
-            job_id = await self._backend(queue.config.backend).submit(
+            job_id = await self._backend(queue.config).submit(
                 self._submission(queue, allocation, token)
             )
         except AllocRefused as exc:
@@ -353,23 +355,36 @@ class Allocator:
 
     async def add(self, queue: AllocQueue, *, dry_run: bool = True) -> AllocQueue:
         """Add a queue; first, unless told not to, a dry run that the scheduler accepts."""
-        self._backend(queue.config.backend)  # an unknown one is a 400
+        self._allowed(queue.config)
         if dry_run:
             await self.dry_run(queue.name, queue.config)
         added = await self.store.allocations.add_queue(queue)
         log.info("allocation queue %s added (%s)", queue.name, queue.config.backend)
         return added
 
+    def _allowed(self, config: QueueConfig) -> Backend:
+        backend = self._backend(config)  # an unknown one is a 400
+        if config.backend not in self.config.alloc_backends:
+            allowed = ", ".join(self.config.alloc_backends) or "none"
+            raise Forbidden(
+                f"this master allows the allocation backends {allowed}, not {config.backend}"
+                f" (gridrun master --alloc-backend {config.backend}: the command backend runs"
+                " commands on the master's host)"
+            )
+        return backend
+
     async def dry_run(self, name: str, config: QueueConfig) -> str:
         """Submit a held test allocation, then cancel it: what the scheduler said. Raises
         AllocRefused with its reason when it refuses."""
-        backend = self._backend(config.backend)
+        backend = self._allowed(config)
         queue = AllocQueue(name, config, created_at=self.clock.now_ms())
         allocation = Allocation(
             id=secrets.token_hex(6), queue=name, state=AllocState.QUEUED,
             workers=config.workers_per_alloc, created_at=self.clock.now_ms(),
         )  # fmt: skip
         job_id = await backend.submit(self._submission(queue, allocation, "dry-run"), hold=True)
+        if not backend.tracks:  # nothing was started: a held run of a command is not one
+            return f"{config.args[0]} is there (a dry run does not run it: it starts workers)"
         await backend.cancel([job_id])
         return f"{backend.name} accepted a test allocation (job {job_id}, held, then cancelled)"
 
@@ -388,7 +403,7 @@ class Allocator:
         ids = [a.backend_id for a in mine if a.backend_id]
         if ids:
             try:
-                await self._backend(queue.config.backend).cancel(ids)
+                await self._backend(queue.config).cancel(ids)
             except AllocRefused as exc:
                 raise Unavailable(f"cannot cancel the queue's allocations: {exc.message}") from None
         for allocation in mine:

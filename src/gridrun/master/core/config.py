@@ -43,3 +43,6 @@ class ServiceConfig:
     alloc_connect_timeout_s: float = 300.0
     advertise: str = ""
     alloc_dir: str = ""  # "": alloc/ in the master's data directory
+    # the backends an admin may use: `command` runs commands on the master's own host, so it
+    # is the operator's to allow (master --alloc-backend command), not a token's
+    alloc_backends: list[str] = field(default_factory=lambda: ["slurm"])

@@ -54,6 +54,9 @@ class QueueConfigIn(BaseModel):
     worker_command: list[str] = Field(default_factory=list)
     master: str = Field("", max_length=1024, description="The address workers dial.")
     args: list[str] = Field(default_factory=list, description="Raw arguments of the backend.")
+    stop_command: list[str] = Field(
+        default_factory=list, description="The command backend's: cancels one (its id last)."
+    )
 
     def to_config(self) -> QueueConfig:
         labels = check_env(self.labels, "labels") if self.labels else {}
@@ -71,6 +74,7 @@ class QueueConfigIn(BaseModel):
             worker_command=_args("worker_command", self.worker_command),
             master=self.master,
             args=_args("args", self.args),
+            stop=_args("stop_command", self.stop_command),
         )
 
 
@@ -105,6 +109,7 @@ class QueueConfigOut(BaseModel):
     worker_command: list[str]
     master: str
     args: list[str]
+    stop_command: list[str]
 
     @classmethod
     def of(cls, c: QueueConfig) -> QueueConfigOut:
@@ -114,7 +119,7 @@ class QueueConfigOut(BaseModel):
             idle_timeout=c.idle_timeout_s, slots=c.slots, labels=dict(c.labels),
             cpus=c.resources.cpu, memory_mb=c.resources.memory_mb, gpus=c.resources.gpus,
             worker_args=list(c.worker_args), worker_command=list(c.worker_command),
-            master=c.master, args=list(c.args),
+            master=c.master, args=list(c.args), stop_command=list(c.stop),
         )  # fmt: skip
 
 

@@ -16,6 +16,7 @@ from gridrun.master.http.alloc_schemas import (
     check_queue_name,
 )
 from gridrun.master.http.routes.common import (
+    CONFLICT,
     Allocating,
     AllocatorDep,
     AuditDep,
@@ -37,6 +38,7 @@ async def list_queues(who: Allocating, allocator: AllocatorDep) -> AllocQueueLis
     "/v1/alloc/queues",
     response_model=AllocQueueOut,
     status_code=201,
+    responses=CONFLICT,
     summary="Add an allocation queue (after a dry run the scheduler accepts, unless dry_run is"
     " false)",
 )

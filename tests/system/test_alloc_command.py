@@ -1,0 +1,128 @@
+"""The command backend: a command of the user's own starts an allocation's workers (here a
+local `nohup`, as ssh to a host would), reading their script on stdin; `--stop-command`
+cancels one. No scheduler to ask: an allocation runs until its workers, once joined, are gone."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from gridrun.auth import digest
+from tests.helpers import eventually, pid_alive
+from tests.system.conftest import SystemGrid
+
+pytestmark = [pytest.mark.system, pytest.mark.slow]
+
+ADMIN, JOIN = "admin-token-for-the-command-tests", "join-token-for-the-command-tests"
+START = 'd=$(mktemp -d); cat > "$d/w.sh"; nohup sh "$d/w.sh" > "$d/log" 2>&1 < /dev/null & echo $!'
+
+
+@pytest.fixture
+def grid(tmp_path: Path) -> Iterator[SystemGrid]:
+    grid = SystemGrid(tmp_path)
+    grid.env.update(
+        TMPDIR=str(tmp_path),
+        GRIDRUN_TOKENS=f"admin:admin:{digest(ADMIN)},join:worker:{digest(JOIN)}",
+        GRIDRUN_TOKEN=ADMIN,
+    )
+    started: list[int] = []
+    grid.started = started  # type: ignore[attr-defined]
+    try:
+        yield grid
+    finally:
+        grid.close()
+        for pid in started:  # the workers the start command left running, if any
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def api(grid: SystemGrid, method: str, path: str, **kwargs: Any) -> Any:
+    headers = {"Authorization": f"Bearer {ADMIN}"}
+    response = httpx.request(method, grid.url + path, headers=headers, timeout=30, **kwargs)
+    assert response.status_code < 400, response.text
+    return response.json() if response.content else None
+
+
+def submit(grid: SystemGrid, *args: str) -> str:
+    result = grid.cli("submit", *args)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+ALLOW = ("--alloc-backend", "slurm", "--alloc-backend", "command")
+
+
+def test_a_command_starts_the_workers_they_leave_when_idle_and_rm_stops_them(
+    grid: SystemGrid,
+) -> None:
+    grid.start_master("--alloc-interval", "1", *ALLOW)
+    added = grid.cli(
+        "alloc", "add", "command", "--name", "local", "--time-limit", "10m", "--slots", "1",
+        "--idle-timeout", "3s", "--stop-command", "kill", "--", "sh", "-c", START,
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+
+    def allocations() -> list[dict[str, Any]]:
+        return list(api(grid, "GET", "/v1/alloc/queues/local")["allocations"])
+
+    first = submit(grid, "--timeout", "60", "--", "true")
+    task = eventually(
+        lambda: (t := api(grid, "GET", f"/v1/tasks/{first}"))["state"] == "succeeded" and t,
+        60, 0.3,
+    )  # fmt: skip
+    [allocation] = allocations()
+    pid = int(allocation["backend_id"])  # what the start command printed
+    grid.started.append(pid)  # type: ignore[attr-defined]
+    assert task["worker_id"] == f"alloc-{allocation['id']}-0"
+    # idle for 3 s, it leaves: the allocation has ended, its process is gone
+    ended = eventually(lambda: allocations()[0]["state"] == "ended" and allocations()[0], 30, 0.3)
+    assert ended["error"] == "its workers left"
+    eventually(lambda: not pid_alive(pid), 10, 0.2)
+    # a second one, removed while its worker runs: the stop command ends it
+    second = submit(grid, "--timeout", "60", "--", "true")
+    eventually(lambda: api(grid, "GET", f"/v1/tasks/{second}")["state"] == "succeeded", 60, 0.3)
+    running = next(a for a in allocations() if a["state"] in ("queued", "running"))
+    pid = int(running["backend_id"])
+    grid.started.append(pid)  # type: ignore[attr-defined]
+    assert pid_alive(pid)
+    removed = grid.cli("alloc", "rm", "local")
+    assert removed.returncode == 0, removed.stderr
+    eventually(lambda: not pid_alive(pid), 30, 0.2)
+
+
+def test_the_command_backend_is_the_operators_to_allow(grid: SystemGrid) -> None:
+    """It runs commands on the master's host: an admin token alone may not use it."""
+    grid.start_master("--alloc-interval", "1")
+    refused = grid.cli("alloc", "add", "command", "--name", "c", "--time-limit", "10m",
+                       "--", "sh", "-c", "touch pwned")  # fmt: skip
+    assert refused.returncode == 1
+    assert "allows the allocation backends slurm, not command" in refused.stderr
+    assert api(grid, "GET", "/v1/alloc/queues")["queues"] == []
+    assert not (grid.tmp / "pwned").exists()
+
+
+def test_a_start_command_that_fails_pauses_the_queue(grid: SystemGrid) -> None:
+    grid.start_master("--alloc-interval", "1", *ALLOW)
+    missing = grid.cli("alloc", "add", "command", "--name", "none", "--time-limit", "10m",
+                       "--", "no-such-start-command")  # fmt: skip
+    assert missing.returncode == 1
+    assert "no-such-start-command: no such command" in missing.stderr
+    added = grid.cli("alloc", "add", "command", "--name", "bad", "--time-limit", "10m",
+                     "--", "sh", "-c", "echo no capacity in zone b >&2; exit 3")  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    submit(grid, "--timeout", "60", "--", "true")
+
+    def paused() -> dict[str, Any] | None:
+        queue: dict[str, Any] = api(grid, "GET", "/v1/alloc/queues/bad")
+        return queue if queue["state"] == "paused" else None
+
+    queue = eventually(paused, 60, 0.5)
+    assert "sh failed: no capacity in zone b" in queue["reason"]
+    assert queue["failures"] == 3

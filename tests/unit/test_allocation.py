@@ -14,11 +14,15 @@ from gridrun.allocating import (
     QueueState,
     allocation_of,
 )
+from gridrun.auth import Role, TokenEntry, Tokens, digest, new_token
+from gridrun.clock import SystemClock
 from gridrun.dispatching import Candidate
 from gridrun.master.backends import Submission
 from gridrun.master.backends.slurm import batch_script, walltime
+from gridrun.master.core.access import Access
 from gridrun.master.core.alloc_fit import QueueBook, why_not
 from gridrun.master.core.allocator import backoff_ms, demand
+from gridrun.master.core.audit import Audit
 from gridrun.model import WorkerInfo, WorkerState
 from gridrun.resources import Resources
 from gridrun.spec import parse_selector
@@ -145,3 +149,28 @@ def test_slurms_batch_script(tmp_path: Path) -> None:
     assert '"alloc-abc-$SLURM_PROCID"' in shlex.split(script.splitlines()[-1])[-1]
     assert walltime(59) == "0:01:00"
     assert walltime(90_000) == "25:00:00"
+
+
+def test_an_allocations_credential_joins_its_own_workers_only() -> None:
+    """While its allocation runs, its credential joins workers named for it, no other; a
+    name of an allocation's needs that credential; once it ends, the credential is void."""
+    fleet = new_token()
+    access = Access(
+        Tokens([TokenEntry.of("fleet", Role.WORKER, digest(fleet))]),
+        Audit(None, SystemClock()),
+        bind_worker_certs=False,
+    )
+    mine = new_token()
+    access.grants.add(digest(mine), "abc123")
+    bearer = [("authorization", f"Bearer {mine}")]
+    assert access.join_refusal(bearer, "peer") is None
+    credential = access.credential(bearer)
+    assert credential == "alloc:abc123"
+    assert access.allocation_refusal("alloc-abc123-0", credential, "peer") is None
+    assert "may not join" in (access.allocation_refusal("w1", credential, "peer") or "")
+    assert access.allocation_refusal("alloc-other-0", credential, "peer") is not None
+    # the fleet's join token may not pose as an allocation's worker
+    assert access.allocation_refusal("alloc-abc123-0", "fleet", "peer") is not None
+    assert access.allocation_refusal("w1", "fleet", "peer") is None
+    access.grants.set({})  # its allocation ended
+    assert access.join_refusal(bearer, "peer") == "the join token is not valid for this master"

@@ -115,8 +115,16 @@ class Access:
         return ALLOC_CREDENTIAL + alloc_id if alloc_id is not None else ""
 
     def allocation_refusal(self, worker_id: str, credential: str, peer: str) -> str | None:
-        """An allocation's credential joins only workers named for that allocation."""
+        """An allocation's credential joins only workers named for that allocation, and
+        (where joining takes a token) a name of an allocation's only with its credential."""
         if not credential.startswith(ALLOC_CREDENTIAL):
+            if self.tokens.join_required and allocation_of(worker_id) is not None:
+                reason = (
+                    f"worker id {worker_id!r} is an allocation's (alloc-<id>-<n>): it joins only"
+                    " with that allocation's credential; give this worker another --name"
+                )
+                self.audit.record("worker.refused", None, peer, worker=worker_id, reason=reason)
+                return reason
             return None
         alloc_id = credential[len(ALLOC_CREDENTIAL) :]
         if allocation_of(worker_id) == alloc_id:

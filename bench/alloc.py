@@ -2,9 +2,10 @@
 the tests' one-node Slurm (tests/slurm.py: munged, slurmctld and slurmd of its own), against
 Slurm's own floor measured in the same run: sbatch of a job that touches a file, until the
 file is there (submit -> the job's command ran, polled every 10 ms). Each round a queue of
-1-slot workers with a short idle timeout gets one task: submit -> task succeeded (cold: the allocation is made, Slurm starts it, the
-worker starts and joins, the task runs); then, with that worker still up, a second task
-(warm: the worker is there). The worker then leaves before the next round.
+1-slot workers with a short idle timeout gets one task: submit -> task succeeded (cold: the
+allocation is made, Slurm starts it, the worker starts and joins, the task runs); then, with
+that worker still up, a second task (warm: the worker is there). The worker then leaves
+before the next round.
 
     python bench/alloc.py [--rounds 5]   (root, with slurm-wlm and munge installed:
                                           scripts/ensure_slurm.sh)

@@ -250,3 +250,33 @@ def test_an_allocations_credential_joins_its_own_workers_only(
     output = grid.cli("logs", task).stdout
     assert "GRIDRUN_JOIN_TOKEN" not in output
     assert "GRIDRUN_TOKENS" not in output
+
+
+def test_a_worker_near_its_time_limit_takes_no_task_that_would_not_fit(
+    grid: SystemGrid, slurm: Slurm
+) -> None:
+    """A walltime of one minute: its worker leaves at 50 s (--time-limit, less the margin).
+    Near then, a task whose timeout would outlast it is not sent to it; once it has left,
+    another allocation's worker runs the task."""
+    start(grid)
+    result = grid.cli("alloc", "add", "slurm", "--name", "brief", "--time-limit", "60s",
+                      "--slots", "1", "--idle-timeout", "10m", "--")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    first = submit(grid, "--timeout", "5", "--", "true")
+    assert eventually(lambda: task_of(grid, first)["state"] == "succeeded", 90, 0.5)
+    [allocation] = allocations(grid, "brief")
+    worker = task_of(grid, first)["worker_id"]
+    started = allocation["started_at"] or allocation["created_at"]
+    # 40 s into its 50: a task of 20 s would not fit, one of 2 s would
+    eventually(lambda: time.time() * 1000 - started > 40_000, 60, 0.5)
+    late = submit(grid, "--timeout", "20", "--", "true")
+    fits = submit(grid, "--timeout", "2", "--", "true")
+    assert eventually(lambda: task_of(grid, fits)["state"] == "succeeded", 10, 0.2)
+    assert task_of(grid, fits)["worker_id"] == worker
+    assert task_of(grid, late)["state"] == "queued"
+    # the worker leaves at its limit (before Slurm's walltime), and a new one takes it
+    done = eventually(lambda: (t := task_of(grid, late))["state"] == "succeeded" and t, 120, 0.5)
+    assert done["worker_id"] != worker
+    ended = next(a for a in allocations(grid, "brief") if a["id"] == allocation["id"])
+    assert ended["state"] == "ended"
+    assert slurm.jobs()[ended["backend_id"]] == "COMPLETED"  # it left: not killed at walltime

@@ -11,16 +11,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from gridrun.auth import digest
 from tests.helpers import eventually, pid_alive
 from tests.system.conftest import SystemGrid
+from tests.system.test_alloc_slurm import ADMIN, JOIN, api, submit
 
 pytestmark = [pytest.mark.system, pytest.mark.slow]
 
-ADMIN, JOIN = "admin-token-for-the-command-tests", "join-token-for-the-command-tests"
 START = 'd=$(mktemp -d); cat > "$d/w.sh"; nohup sh "$d/w.sh" > "$d/log" 2>&1 < /dev/null & echo $!'
 
 
@@ -41,19 +40,6 @@ def grid(tmp_path: Path) -> Iterator[SystemGrid]:
         for pid in started:  # the workers the start command left running, if any
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-
-
-def api(grid: SystemGrid, method: str, path: str, **kwargs: Any) -> Any:
-    headers = {"Authorization": f"Bearer {ADMIN}"}
-    response = httpx.request(method, grid.url + path, headers=headers, timeout=30, **kwargs)
-    assert response.status_code < 400, response.text
-    return response.json() if response.content else None
-
-
-def submit(grid: SystemGrid, *args: str) -> str:
-    result = grid.cli("submit", *args)
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
 
 
 ALLOW = ("--alloc-backend", "slurm", "--alloc-backend", "command")

@@ -426,7 +426,7 @@ class Allocator:
                 online[alloc_id] += 1
         return queue, allocations, dict(online)
 
-    async def list(self) -> list[tuple[AllocQueue, list[Allocation]]]:
+    async def overview(self) -> list[tuple[AllocQueue, list[Allocation]]]:
         """Every queue with its active allocations."""
         active = await self.store.allocations.active_allocations()
         return [

@@ -30,7 +30,7 @@ router = APIRouter(route_class=StrictJsonRoute, tags=["allocation queues"])
 @router.get("/v1/alloc/queues", response_model=AllocQueueListOut, summary="The allocation queues")
 async def list_queues(who: Allocating, allocator: AllocatorDep) -> AllocQueueListOut:
     return AllocQueueListOut(
-        queues=[AllocQueueOut.of(q, len(active)) for q, active in await allocator.list()]
+        queues=[AllocQueueOut.of(q, len(active)) for q, active in await allocator.overview()]
     )
 
 
@@ -80,7 +80,7 @@ async def _paused(
 ) -> AllocQueueOut:  # fmt: skip
     queue = await allocator.set_paused(name, paused)
     audit.record("alloc.paused" if paused else "alloc.resumed", who, peer(request), queue=name)
-    active = [a for q, mine in await allocator.list() if q.name == name for a in mine]
+    active = [a for q, mine in await allocator.overview() if q.name == name for a in mine]
     return AllocQueueOut.of(queue, len(active))
 
 

@@ -31,6 +31,7 @@ class Candidate:
     queue: str = DEFAULT_QUEUE
     stdin: bool = False  # it has a stdin: only a worker that feeds it may take it
     script: bool = False  # it ships a script: only a worker that runs one may take it
+    files: bool = False  # inputs or collected files: only a worker that handles them may
     # its timeout (None: none, or queued by a master older than the field): a worker that
     # leaves at a time limit takes it only if it ends before then
     timeout_s: float | None = None

@@ -109,6 +109,30 @@ class AllocRefused(GridrunError):
     title = "Allocation refused"
 
 
+class InputNotUploaded(GridrunError):
+    """A task names an input whose bytes the master does not hold (PUT /v1/inputs/SHA first)."""
+
+    status = 422
+    grpc_code = "FAILED_PRECONDITION"
+    title = "Input not uploaded"
+
+
+class FileNotFound(GridrunError):
+    """No collected file of that path for the task (or not one this caller may read)."""
+
+    status = 404
+    grpc_code = "NOT_FOUND"
+    title = "File not found"
+
+
+class RangeNotSatisfiable(GridrunError):
+    """A Range header outside the file."""
+
+    status = 416
+    grpc_code = "OUT_OF_RANGE"
+    title = "Range not satisfiable"
+
+
 class AmbiguousId(GridrunError):
     """A short id (a prefix or the tail of an id) that more than one task or job has."""
 

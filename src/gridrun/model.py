@@ -184,6 +184,18 @@ class Concurrency:
 
 
 @dataclass(frozen=True, slots=True)
+class InputFile:
+    """A file that travels with a task: written into each attempt's working directory as
+    `name` (a relative path), with `mode`'s permission bits; its bytes are stored once, by
+    their sha256 (`digest`), however many tasks use them."""
+
+    name: str
+    digest: str
+    size: int
+    mode: int = 0o644
+
+
+@dataclass(frozen=True, slots=True)
 class TaskSpec:
     """What to run, where, and with which limits. `argv` is what the worker executes."""
 
@@ -214,6 +226,13 @@ class TaskSpec:
     retain_s: float | None = None  # kept this long after it ends (None: the grid's rule)
     stdin: bytes | None = None  # what the process reads on its standard input (None: nothing)
     script: bytes | None = None  # a script the worker runs as a file, `argv` its arguments
+    inputs: tuple[InputFile, ...] = ()  # files written into its working directory first
+    collect: tuple[str, ...] = ()  # globs of files sent back from it after each attempt
+
+    @property
+    def files(self) -> bool:
+        """It has a working directory of its own: inputs to write there, or files to collect."""
+        return bool(self.inputs or self.collect)
 
     @property
     def owner(self) -> str:
@@ -235,6 +254,7 @@ class TaskSpec:
             and self.worker is None
             and self.stdin is None
             and self.script is None
+            and not self.files
             and all(arg.split() == [arg] for arg in self.argv)  # non-empty, no whitespace
         )
 

@@ -10,10 +10,12 @@ from collections.abc import Mapping, Sequence
 from graphlib import CycleError, TopologicalSorter
 
 from gridrun.errors import InvalidSpec
+from gridrun.files import check_globs, check_inputs
 from gridrun.model import (
     DEFAULT_QUEUE,
     SHELL,
     Concurrency,
+    InputFile,
     Placement,
     RetryPolicy,
     Sealed,
@@ -110,6 +112,8 @@ def make_spec(
     retain_s: float | None = None,
     stdin: bytes | None = None,
     script: bytes | None = None,
+    inputs: Sequence[InputFile] = (),
+    collect: Sequence[str] = (),
 ) -> TaskSpec:
     """Validate a request and build its spec; raise InvalidSpec with a human message.
     `submitted_by` is the caller's token name, set by the master (never taken from a client)."""
@@ -216,6 +220,8 @@ def make_spec(
         retain_s=retain_s,
         stdin=stdin or None,  # (empty: nothing to read, as without)
         script=script,
+        inputs=check_inputs(inputs),
+        collect=check_globs(collect),
     )
 
 

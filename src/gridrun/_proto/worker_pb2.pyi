@@ -26,6 +26,64 @@ OUTCOME_NO_SLOT: Outcome
 OUTCOME_WORKER_STOPPED: Outcome
 OUTCOME_REJECTED: Outcome
 
+class FetchRequest(_message.Message):
+    __slots__ = ("ticket", "ref", "digest", "offset")
+    TICKET_FIELD_NUMBER: _ClassVar[int]
+    REF_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    ticket: str
+    ref: AttemptRef
+    digest: str
+    offset: int
+    def __init__(self, ticket: _Optional[str] = ..., ref: _Optional[_Union[AttemptRef, _Mapping]] = ..., digest: _Optional[str] = ..., offset: _Optional[int] = ...) -> None: ...
+
+class FileChunk(_message.Message):
+    __slots__ = ("data",)
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    def __init__(self, data: _Optional[bytes] = ...) -> None: ...
+
+class CollectMessage(_message.Message):
+    __slots__ = ("head", "data", "end")
+    HEAD_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    head: CollectHead
+    data: bytes
+    end: CollectEnd
+    def __init__(self, head: _Optional[_Union[CollectHead, _Mapping]] = ..., data: _Optional[bytes] = ..., end: _Optional[_Union[CollectEnd, _Mapping]] = ...) -> None: ...
+
+class CollectHead(_message.Message):
+    __slots__ = ("ticket", "ref", "path", "size", "mode", "dropped", "reason")
+    TICKET_FIELD_NUMBER: _ClassVar[int]
+    REF_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ticket: str
+    ref: AttemptRef
+    path: str
+    size: int
+    mode: int
+    dropped: bool
+    reason: str
+    def __init__(self, ticket: _Optional[str] = ..., ref: _Optional[_Union[AttemptRef, _Mapping]] = ..., path: _Optional[str] = ..., size: _Optional[int] = ..., mode: _Optional[int] = ..., dropped: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class CollectEnd(_message.Message):
+    __slots__ = ("digest",)
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    digest: str
+    def __init__(self, digest: _Optional[str] = ...) -> None: ...
+
+class CollectReply(_message.Message):
+    __slots__ = ("stored_bytes",)
+    STORED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    stored_bytes: int
+    def __init__(self, stored_bytes: _Optional[int] = ...) -> None: ...
+
 class AttemptRef(_message.Message):
     __slots__ = ("task_id", "attempt")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
@@ -67,7 +125,7 @@ class WorkerBatch(_message.Message):
     def __init__(self, messages: _Optional[_Iterable[_Union[WorkerMessage, _Mapping]]] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("worker_id", "hostname", "labels", "slots", "resources", "version", "running", "unacked", "max_tasks", "resumed", "identity_secret", "binds_identity", "containment", "batches", "announces_starts", "prefetch", "takes_stdin", "takes_script", "time_left_ms")
+    __slots__ = ("worker_id", "hostname", "labels", "slots", "resources", "version", "running", "unacked", "max_tasks", "resumed", "identity_secret", "binds_identity", "containment", "batches", "announces_starts", "prefetch", "takes_stdin", "takes_script", "time_left_ms", "takes_files")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -101,6 +159,7 @@ class Hello(_message.Message):
     TAKES_STDIN_FIELD_NUMBER: _ClassVar[int]
     TAKES_SCRIPT_FIELD_NUMBER: _ClassVar[int]
     TIME_LEFT_MS_FIELD_NUMBER: _ClassVar[int]
+    TAKES_FILES_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     hostname: str
     labels: _containers.ScalarMap[str, str]
@@ -120,7 +179,8 @@ class Hello(_message.Message):
     takes_stdin: bool
     takes_script: bool
     time_left_ms: int
-    def __init__(self, worker_id: _Optional[str] = ..., hostname: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., slots: _Optional[int] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., version: _Optional[str] = ..., running: _Optional[_Iterable[_Union[AttemptRef, _Mapping]]] = ..., unacked: _Optional[_Iterable[_Union[AttemptRef, _Mapping]]] = ..., max_tasks: _Optional[_Mapping[str, int]] = ..., resumed: _Optional[bool] = ..., identity_secret: _Optional[str] = ..., binds_identity: _Optional[bool] = ..., containment: _Optional[str] = ..., batches: _Optional[bool] = ..., announces_starts: _Optional[bool] = ..., prefetch: _Optional[int] = ..., takes_stdin: _Optional[bool] = ..., takes_script: _Optional[bool] = ..., time_left_ms: _Optional[int] = ...) -> None: ...
+    takes_files: bool
+    def __init__(self, worker_id: _Optional[str] = ..., hostname: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., slots: _Optional[int] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., version: _Optional[str] = ..., running: _Optional[_Iterable[_Union[AttemptRef, _Mapping]]] = ..., unacked: _Optional[_Iterable[_Union[AttemptRef, _Mapping]]] = ..., max_tasks: _Optional[_Mapping[str, int]] = ..., resumed: _Optional[bool] = ..., identity_secret: _Optional[str] = ..., binds_identity: _Optional[bool] = ..., containment: _Optional[str] = ..., batches: _Optional[bool] = ..., announces_starts: _Optional[bool] = ..., prefetch: _Optional[int] = ..., takes_stdin: _Optional[bool] = ..., takes_script: _Optional[bool] = ..., time_left_ms: _Optional[int] = ..., takes_files: _Optional[bool] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
     __slots__ = ("free_slots", "running", "draining")
@@ -243,7 +303,7 @@ class Welcome(_message.Message):
     def __init__(self, worker_id: _Optional[str] = ..., heartbeat_interval_ms: _Optional[int] = ..., output_cap_bytes: _Optional[int] = ..., identity_secret: _Optional[str] = ..., batches: _Optional[bool] = ...) -> None: ...
 
 class Assign(_message.Message):
-    __slots__ = ("ref", "argv", "shell", "env", "cwd", "timeout_ms", "kill_grace_ms", "gpus", "secret_env", "cpu", "memory_mb", "stdin", "script")
+    __slots__ = ("ref", "argv", "shell", "env", "cwd", "timeout_ms", "kill_grace_ms", "gpus", "secret_env", "cpu", "memory_mb", "stdin", "script", "inputs", "collect", "collect_budget_bytes", "files_ticket")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -271,6 +331,10 @@ class Assign(_message.Message):
     MEMORY_MB_FIELD_NUMBER: _ClassVar[int]
     STDIN_FIELD_NUMBER: _ClassVar[int]
     SCRIPT_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
+    COLLECT_FIELD_NUMBER: _ClassVar[int]
+    COLLECT_BUDGET_BYTES_FIELD_NUMBER: _ClassVar[int]
+    FILES_TICKET_FIELD_NUMBER: _ClassVar[int]
     ref: AttemptRef
     argv: _containers.RepeatedScalarFieldContainer[str]
     shell: bool
@@ -284,7 +348,23 @@ class Assign(_message.Message):
     memory_mb: int
     stdin: bytes
     script: bytes
-    def __init__(self, ref: _Optional[_Union[AttemptRef, _Mapping]] = ..., argv: _Optional[_Iterable[str]] = ..., shell: _Optional[bool] = ..., env: _Optional[_Mapping[str, str]] = ..., cwd: _Optional[str] = ..., timeout_ms: _Optional[int] = ..., kill_grace_ms: _Optional[int] = ..., gpus: _Optional[int] = ..., secret_env: _Optional[_Mapping[str, str]] = ..., cpu: _Optional[float] = ..., memory_mb: _Optional[int] = ..., stdin: _Optional[bytes] = ..., script: _Optional[bytes] = ...) -> None: ...
+    inputs: _containers.RepeatedCompositeFieldContainer[InputRef]
+    collect: _containers.RepeatedScalarFieldContainer[str]
+    collect_budget_bytes: int
+    files_ticket: str
+    def __init__(self, ref: _Optional[_Union[AttemptRef, _Mapping]] = ..., argv: _Optional[_Iterable[str]] = ..., shell: _Optional[bool] = ..., env: _Optional[_Mapping[str, str]] = ..., cwd: _Optional[str] = ..., timeout_ms: _Optional[int] = ..., kill_grace_ms: _Optional[int] = ..., gpus: _Optional[int] = ..., secret_env: _Optional[_Mapping[str, str]] = ..., cpu: _Optional[float] = ..., memory_mb: _Optional[int] = ..., stdin: _Optional[bytes] = ..., script: _Optional[bytes] = ..., inputs: _Optional[_Iterable[_Union[InputRef, _Mapping]]] = ..., collect: _Optional[_Iterable[str]] = ..., collect_budget_bytes: _Optional[int] = ..., files_ticket: _Optional[str] = ...) -> None: ...
+
+class InputRef(_message.Message):
+    __slots__ = ("name", "digest", "size", "mode")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    digest: str
+    size: int
+    mode: int
+    def __init__(self, name: _Optional[str] = ..., digest: _Optional[str] = ..., size: _Optional[int] = ..., mode: _Optional[int] = ...) -> None: ...
 
 class Cancel(_message.Message):
     __slots__ = ("ref", "reason")

@@ -39,6 +39,16 @@ class WorkerServiceStub:
                 request_serializer=gridrun_dot_v1_dot_worker__pb2.WorkerMessage.SerializeToString,
                 response_deserializer=gridrun_dot_v1_dot_worker__pb2.MasterMessage.FromString,
                 _registered_method=True)
+        self.Fetch = channel.unary_stream(
+                '/gridrun.v1.WorkerService/Fetch',
+                request_serializer=gridrun_dot_v1_dot_worker__pb2.FetchRequest.SerializeToString,
+                response_deserializer=gridrun_dot_v1_dot_worker__pb2.FileChunk.FromString,
+                _registered_method=True)
+        self.Collect = channel.stream_unary(
+                '/gridrun.v1.WorkerService/Collect',
+                request_serializer=gridrun_dot_v1_dot_worker__pb2.CollectMessage.SerializeToString,
+                response_deserializer=gridrun_dot_v1_dot_worker__pb2.CollectReply.FromString,
+                _registered_method=True)
 
 
 class WorkerServiceServicer:
@@ -50,6 +60,24 @@ class WorkerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Fetch(self, request, context):
+        """A task's files travel beside the worker's stream, each on a call of its own over the same
+        connection (a 100 MiB file never holds up a heartbeat or another task's report). Each call
+        carries the files ticket its Assign gave: it names the attempt, and only the worker that
+        holds that attempt has it.
+        an input's bytes, from `offset`
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Collect(self, request_iterator, context):
+        """one collected file
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -57,6 +85,16 @@ def add_WorkerServiceServicer_to_server(servicer, server):
                     servicer.Connect,
                     request_deserializer=gridrun_dot_v1_dot_worker__pb2.WorkerMessage.FromString,
                     response_serializer=gridrun_dot_v1_dot_worker__pb2.MasterMessage.SerializeToString,
+            ),
+            'Fetch': grpc.unary_stream_rpc_method_handler(
+                    servicer.Fetch,
+                    request_deserializer=gridrun_dot_v1_dot_worker__pb2.FetchRequest.FromString,
+                    response_serializer=gridrun_dot_v1_dot_worker__pb2.FileChunk.SerializeToString,
+            ),
+            'Collect': grpc.stream_unary_rpc_method_handler(
+                    servicer.Collect,
+                    request_deserializer=gridrun_dot_v1_dot_worker__pb2.CollectMessage.FromString,
+                    response_serializer=gridrun_dot_v1_dot_worker__pb2.CollectReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -86,6 +124,60 @@ class WorkerService:
             '/gridrun.v1.WorkerService/Connect',
             gridrun_dot_v1_dot_worker__pb2.WorkerMessage.SerializeToString,
             gridrun_dot_v1_dot_worker__pb2.MasterMessage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Fetch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/gridrun.v1.WorkerService/Fetch',
+            gridrun_dot_v1_dot_worker__pb2.FetchRequest.SerializeToString,
+            gridrun_dot_v1_dot_worker__pb2.FileChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Collect(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/gridrun.v1.WorkerService/Collect',
+            gridrun_dot_v1_dot_worker__pb2.CollectMessage.SerializeToString,
+            gridrun_dot_v1_dot_worker__pb2.CollectReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -15,6 +15,8 @@ import httpx
 from gridrun.client import calls
 from gridrun.client.settings import DEFAULT_URL
 from gridrun.client.types import (
+    FileDict,
+    InputDict,
     JobDict,
     SubmitOptions,
     TaskDict,
@@ -22,6 +24,7 @@ from gridrun.client.types import (
     TaskSegments,
     WorkerDict,
 )
+from gridrun.errors import NotFound
 
 __all__ = ["DEFAULT_URL", "AsyncClient"]
 
@@ -213,6 +216,45 @@ class AsyncClient:
     async def output(self, task_id: str) -> TaskOutput:
         return cast(TaskOutput, await self._json("GET", f"/v1/tasks/{task_id}/output"))
 
+    # ---- files
+
+    async def upload_input(self, path: str | Path) -> InputDict:
+        """Upload a local file as an input (streamed; nothing sent if the master holds
+        these bytes of yours already); a task then names its sha256 in `inputs`."""
+        digest = await asyncio.to_thread(calls.sha256_of, Path(path))
+        try:
+            return cast(InputDict, await self._json("GET", f"/v1/inputs/{digest}"))
+        except NotFound:
+            pass
+        return cast(
+            InputDict,
+            await self._json(
+                "PUT", f"/v1/inputs/{digest}", content=_pieces(Path(path)), headers=calls.OCTETS
+            ),
+        )
+
+    async def files(self, task_id: str) -> list[FileDict]:
+        """The files collected from the task's attempts."""
+        answer = await self._json("GET", f"/v1/tasks/{task_id}/files")
+        return cast(list[FileDict], answer["files"])
+
+    async def file_bytes(
+        self, task_id: str, path: str, *, attempt: int | None = None, range_: str | None = None
+    ) -> AsyncIterator[bytes]:
+        """A collected file's bytes as they come (`range_`: an HTTP Range, "bytes=0-99")."""
+        params = {"attempt": attempt} if attempt is not None else None
+        headers = {"Range": range_} if range_ else None
+        url = calls.file_path(task_id, path)
+        try:
+            async with self._http.stream("GET", url, params=params, headers=headers) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise calls.error_from(response)
+                async for piece in response.aiter_bytes():
+                    yield piece
+        except httpx.TransportError as exc:
+            raise calls.transport_error(self.url, exc) from None
+
     async def segments(self, task_id: str, tail: int | None = None) -> TaskSegments:
         """Both streams in the order they were written (`tail`: only the last N lines)."""
         params = {"tail": tail} if tail is not None else None
@@ -338,3 +380,10 @@ class AsyncClient:
 
     async def health(self) -> dict[str, Any]:
         return cast(dict[str, Any], await self._json("GET", "/healthz"))
+
+
+async def _pieces(path: Path) -> AsyncIterator[bytes]:
+    """A file's bytes as an upload's body, each piece read off the event loop."""
+    with await asyncio.to_thread(open, path, "rb") as f:
+        while piece := await asyncio.to_thread(f.read, calls.UPLOAD_PIECE):
+            yield piece

@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Unpack, cast
+from typing import Any, BinaryIO, Literal, Unpack, cast
 from urllib.parse import quote
 
 import httpx
@@ -14,6 +14,8 @@ import httpx
 from gridrun.client import calls
 from gridrun.client.settings import DEFAULT_URL
 from gridrun.client.types import (
+    FileDict,
+    InputDict,
     JobDict,
     SubmitOptions,
     TaskDict,
@@ -21,6 +23,7 @@ from gridrun.client.types import (
     TaskSegments,
     WorkerDict,
 )
+from gridrun.errors import NotFound
 
 __all__ = ["DEFAULT_URL", "Client"]
 
@@ -204,6 +207,45 @@ class Client:
 
     def output(self, task_id: str) -> TaskOutput:
         return cast(TaskOutput, self._json("GET", f"/v1/tasks/{task_id}/output"))
+
+    # ---- files
+
+    def upload_input(self, path: str | Path) -> InputDict:
+        """Upload a local file as an input (streamed; nothing sent if the master holds
+        these bytes of yours already); a task then names its sha256 in `inputs`."""
+        digest = calls.sha256_of(Path(path))
+        try:
+            return cast(InputDict, self._json("GET", f"/v1/inputs/{digest}"))
+        except NotFound:
+            pass
+        pieces = calls.file_pieces(Path(path))
+        return cast(
+            InputDict,
+            self._json("PUT", f"/v1/inputs/{digest}", content=pieces, headers=calls.OCTETS),
+        )
+
+    def files(self, task_id: str) -> list[FileDict]:
+        """The files collected from the task's attempts."""
+        return cast(list[FileDict], self._json("GET", f"/v1/tasks/{task_id}/files")["files"])
+
+    def download(
+        self, task_id: str, path: str, out: BinaryIO, *, attempt: int | None = None
+    ) -> int:
+        """Write a collected file's bytes to `out` as they come; return how many."""
+        params = {"attempt": attempt} if attempt is not None else None
+        url = calls.file_path(task_id, path)
+        written = 0
+        try:
+            with self._http.stream("GET", url, params=params) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise calls.error_from(response)
+                for piece in response.iter_bytes():
+                    out.write(piece)
+                    written += len(piece)
+        except httpx.TransportError as exc:
+            raise calls.transport_error(self.url, exc) from None
+        return written
 
     def segments(self, task_id: str, tail: int | None = None) -> TaskSegments:
         """Both streams in the order they were written (`tail`: only the last N lines)."""

@@ -4,11 +4,13 @@ error's own class, and how a server-sent event stream is read."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import ssl
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -172,3 +174,29 @@ def array_body(
         if value is not None:
             body[key] = value if isinstance(value, str) else list(value)
     return body
+
+
+UPLOAD_PIECE = 1 << 20  # bytes an input's upload reads and sends at a time
+
+
+def sha256_of(path: Path) -> str:
+    """A file's sha256 (hex), read a piece at a time."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while piece := f.read(UPLOAD_PIECE):
+            digest.update(piece)
+    return digest.hexdigest()
+
+
+def file_pieces(path: Path) -> Iterator[bytes]:
+    """A file's bytes as an upload's body, a piece at a time (never all of it in memory)."""
+    with open(path, "rb") as f:
+        while piece := f.read(UPLOAD_PIECE):
+            yield piece
+
+
+def file_path(task_id: str, path: str) -> str:
+    return f"/v1/tasks/{quote(task_id, safe='')}/files/{quote(path)}"
+
+
+OCTETS = {"Content-Type": "application/octet-stream"}

@@ -42,6 +42,8 @@ class SubmitOptions(TypedDict, total=False):
     retain_s: float
     stdin_base64: str
     script_base64: str
+    inputs: Sequence[Mapping[str, Any]]  # [{"name", "sha256", "mode"}]: uploaded first
+    collect: Sequence[str]  # globs of files sent back after each attempt
 
 
 class AttemptDict(TypedDict):
@@ -181,3 +183,24 @@ class TaskSegments(TaskOutput):
     """Both streams in the order written: a segment per run (GET .../output/segments)."""
 
     segments: list[OutputSegment]
+
+
+class InputDict(TypedDict):
+    """An uploaded input: its sha256, its size, and whether the master held it already."""
+
+    sha256: str
+    size: int
+    held: bool
+
+
+class FileDict(TypedDict):
+    """A file collected from an attempt: complete, incomplete or dropped (`reason`)."""
+
+    attempt: int
+    path: str
+    state: str
+    size: int
+    sha256: str
+    mode: int
+    reason: str
+    collected_at: str | None

@@ -36,6 +36,7 @@ from gridrun.master.http.api import create_api
 from gridrun.master.http.guard import AllowedHosts
 from gridrun.master.settings import MasterConfig
 from gridrun.master.wire.compat import NodeServicer
+from gridrun.master.wire.file_calls import FileCalls
 from gridrun.master.wire.rpc import Caps, WorkerServicer
 from gridrun.store import Store
 from gridrun.store.postgres import PostgresStore, is_postgres_url, redact
@@ -226,6 +227,7 @@ class Master:
                     memory_mb=config.max_worker_memory_mb,
                     gpus=config.max_worker_gpus,
                 ),
+                FileCalls(self.core.files, self.access),
             ),
             self._grpc,
         )

@@ -167,6 +167,18 @@ class MasterConfig(BaseModel):
         "The same for failed, timed-out, lost and rejected tasks (default: --retain).",
         name="retain_failed", form=Form.SECONDS, gt=0,
     )  # fmt: skip
+    max_input: int = setting(
+        CORE.max_input,
+        "Most bytes of input files a task may take, all together (64MiB); an upload or a"
+        " submission over it is answered 413.",
+        name="max_input", form=Form.SIZE, gt=0,
+    )  # fmt: skip
+    max_collect: int = setting(
+        CORE.max_collect,
+        "Most bytes of files collected from one attempt (256MiB): the rest are dropped, and"
+        " listed as dropped.",
+        name="max_collect", form=Form.SIZE, ge=0,
+    )  # fmt: skip
     output_budget: int | None = setting(
         CORE.output_budget,
         "Most task output kept grid-wide (10GiB, 500MiB): beyond it the oldest ended tasks'"

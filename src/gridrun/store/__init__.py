@@ -28,6 +28,7 @@ from gridrun.model import (
     WorkerState,
 )
 from gridrun.output import Mark
+from gridrun.store.file_store import FileStore
 from gridrun.store.values import (
     NOTICE_KINDS,
     Applied,
@@ -431,6 +432,9 @@ class Store(Protocol):
 
     @property
     def allocations(self) -> AllocationStore: ...
+
+    @property
+    def files(self) -> FileStore: ...
 
     @property
     def shared(self) -> bool:

@@ -269,6 +269,43 @@ CREATE TABLE alloc_leader (
 );
 """
 
+# v18: files that travel with tasks (gridrun.files): uploaded inputs, by their sha256; which
+# tasks use each (what keeps it); the files collected from each attempt; and the bytes of both,
+# in chunks of 1 MiB (`blob`: 'i/<sha256>' for an input, 'f/<task>/<attempt>/<path>' for a
+# collected file, so a task's chunks are one range of the key).
+SCHEMA_V18 = """
+CREATE TABLE inputs (
+    digest     TEXT PRIMARY KEY,
+    size       BIGINT NOT NULL DEFAULT 0,
+    complete   BIGINT NOT NULL DEFAULT 0,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE task_inputs (
+    task_id TEXT NOT NULL,
+    digest  TEXT NOT NULL,
+    PRIMARY KEY (task_id, digest)
+);
+CREATE INDEX task_inputs_by_digest ON task_inputs (digest);
+CREATE TABLE task_files (
+    task_id    TEXT NOT NULL,
+    attempt    BIGINT NOT NULL,
+    path       TEXT NOT NULL,
+    state      TEXT NOT NULL,
+    size       BIGINT NOT NULL,
+    digest     TEXT NOT NULL DEFAULT '',
+    mode       BIGINT NOT NULL DEFAULT 420,
+    reason     TEXT NOT NULL DEFAULT '',
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (task_id, attempt, path)
+);
+CREATE TABLE chunks (
+    blob TEXT NOT NULL,
+    seq  BIGINT NOT NULL,
+    data BYTEA NOT NULL,
+    PRIMARY KEY (blob, seq)
+);
+"""
+
 MIGRATIONS = [
     SCHEMA_V1,
     SCHEMA_V2,
@@ -287,6 +324,7 @@ MIGRATIONS = [
     SCHEMA_V15,
     SCHEMA_V16,
     SCHEMA_V17,
+    SCHEMA_V18,
 ]  # MIGRATIONS[n] brings a database from version n to n+1
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -286,3 +286,51 @@ TAKE_ALLOC_LEAD = (
     " WHERE alloc_leader.master = excluded.master OR alloc_leader.until_ms < ?"
 )
 SELECT_ALLOC_LEAD = "SELECT master, until_ms FROM alloc_leader WHERE id = 1"
+
+# files (store.files): inputs by sha256, the tasks that use them, collected files, chunks
+SELECT_INPUT = "SELECT size, complete, created_at FROM inputs WHERE digest = ?"
+SELECT_INPUTS = "SELECT digest, size FROM inputs WHERE complete = 1 AND digest IN ({marks})"
+BEGIN_INPUT = (
+    "INSERT INTO inputs (digest, size, complete, created_at) VALUES (?, 0, 0, ?)"
+    " ON CONFLICT (digest) DO UPDATE SET created_at = excluded.created_at"
+    " WHERE inputs.complete = 0"
+)
+FINISH_INPUT = "UPDATE inputs SET size = ?, complete = 1 WHERE digest = ?"
+HOLD_INPUT = "INSERT INTO task_inputs (task_id, digest) VALUES (?, ?) ON CONFLICT DO NOTHING"
+PUT_CHUNK = (
+    "INSERT INTO chunks (blob, seq, data) VALUES (?, ?, ?)"
+    " ON CONFLICT (blob, seq) DO UPDATE SET data = excluded.data"
+)
+SELECT_CHUNK = "SELECT data FROM chunks WHERE blob = ? AND seq = ?"
+DELETE_CHUNKS = "DELETE FROM chunks WHERE blob = ?"
+DELETE_CHUNKS_BETWEEN = "DELETE FROM chunks WHERE blob >= ? AND blob < ?"
+FILE_COLUMNS = "task_id, attempt, path, state, size, digest, mode, reason, created_at"
+PUT_FILE = (
+    f"INSERT INTO task_files ({FILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (task_id, attempt, path) DO UPDATE SET state = excluded.state,"
+    " size = excluded.size, digest = excluded.digest, mode = excluded.mode,"
+    " reason = excluded.reason, created_at = excluded.created_at"
+)
+SELECT_FILES = f"SELECT {FILE_COLUMNS} FROM task_files WHERE task_id = ? ORDER BY attempt, path"
+SELECT_FILE = (
+    f"SELECT {FILE_COLUMNS} FROM task_files WHERE task_id = ? AND attempt = ? AND path = ?"
+)
+DELETE_TASK_FILES = "DELETE FROM task_files WHERE task_id = ?"
+DELETE_TASK_INPUTS = "DELETE FROM task_inputs WHERE task_id = ?"
+SELECT_FILE_BYTES = "SELECT coalesce(sum(size), 0) FROM task_files WHERE state <> 'dropped'"
+SELECT_INPUT_BYTES = "SELECT coalesce(sum(size), 0), count(*) FROM inputs"
+# inputs no task uses any more (or whose upload never ended), uploaded before the cutoff
+SELECT_UNUSED_INPUTS = (
+    "SELECT i.digest FROM inputs i WHERE i.created_at < ?"
+    " AND NOT EXISTS (SELECT 1 FROM task_inputs u WHERE u.digest = i.digest) LIMIT ?"
+)
+DELETE_INPUT = "DELETE FROM inputs WHERE digest = ?"
+# the output budget counts collected files too: the oldest ended tasks' files, and dropping them
+SELECT_FILES_TO_EXPIRE = (
+    "SELECT t.id, sum(f.size) FROM tasks t JOIN task_files f ON f.task_id = t.id"
+    " WHERE t.state IN ({states}) AND f.state = 'complete' GROUP BY t.id, t.seq ORDER BY t.seq"
+    " LIMIT ?"
+)
+EXPIRE_FILES = (
+    "UPDATE task_files SET state = 'dropped', reason = ? WHERE task_id = ? AND state = 'complete'"
+)

@@ -6,11 +6,12 @@ needs because several masters write at once (`FOR UPDATE`, `SKIP LOCKED` for cla
 runs as one transaction given by the backend; its notices (`Tx.notify`) reach other masters
 only if it commits.
 
-A store is its backend (`read`, `write`: the `Db` the verbs use) and eight groups of verbs,
+A store is its backend (`read`, `write`: the `Db` the verbs use) and ten groups of verbs,
 each an object of its own module over that backend: `tasks`, `jobs`, `dispatch`, `attempts`,
-`schedules`, `workers`, `retention`, `allocations`. The steps several groups take (loading a task,
-inserting tasks with their dependencies, notices) are one shared `TaskSteps`. A verb reads in
-its group's module, the steps it takes there, and its SQL (`queries`).
+`schedules`, `workers`, `retention`, `allocations`, `files`. The steps several groups take
+(loading a task, inserting tasks with their dependencies, notices) are one shared
+`TaskSteps`. A verb reads in its group's module, the steps it takes there, and its SQL
+(`queries`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import TypeVar
 from gridrun.store.allocations import AllocationVerbs
 from gridrun.store.attempts import AttemptVerbs
 from gridrun.store.dispatch import DispatchVerbs
+from gridrun.store.files import FileVerbs
 from gridrun.store.jobs import JobVerbs
 from gridrun.store.relational_tx import Dialect, Tx
 from gridrun.store.retention import RetentionVerbs
@@ -50,6 +52,7 @@ class RelationalStore(ABC):
         self.workers = WorkerVerbs(self)
         self.retention = RetentionVerbs(self, steps)
         self.allocations = AllocationVerbs(self)
+        self.files = FileVerbs(self)
 
     @abstractmethod
     async def read(self, step: Callable[[Tx], Awaitable[T]]) -> T:
@@ -59,7 +62,7 @@ class RelationalStore(ABC):
     async def write(self, step: Callable[[Tx], Awaitable[T]]) -> T:
         """Run `step` as one transaction, committed when it returns."""
 
-    def files(self) -> tuple[int | None, float | None]:
+    def db_files(self) -> tuple[int | None, float | None]:
         """A file database's size and its disk's use (none here: see SqliteStore)."""
         return None, None
 

@@ -90,6 +90,6 @@ class Db(Protocol):
         """Run `step` as one transaction, committed when it returns."""
         ...
 
-    def files(self) -> tuple[int | None, float | None]:
+    def db_files(self) -> tuple[int | None, float | None]:
         """A file database's size and its disk's use (None, None for a server's)."""
         ...

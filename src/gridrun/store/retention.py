@@ -1,12 +1,13 @@
 """The store's retention verbs (`store.retention`, one object over the backend): deleting ended
-tasks, with their attempts, output and dependency rows, in small batches (one transaction each),
-never a task another one still waits for. The master runs it in the background (`--retain`);
-`gridrun gc` runs it by hand."""
+tasks, with their attempts, output, collected files and dependency rows, in small batches
+(one transaction each), never a task another one still waits for. The master runs it in the
+background (`--retain`); `gridrun gc` runs it by hand."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from gridrun.files import task_blobs
 from gridrun.model import TERMINAL, TaskState
 from gridrun.store import Own, Storage
 from gridrun.store import queries as sql
@@ -66,9 +67,13 @@ class RetentionVerbs:
             await tx.many(sql.COUNT_EXPIRED, [("job", job, n) for job, n in jobs])
             for statement in (
                 sql.DELETE_TASK_OUTPUT, sql.DELETE_TASK_ATTEMPTS, sql.DELETE_TASK_DEPS,
-                sql.DELETE_DEPS_ON, sql.DELETE_TASK,
+                sql.DELETE_DEPS_ON, sql.DELETE_TASK_FILES, sql.DELETE_TASK_INPUTS,
+                sql.DELETE_TASK,
             ):  # fmt: skip
                 await tx.many(statement, [(i,) for i in ids])
+            # their collected files' bytes (the inputs they used go once no task uses them:
+            # store.files.unused_inputs)
+            await tx.many(sql.DELETE_CHUNKS_BETWEEN, [task_blobs(i) for i in ids])
             return len(ids)
 
         return await self._db.write(step)
@@ -81,9 +86,12 @@ class RetentionVerbs:
         return await self._db.read(read)
 
     async def output_kept(self) -> int:
+        """Bytes of output and collected files kept (what --output-budget bounds)."""
+
         async def read(tx: Tx) -> int:
             row = await tx.one(sql.SELECT_OUTPUT_BYTES)
-            return int(row[0]) if row else 0
+            files = await tx.one(sql.SELECT_FILE_BYTES)
+            return (int(row[0]) if row else 0) + (int(files[0]) if files else 0)
 
         return await self._db.read(read)
 
@@ -104,27 +112,42 @@ class RetentionVerbs:
                 chosen.append((b"", task_id))
                 freed += int(size)
             await tx.many(sql.EXPIRE_OUTPUT, chosen)
+            if freed < at_least:  # then the oldest tasks' collected files
+                dropped = []
+                query = sql.SELECT_FILES_TO_EXPIRE.format(states=marks(len(ended)))
+                for task_id, size in await tx.all(query, *ended, limit):
+                    if freed >= at_least:
+                        break
+                    dropped.append(task_id)
+                    freed += int(size)
+                reason = "dropped by the output budget (--output-budget)"
+                await tx.many(sql.EXPIRE_FILES, [(reason, t) for t in dropped])
+                await tx.many(sql.DELETE_CHUNKS_BETWEEN, [task_blobs(t) for t in dropped])
             return freed
 
         return await self._db.write(step)
 
     async def storage(self) -> Storage:
-        async def read(tx: Tx) -> tuple[int, int | None, int | None]:
+        async def read(tx: Tx) -> tuple[int, int | None, int | None, int, int]:
             output = await tx.one(sql.SELECT_OUTPUT_BYTES)
             oldest = await tx.one(sql.SELECT_OLDEST_TASK)
             size = await tx.one(self._db.dialect.db_size) if self._db.dialect.db_size else None
+            files = await tx.one(sql.SELECT_FILE_BYTES)
+            inputs = await tx.one(sql.SELECT_INPUT_BYTES)
             return (
                 int(output[0]) if output else 0,
                 int(oldest[0]) if oldest else None,
                 int(size[0]) if size else None,
+                int(files[0]) if files else 0,
+                int(inputs[0]) if inputs else 0,
             )
 
-        output, oldest, size = await self._db.read(read)
-        db_bytes, disk_used = self._db.files() if size is None else (size, None)
-        return Storage(db_bytes, output, oldest, disk_used)
+        output, oldest, size, files, inputs = await self._db.read(read)
+        db_bytes, disk_used = self._db.db_files() if size is None else (size, None)
+        return Storage(db_bytes, output, oldest, disk_used, files, inputs)
 
     def disk_used(self) -> float | None:
-        return self._db.files()[1]
+        return self._db.db_files()[1]
 
     async def reclaim(self) -> None:
         if self._db.dialect.reclaim:

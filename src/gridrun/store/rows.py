@@ -14,6 +14,7 @@ from gridrun.model import (
     Attempt,
     AttemptRef,
     Concurrency,
+    InputFile,
     Placement,
     Report,
     RetryPolicy,
@@ -89,6 +90,10 @@ def spec_to_json(spec: TaskSpec) -> str:
     for key, data in (("stdin", spec.stdin), ("script", spec.script)):
         if data is not None:
             raw[key] = base64.b64encode(data).decode("ascii")
+    if spec.inputs:
+        raw["inputs"] = [[f.name, f.digest, f.size, f.mode] for f in spec.inputs]
+    if spec.collect:
+        raw["collect"] = list(spec.collect)
     return orjson.dumps(raw).decode()
 
 
@@ -113,6 +118,8 @@ def spec_from_json(text: str) -> TaskSpec:
         concurrency=concurrency_from_json(raw.get("concurrency")),
         stdin=base64.b64decode(raw["stdin"]) if "stdin" in raw else None,
         script=base64.b64decode(raw["script"]) if "script" in raw else None,
+        inputs=tuple(InputFile(*item) for item in raw.get("inputs", ())),
+        collect=tuple(raw.get("collect", ())),
         **{name: raw.get(key) for key, name in OPTIONAL_SCALARS},
     )
 
@@ -174,6 +181,8 @@ def placement_to_json(spec: TaskSpec) -> str:
         placement["stdin"] = True  # only a worker that feeds stdin may take it
     if spec.script is not None:
         placement["script"] = True  # only a worker that runs scripts may take it
+    if spec.files:
+        placement["files"] = True  # only a worker that stages and collects files may take it
     if spec.timeout_s is not None:
         placement["timeout"] = spec.timeout_s  # a worker that leaves sooner may not take it
     return orjson.dumps(placement).decode()
@@ -181,7 +190,7 @@ def placement_to_json(spec: TaskSpec) -> str:
 
 def placement_from_json(text: str) -> dict[str, Any]:
     """The `placement` column as Candidate fields: terms, resources, worker, task_class, pack,
-    concurrency, stdin, script, timeout."""
+    concurrency, stdin, script, files, timeout."""
     raw = orjson.loads(text)
     return {
         "selector": terms_from_json(raw.get("on", [])),
@@ -192,6 +201,7 @@ def placement_from_json(text: str) -> dict[str, Any]:
         "concurrency": concurrency_from_json(raw.get("concurrency")),
         "stdin": bool(raw.get("stdin")),
         "script": bool(raw.get("script")),
+        "files": bool(raw.get("files")),
         "timeout_s": raw.get("timeout"),
     }
 

@@ -106,7 +106,7 @@ class SqliteStore(RelationalStore):
     async def open(self) -> None:
         await self._db.open()
 
-    def files(self) -> tuple[int | None, float | None]:
+    def db_files(self) -> tuple[int | None, float | None]:
         path = self._db.path
         size = 0
         for name in (path, path.with_name(path.name + "-wal")):

@@ -297,6 +297,43 @@ CREATE TABLE alloc_leader (
 );
 """
 
+# v21: files that travel with tasks (gridrun.files): uploaded inputs, by their sha256; which
+# tasks use each (what keeps it); the files collected from each attempt; and the bytes of both,
+# in chunks of 1 MiB (`blob`: 'i/<sha256>' for an input, 'f/<task>/<attempt>/<path>' for a
+# collected file, so a task's chunks are one range of the key).
+SCHEMA_V21 = """
+CREATE TABLE inputs (
+    digest     TEXT PRIMARY KEY,
+    size       INTEGER NOT NULL DEFAULT 0,
+    complete   INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE task_inputs (
+    task_id TEXT NOT NULL,
+    digest  TEXT NOT NULL,
+    PRIMARY KEY (task_id, digest)
+) WITHOUT ROWID;
+CREATE INDEX task_inputs_by_digest ON task_inputs (digest);
+CREATE TABLE task_files (
+    task_id    TEXT NOT NULL,
+    attempt    INTEGER NOT NULL,
+    path       TEXT NOT NULL,
+    state      TEXT NOT NULL,
+    size       INTEGER NOT NULL,
+    digest     TEXT NOT NULL DEFAULT '',
+    mode       INTEGER NOT NULL DEFAULT 420,
+    reason     TEXT NOT NULL DEFAULT '',
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (task_id, attempt, path)
+) WITHOUT ROWID;
+CREATE TABLE chunks (
+    blob TEXT NOT NULL,
+    seq  INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (blob, seq)
+);
+"""
+
 MIGRATIONS = [
     SCHEMA_V1,
     SCHEMA_V2,
@@ -318,5 +355,6 @@ MIGRATIONS = [
     SCHEMA_V18,
     SCHEMA_V19,
     SCHEMA_V20,
+    SCHEMA_V21,
 ]  # MIGRATIONS[n] brings a database from version n to n+1
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -11,6 +11,7 @@ from gridrun.errors import ConcurrencyConflict, TaskNotFound
 from gridrun.model import TERMINAL, AttemptRef, Concurrency, Task, TaskState
 from gridrun.store import NewTask, Notice, NoticeKind, dependencies
 from gridrun.store import queries as sql
+from gridrun.store.files import hold_inputs
 from gridrun.store.relational_tx import Db, Tx
 from gridrun.store.rows import labels_to_json, placement_to_json, spec_to_json, task_from_row
 
@@ -92,6 +93,14 @@ class TaskSteps:
                 added.append(fresh(t, seq))
         if any(t.spec.after for t in tasks):
             added = await self._link(tx, tasks, added, now)
+        if any(t.spec.inputs for t in tasks):  # (a task let stand by its key holds its own)
+            new = {t.id for t in tasks}
+            uses = [
+                (a.id, a.spec.owner, [f.digest for f in a.spec.inputs])
+                for a in added
+                if a.id in new
+            ]
+            await hold_inputs(tx, uses)
         return added
 
     async def scope_keys(

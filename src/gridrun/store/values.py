@@ -78,6 +78,8 @@ class Storage:
     output_bytes: int  # tasks' stored output
     oldest_task_ms: int | None  # when the oldest task kept was created
     disk_used: float | None  # the fraction used of the disk holding it (SQLite only)
+    file_bytes: int = 0  # collected files kept
+    input_bytes: int = 0  # inputs held (each once, however many tasks use it)
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,6 +45,7 @@ from gridrun.worker.outgoing import Outgoing
 from gridrun.worker.replay import Replay
 from gridrun.worker.slots import Slots, identities_of, policy_of
 from gridrun.worker.spawning import Spawner
+from gridrun.worker.transfer import Transfers
 from gridrun.worker.wire import finished_to_pb, output_to_pb, ref_to_pb
 
 log = logging.getLogger("gridrun.worker")
@@ -122,9 +123,11 @@ class Agent:
             )  # fmt: skip
         # what starts each attempt's process (a small process of its own: see spawner)
         self.spawner = Spawner(self.containment.home())
+        self._stub: worker_pb2_grpc.WorkerServiceStub | None = None  # the master's, now
+        transfers = Transfers(lambda: self._stub, self.connected, config.join_token)
         self.slots = Slots(
             config, policy, self.id, self.containment, self.resources.gpus, self._emit,
-            self._publish, lambda: self._queue, self.spawner, identities,
+            self._publish, lambda: self._queue, self.spawner, identities, transfers,
         )  # fmt: skip
         self.master_address = config.masters[0]  # the master this worker talks to now
 
@@ -281,6 +284,7 @@ class Agent:
         loop = asyncio.get_running_loop()
         while True:
             self.master_address = self.config.masters[current]
+            self._stub = stubs[current]  # (a task's files go over the same connection)
             welcomed = False
             began = loop.time()
             try:
@@ -355,6 +359,7 @@ class Agent:
             announces_starts=True,
             takes_stdin=True,
             takes_script=True,
+            takes_files=True,
             prefetch=self.config.prefetch_count,
             time_left_ms=self._time_left_ms(),
         )

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,8 +134,10 @@ class Execution:
         box: Box | None = None,
         *,
         spawner: Spawner,
+        after: Callable[[Report], Awaitable[Report]] | None = None,
     ) -> None:
         self.assignment = assignment
+        self._after = after
         self._box = box or Box()
         self._spawner = spawner
         self._started_delay_s = started_delay_s
@@ -184,11 +187,17 @@ class Execution:
 
     async def run(self) -> Ended:
         """Run the process (started here unless `start` did) to its end and return (and emit)
-        how it finished; its box is released however that went."""
+        how it finished; its box is released however that went. With `after`, its report is
+        what `after` makes of it once every process of the attempt is gone (the task's files
+        are collected then: nothing of it is still writing)."""
         try:
-            return await self._run()
+            ended = await self._run()
         finally:
             self._box.close()
+        if self._after is not None:
+            ended = dataclasses.replace(ended, report=await self._after(ended.report))
+        self._emit(ended)
+        return ended
 
     async def _run(self) -> Ended:
         self.start()
@@ -372,11 +381,9 @@ class Execution:
         if self._announce is not None:  # it ended before Started was due: Finished says it all
             self._announce.cancel()
             self._announce = None
-        finished = Ended(
+        return Ended(
             self.assignment.ref,
             report,
             stdout_bytes=self._streams[Stream.STDOUT].sent,
             stderr_bytes=self._streams[Stream.STDERR].sent,
         )
-        self._emit(finished)
-        return finished

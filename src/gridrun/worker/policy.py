@@ -180,10 +180,12 @@ class Policy:
         task_env: Mapping[str, str],
         base_env: Mapping[str, str],
         identity: Identity | None = None,
+        workdir: bool = False,
     ) -> Launch:
         """Decide and prepare; raise Refused with a reason a user can act on. With an
         `identity`, the attempt runs as its uid (and that gid alone), HOME and TMPDIR its
-        private directory."""
+        private directory. With `workdir` (a task with files), it has a fresh working
+        directory of its own (its cwd unless it gives one; GRIDRUN_WORKDIR)."""
         if shell and not self.allow_shell:
             raise Refused("this worker does not run shell tasks (start it with --allow-shell)")
         denied = _env_matcher(CODE_LOADING_ENV if self.allow else LOADER_ENV)
@@ -214,15 +216,18 @@ class Policy:
             user, group, entry = self._identity()
             env.update(HOME=entry.pw_dir, USER=entry.pw_name, LOGNAME=entry.pw_name)
         scratch = None
-        if cwd is not None:
-            if self.cwd_roots and not self._under_roots(cwd):
-                raise Refused(f"cwd {cwd!r} is outside this worker's allowed roots")
-        elif self.cwd_mode == "fresh":
+        if cwd is not None and self.cwd_roots and not self._under_roots(cwd):
+            raise Refused(f"cwd {cwd!r} is outside this worker's allowed roots")
+        if workdir or (cwd is None and self.cwd_mode == "fresh"):
             scratch = self.work_dir / "tasks" / f"{task_id}-{attempt}"
+            if workdir and scratch.exists():  # (left by a worker that died: fresh, always)
+                shutil.rmtree(scratch, ignore_errors=True)
             scratch.mkdir(parents=True, exist_ok=True)
             if user is not None:
                 os.chown(scratch, user, group if group is not None else -1)
-            cwd = str(scratch)
+            if workdir:
+                env["GRIDRUN_WORKDIR"] = str(scratch)
+            cwd = cwd if cwd is not None else str(scratch)
         ids = None
         if user is not None and not _already(user, group):
             ids = (user, group if group is not None else user)

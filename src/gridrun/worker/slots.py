@@ -16,7 +16,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from gridrun import logs
 from gridrun._proto import worker_pb2 as pb
@@ -30,8 +30,9 @@ from gridrun.worker.executor import Execution
 from gridrun.worker.identities import Identity, TaskIdentities, parse_range
 from gridrun.worker.machine import GpuPool
 from gridrun.worker.outgoing import Outgoing
-from gridrun.worker.policy import Limits, Policy, Refused, script_argv
+from gridrun.worker.policy import Launch, Limits, Policy, Refused, script_argv
 from gridrun.worker.spawning import Spawner
+from gridrun.worker.transfer import StageError, Transfers
 from gridrun.worker.wire import assignment_from_pb, ref_to_pb
 
 log = logging.getLogger("gridrun.worker")
@@ -87,8 +88,10 @@ class Slots:
         outgoing: Callable[[], Outgoing | None],
         spawner: Spawner,
         identities: TaskIdentities | None = None,
+        transfers: Transfers | None = None,
     ) -> None:
         self.config = config
+        self._transfers = transfers  # a task's files (None: this worker takes none)
         self._spawner = spawner
         self._identities = identities
         self._identity: dict[AttemptRef, Identity] = {}  # each running attempt's own uid
@@ -224,10 +227,13 @@ class Slots:
         argv, shell = assignment.argv, assignment.shell
         if msg.script:  # counted as a shell task: the worker runs what the script says
             argv, shell = script_argv(msg.script, argv), True
+        files = bool(msg.inputs or msg.collect)
         try:
+            if files and self._transfers is None:
+                raise Refused("this worker does not take tasks with files")
             launch = self.policy.admit(
                 ref.task_id, ref.attempt, argv, shell, assignment.cwd,
-                task_env, self.config.base_env, identity,
+                task_env, self.config.base_env, identity, workdir=files,
             )  # fmt: skip
         except Refused as refusal:
             self._give_back(identity)
@@ -266,19 +272,58 @@ class Slots:
         queue = self._outgoing()
         assert queue is not None
         self._gpus.take(ref, msg.gpus)
+        after = self._collector(msg, launch) if msg.collect else None
         execution = Execution(
-            assignment, launch, self._emit, started_delay_s=None, box=box, spawner=self._spawner
-        )
+            assignment, launch, self._emit, started_delay_s=None, box=box, spawner=self._spawner,
+            after=after,
+        )  # fmt: skip
         self.executions[ref] = execution
         self.started += 1
         self._publish(Running(len(self.executions)))
         gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._gates[ref] = gate
+        stage = self._stager(msg, launch) if msg.inputs else None
         self._runs[ref] = asyncio.create_task(
-            self._run(execution, gate), name=f"task-{ref.task_id}"
+            self._run(execution, gate, stage), name=f"task-{ref.task_id}"
         )
+        if stage is None:  # (else it is announced once its inputs are written)
+            self._announce(ref, queue)
+
+    def _announce(self, ref: AttemptRef, queue: Outgoing) -> None:
         started = pb.Started(ref=ref_to_pb(ref), started_at_ms=time.time_ns() // 1_000_000)
         queue.put(pb.WorkerMessage(started=started), then=lambda: self._announced(ref))
+
+    def _stager(self, msg: pb.Assign, launch: Launch) -> Callable[[], Awaitable[None]]:
+        """Writing the attempt's inputs into its working directory (before it is announced:
+        a failure is reported as nothing run)."""
+        assert self._transfers is not None
+        assert launch.scratch is not None
+        transfers, workdir = self._transfers, launch.scratch
+        ref = AttemptRef(msg.ref.task_id, msg.ref.attempt)
+
+        async def stage() -> None:
+            await transfers.stage(msg.files_ticket, ref, msg.inputs, workdir, launch.ids)
+
+        return stage
+
+    def _collector(self, msg: pb.Assign, launch: Launch) -> Callable[[Report], Awaitable[Report]]:
+        """Sending back what the attempt's globs match, once it has ended; what could not be
+        sent is added to its error."""
+        assert self._transfers is not None
+        assert launch.scratch is not None
+        transfers, workdir = self._transfers, launch.scratch
+        ref = AttemptRef(msg.ref.task_id, msg.ref.attempt)
+        uid = launch.ids[0] if launch.ids is not None else None
+
+        async def collect(report: Report) -> Report:
+            note = await transfers.collect(
+                msg.files_ticket, ref, workdir, list(msg.collect), msg.collect_budget_bytes, uid
+            )
+            if not note:
+                return report
+            return dataclasses.replace(report, error="; ".join(filter(None, (report.error, note))))
+
+        return collect
 
     def _announced(self, ref: AttemptRef) -> None:
         """Its Started is written: spawn it now (not on the run task's next turn)."""
@@ -287,10 +332,17 @@ class Slots:
             self.executions[ref].start()
             gate.set_result(None)
 
-    async def _run(self, execution: Execution, gate: asyncio.Future[None]) -> None:
+    async def _run(
+        self,
+        execution: Execution,
+        gate: asyncio.Future[None],
+        stage: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         ref = execution.ref
         logs.bind(task_id=ref.task_id, attempt=ref.attempt)  # this task's records
         try:
+            if stage is not None:
+                await self._staged(execution, gate, stage)
             await gate
             await execution.run()
         except Exception:
@@ -305,6 +357,29 @@ class Slots:
             # its box has ended everything it ran: the uid may serve another attempt
             self._give_back(self._identity.pop(ref, None))
             self.start_held()
+
+    async def _staged(
+        self, execution: Execution, gate: asyncio.Future[None], stage: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Write its inputs, then announce it; if they cannot be written it ends unstarted
+        (NO_SLOT, not a try, when the master was away; else SPAWN_FAILED, saying why)."""
+        ref = execution.ref
+        failure: tuple[Outcome, str] | None = None
+        try:
+            await stage()
+        except StageError as exc:
+            failure = (Outcome.NO_SLOT if exc.transient else Outcome.SPAWN_FAILED, str(exc))
+        if gate.done():
+            return  # given back meanwhile (the stream ended): it ends as that says
+        queue = self._outgoing()
+        if failure is None and queue is not None:
+            self._announce(ref, queue)
+            return
+        outcome, error = failure or (Outcome.NO_SLOT, "the connection to the master ended")
+        log.warning("task %s attempt %d not started: %s", ref.task_id, ref.attempt, error)
+        self._gates.pop(ref, None)
+        execution.cancel(error, outcome)
+        gate.set_result(None)
 
     def _give_back(self, identity: Identity | None) -> None:
         if identity is not None and self._identities is not None:

@@ -32,6 +32,10 @@ class ServiceConfig:
     # retention: ended tasks are deleted this long after they end (failures: retain_failed_s)
     retain_s: float = 14 * 86400.0
     retain_failed_s: float | None = None  # None: as retain_s
+    # files that travel with tasks: a task's inputs, all together; a task's collected files
+    # per attempt (beyond it, the rest are dropped, and said so)
+    max_input: int = 64 << 20
+    max_collect: int = 256 << 20
     output_budget: int | None = None  # bytes of output kept grid-wide; beyond, the oldest go
     retain_queues: Mapping[str, float] = field(default_factory=dict)  # queue -> its retention
     history_step_s: float = 5.0  # the dashboard's charts: one sample of the grid this often

@@ -201,5 +201,8 @@ class Dispatcher:
                     self.signals.settled([result.task])
                 return
         session.hold(task.ref, task.spec, self.clock.monotonic())
-        session.send(AssignCmd(task, self.config.kill_grace_s, secret_env))
+        ticket = self.sealer.ticket(task.ref, session.worker_id) if task.spec.files else ""
+        session.send(
+            AssignCmd(task, self.config.kill_grace_s, secret_env, ticket, self.config.max_collect)
+        )
         self.signals.touched(task.id)

@@ -14,6 +14,7 @@ from gridrun.master.core.config import ServiceConfig
 from gridrun.master.core.metrics import Metrics
 from gridrun.model import TERMINAL, TaskState
 from gridrun.store import Own, RetentionStore, Storage
+from gridrun.store.file_store import FileStore
 from gridrun.store.retention import GC_BATCH
 
 log = logging.getLogger("gridrun.master")
@@ -27,9 +28,11 @@ DISK_WARN = 0.9
 
 class Retention:
     def __init__(
-        self, store: RetentionStore, clock: Clock, config: ServiceConfig, metrics: Metrics
-    ) -> None:
+        self, store: RetentionStore, clock: Clock, config: ServiceConfig, metrics: Metrics,
+        files: FileStore | None = None,
+    ) -> None:  # fmt: skip
         self.store, self.clock, self.config, self.metrics = store, clock, config, metrics
+        self.files = files  # inputs no task uses any more go with each pass
         self.next_at = clock.monotonic()  # (clock seconds) the next background pass
         self._storage: tuple[float, Storage] | None = None  # (when, what) of the last look
         self._warned = ""  # the last storage warning logged (each is logged once)
@@ -94,6 +97,8 @@ class Retention:
             deleted += await self.collect(retain, TERMINAL, False, budget, (True, [queue]), mine)
         deleted += await self.collect(0, TERMINAL, budget_s=budget, own="only")
         await self.keep_output_budget()
+        if self.files is not None:
+            await self.files.unused_inputs(self.clock.now_ms())
         return deleted
 
     async def keep_output_budget(self) -> int:

@@ -38,6 +38,7 @@ class Capacity:
     by_class: dict[str, int] = field(default_factory=dict)  # class -> attempts it holds
     takes_stdin: bool = True  # it feeds a task's stdin (a worker older than that: False)
     takes_script: bool = True  # it runs a task's script (likewise)
+    takes_files: bool = True  # it stages inputs and collects files (likewise)
     # seconds until it leaves at its time limit (worker --time-limit; None: it has none): it
     # takes only tasks whose timeout ends before then
     time_left: float | None = None
@@ -107,6 +108,8 @@ def _suits(candidate: Candidate, worker: Capacity) -> bool:
         return False  # it would run with stdin closed
     if candidate.script and not worker.takes_script:
         return False  # it would run the arguments as the program
+    if candidate.files and not worker.takes_files:
+        return False  # it would run without its inputs, and collect nothing
     if candidate.worker is not None and candidate.worker != worker.worker_id:
         return False
     if not fits_in_time(candidate, worker.time_left):
@@ -132,6 +135,7 @@ def _plain(candidate: Candidate) -> bool:
         or candidate.task_class is not None
         or candidate.stdin  # (a worker must feed it)
         or candidate.script
+        or candidate.files
     )
 
 

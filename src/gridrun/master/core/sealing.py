@@ -24,7 +24,7 @@ import orjson
 from cryptography.fernet import Fernet, InvalidToken
 
 from gridrun.errors import ConfigError
-from gridrun.model import Sealed
+from gridrun.model import AttemptRef, Sealed
 
 log = logging.getLogger("gridrun.master")
 
@@ -66,6 +66,23 @@ class Sealer:
     def seal(self, values: Mapping[str, str]) -> Sealed:
         token = self._fernet.encrypt(orjson.dumps(dict(values))).decode("ascii")
         return Sealed(names=tuple(sorted(values)), token=token)
+
+    def ticket(self, ref: AttemptRef, worker_id: str) -> str:
+        """A files ticket (gridrun.master.core.files): it names one attempt and the worker
+        it was sent to, and only a master with this key makes or reads one."""
+        return self._fernet.encrypt(orjson.dumps([ref.task_id, ref.attempt, worker_id])).decode()
+
+    def ticket_holder(self, ticket: str) -> tuple[AttemptRef, str] | None:
+        """The attempt and worker a ticket names (None: not one of this key's)."""
+        try:
+            task_id, attempt, worker_id = orjson.loads(self._fernet.decrypt(ticket.encode()))
+        except (InvalidToken, ValueError, TypeError):
+            return None
+        if not (
+            isinstance(task_id, str) and isinstance(attempt, int) and isinstance(worker_id, str)
+        ):
+            return None
+        return AttemptRef(task_id, attempt), worker_id
 
     def unseal(self, sealed: Sealed) -> dict[str, str]:
         try:

@@ -19,6 +19,7 @@ from gridrun.clock import Clock
 from gridrun.dispatching import Quota
 from gridrun.errors import NoWorkerMatches, WorkerNotConnected
 from gridrun.master.core.admission import Admission
+from gridrun.master.core.files import Files
 from gridrun.master.core.ids import new_task_id, new_task_ids
 from gridrun.master.core.pacing import Pacing
 from gridrun.master.core.sealing import Sealer
@@ -70,7 +71,9 @@ class Service:
         admission: Admission,
         streams: WorkerStreams,
         sealer: Sealer,
+        files: Files,
     ) -> None:
+        self.files = files
         self.store = store
         self.clock = clock
         self.sessions = sessions
@@ -86,6 +89,8 @@ class Service:
         """Store the tasks durably; return each with True if it is new, False if its
         idempotency key named an existing task (which is returned instead)."""
         await self.admission.check(specs)
+        if any(s.inputs for s in specs):
+            specs = await self.files.resolve(specs)  # their stored sizes, within --max-input
         ids = new_task_ids(len(specs))
         if any(s.after for s in specs):
             specs = resolve_after(specs, ids)  # names of batch members -> their ids

@@ -36,6 +36,8 @@ class AssignCmd:
     task: Task
     kill_grace_s: float
     secret_env: Mapping[str, str] = field(default_factory=dict)  # unsealed, for this Assign only
+    files_ticket: str = ""  # with inputs or collect globs: what its file calls show
+    collect_budget: int = 0  # bytes of files it may collect
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +101,7 @@ class WorkerSession:
     prefetch: int = 0
     takes_stdin: bool = False  # it feeds an Assign's stdin to the process
     takes_script: bool = False  # it runs an Assign's script
+    takes_files: bool = False  # it stages an Assign's inputs and collects its files
     leaves_at: float | None = None  # (monotonic) when it leaves at its time limit, if it has one
     quarantined: str | None = None  # why it gets no new work (missed deadlines)
     # what it joined with and from where: a quarantine follows these, not only the id (a
@@ -264,6 +267,7 @@ class WorkerSession:
             by_class=by_class,
             takes_stdin=self.takes_stdin,
             takes_script=self.takes_script,
+            takes_files=self.takes_files,
             time_left=None if self.leaves_at is None else self.leaves_at - now,
         )
 

@@ -15,6 +15,7 @@ from gridrun.master.core.alloc_fit import QueueBook
 from gridrun.master.core.allocator import Allocator
 from gridrun.master.core.config import ServiceConfig
 from gridrun.master.core.dispatcher import Dispatcher
+from gridrun.master.core.files import Files
 from gridrun.master.core.jobs import Jobs
 from gridrun.master.core.liveness import Liveness
 from gridrun.master.core.metrics import Metrics
@@ -51,6 +52,7 @@ class Core:
     liveness: Liveness
     peers: Peers
     allocator: Allocator
+    files: Files
 
 
 def wire(
@@ -71,8 +73,9 @@ def wire(
     trust = Trust(store, clock, config, sessions, signals)
     dispatcher = Dispatcher(store, clock, config, sessions, signals, sealer)
     streams = WorkerStreams(store, clock, config, sessions, pacing, trust, signals)
-    retention = Retention(store.retention, clock, config, metrics)
-    service = Service(store, clock, sessions, signals, pacing, admission, streams, sealer)
+    retention = Retention(store.retention, clock, config, metrics, store.files)
+    files = Files(store, clock, config, sealer)
+    service = Service(store, clock, sessions, signals, pacing, admission, streams, sealer, files)
     jobs = Jobs(store, clock, sessions, signals, admission, service)
     schedules = Schedules(store.schedules, clock, admission, signals)
     book = QueueBook()
@@ -85,4 +88,5 @@ def wire(
     return Core(
         store, clock, config, sessions, metrics, signals, pacing, admission, trust,
         dispatcher, streams, retention, service, jobs, schedules, liveness, peers, allocator,
+        files,
     )  # fmt: skip

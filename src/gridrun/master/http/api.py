@@ -36,6 +36,7 @@ from gridrun.master.http.problems import (
 from gridrun.master.http.requests import BatchIn, LegacyTaskIn, TaskIn
 from gridrun.master.http.routes import (
     allocations,
+    files,
     jobs,
     legacy,
     observe,
@@ -87,6 +88,7 @@ def create_api(
     app.state.metrics = core.metrics
     app.state.trust = core.trust
     app.state.allocator = core.allocator
+    app.state.files = core.files
     app.state.access = access
     app.state.warnings = list(warnings or [])
 
@@ -116,9 +118,11 @@ def create_api(
         return response
 
     for module in (
-        tasks, jobs, schedule_routes, workers, quotas, retention, allocations, observe, legacy
+        tasks, jobs, schedule_routes, workers, quotas, retention, allocations, files, observe,
+        legacy,
     ):  # fmt: skip
         app.include_router(module.router)
+    app.include_router(files.uploads)
     app.mount("/static", StaticFiles(directory=WEB), name="static")
 
     def openapi() -> dict[str, Any]:

@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gridrun.arrays import MAX_ARRAY
 from gridrun.errors import InvalidSpec
+from gridrun.files import MAX_GLOBS, MAX_INPUTS
+from gridrun.master.http.file_schemas import InputIn
 from gridrun.model import DEFAULT_QUEUE, Placement, RetryPolicy, Sealed, TaskSpec
 from gridrun.resources import NO_RESOURCES, Resources
 from gridrun.spec import (
@@ -158,6 +160,19 @@ class TaskIn(_In):
         " by worker policy (a worker runs it only with --allow-shell).",
     )
 
+    inputs: Annotated[list[InputIn], Field(max_length=MAX_INPUTS)] | None = Field(
+        None,
+        description="Files written into each attempt's own working directory before it runs"
+        " (uploaded first: PUT /v1/inputs/SHA256); at most the master's --max-input in all.",
+    )
+    collect: Annotated[list[str], Field(max_length=MAX_GLOBS)] | None = Field(
+        None,
+        description="Globs, relative to the working directory (`*` within a directory, `**`"
+        " across them): after each attempt ends the matching regular files are sent back"
+        " (GET /v1/tasks/ID/files), at most the master's --max-collect in all.",
+        examples=[["out/*.csv", "**/*.log"]],
+    )
+
     def to_spec(self, submitted_by: str | None = None, seal: Seal | None = None) -> TaskSpec:
         """The spec; `seal` seals secret_env (a master always passes its key's)."""
         secrets = None
@@ -196,6 +211,8 @@ class TaskIn(_In):
             retain_s=self.retain_s,
             stdin=_decoded(self.stdin_base64, "stdin_base64"),
             script=_decoded(self.script_base64, "script_base64"),
+            inputs=[i.to_input() for i in self.inputs or ()],
+            collect=self.collect or (),
         )
 
     def _retry_policy(self) -> RetryPolicy:

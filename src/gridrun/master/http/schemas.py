@@ -104,6 +104,14 @@ class TaskOut(BaseModel):
     retain_s: float | None = Field(description="Its own retention after it ends, if any.")
     stdin_bytes: int = Field(0, description="The size of its stdin (0: none; never shown).")
     script_bytes: int = Field(0, description="The size of the script it runs (0: none).")
+    inputs: list[dict[str, str | int]] = Field(
+        default_factory=list,
+        description="Its input files: name, sha256, size, mode (written into each attempt's"
+        " working directory).",
+    )
+    collect: list[str] = Field(
+        default_factory=list, description="Globs of the files collected after each attempt."
+    )
     retry_at: datetime | None = Field(description="A retry waits in the queue until then.")
     on: str | None = Field(description="Its selector terms beyond `labels`.")
     cpu: float
@@ -170,6 +178,11 @@ class TaskOut(BaseModel):
             retain_s=spec.retain_s,
             stdin_bytes=len(spec.stdin) if spec.stdin is not None else 0,
             script_bytes=len(spec.script) if spec.script is not None else 0,
+            inputs=[
+                {"name": f.name, "sha256": f.digest, "size": f.size, "mode": f.mode}
+                for f in spec.inputs
+            ],
+            collect=list(spec.collect),
             retry_at=iso(task.not_before) if task.state is TaskState.QUEUED else None,
             on=", ".join(map(str, spec.selector)) or None,
             cpu=spec.resources.cpu,
@@ -311,6 +324,10 @@ class WorkerListOut(BaseModel):
 class StorageOut(BaseModel):
     db_bytes: int | None = Field(description="The database's size (None: not known here).")
     output_bytes: int = Field(description="Tasks' output kept.")
+    file_bytes: int = Field(0, description="Files collected from tasks, kept.")
+    input_bytes: int = Field(
+        0, description="Input files held (each once, however many tasks use it)."
+    )
     tasks_kept: int
     oldest_task_at: datetime | None = Field(description="When the oldest task kept was made.")
     disk_used: float | None = Field(description="How full the database's disk is (SQLite).")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import grpc
@@ -29,6 +30,7 @@ from gridrun.master.core.sessions import (
 from gridrun.master.core.trust import Trust
 from gridrun.master.core.worker_streams import WorkerStreams
 from gridrun.master.wire import reports
+from gridrun.master.wire.file_calls import FileCalls
 from gridrun.model import WORKER_ID, WORKER_ID_RULE, AttemptRef, Outcome, Report, Stream, Usage
 from gridrun.output import Mark
 from gridrun.spec import MAX_LABEL_BYTES, MAX_LABELS
@@ -87,7 +89,7 @@ def usage_from_pb(usage: pb.Usage) -> Usage:
 def command_to_pb(command: Command) -> pb.MasterMessage:
     match command:
         case AssignCmd(task=task, kill_grace_s=grace, secret_env=secret_env):
-            spec = task.spec
+            spec, files = task.spec, command
             return pb.MasterMessage(
                 assign=pb.Assign(
                     ref=ref_to_pb(task.ref),
@@ -103,6 +105,13 @@ def command_to_pb(command: Command) -> pb.MasterMessage:
                     secret_env=secret_env,
                     stdin=spec.stdin or b"",
                     script=spec.script or b"",
+                    inputs=[
+                        pb.InputRef(name=f.name, digest=f.digest, size=f.size, mode=f.mode)
+                        for f in spec.inputs
+                    ],
+                    collect=list(spec.collect),
+                    collect_budget_bytes=files.collect_budget if spec.collect else 0,
+                    files_ticket=files.files_ticket,
                 )
             )
         case CancelCmd(ref=ref, reason=reason):
@@ -190,11 +199,26 @@ class WorkerServicer:
         clock: Clock,
         access: Access,
         caps: Caps = Caps(),
+        files: FileCalls | None = None,
     ) -> None:
         self._streams, self._trust = streams, trust
         self._clock = clock
         self._access = access
         self._caps = caps
+        self._files = files
+
+    async def Fetch(  # noqa: N802 (the gRPC method name)
+        self, request: pb.FetchRequest, context: Context
+    ) -> AsyncIterator[pb.FileChunk]:
+        assert self._files is not None  # (grpc.aio serves an async generator as a stream)
+        async for chunk in self._files.fetch(request, context):
+            yield chunk
+
+    async def Collect(  # noqa: N802 (the gRPC method name)
+        self, request_iterator: AsyncIterator[pb.CollectMessage], context: Context
+    ) -> pb.CollectReply:
+        assert self._files is not None
+        return await self._files.collect(request_iterator, context)
 
     async def Connect(  # noqa: N802 (the gRPC method name)
         self, request_iterator: object, context: Context
@@ -269,6 +293,7 @@ class WorkerServicer:
             announces=hello.announces_starts,
             takes_stdin=hello.takes_stdin,
             takes_script=hello.takes_script,
+            takes_files=hello.takes_files,
             leaves_at=(
                 self._clock.monotonic() + hello.time_left_ms / 1000 if hello.time_left_ms else None
             ),

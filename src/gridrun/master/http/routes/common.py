@@ -20,6 +20,7 @@ from gridrun.errors import BadRequest, Forbidden, InvalidSpec
 from gridrun.master.core.access import Access
 from gridrun.master.core.allocator import Allocator
 from gridrun.master.core.audit import Audit
+from gridrun.master.core.files import Files
 from gridrun.master.core.jobs import Jobs
 from gridrun.master.core.metrics import Metrics
 from gridrun.master.core.retention import Retention
@@ -62,6 +63,7 @@ RetentionDep = Annotated[Retention, Depends(_state("retention"))]
 MetricsDep = Annotated[Metrics, Depends(_state("metrics"))]
 TrustDep = Annotated[Trust, Depends(_state("trust"))]
 AllocatorDep = Annotated[Allocator, Depends(_state("allocator"))]
+FilesDep = Annotated[Files, Depends(_state("files"))]
 AuditDep = Annotated[Audit, Depends(_audit)]
 
 

@@ -55,6 +55,8 @@ async def storage(
     return StorageOut(
         db_bytes=kept.db_bytes,
         output_bytes=kept.output_bytes,
+        file_bytes=kept.file_bytes,
+        input_bytes=kept.input_bytes,
         tasks_kept=sum(counts.values()),
         oldest_task_at=iso(kept.oldest_task_ms),
         disk_used=kept.disk_used,

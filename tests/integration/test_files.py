@@ -1,0 +1,239 @@
+"""Files that travel with tasks: inputs written into each attempt's own working directory,
+collected files sent back after it ends, byte-exact, on SQLite and PostgreSQL; what may not be
+collected (symlinks, `..`, over the budget) refused and said so; an array's input stored
+once; retention removing files with their task."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from gridrun.errors import InputNotUploaded, InvalidSpec, PayloadTooLarge
+from tests import pg
+from tests.integration.conftest import Grid
+
+MiB = 1 << 20
+
+
+async def upload(grid: Grid, path: Path) -> str:
+    return (await grid.client.upload_input(path))["sha256"]
+
+
+async def fetched(grid: Grid, task_id: str, path: str, **kwargs: object) -> bytes:
+    pieces = [p async for p in grid.client.file_bytes(task_id, path, **kwargs)]  # type: ignore[arg-type]
+    return b"".join(pieces)
+
+
+def files_by_path(files: list[dict[str, object]]) -> dict[object, dict[str, object]]:
+    return {f["path"]: f for f in files}
+
+
+async def test_an_input_is_in_the_working_directory_and_a_collected_file_comes_back_exact(
+    grid: Grid, tmp_path: Path
+) -> None:
+    data = os.urandom(3 * MiB + 123)
+    local = tmp_path / "in.bin"
+    local.write_bytes(data)
+    os.chmod(local, 0o755)
+    digest = await upload(grid, local)
+    assert digest == hashlib.sha256(data).hexdigest()
+    await grid.add_worker("w1")
+    task = await grid.submit(
+        cmd="test -x tool && cp tool out/copy.bin 2>/dev/null || (mkdir out && cp tool"
+        " out/copy.bin); pwd > where; echo $GRIDRUN_WORKDIR > workdir",
+        shell=True,
+        inputs=[{"name": "tool", "sha256": digest, "mode": 0o755}],
+        collect=["out/*.bin", "where", "workdir", "nothing-*"],
+    )
+    done = await grid.wait(task["id"])
+    assert done["state"] == "succeeded", done
+    assert done["inputs"] == [{"name": "tool", "sha256": digest, "size": len(data), "mode": 0o755}]
+    files = files_by_path(await grid.client.files(task["id"]))  # type: ignore[arg-type]
+    assert set(files) == {"out/copy.bin", "where", "workdir"}  # (a glob matching nothing: none)
+    copy = files["out/copy.bin"]
+    assert (copy["state"], copy["size"], copy["sha256"]) == (
+        "complete", len(data), hashlib.sha256(data).hexdigest()
+    )  # fmt: skip
+    assert await fetched(grid, task["id"], "out/copy.bin") == data
+    where = (await fetched(grid, task["id"], "where")).decode().strip()
+    assert where == (await fetched(grid, task["id"], "workdir")).decode().strip()
+    assert where.endswith(f"{task['id']}-1")
+    assert not Path(where).exists()  # removed once the attempt ended
+    # a range, as HTTP says
+    part = await fetched(grid, task["id"], "out/copy.bin", range_="bytes=1048570-1048580")
+    assert part == data[1048570:1048581]
+    tail = await fetched(grid, task["id"], "out/copy.bin", range_="bytes=-5")
+    assert tail == data[-5:]
+    answer = await grid.api.get(
+        f"/v1/tasks/{task['id']}/files/out/copy.bin", headers={"Range": f"bytes={len(data)}-"}
+    )
+    assert answer.status_code == 416
+
+
+async def test_inputs_are_refused_before_anything_is_queued_when_missing_or_too_large(
+    grid: Grid, tmp_path: Path
+) -> None:
+    grid.master.config  # noqa: B018 (the grid's master is up)
+    missing = hashlib.sha256(b"never sent").hexdigest()
+    with pytest.raises(InputNotUploaded, match="not uploaded"):
+        await grid.submit(cmd="true", inputs=[{"name": "a", "sha256": missing}])
+    for bad in ("../a", "/etc/passwd", "a/../../b", "a//b", "./a"):
+        local = tmp_path / "x"
+        local.write_bytes(b"x")
+        digest = await upload(grid, local)
+        with pytest.raises(InvalidSpec):
+            await grid.submit(cmd="true", inputs=[{"name": bad, "sha256": digest}])
+    with pytest.raises(InvalidSpec):
+        await grid.submit(cmd="true", collect=["../*"])
+    assert (await grid.api.get("/v1/tasks")).json()["tasks"] == []
+
+
+async def test_the_input_limit_holds_at_its_edge(tmp_path: Path) -> None:
+    grid = Grid(tmp=tmp_path, master_overrides={"max_input": 1000})
+    await grid.start_master()
+    try:
+        edge, over = tmp_path / "edge", tmp_path / "over"
+        edge.write_bytes(b"e" * 1000)
+        over.write_bytes(b"o" * 1001)
+        at_edge = await upload(grid, edge)
+        with pytest.raises(PayloadTooLarge, match="1,000 bytes"):
+            await upload(grid, over)
+        half = tmp_path / "half"
+        half.write_bytes(b"h" * 600)
+        other = await upload(grid, half)
+        ok = await grid.submit(cmd="true", inputs=[{"name": "a", "sha256": at_edge}])
+        assert ok["state"] == "queued"
+        with pytest.raises(PayloadTooLarge, match="inputs are 1,200 bytes"):  # (600 twice)
+            await grid.submit(
+                cmd="true", inputs=[{"name": "a", "sha256": other}, {"name": "b", "sha256": other}]
+            )
+        assert len((await grid.api.get("/v1/tasks")).json()["tasks"]) == 1  # nothing queued
+    finally:
+        await grid.close()
+
+
+async def test_symlinks_and_files_over_the_budget_are_listed_as_dropped_not_sent(
+    tmp_path: Path,
+) -> None:
+    grid = Grid(tmp=tmp_path, master_overrides={"max_collect": 1000})
+    await grid.start_master()
+    try:
+        await grid.add_worker("w1")
+        task = await grid.submit(
+            cmd="head -c 600 /dev/zero > a; head -c 400 /dev/zero > b; head -c 1 /dev/zero > c;"
+            " ln -s /etc/passwd link; mkdir d; ln -s /etc linkdir; echo ok",
+            shell=True,
+            collect=["*", "linkdir/*"],
+        )
+        done = await grid.wait(task["id"])
+        assert done["state"] == "succeeded"
+        files = files_by_path(await grid.client.files(task["id"]))  # type: ignore[arg-type]
+        assert {p: f["state"] for p, f in files.items()} == {
+            "a": "complete", "b": "complete", "c": "dropped", "link": "dropped",
+            "linkdir": "dropped",
+        }  # fmt: skip
+        assert "budget" in str(files["c"]["reason"])
+        assert "symlink" in str(files["link"]["reason"])
+        assert await fetched(grid, task["id"], "b") == b"\0" * 400
+        answer = await grid.api.get(f"/v1/tasks/{task['id']}/files/link")
+        assert answer.status_code == 404
+        answer = await grid.api.get(f"/v1/tasks/{task['id']}/files/..%2F..%2Fetc%2Fpasswd")
+        assert answer.status_code in (404, 422)
+    finally:
+        await grid.close()
+
+
+async def test_an_arrays_input_is_stored_once_and_retention_takes_files_with_their_tasks(
+    grid: Grid, tmp_path: Path
+) -> None:
+    local = tmp_path / "shared.bin"
+    local.write_bytes(os.urandom(2 * MiB))
+    digest = await upload(grid, local)
+    again = await grid.client.upload_input(local)
+    assert again["held"] is True  # nothing sent the second time
+    await grid.add_worker("w1", slots=4)
+    job = await grid.client.submit_array(
+        {
+            "cmd": "cmp shared.bin data/shared.bin && cp shared.bin out.$GRIDRUN_ARRAY_INDEX",
+            "shell": True,
+            "inputs": [
+                {"name": "shared.bin", "sha256": digest},
+                {"name": "data/shared.bin", "sha256": digest},
+            ],
+            "collect": ["out.*"],
+        },
+        array="1-8",
+    )
+    ids = [t["id"] for t in (await grid.client.job(job["id"]))["tasks"]]
+    for task_id in ids:
+        assert (await grid.wait(task_id))["state"] == "succeeded"
+    db = grid.tmp / "master" / "gridrun.db"
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM inputs").fetchone()[0] == 1
+        assert conn.execute("SELECT count(*) FROM chunks WHERE blob LIKE 'i/%'").fetchone()[0] == 2
+    storage = (await grid.api.get("/v1/storage")).json()
+    assert storage["input_bytes"] == 2 * MiB
+    assert storage["file_bytes"] == 8 * 2 * MiB
+    answer = await grid.api.post("/v1/gc", json={"older_than_s": 0})
+    assert answer.status_code == 200, answer.text
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM task_files").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM chunks WHERE blob LIKE 'f/%'").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM task_inputs").fetchone()[0] == 0
+
+
+async def exact_100_mib(grid: Grid, tmp_path: Path) -> None:
+    data = os.urandom(100 * MiB)
+    local = tmp_path / "big.bin"
+    local.write_bytes(data)
+    digest = await upload(grid, local)
+    await grid.add_worker("w1")
+    task = await grid.submit(
+        cmd="cmp big.bin /dev/stdin < big.bin && cp big.bin back.bin",
+        shell=True,
+        inputs=[{"name": "big.bin", "sha256": digest}],
+        collect=["back.bin"],
+        timeout_s=300,
+    )
+    done = await grid.wait(task["id"], timeout=300)
+    assert done["state"] == "succeeded", done
+    (back,) = await grid.client.files(task["id"])
+    assert (back["size"], back["sha256"]) == (len(data), digest)
+    sha = hashlib.sha256()
+    size = 0
+    async for piece in grid.client.file_bytes(task["id"], "back.bin"):
+        sha.update(piece)
+        size += len(piece)
+    assert (size, sha.hexdigest()) == (len(data), digest)
+
+
+@pytest.fixture
+async def big_grid(tmp_path: Path) -> AsyncIterator[Grid]:
+    grid = Grid(tmp=tmp_path, master_overrides={"max_input": 128 * MiB})
+    await grid.start_master()
+    try:
+        yield grid
+    finally:
+        await grid.close()
+
+
+@pytest.mark.slow
+async def test_100_mib_in_and_out_byte_exact_on_sqlite(big_grid: Grid, tmp_path: Path) -> None:
+    await exact_100_mib(big_grid, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.pg
+async def test_100_mib_in_and_out_byte_exact_on_postgresql(tmp_path: Path) -> None:
+    async with pg.database() as url:
+        grid = Grid(tmp=tmp_path, master_overrides={"db": url, "max_input": 128 * MiB})
+        await grid.start_master()
+        try:
+            await exact_100_mib(grid, tmp_path)
+        finally:
+            await grid.close()

@@ -5,17 +5,22 @@ once; retention removing files with their task."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import grpc
 import pytest
 
+from gridrun._proto import worker_pb2 as pb
+from gridrun._proto import worker_pb2_grpc
 from gridrun.errors import InputNotUploaded, InvalidSpec, PayloadTooLarge
 from tests import pg
-from tests.integration.conftest import Grid
+from tests.helpers import eventually_async
+from tests.integration.conftest import TOKENS, Grid
 
 MiB = 1 << 20
 
@@ -237,3 +242,106 @@ async def test_100_mib_in_and_out_byte_exact_on_postgresql(tmp_path: Path) -> No
             await exact_100_mib(grid, tmp_path)
         finally:
             await grid.close()
+
+
+async def test_a_worker_of_the_previous_version_is_sent_no_task_with_files_and_it_says_why(
+    grid: Grid,
+) -> None:
+    """An older worker ignores fields it does not know: it would run the task without its
+    inputs and collect nothing. It says nothing of files in its Hello, so it is sent none; a
+    task without files still goes to it; the task with files says why it waits."""
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{grid.grpc_port}") as channel:
+        call = worker_pb2_grpc.WorkerServiceStub(channel).Connect()
+        hello = pb.Hello(
+            worker_id="old", slots=2, takes_stdin=True, takes_script=True, announces_starts=True
+        )
+        await call.write(pb.WorkerMessage(hello=hello))
+        assert (await call.read()).WhichOneof("msg") == "welcome"
+        with_files = await grid.submit(cmd="true", collect=["*.out"])
+        plain = await grid.submit(cmd="true")
+        first = await asyncio.wait_for(call.read(), 10)
+        assigned = [m.assign.ref.task_id for m in first.batch.messages] or [
+            first.assign.ref.task_id
+        ]
+        assert assigned == [plain["id"]]
+
+        async def says_why() -> str | None:
+            reason = (await grid.task(with_files["id"])).get("unschedulable")
+            return reason if reason and "files" in reason else None
+
+        reason = await eventually_async(says_why, 10)
+        assert "old" in reason
+        assert (await grid.task(with_files["id"]))["state"] == "queued"
+        call.cancel()
+    await grid.add_worker("new")
+    assert (await grid.wait(with_files["id"]))["state"] == "succeeded"
+
+
+async def test_a_files_ticket_opens_only_its_own_attempt_and_only_while_it_is_held(
+    grid: Grid, tmp_path: Path
+) -> None:
+    """A worker asks for an input with its attempt's ticket: another attempt's ref with it,
+    another task's input, a forged ticket, or the ticket once the attempt has ended are
+    refused; so is a collected file sent with a bad path."""
+    local = tmp_path / "secret.txt"
+    local.write_bytes(b"alice's input")
+    digest = await upload(grid, local)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{grid.grpc_port}") as channel:
+        stub = worker_pb2_grpc.WorkerServiceStub(channel)
+        call = stub.Connect()
+        hello = pb.Hello(worker_id="probe", slots=2, takes_files=True, announces_starts=True)
+        await call.write(pb.WorkerMessage(hello=hello))
+        assert (await call.read()).WhichOneof("msg") == "welcome"
+        task = await grid.submit(cmd="true", inputs=[{"name": "s", "sha256": digest}])
+        msg = await asyncio.wait_for(call.read(), 10)
+        assign = msg.batch.messages[0].assign if msg.WhichOneof("msg") == "batch" else msg.assign
+        assert assign.ref.task_id == task["id"]
+        ticket = assign.files_ticket
+
+        async def fetch(ref: pb.AttemptRef, digest: str, ticket: str) -> bytes:
+            request = pb.FetchRequest(ticket=ticket, ref=ref, digest=digest)
+            return b"".join([c.data async for c in stub.Fetch(request)])
+
+        assert await fetch(assign.ref, digest, ticket) == b"alice's input"
+        other = pb.AttemptRef(task_id=assign.ref.task_id, attempt=assign.ref.attempt + 1)
+        for ref, wanted, given in (
+            (other, digest, ticket),
+            (assign.ref, hashlib.sha256(b"x").hexdigest(), ticket),
+            (assign.ref, digest, ticket[:-4] + "AAAA"),
+            (assign.ref, digest, ""),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await fetch(ref, wanted, given)
+            assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+        async def bad_path() -> AsyncIterator[pb.CollectMessage]:
+            head = pb.CollectHead(ticket=ticket, ref=assign.ref, path="../escape", size=1)
+            yield pb.CollectMessage(head=head)
+            yield pb.CollectMessage(data=b"x")
+
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.Collect(bad_path())
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        finished = pb.Finished(ref=assign.ref, outcome=pb.OUTCOME_EXITED, has_exit_code=True)
+        await call.write(pb.WorkerMessage(finished=finished))
+        await grid.wait(task["id"])
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await fetch(assign.ref, digest, ticket)
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        call.cancel()
+    assert await grid.client.files(task["id"]) == []
+
+
+async def test_one_owners_upload_is_not_anothers_input(shared: Grid, tmp_path: Path) -> None:
+    """Inputs are kept per owner: bob naming the sha256 of alice's upload gets 422, and
+    cannot learn that she sent it."""
+    local = tmp_path / "alice.txt"
+    local.write_bytes(b"alice only")
+    shared.use_token(TOKENS["alice"])
+    digest = await upload(shared, local)
+    shared.use_token(TOKENS["bob"])
+    assert (await shared.api.get(f"/v1/inputs/{digest}")).status_code == 404
+    with pytest.raises(InputNotUploaded):
+        await shared.submit(cmd="cat s", inputs=[{"name": "s", "sha256": digest}])
+    shared.use_token(TOKENS["alice"])
+    assert (await shared.submit(cmd="cat s", inputs=[{"name": "s", "sha256": digest}]))["id"]

@@ -187,6 +187,8 @@ async def test_records_broken_before_the_checks_are_repaired_on_start(tmp_path: 
             "UPDATE attempts SET finished_at = -9000000000000000000, error = 'a' || char(0)"
         )
         conn.execute("UPDATE tasks SET finished_at = 9000000000000000000")
+        for table in ("chunks", "task_files", "task_inputs", "inputs"):  # v21
+            conn.execute(f"DROP TABLE {table}")
         for table in ("alloc_leader", "allocations", "alloc_queues"):  # v20
             conn.execute(f"DROP TABLE {table}")
         conn.execute("DROP INDEX tasks_by_job_index")  # v19

@@ -50,6 +50,8 @@ EVERY_OPTION: dict[str, Any] = {
     "concurrency_limit": 2,
     "retain_s": 86_400.0,
     "stdin_base64": "YQpiCg==",  # a\nb\n
+    "inputs": [{"name": "in/data.csv", "sha256": "ab" * 32, "mode": 0o600}],
+    "collect": ["out/*.csv"],
 }
 # (the master sets these itself: a client cannot)
 SET_BY_THE_MASTER = {"submitted_by", "worker", "job", "job_index"}
@@ -79,7 +81,8 @@ def test_every_http_option_has_its_cli_flag(tmp_path: Path) -> None:
         queue_timeout=4,
         idempotency_key="k", cpu=1, memory_mb=1, gpus=1, after=["t"], task_class="c",
         placement=Placement.PACK, queue="q", concurrency="k=2", retain="1d",
-        secret_env_file=secrets, stdin=str(secrets),
+        secret_env_file=secrets, stdin=str(secrets), input=[f"{secrets}:s.env"],
+        input_dir=[str(tmp_path)], collect=["out/*"],
     )  # fmt: skip
     defaults = TaskOptions()
     fields = [f.name for f in dataclasses.fields(TaskOptions)]
@@ -93,6 +96,9 @@ def test_every_http_option_has_its_cli_flag(tmp_path: Path) -> None:
     assert produced <= set(TaskIn.model_fields)
     body = TaskIn.model_validate(given.body(["a", "b"]))  # and the API takes what it sends
     assert (body.argv, body.retain_s, body.concurrency_limit) == (["a", "b"], 86_400.0, 2)
+    names = sorted(i.name for i in body.inputs or ())  # (the directory: under its own name)
+    assert names == sorted([f"{tmp_path.name}/secrets.env", "s.env"])
+    assert body.collect == ["out/*"]
 
 
 async def test_every_option_given_over_http_is_stored_and_shown_as_given(tmp_path: Path) -> None:
@@ -111,6 +117,8 @@ async def test_every_option_given_over_http_is_stored_and_shown_as_given(tmp_pat
     store = SqliteStore(tmp_path / "gridrun.db", origin="m1")
     await store.open()
     try:
+        await store.files.begin_input("alice", "ab" * 32, now=1)  # (its bytes: uploaded)
+        await store.files.finish_input("alice", "ab" * 32, 5)
         first = TaskIn(cmd="true").to_spec()  # the task it runs after
         await store.tasks.add_tasks([NewTask("0" * 24, first)], now=1)
         await store.tasks.add_tasks([NewTask("0" * 24 + "1", spec)], now=1)
@@ -120,7 +128,8 @@ async def test_every_option_given_over_http_is_stored_and_shown_as_given(tmp_pat
     differ = {
         key: (value, shown[key])
         for key, value in EVERY_OPTION.items()
-        if key not in ("argv", "secret_env", "retry", "on", "stdin_base64") and shown[key] != value
+        if key not in ("argv", "secret_env", "retry", "on", "stdin_base64", "inputs")
+        and shown[key] != value
     }
     assert not differ
     assert shown["argv"] == ["/bin/sh", "-c", "python3 train.py --epochs 3"]  # (shell: true)
@@ -128,6 +137,9 @@ async def test_every_option_given_over_http_is_stored_and_shown_as_given(tmp_pat
     assert shown["stdin_bytes"] == 4  # its size only
     assert spec.stdin == b"a\nb\n"
     assert shown["on"] == "gpu, zone in (a,b)"
+    assert shown["inputs"] == [  # (its size: as the master's Files.resolve finds it)
+        {"name": "in/data.csv", "sha256": "ab" * 32, "size": 0, "mode": 0o600}
+    ]
     assert spec.retry.on_exit_codes == (75,)
     assert (spec.retry.initial_s, spec.retry.factor, spec.retry.max_s) == (2.0, 3.0, 30.0)
 
@@ -137,14 +149,22 @@ def test_a_worker_is_sent_every_option_it_acts_on() -> None:
     sent = set(TaskSpec.__dataclass_fields__) - MASTER_ONLY
     assert sent == {
         "argv", "shell", "env", "cwd", "timeout_s", "resources", "secrets", "stdin", "script",
+        "inputs", "collect",
     }  # fmt: skip
     assert set(pb.Assign.DESCRIPTOR.fields_by_name) == {
         "ref", "argv", "shell", "env", "cwd", "timeout_ms", "kill_grace_ms", "gpus",
-        "secret_env", "cpu", "memory_mb", "stdin", "script",
+        "secret_env", "cpu", "memory_mb", "stdin", "script", "inputs", "collect",
+        "collect_budget_bytes", "files_ticket",
     }  # fmt: skip
     task = Task(id="t1", spec=spec, state=TaskState.ASSIGNED, attempt=1, seq=1, created_at=1)
-    message = command_to_pb(AssignCmd(task, 5.0, {"TOKEN": "s3cret"})).assign
+    message = command_to_pb(AssignCmd(task, 5.0, {"TOKEN": "s3cret"}, "ticket", 1000)).assign
     assert (message.gpus, message.cpu, message.memory_mb) == (1, 2.0, 512)
+    assert [(i.name, i.digest, i.mode) for i in message.inputs] == [
+        ("in/data.csv", "ab" * 32, 0o600)
+    ]
+    assert (list(message.collect), message.collect_budget_bytes, message.files_ticket) == (
+        ["out/*.csv"], 1000, "ticket"
+    )  # fmt: skip
     assert dict(message.secret_env) == {"TOKEN": "s3cret"}
     assert message.stdin == b"a\nb\n"
     got = assignment_from_pb(message)

@@ -56,6 +56,7 @@ def submit_file(
     --idempotency-key K, the command at index N gets K-N: submitting the same file again is
     harmless."""
     label = options.name or file.name
+    options.ship(client)
     template = {
         k: v for k, v in options.body(["-"], name=label).items() if k not in ("cmd", "argv")
     }
@@ -141,6 +142,7 @@ def submit_array(
     """Submit one array job and print its id; with --wait, follow it to its end."""
     if not command and options.script is None:
         fail("give the command each task runs, e.g. gridrun submit --array 1-10 -- ./step.sh", 2)
+    options.ship(client)
     made = client.submit_array(options.body(command), array=array, items=items)
     job_id = made["id"]
     if not wait:

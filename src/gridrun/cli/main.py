@@ -10,7 +10,7 @@ from __future__ import annotations
 # `gridrun --help` lists the commands as they are defined: starting processes first
 # isort: off
 from gridrun.cli import master_process, worker_process, up
-from gridrun.cli import tasks, fleet, jobs, retention, quotas, schedules, security, alloc
+from gridrun.cli import tasks, files, fleet, jobs, retention, quotas, schedules, security, alloc
 
 # isort: on
 import types
@@ -23,7 +23,7 @@ from gridrun.cli.common import app
 from gridrun.cli.examples import add_examples
 
 __all__ = [  # noqa: RUF022
-    "app", "main", "master_process", "worker_process", "up", "tasks", "fleet", "jobs",
+    "app", "main", "master_process", "worker_process", "up", "tasks", "files", "fleet", "jobs",
     "retention", "quotas", "schedules", "security", "alloc",
 ]  # fmt: skip
 

@@ -19,6 +19,8 @@ from typing import Annotated, Any, TypeVar, get_type_hints
 import typer
 
 from gridrun.cli.common import fail
+from gridrun.cli.files import LocalInput, inputs_body, local_inputs, ship_inputs
+from gridrun.client import Client
 from gridrun.errors import InvalidSpec
 from gridrun.forms import parse_duration, parse_labels
 from gridrun.model import Placement
@@ -59,6 +61,8 @@ def task_body(command: list[str], o: TaskOptions) -> dict[str, Any]:
         **({"retain_s": _duration(o.retain, "--retain")} if o.retain else {}),
         **({"stdin_base64": _base64(read_stdin(o.stdin))} if o.stdin else {}),
         **({"script_base64": _base64(read_script(o.script))} if o.script else {}),
+        **({"inputs": inputs_body(o.local_inputs())} if o.input or o.input_dir else {}),
+        **({"collect": list(o.collect)} if o.collect else {}),
     )
 
 
@@ -287,6 +291,43 @@ class TaskOptions:
             " on a pipe or file it is given by itself.",
         ),
     ] = None
+
+    input: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--input",
+            metavar="LOCAL[:NAME]",
+            help="Send this local file with the task: written into each attempt's own"
+            " working directory as NAME (default: its name), its mode kept (repeatable;"
+            " uploaded once, at most the master's --max-input in all).",
+        ),
+    ] = None
+    input_dir: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--input-dir",
+            metavar="DIR[:NAME]",
+            help="Send the files under this local directory, as the directory NAME (default:"
+            " its name) in the working directory (repeatable; no symlinks).",
+        ),
+    ] = None
+    collect: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--collect",
+            metavar="GLOB",
+            help="After each attempt, send back the files this glob matches in the working"
+            " directory (out/*.csv, **/*.log; repeatable): gridrun files TASK, gridrun cp.",
+        ),
+    ] = None
+
+    def local_inputs(self) -> list[LocalInput]:
+        return local_inputs(self.input, self.input_dir)
+
+    def ship(self, client: Client) -> None:
+        """Upload the task's inputs the master does not hold yet (before it is submitted)."""
+        if self.input or self.input_dir:
+            ship_inputs(client, self.local_inputs())
 
     def body(self, command: list[str], **overrides: Any) -> dict[str, Any]:
         """The task as POST /v1/tasks takes it."""

@@ -32,6 +32,9 @@ def add(
     """Make a task on a cron schedule: once per slot, across master restarts, until removed."""
     if not command:
         fail("give a command, e.g. gridrun schedule add --cron '0 * * * *' -- ./hourly.sh", 2)
+    if options.input or options.input_dir:
+        fail("a schedule takes no --input (its tasks outlive an upload's retention);"
+             " --collect is fine", 2)  # fmt: skip
     body = options.body(command)
     with guard, connect(url) as client:
         schedule = client.add_schedule(cron, **body)

@@ -56,6 +56,7 @@ def _submit(client: Client, command: list[str], options: TaskOptions) -> TaskDic
     """Submit one command with the CLI's options."""
     if not command and options.script is None:
         fail("give a command, e.g. gridrun submit -- echo hello", 2)
+    options.ship(client)
     return client.submit(**options.body(command))
 
 
@@ -173,6 +174,7 @@ def run(
         if not command and options.script is None:
             fail("give a command, e.g. gridrun run --all -- uptime", 2)
         with guard, connect(url) as client:
+            options.ship(client)
             raise typer.Exit(run_everywhere(client, options.body(command or [])))
     with guard, connect(url) as client:
         task = _submit(client, command or [], options)

@@ -95,6 +95,8 @@ class TaskDict(TypedDict):
     concurrency_limit: NotRequired[int | None]
     retain_s: NotRequired[float | None]
     stdin_bytes: NotRequired[int]  # the size of its stdin (absent from older masters)
+    inputs: NotRequired[list[dict[str, Any]]]  # its input files: name, sha256, size, mode
+    collect: NotRequired[list[str]]  # globs of the files collected after each attempt
     script_bytes: NotRequired[int]  # the size of the script it runs
     retry_at: str | None
     on: str | None

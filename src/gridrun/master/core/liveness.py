@@ -184,8 +184,10 @@ class Liveness:
             if w.state is WorkerState.ONLINE
         ]
         changes = []
+        without_files = {s.worker_id for s in self.sessions if not s.takes_files}
         for candidate in candidates:
-            why = self._allocations_say(candidate, scheduler.why_unschedulable(candidate, live))
+            why = scheduler.why_unschedulable(candidate, live, without_files)
+            why = self._allocations_say(candidate, why)
             if why is None and fairness.is_waiting(candidate.unschedulable):
                 continue  # a limit holds it back: dispatch says so, and clears it
             if why != candidate.unschedulable:

@@ -11,7 +11,7 @@ task now.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -221,9 +221,21 @@ def place(candidates: Iterable[Candidate], workers: Iterable[Capacity]) -> Place
     return placed
 
 
-def why_unschedulable(candidate: Candidate, workers: Iterable[WorkerInfo]) -> str | None:
-    """Why no live worker could ever take this task (however idle), or None if one could."""
+def why_unschedulable(
+    candidate: Candidate, workers: Iterable[WorkerInfo], without_files: Collection[str] = ()
+) -> str | None:
+    """Why no live worker could ever take this task (however idle), or None if one could.
+    `without_files`: the ids of live workers that take no task with files (older ones)."""
     live = [w for w in workers if w.slots > 0]
+    if candidate.files and without_files:
+        older = sorted(w.id for w in live if w.id in without_files)
+        live = [w for w in live if w.id not in without_files]
+        if not live:
+            shown = ", ".join(older[:3]) + (f" and {len(older) - 3} more" if len(older) > 3 else "")
+            return (
+                f"no live worker takes tasks with files (inputs or --collect): {shown} run an"
+                " older gridrun, which would run it without them"
+            )
     if candidate.worker is not None:
         live = [w for w in live if w.id == candidate.worker]
         if not live:

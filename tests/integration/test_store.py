@@ -20,15 +20,18 @@ from gridrun.errors import (
     AllocQueueExists,
     AllocQueueNotFound,
     AmbiguousId,
+    InputNotUploaded,
     InvalidTransition,
     JobNotFound,
     ScheduleNotFound,
     TaskNotFound,
     WorkerNotFound,
 )
+from gridrun.files import FileState, file_blob, input_blob
 from gridrun.model import (
     AttemptRef,
     Concurrency,
+    InputFile,
     Outcome,
     Report,
     RetryPolicy,
@@ -42,6 +45,7 @@ from gridrun.model import (
 from gridrun.resources import Resources
 from gridrun.spec import make_spec
 from gridrun.store import Finished, LaneRead, NewTask, Output, Started, Store, TaskFilter
+from gridrun.store.files import input_key
 from gridrun.store.postgres import PostgresStore
 from gridrun.store.sqlite import SqliteStore
 from tests import pg
@@ -709,3 +713,47 @@ async def test_one_master_at_a_time_acts_on_the_allocation_queues() -> None:
         finally:
             await first.close()
             await second.close()
+
+
+async def test_inputs_are_kept_per_owner_while_a_task_uses_them_and_files_go_with_their_task(
+    store: Store,
+) -> None:
+    """An upload is its owner's; a task holds its inputs (one copy for many tasks); an input
+    no task uses goes once its grace has passed; a collected file is incomplete until its end,
+    and deleting its task deletes its bytes."""
+    files = store.files
+    sha = "cd" * 32
+    assert await files.begin_input("alice", sha, now=1) is False
+    await files.put_chunks(input_blob(input_key("alice", sha)), 0, [b"abc", b"def"])
+    await files.finish_input("alice", sha, 6)
+    assert await files.begin_input("alice", sha, now=2) is True  # held whole: nothing to send
+    assert await files.input_sizes("alice", [sha]) == {sha: 6}
+    assert await files.input_sizes("bob", [sha]) == {}
+    inputs = (InputFile("in", sha, 6),)
+    mine = make_spec(cmd="true", submitted_by="alice", inputs=inputs)
+    theirs = make_spec(cmd="true", submitted_by="bob", inputs=inputs)
+    with pytest.raises(InputNotUploaded):
+        await store.tasks.add_tasks([NewTask("b1", theirs)], now=3)
+    await store.tasks.add_tasks([NewTask(f"a{i}", mine) for i in range(3)], now=3)
+    assert await files.unused_inputs(now=10**12) == 0  # (used)
+    ref = AttemptRef("a0", 1)
+    await files.begin_file(ref, "out/x", 6, 0o600, now=4)
+    await files.put_chunks(file_blob("a0", 1, "out/x"), 0, [b"012", b"345"])
+    (begun,) = await files.files("a0")
+    assert (begun.state, begun.size) == (FileState.INCOMPLETE, 6)
+    await files.finish_file(ref, "out/x", 6, "ee" * 32, 0o600, now=5)
+    await files.drop_file(ref, "big", 10**9, "over the budget", now=5)
+    listed = {f.path: f for f in await files.files("a0")}
+    assert (listed["out/x"].state, listed["out/x"].digest) == (FileState.COMPLETE, "ee" * 32)
+    assert (listed["big"].state, listed["big"].reason) == (FileState.DROPPED, "over the budget")
+    assert await files.chunk(file_blob("a0", 1, "out/x"), 1) == b"345"
+    assert await files.kept() == (6, 6, 1)
+    for task_id in ("a0", "a1", "a2"):
+        await store.tasks.request_cancel(task_id, now=6)
+    assert await store.retention.collect(10**12, [TaskState.CANCELLED]) == 3
+    assert await files.files("a0") == []
+    assert await files.chunk(file_blob("a0", 1, "out/x"), 0) == b""
+    assert await files.unused_inputs(now=10) == 0  # within its grace
+    assert await files.unused_inputs(now=10**12) == 1
+    assert await files.input_sizes("alice", [sha]) == {}
+    assert await files.chunk(input_blob(input_key("alice", sha)), 0) == b""

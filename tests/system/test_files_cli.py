@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import sqlite3
 from pathlib import Path
 
@@ -70,6 +71,17 @@ def test_inputs_go_with_a_task_and_collected_files_come_back_through_the_cli(
     assert "no collected file 'out/none'" in absent.stderr
     assert not (tmp_path / "none").exists()
     assert len(system_grid.cli_json("ls")) == 1  # the refused ones queued nothing
+    # a backup holds the files: restored, a master gives them back byte-exact
+    copy = tmp_path / "grid.backup"
+    assert system_grid.cli("backup", str(copy), "--db", system_grid.db).returncode == 0
+    for worker in system_grid.workers.values():
+        worker.send_signal(signal.SIGKILL)
+    system_grid.kill_master(signal.SIGTERM)
+    restored = tmp_path / "restored" / "gridrun.db"
+    assert system_grid.cli("restore", str(copy), "--db", str(restored)).returncode == 0
+    system_grid.db = str(restored)
+    system_grid.start_master()
+    assert subprocess_bytes(system_grid, "cp", f"{task_id}:out/copy.bin", "-") == data
 
 
 def test_a_jobs_files_are_copied_per_index(system_grid: SystemGrid, tmp_path: Path) -> None:

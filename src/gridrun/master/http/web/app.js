@@ -400,6 +400,9 @@ function taskPage(signal, id) {
     "Cancel");
   const spec = h("dl", {class: "spec", id: "spec"});
   const attempts = h("table", {id: "attempts"});
+  const files = h("table", {id: "files"});
+  const filesPart = h("section", {id: "files-part", hidden: true}, h("h2", {}, "Files"),
+    scroll(files));
   const output = h("pre", {class: "output", id: "output"});
   const state = h("span", {id: "task-state"});
   const raw = (stream) => h("button", {type: "button", class: "small", id: "download-" + stream,
@@ -411,7 +414,7 @@ function taskPage(signal, id) {
     h("h2", {}, "Output ", h("span", {class: "downloads"}, "download: ", raw("stdout"), " ",
       raw("stderr"))), output,
     h("details", {id: "spec-fold"}, h("summary", {}, "Spec"), spec),
-    h("h2", {}, "Attempts"), scroll(attempts));
+    h("h2", {}, "Attempts"), scroll(attempts), filesPart);
   cancel.addEventListener("click", async () => {
     cancel.disabled = true;
     try { await api("/v1/tasks/" + id + "/cancel", {method: "POST"}); await refresh(); }
@@ -456,7 +459,25 @@ function taskPage(signal, id) {
         h("td", {"data-field": "cpu"}, a.cpu_s == null ? "" : a.cpu_s.toFixed(2) + " s"),
         h("td", {"data-field": "peak memory"}, bytes(a.peak_memory_bytes)),
         h("td", {}, a.error || ""))));
+    if ((t.collect || []).length) await showFiles();
     return t;
+  };
+  // the files collected from its attempts: each complete one a download (with the token)
+  const showFiles = async () => {
+    const listed = (await api("/v1/tasks/" + id + "/files")).files;
+    filesPart.hidden = false;
+    const link = (f) => h("button", {type: "button", class: "small", "data-path": f.path,
+      onclick: () => download("/v1/tasks/" + id + "/files/" +
+        f.path.split("/").map(encodeURIComponent).join("/") + "?attempt=" + f.attempt,
+      f.path.split("/").pop())}, "download");
+    files.replaceChildren(
+      h("tr", {}, ["#", "path", "size", "sha256", "state", ""].map((c) => h("th", {}, c))),
+      ...listed.map((f) => h("tr", {"data-file": f.path},
+        h("td", {}, f.attempt), h("td", {class: "mono"}, f.path), h("td", {}, bytes(f.size)),
+        h("td", {class: "mono", title: f.sha256}, f.sha256.slice(0, 12)),
+        h("td", {}, f.reason ? f.state + ": " + f.reason : f.state),
+        h("td", {}, f.state === "complete" ? link(f) : ""))));
+    if (!listed.length) files.replaceChildren(h("tr", {}, h("td", {}, "none collected (yet)")));
   };
   refresh().catch((e) => say(e.message));
   events("/v1/tasks/" + id + "/output?follow=true", (name, data) => {

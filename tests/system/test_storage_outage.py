@@ -132,6 +132,36 @@ def test_a_full_disk_is_507_not_ready_and_everything_resumes(
         assert system_grid.task(task_id)["state"] == "succeeded"
 
 
+def test_a_full_disk_refuses_an_input_with_507_on_the_master_and_fails_staging_on_a_worker(
+    system_grid: SystemGrid, small_disk: Path, tmp_path: Path
+) -> None:
+    """Files on a full disk: the master answers an upload 507 (nothing kept as an input); a
+    worker whose disk cannot take a task's input ends the attempt unstarted, saying so."""
+    system_grid.db = str(small_disk / "master" / "gridrun.db")
+    (small_disk / "master").mkdir()
+    system_grid.start_master()
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(6 << 20))  # more than the 4 MiB disk holds
+    refused = system_grid.cli("submit", "--input", str(big), "--", "true")
+    assert refused.returncode == 1
+    assert "full" in refused.stderr
+    assert system_grid.cli_json("ls") == []  # nothing queued
+    eventually(lambda: httpx.get(f"{system_grid.url}/healthz", timeout=5).status_code == 200, 30)
+    # a worker on a small disk of its own, a master with room
+    system_grid.kill_master()
+    system_grid.db = str(tmp_path / "roomy" / "gridrun.db")
+    system_grid.start_master()
+    (tmp_path / "w").mkdir()
+    with tmpfs(tmp_path / "w", "2m") as worker_disk:
+        system_grid.start_worker("w1", extra=("--data-dir", str(worker_disk / "data")))
+        made = system_grid.cli("submit", "--input", str(big), "--wait", "--", "true")
+        assert made.returncode == 1
+        task = system_grid.task(made.stdout.strip())
+        assert task["state"] == "failed", task
+        assert "the worker's disk is full" in task["error"]
+        assert task["started_at"] is None  # nothing ran
+
+
 async def _admin(statement: str) -> None:
     conn = await asyncpg.connect(pg.server(), timeout=10)
     try:
@@ -194,6 +224,10 @@ def test_a_database_refusing_connections_is_503_on_every_route(system_grid: Syst
             ("POST", "/v1/alloc/queues/q1/pause", None),
             ("POST", "/v1/alloc/queues/q1/resume", None),
             ("DELETE", "/v1/alloc/queues/q1", None),
+            ("PUT", f"/v1/inputs/{'ab' * 32}", None),
+            ("GET", f"/v1/inputs/{'ab' * 32}", None),
+            ("GET", f"/v1/tasks/{kept}/files", None),
+            ("GET", f"/v1/tasks/{kept}/files/out.csv", None),
             ("GET", "/metrics", None),
             ("GET", "/healthz", None),
         ]
@@ -208,6 +242,7 @@ def test_a_database_refusing_connections_is_503_on_every_route(system_grid: Syst
         tried = {p.replace("/owner/o1", "/{scope}/{name}") for p in tried}
         tried = {p.replace("/concurrency/k1", "/concurrency/{key}") for p in tried}
         tried = {p.replace("/queues/q1", "/queues/{name}") for p in tried}
+        tried = {p.replace("ab" * 32, "{sha256}").replace("out.csv", "{path}") for p in tried}
         assert documented <= tried, documented - tried
         for method, path, body in routes:
             response = httpx.request(method, url + path, json=body, timeout=30)

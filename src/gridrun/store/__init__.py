@@ -374,6 +374,15 @@ class RetentionStore(Protocol):
         (SQLite's incremental vacuum; PostgreSQL's autovacuum does it by itself)."""
         ...
 
+    def disk_free(self) -> int | None:
+        """Bytes free on the disk under the database (None: not known here)."""
+        ...
+
+    async def shrink_log(self) -> None:
+        """Give back what the write-ahead log holds beyond what it needs (SQLite: after a
+        large write that failed on a full disk, its log would keep that size)."""
+        ...
+
 
 class AllocationStore(Protocol):
     """Allocation queues, their allocations, and the lease to act on them."""

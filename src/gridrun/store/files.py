@@ -91,6 +91,18 @@ class FileVerbs:
         key = input_key(owner, digest)
         await self._db.write(lambda tx: tx.run(sql.FINISH_INPUT, size, key))
 
+    async def abandon_input(self, owner: str, digest: str) -> None:
+        """An upload that will not end (refused, cut off): its bytes go now, not at gc."""
+        key = input_key(owner, digest)
+
+        async def step(tx: Tx) -> None:
+            row = await tx.one(sql.SELECT_INPUT, key)
+            if row is not None and not int(row[1]):
+                await tx.run(sql.DELETE_CHUNKS, input_blob(key))
+                await tx.run(sql.DELETE_INCOMPLETE_INPUT, key)
+
+        await self._db.write(step)
+
     async def put_chunks(self, blob: str, first: int, chunks: Sequence[bytes]) -> None:
         """Write chunks `first`, `first` + 1, ... of a blob, in one transaction."""
         rows = [(blob, first + i, data) for i, data in enumerate(chunks)]

@@ -325,6 +325,7 @@ SELECT_UNUSED_INPUTS = (
     " AND NOT EXISTS (SELECT 1 FROM task_inputs u WHERE u.digest = i.digest) LIMIT ?"
 )
 DELETE_INPUT = "DELETE FROM inputs WHERE digest = ?"
+DELETE_INCOMPLETE_INPUT = "DELETE FROM inputs WHERE digest = ? AND complete = 0"
 # the output budget counts collected files too: the oldest ended tasks' files, and dropping them
 SELECT_FILES_TO_EXPIRE = (
     "SELECT t.id, sum(f.size) FROM tasks t JOIN task_files f ON f.task_id = t.id"

@@ -66,5 +66,10 @@ class RelationalStore(ABC):
         """A file database's size and its disk's use (none here: see SqliteStore)."""
         return None, None
 
+    def disk_free(self) -> int | None:
+        """Bytes free on the disk that holds the database, where the master can see it (a
+        file database); None: unknown (a server's)."""
+        return None
+
     async def fold_counts(self) -> None:  # noqa: B027 (a backend may override it)
         """Nothing to fold where the counts are kept in place (SQLite)."""

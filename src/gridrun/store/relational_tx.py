@@ -58,6 +58,7 @@ class Dialect:
     # taken (try, not wait) by a retention step: one master deletes at a time
     gc_lock: str = ""
     reclaim: str = ""  # gives freed pages back to the file system
+    shrink_log: str = ""  # ... and what the write-ahead log took (outside a transaction)
     db_size: str = ""  # the database's size in bytes, where the server knows it
 
     async def take_gc_lock(self, tx: Tx) -> bool:
@@ -89,6 +90,8 @@ class Db(Protocol):
     async def write(self, step: Callable[[Tx], Awaitable[T]]) -> T:
         """Run `step` as one transaction, committed when it returns."""
         ...
+
+    def disk_free(self) -> int | None: ...
 
     def db_files(self) -> tuple[int | None, float | None]:
         """A file database's size and its disk's use (None, None for a server's)."""

@@ -146,12 +146,21 @@ class RetentionVerbs:
         db_bytes, disk_used = self._db.db_files() if size is None else (size, None)
         return Storage(db_bytes, output, oldest, disk_used, files, inputs)
 
+    def disk_free(self) -> int | None:
+        return self._db.disk_free()
+
     def disk_used(self) -> float | None:
         return self._db.db_files()[1]
 
     async def reclaim(self) -> None:
-        if self._db.dialect.reclaim:
-            await self._db.write(lambda tx: tx.all(self._db.dialect.reclaim))
+        dialect = self._db.dialect
+        if dialect.reclaim:
+            await self._db.write(lambda tx: tx.all(dialect.reclaim))
+        await self.shrink_log()
+
+    async def shrink_log(self) -> None:
+        if self._db.dialect.shrink_log:
+            await self._db.read(lambda tx: tx.all(self._db.dialect.shrink_log))
 
     async def count_collectable(
         self, older_than: int, states: Sequence[TaskState], queues: Queues = ALL_QUEUES,

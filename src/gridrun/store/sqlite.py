@@ -77,6 +77,8 @@ class SqliteStore(RelationalStore):
         index_hints=True,
         count_by_state="SELECT state, n FROM task_counts WHERE n > 0",  # kept by triggers
         reclaim="PRAGMA incremental_vacuum(4096)",  # pages, per call
+        # a large write that failed (a full disk) leaves the log file its size: back to none
+        shrink_log="PRAGMA wal_checkpoint(TRUNCATE)",
     )
 
     def __init__(
@@ -119,6 +121,13 @@ class SqliteStore(RelationalStore):
         total = disk.f_blocks * disk.f_frsize
         free = disk.f_bavail * disk.f_frsize
         return size, (1 - free / total) if total else None
+
+    def disk_free(self) -> int | None:
+        try:
+            disk = os.statvfs(self._db.path.parent)
+        except OSError:
+            return None
+        return disk.f_bavail * disk.f_frsize
 
     async def close(self) -> None:
         await self._db.close()

@@ -104,8 +104,12 @@ class Transfers:
                 if ids is not None:
                     os.chown(target, *ids)
             except OSError as exc:
+                target.unlink(missing_ok=True)  # (the room it took: the result needs some)
                 what = "the worker's disk is full" if exc.errno == errno.ENOSPC else exc.strerror
                 raise StageError(f"input {item.name!r} could not be written: {what}") from None
+            except StageError:
+                target.unlink(missing_ok=True)
+                raise
 
     @staticmethod
     def _make_parents(workdir: Path, name: str, ids: tuple[int, int] | None) -> None:

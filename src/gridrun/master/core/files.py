@@ -10,6 +10,7 @@ restart too), good only while the store says that worker holds that attempt."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 from collections.abc import AsyncIterator, Sequence
@@ -19,6 +20,7 @@ from gridrun.errors import (
     FileNotFound,
     Forbidden,
     InputNotUploaded,
+    InsufficientStorage,
     InvalidSpec,
     PayloadTooLarge,
     TaskNotFound,
@@ -40,6 +42,10 @@ from gridrun.store import Store
 from gridrun.store.files import input_key
 
 WRITE_CHUNKS = 4  # chunks written per transaction (4 MiB): a short write, few of them
+# room kept free on the database's disk beyond a write of files: a file that would take it is
+# refused (507) before SQLite fills the disk (its log would then keep the room: see
+# SqliteDb.check_writable), so tasks' reports and submissions still have room
+RESERVE_BYTES = 32 << 20
 
 
 class Chunker:
@@ -76,6 +82,13 @@ class Chunker:
 
     async def _write(self) -> None:
         if self._ready:
+            free = self._store.retention.disk_free()
+            needed = sum(map(len, self._ready)) * 2 + RESERVE_BYTES
+            if free is not None and free < needed:
+                raise InsufficientStorage(
+                    f"the master's disk is full: {free >> 20} MiB free, and a file is kept"
+                    f" only while {RESERVE_BYTES >> 20} MiB stay free beside it"
+                )
             await self._store.files.put_chunks(self._blob, self._next, self._ready)
             self._next += len(self._ready)
             self._ready = []
@@ -97,19 +110,36 @@ class Files:
             return sizes[digest], True
         chunker = Chunker(self.store, input_blob(input_key(owner, digest)), limit)
         try:
-            async for piece in body:
-                await chunker.add(piece)
-        except PayloadTooLarge:
-            raise PayloadTooLarge(
-                f"an input may be at most {limit:,} bytes (the master's --max-input)"
-            ) from None
-        got = await chunker.end()
-        if got != digest:
-            raise InvalidSpec(
-                f"the bytes sent have sha256 {got}, not {digest}: the upload is not kept"
-            )
-        await self.store.files.finish_input(owner, digest, chunker.size)
+            try:
+                async for piece in body:
+                    await chunker.add(piece)
+            except PayloadTooLarge:
+                raise PayloadTooLarge(
+                    f"an input may be at most {limit:,} bytes (the master's --max-input)"
+                ) from None
+            got = await chunker.end()
+            if got != digest:
+                raise InvalidSpec(
+                    f"the bytes sent have sha256 {got}, not {digest}: the upload is not kept"
+                )
+            await self.store.files.finish_input(owner, digest, chunker.size)
+        except BaseException:
+            await self._abandon(owner, digest)
+            raise
         return chunker.size, False
+
+    async def _abandon(self, owner: str, digest: str) -> None:
+        """An upload that will not end: the room it took back at once, each step tried on
+        its own (on a full disk the log goes first, so the deletes after it have room);
+        what is left is for gc."""
+        store = self.store
+        for undo in (
+            store.retention.shrink_log,
+            lambda: store.files.abandon_input(owner, digest),
+            store.retention.reclaim,
+        ):
+            with contextlib.suppress(Exception):
+                await undo()
 
     async def held(self, owner: str, digest: str) -> int | None:
         """The size of `owner`'s input of that sha256, if it is held whole."""

@@ -25,12 +25,21 @@ EXAMPLES: dict[str, list[str]] = {
         "gridrun submit --stdin rows.csv -- ./load.py",
         "gridrun submit --array 1-100%10 -- ./step.sh  # a job: $GRIDRUN_ARRAY_INDEX",
         "gridrun submit --each-line shards.txt --wait -- ./prep.sh  # a task a line",
+        "gridrun submit --input rows.csv --collect 'out/*' -- ./score.sh rows.csv",
     ],
     "run": [
         "gridrun run -- uname -a                     # its output, its exit code",
         "printf 'a\\nb\\n' | gridrun run -- wc -l      # stdin goes to the task",
         "gridrun run --script fix.sh -- disk-1       # ship a local script, its args",
         "gridrun run --all --on zone=a -- uptime     # once on every zone=a worker",
+        "gridrun run --input-dir conf --collect '**/*.log' -- ./run.sh conf",
+    ],
+    "files": ["gridrun files ID                    # path, size, sha256, state"],
+    "cp": [
+        "gridrun cp ID:out/result.csv .      # a collected file",
+        "gridrun cp ID:out/result.csv - | head",
+        "gridrun cp ID: results/             # all of them",
+        "gridrun cp JOB:r.json results/      # results/INDEX/r.json",
     ],
     "ls": [
         "gridrun ls --state failed --since 1h",

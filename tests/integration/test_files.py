@@ -345,3 +345,28 @@ async def test_one_owners_upload_is_not_anothers_input(shared: Grid, tmp_path: P
         await shared.submit(cmd="cat s", inputs=[{"name": "s", "sha256": digest}])
     shared.use_token(TOKENS["alice"])
     assert (await shared.submit(cmd="cat s", inputs=[{"name": "s", "sha256": digest}]))["id"]
+
+
+async def test_the_output_budget_counts_collected_files_and_drops_the_oldest_first(
+    tmp_path: Path,
+) -> None:
+    grid = Grid(tmp=tmp_path, master_overrides={"output_budget": 2500})
+    master = await grid.start_master()
+    try:
+        await grid.add_worker("w1", slots=1)
+        ids = []
+        for _ in range(3):  # 1,000 bytes of files each (no output), oldest first
+            task = await grid.submit(cmd="head -c 1000 /dev/zero > f", shell=True, collect=["f"])
+            assert (await grid.wait(task["id"]))["state"] == "succeeded"
+            ids.append(task["id"])
+        freed = await master.core.retention.keep_output_budget()
+        assert freed == 1000  # the oldest's file: 2,000 kept now
+        (dropped,) = await grid.client.files(ids[0])
+        assert (dropped["state"], dropped["reason"]) == (
+            "dropped", "dropped by the output budget (--output-budget)"
+        )  # fmt: skip
+        assert (await grid.api.get(f"/v1/tasks/{ids[0]}/files/f")).status_code == 404
+        assert await fetched(grid, ids[2], "f") == b"\0" * 1000
+        assert await master.core.retention.keep_output_budget() == 0
+    finally:
+        await grid.close()

@@ -370,3 +370,16 @@ async def test_the_output_budget_counts_collected_files_and_drops_the_oldest_fir
         assert await master.core.retention.keep_output_budget() == 0
     finally:
         await grid.close()
+
+
+async def test_a_schedule_takes_no_inputs(grid: Grid, tmp_path: Path) -> None:
+    local = tmp_path / "x"
+    local.write_bytes(b"x")
+    digest = await upload(grid, local)
+    body = {"cron": "* * * * *", "cmd": "true", "inputs": [{"name": "x", "sha256": digest}]}
+    refused = await grid.api.post("/v1/schedules", json=body)
+    assert refused.status_code == 422
+    assert "no inputs" in refused.json()["detail"]
+    made = await grid.api.post("/v1/schedules", json={"cron": "* * * * *", "cmd": "true",
+                                                       "collect": ["*.log"]})  # fmt: skip
+    assert made.status_code == 201, made.text

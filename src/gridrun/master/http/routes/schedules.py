@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
+from gridrun.errors import InvalidSpec
 from gridrun.master.http.requests import ScheduleIn
 from gridrun.master.http.routes.common import (
     AuditDep,
@@ -35,6 +36,8 @@ async def add_schedule(
     removed. The body is a task with `cron`."""
     body = parse(ScheduleIn, await json_body(request))
     spec = body.to_spec(who.name, service.seal)
+    if spec.inputs:  # (its slots would outlive the upload: unused inputs go after an hour)
+        raise InvalidSpec("a schedule takes no inputs; collect globs are fine")
     schedule = await schedules.add(body.cron, spec, body.name)
     audit.record("schedule.add", who, peer(request), schedule=schedule.id, cron=schedule.cron)
     return ScheduleOut.of(schedule)

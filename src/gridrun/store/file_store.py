@@ -42,6 +42,10 @@ class FileStore(Protocol):
         self, ref: AttemptRef, path: str, size: int, reason: str, now: int
     ) -> None: ...
 
+    async def attempt_bytes(self, ref: AttemptRef, besides: str) -> int:
+        """Bytes of the attempt's files kept or on their way, but the file at `besides`."""
+        ...
+
     async def files(self, task_id: str) -> list[TaskFile]: ...
 
     async def unused_inputs(self, now: int, limit: int = 500) -> int:

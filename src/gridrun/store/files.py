@@ -145,6 +145,15 @@ class FileVerbs:
 
         await self._db.write(step)
 
+    async def attempt_bytes(self, ref: AttemptRef, besides: str) -> int:
+        """Bytes of the attempt's files kept or on their way, but the file at `besides`."""
+
+        async def read(tx: Tx) -> int:
+            row = await tx.one(sql.SELECT_ATTEMPT_FILE_BYTES, ref.task_id, ref.attempt, besides)
+            return int(row[0]) if row else 0
+
+        return await self._db.read(read)
+
     async def files(self, task_id: str) -> list[TaskFile]:
         """A task's collected files, every attempt's, by attempt then path."""
 

@@ -317,6 +317,10 @@ SELECT_FILE = (
 )
 DELETE_TASK_FILES = "DELETE FROM task_files WHERE task_id = ?"
 DELETE_TASK_INPUTS = "DELETE FROM task_inputs WHERE task_id = ?"
+SELECT_ATTEMPT_FILE_BYTES = (
+    "SELECT coalesce(sum(size), 0) FROM task_files"
+    " WHERE task_id = ? AND attempt = ? AND path <> ? AND state <> 'dropped'"
+)
 SELECT_FILE_BYTES = "SELECT coalesce(sum(size), 0) FROM task_files WHERE state <> 'dropped'"
 SELECT_INPUT_BYTES = "SELECT coalesce(sum(size), 0), count(*) FROM inputs"
 # inputs no task uses any more (or whose upload never ended), uploaded before the cutoff

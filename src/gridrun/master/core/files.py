@@ -220,11 +220,7 @@ class Files:
         (size, sha256). Raises if the worker does not hold the attempt, or the path is bad."""
         await self.holder(ticket, ref)
         check_path(path, "a collected file's path")
-        used = sum(
-            f.size
-            for f in await self.store.files.files(ref.task_id)
-            if f.attempt == ref.attempt and f.path != path and f.state is not FileState.DROPPED
-        )
+        used = await self.store.files.attempt_bytes(ref, path)  # (one sum, not every row)
         budget = max(0, self.config.max_collect - used)  # (the worker keeps to it: a check)
         await self.store.files.begin_file(ref, path, size, mode & 0o777, self.clock.now_ms())
         chunker = Chunker(self.store, file_blob(ref.task_id, ref.attempt, path), budget)

@@ -12,9 +12,11 @@ never leaves it: no `..`, no absolute path, no empty part. The store keeps bytes
 from __future__ import annotations
 
 import enum
+import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from gridrun.errors import InvalidSpec
 from gridrun.model import InputFile
@@ -143,6 +145,16 @@ def _part(part: str) -> str:
             out.append(re.escape(c))
         i += 1
     return "".join(out)
+
+
+def sha256_of(path: Path) -> str:
+    """A file's sha256 (hex), read a MiB at a time: how the client names an input and the
+    worker checks one it wrote."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while piece := f.read(CHUNK_BYTES):
+            digest.update(piece)
+    return digest.hexdigest()
 
 
 def chunk_range(size: int, start: int, end: int) -> range:

@@ -21,7 +21,7 @@ from gridrun.cli import render
 from gridrun.cli.common import JsonOut, Url, app, connect, fail, guard, print_json, say
 from gridrun.client import Client
 from gridrun.errors import GridrunError, InvalidSpec, JobNotFound, TaskNotFound
-from gridrun.files import check_path
+from gridrun.files import check_path, sha256_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,9 +37,7 @@ def local_inputs(inputs: list[str] | None, dirs: list[str] | None) -> list[Local
     name)."""
     found: list[LocalInput] = []
     for given in inputs or ():
-        path, name = _split(given)
-        if path.is_symlink() or not path.exists():
-            path = path.resolve() if path.is_symlink() and path.exists() else path
+        path, name = _split(given)  # (a link named here is followed: it is the user's own)
         if not path.exists():
             fail(f"--input {given}: no such file: {path}", 2)
         if path.is_dir():
@@ -91,8 +89,6 @@ def _mode(path: Path) -> int:
 
 @functools.cache
 def _digest(path: Path, size: int, mtime_ns: int) -> str:
-    from gridrun.client.calls import sha256_of  # (the SDK's, so both hash alike)
-
     del size, mtime_ns  # (the cache's key: a file changed since is hashed again)
     return sha256_of(path)
 

@@ -25,6 +25,7 @@ from gridrun.client.types import (
     WorkerDict,
 )
 from gridrun.errors import NotFound
+from gridrun.files import sha256_of
 
 __all__ = ["DEFAULT_URL", "AsyncClient"]
 
@@ -221,7 +222,7 @@ class AsyncClient:
     async def upload_input(self, path: str | Path) -> InputDict:
         """Upload a local file as an input (streamed; nothing sent if the master holds
         these bytes of yours already); a task then names its sha256 in `inputs`."""
-        digest = await asyncio.to_thread(calls.sha256_of, Path(path))
+        digest = await asyncio.to_thread(sha256_of, Path(path))
         try:
             return cast(InputDict, await self._json("GET", f"/v1/inputs/{digest}"))
         except NotFound:

@@ -24,6 +24,7 @@ from gridrun.client.types import (
     WorkerDict,
 )
 from gridrun.errors import NotFound
+from gridrun.files import sha256_of
 
 __all__ = ["DEFAULT_URL", "Client"]
 
@@ -213,7 +214,7 @@ class Client:
     def upload_input(self, path: str | Path) -> InputDict:
         """Upload a local file as an input (streamed; nothing sent if the master holds
         these bytes of yours already); a task then names its sha256 in `inputs`."""
-        digest = calls.sha256_of(Path(path))
+        digest = sha256_of(Path(path))
         try:
             return cast(InputDict, self._json("GET", f"/v1/inputs/{digest}"))
         except NotFound:

@@ -4,7 +4,6 @@ error's own class, and how a server-sent event stream is read."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import ssl
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -177,15 +176,6 @@ def array_body(
 
 
 UPLOAD_PIECE = 1 << 20  # bytes an input's upload reads and sends at a time
-
-
-def sha256_of(path: Path) -> str:
-    """A file's sha256 (hex), read a piece at a time."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while piece := f.read(UPLOAD_PIECE):
-            digest.update(piece)
-    return digest.hexdigest()
 
 
 def file_pieces(path: Path) -> Iterator[bytes]:

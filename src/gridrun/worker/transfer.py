@@ -29,7 +29,7 @@ from gridrun import transport
 from gridrun._proto import worker_pb2 as pb
 from gridrun._proto import worker_pb2_grpc
 from gridrun.errors import InvalidSpec
-from gridrun.files import MAX_FILES, check_path, matches
+from gridrun.files import MAX_FILES, check_path, matches, sha256_of
 from gridrun.model import AttemptRef
 
 log = logging.getLogger("gridrun.worker")
@@ -149,7 +149,7 @@ class Transfers:
             size = out.tell()
         if size != item.size:
             raise StageError(f"input {item.name!r}: {size} bytes came, not {item.size}")
-        if await asyncio.to_thread(_sha256_of, target) != item.digest:
+        if await asyncio.to_thread(sha256_of, target) != item.digest:
             raise StageError(f"input {item.name!r}: its bytes do not have the sha256 it names")
 
     # collected files
@@ -298,14 +298,6 @@ def _open_beneath(root: Path, path: str) -> int:
         os.close(found)
         raise OSError(errno.EINVAL, "not a regular file")
     return found
-
-
-def _sha256_of(path: Path) -> str:
-    sha = hashlib.sha256()
-    with open(path, "rb") as f:
-        while data := f.read(1 << 20):
-            sha.update(data)
-    return sha.hexdigest()
 
 
 def _said(exc: BaseException) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -209,14 +210,37 @@ def test_repeated_sbatch_failures_pause_the_queue_with_the_reason(
     assert resumed["failures"] == 0
 
 
+def lagging_squeue(grid: SystemGrid, root: Path) -> None:
+    """The master's squeue says CONFIGURING of a running job, as Slurm does until it has
+    seen the job's node ready (for seconds on a loaded host, minutes while a cloud node
+    boots): the batch script runs meanwhile, and its workers join."""
+    real = shutil.which("squeue")
+    assert real is not None
+    bin_dir = root / "bin"
+    bin_dir.mkdir()
+    wrapper = bin_dir / "squeue"
+    wrapper.write_text(f'#!/bin/sh\n"{real}" "$@" | sed "s/|RUNNING|/|CONFIGURING|/"\n')
+    wrapper.chmod(0o755)
+    grid.env["PATH"] = f"{bin_dir}:{grid.env['PATH']}"
+
+
 def test_a_restarted_master_keeps_its_queues_and_adopts_running_allocations(
-    grid: SystemGrid, slurm: Slurm
+    grid: SystemGrid, slurm: Slurm, tmp_path: Path
 ) -> None:
+    lagging_squeue(grid, tmp_path)
     start(grid)
     add_queue(grid, "keep", "--slots", "1", "--idle-timeout", "10m")
     first = submit(grid, "--timeout", "60", "--", "true")
     assert eventually(lambda: task_of(grid, first)["state"] == "succeeded", 90, 0.5)
-    [allocation] = allocations(grid, "keep")
+
+    # its worker joined: it runs, though squeue still says CONFIGURING
+    def runs() -> dict[str, Any]:
+        [allocation] = allocations(grid, "keep")
+        assert allocation["state"] == "running", (allocation, grid.log("master"))
+        return allocation
+
+    allocation = eventually(runs, 10, 0.5)
+    assert slurm.jobs()[allocation["backend_id"]] == "RUNNING"
     worker = task_of(grid, first)["worker_id"]
     grid.kill_master()
     start(grid)  # the same database
@@ -228,7 +252,7 @@ def test_a_restarted_master_keeps_its_queues_and_adopts_running_allocations(
     assert task_of(grid, second)["worker_id"] == worker
     [again] = allocations(grid, "keep")  # adopted: no new one
     assert again["id"] == allocation["id"]
-    assert again["state"] == "running"
+    assert again["state"] == "running", (again, grid.log("master"))
     assert again["workers_online"] == 1
     # removing the queue cancels what it started
     removed = grid.cli("alloc", "rm", "keep")

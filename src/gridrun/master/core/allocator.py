@@ -5,10 +5,10 @@ Every `alloc_interval_s` each master reads the queues (for the reasons tasks giv
 running allocations' credentials (so any master admits their workers); the master holding the
 store's lease (one at a time: `store.allocations.lead`) then acts:
 
-- it reads the state of each allocation from its backend (squeue): a running one whose
-  workers joined resets its queue's failures; one none of whose workers joined within
-  `alloc_connect_timeout_s` of its start is cancelled and fails; one that failed, or ended
-  before any worker joined, fails;
+- it reads the state of each allocation from its backend (squeue): one whose workers joined
+  runs (whatever squeue says of it yet) and resets its queue's failures; one none of whose
+  workers joined within `alloc_connect_timeout_s` of its start is cancelled and fails; one
+  that failed, or ended before any worker joined, fails;
 - it counts, from the head of the queue, the tasks no live worker with a free slot could take
   now and no worker on its way (an allocation of the queue not joined yet) will: tasks waiting
   on dependencies, held by a quota or a concurrency key, pinned to a worker, or that no queue
@@ -196,7 +196,9 @@ class Allocator:
                     # no scheduler to ask: its workers joined, and all are gone
                     gone = Status(AllocState.ENDED, "its workers left")
                     changed = await self._ended(changed, gone, by_name)
-                elif status.state is AllocState.RUNNING:
+                elif status.state is AllocState.RUNNING or joined.get(changed.id):
+                    # its workers joined: it runs, whatever its scheduler says yet (Slurm shows
+                    # a started job CONFIGURING until it has seen its node ready)
                     changed = replace(
                         changed, state=AllocState.RUNNING, started_at=changed.started_at or now
                     )

@@ -126,11 +126,15 @@ class FileNotFound(GridrunError):
 
 
 class RangeNotSatisfiable(GridrunError):
-    """A Range header outside the file."""
+    """A Range header outside the file (answered with `Content-Range: bytes */size`)."""
 
     status = 416
     grpc_code = "OUT_OF_RANGE"
     title = "Range not satisfiable"
+
+    def __init__(self, message: str, size: int | None = None) -> None:
+        super().__init__(message)
+        self.size = size
 
 
 class AmbiguousId(GridrunError):

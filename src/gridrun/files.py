@@ -12,13 +12,14 @@ never leaves it: no `..`, no absolute path, no empty part. The store keeps bytes
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gridrun.errors import InvalidSpec
+from gridrun.errors import InvalidSpec, RangeNotSatisfiable
 from gridrun.model import InputFile
 
 CHUNK_BYTES = 1 << 20  # a stored chunk (the last of a file may be shorter)
@@ -108,22 +109,17 @@ def matches(path: str, globs: Sequence[str]) -> bool:
     return any(_glob(g).fullmatch(path) for g in globs)
 
 
-_GLOBS: dict[str, re.Pattern[str]] = {}
-
-
+@functools.lru_cache(maxsize=1024)  # (a worker lives long; its tasks' globs are many)
 def _glob(glob: str) -> re.Pattern[str]:
-    pattern = _GLOBS.get(glob)
-    if pattern is None:
-        parts = glob.split("/")
-        regex = ""
-        for i, part in enumerate(parts):
-            last = i == len(parts) - 1
-            if part == "**":
-                regex += ".*" if last else "(?:[^/]+/)*"
-                continue
-            regex += _part(part) + ("" if last else "/")
-        pattern = _GLOBS.setdefault(glob, re.compile(regex))
-    return pattern
+    parts = glob.split("/")
+    regex = ""
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if part == "**":
+            regex += ".*" if last else "(?:[^/]+/)*"
+            continue
+        regex += _part(part) + ("" if last else "/")
+    return re.compile(regex)
 
 
 def _part(part: str) -> str:
@@ -139,7 +135,7 @@ def _part(part: str) -> str:
             inner = part[i + 1 : close]
             negate = inner.startswith("!")
             inner = re.escape(inner[1:] if negate else inner).replace("\\-", "-")
-            out.append(f"[{'^' if negate else ''}{inner}]")
+            out.append(f"[^/{inner}]" if negate else f"[{inner}]")  # (never a '/')
             i = close
         else:
             out.append(re.escape(c))
@@ -159,9 +155,32 @@ def sha256_of(path: Path) -> str:
 
 def chunk_range(size: int, start: int, end: int) -> range:
     """The chunks that hold bytes start..end-1 of a file of `size` bytes."""
-    if size == 0 or start >= end:
+    if start >= min(end, size):
         return range(0)
     return range(start // CHUNK_BYTES, (min(end, size) - 1) // CHUNK_BYTES + 1)
+
+
+RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The bytes start..end-1 a Range header asks of a file of `size` bytes (RFC 9110 14.1):
+    None for the whole file (no header, one that is not a single valid byte range: a
+    server may ignore those); RangeNotSatisfiable for a range outside the file."""
+    m = RANGE.fullmatch((header or "").strip())
+    if m is None or not any(m.groups()):
+        return None
+    first, last = m.groups()
+    if not first:  # the last N bytes
+        if int(last) == 0 or size == 0:
+            raise RangeNotSatisfiable(f"the file is {size} bytes: {header!r} asks none", size)
+        return max(0, size - int(last)), size
+    start = int(first)
+    if last and int(last) < start:
+        return None  # not a valid range: ignored
+    if start >= size:
+        raise RangeNotSatisfiable(f"the file is {size} bytes: {header!r} is outside it", size)
+    return start, min(size, int(last) + 1) if last else size
 
 
 def input_blob(key: str) -> str:

@@ -74,10 +74,17 @@ async def test_an_input_is_in_the_working_directory_and_a_collected_file_comes_b
     assert part == data[1048570:1048581]
     tail = await fetched(grid, task["id"], "out/copy.bin", range_="bytes=-5")
     assert tail == data[-5:]
-    answer = await grid.api.get(
-        f"/v1/tasks/{task['id']}/files/out/copy.bin", headers={"Range": f"bytes={len(data)}-"}
-    )
+    url = f"/v1/tasks/{task['id']}/files/out/copy.bin"
+    answer = await grid.api.get(url, headers={"Range": f"bytes={len(data)}-"})
     assert answer.status_code == 416
+    assert answer.headers["content-range"] == f"bytes */{len(data)}"
+    assert (await grid.api.get(url, headers={"Range": "bytes=9-3"})).content == data  # ignored
+    head = await grid.api.head(url, headers={"Range": "bytes=10-19"})
+    assert head.status_code == 206
+    assert head.content == b""
+    assert head.headers["content-length"] == "10"
+    assert head.headers["content-range"] == f"bytes 10-19/{len(data)}"
+    assert head.headers["etag"] == f'"{hashlib.sha256(data).hexdigest()}"'
 
 
 async def test_inputs_are_refused_before_anything_is_queued_when_missing_or_too_large(

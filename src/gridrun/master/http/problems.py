@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gridrun.errors import BadRequest, GridrunError, PayloadTooLarge
+from gridrun.errors import BadRequest, GridrunError, PayloadTooLarge, RangeNotSatisfiable
 from gridrun.master.http.schemas import Problem
 
 PROBLEM = "application/problem+json"
@@ -35,12 +35,14 @@ def problem(
 
 def error_problem(exc: GridrunError) -> JSONResponse:
     """The answer for a domain error: its status and message, and the headers that status
-    calls for (Retry-After on 503 and 507, WWW-Authenticate on 401)."""
+    calls for (Retry-After on 503 and 507, WWW-Authenticate on 401, Content-Range on 416)."""
     response = problem(exc.status, exc.title, exc.message, error=type(exc))
     if exc.retry_after_s is not None:
         response.headers["Retry-After"] = str(exc.retry_after_s)
     if exc.status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="gridrun"'
+    if isinstance(exc, RangeNotSatisfiable) and exc.size is not None:
+        response.headers["Content-Range"] = f"bytes */{exc.size}"
     return response
 
 

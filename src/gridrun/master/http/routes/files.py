@@ -3,15 +3,14 @@ its attempts, and each file's bytes, whole or a range (see gridrun.master.core.f
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from gridrun.errors import NotFound, RangeNotSatisfiable
-from gridrun.files import check_path
+from gridrun.errors import NotFound
+from gridrun.files import byte_range, check_path
 from gridrun.master.http.file_schemas import FileListOut, FileOut, InputOut
 from gridrun.master.http.routes.common import (
     FilesDep,
@@ -24,7 +23,6 @@ from gridrun.master.http.routes.common import (
 router = APIRouter(route_class=StrictJsonRoute, tags=["files"])
 # the upload streams its body (no route class that reads it first: it may be 64 MiB)
 uploads = APIRouter(tags=["files"])
-RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 Sha256 = Annotated[str, Path(pattern="^[0-9a-f]{64}$", description="The bytes' sha256 (hex).")]
 
 
@@ -69,17 +67,19 @@ async def list_files(who: Reader, files: FilesDep, task_id: TaskId) -> FileListO
     return FileListOut(task_id=task_id, files=[FileOut.of(f) for f in await files.list(task_id)])
 
 
-@router.get(
+@router.api_route(
     "/v1/tasks/{task_id}/files/{path:path}",
+    methods=["GET", "HEAD"],
     response_class=StreamingResponse,
     responses={
         200: {"content": {"application/octet-stream": {}}},
         206: {"content": {"application/octet-stream": {}}, "description": "A range of it"},
         416: {"description": "The range is outside the file"},
     },
-    summary="A collected file's bytes, exactly (Range requests answered 206)",
+    summary="A collected file's bytes, exactly (Range requests answered 206; HEAD: its headers)",
 )
 async def get_file(
+    request: Request,
     who: Reader,
     files: FilesDep,
     task_id: TaskId,
@@ -88,21 +88,11 @@ async def get_file(
         int | None, Query(ge=1, description="That attempt's (default: the latest with it).")
     ] = None,
     range_: Annotated[str | None, Header(alias="range")] = None,
-) -> StreamingResponse:
+) -> Response:
     check_path(path, "a file's path")
     file = await files.find(task_id, path, attempt)
-    start, end, status = 0, file.size, 200
-    if range_ is not None and (m := RANGE.fullmatch(range_.strip())) and any(m.groups()):
-        first, last = m.groups()
-        if not first:  # the last N bytes
-            start, end = max(0, file.size - int(last)), file.size
-        else:
-            start, end = int(first), min(file.size, int(last) + 1) if last else file.size
-        if start >= file.size or start >= end:
-            raise RangeNotSatisfiable(
-                f"{path} is {file.size} bytes: the range {range_!r} is outside it"
-            )
-        status = 206
+    asked = byte_range(range_, file.size)
+    start, end = asked or (0, file.size)
     body = files.read(file, start, end)  # (checks first: a file not complete is a 404)
     name = path.rsplit("/", 1)[-1]
     headers = {
@@ -113,8 +103,11 @@ async def get_file(
         "X-Gridrun-Sha256": file.digest,
         "X-Gridrun-Attempt": str(file.attempt),
     }
-    if status == 206:
+    status = 200 if asked is None else 206
+    if asked is not None:
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{file.size}"
+    if request.method == "HEAD":  # the same headers, no byte read
+        return Response(status_code=status, media_type="application/octet-stream", headers=headers)
     return StreamingResponse(
         body, status_code=status, media_type="application/octet-stream", headers=headers
     )

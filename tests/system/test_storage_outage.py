@@ -162,6 +162,34 @@ def test_a_full_disk_refuses_an_input_with_507_on_the_master_and_fails_staging_o
         assert task["started_at"] is None  # nothing ran
 
 
+def test_a_full_disk_on_the_master_drops_a_collected_file_saying_so_and_the_task_ends_true(
+    system_grid: SystemGrid, small_disk: Path
+) -> None:
+    """A collected file the master's disk cannot take is dropped with the reason at once
+    (not sent again and again while the task stays unreported), its bytes removed; the
+    task ends with what its process did, its error naming the file."""
+    system_grid.db = str(small_disk / "master" / "gridrun.db")
+    (small_disk / "master").mkdir()
+    system_grid.start_master()
+    system_grid.start_worker("w1")
+    made = system_grid.cli(
+        "submit", "--collect", "*.bin", "--timeout", "60", "--",
+        "sh", "-c", "head -c 3000000 /dev/urandom > out.bin",
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    task = system_grid.task(made.stdout.strip(), wait=40)
+    assert task["state"] == "succeeded", task
+    assert task["error"].startswith("files not collected: out.bin: "), task
+    assert "the master's disk is full" in task["error"]
+    [listed] = system_grid.cli_json("files", task["id"])
+    assert listed["state"] == "dropped", listed
+    assert listed["reason"].startswith("not kept: the master's disk is full"), listed
+    assert listed["size"] == 3_000_000
+    storage = httpx.get(f"{system_grid.url}/v1/storage", timeout=5).json()
+    assert storage["file_bytes"] == 0
+    assert httpx.get(f"{system_grid.url}/healthz", timeout=5).status_code == 200
+
+
 async def _admin(statement: str) -> None:
     conn = await asyncpg.connect(pg.server(), timeout=10)
     try:

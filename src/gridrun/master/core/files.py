@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from gridrun.clock import Clock
 from gridrun.errors import (
@@ -215,22 +215,53 @@ class Files:
         size: int,
         mode: int,
         data: AsyncIterator[bytes],
+        sent_digest: Callable[[], str],
     ) -> tuple[int, str]:
-        """Take one collected file (marked incomplete until its last byte is stored); its
-        (size, sha256). Raises if the worker does not hold the attempt, or the path is bad."""
+        """Take one collected file (marked incomplete until its last byte is stored and its
+        sha256 matched `sent_digest()`, the worker's, once `data` has ended); its (size,
+        sha256). Raises if the worker does not hold the attempt, or the path is bad; a file
+        that cannot be kept (the disk full, over the budget, other bytes than the worker's)
+        is dropped, saying why, its bytes removed at once."""
         await self.holder(ticket, ref)
         check_path(path, "a collected file's path")
         used = await self.store.files.attempt_bytes(ref, path)  # (one sum, not every row)
         budget = max(0, self.config.max_collect - used)  # (the worker keeps to it: a check)
         await self.store.files.begin_file(ref, path, size, mode & 0o777, self.clock.now_ms())
         chunker = Chunker(self.store, file_blob(ref.task_id, ref.attempt, path), budget)
-        async for piece in data:
-            await chunker.add(piece)
-        digest = await chunker.end()
+        try:
+            try:
+                async for piece in data:
+                    await chunker.add(piece)
+            except PayloadTooLarge:
+                raise PayloadTooLarge(
+                    f"over the collect budget ({budget:,} bytes left of the attempt's"
+                    f" {self.config.max_collect:,}: the master's --max-collect)"
+                ) from None
+            digest = await chunker.end()
+            if sent_digest() != digest:
+                raise InvalidSpec(
+                    f"the bytes stored have sha256 {digest}, the worker sent"
+                    f" {sent_digest() or 'none'}"
+                )
+        except (InsufficientStorage, PayloadTooLarge, InvalidSpec) as exc:
+            await self._drop(ref, path, size, f"not kept: {exc.message}")
+            raise
         await self.store.files.finish_file(
             ref, path, chunker.size, digest, mode & 0o777, self.clock.now_ms()
         )
         return chunker.size, digest
+
+    async def _drop(self, ref: AttemptRef, path: str, size: int, why: str) -> None:
+        """A collected file that will not be kept: listed dropped, why; its room back now
+        (the log first: on a full disk the delete needs room)."""
+        store = self.store
+        for undo in (
+            store.retention.shrink_log,
+            lambda: store.files.drop_file(ref, path, size, why[:500], self.clock.now_ms()),
+            store.retention.reclaim,
+        ):
+            with contextlib.suppress(Exception):
+                await undo()
 
     async def dropped(
         self, ticket: str, ref: AttemptRef, path: str, size: int, reason: str

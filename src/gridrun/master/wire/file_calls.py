@@ -13,7 +13,7 @@ import grpc
 
 from gridrun import transport
 from gridrun._proto import worker_pb2 as pb
-from gridrun.errors import BadRequest, GridrunError, Unauthorized
+from gridrun.errors import BadRequest, GridrunError, InsufficientStorage, Unauthorized
 from gridrun.master.core.access import Access
 from gridrun.master.core.files import Files
 from gridrun.model import AttemptRef
@@ -80,14 +80,17 @@ class FileCalls:
             if head.dropped:
                 await self._files.dropped(head.ticket, ref, head.path, head.size, head.reason)
                 return pb.CollectReply(stored_bytes=0)
-            size, digest = await self._files.receive(
-                head.ticket, ref, head.path, head.size, head.mode, data()
-            )
+            size, _ = await self._files.receive(
+                head.ticket, ref, head.path, head.size, head.mode, data(),
+                lambda: ended[0] if ended else "",
+            )  # fmt: skip
+        except InsufficientStorage as exc:
+            # not UNAVAILABLE, which the worker waits out sending the file again and again
+            # (its task unreported meanwhile): the file is dropped, saying so, and the task
+            # ends with its true state
+            log.warning("could not keep a file of task %s: %s", ref.task_id, exc.message)
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, exc.message)
         except GridrunError as exc:
             log.warning("refused a file of task %s: %s", ref.task_id, exc.message)
             await transport.abort(context, exc)
-        if ended and ended[0] != digest:
-            await transport.abort(
-                context, BadRequest(f"{head.path}: the bytes stored have another sha256")
-            )
         return pb.CollectReply(stored_bytes=size)

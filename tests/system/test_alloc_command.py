@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,10 @@ from tests.system.test_alloc_slurm import ADMIN, JOIN, api, submit
 
 pytestmark = [pytest.mark.system, pytest.mark.slow]
 
-START = 'd=$(mktemp -d); cat > "$d/w.sh"; nohup sh "$d/w.sh" > "$d/log" 2>&1 < /dev/null & echo $!'
+START = (
+    'd=$(mktemp -d); cat > "$d/w.sh"; nohup sh "$d/w.sh" > "$d/log" 2>&1 < /dev/null &'
+    ' echo $! >> "$TMPDIR/started.pids"; echo $!'
+)
 
 
 @pytest.fixture
@@ -37,7 +41,9 @@ def grid(tmp_path: Path) -> Iterator[SystemGrid]:
         yield grid
     finally:
         grid.close()
-        for pid in started:  # the workers the start command left running, if any
+        pids = tmp_path / "started.pids"  # the workers the start command left running
+        started += [int(p) for p in pids.read_text().split()] if pids.exists() else []
+        for pid in started:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 
@@ -112,3 +118,42 @@ def test_a_start_command_that_fails_pauses_the_queue(grid: SystemGrid) -> None:
     queue = eventually(paused, 60, 0.5)
     assert "sh failed: no capacity in zone b" in queue["reason"]
     assert queue["failures"] == 3
+
+
+def test_a_master_restart_does_not_end_an_allocation_whose_workers_come_back(
+    grid: SystemGrid,
+) -> None:
+    """No scheduler to ask: the allocation's workers, gone a moment while the master
+    restarts (a graceful stop records them offline), must not count as having left for
+    good: their allocation, and so their credential, lives on, and they take work again."""
+    grid.start_master("--alloc-interval", "1", *ALLOW)
+    added = grid.cli(
+        "alloc", "add", "command", "--name", "local", "--time-limit", "10m", "--slots", "1",
+        "--idle-timeout", "10m", "--stop-command", "kill", "--", "sh", "-c", START,
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    first = submit(grid, "--timeout", "60", "--", "true")
+    eventually(lambda: api(grid, "GET", f"/v1/tasks/{first}")["state"] == "succeeded", 60, 0.3)
+    [allocation] = api(grid, "GET", "/v1/alloc/queues/local")["allocations"]
+    grid.started.append(int(allocation["backend_id"]))  # type: ignore[attr-defined]
+    worker = api(grid, "GET", f"/v1/tasks/{first}")["worker_id"]
+
+    def kept() -> dict[str, Any]:
+        [again] = api(grid, "GET", "/v1/alloc/queues/local")["allocations"]
+        assert (again["id"], again["state"]) == (allocation["id"], "running"), again
+        assert again["connected_at"] is not None
+        return dict(again)
+
+    eventually(kept, 10, 0.3)  # its worker seen joined
+    grid.kill_master(signal.SIGTERM)
+    time.sleep(10)  # down longer than the allocator's lease (8 s): the new master acts at once
+    grid.start_master("--alloc-interval", "1", *ALLOW)
+    second = submit(grid, "--timeout", "60", "--", "true")
+    done = eventually(
+        lambda: (t := api(grid, "GET", f"/v1/tasks/{second}"))["state"] == "succeeded" and t,
+        60, 0.3,
+    )  # fmt: skip
+    assert done["worker_id"] == worker, grid.log("master")
+    eventually(kept, 10, 0.3)
+    time.sleep(3)  # and it stays so
+    assert kept()["workers_online"] == 1

@@ -93,8 +93,16 @@ def test_demand_counts_what_no_free_slot_and_no_coming_worker_takes() -> None:
     # an allocation on its way (not joined yet) brings 2 slots; one joined brings none more
     coming = Allocation("a1", "q", AllocState.QUEUED, 1, created_at=1)
     joined = Allocation("a2", "q", AllocState.RUNNING, 1, created_at=1, connected_at=2)
-    assert demand(tasks, [q], [], [coming, joined]) == {"q": 5}
+    on = WorkerInfo("alloc-a2-0", "h", {}, 2, WorkerState.ONLINE, running=2)
+    assert demand(tasks, [q], [on], [coming, joined]) == {"q": 5}
     assert demand(tasks[:1], [q], [], [coming]) == {"q": -1}  # more coming than wanted
+    # one joined whose worker is away a moment (the master restarted) is still on its way;
+    # once its worker's lease has lapsed (gone) it brings nothing
+    assert demand(tasks, [q], [], [coming, joined]) == {"q": 3}
+    assert demand(tasks, [q], [], [coming, joined], gone={"a2"}) == {"q": 5}
+    pair = Allocation("a3", "q", AllocState.RUNNING, 2, created_at=1, connected_at=2)
+    half = WorkerInfo("alloc-a3-1", "h", {}, 2, WorkerState.ONLINE, running=2)
+    assert demand(tasks, [q], [half], [pair]) == {"q": 5}  # one of its two is away
     # held by a limit, pinned, or too long for the queue: none
     held = [
         task(1, unschedulable="waiting: owner a is at its quota of 2 running"),

@@ -7,8 +7,10 @@ its world (a pid, an instance id), else the allocation's own. `--stop-command` (
 cancels one: it is run with that id as its last argument.
 
 Such a command has no queue to ask: an allocation counts as running from its start, and as
-ended once its workers, having joined, are all gone (idle, or at their time limit); one whose
-workers never join is stopped after --alloc-connect-timeout, as Slurm's are."""
+ended once its workers, having joined, are all gone (idle, or at their time limit) and their
+leases lapsed (--liveness-timeout after their last word, and not before a restarted master
+has given them 15 s to find it: its restart is not their leaving); one whose workers never
+join is stopped after --alloc-connect-timeout, as Slurm's are."""
 
 from __future__ import annotations
 

@@ -10,7 +10,8 @@ store's lease (one at a time: `store.allocations.lead`) then acts:
   workers joined within `alloc_connect_timeout_s` of its start is cancelled and fails; one
   that failed, or ended before any worker joined, fails;
 - it counts, from the head of the queue, the tasks no live worker with a free slot could take
-  now and no worker on its way (an allocation of the queue not joined yet) will: tasks waiting
+  now and no worker on its way (an allocation of the queue not joined yet, or one whose workers
+  are away a moment, their leases not lapsed: the master restarted) will: tasks waiting
   on dependencies, held by a quota or a concurrency key, pinned to a worker, or that no queue
   could take (labels, resources, a timeout beyond its workers' time) count for none. Each
   task counts for the plainest queue that could take it (the fewest labels, then by name);
@@ -26,7 +27,7 @@ import logging
 import math
 import secrets
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -56,6 +57,9 @@ from gridrun.store import Store
 log = logging.getLogger("gridrun.master")
 
 DEMAND_SCAN = 2000  # queued tasks, from the head, counted each look
+# a restarted master waits this long (or its --liveness-timeout) for the workers of running
+# allocations to find it again (a worker retries every 3 s at most) before it counts them gone
+REJOIN_S = 15.0
 BACKOFF_CAP_S = 600.0
 
 
@@ -64,10 +68,12 @@ def demand(
     queues: Sequence[AllocQueue],
     workers: Sequence[WorkerInfo],
     allocations: Sequence[Allocation],
+    gone: Collection[str] = (),
 ) -> dict[str, int]:
     """Queue name -> the tasks its workers are wanted for: queued tasks that no live worker
-    with a free slot takes now (each free slot absorbs one) and no joined-not-yet allocation
-    of the queue will, each counted for the plainest queue that could take it."""
+    with a free slot takes now (each free slot absorbs one) and no worker on its way will
+    (an allocation's not joined yet, or away a moment: not `gone`, its lease not lapsed),
+    each counted for the plainest queue that could take it."""
     free = {i: w.slots - w.running - w.assigned for i, w in enumerate(workers)}
     free = {i: n for i, n in free.items() if n > 0}
     wanted: Counter[str] = Counter()
@@ -90,15 +96,21 @@ def demand(
         queue = first_taker(queues, candidate)
         if queue is not None:
             wanted[queue.name] += 1
+    online = Counter(allocation_of(w.id) for w in workers)
     need = {}
     for queue in queues:
         coming = sum(
-            a.workers * queue.config.slots_each
+            (a.workers if a.connected_at is None else max(0, a.workers - online[a.id]))
+            * queue.config.slots_each
             for a in allocations
-            if a.queue == queue.name and a.state.active and a.connected_at is None
+            if a.queue == queue.name and a.state.active and a.id not in gone
         )
         need[queue.name] = wanted[queue.name] - coming  # below 0: more coming than wanted
     return need
+
+
+def _lease(worker: WorkerInfo) -> int:
+    return worker.lease_until or 0
 
 
 def backoff_ms(failures: int, interval_s: float) -> int:
@@ -121,6 +133,7 @@ class Allocator:
         self.address = config.advertise  # the gRPC address workers dial (set by the master)
         self.workdir = Path(config.alloc_dir or "gridrun-data/alloc")
         self.leading = False
+        self.started_at = clock.now_ms()  # (its workers could not be heard before)
 
     # ---- the look, every alloc_interval_s
 
@@ -141,26 +154,39 @@ class Allocator:
             return
         queues = [q for q in queues if q.config.backend in self.config.alloc_backends]
         by_name = {q.name: q for q in queues}
-        workers = [
-            w
-            for w in await self.store.workers.list_workers()
-            if w.state_at(now) is WorkerState.ONLINE
-        ]
+        every = await self.store.workers.list_workers()
+        workers = [w for w in every if w.state_at(now) is WorkerState.ONLINE]
         joined = Counter(allocation_of(w.id) for w in workers)
-        active = await self._refresh(active, by_name, joined)
+        # joined, and its workers' leases all lapsed, as for their tasks (not a moment away: a
+        # restart of the master, a blip of the network), none counted before this master began
+        lease = {allocation_of(w.id): w.lease_until or 0 for w in sorted(every, key=_lease)}
+        first = self.started_at + round(max(self.config.liveness_timeout_s, REJOIN_S) * 1000)
+        gone = {
+            a.id
+            for a in active
+            if a.connected_at is not None
+            and not joined.get(a.id)
+            and max(lease.get(a.id, 0), first) < now
+        }
+        active = await self._refresh(active, by_name, joined, gone)
         queues = [by_name[q.name] for q in queues]
         self.book.set(queues)
         candidates = await self.store.dispatch.queued(DEMAND_SCAN, None, self.clock.now_ms())
-        need = demand(candidates, queues, workers, active)
+        need = demand(candidates, queues, workers, active, gone)
         for queue in queues:
             mine = [a for a in active if a.queue == queue.name]
             await self._act(queue, need.get(queue.name, 0), mine, by_name)
 
     async def _refresh(
-        self, active: list[Allocation], by_name: dict[str, AllocQueue], joined: Counter[str | None]
+        self,
+        active: list[Allocation],
+        by_name: dict[str, AllocQueue],
+        joined: Counter[str | None],
+        gone: set[str],
     ) -> list[Allocation]:
-        """The active allocations as their backend sees them now; those that ended are
-        recorded (and fail their queue where they failed)."""
+        """The active allocations as their backend sees them now (`joined`: how many of
+        their workers are online; `gone`: those whose workers' leases have all lapsed); those
+        that ended are recorded (and fail their queue where they failed)."""
         still = []
         by_queue: dict[str, list[Allocation]] = {}
         for allocation in active:
@@ -192,10 +218,10 @@ class Allocator:
                     )  # fmt: skip
                 elif status is None or not status.state.active:
                     changed = await self._ended(changed, status, by_name)
-                elif not backend.tracks and changed.connected_at and not joined.get(changed.id):
-                    # no scheduler to ask: its workers joined, and all are gone
-                    gone = Status(AllocState.ENDED, "its workers left")
-                    changed = await self._ended(changed, gone, by_name)
+                elif not backend.tracks and changed.connected_at and changed.id in gone:
+                    # no scheduler to ask: its workers joined, and all are gone for good
+                    left = Status(AllocState.ENDED, "its workers left")
+                    changed = await self._ended(changed, left, by_name)
                 elif status.state is AllocState.RUNNING or joined.get(changed.id):
                     # its workers joined: it runs, whatever its scheduler says yet (Slurm shows
                     # a started job CONFIGURING until it has seen its node ready)

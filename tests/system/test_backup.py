@@ -6,6 +6,8 @@ file is refused. PostgreSQL: pg_dump and pg_restore give a working grid."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
 import signal
 import subprocess
 
@@ -77,6 +79,17 @@ def test_a_postgresql_dump_restores_into_a_working_grid(system_grid: SystemGrid)
         body = {"tasks": [{"cmd": "true"}] * 50}
         ids = {t["id"] for t in httpx.post(f"{system_grid.url}/v1/tasks", json=body,
                                            timeout=30).json()["tasks"]}  # fmt: skip
+        # a task's input and collected file (chunks in their own tables) go with the dump
+        data = os.urandom(3 << 20)
+        (system_grid.tmp / "in.bin").write_bytes(data)
+        system_grid.start_worker("w0")
+        made = system_grid.cli(
+            "submit", "--input", str(system_grid.tmp / "in.bin"), "--collect", "out.bin",
+            "--wait", "--", "sh", "-c", "cp in.bin out.bin",
+        )  # fmt: skip
+        assert made.returncode == 0, made.stderr
+        with_files = made.stdout.strip()
+        ids.add(with_files)
         dump = system_grid.tmp / "grid.dump"
         subprocess.run([pg_dump, "-Fc", "-f", str(dump), pg.url_of(source)], check=True)
         system_grid.kill_master(signal.SIGTERM)
@@ -85,9 +98,24 @@ def test_a_postgresql_dump_restores_into_a_working_grid(system_grid: SystemGrid)
         system_grid.db = pg.url_of(target)
         system_grid.start_master()
         assert all_ids(system_grid.url) == ids
+        back = system_grid.tmp / "back.bin"
+        copied = system_grid.cli("cp", f"{with_files}:out.bin", str(back))
+        assert copied.returncode == 0, copied.stderr
+        assert back.read_bytes() == data
         system_grid.start_worker("w1")
         task = httpx.post(f"{system_grid.url}/v1/tasks", json={"cmd": "true"}, timeout=10).json()
         assert system_grid.task(task["id"], wait=30)["state"] == "succeeded"
+        # the restored input is held: a task names it again without sending it, and reads it
+        digest = hashlib.sha256(data).hexdigest()
+        held = httpx.get(f"{system_grid.url}/v1/inputs/{digest}", timeout=10)
+        assert held.json()["size"] == len(data)
+        again = system_grid.cli(
+            "submit", "--input", str(system_grid.tmp / "in.bin"), "--wait", "--",
+            "sh", "-c", "sha256sum in.bin",
+        )  # fmt: skip
+        assert again.returncode == 0, again.stderr
+        out = httpx.get(f"{system_grid.url}/v1/tasks/{again.stdout.strip()}/output", timeout=10)
+        assert out.json()["stdout"]["text"].startswith(digest)
     finally:
         system_grid.kill_master(signal.SIGTERM)
         asyncio.run(pg.drop(source))

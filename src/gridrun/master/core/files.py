@@ -10,6 +10,7 @@ restart too), good only while the store says that worker holds that attempt."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import hashlib
@@ -50,13 +51,16 @@ RESERVE_BYTES = 32 << 20
 
 class Chunker:
     """Bytes in pieces of any size -> chunks of CHUNK_BYTES, written to the store a few at a
-    time, hashed and counted as they pass (the last chunk may be short)."""
+    time, hashed and counted as they pass (the last chunk may be short). One write is in
+    flight while the next chunks arrive (the network and the disk at work together); `end`
+    or `close` waits for it."""
 
     def __init__(self, store: Store, blob: str, limit: int | None = None) -> None:
         self._store, self._blob, self._limit = store, blob, limit
         self._buffer = bytearray()
         self._ready: list[bytes] = []
         self._next = 0  # the next chunk's number
+        self._writing: asyncio.Task[None] | None = None
         self.size = 0
         self.sha256 = hashlib.sha256()
 
@@ -67,31 +71,46 @@ class Chunker:
         self.sha256.update(data)
         self._buffer += data
         while len(self._buffer) >= CHUNK_BYTES:
-            self._ready.append(bytes(self._buffer[:CHUNK_BYTES]))
+            with memoryview(self._buffer) as view:
+                self._ready.append(bytes(view[:CHUNK_BYTES]))
             del self._buffer[:CHUNK_BYTES]
         if len(self._ready) >= WRITE_CHUNKS:
             await self._write()
 
     async def end(self) -> str:
-        """Write what is left; the sha256 (hex) of all of it."""
+        """Write what is left; the sha256 (hex) of all of it, once every chunk is stored."""
         if self._buffer:
             self._ready.append(bytes(self._buffer))
             self._buffer.clear()
         await self._write()
+        await self._settle()
         return self.sha256.hexdigest()
 
+    async def close(self) -> None:
+        """Wait out the write in flight, whatever it ends with (before undoing the chunks)."""
+        with contextlib.suppress(Exception):
+            await self._settle()
+
+    async def _settle(self) -> None:
+        if self._writing is not None:
+            writing, self._writing = self._writing, None
+            await writing
+
     async def _write(self) -> None:
-        if self._ready:
-            free = self._store.retention.disk_free()
-            needed = sum(map(len, self._ready)) * 2 + RESERVE_BYTES
-            if free is not None and free < needed:
-                raise InsufficientStorage(
-                    f"the master's disk is full: {free >> 20} MiB free, and a file is kept"
-                    f" only while {RESERVE_BYTES >> 20} MiB stay free beside it"
-                )
-            await self._store.files.put_chunks(self._blob, self._next, self._ready)
-            self._next += len(self._ready)
-            self._ready = []
+        if not self._ready:
+            return
+        await self._settle()  # (the one before: an error of its is raised here)
+        free = self._store.retention.disk_free()
+        needed = sum(map(len, self._ready)) * 2 + RESERVE_BYTES
+        if free is not None and free < needed:
+            raise InsufficientStorage(
+                f"the master's disk is full: {free >> 20} MiB free, and a file is kept"
+                f" only while {RESERVE_BYTES >> 20} MiB stay free beside it"
+            )
+        batch, first = self._ready, self._next
+        self._next += len(batch)
+        self._ready = []
+        self._writing = asyncio.create_task(self._store.files.put_chunks(self._blob, first, batch))
 
 
 class Files:
@@ -124,6 +143,7 @@ class Files:
                 )
             await self.store.files.finish_input(owner, digest, chunker.size)
         except BaseException:
+            await chunker.close()
             await self._abandon(owner, digest)
             raise
         return chunker.size, False
@@ -244,7 +264,11 @@ class Files:
                     f" {sent_digest() or 'none'}"
                 )
         except (InsufficientStorage, PayloadTooLarge, InvalidSpec) as exc:
+            await chunker.close()
             await self._drop(ref, path, size, f"not kept: {exc.message}")
+            raise
+        except BaseException:
+            await chunker.close()  # (left incomplete: the worker sends it again)
             raise
         await self.store.files.finish_file(
             ref, path, chunker.size, digest, mode & 0o777, self.clock.now_ms()

@@ -17,7 +17,7 @@ import pytest
 
 from gridrun._proto import worker_pb2 as pb
 from gridrun._proto import worker_pb2_grpc
-from gridrun.errors import InputNotUploaded, InvalidSpec, PayloadTooLarge
+from gridrun.errors import InputNotUploaded, InvalidSpec, PayloadTooLarge, TaskNotFound
 from tests import pg
 from tests.helpers import eventually_async
 from tests.integration.conftest import TOKENS, Grid
@@ -103,6 +103,16 @@ async def test_inputs_are_refused_before_anything_is_queued_when_missing_or_too_
     with pytest.raises(InvalidSpec):
         await grid.submit(cmd="true", collect=["../*"])
     assert (await grid.api.get("/v1/tasks")).json()["tasks"] == []
+    # no such task: a 404 that says so, not an empty list
+    with pytest.raises(TaskNotFound):
+        await grid.client.files("0123456789abcdef01234567")
+    nothing = await grid.api.get("/v1/tasks/0123456789abcdef01234567/files/out.txt")
+    assert nothing.status_code == 404
+    assert "no task" in nothing.json()["detail"]
+    # bytes of another type are refused with what to send instead
+    typed = await grid.api.put(f"/v1/inputs/{missing}", content=b"x")
+    assert typed.status_code == 415
+    assert "application/octet-stream" in typed.json()["detail"]
 
 
 async def test_the_input_limit_holds_at_its_edge(tmp_path: Path) -> None:

@@ -297,13 +297,15 @@ class Files:
     # reading
 
     async def list(self, task_id: str) -> list[TaskFile]:
+        """A task's collected files (TaskNotFound for no such task, not an empty list)."""
+        await self.store.tasks.get_task(task_id)
         return await self.store.files.files(task_id)
 
     async def find(self, task_id: str, path: str, attempt: int | None = None) -> TaskFile:
         """The file of that path: of `attempt`, else of the latest attempt that has it."""
         found = [
             f
-            for f in await self.store.files.files(task_id)
+            for f in await self.list(task_id)
             if f.path == path and (attempt is None or f.attempt == attempt)
         ]
         if not found:

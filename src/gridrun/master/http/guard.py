@@ -170,7 +170,12 @@ class BrowserGuard:
             return None
         if (media or has_body) and media != b"application/json":
             shown = media.decode("latin-1") or "none"
-            return 415, f"request bodies must be application/json (Content-Type: {shown})"
+            octet = (
+                " (an input's bytes: application/octet-stream)"
+                if str(scope.get("path", "")).startswith(OCTET_PATHS)
+                else ""
+            )
+            return 415, f"request bodies must be application/json{octet} (Content-Type: {shown})"
         return None
 
     def _same_origin(self, origin: str, host_header: str, scope: Scope) -> bool:

@@ -120,6 +120,42 @@ def test_a_start_command_that_fails_pauses_the_queue(grid: SystemGrid) -> None:
     assert queue["failures"] == 3
 
 
+# the worker killed (-9) five seconds after it starts: it joins, takes a task, and is gone
+DYING = (
+    'd=$(mktemp -d); cat > "$d/w.sh"; nohup sh -c \'sh "$1" & p=$!;'
+    ' echo $p >> "$TMPDIR/started.pids"; sleep 5; kill -9 $p\' dying "$d/w.sh"'
+    ' > "$d/log" 2>&1 < /dev/null & echo $!'
+)
+
+
+def test_workers_that_die_soon_after_joining_fail_their_allocations_and_pause_the_queue(
+    grid: SystemGrid,
+) -> None:
+    """Not idle, not at their time limit: workers all gone within a minute of joining (a
+    crash, an OOM kill) are a failure of their allocation, as one whose workers never joined,
+    and three in a row pause the queue instead of starting dying workers for ever."""
+    grid.start_master("--alloc-interval", "1", *ALLOW)
+    added = grid.cli(
+        "alloc", "add", "command", "--name", "dying", "--time-limit", "10m", "--slots", "1",
+        "--idle-timeout", "10m", "--", "sh", "-c", DYING,
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    for _ in range(4):
+        submit(grid, "--timeout", "120", "--", "sleep", "60")
+
+    def paused() -> dict[str, Any] | None:
+        queue: dict[str, Any] = api(grid, "GET", "/v1/alloc/queues/dying")
+        return queue if queue["state"] == "paused" else None
+
+    queue = eventually(paused, 120, 0.5)
+    assert queue["failures"] == 3
+    assert "were gone within" in queue["reason"], queue["reason"]
+    assert "wherever its start command put it" in queue["reason"]
+    failed = [a for a in queue["allocations"] if a["state"] == "failed"]
+    assert len(failed) >= 3
+    assert all(a["connected_at"] is not None for a in failed)  # they had joined
+
+
 def test_a_master_restart_does_not_end_an_allocation_whose_workers_come_back(
     grid: SystemGrid,
 ) -> None:

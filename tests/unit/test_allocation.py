@@ -21,7 +21,7 @@ from gridrun.master.backends import Submission
 from gridrun.master.backends.slurm import batch_script, walltime
 from gridrun.master.core.access import Access
 from gridrun.master.core.alloc_fit import QueueBook, why_not
-from gridrun.master.core.allocator import backoff_ms, demand
+from gridrun.master.core.allocator import backoff_ms, demand, early_ms
 from gridrun.master.core.audit import Audit
 from gridrun.model import WorkerInfo, WorkerState
 from gridrun.resources import Resources
@@ -115,6 +115,13 @@ def test_demand_counts_what_no_free_slot_and_no_coming_worker_takes() -> None:
     gpu = queue("a-gpu", labels={"gpu": "1"})
     mixed = [task(1, labels={"gpu": "1"}), task(2)]  # the plainest queue first, not by name
     assert demand(mixed, [gpu, queue("b")], [], []) == {"a-gpu": 1, "b": 1}
+
+
+def test_workers_gone_sooner_than_they_would_leave_by_themselves_are_a_failure() -> None:
+    # a minute, or less where the workers would leave sooner: idle, or at their time limit
+    assert early_ms(QueueConfig(time_limit_s=3600, idle_timeout_s=300)) == 60_000
+    assert early_ms(QueueConfig(time_limit_s=3600, idle_timeout_s=5)) == 5_000
+    assert early_ms(QueueConfig(time_limit_s=40, idle_timeout_s=300)) == 30_000  # 40 s less 10
 
 
 def test_backoff_doubles_to_a_cap() -> None:

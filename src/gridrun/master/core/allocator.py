@@ -6,9 +6,10 @@ running allocations' credentials (so any master admits their workers); the maste
 store's lease (one at a time: `store.allocations.lead`) then acts:
 
 - it reads the state of each allocation from its backend (squeue): one whose workers joined
-  runs (whatever squeue says of it yet) and resets its queue's failures; one none of whose
-  workers joined within `alloc_connect_timeout_s` of its start is cancelled and fails; one
-  that failed, or ended before any worker joined, fails;
+  runs (whatever squeue says of it yet), and resets its queue's failures once they have
+  lived a minute (`early_ms`); one none of whose workers joined within
+  `alloc_connect_timeout_s` of its start is cancelled and fails; one that failed, ended
+  before any worker joined, or whose workers were all gone within that minute, fails;
 - it counts, from the head of the queue, the tasks no live worker with a free slot could take
   now and no worker on its way (an allocation of the queue not joined yet, or one whose workers
   are away a moment, their leases not lapsed: the master restarted) will: tasks waiting
@@ -109,6 +110,15 @@ def demand(
     return need
 
 
+EARLY_END_S = 60.0  # an allocation whose workers are all gone sooner after joining failed
+
+
+def early_ms(config: QueueConfig) -> float:
+    """How soon after joining an allocation's end is a failure: a minute, or less where its
+    workers would leave sooner by themselves (idle, or their time limit)."""
+    return min(EARLY_END_S, config.idle_timeout_s, config.worker_time_s) * 1000
+
+
 def _lease(worker: WorkerInfo) -> int:
     return worker.lease_until or 0
 
@@ -207,10 +217,17 @@ class Allocator:
                 changed = allocation
                 if joined.get(allocation.id) and allocation.connected_at is None:
                     changed = replace(changed, connected_at=now)
-                    if queue.failures or queue.reason:
-                        by_name[queue.name] = await self._save_queue(
-                            replace(queue, failures=0, reason=None, next_at=0)
-                        )
+                # its workers joined and lived: the queue works (not at the first join:
+                # workers that die at once would reset the count they add to)
+                lived = now - (changed.connected_at or now)
+                if (
+                    joined.get(allocation.id)
+                    and lived >= early_ms(queue.config)
+                    and (queue.failures or queue.reason)
+                ):
+                    by_name[queue.name] = queue = await self._save_queue(
+                        replace(queue, failures=0, reason=None, next_at=0)
+                    )
                 if not allocation.backend_id:
                     changed = replace(
                         changed, state=AllocState.FAILED, ended_at=now,
@@ -241,16 +258,26 @@ class Allocator:
         now = self.clock.now_ms()
         state = status.state if status is not None else AllocState.ENDED
         detail = (status.detail if status is not None else None) or "no longer known to it"
-        if state is AllocState.ENDED and allocation.connected_at is None:
+        queue = by_name[allocation.queue]
+        joined_at = allocation.connected_at
+        if state is AllocState.ENDED and joined_at is None:
             state = AllocState.FAILED
             detail = f"it ended ({detail}) before any of its workers joined"
+        elif (
+            state is AllocState.ENDED
+            and joined_at is not None
+            and now - joined_at < early_ms(queue.config)
+        ):
+            # not idle, not at their time limit: they died (a crash, a kill, a bad argument)
+            state = AllocState.FAILED
+            lived = (now - joined_at) / 1000
+            detail = f"its workers were gone within {lived:.0f}s of joining ({detail})"
         ended = replace(allocation, state=state, ended_at=now, error=detail)
         if state is AllocState.FAILED:
-            log_file = self.workdir / allocation.queue / f"slurm-{allocation.backend_id}.out"
             await self._failed(
                 by_name, allocation.queue,
                 f"allocation {allocation.id} (job {allocation.backend_id}) failed: {detail}"
-                f" (its output: {log_file}, on the node that ran it)",
+                f" (its output: {self._output_of(queue, allocation)})",
             )  # fmt: skip
         else:
             log.info("allocation %s (job %s) of queue %s ended: %s", allocation.id,
@@ -275,10 +302,15 @@ class Allocator:
         why = (
             f"none of its workers joined within {self.config.alloc_connect_timeout_s:g}s of its"
             f" start (is {self.address} reachable from the nodes? its output:"
-            f" {self.workdir / queue.name}/slurm-{allocation.backend_id}.out)"
+            f" {self._output_of(queue, allocation)})"
         )
         await self._failed(by_name, queue.name, f"allocation {allocation.id}: {why}")
         return replace(allocation, state=AllocState.FAILED, ended_at=self.clock.now_ms(), error=why)
+
+    def _output_of(self, queue: AllocQueue, allocation: Allocation) -> str:
+        if queue.config.backend == "slurm":
+            return f"{self.workdir / queue.name}/slurm-{allocation.backend_id}.out, on its node"
+        return "wherever its start command put it"
 
     async def _failed(self, by_name: dict[str, AllocQueue], name: str, why: str) -> None:
         queue = by_name[name]

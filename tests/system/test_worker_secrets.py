@@ -107,14 +107,15 @@ def test_two_owners_tasks_on_one_worker_cannot_read_signal_or_trace_each_other(
     assert said_as == "a uid each"
     victim = httpx.post(
         f"{url}/v1/tasks",
-        json={"cmd": "id -u; echo $TMPDIR; echo x > /tmp/left-by-victim; sleep 4; echo done",
+        json={"cmd": "id -u; echo $TMPDIR; echo x > /tmp/left-by-victim; sleep 4.25; echo done",
               "shell": True,
               "secret_env": {"DB_PASSWORD": "s3cret"}},
         timeout=10,
     ).json()  # fmt: skip
     eventually(lambda: system_grid.task(victim["id"])["state"] == "running", 20, 0.1)
     pids = (
-        "for p in $(pgrep -x sleep); do echo pid $p;"
+        # the victim's process (by its command line: not whatever else on this host sleeps)
+        "for p in $(pgrep -xf 'sleep 4.25'); do echo pid $p;"
         " tr '\\0' '\\n' < /proc/$p/environ && echo read-environ;"
         ' python3 -c "import ctypes,sys; sys.exit(ctypes.CDLL(None).ptrace(16, $p, 0, 0))"'
         " && echo traced;"

@@ -20,8 +20,8 @@ from gridrun.dispatching import Candidate
 from gridrun.master.backends import Submission
 from gridrun.master.backends.slurm import batch_script, walltime
 from gridrun.master.core.access import Access
+from gridrun.master.core.alloc_demand import backoff_ms, demand, early_ms
 from gridrun.master.core.alloc_fit import QueueBook, why_not
-from gridrun.master.core.allocator import backoff_ms, demand, early_ms
 from gridrun.master.core.audit import Audit
 from gridrun.model import WorkerInfo, WorkerState
 from gridrun.resources import Resources

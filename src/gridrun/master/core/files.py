@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import dataclasses
 import hashlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from gridrun.clock import Clock
 from gridrun.errors import (
@@ -149,17 +149,17 @@ class Files:
         return chunker.size, False
 
     async def _abandon(self, owner: str, digest: str) -> None:
-        """An upload that will not end: the room it took back at once, each step tried on
-        its own (on a full disk the log goes first, so the deletes after it have room);
-        what is left is for gc."""
-        store = self.store
-        for undo in (
-            store.retention.shrink_log,
-            lambda: store.files.abandon_input(owner, digest),
-            store.retention.reclaim,
-        ):
+        """An upload that will not end: the room it took back at once; what is left is for
+        gc."""
+        await self._give_back(lambda: self.store.files.abandon_input(owner, digest))
+
+    async def _give_back(self, delete: Callable[[], Awaitable[None]]) -> None:
+        """Delete bytes that will not be kept and take their room back now, each step tried
+        on its own: the log first (on a full disk the delete needs room), the delete, then
+        the freed pages."""
+        for step in (self.store.retention.shrink_log, delete, self.store.retention.reclaim):
             with contextlib.suppress(Exception):
-                await undo()
+                await step()
 
     async def held(self, owner: str, digest: str) -> int | None:
         """The size of `owner`'s input of that sha256, if it is held whole."""
@@ -276,16 +276,9 @@ class Files:
         return chunker.size, digest
 
     async def _drop(self, ref: AttemptRef, path: str, size: int, why: str) -> None:
-        """A collected file that will not be kept: listed dropped, why; its room back now
-        (the log first: on a full disk the delete needs room)."""
-        store = self.store
-        for undo in (
-            store.retention.shrink_log,
-            lambda: store.files.drop_file(ref, path, size, why[:500], self.clock.now_ms()),
-            store.retention.reclaim,
-        ):
-            with contextlib.suppress(Exception):
-                await undo()
+        """A collected file that will not be kept: listed dropped, why; its room back now."""
+        now = self.clock.now_ms()
+        await self._give_back(lambda: self.store.files.drop_file(ref, path, size, why[:500], now))
 
     async def dropped(
         self, ticket: str, ref: AttemptRef, path: str, size: int, reason: str

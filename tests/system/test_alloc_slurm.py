@@ -301,6 +301,11 @@ def test_a_worker_near_its_time_limit_takes_no_task_that_would_not_fit(
     # the worker leaves at its limit (before Slurm's walltime), and a new one takes it
     done = eventually(lambda: (t := task_of(grid, late))["state"] == "succeeded" and t, 120, 0.5)
     assert done["worker_id"] != worker
-    ended = next(a for a in allocations(grid, "brief") if a["id"] == allocation["id"])
-    assert ended["state"] == "ended"
+
+    def left() -> dict[str, Any] | None:  # (the new worker may have come before it left)
+        mine = next(a for a in allocations(grid, "brief") if a["id"] == allocation["id"])
+        return mine if mine["state"] not in ("queued", "running") else None
+
+    ended = eventually(left, 60, 0.5)
+    assert ended["state"] == "ended", ended
     assert slurm.jobs()[ended["backend_id"]] == "COMPLETED"  # it left: not killed at walltime

@@ -118,10 +118,10 @@ def test_demand_counts_what_no_free_slot_and_no_coming_worker_takes() -> None:
 
 
 def test_workers_gone_sooner_than_they_would_leave_by_themselves_are_a_failure() -> None:
-    # a minute, or less where the workers would leave sooner: idle, or at their time limit
+    # a minute, or half the time the workers take to leave by themselves (idle, time limit)
     assert early_ms(QueueConfig(time_limit_s=3600, idle_timeout_s=300)) == 60_000
-    assert early_ms(QueueConfig(time_limit_s=3600, idle_timeout_s=5)) == 5_000
-    assert early_ms(QueueConfig(time_limit_s=40, idle_timeout_s=300)) == 30_000  # 40 s less 10
+    assert early_ms(QueueConfig(time_limit_s=3600, idle_timeout_s=5)) == 2_500
+    assert early_ms(QueueConfig(time_limit_s=40, idle_timeout_s=300)) == 15_000  # 40 s less 10
 
 
 def test_backoff_doubles_to_a_cap() -> None:

@@ -159,6 +159,7 @@ class Master:
         await self.store.open()
         try:
             await self.core.peers.start()
+            await self.core.allocator.admit_running()  # (before a worker of one can knock)
             await self._start_servers()
         except BaseException:
             await self.close()

@@ -67,9 +67,10 @@ EARLY_END_S = 60.0  # an allocation whose workers are all gone sooner after join
 
 
 def early_ms(config: QueueConfig) -> float:
-    """How soon after joining an allocation's end is a failure: a minute, or less where its
-    workers would leave sooner by themselves (idle, or their time limit)."""
-    return min(EARLY_END_S, config.idle_timeout_s, config.worker_time_s) * 1000
+    """How soon after joining an allocation's end is a failure: a minute, or half the time
+    its workers would take to leave by themselves (idle, or at their time limit) where that
+    is less (a worker that leaves at its limit is seen gone a moment after it)."""
+    return min(EARLY_END_S, config.idle_timeout_s / 2, config.worker_time_s / 2) * 1000
 
 
 def backoff_ms(failures: int, interval_s: float) -> int:

@@ -83,6 +83,14 @@ class Allocator:
         self.leading = False
         self.started_at = clock.now_ms()  # (its workers could not be heard before)
 
+    async def admit_running(self) -> list[Allocation]:
+        """Hand the running allocations' credentials to `access.Grants` (the master calls it
+        once before it accepts workers: a worker coming back at once after a restart is not
+        refused for the first look not having come yet); the active allocations."""
+        active = await self.store.allocations.active_allocations()
+        self.grants.set({a.token_hash: a.id for a in active if a.token_hash})
+        return active
+
     # ---- the look, every alloc_interval_s
 
     async def tick(self) -> None:
@@ -90,8 +98,7 @@ class Allocator:
         now = self.clock.now_ms()
         queues = await allocations.list_queues()
         self.book.set(queues)
-        active = await allocations.active_allocations()
-        self.grants.set({a.token_hash: a.id for a in active if a.token_hash})
+        active = await self.admit_running()
         for queue in queues:
             self.metrics.alloc_paused.labels(queue.name).set(queue.state is QueueState.PAUSED)
         if not queues and not active:

@@ -7,9 +7,10 @@ store's lease (one at a time: `store.allocations.lead`) then acts:
 
 - it reads the state of each allocation from its backend (squeue): one whose workers joined
   runs (whatever squeue says of it yet), and resets its queue's failures once they have
-  lived a minute (`early_ms`); one none of whose workers joined within
-  `alloc_connect_timeout_s` of its start is cancelled and fails; one that failed, ended
-  before any worker joined, or whose workers were all gone within that minute, fails;
+  lived `early_ms` (a minute, or less for workers that leave sooner); one none of whose
+  workers joined within `alloc_connect_timeout_s` of its start is cancelled and fails; one
+  that failed, ended before any worker joined, or whose workers were all gone within
+  `early_ms` of joining, fails;
 - it counts, from the head of the queue, the tasks no live worker with a free slot could take
   now and no worker on its way (an allocation of the queue not joined yet, or one whose workers
   are away a moment, their leases not lapsed: the master restarted) will: tasks waiting
@@ -50,7 +51,7 @@ from gridrun.master.core.alloc_demand import backoff_ms, demand, early_ms
 from gridrun.master.core.alloc_fit import QueueBook
 from gridrun.master.core.config import ServiceConfig
 from gridrun.master.core.metrics import Metrics
-from gridrun.model import WorkerInfo, WorkerState
+from gridrun.model import WorkerState
 from gridrun.store import Store
 
 log = logging.getLogger("gridrun.master")
@@ -59,10 +60,6 @@ DEMAND_SCAN = 2000  # queued tasks, from the head, counted each look
 # a restarted master waits this long (or its --liveness-timeout) for the workers of running
 # allocations to find it again (a worker retries every 3 s at most) before it counts them gone
 REJOIN_S = 15.0
-
-
-def _lease(worker: WorkerInfo) -> int:
-    return worker.lease_until or 0
 
 
 class Allocator:
@@ -114,7 +111,10 @@ class Allocator:
         joined = Counter(allocation_of(w.id) for w in workers)
         # joined, and its workers' leases all lapsed, as for their tasks (not a moment away: a
         # restart of the master, a blip of the network), none counted before this master began
-        lease = {allocation_of(w.id): w.lease_until or 0 for w in sorted(every, key=_lease)}
+        lease: dict[str | None, int] = {}  # an allocation -> the latest of its workers' leases
+        for w in every:
+            named = allocation_of(w.id)
+            lease[named] = max(lease.get(named, 0), w.lease_until or 0)
         first = self.started_at + round(max(self.config.liveness_timeout_s, REJOIN_S) * 1000)
         gone = {
             a.id
